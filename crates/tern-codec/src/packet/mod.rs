@@ -1,0 +1,339 @@
+//! The control packets: one module per packet type, each with its decoder
+//! (a nom parser over the frame body) and its encoder.
+
+mod ack;
+mod auth;
+mod connack;
+mod connect;
+mod disconnect;
+mod publish;
+mod suback;
+mod subscribe;
+mod unsuback;
+mod unsubscribe;
+
+pub use ack::{PubAck, PubComp, PubRec, PubRel};
+pub use auth::Auth;
+pub use connack::ConnAck;
+pub use connect::{Connect, Will};
+pub use disconnect::Disconnect;
+pub use publish::Publish;
+pub use suback::SubAck;
+pub use subscribe::{RetainHandling, Subscribe, SubscribeFilter, SubscriptionOptions};
+pub use unsuback::UnsubAck;
+pub use unsubscribe::Unsubscribe;
+
+use crate::{
+    DecodeError, EncodeError, FixedHeader, FrameStatus, PacketType, ProtocolVersion, check_frame,
+    primitives::{Frame, PResult, end},
+    varint::{VARINT_MAX, put_varint, varint_len},
+};
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// What every packet type implements: its body's codec.
+pub(crate) trait Wire: Sized {
+    /// The packet type.
+    const TYPE: PacketType;
+
+    /// The fixed-header flag nibble.
+    fn flags(&self) -> u8 {
+        Self::TYPE.fixed_flags().unwrap_or(0)
+    }
+
+    /// Rejects a packet that breaks the specification for `version`.
+    fn check(&self, version: ProtocolVersion) -> Result<(), EncodeError>;
+
+    /// The Remaining Length.
+    fn body_len(&self, version: ProtocolVersion) -> usize;
+
+    /// Writes the variable header and payload.
+    fn write_body<B: BufMut>(&self, version: ProtocolVersion, dst: &mut B);
+
+    /// Parses the variable header and payload.
+    fn parse_body<'a>(frame: &Frame<'a>, flags: u8, body: &'a [u8]) -> PResult<'a, Self>;
+}
+
+pub(crate) fn encoded_len<T: Wire>(packet: &T, version: ProtocolVersion) -> usize {
+    let body = packet.body_len(version);
+    1 + varint_len(u32::try_from(body).unwrap_or(u32::MAX)) + body
+}
+
+pub(crate) fn encode<T: Wire, B: BufMut>(
+    packet: &T,
+    version: ProtocolVersion,
+    dst: &mut B,
+) -> Result<(), EncodeError> {
+    packet.check(version)?;
+    let body = u32::try_from(packet.body_len(version))
+        .ok()
+        .filter(|&len| len <= VARINT_MAX)
+        .ok_or(EncodeError::PacketTooLarge)?;
+    dst.put_u8(((T::TYPE as u8) << 4) | packet.flags());
+    put_varint(dst, body);
+    packet.write_body(version, dst);
+    Ok(())
+}
+
+fn decode_body<T: Wire>(frame: &Frame<'_>, header: &FixedHeader) -> Result<T, DecodeError> {
+    let body = &frame.bytes[header.header_len..];
+    let (rest, packet) = T::parse_body(frame, header.flags, body).map_err(|e| frame.error(e))?;
+    end(rest).map_err(|e| frame.error(e))?;
+    Ok(packet)
+}
+
+/// Adds the public `encode` and `encoded_len` to each packet struct.
+macro_rules! packet_codec {
+    ($($ty:ident),*) => {$(
+        impl $ty {
+            /// The exact number of bytes [`Self::encode`] writes for `version`.
+            pub fn encoded_len(&self, version: ProtocolVersion) -> usize {
+                encoded_len(self, version)
+            }
+
+            /// Writes the whole packet for `version`, or writes nothing and
+            /// returns an error if the packet breaks the specification.
+            pub fn encode<B: BufMut>(
+                &self,
+                version: ProtocolVersion,
+                dst: &mut B,
+            ) -> Result<(), EncodeError> {
+                encode(self, version, dst)
+            }
+        }
+
+        impl From<$ty> for Packet {
+            fn from(p: $ty) -> Packet {
+                Packet::$ty(p)
+            }
+        }
+    )*};
+}
+
+packet_codec!(
+    Connect,
+    ConnAck,
+    Publish,
+    PubAck,
+    PubRec,
+    PubRel,
+    PubComp,
+    Subscribe,
+    SubAck,
+    Unsubscribe,
+    UnsubAck,
+    Disconnect,
+    Auth
+);
+
+/// Any MQTT control packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "type", rename_all = "UPPERCASE"))]
+pub enum Packet {
+    /// CONNECT.
+    Connect(Connect),
+    /// CONNACK.
+    ConnAck(ConnAck),
+    /// PUBLISH.
+    Publish(Publish),
+    /// PUBACK.
+    PubAck(PubAck),
+    /// PUBREC.
+    PubRec(PubRec),
+    /// PUBREL.
+    PubRel(PubRel),
+    /// PUBCOMP.
+    PubComp(PubComp),
+    /// SUBSCRIBE.
+    Subscribe(Subscribe),
+    /// SUBACK.
+    SubAck(SubAck),
+    /// UNSUBSCRIBE.
+    Unsubscribe(Unsubscribe),
+    /// UNSUBACK.
+    UnsubAck(UnsubAck),
+    /// PINGREQ.
+    PingReq,
+    /// PINGRESP.
+    PingResp,
+    /// DISCONNECT.
+    Disconnect(Disconnect),
+    /// AUTH (MQTT 5 only).
+    Auth(Auth),
+}
+
+macro_rules! dispatch {
+    ($self:expr, $p:ident => $body:expr, ping => $ping:expr) => {
+        match $self {
+            Packet::Connect($p) => $body,
+            Packet::ConnAck($p) => $body,
+            Packet::Publish($p) => $body,
+            Packet::PubAck($p) => $body,
+            Packet::PubRec($p) => $body,
+            Packet::PubRel($p) => $body,
+            Packet::PubComp($p) => $body,
+            Packet::Subscribe($p) => $body,
+            Packet::SubAck($p) => $body,
+            Packet::Unsubscribe($p) => $body,
+            Packet::UnsubAck($p) => $body,
+            Packet::Disconnect($p) => $body,
+            Packet::Auth($p) => $body,
+            Packet::PingReq | Packet::PingResp => $ping,
+        }
+    };
+}
+
+impl Packet {
+    /// Decodes one packet from the front of `buf`.
+    ///
+    /// - `Ok(Some(packet))`: a whole packet; its bytes were removed from `buf`
+    ///   and the packet's strings and payload share them (no copy).
+    /// - `Ok(None)`: more bytes are needed; nothing was consumed.
+    ///   ([`check_frame`] tells how many.)
+    /// - `Err(e)`: the bytes break a rule; the connection must be closed, after
+    ///   sending `e.reason_code()` where the protocol allows. The bad packet's
+    ///   bytes may have been consumed.
+    ///
+    /// A packet larger than `max_packet_size` is refused from its fixed header
+    /// alone. `version` is the connection's protocol version; a CONNECT is
+    /// decoded by its own protocol level whatever `version` says.
+    pub fn decode(
+        buf: &mut BytesMut,
+        version: ProtocolVersion,
+        max_packet_size: u32,
+    ) -> Result<Option<Packet>, DecodeError> {
+        let header = match check_frame(buf, version, max_packet_size)? {
+            FrameStatus::Complete(header) => header,
+            FrameStatus::Incomplete { .. } => return Ok(None),
+        };
+        let frame = buf.split_to(header.packet_len()).freeze();
+        Self::decode_frame(&frame, &header, version).map(Some)
+    }
+
+    /// Decodes a buffer that holds exactly one whole packet.
+    ///
+    /// Like [`Packet::decode`] with no size limit, but an incomplete packet or
+    /// trailing bytes after it are errors.
+    pub fn decode_exact(bytes: Bytes, version: ProtocolVersion) -> Result<Packet, DecodeError> {
+        match check_frame(&bytes, version, crate::MAX_PACKET_SIZE)? {
+            FrameStatus::Complete(header) if header.packet_len() == bytes.len() => {
+                Self::decode_frame(&bytes, &header, version)
+            }
+            FrameStatus::Complete(header) => Err(DecodeError::new(
+                crate::DecodeErrorKind::TrailingBytes {
+                    count: bytes.len() - header.packet_len(),
+                },
+                header.packet_len(),
+            )
+            .in_packet(header.packet_type)),
+            FrameStatus::Incomplete { .. } => Err(DecodeError::new(
+                crate::DecodeErrorKind::UnexpectedEnd,
+                bytes.len(),
+            )),
+        }
+    }
+
+    fn decode_frame(
+        bytes: &Bytes,
+        header: &FixedHeader,
+        version: ProtocolVersion,
+    ) -> Result<Packet, DecodeError> {
+        let frame = Frame { bytes, version };
+        let packet = match header.packet_type {
+            PacketType::Connect => {
+                let body = &bytes[header.header_len..];
+                return decode_body(&frame, header)
+                    .map(Packet::Connect)
+                    .map_err(|e| {
+                        match connect::peek_version(body) {
+                            Some(v) => e.with_version(v),
+                            None => e,
+                        }
+                        .in_packet(PacketType::Connect)
+                    });
+            }
+            PacketType::ConnAck => decode_body(&frame, header).map(Packet::ConnAck),
+            PacketType::Publish => decode_body(&frame, header).map(Packet::Publish),
+            PacketType::PubAck => decode_body(&frame, header).map(Packet::PubAck),
+            PacketType::PubRec => decode_body(&frame, header).map(Packet::PubRec),
+            PacketType::PubRel => decode_body(&frame, header).map(Packet::PubRel),
+            PacketType::PubComp => decode_body(&frame, header).map(Packet::PubComp),
+            PacketType::Subscribe => decode_body(&frame, header).map(Packet::Subscribe),
+            PacketType::SubAck => decode_body(&frame, header).map(Packet::SubAck),
+            PacketType::Unsubscribe => decode_body(&frame, header).map(Packet::Unsubscribe),
+            PacketType::UnsubAck => decode_body(&frame, header).map(Packet::UnsubAck),
+            PacketType::Disconnect => decode_body(&frame, header).map(Packet::Disconnect),
+            PacketType::Auth => decode_body(&frame, header).map(Packet::Auth),
+            PacketType::PingReq | PacketType::PingResp => {
+                let body = &bytes[header.header_len..];
+                end(body).map_err(|e| frame.error(e))?;
+                Ok(if header.packet_type == PacketType::PingReq {
+                    Packet::PingReq
+                } else {
+                    Packet::PingResp
+                })
+            }
+        };
+        packet.map_err(|e| e.in_packet(header.packet_type))
+    }
+
+    /// The packet's type.
+    pub fn packet_type(&self) -> PacketType {
+        match self {
+            Packet::PingReq => PacketType::PingReq,
+            Packet::PingResp => PacketType::PingResp,
+            _ => dispatch!(self, p => wire_type(p), ping => unreachable!()),
+        }
+    }
+
+    /// The exact number of bytes [`Packet::encode`] writes for `version`.
+    pub fn encoded_len(&self, version: ProtocolVersion) -> usize {
+        dispatch!(self, p => encoded_len(p, version), ping => 2)
+    }
+
+    /// Writes the whole packet for `version`, or writes nothing and returns an
+    /// error if the packet breaks the specification or cannot be expressed in
+    /// `version`.
+    pub fn encode<B: BufMut>(
+        &self,
+        version: ProtocolVersion,
+        dst: &mut B,
+    ) -> Result<(), EncodeError> {
+        dispatch!(self, p => encode(p, version, dst), ping => {
+            dst.put_u8((self.packet_type() as u8) << 4);
+            dst.put_u8(0);
+            Ok(())
+        })
+    }
+}
+
+fn wire_type<T: Wire>(_: &T) -> PacketType {
+    T::TYPE
+}
+
+/// Fails encoding when a version before 5 would lose MQTT 5 properties.
+pub(crate) fn require_no_properties(
+    empty: bool,
+    version: ProtocolVersion,
+) -> Result<(), EncodeError> {
+    if empty || version.is_v5() {
+        Ok(())
+    } else {
+        Err(EncodeError::NotInVersion {
+            what: "MQTT 5 properties",
+            version,
+        })
+    }
+}
+
+/// Fails encoding when a reason code is not defined for the packet type.
+pub(crate) fn require_reason(
+    code: crate::ReasonCode,
+    packet: PacketType,
+) -> Result<(), EncodeError> {
+    if code.is_valid_for(packet) {
+        Ok(())
+    } else {
+        Err(EncodeError::InvalidReasonCode(code))
+    }
+}

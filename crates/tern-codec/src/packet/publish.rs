@@ -1,0 +1,160 @@
+//! PUBLISH (MQTT 5.0 §3.3, 3.1.1 §3.3).
+
+use super::{Wire, require_no_properties};
+use crate::{
+    DecodeErrorKind, EncodeError, MqttString, PacketId, PacketType, ProtocolVersion, QoS,
+    primitives::{Frame, PResult, fail, has_wildcard, packet_id, put_binary, string_slice},
+    properties::{PropertySet, PublishProperties},
+};
+use bytes::{BufMut, Bytes};
+
+/// PUBLISH: an application message, in either direction.
+///
+/// `packet_id` is present exactly when `qos` is 1 or 2; the decoder
+/// guarantees it and the encoder insists on it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
+pub struct Publish {
+    /// Re-delivery of an earlier attempt (QoS 1 and 2 only) [MQTT-3.3.1-2].
+    pub dup: bool,
+    /// The quality of service of this delivery.
+    pub qos: QoS,
+    /// Whether the message is (or was published as) retained.
+    pub retain: bool,
+    /// The topic name; may be empty in MQTT 5 when a Topic Alias stands for it.
+    pub topic: MqttString,
+    /// The packet identifier, present exactly at QoS 1 and 2.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub packet_id: Option<PacketId>,
+    /// MQTT 5 properties; must be empty for 3.x.
+    pub properties: PublishProperties,
+    /// The application message, shared with the buffer it was read from.
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_impls::hex"))]
+    pub payload: Bytes,
+}
+
+const DUP: u8 = 0b1000;
+const QOS_SHIFT: u8 = 1;
+const RETAIN: u8 = 0b0001;
+
+impl Wire for Publish {
+    const TYPE: PacketType = PacketType::Publish;
+
+    fn flags(&self) -> u8 {
+        let mut flags = self.qos.as_u8() << QOS_SHIFT;
+        if self.dup {
+            flags |= DUP;
+        }
+        if self.retain {
+            flags |= RETAIN;
+        }
+        flags
+    }
+
+    fn check(&self, version: ProtocolVersion) -> Result<(), EncodeError> {
+        if (self.qos == QoS::AtMostOnce) != self.packet_id.is_none() {
+            return Err(EncodeError::PacketIdMismatch);
+        }
+        if self.dup && self.qos == QoS::AtMostOnce {
+            return Err(EncodeError::DupWithQos0);
+        }
+        if has_wildcard(self.topic.as_bytes()) {
+            return Err(EncodeError::WildcardInTopicName);
+        }
+        if self.topic.is_empty() && self.properties.topic_alias.is_none() {
+            return Err(EncodeError::EmptyTopic);
+        }
+        if !self.properties.is_empty() {
+            require_no_properties(false, version)?;
+            self.properties.check()?;
+            if self
+                .properties
+                .response_topic
+                .as_ref()
+                .is_some_and(|t| has_wildcard(t.as_bytes()))
+            {
+                return Err(EncodeError::InvalidValue(
+                    "Response Topic must not contain wildcards",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn body_len(&self, version: ProtocolVersion) -> usize {
+        let mut len = self.topic.wire_len() + self.payload.len();
+        if self.packet_id.is_some() {
+            len += 2;
+        }
+        if version.is_v5() {
+            len += self.properties.wire_len();
+        }
+        len
+    }
+
+    fn write_body<B: BufMut>(&self, version: ProtocolVersion, dst: &mut B) {
+        put_binary(dst, self.topic.as_bytes());
+        if let Some(id) = self.packet_id {
+            dst.put_u16(id.get());
+        }
+        if version.is_v5() {
+            self.properties.write(dst);
+        }
+        dst.put_slice(&self.payload);
+    }
+
+    fn parse_body<'a>(frame: &Frame<'a>, flags: u8, body: &'a [u8]) -> PResult<'a, Self> {
+        // The flags sit in the first byte, one before the body.
+        let header = &frame.bytes[..1];
+        let Some(qos) = QoS::from_u8((flags >> QOS_SHIFT) & 0b11) else {
+            return fail(header, DecodeErrorKind::InvalidPublishQos);
+        };
+        let dup = flags & DUP != 0;
+        if dup && qos == QoS::AtMostOnce {
+            return fail(header, DecodeErrorKind::DupWithQos0);
+        }
+        let (input, topic) = string_slice(body)?;
+        if has_wildcard(topic) {
+            return fail(body, DecodeErrorKind::WildcardInTopicName);
+        }
+        let (input, packet_id) = if qos == QoS::AtMostOnce {
+            (input, None)
+        } else {
+            let (input, id) = packet_id(input)?;
+            (input, Some(id))
+        };
+        let (payload, properties) = if frame.version.is_v5() {
+            let at = input;
+            let (rest, props) = PublishProperties::parse(frame, input)?;
+            if props
+                .response_topic
+                .as_ref()
+                .is_some_and(|t| has_wildcard(t.as_bytes()))
+            {
+                return fail(
+                    at,
+                    DecodeErrorKind::InvalidPropertyValue(crate::PropertyId::ResponseTopic),
+                );
+            }
+            (rest, props)
+        } else {
+            (input, PublishProperties::default())
+        };
+        if topic.is_empty() && properties.topic_alias.is_none() {
+            return fail(body, DecodeErrorKind::EmptyTopic);
+        }
+        Ok((
+            &payload[payload.len()..],
+            Publish {
+                dup,
+                qos,
+                retain: flags & RETAIN != 0,
+                topic: frame.string(topic),
+                packet_id,
+                properties,
+                payload: frame.share(payload),
+            },
+        ))
+    }
+}

@@ -1,0 +1,141 @@
+//! nom parsers for the MQTT data representations (§1.5) and their writers.
+//!
+//! Parsers work on the body slice of one whole frame; [`Frame`] turns the
+//! sub-slices they return into shared [`Bytes`] without copying, and turns a
+//! failure position into a byte offset from the start of the packet.
+
+use crate::{
+    DecodeError, DecodeErrorKind, MqttString, PacketId, ProtocolVersion,
+    string::{self, StringError},
+    varint::{VarInt, read_varint},
+};
+use bytes::{BufMut, Bytes};
+use nom::{IResult, Parser, error::ParseError, number::complete::be_u16};
+
+/// A parse failure: where it happened and which rule it broke.
+#[derive(Debug)]
+pub(crate) struct Fail<'a> {
+    pub(crate) at: &'a [u8],
+    pub(crate) kind: DecodeErrorKind,
+}
+
+impl<'a> ParseError<&'a [u8]> for Fail<'a> {
+    fn from_error_kind(input: &'a [u8], _kind: nom::error::ErrorKind) -> Self {
+        // Every nom primitive we use fails only by running out of input.
+        Fail {
+            at: input,
+            kind: DecodeErrorKind::UnexpectedEnd,
+        }
+    }
+
+    fn append(_input: &'a [u8], _kind: nom::error::ErrorKind, other: Self) -> Self {
+        other
+    }
+}
+
+/// The result of a parser.
+pub(crate) type PResult<'a, T> = IResult<&'a [u8], T, Fail<'a>>;
+
+/// Fails at `at` with `kind`; a failure is never retried by nom.
+pub(crate) fn fail<T>(at: &[u8], kind: DecodeErrorKind) -> PResult<'_, T> {
+    Err(nom::Err::Failure(Fail { at, kind }))
+}
+
+/// The frame being decoded: the whole packet's bytes, shared.
+pub(crate) struct Frame<'f> {
+    pub(crate) bytes: &'f Bytes,
+    pub(crate) version: ProtocolVersion,
+}
+
+impl Frame<'_> {
+    /// A shared, zero-copy handle on a sub-slice of the frame.
+    pub(crate) fn share(&self, sub: &[u8]) -> Bytes {
+        if sub.is_empty() {
+            Bytes::new()
+        } else {
+            self.bytes.slice_ref(sub)
+        }
+    }
+
+    /// A string from a sub-slice already checked by [`string_slice`].
+    pub(crate) fn string(&self, sub: &[u8]) -> MqttString {
+        MqttString::from_validated(self.share(sub))
+    }
+
+    /// The byte offset of `at` from the start of the packet.
+    pub(crate) fn offset_of(&self, at: &[u8]) -> usize {
+        (at.as_ptr() as usize).saturating_sub(self.bytes.as_ptr() as usize)
+    }
+
+    /// Turns a nom error into a [`DecodeError`] with its offset.
+    pub(crate) fn error(&self, err: nom::Err<Fail<'_>>) -> DecodeError {
+        match err {
+            nom::Err::Error(f) | nom::Err::Failure(f) => {
+                DecodeError::new(f.kind, self.offset_of(f.at))
+            }
+            // Complete parsers never report Incomplete; the frame is whole.
+            nom::Err::Incomplete(_) => {
+                DecodeError::new(DecodeErrorKind::UnexpectedEnd, self.bytes.len())
+            }
+        }
+    }
+}
+
+/// A Variable Byte Integer.
+pub(crate) fn varint(input: &[u8]) -> PResult<'_, u32> {
+    match read_varint(input) {
+        VarInt::Value(v, len) => Ok((&input[len..], v)),
+        VarInt::Incomplete => fail(input, DecodeErrorKind::UnexpectedEnd),
+        VarInt::TooLong => fail(input, DecodeErrorKind::VarIntTooLong),
+        VarInt::NotMinimal => fail(input, DecodeErrorKind::VarIntNotMinimal),
+    }
+}
+
+/// Two-byte length-prefixed data.
+pub(crate) fn binary_slice(input: &[u8]) -> PResult<'_, &[u8]> {
+    nom::multi::length_data(be_u16).parse(input)
+}
+
+/// A UTF-8 Encoded String's bytes, validated [MQTT-1.5.4-1] [MQTT-1.5.4-2].
+pub(crate) fn string_slice(input: &[u8]) -> PResult<'_, &[u8]> {
+    let (rest, s) = binary_slice(input)?;
+    match string::validate(s) {
+        Ok(()) => Ok((rest, s)),
+        Err(StringError::NullCharacter) => fail(s, DecodeErrorKind::NullCharacter),
+        Err(_) => fail(s, DecodeErrorKind::InvalidUtf8),
+    }
+}
+
+/// A non-zero Packet Identifier [MQTT-2.2.1-3].
+pub(crate) fn packet_id(input: &[u8]) -> PResult<'_, PacketId> {
+    let (rest, id) = be_u16(input)?;
+    match PacketId::new(id) {
+        Some(id) => Ok((rest, id)),
+        None => fail(input, DecodeErrorKind::ZeroPacketId),
+    }
+}
+
+/// Fails unless the input is used up: the Remaining Length must match the content.
+pub(crate) fn end(input: &[u8]) -> PResult<'_, ()> {
+    if input.is_empty() {
+        Ok((input, ()))
+    } else {
+        fail(input, DecodeErrorKind::TrailingBytes { count: input.len() })
+    }
+}
+
+/// `true` if a topic name contains a wildcard character.
+///
+/// Branch-free over the bytes so it vectorises; topic names are short.
+pub(crate) fn has_wildcard(topic: &[u8]) -> bool {
+    topic
+        .iter()
+        .fold(false, |acc, &b| acc | (b == b'+') | (b == b'#'))
+}
+
+/// Writes a two-byte length prefix and the bytes. The caller has checked the length.
+pub(crate) fn put_binary<B: BufMut>(dst: &mut B, data: &[u8]) {
+    debug_assert!(data.len() <= usize::from(u16::MAX));
+    dst.put_u16(data.len() as u16);
+    dst.put_slice(data);
+}

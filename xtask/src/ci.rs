@@ -1,0 +1,75 @@
+//! `cargo xtask ci`: everything CI checks, in one command.
+//!
+//! Order: cheap checks first, then the shared debug build (clippy, tests, docs
+//! use the same features so cargo reuses dependency builds), then tools that
+//! need installing, then the fuzz smoke run.
+
+use crate::{
+    fuzz,
+    tools::{cargo, ensure_cargo_tool, run},
+};
+
+/// The pinned cargo-deny version.
+const CARGO_DENY_VERSION: &str = "0.20.2";
+
+/// Seconds each fuzz target runs in CI.
+const FUZZ_SMOKE_SECONDS: u64 = 30;
+
+/// Library crates that must package (and so publish) on their own.
+const PUBLISHED: &[&str] = &["tern-codec"];
+
+pub(crate) fn command(args: &[String]) -> Result<(), String> {
+    let fuzz_seconds = match args {
+        [] => FUZZ_SMOKE_SECONDS,
+        [flag, n] if flag == "--fuzz-seconds" => n
+            .parse()
+            .map_err(|_| "--fuzz-seconds needs a whole number")?,
+        _ => return Err("usage: cargo xtask ci [--fuzz-seconds N]".into()),
+    };
+    let started = std::time::Instant::now();
+    let step = |name: &str| eprintln!("\n==== {name} ({}s) ====", started.elapsed().as_secs());
+
+    step("rustfmt");
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+
+    step("clippy");
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+
+    step("tests");
+    run(cargo().args(["test", "--workspace", "--all-features"]))?;
+
+    step("docs");
+    run(cargo()
+        .args(["doc", "--workspace", "--no-deps", "--all-features"])
+        .env("RUSTDOCFLAGS", "-D warnings"))?;
+
+    step("packaging");
+    for krate in PUBLISHED {
+        run(cargo().args(["package", "--allow-dirty", "-p", krate]))?;
+    }
+
+    step("cargo-deny");
+    ensure_cargo_tool("cargo-deny", CARGO_DENY_VERSION)?;
+    // --offline needs every platform's crates in the local cache.
+    run(cargo().args(["fetch", "--locked"]))?;
+    run(cargo().args(["deny", "--offline", "check", "licenses", "bans", "sources"]))?;
+
+    step("fuzz smoke");
+    for target in fuzz::TARGETS {
+        fuzz::fuzz_target(target, fuzz_seconds)?;
+    }
+
+    eprintln!(
+        "\nci: all checks passed in {}s",
+        started.elapsed().as_secs()
+    );
+    Ok(())
+}

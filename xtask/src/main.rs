@@ -1,0 +1,49 @@
+//! Project automation for Tern, in the rust-analyzer manner: one small binary,
+//! run as `cargo xtask <command>` through the alias in `.cargo/config.toml`.
+//!
+//! Commands:
+//! - `ci`: every check CI runs, in order; the README's test command.
+//! - `fuzz TARGET [--seconds N]`: runs one cargo-fuzz target on the stable toolchain.
+//!
+//! Checks that matter also run as ordinary `#[test]`s (see `tidy.rs`), so
+//! `cargo test` enforces them too.
+
+mod ci;
+mod fuzz;
+#[cfg(test)]
+mod tidy;
+mod tools;
+
+use std::process::ExitCode;
+
+const HELP: &str = "\
+cargo xtask <command>
+
+Commands:
+  ci                          run every check CI runs (fmt, clippy, tests, docs,
+                              packaging, cargo-deny, fuzz smoke); installs the
+                              tools it needs when missing
+  fuzz TARGET [--seconds N]   run one fuzz target (default 60 s); TARGET `all`
+                              runs each target in turn
+  help                        this text
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci::command(&args[1..]),
+        Some("fuzz") => fuzz::command(&args[1..]),
+        Some("help" | "--help" | "-h") | None => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command `{other}`\n\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Architecture invariants, checked as ordinary tests so `cargo test` enforces them.
+//!
+//! Every crate under `crates/` must be classified in [`CRATES`]; a new crate
+//! that is not fails the test until someone decides what rules bind it.
+
+use crate::tools::root;
+use std::{fs, path::Path};
+
+/// What rules bind a crate.
+#[derive(Clone, Copy, PartialEq)]
+#[allow(
+    dead_code,
+    reason = "variants are used as the broker, client and CLI crates land"
+)]
+enum Kind {
+    /// Sans-IO core: `no_std`, no clock, no I/O, no ambient RNG, no spawning.
+    CoreNoStd,
+    /// Sans-IO core with a std shell: the listed source subdirectories or
+    /// files are the core and obey the core rules; the rest may do I/O.
+    CoreWithShell(&'static [&'static str]),
+    /// An I/O crate (client, CLI, tools).
+    Shell,
+}
+
+const CRATES: &[(&str, Kind)] = &[("tern-codec", Kind::CoreNoStd)];
+
+/// Text that must not appear in core source: each reads a clock, does I/O,
+/// spawns, or brings in non-deterministic iteration or randomness.
+const FORBIDDEN_IN_CORE: &[&str] = &[
+    "Instant::now",
+    "SystemTime",
+    "thread_rng",
+    "rand::",
+    "getrandom",
+    "HashMap",
+    "HashSet",
+    "tokio",
+    "std::thread",
+    "std::net",
+    "std::fs",
+    "std::io",
+    "async fn",
+];
+
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// Source text without `//` comments, so docs may mention what code may not use.
+fn code_only(text: &str) -> String {
+    text.lines()
+        .map(|line| match line.find("//") {
+            Some(i) => &line[..i],
+            None => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn check_core_files(files: &[std::path::PathBuf], problems: &mut Vec<String>) {
+    for file in files {
+        let text = code_only(&fs::read_to_string(file).expect("readable source"));
+        // Tests may use std freely.
+        let text = match text.find("#[cfg(test)]") {
+            Some(i) => &text[..i],
+            None => &text[..],
+        };
+        for needle in FORBIDDEN_IN_CORE {
+            if text.contains(needle) {
+                problems.push(format!("{}: core code uses `{needle}`", file.display()));
+            }
+        }
+    }
+}
+
+#[test]
+fn every_crate_is_classified() {
+    let mut unclassified = Vec::new();
+    for entry in fs::read_dir(root().join("crates")).expect("crates/ exists") {
+        let name = entry
+            .expect("dir entry")
+            .file_name()
+            .into_string()
+            .expect("utf-8 name");
+        if !CRATES.iter().any(|(c, _)| *c == name) {
+            unclassified.push(name);
+        }
+    }
+    assert!(
+        unclassified.is_empty(),
+        "classify these crates in xtask/src/tidy.rs: {unclassified:?}"
+    );
+}
+
+#[test]
+fn core_crates_do_no_io_read_no_clock_and_stay_deterministic() {
+    let mut problems = Vec::new();
+    for (name, kind) in CRATES {
+        let src = root().join("crates").join(name).join("src");
+        let mut files = Vec::new();
+        match kind {
+            Kind::CoreNoStd => {
+                let lib = fs::read_to_string(src.join("lib.rs")).expect("lib.rs");
+                if !lib.contains("#![no_std]") {
+                    problems.push(format!("{name}: core crate is not #![no_std]"));
+                }
+                let clippy = root().join("crates").join(name).join("clippy.toml");
+                match fs::read_to_string(&clippy) {
+                    Ok(text) if text.contains("std::time::Instant::now") => {}
+                    _ => problems.push(format!(
+                        "{name}: clippy.toml must disallow the clock and I/O"
+                    )),
+                }
+                rust_files(&src, &mut files);
+            }
+            Kind::CoreWithShell(core_paths) => {
+                for p in *core_paths {
+                    let path = src.join(p);
+                    if path.is_dir() {
+                        rust_files(&path, &mut files);
+                    } else {
+                        files.push(path);
+                    }
+                }
+            }
+            Kind::Shell => {}
+        }
+        check_core_files(&files, &mut problems);
+    }
+    assert!(
+        problems.is_empty(),
+        "architecture invariants broken:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn library_crates_forbid_unsafe() {
+    for (name, _) in CRATES {
+        let lib = root().join("crates").join(name).join("src/lib.rs");
+        if let Ok(text) = fs::read_to_string(&lib) {
+            assert!(
+                text.contains("#![forbid(unsafe_code)]"),
+                "{name}: lib.rs must #![forbid(unsafe_code)]"
+            );
+        }
+    }
+}
+
+#[test]
+fn ci_runs_the_readme_test_command() {
+    let readme = fs::read_to_string(root().join("README.md")).expect("README.md");
+    let ci = fs::read_to_string(root().join(".ci/run")).expect(".ci/run");
+    let command = "cargo xtask ci";
+    assert!(readme.contains(command), "README must give `{command}`");
+    assert!(ci.contains(command), ".ci/run must call `{command}`");
+}
+
+#[test]
+fn the_tidy_check_can_fail() {
+    let dir = std::env::temp_dir().join(format!("tern-tidy-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.rs");
+    fs::write(
+        &file,
+        "fn f() { let _ = std::time::Instant::now(); }\n// HashMap in a comment is fine\n",
+    )
+    .unwrap();
+    let mut problems = Vec::new();
+    check_core_files(&[file], &mut problems);
+    fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("Instant::now"));
+}
