@@ -16,7 +16,7 @@ const CARGO_DENY_VERSION: &str = "0.20.2";
 const FUZZ_SMOKE_SECONDS: u64 = 30;
 
 /// Library crates that must package (and so publish) on their own.
-const PUBLISHED: &[&str] = &["tern-codec"];
+const PUBLISHED: &[&str] = &["tern-codec", "tern-session"];
 
 pub(crate) fn command(args: &[String]) -> Result<(), String> {
     let fuzz_seconds = match args {
@@ -52,9 +52,13 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         .env("RUSTDOCFLAGS", "-D warnings"))?;
 
     step("packaging");
+    // Packaged together so path dependencies resolve to the local packages.
+    let mut package = cargo();
+    package.args(["package", "--allow-dirty"]);
     for krate in PUBLISHED {
-        run(cargo().args(["package", "--allow-dirty", "-p", krate]))?;
+        package.args(["-p", krate]);
     }
+    run(&mut package)?;
 
     step("cargo-deny");
     ensure_cargo_tool("cargo-deny", CARGO_DENY_VERSION)?;

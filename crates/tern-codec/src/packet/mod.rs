@@ -90,6 +90,11 @@ macro_rules! packet_codec {
                 encoded_len(self, version)
             }
 
+            /// Checks the rules [`Self::encode`] enforces, without encoding.
+            pub fn validate(&self, version: ProtocolVersion) -> Result<(), EncodeError> {
+                self.check(version)
+            }
+
             /// Writes the whole packet for `version`, or writes nothing and
             /// returns an error if the packet breaks the specification.
             pub fn encode<B: BufMut>(

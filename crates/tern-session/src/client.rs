@@ -1,0 +1,993 @@
+//! The client side: [`ClientConnection`] for one network connection, and the
+//! [`ClientSession`] that outlives it.
+
+use crate::{
+    AckError, AckToken, CloseReason, CommandError, Instant, PublishError, QueueLimits,
+    QueuedMessage, Violation,
+    core::{Core, Flows, LinkState, Received},
+    outgoing::{AckResult, Awaiting, Enqueued},
+};
+use alloc::{collections::BTreeMap, vec::Vec};
+use bytes::{Bytes, BytesMut};
+use core::time::Duration;
+use tern_codec::{
+    AckProperties, Auth, ConnAck, Connect, ConnectProperties, Disconnect, DisconnectProperties,
+    MqttString, Packet, PacketId, PacketType, ProtocolVersion, Publish, QoS, ReasonCode, SubAck,
+    Subscribe, SubscribeFilter, SubscribeProperties, SubscriptionId, SubscriptionOptions, UnsubAck,
+    Unsubscribe, UnsubscribeProperties, Will,
+};
+
+/// How a client connects, and how its connection behaves.
+///
+/// ```
+/// use tern_codec::{MqttString, ProtocolVersion};
+/// use tern_session::ConnectOptions;
+///
+/// let options = ConnectOptions {
+///     version: ProtocolVersion::V3_1_1,
+///     keep_alive: 30,
+///     ..ConnectOptions::new(MqttString::from_static("sensor-17"))
+/// };
+/// assert!(options.clean_start);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// The protocol version to speak.
+    pub version: ProtocolVersion,
+    /// The client identifier; empty asks the server to assign one.
+    pub client_id: MqttString,
+    /// Start a new session (discarding the server's state for this client).
+    pub clean_start: bool,
+    /// Keep alive in seconds; 0 turns it off.
+    pub keep_alive: u16,
+    /// The Last Will and Testament.
+    pub will: Option<Will>,
+    /// The user name.
+    pub username: Option<MqttString>,
+    /// The password.
+    pub password: Option<Bytes>,
+    /// MQTT 5 CONNECT properties: session expiry, Receive Maximum, Maximum
+    /// Packet Size, Topic Alias Maximum, request flags, user properties and
+    /// the authentication method and data for enhanced authentication.
+    pub properties: ConnectProperties,
+    /// Deliver QoS 1 and 2 messages with an [`AckToken`] and acknowledge only
+    /// when [`ClientConnection::ack`] is called; otherwise acknowledge on receipt.
+    pub manual_acks: bool,
+    /// Bounds of the queue of messages waiting to be sent.
+    pub queue: QueueLimits,
+    /// Give up if no CONNACK arrives in this time.
+    pub connect_timeout: Option<Duration>,
+    /// Give up if nothing arrives this long after a PINGREQ; defaults to the
+    /// keep-alive interval.
+    pub ping_timeout: Option<Duration>,
+    /// The most topic aliases to assign to outgoing messages (also bounded by
+    /// the server's Topic Alias Maximum); 0 sends full topics.
+    pub outgoing_topic_aliases: u16,
+    /// When the server has lost the session (Session Present 0), subscribe
+    /// again to every filter the session had been granted.
+    pub resubscribe: bool,
+}
+
+impl ConnectOptions {
+    /// MQTT 5.0 with a clean start, a 60-second keep alive and no will.
+    pub fn new(client_id: MqttString) -> Self {
+        Self {
+            version: ProtocolVersion::V5,
+            client_id,
+            clean_start: true,
+            keep_alive: 60,
+            will: None,
+            username: None,
+            password: None,
+            properties: ConnectProperties::default(),
+            manual_acks: false,
+            queue: QueueLimits::default(),
+            connect_timeout: Some(Duration::from_secs(30)),
+            ping_timeout: None,
+            outgoing_topic_aliases: 0,
+            resubscribe: true,
+        }
+    }
+
+    /// The CONNECT packet these options produce.
+    pub fn connect_packet(&self) -> Connect {
+        Connect {
+            protocol: self.version,
+            clean_start: self.clean_start,
+            keep_alive: self.keep_alive,
+            properties: if self.version.is_v5() {
+                self.properties.clone()
+            } else {
+                ConnectProperties::default()
+            },
+            client_id: self.client_id.clone(),
+            will: self.will.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+        }
+    }
+
+    /// Whether the session outlives the connection on the server.
+    fn persistent(&self) -> bool {
+        if self.version.is_v5() {
+            self.properties.session_expiry_interval.unwrap_or(0) > 0
+        } else {
+            !self.clean_start
+        }
+    }
+}
+
+/// A subscription the server granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct GrantedSubscription {
+    /// The options requested (the QoS is what was granted).
+    pub options: SubscriptionOptions,
+    /// The Subscription Identifier it was made with.
+    pub subscription_id: Option<SubscriptionId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+struct PendingRequest<P> {
+    packet: P,
+    /// Issued by the session itself (a resubscribe), not the application.
+    internal: bool,
+}
+
+/// What a client keeps across connections: its QoS flows in both
+/// directions, its queue, and the subscriptions the server granted.
+///
+/// Serialisable (feature `serde`), so a client can survive a restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ClientSession {
+    flows: Flows,
+    subscriptions: BTreeMap<MqttString, GrantedSubscription>,
+    pending_subscribe: BTreeMap<PacketId, PendingRequest<Subscribe>>,
+    pending_unsubscribe: BTreeMap<PacketId, PendingRequest<Unsubscribe>>,
+    /// The server has state for this session (a persistent session was acknowledged).
+    established: bool,
+}
+
+impl ClientSession {
+    /// A new, empty session.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The subscriptions the server granted, by filter.
+    pub fn subscriptions(&self) -> &BTreeMap<MqttString, GrantedSubscription> {
+        &self.subscriptions
+    }
+
+    /// QoS 1 and 2 messages sent and not yet acknowledged.
+    pub fn inflight_len(&self) -> usize {
+        self.flows.outgoing.inflight_len()
+    }
+
+    /// Messages waiting to be sent.
+    pub fn queue_len(&self) -> usize {
+        self.flows.outgoing.queue_len()
+    }
+
+    /// Packet identifiers in use (messages in flight or queued, and pending
+    /// SUBSCRIBE / UNSUBSCRIBE requests).
+    pub fn packet_ids_in_use(&self) -> usize {
+        self.flows.ids.in_use()
+    }
+
+    /// Incoming QoS 2 messages received and not yet released by PUBREL.
+    pub fn incoming_qos2_len(&self) -> usize {
+        self.flows.incoming.qos2.len()
+    }
+}
+
+/// What a [`ClientConnection`] reports to the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// The server accepted the connection.
+    Connected {
+        /// Whether the server resumed the session.
+        session_present: bool,
+        /// The CONNACK, with the server's limits and any assigned identifier.
+        connack: ConnAck,
+    },
+    /// An application message arrived; acknowledge it with `ack` when the
+    /// token is present (manual acknowledgement).
+    Message {
+        /// The message, its topic resolved from any topic alias.
+        publish: Publish,
+        /// The acknowledgement receipt, for manual acknowledgement.
+        ack: Option<AckToken>,
+    },
+    /// A QoS 1 or 2 message's flow finished: PUBACK, PUBCOMP, or a PUBREC
+    /// with an error (MQTT 5 reason code below 0x80 means delivered).
+    Published {
+        /// The identifier `publish` returned.
+        packet_id: PacketId,
+        /// The message's QoS.
+        qos: QoS,
+        /// The server's reason code.
+        reason_code: ReasonCode,
+    },
+    /// A message left the queue without being sent (the queue's
+    /// drop-oldest policy); its identifier, if it had one, is free again.
+    PublishDropped {
+        /// The identifier `publish` returned.
+        packet_id: Option<PacketId>,
+    },
+    /// The SUBACK for a `subscribe`.
+    Subscribed {
+        /// The identifier `subscribe` returned.
+        packet_id: PacketId,
+        /// One per filter, in order.
+        reason_codes: Vec<ReasonCode>,
+        /// Reason string and user properties.
+        properties: AckProperties,
+    },
+    /// The UNSUBACK for an `unsubscribe` (MQTT 3.x reports Success per filter).
+    Unsubscribed {
+        /// The identifier `unsubscribe` returned.
+        packet_id: PacketId,
+        /// One per filter, in order.
+        reason_codes: Vec<ReasonCode>,
+        /// Reason string and user properties.
+        properties: AckProperties,
+    },
+    /// An AUTH packet from the server (enhanced authentication); answer with
+    /// [`ClientConnection::auth`].
+    Auth(Auth),
+    /// The connection ended; take the session back with
+    /// [`ClientConnection::into_session`] to reconnect.
+    Closed(CloseReason),
+}
+
+/// The limits the server announced in CONNACK.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// The highest QoS the server accepts.
+    pub maximum_qos: QoS,
+    /// Whether retained messages are supported.
+    pub retain_available: bool,
+    /// The largest packet the server accepts.
+    pub maximum_packet_size: u32,
+    /// How many QoS 1 and 2 messages may be unacknowledged at once.
+    pub receive_maximum: u16,
+    /// The keep alive in effect (the server's, if it sent one).
+    pub keep_alive: u16,
+    /// Whether wildcard subscriptions are supported.
+    pub wildcard_subscriptions: bool,
+    /// Whether Subscription Identifiers are supported.
+    pub subscription_identifiers: bool,
+    /// Whether shared subscriptions are supported.
+    pub shared_subscriptions: bool,
+    /// The client identifier the server assigned, if it did.
+    pub assigned_client_id: Option<MqttString>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    AwaitingConnAck,
+    Connected,
+    Closed,
+}
+
+/// One client network connection: a sans-IO state machine.
+///
+/// Methods come in four groups, as in `quinn-proto`:
+/// - getters: [`state`](Self::state), [`version`](Self::version),
+///   [`server_limits`](Self::server_limits), [`session`](Self::session);
+/// - input: [`handle_bytes`](Self::handle_bytes), [`handle_packet`](Self::handle_packet),
+///   [`handle_timeout`](Self::handle_timeout), [`handle_closed`](Self::handle_closed);
+/// - commands: [`publish`](Self::publish), [`subscribe`](Self::subscribe),
+///   [`unsubscribe`](Self::unsubscribe), [`disconnect`](Self::disconnect),
+///   [`ack`](Self::ack), [`auth`](Self::auth);
+/// - output: [`poll_transmit`](Self::poll_transmit), [`poll_timeout`](Self::poll_timeout),
+///   [`poll_event`](Self::poll_event).
+///
+/// See the crate documentation for the drain rule.
+#[derive(Debug)]
+pub struct ClientConnection {
+    core: Core<ClientEvent>,
+    session: ClientSession,
+    options: ConnectOptions,
+    phase: Phase,
+    connect_deadline: Option<Instant>,
+    keep_alive: Duration,
+    ping_sent: Option<Instant>,
+    limits: Option<ServerLimits>,
+}
+
+impl ClientConnection {
+    /// Starts a connection: queues CONNECT. Pass the session from the last
+    /// connection to resume it, or [`ClientSession::new`].
+    ///
+    /// With `clean_start` the session's server-side state is given up, but
+    /// messages waiting or unacknowledged are kept and sent again as new ones.
+    pub fn new(now: Instant, options: ConnectOptions, mut session: ClientSession) -> Self {
+        let mut core = Core::new(now, options.version);
+        core.manual_acks = options.manual_acks;
+        core.limits.receive_maximum = options
+            .properties
+            .receive_maximum
+            .map_or(u16::MAX, |r| r.get());
+        core.limits.our_max_packet = options
+            .properties
+            .maximum_packet_size
+            .map_or(tern_codec::MAX_PACKET_SIZE, |m| m.get());
+        core.in_aliases =
+            crate::alias::IncomingAliases::new(options.properties.topic_alias_maximum.unwrap_or(0));
+        session.flows.epoch = session.flows.epoch.wrapping_add(1);
+        core.send_control(Packet::Connect(options.connect_packet()));
+        Self {
+            core,
+            session,
+            connect_deadline: options.connect_timeout.map(|t| now + t),
+            keep_alive: Duration::from_secs(u64::from(options.keep_alive)),
+            options,
+            phase: Phase::AwaitingConnAck,
+            ping_sent: None,
+            limits: None,
+        }
+    }
+
+    // ---- getters ----
+
+    /// Where the connection stands.
+    pub fn state(&self) -> ConnectionState {
+        match self.phase {
+            Phase::AwaitingConnAck => ConnectionState::Connecting,
+            Phase::Connected => ConnectionState::Connected,
+            Phase::Closed => ConnectionState::Closed,
+        }
+    }
+
+    /// The protocol version.
+    pub fn version(&self) -> ProtocolVersion {
+        self.core.version
+    }
+
+    /// The server's limits, once connected.
+    pub fn server_limits(&self) -> Option<&ServerLimits> {
+        self.limits.as_ref()
+    }
+
+    /// The session state.
+    pub fn session(&self) -> &ClientSession {
+        &self.session
+    }
+
+    /// Ends the connection's life and returns the session, for the next connection.
+    pub fn into_session(mut self) -> ClientSession {
+        // Nothing is on the wire once the session leaves its connection.
+        self.session.flows.outgoing.resume();
+        self.session
+    }
+
+    // ---- input ----
+
+    /// Decodes and handles every whole packet in `buf`, leaving a partial
+    /// packet in place for the next call.
+    pub fn handle_bytes(&mut self, now: Instant, buf: &mut BytesMut) {
+        while !self.core.is_closed() {
+            match Packet::decode(buf, self.core.version, self.core.limits.our_max_packet) {
+                Ok(Some(packet)) => self.handle_packet(now, packet),
+                Ok(None) => return,
+                Err(e) => {
+                    self.fail(Violation::decode(e));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Handles one packet from the server.
+    pub fn handle_packet(&mut self, now: Instant, packet: Packet) {
+        if self.core.is_closed() {
+            return;
+        }
+        self.core.last_received = now;
+        self.ping_sent = None;
+        let result = match self.phase {
+            Phase::AwaitingConnAck => self.handle_handshake(now, packet),
+            Phase::Connected => self.handle_connected(packet),
+            Phase::Closed => Ok(()),
+        };
+        if let Err(v) = result {
+            self.fail(v);
+        }
+    }
+
+    /// Acts on deadlines that have passed: the CONNACK timeout, sending
+    /// PINGREQ, and the PINGRESP timeout. Calling it early does nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.phase {
+            Phase::AwaitingConnAck if self.connect_deadline.is_some_and(|d| now >= d) => {
+                self.close_with(CloseReason::ConnectTimeout, None);
+            }
+            Phase::Connected if !self.keep_alive.is_zero() => {
+                if let Some(sent) = self.ping_sent {
+                    if now >= sent + self.ping_timeout() {
+                        self.close_with(CloseReason::KeepAliveTimeout, None);
+                    }
+                } else if now >= self.core.last_sent + self.keep_alive {
+                    // Nothing sent for a keep-alive interval [MQTT-3.1.2-20].
+                    self.core.send_control(Packet::PingReq);
+                    self.ping_sent = Some(now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The network connection closed.
+    pub fn handle_closed(&mut self, _now: Instant) {
+        self.close_with(CloseReason::TransportClosed, None);
+    }
+
+    // ---- commands ----
+
+    /// Publishes a message; returns its packet identifier at QoS 1 and 2.
+    ///
+    /// The message is queued and goes out, in order, as the server's Receive
+    /// Maximum allows; [`ClientEvent::Published`] reports the end of its flow.
+    /// `dup`, `packet_id` and any topic alias are set by the session.
+    pub fn publish(
+        &mut self,
+        now: Instant,
+        mut publish: Publish,
+    ) -> Result<Option<PacketId>, PublishError> {
+        if self.phase == Phase::Closed {
+            return Err(PublishError::Closed);
+        }
+        if publish.properties.topic_alias.is_some() {
+            return Err(PublishError::PropertyNotAllowed("a Topic Alias"));
+        }
+        if !publish.properties.subscription_identifiers.is_empty() {
+            return Err(PublishError::PropertyNotAllowed(
+                "a Subscription Identifier",
+            ));
+        }
+        publish.dup = false;
+        publish.packet_id = (publish.qos != QoS::AtMostOnce).then_some(PacketId::MIN);
+        publish
+            .validate(self.core.version)
+            .map_err(PublishError::Invalid)?;
+        if let Some(limits) = &self.limits {
+            check_server_limits(&publish, limits, self.core.version)?;
+        }
+        publish.packet_id = match publish.qos {
+            QoS::AtMostOnce => None,
+            _ => Some(
+                self.session
+                    .flows
+                    .ids
+                    .allocate()
+                    .ok_or(PublishError::PacketIdsExhausted)?,
+            ),
+        };
+        let id = publish.packet_id;
+        let message = QueuedMessage {
+            publish,
+            queued_at: now,
+        };
+        match self
+            .session
+            .flows
+            .outgoing
+            .enqueue(message, &self.options.queue)
+        {
+            Enqueued::Queued => {}
+            Enqueued::QueuedDroppingOldest(old) => {
+                if let Some(old_id) = old.publish.packet_id {
+                    self.session.flows.ids.release(old_id);
+                }
+                self.core.events.push_back(ClientEvent::PublishDropped {
+                    packet_id: old.publish.packet_id,
+                });
+            }
+            Enqueued::Rejected(_) => {
+                if let Some(id) = id {
+                    self.session.flows.ids.release(id);
+                }
+                return Err(PublishError::QueueFull);
+            }
+        }
+        Ok(id)
+    }
+
+    /// Subscribes; [`ClientEvent::Subscribed`] carries the result.
+    pub fn subscribe(
+        &mut self,
+        _now: Instant,
+        filters: Vec<SubscribeFilter>,
+        properties: SubscribeProperties,
+    ) -> Result<PacketId, CommandError> {
+        if self.phase == Phase::Closed {
+            return Err(CommandError::Closed);
+        }
+        if properties.subscription_identifier.is_some()
+            && self
+                .limits
+                .as_ref()
+                .is_some_and(|l| !l.subscription_identifiers)
+        {
+            return Err(CommandError::SubscriptionIdentifiersNotSupported);
+        }
+        self.send_subscribe(filters, properties, false)
+    }
+
+    fn send_subscribe(
+        &mut self,
+        filters: Vec<SubscribeFilter>,
+        properties: SubscribeProperties,
+        internal: bool,
+    ) -> Result<PacketId, CommandError> {
+        let packet_id = self
+            .session
+            .flows
+            .ids
+            .allocate()
+            .ok_or(CommandError::PacketIdsExhausted)?;
+        let subscribe = Subscribe {
+            packet_id,
+            properties,
+            filters,
+        };
+        if let Err(e) = subscribe.validate(self.core.version) {
+            self.session.flows.ids.release(packet_id);
+            return Err(CommandError::Invalid(e));
+        }
+        if self.phase == Phase::Connected {
+            self.core.send_control(Packet::Subscribe(subscribe.clone()));
+        }
+        self.session.pending_subscribe.insert(
+            packet_id,
+            PendingRequest {
+                packet: subscribe,
+                internal,
+            },
+        );
+        Ok(packet_id)
+    }
+
+    /// Unsubscribes; [`ClientEvent::Unsubscribed`] carries the result.
+    pub fn unsubscribe(
+        &mut self,
+        _now: Instant,
+        filters: Vec<MqttString>,
+        properties: UnsubscribeProperties,
+    ) -> Result<PacketId, CommandError> {
+        if self.phase == Phase::Closed {
+            return Err(CommandError::Closed);
+        }
+        let packet_id = self
+            .session
+            .flows
+            .ids
+            .allocate()
+            .ok_or(CommandError::PacketIdsExhausted)?;
+        let unsubscribe = Unsubscribe {
+            packet_id,
+            properties,
+            filters,
+        };
+        if let Err(e) = unsubscribe.validate(self.core.version) {
+            self.session.flows.ids.release(packet_id);
+            return Err(CommandError::Invalid(e));
+        }
+        if self.phase == Phase::Connected {
+            self.core
+                .send_control(Packet::Unsubscribe(unsubscribe.clone()));
+        }
+        self.session.pending_unsubscribe.insert(
+            packet_id,
+            PendingRequest {
+                packet: unsubscribe,
+                internal: false,
+            },
+        );
+        Ok(packet_id)
+    }
+
+    /// Acknowledges a message delivered with an [`AckToken`]. Acknowledgements
+    /// go out in the order the messages arrived, whatever order they are
+    /// given in [MQTT-4.6.0-2] [MQTT-4.6.0-3]. MQTT 3.x cannot carry a reason
+    /// code, so there any reason acknowledges.
+    pub fn ack(
+        &mut self,
+        _now: Instant,
+        token: AckToken,
+        reason_code: ReasonCode,
+    ) -> Result<(), AckError> {
+        self.core
+            .acknowledge(&mut self.session.flows, token, reason_code)
+    }
+
+    /// Sends an AUTH packet: the next step of enhanced authentication, or
+    /// re-authentication (reason code 0x19) once connected. MQTT 5 only.
+    pub fn auth(&mut self, _now: Instant, auth: Auth) -> Result<(), CommandError> {
+        if self.phase == Phase::Closed {
+            return Err(CommandError::Closed);
+        }
+        auth.validate(self.core.version)
+            .map_err(CommandError::Invalid)?;
+        self.core.send_control(Packet::Auth(auth));
+        Ok(())
+    }
+
+    /// Disconnects normally (or, in MQTT 5, with `reason_code`, for example
+    /// 0x04 to have the server publish the will). In MQTT 5 `properties` may
+    /// change the Session Expiry Interval, except from zero.
+    pub fn disconnect(
+        &mut self,
+        _now: Instant,
+        reason_code: ReasonCode,
+        properties: DisconnectProperties,
+    ) -> Result<(), CommandError> {
+        if self.phase == Phase::Closed {
+            return Err(CommandError::Closed);
+        }
+        let was_zero = self.options.properties.session_expiry_interval.unwrap_or(0) == 0;
+        if was_zero && properties.session_expiry_interval.is_some_and(|s| s > 0) {
+            return Err(CommandError::WrongState(
+                "the session expiry interval cannot be raised from zero on DISCONNECT",
+            ));
+        }
+        let disconnect = Disconnect {
+            reason_code,
+            properties,
+        };
+        disconnect
+            .validate(self.core.version)
+            .map_err(CommandError::Invalid)?;
+        self.core.send_control(Packet::Disconnect(disconnect));
+        self.close_with(CloseReason::Local(reason_code), None);
+        Ok(())
+    }
+
+    // ---- output ----
+
+    /// The next packet to send, or `None`. Stop calling when your write
+    /// buffer is full: messages wait in the session's bounded queue instead.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Packet> {
+        self.core
+            .next_transmit(now, &mut self.session.flows, |core, publish| {
+                if let Some(packet_id) = publish.packet_id {
+                    core.events.push_back(ClientEvent::Published {
+                        packet_id,
+                        qos: publish.qos,
+                        reason_code: ReasonCode::PacketTooLarge,
+                    });
+                }
+            })
+    }
+
+    /// The next deadline at which [`handle_timeout`](Self::handle_timeout) must be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::AwaitingConnAck => self.connect_deadline,
+            Phase::Connected if !self.keep_alive.is_zero() => Some(match self.ping_sent {
+                Some(sent) => sent + self.ping_timeout(),
+                None => self.core.last_sent + self.keep_alive,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The next event for the application.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.core.events.pop_front()
+    }
+
+    // ---- internals ----
+
+    fn ping_timeout(&self) -> Duration {
+        self.options.ping_timeout.unwrap_or(self.keep_alive)
+    }
+
+    fn fail(&mut self, violation: Violation) {
+        let code = if violation.reason_code.is_valid_for(PacketType::Disconnect) {
+            violation.reason_code
+        } else {
+            ReasonCode::ProtocolError
+        };
+        self.close_with(CloseReason::ProtocolViolation(violation), Some(code));
+    }
+
+    fn close_with(&mut self, reason: CloseReason, disconnect: Option<ReasonCode>) {
+        if self.core.close(disconnect) {
+            self.phase = Phase::Closed;
+            self.core.events.push_back(ClientEvent::Closed(reason));
+        }
+    }
+
+    fn handle_handshake(&mut self, now: Instant, packet: Packet) -> Result<(), Violation> {
+        match packet {
+            Packet::ConnAck(connack) => self.handle_connack(now, connack),
+            Packet::Auth(auth) if self.core.version.is_v5() => {
+                self.core.events.push_back(ClientEvent::Auth(auth));
+                Ok(())
+            }
+            Packet::Disconnect(d) if self.core.version.is_v5() => {
+                self.peer_disconnected(d);
+                Ok(())
+            }
+            _ => Err(Violation::rule(
+                ReasonCode::ProtocolError,
+                "the server's first packet must be CONNACK",
+            )),
+        }
+    }
+
+    fn handle_connack(&mut self, now: Instant, connack: ConnAck) -> Result<(), Violation> {
+        if connack.reason_code.is_error() {
+            self.close_with(CloseReason::ConnectRefused(connack.reason_code), None);
+            return Ok(());
+        }
+        let has_state = self.session.established && !self.options.clean_start;
+        if connack.session_present && !has_state {
+            // [MQTT-3.2.2-4]
+            return Err(Violation::rule(
+                ReasonCode::ProtocolError,
+                "session present, but this client has no session state",
+            ));
+        }
+        let p = &connack.properties;
+        let limits = ServerLimits {
+            maximum_qos: p.maximum_qos.unwrap_or(QoS::ExactlyOnce),
+            retain_available: p.retain_available.unwrap_or(true),
+            maximum_packet_size: p
+                .maximum_packet_size
+                .map_or(tern_codec::MAX_PACKET_SIZE, |m| m.get()),
+            receive_maximum: p.receive_maximum.map_or(u16::MAX, |r| r.get()),
+            keep_alive: p.server_keep_alive.unwrap_or(self.options.keep_alive),
+            wildcard_subscriptions: p.wildcard_subscription_available.unwrap_or(true),
+            subscription_identifiers: p.subscription_identifier_available.unwrap_or(true),
+            shared_subscriptions: p.shared_subscription_available.unwrap_or(true),
+            assigned_client_id: p.assigned_client_identifier.clone(),
+        };
+        // [MQTT-3.2.2-21]: the server's keep alive wins.
+        self.keep_alive = Duration::from_secs(u64::from(limits.keep_alive));
+        self.core.limits.send_quota = limits.receive_maximum;
+        self.core.limits.peer_max_packet = limits.maximum_packet_size;
+        self.core.out_aliases = crate::alias::OutgoingAliases::new(
+            self.options
+                .outgoing_topic_aliases
+                .min(p.topic_alias_maximum.unwrap_or(0)),
+        );
+        if connack.session_present {
+            self.session.flows.outgoing.resume();
+        } else {
+            self.lose_server_session(now);
+        }
+        self.session.established = self.options.persistent();
+        // Requests that never got an answer go again, with the same identifiers.
+        for pending in self.session.pending_subscribe.values() {
+            self.core
+                .send_control(Packet::Subscribe(pending.packet.clone()));
+        }
+        for pending in self.session.pending_unsubscribe.values() {
+            self.core
+                .send_control(Packet::Unsubscribe(pending.packet.clone()));
+        }
+        self.limits = Some(limits);
+        self.phase = Phase::Connected;
+        self.core.state = LinkState::Open;
+        self.core.events.push_back(ClientEvent::Connected {
+            session_present: connack.session_present,
+            connack,
+        });
+        Ok(())
+    }
+
+    /// The server has no state for us [MQTT-3.2.2-5]: unacknowledged messages
+    /// go again as new ones, QoS 2 messages it already received are complete,
+    /// incoming QoS 2 state is dropped, and granted subscriptions are
+    /// requested again if the options say so.
+    fn lose_server_session(&mut self, now: Instant) {
+        let flows = &mut self.session.flows;
+        // Unacknowledged messages keep their identifiers: still ours to use.
+        let (unacked, released) = flows.outgoing.take_inflight(now, &mut flows.ids);
+        flows.outgoing.requeue_front(unacked.into_iter());
+        for packet_id in released {
+            self.core.events.push_back(ClientEvent::Published {
+                packet_id,
+                qos: QoS::ExactlyOnce,
+                reason_code: ReasonCode::Success,
+            });
+        }
+        flows.incoming.qos2.clear();
+        let granted = core::mem::take(&mut self.session.subscriptions);
+        if self.options.resubscribe && !granted.is_empty() {
+            // One SUBSCRIBE per Subscription Identifier: it is per packet.
+            let mut by_id: BTreeMap<Option<SubscriptionId>, Vec<SubscribeFilter>> = BTreeMap::new();
+            for (filter, g) in granted {
+                by_id
+                    .entry(g.subscription_id)
+                    .or_default()
+                    .push(SubscribeFilter {
+                        filter,
+                        options: g.options,
+                    });
+            }
+            for (subscription_id, filters) in by_id {
+                let properties = SubscribeProperties {
+                    subscription_identifier: subscription_id,
+                    ..SubscribeProperties::default()
+                };
+                // Identifier exhaustion here would mean 65,535 requests in flight.
+                let _ = self.send_subscribe(filters, properties, true);
+            }
+        }
+    }
+
+    fn handle_connected(&mut self, packet: Packet) -> Result<(), Violation> {
+        let flows = &mut self.session.flows;
+        match packet {
+            Packet::Publish(publish) => {
+                if let Received::Deliver(publish, ack) =
+                    self.core.receive_publish(flows, publish)?
+                {
+                    self.core
+                        .events
+                        .push_back(ClientEvent::Message { publish, ack });
+                }
+            }
+            Packet::PubAck(ack) => {
+                self.outgoing_ack(ack.packet_id, Awaiting::PubAck, ack.reason_code)
+            }
+            Packet::PubRec(ack) => {
+                self.outgoing_ack(ack.packet_id, Awaiting::PubRec, ack.reason_code)
+            }
+            Packet::PubComp(ack) => {
+                self.outgoing_ack(ack.packet_id, Awaiting::PubComp, ack.reason_code)
+            }
+            Packet::PubRel(rel) => self.core.receive_pubrel(flows, rel.packet_id)?,
+            Packet::SubAck(suback) => self.handle_suback(suback)?,
+            Packet::UnsubAck(unsuback) => self.handle_unsuback(unsuback)?,
+            Packet::PingResp => {}
+            Packet::Disconnect(d) => self.peer_disconnected(d),
+            Packet::Auth(auth) if self.core.version.is_v5() => {
+                self.core.events.push_back(ClientEvent::Auth(auth));
+            }
+            other => {
+                let _ = other;
+                return Err(Violation::rule(
+                    ReasonCode::ProtocolError,
+                    "a server may not send this packet",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn outgoing_ack(&mut self, id: PacketId, kind: Awaiting, reason: ReasonCode) {
+        if let AckResult::Completed { qos, reason } =
+            self.core
+                .receive_ack(&mut self.session.flows, id, kind, reason)
+        {
+            self.core.events.push_back(ClientEvent::Published {
+                packet_id: id,
+                qos,
+                reason_code: reason,
+            });
+        }
+    }
+
+    fn handle_suback(&mut self, suback: SubAck) -> Result<(), Violation> {
+        let Some(pending) = self.session.pending_subscribe.remove(&suback.packet_id) else {
+            return Ok(()); // a late answer to a request we gave up: harmless
+        };
+        self.session.flows.ids.release(suback.packet_id);
+        let request = pending.packet;
+        if suback.reason_codes.len() != request.filters.len() {
+            return Err(Violation::rule(
+                ReasonCode::ProtocolError,
+                "SUBACK has a different number of reason codes than filters",
+            ));
+        }
+        for (f, code) in request.filters.iter().zip(&suback.reason_codes) {
+            let granted = match code {
+                ReasonCode::Success => Some(QoS::AtMostOnce),
+                ReasonCode::GrantedQos1 => Some(QoS::AtLeastOnce),
+                ReasonCode::GrantedQos2 => Some(QoS::ExactlyOnce),
+                _ => None,
+            };
+            if let Some(qos) = granted {
+                self.session.subscriptions.insert(
+                    f.filter.clone(),
+                    GrantedSubscription {
+                        options: SubscriptionOptions { qos, ..f.options },
+                        subscription_id: request.properties.subscription_identifier,
+                    },
+                );
+            }
+        }
+        if !pending.internal {
+            self.core.events.push_back(ClientEvent::Subscribed {
+                packet_id: suback.packet_id,
+                reason_codes: suback.reason_codes,
+                properties: suback.properties,
+            });
+        }
+        Ok(())
+    }
+
+    fn handle_unsuback(&mut self, unsuback: UnsubAck) -> Result<(), Violation> {
+        let Some(pending) = self.session.pending_unsubscribe.remove(&unsuback.packet_id) else {
+            return Ok(());
+        };
+        self.session.flows.ids.release(unsuback.packet_id);
+        let request = pending.packet;
+        let reason_codes = if self.core.version.is_v5() {
+            if unsuback.reason_codes.len() != request.filters.len() {
+                return Err(Violation::rule(
+                    ReasonCode::ProtocolError,
+                    "UNSUBACK has a different number of reason codes than filters",
+                ));
+            }
+            unsuback.reason_codes
+        } else {
+            alloc::vec![ReasonCode::Success; request.filters.len()]
+        };
+        for filter in &request.filters {
+            self.session.subscriptions.remove(filter);
+        }
+        self.core.events.push_back(ClientEvent::Unsubscribed {
+            packet_id: unsuback.packet_id,
+            reason_codes,
+            properties: unsuback.properties,
+        });
+        Ok(())
+    }
+
+    fn peer_disconnected(&mut self, d: Disconnect) {
+        self.close_with(
+            CloseReason::PeerDisconnected {
+                reason_code: d.reason_code,
+                reason_string: d.properties.reason_string,
+            },
+            None,
+        );
+    }
+}
+
+/// Where a connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// The handshake is under way.
+    Connecting,
+    /// Connected: packets flow.
+    Connected,
+    /// Closed.
+    Closed,
+}
+
+fn check_server_limits(
+    publish: &Publish,
+    limits: &ServerLimits,
+    version: ProtocolVersion,
+) -> Result<(), PublishError> {
+    if publish.qos > limits.maximum_qos {
+        return Err(PublishError::QosNotSupported {
+            maximum: limits.maximum_qos,
+        });
+    }
+    if publish.retain && !limits.retain_available {
+        return Err(PublishError::RetainNotSupported);
+    }
+    let size = publish.encoded_len(version);
+    if size > limits.maximum_packet_size as usize {
+        return Err(PublishError::PacketTooLarge {
+            size,
+            maximum: limits.maximum_packet_size,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,435 @@
+//! Outgoing application messages: the queue, the in-flight window and the
+//! QoS 1 / QoS 2 sender flows (MQTT 5.0 §4.3, §4.4, §4.9).
+//!
+//! Messages wait in a bounded FIFO queue and enter the in-flight window in
+//! order, as the peer's Receive Maximum allows. In-flight messages are kept
+//! in the order they were first sent, so after a reconnect they are resent
+//! in that order [MQTT-4.6.0-1]; a QoS 2 message moves to the back when its
+//! PUBREC arrives, so PUBRELs resend in PUBREC order [MQTT-4.6.0-4].
+
+use crate::{Instant, PacketIds};
+use alloc::collections::{BTreeMap, VecDeque};
+use core::time::Duration;
+use tern_codec::{PacketId, Publish, QoS, ReasonCode};
+
+/// A message waiting to be sent, stamped with when it was accepted so its
+/// Message Expiry Interval can count down [MQTT-3.3.2-6].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct QueuedMessage {
+    /// The message; its packet identifier is assigned when it enters the window
+    /// (a client assigns it earlier, when `publish` is called).
+    pub publish: Publish,
+    /// When the message was accepted.
+    pub queued_at: Instant,
+}
+
+impl QueuedMessage {
+    /// When the message expires, if it has a Message Expiry Interval.
+    pub fn expires_at(&self) -> Option<Instant> {
+        self.publish
+            .properties
+            .message_expiry_interval
+            .map(|secs| self.queued_at + Duration::from_secs(u64::from(secs)))
+    }
+
+    fn size(&self) -> usize {
+        self.publish.payload.len() + self.publish.topic.len()
+    }
+}
+
+/// What an in-flight message waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[allow(clippy::enum_variant_names, reason = "named after the packets awaited")]
+pub(crate) enum Awaiting {
+    /// QoS 1: PUBACK.
+    PubAck,
+    /// QoS 2: PUBREC.
+    PubRec,
+    /// QoS 2: PUBCOMP, after our PUBREL.
+    PubComp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub(crate) struct InFlight {
+    pub(crate) publish: Publish,
+    pub(crate) awaiting: Awaiting,
+    /// Sent on the current connection (and so counted against the peer's
+    /// Receive Maximum). Cleared when a new connection resumes the session.
+    #[cfg_attr(feature = "serde", serde(skip))]
+    pub(crate) on_wire: bool,
+    /// Sent on some connection: a resend sets DUP [MQTT-3.3.1-1].
+    pub(crate) ever_sent: bool,
+    /// QoS 2: the PUBREC's reason code. The message was accepted then; the
+    /// PUBCOMP only ends the release (a resent PUBREL may meet "not found").
+    pub(crate) accepted: Option<ReasonCode>,
+}
+
+/// How the queue bounds itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct QueueLimits {
+    /// At most this many messages wait.
+    pub max_messages: usize,
+    /// At most this many bytes of topic and payload wait.
+    pub max_bytes: usize,
+    /// What to do with a message that does not fit.
+    pub overflow: OverflowPolicy,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        Self {
+            max_messages: 1000,
+            max_bytes: 16 * 1024 * 1024,
+            overflow: OverflowPolicy::DropNewest,
+        }
+    }
+}
+
+/// Which message to drop when the queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum OverflowPolicy {
+    /// Refuse the new message (mosquitto's behaviour).
+    #[default]
+    DropNewest,
+    /// Drop the oldest waiting message to make room.
+    DropOldest,
+}
+
+/// The outcome of offering a message to the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Queued.
+    Queued,
+    /// Queued after dropping this older message.
+    QueuedDroppingOldest(QueuedMessage),
+    /// Not queued: the queue is full.
+    Rejected(QueuedMessage),
+}
+
+/// The sender side of the QoS flows, and the queue in front of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub(crate) struct Outgoing {
+    /// In-flight messages by send order.
+    inflight: BTreeMap<u64, InFlight>,
+    /// Send order by packet identifier.
+    order: BTreeMap<PacketId, u64>,
+    next_seq: u64,
+    queue: VecDeque<QueuedMessage>,
+    queued_bytes: usize,
+    /// Messages dropped because the queue was full.
+    pub(crate) dropped_full: u64,
+    /// Messages dropped because they expired while queued.
+    pub(crate) dropped_expired: u64,
+}
+
+/// The next thing the sender wants to transmit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a return value, moved on at once"
+)]
+pub(crate) enum Send {
+    /// A PUBLISH (new, or resent with DUP).
+    Publish(Publish),
+    /// A resent PUBREL.
+    PubRel(PacketId),
+}
+
+/// What an acknowledgement did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AckResult {
+    /// The flow finished (PUBACK, PUBCOMP, or a failing PUBREC).
+    Completed { qos: QoS, reason: ReasonCode },
+    /// PUBREC accepted: send PUBREL now.
+    SendPubRel,
+    /// No such flow in this state; a PUBREC for an unknown identifier is
+    /// answered with PUBREL 0x92.
+    Unknown,
+}
+
+impl Outgoing {
+    /// Number of messages in flight.
+    pub(crate) fn inflight_len(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Number of messages waiting.
+    pub(crate) fn queue_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Queued bytes of topic and payload.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Offers a message to the queue, applying the limits.
+    pub(crate) fn enqueue(&mut self, message: QueuedMessage, limits: &QueueLimits) -> Enqueued {
+        let size = message.size();
+        let fits = |q: &Self| {
+            q.queue.len() < limits.max_messages && q.queued_bytes + size <= limits.max_bytes
+        };
+        if fits(self) {
+            self.push(message);
+            return Enqueued::Queued;
+        }
+        match limits.overflow {
+            OverflowPolicy::DropOldest if size <= limits.max_bytes && limits.max_messages > 0 => {
+                let mut dropped = None;
+                while !fits(self) {
+                    match self.pop_front() {
+                        Some(old) => dropped = Some(old),
+                        None => break,
+                    }
+                }
+                self.dropped_full += 1;
+                self.push(message);
+                match dropped {
+                    Some(old) => Enqueued::QueuedDroppingOldest(old),
+                    None => Enqueued::Queued,
+                }
+            }
+            _ => {
+                self.dropped_full += 1;
+                Enqueued::Rejected(message)
+            }
+        }
+    }
+
+    fn push(&mut self, message: QueuedMessage) {
+        self.queued_bytes += message.size();
+        self.queue.push_back(message);
+    }
+
+    fn pop_front(&mut self) -> Option<QueuedMessage> {
+        let m = self.queue.pop_front()?;
+        self.queued_bytes -= m.size();
+        Some(m)
+    }
+
+    /// Puts messages back at the front of the queue, keeping their order.
+    pub(crate) fn requeue_front(
+        &mut self,
+        messages: impl DoubleEndedIterator<Item = QueuedMessage>,
+    ) {
+        for m in messages.rev() {
+            self.queued_bytes += m.size();
+            self.queue.push_front(m);
+        }
+    }
+
+    /// Starts a new connection: nothing is on the wire any more; everything in
+    /// flight is resent first, in order, as the new quota allows.
+    pub(crate) fn resume(&mut self) {
+        for f in self.inflight.values_mut() {
+            f.on_wire = false;
+        }
+    }
+
+    /// Empties the window for a session the peer no longer has: returns the
+    /// unacknowledged messages (to send again as new ones) and the QoS 2
+    /// messages already received by the peer (whose flows are complete).
+    /// They are stamped `now`: their expiry interval (already reduced when
+    /// they were first sent) counts from here.
+    pub(crate) fn take_inflight(
+        &mut self,
+        now: Instant,
+        ids: &mut PacketIds,
+    ) -> (VecDeque<QueuedMessage>, VecDeque<PacketId>) {
+        let mut unacked = VecDeque::new();
+        let mut released = VecDeque::new();
+        for (_, f) in core::mem::take(&mut self.inflight) {
+            match f.awaiting {
+                Awaiting::PubComp => {
+                    if let Some(id) = f.publish.packet_id {
+                        ids.release(id);
+                        released.push_back(id);
+                    }
+                }
+                Awaiting::PubAck | Awaiting::PubRec => {
+                    let mut publish = f.publish;
+                    publish.dup = false;
+                    unacked.push_back(QueuedMessage {
+                        publish,
+                        queued_at: now,
+                    });
+                }
+            }
+        }
+        self.order.clear();
+        (unacked, released)
+    }
+
+    fn on_wire(&self) -> usize {
+        self.inflight.values().filter(|f| f.on_wire).count()
+    }
+
+    /// The next packet to send, if the window allows one.
+    ///
+    /// Resends come first, in order; then queued messages in order. A QoS 1
+    /// or 2 message at the head of the queue waits while `on_wire` has reached
+    /// `quota` (the peer's Receive Maximum) [MQTT-4.9.0-2], and everything
+    /// behind it waits too, so order is kept. A message that expired while
+    /// queued is dropped and its remaining interval is sent otherwise
+    /// [MQTT-3.3.2-5] [MQTT-3.3.2-6]. `ids` assigns identifiers to messages
+    /// that have none yet.
+    pub(crate) fn next_send(
+        &mut self,
+        now: Instant,
+        quota: u16,
+        ids: &mut PacketIds,
+    ) -> Option<Send> {
+        let on_wire = self.on_wire();
+        if let Some(f) = self.inflight.values_mut().find(|f| !f.on_wire) {
+            if on_wire >= usize::from(quota) {
+                return None;
+            }
+            f.on_wire = true;
+            return Some(match f.awaiting {
+                Awaiting::PubComp => Send::PubRel(f.publish.packet_id?),
+                Awaiting::PubAck | Awaiting::PubRec => {
+                    let mut publish = f.publish.clone();
+                    publish.dup = f.ever_sent;
+                    f.ever_sent = true;
+                    Send::Publish(publish)
+                }
+            });
+        }
+        loop {
+            let head = self.queue.front()?;
+            if head.expires_at().is_some_and(|at| now >= at) {
+                if let Some(m) = self.pop_front() {
+                    if let Some(id) = m.publish.packet_id {
+                        ids.release(id);
+                    }
+                }
+                self.dropped_expired += 1;
+                continue;
+            }
+            if head.publish.qos != QoS::AtMostOnce && on_wire >= usize::from(quota) {
+                return None;
+            }
+            if head.publish.qos != QoS::AtMostOnce && head.publish.packet_id.is_none() {
+                // Wait for a free identifier rather than fail; one frees on every ack.
+                let id = ids.allocate()?;
+                if let Some(m) = self.queue.front_mut() {
+                    m.publish.packet_id = Some(id);
+                }
+            }
+            let message = self.pop_front()?;
+            let remaining = message.remaining_expiry(now);
+            let mut publish = message.publish;
+            if let Some(secs) = remaining {
+                publish.properties.message_expiry_interval = Some(secs);
+            }
+            if publish.qos == QoS::AtMostOnce {
+                return Some(Send::Publish(publish));
+            }
+            let id = publish.packet_id?;
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.order.insert(id, seq);
+            self.inflight.insert(
+                seq,
+                InFlight {
+                    publish: publish.clone(),
+                    awaiting: if publish.qos == QoS::AtLeastOnce {
+                        Awaiting::PubAck
+                    } else {
+                        Awaiting::PubRec
+                    },
+                    on_wire: true,
+                    ever_sent: true,
+                    accepted: None,
+                },
+            );
+            return Some(Send::Publish(publish));
+        }
+    }
+
+    /// Handles PUBACK, PUBREC or PUBCOMP for `id`.
+    pub(crate) fn acknowledge(
+        &mut self,
+        id: PacketId,
+        kind: Awaiting,
+        reason: ReasonCode,
+        ids: &mut PacketIds,
+    ) -> AckResult {
+        let Some(&seq) = self.order.get(&id) else {
+            return AckResult::Unknown;
+        };
+        let Some(entry) = self.inflight.get(&seq) else {
+            return AckResult::Unknown;
+        };
+        if entry.awaiting != kind {
+            return AckResult::Unknown;
+        }
+        let qos = entry.publish.qos;
+        match kind {
+            Awaiting::PubRec if reason.is_success() => {
+                // Move to the back: PUBRELs resend in PUBREC order.
+                let Some(mut entry) = self.inflight.remove(&seq) else {
+                    return AckResult::Unknown;
+                };
+                entry.awaiting = Awaiting::PubComp;
+                entry.accepted = Some(reason);
+                let new_seq = self.next_seq;
+                self.next_seq += 1;
+                self.order.insert(id, new_seq);
+                self.inflight.insert(new_seq, entry);
+                AckResult::SendPubRel
+            }
+            _ => {
+                let accepted = self.inflight.remove(&seq).and_then(|e| e.accepted);
+                self.order.remove(&id);
+                ids.release(id);
+                AckResult::Completed {
+                    qos,
+                    reason: accepted.unwrap_or(reason),
+                }
+            }
+        }
+    }
+
+    /// The waiting messages, oldest first.
+    pub(crate) fn queue(&self) -> impl Iterator<Item = &QueuedMessage> {
+        self.queue.iter()
+    }
+
+    /// Drops queued messages that expired by `now`; returns how many.
+    pub(crate) fn purge_expired(&mut self, now: Instant, ids: &mut PacketIds) -> usize {
+        let before = self.queue.len();
+        let mut kept = VecDeque::with_capacity(before);
+        for m in core::mem::take(&mut self.queue) {
+            if m.expires_at().is_some_and(|at| now >= at) {
+                self.queued_bytes -= m.size();
+                if let Some(id) = m.publish.packet_id {
+                    ids.release(id);
+                }
+            } else {
+                kept.push_back(m);
+            }
+        }
+        self.queue = kept;
+        let purged = before - self.queue.len();
+        self.dropped_expired += purged as u64;
+        purged
+    }
+}
+
+impl QueuedMessage {
+    /// The remaining Message Expiry Interval in whole seconds, rounded up, if
+    /// the message has one.
+    fn remaining_expiry(&self, now: Instant) -> Option<u32> {
+        let at = self.expires_at()?;
+        let left = at - now;
+        let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+        Some(u32::try_from(secs).unwrap_or(u32::MAX))
+    }
+}

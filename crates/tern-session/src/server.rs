@@ -1,0 +1,952 @@
+//! The server side: [`ServerConnection`] for one client's network
+//! connection, and the [`ServerSession`] that outlives it.
+//!
+//! The connection validates what the protocol itself decides; everything
+//! that is policy (who may connect, which client identifier to assign, what
+//! a subscription is granted, where a message goes) is left to the caller
+//! through events and decision calls.
+
+use crate::{
+    AckError, AckToken, CloseReason, CommandError, Enqueued, Instant, QueueLimits, QueuedMessage,
+    Violation,
+    core::{Core, Flows, LinkState, Received},
+    outgoing::{AckResult, Awaiting},
+};
+use alloc::{boxed::Box, collections::BTreeMap, vec::Vec};
+use bytes::BytesMut;
+use core::{num::NonZeroU16, time::Duration};
+use tern_codec::{
+    AckProperties, Auth, ConnAck, ConnAckProperties, Connect, DecodeErrorKind, Disconnect,
+    MqttString, Packet, PacketId, PacketType, ProtocolVersion, Publish, QoS, ReasonCode, SubAck,
+    Subscribe, SubscriptionId, SubscriptionOptions, UnsubAck, Unsubscribe, Will,
+};
+
+/// What the server announces and enforces on every connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Close a connection that sends no CONNECT (or is not accepted) in this time.
+    pub connect_timeout: Duration,
+    /// How many QoS 1 and 2 messages a client may have unacknowledged with us;
+    /// more is a protocol error (0x93).
+    pub receive_maximum: NonZeroU16,
+    /// The largest packet we accept; larger ones close the connection (0x95).
+    pub maximum_packet_size: u32,
+    /// The highest topic alias a client may use.
+    pub topic_alias_maximum: u16,
+    /// The most topic aliases we assign to messages we send (bounded by the
+    /// client's Topic Alias Maximum); 0 sends full topics.
+    pub outgoing_topic_aliases: u16,
+    /// The highest QoS we accept for PUBLISH.
+    pub maximum_qos: QoS,
+    /// Whether retained messages are supported.
+    pub retain_available: bool,
+    /// Whether wildcard subscriptions are supported.
+    pub wildcard_subscriptions: bool,
+    /// Whether Subscription Identifiers are supported.
+    pub subscription_identifiers: bool,
+    /// Whether shared subscriptions are supported.
+    pub shared_subscriptions: bool,
+    /// The longest keep alive allowed; an MQTT 5 client asking for more (or
+    /// for none) is told this value as Server Keep Alive.
+    pub max_keep_alive: Option<u16>,
+    /// Bounds of each session's queue of messages waiting to be sent.
+    pub queue: QueueLimits,
+    /// Hand incoming QoS 1 and 2 messages over with an [`AckToken`] and
+    /// acknowledge only on [`ServerConnection::ack`] (to send a reason code
+    /// such as "no matching subscribers"); otherwise acknowledge on receipt.
+    pub manual_acks: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            receive_maximum: NonZeroU16::new(1024).unwrap_or(NonZeroU16::MAX),
+            maximum_packet_size: 1024 * 1024,
+            topic_alias_maximum: 64,
+            outgoing_topic_aliases: 0,
+            maximum_qos: QoS::ExactlyOnce,
+            retain_available: true,
+            wildcard_subscriptions: true,
+            subscription_identifiers: true,
+            shared_subscriptions: true,
+            max_keep_alive: None,
+            queue: QueueLimits::default(),
+            manual_acks: false,
+        }
+    }
+}
+
+/// A subscription as the session remembers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct StoredSubscription {
+    /// The options (QoS is the granted QoS).
+    pub options: SubscriptionOptions,
+    /// The Subscription Identifier, if one was given.
+    pub subscription_id: Option<SubscriptionId>,
+}
+
+/// What the server keeps for a client across connections: the QoS flows,
+/// the queue of messages waiting for it, and its subscriptions.
+///
+/// Serialisable (feature `serde`), so a broker can persist it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ServerSession {
+    client_id: MqttString,
+    flows: Flows,
+    subscriptions: BTreeMap<MqttString, StoredSubscription>,
+    queue_limits: QueueLimits,
+}
+
+impl ServerSession {
+    /// A new session for `client_id`.
+    pub fn new(client_id: MqttString, queue_limits: QueueLimits) -> Self {
+        Self {
+            client_id,
+            flows: Flows::default(),
+            subscriptions: BTreeMap::new(),
+            queue_limits,
+        }
+    }
+
+    /// The client identifier.
+    pub fn client_id(&self) -> &MqttString {
+        &self.client_id
+    }
+
+    /// Queues a message for the client (while it is offline, or behind the
+    /// in-flight window). Its packet identifier is assigned when it is sent.
+    pub fn enqueue(&mut self, now: Instant, mut publish: Publish) -> Enqueued {
+        publish.packet_id = None;
+        publish.dup = false;
+        self.flows.outgoing.enqueue(
+            QueuedMessage {
+                publish,
+                queued_at: now,
+            },
+            &self.queue_limits,
+        )
+    }
+
+    /// Drops queued messages whose Message Expiry Interval has passed.
+    pub fn purge_expired(&mut self, now: Instant) -> usize {
+        self.flows.outgoing.purge_expired(now, &mut self.flows.ids)
+    }
+
+    /// The subscriptions, by topic filter.
+    pub fn subscriptions(&self) -> &BTreeMap<MqttString, StoredSubscription> {
+        &self.subscriptions
+    }
+
+    /// Records a subscription; returns the one it replaced.
+    pub fn add_subscription(
+        &mut self,
+        filter: MqttString,
+        subscription: StoredSubscription,
+    ) -> Option<StoredSubscription> {
+        self.subscriptions.insert(filter, subscription)
+    }
+
+    /// Forgets a subscription.
+    pub fn remove_subscription(&mut self, filter: &[u8]) -> Option<StoredSubscription> {
+        self.subscriptions.remove(filter)
+    }
+
+    /// Messages in flight to the client.
+    pub fn inflight_len(&self) -> usize {
+        self.flows.outgoing.inflight_len()
+    }
+
+    /// Messages waiting for the client.
+    pub fn queue_len(&self) -> usize {
+        self.flows.outgoing.queue_len()
+    }
+
+    /// Bytes of topic and payload waiting for the client.
+    pub fn queued_bytes(&self) -> usize {
+        self.flows.outgoing.queued_bytes()
+    }
+
+    /// The waiting messages, oldest first.
+    pub fn queued(&self) -> impl Iterator<Item = &QueuedMessage> {
+        self.flows.outgoing.queue()
+    }
+
+    /// Messages dropped because the queue was full.
+    pub fn dropped_queue_full(&self) -> u64 {
+        self.flows.outgoing.dropped_full
+    }
+
+    /// Messages dropped because they expired while queued.
+    pub fn dropped_expired(&self) -> u64 {
+        self.flows.outgoing.dropped_expired
+    }
+
+    /// Incoming QoS 2 messages received and not yet released.
+    pub fn incoming_qos2_len(&self) -> usize {
+        self.flows.incoming.qos2.len()
+    }
+
+    /// Changes the queue bounds.
+    pub fn set_queue_limits(&mut self, limits: QueueLimits) {
+        self.queue_limits = limits;
+    }
+}
+
+/// How the caller accepts a connection.
+#[derive(Debug, Clone)]
+pub struct Accept {
+    /// The session to use: the client's existing one to resume it, or a new one.
+    pub session: ServerSession,
+    /// Whether `session` is being resumed (Session Present in CONNACK).
+    pub session_present: bool,
+    /// The identifier assigned to a client that connected with an empty one
+    /// (sent as Assigned Client Identifier in MQTT 5) [MQTT-3.2.2-16].
+    pub assigned_client_id: Option<MqttString>,
+    /// Extra CONNACK properties (reason string, user properties, response
+    /// information, authentication data). The limits from [`ServerConfig`]
+    /// are added by the connection.
+    pub properties: ConnAckProperties,
+}
+
+/// What a [`ServerConnection`] reports to the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// A valid CONNECT arrived: decide with [`ServerConnection::accept`] or
+    /// [`ServerConnection::reject`]. No other packet is processed until then.
+    ConnectRequest(Box<Connect>),
+    /// An application message from the client; route it, and acknowledge it
+    /// when a token is present.
+    Message {
+        /// The message, its topic resolved from any topic alias.
+        publish: Publish,
+        /// The acknowledgement receipt, with manual acknowledgement on.
+        ack: Option<AckToken>,
+    },
+    /// A QoS 1 or 2 message to the client finished its flow.
+    Delivered {
+        /// Its packet identifier.
+        packet_id: PacketId,
+        /// Its QoS.
+        qos: QoS,
+        /// The client's reason code.
+        reason_code: ReasonCode,
+    },
+    /// A SUBSCRIBE: answer with [`ServerConnection::suback`].
+    SubscribeRequest(Subscribe),
+    /// An UNSUBSCRIBE: answer with [`ServerConnection::unsuback`].
+    UnsubscribeRequest(Unsubscribe),
+    /// An AUTH packet (enhanced authentication or re-authentication).
+    Auth(Auth),
+    /// The connection ended. `will` is the Will Message when the connection
+    /// did not end with a normal DISCONNECT (MQTT 5: or with reason 0x04);
+    /// publishing it (after its Will Delay Interval) is the caller's job.
+    Closed {
+        /// Why.
+        reason: CloseReason,
+        /// The will to publish, if the rules say so.
+        will: Option<Will>,
+        /// How long the session outlives the connection, in seconds
+        /// (0: it ends now; `u32::MAX`: it never expires).
+        session_expiry_interval: u32,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    AwaitingConnect,
+    AwaitingDecision,
+    Open,
+    Closed,
+}
+
+/// One client connection on the server: a sans-IO state machine.
+///
+/// Methods group as in `quinn-proto`: getters; input
+/// ([`handle_bytes`](Self::handle_bytes), [`handle_packet`](Self::handle_packet),
+/// [`handle_timeout`](Self::handle_timeout), [`handle_closed`](Self::handle_closed));
+/// decisions and commands ([`accept`](Self::accept), [`reject`](Self::reject),
+/// [`send`](Self::send), [`suback`](Self::suback), [`unsuback`](Self::unsuback),
+/// [`ack`](Self::ack), [`auth`](Self::auth), [`close`](Self::close)); output
+/// ([`poll_transmit`](Self::poll_transmit), [`poll_timeout`](Self::poll_timeout),
+/// [`poll_event`](Self::poll_event)).
+///
+/// After [`accept`](Self::accept), call [`handle_bytes`](Self::handle_bytes)
+/// again with the same buffer: packets pipelined behind CONNECT wait there.
+#[derive(Debug)]
+pub struct ServerConnection {
+    core: Core<ServerEvent>,
+    config: ServerConfig,
+    phase: Phase,
+    connect_deadline: Instant,
+    session: Option<ServerSession>,
+    will: Option<Will>,
+    keep_alive: Duration,
+    session_expiry: u32,
+    /// Whether the client allows Reason Strings and User Properties on acks.
+    problem_information: bool,
+    /// SUBSCRIBE / UNSUBSCRIBE awaiting the caller's answer: filter counts.
+    pending_subscribe: BTreeMap<PacketId, usize>,
+    pending_unsubscribe: BTreeMap<PacketId, usize>,
+}
+
+impl ServerConnection {
+    /// A new network connection, awaiting CONNECT.
+    pub fn new(now: Instant, config: ServerConfig) -> Self {
+        let mut core = Core::new(now, ProtocolVersion::V5);
+        core.limits.our_max_packet = config.maximum_packet_size;
+        Self {
+            core,
+            config,
+            phase: Phase::AwaitingConnect,
+            connect_deadline: now + config.connect_timeout,
+            session: None,
+            will: None,
+            keep_alive: Duration::ZERO,
+            session_expiry: 0,
+            problem_information: true,
+            pending_subscribe: BTreeMap::new(),
+            pending_unsubscribe: BTreeMap::new(),
+        }
+    }
+
+    // ---- getters ----
+
+    /// The protocol version (MQTT 5 until CONNECT says otherwise).
+    pub fn version(&self) -> ProtocolVersion {
+        self.core.version
+    }
+
+    /// Whether the connection is accepted and open.
+    pub fn is_open(&self) -> bool {
+        self.phase == Phase::Open
+    }
+
+    /// Whether the connection is closed.
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// The session, once accepted.
+    pub fn session(&self) -> Option<&ServerSession> {
+        self.session.as_ref()
+    }
+
+    /// The session, mutably (to record subscriptions).
+    pub fn session_mut(&mut self) -> Option<&mut ServerSession> {
+        self.session.as_mut()
+    }
+
+    /// Takes the session out, normally after the connection closed.
+    pub fn take_session(&mut self) -> Option<ServerSession> {
+        let mut session = self.session.take()?;
+        // Nothing is on the wire once the session leaves its connection.
+        session.flows.outgoing.resume();
+        Some(session)
+    }
+
+    /// The keep alive in effect.
+    pub fn keep_alive(&self) -> Duration {
+        self.keep_alive
+    }
+
+    /// Acknowledgements owed to the client and not yet sent.
+    pub fn pending_acks(&self) -> usize {
+        self.core.pending_acks()
+    }
+
+    // ---- input ----
+
+    /// Decodes and handles every whole packet in `buf`. Stops after CONNECT
+    /// until the caller accepts or rejects it.
+    pub fn handle_bytes(&mut self, now: Instant, buf: &mut BytesMut) {
+        loop {
+            if matches!(self.phase, Phase::Closed | Phase::AwaitingDecision) {
+                return;
+            }
+            match Packet::decode(buf, self.core.version, self.core.limits.our_max_packet) {
+                Ok(Some(packet)) => self.handle_packet(now, packet),
+                Ok(None) => return,
+                Err(e) => {
+                    self.decode_failed(e);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Handles one packet from the client.
+    pub fn handle_packet(&mut self, now: Instant, packet: Packet) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        self.core.last_received = now;
+        let result = match self.phase {
+            Phase::AwaitingConnect => self.handle_connect(packet),
+            Phase::AwaitingDecision => Err(Violation::rule(
+                ReasonCode::ProtocolError,
+                "packet handed in before the CONNECT was decided",
+            )),
+            Phase::Open => self.handle_open(packet),
+            Phase::Closed => Ok(()),
+        };
+        if let Err(v) = result {
+            self.fail(v);
+        }
+    }
+
+    /// Acts on deadlines: the connect timeout and the keep-alive limit of
+    /// 1.5 times the client's interval [MQTT-3.1.2-24]. Early calls do nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.phase {
+            Phase::AwaitingConnect | Phase::AwaitingDecision if now >= self.connect_deadline => {
+                self.close_with(CloseReason::ConnectTimeout, None, false);
+            }
+            Phase::Open => {
+                if let Some(deadline) = self.keep_alive_deadline() {
+                    if now >= deadline {
+                        self.close_with(
+                            CloseReason::KeepAliveTimeout,
+                            Some(ReasonCode::KeepAliveTimeout),
+                            true,
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The network connection closed: the will applies.
+    pub fn handle_closed(&mut self, _now: Instant) {
+        self.close_with(CloseReason::TransportClosed, None, true);
+    }
+
+    // ---- decisions and commands ----
+
+    /// Accepts the pending CONNECT: sends CONNACK and resumes or starts the session.
+    pub fn accept(&mut self, now: Instant, accept: Accept) -> Result<(), CommandError> {
+        if self.phase != Phase::AwaitingDecision {
+            return Err(CommandError::WrongState("no CONNECT awaits a decision"));
+        }
+        let Accept {
+            mut session,
+            session_present,
+            assigned_client_id,
+            mut properties,
+        } = accept;
+        let v5 = self.core.version.is_v5();
+        let c = &self.config;
+        if v5 {
+            if c.receive_maximum.get() != u16::MAX {
+                properties.receive_maximum = Some(c.receive_maximum);
+            }
+            if c.maximum_qos < QoS::ExactlyOnce {
+                properties.maximum_qos = Some(c.maximum_qos);
+            }
+            if !c.retain_available {
+                properties.retain_available = Some(false);
+            }
+            if c.maximum_packet_size < tern_codec::MAX_PACKET_SIZE {
+                properties.maximum_packet_size = core::num::NonZeroU32::new(c.maximum_packet_size);
+            }
+            if c.topic_alias_maximum > 0 {
+                properties.topic_alias_maximum = Some(c.topic_alias_maximum);
+            }
+            if !c.wildcard_subscriptions {
+                properties.wildcard_subscription_available = Some(false);
+            }
+            if !c.subscription_identifiers {
+                properties.subscription_identifier_available = Some(false);
+            }
+            if !c.shared_subscriptions {
+                properties.shared_subscription_available = Some(false);
+            }
+            if let Some(id) = assigned_client_id {
+                properties.assigned_client_identifier = Some(id);
+            }
+            if let Some(max) = c.max_keep_alive {
+                let asked = self.keep_alive.as_secs();
+                if asked == 0 || asked > u64::from(max) {
+                    properties.server_keep_alive = Some(max);
+                    self.keep_alive = Duration::from_secs(u64::from(max));
+                }
+            }
+            self.core.in_aliases = crate::alias::IncomingAliases::new(c.topic_alias_maximum);
+        } else {
+            properties = ConnAckProperties::default();
+        }
+        self.core.limits.receive_maximum = c.receive_maximum.get();
+        session.set_queue_limits(c.queue);
+        session.flows.epoch = session.flows.epoch.wrapping_add(1);
+        if session_present {
+            session.flows.outgoing.resume();
+        }
+        let mut connack = ConnAck {
+            // MQTT 3.1 has no Session Present flag.
+            session_present: session_present && self.core.version != ProtocolVersion::V3_1,
+            reason_code: ReasonCode::Success,
+            properties,
+        };
+        // [MQTT-3.2.2-19] [MQTT-3.2.2-20]: drop diagnostics that would not fit.
+        if connack.encoded_len(self.core.version) > self.core.limits.peer_max_packet as usize {
+            connack.properties.reason_string = None;
+            connack.properties.user_properties.clear();
+        }
+        self.session = Some(session);
+        self.core.last_received = now;
+        self.core.send_control(Packet::ConnAck(connack));
+        self.core.state = LinkState::Open;
+        self.phase = Phase::Open;
+        Ok(())
+    }
+
+    /// Refuses the pending CONNECT with `reason_code` (mapped to the nearest
+    /// MQTT 3.x return code for older clients) and closes. The will is discarded.
+    pub fn reject(&mut self, _now: Instant, reason_code: ReasonCode) -> Result<(), CommandError> {
+        if self.phase != Phase::AwaitingDecision {
+            return Err(CommandError::WrongState("no CONNECT awaits a decision"));
+        }
+        if !reason_code.is_error() || !reason_code.is_valid_for(PacketType::ConnAck) {
+            return Err(CommandError::Invalid(
+                tern_codec::EncodeError::InvalidReasonCode(reason_code),
+            ));
+        }
+        self.refuse(reason_code);
+        Ok(())
+    }
+
+    /// Sends (or queues) an application message to the client. Its packet
+    /// identifier is assigned when it goes in flight.
+    pub fn send(&mut self, now: Instant, publish: Publish) -> Result<Enqueued, CommandError> {
+        let session = self
+            .session
+            .as_mut()
+            .ok_or(CommandError::WrongState("no session yet"))?;
+        Ok(session.enqueue(now, publish))
+    }
+
+    /// Answers a SUBSCRIBE with one reason code per filter.
+    pub fn suback(
+        &mut self,
+        _now: Instant,
+        packet_id: PacketId,
+        reason_codes: Vec<ReasonCode>,
+        properties: AckProperties,
+    ) -> Result<(), CommandError> {
+        let Some(&count) = self.pending_subscribe.get(&packet_id) else {
+            return Err(CommandError::UnknownRequest);
+        };
+        if count != reason_codes.len() {
+            return Err(CommandError::WrongState(
+                "one reason code per filter is needed",
+            ));
+        }
+        let properties = self.diagnostics(properties);
+        let suback = SubAck {
+            packet_id,
+            properties,
+            reason_codes,
+        };
+        suback
+            .validate(self.core.version)
+            .map_err(CommandError::Invalid)?;
+        self.pending_subscribe.remove(&packet_id);
+        self.core.send_control(Packet::SubAck(suback));
+        Ok(())
+    }
+
+    /// Answers an UNSUBSCRIBE (MQTT 3.x sends no reason codes).
+    pub fn unsuback(
+        &mut self,
+        _now: Instant,
+        packet_id: PacketId,
+        reason_codes: Vec<ReasonCode>,
+        properties: AckProperties,
+    ) -> Result<(), CommandError> {
+        let Some(&count) = self.pending_unsubscribe.get(&packet_id) else {
+            return Err(CommandError::UnknownRequest);
+        };
+        let unsuback = if self.core.version.is_v5() {
+            if count != reason_codes.len() {
+                return Err(CommandError::WrongState(
+                    "one reason code per filter is needed",
+                ));
+            }
+            UnsubAck {
+                packet_id,
+                properties: self.diagnostics(properties),
+                reason_codes,
+            }
+        } else {
+            UnsubAck::v3(packet_id)
+        };
+        unsuback
+            .validate(self.core.version)
+            .map_err(CommandError::Invalid)?;
+        self.pending_unsubscribe.remove(&packet_id);
+        self.core.send_control(Packet::UnsubAck(unsuback));
+        Ok(())
+    }
+
+    /// Acknowledges a message delivered with an [`AckToken`] (in arrival order).
+    pub fn ack(
+        &mut self,
+        _now: Instant,
+        token: AckToken,
+        reason_code: ReasonCode,
+    ) -> Result<(), AckError> {
+        let Some(session) = self.session.as_mut() else {
+            return Err(AckError::Stale);
+        };
+        self.core
+            .acknowledge(&mut session.flows, token, reason_code)
+    }
+
+    /// Sends an AUTH packet (MQTT 5 enhanced authentication).
+    pub fn auth(&mut self, _now: Instant, auth: Auth) -> Result<(), CommandError> {
+        if self.phase == Phase::Closed {
+            return Err(CommandError::Closed);
+        }
+        auth.validate(self.core.version)
+            .map_err(CommandError::Invalid)?;
+        self.core.send_control(Packet::Auth(auth));
+        Ok(())
+    }
+
+    /// Closes the connection from the server side (take-over 0x8E, shutdown
+    /// 0x8B, administrative action 0x98, ...): MQTT 5 clients get a
+    /// DISCONNECT with `reason_code` first. The will, if any, is handed back
+    /// in the `Closed` event; whether to publish it is the caller's decision.
+    pub fn close(&mut self, _now: Instant, reason_code: ReasonCode) {
+        if self.phase == Phase::Open {
+            let code = if reason_code.is_valid_for(PacketType::Disconnect) {
+                reason_code
+            } else {
+                ReasonCode::UnspecifiedError
+            };
+            self.close_with(CloseReason::Local(reason_code), Some(code), true);
+        } else {
+            self.close_with(CloseReason::Local(reason_code), None, false);
+        }
+    }
+
+    // ---- output ----
+
+    /// The next packet to send, or `None`. Stop calling when your write
+    /// buffer is full: messages wait in the session's bounded queue instead.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Packet> {
+        let Some(session) = self.session.as_mut() else {
+            return self
+                .core
+                .next_transmit(now, &mut Flows::default(), |_, _| {});
+        };
+        self.core.next_transmit(now, &mut session.flows, |_, _| {})
+    }
+
+    /// The next deadline at which [`handle_timeout`](Self::handle_timeout) must be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::AwaitingConnect | Phase::AwaitingDecision => Some(self.connect_deadline),
+            Phase::Open => self.keep_alive_deadline(),
+            Phase::Closed => None,
+        }
+    }
+
+    /// The next event for the caller.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.core.events.pop_front()
+    }
+
+    // ---- internals ----
+
+    fn keep_alive_deadline(&self) -> Option<Instant> {
+        if self.keep_alive.is_zero() {
+            return None;
+        }
+        Some(self.core.last_received + self.keep_alive * 3 / 2)
+    }
+
+    /// Reason strings and user properties only where the client asked for
+    /// problem information [MQTT-3.1.2-29].
+    fn diagnostics(&self, properties: AckProperties) -> AckProperties {
+        if self.core.version.is_v5() && self.problem_information {
+            properties
+        } else {
+            AckProperties::default()
+        }
+    }
+
+    fn decode_failed(&mut self, error: tern_codec::DecodeError) {
+        if self.phase == Phase::AwaitingConnect {
+            // Answer a bad CONNECT with CONNACK where the version allows
+            // [MQTT-3.1.2-2]; a DISCONNECT may not come before CONNACK.
+            match (error.kind(), error.connect_version()) {
+                (
+                    DecodeErrorKind::UnsupportedProtocolLevel(_)
+                    | DecodeErrorKind::InvalidProtocolName,
+                    _,
+                ) => {
+                    self.core.version = ProtocolVersion::V3_1_1;
+                    self.send_refusal(ReasonCode::UnsupportedProtocolVersion);
+                }
+                (_, Some(v)) if v.is_v5() => {
+                    self.core.version = v;
+                    self.send_refusal(error.reason_code());
+                }
+                _ => {}
+            }
+            self.close_with(
+                CloseReason::ProtocolViolation(Violation::decode(error)),
+                None,
+                false,
+            );
+            return;
+        }
+        self.fail(Violation::decode(error));
+    }
+
+    fn send_refusal(&mut self, reason_code: ReasonCode) {
+        let reason_code = if self.core.version.is_v5() {
+            reason_code
+        } else {
+            reason_code.to_v3_connack()
+        };
+        self.core.send_control(Packet::ConnAck(ConnAck {
+            session_present: false,
+            reason_code,
+            properties: ConnAckProperties::default(),
+        }));
+    }
+
+    fn refuse(&mut self, reason_code: ReasonCode) {
+        self.send_refusal(reason_code);
+        self.will = None;
+        self.close_with(CloseReason::ConnectRefused(reason_code), None, false);
+    }
+
+    fn fail(&mut self, violation: Violation) {
+        let open = self.phase == Phase::Open;
+        let code = if violation.reason_code.is_valid_for(PacketType::Disconnect) {
+            violation.reason_code
+        } else {
+            ReasonCode::ProtocolError
+        };
+        self.close_with(
+            CloseReason::ProtocolViolation(violation),
+            open.then_some(code),
+            open,
+        );
+    }
+
+    /// Closes; `with_will` hands the will back in the event.
+    fn close_with(&mut self, reason: CloseReason, disconnect: Option<ReasonCode>, with_will: bool) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        self.core.close(disconnect);
+        self.phase = Phase::Closed;
+        let will = if with_will { self.will.take() } else { None };
+        self.will = None;
+        self.core.events.push_back(ServerEvent::Closed {
+            reason,
+            will,
+            session_expiry_interval: self.session_expiry,
+        });
+    }
+
+    fn handle_connect(&mut self, packet: Packet) -> Result<(), Violation> {
+        let Packet::Connect(connect) = packet else {
+            // [MQTT-3.1.0-1]: the first packet must be CONNECT; just close.
+            self.close_with(
+                CloseReason::ProtocolViolation(Violation::rule(
+                    ReasonCode::ProtocolError,
+                    "the first packet must be CONNECT [MQTT-3.1.0-1]",
+                )),
+                None,
+                false,
+            );
+            return Ok(());
+        };
+        let version = connect.protocol;
+        self.core.version = version;
+        self.keep_alive = Duration::from_secs(u64::from(connect.keep_alive));
+        self.session_expiry = if version.is_v5() {
+            connect.properties.session_expiry_interval.unwrap_or(0)
+        } else if connect.clean_start {
+            0
+        } else {
+            u32::MAX
+        };
+        self.problem_information = connect
+            .properties
+            .request_problem_information
+            .unwrap_or(true);
+        if version.is_v5() {
+            self.core.limits.send_quota = connect
+                .properties
+                .receive_maximum
+                .map_or(u16::MAX, |r| r.get());
+            self.core.limits.peer_max_packet = connect
+                .properties
+                .maximum_packet_size
+                .map_or(tern_codec::MAX_PACKET_SIZE, |m| m.get());
+            self.core.out_aliases = crate::alias::OutgoingAliases::new(
+                self.config
+                    .outgoing_topic_aliases
+                    .min(connect.properties.topic_alias_maximum.unwrap_or(0)),
+            );
+        }
+        self.core.manual_acks = self.config.manual_acks;
+
+        // Rules the protocol itself decides.
+        let empty_id = connect.client_id.is_empty();
+        if empty_id
+            && (version == ProtocolVersion::V3_1 || (!version.is_v5() && !connect.clean_start))
+        {
+            // [MQTT-3.1.3-8]: an empty identifier needs a clean session (3.1: never allowed).
+            self.refuse(ReasonCode::ClientIdentifierNotValid);
+            return Ok(());
+        }
+        if let Some(will) = &connect.will {
+            if will.qos > self.config.maximum_qos {
+                self.refuse(ReasonCode::QosNotSupported); // [MQTT-3.2.2-12]
+                return Ok(());
+            }
+            if will.retain && !self.config.retain_available {
+                self.refuse(ReasonCode::RetainNotSupported); // [MQTT-3.2.2-13]
+                return Ok(());
+            }
+        }
+        self.will = connect.will.clone();
+        self.phase = Phase::AwaitingDecision;
+        self.core
+            .events
+            .push_back(ServerEvent::ConnectRequest(Box::new(connect)));
+        Ok(())
+    }
+
+    fn handle_open(&mut self, packet: Packet) -> Result<(), Violation> {
+        let Some(session) = self.session.as_mut() else {
+            return Ok(());
+        };
+        let flows = &mut session.flows;
+        match packet {
+            Packet::Publish(publish) => {
+                if publish.qos > self.config.maximum_qos {
+                    return Err(Violation::rule(
+                        ReasonCode::QosNotSupported,
+                        "PUBLISH above the server's Maximum QoS",
+                    ));
+                }
+                if publish.retain && !self.config.retain_available {
+                    return Err(Violation::rule(
+                        ReasonCode::RetainNotSupported,
+                        "retained PUBLISH while retain is not available",
+                    ));
+                }
+                if !publish.properties.subscription_identifiers.is_empty() {
+                    return Err(Violation::rule(
+                        ReasonCode::ProtocolError,
+                        "a client may not send a Subscription Identifier [MQTT-3.3.4-6]",
+                    ));
+                }
+                if let Received::Deliver(publish, ack) =
+                    self.core.receive_publish(flows, publish)?
+                {
+                    self.core
+                        .events
+                        .push_back(ServerEvent::Message { publish, ack });
+                }
+            }
+            Packet::PubAck(a) => self.outgoing_ack(a.packet_id, Awaiting::PubAck, a.reason_code),
+            Packet::PubRec(a) => self.outgoing_ack(a.packet_id, Awaiting::PubRec, a.reason_code),
+            Packet::PubComp(a) => self.outgoing_ack(a.packet_id, Awaiting::PubComp, a.reason_code),
+            Packet::PubRel(r) => self.core.receive_pubrel(flows, r.packet_id)?,
+            Packet::Subscribe(subscribe) => {
+                if subscribe.properties.subscription_identifier.is_some()
+                    && !self.config.subscription_identifiers
+                {
+                    return Err(Violation::rule(
+                        ReasonCode::SubscriptionIdentifiersNotSupported,
+                        "Subscription Identifier while they are not supported",
+                    ));
+                }
+                self.pending_subscribe
+                    .insert(subscribe.packet_id, subscribe.filters.len());
+                self.core
+                    .events
+                    .push_back(ServerEvent::SubscribeRequest(subscribe));
+            }
+            Packet::Unsubscribe(unsubscribe) => {
+                self.pending_unsubscribe
+                    .insert(unsubscribe.packet_id, unsubscribe.filters.len());
+                self.core
+                    .events
+                    .push_back(ServerEvent::UnsubscribeRequest(unsubscribe));
+            }
+            Packet::PingReq => self.core.send_control(Packet::PingResp),
+            Packet::Disconnect(d) => self.client_disconnected(d)?,
+            Packet::Auth(auth) if self.core.version.is_v5() => {
+                self.core.events.push_back(ServerEvent::Auth(auth));
+            }
+            Packet::Connect(_) => {
+                return Err(Violation::rule(
+                    ReasonCode::ProtocolError,
+                    "a second CONNECT [MQTT-3.1.0-2]",
+                ));
+            }
+            _ => {
+                return Err(Violation::rule(
+                    ReasonCode::ProtocolError,
+                    "a client may not send this packet",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn outgoing_ack(&mut self, id: PacketId, kind: Awaiting, reason: ReasonCode) {
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        if let AckResult::Completed { qos, reason } =
+            self.core.receive_ack(&mut session.flows, id, kind, reason)
+        {
+            self.core.events.push_back(ServerEvent::Delivered {
+                packet_id: id,
+                qos,
+                reason_code: reason,
+            });
+        }
+    }
+
+    fn client_disconnected(&mut self, d: Disconnect) -> Result<(), Violation> {
+        if let Some(expiry) = d.properties.session_expiry_interval {
+            if self.session_expiry == 0 && expiry > 0 {
+                return Err(Violation::rule(
+                    ReasonCode::ProtocolError,
+                    "Session Expiry Interval raised from zero on DISCONNECT",
+                ));
+            }
+            self.session_expiry = expiry;
+        }
+        // The will is published only for reason 0x04 (MQTT 5).
+        let with_will = d.reason_code == ReasonCode::DisconnectWithWill;
+        self.close_with(
+            CloseReason::PeerDisconnected {
+                reason_code: d.reason_code,
+                reason_string: d.properties.reason_string,
+            },
+            None,
+            with_will,
+        );
+        Ok(())
+    }
+}
