@@ -24,6 +24,7 @@ enum Kind {
 
 const CRATES: &[(&str, Kind)] = &[
     ("tern-codec", Kind::CoreNoStd),
+    ("tern-topic", Kind::CoreNoStd),
     ("tern-session", Kind::CoreNoStd),
 ];
 
