@@ -26,6 +26,7 @@ const CRATES: &[(&str, Kind)] = &[
     ("tern-codec", Kind::CoreNoStd),
     ("tern-topic", Kind::CoreNoStd),
     ("tern-session", Kind::CoreNoStd),
+    ("tern-broker", Kind::CoreWithShell(&["core"])),
 ];
 
 /// Text that must not appear in core source: each reads a clock, does I/O,

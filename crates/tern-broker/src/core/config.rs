@@ -1,0 +1,36 @@
+//! The broker core's settings.
+
+use core::time::Duration;
+use tern_session::ServerConfig;
+
+/// How the broker core behaves. Protocol limits (Receive Maximum, maximum
+/// packet size, maximum QoS, retain availability, topic aliases, queue
+/// bounds, keep alive) live in [`ServerConfig`] and apply to every connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerConfig {
+    /// Per-connection protocol limits.
+    pub server: ServerConfig,
+    /// Queue QoS 0 messages for offline persistent sessions (mosquitto's
+    /// `queue_qos0_messages`; off by default).
+    pub queue_qos0_offline: bool,
+    /// How often to publish the `$SYS` topics; `None` turns them off.
+    pub sys_interval: Option<Duration>,
+    /// Prefix of client identifiers the broker assigns.
+    pub assigned_id_prefix: String,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig {
+                // The broker acknowledges after routing, so MQTT 5 clients
+                // learn when no one subscribed (0x10).
+                manual_acks: true,
+                ..ServerConfig::default()
+            },
+            queue_qos0_offline: false,
+            sys_interval: Some(Duration::from_secs(10)),
+            assigned_id_prefix: "tern-".to_string(),
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! Connections and sessions: CONNECT, take-over, resumption, wills and
+//! session expiry.
+
+use super::{
+    AuthDecision, Broker, BrokerEvent, ConnId, SessionEntry, SessionKey, StoredState,
+    Subscription, Timer,
+};
+use core::time::Duration;
+use tern_codec::{Connect, MqttString, Publish, ReasonCode, Will};
+use tern_session::{Accept, CloseReason, Instant, ServerSession};
+use tern_topic::SubscriptionFilter;
+
+impl Broker {
+    /// Loads sessions and retained messages from the store at start-up.
+    pub(super) fn restore(&mut self, now: Instant, state: StoredState) {
+        for (topic, message) in state.retained {
+            self.retained.insert(topic, message);
+        }
+        for stored in state.sessions {
+            let session = stored.session;
+            let client_id = session.client_id().clone();
+            let subscriptions: Vec<_> = session
+                .subscriptions()
+                .iter()
+                .map(|(f, s)| (f.clone(), *s))
+                .collect();
+            let key = self.sessions.insert(SessionEntry {
+                client_id: client_id.clone(),
+                conn: None,
+                offline: Some(session),
+                expiry_interval: stored.expiry_interval,
+                expires_at: None,
+                pending_will: None,
+            });
+            self.by_client_id.insert(client_id, key);
+            for (filter, s) in subscriptions {
+                if let Ok(parsed) = SubscriptionFilter::parse(filter.into_bytes()) {
+                    self.tree.insert(
+                        key,
+                        &parsed,
+                        Subscription {
+                            options: s.options,
+                            id: s.subscription_id,
+                        },
+                    );
+                }
+            }
+            self.start_expiry(now, key);
+        }
+    }
+
+    pub(super) fn on_connect(&mut self, now: Instant, conn: ConnId, connect: Connect) {
+        let version = connect.protocol;
+        if connect.properties.authentication_method.is_some() {
+            // No enhanced authentication method is offered [MQTT-4.12.0-1].
+            self.reject(now, conn, ReasonCode::BadAuthenticationMethod);
+            return;
+        }
+        if let AuthDecision::Reject(code) = self.auth.authenticate(&connect) {
+            self.reject(now, conn, code);
+            return;
+        }
+        if self.shutting_down {
+            self.reject(now, conn, ReasonCode::ServerUnavailable);
+            return;
+        }
+        let assigned = connect.client_id.is_empty().then(|| self.assign_client_id());
+        let client_id = assigned.clone().unwrap_or_else(|| connect.client_id.clone());
+
+        // Take-over: the client's old connection is closed first [MQTT-3.1.4-3].
+        if let Some(&key) = self.by_client_id.get(&client_id) {
+            if let Some(old) = self.sessions.get(key).and_then(|s| s.conn) {
+                if old != conn {
+                    if let Some(c) = self.conns.get_mut(old.key()) {
+                        c.server.close(now, ReasonCode::SessionTakenOver);
+                    }
+                    self.process_events(now, old);
+                    self.mark_ready(old);
+                }
+            }
+        }
+
+        // Resume the offline session, or start a new one.
+        let existing = self.by_client_id.get(&client_id).copied();
+        let (key, session, session_present) = match existing {
+            Some(key) if !connect.clean_start => {
+                let entry = self.sessions.get_mut(key).expect("indexed session exists");
+                // A new connection before the Will Delay Interval: no will [MQTT-3.1.3-9].
+                entry.pending_will = None;
+                entry.expires_at = None;
+                let session = entry.offline.take().unwrap_or_else(|| {
+                    ServerSession::new(client_id.clone(), self.config.server.queue)
+                });
+                (key, session, true)
+            }
+            other => {
+                if let Some(old) = other {
+                    // Clean start: the old session ends now.
+                    self.end_session(now, old);
+                }
+                let session = ServerSession::new(client_id.clone(), self.config.server.queue);
+                let key = self.sessions.insert(SessionEntry {
+                    client_id: client_id.clone(),
+                    conn: None,
+                    offline: None,
+                    expiry_interval: 0,
+                    expires_at: None,
+                    pending_will: None,
+                });
+                self.by_client_id.insert(client_id.clone(), key);
+                (key, session, false)
+            }
+        };
+        let expiry_interval = if version.is_v5() {
+            connect.properties.session_expiry_interval.unwrap_or(0)
+        } else if connect.clean_start {
+            0
+        } else {
+            u32::MAX
+        };
+        let entry = self.sessions.get_mut(key).expect("session just set up");
+        entry.conn = Some(conn);
+        entry.expiry_interval = expiry_interval;
+        let Some(c) = self.conns.get_mut(conn.key()) else {
+            return;
+        };
+        c.session = Some(key);
+        let accepted = c.server.accept(
+            now,
+            Accept {
+                session,
+                session_present,
+                assigned_client_id: assigned.filter(|_| version.is_v5()),
+                properties: Default::default(),
+            },
+        );
+        debug_assert!(accepted.is_ok(), "a CONNECT awaited a decision");
+        self.stats.clients_connected += 1;
+        self.stats.clients_maximum = self.stats.clients_maximum.max(self.stats.clients_connected);
+        self.events.push_back(BrokerEvent::Connected {
+            conn,
+            client_id,
+            version,
+            session_present,
+        });
+    }
+
+    fn reject(&mut self, now: Instant, conn: ConnId, code: ReasonCode) {
+        if let Some(c) = self.conns.get_mut(conn.key()) {
+            let _ = c.server.reject(now, code);
+        }
+    }
+
+    /// A client identifier no session uses [MQTT-3.2.2-16].
+    fn assign_client_id(&mut self) -> MqttString {
+        loop {
+            let candidate = format!("{}{:x}", self.config.assigned_id_prefix, self.next_assigned_id);
+            self.next_assigned_id += 1;
+            let candidate = MqttString::try_from(candidate).expect("an ASCII identifier");
+            if !self.by_client_id.contains_key(&candidate) {
+                return candidate;
+            }
+        }
+    }
+
+    pub(super) fn on_closed(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        reason: CloseReason,
+        will: Option<Will>,
+        session_expiry: u32,
+    ) {
+        let Some(c) = self.conns.get_mut(conn.key()) else {
+            return;
+        };
+        c.closing = true;
+        let session = c.server.take_session();
+        let key = c.session.take();
+        self.events.push_back(BrokerEvent::Close(conn));
+        let client_id = key.and_then(|k| self.sessions.get(k)).map(|s| s.client_id.clone());
+        self.events.push_back(BrokerEvent::Disconnected {
+            conn,
+            client_id,
+            reason: reason.clone(),
+        });
+        let Some(key) = key else {
+            return;
+        };
+        self.stats.clients_connected = self.stats.clients_connected.saturating_sub(1);
+        // Wills are not published when the broker itself shuts down.
+        let will = will.filter(|_| !self.shutting_down);
+        let Some(entry) = self.sessions.get_mut(key) else {
+            return;
+        };
+        entry.conn = None;
+        entry.expiry_interval = session_expiry;
+        if session_expiry == 0 {
+            // The session ends with the connection: the will goes out now,
+            // whatever its delay [MQTT-3.1.3-9].
+            if let Some(will) = will {
+                self.publish_will(now, Some(key), will);
+            }
+            self.end_session(now, key);
+            return;
+        }
+        if let Some(session) = session {
+            self.store.put_session(&session, session_expiry);
+            entry.offline = Some(session);
+        }
+        if let Some(will) = will {
+            let delay = will.properties.will_delay_interval.unwrap_or(0);
+            if delay == 0 {
+                self.publish_will(now, Some(key), will);
+            } else {
+                let due = now + Duration::from_secs(u64::from(delay));
+                if let Some(entry) = self.sessions.get_mut(key) {
+                    entry.pending_will = Some((will, due));
+                }
+                self.timers.insert((due, Timer::Will(key)));
+            }
+        }
+        self.start_expiry(now, key);
+    }
+
+    /// Arms an offline session's expiry timer.
+    fn start_expiry(&mut self, now: Instant, key: SessionKey) {
+        let Some(entry) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if entry.expiry_interval == u32::MAX {
+            return;
+        }
+        let at = now + Duration::from_secs(u64::from(entry.expiry_interval));
+        entry.expires_at = Some(at);
+        self.timers.insert((at, Timer::SessionExpiry(key)));
+    }
+
+    pub(super) fn will_due(&mut self, now: Instant, key: SessionKey) {
+        let Some(entry) = self.sessions.get_mut(key) else {
+            return;
+        };
+        match entry.pending_will.take() {
+            Some((will, due)) if due <= now => self.publish_will(now, Some(key), will),
+            // Cancelled or re-armed since: put it back.
+            other => entry.pending_will = other,
+        }
+    }
+
+    pub(super) fn session_expiry_due(&mut self, now: Instant, key: SessionKey) {
+        let Some(entry) = self.sessions.get(key) else {
+            return;
+        };
+        if entry.conn.is_some() || entry.expires_at.is_none_or(|at| at > now) {
+            return;
+        }
+        if let Some(entry) = self.sessions.get_mut(key) {
+            // The will goes out when the session ends, if still pending.
+            if let Some((will, _)) = entry.pending_will.take() {
+                self.publish_will(now, Some(key), will);
+            }
+        }
+        self.end_session(now, key);
+    }
+
+    /// Removes a session and its subscriptions; publishes a pending will.
+    pub(super) fn end_session(&mut self, now: Instant, key: SessionKey) {
+        if let Some((will, _)) = self.sessions.get_mut(key).and_then(|e| e.pending_will.take()) {
+            self.publish_will(now, Some(key), will);
+        }
+        self.tree.remove_client(&key);
+        if let Some(entry) = self.sessions.remove(key) {
+            self.by_client_id.remove(&entry.client_id);
+            self.store.remove_session(&entry.client_id);
+        }
+    }
+
+    /// Publishes a Will Message as if the client had published it.
+    pub(super) fn publish_will(&mut self, now: Instant, from: Option<SessionKey>, will: Will) {
+        let p = will.properties;
+        let publish = Publish {
+            dup: false,
+            qos: will.qos,
+            retain: will.retain,
+            topic: will.topic,
+            packet_id: None,
+            properties: tern_codec::PublishProperties {
+                payload_format_indicator: p.payload_format_indicator,
+                message_expiry_interval: p.message_expiry_interval,
+                content_type: p.content_type,
+                response_topic: p.response_topic,
+                correlation_data: p.correlation_data,
+                user_properties: p.user_properties,
+                ..Default::default()
+            },
+            payload: will.payload,
+        };
+        self.publish_message(now, from, publish);
+    }
+}

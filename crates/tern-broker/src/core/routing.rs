@@ -1,0 +1,312 @@
+//! Messages: PUBLISH routing, retained messages, SUBSCRIBE and UNSUBSCRIBE.
+
+use super::{
+    Broker, ConnId, RetainedMessage, SessionKey, Subscription, retained::forwarded_properties,
+};
+use tern_codec::{
+    Publish, QoS, ReasonCode, RetainHandling, Subscribe, SubscriptionId, Unsubscribe,
+};
+use tern_session::{AckToken, Enqueued, Instant, StoredSubscription};
+use tern_topic::{SubscriptionFilter, TopicName};
+
+/// One delivery decided by routing.
+struct Delivery {
+    to: SessionKey,
+    qos: QoS,
+    retain: bool,
+    subscription_ids: Vec<SubscriptionId>,
+}
+
+impl Broker {
+    pub(super) fn on_publish(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        publish: Publish,
+        ack: Option<AckToken>,
+    ) {
+        self.stats.messages_received += 1;
+        let Some(key) = self.conns.get(conn.key()).and_then(|c| c.session) else {
+            return;
+        };
+        let client_id = self
+            .sessions
+            .get(key)
+            .map(|s| s.client_id.clone())
+            .unwrap_or_default();
+        let reason = match TopicName::from_bytes(publish.topic.as_shared_bytes().clone()) {
+            // `$SYS` belongs to the broker.
+            Ok(topic) if topic.as_bytes().starts_with(b"$SYS") => ReasonCode::NotAuthorized,
+            Ok(topic) if !self.auth.authorize_publish(&client_id, &topic) => {
+                ReasonCode::NotAuthorized
+            }
+            Ok(_) => {
+                if self.publish_message(now, Some(key), publish) == 0 {
+                    ReasonCode::NoMatchingSubscribers
+                } else {
+                    ReasonCode::Success
+                }
+            }
+            Err(_) => ReasonCode::TopicNameInvalid,
+        };
+        if let Some(token) = ack {
+            if let Some(c) = self.conns.get_mut(conn.key()) {
+                let _ = c.server.ack(now, token, reason);
+            }
+        }
+    }
+
+    /// Applies a message's retain flag and routes it; returns how many
+    /// deliveries it made.
+    pub(super) fn publish_message(
+        &mut self,
+        now: Instant,
+        from: Option<SessionKey>,
+        publish: Publish,
+    ) -> usize {
+        let Ok(topic) = TopicName::from_bytes(publish.topic.as_shared_bytes().clone()) else {
+            return 0;
+        };
+        if publish.retain {
+            // An empty payload clears the topic's retained message [MQTT-3.3.1-6] [MQTT-3.3.1-7].
+            if publish.payload.is_empty() {
+                if self.retained.remove(&topic).is_some() {
+                    self.store.remove_retained(&topic);
+                }
+            } else {
+                let message = RetainedMessage::new(&publish, now);
+                self.store.put_retained(&topic, &message);
+                self.retained.insert(topic.clone(), message);
+            }
+        }
+        self.route(now, from, &topic, &publish)
+    }
+
+    /// Delivers a message to every matching subscription: one delivery per
+    /// client at the highest granted QoS with every Subscription Identifier
+    /// [MQTT-3.3.4-2] [MQTT-3.3.4-3], and one member of each shared group.
+    fn route(&mut self, now: Instant, from: Option<SessionKey>, topic: &TopicName, publish: &Publish) -> usize {
+        let mut deliveries = Vec::new();
+        let mut matches = self.tree.matches(topic, &mut self.match_buf);
+        for client in matches.per_client() {
+            let to = *client.key();
+            let own = Some(to) == from;
+            let mut qos = None;
+            let mut retain_as_published = false;
+            let mut subscription_ids = Vec::new();
+            for s in client.values() {
+                // No Local: not back to the publisher [MQTT-3.8.3-3].
+                if own && s.options.no_local {
+                    continue;
+                }
+                qos = qos.max(Some(s.options.qos));
+                retain_as_published |= s.options.retain_as_published;
+                subscription_ids.extend(s.id);
+            }
+            if let Some(qos) = qos {
+                deliveries.push(Delivery {
+                    to,
+                    qos,
+                    // [MQTT-3.3.1-12] [MQTT-3.3.1-13]
+                    retain: retain_as_published && publish.retain,
+                    subscription_ids,
+                });
+            }
+        }
+        drop(matches);
+        let groups: Vec<_> = self.match_buf.shared_groups().collect();
+        for group in groups {
+            let sessions = &self.sessions;
+            let online = |k: &SessionKey, _: &Subscription| {
+                sessions.get(*k).is_some_and(|s| s.conn.is_some())
+            };
+            // Round robin among online members; with none online, queue for one.
+            let chosen = match self.tree.select_round_robin(group, online) {
+                Some((k, s)) => Some((*k, *s)),
+                None => self
+                    .tree
+                    .select_round_robin(group, |_, _| true)
+                    .map(|(k, s)| (*k, *s)),
+            };
+            if let Some((to, s)) = chosen {
+                deliveries.push(Delivery {
+                    to,
+                    qos: s.options.qos,
+                    retain: s.options.retain_as_published && publish.retain,
+                    subscription_ids: s.id.into_iter().collect(),
+                });
+            }
+        }
+        let count = deliveries.len();
+        for d in deliveries {
+            let out = Publish {
+                dup: false,
+                qos: publish.qos.min(d.qos),
+                retain: d.retain,
+                topic: publish.topic.clone(),
+                packet_id: None,
+                properties: tern_codec::PublishProperties {
+                    subscription_identifiers: d.subscription_ids,
+                    ..forwarded_properties(&publish.properties)
+                },
+                payload: publish.payload.clone(),
+            };
+            self.deliver(now, d.to, out);
+        }
+        count
+    }
+
+    /// Hands a message to a session: its connection's queue while online,
+    /// its offline queue otherwise.
+    pub(super) fn deliver(&mut self, now: Instant, to: SessionKey, publish: Publish) {
+        let Some(entry) = self.sessions.get_mut(to) else {
+            return;
+        };
+        let outcome = match entry.conn {
+            Some(conn) => {
+                let Some(c) = self.conns.get_mut(conn.key()) else {
+                    return;
+                };
+                let outcome = c.server.send(now, publish).ok();
+                self.mark_ready(conn);
+                outcome
+            }
+            None => {
+                if publish.qos == QoS::AtMostOnce && !self.config.queue_qos0_offline {
+                    return;
+                }
+                entry.offline.as_mut().map(|s| s.enqueue(now, publish))
+            }
+        };
+        if !matches!(outcome, Some(Enqueued::Queued)) {
+            self.stats.messages_dropped += 1;
+        }
+    }
+
+    pub(super) fn on_subscribe(&mut self, now: Instant, conn: ConnId, subscribe: Subscribe) {
+        let Some(c) = self.conns.get(conn.key()) else {
+            return;
+        };
+        let Some(key) = c.session else {
+            return;
+        };
+        let v5 = c.server.version().is_v5();
+        let client_id = self
+            .sessions
+            .get(key)
+            .map(|s| s.client_id.to_string())
+            .unwrap_or_default();
+        let id = subscribe.properties.subscription_identifier;
+        let mut codes = Vec::with_capacity(subscribe.filters.len());
+        let mut retained_for = Vec::new();
+        for requested in &subscribe.filters {
+            let parsed = match SubscriptionFilter::parse(requested.filter.as_shared_bytes().clone()) {
+                Ok(parsed) => parsed,
+                Err(_) => {
+                    codes.push(ReasonCode::TopicFilterInvalid);
+                    continue;
+                }
+            };
+            let shared = parsed.group().is_some();
+            if shared && requested.options.no_local {
+                // [MQTT-3.8.3-4]
+                if let Some(c) = self.conns.get_mut(conn.key()) {
+                    c.server.close(now, ReasonCode::ProtocolError);
+                }
+                return;
+            }
+            let code = if shared && !self.config.server.shared_subscriptions {
+                ReasonCode::SharedSubscriptionsNotSupported
+            } else if parsed.filter().has_wildcards() && !self.config.server.wildcard_subscriptions {
+                ReasonCode::WildcardSubscriptionsNotSupported
+            } else if !self.auth.authorize_subscribe(&client_id, &parsed) {
+                ReasonCode::NotAuthorized
+            } else {
+                let granted = requested.options.qos.min(self.config.server.maximum_qos);
+                let options = tern_codec::SubscriptionOptions {
+                    qos: granted,
+                    ..requested.options
+                };
+                let existed = self
+                    .tree
+                    .insert(key, &parsed, Subscription { options, id })
+                    .is_some();
+                if let Some(s) = self.conns.get_mut(conn.key()).and_then(|c| c.server.session_mut()) {
+                    s.add_subscription(
+                        requested.filter.clone(),
+                        StoredSubscription {
+                            options,
+                            subscription_id: id,
+                        },
+                    );
+                }
+                // Retained messages on subscribe [MQTT-3.3.1-9] [MQTT-3.3.1-10]
+                // [MQTT-3.3.1-11]; not for shared subscriptions.
+                let send = match options.retain_handling {
+                    RetainHandling::SendAtSubscribe => true,
+                    RetainHandling::SendAtSubscribeIfNew => !existed,
+                    RetainHandling::DoNotSend => false,
+                };
+                if send && !shared {
+                    retained_for.push((parsed.filter().clone(), granted));
+                }
+                ReasonCode::granted(granted)
+            };
+            codes.push(code);
+        }
+        let codes = if v5 {
+            codes
+        } else {
+            codes.into_iter().map(|c| if c.is_error() { ReasonCode::UnspecifiedError } else { c }).collect()
+        };
+        if let Some(c) = self.conns.get_mut(conn.key()) {
+            let _ = c.server.suback(now, subscribe.packet_id, codes, Default::default());
+        }
+        for (filter, granted) in retained_for {
+            let mut expired = Vec::new();
+            let mut out = Vec::new();
+            for (topic, message) in self.retained.matching(&filter) {
+                if message.is_expired(now) {
+                    expired.push(topic.clone());
+                    continue;
+                }
+                let mut p = message.for_subscriber(now, granted);
+                p.properties.subscription_identifiers.extend(id);
+                out.push(p);
+            }
+            for topic in expired {
+                self.retained.remove(&topic);
+                self.store.remove_retained(&topic);
+            }
+            for p in out {
+                self.deliver(now, key, p);
+            }
+        }
+    }
+
+    pub(super) fn on_unsubscribe(&mut self, now: Instant, conn: ConnId, unsubscribe: Unsubscribe) {
+        let Some(key) = self.conns.get(conn.key()).and_then(|c| c.session) else {
+            return;
+        };
+        let mut codes = Vec::with_capacity(unsubscribe.filters.len());
+        for filter in &unsubscribe.filters {
+            let code = match SubscriptionFilter::parse(filter.as_shared_bytes().clone()) {
+                Ok(parsed) => {
+                    if self.tree.remove(&key, &parsed).is_some() {
+                        ReasonCode::Success
+                    } else {
+                        ReasonCode::NoSubscriptionExisted
+                    }
+                }
+                Err(_) => ReasonCode::TopicFilterInvalid,
+            };
+            if let Some(s) = self.conns.get_mut(conn.key()).and_then(|c| c.server.session_mut()) {
+                s.remove_subscription(filter.as_bytes());
+            }
+            codes.push(code);
+        }
+        if let Some(c) = self.conns.get_mut(conn.key()) {
+            let _ = c.server.unsuback(now, unsubscribe.packet_id, codes, Default::default());
+        }
+    }
+}

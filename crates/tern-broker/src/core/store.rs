@@ -1,0 +1,97 @@
+//! Where sessions and retained messages are kept beyond the broker's own
+//! memory: the [`Store`] hook.
+
+use crate::RetainedMessage;
+use std::collections::BTreeMap;
+use tern_codec::MqttString;
+use tern_session::ServerSession;
+use tern_topic::TopicName;
+
+/// Everything a store holds, for a broker that starts up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredState {
+    /// Sessions that outlive their connections, as they stood when stored.
+    pub sessions: Vec<StoredSession>,
+    /// Retained messages by topic.
+    pub retained: Vec<(TopicName, RetainedMessage)>,
+}
+
+/// A session as a store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSession {
+    /// The session.
+    pub session: ServerSession,
+    /// Its Session Expiry Interval in seconds (`u32::MAX`: never).
+    pub expiry_interval: u32,
+}
+
+/// Persistence for sessions and retained messages.
+///
+/// The broker core keeps its working state in memory and tells the store
+/// about changes: a retained message set or cleared, a session stored when
+/// its client goes offline (and at shutdown), a session removed when it ends.
+/// On start-up the broker loads what the store returns. The in-memory
+/// [`MemoryStore`] survives a broker restart within one process (the
+/// deterministic simulator uses that); a durable store slots in behind the
+/// same trait.
+pub trait Store: Send {
+    /// A retained message was set or replaced.
+    fn put_retained(&mut self, topic: &TopicName, message: &RetainedMessage);
+    /// A retained message was cleared.
+    fn remove_retained(&mut self, topic: &TopicName);
+    /// A session outlives its connection; this is its state now.
+    fn put_session(&mut self, session: &ServerSession, expiry_interval: u32);
+    /// A session ended.
+    fn remove_session(&mut self, client_id: &MqttString);
+    /// Everything stored.
+    fn load(&mut self) -> StoredState;
+}
+
+/// A [`Store`] in memory.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    sessions: BTreeMap<MqttString, StoredSession>,
+    retained: BTreeMap<TopicName, RetainedMessage>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Store for MemoryStore {
+    fn put_retained(&mut self, topic: &TopicName, message: &RetainedMessage) {
+        self.retained.insert(topic.clone(), message.clone());
+    }
+
+    fn remove_retained(&mut self, topic: &TopicName) {
+        self.retained.remove(topic);
+    }
+
+    fn put_session(&mut self, session: &ServerSession, expiry_interval: u32) {
+        self.sessions.insert(
+            session.client_id().clone(),
+            StoredSession {
+                session: session.clone(),
+                expiry_interval,
+            },
+        );
+    }
+
+    fn remove_session(&mut self, client_id: &MqttString) {
+        self.sessions.remove(client_id);
+    }
+
+    fn load(&mut self) -> StoredState {
+        StoredState {
+            sessions: self.sessions.values().cloned().collect(),
+            retained: self
+                .retained
+                .iter()
+                .map(|(t, m)| (t.clone(), m.clone()))
+                .collect(),
+        }
+    }
+}
