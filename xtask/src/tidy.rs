@@ -22,7 +22,7 @@ enum Kind {
     Shell,
 }
 
-const CRATES: &[(&str, Kind)] = &[("tern-codec", Kind::CoreNoStd)];
+const CRATES: &[(&str, Kind)] = &[("tern-codec", Kind::CoreNoStd), ("tern-cli", Kind::Shell)];
 
 /// Text that must not appear in core source: each reads a clock, does I/O,
 /// spawns, or brings in non-deterministic iteration or randomness.
