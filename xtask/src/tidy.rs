@@ -27,6 +27,7 @@ const CRATES: &[(&str, Kind)] = &[
     ("tern-topic", Kind::CoreNoStd),
     ("tern-session", Kind::CoreNoStd),
     ("tern-broker", Kind::CoreWithShell(&["core"])),
+    ("tern-cli", Kind::Shell),
 ];
 
 /// Text that must not appear in core source: each reads a clock, does I/O,

@@ -92,8 +92,12 @@ pub(crate) fn varint(input: &[u8]) -> PResult<'_, u32> {
 }
 
 /// Two-byte length-prefixed data.
+///
+/// `parse_complete`, not `parse`: nom 8's `parse` runs in streaming mode and
+/// would report a short field as `Incomplete`, losing its position. The frame
+/// is whole, so a short field is an error at the data it should hold.
 pub(crate) fn binary_slice(input: &[u8]) -> PResult<'_, &[u8]> {
-    nom::multi::length_data(be_u16).parse(input)
+    nom::multi::length_data(be_u16).parse_complete(input)
 }
 
 /// A UTF-8 Encoded String's bytes, validated [MQTT-1.5.4-1] [MQTT-1.5.4-2].
