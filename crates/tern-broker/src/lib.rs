@@ -11,6 +11,6 @@
 mod core;
 
 pub use crate::core::{
-    AllowAll, AuthDecision, Authenticator, Broker, BrokerConfig, BrokerEvent, ConnId,
-    MemoryStore, RetainedMessage, Stats, Store, StoredSession, StoredState, Transmit,
+    AllowAll, AuthDecision, Authenticator, Broker, BrokerConfig, BrokerEvent, ConnId, MemoryStore,
+    RetainedMessage, Stats, Store, StoredSession, StoredState, Transmit,
 };

@@ -106,15 +106,6 @@ impl ConnectOptions {
             password: self.password.clone(),
         }
     }
-
-    /// Whether the session outlives the connection on the server.
-    fn persistent(&self) -> bool {
-        if self.version.is_v5() {
-            self.properties.session_expiry_interval.unwrap_or(0) > 0
-        } else {
-            !self.clean_start
-        }
-    }
 }
 
 /// A subscription the server granted.
@@ -146,8 +137,6 @@ pub struct ClientSession {
     subscriptions: BTreeMap<MqttString, GrantedSubscription>,
     pending_subscribe: BTreeMap<PacketId, PendingRequest<Subscribe>>,
     pending_unsubscribe: BTreeMap<PacketId, PendingRequest<Unsubscribe>>,
-    /// The server has state for this session (a persistent session was acknowledged).
-    established: bool,
 }
 
 impl ClientSession {
@@ -730,12 +719,14 @@ impl ClientConnection {
             self.close_with(CloseReason::ConnectRefused(connack.reason_code), None);
             return Ok(());
         }
-        let has_state = self.session.established && !self.options.clean_start;
-        if connack.session_present && !has_state {
-            // [MQTT-3.2.2-4]
+        // [MQTT-3.2.2-4]: a client that asked for a clean start has no state
+        // for the server to resume. A client that asked to resume counts as
+        // having session state even when it is empty (a restarted process
+        // that did not persist any): it wants the messages queued for it.
+        if connack.session_present && self.options.clean_start {
             return Err(Violation::rule(
                 ReasonCode::ProtocolError,
-                "session present, but this client has no session state",
+                "session present after a clean start",
             ));
         }
         let p = &connack.properties;
@@ -766,7 +757,6 @@ impl ClientConnection {
         } else {
             self.lose_server_session(now);
         }
-        self.session.established = self.options.persistent();
         // Requests that never got an answer go again, with the same identifiers.
         for pending in self.session.pending_subscribe.values() {
             self.core

@@ -2,8 +2,8 @@
 //! session expiry.
 
 use super::{
-    AuthDecision, Broker, BrokerEvent, ConnId, SessionEntry, SessionKey, StoredState,
-    Subscription, Timer,
+    AuthDecision, Broker, BrokerEvent, ConnId, SessionEntry, SessionKey, StoredState, Subscription,
+    Timer,
 };
 use core::time::Duration;
 use tern_codec::{Connect, MqttString, Publish, ReasonCode, Will};
@@ -64,8 +64,13 @@ impl Broker {
             self.reject(now, conn, ReasonCode::ServerUnavailable);
             return;
         }
-        let assigned = connect.client_id.is_empty().then(|| self.assign_client_id());
-        let client_id = assigned.clone().unwrap_or_else(|| connect.client_id.clone());
+        let assigned = connect
+            .client_id
+            .is_empty()
+            .then(|| self.assign_client_id());
+        let client_id = assigned
+            .clone()
+            .unwrap_or_else(|| connect.client_id.clone());
 
         // Take-over: the client's old connection is closed first [MQTT-3.1.4-3].
         if let Some(&key) = self.by_client_id.get(&client_id) {
@@ -154,7 +159,10 @@ impl Broker {
     /// A client identifier no session uses [MQTT-3.2.2-16].
     fn assign_client_id(&mut self) -> MqttString {
         loop {
-            let candidate = format!("{}{:x}", self.config.assigned_id_prefix, self.next_assigned_id);
+            let candidate = format!(
+                "{}{:x}",
+                self.config.assigned_id_prefix, self.next_assigned_id
+            );
             self.next_assigned_id += 1;
             let candidate = MqttString::try_from(candidate).expect("an ASCII identifier");
             if !self.by_client_id.contains_key(&candidate) {
@@ -178,7 +186,9 @@ impl Broker {
         let session = c.server.take_session();
         let key = c.session.take();
         self.events.push_back(BrokerEvent::Close(conn));
-        let client_id = key.and_then(|k| self.sessions.get(k)).map(|s| s.client_id.clone());
+        let client_id = key
+            .and_then(|k| self.sessions.get(k))
+            .map(|s| s.client_id.clone());
         self.events.push_back(BrokerEvent::Disconnected {
             conn,
             client_id,
@@ -265,7 +275,11 @@ impl Broker {
 
     /// Removes a session and its subscriptions; publishes a pending will.
     pub(super) fn end_session(&mut self, now: Instant, key: SessionKey) {
-        if let Some((will, _)) = self.sessions.get_mut(key).and_then(|e| e.pending_will.take()) {
+        if let Some((will, _)) = self
+            .sessions
+            .get_mut(key)
+            .and_then(|e| e.pending_will.take())
+        {
             self.publish_will(now, Some(key), will);
         }
         self.tree.remove_client(&key);

@@ -223,7 +223,12 @@ impl std::fmt::Debug for Broker {
 impl Broker {
     /// A broker with an in-memory store that lets every client in.
     pub fn new(config: BrokerConfig, now: Instant) -> Self {
-        Self::with_hooks(config, now, Box::new(MemoryStore::new()), Box::new(AllowAll))
+        Self::with_hooks(
+            config,
+            now,
+            Box::new(MemoryStore::new()),
+            Box::new(AllowAll),
+        )
     }
 
     /// A broker with the given store and authenticator; it starts from what
@@ -411,10 +416,15 @@ impl Broker {
     /// stores the sessions that outlive them. Wills are not published.
     pub fn shutdown(&mut self, now: Instant) {
         self.shutting_down = true;
-        let ids: Vec<ConnId> = self.conns.iter().map(|(k, _)| ConnId::from_key(k)).collect();
+        let ids: Vec<ConnId> = self
+            .conns
+            .iter()
+            .map(|(k, _)| ConnId::from_key(k))
+            .collect();
         for id in ids {
             if let Some(c) = self.conns.get_mut(id.key()) {
-                c.server.close(now, tern_codec::ReasonCode::ServerShuttingDown);
+                c.server
+                    .close(now, tern_codec::ReasonCode::ServerShuttingDown);
             }
             self.process_events(now, id);
             self.mark_ready(id);
@@ -524,7 +534,8 @@ impl Broker {
                     // Enhanced authentication is not offered: CONNECTs that ask
                     // for it are refused, so this is a re-authentication.
                     if let Some(c) = self.conns.get_mut(conn.key()) {
-                        c.server.close(now, tern_codec::ReasonCode::BadAuthenticationMethod);
+                        c.server
+                            .close(now, tern_codec::ReasonCode::BadAuthenticationMethod);
                     }
                 }
                 ServerEvent::Closed {

@@ -43,8 +43,10 @@ impl RetainedMessage {
         p.qos = p.qos.min(granted);
         if let Some(secs) = p.properties.message_expiry_interval {
             let waited = (now - self.stored_at).as_secs();
-            p.properties.message_expiry_interval =
-                Some(secs.saturating_sub(u32::try_from(waited).unwrap_or(u32::MAX)).max(1));
+            p.properties.message_expiry_interval = Some(
+                secs.saturating_sub(u32::try_from(waited).unwrap_or(u32::MAX))
+                    .max(1),
+            );
         }
         p
     }

@@ -85,7 +85,13 @@ impl Broker {
     /// Delivers a message to every matching subscription: one delivery per
     /// client at the highest granted QoS with every Subscription Identifier
     /// [MQTT-3.3.4-2] [MQTT-3.3.4-3], and one member of each shared group.
-    fn route(&mut self, now: Instant, from: Option<SessionKey>, topic: &TopicName, publish: &Publish) -> usize {
+    fn route(
+        &mut self,
+        now: Instant,
+        from: Option<SessionKey>,
+        topic: &TopicName,
+        publish: &Publish,
+    ) -> usize {
         let mut deliveries = Vec::new();
         let mut matches = self.tree.matches(topic, &mut self.match_buf);
         for client in matches.per_client() {
@@ -113,7 +119,6 @@ impl Broker {
                 });
             }
         }
-        drop(matches);
         let groups: Vec<_> = self.match_buf.shared_groups().collect();
         for group in groups {
             let sessions = &self.sessions;
@@ -200,7 +205,8 @@ impl Broker {
         let mut codes = Vec::with_capacity(subscribe.filters.len());
         let mut retained_for = Vec::new();
         for requested in &subscribe.filters {
-            let parsed = match SubscriptionFilter::parse(requested.filter.as_shared_bytes().clone()) {
+            let parsed = match SubscriptionFilter::parse(requested.filter.as_shared_bytes().clone())
+            {
                 Ok(parsed) => parsed,
                 Err(_) => {
                     codes.push(ReasonCode::TopicFilterInvalid);
@@ -217,7 +223,8 @@ impl Broker {
             }
             let code = if shared && !self.config.server.shared_subscriptions {
                 ReasonCode::SharedSubscriptionsNotSupported
-            } else if parsed.filter().has_wildcards() && !self.config.server.wildcard_subscriptions {
+            } else if parsed.filter().has_wildcards() && !self.config.server.wildcard_subscriptions
+            {
                 ReasonCode::WildcardSubscriptionsNotSupported
             } else if !self.auth.authorize_subscribe(&client_id, &parsed) {
                 ReasonCode::NotAuthorized
@@ -231,7 +238,11 @@ impl Broker {
                     .tree
                     .insert(key, &parsed, Subscription { options, id })
                     .is_some();
-                if let Some(s) = self.conns.get_mut(conn.key()).and_then(|c| c.server.session_mut()) {
+                if let Some(s) = self
+                    .conns
+                    .get_mut(conn.key())
+                    .and_then(|c| c.server.session_mut())
+                {
                     s.add_subscription(
                         requested.filter.clone(),
                         StoredSubscription {
@@ -257,10 +268,21 @@ impl Broker {
         let codes = if v5 {
             codes
         } else {
-            codes.into_iter().map(|c| if c.is_error() { ReasonCode::UnspecifiedError } else { c }).collect()
+            codes
+                .into_iter()
+                .map(|c| {
+                    if c.is_error() {
+                        ReasonCode::UnspecifiedError
+                    } else {
+                        c
+                    }
+                })
+                .collect()
         };
         if let Some(c) = self.conns.get_mut(conn.key()) {
-            let _ = c.server.suback(now, subscribe.packet_id, codes, Default::default());
+            let _ = c
+                .server
+                .suback(now, subscribe.packet_id, codes, Default::default());
         }
         for (filter, granted) in retained_for {
             let mut expired = Vec::new();
@@ -300,13 +322,19 @@ impl Broker {
                 }
                 Err(_) => ReasonCode::TopicFilterInvalid,
             };
-            if let Some(s) = self.conns.get_mut(conn.key()).and_then(|c| c.server.session_mut()) {
+            if let Some(s) = self
+                .conns
+                .get_mut(conn.key())
+                .and_then(|c| c.server.session_mut())
+            {
                 s.remove_subscription(filter.as_bytes());
             }
             codes.push(code);
         }
         if let Some(c) = self.conns.get_mut(conn.key()) {
-            let _ = c.server.unsuback(now, unsubscribe.packet_id, codes, Default::default());
+            let _ = c
+                .server
+                .unsuback(now, unsubscribe.packet_id, codes, Default::default());
         }
     }
 }

@@ -16,7 +16,9 @@ impl Broker {
             ("clients/total", self.sessions.len().to_string()),
             (
                 "clients/disconnected",
-                (self.sessions.len() as u64).saturating_sub(s.clients_connected).to_string(),
+                (self.sessions.len() as u64)
+                    .saturating_sub(s.clients_connected)
+                    .to_string(),
             ),
             ("clients/maximum", s.clients_maximum.to_string()),
             ("messages/received", s.messages_received.to_string()),
