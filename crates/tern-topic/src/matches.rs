@@ -13,13 +13,17 @@ use core::fmt;
 /// allocating once the buffer has grown to the largest fan-out seen.
 #[derive(Debug, Default, Clone)]
 pub struct MatchBuffer {
-    /// Trie walk stack: (node, byte position of the next topic level).
+    /// The topic's levels as interned level ids.
+    pub(crate) levels: Vec<u32>,
+    /// Trie walk stack: (node, index of the next topic level).
     pub(crate) stack: Vec<(u32, u32)>,
-    /// Matching nodes with non-shared subscribers, in visit order.
-    pub(crate) plain: Vec<u32>,
+    /// Matching nodes with non-shared subscribers, in visit order, with
+    /// their subscription slots.
+    pub(crate) plain: Vec<(u32, u32)>,
     /// Matching shared groups, in visit order.
     pub(crate) shared: Vec<SharedGroupRef>,
-    /// (index into `plain`, subscriber slot), sorted by subscriber.
+    /// (index into `plain`, index of the subscriber there), sorted by
+    /// subscriber.
     per_client: Vec<(u32, u32)>,
     /// The tree generation the contents belong to.
     pub(crate) generation: u64,
@@ -32,6 +36,7 @@ impl MatchBuffer {
     }
 
     pub(crate) fn clear(&mut self) {
+        self.levels.clear();
         self.stack.clear();
         self.plain.clear();
         self.shared.clear();
@@ -53,6 +58,7 @@ impl MatchBuffer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SharedGroupRef {
     pub(crate) node: u32,
+    pub(crate) slot: u32,
     pub(crate) index: u32,
     pub(crate) generation: u64,
 }
@@ -88,7 +94,7 @@ impl<'a, K: Ord + Clone, V> Matches<'a, K, V> {
         self.buf
             .plain
             .iter()
-            .map(|&id| self.tree.trie.node(id).data.plain.len())
+            .map(|&(_, slot)| self.tree.slot(slot).plain().len())
             .sum()
     }
 
@@ -101,11 +107,9 @@ impl<'a, K: Ord + Clone, V> Matches<'a, K, V> {
     /// subscriber order within a filter.
     pub fn plain(&self) -> impl Iterator<Item = PlainMatch<'_, K, V>> + '_ {
         let tree = self.tree;
-        self.buf.plain.iter().flat_map(move |&node| {
-            tree.trie
-                .node(node)
-                .data
-                .plain
+        self.buf.plain.iter().flat_map(move |&(node, slot)| {
+            tree.slot(slot)
+                .plain()
                 .iter()
                 .map(move |(key, value)| PlainMatch {
                     tree,
@@ -120,8 +124,7 @@ impl<'a, K: Ord + Clone, V> Matches<'a, K, V> {
     pub fn shared(&self) -> impl ExactSizeIterator<Item = SharedMatch<'_, K, V>> + '_ {
         let tree = self.tree;
         self.buf.shared.iter().map(move |&handle| {
-            let groups = tree.trie.node(handle.node).data.shared.as_deref();
-            let group = &groups.expect("a matched group exists")[handle.index as usize];
+            let group = &tree.slot(handle.slot).shared()[handle.index as usize];
             SharedMatch {
                 tree,
                 handle,
@@ -148,14 +151,13 @@ impl<'a, K: Ord + Clone, V> Matches<'a, K, V> {
             plain, per_client, ..
         } = &mut *self.buf;
         per_client.clear();
-        for (i, &node) in plain.iter().enumerate() {
-            let n = tree.trie.node(node).data.plain.len();
-            per_client.extend((0..n as u32).map(|slot| (i as u32, slot)));
+        for (i, &(_, slot)) in plain.iter().enumerate() {
+            let n = tree.slot(slot).plain().len();
+            per_client.extend((0..n as u32).map(|entry| (i as u32, entry)));
         }
-        let key = |&(i, slot): &(u32, u32)| {
-            &tree.trie.node(plain[i as usize]).data.plain[slot as usize].0
-        };
-        // (index, slot) pairs are distinct, so this order is total and the
+        let key =
+            |&(i, entry): &(u32, u32)| &tree.slot(plain[i as usize].1).plain()[entry as usize].0;
+        // (match, entry) pairs are distinct, so this order is total and the
         // unstable sort deterministic.
         per_client.sort_unstable_by(|a, b| key(a).cmp(key(b)).then(a.cmp(b)));
         PerClient {
@@ -284,7 +286,7 @@ pub trait DeliveryOptions {
 /// [`Matches::per_client`].
 pub struct PerClient<'a, K, V> {
     tree: &'a SubscriptionTree<K, V>,
-    nodes: &'a [u32],
+    nodes: &'a [(u32, u32)],
     entries: &'a [(u32, u32)],
 }
 
@@ -295,7 +297,7 @@ impl<'a, K: Ord + Clone, V> Iterator for PerClient<'a, K, V> {
         let tree = self.tree;
         let nodes = self.nodes;
         let entry =
-            |&(i, slot): &(u32, u32)| &tree.trie.node(nodes[i as usize]).data.plain[slot as usize];
+            |&(i, entry): &(u32, u32)| &tree.slot(nodes[i as usize].1).plain()[entry as usize];
         let first = self.entries.first()?;
         let key = &entry(first).0;
         let n = self
@@ -317,7 +319,7 @@ impl<'a, K: Ord + Clone, V> Iterator for PerClient<'a, K, V> {
 /// One subscriber's matching non-shared subscriptions (at least one).
 pub struct ClientMatches<'a, K, V> {
     tree: &'a SubscriptionTree<K, V>,
-    nodes: &'a [u32],
+    nodes: &'a [(u32, u32)],
     key: &'a K,
     entries: &'a [(u32, u32)],
 }
@@ -341,7 +343,7 @@ impl<'a, K: Ord + Clone, V> ClientMatches<'a, K, V> {
         let nodes = self.nodes;
         self.entries
             .iter()
-            .map(move |&(i, slot)| &tree.trie.node(nodes[i as usize]).data.plain[slot as usize].1)
+            .map(move |&(i, entry)| &tree.slot(nodes[i as usize].1).plain()[entry as usize].1)
     }
 }
 
