@@ -25,8 +25,6 @@ pub struct MatchBuffer {
     /// (index into `plain`, index of the subscriber there), sorted by
     /// subscriber.
     per_client: Vec<(u32, u32)>,
-    /// The tree generation the contents belong to.
-    pub(crate) generation: u64,
 }
 
 impl MatchBuffer {

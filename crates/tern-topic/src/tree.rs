@@ -475,7 +475,6 @@ impl<K: Ord + Clone, V> SubscriptionTree<K, V> {
     /// one buffer matches without allocating once the buffer has grown.
     pub fn matches<'a>(&'a self, topic: &TopicName, buf: &'a mut MatchBuffer) -> Matches<'a, K, V> {
         buf.clear();
-        buf.generation = self.generation;
         let topic = topic.as_bytes();
         // Each topic level's interned id, once: a level no filter uses has
         // none and can only be matched by a wildcard.
