@@ -4,7 +4,7 @@
 use crate::{ShareName, SubscriptionTree, TopicFilter, tree::Group};
 use alloc::vec::Vec;
 use bytes::Bytes;
-use core::fmt;
+use core::{fmt, mem};
 
 /// Reusable scratch space for [`SubscriptionTree::matches`].
 ///
@@ -25,6 +25,10 @@ pub struct MatchBuffer {
     /// (index into `plain`, index of the subscriber there), sorted by
     /// subscriber.
     per_client: Vec<(u32, u32)>,
+    /// Merge space for `per_client`.
+    scratch: Vec<(u32, u32)>,
+    /// Where each sorted run of `per_client` starts.
+    runs: Vec<u32>,
 }
 
 impl MatchBuffer {
@@ -39,6 +43,8 @@ impl MatchBuffer {
         self.plain.clear();
         self.shared.clear();
         self.per_client.clear();
+        self.scratch.clear();
+        self.runs.clear();
     }
 
     /// The shared groups the last [`SubscriptionTree::matches`] call found,
@@ -142,28 +148,69 @@ impl<'a, K: Ord + Clone, V> Matches<'a, K, V> {
     /// raw values for any other fold (say, skipping No Local subscriptions
     /// for the publisher itself first).
     ///
-    /// Sorts within the [`MatchBuffer`]: no allocation once it has grown.
+    /// Merges within the [`MatchBuffer`]: no allocation once it has grown.
     pub fn per_client(&mut self) -> PerClient<'_, K, V> {
         let tree = self.tree;
         let MatchBuffer {
-            plain, per_client, ..
+            plain,
+            per_client,
+            scratch,
+            runs,
+            ..
         } = &mut *self.buf;
         per_client.clear();
+        runs.clear();
         for (i, &(_, slot)) in plain.iter().enumerate() {
             let n = tree.slot(slot).plain().len();
+            runs.push(per_client.len() as u32);
             per_client.extend((0..n as u32).map(|entry| (i as u32, entry)));
         }
         let key =
             |&(i, entry): &(u32, u32)| &tree.slot(plain[i as usize].1).plain()[entry as usize].0;
-        // (match, entry) pairs are distinct, so this order is total and the
-        // unstable sort deterministic.
-        per_client.sort_unstable_by(|a, b| key(a).cmp(key(b)).then(a.cmp(b)));
+        // Each node's subscribers are sorted by key already: merge those runs
+        // pairwise, O(n log runs). The merge is stable (the left run wins
+        // ties), so a client's entries stay in visit order.
+        while runs.len() > 1 {
+            scratch.clear();
+            let total = per_client.len();
+            let bound = |runs: &[u32], r: usize| runs.get(r).map_or(total, |&b| b as usize);
+            let mut merged = 0;
+            for r in (0..runs.len()).step_by(2) {
+                let (start, mid, end) = (bound(runs, r), bound(runs, r + 1), bound(runs, r + 2));
+                runs[merged] = scratch.len() as u32;
+                merged += 1;
+                merge_runs(&per_client[start..mid], &per_client[mid..end], scratch, key);
+            }
+            runs.truncate(merged);
+            mem::swap(per_client, scratch);
+        }
         PerClient {
             tree,
             nodes: plain,
             entries: per_client,
         }
     }
+}
+
+/// Appends the merge of two sorted runs to `out`, `left` first on ties.
+fn merge_runs<'k, K: Ord + 'k, T: Copy>(
+    left: &[T],
+    right: &[T],
+    out: &mut Vec<T>,
+    key: impl Fn(&T) -> &'k K,
+) {
+    let (mut l, mut r) = (0, 0);
+    while l < left.len() && r < right.len() {
+        if key(&right[r]) < key(&left[l]) {
+            out.push(right[r]);
+            r += 1;
+        } else {
+            out.push(left[l]);
+            l += 1;
+        }
+    }
+    out.extend_from_slice(&left[l..]);
+    out.extend_from_slice(&right[r..]);
 }
 
 impl<K, V> fmt::Debug for Matches<'_, K, V> {
