@@ -32,14 +32,14 @@ use core::{fmt, mem};
 ///
 /// # Structure and cost
 ///
-/// A trie of filter levels. Matching a topic of `d` levels visits, per level,
-/// the exact child (one hash-table probe), the `+` child and the `#` child, so
-/// its cost depends on the depth of the topic and the number of matching
-/// filters, never on the number of subscriptions. Subscribers at a node are
-/// kept sorted by key: inserting into a filter that already has `n`
-/// subscribers moves up to `n` entries. A per-subscriber index makes
-/// [`remove_client`](Self::remove_client) proportional to that subscriber's
-/// own subscriptions.
+/// A trie of filter levels: matching a topic looks each of its levels up
+/// once in the level interner, then at every node reached follows the exact
+/// child (one hash-table probe), the `+` child and the `#` child. Its cost depends on the topic's depth and on the
+/// filters that match a prefix of it, not on the number of subscriptions.
+/// Subscribers at a node are kept sorted by key: inserting into a filter
+/// that already has `n` subscribers moves up to `n` entries. A
+/// per-subscriber index makes [`remove_client`](Self::remove_client)
+/// proportional to that subscriber's own subscriptions.
 ///
 /// Removing the last subscription under a node frees the node (and any
 /// ancestors left empty); freed slots are reused, and an empty tree releases
@@ -319,6 +319,9 @@ impl<K: Ord + Clone, V> SubscriptionTree<K, V> {
 
     /// Adds `key`'s subscription to `filter`, or replaces it: returns the
     /// value it replaced.
+    ///
+    /// # Panics
+    /// If the tree would need more than 2^31 nodes.
     pub fn insert(&mut self, key: K, filter: &SubscriptionFilter, value: V) -> Option<V> {
         let node = self.trie.find_or_insert(filter.filter().as_bytes());
         assert!(node < SHARED, "fewer than 2^31 trie nodes");
