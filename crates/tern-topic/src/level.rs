@@ -35,6 +35,7 @@ impl Level {
     };
 
     /// Stores `level`.
+    #[inline]
     pub(crate) fn new(level: &[u8]) -> Self {
         if level.len() <= INLINE {
             let mut bytes = [0; INLINE];
@@ -48,7 +49,20 @@ impl Level {
         }
     }
 
+    /// `true` if this is `text`. A byte loop for short levels: cheaper than
+    /// a `memcmp` call on the matching hot path.
+    #[inline]
+    pub(crate) fn is(&self, text: &[u8]) -> bool {
+        match self {
+            Self::Inline { len, bytes } => {
+                usize::from(*len) == text.len() && text.iter().zip(bytes).all(|(a, b)| a == b)
+            }
+            Self::Heap(bytes) => bytes[..] == *text,
+        }
+    }
+
     /// The level's bytes.
+    #[inline]
     pub(crate) fn as_bytes(&self) -> &[u8] {
         match self {
             Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
@@ -79,7 +93,11 @@ mod tests {
     #[test]
     fn short_and_long_levels_round_trip() {
         for text in ["", "a", "exactly-14-byte", "fifteen-bytes-!", "ü/"] {
-            assert_eq!(Level::new(text.as_bytes()).as_bytes(), text.as_bytes());
+            let level = Level::new(text.as_bytes());
+            assert_eq!(level.as_bytes(), text.as_bytes());
+            assert!(level.is(text.as_bytes()));
+            assert!(!level.is(b"x"));
+            assert!(!level.is(&[text.as_bytes(), b"x"].concat()));
         }
         assert!(matches!(Level::new(&[b'x'; 14]), Level::Inline { .. }));
         assert!(matches!(Level::new(&[b'x'; 15]), Level::Heap(_)));

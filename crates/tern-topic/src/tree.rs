@@ -518,7 +518,7 @@ impl<K: Ord + Clone, V> SubscriptionTree<K, V> {
     }
 
     /// Records the subscriptions at a matching node.
-    #[inline]
+    #[inline(always)]
     fn collect(&self, id: u32, buf: &mut MatchBuffer) {
         let SubsSlot(slot) = self.trie.node(id).data;
         if slot == NONE {

@@ -28,10 +28,12 @@ pub(crate) const ROOT: u32 = 0;
 /// A fixed seed: the same operations give the same tables on every run.
 const HASHER: FixedState = FixedState::with_seed(0x7465_726e_746f_7069);
 
+#[inline]
 fn hash_edge(parent: u32, level: u32) -> u64 {
     HASHER.hash_one((u64::from(parent) << 32) | u64::from(level))
 }
 
+#[inline]
 fn hash_level(level: &[u8]) -> u64 {
     let mut hasher = HASHER.build_hasher();
     hasher.write(level);
@@ -145,9 +147,7 @@ impl Interner {
     fn find(&self, text: &[u8]) -> Option<u32> {
         let levels = &self.levels;
         self.index
-            .find(hash_level(text), |&id| {
-                levels.get(id).text.as_bytes() == text
-            })
+            .find(hash_level(text), |&id| levels.get(id).text.is(text))
             .copied()
     }
 
