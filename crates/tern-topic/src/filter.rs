@@ -30,8 +30,10 @@ use bytes::Bytes;
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TopicFilter(Bytes);
 
-/// Checks every Topic Filter rule.
-pub(crate) fn validate_filter(bytes: &[u8]) -> Result<(), TopicError> {
+/// Checks every Topic Filter rule without building a [`TopicFilter`]:
+/// non-empty, at most 65,535 bytes, UTF-8 without U+0000, `+` and `#` only as
+/// whole levels and `#` only last.
+pub fn validate_topic_filter(bytes: &[u8]) -> Result<(), TopicError> {
     check_string(bytes)?;
     let mut levels = bytes.split(|&b| b == b'/').peekable();
     while let Some(level) = levels.next() {
@@ -46,7 +48,7 @@ pub(crate) fn validate_filter(bytes: &[u8]) -> Result<(), TopicError> {
     Ok(())
 }
 
-crate::validate::validated_bytes!(TopicFilter, validate_filter, "a Topic Filter");
+crate::validate::validated_bytes!(TopicFilter, validate_topic_filter, "a Topic Filter");
 
 impl TopicFilter {
     /// The levels between `/` separators, in order; empty levels included.

@@ -9,7 +9,7 @@
 //!   [`bytes::Bytes`] buffer, built from a decoder's buffer without copying;
 //! - [`SubscriptionFilter`]: a SUBSCRIBE's filter, plain or
 //!   `$share/{ShareName}/{filter}` ([`ShareName`]);
-//! - [`matches`]: the specification's matching rule for one filter and one
+//! - [`matches()`]: the specification's matching rule for one filter and one
 //!   topic;
 //! - [`SubscriptionTree`]: every subscription, answering "who receives a
 //!   message on this topic" in time independent of the number of
@@ -78,14 +78,14 @@ mod trie;
 mod validate;
 
 pub use crate::error::TopicError;
-pub use crate::filter::TopicFilter;
+pub use crate::filter::{TopicFilter, validate_topic_filter};
 pub use crate::matches::{
     ClientMatches, DeliveryOptions, MatchBuffer, Matches, PerClient, PlainMatch, SharedGroupRef,
     SharedMatch,
 };
 pub use crate::matching::matches;
-pub use crate::name::TopicName;
+pub use crate::name::{TopicName, validate_topic_name};
 pub use crate::retained::{RetainedIndex, RetainedMatches};
-pub use crate::shared::{ShareName, SubscriptionFilter};
+pub use crate::shared::{ShareName, SubscriptionFilter, validate_share_name};
 pub use crate::tree::SubscriptionTree;
 pub use crate::validate::MAX_TOPIC_LEN;

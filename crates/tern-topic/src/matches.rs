@@ -4,7 +4,7 @@
 use crate::{ShareName, SubscriptionTree, TopicFilter, tree::Group};
 use alloc::vec::Vec;
 use bytes::Bytes;
-use core::fmt;
+use core::{fmt, mem};
 
 /// Reusable scratch space for [`SubscriptionTree::matches`].
 ///
@@ -13,16 +13,22 @@ use core::fmt;
 /// allocating once the buffer has grown to the largest fan-out seen.
 #[derive(Debug, Default, Clone)]
 pub struct MatchBuffer {
-    /// Trie walk stack: (node, byte position of the next topic level).
+    /// The topic's levels as interned level ids.
+    pub(crate) levels: Vec<u32>,
+    /// Trie walk stack: (node, index of the next topic level).
     pub(crate) stack: Vec<(u32, u32)>,
-    /// Matching nodes with non-shared subscribers, in visit order.
-    pub(crate) plain: Vec<u32>,
+    /// Matching nodes with non-shared subscribers, in visit order, with
+    /// their subscription slots.
+    pub(crate) plain: Vec<(u32, u32)>,
     /// Matching shared groups, in visit order.
     pub(crate) shared: Vec<SharedGroupRef>,
-    /// (index into `plain`, subscriber slot), sorted by subscriber.
+    /// (index into `plain`, index of the subscriber there), sorted by
+    /// subscriber.
     per_client: Vec<(u32, u32)>,
-    /// The tree generation the contents belong to.
-    pub(crate) generation: u64,
+    /// Merge space for `per_client`.
+    scratch: Vec<(u32, u32)>,
+    /// Where each sorted run of `per_client` starts.
+    runs: Vec<u32>,
 }
 
 impl MatchBuffer {
@@ -32,10 +38,13 @@ impl MatchBuffer {
     }
 
     pub(crate) fn clear(&mut self) {
+        self.levels.clear();
         self.stack.clear();
         self.plain.clear();
         self.shared.clear();
         self.per_client.clear();
+        self.scratch.clear();
+        self.runs.clear();
     }
 
     /// The shared groups the last [`SubscriptionTree::matches`] call found,
@@ -53,6 +62,7 @@ impl MatchBuffer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SharedGroupRef {
     pub(crate) node: u32,
+    pub(crate) slot: u32,
     pub(crate) index: u32,
     pub(crate) generation: u64,
 }
@@ -88,7 +98,7 @@ impl<'a, K: Ord + Clone, V> Matches<'a, K, V> {
         self.buf
             .plain
             .iter()
-            .map(|&id| self.tree.trie.node(id).data.plain.len())
+            .map(|&(_, slot)| self.tree.slot(slot).plain().len())
             .sum()
     }
 
@@ -101,11 +111,9 @@ impl<'a, K: Ord + Clone, V> Matches<'a, K, V> {
     /// subscriber order within a filter.
     pub fn plain(&self) -> impl Iterator<Item = PlainMatch<'_, K, V>> + '_ {
         let tree = self.tree;
-        self.buf.plain.iter().flat_map(move |&node| {
-            tree.trie
-                .node(node)
-                .data
-                .plain
+        self.buf.plain.iter().flat_map(move |&(node, slot)| {
+            tree.slot(slot)
+                .plain()
                 .iter()
                 .map(move |(key, value)| PlainMatch {
                     tree,
@@ -120,8 +128,7 @@ impl<'a, K: Ord + Clone, V> Matches<'a, K, V> {
     pub fn shared(&self) -> impl ExactSizeIterator<Item = SharedMatch<'_, K, V>> + '_ {
         let tree = self.tree;
         self.buf.shared.iter().map(move |&handle| {
-            let groups = tree.trie.node(handle.node).data.shared.as_deref();
-            let group = &groups.expect("a matched group exists")[handle.index as usize];
+            let group = &tree.slot(handle.slot).shared()[handle.index as usize];
             SharedMatch {
                 tree,
                 handle,
@@ -141,29 +148,69 @@ impl<'a, K: Ord + Clone, V> Matches<'a, K, V> {
     /// raw values for any other fold (say, skipping No Local subscriptions
     /// for the publisher itself first).
     ///
-    /// Sorts within the [`MatchBuffer`]: no allocation once it has grown.
+    /// Merges within the [`MatchBuffer`]: no allocation once it has grown.
     pub fn per_client(&mut self) -> PerClient<'_, K, V> {
         let tree = self.tree;
         let MatchBuffer {
-            plain, per_client, ..
+            plain,
+            per_client,
+            scratch,
+            runs,
+            ..
         } = &mut *self.buf;
         per_client.clear();
-        for (i, &node) in plain.iter().enumerate() {
-            let n = tree.trie.node(node).data.plain.len();
-            per_client.extend((0..n as u32).map(|slot| (i as u32, slot)));
+        runs.clear();
+        for (i, &(_, slot)) in plain.iter().enumerate() {
+            let n = tree.slot(slot).plain().len();
+            runs.push(per_client.len() as u32);
+            per_client.extend((0..n as u32).map(|entry| (i as u32, entry)));
         }
-        let key = |&(i, slot): &(u32, u32)| {
-            &tree.trie.node(plain[i as usize]).data.plain[slot as usize].0
-        };
-        // (index, slot) pairs are distinct, so this order is total and the
-        // unstable sort deterministic.
-        per_client.sort_unstable_by(|a, b| key(a).cmp(key(b)).then(a.cmp(b)));
+        let key =
+            |&(i, entry): &(u32, u32)| &tree.slot(plain[i as usize].1).plain()[entry as usize].0;
+        // Each node's subscribers are sorted by key already: merge those runs
+        // pairwise, O(n log runs). The merge is stable (the left run wins
+        // ties), so a client's entries stay in visit order.
+        while runs.len() > 1 {
+            scratch.clear();
+            let total = per_client.len();
+            let bound = |runs: &[u32], r: usize| runs.get(r).map_or(total, |&b| b as usize);
+            let mut merged = 0;
+            for r in (0..runs.len()).step_by(2) {
+                let (start, mid, end) = (bound(runs, r), bound(runs, r + 1), bound(runs, r + 2));
+                runs[merged] = scratch.len() as u32;
+                merged += 1;
+                merge_runs(&per_client[start..mid], &per_client[mid..end], scratch, key);
+            }
+            runs.truncate(merged);
+            mem::swap(per_client, scratch);
+        }
         PerClient {
             tree,
             nodes: plain,
             entries: per_client,
         }
     }
+}
+
+/// Appends the merge of two sorted runs to `out`, `left` first on ties.
+fn merge_runs<'k, K: Ord + 'k, T: Copy>(
+    left: &[T],
+    right: &[T],
+    out: &mut Vec<T>,
+    key: impl Fn(&T) -> &'k K,
+) {
+    let (mut l, mut r) = (0, 0);
+    while l < left.len() && r < right.len() {
+        if key(&right[r]) < key(&left[l]) {
+            out.push(right[r]);
+            r += 1;
+        } else {
+            out.push(left[l]);
+            l += 1;
+        }
+    }
+    out.extend_from_slice(&left[l..]);
+    out.extend_from_slice(&right[r..]);
 }
 
 impl<K, V> fmt::Debug for Matches<'_, K, V> {
@@ -284,7 +331,7 @@ pub trait DeliveryOptions {
 /// [`Matches::per_client`].
 pub struct PerClient<'a, K, V> {
     tree: &'a SubscriptionTree<K, V>,
-    nodes: &'a [u32],
+    nodes: &'a [(u32, u32)],
     entries: &'a [(u32, u32)],
 }
 
@@ -295,7 +342,7 @@ impl<'a, K: Ord + Clone, V> Iterator for PerClient<'a, K, V> {
         let tree = self.tree;
         let nodes = self.nodes;
         let entry =
-            |&(i, slot): &(u32, u32)| &tree.trie.node(nodes[i as usize]).data.plain[slot as usize];
+            |&(i, entry): &(u32, u32)| &tree.slot(nodes[i as usize].1).plain()[entry as usize];
         let first = self.entries.first()?;
         let key = &entry(first).0;
         let n = self
@@ -317,7 +364,7 @@ impl<'a, K: Ord + Clone, V> Iterator for PerClient<'a, K, V> {
 /// One subscriber's matching non-shared subscriptions (at least one).
 pub struct ClientMatches<'a, K, V> {
     tree: &'a SubscriptionTree<K, V>,
-    nodes: &'a [u32],
+    nodes: &'a [(u32, u32)],
     key: &'a K,
     entries: &'a [(u32, u32)],
 }
@@ -341,7 +388,7 @@ impl<'a, K: Ord + Clone, V> ClientMatches<'a, K, V> {
         let nodes = self.nodes;
         self.entries
             .iter()
-            .map(move |&(i, slot)| &tree.trie.node(nodes[i as usize]).data.plain[slot as usize].1)
+            .map(move |&(i, entry)| &tree.slot(nodes[i as usize].1).plain()[entry as usize].1)
     }
 }
 

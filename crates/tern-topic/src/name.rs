@@ -28,8 +28,9 @@ use bytes::Bytes;
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TopicName(Bytes);
 
-/// Checks every Topic Name rule.
-pub(crate) fn validate_name(bytes: &[u8]) -> Result<(), TopicError> {
+/// Checks every Topic Name rule without building a [`TopicName`]: non-empty,
+/// at most 65,535 bytes, UTF-8 without U+0000, no `+` or `#`.
+pub fn validate_topic_name(bytes: &[u8]) -> Result<(), TopicError> {
     check_string(bytes)?;
     if bytes.iter().any(|&b| b == b'+' || b == b'#') {
         return Err(TopicError::WildcardInTopicName);
@@ -37,7 +38,7 @@ pub(crate) fn validate_name(bytes: &[u8]) -> Result<(), TopicError> {
     Ok(())
 }
 
-crate::validate::validated_bytes!(TopicName, validate_name, "a Topic Name");
+crate::validate::validated_bytes!(TopicName, validate_topic_name, "a Topic Name");
 
 impl TopicName {
     /// The levels between `/` separators, in order; empty levels included.

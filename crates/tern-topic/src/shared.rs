@@ -1,7 +1,7 @@
 //! Shared subscriptions (`$share/{ShareName}/{filter}`) and the parsed filter
 //! of a SUBSCRIBE.
 
-use crate::{TopicError, TopicFilter, filter::validate_filter, validate::check_string};
+use crate::{TopicError, TopicFilter, filter::validate_topic_filter, validate::check_string};
 use bytes::Bytes;
 
 /// The prefix that makes a subscription shared [MQTT-4.8.2-1].
@@ -14,8 +14,9 @@ const SHARE_PREFIX: &[u8] = b"$share/";
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ShareName(Bytes);
 
-/// Checks every ShareName rule.
-pub(crate) fn validate_share_name(bytes: &[u8]) -> Result<(), TopicError> {
+/// Checks every ShareName rule without building a [`ShareName`]: at least
+/// one character, UTF-8 without U+0000, no `/`, `+` or `#`.
+pub fn validate_share_name(bytes: &[u8]) -> Result<(), TopicError> {
     match check_string(bytes) {
         Err(TopicError::Empty) => return Err(TopicError::EmptyShareName),
         other => other?,
@@ -73,7 +74,7 @@ impl SubscriptionFilter {
     pub fn parse(bytes: Bytes) -> Result<Self, TopicError> {
         check_string(&bytes)?;
         if !bytes.starts_with(SHARE_PREFIX) {
-            validate_filter(&bytes)?;
+            validate_topic_filter(&bytes)?;
             return Ok(Self::Plain(TopicFilter::from_validated(bytes)));
         }
         let rest = &bytes[SHARE_PREFIX.len()..];
@@ -86,7 +87,7 @@ impl SubscriptionFilter {
         if filter_start == bytes.len() {
             return Err(TopicError::MissingSharedFilter);
         }
-        validate_filter(&bytes[filter_start..])?;
+        validate_topic_filter(&bytes[filter_start..])?;
         Ok(Self::Shared {
             group: ShareName::from_validated(bytes.slice(SHARE_PREFIX.len()..filter_start - 1)),
             filter: TopicFilter::from_validated(bytes.slice(filter_start..)),

@@ -2,9 +2,8 @@
 
 use crate::{
     ShareName, SubscriptionFilter, TopicName,
-    level::{END, next_level},
     matches::{MatchBuffer, Matches, SharedGroupRef},
-    trie::{ROOT, Trie},
+    trie::{NONE, ROOT, Slab, Trie},
 };
 use alloc::{boxed::Box, collections::BTreeMap, vec::Vec};
 use bytes::Bytes;
@@ -33,14 +32,14 @@ use core::{fmt, mem};
 ///
 /// # Structure and cost
 ///
-/// A trie of filter levels. Matching a topic of `d` levels visits, per level,
-/// the exact child (one hash-table probe), the `+` child and the `#` child, so
-/// its cost depends on the depth of the topic and the number of matching
-/// filters, never on the number of subscriptions. Subscribers at a node are
-/// kept sorted by key: inserting into a filter that already has `n`
-/// subscribers moves up to `n` entries. A per-subscriber index makes
-/// [`remove_client`](Self::remove_client) proportional to that subscriber's
-/// own subscriptions.
+/// A trie of filter levels: matching a topic looks each of its levels up
+/// once in the level interner, then at every node reached follows the exact
+/// child (one hash-table probe), the `+` child and the `#` child. Its cost depends on the topic's depth and on the
+/// filters that match a prefix of it, not on the number of subscriptions.
+/// Subscribers at a node are kept sorted by key: inserting into a filter
+/// that already has `n` subscribers moves up to `n` entries. A
+/// per-subscriber index makes [`remove_client`](Self::remove_client)
+/// proportional to that subscriber's own subscriptions.
 ///
 /// Removing the last subscription under a node frees the node (and any
 /// ancestors left empty); freed slots are reused, and an empty tree releases
@@ -79,36 +78,153 @@ use core::{fmt, mem};
 /// # Ok::<(), tern_topic::TopicError>(())
 /// ```
 pub struct SubscriptionTree<K, V> {
-    pub(crate) trie: Trie<Subscribers<K, V>>,
-    clients: BTreeMap<K, ClientIndex>,
+    pub(crate) trie: Trie<SubsSlot>,
+    /// The subscriptions of the nodes that have some.
+    subs: Slab<Subscribers<K, V>>,
+    /// Each subscriber's subscriptions: sorted node indices, with
+    /// [`SHARED`] set for a shared group membership (one entry per group).
+    clients: BTreeMap<K, Vec<u32>>,
     len: usize,
     /// Bumped by every change that can move subscriptions between slots, so
     /// a stale [`SharedGroupRef`] is recognised.
     pub(crate) generation: u64,
 }
 
-/// The subscriptions stored at one trie node.
-pub(crate) struct Subscribers<K, V> {
-    /// Non-shared subscribers, sorted by key.
-    pub(crate) plain: Vec<(K, V)>,
-    /// Shared groups, sorted by name. Boxed: most nodes have none, and a
-    /// thin pointer keeps every node 16 bytes smaller.
-    #[allow(clippy::box_collection, reason = "see above")]
-    pub(crate) shared: Option<Box<Vec<Group<K, V>>>>,
-}
+/// A node's slot in the subscription slab, `NONE` if it has none: interior
+/// nodes carry four bytes for subscriptions, not a whole [`Subscribers`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SubsSlot(u32);
 
-impl<K, V> Default for Subscribers<K, V> {
+impl Default for SubsSlot {
     fn default() -> Self {
-        Self {
-            plain: Vec::new(),
-            shared: None,
-        }
+        Self(NONE)
     }
 }
 
-impl<K, V> Subscribers<K, V> {
-    fn is_unused(&self) -> bool {
-        self.plain.is_empty() && self.shared.is_none()
+/// Marks a shared membership in a subscriber's index.
+const SHARED: u32 = 1 << 31;
+
+/// The subscriptions stored at one trie node.
+///
+/// Most filters have one subscriber, so that case is stored inline: 16 bytes
+/// for a small key and value, instead of two vectors.
+#[derive(Default)]
+pub(crate) enum Subscribers<K, V> {
+    /// No subscription ends here.
+    #[default]
+    Empty,
+    /// One non-shared subscriber and no shared group.
+    One((K, V)),
+    /// Anything else.
+    Many(Box<Many<K, V>>),
+}
+
+/// The subscriptions at a node with more than one.
+pub(crate) struct Many<K, V> {
+    /// Non-shared subscribers, sorted by key.
+    plain: Vec<(K, V)>,
+    /// Shared groups, sorted by name.
+    shared: Vec<Group<K, V>>,
+}
+
+impl<K: Ord, V> Subscribers<K, V> {
+    /// The non-shared subscribers, sorted by key.
+    pub(crate) fn plain(&self) -> &[(K, V)] {
+        match self {
+            Self::Empty => &[],
+            Self::One(entry) => core::slice::from_ref(entry),
+            Self::Many(many) => &many.plain,
+        }
+    }
+
+    /// The shared groups, sorted by name.
+    pub(crate) fn shared(&self) -> &[Group<K, V>] {
+        match self {
+            Self::Many(many) => &many.shared,
+            _ => &[],
+        }
+    }
+
+    /// The general form, converting to it if needed.
+    fn many(&mut self) -> &mut Many<K, V> {
+        if !matches!(self, Self::Many(_)) {
+            let plain = match mem::take(self) {
+                Self::One(entry) => alloc::vec![entry],
+                _ => Vec::new(),
+            };
+            *self = Self::Many(Box::new(Many {
+                plain,
+                shared: Vec::new(),
+            }));
+        }
+        match self {
+            Self::Many(many) => many,
+            _ => unreachable!("converted above"),
+        }
+    }
+
+    /// Back to the compact forms once they fit.
+    fn compact(&mut self) {
+        if let Self::Many(many) = self {
+            if many.shared.is_empty() && many.plain.len() <= 1 {
+                *self = match many.plain.pop() {
+                    Some(entry) => Self::One(entry),
+                    None => Self::Empty,
+                };
+            }
+        }
+    }
+
+    fn insert_plain(&mut self, key: K, value: V) -> Option<V> {
+        match self {
+            Self::Empty => {
+                *self = Self::One((key, value));
+                None
+            }
+            Self::One((k, v)) if *k == key => Some(mem::replace(v, value)),
+            _ => insert_sorted(&mut self.many().plain, key, value),
+        }
+    }
+
+    fn remove_plain(&mut self, key: &K) -> Option<V> {
+        let value = match self {
+            Self::Empty => None,
+            Self::One((k, _)) if k == key => match mem::take(self) {
+                Self::One((_, v)) => Some(v),
+                _ => unreachable!("matched One above"),
+            },
+            Self::One(_) => None,
+            Self::Many(many) => remove_sorted(&mut many.plain, key),
+        };
+        self.compact();
+        value
+    }
+
+    /// Removes `key` from `group`, or from the first group that has it.
+    fn remove_shared(&mut self, key: &K, group: Option<&ShareName>) -> Option<V> {
+        let Self::Many(many) = self else {
+            return None;
+        };
+        let groups = &mut many.shared;
+        let g = match group {
+            Some(name) => groups.binary_search_by(|g| g.name.cmp(name)).ok()?,
+            None => groups
+                .iter()
+                .position(|g| g.members.binary_search_by(|(k, _)| k.cmp(key)).is_ok())?,
+        };
+        let value = remove_sorted(&mut groups[g].members, key)?;
+        if groups[g].members.is_empty() {
+            groups.remove(g);
+        }
+        self.compact();
+        Some(value)
+    }
+
+    fn shared_mut(&mut self, index: usize) -> Option<&mut Group<K, V>> {
+        match self {
+            Self::Many(many) => many.shared.get_mut(index),
+            _ => None,
+        }
     }
 }
 
@@ -119,21 +235,6 @@ pub(crate) struct Group<K, V> {
     pub(crate) members: Vec<(K, V)>,
     /// The member chosen last by round robin.
     last: Option<K>,
-}
-
-/// One subscriber's subscriptions, as trie node indices.
-#[derive(Default)]
-struct ClientIndex {
-    /// Nodes of its non-shared subscriptions, sorted.
-    plain: Vec<u32>,
-    /// Nodes and group names of its shared subscriptions.
-    shared: Vec<(u32, ShareName)>,
-}
-
-impl ClientIndex {
-    fn is_empty(&self) -> bool {
-        self.plain.is_empty() && self.shared.is_empty()
-    }
 }
 
 /// Inserts into a vector sorted by key, allocating exactly one slot for the
@@ -172,6 +273,7 @@ impl<K: Ord + Clone, V> SubscriptionTree<K, V> {
     pub fn new() -> Self {
         Self {
             trie: Trie::new(),
+            subs: Slab::new(),
             clients: BTreeMap::new(),
             len: 0,
             generation: 0,
@@ -196,19 +298,17 @@ impl<K: Ord + Clone, V> SubscriptionTree<K, V> {
 
     /// Number of subscriptions `key` has.
     pub fn client_len(&self, key: &K) -> usize {
-        self.clients
-            .get(key)
-            .map_or(0, |c| c.plain.len() + c.shared.len())
+        self.clients.get(key).map_or(0, Vec::len)
     }
 
     /// The value of `key`'s subscription to `filter`, if it has one.
     pub fn get(&self, key: &K, filter: &SubscriptionFilter) -> Option<&V> {
         let node = self.trie.find(filter.filter().as_bytes())?;
-        let subs = &self.trie.node(node).data;
+        let subs = self.subs_of(node)?;
         let entries = match filter.group() {
-            None => &subs.plain,
+            None => subs.plain(),
             Some(name) => {
-                let groups = subs.shared.as_deref()?;
+                let groups = subs.shared();
                 let g = groups.binary_search_by(|g| g.name.cmp(name)).ok()?;
                 &groups[g].members
             }
@@ -219,21 +319,30 @@ impl<K: Ord + Clone, V> SubscriptionTree<K, V> {
 
     /// Adds `key`'s subscription to `filter`, or replaces it: returns the
     /// value it replaced.
+    ///
+    /// # Panics
+    /// If the tree would need more than 2^31 nodes.
     pub fn insert(&mut self, key: K, filter: &SubscriptionFilter, value: V) -> Option<V> {
         let node = self.trie.find_or_insert(filter.filter().as_bytes());
-        let subs = &mut self.trie.node_mut(node).data;
-        match filter.group() {
+        assert!(node < SHARED, "fewer than 2^31 trie nodes");
+        let slot = match self.trie.node(node).data {
+            SubsSlot(NONE) => {
+                let slot = self.subs.insert(Subscribers::Empty);
+                self.trie.node_mut(node).data = SubsSlot(slot);
+                slot
+            }
+            SubsSlot(slot) => slot,
+        };
+        let subs = self.subs.get_mut(slot);
+        let entry = match filter.group() {
             None => {
-                if let Some(old) = insert_sorted(&mut subs.plain, key.clone(), value) {
+                if let Some(old) = subs.insert_plain(key.clone(), value) {
                     return Some(old);
                 }
-                let client = self.clients.entry(key).or_default();
-                if let Err(i) = client.plain.binary_search(&node) {
-                    client.plain.insert(i, node);
-                }
+                node
             }
             Some(name) => {
-                let groups = subs.shared.get_or_insert_with(Box::default);
+                let groups = &mut subs.many().shared;
                 let g = match groups.binary_search_by(|g| g.name.cmp(name)) {
                     Ok(g) => g,
                     Err(g) => {
@@ -252,21 +361,64 @@ impl<K: Ord + Clone, V> SubscriptionTree<K, V> {
                         g
                     }
                 };
-                let group = &mut groups[g];
-                if let Some(old) = insert_sorted(&mut group.members, key.clone(), value) {
+                if let Some(old) = insert_sorted(&mut groups[g].members, key.clone(), value) {
                     return Some(old);
                 }
-                let name = group.name.clone();
-                self.clients
-                    .entry(key)
-                    .or_default()
-                    .shared
-                    .push((node, name));
+                node | SHARED
             }
+        };
+        let index = self.clients.entry(key).or_default();
+        let at = index.partition_point(|&e| e < entry);
+        if index.len() == index.capacity() {
+            // Grow by half: most subscribers have a handful of subscriptions.
+            index.reserve_exact(index.len() / 2 + 2);
         }
+        index.insert(at, entry);
         self.len += 1;
         self.generation += 1;
         None
+    }
+
+    /// The subscriptions at `node`, if it has any.
+    fn subs_of(&self, node: u32) -> Option<&Subscribers<K, V>> {
+        match self.trie.node(node).data {
+            SubsSlot(NONE) => None,
+            SubsSlot(slot) => Some(self.subs.get(slot)),
+        }
+    }
+
+    /// The subscriptions in slab slot `slot`.
+    #[inline]
+    pub(crate) fn slot(&self, slot: u32) -> &Subscribers<K, V> {
+        self.subs.get(slot)
+    }
+
+    /// Removes one of `key`'s subscriptions at `node` (from `group`, or from
+    /// the first group that has it if `group` is `None` and `shared`), then
+    /// frees what became empty.
+    fn remove_at(
+        &mut self,
+        node: u32,
+        key: &K,
+        shared: bool,
+        group: Option<&ShareName>,
+    ) -> Option<V> {
+        let SubsSlot(slot) = self.trie.node(node).data;
+        if slot == NONE {
+            return None;
+        }
+        let subs = self.subs.get_mut(slot);
+        let value = if shared {
+            subs.remove_shared(key, group)
+        } else {
+            subs.remove_plain(key)
+        }?;
+        if matches!(subs, Subscribers::Empty) {
+            self.subs.remove(slot, Subscribers::Empty);
+            self.trie.node_mut(node).data = SubsSlot(NONE);
+            self.trie.prune(node, |slot| *slot == SubsSlot(NONE));
+        }
+        Some(value)
     }
 
     /// Removes `key`'s subscription to `filter`: returns its value, or `None`
@@ -274,50 +426,23 @@ impl<K: Ord + Clone, V> SubscriptionTree<K, V> {
     /// [MQTT-3.10.4-1]).
     pub fn remove(&mut self, key: &K, filter: &SubscriptionFilter) -> Option<V> {
         let node = self.trie.find(filter.filter().as_bytes())?;
-        let value = Self::remove_at(&mut self.trie.node_mut(node).data, key, filter.group())?;
-        let client = self
+        let group = filter.group();
+        let value = self.remove_at(node, key, group.is_some(), group)?;
+        let entry = if group.is_some() { node | SHARED } else { node };
+        let index = self
             .clients
             .get_mut(key)
             .expect("the subscriber index has every subscription");
-        match filter.group() {
-            None => {
-                if let Ok(i) = client.plain.binary_search(&node) {
-                    client.plain.remove(i);
-                }
-            }
-            Some(name) => {
-                if let Some(i) = client
-                    .shared
-                    .iter()
-                    .position(|(n, g)| *n == node && g == name)
-                {
-                    client.shared.swap_remove(i);
-                }
-            }
-        }
-        if client.is_empty() {
+        let at = index.partition_point(|&e| e < entry);
+        debug_assert_eq!(index.get(at), Some(&entry));
+        index.remove(at);
+        if index.is_empty() {
             self.clients.remove(key);
+        } else if index.len() * 4 <= index.capacity() {
+            index.shrink_to(index.len() * 2);
         }
-        self.trie.prune(node, Subscribers::is_unused);
         self.len -= 1;
         self.generation += 1;
-        Some(value)
-    }
-
-    /// Removes one subscription from a node's data.
-    fn remove_at(subs: &mut Subscribers<K, V>, key: &K, group: Option<&ShareName>) -> Option<V> {
-        let Some(name) = group else {
-            return remove_sorted(&mut subs.plain, key);
-        };
-        let groups = subs.shared.as_mut()?;
-        let g = groups.binary_search_by(|g| g.name.cmp(name)).ok()?;
-        let value = remove_sorted(&mut groups[g].members, key)?;
-        if groups[g].members.is_empty() {
-            groups.remove(g);
-            if groups.is_empty() {
-                subs.shared = None;
-            }
-        }
         Some(value)
     }
 
@@ -325,23 +450,16 @@ impl<K: Ord + Clone, V> SubscriptionTree<K, V> {
     /// many there were. Costs time proportional to `key`'s subscriptions, not
     /// to the tree's size.
     pub fn remove_client(&mut self, key: &K) -> usize {
-        let Some(client) = self.clients.remove(key) else {
+        let Some(index) = self.clients.remove(key) else {
             return 0;
         };
-        let count = client.plain.len() + client.shared.len();
-        for node in client.plain {
-            let removed = Self::remove_at(&mut self.trie.node_mut(node).data, key, None);
+        for &entry in &index {
+            let removed = self.remove_at(entry & !SHARED, key, entry & SHARED != 0, None);
             debug_assert!(removed.is_some());
-            self.trie.prune(node, Subscribers::is_unused);
         }
-        for (node, name) in client.shared {
-            let removed = Self::remove_at(&mut self.trie.node_mut(node).data, key, Some(&name));
-            debug_assert!(removed.is_some());
-            self.trie.prune(node, Subscribers::is_unused);
-        }
-        self.len -= count;
+        self.len -= index.len();
         self.generation += 1;
-        count
+        index.len()
     }
 
     /// Removes every subscription and releases the memory.
@@ -360,50 +478,67 @@ impl<K: Ord + Clone, V> SubscriptionTree<K, V> {
     /// one buffer matches without allocating once the buffer has grown.
     pub fn matches<'a>(&'a self, topic: &TopicName, buf: &'a mut MatchBuffer) -> Matches<'a, K, V> {
         buf.clear();
-        buf.generation = self.generation;
         let topic = topic.as_bytes();
+        // Each topic level's interned id, once: a level no filter uses has
+        // none and can only be matched by a wildcard.
+        buf.levels.extend(
+            topic
+                .split(|&b| b == b'/')
+                .map(|level| self.trie.level_id(level).unwrap_or(NONE)),
+        );
+        let depth = buf.levels.len() as u32;
         // A topic beginning with `$` is not matched by a first-level
         // wildcard [MQTT-4.7.2-1].
         let dollar = topic.first() == Some(&b'$');
         buf.stack.push((ROOT, 0));
-        while let Some((id, pos)) = buf.stack.pop() {
+        while let Some((id, at)) = buf.stack.pop() {
             let node = self.trie.node(id);
             let wildcards = !(dollar && id == ROOT);
             // `#` matches the remaining levels, none included: `sport/#`
             // matches `sport`.
-            if wildcards && node.hash != crate::trie::NONE {
+            if wildcards && node.hash != NONE {
                 self.collect(node.hash, buf);
             }
-            if pos == END {
+            if at == depth {
                 self.collect(id, buf);
                 continue;
             }
-            let (level, next) = next_level(topic, pos);
             // `+` matches exactly one level, an empty one included.
-            if wildcards && node.plus != crate::trie::NONE {
-                buf.stack.push((node.plus, next));
+            if wildcards && node.plus != NONE {
+                buf.stack.push((node.plus, at + 1));
             }
-            if let Some(child) = self.trie.exact_child(id, level) {
-                buf.stack.push((child, next));
+            let level = buf.levels[at as usize];
+            if level != NONE {
+                if let Some(child) = self.trie.child_by_id(id, level) {
+                    buf.stack.push((child, at + 1));
+                }
             }
         }
         Matches::new(self, buf)
     }
 
     /// Records the subscriptions at a matching node.
-    #[inline]
+    #[inline(always)]
     fn collect(&self, id: u32, buf: &mut MatchBuffer) {
-        let subs = &self.trie.node(id).data;
-        if !subs.plain.is_empty() {
-            buf.plain.push(id);
+        let SubsSlot(slot) = self.trie.node(id).data;
+        if slot == NONE {
+            return;
         }
-        if let Some(groups) = &subs.shared {
-            for index in 0..groups.len() {
-                buf.shared.push(SharedGroupRef {
-                    node: id,
-                    index: index as u32,
-                    generation: self.generation,
-                });
+        match self.subs.get(slot) {
+            Subscribers::Empty => {}
+            Subscribers::One(_) => buf.plain.push((id, slot)),
+            Subscribers::Many(many) => {
+                if !many.plain.is_empty() {
+                    buf.plain.push((id, slot));
+                }
+                for index in 0..many.shared.len() {
+                    buf.shared.push(SharedGroupRef {
+                        node: id,
+                        slot,
+                        index: index as u32,
+                        generation: self.generation,
+                    });
+                }
             }
         }
     }
@@ -428,8 +563,10 @@ impl<K: Ord + Clone, V> SubscriptionTree<K, V> {
         if group.generation != self.generation {
             return None;
         }
-        let groups = self.trie.node_mut(group.node).data.shared.as_mut()?;
-        let group = groups.get_mut(group.index as usize)?;
+        let group = self
+            .subs
+            .get_mut(group.slot)
+            .shared_mut(group.index as usize)?;
         let n = group.members.len();
         let start = match &group.last {
             Some(last) => group.members.partition_point(|(k, _)| k <= last),

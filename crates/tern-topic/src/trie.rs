@@ -1,29 +1,201 @@
-//! The topic trie both indexes are built on: nodes in a slab, exact children
-//! found through one seedless hash table, wildcard children in fixed slots.
+//! The topic trie both indexes are built on.
 //!
-//! A node is addressed by a `u32` index into the slab. Its exact children are
-//! entries of a single `hashbrown::HashTable<u32>` keyed by (parent index,
-//! level bytes), which costs about five bytes per edge instead of a map per
-//! node; they are also threaded on a doubly linked sibling list so a `+` or
-//! `#` walk can enumerate them. A filter's `+` and `#` levels sit in the
-//! `plus` and `hash` slots of their parent and never enter the table.
+//! - Nodes live in a [`Slab`] and are addressed by `u32` indices.
+//! - Level texts are interned: each distinct level is stored once (with a
+//!   count of the nodes using it), and a node holds its level's `u32` id.
+//!   Topic trees repeat their level names a lot (`status`, `temp`, `site-12`),
+//!   and a level that was never interned cannot match any exact child.
+//! - A node's exact children are entries of one seedless `hashbrown`
+//!   table keyed by (parent, level id), about five bytes per edge instead of
+//!   a map per node. They are also threaded on a doubly linked sibling list so
+//!   a `+` or `#` walk can enumerate them.
+//! - A filter's `+` and `#` levels sit in the `plus` and `hash` slots of their
+//!   parent, outside the table.
 //!
-//! Freed nodes go on a free list and their slots are reused; when the last
-//! node goes, every buffer is released.
+//! A node is 28 bytes plus what its owner stores (`T`).
 
 use crate::level::Level;
-use alloc::vec::Vec;
+use alloc::{collections::BTreeSet, vec::Vec};
 use core::hash::{BuildHasher, Hasher};
 use foldhash::fast::FixedState;
 use hashbrown::HashTable;
 
-/// "No node".
+/// "No node", "no level", "no slot".
 pub(crate) const NONE: u32 = u32::MAX;
 /// The root: the empty path above the first level. Never freed.
 pub(crate) const ROOT: u32 = 0;
 
-/// A fixed seed: the same operations give the same table on every run.
+/// A fixed seed: the same operations give the same tables on every run.
 const HASHER: FixedState = FixedState::with_seed(0x7465_726e_746f_7069);
+
+#[inline]
+fn hash_edge(parent: u32, level: u32) -> u64 {
+    HASHER.hash_one((u64::from(parent) << 32) | u64::from(level))
+}
+
+#[inline]
+fn hash_level(level: &[u8]) -> u64 {
+    let mut hasher = HASHER.build_hasher();
+    hasher.write(level);
+    hasher.finish()
+}
+
+/// Gives a hash table's memory back once it is mostly empty.
+fn shrink_table(table: &mut HashTable<u32>, rehash: impl Fn(&u32) -> u64) {
+    let len = table.len();
+    if table.capacity() > 3 * len + 64 {
+        table.shrink_to(len + len / 4, rehash);
+    }
+}
+
+/// A vector of values addressed by `u32` index, whose freed slots are reused
+/// lowest first, so live values gather at the front; free slots at the end
+/// are cut off and the vector shrinks, so memory returns after churn. It
+/// grows by an eighth at a time rather than doubling, to bound the slack.
+pub(crate) struct Slab<T> {
+    items: Vec<T>,
+    /// Free slots below `items.len()`.
+    free: BTreeSet<u32>,
+}
+
+impl<T> Slab<T> {
+    pub(crate) const fn new() -> Self {
+        Self {
+            items: Vec::new(),
+            free: BTreeSet::new(),
+        }
+    }
+
+    /// Live values.
+    pub(crate) fn len(&self) -> usize {
+        self.items.len() - self.free.len()
+    }
+
+    /// Stores `item` in the lowest free slot.
+    pub(crate) fn insert(&mut self, item: T) -> u32 {
+        if let Some(id) = self.free.pop_first() {
+            self.items[id as usize] = item;
+            return id;
+        }
+        let id = u32::try_from(self.items.len()).expect("fewer than 2^32 - 1 slab entries");
+        assert!(id != NONE, "fewer than 2^32 - 1 slab entries");
+        if self.items.len() == self.items.capacity() {
+            // Amortised O(1), at most 12.5% slack.
+            self.items.reserve_exact(self.items.len() / 8 + 16);
+        }
+        self.items.push(item);
+        id
+    }
+
+    /// Frees slot `id`, leaving `vacant` in it, and returns what it held.
+    pub(crate) fn remove(&mut self, id: u32, vacant: T) -> T {
+        let item = core::mem::replace(&mut self.items[id as usize], vacant);
+        self.free.insert(id);
+        while self
+            .free
+            .last()
+            .is_some_and(|&last| last as usize + 1 == self.items.len())
+        {
+            self.free.pop_last();
+            self.items.pop();
+        }
+        let len = self.items.len();
+        if self.items.capacity() > len + len / 2 + 64 {
+            self.items.shrink_to(len + len / 8);
+        }
+        item
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, id: u32) -> &T {
+        &self.items[id as usize]
+    }
+
+    #[inline]
+    pub(crate) fn get_mut(&mut self, id: u32) -> &mut T {
+        &mut self.items[id as usize]
+    }
+
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.items.capacity()
+    }
+}
+
+/// One distinct level text and how many nodes use it.
+struct Interned {
+    text: Level,
+    nodes: u32,
+}
+
+/// The distinct level texts of a trie.
+struct Interner {
+    levels: Slab<Interned>,
+    index: HashTable<u32>,
+}
+
+impl Interner {
+    const fn new() -> Self {
+        Self {
+            levels: Slab::new(),
+            index: HashTable::new(),
+        }
+    }
+
+    /// The id of `text`, if some node uses it.
+    #[inline]
+    fn find(&self, text: &[u8]) -> Option<u32> {
+        let levels = &self.levels;
+        self.index
+            .find(hash_level(text), |&id| levels.get(id).text.is(text))
+            .copied()
+    }
+
+    /// The id of `text`, counting one more node that uses it.
+    fn acquire(&mut self, text: &[u8]) -> u32 {
+        if let Some(id) = self.find(text) {
+            self.levels.get_mut(id).nodes += 1;
+            return id;
+        }
+        let id = self.levels.insert(Interned {
+            text: Level::new(text),
+            nodes: 1,
+        });
+        let levels = &self.levels;
+        self.index.insert_unique(hash_level(text), id, |&i| {
+            hash_level(levels.get(i).text.as_bytes())
+        });
+        id
+    }
+
+    /// One node fewer uses `id`; the text goes when none does.
+    fn release(&mut self, id: u32) {
+        let entry = self.levels.get_mut(id);
+        entry.nodes -= 1;
+        if entry.nodes > 0 {
+            return;
+        }
+        let hash = hash_level(entry.text.as_bytes());
+        if let Ok(found) = self.index.find_entry(hash, |&i| i == id) {
+            found.remove();
+        }
+        self.levels.remove(
+            id,
+            Interned {
+                text: Level::EMPTY,
+                nodes: 0,
+            },
+        );
+        let levels = &self.levels;
+        shrink_table(&mut self.index, |&i| {
+            hash_level(levels.get(i).text.as_bytes())
+        });
+    }
+
+    fn text(&self, id: u32) -> &[u8] {
+        self.levels.get(id).text.as_bytes()
+    }
+}
 
 /// One node: a topic level and what is stored at the path ending there.
 pub(crate) struct Node<T> {
@@ -37,14 +209,14 @@ pub(crate) struct Node<T> {
     pub(crate) plus: u32,
     /// The `#` child.
     pub(crate) hash: u32,
-    /// This node's level (empty for the root and for `+`/`#` children).
-    level: Level,
+    /// The interned level (`NONE` for the root and `+`/`#` children).
+    level: u32,
     /// What the owner stores here.
     pub(crate) data: T,
 }
 
 impl<T: Default> Node<T> {
-    fn new(parent: u32, level: Level) -> Self {
+    fn new(parent: u32, level: u32) -> Self {
         Self {
             parent,
             first_child: NONE,
@@ -78,48 +250,46 @@ fn slot_of(level: &[u8]) -> Slot {
     }
 }
 
-fn edge_hash(parent: u32, level: &[u8]) -> u64 {
-    let mut hasher = HASHER.build_hasher();
-    hasher.write_u32(parent);
-    hasher.write(level);
-    hasher.finish()
-}
-
 /// The trie. `T` is what each node stores; `T::default()` is "nothing".
 pub(crate) struct Trie<T> {
-    nodes: Vec<Node<T>>,
-    free: Vec<u32>,
+    nodes: Slab<Node<T>>,
     edges: HashTable<u32>,
+    levels: Interner,
 }
 
 impl<T: Default> Trie<T> {
     /// A trie with only the root.
     pub(crate) fn new() -> Self {
+        let mut nodes = Slab::new();
+        nodes.insert(Node::new(NONE, NONE));
         Self {
-            nodes: alloc::vec![Node::new(NONE, Level::EMPTY)],
-            free: Vec::new(),
+            nodes,
             edges: HashTable::new(),
+            levels: Interner::new(),
         }
     }
 
     /// Live nodes, the root excluded.
     pub(crate) fn node_count(&self) -> usize {
-        self.nodes.len() - 1 - self.free.len()
+        self.nodes.len() - 1
     }
 
     #[inline]
     pub(crate) fn node(&self, id: u32) -> &Node<T> {
-        &self.nodes[id as usize]
+        self.nodes.get(id)
     }
 
     #[inline]
     pub(crate) fn node_mut(&mut self, id: u32) -> &mut Node<T> {
-        &mut self.nodes[id as usize]
+        self.nodes.get_mut(id)
     }
 
     /// This node's level.
     pub(crate) fn level(&self, id: u32) -> &[u8] {
         let node = self.node(id);
+        if node.level != NONE {
+            return self.levels.text(node.level);
+        }
         if node.parent != NONE {
             let parent = self.node(node.parent);
             if parent.plus == id {
@@ -129,19 +299,32 @@ impl<T: Default> Trie<T> {
                 return b"#";
             }
         }
-        node.level.as_bytes()
+        b""
+    }
+
+    /// The id of a level text, if any node has it: a level without an id
+    /// matches no exact child anywhere.
+    #[inline]
+    pub(crate) fn level_id(&self, text: &[u8]) -> Option<u32> {
+        self.levels.find(text)
+    }
+
+    /// The exact child of `parent` whose level has id `level`.
+    #[inline]
+    pub(crate) fn child_by_id(&self, parent: u32, level: u32) -> Option<u32> {
+        let nodes = &self.nodes;
+        self.edges
+            .find(hash_edge(parent, level), |&c| {
+                let node = nodes.get(c);
+                node.parent == parent && node.level == level
+            })
+            .copied()
     }
 
     /// The exact (non-wildcard) child of `parent` for `level`.
     #[inline]
     pub(crate) fn exact_child(&self, parent: u32, level: &[u8]) -> Option<u32> {
-        let nodes = &self.nodes;
-        self.edges
-            .find(edge_hash(parent, level), |&c| {
-                let node = &nodes[c as usize];
-                node.parent == parent && node.level.as_bytes() == level
-            })
-            .copied()
+        self.child_by_id(parent, self.level_id(level)?)
     }
 
     /// The child of `parent` for a filter level (`+` and `#` included).
@@ -171,16 +354,20 @@ impl<T: Default> Trie<T> {
         if let Some(id) = self.child(parent, level) {
             return id;
         }
-        let slot = slot_of(level);
-        let stored = match slot {
-            Slot::Exact => Level::new(level),
-            Slot::Plus | Slot::Hash => Level::EMPTY,
-        };
-        let id = self.alloc(Node::new(parent, stored));
-        match slot {
-            Slot::Plus => self.node_mut(parent).plus = id,
-            Slot::Hash => self.node_mut(parent).hash = id,
+        match slot_of(level) {
+            Slot::Plus => {
+                let id = self.nodes.insert(Node::new(parent, NONE));
+                self.node_mut(parent).plus = id;
+                id
+            }
+            Slot::Hash => {
+                let id = self.nodes.insert(Node::new(parent, NONE));
+                self.node_mut(parent).hash = id;
+                id
+            }
             Slot::Exact => {
+                let level = self.levels.acquire(level);
+                let id = self.nodes.insert(Node::new(parent, level));
                 let old_first = self.node(parent).first_child;
                 self.node_mut(id).next_sibling = old_first;
                 if old_first != NONE {
@@ -189,25 +376,10 @@ impl<T: Default> Trie<T> {
                 self.node_mut(parent).first_child = id;
                 let nodes = &self.nodes;
                 self.edges
-                    .insert_unique(edge_hash(parent, level), id, |&c| {
-                        let node = &nodes[c as usize];
-                        edge_hash(node.parent, node.level.as_bytes())
+                    .insert_unique(hash_edge(parent, level), id, |&c| {
+                        let node = nodes.get(c);
+                        hash_edge(node.parent, node.level)
                     });
-            }
-        }
-        id
-    }
-
-    fn alloc(&mut self, node: Node<T>) -> u32 {
-        match self.free.pop() {
-            Some(id) => {
-                self.nodes[id as usize] = node;
-                id
-            }
-            None => {
-                let id = u32::try_from(self.nodes.len()).expect("fewer than 2^32 - 1 trie nodes");
-                assert!(id != NONE, "fewer than 2^32 - 1 trie nodes");
-                self.nodes.push(node);
                 id
             }
         }
@@ -216,16 +388,17 @@ impl<T: Default> Trie<T> {
     /// Frees `id` and then each ancestor, for as long as the node has no
     /// children and `is_unused` says its data is empty. The root stays.
     pub(crate) fn prune(&mut self, mut id: u32, is_unused: impl Fn(&T) -> bool) {
+        let start = id;
         while id != ROOT {
             let node = self.node(id);
             if !node.is_leaf() || !is_unused(&node.data) {
-                return;
+                break;
             }
             let parent = node.parent;
             self.unlink(id);
             id = parent;
         }
-        if self.node_count() == 0 {
+        if id != start && self.node_count() == 0 {
             // Everything is gone: give the buffers back too.
             *self = Self::new();
         }
@@ -233,9 +406,14 @@ impl<T: Default> Trie<T> {
 
     /// Detaches a childless node from its parent and frees its slot.
     fn unlink(&mut self, id: u32) {
-        let (parent, prev, next) = {
+        let (parent, prev, next, level) = {
             let node = self.node(id);
-            (node.parent, node.prev_sibling, node.next_sibling)
+            (
+                node.parent,
+                node.prev_sibling,
+                node.next_sibling,
+                node.level,
+            )
         };
         let parent_node = self.node_mut(parent);
         if parent_node.plus == id {
@@ -251,16 +429,23 @@ impl<T: Default> Trie<T> {
             if next != NONE {
                 self.node_mut(next).prev_sibling = prev;
             }
-            let hash = edge_hash(parent, self.node(id).level.as_bytes());
-            match self.edges.find_entry(hash, |&c| c == id) {
+            match self
+                .edges
+                .find_entry(hash_edge(parent, level), |&c| c == id)
+            {
                 Ok(entry) => {
                     entry.remove();
                 }
                 Err(_) => unreachable!("every exact child has an edge"),
             }
+            self.levels.release(level);
         }
-        self.nodes[id as usize] = Node::new(NONE, Level::EMPTY);
-        self.free.push(id);
+        self.nodes.remove(id, Node::new(NONE, NONE));
+        let nodes = &self.nodes;
+        shrink_table(&mut self.edges, |&c| {
+            let node = nodes.get(c);
+            hash_edge(node.parent, node.level)
+        });
     }
 
     /// The exact children of `id`, most recently created first.
@@ -324,6 +509,8 @@ mod tests {
         let c = trie.find_or_insert(b"a//");
         // a, b, c, +, # and two empty levels: "a/" and "a//".
         assert_eq!(trie.node_count(), 7);
+        // Distinct texts: "a", "b", "c", "".
+        assert_eq!(trie.levels.levels.len(), 4);
         assert_eq!(trie.find(b"a/b/c"), Some(a));
         assert_eq!(trie.find(b"a/+/#"), Some(b));
         assert_eq!(trie.find(b"a/b"), Some(trie.node(a).parent));
@@ -342,13 +529,14 @@ mod tests {
         trie.prune(abc, |d| *d == 0);
         assert_eq!(trie.node_count(), 2);
         assert_eq!(trie.find(b"a/b/c"), None);
+        assert_eq!(trie.level_id(b"c"), None, "no node uses `c` any more");
         assert_eq!(trie.find(b"a/b"), Some(ab));
         trie.node_mut(ab).data = 0;
         trie.prune(ab, |d| *d == 0);
         assert_eq!(trie.node_count(), 0);
         assert_eq!(
             trie.nodes.capacity(),
-            1,
+            16,
             "an empty trie gives its buffers back"
         );
     }
@@ -362,6 +550,33 @@ mod tests {
             let id = trie.find_or_insert(&[b'x', round]);
             trie.prune(id, |d| *d == 0);
         }
-        assert_eq!(trie.nodes.len(), 3, "root, keep, and one reused slot");
+        assert_eq!(
+            trie.nodes.items.len(),
+            2,
+            "root and keep; the tail slot is cut off"
+        );
+    }
+
+    #[test]
+    fn the_slab_shrinks_after_churn() {
+        let mut trie = Trie::<u8>::new();
+        // A sibling keeps the shared parent `n` alive throughout.
+        let keep = trie.find_or_insert(b"n/keep");
+        trie.node_mut(keep).data = 1;
+        let many: Vec<u32> = (0..10_000u32)
+            .map(|i| trie.find_or_insert(alloc::format!("n/{i}").as_bytes()))
+            .collect();
+        let grown = trie.nodes.capacity();
+        for id in many {
+            trie.prune(id, |d| *d == 0);
+        }
+        assert_eq!(trie.node_count(), 2);
+        assert!(
+            trie.nodes.capacity() < grown / 10,
+            "{} of {grown}",
+            trie.nodes.capacity()
+        );
+        assert!(trie.edges.capacity() < 100);
+        assert!(trie.levels.index.capacity() < 100);
     }
 }

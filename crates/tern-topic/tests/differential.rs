@@ -111,10 +111,18 @@ fn tree_answer(
         })
         .collect();
     shared.sort();
+    // Within a client, per_client keeps the order `plain` visits in.
+    let visit_order: Vec<(u8, u8)> = found.plain().map(|m| (*m.key(), *m.value())).collect();
     let per_client: Vec<_> = found
         .per_client()
         .map(|c| {
             let mut values: Vec<u8> = c.values().copied().collect();
+            let in_visit_order: Vec<u8> = visit_order
+                .iter()
+                .filter(|(k, _)| k == c.key())
+                .map(|(_, v)| *v)
+                .collect();
+            assert_eq!(values, in_visit_order, "client {}", c.key());
             values.sort();
             (*c.key(), values)
         })

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use tern_topic::{
     MatchBuffer, RetainedIndex, SubscriptionFilter, SubscriptionTree, TopicError, TopicFilter,
-    TopicName, matches,
+    TopicName, matches, validate_share_name, validate_topic_filter, validate_topic_name,
 };
 
 #[test]
@@ -53,6 +53,11 @@ fn topic_name_validation_mqtt_4_7_0_1_4_7_1_1_4_7_3_1_to_3() {
         assert_eq!(&got, expected, "{text:?}: {why}");
         let got = TopicName::from_bytes(Bytes::copy_from_slice(text.as_bytes())).map(|_| ());
         assert_eq!(&got, expected, "{text:?} from bytes: {why}");
+        assert_eq!(
+            &validate_topic_name(text.as_bytes()),
+            expected,
+            "{text:?}: {why}"
+        );
     }
     // Ill-formed UTF-8, including an encoded surrogate (3.1.1 [MQTT-1.5.3-1]).
     for bytes in [&b"\xff"[..], b"a/\xc3", b"\xed\xa0\x80"] {
@@ -140,6 +145,11 @@ fn topic_filter_validation_mqtt_4_7_1_1_to_3_4_7_3_1_to_3() {
         assert_eq!(&got, expected, "{text:?}: {why}");
         let got = TopicFilter::from_bytes(Bytes::copy_from_slice(text.as_bytes())).map(|_| ());
         assert_eq!(&got, expected, "{text:?} from bytes: {why}");
+        assert_eq!(
+            &validate_topic_filter(text.as_bytes()),
+            expected,
+            "{text:?}: {why}"
+        );
     }
     assert_eq!(
         TopicFilter::from_bytes(Bytes::from_static(b"a/\xff")),
@@ -251,6 +261,26 @@ fn shared_subscription_parsing_mqtt_4_8_2_1_and_4_8_2_2() {
             assert_eq!(f.to_string(), *text, "Display gives the text back");
         }
     }
+}
+
+#[test]
+fn share_name_validation_mqtt_4_8_2_1_and_4_8_2_2() {
+    assert_eq!(validate_share_name(b"workers"), Ok(()));
+    assert_eq!(validate_share_name(b"$g"), Ok(()));
+    assert_eq!(validate_share_name(b""), Err(TopicError::EmptyShareName));
+    assert_eq!(
+        validate_share_name(b"a/b"),
+        Err(TopicError::SeparatorInShareName)
+    );
+    assert_eq!(
+        validate_share_name(b"a+"),
+        Err(TopicError::WildcardInShareName)
+    );
+    assert_eq!(
+        validate_share_name(b"#"),
+        Err(TopicError::WildcardInShareName)
+    );
+    assert_eq!(validate_share_name(b"a\0"), Err(TopicError::NullCharacter));
 }
 
 #[test]
