@@ -46,17 +46,80 @@ impl fmt::Display for StringError {
 
 impl core::error::Error for StringError {}
 
+/// What one pass over a string's bytes found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Scan {
+    /// A byte of 0x80 or above: the text is not plain ASCII.
+    pub(crate) non_ascii: bool,
+    /// A 0x00 byte (U+0000 in well-formed UTF-8).
+    pub(crate) nul: bool,
+    /// A `+` or `#` byte.
+    pub(crate) wildcard: bool,
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Whether any byte of `v` is zero. Exact as a yes/no answer.
+#[inline(always)]
+const fn has_zero_byte(v: u64) -> bool {
+    v.wrapping_sub(ONES) & !v & HIGHS != 0
+}
+
+/// Scans eight bytes at a time (SWAR, no `unsafe`): topic names and
+/// properties are short, so this beats a byte loop and one pass replaces
+/// three (UTF-8 fast path, NUL, wildcards).
+#[inline]
+pub(crate) fn scan(bytes: &[u8]) -> Scan {
+    #[inline(always)]
+    fn word(v: u64, acc: &mut (u64, bool, bool)) {
+        acc.0 |= v;
+        acc.1 |= has_zero_byte(v);
+        acc.2 |= has_zero_byte(v ^ (ONES * b'+' as u64)) | has_zero_byte(v ^ (ONES * b'#' as u64));
+    }
+    let mut acc = (0u64, false, false);
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let eight: [u8; 8] = chunk.try_into().expect("chunks of 8");
+        word(u64::from_le_bytes(eight), &mut acc);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        // The tail is assembled in a register, padded with 'a' (none of the
+        // bytes looked for): a byte-wise copy into a buffer then read back
+        // as a word would stall store forwarding.
+        let tail = rest
+            .iter()
+            .rev()
+            .fold(0u64, |v, &b| (v << 8) | u64::from(b));
+        let pad = (ONES * b'a' as u64) << (8 * rest.len());
+        word(tail | pad, &mut acc);
+    }
+    Scan {
+        non_ascii: acc.0 & HIGHS != 0,
+        nul: acc.1,
+        wildcard: acc.2,
+    }
+}
+
 /// Checks the MQTT string rules on raw bytes.
+#[inline]
 pub(crate) fn validate(bytes: &[u8]) -> Result<(), StringError> {
     if bytes.len() > usize::from(u16::MAX) {
         return Err(StringError::TooLong);
     }
-    // `str::from_utf8` rejects surrogates and overlong forms; the NUL check is
-    // a separate, vectorised scan.
-    if core::str::from_utf8(bytes).is_err() {
+    validate_scanned(bytes, scan(bytes))
+}
+
+/// The string rules, given the bytes' [`scan`]: ASCII is valid UTF-8, so
+/// only non-ASCII text needs `str::from_utf8` (which rejects surrogates and
+/// overlong forms). Ill-formed UTF-8 is reported before U+0000.
+#[inline]
+pub(crate) fn validate_scanned(bytes: &[u8], scan: Scan) -> Result<(), StringError> {
+    if scan.non_ascii && core::str::from_utf8(bytes).is_err() {
         return Err(StringError::InvalidUtf8);
     }
-    if bytes.contains(&0) {
+    if scan.nul {
         return Err(StringError::NullCharacter);
     }
     Ok(())
@@ -226,5 +289,40 @@ impl TryFrom<Bytes> for MqttString {
 impl From<MqttString> for Bytes {
     fn from(s: MqttString) -> Bytes {
         s.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    /// The SWAR scan agrees with a plain byte loop at every length and
+    /// position, including the chunk boundaries and the padded tail.
+    #[test]
+    fn scan_agrees_with_a_byte_loop() {
+        for len in 0..40 {
+            for pos in 0..len {
+                for special in [0x00, b'+', b'#', 0x80, 0xC3, 0xFF, b'a', b'/', 0x01, 0x7F] {
+                    let mut bytes: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+                    bytes[pos] = special;
+                    let expected = Scan {
+                        non_ascii: bytes.iter().any(|&b| b >= 0x80),
+                        nul: bytes.contains(&0),
+                        wildcard: bytes.iter().any(|&b| b == b'+' || b == b'#'),
+                    };
+                    assert_eq!(scan(&bytes), expected, "{bytes:02x?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn validate_orders_utf8_before_nul() {
+        assert_eq!(validate(b"a\0b"), Err(StringError::NullCharacter));
+        assert_eq!(validate(b"\0\xFF"), Err(StringError::InvalidUtf8));
+        assert_eq!(validate("é\0".as_bytes()), Err(StringError::NullCharacter));
+        assert_eq!(validate(b"\xED\xA0\x80"), Err(StringError::InvalidUtf8));
+        assert_eq!(validate("a/é/\u{FEFF}".as_bytes()), Ok(()));
     }
 }
