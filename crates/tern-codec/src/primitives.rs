@@ -140,7 +140,7 @@ pub(crate) fn end(input: &[u8]) -> PResult<'_, ()> {
 /// `true` if a topic name contains a wildcard character.
 #[inline]
 pub(crate) fn has_wildcard(topic: &[u8]) -> bool {
-    string::scan(topic).wildcard
+    string::has_wildcard(topic)
 }
 
 /// A topic name's bytes, validated as a string, in one pass over them:

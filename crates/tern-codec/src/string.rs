@@ -66,40 +66,64 @@ const fn has_zero_byte(v: u64) -> bool {
     v.wrapping_sub(ONES) & !v & HIGHS != 0
 }
 
-/// Scans eight bytes at a time (SWAR, no `unsafe`): topic names and
-/// properties are short, so this beats a byte loop and one pass replaces
-/// three (UTF-8 fast path, NUL, wildcards).
-#[inline]
-pub(crate) fn scan(bytes: &[u8]) -> Scan {
+/// Calls `f` with the bytes as little-endian words of eight (SWAR, no
+/// `unsafe`). The last partial word of a long string is read overlapping the
+/// word before it (the callers only OR their findings together, so seeing a
+/// byte twice is harmless); a string shorter than eight bytes is assembled in
+/// a register and padded with 'a', a byte none of the callers looks for.
+#[inline(always)]
+fn for_each_word(bytes: &[u8], mut f: impl FnMut(u64)) {
     #[inline(always)]
-    fn word(v: u64, acc: &mut (u64, bool, bool)) {
-        acc.0 |= v;
-        acc.1 |= has_zero_byte(v);
-        acc.2 |= has_zero_byte(v ^ (ONES * b'+' as u64)) | has_zero_byte(v ^ (ONES * b'#' as u64));
+    fn load(eight: &[u8]) -> u64 {
+        u64::from_le_bytes(eight.try_into().expect("eight bytes"))
     }
-    let mut acc = (0u64, false, false);
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let eight: [u8; 8] = chunk.try_into().expect("chunks of 8");
-        word(u64::from_le_bytes(eight), &mut acc);
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        // The tail is assembled in a register, padded with 'a' (none of the
-        // bytes looked for): a byte-wise copy into a buffer then read back
-        // as a word would stall store forwarding.
-        let tail = rest
+    if bytes.len() >= 8 {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            f(load(chunk));
+        }
+        if !chunks.remainder().is_empty() {
+            f(load(&bytes[bytes.len() - 8..]));
+        }
+    } else if !bytes.is_empty() {
+        let word = bytes
             .iter()
             .rev()
             .fold(0u64, |v, &b| (v << 8) | u64::from(b));
-        let pad = (ONES * b'a' as u64) << (8 * rest.len());
-        word(tail | pad, &mut acc);
+        f(word | (ONES * u64::from(b'a')) << (8 * bytes.len()));
     }
+}
+
+/// Whether a word holds a `+` or a `#`.
+#[inline(always)]
+const fn has_wildcard_byte(v: u64) -> bool {
+    has_zero_byte(v ^ (ONES * b'+' as u64)) | has_zero_byte(v ^ (ONES * b'#' as u64))
+}
+
+/// One pass, eight bytes at a time, that answers the string rules and the
+/// topic name rule together: topic names and properties are short, so this
+/// beats byte loops and reads a topic once instead of three times.
+#[inline]
+pub(crate) fn scan(bytes: &[u8]) -> Scan {
+    let (mut any, mut nul, mut wildcard) = (0u64, false, false);
+    for_each_word(bytes, |v| {
+        any |= v;
+        nul |= has_zero_byte(v);
+        wildcard |= has_wildcard_byte(v);
+    });
     Scan {
-        non_ascii: acc.0 & HIGHS != 0,
-        nul: acc.1,
-        wildcard: acc.2,
+        non_ascii: any & HIGHS != 0,
+        nul,
+        wildcard,
     }
+}
+
+/// Whether the bytes contain `+` or `#`.
+#[inline]
+pub(crate) fn has_wildcard(bytes: &[u8]) -> bool {
+    let mut wildcard = false;
+    for_each_word(bytes, |v| wildcard |= has_wildcard_byte(v));
+    wildcard
 }
 
 /// Checks the MQTT string rules on raw bytes.
@@ -312,6 +336,7 @@ mod tests {
                         wildcard: bytes.iter().any(|&b| b == b'+' || b == b'#'),
                     };
                     assert_eq!(scan(&bytes), expected, "{bytes:02x?}");
+                    assert_eq!(has_wildcard(&bytes), expected.wildcard, "{bytes:02x?}");
                 }
             }
         }
