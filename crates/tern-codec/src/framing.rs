@@ -156,6 +156,17 @@ pub fn check_frame(
     version: ProtocolVersion,
     max_packet_size: u32,
 ) -> Result<FrameStatus, DecodeError> {
+    frame_status(buf, version, max_packet_size)
+}
+
+/// [`check_frame`], inlined into the decoder so the fixed header stays in
+/// registers instead of round-tripping through memory.
+#[inline(always)]
+pub(crate) fn frame_status(
+    buf: &[u8],
+    version: ProtocolVersion,
+    max_packet_size: u32,
+) -> Result<FrameStatus, DecodeError> {
     let Some(&first) = buf.first() else {
         return Ok(FrameStatus::Incomplete { needed: 2 });
     };

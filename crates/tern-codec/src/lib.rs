@@ -8,7 +8,7 @@
 //!   `"MQIsdp"`), 3.1.1 (level 4) and 5.0 (level 5, including `AUTH`), with
 //!   every MQTT 5 property and reason code;
 //! - **zero-copy**: topic names, payloads, and string and binary properties are
-//!   [`Bytes`] slices of the buffer the packet was read from;
+//!   [`Bytes`](bytes::Bytes) slices of the buffer the packet was read from;
 //! - **streaming**: [`Packet::decode`] either returns a whole packet (consuming
 //!   its bytes), or `Ok(None)` when more bytes are needed (consuming nothing),
 //!   or a typed [`DecodeError`];

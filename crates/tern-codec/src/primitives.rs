@@ -37,6 +37,7 @@ impl<'a> ParseError<&'a [u8]> for Fail<'a> {
 pub(crate) type PResult<'a, T> = IResult<&'a [u8], T, Fail<'a>>;
 
 /// Fails at `at` with `kind`; a failure is never retried by nom.
+#[inline]
 pub(crate) fn fail<T>(at: &[u8], kind: DecodeErrorKind) -> PResult<'_, T> {
     Err(nom::Err::Failure(Fail { at, kind }))
 }
@@ -49,6 +50,7 @@ pub(crate) struct Frame<'f> {
 
 impl Frame<'_> {
     /// A shared, zero-copy handle on a sub-slice of the frame.
+    #[inline]
     pub(crate) fn share(&self, sub: &[u8]) -> Bytes {
         if sub.is_empty() {
             Bytes::new()
@@ -58,11 +60,13 @@ impl Frame<'_> {
     }
 
     /// A string from a sub-slice already checked by [`string_slice`].
+    #[inline]
     pub(crate) fn string(&self, sub: &[u8]) -> MqttString {
         MqttString::from_validated(self.share(sub))
     }
 
     /// The byte offset of `at` from the start of the packet.
+    #[inline]
     pub(crate) fn offset_of(&self, at: &[u8]) -> usize {
         (at.as_ptr() as usize).saturating_sub(self.bytes.as_ptr() as usize)
     }
@@ -82,6 +86,7 @@ impl Frame<'_> {
 }
 
 /// A Variable Byte Integer.
+#[inline]
 pub(crate) fn varint(input: &[u8]) -> PResult<'_, u32> {
     match read_varint(input) {
         VarInt::Value(v, len) => Ok((&input[len..], v)),
@@ -96,11 +101,13 @@ pub(crate) fn varint(input: &[u8]) -> PResult<'_, u32> {
 /// `parse_complete`, not `parse`: nom 8's `parse` runs in streaming mode and
 /// would report a short field as `Incomplete`, losing its position. The frame
 /// is whole, so a short field is an error at the data it should hold.
+#[inline]
 pub(crate) fn binary_slice(input: &[u8]) -> PResult<'_, &[u8]> {
     nom::multi::length_data(be_u16).parse_complete(input)
 }
 
 /// A UTF-8 Encoded String's bytes, validated [MQTT-1.5.4-1] [MQTT-1.5.4-2].
+#[inline]
 pub(crate) fn string_slice(input: &[u8]) -> PResult<'_, &[u8]> {
     let (rest, s) = binary_slice(input)?;
     match string::validate(s) {
@@ -111,6 +118,7 @@ pub(crate) fn string_slice(input: &[u8]) -> PResult<'_, &[u8]> {
 }
 
 /// A non-zero Packet Identifier [MQTT-2.2.1-3].
+#[inline]
 pub(crate) fn packet_id(input: &[u8]) -> PResult<'_, PacketId> {
     let (rest, id) = be_u16(input)?;
     match PacketId::new(id) {
@@ -120,6 +128,7 @@ pub(crate) fn packet_id(input: &[u8]) -> PResult<'_, PacketId> {
 }
 
 /// Fails unless the input is used up: the Remaining Length must match the content.
+#[inline]
 pub(crate) fn end(input: &[u8]) -> PResult<'_, ()> {
     if input.is_empty() {
         Ok((input, ()))
@@ -129,15 +138,27 @@ pub(crate) fn end(input: &[u8]) -> PResult<'_, ()> {
 }
 
 /// `true` if a topic name contains a wildcard character.
-///
-/// Branch-free over the bytes so it vectorises; topic names are short.
+#[inline]
 pub(crate) fn has_wildcard(topic: &[u8]) -> bool {
-    topic
-        .iter()
-        .fold(false, |acc, &b| acc | (b == b'+') | (b == b'#'))
+    string::has_wildcard(topic)
+}
+
+/// A topic name's bytes, validated as a string, in one pass over them:
+/// returns the bytes and whether they contain a wildcard, which the caller
+/// reports at the topic's position.
+#[inline]
+pub(crate) fn topic_slice(input: &[u8]) -> PResult<'_, (&[u8], bool)> {
+    let (rest, s) = binary_slice(input)?;
+    let scan = string::scan(s);
+    match string::validate_scanned(s, scan) {
+        Ok(()) => Ok((rest, (s, scan.wildcard))),
+        Err(StringError::NullCharacter) => fail(s, DecodeErrorKind::NullCharacter),
+        Err(_) => fail(s, DecodeErrorKind::InvalidUtf8),
+    }
 }
 
 /// Writes a two-byte length prefix and the bytes. The caller has checked the length.
+#[inline]
 pub(crate) fn put_binary<B: BufMut>(dst: &mut B, data: &[u8]) {
     debug_assert!(data.len() <= usize::from(u16::MAX));
     dst.put_u16(data.len() as u16);

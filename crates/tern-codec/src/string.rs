@@ -46,17 +46,104 @@ impl fmt::Display for StringError {
 
 impl core::error::Error for StringError {}
 
+/// What one pass over a string's bytes found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Scan {
+    /// A byte of 0x80 or above: the text is not plain ASCII.
+    pub(crate) non_ascii: bool,
+    /// A 0x00 byte (U+0000 in well-formed UTF-8).
+    pub(crate) nul: bool,
+    /// A `+` or `#` byte.
+    pub(crate) wildcard: bool,
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Whether any byte of `v` is zero. Exact as a yes/no answer.
+#[inline(always)]
+const fn has_zero_byte(v: u64) -> bool {
+    v.wrapping_sub(ONES) & !v & HIGHS != 0
+}
+
+/// Calls `f` with the bytes as little-endian words of eight (SWAR, no
+/// `unsafe`). The last partial word of a long string is read overlapping the
+/// word before it (the callers only OR their findings together, so seeing a
+/// byte twice is harmless); a string shorter than eight bytes is assembled in
+/// a register and padded with 'a', a byte none of the callers looks for.
+#[inline(always)]
+fn for_each_word(bytes: &[u8], mut f: impl FnMut(u64)) {
+    #[inline(always)]
+    fn load(eight: &[u8]) -> u64 {
+        u64::from_le_bytes(eight.try_into().expect("eight bytes"))
+    }
+    if bytes.len() >= 8 {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            f(load(chunk));
+        }
+        if !chunks.remainder().is_empty() {
+            f(load(&bytes[bytes.len() - 8..]));
+        }
+    } else if !bytes.is_empty() {
+        let word = bytes
+            .iter()
+            .rev()
+            .fold(0u64, |v, &b| (v << 8) | u64::from(b));
+        f(word | (ONES * u64::from(b'a')) << (8 * bytes.len()));
+    }
+}
+
+/// Whether a word holds a `+` or a `#`.
+#[inline(always)]
+const fn has_wildcard_byte(v: u64) -> bool {
+    has_zero_byte(v ^ (ONES * b'+' as u64)) | has_zero_byte(v ^ (ONES * b'#' as u64))
+}
+
+/// One pass, eight bytes at a time, that answers the string rules and the
+/// topic name rule together: topic names and properties are short, so this
+/// beats byte loops and reads a topic once instead of three times.
+#[inline]
+pub(crate) fn scan(bytes: &[u8]) -> Scan {
+    let (mut any, mut nul, mut wildcard) = (0u64, false, false);
+    for_each_word(bytes, |v| {
+        any |= v;
+        nul |= has_zero_byte(v);
+        wildcard |= has_wildcard_byte(v);
+    });
+    Scan {
+        non_ascii: any & HIGHS != 0,
+        nul,
+        wildcard,
+    }
+}
+
+/// Whether the bytes contain `+` or `#`.
+#[inline]
+pub(crate) fn has_wildcard(bytes: &[u8]) -> bool {
+    let mut wildcard = false;
+    for_each_word(bytes, |v| wildcard |= has_wildcard_byte(v));
+    wildcard
+}
+
 /// Checks the MQTT string rules on raw bytes.
+#[inline]
 pub(crate) fn validate(bytes: &[u8]) -> Result<(), StringError> {
     if bytes.len() > usize::from(u16::MAX) {
         return Err(StringError::TooLong);
     }
-    // `str::from_utf8` rejects surrogates and overlong forms; the NUL check is
-    // a separate, vectorised scan.
-    if core::str::from_utf8(bytes).is_err() {
+    validate_scanned(bytes, scan(bytes))
+}
+
+/// The string rules, given the bytes' [`scan`]: ASCII is valid UTF-8, so
+/// only non-ASCII text needs `str::from_utf8` (which rejects surrogates and
+/// overlong forms). Ill-formed UTF-8 is reported before U+0000.
+#[inline]
+pub(crate) fn validate_scanned(bytes: &[u8], scan: Scan) -> Result<(), StringError> {
+    if scan.non_ascii && core::str::from_utf8(bytes).is_err() {
         return Err(StringError::InvalidUtf8);
     }
-    if bytes.contains(&0) {
+    if scan.nul {
         return Err(StringError::NullCharacter);
     }
     Ok(())
@@ -226,5 +313,41 @@ impl TryFrom<Bytes> for MqttString {
 impl From<MqttString> for Bytes {
     fn from(s: MqttString) -> Bytes {
         s.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    /// The SWAR scan agrees with a plain byte loop at every length and
+    /// position, including the chunk boundaries and the padded tail.
+    #[test]
+    fn scan_agrees_with_a_byte_loop() {
+        for len in 0..40 {
+            for pos in 0..len {
+                for special in [0x00, b'+', b'#', 0x80, 0xC3, 0xFF, b'a', b'/', 0x01, 0x7F] {
+                    let mut bytes: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+                    bytes[pos] = special;
+                    let expected = Scan {
+                        non_ascii: bytes.iter().any(|&b| b >= 0x80),
+                        nul: bytes.contains(&0),
+                        wildcard: bytes.iter().any(|&b| b == b'+' || b == b'#'),
+                    };
+                    assert_eq!(scan(&bytes), expected, "{bytes:02x?}");
+                    assert_eq!(has_wildcard(&bytes), expected.wildcard, "{bytes:02x?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn validate_orders_utf8_before_nul() {
+        assert_eq!(validate(b"a\0b"), Err(StringError::NullCharacter));
+        assert_eq!(validate(b"\0\xFF"), Err(StringError::InvalidUtf8));
+        assert_eq!(validate("é\0".as_bytes()), Err(StringError::NullCharacter));
+        assert_eq!(validate(b"\xED\xA0\x80"), Err(StringError::InvalidUtf8));
+        assert_eq!(validate("a/é/\u{FEFF}".as_bytes()), Ok(()));
     }
 }

@@ -1898,3 +1898,55 @@ fn short_length_prefixed_field_reports_where_its_data_starts() {
         MALFORMED,
     );
 }
+
+/// The will is published as a PUBLISH with the will properties, so its
+/// Response Topic must not contain wildcards either [MQTT-3.3.2-14]; before
+/// this check a CONNECT could carry a will that the encoder would then refuse
+/// to publish. The offset is the will's Property Length.
+#[test]
+fn will_response_topic_with_wildcard() {
+    // MQTT 5 CONNECT: will flag + clean (0x06), no properties (byte 12), empty
+    // client id (13-14), will Property Length at 15: Response Topic "r/#".
+    let wire = [
+        0x10, 0x19, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05, 0x06, 0x00, 0x3C, 0x00, 0x00, 0x00,
+        0x06, 0x08, 0x00, 0x03, b'r', b'/', b'#', 0x00, 0x01, b'w', 0x00, 0x00,
+    ];
+    let err = rejects(
+        V5,
+        &wire,
+        K::InvalidPropertyValue(PropertyId::ResponseTopic),
+        15,
+        PROTOCOL,
+    );
+    assert_eq!(err.connect_version(), Some(V5));
+    refuses(
+        Connect {
+            protocol: V5,
+            will: Some(Will {
+                topic: s("w"),
+                properties: tern_codec::WillProperties {
+                    response_topic: Some(s("r/+")),
+                    ..Default::default()
+                },
+                ..Will::default()
+            }),
+            ..Connect::default()
+        },
+        V5,
+        EncodeError::InvalidValue("Response Topic must not contain wildcards"),
+    );
+}
+
+/// The same CONNECT with "r/x" decodes: the bytes above are well framed.
+#[test]
+fn will_response_topic_without_wildcard_is_fine() {
+    let wire = [
+        0x10, 0x19, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05, 0x06, 0x00, 0x3C, 0x00, 0x00, 0x00,
+        0x06, 0x08, 0x00, 0x03, b'r', b'/', b'x', 0x00, 0x01, b'w', 0x00, 0x00,
+    ];
+    let Packet::Connect(c) = accepts(V5, &wire) else {
+        panic!()
+    };
+    let will = c.will.expect("a will");
+    assert_eq!(will.properties.response_topic, Some(s("r/x")));
+}

@@ -109,6 +109,18 @@ impl Wire for Connect {
         if let Some(will) = &self.will {
             require_no_properties(will.properties.is_empty(), v)?;
             will.properties.check()?;
+            // The will is published with these properties, and a PUBLISH's
+            // Response Topic must not contain wildcards [MQTT-3.3.2-14].
+            if will
+                .properties
+                .response_topic
+                .as_ref()
+                .is_some_and(|t| has_wildcard(t.as_bytes()))
+            {
+                return Err(EncodeError::InvalidValue(
+                    "Response Topic must not contain wildcards",
+                ));
+            }
             if has_wildcard(will.topic.as_bytes()) {
                 return Err(EncodeError::WildcardInTopicName);
             }
@@ -233,7 +245,19 @@ impl Wire for Connect {
         let mut will = None;
         if has_will {
             let (rest, will_properties) = if version.is_v5() {
-                WillProperties::parse(frame, input)?
+                let (rest, props) = WillProperties::parse(frame, input)?;
+                // Published as a PUBLISH, so [MQTT-3.3.2-14] applies.
+                if props
+                    .response_topic
+                    .as_ref()
+                    .is_some_and(|t| has_wildcard(t.as_bytes()))
+                {
+                    return fail(
+                        input,
+                        DecodeErrorKind::InvalidPropertyValue(crate::PropertyId::ResponseTopic),
+                    );
+                }
+                (rest, props)
             } else {
                 (input, WillProperties::default())
             };

@@ -51,6 +51,32 @@ pub(crate) trait Wire: Sized {
 
     /// Parses the variable header and payload.
     fn parse_body<'a>(frame: &Frame<'a>, flags: u8, body: &'a [u8]) -> PResult<'a, Self>;
+
+    /// Checks the packet, then writes the fixed header and the body. A type
+    /// on a hot path overrides it to size its properties once instead of in
+    /// both `body_len` and `write_body`.
+    #[inline]
+    fn encode_into<B: BufMut>(
+        &self,
+        version: ProtocolVersion,
+        dst: &mut B,
+    ) -> Result<(), EncodeError> {
+        self.check(version)?;
+        let body = remaining_length(self.body_len(version))?;
+        dst.put_u8(((Self::TYPE as u8) << 4) | self.flags());
+        put_varint(dst, body);
+        self.write_body(version, dst);
+        Ok(())
+    }
+}
+
+/// A body length as a Remaining Length, if it fits in one.
+#[inline]
+pub(crate) fn remaining_length(body: usize) -> Result<u32, EncodeError> {
+    u32::try_from(body)
+        .ok()
+        .filter(|&len| len <= VARINT_MAX)
+        .ok_or(EncodeError::PacketTooLarge)
 }
 
 pub(crate) fn encoded_len<T: Wire>(packet: &T, version: ProtocolVersion) -> usize {
@@ -58,20 +84,13 @@ pub(crate) fn encoded_len<T: Wire>(packet: &T, version: ProtocolVersion) -> usiz
     1 + varint_len(u32::try_from(body).unwrap_or(u32::MAX)) + body
 }
 
+#[inline]
 pub(crate) fn encode<T: Wire, B: BufMut>(
     packet: &T,
     version: ProtocolVersion,
     dst: &mut B,
 ) -> Result<(), EncodeError> {
-    packet.check(version)?;
-    let body = u32::try_from(packet.body_len(version))
-        .ok()
-        .filter(|&len| len <= VARINT_MAX)
-        .ok_or(EncodeError::PacketTooLarge)?;
-    dst.put_u8(((T::TYPE as u8) << 4) | packet.flags());
-    put_varint(dst, body);
-    packet.write_body(version, dst);
-    Ok(())
+    packet.encode_into(version, dst)
 }
 
 fn decode_body<T: Wire>(frame: &Frame<'_>, header: &FixedHeader) -> Result<T, DecodeError> {
@@ -207,11 +226,16 @@ impl Packet {
         version: ProtocolVersion,
         max_packet_size: u32,
     ) -> Result<Option<Packet>, DecodeError> {
-        let header = match check_frame(buf, version, max_packet_size)? {
+        let header = match crate::framing::frame_status(buf, version, max_packet_size)? {
             FrameStatus::Complete(header) => header,
             FrameStatus::Incomplete { .. } => return Ok(None),
         };
-        let frame = buf.split_to(header.packet_len()).freeze();
+        let mut frame = buf.split_to(header.packet_len()).freeze();
+        if header.packet_type == PacketType::Publish {
+            return publish::decode_owned(&mut frame, &header, version)
+                .map(|p| Some(Packet::Publish(p)))
+                .map_err(|e| e.in_packet(PacketType::Publish));
+        }
         Self::decode_frame(&frame, &header, version).map(Some)
     }
 
