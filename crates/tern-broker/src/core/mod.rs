@@ -302,6 +302,18 @@ impl Broker {
         self.conns.get(conn.key()).map(|c| c.server.version())
     }
 
+    /// A client's session, online or offline: its queue, in-flight window,
+    /// subscriptions and drop counters (for monitoring and for checkers).
+    pub fn session(&self, client_id: &str) -> Option<&ServerSession> {
+        let entry = self
+            .sessions
+            .get(*self.by_client_id.get(client_id.as_bytes())?)?;
+        match entry.conn {
+            Some(conn) => self.conns.get(conn.key())?.server.session(),
+            None => entry.offline.as_ref(),
+        }
+    }
+
     // ---- input ----
 
     /// A new network connection; it must send CONNECT within the connect timeout.

@@ -570,3 +570,22 @@ fn a_protocol_error_closes_only_that_connection() {
     net.publish(publ, "t", "still here", QoS::AtMostOnce, false);
     assert_eq!(net.received(good).len(), 1);
 }
+
+#[test]
+fn a_session_is_visible_online_and_offline() {
+    let mut net = Net::default();
+    let sub = net.client_with(persistent("watched", V5, 600));
+    let publ = net.client("pub", V5);
+    net.connect(sub);
+    net.connect(publ);
+    net.subscribe(sub, "a/#", QoS::AtLeastOnce);
+    assert_eq!(
+        net.broker.session("watched").unwrap().subscriptions().len(),
+        1
+    );
+    net.drop_link(sub);
+    net.publish(publ, "a/b", "queued", QoS::AtLeastOnce, false);
+    let offline = net.broker.session("watched").expect("offline session");
+    assert_eq!(offline.queue_len(), 1);
+    assert!(net.broker.session("nobody").is_none());
+}
