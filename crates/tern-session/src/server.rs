@@ -242,7 +242,7 @@ pub enum ServerEvent {
     /// An AUTH packet (enhanced authentication or re-authentication).
     Auth(Auth),
     /// The connection ended. `will` is the Will Message when the connection
-    /// did not end with a normal DISCONNECT (MQTT 5: or with reason 0x04);
+    /// did not end with a normal DISCONNECT (reason 0x00);
     /// publishing it (after its Will Delay Interval) is the caller's job.
     Closed {
         /// Why.
@@ -967,8 +967,9 @@ impl ServerConnection {
             }
             self.session_expiry = expiry;
         }
-        // The will is published only for reason 0x04 (MQTT 5).
-        let with_will = d.reason_code == ReasonCode::DisconnectWithWill;
+        // Only a normal disconnection (0x00) deletes the will; 0x04 and every
+        // error code leave it to be published [MQTT-3.1.2-8] [MQTT-3.14.4-3].
+        let with_will = d.reason_code != ReasonCode::Success;
         self.close_with(
             CloseReason::PeerDisconnected {
                 reason_code: d.reason_code,

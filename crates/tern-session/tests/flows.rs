@@ -650,13 +650,17 @@ fn will_follows_the_way_the_connection_ended() {
     let mut server = accepted(ServerConfig::default(), with_will());
     server.handle_packet(now, Packet::Disconnect(Disconnect::default()));
     assert!(closed_reason(&mut server).1.is_none());
-    // MQTT 5 DISCONNECT 0x04: the will applies.
-    let mut server = accepted(ServerConfig::default(), with_will());
-    server.handle_packet(
-        now,
-        Packet::Disconnect(Disconnect::new(ReasonCode::DisconnectWithWill)),
-    );
-    assert!(closed_reason(&mut server).1.is_some());
+    // MQTT 5 DISCONNECT 0x04, or with an error code: the will applies; only
+    // 0x00 deletes it [MQTT-3.1.2-8] [MQTT-3.14.4-3].
+    for code in [
+        ReasonCode::DisconnectWithWill,
+        ReasonCode::UnspecifiedError,
+        ReasonCode::MessageRateTooHigh,
+    ] {
+        let mut server = accepted(ServerConfig::default(), with_will());
+        server.handle_packet(now, Packet::Disconnect(Disconnect::new(code)));
+        assert!(closed_reason(&mut server).1.is_some(), "{code}");
+    }
     // A protocol error: the will applies.
     let mut server = accepted(ServerConfig::default(), with_will());
     server.handle_packet(now, Packet::Connect(connect(V5, 0)));
