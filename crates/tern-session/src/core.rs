@@ -11,7 +11,7 @@ use crate::{
     incoming::{AckQueue, Incoming, PendingAck, Qos2State},
     outgoing::{AckResult, Awaiting, Outgoing, Send},
 };
-use alloc::collections::VecDeque;
+use alloc::collections::{BTreeSet, VecDeque};
 use tern_codec::{
     Disconnect, Packet, PacketId, ProtocolVersion, PubAck, PubComp, PubRec, PubRel, Publish,
     PublishProperties, QoS, ReasonCode,
@@ -88,6 +88,12 @@ pub(crate) struct Core<E> {
     pub(crate) out_aliases: OutgoingAliases,
     pub(crate) in_aliases: IncomingAliases,
     acks: AckQueue,
+    /// Incoming QoS 2 messages whose PUBLISH arrived on this link and whose
+    /// flow is not complete: with the QoS 1 acknowledgements still owed,
+    /// what the peer's send quota counts on this link. A flow left over
+    /// from an earlier link (waiting for its PUBREL) does not count: the
+    /// quota starts afresh with each network connection (MQTT 5 §4.9).
+    qos2_on_link: BTreeSet<PacketId>,
     pub(crate) manual_acks: bool,
     pub(crate) last_received: Instant,
     pub(crate) last_sent: Instant,
@@ -107,6 +113,7 @@ impl<E> Core<E> {
             out_aliases: OutgoingAliases::new(0),
             in_aliases: IncomingAliases::new(0),
             acks: AckQueue::default(),
+            qos2_on_link: BTreeSet::new(),
             manual_acks: false,
             last_received: now,
             last_sent: now,
@@ -178,7 +185,7 @@ impl<E> Core<E> {
         match publish.qos {
             QoS::AtMostOnce => Ok(Received::Deliver(publish, None)),
             QoS::AtLeastOnce => {
-                self.check_receive_maximum(flows)?;
+                self.check_receive_maximum()?;
                 self.acks.push(PendingAck {
                     packet_id: id,
                     qos: QoS::AtLeastOnce,
@@ -193,6 +200,7 @@ impl<E> Core<E> {
             QoS::ExactlyOnce => match flows.incoming.qos2.get(&id).copied() {
                 Some(Qos2State::Received) => {
                     // A resend before PUBREL: acknowledge again, deliver nothing.
+                    self.qos2_on_link.insert(id);
                     self.acks.push(PendingAck {
                         packet_id: id,
                         qos: QoS::ExactlyOnce,
@@ -204,6 +212,7 @@ impl<E> Core<E> {
                 Some(Qos2State::AwaitingApp) => {
                     // Delivered (perhaps on an earlier connection); the PUBREC
                     // goes out when the application acknowledges.
+                    self.qos2_on_link.insert(id);
                     if !self.acks.has_undecided(id, QoS::ExactlyOnce) {
                         self.acks.push(PendingAck {
                             packet_id: id,
@@ -214,7 +223,8 @@ impl<E> Core<E> {
                     Ok(Received::Duplicate)
                 }
                 None => {
-                    self.check_receive_maximum(flows)?;
+                    self.check_receive_maximum()?;
+                    self.qos2_on_link.insert(id);
                     flows.incoming.qos2.insert(
                         id,
                         if decided.is_some() {
@@ -239,9 +249,9 @@ impl<E> Core<E> {
     }
 
     /// The peer may not have more unacknowledged QoS 1 and 2 messages with us
-    /// than our Receive Maximum (0x93 otherwise).
-    fn check_receive_maximum(&self, flows: &Flows) -> Result<(), Violation> {
-        let pending = self.acks.qos1_pending() + flows.incoming.qos2.len();
+    /// on this link than our Receive Maximum (0x93 otherwise).
+    fn check_receive_maximum(&self) -> Result<(), Violation> {
+        let pending = self.acks.qos1_pending() + self.qos2_on_link.len();
         if pending >= usize::from(self.limits.receive_maximum) {
             return Err(Violation::rule(
                 ReasonCode::ReceiveMaximumExceeded,
@@ -286,6 +296,7 @@ impl<E> Core<E> {
                 } else {
                     // A failed PUBREC ends the flow: a resend is a new message [MQTT-4.3.3-9].
                     flows.incoming.qos2.remove(&token.packet_id);
+                    self.qos2_on_link.remove(&token.packet_id);
                 }
                 // The PUBLISH may not have been resent on this connection yet;
                 // then the PUBREC goes out when it is.
@@ -310,6 +321,7 @@ impl<E> Core<E> {
                 _ => {
                     if reason.is_error() {
                         flows.incoming.qos2.remove(&id);
+                        self.qos2_on_link.remove(&id);
                     }
                     Packet::PubRec(PubRec::with_reason(id, reason))
                 }
@@ -324,6 +336,7 @@ impl<E> Core<E> {
         flows: &mut Flows,
         id: PacketId,
     ) -> Result<(), Violation> {
+        self.qos2_on_link.remove(&id);
         let reason = match flows.incoming.qos2.get(&id) {
             Some(Qos2State::Received) => {
                 flows.incoming.qos2.remove(&id);

@@ -357,6 +357,55 @@ fn server_enforces_its_receive_maximum_with_0x93() {
 }
 
 #[test]
+fn receive_maximum_counts_this_connection_not_flows_left_from_the_last() {
+    // MQTT 5 §4.9: the send quota starts afresh with each network
+    // connection. A QoS 2 flow left waiting for its PUBREL on the last
+    // connection is not a PUBLISH on this one, so a peer may send Receive
+    // Maximum new PUBLISH packets before it resends that PUBREL.
+    let config = ServerConfig {
+        receive_maximum: NonZeroU16::new(2).unwrap(),
+        ..ServerConfig::default()
+    };
+    let now = Instant::ZERO;
+    let mut server = accepted(config, connect(V5, 0));
+    server.handle_packet(
+        now,
+        Packet::Publish(publish("t", QoS::ExactlyOnce, Some(1))),
+    );
+    server.handle_closed(now);
+    let session = server.take_session().unwrap();
+    assert_eq!(session.incoming_qos2_len(), 1, "waiting for PUBREL 1");
+
+    let mut server = ServerConnection::new(now, config);
+    server.handle_packet(now, Packet::Connect(connect(V5, 0)));
+    while server.poll_event().is_some() {}
+    server
+        .accept(
+            now,
+            Accept {
+                session,
+                session_present: true,
+                assigned_client_id: None,
+                properties: Default::default(),
+            },
+        )
+        .unwrap();
+    for n in [2, 3] {
+        server.handle_packet(
+            now,
+            Packet::Publish(publish("t", QoS::ExactlyOnce, Some(n))),
+        );
+    }
+    assert!(server.is_open(), "two PUBLISH packets on this connection");
+    server.handle_packet(now, Packet::PubRel(PubRel::new(id(1))));
+    server.handle_packet(
+        now,
+        Packet::Publish(publish("t", QoS::ExactlyOnce, Some(4))),
+    );
+    assert!(server.is_closed(), "a third one exceeds Receive Maximum");
+}
+
+#[test]
 fn mqtt_4_3_3_10_a_repeated_qos2_publish_is_acknowledged_not_redelivered() {
     let mut server = accepted(ServerConfig::default(), connect(V5, 0));
     let now = Instant::ZERO;
