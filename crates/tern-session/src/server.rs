@@ -26,8 +26,8 @@ use tern_codec::{
 pub struct ServerConfig {
     /// Close a connection that sends no CONNECT (or is not accepted) in this time.
     pub connect_timeout: Duration,
-    /// How many QoS 1 and 2 messages a client may have unacknowledged with us;
-    /// more is a protocol error (0x93).
+    /// How many QoS 1 and 2 messages an MQTT 5 client may have unacknowledged
+    /// with us; more is a protocol error (0x93). MQTT 3.x has no such limit.
     pub receive_maximum: NonZeroU16,
     /// The largest packet we accept; larger ones close the connection (0x95).
     pub maximum_packet_size: u32,
@@ -479,7 +479,13 @@ impl ServerConnection {
         } else {
             properties = ConnAckProperties::default();
         }
-        self.core.limits.receive_maximum = c.receive_maximum.get();
+        // MQTT 3.1.1 has no Receive Maximum: a 3.x client cannot know ours,
+        // so holding it to one would disconnect a client that broke no rule.
+        self.core.limits.receive_maximum = if v5 {
+            c.receive_maximum.get()
+        } else {
+            u16::MAX
+        };
         session.set_queue_limits(c.queue);
         session.flows.epoch = session.flows.epoch.wrapping_add(1);
         if session_present {

@@ -357,6 +357,23 @@ fn server_enforces_its_receive_maximum_with_0x93() {
 }
 
 #[test]
+fn a_v311_client_is_not_held_to_a_receive_maximum_it_was_never_told() {
+    let config = ServerConfig {
+        receive_maximum: NonZeroU16::new(2).unwrap(),
+        ..ServerConfig::default()
+    };
+    let mut server = accepted(config, connect(V311, 0));
+    let now = Instant::ZERO;
+    for n in 1..=5 {
+        server.handle_packet(
+            now,
+            Packet::Publish(publish("t", QoS::AtLeastOnce, Some(n))),
+        );
+    }
+    assert!(server.is_open(), "MQTT 3.1.1 has no Receive Maximum");
+}
+
+#[test]
 fn receive_maximum_counts_this_connection_not_flows_left_from_the_last() {
     // MQTT 5 §4.9: the send quota starts afresh with each network
     // connection. A QoS 2 flow left waiting for its PUBREL on the last
