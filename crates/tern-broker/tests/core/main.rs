@@ -525,6 +525,69 @@ fn mqtt_3_3_2_5_messages_expire_in_offline_queues() {
 }
 
 #[test]
+fn a_retained_message_expires_on_time_in_a_subscribers_queue() {
+    // Retained at t=1s with a 5 s Message Expiry Interval: it expires at 6s.
+    let mut net = Net::default();
+    let publ = net.client("pub", V5);
+    let early = net.client("early", V5);
+    let late = net.client("late", V5);
+    for c in [publ, early, late] {
+        net.connect(c);
+    }
+    net.publish_msg(
+        publ,
+        Publish {
+            topic: s("t"),
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            payload: "r".into(),
+            properties: PublishProperties {
+                message_expiry_interval: Some(5),
+                ..Default::default()
+            },
+            ..Publish::default()
+        },
+    );
+    // Both subscribe at 1.9s while their connections are backed up: the
+    // retained copies wait in their queues.
+    net.advance(Duration::from_millis(900));
+    for c in [early, late] {
+        let conn = net.clients[c].conn.unwrap();
+        net.broker.set_writable(conn, false);
+        let now = net.now;
+        net.session(c)
+            .subscribe(
+                now,
+                vec![tern_codec::SubscribeFilter {
+                    filter: s("t"),
+                    options: SubscriptionOptions::with_qos(QoS::AtLeastOnce),
+                }],
+                Default::default(),
+            )
+            .unwrap();
+    }
+    net.run();
+    // At 5.4s 0.6 s are left: the copy goes out with an interval of 1 s.
+    net.advance(Duration::from_millis(3500));
+    let conn = net.clients[early].conn.unwrap();
+    net.broker.set_writable(conn, true);
+    net.run();
+    let got = net.messages(early);
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].properties.message_expiry_interval,
+        Some(1),
+        "[MQTT-3.3.2-6]"
+    );
+    // At 6.4s it has expired: never sent [MQTT-3.3.2-5].
+    net.advance(Duration::from_millis(1000));
+    let conn = net.clients[late].conn.unwrap();
+    net.broker.set_writable(conn, true);
+    net.run();
+    assert!(net.messages(late).is_empty(), "[MQTT-3.3.2-5]");
+}
+
+#[test]
 fn sys_topics_are_published_as_retained_messages() {
     let mut net = Net::new(BrokerConfig {
         sys_interval: Some(Duration::from_secs(2)),
