@@ -714,7 +714,7 @@ impl ClientConnection {
         }
     }
 
-    fn handle_connack(&mut self, now: Instant, connack: ConnAck) -> Result<(), Violation> {
+    fn handle_connack(&mut self, _now: Instant, connack: ConnAck) -> Result<(), Violation> {
         if connack.reason_code.is_error() {
             self.close_with(CloseReason::ConnectRefused(connack.reason_code), None);
             return Ok(());
@@ -755,7 +755,7 @@ impl ClientConnection {
         if connack.session_present {
             self.session.flows.outgoing.resume();
         } else {
-            self.lose_server_session(now);
+            self.lose_server_session();
         }
         // Requests that never got an answer go again, with the same identifiers.
         for pending in self.session.pending_subscribe.values() {
@@ -780,10 +780,10 @@ impl ClientConnection {
     /// go again as new ones, QoS 2 messages it already received are complete,
     /// incoming QoS 2 state is dropped, and granted subscriptions are
     /// requested again if the options say so.
-    fn lose_server_session(&mut self, now: Instant) {
+    fn lose_server_session(&mut self) {
         let flows = &mut self.session.flows;
         // Unacknowledged messages keep their identifiers: still ours to use.
-        let (unacked, released) = flows.outgoing.take_inflight(now, &mut flows.ids);
+        let (unacked, released) = flows.outgoing.take_inflight(&mut flows.ids);
         flows.outgoing.requeue_front(unacked.into_iter());
         for packet_id in released {
             self.core.events.push_back(ClientEvent::Published {

@@ -65,6 +65,11 @@ pub(crate) struct InFlight {
     /// QoS 2: the PUBREC's reason code. The message was accepted then; the
     /// PUBCOMP only ends the release (a resent PUBREL may meet "not found").
     pub(crate) accepted: Option<ReasonCode>,
+    /// When the message was queued and the Message Expiry Interval it was
+    /// queued with (`publish` carries what was left of it when first sent),
+    /// so a message sent again as new still expires on time.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub(crate) queued: (Instant, Option<u32>),
 }
 
 /// How the queue bounds itself.
@@ -249,11 +254,11 @@ impl Outgoing {
     /// Empties the window for a session the peer no longer has: returns the
     /// unacknowledged messages (to send again as new ones) and the QoS 2
     /// messages already received by the peer (whose flows are complete).
-    /// They are stamped `now`: their expiry interval (already reduced when
-    /// they were first sent) counts from here.
+    /// They keep the time they were first queued and their original expiry
+    /// interval, so their expiry still counts from when they were queued
+    /// [MQTT-3.3.2-5] [MQTT-3.3.2-6].
     pub(crate) fn take_inflight(
         &mut self,
-        now: Instant,
         ids: &mut PacketIds,
     ) -> (VecDeque<QueuedMessage>, VecDeque<PacketId>) {
         let mut unacked = VecDeque::new();
@@ -269,10 +274,9 @@ impl Outgoing {
                 Awaiting::PubAck | Awaiting::PubRec => {
                     let mut publish = f.publish;
                     publish.dup = false;
-                    unacked.push_back(QueuedMessage {
-                        publish,
-                        queued_at: now,
-                    });
+                    let (queued_at, expiry) = f.queued;
+                    publish.properties.message_expiry_interval = expiry;
+                    unacked.push_back(QueuedMessage { publish, queued_at });
                 }
             }
         }
@@ -344,6 +348,10 @@ impl Outgoing {
             }
             let message = self.pop_front()?;
             let remaining = message.remaining_expiry(now);
+            let queued = (
+                message.queued_at,
+                message.publish.properties.message_expiry_interval,
+            );
             let mut publish = message.publish;
             if let Some(secs) = remaining {
                 publish.properties.message_expiry_interval = Some(secs);
@@ -362,6 +370,7 @@ impl Outgoing {
                 on_wire: true,
                 ever_sent: true,
                 accepted: None,
+                queued,
             });
             self.order.insert(id, seq);
             self.on_wire += 1;

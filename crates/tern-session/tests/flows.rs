@@ -650,6 +650,46 @@ fn mqtt_3_3_2_6_queued_messages_carry_the_remaining_expiry_and_expire() {
 }
 
 #[test]
+fn mqtt_3_3_2_6_a_message_sent_again_as_new_keeps_counting_its_expiry() {
+    // Sent once, then the server loses the session: the unacknowledged
+    // messages go again as new ones [MQTT-3.2.2-5], their expiry still
+    // counting from when they were published.
+    let mut pair = Pair::new(V5);
+    pair.connect(false);
+    pair.settle();
+    for (n, expiry) in [(0, 10), (1, 3)] {
+        let message = Publish {
+            topic: s("t"),
+            qos: QoS::AtLeastOnce,
+            payload: support::payload(('c', n)),
+            properties: PublishProperties {
+                message_expiry_interval: Some(expiry),
+                ..Default::default()
+            },
+            ..Publish::default()
+        };
+        let now = pair.now;
+        let pid = pair.client.as_mut().unwrap().publish(now, message).unwrap();
+        pair.rec.client_open.insert(pid.unwrap(), ('c', n));
+    }
+    pair.flush_client(); // both sent, never delivered
+    pair.reset();
+    pair.now = pair.now + Duration::from_millis(4500);
+    let before = pair.rec.wire_c2s.len();
+    pair.connect(true);
+    pair.settle();
+    let resent: Vec<_> = pair.rec.wire_c2s[before..]
+        .iter()
+        .filter_map(|(_, p)| match p {
+            Packet::Publish(p) => Some(p.properties.message_expiry_interval),
+            _ => None,
+        })
+        .collect();
+    // 5.5 s left of the first (sent as 6); the second expired [MQTT-3.3.2-5].
+    assert_eq!(resent, vec![Some(6)]);
+}
+
+#[test]
 fn mqtt_3_1_2_25_a_message_too_large_for_the_client_is_dropped() {
     let mut pair = Pair::new(V5);
     pair.options.properties.maximum_packet_size = core::num::NonZeroU32::new(64);
