@@ -4,7 +4,7 @@
 use crate::{
     AckError, AckToken, CloseReason, CommandError, Instant, PublishError, QueueLimits,
     QueuedMessage, Violation,
-    core::{Core, Flows, LinkState, Received},
+    core::{Core, Dropped, Flows, LinkState, Received},
     outgoing::{AckResult, Awaiting, Enqueued},
 };
 use alloc::{collections::BTreeMap, vec::Vec};
@@ -202,7 +202,8 @@ pub enum ClientEvent {
         reason_code: ReasonCode,
     },
     /// A message left the queue without being sent (the queue's
-    /// drop-oldest policy); its identifier, if it had one, is free again.
+    /// drop-oldest policy, or its Message Expiry Interval passed); its
+    /// identifier, if it had one, is free again.
     PublishDropped {
         /// The identifier `publish` returned.
         packet_id: Option<PacketId>,
@@ -644,14 +645,20 @@ impl ClientConnection {
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Packet> {
         self.core
-            .next_transmit(now, &mut self.session.flows, |core, publish| {
-                if let Some(packet_id) = publish.packet_id {
-                    core.events.push_back(ClientEvent::Published {
+            .next_transmit(now, &mut self.session.flows, |core, publish, why| {
+                let Some(packet_id) = publish.packet_id else {
+                    return;
+                };
+                core.events.push_back(match why {
+                    Dropped::TooLarge => ClientEvent::Published {
                         packet_id,
                         qos: publish.qos,
                         reason_code: ReasonCode::PacketTooLarge,
-                    });
-                }
+                    },
+                    Dropped::Expired => ClientEvent::PublishDropped {
+                        packet_id: Some(packet_id),
+                    },
+                });
             })
     }
 

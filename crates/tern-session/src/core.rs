@@ -39,6 +39,15 @@ pub(crate) enum LinkState {
     Closed,
 }
 
+/// Why a message left without being sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dropped {
+    /// Larger than the peer's Maximum Packet Size.
+    TooLarge,
+    /// Its Message Expiry Interval passed while it was queued.
+    Expired,
+}
+
 /// What happened to an incoming PUBLISH.
 #[allow(
     clippy::large_enum_variant,
@@ -386,12 +395,13 @@ impl<E> Core<E> {
     ///
     /// `on_drop` is told about each message dropped because it exceeds the
     /// peer's Maximum Packet Size (for QoS 1/2, its flow is then complete)
-    /// [MQTT-3.1.2-24] [MQTT-3.1.2-25].
+    /// [MQTT-3.1.2-24] [MQTT-3.1.2-25], and each queued message with a packet
+    /// identifier that expired before it could be sent [MQTT-3.3.2-5].
     pub(crate) fn next_transmit(
         &mut self,
         now: Instant,
         flows: &mut Flows,
-        mut on_drop: impl FnMut(&mut Self, &Publish),
+        mut on_drop: impl FnMut(&mut Self, &Publish, Dropped),
     ) -> Option<Packet> {
         if let Some(packet) = self.control.pop_front() {
             self.last_sent = now;
@@ -406,6 +416,10 @@ impl<E> Core<E> {
                 .next_send(now, self.limits.send_quota, &mut flows.ids)?;
             let packet = match send {
                 Send::PubRel(id) => Packet::PubRel(PubRel::new(id)),
+                Send::Expired(publish) => {
+                    on_drop(self, &publish, Dropped::Expired);
+                    continue;
+                }
                 Send::Publish(mut publish) => {
                     if !self.version.is_v5() {
                         publish.properties = PublishProperties::default();
@@ -428,7 +442,7 @@ impl<E> Core<E> {
                                 &mut flows.ids,
                             );
                         }
-                        on_drop(self, &publish);
+                        on_drop(self, &publish, Dropped::TooLarge);
                         continue;
                     }
                     Packet::Publish(self.apply_alias(publish))

@@ -150,6 +150,9 @@ pub(crate) enum Send {
     Publish(Publish),
     /// A resent PUBREL.
     PubRel(PacketId),
+    /// A queued message with a packet identifier expired before it could be
+    /// sent: dropped, its identifier free again.
+    Expired(Publish),
 }
 
 /// What an acknowledgement did.
@@ -328,12 +331,13 @@ impl Outgoing {
         loop {
             let head = self.queue.front()?;
             if head.expires_at().is_some_and(|at| now >= at) {
+                self.dropped_expired += 1;
                 if let Some(m) = self.pop_front() {
                     if let Some(id) = m.publish.packet_id {
                         ids.release(id);
+                        return Some(Send::Expired(m.publish));
                     }
                 }
-                self.dropped_expired += 1;
                 continue;
             }
             if head.publish.qos != QoS::AtMostOnce && on_wire >= usize::from(quota) {

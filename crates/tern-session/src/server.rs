@@ -649,9 +649,10 @@ impl ServerConnection {
         let Some(session) = self.session.as_mut() else {
             return self
                 .core
-                .next_transmit(now, &mut Flows::default(), |_, _| {});
+                .next_transmit(now, &mut Flows::default(), |_, _, _| {});
         };
-        self.core.next_transmit(now, &mut session.flows, |_, _| {})
+        self.core
+            .next_transmit(now, &mut session.flows, |_, _, _| {})
     }
 
     /// The next deadline at which [`handle_timeout`](Self::handle_timeout) must be called.

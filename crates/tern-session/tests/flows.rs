@@ -685,8 +685,11 @@ fn mqtt_3_3_2_6_a_message_sent_again_as_new_keeps_counting_its_expiry() {
             _ => None,
         })
         .collect();
-    // 5.5 s left of the first (sent as 6); the second expired [MQTT-3.3.2-5].
+    // 5.5 s left of the first (sent as 6); the second expired [MQTT-3.3.2-5]
+    // and the application is told, its identifier free again.
     assert_eq!(resent, vec![Some(6)]);
+    assert_eq!(pair.rec.client_dropped, vec![('c', 1)]);
+    assert!(pair.rec.client_open.is_empty());
 }
 
 #[test]
