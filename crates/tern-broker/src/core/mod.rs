@@ -441,6 +441,13 @@ impl Broker {
             self.process_events(now, id);
             self.mark_ready(id);
         }
+        // Sessions that were already offline were stored when their client
+        // left; messages queued for them since are only in memory.
+        for (_, entry) in self.sessions.iter() {
+            if let Some(session) = &entry.offline {
+                self.store.put_session(session, entry.expiry_interval);
+            }
+        }
     }
 
     // ---- output ----

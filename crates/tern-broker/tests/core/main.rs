@@ -652,3 +652,61 @@ fn a_session_is_visible_online_and_offline() {
     assert_eq!(offline.queue_len(), 1);
     assert!(net.broker.session("nobody").is_none());
 }
+
+/// A store that outlives the broker using it, as a restart needs.
+#[derive(Clone, Default)]
+struct SharedStore(std::sync::Arc<std::sync::Mutex<tern_broker::MemoryStore>>);
+
+impl tern_broker::Store for SharedStore {
+    fn put_retained(&mut self, t: &tern_topic::TopicName, m: &tern_broker::RetainedMessage) {
+        self.0.lock().unwrap().put_retained(t, m);
+    }
+    fn remove_retained(&mut self, t: &tern_topic::TopicName) {
+        self.0.lock().unwrap().remove_retained(t);
+    }
+    fn put_session(&mut self, s: &tern_session::ServerSession, expiry: u32) {
+        self.0.lock().unwrap().put_session(s, expiry);
+    }
+    fn remove_session(&mut self, id: &MqttString) {
+        self.0.lock().unwrap().remove_session(id);
+    }
+    fn load(&mut self) -> tern_broker::StoredState {
+        self.0.lock().unwrap().load()
+    }
+}
+
+#[test]
+fn a_graceful_restart_keeps_messages_queued_for_offline_sessions() {
+    let config = BrokerConfig {
+        sys_interval: None,
+        ..BrokerConfig::default()
+    };
+    let store = SharedStore::default();
+    let start = |net: &Net| {
+        tern_broker::Broker::with_hooks(
+            config.clone(),
+            net.now,
+            Box::new(store.clone()),
+            Box::new(tern_broker::AllowAll),
+        )
+    };
+    let mut net = Net::new(config.clone());
+    net.broker = start(&net);
+    let sub = net.client_with(persistent("sub", V5, u32::MAX));
+    let publ = net.client("pub", V5);
+    net.connect(sub);
+    net.connect(publ);
+    net.subscribe(sub, "t", QoS::AtLeastOnce);
+    net.drop_link(sub);
+    // Queued while the subscriber is offline, after its session was stored.
+    net.publish(publ, "t", "queued", QoS::AtLeastOnce, false);
+    net.broker.shutdown(net.now);
+    net.run();
+    net.broker = start(&net);
+    net.clear_events(sub);
+    net.connect(sub);
+    assert_eq!(
+        net.received(sub),
+        vec![("t".into(), "queued".into(), QoS::AtLeastOnce, false)]
+    );
+}
