@@ -442,10 +442,14 @@ impl Broker {
             self.mark_ready(id);
         }
         // Sessions that were already offline were stored when their client
-        // left; messages queued for them since are only in memory.
+        // left; messages queued for them since are only in memory. So are
+        // when they end and the wills waiting for their delay.
         for (_, entry) in self.sessions.iter() {
             if let Some(session) = &entry.offline {
                 self.store.put_session(session, entry.expiry_interval);
+                let will = entry.pending_will.as_ref().map(|(w, due)| (w, *due));
+                self.store
+                    .put_offline_state(&entry.client_id, entry.expires_at, will);
             }
         }
     }

@@ -670,6 +670,17 @@ impl tern_broker::Store for SharedStore {
     fn remove_session(&mut self, id: &MqttString) {
         self.0.lock().unwrap().remove_session(id);
     }
+    fn put_offline_state(
+        &mut self,
+        id: &MqttString,
+        expires_at: Option<tern_session::Instant>,
+        will: Option<(&Will, tern_session::Instant)>,
+    ) {
+        self.0
+            .lock()
+            .unwrap()
+            .put_offline_state(id, expires_at, will);
+    }
     fn load(&mut self) -> tern_broker::StoredState {
         self.0.lock().unwrap().load()
     }
@@ -709,4 +720,74 @@ fn a_graceful_restart_keeps_messages_queued_for_offline_sessions() {
         net.received(sub),
         vec![("t".into(), "queued".into(), QoS::AtLeastOnce, false)]
     );
+}
+
+#[test]
+fn a_graceful_restart_keeps_a_will_waiting_for_its_delay() {
+    let config = BrokerConfig {
+        sys_interval: None,
+        ..BrokerConfig::default()
+    };
+    let store = SharedStore::default();
+    let start = |net: &Net| {
+        tern_broker::Broker::with_hooks(
+            config.clone(),
+            net.now,
+            Box::new(store.clone()),
+            Box::new(tern_broker::AllowAll),
+        )
+    };
+    let mut net = Net::new(config.clone());
+    net.broker = start(&net);
+    let watcher = net.client_with(persistent("watcher", V5, u32::MAX));
+    let d = net.client_with(with_will("d", Some(5), 600));
+    net.connect(watcher);
+    net.subscribe(watcher, "wills", QoS::AtLeastOnce);
+    net.connect(d);
+    net.drop_link(d);
+    net.advance(Duration::from_secs(1));
+    net.broker.shutdown(net.now);
+    net.run();
+    net.broker = start(&net);
+    net.connect(watcher);
+    net.advance(Duration::from_secs(3));
+    assert!(net.received(watcher).is_empty(), "not before its delay");
+    net.advance(Duration::from_secs(2));
+    assert_eq!(net.received(watcher).len(), 1, "[MQTT-3.1.3-9]");
+}
+
+#[test]
+fn a_graceful_restart_does_not_extend_offline_sessions() {
+    let config = BrokerConfig {
+        sys_interval: None,
+        ..BrokerConfig::default()
+    };
+    let store = SharedStore::default();
+    let start = |net: &Net| {
+        tern_broker::Broker::with_hooks(
+            config.clone(),
+            net.now,
+            Box::new(store.clone()),
+            Box::new(tern_broker::AllowAll),
+        )
+    };
+    let mut net = Net::new(config.clone());
+    net.broker = start(&net);
+    // The session ends 10 s after the link drops; its will (delay 100 s)
+    // goes out then [MQTT-3.1.3-9].
+    let watcher = net.client_with(persistent("watcher", V5, u32::MAX));
+    let e = net.client_with(with_will("e", Some(100), 10));
+    net.connect(watcher);
+    net.subscribe(watcher, "wills", QoS::AtLeastOnce);
+    net.connect(e);
+    net.drop_link(e);
+    net.advance(Duration::from_secs(8));
+    net.broker.shutdown(net.now);
+    net.run();
+    net.broker = start(&net);
+    net.connect(watcher);
+    assert_eq!(net.broker.session_count(), 2);
+    net.advance(Duration::from_secs(3));
+    assert_eq!(net.broker.session_count(), 1, "ended 10 s after the drop");
+    assert_eq!(net.received(watcher).len(), 1, "with its will");
 }
