@@ -297,6 +297,14 @@ impl ClientConnection {
     /// With `clean_start` the session's server-side state is given up, but
     /// messages waiting or unacknowledged are kept and sent again as new ones.
     pub fn new(now: Instant, options: ConnectOptions, mut session: ClientSession) -> Self {
+        if options.clean_start {
+            // The client discards its session when it asks for a clean start
+            // [MQTT-3.1.2-4], not when the CONNACK arrives: if this connection
+            // fails before then, the server may have started afresh anyway,
+            // and incoming QoS 2 state kept for it would take the new
+            // session's messages for resends and drop them.
+            session.flows.incoming.qos2.clear();
+        }
         let mut core = Core::new(now, options.version);
         core.manual_acks = options.manual_acks;
         core.limits.receive_maximum = options

@@ -423,6 +423,35 @@ fn receive_maximum_counts_this_connection_not_flows_left_from_the_last() {
 }
 
 #[test]
+fn mqtt_3_1_2_4_a_clean_start_discards_incoming_qos2_state_before_the_connack() {
+    let mut pair = Pair::new(V5);
+    pair.connect(false);
+    pair.settle();
+    // A QoS 2 message arrives; its PUBREL never does.
+    pair.server_publish("t", QoS::ExactlyOnce);
+    pair.flush_server();
+    pair.deliver_s2c(usize::MAX);
+    pair.flush_client();
+    pair.reset();
+    assert_eq!(pair.client_session.as_ref().unwrap().incoming_qos2_len(), 1);
+    // A clean start the server accepts, but whose CONNACK is lost.
+    pair.connect(true);
+    pair.flush_client();
+    pair.deliver_c2s(usize::MAX);
+    pair.reset();
+    // Resuming now finds the server's new session: nothing of the old
+    // incoming flow may remain, or the new session's QoS 2 message with
+    // the same packet identifier would be taken for a resend and dropped.
+    pair.connect(false);
+    pair.settle();
+    let client = pair.client.as_ref().unwrap();
+    assert_eq!(client.session().incoming_qos2_len(), 0);
+    pair.server_publish("t", QoS::ExactlyOnce);
+    pair.settle();
+    assert_eq!(pair.rec.client_got.len(), 2, "the new message is delivered");
+}
+
+#[test]
 fn mqtt_4_3_3_10_a_repeated_qos2_publish_is_acknowledged_not_redelivered() {
     let mut server = accepted(ServerConfig::default(), connect(V5, 0));
     let now = Instant::ZERO;
