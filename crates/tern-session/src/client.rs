@@ -399,7 +399,9 @@ impl ClientConnection {
     }
 
     /// Acts on deadlines that have passed: the CONNACK timeout, sending
-    /// PINGREQ, and the PINGRESP timeout. Calling it early does nothing.
+    /// PINGREQ (after a keep-alive interval in which nothing was sent, or
+    /// nothing received), and the PINGRESP timeout. Calling it early does
+    /// nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
         match self.phase {
             Phase::AwaitingConnAck if self.connect_deadline.is_some_and(|d| now >= d) => {
@@ -410,8 +412,10 @@ impl ClientConnection {
                     if now >= sent + self.ping_timeout() {
                         self.close_with(CloseReason::KeepAliveTimeout, None);
                     }
-                } else if now >= self.core.last_sent + self.keep_alive {
-                    // Nothing sent for a keep-alive interval [MQTT-3.1.2-20].
+                } else if now >= self.idle_since() + self.keep_alive {
+                    // Nothing sent for a keep-alive interval [MQTT-3.1.2-20],
+                    // or nothing received: a client that keeps sending must
+                    // still notice a connection that went silent.
                     self.core.send_control(Packet::PingReq);
                     self.ping_sent = Some(now);
                 }
@@ -677,7 +681,7 @@ impl ClientConnection {
             Phase::AwaitingConnAck => self.connect_deadline,
             Phase::Connected if !self.keep_alive.is_zero() => Some(match self.ping_sent {
                 Some(sent) => sent + self.ping_timeout(),
-                None => self.core.last_sent + self.keep_alive,
+                None => self.idle_since() + self.keep_alive,
             }),
             _ => None,
         }
@@ -690,6 +694,11 @@ impl ClientConnection {
     }
 
     // ---- internals ----
+
+    /// The start of the current silence in either direction.
+    fn idle_since(&self) -> Instant {
+        self.core.last_sent.min(self.core.last_received)
+    }
 
     fn ping_timeout(&self) -> Duration {
         self.options.ping_timeout.unwrap_or(self.keep_alive)

@@ -121,6 +121,40 @@ fn mqtt_3_1_2_20_client_sends_pingreq_after_a_keep_alive_of_silence() {
 }
 
 #[test]
+fn a_client_that_keeps_sending_still_notices_a_silent_server() {
+    // A half-open connection: everything the client sends vanishes. Sending
+    // alone never triggers a PINGREQ [MQTT-3.1.2-20], so the client pings
+    // when nothing has been received for a keep-alive interval too.
+    let mut c = ClientConnection::new(
+        Instant::ZERO,
+        ConnectOptions {
+            keep_alive: 10,
+            ..ConnectOptions::new(s("c"))
+        },
+        ClientSession::new(),
+    );
+    let _ = transmits(|| c.poll_transmit(Instant::ZERO));
+    c.handle_packet(Instant::ZERO, Packet::ConnAck(Default::default()));
+    for secs in 1..=30 {
+        let now = Instant::from_secs(secs);
+        if c.poll_timeout().is_some_and(|t| t <= now) {
+            c.handle_timeout(now);
+        }
+        if c.state() == ConnectionState::Closed {
+            break;
+        }
+        c.publish(now, publish("t", QoS::AtMostOnce, None)).unwrap();
+        let sent = transmits(|| c.poll_transmit(now));
+        if secs == 10 {
+            assert!(sent.contains(&Packet::PingReq), "{sent:?}");
+        }
+    }
+    assert_eq!(c.state(), ConnectionState::Closed);
+    let events: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
+    assert!(events.contains(&ClientEvent::Closed(CloseReason::KeepAliveTimeout)));
+}
+
+#[test]
 fn client_closes_when_no_pingresp_arrives() {
     let mut c = ClientConnection::new(
         Instant::ZERO,
