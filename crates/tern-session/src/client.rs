@@ -137,6 +137,10 @@ pub struct ClientSession {
     subscriptions: BTreeMap<MqttString, GrantedSubscription>,
     pending_subscribe: BTreeMap<PacketId, PendingRequest<Subscribe>>,
     pending_unsubscribe: BTreeMap<PacketId, PendingRequest<Unsubscribe>>,
+    /// A clean start was asked for and no CONNACK has answered it yet: the
+    /// session was discarded, so the next connection starts clean too.
+    #[cfg_attr(feature = "serde", serde(default))]
+    clean_start_pending: bool,
 }
 
 impl ClientSession {
@@ -296,7 +300,13 @@ impl ClientConnection {
     ///
     /// With `clean_start` the session's server-side state is given up, but
     /// messages waiting or unacknowledged are kept and sent again as new ones.
-    pub fn new(now: Instant, options: ConnectOptions, mut session: ClientSession) -> Self {
+    /// Until a CONNACK answers a clean start, later connections with the
+    /// same session start clean as well.
+    pub fn new(now: Instant, mut options: ConnectOptions, mut session: ClientSession) -> Self {
+        // A session given up for a clean start that no CONNACK confirmed is
+        // not resumed: the server may or may not have started afresh, and
+        // either way resuming would be resuming without the state.
+        options.clean_start |= session.clean_start_pending;
         if options.clean_start {
             // The client discards its session when it asks for a clean start
             // [MQTT-3.1.2-4], not when the CONNACK arrives: if this connection
@@ -304,6 +314,7 @@ impl ClientConnection {
             // and incoming QoS 2 state kept for it would take the new
             // session's messages for resends and drop them.
             session.flows.incoming.qos2.clear();
+            session.clean_start_pending = true;
         }
         let mut core = Core::new(now, options.version);
         core.manual_acks = options.manual_acks;
@@ -791,6 +802,7 @@ impl ClientConnection {
                 .send_control(Packet::Unsubscribe(pending.packet.clone()));
         }
         self.limits = Some(limits);
+        self.session.clean_start_pending = false;
         self.phase = Phase::Connected;
         self.core.state = LinkState::Open;
         self.core.events.push_back(ClientEvent::Connected {

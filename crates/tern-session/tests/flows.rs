@@ -486,6 +486,43 @@ fn mqtt_3_1_2_4_a_clean_start_discards_incoming_qos2_state_before_the_connack() 
 }
 
 #[test]
+fn a_clean_start_no_connack_answered_is_asked_for_again() {
+    // A QoS 2 message is received, its PUBREL lost; the client asks for a
+    // clean start (discarding the incoming state) but the CONNECT is lost.
+    let mut pair = Pair::new(V5);
+    pair.connect(false);
+    pair.settle();
+    pair.server_publish("t", QoS::ExactlyOnce);
+    pair.flush_server();
+    pair.deliver_s2c(usize::MAX);
+    pair.flush_client();
+    pair.reset();
+    pair.connect(true);
+    pair.flush_client();
+    pair.reset();
+    // Resuming now would resume the server's old session without the state
+    // that told the message apart from a resend: it would be delivered
+    // twice. The session starts clean instead.
+    let before = pair.rec.wire_c2s.len();
+    pair.connect(false);
+    pair.settle();
+    let Some((_, Packet::Connect(c))) = pair.rec.wire_c2s.get(before) else {
+        panic!("a CONNECT");
+    };
+    assert!(c.clean_start);
+    assert_eq!(pair.rec.client_got.len(), 1, "[MQTT-4.3.3-10]");
+    // Once a CONNACK answered, the options decide again.
+    pair.reset();
+    let before = pair.rec.wire_c2s.len();
+    pair.connect(false);
+    pair.settle();
+    let Some((_, Packet::Connect(c))) = pair.rec.wire_c2s.get(before) else {
+        panic!("a CONNECT");
+    };
+    assert!(!c.clean_start);
+}
+
+#[test]
 fn mqtt_4_3_3_10_a_repeated_qos2_publish_is_acknowledged_not_redelivered() {
     let mut server = accepted(ServerConfig::default(), connect(V5, 0));
     let now = Instant::ZERO;
