@@ -187,6 +187,8 @@ struct LinkSlot {
     connack_new_session: bool,
     /// The client read a CONNACK on this link.
     connack_read: bool,
+    /// The client's CONNECT on this link asked for a clean start.
+    clean_start: bool,
 }
 
 #[derive(Debug)]
@@ -1030,6 +1032,9 @@ impl World {
             return Ok(());
         };
         let packet = slot.tx_client.resolve(p);
+        if let Packet::Connect(c) = &packet {
+            slot.clean_start = c.clean_start;
+        }
         slot.link.transmit(
             self.now,
             Dir::ToBroker,
@@ -1127,16 +1132,17 @@ impl World {
     }
 
     /// The client stops reading link `id`. If the broker had started a new
-    /// session on it whose CONNACK the client never read, the client's
-    /// session is now stale and it cannot know: a later connection that
-    /// resumes finds the broker's new session present. MQTT offers no way
+    /// session on it (the old one had ended) whose CONNACK the client never
+    /// read, the client's session is now stale and it cannot know: a later
+    /// connection that resumes finds the broker's new session present. MQTT offers no way
     /// out; incoming QoS 2 state the client keeps for the old session is
     /// never released (and would swallow a new message reusing its packet
     /// identifier). The quiet check tolerates that state, nothing else.
     fn detach(&mut self, i: usize, id: u64) {
         if let Some(slot) = self.links.get_mut(&id) {
             slot.client_attached = false;
-            if slot.connack_new_session && !slot.connack_read {
+            // (After a clean start the client discarded its state itself.)
+            if slot.connack_new_session && !slot.connack_read && !slot.clean_start {
                 self.clients[i].diverged = true;
                 self.log(format!(
                     "c{i} never read the CONNACK (Session Present 0) sent on L{id}: its session is stale"
@@ -1186,6 +1192,7 @@ impl World {
                 slow,
                 connack_new_session: false,
                 connack_read: false,
+                clean_start: false,
             },
         );
         self.conn_links.insert(conn, id);
