@@ -493,13 +493,15 @@ impl ClientConnection {
             .enqueue(message, &self.options.queue)
         {
             Enqueued::Queued => {}
-            Enqueued::QueuedDroppingOldest(old) => {
-                if let Some(old_id) = old.publish.packet_id {
-                    self.session.flows.ids.release(old_id);
+            Enqueued::QueuedDroppingOldest(dropped) => {
+                for old in dropped {
+                    if let Some(old_id) = old.publish.packet_id {
+                        self.session.flows.ids.release(old_id);
+                    }
+                    self.core.events.push_back(ClientEvent::PublishDropped {
+                        packet_id: old.publish.packet_id,
+                    });
                 }
-                self.core.events.push_back(ClientEvent::PublishDropped {
-                    packet_id: old.publish.packet_id,
-                });
             }
             Enqueued::Rejected(_) => {
                 if let Some(id) = id {

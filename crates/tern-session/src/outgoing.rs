@@ -8,7 +8,10 @@
 //! PUBREC arrives, so PUBRELs resend in PUBREC order [MQTT-4.6.0-4].
 
 use crate::{Instant, PacketIds, window::SeqWindow};
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::{
+    collections::{BTreeMap, VecDeque},
+    vec::Vec,
+};
 use core::time::Duration;
 use tern_codec::{PacketId, Publish, QoS, ReasonCode};
 
@@ -107,11 +110,16 @@ pub enum OverflowPolicy {
 
 /// The outcome of offering a message to the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a return value, moved on at once"
+)]
 pub enum Enqueued {
     /// Queued.
     Queued,
-    /// Queued after dropping this older message.
-    QueuedDroppingOldest(QueuedMessage),
+    /// Queued after dropping these older messages, oldest first (several
+    /// when one large message needs the room of several small ones).
+    QueuedDroppingOldest(Vec<QueuedMessage>),
     /// Not queued: the queue is full.
     Rejected(QueuedMessage),
 }
@@ -195,18 +203,19 @@ impl Outgoing {
         }
         match limits.overflow {
             OverflowPolicy::DropOldest if size <= limits.max_bytes && limits.max_messages > 0 => {
-                let mut dropped = None;
+                let mut dropped = Vec::new();
                 while !fits(self) {
                     match self.pop_front() {
-                        Some(old) => dropped = Some(old),
+                        Some(old) => dropped.push(old),
                         None => break,
                     }
                 }
-                self.dropped_full += 1;
+                self.dropped_full += dropped.len() as u64;
                 self.push(message);
-                match dropped {
-                    Some(old) => Enqueued::QueuedDroppingOldest(old),
-                    None => Enqueued::Queued,
+                if dropped.is_empty() {
+                    Enqueued::Queued
+                } else {
+                    Enqueued::QueuedDroppingOldest(dropped)
                 }
             }
             _ => {

@@ -121,6 +121,49 @@ fn mqtt_3_1_2_20_client_sends_pingreq_after_a_keep_alive_of_silence() {
 }
 
 #[test]
+fn drop_oldest_reports_every_message_it_drops() {
+    // One large message needs the room of three small ones: all three are
+    // dropped, reported, and their packet identifiers are free again.
+    let mut c = ClientConnection::new(
+        Instant::ZERO,
+        ConnectOptions {
+            queue: QueueLimits {
+                max_messages: 10,
+                max_bytes: 40,
+                overflow: OverflowPolicy::DropOldest,
+            },
+            ..ConnectOptions::new(s("c"))
+        },
+        ClientSession::new(),
+    );
+    let now = Instant::ZERO;
+    let small = |n: u8| Publish {
+        topic: s("t"),
+        qos: QoS::AtLeastOnce,
+        payload: Bytes::from(vec![n; 9]),
+        ..Publish::default()
+    };
+    let ids: Vec<_> = (0..4).map(|n| c.publish(now, small(n)).unwrap()).collect();
+    let large = Publish {
+        payload: Bytes::from(vec![9; 25]),
+        ..small(9)
+    };
+    c.publish(now, large).unwrap();
+    let dropped: Vec<_> = std::iter::from_fn(|| c.poll_event())
+        .filter_map(|e| match e {
+            ClientEvent::PublishDropped { packet_id } => packet_id,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        dropped,
+        ids[..3].iter().map(|i| i.unwrap()).collect::<Vec<_>>()
+    );
+    assert_eq!(c.session().queue_len(), 2);
+    assert_eq!(c.session().packet_ids_in_use(), 2);
+}
+
+#[test]
 fn a_client_that_keeps_sending_still_notices_a_silent_server() {
     // A half-open connection: everything the client sends vanishes. Sending
     // alone never triggers a PINGREQ [MQTT-3.1.2-20], so the client pings
