@@ -99,3 +99,11 @@ fn busy_client_notices_a_half_open_link() {
 fn unanswered_clean_start_is_not_resumed() {
     replay(238, 8, 600, FaultProfile::HEAVY);
 }
+
+/// tern-session: drop-oldest reports every message it drops. (delivery: a
+/// durable subscriber missed more messages than its session said it had
+/// dropped.)
+#[test]
+fn drop_oldest_counts_every_dropped_message() {
+    replay(9462, 8, 600, FaultProfile::LIGHT);
+}
