@@ -455,7 +455,16 @@ impl<E> Core<E> {
 
     /// Replaces the topic with an alias where the MQTT 5 peer allows them.
     fn apply_alias(&mut self, mut publish: Publish) -> Publish {
-        if !self.version.is_v5() {
+        if !self.version.is_v5() || !self.out_aliases.is_enabled() {
+            return publish;
+        }
+        // A new mapping sends the topic name and the alias property: use an
+        // alias only if that still fits the peer's Maximum Packet Size
+        // [MQTT-3.1.2-24]; a topic name alone is always allowed.
+        publish.properties.topic_alias = Some(core::num::NonZeroU16::MAX);
+        let fits = publish.encoded_len(self.version) <= self.limits.peer_max_packet as usize;
+        publish.properties.topic_alias = None;
+        if !fits {
             return publish;
         }
         match self.out_aliases.use_for(&publish.topic) {

@@ -703,6 +703,38 @@ fn mqtt_3_3_2_12_incoming_topic_aliases() {
 }
 
 #[test]
+fn mqtt_3_1_2_24_a_topic_alias_never_pushes_a_packet_over_the_maximum_size() {
+    // The message fits the client's Maximum Packet Size exactly, without a
+    // topic alias; assigning one would add a property and overflow it.
+    let message = Publish {
+        topic: s("t/long/topic"),
+        qos: QoS::AtMostOnce,
+        payload: support::payload(('s', 0)),
+        ..Publish::default()
+    };
+    let exact = Packet::Publish(message).encoded_len(V5) as u32;
+    let mut pair = Pair::new(V5);
+    pair.options.properties.topic_alias_maximum = Some(2);
+    pair.options.properties.maximum_packet_size = core::num::NonZeroU32::new(exact);
+    pair.config.outgoing_topic_aliases = 2;
+    pair.connect(true);
+    pair.settle();
+    pair.server_publish("t/long/topic", QoS::AtMostOnce);
+    pair.settle();
+    assert!(
+        pair.rec.client_closes.is_empty(),
+        "{:?}",
+        pair.rec.client_closes
+    );
+    assert_eq!(pair.rec.client_got.len(), 1);
+    let sent = pair.rec.wire_s2c.iter().find_map(|(_, p)| match p {
+        Packet::Publish(p) => Some(p.clone()),
+        _ => None,
+    });
+    assert_eq!(sent.unwrap().properties.topic_alias, None);
+}
+
+#[test]
 fn mqtt_3_3_2_11_outgoing_aliases_stay_within_the_clients_maximum() {
     let mut pair = Pair::new(V5);
     pair.options.properties.topic_alias_maximum = Some(2);
