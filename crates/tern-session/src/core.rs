@@ -218,6 +218,19 @@ impl<E> Core<E> {
                     self.flush_acks(flows);
                     Ok(Received::Duplicate)
                 }
+                Some(Qos2State::Refused(reason)) => {
+                    // Delivered on an earlier connection and refused before
+                    // this resend: it gets the failing PUBREC, and is not
+                    // delivered again.
+                    self.qos2_on_link.insert(id);
+                    self.acks.push(PendingAck {
+                        packet_id: id,
+                        qos: QoS::ExactlyOnce,
+                        reason: Some(reason),
+                    });
+                    self.flush_acks(flows);
+                    Ok(Received::Duplicate)
+                }
                 Some(Qos2State::AwaitingApp) => {
                     // Delivered (perhaps on an earlier connection); the PUBREC
                     // goes out when the application acknowledges.
@@ -297,19 +310,26 @@ impl<E> Core<E> {
                     Some(Qos2State::AwaitingApp) => {}
                     _ => return Err(crate::AckError::Stale),
                 }
+                // The PUBLISH may not have been resent on this connection yet;
+                // then the PUBREC goes out when it is.
+                let answered = self.acks.decide(token.packet_id, token.qos, reason);
                 if reason.is_success() {
                     flows
                         .incoming
                         .qos2
                         .insert(token.packet_id, Qos2State::Received);
-                } else {
+                } else if answered {
                     // A failed PUBREC ends the flow: a resend is a new message [MQTT-4.3.3-9].
                     flows.incoming.qos2.remove(&token.packet_id);
                     self.qos2_on_link.remove(&token.packet_id);
+                } else {
+                    // Until the failing PUBREC is sent, remember it: the
+                    // resend gets it, instead of being delivered again.
+                    flows
+                        .incoming
+                        .qos2
+                        .insert(token.packet_id, Qos2State::Refused(reason));
                 }
-                // The PUBLISH may not have been resent on this connection yet;
-                // then the PUBREC goes out when it is.
-                self.acks.decide(token.packet_id, token.qos, reason);
             }
         }
         self.flush_acks(flows);
@@ -357,8 +377,10 @@ impl<E> Core<E> {
                     "PUBREL before the PUBREC it releases",
                 ));
             }
-            None if self.version.is_v5() => ReasonCode::PacketIdentifierNotFound,
-            None => ReasonCode::Success,
+            None | Some(Qos2State::Refused(_)) if self.version.is_v5() => {
+                ReasonCode::PacketIdentifierNotFound
+            }
+            None | Some(Qos2State::Refused(_)) => ReasonCode::Success,
         };
         self.send_control(Packet::PubComp(PubComp::with_reason(id, reason)));
         Ok(())

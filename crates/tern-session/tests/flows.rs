@@ -7,9 +7,9 @@ use bytes::{Bytes, BytesMut};
 use core::{num::NonZeroU16, time::Duration};
 use support::Pair;
 use tern_codec::{
-    Connect, ConnectProperties, Disconnect, DisconnectProperties, MqttString, Packet, PacketId,
-    ProtocolVersion, PubRel, Publish, PublishProperties, QoS, ReasonCode, SubscribeFilter,
-    SubscriptionOptions, UserProperty, Will,
+    ConnAck, Connect, ConnectProperties, Disconnect, DisconnectProperties, MqttString, Packet,
+    PacketId, ProtocolVersion, PubRec, PubRel, Publish, PublishProperties, QoS, ReasonCode,
+    SubscribeFilter, SubscriptionOptions, UserProperty, Will,
 };
 use tern_session::*;
 
@@ -563,6 +563,58 @@ fn a_clean_start_no_connack_answered_is_asked_for_again() {
         panic!("a CONNECT");
     };
     assert!(!c.clean_start);
+}
+
+#[test]
+fn mqtt_4_3_3_10_a_qos2_message_refused_before_its_resend_is_not_delivered_again() {
+    let options = ConnectOptions {
+        manual_acks: true,
+        clean_start: false,
+        ..ConnectOptions::new(s("c"))
+    };
+    let t = Instant::ZERO;
+    let mut c = ClientConnection::new(t, options.clone(), ClientSession::new());
+    let _ = transmits(|| c.poll_transmit(t));
+    c.handle_packet(t, Packet::ConnAck(Default::default()));
+    let mut p = publish("t", QoS::ExactlyOnce, Some(5));
+    c.handle_packet(t, Packet::Publish(p.clone()));
+    let token = std::iter::from_fn(|| c.poll_event())
+        .find_map(|e| match e {
+            ClientEvent::Message { ack, .. } => ack,
+            _ => None,
+        })
+        .expect("a token");
+    // The connection drops before the application decides.
+    c.handle_closed(t);
+    let mut c = ClientConnection::new(t, options, c.into_session());
+    let _ = transmits(|| c.poll_transmit(t));
+    c.handle_packet(
+        t,
+        Packet::ConnAck(ConnAck {
+            session_present: true,
+            ..Default::default()
+        }),
+    );
+    // It refuses the message before the server resends it.
+    c.ack(t, token, ReasonCode::UnspecifiedError).unwrap();
+    assert!(transmits(|| c.poll_transmit(t)).is_empty());
+    p.dup = true;
+    c.handle_packet(t, Packet::Publish(p));
+    let events: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Message { .. })),
+        "not delivered twice: {events:?}"
+    );
+    assert_eq!(
+        transmits(|| c.poll_transmit(t)),
+        vec![Packet::PubRec(PubRec::with_reason(
+            id(5),
+            ReasonCode::UnspecifiedError
+        ))]
+    );
+    assert_eq!(c.session().incoming_qos2_len(), 0, "the flow is over");
 }
 
 #[test]
