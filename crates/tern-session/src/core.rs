@@ -310,26 +310,21 @@ impl<E> Core<E> {
                     Some(Qos2State::AwaitingApp) => {}
                     _ => return Err(crate::AckError::Stale),
                 }
-                // The PUBLISH may not have been resent on this connection yet;
-                // then the PUBREC goes out when it is.
-                let answered = self.acks.decide(token.packet_id, token.qos, reason);
-                if reason.is_success() {
-                    flows
-                        .incoming
-                        .qos2
-                        .insert(token.packet_id, Qos2State::Received);
-                } else if answered {
-                    // A failed PUBREC ends the flow: a resend is a new message [MQTT-4.3.3-9].
-                    flows.incoming.qos2.remove(&token.packet_id);
-                    self.qos2_on_link.remove(&token.packet_id);
+                // The PUBLISH may not have been resent on this connection yet
+                // (or its PUBREC waits behind earlier ones); then the PUBREC
+                // goes out when it is.
+                self.acks.decide(token.packet_id, token.qos, reason);
+                // A failed PUBREC ends the flow once it is sent: a resend is
+                // then a new message [MQTT-4.3.3-9]. Until then the refusal is
+                // remembered, so a resend gets it instead of being delivered
+                // again.
+                // (MQTT 3.x cannot refuse: its PUBREC always accepts.)
+                let state = if reason.is_success() || !self.version.is_v5() {
+                    Qos2State::Received
                 } else {
-                    // Until the failing PUBREC is sent, remember it: the
-                    // resend gets it, instead of being delivered again.
-                    flows
-                        .incoming
-                        .qos2
-                        .insert(token.packet_id, Qos2State::Refused(reason));
-                }
+                    Qos2State::Refused(reason)
+                };
+                flows.incoming.qos2.insert(token.packet_id, state);
             }
         }
         self.flush_acks(flows);
@@ -377,10 +372,13 @@ impl<E> Core<E> {
                     "PUBREL before the PUBREC it releases",
                 ));
             }
-            None | Some(Qos2State::Refused(_)) if self.version.is_v5() => {
+            Some(Qos2State::Refused(_)) => {
+                // Not accepted, so nothing to release; the flow is over.
+                flows.incoming.qos2.remove(&id);
                 ReasonCode::PacketIdentifierNotFound
             }
-            None | Some(Qos2State::Refused(_)) => ReasonCode::Success,
+            None if self.version.is_v5() => ReasonCode::PacketIdentifierNotFound,
+            None => ReasonCode::Success,
         };
         self.send_control(Packet::PubComp(PubComp::with_reason(id, reason)));
         Ok(())

@@ -618,6 +618,96 @@ fn mqtt_4_3_3_10_a_qos2_message_refused_before_its_resend_is_not_delivered_again
 }
 
 #[test]
+fn mqtt_4_3_3_10_a_qos2_refusal_waiting_behind_another_ack_survives_a_drop() {
+    // Two QoS 2 messages; the application refuses the second while the
+    // first is undecided, so the failing PUBREC waits (acknowledgements
+    // leave in arrival order) and the connection drops with it unsent.
+    let options = ConnectOptions {
+        manual_acks: true,
+        clean_start: false,
+        ..ConnectOptions::new(s("c"))
+    };
+    let t = Instant::ZERO;
+    let mut c = ClientConnection::new(t, options.clone(), ClientSession::new());
+    let _ = transmits(|| c.poll_transmit(t));
+    c.handle_packet(t, Packet::ConnAck(Default::default()));
+    for n in [5, 6] {
+        c.handle_packet(t, Packet::Publish(publish("t", QoS::ExactlyOnce, Some(n))));
+    }
+    let tokens: Vec<_> = std::iter::from_fn(|| c.poll_event())
+        .filter_map(|e| match e {
+            ClientEvent::Message { ack, .. } => ack,
+            _ => None,
+        })
+        .collect();
+    c.ack(t, tokens[1], ReasonCode::UnspecifiedError).unwrap();
+    assert!(transmits(|| c.poll_transmit(t)).is_empty(), "behind 5");
+    c.handle_closed(t);
+    let mut c = ClientConnection::new(t, options, c.into_session());
+    let _ = transmits(|| c.poll_transmit(t));
+    c.handle_packet(
+        t,
+        Packet::ConnAck(ConnAck {
+            session_present: true,
+            ..Default::default()
+        }),
+    );
+    for n in [5, 6] {
+        let mut p = publish("t", QoS::ExactlyOnce, Some(n));
+        p.dup = true;
+        c.handle_packet(t, Packet::Publish(p));
+    }
+    c.ack(t, tokens[0], ReasonCode::Success).unwrap();
+    let events: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Message { .. })),
+        "neither is delivered twice: {events:?}"
+    );
+    assert_eq!(
+        transmits(|| c.poll_transmit(t)),
+        vec![
+            Packet::PubRec(PubRec::new(id(5))),
+            Packet::PubRec(PubRec::with_reason(id(6), ReasonCode::UnspecifiedError)),
+        ]
+    );
+}
+
+#[test]
+fn an_mqtt_3_1_1_client_cannot_refuse_a_qos2_message() {
+    // MQTT 3.1.1 has no reason codes: the PUBREC accepts, and the flow
+    // completes with PUBREL and PUBCOMP as usual.
+    let options = ConnectOptions {
+        version: V311,
+        manual_acks: true,
+        ..ConnectOptions::new(s("c"))
+    };
+    let t = Instant::ZERO;
+    let mut c = ClientConnection::new(t, options, ClientSession::new());
+    let _ = transmits(|| c.poll_transmit(t));
+    c.handle_packet(t, Packet::ConnAck(Default::default()));
+    c.handle_packet(t, Packet::Publish(publish("t", QoS::ExactlyOnce, Some(5))));
+    let token = std::iter::from_fn(|| c.poll_event())
+        .find_map(|e| match e {
+            ClientEvent::Message { ack, .. } => ack,
+            _ => None,
+        })
+        .unwrap();
+    c.ack(t, token, ReasonCode::UnspecifiedError).unwrap();
+    assert_eq!(
+        transmits(|| c.poll_transmit(t)),
+        vec![Packet::PubRec(PubRec::new(id(5)))]
+    );
+    c.handle_packet(t, Packet::PubRel(PubRel::new(id(5))));
+    assert_eq!(
+        transmits(|| c.poll_transmit(t)),
+        vec![Packet::PubComp(tern_codec::PubComp::new(id(5)))]
+    );
+    assert_eq!(c.session().incoming_qos2_len(), 0);
+}
+
+#[test]
 fn mqtt_4_3_3_10_a_repeated_qos2_publish_is_acknowledged_not_redelivered() {
     let mut server = accepted(ServerConfig::default(), connect(V5, 0));
     let now = Instant::ZERO;
