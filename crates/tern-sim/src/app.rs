@@ -11,14 +11,17 @@ use crate::{
     model::{MsgId, Role},
     rng::Rng,
 };
-use core::{num::NonZeroU16, time::Duration};
+use core::{
+    num::{NonZeroU16, NonZeroU32},
+    time::Duration,
+};
 use std::collections::BTreeSet;
 use tern_codec::{
     ConnectProperties, MqttString, ProtocolVersion, Publish, PublishProperties, QoS, ReasonCode,
     RetainHandling, SubscribeFilter, SubscribeProperties, SubscriptionId, SubscriptionOptions,
     Will, WillProperties,
 };
-use tern_session::ConnectOptions;
+use tern_session::{ConnectOptions, OverflowPolicy, QueueLimits};
 
 /// The topics messages go to.
 pub const TOPICS: [&str; 6] = ["t/a/x", "t/a/y", "t/b/x", "t/b/y", "t/c/x", "t/c/y"];
@@ -87,6 +90,10 @@ pub struct App {
     /// Its protocol version.
     pub version: ProtocolVersion,
     rng: Rng,
+    /// A second stream for choices added later (manual acknowledgement,
+    /// client queue limits, maximum packet size), so they do not shift the
+    /// first stream's draws.
+    extra: Rng,
     /// The next message sequence number.
     seq: u32,
     /// The next will sequence number.
@@ -103,6 +110,8 @@ pub struct App {
     persistent: bool,
     /// Restarted without its session: the next connection starts clean.
     lost_state: bool,
+    /// The Maximum Packet Size it announces, if any (MQTT 5 general clients).
+    max_packet: Option<NonZeroU32>,
 }
 
 fn s(text: &str) -> MqttString {
@@ -116,12 +125,16 @@ fn qos(n: u64) -> QoS {
 impl App {
     /// An application for client `index`.
     pub fn new(index: usize, role: Role, mut rng: Rng) -> Self {
+        let mut extra = rng.fork(7);
         let version = match role {
             Role::RetainedProbe => ProtocolVersion::V5,
             _ if rng.chance(300) => ProtocolVersion::V3_1_1,
             _ => ProtocolVersion::V5,
         };
         let v5 = version.is_v5();
+        let max_packet = (role == Role::General && v5 && extra.chance(150))
+            .then(|| NonZeroU32::new(extra.range(120, 500) as u32))
+            .flatten();
         let mut fixed = Vec::new();
         match role {
             Role::WillWatcher => fixed.push(SubscribeFilter {
@@ -165,6 +178,7 @@ impl App {
             client_id: s(&format!("c{index}")),
             version,
             rng,
+            extra,
             seq: 0,
             will_seq: 0,
             fixed,
@@ -173,6 +187,7 @@ impl App {
             filters: BTreeSet::new(),
             persistent: true,
             lost_state: false,
+            max_packet,
         }
     }
 
@@ -283,8 +298,43 @@ impl App {
                 }
             }
         }
+        let extra = &mut self.extra;
+        if self.role != Role::RetainedProbe && extra.chance(250) {
+            // The application acknowledges each message itself, later.
+            options.manual_acks = true;
+        }
+        if self.role == Role::General && !heal && extra.chance(200) {
+            options.queue = QueueLimits {
+                max_messages: extra.range(3, 20) as usize,
+                max_bytes: extra.range(200, 2_000) as usize,
+                overflow: if extra.chance(500) {
+                    OverflowPolicy::DropOldest
+                } else {
+                    OverflowPolicy::DropNewest
+                },
+            };
+        }
+        // Larger messages are dropped by the broker for this client. Fixed
+        // for the client's life: lowering it across a reconnect while QoS 2
+        // messages are in flight strands the client's state for them.
+        properties.maximum_packet_size = self.max_packet;
         options.properties = properties;
         options
+    }
+
+    /// How long the application takes to acknowledge a message itself.
+    pub fn ack_delay(&mut self) -> Duration {
+        Duration::from_micros(self.extra.range(0, 400_000))
+    }
+
+    /// The reason code the application acknowledges with: now and then a
+    /// general client refuses a message.
+    pub fn ack_reason(&mut self) -> ReasonCode {
+        if self.role == Role::General && self.extra.chance(50) {
+            ReasonCode::UnspecifiedError
+        } else {
+            ReasonCode::Success
+        }
     }
 
     /// Time until the next workload step.

@@ -21,14 +21,14 @@ use crate::{
 };
 use bytes::{Bytes, BytesMut};
 use core::{num::NonZeroU16, time::Duration};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use tern_broker::{AllowAll, Broker, BrokerConfig, BrokerEvent, ConnId};
 use tern_codec::{
-    DisconnectProperties, MqttString, Packet, ProtocolVersion, UnsubscribeProperties,
+    DisconnectProperties, MqttString, Packet, ProtocolVersion, ReasonCode, UnsubscribeProperties,
 };
 use tern_session::{
-    ClientConnection, ClientEvent, ClientSession, ConnectionState, Instant, OverflowPolicy,
-    QueueLimits, ServerConfig,
+    AckToken, ClientConnection, ClientEvent, ClientSession, ConnectionState, Instant,
+    OverflowPolicy, QueueLimits, ServerConfig,
 };
 
 /// Counters for the report.
@@ -69,6 +69,7 @@ enum Ev {
     BrokerTimer,
     ClientTimer(usize),
     ClientRead(usize),
+    Ack(usize),
     Step(usize),
     Connect(usize),
     Reset(u64),
@@ -213,6 +214,10 @@ struct ClientSlot {
     offline_until: Option<Instant>,
     /// When it last read bytes from its link.
     last_read: Instant,
+    /// Messages the application will acknowledge itself, in arrival order,
+    /// with the reason code it chose.
+    acks: VecDeque<(AckToken, ReasonCode)>,
+    ack_armed: Option<Key>,
     /// The broker started a new session for it on a connection whose
     /// CONNACK the client never read: the client does not know its state is
     /// stale (see `detach`).
@@ -338,6 +343,8 @@ impl World {
                     connect_armed: None,
                     offline_until: None,
                     last_read: Instant::ZERO,
+                    acks: VecDeque::new(),
+                    ack_armed: None,
                     diverged: false,
                 }
             })
@@ -497,6 +504,7 @@ impl World {
                 self.drain_client(i)
             }
             Ev::ClientRead(i) => self.slow_read(i),
+            Ev::Ack(i) => self.app_acks(i),
             Ev::Step(i) => self.step(i),
             Ev::Connect(i) => {
                 self.clients[i].connect_armed = None;
@@ -1054,6 +1062,7 @@ impl World {
     }
 
     fn on_client_event(&mut self, i: usize, event: ClientEvent) -> Step {
+        let mut hide = false;
         match &event {
             ClientEvent::Connected {
                 session_present, ..
@@ -1075,7 +1084,7 @@ impl World {
                                 "c{i}'s application LOSES {} (self-test)",
                                 String::from_utf8_lossy(&publish.payload)
                             ));
-                            return Ok(());
+                            hide = true;
                         }
                     }
                 }
@@ -1083,15 +1092,26 @@ impl World {
             ClientEvent::Subscribed { .. } if i == self.probe => self.probe_subscribed = true,
             _ => {}
         }
-        self.observe(Obs::ClientEvent {
-            client: i,
-            event: &event,
-        })?;
+        if !hide {
+            self.observe(Obs::ClientEvent {
+                client: i,
+                event: &event,
+            })?;
+        }
         match event {
+            ClientEvent::Message {
+                ack: Some(token), ..
+            } => {
+                let reason = self.clients[i].app.ack_reason();
+                self.clients[i].acks.push_back((token, reason));
+                self.schedule_ack(i);
+                Ok(())
+            }
             ClientEvent::Connected { .. } => {
                 if let Some(action) = self.clients[i].app.on_connected() {
                     self.execute(i, action)?;
                 }
+                self.schedule_ack(i);
                 Ok(())
             }
             ClientEvent::Closed(_) => self.connection_ended(i),
@@ -1149,6 +1169,41 @@ impl World {
                 ));
             }
         }
+    }
+
+    fn schedule_ack(&mut self, i: usize) {
+        if self.clients[i].ack_armed.is_none() && !self.clients[i].acks.is_empty() {
+            let at = self.now + self.clients[i].app.ack_delay();
+            self.clients[i].ack_armed = Some(self.events.push(at, Ev::Ack(i)));
+        }
+    }
+
+    /// The application acknowledges the oldest message it holds. A QoS 1
+    /// token from an earlier connection is stale (the broker resends the
+    /// message); a QoS 2 token stays good until the flow completes, so it
+    /// waits for a connection.
+    fn app_acks(&mut self, i: usize) -> Step {
+        self.clients[i].ack_armed = None;
+        let now = self.now;
+        let c = &mut self.clients[i];
+        let Some(conn) = c.conn.as_mut() else {
+            c.acks
+                .retain(|(t, _)| t.qos() == tern_codec::QoS::ExactlyOnce);
+            return Ok(());
+        };
+        if let Some((token, reason)) = c.acks.pop_front() {
+            match conn.ack(now, token, reason) {
+                Ok(()) => self.log(format!(
+                    "c{i} acks id={} q{} ({})",
+                    token.packet_id(),
+                    token.qos().as_u8(),
+                    reason
+                )),
+                Err(e) => self.log(format!("c{i} ack of id={} refused: {e}", token.packet_id())),
+            }
+        }
+        self.schedule_ack(i);
+        self.drain_client(i)
     }
 
     fn plan_reconnect(&mut self, i: usize) {
@@ -1335,6 +1390,7 @@ impl World {
                 c.session = Some(if with_session {
                     session
                 } else {
+                    c.acks.clear();
                     ClientSession::new()
                 });
                 if !with_session {
@@ -1455,7 +1511,10 @@ impl World {
             let Some(conn) = &c.conn else {
                 return false;
             };
-            if conn.state() != ConnectionState::Connected || !c.sock_buf.is_empty() {
+            if conn.state() != ConnectionState::Connected
+                || !c.sock_buf.is_empty()
+                || !c.acks.is_empty()
+            {
                 return false;
             }
             let s = conn.session();

@@ -14,7 +14,9 @@
 //!   DUP 0; resends of a flow carry DUP 1) [MQTT-4.3.3-10]. A client that
 //!   restarted without its state but resumed the broker's session may see
 //!   the broker's open flows once more, so flows are counted over the
-//!   client's whole life and deliveries per client session.
+//!   client's whole life and deliveries per client session. A flow the
+//!   client refused (a failing PUBREC) counts twice: if that PUBREC is lost
+//!   the resend is a new message [MQTT-4.3.3-9].
 
 use super::{Checker, Verdict};
 use crate::model::{Model, MsgId, Obs, WillState, split_shared, topic_matches};
@@ -33,6 +35,9 @@ pub struct Integrity {
     delivered: BTreeMap<usize, BTreeMap<MsgId, u32>>,
     /// Deliveries checked.
     checked: u64,
+    /// Per client and packet identifier: the message of the last QoS 2
+    /// PUBLISH the client processed.
+    last_qos2: BTreeMap<(usize, tern_codec::PacketId), MsgId>,
 }
 
 impl Integrity {
@@ -62,6 +67,27 @@ impl Checker for Integrity {
                 with_session: false,
             } => {
                 self.delivered.remove(client);
+            }
+            Obs::ClientProcessed {
+                client,
+                packet: Packet::Publish(p),
+                ..
+            } if p.qos == QoS::ExactlyOnce => {
+                if let (Some(id), Some(msg)) = (p.packet_id, MsgId::parse(&p.payload)) {
+                    self.last_qos2.insert((*client, id), msg);
+                }
+            }
+            // A refusal (failing PUBREC) ends the flow for the client: if the
+            // broker resends it (the PUBREC was lost), it is a new message
+            // [MQTT-4.3.3-9].
+            Obs::ClientSent {
+                client,
+                packet: Packet::PubRec(r),
+                ..
+            } if r.reason_code.is_error() => {
+                if let Some(msg) = self.last_qos2.get(&(*client, r.packet_id)).copied() {
+                    *self.flows(*client).entry(msg).or_default() += 1;
+                }
             }
             Obs::BrokerSent {
                 client,
