@@ -31,7 +31,7 @@ fn will_after_disconnect_with_an_error_code() {
 /// closed with 0x93 as the broker resent its window.)
 #[test]
 fn receive_maximum_per_connection() {
-    replay(461, 8, 300, FaultProfile::LIGHT);
+    replay(48, 6, 600, FaultProfile::LIGHT);
 }
 
 /// tern-session: do not hold MQTT 3.1.1 clients to a Receive Maximum.
@@ -46,7 +46,7 @@ fn no_receive_maximum_for_mqtt_3_1_1() {
 /// after it expired.)
 #[test]
 fn retained_copy_expires_on_time() {
-    replay(343, 8, 150, FaultProfile::LIGHT);
+    replay(133, 8, 300, FaultProfile::LIGHT);
 }
 
 /// tern-session: a message sent again after session loss keeps its expiry.
@@ -68,14 +68,14 @@ fn expired_queued_message_is_reported() {
 /// broker restart.)
 #[test]
 fn restart_keeps_messages_queued_for_offline_sessions() {
-    replay(18, 3, 337, FaultProfile::HEAVY);
+    replay(18, 7, 150, FaultProfile::HEAVY);
 }
 
 /// tern-broker: a graceful restart keeps offline sessions' end and pending
 /// wills. (wills: a delayed will lost across a broker restart.)
 #[test]
 fn restart_keeps_pending_wills_and_session_ends() {
-    replay(76, 4, 337, FaultProfile::HEAVY);
+    replay(124, 7, 600, FaultProfile::HEAVY);
 }
 
 /// tern-session: a clean start discards incoming QoS 2 state when it is
@@ -83,7 +83,7 @@ fn restart_keeps_pending_wills_and_session_ends() {
 /// had, after losing the CONNACK of a clean start.)
 #[test]
 fn clean_start_discards_incoming_qos2_state() {
-    replay(1475, 8, 450, FaultProfile::HEAVY);
+    replay(2169, 8, 600, FaultProfile::HEAVY);
 }
 
 /// tern-session: a client that keeps sending still notices a silent server.
@@ -97,7 +97,7 @@ fn busy_client_notices_a_half_open_link() {
 /// CONNACK answers. (integrity: a QoS 2 message delivered twice.)
 #[test]
 fn unanswered_clean_start_is_not_resumed() {
-    replay(238, 8, 600, FaultProfile::HEAVY);
+    replay(1118, 8, 300, FaultProfile::HEAVY);
 }
 
 /// tern-session: drop-oldest reports every message it drops. (delivery: a
@@ -106,4 +106,20 @@ fn unanswered_clean_start_is_not_resumed() {
 #[test]
 fn drop_oldest_counts_every_dropped_message() {
     replay(9462, 8, 600, FaultProfile::LIGHT);
+}
+
+/// tern-session: a topic alias never pushes a PUBLISH over the peer's
+/// maximum size. (bounds: a client closed with 0x95, the broker's packet
+/// one alias property over its Maximum Packet Size.)
+#[test]
+fn topic_alias_within_maximum_packet_size() {
+    replay(2204, 8, 450, FaultProfile::LIGHT);
+}
+
+/// tern-session: a QoS 2 refusal made before the resend is not lost; keep
+/// a QoS 2 refusal until its PUBREC is actually sent. (integrity: a
+/// refused QoS 2 message delivered again after a reconnect.)
+#[test]
+fn qos2_refusal_survives_a_reconnect() {
+    replay(327, 8, 168, FaultProfile::HEAVY);
 }
