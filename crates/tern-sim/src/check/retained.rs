@@ -8,9 +8,10 @@
 //! empty payload clears the topic), leaving out those whose Message Expiry
 //! Interval had passed when the broker processed the SUBSCRIBE. `$`-topics
 //! do not match `#` [MQTT-4.7.2-1]. When the broker's queue limit is
-//! smaller than the retained set, the probe's session drops some copies:
-//! as many topics as it reports dropped may be missing, no more, and what
-//! arrives must still be right.
+//! smaller than the retained set, the probe's session drops some copies,
+//! and a copy may expire while it waits behind others: as many topics as
+//! the session reports dropping (queue full or expired) may be missing, no
+//! more, and what arrives must still be right.
 
 use super::{Checker, Verdict};
 use crate::model::{Model, MsgId, Obs, Role};
@@ -36,8 +37,8 @@ impl Retained {
 
 impl Retained {
     /// Compares a received retained set with the expected one; `dropped`
-    /// is how many messages the probe's session queue had to drop (a small
-    /// queue limit), which excuses as many missing topics.
+    /// is how many copies the probe's session dropped (a small queue limit,
+    /// or expiry while queued), which excuses as many missing topics.
     pub fn compare(
         expected: &BTreeMap<String, MsgId>,
         received: &BTreeMap<String, Vec<MsgId>>,
@@ -118,7 +119,7 @@ impl Checker for Retained {
         let probe = model.roles.iter().position(|r| *r == Role::RetainedProbe);
         let dropped = probe
             .and_then(|p| broker.session(&model.client_ids[p]))
-            .map_or(0, |s| s.dropped_queue_full());
+            .map_or(0, |s| s.dropped_queue_full() + s.dropped_expired());
         Self::compare(expected, &self.received, dropped)
     }
 }
