@@ -1,11 +1,12 @@
 //! `cargo xtask ci`: everything CI checks, in one command.
 //!
 //! Order: cheap checks first, then the shared debug build (clippy, tests, docs
-//! use the same features so cargo reuses dependency builds), then tools that
-//! need installing, then the fuzz smoke run.
+//! use the same features so cargo reuses dependency builds), the simulation
+//! seeds (release build), then tools that need installing, then the fuzz
+//! smoke run.
 
 use crate::{
-    fuzz,
+    fuzz, sim,
     tools::{cargo, ensure_cargo_tool, run},
 };
 
@@ -50,6 +51,11 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     run(cargo()
         .args(["doc", "--workspace", "--no-deps", "--all-features"])
         .env("RUSTDOCFLAGS", "-D warnings"))?;
+
+    step("simulation");
+    // A fixed range of seeds per fault profile, in release mode; the long
+    // run is `cargo xtask sim --seeds 100000 --faults heavy`.
+    sim::ci()?;
 
     step("packaging");
     // Packaged together so path dependencies resolve to the local packages.

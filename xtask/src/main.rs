@@ -4,12 +4,15 @@
 //! Commands:
 //! - `ci`: every check CI runs, in order; the README's test command.
 //! - `fuzz TARGET [--seconds N]`: runs one cargo-fuzz target on the stable toolchain.
+//! - `sim --seeds N [--start S] [--clients C] [--faults PROFILE]`: runs
+//!   deterministic simulation seeds in parallel (the `tern-sim` binary).
 //!
 //! Checks that matter also run as ordinary `#[test]`s (see `tidy.rs`), so
 //! `cargo test` enforces them too.
 
 mod ci;
 mod fuzz;
+mod sim;
 #[cfg(test)]
 mod tidy;
 mod tools;
@@ -25,6 +28,12 @@ Commands:
                               tools it needs when missing
   fuzz TARGET [--seconds N]   run one fuzz target (default 60 s); TARGET `all`
                               runs each target in turn
+  sim --seeds N [--start S] [--clients C] [--steps K] [--faults PROFILE]
+                              run deterministic simulation seeds in parallel
+                              (PROFILE: none, light (default), heavy); prints
+                              `N seeds, N failed` and the failing seeds.
+                              Nightly: sim --seeds 100000 --faults heavy
+  sim --seed S [--trace]      replay one seed, printing every trace line
   help                        this text
 ";
 
@@ -33,6 +42,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::command(&args[1..]),
         Some("fuzz") => fuzz::command(&args[1..]),
+        Some("sim") => sim::command(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
             Ok(())

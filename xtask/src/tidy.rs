@@ -18,6 +18,9 @@ enum Kind {
     /// Sans-IO core with a std shell: the listed source subdirectories or
     /// files are the core and obey the core rules; the rest may do I/O.
     CoreWithShell(&'static [&'static str]),
+    /// A std crate held to the core rules everywhere except the listed
+    /// source files (a binary's runner): the deterministic simulator.
+    CoreExcept(&'static [&'static str]),
     /// An I/O crate (client, CLI, tools).
     Shell,
 }
@@ -28,6 +31,9 @@ const CRATES: &[(&str, Kind)] = &[
     ("tern-session", Kind::CoreNoStd),
     ("tern-broker", Kind::CoreWithShell(&["core"])),
     ("tern-cli", Kind::Shell),
+    // Determinism is the simulator's point: no clock, threads, I/O or
+    // HashMap, except in the binary that runs seeds on worker threads.
+    ("tern-sim", Kind::CoreExcept(&["main.rs"])),
 ];
 
 /// Text that must not appear in core source: each reads a clock, does I/O,
@@ -138,6 +144,17 @@ fn core_crates_do_no_io_read_no_clock_and_stay_deterministic() {
                         files.push(path);
                     }
                 }
+            }
+            Kind::CoreExcept(shell) => {
+                let clippy = root().join("crates").join(name).join("clippy.toml");
+                match fs::read_to_string(&clippy) {
+                    Ok(text) if text.contains("std::time::Instant::now") => {}
+                    _ => problems.push(format!(
+                        "{name}: clippy.toml must disallow the clock and I/O"
+                    )),
+                }
+                rust_files(&src, &mut files);
+                files.retain(|f| !shell.iter().any(|s| f.ends_with(s)));
             }
             Kind::Shell => {}
         }

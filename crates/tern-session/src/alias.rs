@@ -36,6 +36,11 @@ impl OutgoingAliases {
         }
     }
 
+    /// Whether aliases may be used at all.
+    pub(crate) fn is_enabled(&self) -> bool {
+        self.max > 0
+    }
+
     /// Chooses the alias for `topic`, updating the LRU order.
     pub(crate) fn use_for(&mut self, topic: &MqttString) -> AliasUse {
         if self.max == 0 || topic.is_empty() {

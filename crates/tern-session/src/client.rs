@@ -4,7 +4,7 @@
 use crate::{
     AckError, AckToken, CloseReason, CommandError, Instant, PublishError, QueueLimits,
     QueuedMessage, Violation,
-    core::{Core, Flows, LinkState, Received},
+    core::{Core, Dropped, Flows, LinkState, Received},
     outgoing::{AckResult, Awaiting, Enqueued},
 };
 use alloc::{collections::BTreeMap, vec::Vec};
@@ -137,6 +137,10 @@ pub struct ClientSession {
     subscriptions: BTreeMap<MqttString, GrantedSubscription>,
     pending_subscribe: BTreeMap<PacketId, PendingRequest<Subscribe>>,
     pending_unsubscribe: BTreeMap<PacketId, PendingRequest<Unsubscribe>>,
+    /// A clean start was asked for and no CONNACK has answered it yet: the
+    /// session was discarded, so the next connection starts clean too.
+    #[cfg_attr(feature = "serde", serde(default))]
+    clean_start_pending: bool,
 }
 
 impl ClientSession {
@@ -202,7 +206,8 @@ pub enum ClientEvent {
         reason_code: ReasonCode,
     },
     /// A message left the queue without being sent (the queue's
-    /// drop-oldest policy); its identifier, if it had one, is free again.
+    /// drop-oldest policy, or its Message Expiry Interval passed); its
+    /// identifier, if it had one, is free again.
     PublishDropped {
         /// The identifier `publish` returned.
         packet_id: Option<PacketId>,
@@ -295,7 +300,22 @@ impl ClientConnection {
     ///
     /// With `clean_start` the session's server-side state is given up, but
     /// messages waiting or unacknowledged are kept and sent again as new ones.
-    pub fn new(now: Instant, options: ConnectOptions, mut session: ClientSession) -> Self {
+    /// Until a CONNACK answers a clean start, later connections with the
+    /// same session start clean as well.
+    pub fn new(now: Instant, mut options: ConnectOptions, mut session: ClientSession) -> Self {
+        // A session given up for a clean start that no CONNACK confirmed is
+        // not resumed: the server may or may not have started afresh, and
+        // either way resuming would be resuming without the state.
+        options.clean_start |= session.clean_start_pending;
+        if options.clean_start {
+            // The client discards its session when it asks for a clean start
+            // [MQTT-3.1.2-4], not when the CONNACK arrives: if this connection
+            // fails before then, the server may have started afresh anyway,
+            // and incoming QoS 2 state kept for it would take the new
+            // session's messages for resends and drop them.
+            session.flows.incoming.qos2.clear();
+            session.clean_start_pending = true;
+        }
         let mut core = Core::new(now, options.version);
         core.manual_acks = options.manual_acks;
         core.limits.receive_maximum = options
@@ -390,7 +410,9 @@ impl ClientConnection {
     }
 
     /// Acts on deadlines that have passed: the CONNACK timeout, sending
-    /// PINGREQ, and the PINGRESP timeout. Calling it early does nothing.
+    /// PINGREQ (after a keep-alive interval in which nothing was sent, or
+    /// nothing received), and the PINGRESP timeout. Calling it early does
+    /// nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
         match self.phase {
             Phase::AwaitingConnAck if self.connect_deadline.is_some_and(|d| now >= d) => {
@@ -401,8 +423,10 @@ impl ClientConnection {
                     if now >= sent + self.ping_timeout() {
                         self.close_with(CloseReason::KeepAliveTimeout, None);
                     }
-                } else if now >= self.core.last_sent + self.keep_alive {
-                    // Nothing sent for a keep-alive interval [MQTT-3.1.2-20].
+                } else if now >= self.idle_since() + self.keep_alive {
+                    // Nothing sent for a keep-alive interval [MQTT-3.1.2-20],
+                    // or nothing received: a client that keeps sending must
+                    // still notice a connection that went silent.
                     self.core.send_control(Packet::PingReq);
                     self.ping_sent = Some(now);
                 }
@@ -469,13 +493,15 @@ impl ClientConnection {
             .enqueue(message, &self.options.queue)
         {
             Enqueued::Queued => {}
-            Enqueued::QueuedDroppingOldest(old) => {
-                if let Some(old_id) = old.publish.packet_id {
-                    self.session.flows.ids.release(old_id);
+            Enqueued::QueuedDroppingOldest(dropped) => {
+                for old in dropped {
+                    if let Some(old_id) = old.publish.packet_id {
+                        self.session.flows.ids.release(old_id);
+                    }
+                    self.core.events.push_back(ClientEvent::PublishDropped {
+                        packet_id: old.publish.packet_id,
+                    });
                 }
-                self.core.events.push_back(ClientEvent::PublishDropped {
-                    packet_id: old.publish.packet_id,
-                });
             }
             Enqueued::Rejected(_) => {
                 if let Some(id) = id {
@@ -644,14 +670,20 @@ impl ClientConnection {
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Packet> {
         self.core
-            .next_transmit(now, &mut self.session.flows, |core, publish| {
-                if let Some(packet_id) = publish.packet_id {
-                    core.events.push_back(ClientEvent::Published {
+            .next_transmit(now, &mut self.session.flows, |core, publish, why| {
+                let Some(packet_id) = publish.packet_id else {
+                    return;
+                };
+                core.events.push_back(match why {
+                    Dropped::TooLarge => ClientEvent::Published {
                         packet_id,
                         qos: publish.qos,
                         reason_code: ReasonCode::PacketTooLarge,
-                    });
-                }
+                    },
+                    Dropped::Expired => ClientEvent::PublishDropped {
+                        packet_id: Some(packet_id),
+                    },
+                });
             })
     }
 
@@ -662,7 +694,7 @@ impl ClientConnection {
             Phase::AwaitingConnAck => self.connect_deadline,
             Phase::Connected if !self.keep_alive.is_zero() => Some(match self.ping_sent {
                 Some(sent) => sent + self.ping_timeout(),
-                None => self.core.last_sent + self.keep_alive,
+                None => self.idle_since() + self.keep_alive,
             }),
             _ => None,
         }
@@ -675,6 +707,11 @@ impl ClientConnection {
     }
 
     // ---- internals ----
+
+    /// The start of the current silence in either direction.
+    fn idle_since(&self) -> Instant {
+        self.core.last_sent.min(self.core.last_received)
+    }
 
     fn ping_timeout(&self) -> Duration {
         self.options.ping_timeout.unwrap_or(self.keep_alive)
@@ -714,7 +751,7 @@ impl ClientConnection {
         }
     }
 
-    fn handle_connack(&mut self, now: Instant, connack: ConnAck) -> Result<(), Violation> {
+    fn handle_connack(&mut self, _now: Instant, connack: ConnAck) -> Result<(), Violation> {
         if connack.reason_code.is_error() {
             self.close_with(CloseReason::ConnectRefused(connack.reason_code), None);
             return Ok(());
@@ -755,7 +792,7 @@ impl ClientConnection {
         if connack.session_present {
             self.session.flows.outgoing.resume();
         } else {
-            self.lose_server_session(now);
+            self.lose_server_session();
         }
         // Requests that never got an answer go again, with the same identifiers.
         for pending in self.session.pending_subscribe.values() {
@@ -767,6 +804,7 @@ impl ClientConnection {
                 .send_control(Packet::Unsubscribe(pending.packet.clone()));
         }
         self.limits = Some(limits);
+        self.session.clean_start_pending = false;
         self.phase = Phase::Connected;
         self.core.state = LinkState::Open;
         self.core.events.push_back(ClientEvent::Connected {
@@ -780,10 +818,10 @@ impl ClientConnection {
     /// go again as new ones, QoS 2 messages it already received are complete,
     /// incoming QoS 2 state is dropped, and granted subscriptions are
     /// requested again if the options say so.
-    fn lose_server_session(&mut self, now: Instant) {
+    fn lose_server_session(&mut self) {
         let flows = &mut self.session.flows;
         // Unacknowledged messages keep their identifiers: still ours to use.
-        let (unacked, released) = flows.outgoing.take_inflight(now, &mut flows.ids);
+        let (unacked, released) = flows.outgoing.take_inflight(&mut flows.ids);
         flows.outgoing.requeue_front(unacked.into_iter());
         for packet_id in released {
             self.core.events.push_back(ClientEvent::Published {

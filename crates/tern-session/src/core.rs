@@ -11,7 +11,7 @@ use crate::{
     incoming::{AckQueue, Incoming, PendingAck, Qos2State},
     outgoing::{AckResult, Awaiting, Outgoing, Send},
 };
-use alloc::collections::VecDeque;
+use alloc::collections::{BTreeSet, VecDeque};
 use tern_codec::{
     Disconnect, Packet, PacketId, ProtocolVersion, PubAck, PubComp, PubRec, PubRel, Publish,
     PublishProperties, QoS, ReasonCode,
@@ -37,6 +37,15 @@ pub(crate) enum LinkState {
     Open,
     /// Closed; only already-queued packets (a final DISCONNECT) still go out.
     Closed,
+}
+
+/// Why a message left without being sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dropped {
+    /// Larger than the peer's Maximum Packet Size.
+    TooLarge,
+    /// Its Message Expiry Interval passed while it was queued.
+    Expired,
 }
 
 /// What happened to an incoming PUBLISH.
@@ -88,6 +97,12 @@ pub(crate) struct Core<E> {
     pub(crate) out_aliases: OutgoingAliases,
     pub(crate) in_aliases: IncomingAliases,
     acks: AckQueue,
+    /// Incoming QoS 2 messages whose PUBLISH arrived on this link and whose
+    /// flow is not complete: with the QoS 1 acknowledgements still owed,
+    /// what the peer's send quota counts on this link. A flow left over
+    /// from an earlier link (waiting for its PUBREL) does not count: the
+    /// quota starts afresh with each network connection (MQTT 5 §4.9).
+    qos2_on_link: BTreeSet<PacketId>,
     pub(crate) manual_acks: bool,
     pub(crate) last_received: Instant,
     pub(crate) last_sent: Instant,
@@ -107,6 +122,7 @@ impl<E> Core<E> {
             out_aliases: OutgoingAliases::new(0),
             in_aliases: IncomingAliases::new(0),
             acks: AckQueue::default(),
+            qos2_on_link: BTreeSet::new(),
             manual_acks: false,
             last_received: now,
             last_sent: now,
@@ -178,7 +194,7 @@ impl<E> Core<E> {
         match publish.qos {
             QoS::AtMostOnce => Ok(Received::Deliver(publish, None)),
             QoS::AtLeastOnce => {
-                self.check_receive_maximum(flows)?;
+                self.check_receive_maximum()?;
                 self.acks.push(PendingAck {
                     packet_id: id,
                     qos: QoS::AtLeastOnce,
@@ -193,6 +209,7 @@ impl<E> Core<E> {
             QoS::ExactlyOnce => match flows.incoming.qos2.get(&id).copied() {
                 Some(Qos2State::Received) => {
                     // A resend before PUBREL: acknowledge again, deliver nothing.
+                    self.qos2_on_link.insert(id);
                     self.acks.push(PendingAck {
                         packet_id: id,
                         qos: QoS::ExactlyOnce,
@@ -201,9 +218,23 @@ impl<E> Core<E> {
                     self.flush_acks(flows);
                     Ok(Received::Duplicate)
                 }
+                Some(Qos2State::Refused(reason)) => {
+                    // Delivered on an earlier connection and refused before
+                    // this resend: it gets the failing PUBREC, and is not
+                    // delivered again.
+                    self.qos2_on_link.insert(id);
+                    self.acks.push(PendingAck {
+                        packet_id: id,
+                        qos: QoS::ExactlyOnce,
+                        reason: Some(reason),
+                    });
+                    self.flush_acks(flows);
+                    Ok(Received::Duplicate)
+                }
                 Some(Qos2State::AwaitingApp) => {
                     // Delivered (perhaps on an earlier connection); the PUBREC
                     // goes out when the application acknowledges.
+                    self.qos2_on_link.insert(id);
                     if !self.acks.has_undecided(id, QoS::ExactlyOnce) {
                         self.acks.push(PendingAck {
                             packet_id: id,
@@ -214,7 +245,8 @@ impl<E> Core<E> {
                     Ok(Received::Duplicate)
                 }
                 None => {
-                    self.check_receive_maximum(flows)?;
+                    self.check_receive_maximum()?;
+                    self.qos2_on_link.insert(id);
                     flows.incoming.qos2.insert(
                         id,
                         if decided.is_some() {
@@ -239,9 +271,9 @@ impl<E> Core<E> {
     }
 
     /// The peer may not have more unacknowledged QoS 1 and 2 messages with us
-    /// than our Receive Maximum (0x93 otherwise).
-    fn check_receive_maximum(&self, flows: &Flows) -> Result<(), Violation> {
-        let pending = self.acks.qos1_pending() + flows.incoming.qos2.len();
+    /// on this link than our Receive Maximum (0x93 otherwise).
+    fn check_receive_maximum(&self) -> Result<(), Violation> {
+        let pending = self.acks.qos1_pending() + self.qos2_on_link.len();
         if pending >= usize::from(self.limits.receive_maximum) {
             return Err(Violation::rule(
                 ReasonCode::ReceiveMaximumExceeded,
@@ -278,18 +310,21 @@ impl<E> Core<E> {
                     Some(Qos2State::AwaitingApp) => {}
                     _ => return Err(crate::AckError::Stale),
                 }
-                if reason.is_success() {
-                    flows
-                        .incoming
-                        .qos2
-                        .insert(token.packet_id, Qos2State::Received);
-                } else {
-                    // A failed PUBREC ends the flow: a resend is a new message [MQTT-4.3.3-9].
-                    flows.incoming.qos2.remove(&token.packet_id);
-                }
-                // The PUBLISH may not have been resent on this connection yet;
-                // then the PUBREC goes out when it is.
+                // The PUBLISH may not have been resent on this connection yet
+                // (or its PUBREC waits behind earlier ones); then the PUBREC
+                // goes out when it is.
                 self.acks.decide(token.packet_id, token.qos, reason);
+                // A failed PUBREC ends the flow once it is sent: a resend is
+                // then a new message [MQTT-4.3.3-9]. Until then the refusal is
+                // remembered, so a resend gets it instead of being delivered
+                // again.
+                // (MQTT 3.x cannot refuse: its PUBREC always accepts.)
+                let state = if reason.is_success() || !self.version.is_v5() {
+                    Qos2State::Received
+                } else {
+                    Qos2State::Refused(reason)
+                };
+                flows.incoming.qos2.insert(token.packet_id, state);
             }
         }
         self.flush_acks(flows);
@@ -310,6 +345,7 @@ impl<E> Core<E> {
                 _ => {
                     if reason.is_error() {
                         flows.incoming.qos2.remove(&id);
+                        self.qos2_on_link.remove(&id);
                     }
                     Packet::PubRec(PubRec::with_reason(id, reason))
                 }
@@ -324,6 +360,7 @@ impl<E> Core<E> {
         flows: &mut Flows,
         id: PacketId,
     ) -> Result<(), Violation> {
+        self.qos2_on_link.remove(&id);
         let reason = match flows.incoming.qos2.get(&id) {
             Some(Qos2State::Received) => {
                 flows.incoming.qos2.remove(&id);
@@ -334,6 +371,11 @@ impl<E> Core<E> {
                     ReasonCode::ProtocolError,
                     "PUBREL before the PUBREC it releases",
                 ));
+            }
+            Some(Qos2State::Refused(_)) => {
+                // Not accepted, so nothing to release; the flow is over.
+                flows.incoming.qos2.remove(&id);
+                ReasonCode::PacketIdentifierNotFound
             }
             None if self.version.is_v5() => ReasonCode::PacketIdentifierNotFound,
             None => ReasonCode::Success,
@@ -373,12 +415,13 @@ impl<E> Core<E> {
     ///
     /// `on_drop` is told about each message dropped because it exceeds the
     /// peer's Maximum Packet Size (for QoS 1/2, its flow is then complete)
-    /// [MQTT-3.1.2-24] [MQTT-3.1.2-25].
+    /// [MQTT-3.1.2-24] [MQTT-3.1.2-25], and each queued message with a packet
+    /// identifier that expired before it could be sent [MQTT-3.3.2-5].
     pub(crate) fn next_transmit(
         &mut self,
         now: Instant,
         flows: &mut Flows,
-        mut on_drop: impl FnMut(&mut Self, &Publish),
+        mut on_drop: impl FnMut(&mut Self, &Publish, Dropped),
     ) -> Option<Packet> {
         if let Some(packet) = self.control.pop_front() {
             self.last_sent = now;
@@ -393,6 +436,10 @@ impl<E> Core<E> {
                 .next_send(now, self.limits.send_quota, &mut flows.ids)?;
             let packet = match send {
                 Send::PubRel(id) => Packet::PubRel(PubRel::new(id)),
+                Send::Expired(publish) => {
+                    on_drop(self, &publish, Dropped::Expired);
+                    continue;
+                }
                 Send::Publish(mut publish) => {
                     if !self.version.is_v5() {
                         publish.properties = PublishProperties::default();
@@ -415,7 +462,7 @@ impl<E> Core<E> {
                                 &mut flows.ids,
                             );
                         }
-                        on_drop(self, &publish);
+                        on_drop(self, &publish, Dropped::TooLarge);
                         continue;
                     }
                     Packet::Publish(self.apply_alias(publish))
@@ -428,7 +475,16 @@ impl<E> Core<E> {
 
     /// Replaces the topic with an alias where the MQTT 5 peer allows them.
     fn apply_alias(&mut self, mut publish: Publish) -> Publish {
-        if !self.version.is_v5() {
+        if !self.version.is_v5() || !self.out_aliases.is_enabled() {
+            return publish;
+        }
+        // A new mapping sends the topic name and the alias property: use an
+        // alias only if that still fits the peer's Maximum Packet Size
+        // [MQTT-3.1.2-24]; a topic name alone is always allowed.
+        publish.properties.topic_alias = Some(core::num::NonZeroU16::MAX);
+        let fits = publish.encoded_len(self.version) <= self.limits.peer_max_packet as usize;
+        publish.properties.topic_alias = None;
+        if !fits {
             return publish;
         }
         match self.out_aliases.use_for(&publish.topic) {

@@ -38,6 +38,10 @@ pub(crate) enum Qos2State {
     AwaitingApp,
     /// PUBREC decided (success); waiting for PUBREL.
     Received,
+    /// Refused by the application (this failing reason code) before the
+    /// PUBLISH was resent on the current connection: the resend gets the
+    /// failing PUBREC, which ends the flow.
+    Refused(ReasonCode),
 }
 
 /// The receiver state that belongs to the session.

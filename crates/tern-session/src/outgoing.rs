@@ -8,7 +8,10 @@
 //! PUBREC arrives, so PUBRELs resend in PUBREC order [MQTT-4.6.0-4].
 
 use crate::{Instant, PacketIds, window::SeqWindow};
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::{
+    collections::{BTreeMap, VecDeque},
+    vec::Vec,
+};
 use core::time::Duration;
 use tern_codec::{PacketId, Publish, QoS, ReasonCode};
 
@@ -65,6 +68,11 @@ pub(crate) struct InFlight {
     /// QoS 2: the PUBREC's reason code. The message was accepted then; the
     /// PUBCOMP only ends the release (a resent PUBREL may meet "not found").
     pub(crate) accepted: Option<ReasonCode>,
+    /// When the message was queued and the Message Expiry Interval it was
+    /// queued with (`publish` carries what was left of it when first sent),
+    /// so a message sent again as new still expires on time.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub(crate) queued: (Instant, Option<u32>),
 }
 
 /// How the queue bounds itself.
@@ -102,11 +110,16 @@ pub enum OverflowPolicy {
 
 /// The outcome of offering a message to the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a return value, moved on at once"
+)]
 pub enum Enqueued {
     /// Queued.
     Queued,
-    /// Queued after dropping this older message.
-    QueuedDroppingOldest(QueuedMessage),
+    /// Queued after dropping these older messages, oldest first (several
+    /// when one large message needs the room of several small ones).
+    QueuedDroppingOldest(Vec<QueuedMessage>),
     /// Not queued: the queue is full.
     Rejected(QueuedMessage),
 }
@@ -145,6 +158,9 @@ pub(crate) enum Send {
     Publish(Publish),
     /// A resent PUBREL.
     PubRel(PacketId),
+    /// A queued message with a packet identifier expired before it could be
+    /// sent: dropped, its identifier free again.
+    Expired(Publish),
 }
 
 /// What an acknowledgement did.
@@ -187,18 +203,19 @@ impl Outgoing {
         }
         match limits.overflow {
             OverflowPolicy::DropOldest if size <= limits.max_bytes && limits.max_messages > 0 => {
-                let mut dropped = None;
+                let mut dropped = Vec::new();
                 while !fits(self) {
                     match self.pop_front() {
-                        Some(old) => dropped = Some(old),
+                        Some(old) => dropped.push(old),
                         None => break,
                     }
                 }
-                self.dropped_full += 1;
+                self.dropped_full += dropped.len() as u64;
                 self.push(message);
-                match dropped {
-                    Some(old) => Enqueued::QueuedDroppingOldest(old),
-                    None => Enqueued::Queued,
+                if dropped.is_empty() {
+                    Enqueued::Queued
+                } else {
+                    Enqueued::QueuedDroppingOldest(dropped)
                 }
             }
             _ => {
@@ -249,11 +266,11 @@ impl Outgoing {
     /// Empties the window for a session the peer no longer has: returns the
     /// unacknowledged messages (to send again as new ones) and the QoS 2
     /// messages already received by the peer (whose flows are complete).
-    /// They are stamped `now`: their expiry interval (already reduced when
-    /// they were first sent) counts from here.
+    /// They keep the time they were first queued and their original expiry
+    /// interval, so their expiry still counts from when they were queued
+    /// [MQTT-3.3.2-5] [MQTT-3.3.2-6].
     pub(crate) fn take_inflight(
         &mut self,
-        now: Instant,
         ids: &mut PacketIds,
     ) -> (VecDeque<QueuedMessage>, VecDeque<PacketId>) {
         let mut unacked = VecDeque::new();
@@ -269,10 +286,9 @@ impl Outgoing {
                 Awaiting::PubAck | Awaiting::PubRec => {
                     let mut publish = f.publish;
                     publish.dup = false;
-                    unacked.push_back(QueuedMessage {
-                        publish,
-                        queued_at: now,
-                    });
+                    let (queued_at, expiry) = f.queued;
+                    publish.properties.message_expiry_interval = expiry;
+                    unacked.push_back(QueuedMessage { publish, queued_at });
                 }
             }
         }
@@ -324,12 +340,13 @@ impl Outgoing {
         loop {
             let head = self.queue.front()?;
             if head.expires_at().is_some_and(|at| now >= at) {
+                self.dropped_expired += 1;
                 if let Some(m) = self.pop_front() {
                     if let Some(id) = m.publish.packet_id {
                         ids.release(id);
+                        return Some(Send::Expired(m.publish));
                     }
                 }
-                self.dropped_expired += 1;
                 continue;
             }
             if head.publish.qos != QoS::AtMostOnce && on_wire >= usize::from(quota) {
@@ -344,6 +361,10 @@ impl Outgoing {
             }
             let message = self.pop_front()?;
             let remaining = message.remaining_expiry(now);
+            let queued = (
+                message.queued_at,
+                message.publish.properties.message_expiry_interval,
+            );
             let mut publish = message.publish;
             if let Some(secs) = remaining {
                 publish.properties.message_expiry_interval = Some(secs);
@@ -362,6 +383,7 @@ impl Outgoing {
                 on_wire: true,
                 ever_sent: true,
                 accepted: None,
+                queued,
             });
             self.order.insert(id, seq);
             self.on_wire += 1;

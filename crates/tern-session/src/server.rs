@@ -26,8 +26,8 @@ use tern_codec::{
 pub struct ServerConfig {
     /// Close a connection that sends no CONNECT (or is not accepted) in this time.
     pub connect_timeout: Duration,
-    /// How many QoS 1 and 2 messages a client may have unacknowledged with us;
-    /// more is a protocol error (0x93).
+    /// How many QoS 1 and 2 messages an MQTT 5 client may have unacknowledged
+    /// with us; more is a protocol error (0x93). MQTT 3.x has no such limit.
     pub receive_maximum: NonZeroU16,
     /// The largest packet we accept; larger ones close the connection (0x95).
     pub maximum_packet_size: u32,
@@ -242,7 +242,7 @@ pub enum ServerEvent {
     /// An AUTH packet (enhanced authentication or re-authentication).
     Auth(Auth),
     /// The connection ended. `will` is the Will Message when the connection
-    /// did not end with a normal DISCONNECT (MQTT 5: or with reason 0x04);
+    /// did not end with a normal DISCONNECT (reason 0x00);
     /// publishing it (after its Will Delay Interval) is the caller's job.
     Closed {
         /// Why.
@@ -479,7 +479,13 @@ impl ServerConnection {
         } else {
             properties = ConnAckProperties::default();
         }
-        self.core.limits.receive_maximum = c.receive_maximum.get();
+        // MQTT 3.1.1 has no Receive Maximum: a 3.x client cannot know ours,
+        // so holding it to one would disconnect a client that broke no rule.
+        self.core.limits.receive_maximum = if v5 {
+            c.receive_maximum.get()
+        } else {
+            u16::MAX
+        };
         session.set_queue_limits(c.queue);
         session.flows.epoch = session.flows.epoch.wrapping_add(1);
         if session_present {
@@ -643,9 +649,10 @@ impl ServerConnection {
         let Some(session) = self.session.as_mut() else {
             return self
                 .core
-                .next_transmit(now, &mut Flows::default(), |_, _| {});
+                .next_transmit(now, &mut Flows::default(), |_, _, _| {});
         };
-        self.core.next_transmit(now, &mut session.flows, |_, _| {})
+        self.core
+            .next_transmit(now, &mut session.flows, |_, _, _| {})
     }
 
     /// The next deadline at which [`handle_timeout`](Self::handle_timeout) must be called.
@@ -967,8 +974,9 @@ impl ServerConnection {
             }
             self.session_expiry = expiry;
         }
-        // The will is published only for reason 0x04 (MQTT 5).
-        let with_will = d.reason_code == ReasonCode::DisconnectWithWill;
+        // Only a normal disconnection (0x00) deletes the will; 0x04 and every
+        // error code leave it to be published [MQTT-3.1.2-8] [MQTT-3.14.4-3].
+        let with_will = d.reason_code != ReasonCode::Success;
         self.close_with(
             CloseReason::PeerDisconnected {
                 reason_code: d.reason_code,

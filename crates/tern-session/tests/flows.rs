@@ -7,9 +7,9 @@ use bytes::{Bytes, BytesMut};
 use core::{num::NonZeroU16, time::Duration};
 use support::Pair;
 use tern_codec::{
-    Connect, ConnectProperties, Disconnect, DisconnectProperties, MqttString, Packet, PacketId,
-    ProtocolVersion, PubRel, Publish, PublishProperties, QoS, ReasonCode, SubscribeFilter,
-    SubscriptionOptions, UserProperty, Will,
+    ConnAck, Connect, ConnectProperties, Disconnect, DisconnectProperties, MqttString, Packet,
+    PacketId, ProtocolVersion, PubRec, PubRel, Publish, PublishProperties, QoS, ReasonCode,
+    SubscribeFilter, SubscriptionOptions, UserProperty, Will,
 };
 use tern_session::*;
 
@@ -118,6 +118,83 @@ fn mqtt_3_1_2_20_client_sends_pingreq_after_a_keep_alive_of_silence() {
             .any(|(_, p)| *p == Packet::PingResp)
     );
     assert!(pair.rec.client_closes.is_empty());
+}
+
+#[test]
+fn drop_oldest_reports_every_message_it_drops() {
+    // One large message needs the room of three small ones: all three are
+    // dropped, reported, and their packet identifiers are free again.
+    let mut c = ClientConnection::new(
+        Instant::ZERO,
+        ConnectOptions {
+            queue: QueueLimits {
+                max_messages: 10,
+                max_bytes: 40,
+                overflow: OverflowPolicy::DropOldest,
+            },
+            ..ConnectOptions::new(s("c"))
+        },
+        ClientSession::new(),
+    );
+    let now = Instant::ZERO;
+    let small = |n: u8| Publish {
+        topic: s("t"),
+        qos: QoS::AtLeastOnce,
+        payload: Bytes::from(vec![n; 9]),
+        ..Publish::default()
+    };
+    let ids: Vec<_> = (0..4).map(|n| c.publish(now, small(n)).unwrap()).collect();
+    let large = Publish {
+        payload: Bytes::from(vec![9; 25]),
+        ..small(9)
+    };
+    c.publish(now, large).unwrap();
+    let dropped: Vec<_> = std::iter::from_fn(|| c.poll_event())
+        .filter_map(|e| match e {
+            ClientEvent::PublishDropped { packet_id } => packet_id,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        dropped,
+        ids[..3].iter().map(|i| i.unwrap()).collect::<Vec<_>>()
+    );
+    assert_eq!(c.session().queue_len(), 2);
+    assert_eq!(c.session().packet_ids_in_use(), 2);
+}
+
+#[test]
+fn a_client_that_keeps_sending_still_notices_a_silent_server() {
+    // A half-open connection: everything the client sends vanishes. Sending
+    // alone never triggers a PINGREQ [MQTT-3.1.2-20], so the client pings
+    // when nothing has been received for a keep-alive interval too.
+    let mut c = ClientConnection::new(
+        Instant::ZERO,
+        ConnectOptions {
+            keep_alive: 10,
+            ..ConnectOptions::new(s("c"))
+        },
+        ClientSession::new(),
+    );
+    let _ = transmits(|| c.poll_transmit(Instant::ZERO));
+    c.handle_packet(Instant::ZERO, Packet::ConnAck(Default::default()));
+    for secs in 1..=30 {
+        let now = Instant::from_secs(secs);
+        if c.poll_timeout().is_some_and(|t| t <= now) {
+            c.handle_timeout(now);
+        }
+        if c.state() == ConnectionState::Closed {
+            break;
+        }
+        c.publish(now, publish("t", QoS::AtMostOnce, None)).unwrap();
+        let sent = transmits(|| c.poll_transmit(now));
+        if secs == 10 {
+            assert!(sent.contains(&Packet::PingReq), "{sent:?}");
+        }
+    }
+    assert_eq!(c.state(), ConnectionState::Closed);
+    let events: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
+    assert!(events.contains(&ClientEvent::Closed(CloseReason::KeepAliveTimeout)));
 }
 
 #[test]
@@ -357,6 +434,280 @@ fn server_enforces_its_receive_maximum_with_0x93() {
 }
 
 #[test]
+fn a_v311_client_is_not_held_to_a_receive_maximum_it_was_never_told() {
+    let config = ServerConfig {
+        receive_maximum: NonZeroU16::new(2).unwrap(),
+        ..ServerConfig::default()
+    };
+    let mut server = accepted(config, connect(V311, 0));
+    let now = Instant::ZERO;
+    for n in 1..=5 {
+        server.handle_packet(
+            now,
+            Packet::Publish(publish("t", QoS::AtLeastOnce, Some(n))),
+        );
+    }
+    assert!(server.is_open(), "MQTT 3.1.1 has no Receive Maximum");
+}
+
+#[test]
+fn receive_maximum_counts_this_connection_not_flows_left_from_the_last() {
+    // MQTT 5 §4.9: the send quota starts afresh with each network
+    // connection. A QoS 2 flow left waiting for its PUBREL on the last
+    // connection is not a PUBLISH on this one, so a peer may send Receive
+    // Maximum new PUBLISH packets before it resends that PUBREL.
+    let config = ServerConfig {
+        receive_maximum: NonZeroU16::new(2).unwrap(),
+        ..ServerConfig::default()
+    };
+    let now = Instant::ZERO;
+    let mut server = accepted(config, connect(V5, 0));
+    server.handle_packet(
+        now,
+        Packet::Publish(publish("t", QoS::ExactlyOnce, Some(1))),
+    );
+    server.handle_closed(now);
+    let session = server.take_session().unwrap();
+    assert_eq!(session.incoming_qos2_len(), 1, "waiting for PUBREL 1");
+
+    let mut server = ServerConnection::new(now, config);
+    server.handle_packet(now, Packet::Connect(connect(V5, 0)));
+    while server.poll_event().is_some() {}
+    server
+        .accept(
+            now,
+            Accept {
+                session,
+                session_present: true,
+                assigned_client_id: None,
+                properties: Default::default(),
+            },
+        )
+        .unwrap();
+    for n in [2, 3] {
+        server.handle_packet(
+            now,
+            Packet::Publish(publish("t", QoS::ExactlyOnce, Some(n))),
+        );
+    }
+    assert!(server.is_open(), "two PUBLISH packets on this connection");
+    server.handle_packet(now, Packet::PubRel(PubRel::new(id(1))));
+    server.handle_packet(
+        now,
+        Packet::Publish(publish("t", QoS::ExactlyOnce, Some(4))),
+    );
+    assert!(server.is_closed(), "a third one exceeds Receive Maximum");
+}
+
+#[test]
+fn mqtt_3_1_2_4_a_clean_start_discards_incoming_qos2_state_before_the_connack() {
+    let mut pair = Pair::new(V5);
+    pair.connect(false);
+    pair.settle();
+    // A QoS 2 message arrives; its PUBREL never does.
+    pair.server_publish("t", QoS::ExactlyOnce);
+    pair.flush_server();
+    pair.deliver_s2c(usize::MAX);
+    pair.flush_client();
+    pair.reset();
+    assert_eq!(pair.client_session.as_ref().unwrap().incoming_qos2_len(), 1);
+    // A clean start the server accepts, but whose CONNACK is lost.
+    pair.connect(true);
+    pair.flush_client();
+    pair.deliver_c2s(usize::MAX);
+    pair.reset();
+    // Resuming now finds the server's new session: nothing of the old
+    // incoming flow may remain, or the new session's QoS 2 message with
+    // the same packet identifier would be taken for a resend and dropped.
+    pair.connect(false);
+    pair.settle();
+    let client = pair.client.as_ref().unwrap();
+    assert_eq!(client.session().incoming_qos2_len(), 0);
+    pair.server_publish("t", QoS::ExactlyOnce);
+    pair.settle();
+    assert_eq!(pair.rec.client_got.len(), 2, "the new message is delivered");
+}
+
+#[test]
+fn a_clean_start_no_connack_answered_is_asked_for_again() {
+    // A QoS 2 message is received, its PUBREL lost; the client asks for a
+    // clean start (discarding the incoming state) but the CONNECT is lost.
+    let mut pair = Pair::new(V5);
+    pair.connect(false);
+    pair.settle();
+    pair.server_publish("t", QoS::ExactlyOnce);
+    pair.flush_server();
+    pair.deliver_s2c(usize::MAX);
+    pair.flush_client();
+    pair.reset();
+    pair.connect(true);
+    pair.flush_client();
+    pair.reset();
+    // Resuming now would resume the server's old session without the state
+    // that told the message apart from a resend: it would be delivered
+    // twice. The session starts clean instead.
+    let before = pair.rec.wire_c2s.len();
+    pair.connect(false);
+    pair.settle();
+    let Some((_, Packet::Connect(c))) = pair.rec.wire_c2s.get(before) else {
+        panic!("a CONNECT");
+    };
+    assert!(c.clean_start);
+    assert_eq!(pair.rec.client_got.len(), 1, "[MQTT-4.3.3-10]");
+    // Once a CONNACK answered, the options decide again.
+    pair.reset();
+    let before = pair.rec.wire_c2s.len();
+    pair.connect(false);
+    pair.settle();
+    let Some((_, Packet::Connect(c))) = pair.rec.wire_c2s.get(before) else {
+        panic!("a CONNECT");
+    };
+    assert!(!c.clean_start);
+}
+
+#[test]
+fn mqtt_4_3_3_10_a_qos2_message_refused_before_its_resend_is_not_delivered_again() {
+    let options = ConnectOptions {
+        manual_acks: true,
+        clean_start: false,
+        ..ConnectOptions::new(s("c"))
+    };
+    let t = Instant::ZERO;
+    let mut c = ClientConnection::new(t, options.clone(), ClientSession::new());
+    let _ = transmits(|| c.poll_transmit(t));
+    c.handle_packet(t, Packet::ConnAck(Default::default()));
+    let mut p = publish("t", QoS::ExactlyOnce, Some(5));
+    c.handle_packet(t, Packet::Publish(p.clone()));
+    let token = std::iter::from_fn(|| c.poll_event())
+        .find_map(|e| match e {
+            ClientEvent::Message { ack, .. } => ack,
+            _ => None,
+        })
+        .expect("a token");
+    // The connection drops before the application decides.
+    c.handle_closed(t);
+    let mut c = ClientConnection::new(t, options, c.into_session());
+    let _ = transmits(|| c.poll_transmit(t));
+    c.handle_packet(
+        t,
+        Packet::ConnAck(ConnAck {
+            session_present: true,
+            ..Default::default()
+        }),
+    );
+    // It refuses the message before the server resends it.
+    c.ack(t, token, ReasonCode::UnspecifiedError).unwrap();
+    assert!(transmits(|| c.poll_transmit(t)).is_empty());
+    p.dup = true;
+    c.handle_packet(t, Packet::Publish(p));
+    let events: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Message { .. })),
+        "not delivered twice: {events:?}"
+    );
+    assert_eq!(
+        transmits(|| c.poll_transmit(t)),
+        vec![Packet::PubRec(PubRec::with_reason(
+            id(5),
+            ReasonCode::UnspecifiedError
+        ))]
+    );
+    assert_eq!(c.session().incoming_qos2_len(), 0, "the flow is over");
+}
+
+#[test]
+fn mqtt_4_3_3_10_a_qos2_refusal_waiting_behind_another_ack_survives_a_drop() {
+    // Two QoS 2 messages; the application refuses the second while the
+    // first is undecided, so the failing PUBREC waits (acknowledgements
+    // leave in arrival order) and the connection drops with it unsent.
+    let options = ConnectOptions {
+        manual_acks: true,
+        clean_start: false,
+        ..ConnectOptions::new(s("c"))
+    };
+    let t = Instant::ZERO;
+    let mut c = ClientConnection::new(t, options.clone(), ClientSession::new());
+    let _ = transmits(|| c.poll_transmit(t));
+    c.handle_packet(t, Packet::ConnAck(Default::default()));
+    for n in [5, 6] {
+        c.handle_packet(t, Packet::Publish(publish("t", QoS::ExactlyOnce, Some(n))));
+    }
+    let tokens: Vec<_> = std::iter::from_fn(|| c.poll_event())
+        .filter_map(|e| match e {
+            ClientEvent::Message { ack, .. } => ack,
+            _ => None,
+        })
+        .collect();
+    c.ack(t, tokens[1], ReasonCode::UnspecifiedError).unwrap();
+    assert!(transmits(|| c.poll_transmit(t)).is_empty(), "behind 5");
+    c.handle_closed(t);
+    let mut c = ClientConnection::new(t, options, c.into_session());
+    let _ = transmits(|| c.poll_transmit(t));
+    c.handle_packet(
+        t,
+        Packet::ConnAck(ConnAck {
+            session_present: true,
+            ..Default::default()
+        }),
+    );
+    for n in [5, 6] {
+        let mut p = publish("t", QoS::ExactlyOnce, Some(n));
+        p.dup = true;
+        c.handle_packet(t, Packet::Publish(p));
+    }
+    c.ack(t, tokens[0], ReasonCode::Success).unwrap();
+    let events: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Message { .. })),
+        "neither is delivered twice: {events:?}"
+    );
+    assert_eq!(
+        transmits(|| c.poll_transmit(t)),
+        vec![
+            Packet::PubRec(PubRec::new(id(5))),
+            Packet::PubRec(PubRec::with_reason(id(6), ReasonCode::UnspecifiedError)),
+        ]
+    );
+}
+
+#[test]
+fn an_mqtt_3_1_1_client_cannot_refuse_a_qos2_message() {
+    // MQTT 3.1.1 has no reason codes: the PUBREC accepts, and the flow
+    // completes with PUBREL and PUBCOMP as usual.
+    let options = ConnectOptions {
+        version: V311,
+        manual_acks: true,
+        ..ConnectOptions::new(s("c"))
+    };
+    let t = Instant::ZERO;
+    let mut c = ClientConnection::new(t, options, ClientSession::new());
+    let _ = transmits(|| c.poll_transmit(t));
+    c.handle_packet(t, Packet::ConnAck(Default::default()));
+    c.handle_packet(t, Packet::Publish(publish("t", QoS::ExactlyOnce, Some(5))));
+    let token = std::iter::from_fn(|| c.poll_event())
+        .find_map(|e| match e {
+            ClientEvent::Message { ack, .. } => ack,
+            _ => None,
+        })
+        .unwrap();
+    c.ack(t, token, ReasonCode::UnspecifiedError).unwrap();
+    assert_eq!(
+        transmits(|| c.poll_transmit(t)),
+        vec![Packet::PubRec(PubRec::new(id(5)))]
+    );
+    c.handle_packet(t, Packet::PubRel(PubRel::new(id(5))));
+    assert_eq!(
+        transmits(|| c.poll_transmit(t)),
+        vec![Packet::PubComp(tern_codec::PubComp::new(id(5)))]
+    );
+    assert_eq!(c.session().incoming_qos2_len(), 0);
+}
+
+#[test]
 fn mqtt_4_3_3_10_a_repeated_qos2_publish_is_acknowledged_not_redelivered() {
     let mut server = accepted(ServerConfig::default(), connect(V5, 0));
     let now = Instant::ZERO;
@@ -494,6 +845,38 @@ fn mqtt_3_3_2_12_incoming_topic_aliases() {
 }
 
 #[test]
+fn mqtt_3_1_2_24_a_topic_alias_never_pushes_a_packet_over_the_maximum_size() {
+    // The message fits the client's Maximum Packet Size exactly, without a
+    // topic alias; assigning one would add a property and overflow it.
+    let message = Publish {
+        topic: s("t/long/topic"),
+        qos: QoS::AtMostOnce,
+        payload: support::payload(('s', 0)),
+        ..Publish::default()
+    };
+    let exact = Packet::Publish(message).encoded_len(V5) as u32;
+    let mut pair = Pair::new(V5);
+    pair.options.properties.topic_alias_maximum = Some(2);
+    pair.options.properties.maximum_packet_size = core::num::NonZeroU32::new(exact);
+    pair.config.outgoing_topic_aliases = 2;
+    pair.connect(true);
+    pair.settle();
+    pair.server_publish("t/long/topic", QoS::AtMostOnce);
+    pair.settle();
+    assert!(
+        pair.rec.client_closes.is_empty(),
+        "{:?}",
+        pair.rec.client_closes
+    );
+    assert_eq!(pair.rec.client_got.len(), 1);
+    let sent = pair.rec.wire_s2c.iter().find_map(|(_, p)| match p {
+        Packet::Publish(p) => Some(p.clone()),
+        _ => None,
+    });
+    assert_eq!(sent.unwrap().properties.topic_alias, None);
+}
+
+#[test]
 fn mqtt_3_3_2_11_outgoing_aliases_stay_within_the_clients_maximum() {
     let mut pair = Pair::new(V5);
     pair.options.properties.topic_alias_maximum = Some(2);
@@ -584,6 +967,49 @@ fn mqtt_3_3_2_6_queued_messages_carry_the_remaining_expiry_and_expire() {
 }
 
 #[test]
+fn mqtt_3_3_2_6_a_message_sent_again_as_new_keeps_counting_its_expiry() {
+    // Sent once, then the server loses the session: the unacknowledged
+    // messages go again as new ones [MQTT-3.2.2-5], their expiry still
+    // counting from when they were published.
+    let mut pair = Pair::new(V5);
+    pair.connect(false);
+    pair.settle();
+    for (n, expiry) in [(0, 10), (1, 3)] {
+        let message = Publish {
+            topic: s("t"),
+            qos: QoS::AtLeastOnce,
+            payload: support::payload(('c', n)),
+            properties: PublishProperties {
+                message_expiry_interval: Some(expiry),
+                ..Default::default()
+            },
+            ..Publish::default()
+        };
+        let now = pair.now;
+        let pid = pair.client.as_mut().unwrap().publish(now, message).unwrap();
+        pair.rec.client_open.insert(pid.unwrap(), ('c', n));
+    }
+    pair.flush_client(); // both sent, never delivered
+    pair.reset();
+    pair.now = pair.now + Duration::from_millis(4500);
+    let before = pair.rec.wire_c2s.len();
+    pair.connect(true);
+    pair.settle();
+    let resent: Vec<_> = pair.rec.wire_c2s[before..]
+        .iter()
+        .filter_map(|(_, p)| match p {
+            Packet::Publish(p) => Some(p.properties.message_expiry_interval),
+            _ => None,
+        })
+        .collect();
+    // 5.5 s left of the first (sent as 6); the second expired [MQTT-3.3.2-5]
+    // and the application is told, its identifier free again.
+    assert_eq!(resent, vec![Some(6)]);
+    assert_eq!(pair.rec.client_dropped, vec![('c', 1)]);
+    assert!(pair.rec.client_open.is_empty());
+}
+
+#[test]
 fn mqtt_3_1_2_25_a_message_too_large_for_the_client_is_dropped() {
     let mut pair = Pair::new(V5);
     pair.options.properties.maximum_packet_size = core::num::NonZeroU32::new(64);
@@ -650,13 +1076,17 @@ fn will_follows_the_way_the_connection_ended() {
     let mut server = accepted(ServerConfig::default(), with_will());
     server.handle_packet(now, Packet::Disconnect(Disconnect::default()));
     assert!(closed_reason(&mut server).1.is_none());
-    // MQTT 5 DISCONNECT 0x04: the will applies.
-    let mut server = accepted(ServerConfig::default(), with_will());
-    server.handle_packet(
-        now,
-        Packet::Disconnect(Disconnect::new(ReasonCode::DisconnectWithWill)),
-    );
-    assert!(closed_reason(&mut server).1.is_some());
+    // MQTT 5 DISCONNECT 0x04, or with an error code: the will applies; only
+    // 0x00 deletes it [MQTT-3.1.2-8] [MQTT-3.14.4-3].
+    for code in [
+        ReasonCode::DisconnectWithWill,
+        ReasonCode::UnspecifiedError,
+        ReasonCode::MessageRateTooHigh,
+    ] {
+        let mut server = accepted(ServerConfig::default(), with_will());
+        server.handle_packet(now, Packet::Disconnect(Disconnect::new(code)));
+        assert!(closed_reason(&mut server).1.is_some(), "{code}");
+    }
     // A protocol error: the will applies.
     let mut server = accepted(ServerConfig::default(), with_will());
     server.handle_packet(now, Packet::Connect(connect(V5, 0)));

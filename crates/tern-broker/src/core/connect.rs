@@ -30,8 +30,18 @@ impl Broker {
                 offline: Some(session),
                 expiry_interval: stored.expiry_interval,
                 expires_at: None,
-                pending_will: None,
+                pending_will: stored.pending_will.clone(),
             });
+            if let Some((_, due)) = stored.pending_will {
+                self.timers.insert((due, Timer::Will(key)));
+            }
+            if let Some(at) = stored.expires_at {
+                // It keeps ending when it would have, restart or not.
+                if let Some(entry) = self.sessions.get_mut(key) {
+                    entry.expires_at = Some(at);
+                }
+                self.timers.insert((at, Timer::SessionExpiry(key)));
+            }
             self.by_client_id.insert(client_id, key);
             for (filter, s) in subscriptions {
                 if let Ok(parsed) = SubscriptionFilter::parse(filter.into_bytes()) {
@@ -45,7 +55,9 @@ impl Broker {
                     );
                 }
             }
-            self.start_expiry(now, key);
+            if stored.expires_at.is_none() {
+                self.start_expiry(now, key);
+            }
         }
     }
 

@@ -302,6 +302,18 @@ impl Broker {
         self.conns.get(conn.key()).map(|c| c.server.version())
     }
 
+    /// A client's session, online or offline: its queue, in-flight window,
+    /// subscriptions and drop counters (for monitoring and for checkers).
+    pub fn session(&self, client_id: &str) -> Option<&ServerSession> {
+        let entry = self
+            .sessions
+            .get(*self.by_client_id.get(client_id.as_bytes())?)?;
+        match entry.conn {
+            Some(conn) => self.conns.get(conn.key())?.server.session(),
+            None => entry.offline.as_ref(),
+        }
+    }
+
     // ---- input ----
 
     /// A new network connection; it must send CONNECT within the connect timeout.
@@ -428,6 +440,17 @@ impl Broker {
             }
             self.process_events(now, id);
             self.mark_ready(id);
+        }
+        // Sessions that were already offline were stored when their client
+        // left; messages queued for them since are only in memory. So are
+        // when they end and the wills waiting for their delay.
+        for (_, entry) in self.sessions.iter() {
+            if let Some(session) = &entry.offline {
+                self.store.put_session(session, entry.expiry_interval);
+                let will = entry.pending_will.as_ref().map(|(w, due)| (w, *due));
+                self.store
+                    .put_offline_state(&entry.client_id, entry.expires_at, will);
+            }
         }
     }
 

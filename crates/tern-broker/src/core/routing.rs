@@ -3,6 +3,7 @@
 use super::{
     Broker, ConnId, RetainedMessage, SessionKey, Subscription, retained::forwarded_properties,
 };
+use core::time::Duration;
 use tern_codec::{
     Publish, QoS, ReasonCode, RetainHandling, Subscribe, SubscriptionId, Unsubscribe,
 };
@@ -162,7 +163,8 @@ impl Broker {
     }
 
     /// Hands a message to a session: its connection's queue while online,
-    /// its offline queue otherwise.
+    /// its offline queue otherwise. `now` stamps it in the queue: its
+    /// Message Expiry Interval counts from there.
     pub(super) fn deliver(&mut self, now: Instant, to: SessionKey, publish: Publish) {
         let Some(entry) = self.sessions.get_mut(to) else {
             return;
@@ -294,14 +296,19 @@ impl Broker {
                 }
                 let mut p = message.for_subscriber(now, granted);
                 p.properties.subscription_identifiers.extend(id);
-                out.push(p);
+                // `for_subscriber` deducted the whole seconds waited; queue it
+                // as of that whole second, so the session's countdown ends when
+                // the retained message's does, not up to a second later
+                // [MQTT-3.3.2-5] [MQTT-3.3.2-6].
+                let waited = Duration::from_secs((now - message.stored_at).as_secs());
+                out.push((p, message.stored_at + waited));
             }
             for topic in expired {
                 self.retained.remove(&topic);
                 self.store.remove_retained(&topic);
             }
-            for p in out {
-                self.deliver(now, key, p);
+            for (p, queued_at) in out {
+                self.deliver(queued_at, key, p);
             }
         }
     }

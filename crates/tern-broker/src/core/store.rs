@@ -3,8 +3,8 @@
 
 use crate::RetainedMessage;
 use std::collections::BTreeMap;
-use tern_codec::MqttString;
-use tern_session::ServerSession;
+use tern_codec::{MqttString, Will};
+use tern_session::{Instant, ServerSession};
 use tern_topic::TopicName;
 
 /// Everything a store holds, for a broker that starts up.
@@ -23,6 +23,11 @@ pub struct StoredSession {
     pub session: ServerSession,
     /// Its Session Expiry Interval in seconds (`u32::MAX`: never).
     pub expiry_interval: u32,
+    /// When it ends, if known (it was offline when stored at shutdown);
+    /// otherwise it ends its Session Expiry Interval after the broker starts.
+    pub expires_at: Option<Instant>,
+    /// A will waiting for its Will Delay Interval, and when it is due.
+    pub pending_will: Option<(Will, Instant)>,
 }
 
 /// Persistence for sessions and retained messages.
@@ -43,6 +48,18 @@ pub trait Store: Send {
     fn put_session(&mut self, session: &ServerSession, expiry_interval: u32);
     /// A session ended.
     fn remove_session(&mut self, client_id: &MqttString);
+    /// What an offline session's clock says, stored at shutdown after the
+    /// session: when it ends (`None`: never) and the will it is waiting to
+    /// publish, with when it is due. A store that keeps neither restarts
+    /// the session's expiry when the broker starts and loses delayed wills.
+    fn put_offline_state(
+        &mut self,
+        client_id: &MqttString,
+        expires_at: Option<Instant>,
+        pending_will: Option<(&Will, Instant)>,
+    ) {
+        let _ = (client_id, expires_at, pending_will);
+    }
     /// Everything stored.
     fn load(&mut self) -> StoredState;
 }
@@ -76,8 +93,22 @@ impl Store for MemoryStore {
             StoredSession {
                 session: session.clone(),
                 expiry_interval,
+                expires_at: None,
+                pending_will: None,
             },
         );
+    }
+
+    fn put_offline_state(
+        &mut self,
+        client_id: &MqttString,
+        expires_at: Option<Instant>,
+        pending_will: Option<(&Will, Instant)>,
+    ) {
+        if let Some(stored) = self.sessions.get_mut(client_id) {
+            stored.expires_at = expires_at;
+            stored.pending_will = pending_will.map(|(w, due)| (w.clone(), due));
+        }
     }
 
     fn remove_session(&mut self, client_id: &MqttString) {

@@ -525,6 +525,69 @@ fn mqtt_3_3_2_5_messages_expire_in_offline_queues() {
 }
 
 #[test]
+fn a_retained_message_expires_on_time_in_a_subscribers_queue() {
+    // Retained at t=1s with a 5 s Message Expiry Interval: it expires at 6s.
+    let mut net = Net::default();
+    let publ = net.client("pub", V5);
+    let early = net.client("early", V5);
+    let late = net.client("late", V5);
+    for c in [publ, early, late] {
+        net.connect(c);
+    }
+    net.publish_msg(
+        publ,
+        Publish {
+            topic: s("t"),
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            payload: "r".into(),
+            properties: PublishProperties {
+                message_expiry_interval: Some(5),
+                ..Default::default()
+            },
+            ..Publish::default()
+        },
+    );
+    // Both subscribe at 1.9s while their connections are backed up: the
+    // retained copies wait in their queues.
+    net.advance(Duration::from_millis(900));
+    for c in [early, late] {
+        let conn = net.clients[c].conn.unwrap();
+        net.broker.set_writable(conn, false);
+        let now = net.now;
+        net.session(c)
+            .subscribe(
+                now,
+                vec![tern_codec::SubscribeFilter {
+                    filter: s("t"),
+                    options: SubscriptionOptions::with_qos(QoS::AtLeastOnce),
+                }],
+                Default::default(),
+            )
+            .unwrap();
+    }
+    net.run();
+    // At 5.4s 0.6 s are left: the copy goes out with an interval of 1 s.
+    net.advance(Duration::from_millis(3500));
+    let conn = net.clients[early].conn.unwrap();
+    net.broker.set_writable(conn, true);
+    net.run();
+    let got = net.messages(early);
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].properties.message_expiry_interval,
+        Some(1),
+        "[MQTT-3.3.2-6]"
+    );
+    // At 6.4s it has expired: never sent [MQTT-3.3.2-5].
+    net.advance(Duration::from_millis(1000));
+    let conn = net.clients[late].conn.unwrap();
+    net.broker.set_writable(conn, true);
+    net.run();
+    assert!(net.messages(late).is_empty(), "[MQTT-3.3.2-5]");
+}
+
+#[test]
 fn sys_topics_are_published_as_retained_messages() {
     let mut net = Net::new(BrokerConfig {
         sys_interval: Some(Duration::from_secs(2)),
@@ -569,4 +632,162 @@ fn a_protocol_error_closes_only_that_connection() {
     net.connect(publ);
     net.publish(publ, "t", "still here", QoS::AtMostOnce, false);
     assert_eq!(net.received(good).len(), 1);
+}
+
+#[test]
+fn a_session_is_visible_online_and_offline() {
+    let mut net = Net::default();
+    let sub = net.client_with(persistent("watched", V5, 600));
+    let publ = net.client("pub", V5);
+    net.connect(sub);
+    net.connect(publ);
+    net.subscribe(sub, "a/#", QoS::AtLeastOnce);
+    assert_eq!(
+        net.broker.session("watched").unwrap().subscriptions().len(),
+        1
+    );
+    net.drop_link(sub);
+    net.publish(publ, "a/b", "queued", QoS::AtLeastOnce, false);
+    let offline = net.broker.session("watched").expect("offline session");
+    assert_eq!(offline.queue_len(), 1);
+    assert!(net.broker.session("nobody").is_none());
+}
+
+/// A store that outlives the broker using it, as a restart needs.
+#[derive(Clone, Default)]
+struct SharedStore(std::sync::Arc<std::sync::Mutex<tern_broker::MemoryStore>>);
+
+impl tern_broker::Store for SharedStore {
+    fn put_retained(&mut self, t: &tern_topic::TopicName, m: &tern_broker::RetainedMessage) {
+        self.0.lock().unwrap().put_retained(t, m);
+    }
+    fn remove_retained(&mut self, t: &tern_topic::TopicName) {
+        self.0.lock().unwrap().remove_retained(t);
+    }
+    fn put_session(&mut self, s: &tern_session::ServerSession, expiry: u32) {
+        self.0.lock().unwrap().put_session(s, expiry);
+    }
+    fn remove_session(&mut self, id: &MqttString) {
+        self.0.lock().unwrap().remove_session(id);
+    }
+    fn put_offline_state(
+        &mut self,
+        id: &MqttString,
+        expires_at: Option<tern_session::Instant>,
+        will: Option<(&Will, tern_session::Instant)>,
+    ) {
+        self.0
+            .lock()
+            .unwrap()
+            .put_offline_state(id, expires_at, will);
+    }
+    fn load(&mut self) -> tern_broker::StoredState {
+        self.0.lock().unwrap().load()
+    }
+}
+
+#[test]
+fn a_graceful_restart_keeps_messages_queued_for_offline_sessions() {
+    let config = BrokerConfig {
+        sys_interval: None,
+        ..BrokerConfig::default()
+    };
+    let store = SharedStore::default();
+    let start = |net: &Net| {
+        tern_broker::Broker::with_hooks(
+            config.clone(),
+            net.now,
+            Box::new(store.clone()),
+            Box::new(tern_broker::AllowAll),
+        )
+    };
+    let mut net = Net::new(config.clone());
+    net.broker = start(&net);
+    let sub = net.client_with(persistent("sub", V5, u32::MAX));
+    let publ = net.client("pub", V5);
+    net.connect(sub);
+    net.connect(publ);
+    net.subscribe(sub, "t", QoS::AtLeastOnce);
+    net.drop_link(sub);
+    // Queued while the subscriber is offline, after its session was stored.
+    net.publish(publ, "t", "queued", QoS::AtLeastOnce, false);
+    net.broker.shutdown(net.now);
+    net.run();
+    net.broker = start(&net);
+    net.clear_events(sub);
+    net.connect(sub);
+    assert_eq!(
+        net.received(sub),
+        vec![("t".into(), "queued".into(), QoS::AtLeastOnce, false)]
+    );
+}
+
+#[test]
+fn a_graceful_restart_keeps_a_will_waiting_for_its_delay() {
+    let config = BrokerConfig {
+        sys_interval: None,
+        ..BrokerConfig::default()
+    };
+    let store = SharedStore::default();
+    let start = |net: &Net| {
+        tern_broker::Broker::with_hooks(
+            config.clone(),
+            net.now,
+            Box::new(store.clone()),
+            Box::new(tern_broker::AllowAll),
+        )
+    };
+    let mut net = Net::new(config.clone());
+    net.broker = start(&net);
+    let watcher = net.client_with(persistent("watcher", V5, u32::MAX));
+    let d = net.client_with(with_will("d", Some(5), 600));
+    net.connect(watcher);
+    net.subscribe(watcher, "wills", QoS::AtLeastOnce);
+    net.connect(d);
+    net.drop_link(d);
+    net.advance(Duration::from_secs(1));
+    net.broker.shutdown(net.now);
+    net.run();
+    net.broker = start(&net);
+    net.connect(watcher);
+    net.advance(Duration::from_secs(3));
+    assert!(net.received(watcher).is_empty(), "not before its delay");
+    net.advance(Duration::from_secs(2));
+    assert_eq!(net.received(watcher).len(), 1, "[MQTT-3.1.3-9]");
+}
+
+#[test]
+fn a_graceful_restart_does_not_extend_offline_sessions() {
+    let config = BrokerConfig {
+        sys_interval: None,
+        ..BrokerConfig::default()
+    };
+    let store = SharedStore::default();
+    let start = |net: &Net| {
+        tern_broker::Broker::with_hooks(
+            config.clone(),
+            net.now,
+            Box::new(store.clone()),
+            Box::new(tern_broker::AllowAll),
+        )
+    };
+    let mut net = Net::new(config.clone());
+    net.broker = start(&net);
+    // The session ends 10 s after the link drops; its will (delay 100 s)
+    // goes out then [MQTT-3.1.3-9].
+    let watcher = net.client_with(persistent("watcher", V5, u32::MAX));
+    let e = net.client_with(with_will("e", Some(100), 10));
+    net.connect(watcher);
+    net.subscribe(watcher, "wills", QoS::AtLeastOnce);
+    net.connect(e);
+    net.drop_link(e);
+    net.advance(Duration::from_secs(8));
+    net.broker.shutdown(net.now);
+    net.run();
+    net.broker = start(&net);
+    net.connect(watcher);
+    assert_eq!(net.broker.session_count(), 2);
+    net.advance(Duration::from_secs(3));
+    assert_eq!(net.broker.session_count(), 1, "ended 10 s after the drop");
+    assert_eq!(net.received(watcher).len(), 1, "with its will");
 }

@@ -42,6 +42,8 @@ pub struct Record {
     pub client_confirmed: Vec<(MsgId, QoS)>,
     /// Client messages whose flow ended in failure.
     pub client_failed: Vec<(MsgId, tern_codec::ReasonCode)>,
+    /// Client messages dropped from the queue unsent.
+    pub client_dropped: Vec<MsgId>,
     /// Every client publish, in call order: (topic, id, qos).
     pub client_published: Vec<(String, MsgId, QoS)>,
     /// Every server publish, in call order.
@@ -305,6 +307,16 @@ impl Pair {
                 } else {
                     self.rec.client_failed.push((msg, reason_code));
                 }
+            }
+            ClientEvent::PublishDropped {
+                packet_id: Some(packet_id),
+            } => {
+                let msg = self
+                    .rec
+                    .client_open
+                    .remove(&packet_id)
+                    .unwrap_or_else(|| panic!("PublishDropped for unknown id {packet_id}"));
+                self.rec.client_dropped.push(msg);
             }
             ClientEvent::Closed(reason) => self.rec.client_closes.push(reason),
             ClientEvent::Connected { .. }
