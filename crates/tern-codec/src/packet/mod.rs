@@ -63,6 +63,18 @@ pub(crate) fn encode<T: Wire, B: BufMut>(
     version: ProtocolVersion,
     dst: &mut B,
 ) -> Result<(), EncodeError> {
+    put_fixed_header(packet, version, dst)?;
+    packet.write_body(version, dst);
+    Ok(())
+}
+
+/// Checks the packet for `version` and writes its fixed header; writes
+/// nothing if the check fails.
+pub(crate) fn put_fixed_header<T: Wire, B: BufMut>(
+    packet: &T,
+    version: ProtocolVersion,
+    dst: &mut B,
+) -> Result<(), EncodeError> {
     packet.check(version)?;
     let body = u32::try_from(packet.body_len(version))
         .ok()
@@ -70,7 +82,6 @@ pub(crate) fn encode<T: Wire, B: BufMut>(
         .ok_or(EncodeError::PacketTooLarge)?;
     dst.put_u8(((T::TYPE as u8) << 4) | packet.flags());
     put_varint(dst, body);
-    packet.write_body(version, dst);
     Ok(())
 }
 
