@@ -10,7 +10,11 @@ use tern_codec::{Disconnect, Packet, ProtocolVersion, QoS, ReasonCode};
 #[tokio::test]
 async fn connack_for_mqtt_3_1_3_1_1_and_5() {
     let broker = start().await;
-    for version in [ProtocolVersion::V3_1, ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+    for version in [
+        ProtocolVersion::V3_1,
+        ProtocolVersion::V3_1_1,
+        ProtocolVersion::V5,
+    ] {
         let (mut raw, ack) = Raw::connect(broker.tcp, connect(version, "versions")).await;
         assert_eq!(ack.reason_code, ReasonCode::Success, "{version:?}");
         assert!(!ack.session_present);
@@ -34,17 +38,29 @@ async fn rumqttc_3_1_1_and_5_clients_exchange_messages_on_one_broker() {
     let (mut v4, ack) = V4::connect(broker.tcp, "mixed-v4", |_| {}).await;
     assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success);
     let (mut v5, ack) = V5::connect(broker.tcp, "mixed-v5", |_| {}).await;
-    assert_eq!(ack.code, rumqttc::v5::mqttbytes::v5::ConnectReturnCode::Success);
+    assert_eq!(
+        ack.code,
+        rumqttc::v5::mqttbytes::v5::ConnectReturnCode::Success
+    );
 
     v4.subscribe("to/v4", rumqttc::QoS::AtLeastOnce).await;
-    v5.subscribe("to/v5", rumqttc::v5::mqttbytes::QoS::AtLeastOnce).await;
+    v5.subscribe("to/v5", rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+        .await;
 
     v5.client
-        .publish("to/v4", rumqttc::v5::mqttbytes::QoS::AtLeastOnce, false, "from five")
+        .publish(
+            "to/v4",
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            false,
+            "from five",
+        )
         .await
         .unwrap();
     let got = v4.next_publish().await;
-    assert_eq!((&got.topic[..], &got.payload[..]), ("to/v4", &b"from five"[..]));
+    assert_eq!(
+        (&got.topic[..], &got.payload[..]),
+        ("to/v4", &b"from five"[..])
+    );
     assert_eq!(got.qos, rumqttc::QoS::AtLeastOnce);
 
     v4.client
@@ -52,7 +68,10 @@ async fn rumqttc_3_1_1_and_5_clients_exchange_messages_on_one_broker() {
         .await
         .unwrap();
     let got = v5.next_publish().await;
-    assert_eq!((&got.topic[..], &got.payload[..]), (&b"to/v5"[..], &b"from four"[..]));
+    assert_eq!(
+        (&got.topic[..], &got.payload[..]),
+        (&b"to/v5"[..], &b"from four"[..])
+    );
 }
 
 #[tokio::test]
@@ -77,7 +96,10 @@ async fn a_half_open_socket_is_closed_at_the_connect_timeout() {
     assert_eq!(partial.closed(WAIT).await, vec![]);
     let elapsed = started.elapsed();
     assert!(elapsed >= timeout, "closed early: {elapsed:?}");
-    assert!(elapsed < timeout + Duration::from_secs(1), "closed late: {elapsed:?}");
+    assert!(
+        elapsed < timeout + Duration::from_secs(1),
+        "closed late: {elapsed:?}"
+    );
 }
 
 #[tokio::test]
@@ -136,8 +158,14 @@ async fn an_empty_client_id_is_assigned_in_mqtt_5_mqtt_3_2_2_16() {
     let (mut a, ack_a) = Raw::connect(broker.tcp, connect(ProtocolVersion::V5, "")).await;
     let (_b, ack_b) = Raw::connect(broker.tcp, connect(ProtocolVersion::V5, "")).await;
     assert_eq!(ack_a.reason_code, ReasonCode::Success);
-    let id_a = ack_a.properties.assigned_client_identifier.expect("assigned");
-    let id_b = ack_b.properties.assigned_client_identifier.expect("assigned");
+    let id_a = ack_a
+        .properties
+        .assigned_client_identifier
+        .expect("assigned");
+    let id_b = ack_b
+        .properties
+        .assigned_client_identifier
+        .expect("assigned");
     assert!(!id_a.is_empty());
     assert_ne!(id_a, id_b, "assigned identifiers are unique");
     a.ping().await;
@@ -217,7 +245,10 @@ async fn a_port_in_use_names_the_address() {
     let broker = start().await;
     let mut settings = settings();
     settings.listeners.tcp = vec![broker.tcp];
-    let error = tern_broker::server::start(settings).await.unwrap_err().to_string();
+    let error = tern_broker::server::start(settings)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(error.contains(&broker.tcp.to_string()), "{error}");
     assert!(error.contains("tcp"), "{error}");
 }

@@ -103,7 +103,9 @@ pub struct Raw {
 impl Raw {
     /// Opens a socket; nothing is sent.
     pub async fn open(addr: SocketAddr) -> Raw {
-        let stream = TcpStream::connect(addr).await.expect("connect to the broker");
+        let stream = TcpStream::connect(addr)
+            .await
+            .expect("connect to the broker");
         stream.set_nodelay(true).unwrap();
         Raw {
             stream,
@@ -135,12 +137,17 @@ impl Raw {
             self.version = c.protocol;
         }
         let mut out = BytesMut::new();
-        packet.encode(self.version, &mut out).expect("a valid packet");
+        packet
+            .encode(self.version, &mut out)
+            .expect("a valid packet");
         self.send_bytes(&out).await;
     }
 
     pub async fn send_bytes(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.expect("write to the broker");
+        self.stream
+            .write_all(bytes)
+            .await
+            .expect("write to the broker");
     }
 
     /// The next packet, or `None` if the broker closed the connection.
@@ -166,7 +173,9 @@ impl Raw {
 
     /// The next packet; fails if the connection closes or nothing comes in [`WAIT`].
     pub async fn recv(&mut self) -> Packet {
-        self.next(WAIT).await.expect("the broker closed the connection")
+        self.next(WAIT)
+            .await
+            .expect("the broker closed the connection")
     }
 
     /// The next PUBLISH, acknowledging it as the QoS requires (QoS 2: PUBREC,
@@ -369,7 +378,11 @@ impl V4 {
     }
 
     /// Subscribes and waits for the SUBACK's return codes.
-    pub async fn subscribe(&mut self, filter: &str, qos: rumqttc::QoS) -> Vec<rumqttc::SubscribeReasonCode> {
+    pub async fn subscribe(
+        &mut self,
+        filter: &str,
+        qos: rumqttc::QoS,
+    ) -> Vec<rumqttc::SubscribeReasonCode> {
         self.client.subscribe(filter, qos).await.unwrap();
         self.wait(|e| match e {
             rumqttc::Event::Incoming(rumqttc::Packet::SubAck(a)) => Some(a.return_codes.clone()),
