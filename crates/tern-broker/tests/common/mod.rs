@@ -502,6 +502,27 @@ impl V5 {
     }
 }
 
+impl V5 {
+    /// Waits until the connection ends: the server's DISCONNECT reason code,
+    /// or `None` if the socket closed without rumqttc reporting one.
+    pub async fn connection_end(
+        &mut self,
+    ) -> Option<rumqttc::v5::mqttbytes::v5::DisconnectReasonCode> {
+        let end = tokio::time::timeout(WAIT, async {
+            loop {
+                match self.events.recv().await {
+                    Some(Ok(rumqttc::v5::Event::Incoming(
+                        rumqttc::v5::mqttbytes::v5::Packet::Disconnect(d),
+                    ))) => return Some(d.reason_code),
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => return None,
+                }
+            }
+        });
+        end.await.expect("the connection did not end")
+    }
+}
+
 impl Drop for V5 {
     fn drop(&mut self) {
         self.task.abort();
