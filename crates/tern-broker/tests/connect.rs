@@ -4,8 +4,9 @@
 mod common;
 
 use common::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tern_codec::{Disconnect, Packet, ProtocolVersion, QoS, ReasonCode};
+use tokio::time::Instant;
 
 #[tokio::test]
 async fn connack_for_mqtt_3_1_3_1_1_and_5() {

@@ -4,8 +4,9 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tern_codec::{Connect, Disconnect, Packet, ProtocolVersion, QoS, ReasonCode, Will};
+use tokio::time::Instant;
 
 fn with_will(version: ProtocolVersion, id: &str, delay: Option<u32>) -> Connect {
     let mut c = connect(version, id);

@@ -12,13 +12,33 @@
 //!   it sent here and we report written ([`Input::Written`]), and stops
 //!   producing for us above its high-water mark.
 //!
-//! The reader and the writer run concurrently inside the task, so a client
-//! that is slow to read us never stops us from reading its acknowledgements.
+//! and a third, the [`Gate`], a `watch` the core sets per connection: it
+//! pauses reading while the core holds back output for a connection, and
+//! says when the core has closed it.
+//!
+//! The reader and the writer run concurrently inside the task. The reader
+//! pauses while the gate says so: a client that does not read what we send
+//! must not make us queue answers (PINGRESP, PUBACK) without bound, so we
+//! stop reading it until its output drains (the drain rule of tern-session).
+//! Once the connection is ending, the writer gets [`FLUSH_TIMEOUT`] to write
+//! what it holds; a peer that stops reading cannot keep the task alive.
 
+use super::FLUSH_TIMEOUT;
 use crate::ConnId;
 use bytes::{Bytes, BytesMut};
 use std::{io, net::SocketAddr};
-use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
+
+/// What the core allows a connection's reader to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gate {
+    /// Read.
+    Open,
+    /// Do not read: the core is holding back this connection's output.
+    Paused,
+    /// The core closed the connection.
+    Closed,
+}
 
 /// What connection tasks tell the core task.
 #[derive(Debug)]
@@ -26,6 +46,7 @@ pub(crate) enum Input {
     /// A new socket: the core answers with its [`ConnId`] and keeps `writer`.
     Accepted {
         writer: mpsc::UnboundedSender<Output>,
+        gate: watch::Sender<Gate>,
         peer: SocketAddr,
         transport: &'static str,
         reply: oneshot::Sender<ConnId>,
@@ -81,9 +102,11 @@ pub(crate) async fn serve<R: Reader, W: Writer>(
     _guards: Guards,
 ) {
     let (output_tx, output_rx) = mpsc::unbounded_channel();
+    let (gate_tx, gate) = watch::channel(Gate::Open);
     let (reply_tx, reply_rx) = oneshot::channel();
     let accepted = Input::Accepted {
         writer: output_tx,
+        gate: gate_tx,
         peer,
         transport,
         reply: reply_tx,
@@ -96,30 +119,50 @@ pub(crate) async fn serve<R: Reader, W: Writer>(
     };
 
     {
-        let read = read_loop(&mut reader, conn, &inputs);
+        let read = read_loop(&mut reader, conn, &inputs, gate.clone());
         let write = write_loop(&mut writer, output_rx, conn, &inputs);
         tokio::pin!(read, write);
-        tokio::select! {
+        let written = tokio::select! {
             () = &mut read => {
                 // The peer closed its side (or the socket failed). The core's
                 // answer is to drop our output channel; the writer writes what
                 // is still queued (the peer may still be reading) and ends.
                 let _ = inputs.send(Input::Closed(conn)).await;
-                write.await;
+                false
             }
+            () = closed(gate) => false,
             () = &mut write => {
-                // The core closed us, or a write failed (then the core must hear
-                // of it; after its own close it ignores the report). Reading
-                // stops here.
+                // The core closed us, or a write failed (then the core must
+                // hear of it; after its own close it ignores the report).
                 let _ = inputs.send(Input::Closed(conn)).await;
+                true
             }
+        };
+        // Reading has stopped. The writer flushes, for a bounded time.
+        if !written && tokio::time::timeout(FLUSH_TIMEOUT, write).await.is_err() {
+            tracing::debug!(%conn, "gave up flushing after {FLUSH_TIMEOUT:?}");
         }
     }
     writer.close().await;
 }
 
-async fn read_loop<R: Reader>(reader: &mut R, conn: ConnId, inputs: &mpsc::Sender<Input>) {
+/// Completes when the core closes the connection (or forgets it).
+async fn closed(mut gate: watch::Receiver<Gate>) {
+    let _ = gate.wait_for(|g| *g == Gate::Closed).await;
+}
+
+async fn read_loop<R: Reader>(
+    reader: &mut R,
+    conn: ConnId,
+    inputs: &mpsc::Sender<Input>,
+    mut gate: watch::Receiver<Gate>,
+) {
     loop {
+        // Wait while paused; stop once closed (or once the core forgot us).
+        match gate.wait_for(|g| *g != Gate::Paused).await {
+            Ok(g) if *g == Gate::Open => {}
+            _ => return,
+        }
         match reader.read().await {
             Ok(Some(bytes)) => {
                 if inputs.send(Input::Data(conn, bytes)).await.is_err() {

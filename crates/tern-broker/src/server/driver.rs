@@ -13,16 +13,16 @@
 //! bytes it handed a connection and the connection has not yet reported
 //! written. Above [`HIGH_WATER`] it tells the core the connection is not
 //! writable, so the core keeps that client's messages in its session's
-//! bounded queue; below [`LOW_WATER`] it is writable again. A slow reader
-//! slows only itself.
+//! bounded queue, and pauses the connection's reader; below [`LOW_WATER`]
+//! it is writable and read again. A slow reader slows only itself.
 
-use super::connection::{Input, Output};
+use super::connection::{Gate, Input, Output};
 use crate::{Broker, BrokerConfig, BrokerEvent, ConnId, Transmit};
 use bytes::{Bytes, BytesMut};
 use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 use tern_codec::Packet;
 use tern_session::Instant;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
 /// Inputs waiting for the core at most; connection readers wait beyond that.
 pub(crate) const INPUT_CAPACITY: usize = 1024;
@@ -43,6 +43,8 @@ pub(crate) const SHARED_PAYLOAD: usize = 1024;
 struct Link {
     /// Where its bytes go (see [`Output`]).
     writer: mpsc::UnboundedSender<Output>,
+    /// Pauses its reader while its output is held back; says when it is closed.
+    gate: watch::Sender<Gate>,
     /// Received bytes the core has not consumed: a partial packet. Empty
     /// (and without an allocation) between packets.
     input: BytesMut,
@@ -131,6 +133,7 @@ impl Driver {
         match input {
             Input::Accepted {
                 writer,
+                gate,
                 peer,
                 transport,
                 reply,
@@ -146,6 +149,7 @@ impl Driver {
                     conn,
                     Link {
                         writer,
+                        gate,
                         input: BytesMut::new(),
                         batch: Vec::new(),
                         unwritten: 0,
@@ -178,6 +182,7 @@ impl Driver {
                 link.unwritten = link.unwritten.saturating_sub(n);
                 if !link.writable && link.unwritten <= LOW_WATER {
                     link.writable = true;
+                    link.gate.send_replace(Gate::Open);
                     self.broker.set_writable(conn, true);
                 }
             }
@@ -247,7 +252,10 @@ impl Driver {
         };
         link.unwritten += len;
         if link.writable && link.unwritten > HIGH_WATER {
+            // Hold its output in its session's bounded queue, and stop
+            // reading it so it cannot make us queue answers without bound.
             link.writable = false;
+            link.gate.send_replace(Gate::Paused);
             self.broker.set_writable(t.conn, false);
         }
     }
@@ -291,6 +299,7 @@ impl Driver {
                 // them, then closes the socket.
                 if let Some(link) = self.links.remove(&conn) {
                     let _ = link.writer.send(Output::Close);
+                    link.gate.send_replace(Gate::Closed);
                 }
                 self.broker.handle_closed(now, conn);
             }
