@@ -6,7 +6,7 @@ use crate::tools::{self, cargo, ensure_cargo_tool, run};
 pub(crate) const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 /// Every fuzz target, in the order CI's smoke run takes them.
-pub(crate) const TARGETS: &[&str] = &["decode", "roundtrip", "topic_tree"];
+pub(crate) const TARGETS: &[&str] = &["decode", "roundtrip", "topic_tree", "broker"];
 
 pub(crate) fn command(args: &[String]) -> Result<(), String> {
     let mut target = None;
