@@ -14,15 +14,15 @@
 //!                  ◀── Output (one unbounded mpsc per connection, bounded by credit) ─┘
 //! ```
 //!
-//! - **The core task** ([`driver`]) owns the [`Broker`](crate::Broker). It is
+//! - **The core task** (`driver.rs`) owns the [`Broker`](crate::Broker). It is
 //!   the only place protocol state lives, so the broker stays single-threaded
 //!   and deterministic, exactly as the simulator drives it. It waits on three
 //!   things: input from connections, the core's next deadline, and the
 //!   shutdown signal. After each, it follows the drain rule.
-//! - **A connection task** ([`connection`]) per socket reads bytes and sends
+//! - **A connection task** (`connection.rs`) per socket reads bytes and sends
 //!   them to the core, and writes what the core sends back. It never looks
 //!   inside the bytes.
-//! - **The listeners** ([`listener`]) accept sockets (and, for WebSocket, run
+//! - **The listeners** (`listener.rs`) accept sockets (and, for WebSocket, run
 //!   the HTTP upgrade) and spawn connection tasks, under a semaphore that caps
 //!   the number of connections.
 //!
