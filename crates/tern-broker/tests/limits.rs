@@ -182,7 +182,7 @@ async fn sys_topics_are_published_at_the_configured_interval() {
     }
     // Within a couple of intervals (and not seconds late).
     assert!(
-        at.elapsed() <= interval * 2 + Duration::from_millis(500),
+        at.elapsed() <= interval * 2 + Duration::from_secs(1),
         "{:?}",
         at.elapsed()
     );
