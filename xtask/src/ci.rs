@@ -7,7 +7,7 @@
 
 use crate::{
     fuzz, sim,
-    tools::{cargo, ensure_cargo_tool, run},
+    tools::{cargo, ensure_apt, ensure_cargo_tool, run},
 };
 
 /// The pinned cargo-deny version.
@@ -43,6 +43,11 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         "-D",
         "warnings",
     ]))?;
+
+    step("mosquitto clients");
+    // The broker's interop tests drive mosquitto_pub and mosquitto_sub; they
+    // fail (never skip) without them.
+    ensure_apt(&["mosquitto_pub", "mosquitto_sub"], &["mosquitto-clients"])?;
 
     step("tests");
     run(cargo().args(["test", "--workspace", "--all-features"]))?;

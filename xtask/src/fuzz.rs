@@ -12,6 +12,7 @@ pub(crate) const TARGETS: &[&str] = &[
     "topic_tree",
     "session_server",
     "session_client",
+    "broker",
 ];
 
 pub(crate) fn command(args: &[String]) -> Result<(), String> {

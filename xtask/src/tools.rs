@@ -61,7 +61,6 @@ pub(crate) fn ensure_cargo_tool(krate: &str, version: &str) -> Result<(), String
 }
 
 /// Installs Debian packages unless every listed command already exists.
-#[allow(dead_code, reason = "used by the interop and broker checks")]
 pub(crate) fn ensure_apt(commands: &[&str], packages: &[&str]) -> Result<(), String> {
     if commands.iter().all(|c| which(c)) {
         return Ok(());
@@ -92,7 +91,6 @@ pub(crate) fn ensure_apt(commands: &[&str], packages: &[&str]) -> Result<(), Str
     }
 }
 
-#[allow(dead_code, reason = "used by ensure_apt")]
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -102,7 +100,6 @@ fn is_root() -> bool {
 }
 
 /// Whether a command is on the PATH.
-#[allow(dead_code, reason = "used by ensure_apt")]
 pub(crate) fn which(command: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(command).is_file()))

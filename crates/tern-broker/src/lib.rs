@@ -4,11 +4,15 @@
 //!   tree, retained messages, wills and expiry, driven by bytes and time the
 //!   caller hands in. It reads no clock and does no I/O, so a deterministic
 //!   simulator drives it as well as the tokio server does.
-//! - The `server` feature adds the tokio shell that owns the sockets.
+//! - [`server`] (the `server` feature, on by default) is the tokio shell
+//!   around it: TCP and WebSocket listeners, the timer, graceful shutdown,
+//!   and the TOML settings file `tern broker` reads.
 
 #![forbid(unsafe_code)]
 
 mod core;
+#[cfg(feature = "server")]
+pub mod server;
 
 pub use crate::core::{
     AllowAll, AuthDecision, Authenticator, Broker, BrokerConfig, BrokerEvent, ConnId, MemoryStore,

@@ -136,3 +136,85 @@ fn a_copy_is_detected() {
     let result = std::panic::catch_unwind(|| inside("copy", &copy, &alloc));
     assert!(result.is_err());
 }
+
+/// The other direction: a server writes the header and sends the payload
+/// `Bytes` itself, shared by every subscriber. Header + payload must be the
+/// packet `encode` writes, byte for byte, in every version.
+#[test]
+fn publish_header_then_payload_is_the_whole_packet() {
+    let big = Bytes::from(vec![0xa5; 70_000]); // a Remaining Length of three bytes
+    let cases = [
+        (
+            ProtocolVersion::V3_1,
+            QoS::AtMostOnce,
+            PublishProperties::default(),
+            Bytes::from_static(b"x"),
+        ),
+        (
+            ProtocolVersion::V3_1_1,
+            QoS::AtLeastOnce,
+            PublishProperties::default(),
+            big.clone(),
+        ),
+        (
+            ProtocolVersion::V5,
+            QoS::ExactlyOnce,
+            PublishProperties {
+                content_type: Some(s("text/plain")),
+                user_properties: vec![UserProperty::new(s("k"), s("v"))],
+                ..PublishProperties::default()
+            },
+            big,
+        ),
+        (
+            ProtocolVersion::V5,
+            QoS::AtMostOnce,
+            PublishProperties::default(),
+            Bytes::new(),
+        ),
+    ];
+    for (version, qos, properties, payload) in cases {
+        let publish = Publish {
+            qos,
+            retain: true,
+            topic: s("a/b"),
+            packet_id: (qos != QoS::AtMostOnce).then(|| PacketId::new(9).unwrap()),
+            properties,
+            payload,
+            ..Publish::default()
+        };
+        let mut whole = BytesMut::new();
+        publish.encode(version, &mut whole).unwrap();
+        let mut split = BytesMut::new();
+        publish.encode_header(version, &mut split).unwrap();
+        assert_eq!(
+            split.len() + publish.payload.len(),
+            publish.encoded_len(version)
+        );
+        split.extend_from_slice(&publish.payload);
+        assert_eq!(split, whole, "{version:?} {qos:?}");
+    }
+}
+
+#[test]
+fn publish_header_refuses_what_encode_refuses_and_writes_nothing() {
+    let publish = Publish {
+        topic: s("a/b"),
+        properties: PublishProperties {
+            content_type: Some(s("text/plain")),
+            ..PublishProperties::default()
+        },
+        ..Publish::default()
+    };
+    let mut dst = BytesMut::new();
+    assert_eq!(
+        publish.encode_header(ProtocolVersion::V3_1_1, &mut dst),
+        publish.encode(ProtocolVersion::V3_1_1, &mut BytesMut::new())
+    );
+    assert!(
+        publish
+            .encode_header(ProtocolVersion::V3_1_1, &mut dst)
+            .is_err()
+    );
+    assert!(dst.is_empty());
+}

@@ -340,7 +340,9 @@ impl Broker {
                 return;
             };
             if c.closing {
-                return;
+                // Closed by the protocol: its last packets (a refusing
+                // CONNACK, a DISCONNECT) still go out, so mark it ready.
+                break;
             }
             let before = buf.len();
             c.server.handle_bytes(now, buf);

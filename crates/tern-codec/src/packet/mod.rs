@@ -93,6 +93,20 @@ pub(crate) fn encode<T: Wire, B: BufMut>(
     packet.encode_into(version, dst)
 }
 
+/// Checks the packet for `version` and writes its fixed header; writes
+/// nothing if the check fails.
+pub(crate) fn put_fixed_header<T: Wire, B: BufMut>(
+    packet: &T,
+    version: ProtocolVersion,
+    dst: &mut B,
+) -> Result<(), EncodeError> {
+    packet.check(version)?;
+    let body = remaining_length(packet.body_len(version))?;
+    dst.put_u8(((T::TYPE as u8) << 4) | packet.flags());
+    put_varint(dst, body);
+    Ok(())
+}
+
 fn decode_body<T: Wire>(frame: &Frame<'_>, header: &FixedHeader) -> Result<T, DecodeError> {
     let body = &frame.bytes[header.header_len..];
     let (rest, packet) = T::parse_body(frame, header.flags, body).map_err(|e| frame.error(e))?;

@@ -1,6 +1,6 @@
 //! PUBLISH (MQTT 5.0 §3.3, 3.1.1 §3.3).
 
-use super::{Wire, remaining_length, require_no_properties};
+use super::{Wire, put_fixed_header, remaining_length, require_no_properties};
 use crate::{
     DecodeError, DecodeErrorKind, EncodeError, FixedHeader, MqttString, PacketId, PacketType,
     ProtocolVersion, QoS,
@@ -34,6 +34,55 @@ pub struct Publish {
     /// The application message, shared with the buffer it was read from.
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_impls::hex"))]
     pub payload: Bytes,
+}
+
+impl Publish {
+    /// Writes the whole packet except the payload: the fixed header (whose
+    /// Remaining Length counts the payload), the topic, the packet
+    /// identifier and the properties. Writing [`payload`](Self::payload)
+    /// right after it gives exactly what [`encode`](Self::encode) writes, so
+    /// a server can send one payload `Bytes` to many subscribers without
+    /// copying it into each connection's buffer. [`encoded_len`](Self::encoded_len)
+    /// still counts the payload. Writes nothing and returns an error if the
+    /// packet breaks the specification for `version`.
+    ///
+    /// ```
+    /// use bytes::BufMut;
+    /// use tern_codec::{MqttString, ProtocolVersion, Publish};
+    ///
+    /// let publish = Publish {
+    ///     topic: MqttString::from_static("a/b"),
+    ///     payload: bytes::Bytes::from_static(b"hello"),
+    ///     ..Publish::default()
+    /// };
+    /// let mut header = Vec::new();
+    /// publish.encode_header(ProtocolVersion::V5, &mut header)?;
+    /// header.put_slice(&publish.payload);
+    /// let mut whole = Vec::new();
+    /// publish.encode(ProtocolVersion::V5, &mut whole)?;
+    /// assert_eq!(header, whole);
+    /// # Ok::<(), tern_codec::EncodeError>(())
+    /// ```
+    pub fn encode_header<B: BufMut>(
+        &self,
+        version: ProtocolVersion,
+        dst: &mut B,
+    ) -> Result<(), EncodeError> {
+        put_fixed_header(self, version, dst)?;
+        self.write_variable_header(version, dst);
+        Ok(())
+    }
+
+    /// The topic, the packet identifier and (MQTT 5) the properties.
+    fn write_variable_header<B: BufMut>(&self, version: ProtocolVersion, dst: &mut B) {
+        put_binary(dst, self.topic.as_bytes());
+        if let Some(id) = self.packet_id {
+            dst.put_u16(id.get());
+        }
+        if version.is_v5() {
+            self.properties.write(dst);
+        }
+    }
 }
 
 const DUP: u8 = 0b1000;
@@ -96,13 +145,7 @@ impl Wire for Publish {
     }
 
     fn write_body<B: BufMut>(&self, version: ProtocolVersion, dst: &mut B) {
-        put_binary(dst, self.topic.as_bytes());
-        if let Some(id) = self.packet_id {
-            dst.put_u16(id.get());
-        }
-        if version.is_v5() {
-            self.properties.write(dst);
-        }
+        self.write_variable_header(version, dst);
         dst.put_slice(&self.payload);
     }
 

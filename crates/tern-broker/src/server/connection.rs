@@ -1,0 +1,223 @@
+//! One task per connection: read bytes and hand them to the core; write what
+//! the core hands back.
+//!
+//! The task does not look inside the bytes. It talks to the core over two
+//! channels:
+//!
+//! - [`Input`], shared by every connection and bounded: the core is the
+//!   bottleneck by design, and when it falls behind a reader waits in `send`,
+//!   stops reading its socket, and TCP flow control pushes back on the client.
+//! - [`Output`], one per connection and unbounded so the core never waits on
+//!   a connection. The core bounds it itself by credit: it counts the bytes
+//!   it sent here and we report written ([`Input::Written`]), and stops
+//!   producing for us above its high-water mark.
+//!
+//! and a third, the [`Gate`], a `watch` the core sets per connection: it
+//! pauses reading while the core holds back output for a connection, and
+//! says when the core has closed it.
+//!
+//! The reader and the writer run concurrently inside the task. The reader
+//! pauses while the gate says so: a client that does not read what we send
+//! must not make us queue answers (PINGRESP, PUBACK) without bound, so we
+//! stop reading it until its output drains (the drain rule of tern-session).
+//! Once the connection is ending, the writer gets [`FLUSH_TIMEOUT`] to write
+//! what it holds; a peer that stops reading cannot keep the task alive.
+
+use super::FLUSH_TIMEOUT;
+use crate::ConnId;
+use bytes::{Bytes, BytesMut};
+use std::{io, net::SocketAddr};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
+
+/// What the core allows a connection's reader to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gate {
+    /// Read.
+    Open,
+    /// Do not read: the core is holding back this connection's output.
+    Paused,
+    /// The core closed the connection.
+    Closed,
+}
+
+/// What connection tasks tell the core task.
+#[derive(Debug)]
+pub(crate) enum Input {
+    /// A new socket: the core answers with its [`ConnId`] and keeps `writer`.
+    Accepted {
+        writer: mpsc::UnboundedSender<Output>,
+        gate: watch::Sender<Gate>,
+        peer: SocketAddr,
+        transport: &'static str,
+        reply: oneshot::Sender<ConnId>,
+    },
+    /// Bytes read from the socket.
+    Data(ConnId, BytesMut),
+    /// This many bytes of [`Output::Data`] are written to the socket.
+    Written(ConnId, usize),
+    /// The peer closed the socket, or it failed.
+    Closed(ConnId),
+}
+
+/// What the core task tells a connection task.
+#[derive(Debug)]
+pub(crate) enum Output {
+    /// Bytes to write, in order. Large payloads arrive as chunks of their
+    /// own, shared with every other subscriber's connection.
+    Data(Vec<Bytes>),
+    /// Write what came before, then close the socket.
+    Close,
+}
+
+/// Reads from a socket, allocating a buffer only when there is something
+/// to read.
+pub(crate) trait Reader {
+    /// The next bytes, or `None` at end of stream.
+    async fn read(&mut self) -> io::Result<Option<BytesMut>>;
+}
+
+/// Writes chunks to a socket.
+pub(crate) trait Writer {
+    /// Writes every chunk, in order.
+    async fn write(&mut self, chunks: &[Bytes]) -> io::Result<()>;
+    /// Closes the socket (after the last write).
+    async fn close(&mut self);
+}
+
+/// What a connection task holds for its whole life: dropped when it ends.
+pub(crate) struct Guards {
+    /// Its place under the connection cap.
+    pub(crate) _permit: OwnedSemaphorePermit,
+    /// Shutdown waits until every clone of this is dropped.
+    pub(crate) _shutdown_complete: mpsc::Sender<()>,
+}
+
+/// Registers with the core, then reads and writes until either side ends.
+pub(crate) async fn serve<R: Reader, W: Writer>(
+    mut reader: R,
+    mut writer: W,
+    peer: SocketAddr,
+    transport: &'static str,
+    inputs: mpsc::Sender<Input>,
+    _guards: Guards,
+) {
+    let (output_tx, output_rx) = mpsc::unbounded_channel();
+    let (gate_tx, gate) = watch::channel(Gate::Open);
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let accepted = Input::Accepted {
+        writer: output_tx,
+        gate: gate_tx,
+        peer,
+        transport,
+        reply: reply_tx,
+    };
+    if inputs.send(accepted).await.is_err() {
+        return; // shutting down
+    }
+    let Ok(conn) = reply_rx.await else {
+        return;
+    };
+
+    {
+        let read = read_loop(&mut reader, conn, &inputs, gate.clone());
+        let write = write_loop(&mut writer, output_rx, conn, &inputs);
+        tokio::pin!(read, write);
+        let written = tokio::select! {
+            () = &mut read => {
+                // The peer closed its side (or the socket failed). The core's
+                // answer is to drop our output channel; the writer writes what
+                // is still queued (the peer may still be reading) and ends.
+                let _ = inputs.send(Input::Closed(conn)).await;
+                false
+            }
+            () = closed(gate) => false,
+            () = &mut write => {
+                // The core closed us, or a write failed (then the core must
+                // hear of it; after its own close it ignores the report).
+                let _ = inputs.send(Input::Closed(conn)).await;
+                true
+            }
+        };
+        // Reading has stopped. The writer flushes, for a bounded time.
+        if !written && tokio::time::timeout(FLUSH_TIMEOUT, write).await.is_err() {
+            tracing::debug!(%conn, "gave up flushing after {FLUSH_TIMEOUT:?}");
+        }
+    }
+    writer.close().await;
+}
+
+/// Completes when the core closes the connection (or forgets it).
+async fn closed(mut gate: watch::Receiver<Gate>) {
+    let _ = gate.wait_for(|g| *g == Gate::Closed).await;
+}
+
+async fn read_loop<R: Reader>(
+    reader: &mut R,
+    conn: ConnId,
+    inputs: &mpsc::Sender<Input>,
+    mut gate: watch::Receiver<Gate>,
+) {
+    loop {
+        // Wait while paused; stop once closed (or once the core forgot us).
+        match gate.wait_for(|g| *g != Gate::Paused).await {
+            Ok(g) if *g == Gate::Open => {}
+            _ => return,
+        }
+        match reader.read().await {
+            Ok(Some(bytes)) => {
+                if inputs.send(Input::Data(conn, bytes)).await.is_err() {
+                    return; // the core has stopped
+                }
+            }
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(%conn, "read failed: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// Chunks written in one go at most, across queued [`Output::Data`]s.
+const MAX_CHUNKS: usize = 64;
+
+async fn write_loop<W: Writer>(
+    writer: &mut W,
+    mut outputs: mpsc::UnboundedReceiver<Output>,
+    conn: ConnId,
+    inputs: &mpsc::Sender<Input>,
+) {
+    let mut chunks = Vec::new();
+    // `None`: the core dropped its sender (after our `Closed`, or at shutdown).
+    while let Some(first) = outputs.recv().await {
+        // Take whatever else is already queued, for one vectored write.
+        let mut close = false;
+        let mut next = Some(first);
+        while let Some(output) = next.take() {
+            match output {
+                Output::Data(batch) => chunks.extend(batch),
+                Output::Close => {
+                    close = true;
+                    break;
+                }
+            }
+            if chunks.len() < MAX_CHUNKS {
+                next = outputs.try_recv().ok();
+            }
+        }
+        if !chunks.is_empty() {
+            let n = chunks.iter().map(Bytes::len).sum();
+            if let Err(e) = writer.write(&chunks).await {
+                tracing::debug!(%conn, "write failed: {e}");
+                return;
+            }
+            chunks.clear();
+            if inputs.send(Input::Written(conn, n)).await.is_err() && !close {
+                return;
+            }
+        }
+        if close {
+            return;
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Accept loops, and the plain TCP transport.
+//!
+//! A semaphore with `max_connections` permits caps the connections. When it
+//! is exhausted the listener still accepts, and closes the new socket at
+//! once (logging it), rather than leaving clients to wait in the kernel's
+//! listen backlog until their own timeout: an immediate close is an answer
+//! a client can act on, and accepting keeps the backlog from filling with
+//! connections nobody will serve.
+
+use super::connection::{self, Guards, Input, Reader, Writer};
+use super::websocket;
+use bytes::{Bytes, BytesMut};
+use std::{io, io::IoSlice, sync::Arc, time::Duration};
+use tokio::{
+    io::AsyncWriteExt,
+    net::{
+        TcpListener,
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+    },
+    sync::{Semaphore, broadcast, mpsc},
+};
+
+/// What the listeners share.
+pub(crate) struct Shared {
+    /// The core task's input channel.
+    pub(crate) inputs: mpsc::Sender<Input>,
+    /// One permit per open connection.
+    pub(crate) limit: Arc<Semaphore>,
+    pub(crate) max_connections: usize,
+    /// Cloned into each connection task (see [`Guards`]).
+    pub(crate) shutdown_complete: mpsc::Sender<()>,
+    /// How long a WebSocket upgrade may take (the connect timeout: the MQTT
+    /// clock only starts once the upgrade is done).
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) websocket: websocket::Config,
+}
+
+/// Which protocol a listener speaks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Kind {
+    Tcp,
+    WebSocket,
+}
+
+/// Accepts connections until shutdown.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    kind: Kind,
+    shared: Arc<Shared>,
+    mut shutdown: broadcast::Receiver<()>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.recv() => return,
+        };
+        let (socket, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of file descriptors, typically: back off a little
+                // rather than spin, as mini-redis does.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = shared.limit.clone().try_acquire_owned() else {
+            tracing::warn!(
+                %peer,
+                "connection limit ({}) reached: closing the new connection",
+                shared.max_connections
+            );
+            drop(socket);
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let guards = Guards {
+            _permit: permit,
+            _shutdown_complete: shared.shutdown_complete.clone(),
+        };
+        let inputs = shared.inputs.clone();
+        match kind {
+            Kind::Tcp => {
+                let (read, write) = socket.into_split();
+                tokio::spawn(connection::serve(
+                    TcpReader::new(read),
+                    TcpWriter(write),
+                    peer,
+                    "tcp",
+                    inputs,
+                    guards,
+                ));
+            }
+            Kind::WebSocket => {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let upgrade = tokio::time::timeout(
+                        shared.handshake_timeout,
+                        websocket::accept(socket, &shared.websocket),
+                    );
+                    match upgrade.await {
+                        Ok(Ok((reader, writer))) => {
+                            connection::serve(reader, writer, peer, "ws", inputs, guards).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, "WebSocket upgrade failed: {e}"),
+                        Err(_) => tracing::debug!(%peer, "WebSocket upgrade timed out"),
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// The smallest and largest read sizes: reads start small, so an idle
+/// connection costs little, and grow while the socket fills them.
+const READ_MIN: usize = 4 * 1024;
+const READ_MAX: usize = 64 * 1024;
+
+/// Reads a TCP socket, allocating only once it is readable.
+pub(crate) struct TcpReader {
+    half: OwnedReadHalf,
+    size: usize,
+}
+
+impl TcpReader {
+    fn new(half: OwnedReadHalf) -> Self {
+        Self {
+            half,
+            size: READ_MIN,
+        }
+    }
+}
+
+impl Reader for TcpReader {
+    async fn read(&mut self) -> io::Result<Option<BytesMut>> {
+        loop {
+            // Waiting costs no buffer: it is allocated once there are bytes.
+            self.half.readable().await?;
+            let mut buf = BytesMut::with_capacity(self.size);
+            match self.half.try_read_buf(&mut buf) {
+                Ok(0) => return Ok(None),
+                Ok(n) => {
+                    if n == self.size {
+                        self.size = (self.size * 2).min(READ_MAX);
+                    } else if n < self.size / 4 {
+                        self.size = (self.size / 2).max(READ_MIN);
+                    }
+                    return Ok(Some(buf));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Writes a TCP socket with vectored writes: shared payload chunks go out
+/// without being copied.
+pub(crate) struct TcpWriter(OwnedWriteHalf);
+
+impl Writer for TcpWriter {
+    async fn write(&mut self, chunks: &[Bytes]) -> io::Result<()> {
+        let (mut index, mut offset) = (0, 0);
+        let mut slices = Vec::with_capacity(chunks.len());
+        while index < chunks.len() {
+            slices.clear();
+            slices.push(IoSlice::new(&chunks[index][offset..]));
+            slices.extend(chunks[index + 1..].iter().map(|c| IoSlice::new(c)));
+            let mut n = self.0.write_vectored(&slices).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            // Advance past what was written.
+            while index < chunks.len() && n >= chunks[index].len() - offset {
+                n -= chunks[index].len() - offset;
+                index += 1;
+                offset = 0;
+            }
+            offset += n;
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self) {
+        let _ = self.0.shutdown().await;
+    }
+}

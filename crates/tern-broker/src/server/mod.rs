@@ -1,0 +1,291 @@
+//! The tokio server: listeners, sockets, the clock and shutdown around the
+//! sans-IO [`Broker`](crate::Broker).
+//!
+//! The shell is thin. It knows how to accept sockets, move bytes and keep
+//! time; every protocol decision (what a packet means, when a keep alive has
+//! expired, who receives a message) is the core's. It is built from a few
+//! tasks that each have one job, wired by channels that each have one
+//! reason to exist:
+//!
+//! ```text
+//!   listener (TCP / WebSocket) ──spawn──▶ connection task ─┐  Input (bounded mpsc)
+//!   listener ...                          connection task ─┼──────────────────────▶ core task
+//!                                         connection task ─┘                         owns Broker
+//!                  ◀── Output (one unbounded mpsc per connection, bounded by credit) ─┘
+//! ```
+//!
+//! - **The core task** (`driver.rs`) owns the [`Broker`](crate::Broker). It is
+//!   the only place protocol state lives, so the broker stays single-threaded
+//!   and deterministic, exactly as the simulator drives it. It waits on three
+//!   things: input from connections, the core's next deadline, and the
+//!   shutdown signal. After each, it follows the drain rule.
+//! - **A connection task** (`connection.rs`) per socket reads bytes and sends
+//!   them to the core, and writes what the core sends back. It never looks
+//!   inside the bytes.
+//! - **The listeners** (`listener.rs`) accept sockets (and, for WebSocket, run
+//!   the HTTP upgrade) and spawn connection tasks, under a semaphore that caps
+//!   the number of connections.
+//!
+//! Shutdown follows mini-redis: a `broadcast` channel tells the listeners and
+//! the core task to stop; the core sends every connection its DISCONNECT
+//! (0x8B for MQTT 5) and a close; each connection task holds a clone of an
+//! `mpsc::Sender` that it drops when it ends, so [`Running::shutdown`] knows
+//! every socket has been flushed when the matching receiver yields `None`.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use tern_broker::server::{self, BrokerSettings};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let settings = BrokerSettings::load("broker.toml")?;
+//! let running = server::start(settings).await?;
+//! for addr in running.tcp_addrs() {
+//!     println!("listening tcp {addr}");
+//! }
+//! running.run_until(server::shutdown_signal()).await;
+//! # Ok(())
+//! # }
+//! ```
+
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "the shell owns the clock and sockets"
+)]
+
+mod connection;
+mod driver;
+mod listener;
+mod settings;
+mod websocket;
+
+pub use settings::{BrokerSettings, Limits, Listeners, SettingsError};
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use tokio::{
+    net::TcpListener,
+    sync::{Semaphore, broadcast, mpsc},
+    task::JoinHandle,
+};
+
+/// How long shutdown waits for connections to flush their last packets.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why the server could not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A listener's address could not be bound (in use, not local, no permission).
+    Bind {
+        /// `tcp` or `ws`.
+        kind: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Bind { kind, addr, source } => {
+                write!(f, "cannot listen ({kind}) on {addr}: {source}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Bind { source, .. } => Some(source),
+        }
+    }
+}
+
+/// A running server: its bound addresses, and the way to stop it.
+#[derive(Debug)]
+pub struct Running {
+    tcp_addrs: Vec<SocketAddr>,
+    ws_addrs: Vec<SocketAddr>,
+    /// Tells the listeners and the core task to stop.
+    notify_shutdown: broadcast::Sender<()>,
+    /// Every connection task holds a clone; `recv` yields `None` once all
+    /// of them have ended. Ours is dropped when shutting down.
+    shutdown_complete_tx: mpsc::Sender<()>,
+    shutdown_complete_rx: mpsc::Receiver<()>,
+    core: JoinHandle<()>,
+}
+
+impl Running {
+    /// The bound TCP listener addresses, in the order configured (port 0
+    /// resolved to the port the system chose).
+    pub fn tcp_addrs(&self) -> &[SocketAddr] {
+        &self.tcp_addrs
+    }
+
+    /// The bound WebSocket listener addresses.
+    pub fn ws_addrs(&self) -> &[SocketAddr] {
+        &self.ws_addrs
+    }
+
+    /// The first TCP address, if any.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addrs.first().copied()
+    }
+
+    /// The first WebSocket address, if any.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.ws_addrs.first().copied()
+    }
+
+    /// Runs until `signal` completes (or the core task stops on its own,
+    /// which only a bug does), then shuts down gracefully.
+    pub async fn run_until<F: Future>(mut self, signal: F) {
+        tokio::select! {
+            _ = signal => {}
+            result = &mut self.core => {
+                tracing::error!(?result, "the broker core task stopped");
+            }
+        }
+        self.shutdown().await;
+    }
+
+    /// Stops gracefully: no new connections, every client gets a DISCONNECT
+    /// (0x8B Server shutting down, MQTT 5) and its socket closed, and this
+    /// waits up to [`FLUSH_TIMEOUT`] for the sockets to flush.
+    pub async fn shutdown(self) {
+        let Running {
+            notify_shutdown,
+            shutdown_complete_tx,
+            mut shutdown_complete_rx,
+            core,
+            ..
+        } = self;
+        // Nobody may be listening any more (the core stopped by itself); that is fine.
+        let _ = notify_shutdown.send(());
+        // The core task drains the DISCONNECTs into the connections' writers
+        // and returns; its end closes the input channel, which stops the readers.
+        let _ = core.await;
+        drop(shutdown_complete_tx);
+        // `None` once the last connection task has dropped its sender.
+        let flushed = tokio::time::timeout(FLUSH_TIMEOUT, shutdown_complete_rx.recv()).await;
+        match flushed {
+            Ok(_) => tracing::info!("shut down"),
+            Err(_) => {
+                tracing::warn!("shut down with connections still flushing after {FLUSH_TIMEOUT:?}")
+            }
+        }
+    }
+}
+
+/// Completes on Ctrl-C, or on SIGTERM on Unix.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
+        () = terminate => tracing::info!("SIGTERM: shutting down"),
+    }
+}
+
+/// Binds every listener in `settings`, starts the core task and the accept
+/// loops, and returns once the server is accepting connections.
+///
+/// Must be called inside a tokio runtime (multi-threaded or not).
+pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
+    // Bind everything first, so a port in use is reported before anything runs.
+    let mut tcp = Vec::new();
+    for &addr in &settings.listeners.tcp {
+        tcp.push(bind("tcp", addr).await?);
+    }
+    let mut ws = Vec::new();
+    for &addr in &settings.listeners.ws {
+        ws.push(bind("ws", addr).await?);
+    }
+    let local = |l: &TcpListener, configured: SocketAddr| l.local_addr().unwrap_or(configured);
+    let tcp_addrs: Vec<SocketAddr> = tcp
+        .iter()
+        .zip(&settings.listeners.tcp)
+        .map(|(l, &a)| local(l, a))
+        .collect();
+    let ws_addrs: Vec<SocketAddr> = ws
+        .iter()
+        .zip(&settings.listeners.ws)
+        .map(|(l, &a)| local(l, a))
+        .collect();
+
+    let (notify_shutdown, _) = broadcast::channel(1);
+    let (shutdown_complete_tx, shutdown_complete_rx) = mpsc::channel(1);
+    // Connections hand bytes to the core through one bounded channel: when
+    // the core falls behind, `send` waits, the reader stops reading, and
+    // TCP's own flow control slows the publishers down.
+    let (inputs_tx, inputs_rx) = mpsc::channel(driver::INPUT_CAPACITY);
+
+    let core = tokio::spawn(driver::run(
+        settings.broker_config(),
+        inputs_rx,
+        notify_shutdown.subscribe(),
+    ));
+
+    let shared = Arc::new(listener::Shared {
+        inputs: inputs_tx,
+        limit: Arc::new(Semaphore::new(settings.limits.max_connections)),
+        max_connections: settings.limits.max_connections,
+        shutdown_complete: shutdown_complete_tx.clone(),
+        handshake_timeout: settings.limits.connect_timeout,
+        websocket: websocket::Config::new(&settings),
+    });
+    for (l, &addr) in tcp.into_iter().zip(&tcp_addrs) {
+        tracing::info!("listening tcp {addr}");
+        tokio::spawn(listener::accept_loop(
+            l,
+            listener::Kind::Tcp,
+            shared.clone(),
+            notify_shutdown.subscribe(),
+        ));
+    }
+    for (l, &addr) in ws.into_iter().zip(&ws_addrs) {
+        tracing::info!("listening ws {addr}{}", settings.listeners.ws_path);
+        tokio::spawn(listener::accept_loop(
+            l,
+            listener::Kind::WebSocket,
+            shared.clone(),
+            notify_shutdown.subscribe(),
+        ));
+    }
+    Ok(Running {
+        tcp_addrs,
+        ws_addrs,
+        notify_shutdown,
+        shutdown_complete_tx,
+        shutdown_complete_rx,
+        core,
+    })
+}
+
+async fn bind(kind: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { kind, addr, source })
+}

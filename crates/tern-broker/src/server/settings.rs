@@ -1,0 +1,387 @@
+//! The settings file: listeners and limits, in TOML.
+//!
+//! [`BrokerSettings`] is what `tern broker --config FILE` reads, and what a
+//! library user can load to get the same behaviour. Every key is optional
+//! and unknown keys are errors, so a typo never silently falls back to a
+//! default. `crates/tern-broker/broker.example.toml` documents each key; a
+//! test parses it.
+
+use crate::BrokerConfig;
+use serde::{Deserialize, Deserializer, de};
+use std::{
+    fmt,
+    net::SocketAddr,
+    num::NonZeroU16,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+use tern_codec::QoS;
+use tern_session::{OverflowPolicy, QueueLimits};
+
+/// Everything the server needs: where to listen, and the limits.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerSettings {
+    /// Where to listen (`[listeners]`).
+    pub listeners: Listeners,
+    /// Limits and protocol options (`[limits]`).
+    pub limits: Limits,
+}
+
+/// The `[listeners]` table. Each list replaces its default; an empty list
+/// turns that kind of listener off.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listeners {
+    /// MQTT over TCP (default `["127.0.0.1:1883"]`).
+    pub tcp: Vec<SocketAddr>,
+    /// MQTT over WebSocket (default `["127.0.0.1:8083"]`).
+    pub ws: Vec<SocketAddr>,
+    /// The HTTP path of the WebSocket endpoint (default `/mqtt`).
+    #[serde(deserialize_with = "http_path")]
+    pub ws_path: String,
+}
+
+impl Default for Listeners {
+    fn default() -> Self {
+        Self {
+            tcp: vec![SocketAddr::from(([127, 0, 0, 1], 1883))],
+            ws: vec![SocketAddr::from(([127, 0, 0, 1], 8083))],
+            ws_path: "/mqtt".to_string(),
+        }
+    }
+}
+
+/// The `[limits]` table: resource limits and what the broker announces to
+/// clients in CONNACK.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Connections open at once; more are closed as soon as they are accepted.
+    #[serde(deserialize_with = "at_least_one")]
+    pub max_connections: usize,
+    /// The largest packet accepted, in bytes (announced as Maximum Packet Size).
+    #[serde(deserialize_with = "packet_size")]
+    pub max_packet_size: u32,
+    /// QoS 1 and 2 messages a client may have unacknowledged with the broker
+    /// (announced as Receive Maximum; more is a protocol error, 0x93).
+    pub max_inflight: NonZeroU16,
+    /// Messages waiting per session (offline, or behind the in-flight window).
+    pub max_queued_messages: usize,
+    /// Bytes of topic and payload waiting per session.
+    pub max_queued_bytes: usize,
+    /// Queue QoS 0 messages for offline persistent sessions too.
+    pub queue_qos0: bool,
+    /// Seconds a new connection has to send CONNECT (fractions allowed).
+    #[serde(deserialize_with = "seconds")]
+    pub connect_timeout: Duration,
+    /// The longest keep alive allowed, in seconds; MQTT 5 clients asking for
+    /// more (or none) are told this value. Absent: no limit.
+    pub max_keep_alive: Option<u16>,
+    /// Whether retained messages are supported.
+    pub retain_available: bool,
+    /// The highest QoS accepted and granted (0, 1 or 2).
+    #[serde(deserialize_with = "qos")]
+    pub maximum_qos: QoS,
+    /// The highest topic alias a client may use (0: none).
+    pub topic_alias_maximum: u16,
+    /// Seconds between `$SYS` updates (fractions allowed); 0 turns them off.
+    #[serde(deserialize_with = "seconds")]
+    pub sys_interval: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let config = BrokerConfig::default();
+        let server = config.server;
+        Self {
+            max_connections: 10_000,
+            max_packet_size: server.maximum_packet_size,
+            max_inflight: server.receive_maximum,
+            max_queued_messages: server.queue.max_messages,
+            max_queued_bytes: server.queue.max_bytes,
+            queue_qos0: config.queue_qos0_offline,
+            connect_timeout: server.connect_timeout,
+            max_keep_alive: server.max_keep_alive,
+            retain_available: server.retain_available,
+            maximum_qos: server.maximum_qos,
+            topic_alias_maximum: server.topic_alias_maximum,
+            sys_interval: config.sys_interval.unwrap_or(Duration::ZERO),
+        }
+    }
+}
+
+/// A settings file that could not be read or parsed. The message names the
+/// file, and for a bad value the key and line.
+#[derive(Debug)]
+pub struct SettingsError {
+    path: Option<PathBuf>,
+    message: String,
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.path {
+            Some(path) => write!(f, "{}: {}", path.display(), self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for SettingsError {}
+
+impl BrokerSettings {
+    /// Reads and parses a settings file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, SettingsError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| SettingsError {
+            path: Some(path.to_path_buf()),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::from_toml(&text).map_err(|mut e| {
+            e.path = Some(path.to_path_buf());
+            e
+        })
+    }
+
+    /// Parses settings from TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, SettingsError> {
+        toml::from_str(text).map_err(|e: toml::de::Error| SettingsError {
+            path: None,
+            message: describe(text, &e),
+        })
+    }
+
+    /// The broker core's configuration these settings give.
+    pub fn broker_config(&self) -> BrokerConfig {
+        let l = &self.limits;
+        let mut config = BrokerConfig::default();
+        let server = &mut config.server;
+        server.connect_timeout = l.connect_timeout;
+        server.receive_maximum = l.max_inflight;
+        server.maximum_packet_size = l.max_packet_size;
+        server.topic_alias_maximum = l.topic_alias_maximum;
+        server.maximum_qos = l.maximum_qos;
+        server.retain_available = l.retain_available;
+        server.max_keep_alive = l.max_keep_alive;
+        server.queue = QueueLimits {
+            max_messages: l.max_queued_messages,
+            max_bytes: l.max_queued_bytes,
+            overflow: OverflowPolicy::DropNewest,
+        };
+        config.queue_qos0_offline = l.queue_qos0;
+        config.sys_interval = (!l.sys_interval.is_zero()).then_some(l.sys_interval);
+        config
+    }
+}
+
+/// The toml crate's message (line, column, the offending line, what was
+/// expected), led by the dotted key the error is about when it can be found.
+fn describe(text: &str, e: &toml::de::Error) -> String {
+    let message = e.to_string();
+    let message = message.trim_end();
+    match e.span().and_then(|span| key_at(text, span.start)) {
+        Some(key) => format!("key `{key}`: {message}"),
+        None => message.to_string(),
+    }
+}
+
+/// The dotted key (`limits.max_packet_size`) whose line holds byte `offset`.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let mut table = String::new();
+    let mut pos = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if let Some(name) = trimmed.strip_prefix('[') {
+            table = name
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string();
+        }
+        if (pos..pos + line.len()).contains(&offset) {
+            let (key, _) = trimmed.split_once('=')?;
+            let key = key.trim();
+            return Some(if table.is_empty() {
+                key.to_string()
+            } else {
+                format!("{table}.{key}")
+            });
+        }
+        pos += line.len();
+    }
+    None
+}
+
+fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    struct Seconds;
+    impl de::Visitor<'_> for Seconds {
+        type Value = Duration;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a number of seconds (for example 10 or 0.5)")
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+            u64::try_from(v)
+                .map(Duration::from_secs)
+                .map_err(|_| E::custom("seconds cannot be negative"))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+            Ok(Duration::from_secs(v))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
+            Duration::try_from_secs_f64(v)
+                .map_err(|_| E::custom("seconds must be a finite, non-negative number"))
+        }
+    }
+    d.deserialize_any(Seconds)
+}
+
+fn qos<'de, D: Deserializer<'de>>(d: D) -> Result<QoS, D::Error> {
+    let v = u8::deserialize(d)?;
+    QoS::from_u8(v).ok_or_else(|| de::Error::custom("maximum_qos must be 0, 1 or 2"))
+}
+
+fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    match usize::deserialize(d)? {
+        0 => Err(de::Error::custom("must be at least 1")),
+        n => Ok(n),
+    }
+}
+
+fn packet_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = u32::deserialize(d)?;
+    // A CONNECT with a one-byte client id is 15 bytes; MQTT caps packets at
+    // 268,435,460 bytes.
+    if (16..=tern_codec::MAX_PACKET_SIZE).contains(&v) {
+        Ok(v)
+    } else {
+        Err(de::Error::custom(format!(
+            "max_packet_size must be between 16 and {}",
+            tern_codec::MAX_PACKET_SIZE
+        )))
+    }
+}
+
+fn http_path<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let v = String::deserialize(d)?;
+    if v.starts_with('/') {
+        Ok(v)
+    } else {
+        Err(de::Error::custom("ws_path must start with `/`"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_gives_the_defaults() {
+        assert_eq!(
+            BrokerSettings::from_toml("").unwrap(),
+            BrokerSettings::default()
+        );
+    }
+
+    #[test]
+    fn the_example_file_parses_and_sets_every_key() {
+        let text = include_str!("../../broker.example.toml");
+        let parsed = BrokerSettings::from_toml(text).unwrap();
+        // The example shows the defaults, so a changed default shows up here.
+        assert_eq!(parsed, BrokerSettings::default());
+        // Every key of both tables appears uncommented in the example.
+        for key in [
+            "tcp",
+            "ws",
+            "ws_path",
+            "max_connections",
+            "max_packet_size",
+            "max_inflight",
+            "max_queued_messages",
+            "max_queued_bytes",
+            "queue_qos0",
+            "connect_timeout",
+            "retain_available",
+            "maximum_qos",
+            "topic_alias_maximum",
+            "sys_interval",
+        ] {
+            assert!(
+                text.lines().any(|l| l.starts_with(&format!("{key} ="))),
+                "{key} is not in broker.example.toml"
+            );
+        }
+        assert!(text.contains("# max_keep_alive ="));
+    }
+
+    #[test]
+    fn values_map_to_the_core_config() {
+        let s = BrokerSettings::from_toml(
+            "[limits]\nmax_inflight = 5\nmaximum_qos = 1\nconnect_timeout = 0.25\n\
+             sys_interval = 0\nmax_keep_alive = 30\nqueue_qos0 = true\nmax_queued_messages = 7\n",
+        )
+        .unwrap();
+        let c = s.broker_config();
+        assert_eq!(c.server.receive_maximum.get(), 5);
+        assert_eq!(c.server.maximum_qos, QoS::AtLeastOnce);
+        assert_eq!(c.server.connect_timeout, Duration::from_millis(250));
+        assert_eq!(c.sys_interval, None);
+        assert_eq!(c.server.max_keep_alive, Some(30));
+        assert!(c.queue_qos0_offline);
+        assert_eq!(c.server.queue.max_messages, 7);
+    }
+
+    #[track_caller]
+    fn error(text: &str) -> String {
+        BrokerSettings::from_toml(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_line() {
+        let e = error("[limits]\nmax_connections = 3\nmax_conections = 4\n");
+        assert!(e.contains("limits.max_conections"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_value_is_named_with_its_line() {
+        let e = error("[listeners]\ntcp = [\"127.0.0.1:1883\"]\n\n[limits]\nmaximum_qos = 3\n");
+        assert!(e.contains("limits.maximum_qos"), "{e}");
+        assert!(e.contains("line 5"), "{e}");
+        assert!(e.contains("0, 1 or 2"), "{e}");
+
+        let e = error("[limits]\nmax_inflight = 0\n");
+        assert!(
+            e.contains("limits.max_inflight") && e.contains("line 2"),
+            "{e}"
+        );
+
+        let e = error("[listeners]\ntcp = [\"localhost\"]\n");
+        assert!(e.contains("listeners.tcp") && e.contains("line 2"), "{e}");
+
+        let e = error("[limits]\nconnect_timeout = \"soon\"\n");
+        assert!(
+            e.contains("limits.connect_timeout") && e.contains("seconds"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_file_error_names_the_file() {
+        let dir = std::env::temp_dir().join(format!("tern-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "[limits]\nmax_packet_size = 1\n").unwrap();
+        let e = BrokerSettings::load(&path).unwrap_err().to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(e.starts_with(&path.display().to_string()), "{e}");
+        assert!(
+            e.contains("limits.max_packet_size") && e.contains("line 2"),
+            "{e}"
+        );
+
+        let missing = BrokerSettings::load("/nonexistent/tern.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("/nonexistent/tern.toml") && missing.contains("cannot read"));
+    }
+}

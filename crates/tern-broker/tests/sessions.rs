@@ -1,0 +1,191 @@
+//! Sessions end to end: offline queues, session present, expiry; and
+//! retained messages.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+use tern_codec::{Connect, Disconnect, ProtocolVersion, Publish, QoS, ReasonCode};
+
+fn persistent(version: ProtocolVersion, id: &str, expiry: Option<u32>) -> Connect {
+    let mut c = connect(version, id);
+    c.clean_start = false;
+    c.properties.session_expiry_interval = expiry;
+    c
+}
+
+async fn leave(mut raw: Raw) {
+    raw.send(Disconnect::new(ReasonCode::Success)).await;
+    assert!(raw.closed(WAIT).await.is_empty());
+}
+
+#[tokio::test]
+async fn an_offline_queue_is_delivered_in_order_with_session_present_mqtt_4_6_0_1() {
+    let broker = start().await;
+    for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+        let id = format!("offline-{version}");
+        let session = persistent(version, &id, version.is_v5().then_some(600));
+        let (mut sub, ack) = Raw::connect(broker.tcp, session.clone()).await;
+        assert!(!ack.session_present);
+        sub.subscribe("queue/t", QoS::AtLeastOnce).await;
+        leave(sub).await;
+
+        let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "queue-pub").await;
+        for n in 1..=5u16 {
+            let payload: &'static [u8] = Box::leak(n.to_string().into_bytes().into_boxed_slice());
+            let qos = if n % 2 == 0 {
+                QoS::ExactlyOnce
+            } else {
+                QoS::AtLeastOnce
+            };
+            publisher.publish(publish("queue/t", payload, qos, n)).await;
+        }
+        // QoS 0 is not queued for offline sessions (queue_qos0 is off).
+        publisher
+            .publish(publish("queue/t", b"qos0", QoS::AtMostOnce, 0))
+            .await;
+        leave(publisher).await;
+
+        let (mut sub, ack) = Raw::connect(broker.tcp, session).await;
+        assert!(ack.session_present, "{version}");
+        for n in 1..=5 {
+            let got = sub.recv_publish().await;
+            assert_eq!(got.payload, n.to_string(), "{version}");
+            assert_eq!(got.qos, QoS::AtLeastOnce);
+        }
+        sub.ping().await;
+        leave(sub).await;
+    }
+}
+
+#[tokio::test]
+async fn rumqttc_persistent_session_gets_what_it_missed() {
+    let broker = start().await;
+    let (mut sub, _) = V4::connect(broker.tcp, "rumqttc-persistent", |o| {
+        o.set_clean_session(false);
+    })
+    .await;
+    sub.subscribe("missed/t", rumqttc::QoS::AtLeastOnce).await;
+    sub.client.disconnect().await.unwrap();
+    sub.connection_lost().await;
+    drop(sub);
+
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V3_1_1, "missed-pub").await;
+    publisher
+        .publish(publish("missed/t", b"while away", QoS::AtLeastOnce, 1))
+        .await;
+
+    let (mut sub, ack) = V4::connect(broker.tcp, "rumqttc-persistent", |o| {
+        o.set_clean_session(false);
+    })
+    .await;
+    assert!(ack.session_present);
+    assert_eq!(&sub.next_publish().await.payload[..], b"while away");
+}
+
+#[tokio::test]
+async fn a_clean_start_discards_the_old_session() {
+    let broker = start().await;
+    let (mut sub, _) = Raw::connect(
+        broker.tcp,
+        persistent(ProtocolVersion::V5, "clean", Some(600)),
+    )
+    .await;
+    sub.subscribe("clean/t", QoS::AtLeastOnce).await;
+    leave(sub).await;
+    let (mut sub, ack) = Raw::connect(broker.tcp, connect(ProtocolVersion::V5, "clean")).await;
+    assert!(!ack.session_present);
+    // The old subscription is gone too.
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "clean-pub").await;
+    let code = publisher
+        .publish(publish("clean/t", b"x", QoS::AtLeastOnce, 1))
+        .await;
+    assert_eq!(code, ReasonCode::NoMatchingSubscribers);
+    sub.ping().await;
+}
+
+#[tokio::test]
+async fn session_expiry_removes_the_session_mqtt_4_1_0_2() {
+    let broker = start().await;
+    // Expiry 0 (the MQTT 5 default): the session ends with the connection.
+    let (mut sub, _) =
+        Raw::connect(broker.tcp, persistent(ProtocolVersion::V5, "exp-0", None)).await;
+    sub.subscribe("exp/t", QoS::AtLeastOnce).await;
+    leave(sub).await;
+    let (_sub, ack) =
+        Raw::connect(broker.tcp, persistent(ProtocolVersion::V5, "exp-0", None)).await;
+    assert!(!ack.session_present);
+
+    // Expiry 1 s: present right after, gone once the second has passed.
+    let (mut sub, _) = Raw::connect(
+        broker.tcp,
+        persistent(ProtocolVersion::V5, "exp-1", Some(1)),
+    )
+    .await;
+    sub.subscribe("exp/t", QoS::AtLeastOnce).await;
+    leave(sub).await;
+    let (sub, ack) = Raw::connect(
+        broker.tcp,
+        persistent(ProtocolVersion::V5, "exp-1", Some(1)),
+    )
+    .await;
+    assert!(ack.session_present);
+    leave(sub).await;
+    // The behaviour under test is the passing of time.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "exp-pub").await;
+    let code = publisher
+        .publish(publish("exp/t", b"x", QoS::AtLeastOnce, 1))
+        .await;
+    assert_eq!(
+        code,
+        ReasonCode::NoMatchingSubscribers,
+        "the subscription went with the session"
+    );
+    let (_sub, ack) = Raw::connect(
+        broker.tcp,
+        persistent(ProtocolVersion::V5, "exp-1", Some(1)),
+    )
+    .await;
+    assert!(!ack.session_present);
+}
+
+#[tokio::test]
+async fn retained_messages_are_set_replaced_cleared_and_sent_on_subscribe_mqtt_3_3_1_5_to_7() {
+    let broker = start().await;
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "retain-pub").await;
+    let retained = |payload: &'static [u8], id| Publish {
+        retain: true,
+        ..publish("retained/t", payload, QoS::AtLeastOnce, id)
+    };
+    publisher.publish(retained(b"first", 1)).await;
+    publisher.publish(retained(b"second", 2)).await;
+
+    let versions = [
+        (ProtocolVersion::V3_1_1, &b"second"[..], &b"third"[..]),
+        (ProtocolVersion::V5, &b"third"[..], &b"fourth"[..]),
+    ];
+    for (n, (version, stored, replacement)) in versions.into_iter().enumerate() {
+        let mut sub = Raw::connected(broker.tcp, version, &format!("retain-{version}")).await;
+        sub.subscribe("retained/#", QoS::AtLeastOnce).await;
+        let got = sub.recv_publish().await;
+        assert_eq!(
+            (got.payload.as_ref(), got.retain),
+            (stored, true),
+            "{version}"
+        );
+        assert_eq!(got.qos, QoS::AtLeastOnce);
+        sub.ping().await;
+        // Forwarded live, the RETAIN flag is cleared (no Retain As Published).
+        let payload: &'static [u8] = Box::leak(replacement.to_vec().into_boxed_slice());
+        publisher.publish(retained(payload, 3 + n as u16)).await;
+        let got = sub.recv_publish().await;
+        assert_eq!((got.payload.as_ref(), got.retain), (replacement, false));
+    }
+
+    // An empty retained payload clears it (and is itself delivered live).
+    publisher.publish(retained(b"", 9)).await;
+    let mut late = Raw::connected(broker.tcp, ProtocolVersion::V5, "retain-late").await;
+    late.subscribe("retained/#", QoS::AtLeastOnce).await;
+    late.ping().await;
+}

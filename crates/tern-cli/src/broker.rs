@@ -1,0 +1,153 @@
+//! `tern broker`: runs the MQTT broker (tern-broker's tokio server).
+//!
+//! This module only turns the command line into [`BrokerSettings`], sets up
+//! logging and the runtime, and reports the bound listeners; everything else
+//! is tern-broker's.
+
+use crate::codec::Failure;
+use clap::Args;
+use std::{io::Write, net::SocketAddr, path::PathBuf};
+use tern_broker::server::{self, BrokerSettings};
+
+pub(crate) const ABOUT: &str = "\
+Run the MQTT broker.
+
+An MQTT 3.1, 3.1.1 and 5.0 broker over TCP and WebSocket. With no arguments
+it listens on 127.0.0.1:1883 (TCP) and 127.0.0.1:8083 (WebSocket, path
+/mqtt) and lets anonymous clients connect, publish and subscribe.
+
+At start-up it prints one line per listener on standard output, with the
+port the system chose when the port was 0:
+
+  listening tcp 127.0.0.1:1883
+  listening ws 127.0.0.1:8083
+
+Logs (one line per client connect and disconnect, with client id, protocol
+version and reason) go to standard error. Ctrl-C or SIGTERM shuts down
+gracefully: MQTT 5 clients get DISCONNECT with reason 0x8B (server shutting
+down), every socket is flushed (for at most 2 seconds), and the process
+exits with status 0. A settings file that cannot be read or parsed, or an
+address already in use, exits with status 1 and says which key, line or
+address.
+
+Settings file (--config FILE, TOML; every key optional, unknown keys are
+errors; the values shown are the defaults):
+
+  [listeners]
+  tcp = [\"127.0.0.1:1883\"]   # MQTT over TCP; [] turns it off
+  ws = [\"127.0.0.1:8083\"]    # MQTT over WebSocket; [] turns it off
+  ws_path = \"/mqtt\"          # the WebSocket endpoint's HTTP path
+
+  [limits]
+  max_connections = 10000     # more are closed as soon as accepted
+  max_packet_size = 1048576   # bytes; larger packets close the connection
+                              # (MQTT 5: DISCONNECT 0x95); announced to clients
+  max_inflight = 1024         # unacknowledged QoS 1/2 messages a client may
+                              # send us (Receive Maximum; more: 0x93)
+  max_queued_messages = 1000  # messages waiting per session (offline, or
+  max_queued_bytes = 16777216 # slow); beyond this new ones are dropped
+  queue_qos0 = false          # queue QoS 0 messages for offline sessions too
+  connect_timeout = 10        # seconds to send CONNECT (fractions allowed)
+  # max_keep_alive = 300      # seconds; MQTT 5 clients asking more are told
+                              # this (Server Keep Alive). Absent: no limit
+  retain_available = true     # retained messages supported
+  maximum_qos = 2             # highest QoS accepted and granted: 0, 1 or 2
+  topic_alias_maximum = 64    # highest topic alias a client may use
+  sys_interval = 10           # seconds between $SYS/broker/... updates; 0: off
+
+crates/tern-broker/broker.example.toml in the source tree is a commented
+copy of this file.";
+
+pub(crate) const EXAMPLE: &str = "\
+Examples:
+  $ tern broker
+  $ tern broker --tcp 0.0.0.0:1883 --tcp [::]:1883 --log debug
+  $ tern broker --config broker.toml --ws 127.0.0.1:9001
+
+Then, with mosquitto's clients:
+  $ mosquitto_sub -h 127.0.0.1 -p 1883 -t 'sensors/#' -V mqttv5 &
+  $ mosquitto_pub -h 127.0.0.1 -p 1883 -t sensors/kitchen -m 21.5";
+
+/// `tern broker`'s options.
+#[derive(Debug, Args)]
+pub(crate) struct BrokerArgs {
+    /// Listen for MQTT over TCP on IP:PORT (repeatable). Listeners given on
+    /// the command line replace those of the settings file and the defaults:
+    /// `--tcp` alone opens no WebSocket listener.
+    #[arg(long = "tcp", value_name = "IP:PORT")]
+    tcp: Vec<SocketAddr>,
+    /// Listen for MQTT over WebSocket on IP:PORT (repeatable; path from the
+    /// settings file, default /mqtt). Replaces the configured listeners like
+    /// `--tcp`.
+    #[arg(long = "ws", value_name = "IP:PORT")]
+    ws: Vec<SocketAddr>,
+    /// Read settings (listeners and limits) from this TOML file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log level or filter: error, warn, info (default), debug, trace, or a
+    /// tracing filter like `tern_broker=debug`. Overrides RUST_LOG.
+    #[arg(long, value_name = "LEVEL")]
+    log: Option<String>,
+}
+
+impl BrokerArgs {
+    /// The settings the file and the flags give.
+    fn settings(&self) -> Result<BrokerSettings, Failure> {
+        let mut settings = match &self.config {
+            Some(path) => BrokerSettings::load(path).map_err(|e| failure(e.to_string()))?,
+            None => BrokerSettings::default(),
+        };
+        if !self.tcp.is_empty() || !self.ws.is_empty() {
+            settings.listeners.tcp = self.tcp.clone();
+            settings.listeners.ws = self.ws.clone();
+        }
+        Ok(settings)
+    }
+}
+
+fn failure(message: String) -> Failure {
+    Failure { message, status: 1 }
+}
+
+/// Runs the broker until Ctrl-C or SIGTERM.
+pub(crate) fn run(args: &BrokerArgs) -> Result<(), Failure> {
+    let settings = args.settings()?;
+    init_logging(args.log.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| failure(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(async {
+        let running = server::start(settings)
+            .await
+            .map_err(|e| failure(e.to_string()))?;
+        // Tests and users with port 0 read these lines to find the ports.
+        let mut out = std::io::stdout().lock();
+        for addr in running.tcp_addrs() {
+            let _ = writeln!(out, "listening tcp {addr}");
+        }
+        for addr in running.ws_addrs() {
+            let _ = writeln!(out, "listening ws {addr}");
+        }
+        let _ = out.flush();
+        drop(out);
+        running.run_until(server::shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+fn init_logging(level: Option<&str>) -> Result<(), Failure> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(level) => {
+            EnvFilter::try_new(level).map_err(|e| failure(format!("--log {level}: {e}")))?
+        }
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    Ok(())
+}
