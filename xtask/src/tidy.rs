@@ -27,6 +27,7 @@ const CRATES: &[(&str, Kind)] = &[
     ("tern-topic", Kind::CoreNoStd),
     ("tern-session", Kind::CoreNoStd),
     ("tern-broker", Kind::CoreWithShell(&["core"])),
+    ("tern-client", Kind::Shell),
     ("tern-cli", Kind::Shell),
 ];
 
