@@ -6,7 +6,7 @@
 
 use crate::{
     fuzz,
-    tools::{cargo, ensure_cargo_tool, run},
+    tools::{cargo, ensure_apt, ensure_cargo_tool, run},
 };
 
 /// The pinned cargo-deny version.
@@ -42,6 +42,11 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         "-D",
         "warnings",
     ]))?;
+
+    step("test brokers");
+    // tern-client's and the CLI's end-to-end tests run against Debian's
+    // mosquitto; they fail (never skip) without it.
+    ensure_apt(&["mosquitto"], &["mosquitto"])?;
 
     step("tests");
     run(cargo().args(["test", "--workspace", "--all-features"]))?;
