@@ -391,6 +391,16 @@ impl IntoFilter for SubscribeFilter {
     }
 }
 
+/// Checks a filter against tern-topic's rules before it is sent.
+fn check_filter(filter: &MqttString) -> Result<(), Error> {
+    tern_topic::SubscriptionFilter::parse(filter.as_shared_bytes().clone())
+        .map(drop)
+        .map_err(|error| Error::InvalidFilter {
+            filter: filter.to_string(),
+            error,
+        })
+}
+
 fn user_property(key: &str, value: &str) -> Result<UserProperty, Error> {
     Ok(UserProperty::new(
         MqttString::try_from(key)?,
@@ -521,6 +531,9 @@ impl IntoFuture for SubscribeBuilder {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             let filters = self.filters?;
+            for f in &filters {
+                check_filter(&f.filter)?;
+            }
             let properties = self.properties;
             self.client
                 .request(|reply| Command::Subscribe {
@@ -566,6 +579,9 @@ impl IntoFuture for UnsubscribeBuilder {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             let filters = self.filters?;
+            for f in &filters {
+                check_filter(f)?;
+            }
             let properties = self.properties;
             self.client
                 .request(|reply| Command::Unsubscribe {
@@ -684,6 +700,14 @@ pub struct Message {
     /// content type, response topic, ...).
     pub properties: PublishProperties,
     acker: Option<Acker>,
+}
+
+impl From<Publish> for Message {
+    /// A message with nothing to acknowledge (for tests of code that
+    /// consumes messages, for example).
+    fn from(publish: Publish) -> Self {
+        Message::new(publish, None)
+    }
 }
 
 impl Message {

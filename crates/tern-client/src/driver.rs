@@ -102,8 +102,10 @@ struct Driver {
     stopping: bool,
     /// A connection reached CONNACK at least once.
     connected_once: bool,
-    /// Reconnect attempts since the last successful connection.
+    /// Reconnect attempts since the last connection that lasted.
     attempt: u32,
+    /// When the current connection's CONNACK arrived.
+    connected_at: Option<TokioInstant>,
     jitter: Jitter,
 }
 
@@ -155,6 +157,7 @@ impl Driver {
             stopping: false,
             connected_once: false,
             attempt: 0,
+            connected_at: None,
             jitter,
         }
     }
@@ -213,6 +216,16 @@ impl Driver {
             let Some(backoff) = self.options.reconnect.filter(|_| error.is_transient()) else {
                 return Some(error);
             };
+            // Start the backoff again only after a connection that lasted:
+            // one the broker accepts and then drops at once (a request it
+            // rejects by closing, say) must not be retried at full speed.
+            if self
+                .connected_at
+                .take()
+                .is_some_and(|at| at.elapsed() >= backoff.max)
+            {
+                self.attempt = 0;
+            }
             let delay = backoff.delay(self.attempt, self.jitter.next_unit());
             self.attempt = self.attempt.saturating_add(1);
             self.state.send_replace(State::Disconnected {
@@ -430,7 +443,7 @@ impl Driver {
                 connack,
             } => {
                 self.connected_once = true;
-                self.attempt = 0;
+                self.connected_at = Some(TokioInstant::now());
                 // Reconnect as the client the broker assigned, to resume its session.
                 if let Some(id) = &connack.properties.assigned_client_identifier {
                     if self.options.session.client_id.is_empty() {

@@ -3,6 +3,7 @@
 use std::{fmt, io, sync::Arc};
 use tern_codec::{EncodeError, MqttString, ReasonCode, StringError};
 use tern_session::{AckError, CloseReason, CommandError, PublishError, Violation};
+use tern_topic::TopicError;
 
 /// Everything that can go wrong, by cause, so callers can match on it.
 ///
@@ -59,6 +60,15 @@ pub enum Error {
     /// A topic, filter, client identifier, user name or property is not a
     /// valid MQTT string.
     InvalidString(StringError),
+    /// Not a valid topic filter (a wildcard in the wrong place, a bad shared
+    /// subscription, ...); the client does not send it, because brokers
+    /// answer a bad filter by closing the connection.
+    InvalidFilter {
+        /// The filter.
+        filter: String,
+        /// The rule it breaks.
+        error: TopicError,
+    },
     /// The session refused the message (an invalid topic, above the
     /// broker's Maximum QoS or Maximum Packet Size, ...).
     Publish(PublishError),
@@ -172,6 +182,9 @@ impl fmt::Display for Error {
             Error::Io(e) => write!(f, "network error: {e}"),
             Error::Closed => f.write_str("the client is closed"),
             Error::InvalidString(e) => write!(f, "invalid MQTT string: {e}"),
+            Error::InvalidFilter { filter, error } => {
+                write!(f, "invalid topic filter {filter:?}: {error}")
+            }
             Error::Publish(e) => write!(f, "publish refused: {e}"),
             Error::Command(e) => write!(f, "request refused: {e}"),
             Error::Ack(e) => write!(f, "acknowledgement refused: {e}"),
@@ -187,6 +200,7 @@ impl std::error::Error for Error {
             Error::Unreachable { source, .. } => Some(&**source),
             Error::Io(e) => Some(&**e),
             Error::InvalidString(e) => Some(e),
+            Error::InvalidFilter { error, .. } => Some(error),
             Error::Publish(e) => Some(e),
             Error::Command(e) => Some(e),
             Error::Ack(e) => Some(e),

@@ -207,7 +207,9 @@ fn percent_decode(s: &str) -> Result<String, Error> {
 ///
 /// The n-th attempt after a lost connection waits `initial × factorⁿ`,
 /// capped at `max`, then spread by up to ±`jitter` (a fraction) so that many
-/// clients cut off together do not come back together. The jitter comes from
+/// clients cut off together do not come back together. The count starts
+/// again after a connection that stayed up for at least `max`; one that the
+/// broker accepts and then drops sooner counts as a failed attempt. The jitter comes from
 /// a small PRNG seeded per client (see [`Backoff::seed`]), never from an
 /// ambient random source, so a run can be replayed.
 #[derive(Debug, Clone, Copy, PartialEq)]

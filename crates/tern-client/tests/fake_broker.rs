@@ -857,3 +857,64 @@ async fn websocket_frames_carry_a_byte_stream() {
     client.disconnect().await.unwrap();
     within("the server script", server).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_connection_dropped_right_after_connack_keeps_backing_off() {
+    let broker = FakeBroker::start().await;
+    let backoff = Backoff {
+        initial: Duration::from_millis(50),
+        max: Duration::from_millis(400),
+        jitter: 0.0,
+        ..Backoff::default()
+    };
+    let (client, _messages, peer) =
+        connect(&broker, options(&broker).reconnect(Some(backoff))).await;
+    let mut states = client.state_changes();
+    drop(peer);
+    for expected in [50, 100, 200, 400, 400] {
+        let state = wait_for_state(&mut states, "the drop", |s| {
+            matches!(s, State::Disconnected { .. })
+        })
+        .await;
+        let State::Disconnected { retry_in, .. } = state else {
+            unreachable!()
+        };
+        assert_eq!(retry_in, Duration::from_millis(expected));
+        // Accepted, and dropped at once.
+        let (peer, _) = broker.accept_connected(false).await;
+        wait_for_state(&mut states, "the reconnection", |s| {
+            matches!(s, State::Connected { .. })
+        })
+        .await;
+        drop(peer);
+    }
+}
+
+#[tokio::test]
+async fn invalid_filters_are_refused_before_they_are_sent() {
+    let broker = FakeBroker::start().await;
+    let (client, _messages, mut peer) = connect(&broker, options(&broker)).await;
+    for bad in ["a/#/b", "a+", "$share/g", "$share//x"] {
+        let error = client
+            .subscribe([(bad, QoS::AtMostOnce)])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, Error::InvalidFilter { filter, .. } if filter == bad),
+            "{bad}: {error:?}"
+        );
+    }
+    let error = client.unsubscribe(["x/#/"]).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("invalid topic filter \"x/#/\": "),
+        "{error}"
+    );
+    client.disconnect().await.unwrap();
+    assert_eq!(
+        peer.until_closed().await,
+        vec![Packet::Disconnect(Disconnect::new(ReasonCode::Success))],
+        "nothing was sent"
+    );
+}
