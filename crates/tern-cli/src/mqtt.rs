@@ -29,10 +29,12 @@ pub(crate) struct ConnectArgs {
     /// Broker port [default: 1883, or 8083 with --ws].
     #[arg(short = 'p', long)]
     pub(crate) port: Option<u16>,
-    /// The broker as a URL, instead of -h/-p: mqtt://[user[:password]@]host[:port][/topic]
-    /// (the path is the topic, as for mosquitto) or ws://[user[:password]@]host[:port][/path]
-    /// (the path is the WebSocket path; give the topic with -t).
-    #[arg(short = 'L', long, value_name = "URL", conflicts_with_all = ["host", "port", "ws"])]
+    // Not a doc comment: rustdoc would read the brackets as links.
+    #[arg(short = 'L', long, value_name = "URL", conflicts_with_all = ["host", "port", "ws"],
+          help = "The broker as a URL, instead of -h/-p: \
+                  mqtt://[user[:password]@]host[:port][/topic] (the path is the topic, as for \
+                  mosquitto) or ws://[user[:password]@]host[:port][/path] (the path is the \
+                  WebSocket path; give the topic with -t)")]
     pub(crate) url: Option<String>,
     /// Connect over WebSocket (to /mqtt, subprotocol mqtt) instead of TCP.
     #[arg(long)]

@@ -918,3 +918,59 @@ async fn invalid_filters_are_refused_before_they_are_sent() {
         "nothing was sent"
     );
 }
+
+#[tokio::test]
+async fn unacknowledged_messages_go_again_with_dup_on_a_resumed_session() {
+    let broker = FakeBroker::start().await;
+    let (client, _messages, mut peer) = connect(
+        &broker,
+        options(&broker).session_expiry(60).reconnect(fast()),
+    )
+    .await;
+    let publishing = tokio::spawn({
+        let client = client.clone();
+        async move {
+            futures_util::future::join(
+                client
+                    .publish("d", "one", QoS::AtLeastOnce, false)
+                    .into_future(),
+                client
+                    .publish("d", "two", QoS::ExactlyOnce, false)
+                    .into_future(),
+            )
+            .await
+        }
+    });
+    let mut first = Vec::new();
+    for _ in 0..2 {
+        let Packet::Publish(p) = peer.recv_skipping_pings().await else {
+            panic!("expected PUBLISH")
+        };
+        assert!(!p.dup);
+        first.push(p);
+    }
+    drop(peer);
+    let mut peer = broker.accept().await;
+    peer.recv_connect().await;
+    peer.connack(true, ReasonCode::Success, ConnAckProperties::default())
+        .await;
+    for original in &first {
+        let Packet::Publish(again) = peer.recv_skipping_pings().await else {
+            panic!("expected PUBLISH")
+        };
+        assert!(again.dup, "a resend carries DUP [MQTT-3.3.1-1]");
+        assert_eq!(again.packet_id, original.packet_id);
+        assert_eq!(again.payload, original.payload);
+    }
+    let (one, two) = (first[0].packet_id.unwrap(), first[1].packet_id.unwrap());
+    peer.send(Packet::PubAck(PubAck::new(one))).await;
+    peer.send(Packet::PubRec(PubRec::new(two))).await;
+    assert_eq!(
+        peer.recv_skipping_pings().await,
+        Packet::PubRel(tern_codec::PubRel::new(two))
+    );
+    peer.send(Packet::PubComp(PubComp::new(two))).await;
+    let (a, b) = within("the publishes", publishing).await.unwrap();
+    assert_eq!(a.unwrap().packet_id, Some(one));
+    assert_eq!(b.unwrap().packet_id, Some(two));
+}
