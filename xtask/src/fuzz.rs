@@ -6,7 +6,13 @@ use crate::tools::{self, cargo, ensure_cargo_tool, run};
 pub(crate) const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 /// Every fuzz target, in the order CI's smoke run takes them.
-pub(crate) const TARGETS: &[&str] = &["decode", "roundtrip", "topic_tree"];
+pub(crate) const TARGETS: &[&str] = &[
+    "decode",
+    "roundtrip",
+    "topic_tree",
+    "session_server",
+    "session_client",
+];
 
 pub(crate) fn command(args: &[String]) -> Result<(), String> {
     let mut target = None;

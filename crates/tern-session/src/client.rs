@@ -351,7 +351,7 @@ impl ClientConnection {
     /// Ends the connection's life and returns the session, for the next connection.
     pub fn into_session(mut self) -> ClientSession {
         // Nothing is on the wire once the session leaves its connection.
-        self.session.flows.outgoing.resume();
+        self.session.flows.outgoing.detach();
         self.session
     }
 

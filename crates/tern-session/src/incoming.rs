@@ -61,10 +61,13 @@ pub(crate) struct PendingAck {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct AckQueue {
     entries: VecDeque<PendingAck>,
+    /// How many entries are QoS 1.
+    qos1: usize,
 }
 
 impl AckQueue {
     pub(crate) fn push(&mut self, ack: PendingAck) {
+        self.qos1 += usize::from(ack.qos == QoS::AtLeastOnce);
         self.entries.push_back(ack);
     }
 
@@ -105,6 +108,7 @@ impl AckQueue {
         let front = self.entries.front()?;
         let reason = front.reason?;
         let (id, qos) = (front.packet_id, front.qos);
+        self.qos1 -= usize::from(qos == QoS::AtLeastOnce);
         self.entries.pop_front();
         Some((id, qos, reason))
     }

@@ -110,6 +110,7 @@ mod incoming;
 mod outgoing;
 mod server;
 mod time;
+mod window;
 
 pub use crate::client::{
     ClientConnection, ClientEvent, ClientSession, ConnectOptions, ConnectionState,

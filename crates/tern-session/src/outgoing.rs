@@ -7,7 +7,7 @@
 //! in that order [MQTT-4.6.0-1]; a QoS 2 message moves to the back when its
 //! PUBREC arrives, so PUBRELs resend in PUBREC order [MQTT-4.6.0-4].
 
-use crate::{Instant, PacketIds};
+use crate::{Instant, PacketIds, window::SeqWindow};
 use alloc::collections::{BTreeMap, VecDeque};
 use core::time::Duration;
 use tern_codec::{PacketId, Publish, QoS, ReasonCode};
@@ -116,12 +116,18 @@ pub enum Enqueued {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct Outgoing {
     /// In-flight messages by send order.
-    inflight: BTreeMap<u64, InFlight>,
+    inflight: SeqWindow<InFlight>,
     /// Send order by packet identifier.
     order: BTreeMap<PacketId, u64>,
-    next_seq: u64,
     queue: VecDeque<QueuedMessage>,
     queued_bytes: usize,
+    /// How many in-flight messages are on the current connection's wire.
+    #[cfg_attr(feature = "serde", serde(skip))]
+    on_wire: usize,
+    /// After a resume: the send order from which in-flight messages still
+    /// wait to be resent. Everything before it is on the wire.
+    #[cfg_attr(feature = "serde", serde(skip))]
+    resend_from: Option<u64>,
     /// Messages dropped because the queue was full.
     pub(crate) dropped_full: u64,
     /// Messages dropped because they expired while queued.
@@ -227,9 +233,17 @@ impl Outgoing {
     /// Starts a new connection: nothing is on the wire any more; everything in
     /// flight is resent first, in order, as the new quota allows.
     pub(crate) fn resume(&mut self) {
-        for f in self.inflight.values_mut() {
+        self.detach();
+        self.resend_from = self.inflight.first_seq();
+    }
+
+    /// The session leaves its connection: nothing is on a wire any more.
+    pub(crate) fn detach(&mut self) {
+        for (_, f) in self.inflight.iter_mut() {
             f.on_wire = false;
         }
+        self.on_wire = 0;
+        self.resend_from = None;
     }
 
     /// Empties the window for a session the peer no longer has: returns the
@@ -244,7 +258,7 @@ impl Outgoing {
     ) -> (VecDeque<QueuedMessage>, VecDeque<PacketId>) {
         let mut unacked = VecDeque::new();
         let mut released = VecDeque::new();
-        for (_, f) in core::mem::take(&mut self.inflight) {
+        for f in self.inflight.take_all() {
             match f.awaiting {
                 Awaiting::PubComp => {
                     if let Some(id) = f.publish.packet_id {
@@ -263,11 +277,9 @@ impl Outgoing {
             }
         }
         self.order.clear();
+        self.on_wire = 0;
+        self.resend_from = None;
         (unacked, released)
-    }
-
-    fn on_wire(&self) -> usize {
-        self.inflight.values().filter(|f| f.on_wire).count()
     }
 
     /// The next packet to send, if the window allows one.
@@ -285,21 +297,29 @@ impl Outgoing {
         quota: u16,
         ids: &mut PacketIds,
     ) -> Option<Send> {
-        let on_wire = self.on_wire();
-        if let Some(f) = self.inflight.values_mut().find(|f| !f.on_wire) {
-            if on_wire >= usize::from(quota) {
-                return None;
-            }
-            f.on_wire = true;
-            return Some(match f.awaiting {
-                Awaiting::PubComp => Send::PubRel(f.publish.packet_id?),
-                Awaiting::PubAck | Awaiting::PubRec => {
-                    let mut publish = f.publish.clone();
-                    publish.dup = f.ever_sent;
-                    f.ever_sent = true;
-                    Send::Publish(publish)
+        let on_wire = self.on_wire;
+        if let Some(from) = self.resend_from {
+            let next = self.inflight.iter_mut_from(from).find(|(_, f)| !f.on_wire);
+            match next {
+                Some((seq, f)) => {
+                    if on_wire >= usize::from(quota) {
+                        return None;
+                    }
+                    f.on_wire = true;
+                    self.on_wire += 1;
+                    self.resend_from = Some(seq + 1);
+                    return Some(match f.awaiting {
+                        Awaiting::PubComp => Send::PubRel(f.publish.packet_id?),
+                        Awaiting::PubAck | Awaiting::PubRec => {
+                            let mut publish = f.publish.clone();
+                            publish.dup = f.ever_sent;
+                            f.ever_sent = true;
+                            Send::Publish(publish)
+                        }
+                    });
                 }
-            });
+                None => self.resend_from = None,
+            }
         }
         loop {
             let head = self.queue.front()?;
@@ -332,23 +352,19 @@ impl Outgoing {
                 return Some(Send::Publish(publish));
             }
             let id = publish.packet_id?;
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            self.order.insert(id, seq);
-            self.inflight.insert(
-                seq,
-                InFlight {
-                    publish: publish.clone(),
-                    awaiting: if publish.qos == QoS::AtLeastOnce {
-                        Awaiting::PubAck
-                    } else {
-                        Awaiting::PubRec
-                    },
-                    on_wire: true,
-                    ever_sent: true,
-                    accepted: None,
+            let seq = self.inflight.push(InFlight {
+                publish: publish.clone(),
+                awaiting: if publish.qos == QoS::AtLeastOnce {
+                    Awaiting::PubAck
+                } else {
+                    Awaiting::PubRec
                 },
-            );
+                on_wire: true,
+                ever_sent: true,
+                accepted: None,
+            });
+            self.order.insert(id, seq);
+            self.on_wire += 1;
             return Some(Send::Publish(publish));
         }
     }
@@ -364,7 +380,7 @@ impl Outgoing {
         let Some(&seq) = self.order.get(&id) else {
             return AckResult::Unknown;
         };
-        let Some(entry) = self.inflight.get(&seq) else {
+        let Some(entry) = self.inflight.get(seq) else {
             return AckResult::Unknown;
         };
         if entry.awaiting != kind {
@@ -374,19 +390,21 @@ impl Outgoing {
         match kind {
             Awaiting::PubRec if reason.is_success() => {
                 // Move to the back: PUBRELs resend in PUBREC order.
-                let Some(mut entry) = self.inflight.remove(&seq) else {
+                let Some(mut entry) = self.inflight.remove(seq) else {
                     return AckResult::Unknown;
                 };
                 entry.awaiting = Awaiting::PubComp;
                 entry.accepted = Some(reason);
-                let new_seq = self.next_seq;
-                self.next_seq += 1;
+                let new_seq = self.inflight.push(entry);
                 self.order.insert(id, new_seq);
-                self.inflight.insert(new_seq, entry);
                 AckResult::SendPubRel
             }
             _ => {
-                let accepted = self.inflight.remove(&seq).and_then(|e| e.accepted);
+                let removed = self.inflight.remove(seq);
+                if removed.as_ref().is_some_and(|e| e.on_wire) {
+                    self.on_wire -= 1;
+                }
+                let accepted = removed.and_then(|e| e.accepted);
                 self.order.remove(&id);
                 ids.release(id);
                 AckResult::Completed {

@@ -344,7 +344,7 @@ impl ServerConnection {
     pub fn take_session(&mut self) -> Option<ServerSession> {
         let mut session = self.session.take()?;
         // Nothing is on the wire once the session leaves its connection.
-        session.flows.outgoing.resume();
+        session.flows.outgoing.detach();
         Some(session)
     }
 
@@ -878,6 +878,17 @@ impl ServerConnection {
                         "Subscription Identifier while they are not supported",
                     ));
                 }
+                if self.pending_subscribe.contains_key(&subscribe.packet_id) {
+                    // Reused before we answered: refuse it, keep the first.
+                    let codes =
+                        alloc::vec![ReasonCode::PacketIdentifierInUse; subscribe.filters.len()];
+                    self.core.send_control(Packet::SubAck(SubAck {
+                        packet_id: subscribe.packet_id,
+                        properties: AckProperties::default(),
+                        reason_codes: codes,
+                    }));
+                    return Ok(());
+                }
                 self.pending_subscribe
                     .insert(subscribe.packet_id, subscribe.filters.len());
                 self.core
@@ -885,6 +896,25 @@ impl ServerConnection {
                     .push_back(ServerEvent::SubscribeRequest(subscribe));
             }
             Packet::Unsubscribe(unsubscribe) => {
+                if self
+                    .pending_unsubscribe
+                    .contains_key(&unsubscribe.packet_id)
+                {
+                    let unsuback = if self.core.version.is_v5() {
+                        UnsubAck {
+                            packet_id: unsubscribe.packet_id,
+                            properties: AckProperties::default(),
+                            reason_codes: alloc::vec![
+                                ReasonCode::PacketIdentifierInUse;
+                                unsubscribe.filters.len()
+                            ],
+                        }
+                    } else {
+                        UnsubAck::v3(unsubscribe.packet_id)
+                    };
+                    self.core.send_control(Packet::UnsubAck(unsuback));
+                    return Ok(());
+                }
                 self.pending_unsubscribe
                     .insert(unsubscribe.packet_id, unsubscribe.filters.len());
                 self.core

@@ -921,3 +921,35 @@ fn session_state_round_trips_through_serde() {
     assert!(pair.rec.client_open.is_empty());
     assert_eq!(pair.rec.client_got.len(), 1);
 }
+
+#[test]
+fn a_subscribe_reusing_a_pending_identifier_is_refused_with_0x91() {
+    let mut server = accepted(ServerConfig::default(), connect(V5, 0));
+    let now = Instant::ZERO;
+    let subscribe = |filter: &'static str| {
+        Packet::Subscribe(tern_codec::Subscribe {
+            packet_id: id(5),
+            properties: Default::default(),
+            filters: vec![SubscribeFilter {
+                filter: s(filter),
+                options: SubscriptionOptions::default(),
+            }],
+        })
+    };
+    server.handle_packet(now, subscribe("a"));
+    server.handle_packet(now, subscribe("b"));
+    let requests: Vec<_> = std::iter::from_fn(|| server.poll_event())
+        .filter_map(|e| match e {
+            ServerEvent::SubscribeRequest(s) => Some(s.filters[0].filter.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(requests, vec![s("a")], "only the first reaches the broker");
+    assert!(matches!(
+        server.poll_transmit(now),
+        Some(Packet::SubAck(a)) if a.reason_codes == vec![ReasonCode::PacketIdentifierInUse]
+    ));
+    server
+        .suback(now, id(5), vec![ReasonCode::Success], Default::default())
+        .unwrap();
+}
