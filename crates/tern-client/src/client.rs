@@ -214,6 +214,9 @@ impl Client {
     /// It waits while the session's queue is full (the in-flight window is
     /// bounded by the broker's Receive Maximum) and while reconnecting;
     /// across a reconnect the flow continues and the future completes once.
+    /// It never waits forever on a dead connection: without reconnecting it
+    /// fails with the connection's error; with reconnecting it waits for the
+    /// broker to come back, so wrap it in `tokio::time::timeout` to bound that.
     ///
     /// ```no_run
     /// # async fn f(client: tern_client::Client) -> Result<(), tern_client::Error> {

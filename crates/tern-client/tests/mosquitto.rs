@@ -398,3 +398,45 @@ async fn reconnects_after_the_broker_restarts() {
         .unwrap();
     assert_eq!(next(&mut messages).await.payload, "hello again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_publishes_through_small_queues() {
+    const EACH: usize = 500;
+    let broker = Mosquitto::start();
+    let (sub, mut messages) =
+        connect(options(&broker.url(), "many-sub", V5).message_capacity(4)).await;
+    sub.subscribe([("many/#", QoS::ExactlyOnce)]).await.unwrap();
+    let (publisher, _) = connect(
+        options(&broker.url(), "many-pub", V5)
+            .command_capacity(4)
+            .queue(tern_session::QueueLimits {
+                max_messages: 8,
+                ..Default::default()
+            }),
+    )
+    .await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..EACH {
+        for qos in [QoS::AtLeastOnce, QoS::ExactlyOnce] {
+            let publisher = publisher.clone();
+            tasks.spawn(async move {
+                let topic = format!("many/{}", qos.as_u8());
+                publisher.publish(&topic, n.to_string(), qos, false).await
+            });
+        }
+    }
+    // Read while publishing: the subscriber's stream is tiny.
+    let mut seen = [vec![false; EACH], vec![false; EACH]];
+    for _ in 0..2 * EACH {
+        let m = next(&mut messages).await;
+        let n: usize = std::str::from_utf8(&m.payload).unwrap().parse().unwrap();
+        let lane = usize::from(m.qos == QoS::ExactlyOnce);
+        assert!(!seen[lane][n], "{:?} {n} delivered twice", m.qos);
+        seen[lane][n] = true;
+    }
+    while let Some(done) = within("the publishes", tasks.join_next()).await {
+        let published = done.unwrap().unwrap();
+        assert_eq!(published.reason_code, ReasonCode::Success);
+    }
+    assert!(seen.iter().flatten().all(|s| *s));
+}
