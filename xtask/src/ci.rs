@@ -16,7 +16,7 @@ const CARGO_DENY_VERSION: &str = "0.20.2";
 const FUZZ_SMOKE_SECONDS: u64 = 30;
 
 /// Library crates that must package (and so publish) on their own.
-const PUBLISHED: &[&str] = &["tern-codec", "tern-topic", "tern-session"];
+const PUBLISHED: &[&str] = &["tern-codec", "tern-topic", "tern-session", "tern-client"];
 
 pub(crate) fn command(args: &[String]) -> Result<(), String> {
     let fuzz_seconds = match args {
