@@ -17,7 +17,7 @@ const CARGO_DENY_VERSION: &str = "0.20.2";
 const FUZZ_SMOKE_SECONDS: u64 = 30;
 
 /// Library crates that must package (and so publish) on their own.
-const PUBLISHED: &[&str] = &["tern-codec", "tern-topic", "tern-session"];
+const PUBLISHED: &[&str] = &["tern-codec", "tern-topic", "tern-session", "tern-client"];
 
 pub(crate) fn command(args: &[String]) -> Result<(), String> {
     let fuzz_seconds = match args {
@@ -44,10 +44,13 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         "warnings",
     ]))?;
 
-    step("mosquitto clients");
-    // The broker's interop tests drive mosquitto_pub and mosquitto_sub; they
-    // fail (never skip) without them.
-    ensure_apt(&["mosquitto_pub", "mosquitto_sub"], &["mosquitto-clients"])?;
+    step("mosquitto");
+    // The interop tests drive Debian's mosquitto broker and mosquitto_pub /
+    // mosquitto_sub; they fail (never skip) without them.
+    ensure_apt(
+        &["mosquitto", "mosquitto_pub", "mosquitto_sub"],
+        &["mosquitto", "mosquitto-clients"],
+    )?;
 
     step("tests");
     run(cargo().args(["test", "--workspace", "--all-features"]))?;

@@ -30,6 +30,7 @@ const CRATES: &[(&str, Kind)] = &[
     ("tern-topic", Kind::CoreNoStd),
     ("tern-session", Kind::CoreNoStd),
     ("tern-broker", Kind::CoreWithShell(&["core"])),
+    ("tern-client", Kind::Shell),
     ("tern-cli", Kind::Shell),
     // Determinism is the simulator's point: no clock, threads, I/O or
     // HashMap, except in the binary that runs seeds on worker threads.

@@ -1,14 +1,18 @@
 //! `tern`: the Tern MQTT command-line tool.
 //!
-//! `broker` runs the MQTT broker; `decode` and `encode` are debugging tools
-//! for people reading captures. `pub`, `sub` and `bench` join the [`Command`]
-//! enum as their crates land, each in its own module.
+//! `broker` runs the MQTT broker; `pub` and `sub` are MQTT clients with
+//! mosquitto_pub's and mosquitto_sub's flags; `decode` and `encode` are
+//! debugging tools for people reading captures. Each command lives in its
+//! own module.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 mod broker;
 mod codec;
+mod mqtt;
+mod publish;
+mod subscribe;
 
 const ABOUT: &str = "\
 Tern's MQTT command-line tool.
@@ -16,7 +20,10 @@ Tern's MQTT command-line tool.
 `broker` runs an MQTT 3.1.1 and 5.0 broker over TCP and WebSocket.
 `decode` and `encode` are debugging tools for people reading captures: they
 turn the hex of MQTT 3.1, 3.1.1 and 5.0 packets into readable JSON and back,
-and say which rule a bad packet breaks and at which byte.";
+and say which rule a bad packet breaks and at which byte.
+
+`pub` and `sub` publish and subscribe, with mosquitto_pub's and
+mosquitto_sub's flags (so -h is the host; use --help for help).";
 
 const EXAMPLE: &str = "\
 Example:
@@ -24,8 +31,10 @@ Example:
   $ tern decode --protocol 4 '30 0c 00 05 61 2f 62 2f 63 68 65 6c 6c 6f'
   $ tern encode '{\"type\":\"PINGREQ\"}'
   c0 00
+  $ tern sub -h broker.local -t 'sensors/#' -v
+  $ tern pub -h broker.local -t sensors/17/temp -m 21.5 -q 1
 
-Run `tern help broker` or `tern help decode` for more.";
+Run `tern help COMMAND` for more.";
 
 /// The Tern MQTT tool.
 #[derive(Debug, Parser)]
@@ -47,19 +56,43 @@ enum Command {
     /// Encode MQTT packets from JSON into hex.
     #[command(long_about = codec::ENCODE_ABOUT, after_help = codec::ENCODE_EXAMPLE)]
     Encode(codec::EncodeArgs),
+    /// Publish MQTT messages (flags as mosquitto_pub).
+    #[command(long_about = publish::ABOUT, after_help = publish::after_help(),
+              disable_help_flag = true)]
+    Pub(publish::PubArgs),
+    /// Subscribe and print messages (flags as mosquitto_sub).
+    #[command(long_about = subscribe::ABOUT, after_help = subscribe::after_help(),
+              disable_help_flag = true)]
+    Sub(subscribe::SubArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let sub_matches = matches.subcommand().map(|(_, m)| m);
     let outcome = match cli.command {
         Command::Broker(args) => broker::run(&args),
         Command::Decode(args) => codec::decode(&args),
         Command::Encode(args) => codec::encode(&args),
+        Command::Pub(mut args) => {
+            if let Some(m) = sub_matches {
+                args.connect.take_groups(m);
+            }
+            publish::run(&args)
+        }
+        Command::Sub(mut args) => {
+            if let Some(m) = sub_matches {
+                args.connect.take_groups(m);
+            }
+            subscribe::run(&args)
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("{}", failure.message);
+            if !failure.message.is_empty() {
+                eprintln!("{}", failure.message);
+            }
             ExitCode::from(failure.status)
         }
     }
