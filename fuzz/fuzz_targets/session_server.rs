@@ -127,7 +127,11 @@ fuzz_target!(|data: &[u8]| {
         if let Some(session) = server.session() {
             assert!(session.queue_len() <= config.queue.max_messages);
             assert!(session.inflight_len() <= usize::from(u16::MAX));
-            assert!(session.incoming_qos2_len() <= usize::from(RECEIVE_MAXIMUM));
+            // Our Receive Maximum bounds the QoS 2 flows each connection
+            // starts; flows left from earlier connections (waiting for a
+            // PUBREL) stay until released, so across reconnects the state is
+            // bounded by the packet identifier space.
+            assert!(session.incoming_qos2_len() <= usize::from(u16::MAX));
         }
         assert!(server.pending_acks() <= usize::from(RECEIVE_MAXIMUM) * 2 + 64);
         assert!(buf.len() <= 4096 + 64 * 1024, "read buffer bounded by the caller");

@@ -17,7 +17,13 @@ const CARGO_DENY_VERSION: &str = "0.20.2";
 const FUZZ_SMOKE_SECONDS: u64 = 30;
 
 /// Library crates that must package (and so publish) on their own.
-const PUBLISHED: &[&str] = &["tern-codec", "tern-topic", "tern-session", "tern-client"];
+const PUBLISHED: &[&str] = &[
+    "tern-codec",
+    "tern-topic",
+    "tern-session",
+    "tern-broker",
+    "tern-client",
+];
 
 pub(crate) fn command(args: &[String]) -> Result<(), String> {
     let fuzz_seconds = match args {
@@ -67,8 +73,13 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
 
     step("packaging");
     // Packaged together so path dependencies resolve to the local packages.
+    // Cargo treats those as immutable registry crates and never rebuilds
+    // them, so a verify build must not find an older build of ours.
+    let verify_dir = std::path::Path::new("target/package-verify");
+    forget_tern_builds(verify_dir)?;
     let mut package = cargo();
-    package.args(["package", "--allow-dirty"]);
+    package.args(["package", "--allow-dirty", "--target-dir"]);
+    package.arg(verify_dir);
     for krate in PUBLISHED {
         package.args(["-p", krate]);
     }
@@ -89,5 +100,32 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         "\nci: all checks passed in {}s",
         started.elapsed().as_secs()
     );
+    Ok(())
+}
+
+/// Removes every build of a `tern-*` crate under `target_dir`, keeping the
+/// dependencies' builds.
+fn forget_tern_builds(target_dir: &std::path::Path) -> Result<(), String> {
+    for sub in ["debug/.fingerprint", "debug/deps", "debug/build"] {
+        let Ok(entries) = std::fs::read_dir(target_dir.join(sub)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("tern-")
+                || name.starts_with("libtern_")
+                || name.starts_with("tern_")
+            {
+                let path = entry.path();
+                let removed = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                removed.map_err(|e| format!("removing {}: {e}", path.display()))?;
+            }
+        }
+    }
     Ok(())
 }
