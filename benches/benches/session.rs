@@ -5,6 +5,10 @@
 //! the server, and the acknowledgements back, until every flow is complete;
 //! throughput is reported per message (one publish → delivery → ack round
 //! trip, with a QoS 2 round trip being PUBLISH/PUBREC/PUBREL/PUBCOMP).
+//!
+//! `session_client_side` times only the client's half of a round trip, for
+//! tern-session and rumqttc 0.24's `MqttState` side by side (see
+//! `session_client/mod.rs`).
 
 #![allow(
     missing_docs,
@@ -16,6 +20,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tern_benches::session_pair::Pair;
 use tern_codec::{MqttString, ProtocolVersion, Publish, QoS};
 use tern_session::Instant;
+
+mod session_client;
 
 const BATCH: usize = 64;
 
@@ -52,5 +58,27 @@ fn round_trips(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, round_trips);
+fn client_side(c: &mut Criterion) {
+    let mut group = c.benchmark_group("session_client_side");
+    group.throughput(Throughput::Elements(session_client::BATCH as u64));
+    for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+        for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
+            for system in ["tern", "rumqttc"] {
+                let mut side = session_client::client_side(system, version, qos);
+                let expect = if qos == QoS::AtMostOnce {
+                    0
+                } else {
+                    session_client::BATCH
+                };
+                let name = format!("v{}_qos{}/{system}", version, qos.as_u8());
+                group.bench_function(name, |b| {
+                    b.iter(|| assert_eq!(side.batch(), expect));
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, round_trips, client_side);
 criterion_main!(benches);
