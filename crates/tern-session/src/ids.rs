@@ -1,6 +1,6 @@
 //! Packet identifier allocation shared by PUBLISH, SUBSCRIBE and UNSUBSCRIBE.
 
-use alloc::collections::BTreeSet;
+use crate::idmap::IdMap;
 use tern_codec::PacketId;
 
 /// Hands out packet identifiers that are unique among everything in flight.
@@ -8,12 +8,13 @@ use tern_codec::PacketId;
 /// Identifiers are issued in increasing order, wrapping after 65,535, and
 /// skip any still in use, so an identifier is reused only after its flow
 /// completed and every other identifier was tried: a late acknowledgement of
-/// an old flow cannot be mistaken for a new one. Allocation is O(log n) in
-/// the number of identifiers in use; memory is proportional to that number.
+/// an old flow cannot be mistaken for a new one. Memory is proportional to
+/// the number of identifiers in use; allocation and release are O(1) when
+/// flows complete roughly in the order they started.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PacketIds {
-    in_use: BTreeSet<PacketId>,
+    in_use: IdMap<()>,
     /// The last identifier issued (0 before the first).
     last: u16,
 }
@@ -22,7 +23,7 @@ impl PacketIds {
     /// An empty pool.
     pub const fn new() -> Self {
         Self {
-            in_use: BTreeSet::new(),
+            in_use: IdMap::new(),
             last: 0,
         }
     }
@@ -36,10 +37,10 @@ impl PacketIds {
         // Terminates: at least one identifier is free. The walk is as long as
         // the run of used identifiers after the last one issued.
         let mut candidate = next(self.last);
-        while self.in_use.contains(&candidate) {
+        while self.in_use.contains(candidate) {
             candidate = next(candidate.get());
         }
-        self.in_use.insert(candidate);
+        self.in_use.insert(candidate, ());
         self.last = candidate.get();
         Some(candidate)
     }
@@ -47,17 +48,17 @@ impl PacketIds {
     /// Marks an identifier as in use (when restoring state); returns `false`
     /// if it already was.
     pub fn claim(&mut self, id: PacketId) -> bool {
-        self.in_use.insert(id)
+        self.in_use.insert(id, ()).is_none()
     }
 
     /// Returns an identifier to the pool; `false` if it was not in use.
     pub fn release(&mut self, id: PacketId) -> bool {
-        self.in_use.remove(&id)
+        self.in_use.remove(id).is_some()
     }
 
     /// Whether an identifier is in use.
     pub fn is_in_use(&self, id: PacketId) -> bool {
-        self.in_use.contains(&id)
+        self.in_use.contains(id)
     }
 
     /// How many identifiers are in use.

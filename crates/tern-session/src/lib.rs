@@ -105,6 +105,7 @@ mod alias;
 mod client;
 mod core;
 mod error;
+mod idmap;
 mod ids;
 mod incoming;
 mod outgoing;

@@ -7,11 +7,8 @@
 //! in that order [MQTT-4.6.0-1]; a QoS 2 message moves to the back when its
 //! PUBREC arrives, so PUBRELs resend in PUBREC order [MQTT-4.6.0-4].
 
-use crate::{Instant, PacketIds, window::SeqWindow};
-use alloc::{
-    collections::{BTreeMap, VecDeque},
-    vec::Vec,
-};
+use crate::{Instant, PacketIds, idmap::IdMap, window::SeqWindow};
+use alloc::{collections::VecDeque, vec::Vec};
 use core::time::Duration;
 use tern_codec::{PacketId, Publish, QoS, ReasonCode};
 
@@ -131,7 +128,7 @@ pub(crate) struct Outgoing {
     /// In-flight messages by send order.
     inflight: SeqWindow<InFlight>,
     /// Send order by packet identifier.
-    order: BTreeMap<PacketId, u64>,
+    order: IdMap<u64>,
     queue: VecDeque<QueuedMessage>,
     queued_bytes: usize,
     /// How many in-flight messages are on the current connection's wire.
@@ -399,7 +396,7 @@ impl Outgoing {
         reason: ReasonCode,
         ids: &mut PacketIds,
     ) -> AckResult {
-        let Some(&seq) = self.order.get(&id) else {
+        let Some(&seq) = self.order.get(id) else {
             return AckResult::Unknown;
         };
         let Some(entry) = self.inflight.get(seq) else {
@@ -429,7 +426,7 @@ impl Outgoing {
                     self.on_wire -= 1;
                 }
                 let accepted = removed.and_then(|(_, accepted)| accepted);
-                self.order.remove(&id);
+                self.order.remove(id);
                 ids.release(id);
                 AckResult::Completed {
                     qos,
