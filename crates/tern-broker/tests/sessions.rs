@@ -189,3 +189,89 @@ async fn retained_messages_are_set_replaced_cleared_and_sent_on_subscribe_mqtt_3
     late.subscribe("retained/#", QoS::AtLeastOnce).await;
     late.ping().await;
 }
+
+#[tokio::test]
+async fn the_offline_queue_is_bounded_and_drops_are_counted_in_sys() {
+    let broker = start_with(|s| {
+        s.limits.max_queued_messages = 3;
+        s.limits.sys_interval = Duration::from_millis(100);
+    })
+    .await;
+    let session = persistent(ProtocolVersion::V5, "bounded", Some(600));
+    let (mut sub, _) = Raw::connect(broker.tcp, session.clone()).await;
+    sub.subscribe("bounded/t", QoS::AtLeastOnce).await;
+    leave(sub).await;
+
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "bounded-pub").await;
+    for n in 1..=5u16 {
+        let payload: &'static [u8] = Box::leak(n.to_string().into_bytes().into_boxed_slice());
+        publisher
+            .publish(publish("bounded/t", payload, QoS::AtLeastOnce, n))
+            .await;
+    }
+    // The two that did not fit are counted, and the count is visible.
+    let mut sys = Raw::connected(broker.tcp, ProtocolVersion::V5, "bounded-sys").await;
+    sys.subscribe("$SYS/broker/publish/messages/dropped", QoS::AtMostOnce)
+        .await;
+    loop {
+        let got = sys.recv_publish().await;
+        let dropped: u64 = std::str::from_utf8(&got.payload).unwrap().parse().unwrap();
+        assert!(dropped <= 2, "{dropped}");
+        if dropped == 2 {
+            break;
+        }
+    }
+    // The first three are kept (the newest are dropped), in order.
+    let (mut sub, ack) = Raw::connect(broker.tcp, session).await;
+    assert!(ack.session_present);
+    for n in 1..=3 {
+        assert_eq!(sub.recv_publish().await.payload, n.to_string());
+    }
+    sub.ping().await;
+}
+
+#[tokio::test]
+async fn the_offline_queue_is_bounded_in_bytes_too() {
+    let broker = start_with(|s| s.limits.max_queued_bytes = 2500).await;
+    let session = persistent(ProtocolVersion::V3_1_1, "bounded-bytes", None);
+    let (mut sub, _) = Raw::connect(broker.tcp, session.clone()).await;
+    sub.subscribe("bytes/t", QoS::AtLeastOnce).await;
+    leave(sub).await;
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "bytes-pub").await;
+    for n in 1..=5u16 {
+        let mut p = publish("bytes/t", b"", QoS::AtLeastOnce, n);
+        p.payload = bytes::Bytes::from(vec![b'0' + n as u8; 1000]);
+        publisher.publish(p).await;
+    }
+    let (mut sub, ack) = Raw::connect(broker.tcp, session).await;
+    assert!(ack.session_present);
+    // 2 × ~1 kB fit in 2.5 kB, the third does not.
+    for n in 1..=2u8 {
+        assert_eq!(sub.recv_publish().await.payload[0], b'0' + n);
+    }
+    sub.ping().await;
+}
+
+#[tokio::test]
+async fn qos_0_is_queued_for_offline_sessions_when_configured() {
+    let broker = start_with(|s| s.limits.queue_qos0 = true).await;
+    let session = persistent(ProtocolVersion::V5, "qos0-kept", Some(600));
+    let (mut sub, _) = Raw::connect(broker.tcp, session.clone()).await;
+    sub.subscribe("q0/t", QoS::AtLeastOnce).await;
+    leave(sub).await;
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "qos0-pub").await;
+    publisher
+        .publish(publish("q0/t", b"zero", QoS::AtMostOnce, 0))
+        .await;
+    publisher
+        .publish(publish("q0/t", b"one", QoS::AtLeastOnce, 1))
+        .await;
+    let (mut sub, ack) = Raw::connect(broker.tcp, session).await;
+    assert!(ack.session_present);
+    let got = sub.recv_publish().await;
+    assert_eq!(
+        (got.payload.as_ref(), got.qos),
+        (&b"zero"[..], QoS::AtMostOnce)
+    );
+    assert_eq!(sub.recv_publish().await.payload, "one");
+}
