@@ -119,6 +119,8 @@ pub(crate) fn run(args: &BrokerArgs) -> Result<(), Failure> {
         .build()
         .map_err(|e| failure(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async {
+        // Before the `listening` lines: a SIGTERM right after them is graceful.
+        let signal = server::shutdown_signal();
         let running = server::start(settings)
             .await
             .map_err(|e| failure(e.to_string()))?;
@@ -132,7 +134,7 @@ pub(crate) fn run(args: &BrokerArgs) -> Result<(), Failure> {
         }
         let _ = out.flush();
         drop(out);
-        running.run_until(server::shutdown_signal()).await;
+        running.run_until(signal).await;
         Ok(())
     })
 }
