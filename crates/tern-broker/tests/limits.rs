@@ -245,7 +245,7 @@ async fn sys_topics_are_off_with_interval_0() {
 }
 
 #[tokio::test]
-async fn maximum_qos_and_retain_available_are_announced_and_enforced_mqtt_3_2_2_11_and_14() {
+async fn maximum_qos_and_retain_available_are_announced_and_enforced_mqtt_3_2_2_12_and_13() {
     let broker = start_with(|s| {
         s.limits.maximum_qos = QoS::AtLeastOnce;
         s.limits.retain_available = false;
@@ -269,10 +269,10 @@ async fn maximum_qos_and_retain_available_are_announced_and_enforced_mqtt_3_2_2_
         granted.reason_codes,
         vec![ReasonCode::granted(QoS::AtLeastOnce)]
     );
-    // QoS 2 published: DISCONNECT 0x9B [MQTT-3.2.2-12].
+    // QoS 2 published: DISCONNECT 0x9B (§3.2.2.3.4).
     c.send(publish("lim/t", b"q2", QoS::ExactlyOnce, 1)).await;
     c.disconnected_with(ReasonCode::QosNotSupported).await;
-    // A retained message: DISCONNECT 0x9A [MQTT-3.2.2-15].
+    // A retained message: DISCONNECT 0x9A (§3.2.2.3.5).
     let mut r = Raw::connected(broker.tcp, ProtocolVersion::V5, "limited-r").await;
     r.send(tern_codec::Publish {
         retain: true,
@@ -280,6 +280,22 @@ async fn maximum_qos_and_retain_available_are_announced_and_enforced_mqtt_3_2_2_
     })
     .await;
     r.disconnected_with(ReasonCode::RetainNotSupported).await;
+    // A will beyond either: the connection is refused [MQTT-3.2.2-12], [MQTT-3.2.2-13].
+    for (qos, retain, code) in [
+        (QoS::ExactlyOnce, false, ReasonCode::QosNotSupported),
+        (QoS::AtMostOnce, true, ReasonCode::RetainNotSupported),
+    ] {
+        let mut c = connect(ProtocolVersion::V5, "limited-will");
+        c.will = Some(tern_codec::Will {
+            topic: s("lim/will"),
+            qos,
+            retain,
+            ..tern_codec::Will::default()
+        });
+        let (mut raw, ack) = Raw::connect(broker.tcp, c).await;
+        assert_eq!(ack.reason_code, code);
+        assert_eq!(raw.closed(WAIT).await, vec![]);
+    }
 }
 
 #[test]

@@ -580,7 +580,7 @@ async fn one_publishers_messages_keep_their_order_across_qos_levels_mqtt_4_6_0_5
 }
 
 #[tokio::test]
-async fn outbound_topic_aliases_are_used_up_to_the_clients_maximum_mqtt_3_3_2_9() {
+async fn outbound_topic_aliases_are_used_up_to_the_clients_maximum_mqtt_3_3_2_11() {
     let broker = start().await;
     let mut c = connect(ProtocolVersion::V5, "alias-out");
     c.properties.topic_alias_maximum = Some(1);
@@ -605,7 +605,7 @@ async fn outbound_topic_aliases_are_used_up_to_the_clients_maximum_mqtt_3_3_2_9(
     assert_eq!(third.topic.as_str(), "aout/b");
     assert!(third.properties.topic_alias.is_none_or(|a| a.get() == 1));
 
-    // A client that announced no Topic Alias Maximum gets none [MQTT-3.3.2-9].
+    // A client that announced no Topic Alias Maximum gets none [MQTT-3.1.2-27].
     let mut plain = Raw::connected(broker.tcp, ProtocolVersion::V5, "alias-none").await;
     plain.subscribe("aout/#", QoS::AtMostOnce).await;
     for _ in 0..2 {

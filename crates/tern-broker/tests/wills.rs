@@ -316,3 +316,22 @@ async fn take_over_that_resumes_within_the_will_delay_publishes_no_will_mqtt_3_1
     marker(&broker).await;
     assert_eq!(w.recv_publish().await.topic.as_str(), "marker");
 }
+
+#[tokio::test]
+async fn server_keep_alive_is_announced_and_enforced() {
+    let broker = start_with(|s| s.limits.max_keep_alive = Some(1)).await;
+    // Asks for 60 s (and for none): told 1 s (§3.2.2.3.14), and held to it.
+    for asked in [60, 0] {
+        let mut c = connect(ProtocolVersion::V5, "held-to-it");
+        c.keep_alive = asked;
+        let (mut raw, ack) = Raw::connect(broker.tcp, c).await;
+        assert_eq!(ack.properties.server_keep_alive, Some(1), "asked {asked}");
+        let started = Instant::now();
+        raw.disconnected_with(ReasonCode::KeepAliveTimeout).await;
+        let elapsed = started.elapsed();
+        assert!(
+            (Duration::from_millis(1400)..=Duration::from_millis(2500)).contains(&elapsed),
+            "closed after {elapsed:?}"
+        );
+    }
+}

@@ -1,12 +1,20 @@
-//! The client against Debian's mosquitto broker (`/usr/sbin/mosquitto`),
-//! started by each test on free ports: MQTT 3.1.1 and 5.0, every QoS,
-//! retained messages, wills, persistent sessions, manual acknowledgement,
+//! The client end to end against real brokers: Debian's mosquitto
+//! (`/usr/sbin/mosquitto`) and Tern's own (`tern_broker::server`, in
+//! process), each started by each test on free ports. Every test body runs
+//! against both (`both_brokers!` makes `mosquitto::NAME` and `tern::NAME`):
+//! MQTT 3.1.1 and 5.0, every QoS, retained messages, wills, persistent
+//! sessions, reconnection with session resume, manual acknowledgement,
 //! WebSocket, refusals.
 
 mod support;
 
 use std::time::Duration;
-use support::{mosquitto::Mosquitto, within};
+use support::{
+    broker::{Kind, TestBroker},
+    mosquitto::Mosquitto,
+    proxy::{Mode, Proxy},
+    within,
+};
 use tern_client::{Client, Error, Message, Messages, Options, State};
 use tern_codec::{MqttString, ProtocolVersion, QoS, ReasonCode, Will};
 
@@ -34,9 +42,8 @@ async fn next(messages: &mut Messages) -> Message {
         .expect("the stream is open")
 }
 
-#[tokio::test]
-async fn every_qos_both_versions() {
-    let broker = Mosquitto::start();
+async fn every_qos_both_versions(kind: Kind) {
+    let broker = TestBroker::start(kind).await;
     for version in [V311, V5] {
         let (sub, mut messages) = connect(options(&broker.url(), "sub", version)).await;
         let suback = sub
@@ -78,9 +85,8 @@ async fn every_qos_both_versions() {
     }
 }
 
-#[tokio::test]
-async fn v5_reason_codes_and_properties_come_through() {
-    let broker = Mosquitto::start();
+async fn v5_reason_codes_and_properties_come_through(kind: Kind) {
+    let broker = TestBroker::start(kind).await;
     let (client, mut messages) = connect(options(&broker.url(), "props", V5)).await;
     // Nobody subscribes yet: mosquitto says so in PUBACK.
     let published = client
@@ -127,9 +133,8 @@ async fn v5_reason_codes_and_properties_come_through() {
     );
 }
 
-#[tokio::test]
-async fn retained_messages_reach_later_subscribers_until_cleared() {
-    let broker = Mosquitto::start();
+async fn retained_messages_reach_later_subscribers_until_cleared(kind: Kind) {
+    let broker = TestBroker::start(kind).await;
     for version in [V311, V5] {
         let (publisher, _) = connect(options(&broker.url(), "retainer", version)).await;
         publisher
@@ -162,9 +167,8 @@ async fn retained_messages_reach_later_subscribers_until_cleared() {
     }
 }
 
-#[tokio::test]
-async fn the_will_is_published_when_the_connection_dies() {
-    let broker = Mosquitto::start();
+async fn the_will_is_published_when_the_connection_dies(kind: Kind) {
+    let broker = TestBroker::start(kind).await;
     for version in [V311, V5] {
         let (watcher, mut messages) = connect(options(&broker.url(), "watcher", version)).await;
         watcher
@@ -185,12 +189,13 @@ async fn the_will_is_published_when_the_connection_dies() {
             .build()
             .unwrap();
         let dying = options(&url, "dying", version).will(will.clone());
-        let (_client, _messages) = std::thread::spawn(move || {
+        // (On a blocking thread: Tern's broker runs on this test's runtime.)
+        let (_client, _messages) = tokio::task::spawn_blocking(move || {
             let out = runtime.block_on(Client::connect(dying)).unwrap();
             runtime.shutdown_background();
             out
         })
-        .join()
+        .await
         .unwrap();
         let m = next(&mut messages).await;
         assert_eq!(m.topic, "wills/dying", "{version:?}");
@@ -217,9 +222,8 @@ async fn the_will_is_published_when_the_connection_dies() {
     }
 }
 
-#[tokio::test]
-async fn a_persistent_session_resumes_with_the_messages_queued_for_it() {
-    let broker = Mosquitto::start();
+async fn a_persistent_session_resumes_with_the_messages_queued_for_it(kind: Kind) {
+    let broker = TestBroker::start(kind).await;
     for version in [V311, V5] {
         let persistent = |clean| {
             let o = options(&broker.url(), "persistent", version).clean_start(clean);
@@ -262,9 +266,8 @@ async fn a_persistent_session_resumes_with_the_messages_queued_for_it() {
     }
 }
 
-#[tokio::test]
-async fn manual_acks_hold_back_the_puback_until_the_application_acks() {
-    let broker = Mosquitto::start();
+async fn manual_acks_hold_back_the_puback_until_the_application_acks(kind: Kind) {
+    let broker = TestBroker::start(kind).await;
     let subscriber = |clean| {
         options(&broker.url(), "careful", V5)
             .clean_start(clean)
@@ -292,7 +295,12 @@ async fn manual_acks_hold_back_the_puback_until_the_application_acks() {
     let mut again = next(&mut messages).await;
     assert_eq!(again.payload, "job 1");
     assert!(again.dup, "a redelivery");
-    again.ack(ReasonCode::Success).await.unwrap();
+    // A PUBACK with an error reason code still ends the flow
+    // [MQTT-4.3.2-4]: the application refuses the job, nothing comes again.
+    again
+        .ack(ReasonCode::ImplementationSpecificError)
+        .await
+        .unwrap();
     client.disconnect().await.unwrap();
 
     // Acknowledged now: nothing comes a third time.
@@ -307,9 +315,8 @@ async fn manual_acks_hold_back_the_puback_until_the_application_acks() {
     client.disconnect().await.unwrap();
 }
 
-#[tokio::test]
-async fn websocket_transport() {
-    let broker = Mosquitto::start_with_websocket();
+async fn websocket_transport(kind: Kind) {
+    let broker = TestBroker::start_with_websocket(kind).await;
     for version in [V311, V5] {
         let (client, mut messages) = connect(options(&broker.ws_url(), "ws", version)).await;
         client
@@ -334,46 +341,92 @@ async fn websocket_transport() {
     }
 }
 
-#[tokio::test]
-async fn refusals_name_the_reason_code() {
-    let broker = Mosquitto::start_with(false, "allow_anonymous false\n");
-    for version in [V311, V5] {
-        let error = Client::connect(options(&broker.url(), "stranger", version))
+async fn refusals_name_the_reason_code(kind: Kind) {
+    match kind {
+        Kind::Mosquitto => {
+            let broker = Mosquitto::start_with(false, "allow_anonymous false\n");
+            for version in [V311, V5] {
+                let error = Client::connect(options(&broker.url(), "stranger", version))
+                    .await
+                    .unwrap_err();
+                assert!(
+                    matches!(error, Error::ConnectionRefused(ReasonCode::NotAuthorized)),
+                    "{version:?}: {error:?}"
+                );
+                assert_eq!(error.to_string(), "connection refused: 0x87 Not authorized");
+            }
+        }
+        Kind::Tern => {
+            // Tern allows anonymous clients; it refuses what the protocol
+            // makes it refuse.
+            let broker = TestBroker::start(kind).await;
+            // 3.1.1: an empty client identifier needs a clean session
+            // [MQTT-3.1.3-8]: return code 0x02.
+            let error = Client::connect(
+                Options::from_url(&broker.url())
+                    .unwrap()
+                    .version(V311)
+                    .clean_start(false)
+                    .reconnect(None),
+            )
             .await
             .unwrap_err();
-        assert!(
-            matches!(error, Error::ConnectionRefused(ReasonCode::NotAuthorized)),
-            "{version:?}: {error:?}"
-        );
-        assert_eq!(error.to_string(), "connection refused: 0x87 Not authorized");
+            assert!(
+                matches!(
+                    error,
+                    Error::ConnectionRefused(ReasonCode::ClientIdentifierNotValid)
+                ),
+                "{error:?}"
+            );
+            // MQTT 5: no enhanced authentication method is offered.
+            let properties = tern_codec::ConnectProperties {
+                authentication_method: Some(MqttString::from_static("SCRAM-SHA-1")),
+                ..Default::default()
+            };
+            let error = Client::connect(options(&broker.url(), "scram", V5).properties(properties))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    Error::ConnectionRefused(ReasonCode::BadAuthenticationMethod)
+                ),
+                "{error:?}"
+            );
+            assert_eq!(
+                error.to_string(),
+                "connection refused: 0x8C Bad authentication method"
+            );
+        }
     }
 }
 
-#[tokio::test]
-async fn reconnects_after_the_broker_restarts() {
-    let mut broker = Mosquitto::start();
-    let port = broker.port;
-    let fast = tern_client::Backoff {
+fn fast_reconnect() -> Option<tern_client::Backoff> {
+    Some(tern_client::Backoff {
         initial: Duration::from_millis(20),
         max: Duration::from_millis(200),
         ..Default::default()
-    };
+    })
+}
+
+async fn reconnects_after_the_broker_restarts(kind: Kind) {
+    let mut broker = TestBroker::start(kind).await;
     let (client, mut messages) =
-        connect(options(&broker.url(), "phoenix", V5).reconnect(Some(fast))).await;
+        connect(options(&broker.url(), "phoenix", V5).reconnect(fast_reconnect())).await;
     client
         .subscribe([("back", QoS::AtLeastOnce)])
         .await
         .unwrap();
     let mut states = client.state_changes();
-    drop(broker); // killed
+    broker.stop().await;
     within(
         "the client to notice",
         states.wait_for(|s| matches!(s, State::Disconnected { .. })),
     )
     .await
     .unwrap();
-    broker = Mosquitto::start_on(port);
-    // mosquitto forgot everything: the client subscribes again by itself.
+    broker.restart().await;
+    // The broker forgot everything: the client subscribes again by itself.
     within(
         "the reconnection",
         states.wait_for(|s| {
@@ -389,7 +442,7 @@ async fn reconnects_after_the_broker_restarts() {
     .await
     .unwrap();
     // The SUBSCRIBE went out right after CONNACK; a request answered after
-    // it proves mosquitto has handled it.
+    // it proves the broker has handled it.
     client.subscribe([("sync", QoS::AtMostOnce)]).await.unwrap();
     let (publisher, _) = connect(options(&broker.url(), "witness", V5)).await;
     publisher
@@ -399,10 +452,152 @@ async fn reconnects_after_the_broker_restarts() {
     assert_eq!(next(&mut messages).await.payload, "hello again");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_concurrent_publishes_through_small_queues() {
+/// Options for a client whose session outlives its connections and that
+/// reconnects at once.
+fn resumable(url: &str, id: &str, version: ProtocolVersion) -> Options {
+    let o = options(url, id, version)
+        .clean_start(false)
+        .reconnect(fast_reconnect());
+    if version.is_v5() {
+        o.session_expiry(300)
+    } else {
+        o
+    }
+}
+
+/// Waits until the client is connected again on a resumed session.
+async fn resumed(client: &Client) {
+    let mut states = client.state_changes();
+    within(
+        "a reconnection with the session resumed",
+        states.wait_for(|s| {
+            matches!(
+                s,
+                State::Connected {
+                    session_present: true,
+                    ..
+                }
+            )
+        }),
+    )
+    .await
+    .unwrap();
+}
+
+async fn pending_publishes_complete_once_after_a_lost_connection(kind: Kind) {
+    let broker = TestBroker::start(kind).await;
+    for version in [V311, V5] {
+        let proxy = Proxy::start(([127, 0, 0, 1], broker.port()).into()).await;
+        let (watcher, mut messages) =
+            connect(options(&broker.url(), "lost-acks-watch", version)).await;
+        watcher
+            .subscribe([("lost/#", QoS::ExactlyOnce)])
+            .await
+            .unwrap();
+        let (publisher, _) = connect(resumable(&proxy.url(), "lost-acks", version)).await;
+        // The broker gets both messages, the publisher none of the acks.
+        proxy.set(Mode::LoseReplies);
+        let one = tokio::spawn({
+            let p = publisher.clone();
+            async move { p.publish("lost/1", "one", QoS::AtLeastOnce, false).await }
+        });
+        let two = tokio::spawn({
+            let p = publisher.clone();
+            async move { p.publish("lost/2", "two", QoS::ExactlyOnce, false).await }
+        });
+        // QoS 1 reaches subscribers on receipt; QoS 2 on receipt (Tern) or
+        // on PUBREL (mosquitto), so "two" may come now or after the cut.
+        let mut twos = 0;
+        loop {
+            let m = next(&mut messages).await;
+            match m.topic.as_str() {
+                "lost/1" => break,
+                "lost/2" => twos += 1,
+                other => panic!("unexpected {other}"),
+            }
+        }
+        assert!(
+            !one.is_finished() && !two.is_finished(),
+            "the acks were lost"
+        );
+        // The connection dies; the client comes back on its session and
+        // finishes both flows: the futures complete, once each.
+        proxy.cut();
+        resumed(&publisher).await;
+        let one = within("the QoS 1 publish", one).await.unwrap().unwrap();
+        let two = within("the QoS 2 publish", two).await.unwrap().unwrap();
+        assert!(one.is_success() && two.is_success(), "{one:?} {two:?}");
+        // QoS 2 is delivered exactly once; QoS 1 at least once (the resent
+        // PUBLISH may be delivered again).
+        publisher
+            .publish("lost/marker", "m", QoS::AtLeastOnce, false)
+            .await
+            .unwrap();
+        loop {
+            let m = next(&mut messages).await;
+            match m.topic.as_str() {
+                "lost/marker" => break,
+                "lost/1" => assert_eq!(m.payload, "one"),
+                "lost/2" => twos += 1,
+                other => panic!("unexpected {other}"),
+            }
+        }
+        assert_eq!(twos, 1, "{version:?}: QoS 2 delivered {twos} times");
+        publisher.disconnect().await.unwrap();
+        watcher.disconnect().await.unwrap();
+    }
+}
+
+async fn unacknowledged_deliveries_come_again_after_a_lost_connection(kind: Kind) {
+    let broker = TestBroker::start(kind).await;
+    for version in [V311, V5] {
+        let proxy = Proxy::start(([127, 0, 0, 1], broker.port()).into()).await;
+        let (sub, mut messages) = connect(resumable(&proxy.url(), "lost-puback", version)).await;
+        sub.subscribe([("again/#", QoS::ExactlyOnce)])
+            .await
+            .unwrap();
+        let (publisher, _) = connect(options(&broker.url(), "again-pub", version)).await;
+        // The subscriber's PUBACK and PUBREC never reach the broker.
+        proxy.set(Mode::LoseRequests);
+        publisher
+            .publish("again/1", "one", QoS::AtLeastOnce, false)
+            .await
+            .unwrap();
+        publisher
+            .publish("again/2", "two", QoS::ExactlyOnce, false)
+            .await
+            .unwrap();
+        let first = next(&mut messages).await;
+        assert_eq!((first.topic.as_str(), first.dup), ("again/1", false));
+        let second = next(&mut messages).await;
+        assert_eq!(second.topic, "again/2");
+        proxy.cut();
+        resumed(&sub).await;
+        // The broker sends the QoS 1 message again, with DUP
+        // [MQTT-4.4.0-1]; the QoS 2 one it sends again too, but the client
+        // already has it and does not hand it over twice.
+        let again = next(&mut messages).await;
+        assert_eq!(
+            (again.topic.as_str(), again.dup),
+            ("again/1", true),
+            "{version:?}"
+        );
+        publisher
+            .publish("again/marker", "m", QoS::AtLeastOnce, false)
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut messages).await.topic,
+            "again/marker",
+            "{version:?}"
+        );
+        sub.disconnect().await.unwrap();
+    }
+}
+
+async fn many_concurrent_publishes_through_small_queues(kind: Kind) {
     const EACH: usize = 500;
-    let broker = Mosquitto::start();
+    let broker = TestBroker::start(kind).await;
     let (sub, mut messages) =
         connect(options(&broker.url(), "many-sub", V5).message_capacity(4)).await;
     sub.subscribe([("many/#", QoS::ExactlyOnce)]).await.unwrap();
@@ -440,3 +635,47 @@ async fn many_concurrent_publishes_through_small_queues() {
     }
     assert!(seen.iter().flatten().all(|s| *s));
 }
+
+/// `mosquitto::NAME` and `tern::NAME` for each test body `NAME(kind)`.
+macro_rules! both_brokers {
+    ($($name:ident),* $(,)?) => {
+        mod mosquitto {
+            use super::*;
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(Kind::Mosquitto).await
+            })*
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn many_concurrent_publishes_through_small_queues() {
+                super::many_concurrent_publishes_through_small_queues(Kind::Mosquitto).await
+            }
+        }
+        mod tern {
+            use super::*;
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(Kind::Tern).await
+            })*
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn many_concurrent_publishes_through_small_queues() {
+                super::many_concurrent_publishes_through_small_queues(Kind::Tern).await
+            }
+        }
+    };
+}
+
+both_brokers!(
+    every_qos_both_versions,
+    v5_reason_codes_and_properties_come_through,
+    retained_messages_reach_later_subscribers_until_cleared,
+    the_will_is_published_when_the_connection_dies,
+    a_persistent_session_resumes_with_the_messages_queued_for_it,
+    manual_acks_hold_back_the_puback_until_the_application_acks,
+    websocket_transport,
+    refusals_name_the_reason_code,
+    reconnects_after_the_broker_restarts,
+    pending_publishes_complete_once_after_a_lost_connection,
+    unacknowledged_deliveries_come_again_after_a_lost_connection,
+);
