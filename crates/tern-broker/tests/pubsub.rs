@@ -681,3 +681,34 @@ async fn the_broker_keeps_to_the_clients_receive_maximum_mqtt_3_3_4_9() {
     }
     sub.ping().await;
 }
+
+#[tokio::test]
+async fn shared_subscriptions_deliver_only_to_online_members_while_there_are_any() {
+    let broker = start().await;
+    // A persistent member that goes offline keeps its membership...
+    let mut away = connect(ProtocolVersion::V5, "share-away");
+    away.clean_start = false;
+    away.properties.session_expiry_interval = Some(600);
+    let (mut a, _) = Raw::connect(broker.tcp, away.clone()).await;
+    a.subscribe("$share/g/sh/#", QoS::AtLeastOnce).await;
+    a.send(tern_codec::Disconnect::new(ReasonCode::Success))
+        .await;
+    assert!(a.closed(WAIT).await.is_empty());
+    // ... but while another member is online, that one gets every message.
+    let mut online = Raw::connected(broker.tcp, ProtocolVersion::V3_1_1, "share-online").await;
+    online.subscribe("$share/g/sh/#", QoS::AtLeastOnce).await;
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "share-pub2").await;
+    for n in 1..=4u16 {
+        publisher
+            .publish(publish("sh/t", b"job", QoS::AtLeastOnce, n))
+            .await;
+    }
+    for _ in 1..=4 {
+        online.recv_publish().await;
+    }
+    online.ping().await;
+    // Nothing was queued for the offline member.
+    let (mut a, ack) = Raw::connect(broker.tcp, away).await;
+    assert!(ack.session_present);
+    a.ping().await;
+}

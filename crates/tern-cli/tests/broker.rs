@@ -221,3 +221,15 @@ fn a_settings_file_gives_listeners_and_limits_and_flags_replace_its_listeners() 
     drop(broker);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn ctrl_c_stops_it_gracefully_too() {
+    let mut broker = BrokerProcess::start();
+    let mut client = connects(broker.tcp, "interrupted");
+    broker.signal("-INT");
+    match client.next() {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::ServerShuttingDown),
+        other => panic!("expected DISCONNECT 0x8B, got {other:?}"),
+    }
+    assert!(broker.wait_exit().success());
+}

@@ -76,8 +76,13 @@ impl BrokerProcess {
 
     /// Sends SIGTERM to the process.
     pub fn terminate(&self) {
+        self.signal("-TERM");
+    }
+
+    /// Sends a signal (`-TERM`, `-INT`) to the process, by its PID.
+    pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([signal, &self.child.id().to_string()])
             .status()
             .expect("kill runs");
         assert!(status.success());
