@@ -636,6 +636,55 @@ async fn many_concurrent_publishes_through_small_queues(kind: Kind) {
     assert!(seen.iter().flatten().all(|s| *s));
 }
 
+async fn topic_aliases_both_ways_keep_the_topics(kind: Kind) {
+    let broker = TestBroker::start(kind).await;
+    // Both clients use aliases towards the broker and accept them from it
+    // (Tern's broker sends them; mosquitto does not, which is allowed).
+    let aliasing = |id| {
+        let mut o = options(&broker.url(), id, V5).properties(tern_codec::ConnectProperties {
+            topic_alias_maximum: Some(2),
+            ..Default::default()
+        });
+        o.session.outgoing_topic_aliases = 2;
+        o
+    };
+    let (sub, mut messages) = connect(aliasing("alias-sub")).await;
+    sub.subscribe([("aliased/#", QoS::AtLeastOnce)])
+        .await
+        .unwrap();
+    let (publisher, _) = connect(aliasing("alias-pub")).await;
+    let topics = [
+        "aliased/a/rather/long/topic",
+        "aliased/a/rather/long/topic",
+        "aliased/b",
+        "aliased/c",
+        "aliased/a/rather/long/topic",
+        "aliased/b",
+    ];
+    for (n, topic) in topics.iter().enumerate() {
+        let qos = if n % 2 == 0 {
+            QoS::AtMostOnce
+        } else {
+            QoS::AtLeastOnce
+        };
+        publisher
+            .publish(*topic, n.to_string(), qos, false)
+            .await
+            .unwrap();
+    }
+    for (n, topic) in topics.iter().enumerate() {
+        let m = next(&mut messages).await;
+        assert_eq!(
+            (m.topic.as_str(), &m.payload[..]),
+            (*topic, n.to_string().as_bytes())
+        );
+        assert_eq!(
+            m.properties.topic_alias, None,
+            "aliases stay inside the client"
+        );
+    }
+}
+
 /// `mosquitto::NAME` and `tern::NAME` for each test body `NAME(kind)`.
 macro_rules! both_brokers {
     ($($name:ident),* $(,)?) => {
@@ -678,4 +727,5 @@ both_brokers!(
     reconnects_after_the_broker_restarts,
     pending_publishes_complete_once_after_a_lost_connection,
     unacknowledged_deliveries_come_again_after_a_lost_connection,
+    topic_aliases_both_ways_keep_the_topics,
 );
