@@ -668,7 +668,7 @@ async fn topic_aliases_both_ways_keep_the_topics(kind: Kind) {
             QoS::AtLeastOnce
         };
         publisher
-            .publish(*topic, n.to_string(), qos, false)
+            .publish(topic, n.to_string(), qos, false)
             .await
             .unwrap();
     }
