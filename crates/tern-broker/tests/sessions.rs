@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use std::time::Duration;
-use tern_codec::{Connect, Disconnect, ProtocolVersion, Publish, QoS, ReasonCode};
+use tern_codec::{Connect, Disconnect, Packet, ProtocolVersion, Publish, QoS, ReasonCode};
 
 fn persistent(version: ProtocolVersion, id: &str, expiry: Option<u32>) -> Connect {
     let mut c = connect(version, id);
@@ -274,4 +274,75 @@ async fn qos_0_is_queued_for_offline_sessions_when_configured() {
         (&b"zero"[..], QoS::AtMostOnce)
     );
     assert_eq!(sub.recv_publish().await.payload, "one");
+}
+
+#[tokio::test]
+async fn qos_2_flows_cut_in_the_middle_finish_on_the_resumed_session_mqtt_4_4_0_1() {
+    let broker = start().await;
+    for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+        let sub_id = format!("cut-sub-{version}");
+        let pub_id = format!("cut-pub-{version}");
+        let expiry = version.is_v5().then_some(600);
+        let (mut sub, _) = Raw::connect(broker.tcp, persistent(version, &sub_id, expiry)).await;
+        sub.subscribe("cut/t", QoS::ExactlyOnce).await;
+
+        // Publisher: PUBLISH, PUBREC, PUBREL sent, then the connection dies
+        // before PUBCOMP. On the resumed session it sends PUBREL again and
+        // must get its PUBCOMP; the message is delivered once.
+        let (mut publisher, _) =
+            Raw::connect(broker.tcp, persistent(version, &pub_id, expiry)).await;
+        publisher
+            .send(publish("cut/t", b"once", QoS::ExactlyOnce, 7))
+            .await;
+        assert!(matches!(publisher.recv().await, Packet::PubRec(r) if r.packet_id == pid(7)));
+        publisher.send(tern_codec::PubRel::new(pid(7))).await;
+        drop(publisher);
+
+        // Subscriber: PUBLISH, PUBREC sent, PUBREL received, then its
+        // connection dies before PUBCOMP: the broker sends PUBREL again.
+        let got = match sub.recv().await {
+            Packet::Publish(p) => p,
+            other => panic!("expected PUBLISH, got {other:?}"),
+        };
+        assert_eq!(got.payload, "once");
+        let id = got.packet_id.unwrap();
+        sub.send(tern_codec::PubRec::new(id)).await;
+        assert!(matches!(sub.recv().await, Packet::PubRel(r) if r.packet_id == id));
+        drop(sub);
+
+        let (mut publisher, ack) =
+            Raw::connect(broker.tcp, persistent(version, &pub_id, expiry)).await;
+        assert!(ack.session_present, "{version}");
+        publisher.send(tern_codec::PubRel::new(pid(7))).await;
+        match publisher.recv().await {
+            Packet::PubComp(c) => {
+                assert_eq!(c.packet_id, pid(7));
+                // 0x92 if the first PUBREL was handled before the cut: "not
+                // an error during recovery" (§3.7.2.1).
+                assert!(
+                    matches!(
+                        c.reason_code,
+                        ReasonCode::Success | ReasonCode::PacketIdentifierNotFound
+                    ),
+                    "{version}: {:?}",
+                    c.reason_code
+                );
+            }
+            other => panic!("expected PUBCOMP, got {other:?}"),
+        }
+
+        let (mut sub, ack) = Raw::connect(broker.tcp, persistent(version, &sub_id, expiry)).await;
+        assert!(ack.session_present, "{version}");
+        match sub.recv().await {
+            Packet::PubRel(r) => {
+                assert_eq!(r.packet_id, id);
+                sub.send(tern_codec::PubComp::new(id)).await;
+            }
+            other => panic!("{version}: expected PUBREL again, got {other:?}"),
+        }
+        // Nothing else: the message is not delivered a second time.
+        sub.ping().await;
+        leave(sub).await;
+        leave(publisher).await;
+    }
 }
