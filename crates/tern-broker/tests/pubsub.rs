@@ -712,3 +712,30 @@ async fn shared_subscriptions_deliver_only_to_online_members_while_there_are_any
     assert!(ack.session_present);
     a.ping().await;
 }
+
+#[tokio::test]
+async fn rumqttc_resolves_the_aliases_the_broker_sends() {
+    let broker = start().await;
+    let (mut v5, _) = V5::connect(broker.tcp, "rumqttc-aliases", |o| {
+        o.set_topic_alias_max(Some(2));
+    })
+    .await;
+    v5.subscribe("ra/#", rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+        .await;
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "ra-pub").await;
+    let topics = [
+        "ra/long/topic/name",
+        "ra/long/topic/name",
+        "ra/b",
+        "ra/long/topic/name",
+    ];
+    for (n, topic) in topics.iter().enumerate() {
+        publisher
+            .publish(publish(topic, b"x", QoS::AtLeastOnce, n as u16 + 1))
+            .await;
+    }
+    for topic in topics {
+        let got = v5.next_publish().await;
+        assert_eq!(&got.topic[..], topic.as_bytes());
+    }
+}
