@@ -685,6 +685,41 @@ async fn topic_aliases_both_ways_keep_the_topics(kind: Kind) {
     }
 }
 
+/// Tern's broker only: a configured maximum keep alive.
+#[tokio::test]
+async fn the_client_keeps_to_the_server_keep_alive_mqtt_3_2_2_21() {
+    let broker = TestBroker::start_tern_with(|s| s.limits.max_keep_alive = Some(1)).await;
+    // Asks for 60 s; told 1 s. Were it to keep to 60 s, the broker would
+    // close it after 1.5 s of silence.
+    let (client, mut messages) =
+        connect(options(&broker.url(), "obedient", V5).keep_alive(Duration::from_secs(60))).await;
+    match client.state() {
+        State::Connected { connack, .. } => {
+            assert_eq!(connack.properties.server_keep_alive, Some(1))
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut states = client.state_changes();
+    states.borrow_and_update();
+    // The behaviour under test is the passing of time: three keep-alive
+    // periods without a state change.
+    support::still_pending(
+        "a state change",
+        Duration::from_millis(3500),
+        states.changed(),
+    )
+    .await;
+    client
+        .subscribe([("still/here", QoS::AtLeastOnce)])
+        .await
+        .unwrap();
+    client
+        .publish("still/here", "yes", QoS::AtLeastOnce, false)
+        .await
+        .unwrap();
+    assert_eq!(next(&mut messages).await.payload, "yes");
+}
+
 /// `mosquitto::NAME` and `tern::NAME` for each test body `NAME(kind)`.
 macro_rules! both_brokers {
     ($($name:ident),* $(,)?) => {

@@ -75,6 +75,19 @@ impl TestBroker {
         }
     }
 
+    /// Tern's broker with `configure` applied to its settings (for limits
+    /// only Tern's tests need).
+    pub async fn start_tern_with(configure: impl FnOnce(&mut BrokerSettings)) -> Self {
+        let mut settings = tern_settings(SocketAddr::from(([127, 0, 0, 1], 0)), false);
+        configure(&mut settings);
+        let running = server::start(settings).await.expect("tern broker starts");
+        TestBroker::Tern {
+            tcp: running.tcp_addr().expect("a TCP listener"),
+            ws: running.ws_addr(),
+            running: Some(running),
+        }
+    }
+
     /// Which broker this is.
     pub fn kind(&self) -> Kind {
         match self {
