@@ -720,6 +720,46 @@ async fn the_client_keeps_to_the_server_keep_alive_mqtt_3_2_2_21() {
     assert_eq!(next(&mut messages).await.payload, "yes");
 }
 
+/// Tern's broker only: a small Receive Maximum and Topic Alias Maximum,
+/// which it enforces by closing the connection (0x93, 0x94).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_keeps_to_the_brokers_receive_maximum_mqtt_3_3_4_7() {
+    let broker = TestBroker::start_tern_with(|s| {
+        s.limits.max_inflight = std::num::NonZeroU16::new(2).unwrap();
+        s.limits.topic_alias_maximum = 1;
+    })
+    .await;
+    let mut o = options(&broker.url(), "patient", V5);
+    // Asks for more aliases than the broker allows: it must use at most 1.
+    o.session.outgoing_topic_aliases = 8;
+    let (client, _) = connect(o).await;
+    let mut states = client.state_changes();
+    states.borrow_and_update();
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..200u32 {
+        let client = client.clone();
+        tasks.spawn(async move {
+            let qos = if n % 2 == 0 {
+                QoS::AtLeastOnce
+            } else {
+                QoS::ExactlyOnce
+            };
+            let topic = format!("window/{}", n % 3);
+            client.publish(&topic, n.to_string(), qos, false).await
+        });
+    }
+    while let Some(done) = within("the publishes", tasks.join_next()).await {
+        let published = done.unwrap().unwrap();
+        assert_eq!(published.reason_code, ReasonCode::NoMatchingSubscribers);
+    }
+    // One connection all along: the broker never had to close it.
+    assert!(
+        !states.has_changed().unwrap(),
+        "the connection changed state: {:?}",
+        client.state()
+    );
+}
+
 /// `mosquitto::NAME` and `tern::NAME` for each test body `NAME(kind)`.
 macro_rules! both_brokers {
     ($($name:ident),* $(,)?) => {
