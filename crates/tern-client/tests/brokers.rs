@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::time::Duration;
+use std::{future::IntoFuture, time::Duration};
 use support::{
     broker::{Kind, TestBroker},
     mosquitto::Mosquitto,
@@ -758,6 +758,41 @@ async fn the_client_keeps_to_the_brokers_receive_maximum_mqtt_3_3_4_7() {
         "the connection changed state: {:?}",
         client.state()
     );
+}
+
+/// Tern's broker only: a small Maximum Packet Size.
+#[tokio::test]
+async fn the_client_refuses_to_send_over_the_brokers_maximum_packet_size_mqtt_3_2_2_15() {
+    let broker = TestBroker::start_tern_with(|s| s.limits.max_packet_size = 1024).await;
+    let (client, mut messages) = connect(options(&broker.url(), "modest", V5)).await;
+    client
+        .subscribe([("size/#", QoS::AtLeastOnce)])
+        .await
+        .unwrap();
+    let mut states = client.state_changes();
+    states.borrow_and_update();
+    let error = within(
+        "the refusal",
+        client
+            .publish("size/big", vec![b'x'; 2000], QoS::AtLeastOnce, false)
+            .into_future(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(error, Error::Publish(_)), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .contains("exceeds the server's maximum packet size 1024"),
+        "{error}"
+    );
+    // Refused locally; the connection is still there and still works.
+    client
+        .publish("size/small", "fits", QoS::AtLeastOnce, false)
+        .await
+        .unwrap();
+    assert_eq!(next(&mut messages).await.topic, "size/small");
+    assert!(!states.has_changed().unwrap(), "{:?}", client.state());
 }
 
 /// `mosquitto::NAME` and `tern::NAME` for each test body `NAME(kind)`.
