@@ -795,6 +795,47 @@ async fn the_client_refuses_to_send_over_the_brokers_maximum_packet_size_mqtt_3_
     assert!(!states.has_changed().unwrap(), "{:?}", client.state());
 }
 
+/// Tern's broker only: Maximum QoS 1 and no retained messages, which it
+/// enforces by closing the connection (0x9B, 0x9A).
+#[tokio::test]
+async fn the_client_keeps_to_maximum_qos_and_retain_available_mqtt_3_2_2_11_and_14() {
+    let broker = TestBroker::start_tern_with(|s| {
+        s.limits.maximum_qos = QoS::AtLeastOnce;
+        s.limits.retain_available = false;
+    })
+    .await;
+    let (client, mut messages) = connect(options(&broker.url(), "limited", V5)).await;
+    client
+        .subscribe([("lim/#", QoS::AtLeastOnce)])
+        .await
+        .unwrap();
+    let mut states = client.state_changes();
+    states.borrow_and_update();
+    let qos2 = within(
+        "a QoS 2 publish",
+        client
+            .publish("lim/q2", "two", QoS::ExactlyOnce, false)
+            .into_future(),
+    )
+    .await;
+    let retained = within(
+        "a retained publish",
+        client
+            .publish("lim/r", "kept", QoS::AtLeastOnce, true)
+            .into_future(),
+    )
+    .await;
+    // Refused by the client, before anything is sent.
+    assert!(matches!(qos2, Err(Error::Publish(_))), "{qos2:?}");
+    assert!(matches!(retained, Err(Error::Publish(_))), "{retained:?}");
+    client
+        .publish("lim/after", "fine", QoS::AtLeastOnce, false)
+        .await
+        .unwrap();
+    assert_eq!(next(&mut messages).await.topic, "lim/after");
+    assert!(!states.has_changed().unwrap(), "{:?}", client.state());
+}
+
 /// `mosquitto::NAME` and `tern::NAME` for each test body `NAME(kind)`.
 macro_rules! both_brokers {
     ($($name:ident),* $(,)?) => {
