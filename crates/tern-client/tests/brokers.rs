@@ -836,6 +836,22 @@ async fn the_client_keeps_to_maximum_qos_and_retain_available_mqtt_3_2_2_11_and_
     assert!(!states.has_changed().unwrap(), "{:?}", client.state());
 }
 
+/// `Client::connect` returns once the state says `Connected` (it used to
+/// return a moment before, so `state()` could still say `Connecting`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_returns_with_the_state_connected() {
+    let broker = TestBroker::start(Kind::Tern).await;
+    for n in 0..50 {
+        let (client, _) = connect(options(&broker.url(), &format!("prompt-{n}"), V5)).await;
+        assert!(
+            matches!(client.state(), State::Connected { .. }),
+            "attempt {n}: {:?}",
+            client.state()
+        );
+        client.disconnect().await.unwrap();
+    }
+}
+
 /// `mosquitto::NAME` and `tern::NAME` for each test body `NAME(kind)`.
 macro_rules! both_brokers {
     ($($name:ident),* $(,)?) => {
