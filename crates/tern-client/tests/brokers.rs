@@ -852,6 +852,49 @@ async fn connect_returns_with_the_state_connected() {
     }
 }
 
+async fn shared_subscriptions_split_the_messages(kind: Kind) {
+    let broker = TestBroker::start(kind).await;
+    for version in [V311, V5] {
+        let (a, mut a_messages) = connect(options(&broker.url(), "worker-a", version)).await;
+        let (b, mut b_messages) = connect(options(&broker.url(), "worker-b", version)).await;
+        for worker in [&a, &b] {
+            let suback = worker
+                .subscribe([("$share/workers/jobs/+", QoS::AtLeastOnce)])
+                .await
+                .unwrap();
+            assert_eq!(suback.reason_codes, vec![ReasonCode::GrantedQos1]);
+        }
+        let (publisher, _) = connect(options(&broker.url(), "dispatcher", version)).await;
+        const N: usize = 10;
+        for n in 0..N {
+            publisher
+                .publish("jobs/x", n.to_string(), QoS::AtLeastOnce, false)
+                .await
+                .unwrap();
+        }
+        // Every job once, to one worker or the other, and both get some.
+        let mut seen = vec![false; N];
+        let (mut from_a, mut from_b) = (0, 0);
+        while from_a + from_b < N {
+            let m = tokio::select! {
+                m = a_messages.recv() => { from_a += 1; m }
+                m = b_messages.recv() => { from_b += 1; m }
+                () = tokio::time::sleep(support::PATIENCE) => panic!("a job is missing"),
+            };
+            let n: usize = std::str::from_utf8(&m.unwrap().payload)
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(!seen[n], "{version:?}: job {n} twice");
+            seen[n] = true;
+        }
+        assert!(from_a > 0 && from_b > 0, "{version:?}: {from_a} / {from_b}");
+        for c in [a, b, publisher] {
+            c.disconnect().await.unwrap();
+        }
+    }
+}
+
 /// `mosquitto::NAME` and `tern::NAME` for each test body `NAME(kind)`.
 macro_rules! both_brokers {
     ($($name:ident),* $(,)?) => {
@@ -895,4 +938,5 @@ both_brokers!(
     pending_publishes_complete_once_after_a_lost_connection,
     unacknowledged_deliveries_come_again_after_a_lost_connection,
     topic_aliases_both_ways_keep_the_topics,
+    shared_subscriptions_split_the_messages,
 );
