@@ -873,7 +873,7 @@ async fn shared_subscriptions_split_the_messages(kind: Kind) {
                 .unwrap();
         }
         // Every job once, to one worker or the other, and both get some.
-        let mut seen = vec![false; N];
+        let mut seen = [false; N];
         let (mut from_a, mut from_b) = (0, 0);
         while from_a + from_b < N {
             let m = tokio::select! {
