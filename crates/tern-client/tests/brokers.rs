@@ -895,6 +895,44 @@ async fn shared_subscriptions_split_the_messages(kind: Kind) {
     }
 }
 
+/// Tern's broker only (mosquitto 2.0 sends WebSocket clients one chunk per
+/// turn of its service loop, which makes this slow): large messages over
+/// `ws://` both ways, several in flight.
+#[tokio::test]
+async fn large_messages_over_websocket() {
+    let broker = TestBroker::start_with_websocket(Kind::Tern).await;
+    let (client, mut messages) = connect(options(&broker.ws_url(), "ws-large", V5)).await;
+    client
+        .subscribe([("wsl/#", QoS::ExactlyOnce)])
+        .await
+        .unwrap();
+    let payloads: Vec<Vec<u8>> = (0..4u8)
+        .map(|n| (0..600_000u32).map(|i| (i % 251) as u8 ^ n).collect())
+        .collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (n, payload) in payloads.iter().enumerate() {
+        let client = client.clone();
+        let payload = payload.clone();
+        tasks.spawn(async move {
+            let qos = [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce][n % 3];
+            client
+                .publish(&format!("wsl/{n}"), payload, qos, false)
+                .await
+        });
+    }
+    let mut seen = [false; 4];
+    for _ in 0..4 {
+        let m = next(&mut messages).await;
+        let n: usize = m.topic.strip_prefix("wsl/").unwrap().parse().unwrap();
+        assert!(m.payload == payloads[n], "message {n} intact");
+        seen[n] = true;
+    }
+    assert!(seen.iter().all(|s| *s));
+    while let Some(done) = within("the publishes", tasks.join_next()).await {
+        assert!(done.unwrap().unwrap().is_success());
+    }
+}
+
 /// `mosquitto::NAME` and `tern::NAME` for each test body `NAME(kind)`.
 macro_rules! both_brokers {
     ($($name:ident),* $(,)?) => {
