@@ -313,3 +313,32 @@ fn the_default_listeners_are_1883_and_8083_on_localhost_at_mqtt() {
     assert_eq!(s.listeners.ws_path, "/mqtt");
     assert_eq!(s.limits.connect_timeout, Duration::from_secs(10));
 }
+
+#[tokio::test]
+async fn bad_topic_names_and_filters_are_refused_mqtt_3_3_2_2_and_3_8_3_4_and_4_7_1_1() {
+    let broker = start().await;
+    // (Raw bytes: tern-codec will not encode these.)
+    // A wildcard in a PUBLISH topic: DISCONNECT 0x90 Topic Name invalid.
+    let mut a = Raw::connected(broker.tcp, ProtocolVersion::V5, "bad-topic").await;
+    a.send_bytes(&[0x30, 0x07, 0x00, 0x03, b'a', b'/', b'+', 0x00, b'x'])
+        .await;
+    a.disconnected_with(ReasonCode::TopicNameInvalid).await;
+    // No Local on a shared subscription: a protocol error.
+    let mut b = Raw::connected(broker.tcp, ProtocolVersion::V5, "bad-share").await;
+    let mut subscribe = vec![0x82, 16, 0x00, 0x01, 0x00, 0x00, 10];
+    subscribe.extend_from_slice(b"$share/g/t");
+    subscribe.push(0x04); // No Local
+    b.send_bytes(&subscribe).await;
+    b.disconnected_with(ReasonCode::ProtocolError).await;
+    // `#` not last: that filter is refused (0x8F), the connection stays.
+    let mut c = Raw::connected(broker.tcp, ProtocolVersion::V5, "bad-filter").await;
+    let mut subscribe = vec![0x82, 11, 0x00, 0x01, 0x00, 0x00, 5];
+    subscribe.extend_from_slice(b"a/#/b");
+    subscribe.push(0x00);
+    c.send_bytes(&subscribe).await;
+    match c.recv().await {
+        Packet::SubAck(ack) => assert_eq!(ack.reason_codes, vec![ReasonCode::TopicFilterInvalid]),
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+    c.ping().await;
+}
