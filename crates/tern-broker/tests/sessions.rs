@@ -346,3 +346,31 @@ async fn qos_2_flows_cut_in_the_middle_finish_on_the_resumed_session_mqtt_4_4_0_
         leave(publisher).await;
     }
 }
+
+#[tokio::test]
+async fn a_retained_message_expires_mqtt_3_3_2_5() {
+    let broker = start().await;
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "expiring-pub").await;
+    let mut p = Publish {
+        retain: true,
+        ..publish("fading/t", b"soon gone", QoS::AtLeastOnce, 1)
+    };
+    p.properties.message_expiry_interval = Some(1);
+    publisher.publish(p).await;
+    let mut early = Raw::connected(broker.tcp, ProtocolVersion::V5, "fading-early").await;
+    early.subscribe("fading/#", QoS::AtLeastOnce).await;
+    let got = early.recv_publish().await;
+    assert!(got.retain);
+    assert!(
+        got.properties
+            .message_expiry_interval
+            .is_some_and(|s| s <= 1),
+        "{:?}",
+        got.properties
+    );
+    // The behaviour under test is the passing of time.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mut late = Raw::connected(broker.tcp, ProtocolVersion::V5, "fading-late").await;
+    late.subscribe("fading/#", QoS::AtLeastOnce).await;
+    late.ping().await;
+}
