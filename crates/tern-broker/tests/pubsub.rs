@@ -739,3 +739,38 @@ async fn rumqttc_resolves_the_aliases_the_broker_sends() {
         assert_eq!(&got.topic[..], topic.as_bytes());
     }
 }
+
+#[tokio::test]
+async fn outbound_topic_aliases_start_afresh_on_each_connection_mqtt_3_3_2_7() {
+    let broker = start().await;
+    let mut c = connect(ProtocolVersion::V5, "alias-again");
+    c.clean_start = false;
+    c.properties.session_expiry_interval = Some(60);
+    c.properties.topic_alias_maximum = Some(1);
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "alias-again-pub").await;
+    let (mut sub, _) = Raw::connect(broker.tcp, c.clone()).await;
+    sub.subscribe("again/#", QoS::AtLeastOnce).await;
+    for (id, expect_topic) in [(1, "again/t"), (2, "")] {
+        publisher
+            .publish(publish("again/t", b"x", QoS::AtLeastOnce, id))
+            .await;
+        let got = sub.recv_publish().await;
+        assert_eq!(got.topic.as_str(), expect_topic);
+        assert!(got.properties.topic_alias.is_some());
+    }
+    sub.send(tern_codec::Disconnect::new(ReasonCode::Success))
+        .await;
+    assert!(sub.closed(WAIT).await.is_empty());
+    // Queued while away, and sent live after: the alias is set again first.
+    publisher
+        .publish(publish("again/t", b"queued", QoS::AtLeastOnce, 3))
+        .await;
+    let (mut sub, ack) = Raw::connect(broker.tcp, c).await;
+    assert!(ack.session_present);
+    let got = sub.recv_publish().await;
+    assert_eq!(
+        (got.topic.as_str(), got.payload.as_ref()),
+        ("again/t", &b"queued"[..]),
+        "a new connection has no aliases yet"
+    );
+}
