@@ -774,3 +774,27 @@ async fn outbound_topic_aliases_start_afresh_on_each_connection_mqtt_3_3_2_7() {
         "a new connection has no aliases yet"
     );
 }
+
+#[tokio::test]
+async fn retained_messages_sent_on_subscribe_carry_its_subscription_identifier() {
+    let broker = start().await;
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "sid-pub").await;
+    publisher
+        .publish(Publish {
+            retain: true,
+            ..publish("sid/t", b"kept", QoS::AtLeastOnce, 1)
+        })
+        .await;
+    let mut sub = Raw::connected(broker.tcp, ProtocolVersion::V5, "sid-sub").await;
+    sub.subscribe_with(1, &[("sid/#", opts(QoS::AtLeastOnce))], Some(77))
+        .await;
+    let got = sub.recv_publish().await;
+    assert!(got.retain);
+    let ids: Vec<u32> = got
+        .properties
+        .subscription_identifiers
+        .iter()
+        .map(|i| i.get())
+        .collect();
+    assert_eq!(ids, vec![77]);
+}
