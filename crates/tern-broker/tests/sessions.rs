@@ -374,3 +374,50 @@ async fn a_retained_message_expires_mqtt_3_3_2_5() {
     late.subscribe("fading/#", QoS::AtLeastOnce).await;
     late.ping().await;
 }
+
+#[tokio::test]
+async fn disconnect_can_change_the_session_expiry_interval() {
+    // §3.14.2.2.2.
+    let broker = start().await;
+    // 600 at CONNECT, 0 at DISCONNECT: the session ends with the connection.
+    let (mut sub, _) = Raw::connect(
+        broker.tcp,
+        persistent(ProtocolVersion::V5, "shortened", Some(600)),
+    )
+    .await;
+    sub.subscribe("short/t", QoS::AtLeastOnce).await;
+    let mut bye = Disconnect::new(ReasonCode::Success);
+    bye.properties.session_expiry_interval = Some(0);
+    sub.send(bye).await;
+    assert!(sub.closed(WAIT).await.is_empty());
+    let (_sub, ack) = Raw::connect(
+        broker.tcp,
+        persistent(ProtocolVersion::V5, "shortened", Some(600)),
+    )
+    .await;
+    assert!(!ack.session_present);
+
+    // 0 at CONNECT, non-zero at DISCONNECT: a protocol error (§3.14.2.2.2):
+    // DISCONNECT 0x82, the session still ends, and the will goes out.
+    let mut w = Raw::connected(broker.tcp, ProtocolVersion::V5, "short-watch").await;
+    w.subscribe("short/will", QoS::AtLeastOnce).await;
+    let mut c = persistent(ProtocolVersion::V5, "lengthened", None);
+    c.will = Some(tern_codec::Will {
+        topic: s("short/will"),
+        payload: bytes::Bytes::from_static(b"protocol error"),
+        qos: QoS::AtLeastOnce,
+        ..tern_codec::Will::default()
+    });
+    let (mut sub, _) = Raw::connect(broker.tcp, c).await;
+    let mut bye = Disconnect::new(ReasonCode::Success);
+    bye.properties.session_expiry_interval = Some(600);
+    sub.send(bye).await;
+    sub.disconnected_with(ReasonCode::ProtocolError).await;
+    assert_eq!(w.recv_publish().await.payload, "protocol error");
+    let (_sub, ack) = Raw::connect(
+        broker.tcp,
+        persistent(ProtocolVersion::V5, "lengthened", None),
+    )
+    .await;
+    assert!(!ack.session_present);
+}
