@@ -461,7 +461,7 @@ fn websocket_and_urls(kind: Kind) {
         "w/#",
         "-v",
         "-C",
-        "2",
+        "3",
         "-q",
         "1",
     ]);
@@ -495,9 +495,25 @@ fn websocket_and_urls(kind: Kind) {
         .timeout(PATIENCE)
         .assert()
         .success();
+    // A ws:// URL: its path is the WebSocket path.
+    tern()
+        .args([
+            "pub",
+            "-L",
+            &format!("ws://127.0.0.1:{ws}/mqtt"),
+            "-t",
+            "w/3",
+            "-m",
+            "by ws url",
+            "-q",
+            "2",
+        ])
+        .timeout(PATIENCE)
+        .assert()
+        .success();
     let (code, out) = sub.finish();
     assert_eq!(code, Some(0));
-    assert_eq!(out, "w/1 over ws\nw/2 by url\n");
+    assert_eq!(out, "w/1 over ws\nw/2 by url\nw/3 by ws url\n");
 }
 
 #[test]
