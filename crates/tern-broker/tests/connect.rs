@@ -253,3 +253,80 @@ async fn a_port_in_use_names_the_address() {
     assert!(error.contains(&broker.tcp.to_string()), "{error}");
     assert!(error.contains("tcp"), "{error}");
 }
+
+#[tokio::test]
+async fn take_over_resumes_the_session_and_its_subscriptions_mqtt_3_1_4_3() {
+    let broker = start().await;
+    for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+        let id = format!("resumed-{version}");
+        let mut c = connect(version, &id);
+        c.clean_start = false;
+        c.properties.session_expiry_interval = version.is_v5().then_some(60);
+        let (mut old, _) = Raw::connect(broker.tcp, c.clone()).await;
+        old.subscribe("resume/t", QoS::AtLeastOnce).await;
+        let (mut new, ack) = Raw::connect(broker.tcp, c).await;
+        assert_eq!(ack.reason_code, ReasonCode::Success);
+        assert!(ack.session_present, "{version}");
+        if version.is_v5() {
+            old.disconnected_with(ReasonCode::SessionTakenOver).await;
+        } else {
+            assert_eq!(old.closed(WAIT).await, vec![]);
+        }
+        // The subscription came along.
+        let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "resume-pub").await;
+        assert_eq!(
+            publisher
+                .publish(publish("resume/t", b"to the new", QoS::AtLeastOnce, 1))
+                .await,
+            ReasonCode::Success
+        );
+        assert_eq!(new.recv_publish().await.payload, "to the new");
+    }
+}
+
+#[tokio::test]
+async fn empty_client_ids_in_3_1_1_get_separate_sessions() {
+    // Two clean 3.1.1 clients with empty identifiers are not one client
+    // taking over the other [MQTT-3.1.3-6].
+    let broker = start().await;
+    let mut a = Raw::connected(broker.tcp, ProtocolVersion::V3_1_1, "").await;
+    let mut b = Raw::connected(broker.tcp, ProtocolVersion::V3_1_1, "").await;
+    a.ping().await;
+    b.ping().await;
+}
+
+#[tokio::test]
+async fn take_over_resends_what_the_old_connection_left_unacknowledged_mqtt_4_4_0_1() {
+    let broker = start().await;
+    for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+        let id = format!("inflight-{version}");
+        let mut c = connect(version, &id);
+        c.clean_start = false;
+        c.properties.session_expiry_interval = version.is_v5().then_some(60);
+        let (mut old, _) = Raw::connect(broker.tcp, c.clone()).await;
+        old.subscribe("inflight/t", QoS::AtLeastOnce).await;
+        let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "inflight-pub").await;
+        publisher
+            .publish(publish("inflight/t", b"unacked", QoS::AtLeastOnce, 1))
+            .await;
+        // Received, never acknowledged.
+        let first = match old.recv().await {
+            Packet::Publish(p) => p,
+            other => panic!("expected PUBLISH, got {other:?}"),
+        };
+        assert!(!first.dup);
+        let (mut new, ack) = Raw::connect(broker.tcp, c).await;
+        assert!(ack.session_present);
+        let again = match new.recv().await {
+            Packet::Publish(p) => p,
+            other => panic!("{version}: expected the PUBLISH again, got {other:?}"),
+        };
+        assert_eq!(
+            (again.payload.as_ref(), again.dup, again.packet_id),
+            (&b"unacked"[..], true, first.packet_id),
+            "{version}"
+        );
+        new.ack(&again).await;
+        new.ping().await;
+    }
+}

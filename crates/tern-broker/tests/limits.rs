@@ -195,3 +195,150 @@ async fn sys_topics_are_published_at_the_configured_interval() {
     assert!(got.payload.starts_with(b"tern "), "{:?}", got.payload);
     assert!(matches!(Packet::Publish(got), Packet::Publish(_)));
 }
+
+#[tokio::test]
+async fn sys_topics_carry_mosquittos_names() {
+    let broker = start_with(|s| s.limits.sys_interval = Duration::from_millis(100)).await;
+    let mut sub = Raw::connected(broker.tcp, ProtocolVersion::V5, "sys-names").await;
+    sub.subscribe("$SYS/#", QoS::AtMostOnce).await;
+    let mut missing: std::collections::BTreeSet<&str> = [
+        "version",
+        "uptime",
+        "clients/connected",
+        "clients/total",
+        "clients/disconnected",
+        "clients/maximum",
+        "messages/received",
+        "messages/sent",
+        "publish/messages/dropped",
+        "subscriptions/count",
+        "retained messages/count",
+        "load/bytes/received",
+        "load/bytes/sent",
+        "load/connections/total",
+        "store/messages/count",
+    ]
+    .into();
+    while !missing.is_empty() {
+        let got = sub.recv_publish().await;
+        let name = got.topic.as_str().strip_prefix("$SYS/broker/").unwrap();
+        missing.remove(name);
+        if name == "uptime" {
+            let text = std::str::from_utf8(&got.payload).unwrap();
+            assert!(text.ends_with(" seconds"), "{text}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn sys_topics_are_off_with_interval_0() {
+    let broker = start().await; // settings() sets sys_interval 0
+    let mut sub = Raw::connected(broker.tcp, ProtocolVersion::V5, "sys-off").await;
+    sub.subscribe("$SYS/#", QoS::AtMostOnce).await;
+    // Nothing retained, nothing published for longer than a few intervals would take.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), sub.next(WAIT))
+            .await
+            .is_err(),
+        "a $SYS message came"
+    );
+}
+
+#[tokio::test]
+async fn maximum_qos_and_retain_available_are_announced_and_enforced_mqtt_3_2_2_12_and_13() {
+    let broker = start_with(|s| {
+        s.limits.maximum_qos = QoS::AtLeastOnce;
+        s.limits.retain_available = false;
+    })
+    .await;
+    let (mut c, ack) = Raw::connect(broker.tcp, connect(ProtocolVersion::V5, "limited")).await;
+    assert_eq!(ack.properties.maximum_qos, Some(QoS::AtLeastOnce));
+    assert_eq!(ack.properties.retain_available, Some(false));
+    // A subscription asking for QoS 2 is granted QoS 1.
+    let granted = c
+        .subscribe_with(
+            1,
+            &[(
+                "lim/t",
+                tern_codec::SubscriptionOptions::with_qos(QoS::ExactlyOnce),
+            )],
+            None,
+        )
+        .await;
+    assert_eq!(
+        granted.reason_codes,
+        vec![ReasonCode::granted(QoS::AtLeastOnce)]
+    );
+    // QoS 2 published: DISCONNECT 0x9B (§3.2.2.3.4).
+    c.send(publish("lim/t", b"q2", QoS::ExactlyOnce, 1)).await;
+    c.disconnected_with(ReasonCode::QosNotSupported).await;
+    // A retained message: DISCONNECT 0x9A (§3.2.2.3.5).
+    let mut r = Raw::connected(broker.tcp, ProtocolVersion::V5, "limited-r").await;
+    r.send(tern_codec::Publish {
+        retain: true,
+        ..publish("lim/t", b"r", QoS::AtLeastOnce, 1)
+    })
+    .await;
+    r.disconnected_with(ReasonCode::RetainNotSupported).await;
+    // A will beyond either: the connection is refused [MQTT-3.2.2-12], [MQTT-3.2.2-13].
+    for (qos, retain, code) in [
+        (QoS::ExactlyOnce, false, ReasonCode::QosNotSupported),
+        (QoS::AtMostOnce, true, ReasonCode::RetainNotSupported),
+    ] {
+        let mut c = connect(ProtocolVersion::V5, "limited-will");
+        c.will = Some(tern_codec::Will {
+            topic: s("lim/will"),
+            qos,
+            retain,
+            ..tern_codec::Will::default()
+        });
+        let (mut raw, ack) = Raw::connect(broker.tcp, c).await;
+        assert_eq!(ack.reason_code, code);
+        assert_eq!(raw.closed(WAIT).await, vec![]);
+    }
+}
+
+#[test]
+fn the_default_listeners_are_1883_and_8083_on_localhost_at_mqtt() {
+    // Tests never bind fixed ports; the defaults are checked as values.
+    let s = tern_broker::server::BrokerSettings::default();
+    assert_eq!(
+        s.listeners.tcp,
+        vec![std::net::SocketAddr::from(([127, 0, 0, 1], 1883))]
+    );
+    assert_eq!(
+        s.listeners.ws,
+        vec![std::net::SocketAddr::from(([127, 0, 0, 1], 8083))]
+    );
+    assert_eq!(s.listeners.ws_path, "/mqtt");
+    assert_eq!(s.limits.connect_timeout, Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn bad_topic_names_and_filters_are_refused_mqtt_3_3_2_2_and_3_8_3_4_and_4_7_1_1() {
+    let broker = start().await;
+    // (Raw bytes: tern-codec will not encode these.)
+    // A wildcard in a PUBLISH topic: DISCONNECT 0x90 Topic Name invalid.
+    let mut a = Raw::connected(broker.tcp, ProtocolVersion::V5, "bad-topic").await;
+    a.send_bytes(&[0x30, 0x07, 0x00, 0x03, b'a', b'/', b'+', 0x00, b'x'])
+        .await;
+    a.disconnected_with(ReasonCode::TopicNameInvalid).await;
+    // No Local on a shared subscription: a protocol error.
+    let mut b = Raw::connected(broker.tcp, ProtocolVersion::V5, "bad-share").await;
+    let mut subscribe = vec![0x82, 16, 0x00, 0x01, 0x00, 0x00, 10];
+    subscribe.extend_from_slice(b"$share/g/t");
+    subscribe.push(0x04); // No Local
+    b.send_bytes(&subscribe).await;
+    b.disconnected_with(ReasonCode::ProtocolError).await;
+    // `#` not last: that filter is refused (0x8F), the connection stays.
+    let mut c = Raw::connected(broker.tcp, ProtocolVersion::V5, "bad-filter").await;
+    let mut subscribe = vec![0x82, 11, 0x00, 0x01, 0x00, 0x00, 5];
+    subscribe.extend_from_slice(b"a/#/b");
+    subscribe.push(0x00);
+    c.send_bytes(&subscribe).await;
+    match c.recv().await {
+        Packet::SubAck(ack) => assert_eq!(ack.reason_codes, vec![ReasonCode::TopicFilterInvalid]),
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+    c.ping().await;
+}

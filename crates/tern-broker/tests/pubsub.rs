@@ -496,3 +496,305 @@ async fn a_large_payload_reaches_every_subscriber_intact() {
         }
     }
 }
+
+#[tokio::test]
+async fn unsubscribe_answers_per_filter_and_stops_delivery_mqtt_3_10_4_4_and_5() {
+    let broker = start().await;
+    for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+        let id = format!("unsub-{version}");
+        let mut sub = Raw::connected(broker.tcp, version, &id).await;
+        sub.subscribe_with(
+            1,
+            &[
+                ("unsub/t", opts(QoS::AtLeastOnce)),
+                ("marker", opts(QoS::AtMostOnce)),
+            ],
+            None,
+        )
+        .await;
+        sub.send(tern_codec::Unsubscribe {
+            packet_id: pid(2),
+            properties: Default::default(),
+            filters: vec![s("unsub/t"), s("never/subscribed")],
+        })
+        .await;
+        match sub.recv().await {
+            Packet::UnsubAck(ack) => {
+                assert_eq!(ack.packet_id, pid(2));
+                if version.is_v5() {
+                    // One reason code per filter [MQTT-3.11.3-1].
+                    assert_eq!(
+                        ack.reason_codes,
+                        vec![ReasonCode::Success, ReasonCode::NoSubscriptionExisted]
+                    );
+                }
+            }
+            other => panic!("expected UNSUBACK, got {other:?}"),
+        }
+        let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "unsub-pub").await;
+        publisher
+            .publish(publish("unsub/t", b"gone", QoS::AtLeastOnce, 1))
+            .await;
+        publisher
+            .publish(publish("marker", b"m", QoS::AtLeastOnce, 2))
+            .await;
+        assert_eq!(
+            sub.recv_publish().await.topic.as_str(),
+            "marker",
+            "{version}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn one_publishers_messages_keep_their_order_across_qos_levels_mqtt_4_6_0_5() {
+    let broker = start().await;
+    let mut sub = Raw::connected(broker.tcp, ProtocolVersion::V5, "order-sub").await;
+    sub.subscribe("order/t", QoS::ExactlyOnce).await;
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "order-pub").await;
+    // Sent back to back, without waiting for any acknowledgement.
+    const N: u16 = 60;
+    for n in 1..=N {
+        let qos = [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce][usize::from(n % 3)];
+        let mut p = publish("order/t", b"", qos, n);
+        p.payload = Bytes::from(n.to_string());
+        publisher.send(p).await;
+    }
+    // Acknowledged as they come (a PUBREL may arrive between PUBLISHes).
+    let mut next = 1;
+    while next <= N {
+        match sub.recv().await {
+            Packet::Publish(p) => {
+                assert_eq!(p.payload, next.to_string());
+                next += 1;
+                match (p.qos, p.packet_id) {
+                    (QoS::AtLeastOnce, Some(id)) => sub.send(tern_codec::PubAck::new(id)).await,
+                    (QoS::ExactlyOnce, Some(id)) => sub.send(tern_codec::PubRec::new(id)).await,
+                    _ => {}
+                }
+            }
+            Packet::PubRel(r) => sub.send(tern_codec::PubComp::new(r.packet_id)).await,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn outbound_topic_aliases_are_used_up_to_the_clients_maximum_mqtt_3_3_2_11() {
+    let broker = start().await;
+    let mut c = connect(ProtocolVersion::V5, "alias-out");
+    c.properties.topic_alias_maximum = Some(1);
+    let (mut sub, _) = Raw::connect(broker.tcp, c).await;
+    sub.subscribe("aout/#", QoS::AtMostOnce).await;
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "alias-out-pub").await;
+    for topic in ["aout/a/long/topic/name", "aout/a/long/topic/name", "aout/b"] {
+        publisher
+            .publish(publish(topic, b"x", QoS::AtLeastOnce, 1))
+            .await;
+    }
+    // The first message sets alias 1, the second uses it with an empty topic.
+    let first = sub.recv_publish().await;
+    let alias = first.properties.topic_alias.expect("an alias is set");
+    assert_eq!(alias.get(), 1, "never above the client's maximum");
+    assert_eq!(first.topic.as_str(), "aout/a/long/topic/name");
+    let second = sub.recv_publish().await;
+    assert_eq!(second.properties.topic_alias, Some(alias));
+    assert_eq!(second.topic.as_str(), "", "the alias stands for the topic");
+    // Another topic either replaces the alias (with its full topic) or goes without one.
+    let third = sub.recv_publish().await;
+    assert_eq!(third.topic.as_str(), "aout/b");
+    assert!(third.properties.topic_alias.is_none_or(|a| a.get() == 1));
+
+    // A client that announced no Topic Alias Maximum gets none [MQTT-3.1.2-27].
+    let mut plain = Raw::connected(broker.tcp, ProtocolVersion::V5, "alias-none").await;
+    plain.subscribe("aout/#", QoS::AtMostOnce).await;
+    for _ in 0..2 {
+        publisher
+            .publish(publish("aout/b", b"x", QoS::AtLeastOnce, 2))
+            .await;
+        let got = plain.recv_publish().await;
+        assert_eq!(
+            (got.topic.as_str(), got.properties.topic_alias),
+            ("aout/b", None)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_message_too_big_for_one_subscriber_still_reaches_the_others() {
+    let broker = start().await;
+    let mut small = connect(ProtocolVersion::V5, "small-one");
+    small.properties.maximum_packet_size = std::num::NonZeroU32::new(100);
+    let (mut small, _) = Raw::connect(broker.tcp, small).await;
+    small.subscribe("fit/#", QoS::AtLeastOnce).await;
+    let mut big = Raw::connected(broker.tcp, ProtocolVersion::V5, "big-one").await;
+    big.subscribe("fit/#", QoS::AtLeastOnce).await;
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "fit-pub").await;
+    let payload: &'static [u8] = Box::leak(vec![b'y'; 500].into_boxed_slice());
+    publisher
+        .publish(publish("fit/big", payload, QoS::AtLeastOnce, 1))
+        .await;
+    publisher
+        .publish(publish("fit/small", b"fits", QoS::AtLeastOnce, 2))
+        .await;
+    assert_eq!(big.recv_publish().await.payload.len(), 500);
+    assert_eq!(big.recv_publish().await.topic.as_str(), "fit/small");
+    assert_eq!(small.recv_publish().await.topic.as_str(), "fit/small");
+    // The small client stays connected.
+    small.ping().await;
+}
+
+#[tokio::test]
+async fn the_broker_keeps_to_the_clients_receive_maximum_mqtt_3_3_4_9() {
+    let broker = start().await;
+    let mut c = connect(ProtocolVersion::V5, "rm-client");
+    c.properties.receive_maximum = std::num::NonZeroU16::new(2);
+    let (mut sub, _) = Raw::connect(broker.tcp, c).await;
+    sub.subscribe("rmo/t", QoS::AtLeastOnce).await;
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "rm-pub").await;
+    for n in 1..=4u16 {
+        let mut p = publish("rmo/t", b"", QoS::AtLeastOnce, n);
+        p.payload = Bytes::from(n.to_string());
+        publisher.publish(p).await;
+    }
+    // Two in flight, then nothing more until one is acknowledged: the
+    // PINGRESP comes right after the second.
+    let mut held = Vec::new();
+    for n in 1..=2 {
+        match sub.recv().await {
+            Packet::Publish(p) => {
+                assert_eq!(p.payload, n.to_string());
+                held.push(p);
+            }
+            other => panic!("expected PUBLISH {n}, got {other:?}"),
+        }
+    }
+    sub.ping().await;
+    for (n, p) in held.iter().enumerate() {
+        sub.ack(p).await;
+        let next = match sub.recv().await {
+            Packet::Publish(p) => p,
+            other => panic!("expected PUBLISH, got {other:?}"),
+        };
+        assert_eq!(next.payload, (n + 3).to_string());
+        sub.ack(&next).await;
+    }
+    sub.ping().await;
+}
+
+#[tokio::test]
+async fn shared_subscriptions_deliver_only_to_online_members_while_there_are_any() {
+    let broker = start().await;
+    // A persistent member that goes offline keeps its membership...
+    let mut away = connect(ProtocolVersion::V5, "share-away");
+    away.clean_start = false;
+    away.properties.session_expiry_interval = Some(600);
+    let (mut a, _) = Raw::connect(broker.tcp, away.clone()).await;
+    a.subscribe("$share/g/sh/#", QoS::AtLeastOnce).await;
+    a.send(tern_codec::Disconnect::new(ReasonCode::Success))
+        .await;
+    assert!(a.closed(WAIT).await.is_empty());
+    // ... but while another member is online, that one gets every message.
+    let mut online = Raw::connected(broker.tcp, ProtocolVersion::V3_1_1, "share-online").await;
+    online.subscribe("$share/g/sh/#", QoS::AtLeastOnce).await;
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "share-pub2").await;
+    for n in 1..=4u16 {
+        publisher
+            .publish(publish("sh/t", b"job", QoS::AtLeastOnce, n))
+            .await;
+    }
+    for _ in 1..=4 {
+        online.recv_publish().await;
+    }
+    online.ping().await;
+    // Nothing was queued for the offline member.
+    let (mut a, ack) = Raw::connect(broker.tcp, away).await;
+    assert!(ack.session_present);
+    a.ping().await;
+}
+
+#[tokio::test]
+async fn rumqttc_resolves_the_aliases_the_broker_sends() {
+    let broker = start().await;
+    let (mut v5, _) = V5::connect(broker.tcp, "rumqttc-aliases", |o| {
+        o.set_topic_alias_max(Some(2));
+    })
+    .await;
+    v5.subscribe("ra/#", rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+        .await;
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "ra-pub").await;
+    let topics = [
+        "ra/long/topic/name",
+        "ra/long/topic/name",
+        "ra/b",
+        "ra/long/topic/name",
+    ];
+    for (n, topic) in topics.iter().enumerate() {
+        publisher
+            .publish(publish(topic, b"x", QoS::AtLeastOnce, n as u16 + 1))
+            .await;
+    }
+    for topic in topics {
+        let got = v5.next_publish().await;
+        assert_eq!(&got.topic[..], topic.as_bytes());
+    }
+}
+
+#[tokio::test]
+async fn outbound_topic_aliases_start_afresh_on_each_connection_mqtt_3_3_2_7() {
+    let broker = start().await;
+    let mut c = connect(ProtocolVersion::V5, "alias-again");
+    c.clean_start = false;
+    c.properties.session_expiry_interval = Some(60);
+    c.properties.topic_alias_maximum = Some(1);
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "alias-again-pub").await;
+    let (mut sub, _) = Raw::connect(broker.tcp, c.clone()).await;
+    sub.subscribe("again/#", QoS::AtLeastOnce).await;
+    for (id, expect_topic) in [(1, "again/t"), (2, "")] {
+        publisher
+            .publish(publish("again/t", b"x", QoS::AtLeastOnce, id))
+            .await;
+        let got = sub.recv_publish().await;
+        assert_eq!(got.topic.as_str(), expect_topic);
+        assert!(got.properties.topic_alias.is_some());
+    }
+    sub.send(tern_codec::Disconnect::new(ReasonCode::Success))
+        .await;
+    assert!(sub.closed(WAIT).await.is_empty());
+    // Queued while away, and sent live after: the alias is set again first.
+    publisher
+        .publish(publish("again/t", b"queued", QoS::AtLeastOnce, 3))
+        .await;
+    let (mut sub, ack) = Raw::connect(broker.tcp, c).await;
+    assert!(ack.session_present);
+    let got = sub.recv_publish().await;
+    assert_eq!(
+        (got.topic.as_str(), got.payload.as_ref()),
+        ("again/t", &b"queued"[..]),
+        "a new connection has no aliases yet"
+    );
+}
+
+#[tokio::test]
+async fn retained_messages_sent_on_subscribe_carry_its_subscription_identifier() {
+    let broker = start().await;
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "sid-pub").await;
+    publisher
+        .publish(Publish {
+            retain: true,
+            ..publish("sid/t", b"kept", QoS::AtLeastOnce, 1)
+        })
+        .await;
+    let mut sub = Raw::connected(broker.tcp, ProtocolVersion::V5, "sid-sub").await;
+    sub.subscribe_with(1, &[("sid/#", opts(QoS::AtLeastOnce))], Some(77))
+        .await;
+    let got = sub.recv_publish().await;
+    assert!(got.retain);
+    let ids: Vec<u32> = got
+        .properties
+        .subscription_identifiers
+        .iter()
+        .map(|i| i.get())
+        .collect();
+    assert_eq!(ids, vec![77]);
+}

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use std::time::Duration;
-use tern_codec::{Connect, Disconnect, ProtocolVersion, Publish, QoS, ReasonCode};
+use tern_codec::{Connect, Disconnect, Packet, ProtocolVersion, Publish, QoS, ReasonCode};
 
 fn persistent(version: ProtocolVersion, id: &str, expiry: Option<u32>) -> Connect {
     let mut c = connect(version, id);
@@ -188,4 +188,236 @@ async fn retained_messages_are_set_replaced_cleared_and_sent_on_subscribe_mqtt_3
     let mut late = Raw::connected(broker.tcp, ProtocolVersion::V5, "retain-late").await;
     late.subscribe("retained/#", QoS::AtLeastOnce).await;
     late.ping().await;
+}
+
+#[tokio::test]
+async fn the_offline_queue_is_bounded_and_drops_are_counted_in_sys() {
+    let broker = start_with(|s| {
+        s.limits.max_queued_messages = 3;
+        s.limits.sys_interval = Duration::from_millis(100);
+    })
+    .await;
+    let session = persistent(ProtocolVersion::V5, "bounded", Some(600));
+    let (mut sub, _) = Raw::connect(broker.tcp, session.clone()).await;
+    sub.subscribe("bounded/t", QoS::AtLeastOnce).await;
+    leave(sub).await;
+
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "bounded-pub").await;
+    for n in 1..=5u16 {
+        let payload: &'static [u8] = Box::leak(n.to_string().into_bytes().into_boxed_slice());
+        publisher
+            .publish(publish("bounded/t", payload, QoS::AtLeastOnce, n))
+            .await;
+    }
+    // The two that did not fit are counted, and the count is visible.
+    let mut sys = Raw::connected(broker.tcp, ProtocolVersion::V5, "bounded-sys").await;
+    sys.subscribe("$SYS/broker/publish/messages/dropped", QoS::AtMostOnce)
+        .await;
+    loop {
+        let got = sys.recv_publish().await;
+        let dropped: u64 = std::str::from_utf8(&got.payload).unwrap().parse().unwrap();
+        assert!(dropped <= 2, "{dropped}");
+        if dropped == 2 {
+            break;
+        }
+    }
+    // The first three are kept (the newest are dropped), in order.
+    let (mut sub, ack) = Raw::connect(broker.tcp, session).await;
+    assert!(ack.session_present);
+    for n in 1..=3 {
+        assert_eq!(sub.recv_publish().await.payload, n.to_string());
+    }
+    sub.ping().await;
+}
+
+#[tokio::test]
+async fn the_offline_queue_is_bounded_in_bytes_too() {
+    let broker = start_with(|s| s.limits.max_queued_bytes = 2500).await;
+    let session = persistent(ProtocolVersion::V3_1_1, "bounded-bytes", None);
+    let (mut sub, _) = Raw::connect(broker.tcp, session.clone()).await;
+    sub.subscribe("bytes/t", QoS::AtLeastOnce).await;
+    leave(sub).await;
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "bytes-pub").await;
+    for n in 1..=5u16 {
+        let mut p = publish("bytes/t", b"", QoS::AtLeastOnce, n);
+        p.payload = bytes::Bytes::from(vec![b'0' + n as u8; 1000]);
+        publisher.publish(p).await;
+    }
+    let (mut sub, ack) = Raw::connect(broker.tcp, session).await;
+    assert!(ack.session_present);
+    // 2 × ~1 kB fit in 2.5 kB, the third does not.
+    for n in 1..=2u8 {
+        assert_eq!(sub.recv_publish().await.payload[0], b'0' + n);
+    }
+    sub.ping().await;
+}
+
+#[tokio::test]
+async fn qos_0_is_queued_for_offline_sessions_when_configured() {
+    let broker = start_with(|s| s.limits.queue_qos0 = true).await;
+    let session = persistent(ProtocolVersion::V5, "qos0-kept", Some(600));
+    let (mut sub, _) = Raw::connect(broker.tcp, session.clone()).await;
+    sub.subscribe("q0/t", QoS::AtLeastOnce).await;
+    leave(sub).await;
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "qos0-pub").await;
+    publisher
+        .publish(publish("q0/t", b"zero", QoS::AtMostOnce, 0))
+        .await;
+    publisher
+        .publish(publish("q0/t", b"one", QoS::AtLeastOnce, 1))
+        .await;
+    let (mut sub, ack) = Raw::connect(broker.tcp, session).await;
+    assert!(ack.session_present);
+    let got = sub.recv_publish().await;
+    assert_eq!(
+        (got.payload.as_ref(), got.qos),
+        (&b"zero"[..], QoS::AtMostOnce)
+    );
+    assert_eq!(sub.recv_publish().await.payload, "one");
+}
+
+#[tokio::test]
+async fn qos_2_flows_cut_in_the_middle_finish_on_the_resumed_session_mqtt_4_4_0_1() {
+    let broker = start().await;
+    for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+        let sub_id = format!("cut-sub-{version}");
+        let pub_id = format!("cut-pub-{version}");
+        let expiry = version.is_v5().then_some(600);
+        let (mut sub, _) = Raw::connect(broker.tcp, persistent(version, &sub_id, expiry)).await;
+        sub.subscribe("cut/t", QoS::ExactlyOnce).await;
+
+        // Publisher: PUBLISH, PUBREC, PUBREL sent, then the connection dies
+        // before PUBCOMP. On the resumed session it sends PUBREL again and
+        // must get its PUBCOMP; the message is delivered once.
+        let (mut publisher, _) =
+            Raw::connect(broker.tcp, persistent(version, &pub_id, expiry)).await;
+        publisher
+            .send(publish("cut/t", b"once", QoS::ExactlyOnce, 7))
+            .await;
+        assert!(matches!(publisher.recv().await, Packet::PubRec(r) if r.packet_id == pid(7)));
+        publisher.send(tern_codec::PubRel::new(pid(7))).await;
+        drop(publisher);
+
+        // Subscriber: PUBLISH, PUBREC sent, PUBREL received, then its
+        // connection dies before PUBCOMP: the broker sends PUBREL again.
+        let got = match sub.recv().await {
+            Packet::Publish(p) => p,
+            other => panic!("expected PUBLISH, got {other:?}"),
+        };
+        assert_eq!(got.payload, "once");
+        let id = got.packet_id.unwrap();
+        sub.send(tern_codec::PubRec::new(id)).await;
+        assert!(matches!(sub.recv().await, Packet::PubRel(r) if r.packet_id == id));
+        drop(sub);
+
+        let (mut publisher, ack) =
+            Raw::connect(broker.tcp, persistent(version, &pub_id, expiry)).await;
+        assert!(ack.session_present, "{version}");
+        publisher.send(tern_codec::PubRel::new(pid(7))).await;
+        match publisher.recv().await {
+            Packet::PubComp(c) => {
+                assert_eq!(c.packet_id, pid(7));
+                // 0x92 if the first PUBREL was handled before the cut: "not
+                // an error during recovery" (§3.7.2.1).
+                assert!(
+                    matches!(
+                        c.reason_code,
+                        ReasonCode::Success | ReasonCode::PacketIdentifierNotFound
+                    ),
+                    "{version}: {:?}",
+                    c.reason_code
+                );
+            }
+            other => panic!("expected PUBCOMP, got {other:?}"),
+        }
+
+        let (mut sub, ack) = Raw::connect(broker.tcp, persistent(version, &sub_id, expiry)).await;
+        assert!(ack.session_present, "{version}");
+        match sub.recv().await {
+            Packet::PubRel(r) => {
+                assert_eq!(r.packet_id, id);
+                sub.send(tern_codec::PubComp::new(id)).await;
+            }
+            other => panic!("{version}: expected PUBREL again, got {other:?}"),
+        }
+        // Nothing else: the message is not delivered a second time.
+        sub.ping().await;
+        leave(sub).await;
+        leave(publisher).await;
+    }
+}
+
+#[tokio::test]
+async fn a_retained_message_expires_mqtt_3_3_2_5() {
+    let broker = start().await;
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "expiring-pub").await;
+    let mut p = Publish {
+        retain: true,
+        ..publish("fading/t", b"soon gone", QoS::AtLeastOnce, 1)
+    };
+    p.properties.message_expiry_interval = Some(1);
+    publisher.publish(p).await;
+    let mut early = Raw::connected(broker.tcp, ProtocolVersion::V5, "fading-early").await;
+    early.subscribe("fading/#", QoS::AtLeastOnce).await;
+    let got = early.recv_publish().await;
+    assert!(got.retain);
+    assert!(
+        got.properties
+            .message_expiry_interval
+            .is_some_and(|s| s <= 1),
+        "{:?}",
+        got.properties
+    );
+    // The behaviour under test is the passing of time.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mut late = Raw::connected(broker.tcp, ProtocolVersion::V5, "fading-late").await;
+    late.subscribe("fading/#", QoS::AtLeastOnce).await;
+    late.ping().await;
+}
+
+#[tokio::test]
+async fn disconnect_can_change_the_session_expiry_interval() {
+    // §3.14.2.2.2.
+    let broker = start().await;
+    // 600 at CONNECT, 0 at DISCONNECT: the session ends with the connection.
+    let (mut sub, _) = Raw::connect(
+        broker.tcp,
+        persistent(ProtocolVersion::V5, "shortened", Some(600)),
+    )
+    .await;
+    sub.subscribe("short/t", QoS::AtLeastOnce).await;
+    let mut bye = Disconnect::new(ReasonCode::Success);
+    bye.properties.session_expiry_interval = Some(0);
+    sub.send(bye).await;
+    assert!(sub.closed(WAIT).await.is_empty());
+    let (_sub, ack) = Raw::connect(
+        broker.tcp,
+        persistent(ProtocolVersion::V5, "shortened", Some(600)),
+    )
+    .await;
+    assert!(!ack.session_present);
+
+    // 0 at CONNECT, non-zero at DISCONNECT: a protocol error (§3.14.2.2.2):
+    // DISCONNECT 0x82, the session still ends, and the will goes out.
+    let mut w = Raw::connected(broker.tcp, ProtocolVersion::V5, "short-watch").await;
+    w.subscribe("short/will", QoS::AtLeastOnce).await;
+    let mut c = persistent(ProtocolVersion::V5, "lengthened", None);
+    c.will = Some(tern_codec::Will {
+        topic: s("short/will"),
+        payload: bytes::Bytes::from_static(b"protocol error"),
+        qos: QoS::AtLeastOnce,
+        ..tern_codec::Will::default()
+    });
+    let (mut sub, _) = Raw::connect(broker.tcp, c).await;
+    let mut bye = Disconnect::new(ReasonCode::Success);
+    bye.properties.session_expiry_interval = Some(600);
+    sub.send(bye).await;
+    sub.disconnected_with(ReasonCode::ProtocolError).await;
+    assert_eq!(w.recv_publish().await.payload, "protocol error");
+    let (_sub, ack) = Raw::connect(
+        broker.tcp,
+        persistent(ProtocolVersion::V5, "lengthened", None),
+    )
+    .await;
+    assert!(!ack.session_present);
 }

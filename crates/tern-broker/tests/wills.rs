@@ -228,3 +228,110 @@ async fn will_retain_and_qos_mqtt_3_1_2_14_and_17() {
         (&b"retained-will"[..], true, QoS::AtLeastOnce)
     );
 }
+
+#[tokio::test]
+async fn a_will_is_published_after_a_protocol_error_mqtt_3_1_2_8() {
+    let broker = start().await;
+    let mut w = watcher(&broker, "w-protocol").await;
+    for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+        let id = format!("violator-{version}");
+        let (mut raw, _) = Raw::connect(broker.tcp, with_will(version, &id, None)).await;
+        // PUBLISH with QoS 3: malformed.
+        raw.send_bytes(&[0x36, 0x03, 0x00, 0x01, b'a']).await;
+        raw.closed(WAIT).await;
+        assert_eq!(w.recv_publish().await.payload, id.as_bytes());
+    }
+}
+
+#[tokio::test]
+async fn will_properties_are_forwarded_mqtt_3_1_3_10() {
+    let broker = start().await;
+    let mut w = watcher(&broker, "w-props").await;
+    let mut c = with_will(ProtocolVersion::V5, "propertied", None);
+    let user_properties = vec![
+        tern_codec::UserProperty::new(s("z"), s("1")),
+        tern_codec::UserProperty::new(s("a"), s("2")),
+    ];
+    if let Some(will) = &mut c.will {
+        let p = &mut will.properties;
+        p.payload_format_indicator = Some(tern_codec::PayloadFormat::Utf8);
+        p.message_expiry_interval = Some(120);
+        p.content_type = Some(s("text/plain"));
+        p.response_topic = Some(s("wills/reply"));
+        p.correlation_data = Some(Bytes::from_static(b"\x01\x02"));
+        p.user_properties = user_properties.clone();
+    }
+    let (raw, _) = Raw::connect(broker.tcp, c).await;
+    drop(raw);
+    let got = w.recv_publish().await;
+    let p = got.properties;
+    assert_eq!(
+        p.payload_format_indicator,
+        Some(tern_codec::PayloadFormat::Utf8)
+    );
+    assert_eq!(p.message_expiry_interval, Some(120));
+    assert_eq!(p.content_type, Some(s("text/plain")));
+    assert_eq!(p.response_topic, Some(s("wills/reply")));
+    assert_eq!(p.correlation_data.as_deref(), Some(&b"\x01\x02"[..]));
+    assert_eq!(p.user_properties, user_properties);
+}
+
+#[tokio::test]
+async fn take_over_publishes_the_old_connections_will_mqtt_3_1_4_3() {
+    let broker = start().await;
+    let mut w = watcher(&broker, "w-takeover").await;
+    // No will delay: the old connection ended without DISCONNECT, so its
+    // will goes out, in 3.1.1 and in 5.
+    for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+        let id = format!("overtaken-{version}");
+        let (_old, _) = Raw::connect(broker.tcp, with_will(version, &id, None)).await;
+        let mut new = Raw::connected(broker.tcp, version, &id).await;
+        assert_eq!(w.recv_publish().await.payload, id.as_bytes(), "{version}");
+        new.ping().await;
+    }
+}
+
+#[tokio::test]
+async fn take_over_that_resumes_within_the_will_delay_publishes_no_will_mqtt_3_1_3_9() {
+    let broker = start().await;
+    let mut w = watcher(&broker, "w-takeover-delay").await;
+    let mut c = with_will(ProtocolVersion::V5, "overtaken-delay", Some(60));
+    c.clean_start = false;
+    c.properties.session_expiry_interval = Some(60);
+    let (mut old, _) = Raw::connect(broker.tcp, c.clone()).await;
+    let (mut new, ack) = Raw::connect(broker.tcp, c).await;
+    assert!(ack.session_present);
+    old.disconnected_with(ReasonCode::SessionTakenOver).await;
+    // With a clean start instead, the old session ends: its will goes out.
+    let (_newer, ack) = Raw::connect(
+        broker.tcp,
+        with_will(ProtocolVersion::V5, "overtaken-delay", Some(60)),
+    )
+    .await;
+    assert!(!ack.session_present);
+    new.disconnected_with(ReasonCode::SessionTakenOver).await;
+    let got = w.recv_publish().await;
+    assert_eq!(got.payload, "overtaken-delay");
+    // Exactly one will: the resumed take-over sent none.
+    marker(&broker).await;
+    assert_eq!(w.recv_publish().await.topic.as_str(), "marker");
+}
+
+#[tokio::test]
+async fn server_keep_alive_is_announced_and_enforced() {
+    let broker = start_with(|s| s.limits.max_keep_alive = Some(1)).await;
+    // Asks for 60 s (and for none): told 1 s (§3.2.2.3.14), and held to it.
+    for asked in [60, 0] {
+        let mut c = connect(ProtocolVersion::V5, "held-to-it");
+        c.keep_alive = asked;
+        let (mut raw, ack) = Raw::connect(broker.tcp, c).await;
+        assert_eq!(ack.properties.server_keep_alive, Some(1), "asked {asked}");
+        let started = Instant::now();
+        raw.disconnected_with(ReasonCode::KeepAliveTimeout).await;
+        let elapsed = started.elapsed();
+        assert!(
+            (Duration::from_millis(1400)..=Duration::from_millis(2500)).contains(&elapsed),
+            "closed after {elapsed:?}"
+        );
+    }
+}

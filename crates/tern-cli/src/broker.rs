@@ -52,7 +52,8 @@ errors; the values shown are the defaults):
                               # this (Server Keep Alive). Absent: no limit
   retain_available = true     # retained messages supported
   maximum_qos = 2             # highest QoS accepted and granted: 0, 1 or 2
-  topic_alias_maximum = 64    # highest topic alias a client may use
+  topic_alias_maximum = 64    # topic aliases each way (client to broker and
+                              # back, at most what the client allows); 0: none
   sys_interval = 10           # seconds between $SYS/broker/... updates; 0: off
 
 crates/tern-broker/broker.example.toml in the source tree is a commented
@@ -118,6 +119,8 @@ pub(crate) fn run(args: &BrokerArgs) -> Result<(), Failure> {
         .build()
         .map_err(|e| failure(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async {
+        // Before the `listening` lines: a SIGTERM right after them is graceful.
+        let signal = server::shutdown_signal();
         let running = server::start(settings)
             .await
             .map_err(|e| failure(e.to_string()))?;
@@ -131,7 +134,7 @@ pub(crate) fn run(args: &BrokerArgs) -> Result<(), Failure> {
         }
         let _ = out.flush();
         drop(out);
-        running.run_until(server::shutdown_signal()).await;
+        running.run_until(signal).await;
         Ok(())
     })
 }

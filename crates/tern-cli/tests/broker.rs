@@ -105,7 +105,11 @@ fn it_reports_its_ports_serves_and_stops_gracefully_on_sigterm() {
     broker.terminate();
     match client.next() {
         Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::ServerShuttingDown),
-        other => panic!("expected DISCONNECT 0x8B, got {other:?}"),
+        other => {
+            let status = broker.wait_exit();
+            let log: Vec<String> = broker.stderr.try_iter().collect();
+            panic!("expected DISCONNECT 0x8B, got {other:?}; exit {status:?}; log {log:#?}")
+        }
     }
     assert_eq!(client.next(), None, "closed after the DISCONNECT");
     let status = broker.wait_exit();
@@ -117,4 +121,115 @@ fn it_reports_its_ports_serves_and_stops_gracefully_on_sigterm() {
             .any(|l| l.contains("client connected") && l.contains("cli-test")),
         "{log:#?}"
     );
+}
+
+/// CONNECT and a successful CONNACK on `addr`.
+fn connects(addr: std::net::SocketAddr, id: &'static str) -> Raw {
+    let mut client = Raw::open(addr, ProtocolVersion::V5);
+    client.send(Connect {
+        protocol: ProtocolVersion::V5,
+        clean_start: true,
+        client_id: MqttString::from_static(id),
+        ..Connect::default()
+    });
+    match client.next() {
+        Some(Packet::ConnAck(ack)) => assert_eq!(ack.reason_code, ReasonCode::Success),
+        other => panic!("expected CONNACK on {addr}, got {other:?}"),
+    }
+    client
+}
+
+#[test]
+fn tcp_and_ws_flags_are_repeatable() {
+    let (broker, tcp, ws) = BrokerProcess::start_with(
+        &[
+            "--tcp",
+            "127.0.0.1:0",
+            "--ws",
+            "127.0.0.1:0",
+            "--tcp",
+            "127.0.0.1:0",
+            "--ws",
+            "127.0.0.1:0",
+        ],
+        2,
+        2,
+    );
+    assert_eq!((tcp.len(), ws.len()), (2, 2));
+    assert_ne!(tcp[0], tcp[1]);
+    connects(tcp[0], "first-listener");
+    connects(tcp[1], "second-listener");
+    for addr in ws {
+        // An HTTP upgrade to /mqtt is answered with 101 on each.
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        std::io::Write::write_all(
+            &mut s,
+            format!(
+                "GET /mqtt HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+                 Sec-WebSocket-Protocol: mqtt\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let mut head = [0u8; 12];
+        std::io::Read::read_exact(&mut s, &mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 101", "{addr}");
+    }
+    drop(broker);
+}
+
+#[test]
+fn a_settings_file_gives_listeners_and_limits_and_flags_replace_its_listeners() {
+    let dir = std::env::temp_dir().join(format!("tern-cli-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("broker.toml");
+    std::fs::write(
+        &path,
+        "[listeners]\ntcp = [\"127.0.0.1:0\"]\nws = []\n[limits]\nconnect_timeout = 0.3\nmax_inflight = 7\n",
+    )
+    .unwrap();
+    let config = path.to_str().unwrap();
+    let (broker, tcp, ws) = BrokerProcess::start_with(&["--config", config], 1, 0);
+    assert!(ws.is_empty());
+    // Limits from the file: Receive Maximum, connect timeout.
+    let mut client = Raw::open(tcp[0], ProtocolVersion::V5);
+    client.send(Connect {
+        protocol: ProtocolVersion::V5,
+        clean_start: true,
+        client_id: MqttString::from_static("configured"),
+        ..Connect::default()
+    });
+    match client.next() {
+        Some(Packet::ConnAck(ack)) => {
+            assert_eq!(ack.properties.receive_maximum.map(|r| r.get()), Some(7))
+        }
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    let mut silent = Raw::open(tcp[0], ProtocolVersion::V5);
+    let started = std::time::Instant::now();
+    assert_eq!(silent.next(), None, "closed at the connect timeout");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    drop(broker);
+
+    // `--ws` on the command line replaces the file's listeners.
+    let (broker, tcp, ws) =
+        BrokerProcess::start_with(&["--config", config, "--ws", "127.0.0.1:0"], 0, 1);
+    assert!(tcp.is_empty());
+    assert_eq!(ws.len(), 1);
+    drop(broker);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn ctrl_c_stops_it_gracefully_too() {
+    let mut broker = BrokerProcess::start();
+    let mut client = connects(broker.tcp, "interrupted");
+    broker.signal("-INT");
+    match client.next() {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::ServerShuttingDown),
+        other => panic!("expected DISCONNECT 0x8B, got {other:?}"),
+    }
+    assert!(broker.wait_exit().success());
 }

@@ -1,8 +1,11 @@
 //! `tern pub` and `tern sub` end to end, run as a user would, against
-//! Debian's mosquitto broker started for each test on free ports.
+//! Debian's mosquitto broker and against `tern broker`, each started for
+//! each test on free ports. The tests that need a broker run against both
+//! (`both_brokers!` makes `on_mosquitto::NAME` and `on_tern::NAME`).
 
 #[path = "../../tern-client/tests/support/mosquitto.rs"]
 mod mosquitto;
+mod support;
 
 use assert_cmd::Command;
 use bytes::BytesMut;
@@ -20,14 +23,60 @@ use tern_codec::{ConnAck, Packet, ProtocolVersion, ReasonCode, SubAck};
 /// How long any one awaited event may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(10);
 
+/// Which broker a test runs against.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Mosquitto,
+    Tern,
+}
+
+/// Debian's mosquitto, or `tern broker` (a child process on port 0); both
+/// are killed by their PID when dropped.
+enum TestBroker {
+    Mosquitto(Mosquitto),
+    Tern(support::BrokerProcess),
+}
+
+impl TestBroker {
+    fn start(kind: Kind) -> Self {
+        match kind {
+            Kind::Mosquitto => TestBroker::Mosquitto(Mosquitto::start()),
+            Kind::Tern => TestBroker::Tern(support::BrokerProcess::start()),
+        }
+    }
+
+    /// With a WebSocket listener (path `/mqtt`) too.
+    fn start_with_websocket(kind: Kind) -> Self {
+        match kind {
+            Kind::Mosquitto => TestBroker::Mosquitto(Mosquitto::start_with_websocket()),
+            // Tern's test broker always has one.
+            Kind::Tern => TestBroker::start(kind),
+        }
+    }
+
+    fn port(&self) -> u16 {
+        match self {
+            TestBroker::Mosquitto(m) => m.port,
+            TestBroker::Tern(t) => t.tcp.port(),
+        }
+    }
+
+    fn ws_port(&self) -> u16 {
+        match self {
+            TestBroker::Mosquitto(m) => m.ws_port.expect("started with a WebSocket listener"),
+            TestBroker::Tern(t) => t.ws.port(),
+        }
+    }
+}
+
 fn tern() -> Command {
     Command::cargo_bin("tern").expect("the tern binary is built")
 }
 
 /// `tern pub -h 127.0.0.1 -p PORT ARGS...`, expected to succeed.
-fn publish(broker: &Mosquitto, args: &[&str]) {
+fn publish(broker: &TestBroker, args: &[&str]) {
     tern()
-        .args(["pub", "-h", "127.0.0.1", "-p", &broker.port.to_string()])
+        .args(["pub", "-h", "127.0.0.1", "-p", &broker.port().to_string()])
         .args(args)
         .timeout(PATIENCE)
         .assert()
@@ -130,10 +179,9 @@ fn sub_args<'a>(port: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
-#[test]
-fn every_qos_in_both_versions() {
-    let broker = Mosquitto::start();
-    let port = broker.port.to_string();
+fn every_qos_in_both_versions(kind: Kind) {
+    let broker = TestBroker::start(kind);
+    let port = broker.port().to_string();
     for version in ["311", "5"] {
         for qos in ["0", "1", "2"] {
             let sub = Sub::start(&sub_args(
@@ -152,10 +200,9 @@ fn every_qos_in_both_versions() {
     }
 }
 
-#[test]
-fn retained_messages_and_clearing_them() {
-    let broker = Mosquitto::start();
-    let port = broker.port.to_string();
+fn retained_messages_and_clearing_them(kind: Kind) {
+    let broker = TestBroker::start(kind);
+    let port = broker.port().to_string();
     publish(&broker, &["-t", "state", "-m", "on", "-r", "-q", "1"]);
     // No need to wait for the subscription: the message is retained.
     let out = tern()
@@ -190,10 +237,9 @@ fn retained_messages_and_clearing_them() {
         .stdout("");
 }
 
-#[test]
-fn messages_from_files_standard_input_and_lines_at_qos_2() {
-    let broker = Mosquitto::start();
-    let port = broker.port.to_string();
+fn messages_from_files_standard_input_and_lines_at_qos_2(kind: Kind) {
+    let broker = TestBroker::start(kind);
+    let port = broker.port().to_string();
     let sub = Sub::start(&sub_args(
         &port,
         &["-t", "in", "-q", "2", "-C", "4", "-F", "[%p] %q %l"],
@@ -247,10 +293,9 @@ fn messages_from_files_standard_input_and_lines_at_qos_2() {
     );
 }
 
-#[test]
-fn the_will_is_published_when_a_client_dies() {
-    let broker = Mosquitto::start();
-    let port = broker.port.to_string();
+fn the_will_is_published_when_a_client_dies(kind: Kind) {
+    let broker = TestBroker::start(kind);
+    let port = broker.port().to_string();
     for version in ["311", "5"] {
         let watcher = Sub::start(&sub_args(
             &port,
@@ -281,10 +326,9 @@ fn the_will_is_published_when_a_client_dies() {
     }
 }
 
-#[test]
-fn persistent_sessions_keep_messages_for_later() {
-    let broker = Mosquitto::start();
-    let port = broker.port.to_string();
+fn persistent_sessions_keep_messages_for_later(kind: Kind) {
+    let broker = TestBroker::start(kind);
+    let port = broker.port().to_string();
     for version in ["311", "5"] {
         let id = format!("keeper-{version}");
         let sub = |count: &'static str| {
@@ -319,10 +363,9 @@ fn persistent_sessions_keep_messages_for_later() {
         .stderr(predicate::str::contains("needs a client id (-i)"));
 }
 
-#[test]
-fn mqtt5_properties_and_formats() {
-    let broker = Mosquitto::start();
-    let port = broker.port.to_string();
+fn mqtt5_properties_and_formats(kind: Kind) {
+    let broker = TestBroker::start(kind);
+    let port = broker.port().to_string();
     let sub = Sub::start(&sub_args(
         &port,
         &[
@@ -389,10 +432,9 @@ fn mqtt5_properties_and_formats() {
     assert_eq!(fields[6], "6869");
 }
 
-#[test]
-fn json_output() {
-    let broker = Mosquitto::start();
-    let port = broker.port.to_string();
+fn json_output(kind: Kind) {
+    let broker = TestBroker::start(kind);
+    let port = broker.port().to_string();
     let sub = Sub::start(&sub_args(&port, &["-t", "j", "-C", "1", "-F", "%j"]));
     publish(&broker, &["-t", "j", "-m", "say \"hi\""]);
     let (_, out) = sub.finish();
@@ -405,11 +447,10 @@ fn json_output() {
     assert!(json["tst"].as_str().unwrap().ends_with('Z'));
 }
 
-#[test]
-fn websocket_and_urls() {
-    let broker = Mosquitto::start_with_websocket();
-    let ws = broker.ws_port.unwrap().to_string();
-    let port = broker.port.to_string();
+fn websocket_and_urls(kind: Kind) {
+    let broker = TestBroker::start_with_websocket(kind);
+    let ws = broker.ws_port().to_string();
+    let port = broker.port().to_string();
     let sub = Sub::start(&[
         "-h",
         "127.0.0.1",
@@ -420,7 +461,7 @@ fn websocket_and_urls() {
         "w/#",
         "-v",
         "-C",
-        "2",
+        "3",
         "-q",
         "1",
     ]);
@@ -454,9 +495,25 @@ fn websocket_and_urls() {
         .timeout(PATIENCE)
         .assert()
         .success();
+    // A ws:// URL: its path is the WebSocket path.
+    tern()
+        .args([
+            "pub",
+            "-L",
+            &format!("ws://127.0.0.1:{ws}/mqtt"),
+            "-t",
+            "w/3",
+            "-m",
+            "by ws url",
+            "-q",
+            "2",
+        ])
+        .timeout(PATIENCE)
+        .assert()
+        .success();
     let (code, out) = sub.finish();
     assert_eq!(code, Some(0));
-    assert_eq!(out, "w/1 over ws\nw/2 by url\n");
+    assert_eq!(out, "w/1 over ws\nw/2 by url\nw/3 by ws url\n");
 }
 
 #[test]
@@ -708,3 +765,32 @@ fn dash_h_is_the_host_and_help_is_long() {
             "a value is required for '--host <HOST>'",
         ));
 }
+
+/// `on_mosquitto::NAME` and `on_tern::NAME` for each test body `NAME(kind)`.
+macro_rules! both_brokers {
+    ($($name:ident),* $(,)?) => {
+        mod on_mosquitto {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Kind::Mosquitto)
+            })*
+        }
+        mod on_tern {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Kind::Tern)
+            })*
+        }
+    };
+}
+
+both_brokers!(
+    every_qos_in_both_versions,
+    retained_messages_and_clearing_them,
+    messages_from_files_standard_input_and_lines_at_qos_2,
+    the_will_is_published_when_a_client_dies,
+    persistent_sessions_keep_messages_for_later,
+    mqtt5_properties_and_formats,
+    json_output,
+    websocket_and_urls,
+);

@@ -450,13 +450,15 @@ impl Driver {
                         self.options.session.client_id = id.clone();
                     }
                 }
-                if let Some(ready) = self.ready.take() {
-                    let _ = ready.send(Ok(()));
-                }
+                // The state first: `Client::connect` returns on `ready`, and
+                // its caller must already see `Connected`.
                 self.state.send_replace(State::Connected {
                     session_present,
                     connack,
                 });
+                if let Some(ready) = self.ready.take() {
+                    let _ = ready.send(Ok(()));
+                }
             }
             ClientEvent::Message { publish, ack } => {
                 let acker = ack.map(|token| Acker::new(token, self.control_tx.clone()));

@@ -26,6 +26,9 @@ impl Default for BrokerConfig {
                 // The broker acknowledges after routing, so MQTT 5 clients
                 // learn when no one subscribed (0x10).
                 manual_acks: true,
+                // Topic aliases both ways: as many towards a client as a
+                // client may use towards us (and never more than it allows).
+                outgoing_topic_aliases: ServerConfig::default().topic_alias_maximum,
                 ..ServerConfig::default()
             },
             queue_qos0_offline: false,

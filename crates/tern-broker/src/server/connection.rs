@@ -212,9 +212,10 @@ async fn write_loop<W: Writer>(
                 return;
             }
             chunks.clear();
-            if inputs.send(Input::Written(conn, n)).await.is_err() && !close {
-                return;
-            }
+            // An error means the core has stopped; its last output (the
+            // shutdown DISCONNECT and close) may still be queued for us,
+            // so keep writing until the channel ends rather than return.
+            let _ = inputs.send(Input::Written(conn, n)).await;
         }
         if close {
             return;

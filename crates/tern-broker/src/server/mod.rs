@@ -39,11 +39,12 @@
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let settings = BrokerSettings::load("broker.toml")?;
+//! let signal = server::shutdown_signal(); // handlers installed from here on
 //! let running = server::start(settings).await?;
 //! for addr in running.tcp_addrs() {
 //!     println!("listening tcp {addr}");
 //! }
-//! running.run_until(server::shutdown_signal()).await;
+//! running.run_until(signal).await;
 //! # Ok(())
 //! # }
 //! ```
@@ -182,30 +183,39 @@ impl Running {
 }
 
 /// Completes on Ctrl-C, or on SIGTERM on Unix.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+///
+/// The handlers are installed when this is called, not when the future is
+/// first polled: call it before announcing that the server is up, so that a
+/// signal sent right after the announcement is not met by the default
+/// action (which ends the process without a graceful shutdown). Must be
+/// called inside a tokio runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            let (mut interrupt, mut terminate) = match (interrupt, terminate) {
+                (Ok(i), Ok(t)) => (i, t),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::error!("cannot listen for Ctrl-C or SIGTERM: {e}");
+                    return std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                _ = interrupt.recv() => tracing::info!("Ctrl-C: shutting down"),
+                _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!("cannot listen for Ctrl-C: {e}");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
-        () = terminate => tracing::info!("SIGTERM: shutting down"),
+        tracing::info!("Ctrl-C: shutting down");
     }
 }
 

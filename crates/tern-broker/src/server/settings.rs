@@ -83,7 +83,8 @@ pub struct Limits {
     /// The highest QoS accepted and granted (0, 1 or 2).
     #[serde(deserialize_with = "qos")]
     pub maximum_qos: QoS,
-    /// The highest topic alias a client may use (0: none).
+    /// The highest topic alias a client may use, and the most the broker
+    /// assigns towards a client (bounded by what it allows); 0: none.
     pub topic_alias_maximum: u16,
     /// Seconds between `$SYS` updates (fractions allowed); 0 turns them off.
     #[serde(deserialize_with = "seconds")]
@@ -161,6 +162,7 @@ impl BrokerSettings {
         server.receive_maximum = l.max_inflight;
         server.maximum_packet_size = l.max_packet_size;
         server.topic_alias_maximum = l.topic_alias_maximum;
+        server.outgoing_topic_aliases = l.topic_alias_maximum;
         server.maximum_qos = l.maximum_qos;
         server.retain_available = l.retain_available;
         server.max_keep_alive = l.max_keep_alive;

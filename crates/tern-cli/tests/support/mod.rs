@@ -28,44 +28,61 @@ impl BrokerProcess {
     /// Starts `tern broker --tcp 127.0.0.1:0 --ws 127.0.0.1:0` and reads the
     /// bound addresses from its `listening` lines.
     pub fn start() -> BrokerProcess {
+        let (broker, _, _) =
+            BrokerProcess::start_with(&["--tcp", "127.0.0.1:0", "--ws", "127.0.0.1:0"], 1, 1);
+        broker
+    }
+
+    /// Starts `tern broker ARGS --log info`, expecting `tcp` TCP and `ws`
+    /// WebSocket listeners; returns every bound address from the
+    /// `listening` lines (the struct holds the first of each, or the other
+    /// kind's when there is none).
+    pub fn start_with(
+        args: &[&str],
+        tcp: usize,
+        ws: usize,
+    ) -> (BrokerProcess, Vec<SocketAddr>, Vec<SocketAddr>) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tern"))
-            .args([
-                "broker",
-                "--tcp",
-                "127.0.0.1:0",
-                "--ws",
-                "127.0.0.1:0",
-                "--log",
-                "info",
-            ])
+            .arg("broker")
+            .args(args)
+            .args(["--log", "info"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("tern broker starts");
         let stdout = lines(child.stdout.take().unwrap());
         let stderr = lines(child.stderr.take().unwrap());
-        let mut tcp = None;
-        let mut ws = None;
-        while tcp.is_none() || ws.is_none() {
+        let mut tcps = Vec::new();
+        let mut wss = Vec::new();
+        while tcps.len() < tcp || wss.len() < ws {
             let line = stdout
                 .recv_timeout(WAIT)
                 .expect("tern broker prints its listeners");
-            let addr = |prefix: &str| line.strip_prefix(prefix).map(|a| a.parse().unwrap());
-            tcp = tcp.or_else(|| addr("listening tcp "));
-            ws = ws.or_else(|| addr("listening ws "));
+            if let Some(a) = line.strip_prefix("listening tcp ") {
+                tcps.push(a.parse().unwrap());
+            } else if let Some(a) = line.strip_prefix("listening ws ") {
+                wss.push(a.parse().unwrap());
+            }
         }
-        BrokerProcess {
+        let any = *tcps.first().or(wss.first()).expect("a listener");
+        let broker = BrokerProcess {
             child,
-            tcp: tcp.unwrap(),
-            ws: ws.unwrap(),
+            tcp: tcps.first().copied().unwrap_or(any),
+            ws: wss.first().copied().unwrap_or(any),
             stderr,
-        }
+        };
+        (broker, tcps, wss)
     }
 
     /// Sends SIGTERM to the process.
     pub fn terminate(&self) {
+        self.signal("-TERM");
+    }
+
+    /// Sends a signal (`-TERM`, `-INT`) to the process, by its PID.
+    pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([signal, &self.child.id().to_string()])
             .status()
             .expect("kill runs");
         assert!(status.success());

@@ -1,10 +1,13 @@
-//! Test brokers: Debian's mosquitto, and a scripted fake broker for what a
-//! real broker will not do.
+//! Test brokers: Debian's mosquitto and Tern's own (behind one "which
+//! broker" fixture), a scripted fake broker for what a real broker will not
+//! do, and a proxy that can lose a connection's traffic and cut it.
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod broker;
 pub mod fake;
 pub mod mosquitto;
+pub mod proxy;
 
 use std::{future::Future, time::Duration};
 

@@ -114,6 +114,12 @@ impl Mosquitto {
         }
     }
 
+    /// Kills the process (by its PID) and waits for it; dropping does the same.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The broker's log so far (it runs with `-v`).
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default()
