@@ -50,14 +50,19 @@ const DRIVER_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long one expected event (a line, a message) may take.
 const WAIT: Duration = Duration::from_secs(10);
 
-const USAGE: &str = "usage: cargo xtask interop [--filter TEXT]";
+const USAGE: &str = "usage: cargo xtask interop [--filter TEXT] [--against-mosquitto]";
 
 pub(crate) fn command(args: &[String]) -> Result<(), String> {
-    let filter = match args {
-        [] => None,
-        [flag, text] if flag == "--filter" => Some(text.clone()),
-        _ => return Err(USAGE.into()),
-    };
+    let mut filter = None;
+    let mut against_mosquitto = false;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--filter" => filter = Some(it.next().ok_or(USAGE)?.clone()),
+            "--against-mosquitto" => against_mosquitto = true,
+            _ => return Err(USAGE.into()),
+        }
+    }
     let started = Instant::now();
     let dir = target_dir().join("interop");
     fs::create_dir_all(dir.join("logs")).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -66,8 +71,16 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         &["mosquitto", "mosquitto_pub", "mosquitto_sub", "chromium"],
         &["mosquitto", "mosquitto-clients", "chromium"],
     )?;
-    let python = ensure_paho(&dir)?;
-    let node_modules = ensure_mqtt_js(&dir)?;
+    let drivers = Drivers {
+        python: ensure_paho(&dir)?,
+        node_modules: ensure_mqtt_js(&dir)?,
+        rumqttc: target_dir()
+            .join("debug")
+            .join("examples")
+            .join("interop_rumqttc"),
+        scripts: root().join("xtask").join("interop"),
+        profile: dir.join("chromium-profile"),
+    };
     // The same features as `cargo test --workspace --all-features`, so after
     // CI's test step this builds nothing.
     run(cargo().args([
@@ -80,11 +93,6 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         "interop_rumqttc",
     ]))?;
     let tern = target_dir().join("debug").join("tern");
-    let rumqttc = target_dir()
-        .join("debug")
-        .join("examples")
-        .join("interop_rumqttc");
-    let scripts = root().join("xtask").join("interop");
     eprintln!("xtask: interop set up in {}s", started.elapsed().as_secs());
 
     let mut report = Report {
@@ -93,58 +101,30 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         passed: 0,
         failed: 0,
     };
-    {
+    if against_mosquitto {
+        // The same drivers against mosquitto: a check of the drivers.
+        let mosquitto = Mosquitto::start(&dir, true)?;
+        let ws = mosquitto.ws.expect("started with WebSocket");
+        report.third_party(&drivers, mosquitto.port, ws, " to mosquitto");
+    } else {
         let broker = TernBroker::start(&tern, &dir)?;
-        let tcp = format!("mqtt://{}", broker.tcp);
-        let ws = format!("ws://{}/mqtt", broker.ws);
-        for version in VERSIONS {
-            report.driver("rumqttc", version, "tcp", Command::new(&rumqttc).arg(&tcp));
-            report.driver(
-                "paho-mqtt",
-                version,
-                "tcp",
-                Command::new(&python)
-                    .arg(scripts.join("paho_driver.py"))
-                    .arg(&tcp),
-            );
-            for (transport, url) in [("tcp", &tcp), ("ws", &ws)] {
-                report.driver(
-                    "mqtt.js node",
-                    version,
-                    transport,
-                    Command::new("node")
-                        .arg(scripts.join("mqttjs.js"))
-                        .arg(url)
-                        .env("NODE_PATH", &node_modules),
-                );
-            }
-            report.driver(
-                "mqtt.js chromium",
-                version,
-                "ws",
-                Command::new("node")
-                    .arg(scripts.join("browser.js"))
-                    .arg(&ws)
-                    .env("NODE_PATH", &node_modules)
-                    .env("CHROMIUM", "/usr/bin/chromium")
-                    .env("PROFILE_DIR", dir.join("chromium-profile")),
-            );
-            let cli = CliClient {
-                publish: &["mosquitto_pub"],
-                subscribe: &["mosquitto_sub"],
-            };
-            report.cli("mosquitto_pub/sub", version, broker.tcp.port(), &cli);
-        }
+        report.third_party(&drivers, broker.tcp.port(), broker.ws.port(), "");
     }
     {
-        let mosquitto = Mosquitto::start(&dir)?;
+        let mosquitto = Mosquitto::start(&dir, false)?;
         let tern = tern.to_string_lossy();
         let cli = CliClient {
             publish: &[&tern, "pub"],
             subscribe: &[&tern, "sub"],
         };
         for version in VERSIONS {
-            report.cli("tern pub/sub", version, mosquitto.port, &cli);
+            report.cli(
+                "tern pub/sub",
+                version,
+                mosquitto.port,
+                " to mosquitto",
+                &cli,
+            );
         }
     }
 
@@ -161,6 +141,20 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     } else {
         Ok(())
     }
+}
+
+/// Where the third-party drivers are.
+struct Drivers {
+    /// The venv's python, with paho-mqtt.
+    python: PathBuf,
+    /// MQTT.js's `node_modules`.
+    node_modules: PathBuf,
+    /// The `interop_rumqttc` example binary.
+    rumqttc: PathBuf,
+    /// `xtask/interop/`.
+    scripts: PathBuf,
+    /// Chromium's (fresh) profile directory.
+    profile: PathBuf,
 }
 
 /// Cargo's target directory.
@@ -258,10 +252,63 @@ impl Report {
         }
     }
 
+    /// Every third-party client against the broker on 127.0.0.1 at `tcp`
+    /// (MQTT) and `ws` (WebSocket, path /mqtt).
+    fn third_party(&mut self, drivers: &Drivers, tcp: u16, ws: u16, to: &str) {
+        let tcp_url = format!("mqtt://127.0.0.1:{tcp}");
+        let ws_url = format!("ws://127.0.0.1:{ws}/mqtt");
+        let node = |script: &str, url: &str| {
+            let mut cmd = Command::new("node");
+            cmd.arg(drivers.scripts.join(script))
+                .arg(url)
+                .env("NODE_PATH", &drivers.node_modules)
+                .env("CHROMIUM", "/usr/bin/chromium")
+                .env("PROFILE_DIR", &drivers.profile);
+            cmd
+        };
+        let mosquitto_clients = CliClient {
+            publish: &["mosquitto_pub"],
+            subscribe: &["mosquitto_sub"],
+        };
+        for version in VERSIONS {
+            let mut rumqttc = Command::new(&drivers.rumqttc);
+            rumqttc.arg(&tcp_url);
+            self.driver("rumqttc", version, "tcp", to, &mut rumqttc);
+            let mut paho = Command::new(&drivers.python);
+            paho.arg(drivers.scripts.join("paho_driver.py"))
+                .arg(&tcp_url);
+            self.driver("paho-mqtt", version, "tcp", to, &mut paho);
+            self.driver(
+                "mqtt.js node",
+                version,
+                "tcp",
+                to,
+                &mut node("mqttjs.js", &tcp_url),
+            );
+            self.driver(
+                "mqtt.js node",
+                version,
+                "ws",
+                to,
+                &mut node("mqttjs.js", &ws_url),
+            );
+            let mut browser = node("browser.js", &ws_url);
+            self.driver("mqtt.js chromium", version, "ws", to, &mut browser);
+            self.cli("mosquitto_pub/sub", version, tcp, to, &mosquitto_clients);
+        }
+    }
+
     /// Runs an external driver (`DRIVER URL VERSION PREFIX`) and records
     /// its checks; a check it did not report fails.
-    fn driver(&mut self, client: &str, version: &str, transport: &str, cmd: &mut Command) {
-        let name = format!("{client} v{version} over {transport}");
+    fn driver(
+        &mut self,
+        client: &str,
+        version: &str,
+        transport: &str,
+        to: &str,
+        cmd: &mut Command,
+    ) {
+        let name = format!("{client} v{version} over {transport}{to}");
         if !self.wanted(&name) {
             return;
         }
@@ -286,12 +333,7 @@ impl Report {
     }
 
     /// Runs the checks with a mosquitto_pub / mosquitto_sub style client.
-    fn cli(&mut self, client: &str, version: &str, port: u16, cli: &CliClient<'_>) {
-        let to = if client.starts_with("tern") {
-            " to mosquitto"
-        } else {
-            ""
-        };
+    fn cli(&mut self, client: &str, version: &str, port: u16, to: &str, cli: &CliClient<'_>) {
         let name = format!("{client} v{version} over tcp{to}");
         if !self.wanted(&name) {
             return;
@@ -454,20 +496,27 @@ impl Drop for TernBroker {
 struct Mosquitto {
     child: Child,
     port: u16,
+    /// The WebSocket listener's port (path /mqtt), if asked for.
+    ws: Option<u16>,
 }
 
 impl Mosquitto {
-    fn start(dir: &Path) -> Result<Self, String> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("no free port: {e}"))?
-            .port();
+    fn start(dir: &Path, websocket: bool) -> Result<Self, String> {
+        let free_port = || {
+            TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .map_err(|e| format!("no free port: {e}"))
+        };
+        let port = free_port()?;
+        let ws = if websocket { Some(free_port()?) } else { None };
+        let mut settings =
+            format!("allow_anonymous true\npersistence false\nlistener {port} 127.0.0.1\n");
+        if let Some(ws) = ws {
+            settings.push_str(&format!("listener {ws} 127.0.0.1\nprotocol websockets\n"));
+        }
         let conf = dir.join("mosquitto.conf");
-        fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
-        )
-        .map_err(|e| format!("{}: {e}", conf.display()))?;
+        fs::write(&conf, settings).map_err(|e| format!("{}: {e}", conf.display()))?;
         let log = dir.join("logs").join("mosquitto.log");
         let log = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let mut child = Command::new("mosquitto")
@@ -480,7 +529,11 @@ impl Mosquitto {
             .spawn()
             .map_err(|e| format!("cannot start mosquitto: {e}"))?;
         let deadline = Instant::now() + WAIT;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while [Some(port), ws]
+            .into_iter()
+            .flatten()
+            .any(|p| TcpStream::connect(("127.0.0.1", p)).is_err())
+        {
             if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -489,7 +542,7 @@ impl Mosquitto {
             std::thread::sleep(Duration::from_millis(20));
         }
         eprintln!("xtask: mosquitto (pid {}) on 127.0.0.1:{port}", child.id());
-        Ok(Mosquitto { child, port })
+        Ok(Mosquitto { child, port, ws })
     }
 }
 
@@ -600,22 +653,41 @@ impl CliRun<'_> {
     }
 
     fn publish(&self, id: &str, args: &[&str]) -> Result<(), String> {
-        let output = self
+        let mut child = self
             .command(self.cli.publish)
             .args(["-i", id])
             .args(args)
             .stdin(Stdio::null())
-            .output()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
             .map_err(|e| format!("cannot start {:?}: {e}", self.cli.publish))?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{:?} {args:?} failed with {}: {}",
+        // Standard error closes when the publisher exits; a publisher still
+        // waiting for an acknowledgement after WAIT is killed.
+        let mut stderr = child.stderr.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            let _ = tx.send(text);
+        });
+        let stderr = rx.recv_timeout(WAIT);
+        if stderr.is_err() {
+            let _ = child.kill();
+        }
+        let status = child.wait().map_err(|e| e.to_string())?;
+        match stderr {
+            Ok(_) if status.success() => Ok(()),
+            Ok(text) => Err(format!(
+                "{:?} {args:?} failed with {status}: {}",
                 self.cli.publish,
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            ))
+                text.trim()
+            )),
+            Err(_) => Err(format!(
+                "{:?} {args:?} did not finish within {}s",
+                self.cli.publish,
+                WAIT.as_secs()
+            )),
         }
     }
 
