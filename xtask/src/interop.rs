@@ -748,3 +748,39 @@ fn expect(got: &str, want: &str) -> Result<(), String> {
         Err(format!("expected `{want}`, got `{got}`"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A driver's report is read line by line; a check it fails, or never
+    /// reports because it crashed, counts as failed.
+    #[test]
+    fn unreported_and_failed_checks_fail() {
+        let logs = std::env::temp_dir().join(format!("xtask-interop-{}", std::process::id()));
+        fs::create_dir_all(&logs).unwrap();
+        let log = logs.join("driver.log");
+        let mut report = Report {
+            filter: None,
+            logs: logs.clone(),
+            passed: 0,
+            failed: 0,
+        };
+        let mut driver = Command::new("sh");
+        driver.args([
+            "-c",
+            "echo PASS qos0; echo 'FAIL qos1: no PUBACK'; echo noise; echo PASS qos2; exit 3",
+            "driver",
+        ]);
+        let (results, problem) = run_driver(&mut driver, &log);
+        assert_eq!(results.get("qos0"), Some(&Ok(())));
+        assert_eq!(results.get("qos1"), Some(&Err("no PUBACK".to_string())));
+        assert_eq!(results.get("qos2"), Some(&Ok(())));
+        assert_eq!(results.len(), 3);
+        assert!(problem.is_some_and(|p| p.contains("exit status: 3")));
+
+        report.driver("sh", "5", "tcp", "", &mut driver);
+        assert_eq!((report.passed, report.failed), (2, 3));
+        let _ = fs::remove_dir_all(logs);
+    }
+}
