@@ -3,7 +3,8 @@
 Usage: python paho_driver.py mqtt://HOST:PORT VERSION PREFIX   (VERSION: 3.1.1 or 5)
 
 Prints `PASS CHECK` or `FAIL CHECK: why` for each of qos0, qos1, qos2,
-retained and will, and exits non-zero if any failed.
+retained and will (every driver's), then session, large, cross-version and,
+in MQTT 5, properties; exits non-zero if any failed.
 """
 
 import queue
@@ -15,6 +16,8 @@ from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 WAIT = 10.0
 
@@ -22,11 +25,18 @@ WAIT = 10.0
 class Peer:
     """One connected client: its messages and the acknowledgements it got."""
 
-    def __init__(self, host, port, version, client_id, will=None, loop=True):
-        protocol = mqtt.MQTTv5 if version == "5" else mqtt.MQTTv311
+    def __init__(
+        self, host, port, version, client_id, will=None, loop=True, persistent=False
+    ):
+        v5 = version == "5"
+        protocol = mqtt.MQTTv5 if v5 else mqtt.MQTTv311
         self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=protocol,
+            clean_session=None if v5 else not persistent,
         )
+        self.session_present = None
         self.messages = queue.Queue()
         self.subacks = {}
         self.suback_events = {}
@@ -38,7 +48,19 @@ class Peer:
         self.client.on_connect = self._on_connect
         self.client.on_message = lambda c, u, msg: self.messages.put(msg)
         self.client.on_subscribe = self._on_subscribe
-        self.client.connect(host, port, keepalive=60)
+        if v5:
+            connect_properties = Properties(PacketTypes.CONNECT)
+            if persistent:
+                connect_properties.SessionExpiryInterval = 60
+            self.client.connect(
+                host,
+                port,
+                keepalive=60,
+                clean_start=not persistent,
+                properties=connect_properties,
+            )
+        else:
+            self.client.connect(host, port, keepalive=60)
         if loop:
             self.client.loop_start()
             ok = self.connected.wait(WAIT)
@@ -55,6 +77,7 @@ class Peer:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         self.reason = reason_code
+        self.session_present = flags.session_present
         self.connected.set()
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
@@ -78,13 +101,16 @@ class Peer:
         if any(code.is_failure for code in codes) or codes[0].value != qos:
             raise RuntimeError(f"subscribe {topic}: granted {codes}")
 
-    def publish(self, topic, payload, qos, retain=False):
-        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+    def publish(self, topic, payload, qos, retain=False, properties=None):
+        info = self.client.publish(
+            topic, payload, qos=qos, retain=retain, properties=properties
+        )
         info.wait_for_publish(WAIT)
         if not info.is_published():
             raise RuntimeError(f"publish to {topic} at QoS {qos} not completed")
 
     def expect(self, topic, payload, qos, retain):
+        """The next message on `topic`, checked; returns it."""
         deadline = time.monotonic() + WAIT
         while True:
             left = deadline - time.monotonic()
@@ -100,7 +126,7 @@ class Peer:
                     f"on {topic}: expected (payload, qos, retain) "
                     f"{(payload, qos, retain)}, got {got}"
                 )
-            return
+            return msg
 
     def close(self):
         self.client.disconnect()
@@ -158,6 +184,85 @@ def main():
         sub.expect(topic, "gone", 1, False)
 
     check("will", will)
+
+    def session():
+        # A persistent session keeps the subscription and the QoS 1 message
+        # published while its client was away.
+        topic = f"{prefix}/session"
+        cid = f"{tag}-persistent"
+        first = Peer(host, port, version, cid, persistent=True)
+        first.subscribe(topic, 1)
+        first.close()
+        pub.publish(topic, "while away", 1)
+        back = Peer(host, port, version, cid, persistent=True)
+        try:
+            if not back.session_present:
+                raise RuntimeError("CONNACK without session present")
+            back.expect(topic, "while away", 1, False)
+        finally:
+            back.close()
+            # Clean Start / Clean Session 1 discards the session.
+            Peer(host, port, version, cid).close()
+
+    check("session", session)
+
+    def large():
+        topic = f"{prefix}/q/large"
+        payload = "tern" * 75000  # 300 kB
+        pub.publish(topic, payload, 1)
+        sub.expect(topic, payload, 1, False)
+
+    check("large", large)
+
+    def cross_version():
+        # A publisher of the other version; from MQTT 5 with properties,
+        # which a 3.1.1 subscriber must not see.
+        other = "3.1.1" if version == "5" else "5"
+        across = Peer(host, port, other, f"{tag}-other")
+        try:
+            properties = None
+            if other == "5":
+                properties = Properties(PacketTypes.PUBLISH)
+                properties.ContentType = "text/plain"
+                properties.UserProperty = [("a", "b")]
+            topic = f"{prefix}/q/cross"
+            across.publish(topic, "across", 1, properties=properties)
+            sub.expect(topic, "across", 1, False)
+        finally:
+            across.close()
+
+    check("cross-version", cross_version)
+
+    if version == "5":
+
+        def properties():
+            topic = f"{prefix}/q/properties"
+            sent = Properties(PacketTypes.PUBLISH)
+            sent.PayloadFormatIndicator = 1
+            sent.MessageExpiryInterval = 3600
+            sent.ContentType = "text/plain"
+            sent.ResponseTopic = f"{prefix}/reply"
+            sent.CorrelationData = b"\x00\x01request-17"
+            sent.UserProperty = [("unit", "celsius"), ("source", "interop")]
+            pub.publish(topic, "21.5", 1, properties=sent)
+            got = sub.expect(topic, "21.5", 1, False).properties
+            want = {
+                "PayloadFormatIndicator": 1,
+                "ContentType": "text/plain",
+                "ResponseTopic": f"{prefix}/reply",
+                "CorrelationData": b"\x00\x01request-17",
+                "UserProperty": [("unit", "celsius"), ("source", "interop")],
+            }
+            for name, value in want.items():
+                if getattr(got, name, None) != value:
+                    raise RuntimeError(
+                        f"{name}: expected {value!r}, got {getattr(got, name, None)!r}"
+                    )
+            expiry = getattr(got, "MessageExpiryInterval", None)
+            if expiry is None or not 3590 < expiry <= 3600:
+                raise RuntimeError(f"MessageExpiryInterval {expiry!r}")
+
+        check("properties", properties)
 
     pub.close()
     sub.close()

@@ -1,5 +1,7 @@
 // The interop checks with MQTT.js, shared by Node (mqttjs.js) and the
-// browser page (browser.js): qos0, qos1, qos2, retained and will.
+// browser page (browser.js): qos0, qos1, qos2, retained and will (every
+// driver's), then session, large, cross-version and, in MQTT 5, properties
+// and topic-alias.
 //
 // `ternInterop(mqtt, url, version, prefix, report)` runs them against the
 // broker at `url` (mqtt:// or ws://) in MQTT `version` ("3.1.1" or "5"),
@@ -30,11 +32,20 @@
     client.inbox = []
     client.waiters = []
     client.on('message', (topic, payload, packet) => {
-      client.inbox.push({ topic, payload: payload.toString(), qos: packet.qos, retain: packet.retain })
+      client.inbox.push({
+        topic,
+        payload: payload.toString(),
+        qos: packet.qos,
+        retain: packet.retain,
+        properties: packet.properties || {}
+      })
       for (const wake of client.waiters.splice(0)) wake()
     })
     return withTimeout(new Promise((resolve, reject) => {
-      client.once('connect', () => resolve(client))
+      client.once('connect', (connack) => {
+        client.connack = connack
+        resolve(client)
+      })
       client.once('error', (e) => { client.end(true); reject(e) })
     }), 'CONNACK for ' + clientId)
   }
@@ -111,6 +122,99 @@
       will.end(true)
       same(await expect(sub, topic), { payload: 'gone', qos: 1, retain: false })
     })
+
+    await check('session', async () => {
+      // A persistent session keeps the subscription and the QoS 1 message
+      // published while its client was away.
+      const topic = prefix + '/session'
+      const id = tag + '-persistent'
+      const persistent = { clean: false }
+      if (version === '5') persistent.properties = { sessionExpiryInterval: 60 }
+      const first = await connect(mqtt, url, version, id, persistent)
+      await subscribe(first, topic, 1)
+      await first.endAsync()
+      await withTimeout(pub.publishAsync(topic, 'while away', { qos: 1 }), 'PUBACK')
+      const back = await connect(mqtt, url, version, id, persistent)
+      try {
+        if (!back.connack.sessionPresent) throw new Error('CONNACK without session present')
+        same(await expect(back, topic), { payload: 'while away', qos: 1, retain: false })
+      } finally {
+        await back.endAsync()
+        // Clean Start / Clean Session 1 discards the session.
+        await (await connect(mqtt, url, version, id)).endAsync()
+      }
+    })
+
+    await check('large', async () => {
+      const topic = prefix + '/q/large'
+      const payload = 'tern'.repeat(75000) // 300 kB
+      await withTimeout(pub.publishAsync(topic, payload, { qos: 1 }), 'PUBACK')
+      const got = await expect(sub, topic)
+      if (got.payload !== payload) {
+        throw new Error('payload of ' + got.payload.length + ' bytes, expected ' + payload.length)
+      }
+    })
+
+    await check('cross-version', async () => {
+      // A publisher of the other version; from MQTT 5 with properties, which
+      // a 3.1.1 subscriber must not see.
+      const other = version === '5' ? '3.1.1' : '5'
+      const across = await connect(mqtt, url, other, tag + '-other')
+      try {
+        const topic = prefix + '/q/cross'
+        const options = { qos: 1 }
+        if (other === '5') options.properties = { contentType: 'text/plain', userProperties: { a: 'b' } }
+        await withTimeout(across.publishAsync(topic, 'across', options), 'PUBACK')
+        same(await expect(sub, topic), { payload: 'across', qos: 1, retain: false })
+      } finally {
+        await across.endAsync()
+      }
+    })
+
+    if (version === '5') {
+      await check('properties', async () => {
+        const topic = prefix + '/q/properties'
+        const properties = {
+          payloadFormatIndicator: true,
+          messageExpiryInterval: 3600,
+          contentType: 'text/plain',
+          responseTopic: prefix + '/reply',
+          userProperties: { unit: 'celsius', source: 'interop' }
+        }
+        await withTimeout(pub.publishAsync(topic, '21.5', { qos: 1, properties }), 'PUBACK')
+        const got = (await expect(sub, topic)).properties
+        const expiry = got.messageExpiryInterval
+        same(got, {
+          payloadFormatIndicator: true,
+          contentType: 'text/plain',
+          responseTopic: prefix + '/reply'
+        })
+        if (!(expiry > 3590 && expiry <= 3600)) throw new Error('message expiry ' + expiry)
+        same(got.userProperties || {}, properties.userProperties)
+      })
+
+      await check('topic-alias', async () => {
+        // The publisher replaces the topic by an alias after the first
+        // message; the subscriber lets the broker send aliases too.
+        const topic = prefix + '/alias'
+        const aliasing = await connect(mqtt, url, version, tag + '-alias-pub', { autoAssignTopicAlias: true })
+        const receiver = await connect(mqtt, url, version, tag + '-alias-sub', {
+          properties: { topicAliasMaximum: 8 }
+        })
+        try {
+          await subscribe(receiver, topic, 1)
+          for (const n of [1, 2, 3]) {
+            await withTimeout(aliasing.publishAsync(topic, 'alias ' + n, { qos: 1 }), 'PUBACK')
+          }
+          for (const n of [1, 2, 3]) {
+            same(await expect(receiver, topic), { payload: 'alias ' + n, qos: 1 })
+          }
+        } finally {
+          await aliasing.endAsync()
+          await receiver.endAsync()
+        }
+      })
+    }
 
     await pub.endAsync()
     await sub.endAsync()

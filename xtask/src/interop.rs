@@ -6,7 +6,11 @@
 //! under test), a retained message that a later subscriber receives with
 //! the retain flag set, and a will that the broker publishes when the will
 //! client's connection dies without DISCONNECT (the client is killed, or its
-//! socket closed under it).
+//! socket closed under it). paho-mqtt and MQTT.js also check a persistent
+//! session (the QoS 1 message published while the client was away arrives
+//! on reconnect, with session present), a 300 kB payload, a publisher of
+//! the other protocol version, and in MQTT 5 publish properties end to end
+//! (MQTT.js: topic aliases too).
 //!
 //! The clients: rumqttc (the `interop_rumqttc` example of tern-cli),
 //! paho-mqtt (Python, in a venv under `target/interop/`), MQTT.js from npm
@@ -41,6 +45,15 @@ const MQTT_JS: &str = "5.16.0";
 /// The checks every driver reports, in order.
 const CHECKS: [&str; 5] = ["qos0", "qos1", "qos2", "retained", "will"];
 
+/// The checks the paho-mqtt and MQTT.js drivers add: a persistent session
+/// that gets what was published while its client was away, a 300 kB
+/// payload, and a publisher of the other protocol version.
+const MORE_CHECKS: [&str; 3] = ["session", "large", "cross-version"];
+
+/// The checks they add in MQTT 5: publish properties end to end (and, with
+/// MQTT.js, topic aliases).
+const V5_CHECKS: [&str; 1] = ["properties"];
+
 /// The MQTT versions, as the drivers take them.
 const VERSIONS: [&str; 2] = ["3.1.1", "5"];
 
@@ -65,6 +78,8 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     }
     let started = Instant::now();
     let dir = target_dir().join("interop");
+    // Fresh logs: one file per driver and broker, named after it.
+    let _ = fs::remove_dir_all(dir.join("logs"));
     fs::create_dir_all(dir.join("logs")).map_err(|e| format!("{}: {e}", dir.display()))?;
 
     ensure_apt(
@@ -271,43 +286,36 @@ impl Report {
             subscribe: &["mosquitto_sub"],
         };
         for version in VERSIONS {
+            let v5 = if version == "5" { &V5_CHECKS[..] } else { &[] };
+            let paho_checks = [&CHECKS[..], &MORE_CHECKS, v5].concat();
+            let mut mqtt_js_checks = paho_checks.clone();
+            if version == "5" {
+                mqtt_js_checks.push("topic-alias");
+            }
             let mut rumqttc = Command::new(&drivers.rumqttc);
             rumqttc.arg(&tcp_url);
-            self.driver("rumqttc", version, "tcp", to, &mut rumqttc);
+            self.driver(("rumqttc", version, "tcp", to), &CHECKS, &mut rumqttc);
             let mut paho = Command::new(&drivers.python);
             paho.arg(drivers.scripts.join("paho_driver.py"))
                 .arg(&tcp_url);
-            self.driver("paho-mqtt", version, "tcp", to, &mut paho);
-            self.driver(
-                "mqtt.js node",
-                version,
-                "tcp",
-                to,
-                &mut node("mqttjs.js", &tcp_url),
-            );
-            self.driver(
-                "mqtt.js node",
-                version,
-                "ws",
-                to,
-                &mut node("mqttjs.js", &ws_url),
-            );
+            self.driver(("paho-mqtt", version, "tcp", to), &paho_checks, &mut paho);
+            for (transport, url) in [("tcp", &tcp_url), ("ws", &ws_url)] {
+                let mut node_js = node("mqttjs.js", url);
+                let pairing = ("mqtt.js node", version, transport, to);
+                self.driver(pairing, &mqtt_js_checks, &mut node_js);
+            }
             let mut browser = node("browser.js", &ws_url);
-            self.driver("mqtt.js chromium", version, "ws", to, &mut browser);
+            let pairing = ("mqtt.js chromium", version, "ws", to);
+            self.driver(pairing, &mqtt_js_checks, &mut browser);
             self.cli("mosquitto_pub/sub", version, tcp, to, &mosquitto_clients);
         }
     }
 
-    /// Runs an external driver (`DRIVER URL VERSION PREFIX`) and records
-    /// its checks; a check it did not report fails.
-    fn driver(
-        &mut self,
-        client: &str,
-        version: &str,
-        transport: &str,
-        to: &str,
-        cmd: &mut Command,
-    ) {
+    /// Runs an external driver (`DRIVER URL VERSION PREFIX`) for a pairing
+    /// (client, version, transport, broker suffix) and records its checks;
+    /// an expected check it did not report fails.
+    fn driver(&mut self, pairing: (&str, &str, &str, &str), checks: &[&str], cmd: &mut Command) {
+        let (client, version, transport, to) = pairing;
         let name = format!("{client} v{version} over {transport}{to}");
         if !self.wanted(&name) {
             return;
@@ -316,8 +324,11 @@ impl Report {
         let log = self.logs.join(format!("{tag}.log"));
         let prefix = format!("interop/{tag}/{}", std::process::id());
         cmd.arg(version).arg(&prefix);
+        let started = Instant::now();
         let (results, problem) = run_driver(cmd, &log);
-        for check in CHECKS {
+        eprintln!("xtask: {name}: {:.1}s", started.elapsed().as_secs_f64());
+        let unexpected = results.keys().filter(|c| !checks.contains(&c.as_str()));
+        for check in checks.iter().copied().chain(unexpected.map(String::as_str)) {
             let result = results.get(check).cloned().unwrap_or_else(|| {
                 Err(format!(
                     "not reported ({}); see {}",
@@ -326,7 +337,7 @@ impl Report {
                 ))
             });
             self.record(
-                &format!("{client} v{version} {check} over {transport}"),
+                &format!("{client} v{version} {check} over {transport}{to}"),
                 &result,
             );
         }
@@ -515,9 +526,9 @@ impl Mosquitto {
         if let Some(ws) = ws {
             settings.push_str(&format!("listener {ws} 127.0.0.1\nprotocol websockets\n"));
         }
-        let conf = dir.join("mosquitto.conf");
+        let conf = dir.join(format!("mosquitto-{port}.conf"));
         fs::write(&conf, settings).map_err(|e| format!("{}: {e}", conf.display()))?;
-        let log = dir.join("logs").join("mosquitto.log");
+        let log = dir.join("logs").join(format!("mosquitto-{port}.log"));
         let log = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let mut child = Command::new("mosquitto")
             .arg("-c")
@@ -779,7 +790,7 @@ mod tests {
         assert_eq!(results.len(), 3);
         assert!(problem.is_some_and(|p| p.contains("exit status: 3")));
 
-        report.driver("sh", "5", "tcp", "", &mut driver);
+        report.driver(("sh", "5", "tcp", ""), &CHECKS, &mut driver);
         assert_eq!((report.passed, report.failed), (2, 3));
         let _ = fs::remove_dir_all(logs);
     }
