@@ -1,7 +1,8 @@
 // The interop checks with MQTT.js, shared by Node (mqttjs.js) and the
 // browser page (browser.js): qos0, qos1, qos2, retained and will (every
-// driver's), then session, large, cross-version and, in MQTT 5, properties
-// and topic-alias.
+// driver's), then session, large, cross-version, unsubscribe and, in MQTT 5,
+// properties, topic-alias, shared, no-local, retain-as-published and
+// will-delay.
 //
 // `ternInterop(mqtt, url, version, prefix, report)` runs them against the
 // broker at `url` (mqtt:// or ws://) in MQTT `version` ("3.1.1" or "5"),
@@ -70,8 +71,8 @@
     }
   }
 
-  async function subscribe (client, topic, qos) {
-    const granted = await withTimeout(client.subscribeAsync(topic, { qos }), 'SUBACK')
+  async function subscribe (client, topic, qos, options) {
+    const granted = await withTimeout(client.subscribeAsync(topic, Object.assign({ qos }, options)), 'SUBACK')
     if (granted.length !== 1 || granted[0].qos !== qos) {
       throw new Error('subscribe ' + topic + ': granted ' + JSON.stringify(granted))
     }
@@ -171,7 +172,111 @@
       }
     })
 
+    await check('unsubscribe', async () => {
+      // After UNSUBACK nothing more arrives on the filter; a later message on
+      // another subscription proves it.
+      const gone = prefix + '/unsub/gone'
+      const still = prefix + '/unsub/still'
+      const client = await connect(mqtt, url, version, tag + '-unsub')
+      try {
+        await subscribe(client, gone, 1)
+        await subscribe(client, still, 1)
+        await withTimeout(client.unsubscribeAsync(gone), 'UNSUBACK')
+        await withTimeout(pub.publishAsync(gone, 'not for you', { qos: 1 }), 'PUBACK')
+        await withTimeout(pub.publishAsync(still, 'marker', { qos: 1 }), 'PUBACK')
+        same(await expect(client, still), { payload: 'marker', qos: 1 })
+        const stray = client.inbox.find((m) => m.topic === gone)
+        if (stray) throw new Error('got ' + JSON.stringify(stray) + ' after unsubscribing')
+      } finally {
+        await client.endAsync()
+      }
+    })
+
     if (version === '5') {
+      await check('shared', async () => {
+        // Two members of $share/g/...: each message goes to exactly one.
+        const topic = prefix + '/shared'
+        const end = prefix + '/shared-end'
+        const members = [
+          await connect(mqtt, url, version, tag + '-share-a'),
+          await connect(mqtt, url, version, tag + '-share-b')
+        ]
+        try {
+          for (const member of members) {
+            await subscribe(member, '$share/g/' + topic, 1)
+            await subscribe(member, end, 1)
+          }
+          const sent = ['m1', 'm2', 'm3', 'm4', 'm5', 'm6']
+          for (const payload of sent) {
+            await withTimeout(pub.publishAsync(topic, payload, { qos: 1 }), 'PUBACK')
+          }
+          await withTimeout(pub.publishAsync(end, 'end', { qos: 1 }), 'PUBACK')
+          for (const member of members) await expect(member, end)
+          const got = members
+            .flatMap((m) => m.inbox.filter((x) => x.topic === topic).map((x) => x.payload))
+            .sort()
+          if (JSON.stringify(got) !== JSON.stringify(sent)) {
+            throw new Error('the group got ' + JSON.stringify(got) + ', expected each of ' + JSON.stringify(sent) + ' once')
+          }
+        } finally {
+          for (const member of members) await member.endAsync()
+        }
+      })
+
+      await check('no-local', async () => {
+        // No Local: our own message on that subscription does not come back.
+        const own = prefix + '/nolocal/own'
+        const marker = prefix + '/nolocal/marker'
+        const client = await connect(mqtt, url, version, tag + '-nolocal')
+        try {
+          await subscribe(client, own, 1, { nl: true })
+          await subscribe(client, marker, 1)
+          await withTimeout(client.publishAsync(own, 'mine', { qos: 1 }), 'PUBACK')
+          await withTimeout(client.publishAsync(marker, 'marker', { qos: 1 }), 'PUBACK')
+          await expect(client, marker)
+          const stray = client.inbox.find((m) => m.topic === own)
+          if (stray) throw new Error('own message came back: ' + JSON.stringify(stray))
+        } finally {
+          await client.endAsync()
+        }
+      })
+
+      await check('retain-as-published', async () => {
+        // Live delivery of a retained publish: the flag is kept with Retain
+        // As Published, cleared without.
+        const topic = prefix + '/rap'
+        const keeps = await connect(mqtt, url, version, tag + '-rap-1')
+        const clears = await connect(mqtt, url, version, tag + '-rap-0')
+        try {
+          await subscribe(keeps, topic, 1, { rap: true })
+          await subscribe(clears, topic, 1, { rap: false })
+          await withTimeout(pub.publishAsync(topic, 'flagged', { qos: 1, retain: true }), 'PUBACK')
+          same(await expect(keeps, topic), { payload: 'flagged', retain: true })
+          same(await expect(clears, topic), { payload: 'flagged', retain: false })
+        } finally {
+          await withTimeout(pub.publishAsync(topic, '', { qos: 1, retain: true }), 'PUBACK')
+          await keeps.endAsync()
+          await clears.endAsync()
+        }
+      })
+
+      await check('will-delay', async () => {
+        // Will Delay Interval 1 s (with a longer session expiry): the will
+        // comes about a second after the connection dies, not at once.
+        const topic = prefix + '/will'
+        const will = await connect(mqtt, url, version, tag + '-will-delay', {
+          properties: { sessionExpiryInterval: 30 },
+          will: { topic, payload: 'late', qos: 1, retain: false, properties: { willDelayInterval: 1 } }
+        })
+        const died = Date.now()
+        will.end(true)
+        same(await expect(sub, topic), { payload: 'late', qos: 1 })
+        const after = Date.now() - died
+        // Clean Start 1 and no expiry: the session left behind goes.
+        await (await connect(mqtt, url, version, tag + '-will-delay')).endAsync()
+        if (after < 900) throw new Error('the will came after ' + after + ' ms, before its 1 s delay')
+      })
+
       await check('properties', async () => {
         const topic = prefix + '/q/properties'
         const properties = {

@@ -9,8 +9,9 @@
 //! socket closed under it). paho-mqtt and MQTT.js also check a persistent
 //! session (the QoS 1 message published while the client was away arrives
 //! on reconnect, with session present), a 300 kB payload, a publisher of
-//! the other protocol version, and in MQTT 5 publish properties end to end
-//! (MQTT.js: topic aliases too).
+//! the other protocol version, and in MQTT 5 publish properties end to end;
+//! MQTT.js also unsubscribing and, in MQTT 5, shared subscriptions, No
+//! Local, Retain As Published, Will Delay Interval and topic aliases.
 //!
 //! The clients: rumqttc (the `interop_rumqttc` example of tern-cli),
 //! paho-mqtt (Python, in a venv under `target/interop/`), MQTT.js from npm
@@ -50,9 +51,18 @@ const CHECKS: [&str; 5] = ["qos0", "qos1", "qos2", "retained", "will"];
 /// payload, and a publisher of the other protocol version.
 const MORE_CHECKS: [&str; 3] = ["session", "large", "cross-version"];
 
-/// The checks they add in MQTT 5: publish properties end to end (and, with
-/// MQTT.js, topic aliases).
-const V5_CHECKS: [&str; 1] = ["properties"];
+/// The MQTT.js driver's further checks, in MQTT 3.1.1 and 5.
+const MQTT_JS_CHECKS: [&str; 1] = ["unsubscribe"];
+
+/// The MQTT.js driver's MQTT 5 checks (paho-mqtt does `properties`).
+const MQTT_JS_V5_CHECKS: [&str; 6] = [
+    "shared",
+    "no-local",
+    "retain-as-published",
+    "will-delay",
+    "properties",
+    "topic-alias",
+];
 
 /// The MQTT versions, as the drivers take them.
 const VERSIONS: [&str; 2] = ["3.1.1", "5"];
@@ -286,12 +296,10 @@ impl Report {
             subscribe: &["mosquitto_sub"],
         };
         for version in VERSIONS {
-            let v5 = if version == "5" { &V5_CHECKS[..] } else { &[] };
-            let paho_checks = [&CHECKS[..], &MORE_CHECKS, v5].concat();
-            let mut mqtt_js_checks = paho_checks.clone();
-            if version == "5" {
-                mqtt_js_checks.push("topic-alias");
-            }
+            let v5 = version == "5";
+            let paho_checks = [&CHECKS[..], &MORE_CHECKS, &["properties"][..v5 as usize]].concat();
+            let mqtt_js_v5 = if v5 { &MQTT_JS_V5_CHECKS[..] } else { &[] };
+            let mqtt_js_checks = [&CHECKS[..], &MORE_CHECKS, &MQTT_JS_CHECKS, mqtt_js_v5].concat();
             let mut rumqttc = Command::new(&drivers.rumqttc);
             rumqttc.arg(&tcp_url);
             self.driver(("rumqttc", version, "tcp", to), &CHECKS, &mut rumqttc);
