@@ -6,7 +6,7 @@
 //! under test), a retained message that a later subscriber receives with
 //! the retain flag set, and a will that the broker publishes when the will
 //! client's connection dies without DISCONNECT (the client is killed, or its
-//! socket closed under it). paho-mqtt and MQTT.js also check a persistent
+//! socket closed under it). rumqttc, paho-mqtt and MQTT.js also check a persistent
 //! session (the QoS 1 message published while the client was away arrives
 //! on reconnect, with session present), a 300 kB payload, a publisher of
 //! the other protocol version, and in MQTT 5 publish properties end to end;
@@ -46,7 +46,7 @@ const MQTT_JS: &str = "5.16.0";
 /// The checks every driver reports, in order.
 const CHECKS: [&str; 5] = ["qos0", "qos1", "qos2", "retained", "will"];
 
-/// The checks the paho-mqtt and MQTT.js drivers add: a persistent session
+/// The checks the rumqttc, paho-mqtt and MQTT.js drivers add: a persistent session
 /// that gets what was published while its client was away, a 300 kB
 /// payload, and a publisher of the other protocol version.
 const MORE_CHECKS: [&str; 3] = ["session", "large", "cross-version"];
@@ -302,7 +302,12 @@ impl Report {
             let mqtt_js_checks = [&CHECKS[..], &MORE_CHECKS, &MQTT_JS_CHECKS, mqtt_js_v5].concat();
             let mut rumqttc = Command::new(&drivers.rumqttc);
             rumqttc.arg(&tcp_url);
-            self.driver(("rumqttc", version, "tcp", to), &CHECKS, &mut rumqttc);
+            let rumqttc_checks = [&CHECKS[..], &MORE_CHECKS].concat();
+            self.driver(
+                ("rumqttc", version, "tcp", to),
+                &rumqttc_checks,
+                &mut rumqttc,
+            );
             let mut paho = Command::new(&drivers.python);
             paho.arg(drivers.scripts.join("paho_driver.py"))
                 .arg(&tcp_url);

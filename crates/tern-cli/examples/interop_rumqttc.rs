@@ -3,7 +3,8 @@
 //!
 //! Usage: `interop_rumqttc mqtt://HOST:PORT VERSION PREFIX` (VERSION: 3.1.1
 //! or 5). Prints `PASS CHECK` or `FAIL CHECK: why` for each of qos0, qos1,
-//! qos2, retained and will, and exits with status 1 if any failed.
+//! qos2, retained and will (every driver's), then session, large and
+//! cross-version, and exits with status 1 if any failed.
 
 use bytes::Bytes;
 use std::{collections::VecDeque, process::ExitCode, time::Duration};
@@ -12,10 +13,14 @@ use tokio::{sync::mpsc, task::JoinHandle, time::timeout};
 /// How long one expected event may take.
 const WAIT: Duration = Duration::from_secs(10);
 
+/// The largest packet either side may send (rumqttc's default is 10 kB).
+const MAX_PACKET: u32 = 1 << 20;
+
 /// What a connection's event loop reports, for both protocol versions.
 #[derive(Debug)]
 enum Event {
-    ConnAck(Result<(), String>),
+    /// Session present, or the refusal.
+    ConnAck(Result<bool, String>),
     /// Granted QoS per filter (None: refused).
     SubAck(Vec<Option<u8>>),
     Message(Message),
@@ -44,6 +49,8 @@ struct Peer {
     events: mpsc::UnboundedReceiver<Event>,
     messages: VecDeque<Message>,
     task: JoinHandle<()>,
+    /// What CONNACK said.
+    session_present: bool,
 }
 
 fn qos4(qos: u8) -> rumqttc::QoS {
@@ -63,20 +70,25 @@ fn qos5(qos: u8) -> rumqttc::v5::mqttbytes::QoS {
 }
 
 impl Peer {
-    /// Connects (with a will of QoS 1 on `will.0` if given) and waits for
-    /// CONNACK.
+    /// Connects (with a will of QoS 1 on `will.0` if given; with a session
+    /// that outlives the connection if `persistent`) and waits for CONNACK.
     async fn connect(
         host: &str,
         port: u16,
         v5: bool,
         id: &str,
         will: Option<(&str, &str)>,
+        persistent: bool,
     ) -> Result<Peer, String> {
         let (tx, events) = mpsc::unbounded_channel();
         let (client, task) = if v5 {
             use rumqttc::v5::{Event::Incoming, Incoming as P, mqttbytes::v5 as m};
             let mut options = rumqttc::v5::MqttOptions::new(id, host, port);
-            options.set_clean_start(true);
+            options.set_clean_start(!persistent);
+            let mut properties = m::ConnectProperties::new();
+            properties.max_packet_size = Some(MAX_PACKET);
+            properties.session_expiry_interval = persistent.then_some(60);
+            options.set_connect_properties(properties);
             if let Some((topic, payload)) = will {
                 options.set_last_will(m::LastWill::new(topic, payload, qos5(1), false, None));
             }
@@ -86,7 +98,7 @@ impl Peer {
                     let event = match eventloop.poll().await {
                         Ok(Incoming(P::ConnAck(ack))) => Event::ConnAck(
                             (ack.code == m::ConnectReturnCode::Success)
-                                .then_some(())
+                                .then_some(ack.session_present)
                                 .ok_or(format!("{:?}", ack.code)),
                         ),
                         Ok(Incoming(P::SubAck(ack))) => Event::SubAck(
@@ -119,7 +131,8 @@ impl Peer {
         } else {
             use rumqttc::{Event::Incoming, Packet as P};
             let mut options = rumqttc::MqttOptions::new(id, host, port);
-            options.set_clean_session(true);
+            options.set_clean_session(!persistent);
+            options.set_max_packet_size(MAX_PACKET as usize, MAX_PACKET as usize);
             if let Some((topic, payload)) = will {
                 options.set_last_will(rumqttc::LastWill::new(topic, payload, qos4(1), false));
             }
@@ -129,7 +142,7 @@ impl Peer {
                     let event = match eventloop.poll().await {
                         Ok(Incoming(P::ConnAck(ack))) => Event::ConnAck(
                             (ack.code == rumqttc::ConnectReturnCode::Success)
-                                .then_some(())
+                                .then_some(ack.session_present)
                                 .ok_or(format!("{:?}", ack.code)),
                         ),
                         Ok(Incoming(P::SubAck(ack))) => Event::SubAck(
@@ -165,9 +178,12 @@ impl Peer {
             events,
             messages: VecDeque::new(),
             task,
+            session_present: false,
         };
         match peer.next(&format!("CONNACK for {id}")).await? {
-            Event::ConnAck(result) => result.map_err(|code| format!("{id} refused: {code}"))?,
+            Event::ConnAck(result) => {
+                peer.session_present = result.map_err(|code| format!("{id} refused: {code}"))?;
+            }
             other => return Err(format!("{id}: expected CONNACK, got {other:?}")),
         }
         Ok(peer)
@@ -257,7 +273,11 @@ impl Peer {
         if got == want {
             Ok(())
         } else {
-            Err(format!("expected {want:?}, got {got:?}"))
+            Err(format!(
+                "expected {}, got {}",
+                describe(&want),
+                describe(&got)
+            ))
         }
     }
 
@@ -270,13 +290,23 @@ impl Peer {
     }
 }
 
-fn message(topic: &str, payload: &'static str, qos: u8, retain: bool) -> Message {
+fn message(topic: &str, payload: impl Into<Bytes>, qos: u8, retain: bool) -> Message {
     Message {
         topic: topic.to_string(),
-        payload: Bytes::from_static(payload.as_bytes()),
+        payload: payload.into(),
         qos,
         retain,
     }
+}
+
+/// A message, short enough for a report line.
+fn describe(m: &Message) -> String {
+    let payload = if m.payload.len() <= 64 {
+        format!("{:?}", String::from_utf8_lossy(&m.payload))
+    } else {
+        format!("{} bytes", m.payload.len())
+    };
+    format!("{} {payload} (QoS {}, retain {})", m.topic, m.qos, m.retain)
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -322,10 +352,10 @@ fn report(check: &str, result: Result<(), String>) -> usize {
 async fn run(host: &str, port: u16, v5: bool, prefix: &str) -> Result<usize, String> {
     let tag = format!("rumqttc-{}-{}", if v5 { 5 } else { 4 }, std::process::id());
     let mut failed = 0;
-    let mut sub = Peer::connect(host, port, v5, &format!("{tag}-sub"), None).await?;
+    let mut sub = Peer::connect(host, port, v5, &format!("{tag}-sub"), None, false).await?;
     sub.subscribe(&format!("{prefix}/q/+"), 2).await?;
     sub.subscribe(&format!("{prefix}/will"), 1).await?;
-    let mut publisher = Peer::connect(host, port, v5, &format!("{tag}-pub"), None).await?;
+    let mut publisher = Peer::connect(host, port, v5, &format!("{tag}-pub"), None, false).await?;
 
     for (qos, payload) in [(0, "qos0"), (1, "qos1"), (2, "qos2")] {
         let topic = format!("{prefix}/q/{qos}");
@@ -340,7 +370,7 @@ async fn run(host: &str, port: u16, v5: bool, prefix: &str) -> Result<usize, Str
     let topic = format!("{prefix}/retained");
     let result = async {
         publisher.publish(&topic, "kept", 1, true).await?;
-        let mut late = Peer::connect(host, port, v5, &format!("{tag}-late"), None).await?;
+        let mut late = Peer::connect(host, port, v5, &format!("{tag}-late"), None, false).await?;
         let result = async {
             late.subscribe(&topic, 1).await?;
             late.expect(message(&topic, "kept", 1, true)).await
@@ -361,6 +391,7 @@ async fn run(host: &str, port: u16, v5: bool, prefix: &str) -> Result<usize, Str
             v5,
             &format!("{tag}-will"),
             Some((&topic, "gone")),
+            false,
         )
         .await?;
         // Aborting the event loop's task drops its socket: the connection
@@ -371,6 +402,54 @@ async fn run(host: &str, port: u16, v5: bool, prefix: &str) -> Result<usize, Str
     }
     .await;
     failed += report("will", result);
+
+    // A persistent session keeps the subscription and the QoS 1 message
+    // published while its client was away.
+    let topic = format!("{prefix}/session");
+    let id = format!("{tag}-persistent");
+    let result = async {
+        let mut first = Peer::connect(host, port, v5, &id, None, true).await?;
+        first.subscribe(&topic, 1).await?;
+        first.disconnect().await;
+        publisher.publish(&topic, "while away", 1, false).await?;
+        let mut back = Peer::connect(host, port, v5, &id, None, true).await?;
+        let result = if back.session_present {
+            back.expect(message(&topic, "while away", 1, false)).await
+        } else {
+            Err("CONNACK without session present".to_string())
+        };
+        back.disconnect().await;
+        // Clean Start / Clean Session 1 discards the session.
+        Peer::connect(host, port, v5, &id, None, false)
+            .await?
+            .disconnect()
+            .await;
+        result
+    }
+    .await;
+    failed += report("session", result);
+
+    let topic = format!("{prefix}/q/large");
+    let payload = "tern".repeat(75_000); // 300 kB
+    let result = async {
+        publisher.publish(&topic, &payload, 1, false).await?;
+        sub.expect(message(&topic, payload.clone(), 1, false)).await
+    }
+    .await;
+    failed += report("large", result);
+
+    // A publisher of the other protocol version.
+    let topic = format!("{prefix}/q/cross");
+    let result = async {
+        let other = format!("{tag}-other");
+        let mut across = Peer::connect(host, port, !v5, &other, None, false).await?;
+        let sent = across.publish(&topic, "across", 1, false).await;
+        across.disconnect().await;
+        sent?;
+        sub.expect(message(&topic, "across", 1, false)).await
+    }
+    .await;
+    failed += report("cross-version", result);
 
     publisher.disconnect().await;
     sub.disconnect().await;
