@@ -1,6 +1,7 @@
 """Interop driver for `cargo xtask interop`: paho-mqtt 2.x (Python).
 
-Usage: python paho_driver.py mqtt://HOST:PORT VERSION PREFIX   (VERSION: 3.1.1 or 5)
+Usage: python paho_driver.py URL VERSION PREFIX
+(URL: mqtt://HOST:PORT or ws://HOST:PORT/PATH; VERSION: 3.1.1 or 5)
 
 Prints `PASS CHECK` or `FAIL CHECK: why` for each of qos0, qos1, qos2,
 retained and will (every driver's), then session, large, cross-version and,
@@ -26,8 +27,9 @@ class Peer:
     """One connected client: its messages and the acknowledgements it got."""
 
     def __init__(
-        self, host, port, version, client_id, will=None, loop=True, persistent=False
+        self, url, version, client_id, will=None, loop=True, persistent=False
     ):
+        host, port = url.hostname, url.port
         v5 = version == "5"
         protocol = mqtt.MQTTv5 if v5 else mqtt.MQTTv311
         self.client = mqtt.Client(
@@ -35,7 +37,10 @@ class Peer:
             client_id=client_id,
             protocol=protocol,
             clean_session=None if v5 else not persistent,
+            transport="websockets" if url.scheme == "ws" else "tcp",
         )
+        if url.scheme == "ws":
+            self.client.ws_set_options(path=url.path or "/mqtt")
         self.session_present = None
         self.messages = queue.Queue()
         self.subacks = {}
@@ -135,8 +140,7 @@ class Peer:
 
 def main():
     url, version, prefix = sys.argv[1:4]
-    parsed = urlparse(url)
-    host, port = parsed.hostname, parsed.port
+    target = urlparse(url)
     tag = f"paho-{version}-{int(time.time() * 1000) % 100000}"
     failed = 0
 
@@ -150,10 +154,10 @@ def main():
             print(f"FAIL {name}: {e}", flush=True)
             traceback.print_exc()
 
-    sub = Peer(host, port, version, f"{tag}-sub")
+    sub = Peer(target, version, f"{tag}-sub")
     sub.subscribe(f"{prefix}/q/+", 2)
     sub.subscribe(f"{prefix}/will", 1)
-    pub = Peer(host, port, version, f"{tag}-pub")
+    pub = Peer(target, version, f"{tag}-pub")
 
     for qos in (0, 1, 2):
 
@@ -166,7 +170,7 @@ def main():
     def retained():
         topic = f"{prefix}/retained"
         pub.publish(topic, "kept", 1, retain=True)
-        late = Peer(host, port, version, f"{tag}-late")
+        late = Peer(target, version, f"{tag}-late")
         try:
             late.subscribe(topic, 1)
             late.expect(topic, "kept", 1, True)
@@ -178,7 +182,7 @@ def main():
 
     def will():
         topic = f"{prefix}/will"
-        w = Peer(host, port, version, f"{tag}-will", will=(topic, "gone"), loop=False)
+        w = Peer(target, version, f"{tag}-will", will=(topic, "gone"), loop=False)
         # Close the socket under the client: no DISCONNECT is sent.
         w.client.socket().close()
         sub.expect(topic, "gone", 1, False)
@@ -190,11 +194,11 @@ def main():
         # published while its client was away.
         topic = f"{prefix}/session"
         cid = f"{tag}-persistent"
-        first = Peer(host, port, version, cid, persistent=True)
+        first = Peer(target, version, cid, persistent=True)
         first.subscribe(topic, 1)
         first.close()
         pub.publish(topic, "while away", 1)
-        back = Peer(host, port, version, cid, persistent=True)
+        back = Peer(target, version, cid, persistent=True)
         try:
             if not back.session_present:
                 raise RuntimeError("CONNACK without session present")
@@ -202,7 +206,7 @@ def main():
         finally:
             back.close()
             # Clean Start / Clean Session 1 discards the session.
-            Peer(host, port, version, cid).close()
+            Peer(target, version, cid).close()
 
     check("session", session)
 
@@ -218,7 +222,7 @@ def main():
         # A publisher of the other version; from MQTT 5 with properties,
         # which a 3.1.1 subscriber must not see.
         other = "3.1.1" if version == "5" else "5"
-        across = Peer(host, port, other, f"{tag}-other")
+        across = Peer(target, other, f"{tag}-other")
         try:
             properties = None
             if other == "5":

@@ -5,22 +5,24 @@
 //! at QoS 0, 1 and 2 from a publisher to a subscriber (both of the client
 //! under test), a retained message that a later subscriber receives with
 //! the retain flag set, and a will that the broker publishes when the will
-//! client's connection dies without DISCONNECT (the client is killed, or its
-//! socket closed under it). rumqttc, paho-mqtt and MQTT.js also check a persistent
-//! session (the QoS 1 message published while the client was away arrives
-//! on reconnect, with session present), a 300 kB payload, a publisher of
-//! the other protocol version, and in MQTT 5 publish properties end to end;
-//! MQTT.js also unsubscribing and, in MQTT 5, shared subscriptions, No
-//! Local, Retain As Published, Will Delay Interval and topic aliases.
+//! client's connection dies without DISCONNECT (the client is killed, or
+//! its socket closed under it). rumqttc, paho-mqtt and MQTT.js also check a
+//! persistent session (the QoS 1 message published while the client was
+//! away arrives on reconnect, with session present), a 300 kB payload, a
+//! publisher of the other protocol version and (paho-mqtt, MQTT.js) MQTT 5
+//! publish properties end to end; MQTT.js also unsubscribing and, in MQTT
+//! 5, shared subscriptions, No Local, Retain As Published, Will Delay
+//! Interval and topic aliases.
 //!
-//! The clients: rumqttc (the `interop_rumqttc` example of tern-cli),
-//! paho-mqtt (Python, in a venv under `target/interop/`), MQTT.js from npm
-//! in Node over `mqtt://` and `ws://` and in headless Chromium over `ws://`
-//! (a page served on 127.0.0.1 that loads MQTT.js's browser bundle and
-//! posts its results back), and mosquitto_pub / mosquitto_sub. Then
-//! `tern pub` / `tern sub` against mosquitto. The drivers live in
-//! `xtask/interop/`; each prints `PASS CHECK` or `FAIL CHECK: why`, and this
-//! command prints one line per pairing and check, then `N passed, N failed`.
+//! The clients: rumqttc (the `interop_rumqttc` example of tern-cli) over
+//! `mqtt://`; paho-mqtt (Python, in a venv under `target/interop/`) and
+//! MQTT.js from npm in Node, over `mqtt://` and `ws://`; MQTT.js in
+//! headless Chromium over `ws://` (a page served on 127.0.0.1 that loads
+//! MQTT.js's browser bundle and posts its results back); mosquitto_pub /
+//! mosquitto_sub. Then `tern pub` / `tern sub` against mosquitto. The
+//! drivers live in `xtask/interop/`; each prints `PASS CHECK` or `FAIL
+//! CHECK: why`, and this command prints one line per pairing and check,
+//! then `N passed, N failed`.
 //!
 //! Whatever is missing is installed (apt-get, pip, npm, all pinned);
 //! anything that cannot be is an error, never a skip.
@@ -308,10 +310,12 @@ impl Report {
                 &rumqttc_checks,
                 &mut rumqttc,
             );
-            let mut paho = Command::new(&drivers.python);
-            paho.arg(drivers.scripts.join("paho_driver.py"))
-                .arg(&tcp_url);
-            self.driver(("paho-mqtt", version, "tcp", to), &paho_checks, &mut paho);
+            for (transport, url) in [("tcp", &tcp_url), ("ws", &ws_url)] {
+                let mut paho = Command::new(&drivers.python);
+                paho.arg(drivers.scripts.join("paho_driver.py")).arg(url);
+                let pairing = ("paho-mqtt", version, transport, to);
+                self.driver(pairing, &paho_checks, &mut paho);
+            }
             for (transport, url) in [("tcp", &tcp_url), ("ws", &ws_url)] {
                 let mut node_js = node("mqttjs.js", url);
                 let pairing = ("mqtt.js node", version, transport, to);
