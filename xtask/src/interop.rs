@@ -98,6 +98,9 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         &["mosquitto", "mosquitto_pub", "mosquitto_sub", "chromium"],
         &["mosquitto", "mosquitto-clients", "chromium"],
     )?;
+    // Separately, so a Node.js or Python from elsewhere is left alone.
+    ensure_apt(&["node", "npm"], &["nodejs", "npm"])?;
+    ensure_apt(&["python3"], &["python3", "python3-venv"])?;
     let drivers = Drivers {
         python: ensure_paho(&dir)?,
         node_modules: ensure_mqtt_js(&dir)?,
