@@ -377,6 +377,7 @@ impl Report {
             version: if version == "5" { "mqttv5" } else { "mqttv311" },
             prefix: &prefix,
         };
+        let started = Instant::now();
         for check in CHECKS {
             let result = match check {
                 "qos0" => ctx.qos(0),
@@ -390,6 +391,7 @@ impl Report {
                 &result,
             );
         }
+        eprintln!("xtask: {name}: {:.1}s", started.elapsed().as_secs_f64());
     }
 }
 
