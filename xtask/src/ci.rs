@@ -6,7 +6,7 @@
 //! smoke run.
 
 use crate::{
-    fuzz, sim,
+    fuzz, interop, sim,
     tools::{cargo, ensure_apt, ensure_cargo_tool, run},
 };
 
@@ -60,6 +60,11 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
 
     step("tests");
     run(cargo().args(["test", "--workspace", "--all-features"]))?;
+
+    step("interop");
+    // Real third-party clients against our broker, and ours against
+    // mosquitto: about a minute once the tools are installed.
+    interop::command(&[])?;
 
     step("docs");
     run(cargo()

@@ -4,6 +4,8 @@
 //! Commands:
 //! - `ci`: every check CI runs, in order; the README's test command.
 //! - `fuzz TARGET [--seconds N]`: runs one cargo-fuzz target on the stable toolchain.
+//! - `interop [--filter TEXT] [--against-mosquitto]`: third-party MQTT
+//!   clients against our broker, and our client against mosquitto.
 //! - `sim --seeds N [--start S] [--clients C] [--faults PROFILE]`: runs
 //!   deterministic simulation seeds in parallel (the `tern-sim` binary).
 //!
@@ -12,6 +14,7 @@
 
 mod ci;
 mod fuzz;
+mod interop;
 mod sim;
 #[cfg(test)]
 mod tidy;
@@ -28,6 +31,12 @@ Commands:
                               tools it needs when missing
   fuzz TARGET [--seconds N]   run one fuzz target (default 60 s); TARGET `all`
                               runs each target in turn
+  interop [--filter TEXT] [--against-mosquitto]
+                              rumqttc, paho-mqtt, MQTT.js (Node and Chromium) and
+                              mosquitto_pub/sub against `tern broker` (or, to check
+                              the drivers, against mosquitto), and `tern pub/sub`
+                              against mosquitto; installs what is missing; prints
+                              `N passed, N failed`
   sim --seeds N [--start S] [--clients C] [--steps K] [--faults PROFILE]
                               run deterministic simulation seeds in parallel
                               (PROFILE: none, light (default), heavy); prints
@@ -42,6 +51,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::command(&args[1..]),
         Some("fuzz") => fuzz::command(&args[1..]),
+        Some("interop") => interop::command(&args[1..]),
         Some("sim") => sim::command(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");

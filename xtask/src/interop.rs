@@ -1,0 +1,819 @@
+//! `cargo xtask interop`: real third-party MQTT clients against `tern
+//! broker`, and Tern's client against Debian's mosquitto broker.
+//!
+//! Every pairing runs the same five checks, in MQTT 3.1.1 and 5: a message
+//! at QoS 0, 1 and 2 from a publisher to a subscriber (both of the client
+//! under test), a retained message that a later subscriber receives with
+//! the retain flag set, and a will that the broker publishes when the will
+//! client's connection dies without DISCONNECT (the client is killed, or
+//! its socket closed under it). rumqttc, paho-mqtt and MQTT.js also check a
+//! persistent session (the QoS 1 message published while the client was
+//! away arrives on reconnect, with session present), a 300 kB payload, a
+//! publisher of the other protocol version and (paho-mqtt, MQTT.js) MQTT 5
+//! publish properties end to end; MQTT.js also unsubscribing and, in MQTT
+//! 5, shared subscriptions, No Local, Retain As Published, Will Delay
+//! Interval and topic aliases.
+//!
+//! The clients: rumqttc (the `interop_rumqttc` example of tern-cli) over
+//! `mqtt://`; paho-mqtt (Python, in a venv under `target/interop/`) and
+//! MQTT.js from npm in Node, over `mqtt://` and `ws://`; MQTT.js in
+//! headless Chromium over `ws://` (a page served on 127.0.0.1 that loads
+//! MQTT.js's browser bundle and posts its results back); mosquitto_pub /
+//! mosquitto_sub. Then `tern pub` / `tern sub` against mosquitto. The
+//! drivers live in `xtask/interop/`; each prints `PASS CHECK` or `FAIL
+//! CHECK: why`, and this command prints one line per pairing and check,
+//! then `N passed, N failed`.
+//!
+//! Whatever is missing is installed (apt-get, pip, npm, all pinned);
+//! anything that cannot be is an error, never a skip.
+
+use crate::tools::{cargo, ensure_apt, root, run};
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::{BufRead, BufReader, Read},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+/// The pinned paho-mqtt (Python) version.
+const PAHO_MQTT: &str = "2.1.0";
+
+/// The pinned MQTT.js version.
+const MQTT_JS: &str = "5.16.0";
+
+/// The checks every driver reports, in order.
+const CHECKS: [&str; 5] = ["qos0", "qos1", "qos2", "retained", "will"];
+
+/// The checks the rumqttc, paho-mqtt and MQTT.js drivers add: a persistent session
+/// that gets what was published while its client was away, a 300 kB
+/// payload, and a publisher of the other protocol version.
+const MORE_CHECKS: [&str; 3] = ["session", "large", "cross-version"];
+
+/// The MQTT.js driver's further checks, in MQTT 3.1.1 and 5.
+const MQTT_JS_CHECKS: [&str; 1] = ["unsubscribe"];
+
+/// The MQTT.js driver's MQTT 5 checks (paho-mqtt does `properties`).
+const MQTT_JS_V5_CHECKS: [&str; 6] = [
+    "shared",
+    "no-local",
+    "retain-as-published",
+    "will-delay",
+    "properties",
+    "topic-alias",
+];
+
+/// The MQTT versions, as the drivers take them.
+const VERSIONS: [&str; 2] = ["3.1.1", "5"];
+
+/// How long one driver run (five checks) may take before it is killed.
+const DRIVER_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How long one expected event (a line, a message) may take.
+const WAIT: Duration = Duration::from_secs(10);
+
+const USAGE: &str = "usage: cargo xtask interop [--filter TEXT] [--against-mosquitto]";
+
+pub(crate) fn command(args: &[String]) -> Result<(), String> {
+    let mut filter = None;
+    let mut against_mosquitto = false;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--filter" => filter = Some(it.next().ok_or(USAGE)?.clone()),
+            "--against-mosquitto" => against_mosquitto = true,
+            _ => return Err(USAGE.into()),
+        }
+    }
+    let started = Instant::now();
+    let dir = target_dir().join("interop");
+    // Fresh logs: one file per driver and broker, named after it.
+    let _ = fs::remove_dir_all(dir.join("logs"));
+    fs::create_dir_all(dir.join("logs")).map_err(|e| format!("{}: {e}", dir.display()))?;
+
+    ensure_apt(
+        &["mosquitto", "mosquitto_pub", "mosquitto_sub", "chromium"],
+        &["mosquitto", "mosquitto-clients", "chromium"],
+    )?;
+    // Separately, so a Node.js or Python from elsewhere is left alone.
+    ensure_apt(&["node", "npm"], &["nodejs", "npm"])?;
+    ensure_apt(&["python3"], &["python3", "python3-venv"])?;
+    let drivers = Drivers {
+        python: ensure_paho(&dir)?,
+        node_modules: ensure_mqtt_js(&dir)?,
+        rumqttc: target_dir()
+            .join("debug")
+            .join("examples")
+            .join("interop_rumqttc"),
+        scripts: root().join("xtask").join("interop"),
+        profile: dir.join("chromium-profile"),
+    };
+    // The same features as `cargo test --workspace --all-features`, so after
+    // CI's test step this builds nothing.
+    run(cargo().args([
+        "build",
+        "--workspace",
+        "--all-features",
+        "--bin",
+        "tern",
+        "--example",
+        "interop_rumqttc",
+    ]))?;
+    let tern = target_dir().join("debug").join("tern");
+    eprintln!("xtask: interop set up in {}s", started.elapsed().as_secs());
+
+    let mut report = Report {
+        filter,
+        logs: dir.join("logs"),
+        passed: 0,
+        failed: 0,
+    };
+    if against_mosquitto {
+        // The same drivers against mosquitto: a check of the drivers.
+        let mosquitto = Mosquitto::start(&dir, true)?;
+        let ws = mosquitto.ws.expect("started with WebSocket");
+        report.third_party(&drivers, mosquitto.port, ws, " to mosquitto");
+    } else {
+        let broker = TernBroker::start(&tern, &dir)?;
+        report.third_party(&drivers, broker.tcp.port(), broker.ws.port(), "");
+    }
+    {
+        let mosquitto = Mosquitto::start(&dir, false)?;
+        let tern = tern.to_string_lossy();
+        let cli = CliClient {
+            publish: &[&tern, "pub"],
+            subscribe: &[&tern, "sub"],
+        };
+        for version in VERSIONS {
+            report.cli(
+                "tern pub/sub",
+                version,
+                mosquitto.port,
+                " to mosquitto",
+                &cli,
+            );
+        }
+    }
+
+    println!("{} passed, {} failed", report.passed, report.failed);
+    eprintln!(
+        "xtask: interop took {}s; logs in {}",
+        started.elapsed().as_secs(),
+        report.logs.display()
+    );
+    if report.failed > 0 {
+        Err(format!("{} interop checks failed", report.failed))
+    } else if report.passed == 0 {
+        Err("no interop check ran (is the --filter right?)".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Where the third-party drivers are.
+struct Drivers {
+    /// The venv's python, with paho-mqtt.
+    python: PathBuf,
+    /// MQTT.js's `node_modules`.
+    node_modules: PathBuf,
+    /// The `interop_rumqttc` example binary.
+    rumqttc: PathBuf,
+    /// `xtask/interop/`.
+    scripts: PathBuf,
+    /// Chromium's (fresh) profile directory.
+    profile: PathBuf,
+}
+
+/// Cargo's target directory.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// A venv under `dir` with the pinned paho-mqtt; returns its python.
+fn ensure_paho(dir: &Path) -> Result<PathBuf, String> {
+    let venv = dir.join("venv");
+    let python = venv.join("bin").join("python");
+    let installed = Command::new(&python)
+        .args(["-c", "import paho.mqtt; print(paho.mqtt.__version__)"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == PAHO_MQTT);
+    if !installed {
+        eprintln!(
+            "xtask: installing paho-mqtt {PAHO_MQTT} into {}",
+            venv.display()
+        );
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+        run(Command::new(&python).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            &format!("paho-mqtt=={PAHO_MQTT}"),
+        ]))?;
+    }
+    Ok(python)
+}
+
+/// MQTT.js at the pinned version under `dir`; returns its `node_modules`.
+fn ensure_mqtt_js(dir: &Path) -> Result<PathBuf, String> {
+    let prefix = dir.join("node");
+    let modules = prefix.join("node_modules");
+    let manifest = modules.join("mqtt").join("package.json");
+    let installed = fs::read_to_string(&manifest)
+        .is_ok_and(|text| text.contains(&format!("\"version\": \"{MQTT_JS}\"")));
+    if !installed {
+        eprintln!(
+            "xtask: installing MQTT.js {MQTT_JS} into {}",
+            prefix.display()
+        );
+        fs::create_dir_all(&prefix).map_err(|e| format!("{}: {e}", prefix.display()))?;
+        run(Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--no-save",
+                "--prefix",
+            ])
+            .arg(&prefix)
+            .arg(format!("mqtt@{MQTT_JS}")))?;
+    }
+    for file in [manifest, modules.join("mqtt/dist/mqtt.min.js")] {
+        if !file.is_file() {
+            return Err(format!("{} missing after npm install", file.display()));
+        }
+    }
+    Ok(modules)
+}
+
+/// The results so far, printed as they come.
+struct Report {
+    /// Runs only pairings whose name contains this.
+    filter: Option<String>,
+    /// Where each driver's standard error goes.
+    logs: PathBuf,
+    passed: usize,
+    failed: usize,
+}
+
+impl Report {
+    fn wanted(&self, name: &str) -> bool {
+        self.filter
+            .as_ref()
+            .is_none_or(|f| name.contains(f.as_str()))
+    }
+
+    fn record(&mut self, line: &str, result: &Result<(), String>) {
+        match result {
+            Ok(()) => {
+                self.passed += 1;
+                println!("PASS {line}");
+            }
+            Err(why) => {
+                self.failed += 1;
+                println!("FAIL {line}: {why}");
+            }
+        }
+    }
+
+    /// Every third-party client against the broker on 127.0.0.1 at `tcp`
+    /// (MQTT) and `ws` (WebSocket, path /mqtt).
+    fn third_party(&mut self, drivers: &Drivers, tcp: u16, ws: u16, to: &str) {
+        let tcp_url = format!("mqtt://127.0.0.1:{tcp}");
+        let ws_url = format!("ws://127.0.0.1:{ws}/mqtt");
+        let node = |script: &str, url: &str| {
+            let mut cmd = Command::new("node");
+            cmd.arg(drivers.scripts.join(script))
+                .arg(url)
+                .env("NODE_PATH", &drivers.node_modules)
+                .env("CHROMIUM", "/usr/bin/chromium")
+                .env("PROFILE_DIR", &drivers.profile);
+            cmd
+        };
+        let mosquitto_clients = CliClient {
+            publish: &["mosquitto_pub"],
+            subscribe: &["mosquitto_sub"],
+        };
+        for version in VERSIONS {
+            let v5 = version == "5";
+            let paho_checks = [&CHECKS[..], &MORE_CHECKS, &["properties"][..v5 as usize]].concat();
+            let mqtt_js_v5 = if v5 { &MQTT_JS_V5_CHECKS[..] } else { &[] };
+            let mqtt_js_checks = [&CHECKS[..], &MORE_CHECKS, &MQTT_JS_CHECKS, mqtt_js_v5].concat();
+            let mut rumqttc = Command::new(&drivers.rumqttc);
+            rumqttc.arg(&tcp_url);
+            let rumqttc_checks = [&CHECKS[..], &MORE_CHECKS].concat();
+            self.driver(
+                ("rumqttc", version, "tcp", to),
+                &rumqttc_checks,
+                &mut rumqttc,
+            );
+            for (transport, url) in [("tcp", &tcp_url), ("ws", &ws_url)] {
+                let mut paho = Command::new(&drivers.python);
+                paho.arg(drivers.scripts.join("paho_driver.py")).arg(url);
+                let pairing = ("paho-mqtt", version, transport, to);
+                self.driver(pairing, &paho_checks, &mut paho);
+            }
+            for (transport, url) in [("tcp", &tcp_url), ("ws", &ws_url)] {
+                let mut node_js = node("mqttjs.js", url);
+                let pairing = ("mqtt.js node", version, transport, to);
+                self.driver(pairing, &mqtt_js_checks, &mut node_js);
+            }
+            let mut browser = node("browser.js", &ws_url);
+            let pairing = ("mqtt.js chromium", version, "ws", to);
+            self.driver(pairing, &mqtt_js_checks, &mut browser);
+            self.cli("mosquitto_pub/sub", version, tcp, to, &mosquitto_clients);
+        }
+    }
+
+    /// Runs an external driver (`DRIVER URL VERSION PREFIX`) for a pairing
+    /// (client, version, transport, broker suffix) and records its checks;
+    /// an expected check it did not report fails.
+    fn driver(&mut self, pairing: (&str, &str, &str, &str), checks: &[&str], cmd: &mut Command) {
+        let (client, version, transport, to) = pairing;
+        let name = format!("{client} v{version} over {transport}{to}");
+        if !self.wanted(&name) {
+            return;
+        }
+        let tag = name.replace(['/', ' ', '.'], "-");
+        let log = self.logs.join(format!("{tag}.log"));
+        let prefix = format!("interop/{tag}/{}", std::process::id());
+        cmd.arg(version).arg(&prefix);
+        let started = Instant::now();
+        let (results, problem) = run_driver(cmd, &log);
+        eprintln!("xtask: {name}: {:.1}s", started.elapsed().as_secs_f64());
+        let unexpected = results.keys().filter(|c| !checks.contains(&c.as_str()));
+        for check in checks.iter().copied().chain(unexpected.map(String::as_str)) {
+            let result = results.get(check).cloned().unwrap_or_else(|| {
+                Err(format!(
+                    "not reported ({}); see {}",
+                    problem.as_deref().unwrap_or("the driver ended early"),
+                    log.display()
+                ))
+            });
+            self.record(
+                &format!("{client} v{version} {check} over {transport}{to}"),
+                &result,
+            );
+        }
+    }
+
+    /// Runs the checks with a mosquitto_pub / mosquitto_sub style client.
+    fn cli(&mut self, client: &str, version: &str, port: u16, to: &str, cli: &CliClient<'_>) {
+        let name = format!("{client} v{version} over tcp{to}");
+        if !self.wanted(&name) {
+            return;
+        }
+        let tag = name.replace(['/', ' ', '.'], "-");
+        let prefix = format!("interop/{tag}/{}", std::process::id());
+        let ctx = CliRun {
+            cli,
+            port,
+            version: if version == "5" { "mqttv5" } else { "mqttv311" },
+            prefix: &prefix,
+        };
+        let started = Instant::now();
+        for check in CHECKS {
+            let result = match check {
+                "qos0" => ctx.qos(0),
+                "qos1" => ctx.qos(1),
+                "qos2" => ctx.qos(2),
+                "retained" => ctx.retained(),
+                _ => ctx.will(),
+            };
+            self.record(
+                &format!("{client} v{version} {check} over tcp{to}"),
+                &result,
+            );
+        }
+        eprintln!("xtask: {name}: {:.1}s", started.elapsed().as_secs_f64());
+    }
+}
+
+/// Runs one driver to completion (or [`DRIVER_TIMEOUT`]): the checks it
+/// reported, and what went wrong with the process itself, if anything.
+fn run_driver(
+    cmd: &mut Command,
+    log: &Path,
+) -> (BTreeMap<String, Result<(), String>>, Option<String>) {
+    let mut results = BTreeMap::new();
+    let stderr = match fs::File::create(log) {
+        Ok(f) => f,
+        Err(e) => {
+            return (
+                results,
+                Some(format!("cannot create {}: {e}", log.display())),
+            );
+        }
+    };
+    let mut child = match cmd
+        .current_dir(root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => return (results, Some(format!("cannot start {cmd:?}: {e}"))),
+    };
+    let lines = lines(child.stdout.take().expect("piped stdout"));
+    let deadline = Instant::now() + DRIVER_TIMEOUT;
+    let mut problem = None;
+    loop {
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => {
+                if let Some(check) = line.strip_prefix("PASS ") {
+                    results.insert(check.trim().to_string(), Ok(()));
+                } else if let Some(rest) = line.strip_prefix("FAIL ") {
+                    let (check, why) = rest.split_once(": ").unwrap_or((rest, "failed"));
+                    results.insert(check.trim().to_string(), Err(why.to_string()));
+                } else {
+                    eprintln!("  {line}");
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                problem = Some(format!(
+                    "the driver was killed after {}s",
+                    DRIVER_TIMEOUT.as_secs()
+                ));
+                let _ = child.kill();
+                break;
+            }
+        }
+    }
+    match child.wait() {
+        Ok(status) if !status.success() && problem.is_none() => {
+            problem = Some(format!("the driver exited with {status}"));
+        }
+        Err(e) => problem = Some(format!("waiting for the driver: {e}")),
+        _ => {}
+    }
+    (results, problem)
+}
+
+/// The lines a stream prints, as they come, until it closes.
+fn lines(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// `tern broker` on free ports, killed by its PID when dropped.
+struct TernBroker {
+    child: Child,
+    tcp: SocketAddr,
+    ws: SocketAddr,
+}
+
+impl TernBroker {
+    fn start(tern: &Path, dir: &Path) -> Result<Self, String> {
+        let log = dir.join("logs").join("tern-broker.log");
+        let stderr = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let mut child = Command::new(tern)
+            .args(["broker", "--tcp", "127.0.0.1:0", "--ws", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", tern.display()))?;
+        let lines = lines(child.stdout.take().expect("piped stdout"));
+        let (mut tcp, mut ws) = (None, None);
+        while tcp.is_none() || ws.is_none() {
+            let Ok(line) = lines.recv_timeout(WAIT) else {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "tern broker did not print its listeners; see {}",
+                    log.display()
+                ));
+            };
+            let mut words = line.split_whitespace();
+            let addr = |w: Option<&str>| w.and_then(|a| a.parse::<SocketAddr>().ok());
+            match (words.next(), words.next()) {
+                (Some("listening"), Some("tcp")) => tcp = addr(words.next()),
+                (Some("listening"), Some("ws")) => ws = addr(words.next()),
+                _ => {}
+            }
+        }
+        let (tcp, ws) = (tcp.expect("seen"), ws.expect("seen"));
+        eprintln!(
+            "xtask: tern broker (pid {}) on tcp {tcp}, ws {ws}",
+            child.id()
+        );
+        Ok(TernBroker { child, tcp, ws })
+    }
+}
+
+impl Drop for TernBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Debian's mosquitto on a free port on 127.0.0.1, killed by its PID when
+/// dropped.
+struct Mosquitto {
+    child: Child,
+    port: u16,
+    /// The WebSocket listener's port (path /mqtt), if asked for.
+    ws: Option<u16>,
+}
+
+impl Mosquitto {
+    fn start(dir: &Path, websocket: bool) -> Result<Self, String> {
+        let free_port = || {
+            TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .map_err(|e| format!("no free port: {e}"))
+        };
+        let port = free_port()?;
+        let ws = if websocket { Some(free_port()?) } else { None };
+        let mut settings =
+            format!("allow_anonymous true\npersistence false\nlistener {port} 127.0.0.1\n");
+        if let Some(ws) = ws {
+            settings.push_str(&format!("listener {ws} 127.0.0.1\nprotocol websockets\n"));
+        }
+        let conf = dir.join(format!("mosquitto-{port}.conf"));
+        fs::write(&conf, settings).map_err(|e| format!("{}: {e}", conf.display()))?;
+        let log = dir.join("logs").join(format!("mosquitto-{port}.log"));
+        let log = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let mut child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-v")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start mosquitto: {e}"))?;
+        let deadline = Instant::now() + WAIT;
+        while [Some(port), ws]
+            .into_iter()
+            .flatten()
+            .any(|p| TcpStream::connect(("127.0.0.1", p)).is_err())
+        {
+            if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("mosquitto did not listen on {port}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("xtask: mosquitto (pid {}) on 127.0.0.1:{port}", child.id());
+        Ok(Mosquitto { child, port, ws })
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A publisher and subscriber with mosquitto_pub's and mosquitto_sub's
+/// flags: mosquitto's own, or `tern pub` / `tern sub`.
+struct CliClient<'a> {
+    publish: &'a [&'a str],
+    subscribe: &'a [&'a str],
+}
+
+/// One pairing's run of the checks with a [`CliClient`].
+struct CliRun<'a> {
+    cli: &'a CliClient<'a>,
+    port: u16,
+    /// `mqttv311` or `mqttv5`.
+    version: &'a str,
+    prefix: &'a str,
+}
+
+/// A running subscriber, killed by its PID when dropped.
+struct Sub {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Sub {
+    /// The next line that `pick` accepts, within [`WAIT`].
+    fn until(&self, what: &str, pick: impl Fn(&str) -> bool) -> Result<String, String> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) if pick(&line) => return Ok(line),
+                Ok(_) => {}
+                Err(_) => return Err(format!("no {what} within {}s", WAIT.as_secs())),
+            }
+        }
+    }
+
+    /// The next message line (`MSG qos retain topic payload`).
+    fn message(&self) -> Result<String, String> {
+        self.until("message", |l| l.starts_with("MSG "))
+    }
+}
+
+impl Drop for Sub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl CliRun<'_> {
+    fn command(&self, program: &[&str]) -> Command {
+        // stdbuf: mosquitto_sub's output is block-buffered into a pipe.
+        let mut cmd = Command::new("stdbuf");
+        cmd.arg("-oL")
+            .args(program)
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-V", self.version]);
+        cmd
+    }
+
+    /// Starts a subscriber (with `-d`, so it says when it is subscribed) and
+    /// waits until the broker has granted the subscription.
+    fn subscribe(&self, id: &str, topic: &str, extra: &[&str]) -> Result<Sub, String> {
+        let mut cmd = self.command(self.cli.subscribe);
+        cmd.args(["-i", id, "-t", topic, "-q", "2", "-d"])
+            .args(["-F", "MSG %q %r %t %p"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {:?}: {e}", self.cli.subscribe))?;
+        // mosquitto_sub -d says `Client ... received SUBACK` on stdout;
+        // tern sub -d says `tern sub: subscribed to ...` on stderr.
+        let (tx, rx) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().expect("piped")) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().expect("piped")),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let sub = Sub { child, lines: rx };
+        sub.until("SUBACK", |l| {
+            l.contains("SUBACK") || l.contains("subscribed to")
+        })?;
+        Ok(sub)
+    }
+
+    fn publish(&self, id: &str, args: &[&str]) -> Result<(), String> {
+        let mut child = self
+            .command(self.cli.publish)
+            .args(["-i", id])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {:?}: {e}", self.cli.publish))?;
+        // Standard error closes when the publisher exits; a publisher still
+        // waiting for an acknowledgement after WAIT is killed.
+        let mut stderr = child.stderr.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            let _ = tx.send(text);
+        });
+        let stderr = rx.recv_timeout(WAIT);
+        if stderr.is_err() {
+            let _ = child.kill();
+        }
+        let status = child.wait().map_err(|e| e.to_string())?;
+        match stderr {
+            Ok(_) if status.success() => Ok(()),
+            Ok(text) => Err(format!(
+                "{:?} {args:?} failed with {status}: {}",
+                self.cli.publish,
+                text.trim()
+            )),
+            Err(_) => Err(format!(
+                "{:?} {args:?} did not finish within {}s",
+                self.cli.publish,
+                WAIT.as_secs()
+            )),
+        }
+    }
+
+    fn id(&self, role: &str) -> String {
+        format!("interop-{role}-{}-{}", self.version, std::process::id())
+    }
+
+    fn qos(&self, qos: u8) -> Result<(), String> {
+        let topic = format!("{}/q/{qos}", self.prefix);
+        let sub = self.subscribe(&self.id("sub"), &topic, &[])?;
+        let payload = format!("qos{qos}");
+        self.publish(
+            &self.id("pub"),
+            &["-t", &topic, "-q", &qos.to_string(), "-m", &payload],
+        )?;
+        expect(&sub.message()?, &format!("MSG {qos} 0 {topic} {payload}"))
+    }
+
+    fn retained(&self) -> Result<(), String> {
+        let topic = format!("{}/retained", self.prefix);
+        let publisher = self.id("pub");
+        self.publish(&publisher, &["-t", &topic, "-q", "1", "-r", "-m", "kept"])?;
+        let late = self.subscribe(&self.id("late"), &topic, &[])?;
+        let line = late.message()?;
+        // Clear it whatever happened.
+        self.publish(&publisher, &["-t", &topic, "-q", "1", "-r", "-n"])?;
+        expect(&line, &format!("MSG 1 1 {topic} kept"))
+    }
+
+    fn will(&self) -> Result<(), String> {
+        let topic = format!("{}/will", self.prefix);
+        let sub = self.subscribe(&self.id("sub"), &topic, &[])?;
+        let mut will = self.subscribe(
+            &self.id("will"),
+            &format!("{}/idle", self.prefix),
+            &[
+                "--will-topic",
+                &topic,
+                "--will-payload",
+                "gone",
+                "--will-qos",
+                "1",
+            ],
+        )?;
+        // SIGKILL: the connection dies without DISCONNECT.
+        will.child
+            .kill()
+            .map_err(|e| format!("cannot kill the will client: {e}"))?;
+        let _ = will.child.wait();
+        expect(&sub.message()?, &format!("MSG 1 0 {topic} gone"))
+    }
+}
+
+fn expect(got: &str, want: &str) -> Result<(), String> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("expected `{want}`, got `{got}`"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A driver's report is read line by line; a check it fails, or never
+    /// reports because it crashed, counts as failed.
+    #[test]
+    fn unreported_and_failed_checks_fail() {
+        let logs = std::env::temp_dir().join(format!("xtask-interop-{}", std::process::id()));
+        fs::create_dir_all(&logs).unwrap();
+        let log = logs.join("driver.log");
+        let mut report = Report {
+            filter: None,
+            logs: logs.clone(),
+            passed: 0,
+            failed: 0,
+        };
+        let mut driver = Command::new("sh");
+        driver.args([
+            "-c",
+            "echo PASS qos0; echo 'FAIL qos1: no PUBACK'; echo noise; echo PASS qos2; exit 3",
+            "driver",
+        ]);
+        let (results, problem) = run_driver(&mut driver, &log);
+        assert_eq!(results.get("qos0"), Some(&Ok(())));
+        assert_eq!(results.get("qos1"), Some(&Err("no PUBACK".to_string())));
+        assert_eq!(results.get("qos2"), Some(&Ok(())));
+        assert_eq!(results.len(), 3);
+        assert!(problem.is_some_and(|p| p.contains("exit status: 3")));
+
+        report.driver(("sh", "5", "tcp", ""), &CHECKS, &mut driver);
+        assert_eq!((report.passed, report.failed), (2, 3));
+        let _ = fs::remove_dir_all(logs);
+    }
+}
