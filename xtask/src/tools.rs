@@ -28,8 +28,28 @@ pub(crate) fn run(cmd: &mut Command) -> Result<(), String> {
 }
 
 /// `cargo`, as the one running xtask.
+///
+/// The variables `cargo run` set for the xtask itself are removed, so the
+/// builds it starts see the same environment as a plain `cargo` command
+/// and reuse its build (build scripts such as ring's rerun when they change).
 pub(crate) fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_PKG_")
+            || matches!(
+                &*key,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            cmd.env_remove(&*key);
+        }
+    }
+    cmd
 }
 
 fn describe(cmd: &Command) -> String {
