@@ -597,7 +597,7 @@ fn render(names: &[&str], rows: &[(&Scenario, Vec<Measured>)]) -> String {
             cells.push(r);
         }
         let all =
-            |f: &dyn Fn(&Measured) -> String| results.iter().map(f).collect::<Vec<_>>().join(" | ");
+            |f: &dyn Fn(&Measured) -> String| results.iter().map(f).collect::<Vec<_>>().join(" · ");
         cells.extend(results.iter().map(fmt_latency));
         cells.push(all(&|m: &Measured| {
             m.summary["delivered_percent"]
