@@ -38,7 +38,8 @@ Load-test an MQTT broker, in the manner of emqtt-bench.
   pubsub  -S subscribers on --sub-topic (default: -t with %i as +) and -c
           publishers on -t, in one process: every subscriber gets every
           message, and the end-to-end latency is measured from a timestamp
-          in the payload (so -s is at least 8)
+          in the payload (so -s is at least 8; the clock is this process's,
+          so `sub` alone reports no latency)
 
 Publishing runs for -d seconds (default 10) or -n messages per publisher,
 then waits (at most --drain seconds) for acknowledgements and deliveries.
