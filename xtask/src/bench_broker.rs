@@ -248,7 +248,7 @@ fn rumqttd_config(port: u16) -> String {
          max_segment_size = 104857600\nmax_segment_count = 10\n\n\
          [v5.1]\nname = \"v5-1\"\nlisten = \"127.0.0.1:{port}\"\nnext_connection_delay_ms = 0\n\
          [v5.1.connections]\nconnection_timeout_ms = 60000\nmax_payload_size = 1048576\n\
-         max_inflight_count = 1024\n"
+         max_inflight_count = 1024\ndynamic_filters = true\n"
     )
 }
 

@@ -40,8 +40,9 @@ fn bench(broker: &BrokerProcess, name: &str, args: &[&str]) -> Value {
             "-p",
             &broker.tcp.port().to_string(),
             "--quiet",
-            "--json",
         ])
+        // A loaded machine may stall for seconds: wait long for QoS 1/2.
+        .args(["--drain", "60", "--json"])
         .arg(&path)
         .output()
         .expect("tern bench runs");

@@ -492,9 +492,9 @@ async fn drive(
             all_done.await;
         }
     }
-    // Subscribers: in pubsub, until everything sent has arrived (or nothing
-    // more arrives for a second, or --drain runs out); in sub, for the
-    // duration or until each has its count.
+    // Subscribers: in pubsub, until everything sent has arrived (or, at QoS
+    // 0, nothing more arrives for a second; or --drain runs out); in sub,
+    // for the duration or until each has its count.
     if !sub_tasks.is_empty() {
         if args.mode == Mode::Pubsub {
             let expected = counters.sent.load(Ordering::Relaxed) * u64::from(n_subs);
@@ -506,11 +506,10 @@ async fn drive(
                 if delivered != last.1 {
                     last = (now, delivered);
                 }
-                if delivered >= expected
-                    || now >= deadline
-                    || now - last.0 > Duration::from_secs(1)
-                    || sub_tasks.is_empty()
-                {
+                // QoS 0 may be dropped: a second without news ends the wait.
+                // QoS 1 and 2 must all arrive: only --drain ends it.
+                let idle = qos == QoS::AtMostOnce && now - last.0 > Duration::from_secs(1);
+                if delivered >= expected || now >= deadline || idle || sub_tasks.is_empty() {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
