@@ -2,6 +2,8 @@
 //! run as `cargo xtask <command>` through the alias in `.cargo/config.toml`.
 //!
 //! Commands:
+//! - `bench-broker [--seconds N]`: Tern's broker against mosquitto with
+//!   `tern bench`, written to BENCHMARKS.md.
 //! - `ci`: every check CI runs, in order; the README's test command.
 //! - `fuzz TARGET [--seconds N]`: runs one cargo-fuzz target on the stable toolchain.
 //! - `interop [--filter TEXT] [--against-mosquitto]`: third-party MQTT
@@ -12,6 +14,7 @@
 //! Checks that matter also run as ordinary `#[test]`s (see `tidy.rs`), so
 //! `cargo test` enforces them too.
 
+mod bench_broker;
 mod ci;
 mod fuzz;
 mod interop;
@@ -26,6 +29,11 @@ const HELP: &str = "\
 cargo xtask <command>
 
 Commands:
+  bench-broker [--seconds N] [--runs R] [--rumqttd PATH] [--no-write]
+                              Tern's broker against Debian's mosquitto (and
+                              rumqttd if given) under `tern bench` load
+                              (default 10 s per scenario, ~5 minutes);
+                              writes the table into BENCHMARKS.md
   ci                          run every check CI runs (fmt, clippy, tests, docs,
                               packaging, cargo-deny, fuzz smoke); installs the
                               tools it needs when missing
@@ -49,6 +57,7 @@ Commands:
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
+        Some("bench-broker") => bench_broker::command(&args[1..]),
         Some("ci") => ci::command(&args[1..]),
         Some("fuzz") => fuzz::command(&args[1..]),
         Some("interop") => interop::command(&args[1..]),

@@ -8,6 +8,7 @@
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
+mod bench;
 mod broker;
 mod codec;
 mod mqtt;
@@ -23,7 +24,9 @@ turn the hex of MQTT 3.1, 3.1.1 and 5.0 packets into readable JSON and back,
 and say which rule a bad packet breaks and at which byte.
 
 `pub` and `sub` publish and subscribe, with mosquitto_pub's and
-mosquitto_sub's flags (so -h is the host; use --help for help).";
+mosquitto_sub's flags (so -h is the host; use --help for help).
+
+`bench` load-tests a broker (pub, sub, conn, pubsub), like emqtt-bench.";
 
 const EXAMPLE: &str = "\
 Example:
@@ -33,6 +36,7 @@ Example:
   c0 00
   $ tern sub -h broker.local -t 'sensors/#' -v
   $ tern pub -h broker.local -t sensors/17/temp -m 21.5 -q 1
+  $ tern bench pubsub -h broker.local -c 4 -S 1 -q 1 --rate 5000
 
 Run `tern help COMMAND` for more.";
 
@@ -47,6 +51,10 @@ struct Cli {
 /// What `tern` can do. Each subcommand lives in its own module.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Load-test a broker: publishers, subscribers, idle connections.
+    #[command(long_about = bench::ABOUT, after_help = bench::EXAMPLE,
+              disable_help_flag = true)]
+    Bench(bench::BenchArgs),
     /// Run the MQTT broker (TCP 127.0.0.1:1883, WebSocket 127.0.0.1:8083/mqtt).
     #[command(long_about = broker::ABOUT, after_help = broker::EXAMPLE)]
     Broker(broker::BrokerArgs),
@@ -71,6 +79,7 @@ fn main() -> ExitCode {
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let sub_matches = matches.subcommand().map(|(_, m)| m);
     let outcome = match cli.command {
+        Command::Bench(args) => bench::run(&args),
         Command::Broker(args) => broker::run(&args),
         Command::Decode(args) => codec::decode(&args),
         Command::Encode(args) => codec::encode(&args),

@@ -93,7 +93,7 @@ pub(crate) struct ConnectArgs {
     pub(crate) help: Option<bool>,
 }
 
-fn parse_version(s: &str) -> Result<ProtocolVersion, String> {
+pub(crate) fn parse_version(s: &str) -> Result<ProtocolVersion, String> {
     match s {
         "5" | "mqttv5" => Ok(ProtocolVersion::V5),
         "311" | "mqttv311" => Ok(ProtocolVersion::V3_1_1),

@@ -1,0 +1,715 @@
+//! `cargo xtask bench-broker`: Tern's broker against Debian's mosquitto
+//! (and rumqttd, when given a binary), side by side in one run, with
+//! `tern bench` as the load.
+//!
+//! Each scenario runs against a freshly started broker of each kind in
+//! turn, so the brokers share the machine's noise and every RSS figure
+//! starts from an empty broker. The brokers are child processes on free
+//! loopback ports, stopped by PID. The table goes to standard output and
+//! into BENCHMARKS.md between the `bench-broker` markers.
+
+use crate::tools::{cargo, ensure_apt, root, run};
+use serde_json::Value;
+use std::{
+    io::{BufRead, BufReader},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+const USAGE: &str =
+    "cargo xtask bench-broker [--seconds N] [--runs R] [--rumqttd PATH] [--no-write]";
+const START: &str = "<!-- bench-broker:start -->";
+const END: &str = "<!-- bench-broker:end -->";
+/// Open files asked for the brokers and the bench (10k connections need more
+/// than the usual 1,024); where the hard limit is lower, they get that.
+const NOFILE: u32 = 65536;
+/// The aggregate delivered rate of the paced scenarios.
+const PACED: u32 = 20_000;
+/// Idle connections in the connection scenario.
+const CONNECTIONS: u32 = 10_000;
+
+/// Runs the comparison.
+pub(crate) fn command(args: &[String]) -> Result<(), String> {
+    let mut seconds = 10.0_f64;
+    let mut runs = 1_usize;
+    let mut rumqttd: Option<PathBuf> = None;
+    let mut write = true;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--seconds" => {
+                seconds = it
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .filter(|s: &f64| *s > 0.0)
+                    .ok_or(USAGE)?;
+            }
+            "--runs" => {
+                runs = it
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .filter(|r| *r > 0)
+                    .ok_or(USAGE)?;
+            }
+            "--rumqttd" => rumqttd = Some(PathBuf::from(it.next().ok_or(USAGE)?)),
+            "--no-write" => write = false,
+            _ => return Err(format!("unknown argument `{arg}`\nusage: {USAGE}")),
+        }
+    }
+    run(cargo().args(["build", "--release", "-p", "tern-cli", "--bin", "tern"]))?;
+    let tern = target_dir().join("release/tern");
+    ensure_apt(&["mosquitto"], &["mosquitto"])?;
+    let work = std::env::temp_dir().join(format!("tern-bench-broker-{}", std::process::id()));
+    std::fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
+
+    let mut brokers = vec![Kind::Tern(tern.clone()), Kind::Mosquitto];
+    if let Some(path) = rumqttd {
+        brokers.push(Kind::Rumqttd(path));
+    }
+    let load_before = loadavg();
+    let started = now_utc();
+    let scenarios = scenarios(seconds);
+    let mut rows = Vec::new();
+    for scenario in &scenarios {
+        let mut results = Vec::new();
+        for kind in &brokers {
+            let mut measured = Vec::new();
+            for _ in 0..runs {
+                eprintln!("xtask: {} on {}", scenario.name, kind.name());
+                measured.push(measure(&tern, kind, scenario, &work)?);
+            }
+            // The median run by the scenario's headline figure.
+            measured.sort_by(|a, b| a.headline().total_cmp(&b.headline()));
+            let median = measured.swap_remove(measured.len() / 2);
+            eprintln!("xtask:   {}", median.brief());
+            results.push(median);
+        }
+        rows.push((scenario, results));
+    }
+    let load_after = loadavg();
+    let _ = std::fs::remove_dir_all(&work);
+
+    let names: Vec<&str> = brokers.iter().map(Kind::name).collect();
+    let table = render(&names, &rows);
+    let command = format!(
+        "cargo xtask bench-broker --seconds {seconds}{}",
+        if runs > 1 {
+            format!(" --runs {runs}")
+        } else {
+            String::new()
+        }
+    );
+    let section = format!(
+        "{START}\nCommand (one run, {started}; load average {load_before} before and \
+         {load_after} after; {}; {}):\n\n```sh\n{command}\n```\n\n{table}{END}",
+        cpu_model(),
+        mosquitto_version(),
+    );
+    println!("{section}");
+    if write {
+        write_benchmarks(&section)?;
+        eprintln!("xtask: BENCHMARKS.md updated");
+    }
+    Ok(())
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// A broker to measure.
+enum Kind {
+    Tern(PathBuf),
+    Mosquitto,
+    Rumqttd(PathBuf),
+}
+
+impl Kind {
+    fn name(&self) -> &'static str {
+        match self {
+            Kind::Tern(_) => "Tern",
+            Kind::Mosquitto => "mosquitto",
+            Kind::Rumqttd(_) => "rumqttd",
+        }
+    }
+
+    /// Starts the broker on a free loopback port with the open-file limit
+    /// raised, and waits until it accepts connections.
+    fn start(&self, work: &Path) -> Result<Broker, String> {
+        let (mut child, addr) = match self {
+            Kind::Tern(tern) => {
+                let conf = work.join("tern.toml");
+                write_file(
+                    &conf,
+                    "[listeners]\ntcp = [\"127.0.0.1:0\"]\nws = []\n\
+                     [limits]\nmax_connections = 20000\nmax_queued_messages = 100000\n\
+                     max_queued_bytes = 268435456\n",
+                )?;
+                let mut child = limited(&format!(
+                    "exec {} broker --config {} --log warn",
+                    tern.display(),
+                    conf.display()
+                ))
+                .stdout(Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("cannot start tern broker: {e}"))?;
+                let stdout = child.stdout.take().expect("piped");
+                let mut addr = None;
+                for line in BufReader::new(stdout).lines() {
+                    let line = line.map_err(|e| e.to_string())?;
+                    if let Some(a) = line.strip_prefix("listening tcp ") {
+                        addr = Some(a.parse().map_err(|e| format!("{a}: {e}"))?);
+                        break;
+                    }
+                }
+                let addr = addr.ok_or("tern broker printed no `listening tcp` line")?;
+                (child, addr)
+            }
+            Kind::Mosquitto => {
+                let port = free_port()?;
+                let conf = work.join("mosquitto.conf");
+                write_file(
+                    &conf,
+                    &format!(
+                        "listener {port} 127.0.0.1\nallow_anonymous true\nmax_connections -1\n\
+                         max_queued_messages 100000\nmax_inflight_messages 1024\n\
+                         persistence false\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\n"
+                    ),
+                )?;
+                let child = limited(&format!("exec mosquitto -c {}", conf.display()))
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .map_err(|e| format!("cannot start mosquitto: {e}"))?;
+                (child, SocketAddr::from(([127, 0, 0, 1], port)))
+            }
+            Kind::Rumqttd(path) => {
+                let port = free_port()?;
+                let conf = work.join("rumqttd.toml");
+                write_file(&conf, &rumqttd_config(port))?;
+                let child = limited(&format!(
+                    "exec {} --config {}",
+                    path.display(),
+                    conf.display()
+                ))
+                .stdout(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("cannot start rumqttd: {e}"))?;
+                (child, SocketAddr::from(([127, 0, 0, 1], port)))
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() {
+            if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{} did not start listening on {addr}", self.name()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Broker { child, addr })
+    }
+}
+
+/// A command run by `sh` with the open-file limit raised first (`exec`
+/// keeps the PID, so the broker is the child we stop).
+fn limited(script: &str) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "ulimit -n {NOFILE} 2>/dev/null || ulimit -n \"$(ulimit -Hn)\"; {script}"
+        ))
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// A free loopback port (bound, read and released; another process could
+/// take it in between, which start-up would then report).
+fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// A minimal rumqttd 0.19 configuration: one MQTT 5 listener on `port`.
+fn rumqttd_config(port: u16) -> String {
+    format!(
+        "id = 0\n\n[router]\nid = 0\nmax_connections = 20010\nmax_outgoing_packet_count = 200\n\
+         max_segment_size = 104857600\nmax_segment_count = 10\n\n\
+         [v5.1]\nname = \"v5-1\"\nlisten = \"127.0.0.1:{port}\"\nnext_connection_delay_ms = 0\n\
+         [v5.1.connections]\nconnection_timeout_ms = 60000\nmax_payload_size = 1048576\n\
+         max_inflight_count = 1024\ndynamic_filters = true\n"
+    )
+}
+
+/// A running broker, killed by PID when dropped.
+struct Broker {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Broker {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a scenario does.
+struct Scenario {
+    name: String,
+    /// `tern bench` arguments (without host, port and output flags).
+    args: Vec<String>,
+    /// Idle connections: the figure is the connect rate and RSS per connection.
+    conn: bool,
+}
+
+fn scenarios(seconds: f64) -> Vec<Scenario> {
+    let d = seconds.to_string();
+    let mut list = Vec::new();
+    let mut msg = |name: String, args: &[&str]| {
+        let mut a: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+        a.extend(["-d".to_owned(), d.clone(), "-s".to_owned(), "64".to_owned()]);
+        list.push(Scenario {
+            name,
+            args: a,
+            conn: false,
+        });
+    };
+    for (label, pubs, subs) in [("fan-in 4→1", 4u32, 1u32), ("fan-out 1→8", 1, 8)] {
+        for qos in ["0", "1"] {
+            // Paced: the publishers together send PACED / subs messages a
+            // second, so PACED are delivered.
+            let rate = (f64::from(PACED) / f64::from(subs) / f64::from(pubs)).to_string();
+            let (p, s) = (pubs.to_string(), subs.to_string());
+            msg(
+                format!("{label} QoS {qos}, {}k msg/s", PACED / 1000),
+                &["pubsub", "-c", &p, "-S", &s, "-q", qos, "--rate", &rate],
+            );
+            msg(
+                format!("{label} QoS {qos}, unthrottled"),
+                &["pubsub", "-c", &p, "-S", &s, "-q", qos],
+            );
+        }
+    }
+    msg(
+        "1→1 QoS 1, 1k msg/s (latency)".into(),
+        &["pubsub", "-c", "1", "-S", "1", "-q", "1", "--rate", "1000"],
+    );
+    msg(
+        "bench ceiling: pub QoS 0, no subscribers".into(),
+        &["pub", "-c", "1", "-q", "0"],
+    );
+    list.push(Scenario {
+        name: format!("{}k idle connections", CONNECTIONS / 1000),
+        args: ["conn", "-c", &CONNECTIONS.to_string(), "-d", "3"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+        conn: true,
+    });
+    list
+}
+
+/// One scenario against one broker.
+struct Measured {
+    conn: bool,
+    summary: Value,
+    /// Seconds the bench ran.
+    wall: f64,
+    /// The broker's CPU time over the bench, in seconds.
+    broker_cpu: f64,
+    /// The broker's resident set before the bench, and its peak during it (KiB).
+    rss_before: u64,
+    rss_peak: u64,
+}
+
+impl Measured {
+    fn num(&self, key: &str) -> f64 {
+        self.summary[key].as_f64().unwrap_or(0.0)
+    }
+
+    /// The figure the scenario is about: delivered msg/s, sent msg/s
+    /// without subscribers, or connections per second.
+    fn headline(&self) -> f64 {
+        if self.conn {
+            self.num("connect_rate")
+        } else if self.summary["subscribers"] == 0 {
+            self.num("sent_per_second")
+        } else {
+            self.num("delivered_per_second")
+        }
+    }
+
+    fn latency(&self, key: &str) -> Option<f64> {
+        self.summary["latency_us"][key].as_f64()
+    }
+
+    fn brief(&self) -> String {
+        format!(
+            "{:.0}/s, p50 {:?} µs, p99 {:?} µs, delivered {:?} %, broker CPU {:.0} %, \
+             bench CPU {:.0} %, RSS {} → {} KiB, errors {}",
+            self.headline(),
+            self.latency("p50"),
+            self.latency("p99"),
+            self.summary["delivered_percent"].as_f64(),
+            self.broker_cpu / self.wall * 100.0,
+            self.num("cpu_seconds") / self.wall * 100.0,
+            self.rss_before,
+            self.rss_peak,
+            self.summary["errors"],
+        )
+    }
+}
+
+fn measure(tern: &Path, kind: &Kind, scenario: &Scenario, work: &Path) -> Result<Measured, String> {
+    let broker = kind.start(work)?;
+    let pid = broker.pid();
+    let rss_before = vm_rss(pid).ok_or("cannot read the broker's VmRSS")?;
+    let cpu_before = cpu_ticks(pid).ok_or("cannot read the broker's CPU time")?;
+    // Sample the broker's resident set while the bench runs; keep the peak.
+    let peak = Arc::new(AtomicU64::new(rss_before));
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, done) = (peak.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                if let Some(rss) = vm_rss(pid) {
+                    peak.fetch_max(rss, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let json = work.join("summary.json");
+    let _ = std::fs::remove_file(&json);
+    let mut script = format!("exec {} bench", tern.display());
+    for arg in &scenario.args {
+        script.push_str(&format!(" '{arg}'"));
+    }
+    script.push_str(&format!(
+        " -h 127.0.0.1 -p {} --quiet --json {}",
+        broker.addr.port(),
+        json.display()
+    ));
+    let start = Instant::now();
+    let output = limited(&script)
+        .output()
+        .map_err(|e| format!("cannot run tern bench: {e}"))?;
+    let wall = start.elapsed().as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    let cpu_after = cpu_ticks(pid).unwrap_or(cpu_before);
+    drop(broker);
+    let summary: Value = std::fs::read_to_string(&json)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .ok_or_else(|| {
+            format!(
+                "tern bench wrote no summary ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })?;
+    if !output.status.success() {
+        eprintln!(
+            "xtask:   tern bench reported errors: {}",
+            summary["error_messages"]
+        );
+    }
+    Ok(Measured {
+        conn: scenario.conn,
+        summary,
+        wall,
+        broker_cpu: (cpu_after - cpu_before) as f64 / 100.0,
+        rss_before,
+        rss_peak: peak.load(Ordering::Relaxed),
+    })
+}
+
+/// VmRSS of a process in KiB.
+fn vm_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// User + system CPU time of a process (all threads) in clock ticks (1/100 s).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| {
+            let f: Vec<&str> = l.split_whitespace().take(3).collect();
+            (f.len() == 3).then(|| f.join(" "))
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn now_utc() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown date".into())
+}
+
+fn cpu_model() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!("{cpus} cores, {model}")
+}
+
+fn mosquitto_version() -> String {
+    Command::new("mosquitto")
+        .arg("-h")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(|l| l.trim().to_owned())
+        })
+        .unwrap_or_else(|| "mosquitto (version unknown)".into())
+}
+
+fn fmt_rate(v: f64) -> String {
+    if v >= 100_000.0 {
+        format!("{:.0}k", v / 1000.0)
+    } else if v >= 10_000.0 {
+        format!("{:.1}k", v / 1000.0)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+fn fmt_latency(m: &Measured) -> String {
+    let ms = |us: f64| {
+        if us >= 10_000.0 {
+            format!("{:.0} ms", us / 1000.0)
+        } else if us >= 1000.0 {
+            format!("{:.1} ms", us / 1000.0)
+        } else {
+            format!("{us:.0} µs")
+        }
+    };
+    match (m.latency("p50"), m.latency("p99")) {
+        (Some(a), Some(b)) => format!("{} / {}", ms(a), ms(b)),
+        _ => "—".into(),
+    }
+}
+
+/// The Markdown table: one row per scenario, the brokers side by side.
+fn render(names: &[&str], rows: &[(&Scenario, Vec<Measured>)]) -> String {
+    let joined = |f: &dyn Fn(&str) -> String| names.iter().map(|n| f(n)).collect::<Vec<_>>();
+    let mut head = vec!["scenario".to_owned()];
+    head.extend(joined(&|n| format!("{n} msg/s")));
+    head.extend(names[1..].iter().map(|p| format!("Tern / {p}")));
+    head.extend(joined(&|n| format!("{n} p50 / p99")));
+    head.push("delivered %".into());
+    head.push("broker CPU %".into());
+    head.push("broker peak RSS MiB".into());
+    head.push("bench CPU %".into());
+    let mut out = format!(
+        "Rates are delivered messages per second (sent, with no subscribers; \
+         connections per second for idle connections). Cells with several figures \
+         list {}, in that order. CPU is the share of one core over the whole \
+         bench run (connecting and draining included).\n\n| {} |\n",
+        names.join(" · "),
+        head.join(" | ")
+    );
+    out += &format!(
+        "|---|{}\n",
+        head[1..].iter().map(|_| "---:|").collect::<String>()
+    );
+    let mut conn_lines = Vec::new();
+    for (scenario, results) in rows {
+        let tern = &results[0];
+        let mut cells = vec![scenario.name.clone()];
+        if scenario.conn {
+            cells.extend(
+                results
+                    .iter()
+                    .map(|m| format!("{} conn/s", fmt_rate(m.headline()))),
+            );
+            for (i, m) in results.iter().enumerate() {
+                let per =
+                    (m.rss_peak.saturating_sub(m.rss_before)) as f64 / m.num("connected").max(1.0);
+                conn_lines.push(format!(
+                    "- {}: {} of {} connections, RSS {:.1} → {:.1} MiB, **{per:.1} KiB per connection**",
+                    names[i],
+                    m.summary["connected"],
+                    CONNECTIONS,
+                    m.rss_before as f64 / 1024.0,
+                    m.rss_peak as f64 / 1024.0,
+                ));
+            }
+        } else {
+            cells.extend(results.iter().map(|m| fmt_rate(m.headline())));
+        }
+        for peer in &results[1..] {
+            let r = if peer.headline() > 0.0 {
+                format!("{:.2}×", tern.headline() / peer.headline())
+            } else {
+                "—".into()
+            };
+            cells.push(r);
+        }
+        let all =
+            |f: &dyn Fn(&Measured) -> String| results.iter().map(f).collect::<Vec<_>>().join(" · ");
+        cells.extend(results.iter().map(fmt_latency));
+        cells.push(all(&|m: &Measured| {
+            m.summary["delivered_percent"]
+                .as_f64()
+                .map_or("—".into(), |p| format!("{p:.1}"))
+        }));
+        cells.push(all(&|m: &Measured| {
+            format!("{:.0}", m.broker_cpu / m.wall * 100.0)
+        }));
+        cells.push(all(&|m: &Measured| {
+            format!("{:.0}", m.rss_peak as f64 / 1024.0)
+        }));
+        cells.push(format!(
+            "{:.0}",
+            results
+                .iter()
+                .map(|m| m.num("cpu_seconds") / m.wall * 100.0)
+                .fold(0.0, f64::max)
+        ));
+        out += &format!("| {} |\n", cells.join(" | "));
+    }
+    out += "\n";
+    for line in conn_lines {
+        out += &line;
+        out += "\n";
+    }
+    let errors: Vec<String> = rows
+        .iter()
+        .flat_map(|(s, results)| {
+            results.iter().zip(names).filter_map(move |(m, n)| {
+                let e = m.summary["errors"].as_u64().unwrap_or(0)
+                    + m.summary["connect_failed"].as_u64().unwrap_or(0);
+                (e > 0).then(|| {
+                    format!(
+                        "- {} on {n}: {e} errors: {}",
+                        s.name, m.summary["error_messages"]
+                    )
+                })
+            })
+        })
+        .collect();
+    if !errors.is_empty() {
+        out += "\nErrors the bench reported:\n\n";
+        out += &errors.join("\n");
+        out += "\n";
+    }
+    out
+}
+
+/// Replaces the text between the markers in BENCHMARKS.md, or appends a
+/// `## Broker` section holding them.
+fn write_benchmarks(section: &str) -> Result<(), String> {
+    let path = root().join("BENCHMARKS.md");
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| format!("cannot read BENCHMARKS.md: {e}"))?;
+    write_file(&path, &splice(&text, section))
+}
+
+/// `text` with `section` (markers included) in place of the marked part.
+fn splice(text: &str, section: &str) -> String {
+    match (text.find(START), text.find(END)) {
+        (Some(a), Some(b)) if a < b => {
+            format!("{}{section}{}", &text[..a], &text[b + END.len()..])
+        }
+        _ => format!("{}\n\n## Broker\n\n{section}\n", text.trim_end()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scenario_is_accepted_by_tern_bench_flags() {
+        // The scenario list is what the xtask runs for minutes; check its
+        // shape here so a typo does not surface only at the end of a run.
+        let list = scenarios(2.0);
+        assert!(list.iter().any(|s| s.conn));
+        for s in &list {
+            assert!(
+                ["pub", "pubsub", "conn"].contains(&s.args[0].as_str()),
+                "{}",
+                s.name
+            );
+            assert!(s.args.windows(2).any(|w| w[0] == "-d"), "{}", s.name);
+        }
+        // Paced fan-out sends PACED / 8 a second from its one publisher.
+        let fan_out = list
+            .iter()
+            .find(|s| s.name.starts_with("fan-out") && s.name.contains("QoS 0, 20k"))
+            .unwrap();
+        let rate = fan_out.args.windows(2).find(|w| w[0] == "--rate").unwrap();
+        assert_eq!(rate[1], "2500");
+    }
+
+    #[test]
+    fn the_section_replaces_the_old_one_between_the_markers() {
+        let text = format!("# B\n\n## Broker\n\n{START}\nold\n{END}\n\n## Later\n");
+        let new = splice(&text, &format!("{START}\nnew\n{END}"));
+        assert_eq!(
+            new,
+            format!("# B\n\n## Broker\n\n{START}\nnew\n{END}\n\n## Later\n")
+        );
+        // Without markers, a Broker section is appended.
+        let new = splice("# B\n", &format!("{START}\nx\n{END}"));
+        assert_eq!(new, format!("# B\n\n## Broker\n\n{START}\nx\n{END}\n"));
+    }
+
+    #[test]
+    fn proc_readers_see_this_process() {
+        let pid = std::process::id();
+        assert!(vm_rss(pid).is_some_and(|kib| kib > 0));
+        assert!(cpu_ticks(pid).is_some());
+    }
+}
