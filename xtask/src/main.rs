@@ -3,6 +3,8 @@
 //!
 //! Commands:
 //! - `ci`: every check CI runs, in order; the README's test command.
+//! - `conformance [--against-mosquitto] [--broker HOST:PORT] ...`: the MQTT
+//!   conformance suite (crates/tern-conformance) against a broker.
 //! - `fuzz TARGET [--seconds N]`: runs one cargo-fuzz target on the stable toolchain.
 //! - `sim --seeds N [--start S] [--clients C] [--faults PROFILE]`: runs
 //!   deterministic simulation seeds in parallel (the `tern-sim` binary).
@@ -11,6 +13,7 @@
 //! `cargo test` enforces them too.
 
 mod ci;
+mod conformance;
 mod fuzz;
 mod sim;
 #[cfg(test)]
@@ -26,6 +29,12 @@ Commands:
   ci                          run every check CI runs (fmt, clippy, tests, docs,
                               packaging, cargo-deny, fuzz smoke); installs the
                               tools it needs when missing
+  conformance [--broker HOST:PORT] [--ws URL] [--version 3.1.1|5]
+              [--filter TEXT] [--json FILE] [--against-mosquitto] [--write-doc]
+                              run the MQTT conformance suite against our broker
+                              (started on free ports), mosquitto, or any broker;
+                              --write-doc runs ours and mosquitto and writes
+                              CONFORMANCE.md
   fuzz TARGET [--seconds N]   run one fuzz target (default 60 s); TARGET `all`
                               runs each target in turn
   sim --seeds N [--start S] [--clients C] [--steps K] [--faults PROFILE]
@@ -41,6 +50,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::command(&args[1..]),
+        Some("conformance") => conformance::command(&args[1..]),
         Some("fuzz") => fuzz::command(&args[1..]),
         Some("sim") => sim::command(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
