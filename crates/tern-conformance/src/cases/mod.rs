@@ -11,6 +11,9 @@ use crate::{
 };
 
 mod connect;
+mod publish;
+mod retain;
+mod subscribe;
 
 /// One registered test.
 #[derive(Debug, Clone, Copy)]
@@ -52,7 +55,13 @@ pub(crate) use {v3, v5};
 
 /// Every test, in registration order.
 pub fn all() -> Vec<Case> {
-    [connect::CASES].concat()
+    [
+        connect::CASES,
+        publish::CASES,
+        subscribe::CASES,
+        retain::CASES,
+    ]
+    .concat()
 }
 
 /// The tests of `version` (or both) whose id or title contains `filter`.
