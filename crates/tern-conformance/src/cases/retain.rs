@@ -144,7 +144,7 @@ fn new_sub_gets_retained(ctx: &Ctx) -> TestResult {
     retain(ctx, &a, b"a", QoS::AtLeastOnce)?;
     retain(ctx, &b, b"b", QoS::AtLeastOnce)?;
     let mut s = subscriber(ctx, &ctx.topic("m/+"), q1())?;
-    let mut got = vec![s.recv_publish_acked()?, s.recv_publish_acked()?];
+    let mut got = [s.recv_publish_acked()?, s.recv_publish_acked()?];
     got.sort_by(|x, y| x.topic.cmp(&y.topic));
     ensure!(
         got[0].topic == a.as_str() && got[1].topic == b.as_str(),
