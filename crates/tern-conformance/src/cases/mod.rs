@@ -11,6 +11,7 @@ use crate::{
 };
 
 mod connect;
+mod mqtt5;
 mod publish;
 mod retain;
 mod subscribe;
@@ -60,6 +61,7 @@ pub fn all() -> Vec<Case> {
         publish::CASES,
         subscribe::CASES,
         retain::CASES,
+        mqtt5::CASES,
     ]
     .concat()
 }
