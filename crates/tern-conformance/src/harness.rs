@@ -290,6 +290,7 @@ pub struct Conn {
     pending: VecDeque<Packet>,
     next_pid: u16,
     closed: bool,
+    largest: usize,
 }
 
 impl Conn {
@@ -305,6 +306,7 @@ impl Conn {
             pending: VecDeque::new(),
             next_pid: 0,
             closed: false,
+            largest: 0,
         })
     }
 
@@ -343,8 +345,12 @@ impl Conn {
         let deadline = Instant::now() + timeout;
         loop {
             if !self.buf.is_empty() {
+                let before = self.buf.len();
                 match Packet::decode(&mut self.buf, self.version, u32::MAX) {
-                    Ok(Some(p)) => return Ok(Event::Packet(p)),
+                    Ok(Some(p)) => {
+                        self.largest = self.largest.max(before - self.buf.len());
+                        return Ok(Event::Packet(p));
+                    }
                     Ok(None) => {}
                     Err(e) => return Err(fail(format!("broker sent a malformed packet: {e}"))),
                 }
@@ -397,6 +403,16 @@ impl Conn {
             }
         }
         Ok(out)
+    }
+
+    /// The size in bytes of the largest packet received so far.
+    pub fn largest_packet(&self) -> usize {
+        self.largest
+    }
+
+    /// Whether the broker has closed the connection (as seen so far).
+    pub fn is_closed(&self) -> bool {
+        self.closed && self.buf.is_empty() && self.pending.is_empty()
     }
 
     /// The next packet within [`PACKET_TIMEOUT`]; fails on close or timeout.

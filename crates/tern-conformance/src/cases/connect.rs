@@ -316,6 +316,76 @@ pub(crate) const CASES: &[Case] = &[
         "will user properties keep their order",
         will_user_properties
     ),
+    v5!(
+        "MQTT-3.14.2-1",
+        "server DISCONNECT uses a DISCONNECT reason code",
+        takeover
+    ),
+    v5!(
+        "MQTT-3.14.4-1",
+        "nothing sent after the server's DISCONNECT",
+        takeover
+    ),
+    v5!(
+        "MQTT-3.14.4-2",
+        "server closes after its DISCONNECT",
+        takeover
+    ),
+    v5!(
+        "MQTT-3.1.2-1",
+        "protocol name other than MQTT closes",
+        bad_protocol_name
+    ),
+    v3!(
+        "MQTT-3.1.4-3",
+        "CleanSession processed on CONNECT",
+        clean_discards
+    ),
+    v5!(
+        "MQTT-3.1.4-4",
+        "Clean Start processed on CONNECT",
+        clean_discards
+    ),
+    v3!(
+        "MQTT-3.1.3-2",
+        "client id identifies the session",
+        session_resumed
+    ),
+    v5!(
+        "MQTT-3.1.3-2",
+        "client id identifies the session",
+        session_resumed
+    ),
+    v5!(
+        "MQTT-3.2.2-8",
+        "CONNACK uses a CONNECT reason code",
+        refused_connack_v5
+    ),
+    v5!(
+        "MQTT-4.13.2-1",
+        "CONNACK >= 0x80 closes the connection",
+        refused_connack_v5
+    ),
+    v3!(
+        "MQTT-3.2.2-6",
+        "no applicable return code: close without CONNACK",
+        malformed_connect
+    ),
+    v3!(
+        "MQTT-4.1.0-1",
+        "session state kept for the session's duration",
+        session_kept_while_open
+    ),
+    v3!(
+        "MQTT-4.1.0-2",
+        "session lasts while the connection is open",
+        session_kept_while_open
+    ),
+    v5!(
+        "MQTT-4.1.0-1",
+        "session kept while connected past its expiry",
+        session_kept_while_open
+    ),
 ];
 
 /// A CONNECT with a will on `topic`.
@@ -388,6 +458,38 @@ fn connect_bytes_with(ctx: &Ctx, edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
 /// Offsets in a short CONNECT: 2 bytes fixed header, 6 bytes "MQTT".
 const LEVEL_AT: usize = 8;
 const FLAGS_AT: usize = 9;
+
+fn bad_protocol_name(ctx: &Ctx) -> TestResult {
+    let mut conn = ctx.open()?;
+    conn.send_raw(&connect_bytes_with(ctx, |b| {
+        b[4..8].copy_from_slice(b"MQXX")
+    }))?;
+    let bytes = conn.read_raw_until_closed(crate::harness::CLOSE_TIMEOUT)?;
+    match bytes.as_slice() {
+        [] => Ok(()),
+        [0x20, _, 0, code, ..] if *code >= 0x80 => Ok(()),
+        other => Err(fail(format!(
+            "expected close, or a 5.0 CONNACK 0x84 then close; got bytes {other:02x?}"
+        ))),
+    }
+}
+
+fn session_kept_while_open(ctx: &Ctx) -> TestResult {
+    let topic = ctx.topic("k");
+    let mut connect = ctx.connect_packet();
+    if ctx.v5() {
+        connect.properties.session_expiry_interval = Some(1);
+    }
+    let (mut s, _) = ctx.connect_ok(connect)?;
+    s.subscribe_ok(&topic, QoS::AtLeastOnce)?;
+    std::thread::sleep(Duration::from_millis(1600));
+    let mut p = ctx.connect()?;
+    p.publish(&topic, b"x", QoS::AtLeastOnce, false)?;
+    let got = s.recv_publish_acked()?;
+    ensure!(&got.payload[..] == b"x", "got {:?}", got.payload);
+    p.disconnect()?;
+    s.disconnect()
+}
 
 fn bad_level_v3(ctx: &Ctx) -> TestResult {
     let mut conn = ctx.open()?;
