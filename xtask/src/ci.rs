@@ -6,7 +6,7 @@
 //! smoke run.
 
 use crate::{
-    fuzz, sim,
+    conformance, fuzz, sim,
     tools::{cargo, ensure_apt, ensure_cargo_tool, run},
 };
 
@@ -54,6 +54,13 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
 
     step("tests");
     run(cargo().args(["test", "--workspace", "--all-features"]))?;
+
+    step("conformance");
+    // The MQTT conformance suite against our broker, then against Debian's
+    // mosquitto (installed above) to keep the suite itself honest; about
+    // 10 s each once built.
+    conformance::command(&[])?;
+    conformance::command(&["--against-mosquitto".to_string()])?;
 
     step("docs");
     run(cargo()

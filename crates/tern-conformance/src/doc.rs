@@ -72,16 +72,25 @@ fn result_cell(report: &RunReport, version: Version, id: &str) -> &'static str {
     match report.get(version, id).map(|t| &t.outcome) {
         Some(Outcome::Pass) => "pass",
         Some(Outcome::Fail(_)) => "**FAIL**",
+        Some(Outcome::Skip(why)) if why.starts_with(crate::runner::SKIP_LIST_PREFIX) => "deviation",
         Some(Outcome::Skip(_)) => "skip",
         None => "–",
     }
 }
 
 fn deviation(report: &RunReport, version: Version, id: &str) -> Option<String> {
-    match report.get(version, id).map(|t| &t.outcome) {
-        Some(Outcome::Fail(why)) => Some(format!("fails: {why}")),
-        Some(Outcome::Skip(why)) => Some(format!("skipped: {why}")),
-        _ => None,
+    report.get(version, id).and_then(|t| explain(&t.outcome))
+}
+
+/// A failure, a known deviation (skip-list entry), or another skip.
+fn explain(outcome: &Outcome) -> Option<String> {
+    match outcome {
+        Outcome::Pass => None,
+        Outcome::Fail(why) => Some(format!("fails: {why}")),
+        Outcome::Skip(why) => Some(match why.strip_prefix(crate::runner::SKIP_LIST_PREFIX) {
+            Some(reason) => format!("known deviation: {reason}"),
+            None => format!("skipped: {why}"),
+        }),
     }
 }
 
@@ -143,10 +152,8 @@ pub fn render(table: &Table, tern: &RunReport, mosquitto: &RunReport) -> Result<
         let _ = writeln!(w, "## Known deviations: {label}\n");
         let mut any = false;
         for t in &report.tests {
-            let why = match &t.outcome {
-                Outcome::Pass => continue,
-                Outcome::Fail(why) => format!("fails: {why}"),
-                Outcome::Skip(why) => format!("skipped: {why}"),
+            let Some(why) = explain(&t.outcome) else {
+                continue;
             };
             any = true;
             let _ = writeln!(w, "- **{}** (v{}, {}): {}", t.id, t.version, t.title, why);

@@ -21,6 +21,9 @@ use std::{
 /// The longest a single test may take before it counts as failed.
 pub const TEST_WATCHDOG: Duration = Duration::from_secs(30);
 
+/// How a skip caused by the broker's skip list begins its reason.
+pub const SKIP_LIST_PREFIX: &str = "skip list: ";
+
 /// A test's result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", content = "reason", rename_all = "lowercase")]
@@ -148,7 +151,7 @@ pub fn run(
 fn run_one(target: &Target, case: Case, skips: &Skips) -> TestReport {
     let started = Instant::now();
     let outcome = if let Some(reason) = skips.reason(case.version, case.id) {
-        Outcome::Skip(format!("skip list: {reason}"))
+        Outcome::Skip(format!("{SKIP_LIST_PREFIX}{reason}"))
     } else {
         let (tx, rx) = mpsc::channel();
         let target = target.clone();

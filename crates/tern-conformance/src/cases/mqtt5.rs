@@ -1024,7 +1024,7 @@ fn qos2_out_not_expired(ctx: &Ctx) -> TestResult {
         first.qos.as_u8()
     );
     s.drop_abruptly();
-    std::thread::sleep(Duration::from_millis(1600));
+    std::thread::sleep(Duration::from_millis(2200));
     let (mut s, _) = ctx.connect_ok(persistent_connect(ctx, &id, false))?;
     let again = s.recv_publish()?;
     ensure!(again.packet_id == first.packet_id, "resent with another id");
