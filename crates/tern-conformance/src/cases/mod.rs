@@ -15,6 +15,7 @@ mod mqtt5;
 mod publish;
 mod retain;
 mod subscribe;
+mod ws;
 
 /// One registered test.
 #[derive(Debug, Clone, Copy)]
@@ -62,6 +63,7 @@ pub fn all() -> Vec<Case> {
         subscribe::CASES,
         retain::CASES,
         mqtt5::CASES,
+        ws::CASES,
     ]
     .concat()
 }
