@@ -3,7 +3,8 @@
 //!
 //! - no broker flag: builds `tern` and `tern-conformance`, starts
 //!   `tern broker --tcp 127.0.0.1:0 --ws 127.0.0.1:0`, reads the ports from
-//!   its `listening ...` lines, runs the suite with `skips/tern.toml`, and
+//!   its `listening ...` lines, runs the suite with `skips/tern.toml` (plus
+//!   the client-side tests of tern-client against a scripted broker), and
 //!   stops the broker by PID;
 //! - `--against-mosquitto`: the same with Debian's mosquitto (installed with
 //!   apt-get when missing), started on free loopback ports with the config
@@ -128,6 +129,11 @@ fn suite(
     }
     if let Some(skips) = skips {
         cmd.args(["--skips", skips]);
+    }
+    if name == "tern" {
+        // The client-side tests (tern-client against a scripted broker)
+        // belong with our own run.
+        cmd.args(["--client", "yes"]);
     }
     cmd.args(pass);
     run(&mut cmd).map_err(|_| format!("conformance: tests failed against {name}"))

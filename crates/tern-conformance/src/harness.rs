@@ -310,6 +310,55 @@ impl Conn {
         })
     }
 
+    /// Wraps an accepted connection (the scripted broker's side).
+    pub fn from_stream(stream: TcpStream, version: ProtocolVersion) -> Conn {
+        let _ = stream.set_nodelay(true);
+        Conn {
+            stream,
+            buf: BytesMut::with_capacity(4096),
+            version,
+            pending: VecDeque::new(),
+            next_pid: 0,
+            closed: false,
+            largest: 0,
+        }
+    }
+
+    /// Reads the next whole packet's raw bytes (for checking bits the
+    /// decoded form hides); fails on close or timeout.
+    pub fn recv_frame(&mut self) -> Result<bytes::Bytes, Stop> {
+        let deadline = Instant::now() + PACKET_TIMEOUT;
+        loop {
+            if let Ok(tern_codec::FrameStatus::Complete(header)) =
+                tern_codec::check_frame(&self.buf, self.version, u32::MAX)
+            {
+                return Ok(self.buf.split_to(header.packet_len()).freeze());
+            }
+            let now = Instant::now();
+            ensure!(
+                !self.closed,
+                "connection closed while a packet was expected"
+            );
+            ensure!(
+                now < deadline,
+                "no packet within {} ms",
+                PACKET_TIMEOUT.as_millis()
+            );
+            let _ = self.stream.set_read_timeout(Some(deadline - now));
+            let mut chunk = [0u8; 8192];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => self.closed = true,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
+                Err(_) => self.closed = true,
+            }
+        }
+    }
+
     /// The next packet identifier (1, 2, ...).
     pub fn next_pid(&mut self) -> PacketId {
         self.next_pid = self.next_pid.wrapping_add(1).max(1);
@@ -715,6 +764,11 @@ impl Conn {
         self.send(Packet::Disconnect(Disconnect::default()))?;
         let _ = self.expect_closed_within(Duration::from_secs(1));
         Ok(())
+    }
+
+    /// The socket itself, for tests that speak something other than MQTT.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
     }
 
     /// Closes the socket without DISCONNECT (an abnormal end: wills fire).

@@ -8,7 +8,7 @@ use tern_conformance::{Version, cases, doc, harness::Target, runner, skips::Skip
 const USAGE: &str = "\
 tern-conformance run --broker HOST:PORT [--ws URL] [--version 3.1.1|5]
                      [--filter TEXT] [--json FILE] [--skips NAME|FILE]
-                     [--name NAME] [--threads N]
+                     [--name NAME] [--threads N] [--client yes]
 tern-conformance doc --tern FILE --mosquitto FILE --out FILE
 tern-conformance list [--version 3.1.1|5] [--filter TEXT]";
 
@@ -69,6 +69,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             "--skips",
             "--name",
             "--threads",
+            "--client",
         ],
     )?;
     let broker = get(&flags, "--broker").ok_or("--broker HOST:PORT is required")?;
@@ -88,7 +89,10 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         Some(n) => n.parse().map_err(|_| "--threads needs a number")?,
         None => 16,
     };
-    let selected = cases::select(version, get(&flags, "--filter"));
+    // The client-side tests check tern-client against a scripted broker:
+    // run them with our broker's run, not with another broker's.
+    let client = get(&flags, "--client").is_some_and(|v| v == "yes");
+    let selected = cases::select(version, get(&flags, "--filter"), client);
     let mut stdout = std::io::stdout();
     let report = runner::run(name, &target, &selected, &skips, threads, &mut stdout);
     if let Some(path) = get(&flags, "--json") {
@@ -126,7 +130,7 @@ fn write_doc(args: &[String]) -> Result<ExitCode, String> {
 
 fn list(args: &[String]) -> Result<ExitCode, String> {
     let flags = flags(args, &["--version", "--filter"])?;
-    for case in cases::select(version_flag(&flags)?, get(&flags, "--filter")) {
+    for case in cases::select(version_flag(&flags)?, get(&flags, "--filter"), true) {
         println!("{} [v{}] {}", case.id, case.version, case.title);
     }
     Ok(ExitCode::SUCCESS)

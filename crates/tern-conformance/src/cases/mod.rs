@@ -10,6 +10,7 @@ use crate::{
     harness::{Ctx, TestResult},
 };
 
+mod client;
 mod connect;
 mod mqtt5;
 mod publish;
@@ -28,6 +29,19 @@ pub struct Case {
     pub title: &'static str,
     /// The test.
     pub run: fn(&Ctx) -> TestResult,
+    /// Which side it tests: the broker under test, or tern-client against
+    /// a scripted broker.
+    pub side: Side,
+}
+
+/// Which implementation a test checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The broker given to the runner.
+    Broker,
+    /// tern-client, driven against a scripted broker built from the codec;
+    /// the broker under test plays no part.
+    Client,
 }
 
 /// Registers a test for MQTT 3.1.1.
@@ -38,6 +52,16 @@ macro_rules! v3 {
             version: $crate::Version::V3_1_1,
             title: $title,
             run: $f,
+            side: $crate::cases::Side::Broker,
+        }
+    };
+    (client $id:literal, $title:literal, $f:path) => {
+        $crate::cases::Case {
+            id: $id,
+            version: $crate::Version::V3_1_1,
+            title: $title,
+            run: $f,
+            side: $crate::cases::Side::Client,
         }
     };
 }
@@ -50,6 +74,16 @@ macro_rules! v5 {
             version: $crate::Version::V5,
             title: $title,
             run: $f,
+            side: $crate::cases::Side::Broker,
+        }
+    };
+    (client $id:literal, $title:literal, $f:path) => {
+        $crate::cases::Case {
+            id: $id,
+            version: $crate::Version::V5,
+            title: $title,
+            run: $f,
+            side: $crate::cases::Side::Client,
         }
     };
 }
@@ -64,14 +98,17 @@ pub fn all() -> Vec<Case> {
         retain::CASES,
         mqtt5::CASES,
         ws::CASES,
+        client::CASES,
     ]
     .concat()
 }
 
-/// The tests of `version` (or both) whose id or title contains `filter`.
-pub fn select(version: Option<Version>, filter: Option<&str>) -> Vec<Case> {
+/// The tests of `version` (or both) whose id or title contains `filter`;
+/// the client-side tests only if `client` says so.
+pub fn select(version: Option<Version>, filter: Option<&str>, client: bool) -> Vec<Case> {
     all()
         .into_iter()
+        .filter(|c| client || c.side == Side::Broker)
         .filter(|c| version.is_none_or(|v| v == c.version))
         .filter(|c| {
             filter.is_none_or(|f| {

@@ -71,11 +71,6 @@ pub(crate) const CASES: &[Case] = &[
         alias_zero
     ),
     v5!(
-        "MQTT-3.3.2-9",
-        "Topic Alias above the server's maximum closes",
-        alias_too_big
-    ),
-    v5!(
         "MQTT-3.1.2-27",
         "no Topic Alias Maximum: no aliases sent",
         no_alias_to_client
@@ -543,20 +538,6 @@ fn raw_publish_props(topic: &str, props: &[u8]) -> Vec<u8> {
 fn alias_zero(ctx: &Ctx) -> TestResult {
     let mut c = ctx.connect()?;
     c.send_raw(&raw_publish_props(&ctx.topic("a"), &[0x23, 0, 0]))?;
-    c.expect_closed_with_error()
-}
-
-fn alias_too_big(ctx: &Ctx) -> TestResult {
-    let (mut c, max) = match alias_client(ctx) {
-        Ok(x) => x,
-        Err(Stop::Skip(_)) => (ctx.connect()?, 0),
-        Err(e) => return Err(e),
-    };
-    if max == u16::MAX {
-        return Err(Stop::Skip("Topic Alias Maximum is 65535".into()));
-    }
-    let [hi, lo] = (max + 1).to_be_bytes();
-    c.send_raw(&raw_publish_props(&ctx.topic("a"), &[0x23, hi, lo]))?;
     c.expect_closed_with_error()
 }
 
