@@ -67,8 +67,12 @@ mod tests {
             ("mqtt-3.1.1-statements.tsv", V3_TSV),
             ("mqtt-5.0-statements.tsv", V5_TSV),
         ] {
-            if let Ok(original) = std::fs::read_to_string(shared.join(file)) {
-                assert_eq!(original, copy, "{file} differs from the shared list");
+            match std::fs::read_to_string(shared.join(file)) {
+                Ok(original) => assert_eq!(original, copy, "{file} differs from the shared list"),
+                // Outside the development machine only the copy exists.
+                Err(_) => {
+                    eprintln!("{file}: no shared list next to the repository; copy not compared")
+                }
             }
         }
     }
