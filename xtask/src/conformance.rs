@@ -91,7 +91,8 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     result
 }
 
-/// Builds the broker and the suite (debug, sharing the test build).
+/// Builds the broker and the suite: debug with all features, as `cargo
+/// test --workspace --all-features` builds them, so CI reuses that build.
 fn build() -> Result<(), String> {
     run(cargo().args([
         "build",
@@ -101,6 +102,7 @@ fn build() -> Result<(), String> {
         "-p",
         "tern-conformance",
         "--bins",
+        "--all-features",
     ]))
 }
 
