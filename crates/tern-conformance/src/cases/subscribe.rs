@@ -283,6 +283,21 @@ pub(crate) const CASES: &[Case] = &[
         "shared subscription: granted QoS respected",
         shared_granted_qos
     ),
+    v5!(
+        "MQTT-4.8.2-4",
+        "shared subscription: delivery completed on reconnect",
+        shared_reconnect
+    ),
+    v5!(
+        "MQTT-4.8.2-5",
+        "shared subscription: session ended, not sent to others",
+        shared_session_ends
+    ),
+    v5!(
+        "MQTT-4.8.2-6",
+        "shared subscription: PUBACK >= 0x80, not sent to others",
+        shared_nack
+    ),
 ];
 
 /// A SUBSCRIBE for several filters.
@@ -807,4 +822,116 @@ fn shared_granted_qos(ctx: &Ctx) -> TestResult {
     );
     p.disconnect()?;
     s.disconnect()
+}
+
+/// A member of `$share/g/{topic}` with a persistent session (`expiry` s).
+fn shared_member(ctx: &Ctx, id: &str, topic: &str, expiry: u32, clean: bool) -> Result<Conn, Stop> {
+    ctx.persistent(id);
+    let mut connect = ctx.connect_packet();
+    connect.client_id = string(id);
+    connect.clean_start = clean;
+    connect.properties.session_expiry_interval = Some(expiry);
+    let (mut c, _) = ctx.connect_ok(connect)?;
+    if clean {
+        let ack = c.subscribe(&format!("$share/g/{topic}"), QoS::AtLeastOnce)?;
+        if ack.reason_codes[0] == ReasonCode::SharedSubscriptionsNotSupported {
+            return Err(Stop::Skip(
+                "broker does not support shared subscriptions".into(),
+            ));
+        }
+        ensure!(
+            !ack.reason_codes[0].is_error(),
+            "shared subscription refused: {:?}",
+            ack.reason_codes
+        );
+    }
+    Ok(c)
+}
+
+fn shared_reconnect(ctx: &Ctx) -> TestResult {
+    let topic = ctx.topic("sh");
+    let id = ctx.client_id();
+    let a = shared_member(ctx, &id, &topic, 300, true)?;
+    let mut a = a;
+    let mut p = ctx.connect()?;
+    p.publish(&topic, b"m", QoS::AtLeastOnce, false)?;
+    let first = a.recv_publish()?;
+    a.drop_abruptly();
+    let mut a = shared_member(ctx, &id, &topic, 300, false)?;
+    let again = a.recv_publish_acked()?;
+    ensure!(
+        again.packet_id == first.packet_id && &again.payload[..] == b"m",
+        "after reconnect got {again:?}"
+    );
+    p.disconnect()?;
+    a.disconnect()
+}
+
+/// Publishes to the group until member `a` receives one (others go to
+/// `b`, which acknowledges them); returns a's message.
+fn until_a_receives(
+    p: &mut Conn,
+    a: &mut Conn,
+    b: &mut Conn,
+    topic: &str,
+) -> Result<tern_codec::Publish, Stop> {
+    for i in 0..20u8 {
+        p.publish(topic, &[i], QoS::AtLeastOnce, false)?;
+        match a.recv_within(std::time::Duration::from_millis(300)) {
+            Ok(Packet::Publish(m)) => return Ok(m),
+            Ok(other) => return Err(fail(format!("member got {}", name(&other)))),
+            Err(_) => {
+                b.recv_publish_acked()?;
+            }
+        }
+    }
+    Err(fail("20 messages, none delivered to the first member"))
+}
+
+fn shared_session_ends(ctx: &Ctx) -> TestResult {
+    let topic = ctx.topic("sh");
+    let mut a = shared_member(ctx, &ctx.client_id(), &topic, 1, true)?;
+    let mut b = shared_member(ctx, &ctx.client_id(), &topic, 0, true)?;
+    let mut p = ctx.connect()?;
+    let m = until_a_receives(&mut p, &mut a, &mut b, &topic)?;
+    a.drop_abruptly();
+    // a's session expires after 1 s; its message must not move to b.
+    match b.recv_within(std::time::Duration::from_millis(2500)) {
+        Ok(Packet::Publish(x)) if x.payload == m.payload => {
+            return Err(fail(
+                "the ended session's message was sent to another member",
+            ));
+        }
+        Ok(other) => return Err(fail(format!("unexpected {}", name(&other)))),
+        Err(_) => {}
+    }
+    p.disconnect()?;
+    b.disconnect()
+}
+
+fn shared_nack(ctx: &Ctx) -> TestResult {
+    let topic = ctx.topic("sh");
+    let mut a = shared_member(ctx, &ctx.client_id(), &topic, 0, true)?;
+    let mut b = shared_member(ctx, &ctx.client_id(), &topic, 0, true)?;
+    let mut p = ctx.connect()?;
+    let m = until_a_receives(&mut p, &mut a, &mut b, &topic)?;
+    let id = m.packet_id.ok_or_else(|| fail("QoS 1 without id"))?;
+    a.send(Packet::PubAck(tern_codec::PubAck::with_reason(
+        id,
+        ReasonCode::UnspecifiedError,
+    )))?;
+    a.expect_alive()?;
+    match b.recv_within(crate::harness::QUIET_TIME) {
+        Ok(Packet::Publish(x)) if x.payload == m.payload => {
+            return Err(fail(
+                "a message refused with PUBACK 0x80 was sent to another member",
+            ));
+        }
+        Ok(other) => return Err(fail(format!("unexpected {}", name(&other)))),
+        Err(_) => {}
+    }
+    a.expect_silence(crate::harness::QUIET_TIME)?;
+    p.disconnect()?;
+    a.disconnect()?;
+    b.disconnect()
 }
