@@ -88,6 +88,8 @@ pub(crate) const CASES: &[Case] = &[
     v3!(client "MQTT-3.14.4-2", "client: nothing after DISCONNECT", disconnect),
     v3!(client "MQTT-6.0.0-3", "client: offers the \"mqtt\" subprotocol", ws_subprotocol),
     v5!(client "MQTT-6.0.0-3", "client: offers the \"mqtt\" subprotocol", ws_subprotocol),
+    v3!(client "MQTT-3.1.3-7", "client: empty client id only with clean session", empty_id_clean),
+    v5!(client "MQTT-3.1.2-30", "client: only AUTH or DISCONNECT before CONNACK with a method", auth_method_wait),
 ];
 
 /// The scripted broker's listening socket.
@@ -973,5 +975,64 @@ fn ws_subprotocol(ctx: &Ctx) -> TestResult {
         "upgrade request offers no \"mqtt\" subprotocol:\n{request}"
     );
     drop(stream);
+    run.join()
+}
+
+fn empty_id_clean(ctx: &Ctx) -> TestResult {
+    let broker = FakeBroker::new()?;
+    let options = broker
+        .options(ctx)?
+        .client_id("")
+        .map_err(|e| fail(e.to_string()))?
+        .clean_start(false);
+    let run = spawn_client(move || async move {
+        // Refusing locally is as good as sending a clean session.
+        let _ = Client::connect(options).await;
+        Ok(())
+    });
+    match broker.accept(ctx) {
+        Err(_) => {}
+        Ok(mut conn) => {
+            if let Ok(frame) = conn.recv_frame() {
+                let connect = decode_connect(ctx, &frame)?;
+                ensure!(
+                    !connect.client_id.is_empty() || connect.clean_start,
+                    "zero-byte client id sent with clean session 0"
+                );
+                conn.send(Packet::ConnAck(accept_all()))?;
+            }
+            let _ = conn.expect_closed_within(PACKET_TIMEOUT);
+        }
+    }
+    run.join()
+}
+
+fn auth_method_wait(ctx: &Ctx) -> TestResult {
+    let broker = FakeBroker::new()?;
+    let options = broker.options(ctx)?.properties(ConnectProperties {
+        authentication_method: Some(string("SCRAM-SHA-1")),
+        ..Default::default()
+    });
+    let run = spawn_client(move || async move {
+        let _ = Client::connect(options).await;
+        Ok(())
+    });
+    let mut conn = broker.accept(ctx)?;
+    let frame = conn.recv_frame()?;
+    let connect = decode_connect(ctx, &frame)?;
+    ensure!(
+        connect.properties.authentication_method.is_some(),
+        "CONNECT lost the Authentication Method"
+    );
+    // No CONNACK yet: only AUTH or DISCONNECT may come.
+    match conn.recv_within(QUIET_TIME) {
+        Ok(Packet::Auth(_)) | Ok(Packet::Disconnect(_)) | Err(_) => {}
+        Ok(other) => return Err(fail(format!("sent {} before CONNACK", name(&other)))),
+    }
+    let _ = conn.send(Packet::ConnAck(ConnAck {
+        reason_code: ReasonCode::BadAuthenticationMethod,
+        ..ConnAck::default()
+    }));
+    let _ = conn.expect_closed_within(PACKET_TIMEOUT);
     run.join()
 }

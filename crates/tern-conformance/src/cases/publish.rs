@@ -339,6 +339,11 @@ pub(crate) const CASES: &[Case] = &[
         "malformed packet: close (DISCONNECT >= 0x80)",
         qos3_publish
     ),
+    v5!(
+        "MQTT-4.3.3-1",
+        "unacknowledged QoS 2 messages get distinct ids",
+        distinct_ids_qos2
+    ),
 ];
 
 fn bad_pingreq_flags(ctx: &Ctx) -> TestResult {
@@ -664,17 +669,27 @@ fn qos1_outgoing(ctx: &Ctx) -> TestResult {
 }
 
 fn distinct_ids(ctx: &Ctx) -> TestResult {
-    let topic = ctx.topic("q1");
-    let (mut s, mut p) = pair(ctx, &topic, QoS::AtLeastOnce)?;
+    distinct_ids_at(ctx, QoS::AtLeastOnce)
+}
+
+fn distinct_ids_qos2(ctx: &Ctx) -> TestResult {
+    distinct_ids_at(ctx, QoS::ExactlyOnce)
+}
+
+/// Five messages in flight to one subscriber at `qos` carry five ids.
+fn distinct_ids_at(ctx: &Ctx, qos: QoS) -> TestResult {
+    let topic = ctx.topic("ids");
+    let (mut s, mut p) = pair(ctx, &topic, qos)?;
     for i in 0..5u8 {
-        p.publish(&topic, &[i], QoS::AtLeastOnce, false)?;
+        p.publish(&topic, &[i], qos, false)?;
     }
     let mut ids = Vec::new();
     for _ in 0..5 {
         let got = s.recv_publish()?;
+        ensure!(got.qos == qos, "delivered at QoS {}", got.qos.as_u8());
         ids.push(
             got.packet_id
-                .ok_or_else(|| fail("QoS 1 without packet id"))?,
+                .ok_or_else(|| fail("QoS > 0 without packet id"))?,
         );
     }
     let mut unique = ids.clone();
