@@ -9,6 +9,9 @@
 //! - `--against-mosquitto`: the same with Debian's mosquitto (installed with
 //!   apt-get when missing), started on free loopback ports with the config
 //!   written by [`mosquitto_config`], and `skips/mosquitto.toml`;
+//! - in both cases a second instance of the broker, configured with Maximum
+//!   QoS 1 and without retained messages, serves the few statements about
+//!   such servers (`--restricted`);
 //! - `--broker HOST:PORT [--ws URL]`: a broker that is already running, no
 //!   skip list.
 //!
@@ -75,19 +78,22 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     if let Some(broker) = &o.broker {
         return suite(broker, o.ws.as_deref(), "broker", None, &o.pass);
     }
-    let running = if o.mosquitto {
-        start_mosquitto()?
+    let (running, restricted) = if o.mosquitto {
+        (start_mosquitto()?, start_mosquitto_restricted()?)
     } else {
-        start_tern()?
+        (start_tern()?, start_tern_restricted()?)
     };
+    let mut pass = o.pass.clone();
+    pass.extend(["--restricted".to_string(), restricted.tcp.to_string()]);
     let result = suite(
         &running.tcp.to_string(),
         running.ws.as_deref(),
         running.name,
         Some(running.name),
-        &o.pass,
+        &pass,
     );
     running.stop();
+    restricted.stop();
     result
 }
 
@@ -173,19 +179,51 @@ fn log_file(name: &str) -> Result<std::fs::File, String> {
     std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Starts `tern broker` on port 0 and reads its listening lines.
+/// Starts `tern broker` on port 0 (TCP and WebSocket).
 fn start_tern() -> Result<Running, String> {
+    spawn_tern(
+        &["broker", "--tcp", "127.0.0.1:0", "--ws", "127.0.0.1:0"],
+        "tern",
+        true,
+    )
+}
+
+/// The settings of the second, restricted Tern broker.
+const TERN_RESTRICTED: &str = "\
+# Written by `cargo xtask conformance`: the broker for the statements about
+# servers without QoS 2 and without retained messages.
+[listeners]
+tcp = [\"127.0.0.1:0\"]
+ws = []
+
+[limits]
+maximum_qos = 1
+retain_available = false
+";
+
+/// Starts a second `tern broker` with Maximum QoS 1 and no retain.
+fn start_tern_restricted() -> Result<Running, String> {
+    let dir = target_dir().join("conformance");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let config = dir.join("tern-restricted.toml");
+    std::fs::write(&config, TERN_RESTRICTED).map_err(|e| e.to_string())?;
+    let config = config.display().to_string();
+    spawn_tern(&["broker", "--config", &config], "tern-restricted", false)
+}
+
+/// Starts `tern` with `args` and reads its listening lines.
+fn spawn_tern(args: &[&str], log: &str, want_ws: bool) -> Result<Running, String> {
     let mut child = Command::new(binary("tern"))
-        .args(["broker", "--tcp", "127.0.0.1:0", "--ws", "127.0.0.1:0"])
+        .args(args)
         .stdout(Stdio::piped())
-        .stderr(log_file("tern")?)
+        .stderr(log_file(log)?)
         .spawn()
         .map_err(|e| format!("cannot start tern broker: {e}"))?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let mut lines = BufReader::new(stdout).lines();
     let mut tcp = None;
     let mut ws = None;
-    while tcp.is_none() || ws.is_none() {
+    while tcp.is_none() || (want_ws && ws.is_none()) {
         let Some(Ok(line)) = lines.next() else {
             let _ = child.kill();
             return Err("tern broker exited before printing its listeners".into());
@@ -202,7 +240,7 @@ fn start_tern() -> Result<Running, String> {
     // Keep draining stdout so the broker never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     let tcp = tcp.ok_or("no tcp listener")?;
-    eprintln!("conformance: tern broker (pid {}) on {tcp}", child.id());
+    eprintln!("conformance: {log} broker (pid {}) on {tcp}", child.id());
     Ok(Running {
         name: "tern",
         child,
@@ -234,24 +272,60 @@ pub(crate) fn mosquitto_config(tcp: u16, ws: u16) -> String {
     )
 }
 
+/// The config of the second, restricted mosquitto: Maximum QoS 1 on its
+/// listener, no retained messages.
+pub(crate) fn mosquitto_restricted_config(tcp: u16) -> String {
+    format!(
+        "# Written by `cargo xtask conformance --against-mosquitto`.\n\
+         allow_anonymous true\n\
+         persistence false\n\
+         retain_available false\n\
+         log_dest stderr\n\
+         log_type error\n\
+         listener {tcp} 127.0.0.1\n\
+         max_qos 1\n"
+    )
+}
+
 /// Starts Debian's mosquitto on free loopback ports.
 fn start_mosquitto() -> Result<Running, String> {
+    let (tcp, ws) = (free_port()?, free_port()?);
+    spawn_mosquitto("mosquitto", &mosquitto_config(tcp, ws), tcp, Some(ws))
+}
+
+/// Starts a second mosquitto with Maximum QoS 1 and no retain.
+fn start_mosquitto_restricted() -> Result<Running, String> {
+    let tcp = free_port()?;
+    spawn_mosquitto(
+        "mosquitto-restricted",
+        &mosquitto_restricted_config(tcp),
+        tcp,
+        None,
+    )
+}
+
+/// Starts mosquitto with `config_text` and waits for its TCP listener.
+fn spawn_mosquitto(
+    name: &str,
+    config_text: &str,
+    tcp_port: u16,
+    ws_port: Option<u16>,
+) -> Result<Running, String> {
     ensure_apt(&["mosquitto"], &["mosquitto"])?;
     let program = if which("mosquitto") {
         PathBuf::from("mosquitto")
     } else {
         PathBuf::from("/usr/sbin/mosquitto")
     };
-    let (tcp_port, ws_port) = (free_port()?, free_port()?);
     let dir = target_dir().join("conformance");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let config = dir.join("mosquitto.conf");
-    std::fs::write(&config, mosquitto_config(tcp_port, ws_port)).map_err(|e| e.to_string())?;
+    let config = dir.join(format!("{name}.conf"));
+    std::fs::write(&config, config_text).map_err(|e| e.to_string())?;
     let mut child = Command::new(&program)
         .arg("-c")
         .arg(&config)
         .stdout(Stdio::null())
-        .stderr(log_file("mosquitto")?)
+        .stderr(log_file(name)?)
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
     let tcp: SocketAddr = ([127, 0, 0, 1], tcp_port).into();
@@ -261,17 +335,17 @@ fn start_mosquitto() -> Result<Running, String> {
             let _ = child.kill();
             return Err(format!(
                 "mosquitto did not listen on {tcp} (log: {})",
-                dir.join("mosquitto.log").display()
+                dir.join(format!("{name}.log")).display()
             ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    eprintln!("conformance: mosquitto (pid {}) on {tcp}", child.id());
+    eprintln!("conformance: {name} (pid {}) on {tcp}", child.id());
     Ok(Running {
         name: "mosquitto",
         child,
         tcp,
-        ws: Some(format!("ws://127.0.0.1:{ws_port}/mqtt")),
+        ws: ws_port.map(|p| format!("ws://127.0.0.1:{p}/mqtt")),
     })
 }
 
@@ -280,14 +354,18 @@ fn write_doc(o: &Options) -> Result<(), String> {
     let dir = target_dir().join("conformance");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let mut reports = Vec::new();
-    for start in [
-        start_tern as fn() -> Result<Running, String>,
-        start_mosquitto,
-    ] {
+    type Start = fn() -> Result<Running, String>;
+    let brokers: [(Start, Start); 2] = [
+        (start_tern, start_tern_restricted),
+        (start_mosquitto, start_mosquitto_restricted),
+    ];
+    for (start, start_restricted) in brokers {
         let running = start()?;
+        let restricted = start_restricted()?;
         let json = dir.join(format!("{}.json", running.name));
         let mut pass = o.pass.clone();
         pass.extend(["--json".to_string(), json.display().to_string()]);
+        pass.extend(["--restricted".to_string(), restricted.tcp.to_string()]);
         // Failures are recorded in the document, not fatal here.
         let result = suite(
             &running.tcp.to_string(),
@@ -300,6 +378,7 @@ fn write_doc(o: &Options) -> Result<(), String> {
             eprintln!("conformance: {e} (recorded in CONFORMANCE.md)");
         }
         running.stop();
+        restricted.stop();
         reports.push(json);
     }
     run(Command::new(binary("tern-conformance"))

@@ -69,6 +69,9 @@ pub struct Target {
     pub tcp: SocketAddr,
     /// The MQTT-over-WebSocket URL (`ws://HOST:PORT/PATH`), if any.
     pub ws: Option<String>,
+    /// The same broker configured with Maximum QoS 1 and no retained
+    /// messages (for the statements about such servers), if any.
+    pub restricted: Option<SocketAddr>,
 }
 
 impl Target {
@@ -79,7 +82,11 @@ impl Target {
             .map_err(|e| format!("{tcp}: {e}"))?
             .next()
             .ok_or_else(|| format!("{tcp}: no address"))?;
-        Ok(Target { tcp, ws })
+        Ok(Target {
+            tcp,
+            ws,
+            restricted: None,
+        })
     }
 }
 

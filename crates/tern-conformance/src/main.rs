@@ -9,6 +9,7 @@ const USAGE: &str = "\
 tern-conformance run --broker HOST:PORT [--ws URL] [--version 3.1.1|5]
                      [--filter TEXT] [--json FILE] [--skips NAME|FILE]
                      [--name NAME] [--threads N] [--client yes]
+                     [--restricted HOST:PORT]
 tern-conformance doc --tern FILE --mosquitto FILE --out FILE
 tern-conformance list [--version 3.1.1|5] [--filter TEXT]";
 
@@ -70,10 +71,14 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             "--name",
             "--threads",
             "--client",
+            "--restricted",
         ],
     )?;
     let broker = get(&flags, "--broker").ok_or("--broker HOST:PORT is required")?;
-    let target = Target::new(broker, get(&flags, "--ws").map(str::to_string))?;
+    let mut target = Target::new(broker, get(&flags, "--ws").map(str::to_string))?;
+    if let Some(r) = get(&flags, "--restricted") {
+        target.restricted = Some(Target::new(r, None)?.tcp);
+    }
     let version = version_flag(&flags)?;
     let name = get(&flags, "--name").unwrap_or("broker");
     let skips = match get(&flags, "--skips") {
@@ -92,7 +97,12 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     // The client-side tests check tern-client against a scripted broker:
     // run them with our broker's run, not with another broker's.
     let client = get(&flags, "--client").is_some_and(|v| v == "yes");
-    let selected = cases::select(version, get(&flags, "--filter"), client);
+    let selected = cases::select(
+        version,
+        get(&flags, "--filter"),
+        client,
+        target.restricted.is_some(),
+    );
     let mut stdout = std::io::stdout();
     let report = runner::run(name, &target, &selected, &skips, threads, &mut stdout);
     if let Some(path) = get(&flags, "--json") {
@@ -130,7 +140,7 @@ fn write_doc(args: &[String]) -> Result<ExitCode, String> {
 
 fn list(args: &[String]) -> Result<ExitCode, String> {
     let flags = flags(args, &["--version", "--filter"])?;
-    for case in cases::select(version_flag(&flags)?, get(&flags, "--filter"), true) {
+    for case in cases::select(version_flag(&flags)?, get(&flags, "--filter"), true, true) {
         println!("{} [v{}] {}", case.id, case.version, case.title);
     }
     Ok(ExitCode::SUCCESS)

@@ -154,7 +154,12 @@ fn run_one(target: &Target, case: Case, skips: &Skips) -> TestReport {
         Outcome::Skip(format!("{SKIP_LIST_PREFIX}{reason}"))
     } else {
         let (tx, rx) = mpsc::channel();
-        let target = target.clone();
+        let mut target = target.clone();
+        if case.side == crate::cases::Side::Restricted
+            && let Some(restricted) = target.restricted
+        {
+            target.tcp = restricted;
+        }
         std::thread::spawn(move || {
             let ctx = Ctx::new(target, case.version);
             let result =

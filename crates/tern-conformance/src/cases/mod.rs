@@ -14,6 +14,7 @@ mod client;
 mod connect;
 mod mqtt5;
 mod publish;
+mod restricted;
 mod retain;
 mod subscribe;
 mod ws;
@@ -42,6 +43,9 @@ pub enum Side {
     /// tern-client, driven against a scripted broker built from the codec;
     /// the broker under test plays no part.
     Client,
+    /// The broker under test, configured with Maximum QoS 1 and without
+    /// retained messages (`--restricted HOST:PORT`).
+    Restricted,
 }
 
 /// Registers a test for MQTT 3.1.1.
@@ -86,6 +90,15 @@ macro_rules! v5 {
             side: $crate::cases::Side::Client,
         }
     };
+    (restricted $id:literal, $title:literal, $f:path) => {
+        $crate::cases::Case {
+            id: $id,
+            version: $crate::Version::V5,
+            title: $title,
+            run: $f,
+            side: $crate::cases::Side::Restricted,
+        }
+    };
 }
 pub(crate) use {v3, v5};
 
@@ -99,16 +112,27 @@ pub fn all() -> Vec<Case> {
         mqtt5::CASES,
         ws::CASES,
         client::CASES,
+        restricted::CASES,
     ]
     .concat()
 }
 
 /// The tests of `version` (or both) whose id or title contains `filter`;
-/// the client-side tests only if `client` says so.
-pub fn select(version: Option<Version>, filter: Option<&str>, client: bool) -> Vec<Case> {
+/// the client-side tests only if `client` says so, those needing the
+/// restricted broker only if `restricted` says so.
+pub fn select(
+    version: Option<Version>,
+    filter: Option<&str>,
+    client: bool,
+    restricted: bool,
+) -> Vec<Case> {
     all()
         .into_iter()
-        .filter(|c| client || c.side == Side::Broker)
+        .filter(|c| match c.side {
+            Side::Broker => true,
+            Side::Client => client,
+            Side::Restricted => restricted,
+        })
         .filter(|c| version.is_none_or(|v| v == c.version))
         .filter(|c| {
             filter.is_none_or(|f| {

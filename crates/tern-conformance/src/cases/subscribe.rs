@@ -83,11 +83,6 @@ pub(crate) const CASES: &[Case] = &[
         suback_codes
     ),
     v5!("MQTT-3.9.3-2", "only SUBACK reason codes", suback_codes),
-    v5!(
-        "MQTT-3.2.2-10",
-        "SUBSCRIBE at QoS 0, 1, 2 accepted",
-        multi_subscribe
-    ),
     v3!(
         "MQTT-3.8.3-4",
         "reserved bits in subscription options close",
