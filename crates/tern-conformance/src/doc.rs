@@ -135,7 +135,20 @@ pub fn render(table: &Table, tern: &RunReport, mosquitto: &RunReport) -> Result<
          peer (with the reason), or **not yet covered**. Where a tested statement \
          fails or is skipped for a broker, the notes give the evidence (the test's \
          failure message, or the skip list's reason: \
-         `crates/tern-conformance/skips/`).\n"
+         `crates/tern-conformance/skips/`).\n\n\
+         The few statements about servers without QoS 2 or retained messages \
+         run against a second instance of each broker configured that way; \
+         client-side statements are tested against tern-client with a \
+         scripted broker.\n\n\
+         mosquitto runs with the configuration `cargo xtask conformance \
+         --against-mosquitto` writes (`mosquitto_config` in \
+         `xtask/src/conformance.rs`): `allow_anonymous true`, `persistence \
+         false`, a TCP and a WebSocket listener on free 127.0.0.1 ports, \
+         everything else at mosquitto's defaults; the restricted instance has \
+         `retain_available false` and `max_qos 1` on its listener. Tern runs \
+         with its defaults (`tern broker --tcp 127.0.0.1:0 --ws 127.0.0.1:0`); \
+         its restricted instance has `maximum_qos = 1` and `retain_available = \
+         false`.\n"
     );
     let _ = writeln!(w, "## Summary\n");
     let _ = writeln!(w, "| | MQTT 3.1.1 | MQTT 5.0 |\n|---|---|---|");
@@ -201,13 +214,19 @@ pub fn render(table: &Table, tern: &RunReport, mosquitto: &RunReport) -> Result<
                 .get(version, &s.id)
                 .ok_or_else(|| format!("{} (v{version}) missing from statements.toml", s.id))?;
             let (status, mut notes) = match entry.status {
-                Status::Tested => ("tested", Vec::new()),
+                Status::Tested => (
+                    crate::cases::all()
+                        .iter()
+                        .find(|c| c.version == version && c.id == s.id)
+                        .map_or("tested".to_string(), |c| format!("tested: {}", c.title)),
+                    Vec::new(),
+                ),
                 Status::NotObservable => (
-                    "not observable",
+                    "not observable".to_string(),
                     vec![entry.reason.clone().unwrap_or_default()],
                 ),
                 Status::Uncovered => (
-                    "not yet covered",
+                    "not yet covered".to_string(),
                     entry.reason.clone().into_iter().collect(),
                 ),
             };
@@ -235,11 +254,12 @@ pub fn render(table: &Table, tern: &RunReport, mosquitto: &RunReport) -> Result<
             };
             let _ = writeln!(
                 w,
-                "| {} ({}) {} | {} | {status} | {t} | {m} | {} |",
+                "| {} ({}) {} | {} | {} | {t} | {m} | {} |",
                 s.id,
                 s.section,
                 cell(&short(&s.text, 110)),
                 s.role,
+                cell(&status),
                 cell(&notes.join("; "))
             );
         }
