@@ -90,6 +90,7 @@ pub(crate) const CASES: &[Case] = &[
     v5!(client "MQTT-6.0.0-3", "client: offers the \"mqtt\" subprotocol", ws_subprotocol),
     v3!(client "MQTT-3.1.3-7", "client: empty client id only with clean session", empty_id_clean),
     v5!(client "MQTT-3.1.2-30", "client: only AUTH or DISCONNECT before CONNACK with a method", auth_method_wait),
+    v5!(client "MQTT-3.2.2-5", "client: session present 0 discards the session", session_discarded),
 ];
 
 /// The scripted broker's listening socket.
@@ -1033,6 +1034,65 @@ fn auth_method_wait(ctx: &Ctx) -> TestResult {
         reason_code: ReasonCode::BadAuthenticationMethod,
         ..ConnAck::default()
     }));
+    let _ = conn.expect_closed_within(PACKET_TIMEOUT);
+    run.join()
+}
+
+/// Three QoS 1 messages in flight; the connection drops; the reconnect's
+/// CONNACK says session present 0: the old flows are gone, so nothing may
+/// come back as a resend (DUP 1).
+fn session_discarded(ctx: &Ctx) -> TestResult {
+    let broker = FakeBroker::new()?;
+    let options = broker
+        .options(ctx)?
+        .session_expiry(300)
+        .reconnect(Some(Backoff {
+            initial: Duration::from_millis(20),
+            factor: 1.0,
+            max: Duration::from_millis(20),
+            jitter: 0.0,
+            seed: Some(1),
+        }));
+    let run = spawn_client(move || async move {
+        let (client, _messages) = Client::connect(options).await.map_err(|e| e.to_string())?;
+        for i in 0..3u8 {
+            // Completion (or an error for the discarded flow) does not matter.
+            drop(tokio::spawn(
+                client
+                    .publish("t/sd", vec![i], QoS::AtLeastOnce, false)
+                    .into_future(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let _ = client.disconnect().await;
+        Ok(())
+    });
+    let (mut conn, _) = broker.handshake(ctx, accept_all())?;
+    for _ in 0..3 {
+        match conn.recv()? {
+            Packet::Publish(_) => {}
+            other => return Err(fail(format!("unexpected {}", name(&other)))),
+        }
+    }
+    conn.drop_abruptly();
+    let (mut conn, _) = broker.handshake(ctx, accept_all())?;
+    loop {
+        match conn.recv_within(Duration::from_millis(800)) {
+            Ok(Packet::Publish(p)) => {
+                ensure!(
+                    !p.dup,
+                    "after session present 0 the client resent {:?} (DUP 1)",
+                    p.payload
+                );
+                if let Some(id) = p.packet_id {
+                    conn.send(Packet::PubAck(PubAck::new(id)))?;
+                }
+            }
+            Ok(Packet::PingReq) => conn.send(Packet::PingResp)?,
+            Ok(Packet::Disconnect(_)) | Err(_) => break,
+            Ok(other) => return Err(fail(format!("unexpected {}", name(&other)))),
+        }
+    }
     let _ = conn.expect_closed_within(PACKET_TIMEOUT);
     run.join()
 }
