@@ -68,18 +68,36 @@ fn short(text: &str, max: usize) -> String {
     format!("{}…", cut.trim_end())
 }
 
-fn result_cell(report: &RunReport, version: Version, id: &str) -> &'static str {
-    match report.get(version, id).map(|t| &t.outcome) {
-        Some(Outcome::Pass) => "pass",
-        Some(Outcome::Fail(_)) => "**FAIL**",
-        Some(Outcome::Skip(why)) if why.starts_with(crate::runner::SKIP_LIST_PREFIX) => "deviation",
-        Some(Outcome::Skip(_)) => "skip",
-        None => "–",
+/// The worst outcome of the statement's tests on one side.
+fn result_cell(report: &RunReport, version: Version, id: &str, client: bool) -> &'static str {
+    let mut cell = "–";
+    for t in report.all(version, id).filter(|t| t.client == client) {
+        let this = match &t.outcome {
+            Outcome::Pass => "pass",
+            Outcome::Fail(_) => "**FAIL**",
+            Outcome::Skip(why) if why.starts_with(crate::runner::SKIP_LIST_PREFIX) => "deviation",
+            Outcome::Skip(_) => "skip",
+        };
+        let rank = |c: &str| {
+            ["–", "pass", "skip", "deviation", "**FAIL**"]
+                .iter()
+                .position(|x| *x == c)
+        };
+        if rank(this) > rank(cell) {
+            cell = this;
+        }
     }
+    cell
 }
 
 fn deviation(report: &RunReport, version: Version, id: &str) -> Option<String> {
-    report.get(version, id).and_then(|t| explain(&t.outcome))
+    let notes: Vec<String> = report
+        .all(version, id)
+        .filter_map(|t| {
+            explain(&t.outcome).map(|e| if t.client { format!("(client) {e}") } else { e })
+        })
+        .collect();
+    (!notes.is_empty()).then(|| notes.join("; "))
 }
 
 /// A failure, a known deviation (skip-list entry), or another skip.
@@ -94,13 +112,6 @@ fn explain(outcome: &Outcome) -> Option<String> {
     }
 }
 
-/// Whether the test of `id` checks tern-client rather than a broker.
-fn client_side(version: Version, id: &str) -> bool {
-    crate::cases::all()
-        .iter()
-        .any(|c| c.version == version && c.id == id && c.side == crate::cases::Side::Client)
-}
-
 fn counts(report: &RunReport, version: Version, client: bool) -> String {
     let mut pass = 0;
     let mut fail = 0;
@@ -108,7 +119,7 @@ fn counts(report: &RunReport, version: Version, client: bool) -> String {
     for t in report
         .tests
         .iter()
-        .filter(|t| t.version == version.name() && client_side(version, &t.id) == client)
+        .filter(|t| t.version == version.name() && t.client == client)
     {
         match t.outcome {
             Outcome::Pass => pass += 1,
@@ -205,8 +216,8 @@ pub fn render(table: &Table, tern: &RunReport, mosquitto: &RunReport) -> Result<
                 let _ = writeln!(
                     w,
                     "\n### {title} §{key} {}\n\n\
-                     | Statement | Role | Status | Tern | mosquitto | Notes |\n\
-                     |---|---|---|---|---|---|",
+                     | Statement | Role | Status | Tern | mosquitto | tern-client | Notes |\n\
+                     |---|---|---|---|---|---|---|",
                     section_title(version, &key)
                 );
             }
@@ -215,10 +226,15 @@ pub fn render(table: &Table, tern: &RunReport, mosquitto: &RunReport) -> Result<
                 .ok_or_else(|| format!("{} (v{version}) missing from statements.toml", s.id))?;
             let (status, mut notes) = match entry.status {
                 Status::Tested => (
-                    crate::cases::all()
-                        .iter()
-                        .find(|c| c.version == version && c.id == s.id)
-                        .map_or("tested".to_string(), |c| format!("tested: {}", c.title)),
+                    format!(
+                        "tested: {}",
+                        crate::cases::all()
+                            .iter()
+                            .filter(|c| c.version == version && c.id == s.id)
+                            .map(|c| c.title)
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ),
                     Vec::new(),
                 ),
                 Status::NotObservable => (
@@ -238,23 +254,18 @@ pub fn render(table: &Table, tern: &RunReport, mosquitto: &RunReport) -> Result<
                     notes.push(format!("mosquitto {d}"));
                 }
             }
-            let (t, m) = if entry.status == Status::Tested {
-                let m = if client_side(version, &s.id) {
-                    notes.insert(
-                        0,
-                        "client-side: tern-client against a scripted broker".into(),
-                    );
-                    "n/a"
-                } else {
-                    result_cell(mosquitto, version, &s.id)
-                };
-                (result_cell(tern, version, &s.id), m)
+            let (t, m, c) = if entry.status == Status::Tested {
+                (
+                    result_cell(tern, version, &s.id, false),
+                    result_cell(mosquitto, version, &s.id, false),
+                    result_cell(tern, version, &s.id, true),
+                )
             } else {
-                ("", "")
+                ("", "", "")
             };
             let _ = writeln!(
                 w,
-                "| {} ({}) {} | {} | {} | {t} | {m} | {} |",
+                "| {} ({}) {} | {} | {} | {t} | {m} | {c} | {} |",
                 s.id,
                 s.section,
                 cell(&short(&s.text, 110)),

@@ -50,6 +50,10 @@ pub struct TestReport {
     pub outcome: Outcome,
     /// How long it took.
     pub millis: u64,
+    /// Whether it tested tern-client (against a scripted broker) rather
+    /// than the broker.
+    #[serde(default)]
+    pub client: bool,
 }
 
 /// The whole run, as written by `--json`.
@@ -70,9 +74,15 @@ pub struct RunReport {
 impl RunReport {
     /// The report of one test, if it ran.
     pub fn get(&self, version: Version, id: &str) -> Option<&TestReport> {
+        self.all(version, id).next()
+    }
+
+    /// The reports of every test of one statement (a statement about
+    /// either side may have a broker test and a client test).
+    pub fn all(&self, version: Version, id: &str) -> impl Iterator<Item = &TestReport> {
         self.tests
             .iter()
-            .find(|t| t.id == id && t.version == version.name())
+            .filter(move |t| t.id == id && t.version == version.name())
     }
 }
 
@@ -184,5 +194,6 @@ fn run_one(target: &Target, case: Case, skips: &Skips) -> TestReport {
         title: case.title.to_string(),
         outcome,
         millis: started.elapsed().as_millis() as u64,
+        client: case.side == crate::cases::Side::Client,
     }
 }

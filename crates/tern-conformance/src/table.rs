@@ -159,11 +159,11 @@ mod tests {
     }
 
     #[test]
-    fn test_ids_are_unique_per_version() {
+    fn test_ids_are_unique_per_version_and_side() {
         let mut seen = BTreeSet::new();
         for case in cases::all() {
             assert!(
-                seen.insert((case.version, case.id)),
+                seen.insert((case.version, case.id, case.side == cases::Side::Client)),
                 "two tests for {} (v{})",
                 case.id,
                 case.version

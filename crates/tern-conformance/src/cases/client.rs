@@ -91,6 +91,25 @@ pub(crate) const CASES: &[Case] = &[
     v3!(client "MQTT-3.1.3-7", "client: empty client id only with clean session", empty_id_clean),
     v5!(client "MQTT-3.1.2-30", "client: only AUTH or DISCONNECT before CONNACK with a method", auth_method_wait),
     v5!(client "MQTT-3.2.2-5", "client: session present 0 discards the session", session_discarded),
+    v3!(client "MQTT-1.5.3-1", "client: ill-formed UTF-8 from the server closes", bad_utf8_in),
+    v5!(client "MQTT-1.5.4-1", "client: ill-formed UTF-8 from the server closes", bad_utf8_in),
+    v3!(client "MQTT-1.5.3-2", "client: U+0000 from the server closes", null_in),
+    v5!(client "MQTT-1.5.4-2", "client: U+0000 from the server closes", null_in),
+    v3!(client "MQTT-3.3.1-4", "client: QoS 3 PUBLISH closes", qos3_in),
+    v5!(client "MQTT-3.3.1-4", "client: QoS 3 PUBLISH closes", qos3_in),
+    v3!(client "MQTT-2.2.2-2", "client: invalid flags close", bad_flags_in),
+    v5!(client "MQTT-2.1.3-1", "client: invalid reserved flags close", bad_flags_in),
+    v3!(client "MQTT-3.3.2-2", "client: wildcard topic name from the server closes", wildcard_in),
+    v5!(client "MQTT-3.3.2-2", "client: wildcard topic name from the server closes", wildcard_in),
+    v5!(client "MQTT-3.3.2-8", "client: Topic Alias 0 from the server closes", alias_zero_in),
+    v3!(client "MQTT-4.3.2-2", "client: PUBACK with the PUBLISH's id", ack_order),
+    v5!(client "MQTT-4.3.2-4", "client: PUBACK with the PUBLISH's id", ack_order),
+    v3!(client "MQTT-4.3.3-2", "client: PUBREC with the PUBLISH's id", ack_order),
+    v5!(client "MQTT-4.3.3-8", "client: PUBREC with the PUBLISH's id", ack_order),
+    v5!(client "MQTT-4.3.3-11", "client: PUBCOMP with the PUBREL's id", ack_order),
+    v3!(client "MQTT-2.3.1-6", "client: acks carry the PUBLISH's id", ack_order),
+    v5!(client "MQTT-2.2.1-5", "client: acks carry the PUBLISH's id", ack_order),
+    v5!(client "MQTT-3.4.2-1", "client: PUBACK uses PUBACK reason codes", ack_order),
 ];
 
 /// The scripted broker's listening socket.
@@ -1095,4 +1114,77 @@ fn session_discarded(ctx: &Ctx) -> TestResult {
     }
     let _ = conn.expect_closed_within(PACKET_TIMEOUT);
     run.join()
+}
+
+/// Connects tern-client, then sends `bytes` as the broker: the client must
+/// close the connection (a DISCONNECT >= 0x80 first is allowed).
+fn client_must_close(ctx: &Ctx, bytes: &[u8]) -> TestResult {
+    let broker = FakeBroker::new()?;
+    let options = broker.options(ctx)?;
+    let run = spawn_client(move || async move {
+        let (_client, mut messages) = Client::connect(options).await.map_err(|e| e.to_string())?;
+        // The stream ends when the connection does; a message is fine too
+        // as long as the connection then closes.
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while messages.recv().await.is_some() {}
+        })
+        .await;
+        Ok(())
+    });
+    let (mut conn, _) = broker.handshake(ctx, accept_all())?;
+    conn.send_raw(bytes)?;
+    let seen = conn.expect_closed_within(PACKET_TIMEOUT)?;
+    for p in &seen {
+        match p {
+            Packet::Disconnect(d) if ctx.v5() && d.reason_code.is_error() => {}
+            other => {
+                return Err(fail(format!(
+                    "client answered with {} instead of closing",
+                    name(other)
+                )));
+            }
+        }
+    }
+    run.join()
+}
+
+/// A QoS 0 PUBLISH with a raw topic (and, for 5.0, raw properties).
+fn publish_bytes(ctx: &Ctx, first: u8, topic: &[u8], props: &[u8]) -> Vec<u8> {
+    let mut body = crate::harness::raw_str(topic);
+    if first & 0x06 != 0 {
+        body.extend_from_slice(&1u16.to_be_bytes());
+    }
+    if ctx.v5() {
+        body.push(props.len() as u8);
+        body.extend_from_slice(props);
+    }
+    body.extend_from_slice(b"x");
+    crate::harness::raw(first, &body)
+}
+
+fn bad_utf8_in(ctx: &Ctx) -> TestResult {
+    client_must_close(
+        ctx,
+        &publish_bytes(ctx, 0x30, &[b'a', 0xED, 0xA0, 0x80], &[]),
+    )
+}
+
+fn null_in(ctx: &Ctx) -> TestResult {
+    client_must_close(ctx, &publish_bytes(ctx, 0x30, b"a\0b", &[]))
+}
+
+fn qos3_in(ctx: &Ctx) -> TestResult {
+    client_must_close(ctx, &publish_bytes(ctx, 0x36, b"t/q3", &[]))
+}
+
+fn bad_flags_in(ctx: &Ctx) -> TestResult {
+    client_must_close(ctx, &[0xD1, 0x00])
+}
+
+fn wildcard_in(ctx: &Ctx) -> TestResult {
+    client_must_close(ctx, &publish_bytes(ctx, 0x30, b"t/+", &[]))
+}
+
+fn alias_zero_in(ctx: &Ctx) -> TestResult {
+    client_must_close(ctx, &publish_bytes(ctx, 0x30, b"t/a", &[0x23, 0, 0]))
 }
