@@ -141,7 +141,7 @@ fn write_doc(args: &[String]) -> Result<ExitCode, String> {
 fn list(args: &[String]) -> Result<ExitCode, String> {
     let flags = flags(args, &["--version", "--filter"])?;
     for case in cases::select(version_flag(&flags)?, get(&flags, "--filter"), true, true) {
-        println!("{} [v{}] {}", case.id, case.version, case.title);
+        println!("{} {} (v{})", case.id, case.title, case.version);
     }
     Ok(ExitCode::SUCCESS)
 }

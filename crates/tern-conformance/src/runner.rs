@@ -88,7 +88,7 @@ impl RunReport {
 
 /// The line printed for a test.
 pub fn line(report: &TestReport) -> String {
-    let head = format!("{} [v{}] {}", report.id, report.version, report.title);
+    let head = format!("{} {} (v{})", report.id, report.title, report.version);
     match &report.outcome {
         Outcome::Pass => format!("PASS {head}"),
         Outcome::Fail(why) => format!("FAIL {head}: {why}"),
