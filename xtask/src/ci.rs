@@ -6,7 +6,7 @@
 //! smoke run.
 
 use crate::{
-    fuzz, interop, sim,
+    conformance, fuzz, interop, sim,
     tools::{cargo, ensure_apt, ensure_cargo_tool, run},
 };
 
@@ -65,6 +65,13 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     // Real third-party clients against our broker, and ours against
     // mosquitto: about a minute once the tools are installed.
     interop::command(&[])?;
+
+    step("conformance");
+    // The MQTT conformance suite against our broker, then against Debian's
+    // mosquitto (installed above) to keep the suite itself honest; about
+    // 10 s each once built.
+    conformance::command(&[])?;
+    conformance::command(&["--against-mosquitto".to_string()])?;
 
     step("docs");
     run(cargo()

@@ -5,6 +5,8 @@
 //! - `bench-broker [--seconds N]`: Tern's broker against mosquitto with
 //!   `tern bench`, written to BENCHMARKS.md.
 //! - `ci`: every check CI runs, in order; the README's test command.
+//! - `conformance [--against-mosquitto] [--broker HOST:PORT] ...`: the MQTT
+//!   conformance suite (crates/tern-conformance) against a broker.
 //! - `fuzz TARGET [--seconds N]`: runs one cargo-fuzz target on the stable toolchain.
 //! - `interop [--filter TEXT] [--against-mosquitto]`: third-party MQTT
 //!   clients against our broker, and our client against mosquitto.
@@ -16,6 +18,7 @@
 
 mod bench_broker;
 mod ci;
+mod conformance;
 mod fuzz;
 mod interop;
 mod sim;
@@ -37,6 +40,12 @@ Commands:
   ci                          run every check CI runs (fmt, clippy, tests, docs,
                               packaging, cargo-deny, fuzz smoke); installs the
                               tools it needs when missing
+  conformance [--broker HOST:PORT] [--ws URL] [--version 3.1.1|5]
+              [--filter TEXT] [--json FILE] [--against-mosquitto] [--write-doc]
+                              run the MQTT conformance suite against our broker
+                              (started on free ports), mosquitto, or any broker;
+                              --write-doc runs ours and mosquitto and writes
+                              CONFORMANCE.md
   fuzz TARGET [--seconds N]   run one fuzz target (default 60 s); TARGET `all`
                               runs each target in turn
   interop [--filter TEXT] [--against-mosquitto]
@@ -59,6 +68,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("bench-broker") => bench_broker::command(&args[1..]),
         Some("ci") => ci::command(&args[1..]),
+        Some("conformance") => conformance::command(&args[1..]),
         Some("fuzz") => fuzz::command(&args[1..]),
         Some("interop") => interop::command(&args[1..]),
         Some("sim") => sim::command(&args[1..]),
