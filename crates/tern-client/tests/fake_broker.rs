@@ -157,6 +157,30 @@ async fn an_unreachable_broker_is_named_in_the_error() {
 }
 
 #[tokio::test]
+async fn mqtt_3_1_3_7_an_empty_client_id_needs_a_clean_session_on_3_1_1() {
+    // Refused before any connection is attempted: the port has no listener,
+    // so anything else would be Unreachable.
+    let url = format!("mqtt://127.0.0.1:{}", free_port());
+    let persistent = |version| {
+        Options::from_url(&url)
+            .unwrap()
+            .version(version)
+            .client_id("")
+            .unwrap()
+            .clean_start(false)
+    };
+    let error = Client::connect(persistent(ProtocolVersion::V3_1_1))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::InvalidOptions(_)), "{error:?}");
+    // MQTT 5 allows it (the broker assigns an identifier).
+    let error = Client::connect(persistent(ProtocolVersion::V5))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Unreachable { .. }), "{error:?}");
+}
+
+#[tokio::test]
 async fn a_broker_that_never_sends_connack_times_out() {
     let broker = FakeBroker::start().await;
     let connecting = tokio::spawn(Client::connect(

@@ -693,13 +693,14 @@ impl ServerConnection {
     fn decode_failed(&mut self, error: tern_codec::DecodeError) {
         if self.phase == Phase::AwaitingConnect {
             // Answer a bad CONNECT with CONNACK where the version allows
-            // [MQTT-3.1.2-2]; a DISCONNECT may not come before CONNACK.
+            // [MQTT-3.1.2-2]; a DISCONNECT may not come before CONNACK. A
+            // protocol name other than "MQTT"/"MQIsdp" is not this protocol:
+            // close without answering [MQTT-3.1.2-1] (the other choice, a
+            // CONNACK, would be processing it "in line with this
+            // specification", which that statement forbids).
             match (error.kind(), error.connect_version()) {
-                (
-                    DecodeErrorKind::UnsupportedProtocolLevel(_)
-                    | DecodeErrorKind::InvalidProtocolName,
-                    _,
-                ) => {
+                (DecodeErrorKind::InvalidProtocolName, _) => {}
+                (DecodeErrorKind::UnsupportedProtocolLevel(_), _) => {
                     self.core.version = ProtocolVersion::V3_1_1;
                     self.send_refusal(ReasonCode::UnsupportedProtocolVersion);
                 }

@@ -1176,6 +1176,24 @@ fn mqtt_3_1_2_2_unsupported_protocol_level_gets_return_code_1() {
 }
 
 #[test]
+fn mqtt_3_1_2_1_another_protocol_name_is_closed_without_connack() {
+    // "MQXX" with level 5 and with level 4: not this protocol, so no CONNACK
+    // in either format.
+    for level in [0x05, 0x04] {
+        let mut server = ServerConnection::new(Instant::ZERO, ServerConfig::default());
+        let mut bytes = BytesMut::from(
+            &[
+                0x10, 0x0d, 0x00, 0x04, b'M', b'Q', b'X', b'X', level, 0x02, 0x00, 0x3c, 0x00,
+                0x00, 0x00,
+            ][..],
+        );
+        server.handle_bytes(Instant::ZERO, &mut bytes);
+        assert_eq!(server.poll_transmit(Instant::ZERO), None, "level {level}");
+        assert!(server.is_closed());
+    }
+}
+
+#[test]
 fn a_malformed_v5_connect_is_answered_with_connack_0x81() {
     let mut server = ServerConnection::new(Instant::ZERO, ServerConfig::default());
     // CONNECT v5 with the reserved flag set [MQTT-3.1.2-3].
