@@ -196,6 +196,8 @@ pub struct Broker {
     by_client_id: BTreeMap<MqttString, SessionKey>,
     tree: SubscriptionTree<SessionKey, Subscription>,
     match_buf: MatchBuffer,
+    /// Routing's scratch list, kept so routing does not allocate per message.
+    deliveries: Vec<routing::Delivery>,
     retained: RetainedIndex<RetainedMessage>,
     timers: BTreeSet<(Instant, Timer)>,
     ready: VecDeque<ConnId>,
@@ -247,6 +249,7 @@ impl Broker {
             by_client_id: BTreeMap::new(),
             tree: SubscriptionTree::new(),
             match_buf: MatchBuffer::new(),
+            deliveries: Vec::new(),
             retained: RetainedIndex::new(),
             timers: BTreeSet::new(),
             ready: VecDeque::new(),
