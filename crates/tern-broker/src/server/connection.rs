@@ -7,9 +7,11 @@
 //! - [`Input`], shared by every connection and bounded: the core is the
 //!   bottleneck by design, and when it falls behind a reader waits in `send`,
 //!   stops reading its socket, and TCP flow control pushes back on the client.
+//!   Reports of bytes written travel apart ([`Inputs::written`]), so that
+//!   they never queue behind other connections' input.
 //! - [`Output`], one per connection and unbounded so the core never waits on
 //!   a connection. The core bounds it itself by credit: it counts the bytes
-//!   it sent here and we report written ([`Input::Written`]), and stops
+//!   it sent here and we report written ([`Inputs::written`]), and stops
 //!   producing for us above its high-water mark.
 //!
 //! and a third, the [`Gate`], a `watch` the core sets per connection: it
@@ -53,10 +55,22 @@ pub(crate) enum Input {
     },
     /// Bytes read from the socket.
     Data(ConnId, BytesMut),
-    /// This many bytes of [`Output::Data`] are written to the socket.
-    Written(ConnId, usize),
     /// The peer closed the socket, or it failed.
     Closed(ConnId),
+}
+
+/// A connection's way to the core task.
+#[derive(Debug, Clone)]
+pub(crate) struct Inputs {
+    /// [`Input`]s, in order per connection; bounded, so a busy core slows
+    /// the readers down.
+    pub(crate) data: mpsc::Sender<Input>,
+    /// This many bytes of [`Output::Data`] are written to the socket. Apart
+    /// from the data so that a report never waits behind other connections'
+    /// input: it is what lets the core produce for this connection again.
+    /// Unbounded, but a connection sends one per write, and writes only
+    /// what the core's credit allows.
+    pub(crate) written: mpsc::UnboundedSender<(ConnId, usize)>,
 }
 
 /// What the core task tells a connection task.
@@ -98,7 +112,7 @@ pub(crate) async fn serve<R: Reader, W: Writer>(
     mut writer: W,
     peer: SocketAddr,
     transport: &'static str,
-    inputs: mpsc::Sender<Input>,
+    inputs: Inputs,
     _guards: Guards,
 ) {
     let (output_tx, output_rx) = mpsc::unbounded_channel();
@@ -111,7 +125,7 @@ pub(crate) async fn serve<R: Reader, W: Writer>(
         transport,
         reply: reply_tx,
     };
-    if inputs.send(accepted).await.is_err() {
+    if inputs.data.send(accepted).await.is_err() {
         return; // shutting down
     }
     let Ok(conn) = reply_rx.await else {
@@ -119,22 +133,22 @@ pub(crate) async fn serve<R: Reader, W: Writer>(
     };
 
     {
-        let read = read_loop(&mut reader, conn, &inputs, gate.clone());
-        let write = write_loop(&mut writer, output_rx, conn, &inputs);
+        let read = read_loop(&mut reader, conn, &inputs.data, gate.clone());
+        let write = write_loop(&mut writer, output_rx, conn, &inputs.written);
         tokio::pin!(read, write);
         let written = tokio::select! {
             () = &mut read => {
                 // The peer closed its side (or the socket failed). The core's
                 // answer is to drop our output channel; the writer writes what
                 // is still queued (the peer may still be reading) and ends.
-                let _ = inputs.send(Input::Closed(conn)).await;
+                let _ = inputs.data.send(Input::Closed(conn)).await;
                 false
             }
             () = closed(gate) => false,
             () = &mut write => {
                 // The core closed us, or a write failed (then the core must
                 // hear of it; after its own close it ignores the report).
-                let _ = inputs.send(Input::Closed(conn)).await;
+                let _ = inputs.data.send(Input::Closed(conn)).await;
                 true
             }
         };
@@ -185,7 +199,7 @@ async fn write_loop<W: Writer>(
     writer: &mut W,
     mut outputs: mpsc::UnboundedReceiver<Output>,
     conn: ConnId,
-    inputs: &mpsc::Sender<Input>,
+    written: &mpsc::UnboundedSender<(ConnId, usize)>,
 ) {
     let mut chunks = Vec::new();
     // `None`: the core dropped its sender (after our `Closed`, or at shutdown).
@@ -212,7 +226,7 @@ async fn write_loop<W: Writer>(
                 return;
             }
             chunks.clear();
-            if inputs.send(Input::Written(conn, n)).await.is_err() && !close {
+            if written.send((conn, n)).is_err() && !close {
                 return;
             }
         }

@@ -25,7 +25,7 @@ use tern_session::Instant;
 use tokio::sync::{broadcast, mpsc, watch};
 
 /// Inputs waiting for the core at most; connection readers wait beyond that.
-pub(crate) const INPUT_CAPACITY: usize = 1024;
+pub(crate) const INPUT_CAPACITY: usize = 64;
 
 /// Bytes handed to a connection and not yet written above which the core
 /// stops producing for it.
@@ -78,6 +78,7 @@ struct Driver {
 pub(crate) async fn run(
     config: BrokerConfig,
     mut inputs: mpsc::Receiver<Input>,
+    mut written: mpsc::UnboundedReceiver<(ConnId, usize)>,
     mut shutdown: broadcast::Receiver<()>,
 ) {
     let start = std::time::Instant::now();
@@ -96,6 +97,14 @@ pub(crate) async fn run(
             .poll_timeout()
             .map(|t| tokio::time::Instant::from_std(start + Duration::from_nanos(t.as_nanos())));
         tokio::select! {
+            // Reports of written bytes first: they make connections writable.
+            biased;
+            Some((conn, n)) = written.recv() => {
+                driver.written(conn, n);
+                while let Ok((conn, n)) = written.try_recv() {
+                    driver.written(conn, n);
+                }
+            }
             input = inputs.recv() => match input {
                 Some(input) => driver.handle_input(input),
                 // Every listener and connection is gone: nothing more can come.
@@ -175,17 +184,6 @@ impl Driver {
                     link.input = BytesMut::new();
                 }
             }
-            Input::Written(conn, n) => {
-                let Some(link) = self.links.get_mut(&conn) else {
-                    return;
-                };
-                link.unwritten = link.unwritten.saturating_sub(n);
-                if !link.writable && link.unwritten <= LOW_WATER {
-                    link.writable = true;
-                    link.gate.send_replace(Gate::Open);
-                    self.broker.set_writable(conn, true);
-                }
-            }
             Input::Closed(conn) => {
                 // Dropping the link drops its writer's sender: the writer
                 // flushes what it holds and ends.
@@ -193,6 +191,19 @@ impl Driver {
                     self.broker.handle_closed(now, conn);
                 }
             }
+        }
+    }
+
+    /// A connection wrote `n` bytes of what it was handed.
+    fn written(&mut self, conn: ConnId, n: usize) {
+        let Some(link) = self.links.get_mut(&conn) else {
+            return;
+        };
+        link.unwritten = link.unwritten.saturating_sub(n);
+        if !link.writable && link.unwritten <= LOW_WATER {
+            link.writable = true;
+            link.gate.send_replace(Gate::Open);
+            self.broker.set_writable(conn, true);
         }
     }
 
@@ -445,7 +456,7 @@ mod tests {
         assert!(!d.links[&a].writable);
         assert_eq!(*gate.borrow(), Gate::Paused);
         // Written down to the low-water mark: writable and read again.
-        d.handle_input(Input::Written(a, n - LOW_WATER));
+        d.written(a, n - LOW_WATER);
         assert!(d.links[&a].writable);
         assert_eq!(*gate.borrow(), Gate::Open);
     }

@@ -7,7 +7,7 @@
 //! a client can act on, and accepting keeps the backlog from filling with
 //! connections nobody will serve.
 
-use super::connection::{self, Guards, Input, Reader, Writer};
+use super::connection::{self, Guards, Inputs, Reader, Writer};
 use super::websocket;
 use bytes::{Bytes, BytesMut};
 use std::{io, io::IoSlice, sync::Arc, time::Duration};
@@ -22,8 +22,8 @@ use tokio::{
 
 /// What the listeners share.
 pub(crate) struct Shared {
-    /// The core task's input channel.
-    pub(crate) inputs: mpsc::Sender<Input>,
+    /// The core task's input channels.
+    pub(crate) inputs: Inputs,
     /// One permit per open connection.
     pub(crate) limit: Arc<Semaphore>,
     pub(crate) max_connections: usize,
