@@ -388,7 +388,7 @@ async fn main() {
     let rounds: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3);
     let idle_n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(0);
     let brokers = [start_tern().await, start_mosquitto().await];
-    let scenarios = [
+    let scenarios: [Scenario; 4] = [
         ("fan-in 4→1 QoS 0", 4, 1, QoS::AtMostOnce),
         ("fan-out 1→8 QoS 0", 1, 8, QoS::AtMostOnce),
         ("fan-in 4→1 QoS 1", 4, 1, QoS::AtLeastOnce),
@@ -409,6 +409,23 @@ async fn main() {
             }
         }
     }
+    if rounds > 0 {
+        print_table(&scenarios, &results);
+    }
+    if idle_n > 0 {
+        for broker in &brokers {
+            let per = idle(broker, idle_n).await;
+            println!(
+                "idle: {} {idle_n} connections: {per:.0} bytes RSS each",
+                broker.name
+            );
+        }
+    }
+}
+
+type Scenario = (&'static str, usize, usize, QoS);
+
+fn print_table(scenarios: &[Scenario], results: &[Vec<Vec<Sample>>]) {
     println!(
         "| scenario | tern msg/s | mosquitto msg/s | tern / mosquitto | tern peak RSS | mosquitto peak RSS | tern lost | mosquitto lost |"
     );
@@ -427,14 +444,5 @@ async fn main() {
             lost(0),
             lost(1),
         );
-    }
-    if idle_n > 0 {
-        for broker in &brokers {
-            let per = idle(broker, idle_n).await;
-            println!(
-                "idle: {} {idle_n} connections: {per:.0} bytes RSS each",
-                broker.name
-            );
-        }
     }
 }

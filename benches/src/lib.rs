@@ -169,8 +169,10 @@ pub mod broker_core {
     impl Scenario {
         /// Connects and subscribes everyone; `payload` bytes per message.
         pub fn new(shape: Shape, qos: QoS, version: ProtocolVersion, payload: usize) -> Self {
+            // As `tern broker` runs it: with publisher backpressure.
             let config = BrokerConfig {
                 sys_interval: None,
+                publisher_backpressure: Some(core::time::Duration::from_secs(1)),
                 ..BrokerConfig::default()
             };
             let now = Instant::ZERO;

@@ -17,6 +17,7 @@
 //! from `poll_timeout`, then drain events.
 
 mod auth;
+mod backpressure;
 mod config;
 mod connect;
 mod retained;
@@ -103,6 +104,10 @@ pub enum BrokerEvent {
         /// Why.
         reason: CloseReason,
     },
+    /// [`Broker::handle_bytes`] stopped consuming this connection's bytes
+    /// (publisher backpressure, see [`Broker::is_blocked`]) and will again:
+    /// hand it what is left, then read its socket again.
+    Unblocked(ConnId),
 }
 
 /// A subscription as the tree stores it.
@@ -165,6 +170,8 @@ enum Timer {
     SessionExpiry(SessionKey),
     /// Publishing the `$SYS` topics.
     Sys,
+    /// A blocked publisher's time limit (see `backpressure.rs`).
+    Unblock(Key),
 }
 
 /// Counters for `$SYS` and monitoring.
@@ -200,6 +207,13 @@ pub struct Broker {
     deliveries: Vec<routing::Delivery>,
     retained: RetainedIndex<RetainedMessage>,
     timers: BTreeSet<(Instant, Timer)>,
+    /// Publishers not read until a subscriber's queue drains.
+    blocked: BTreeMap<ConnId, backpressure::Blocked>,
+    /// Set by a delivery into a half-full queue, for the publisher's sake.
+    congested: Option<SessionKey>,
+    /// Subscribers that held a publisher up to the time limit: they block
+    /// no one until their queue drains.
+    stalled: BTreeSet<SessionKey>,
     ready: VecDeque<ConnId>,
     events: VecDeque<BrokerEvent>,
     store: Box<dyn Store>,
@@ -252,6 +266,9 @@ impl Broker {
             deliveries: Vec::new(),
             retained: RetainedIndex::new(),
             timers: BTreeSet::new(),
+            blocked: BTreeMap::new(),
+            congested: None,
+            stalled: BTreeSet::new(),
             ready: VecDeque::new(),
             events: VecDeque::new(),
             store,
@@ -342,13 +359,20 @@ impl Broker {
             let Some(c) = self.conns.get_mut(conn.key()) else {
                 return;
             };
-            if c.closing {
+            if c.closing || self.blocked.contains_key(&conn) {
                 // Closed by the protocol: its last packets (a refusing
                 // CONNACK, a DISCONNECT) still go out, so mark it ready.
+                // Blocked: the rest waits in `buf`.
                 break;
             }
             let before = buf.len();
-            c.server.handle_bytes(now, buf);
+            if self.config.publisher_backpressure.is_some() && c.session.is_some() {
+                // One packet at a time, so a publisher stops right after the
+                // packet that congested a queue.
+                c.server.handle_next(now, buf);
+            } else {
+                c.server.handle_bytes(now, buf);
+            }
             self.stats.bytes_received += (before - buf.len()) as u64;
             let handled = self.process_events(now, conn);
             // After an accepted CONNECT, packets pipelined behind it wait in `buf`.
@@ -377,6 +401,7 @@ impl Broker {
         };
         c.server.handle_closed(now);
         self.process_events(now, conn);
+        self.forget_blocked(conn);
         if let Some(c) = self.conns.remove(conn.key()) {
             if let Some(t) = c.timer {
                 self.timers.remove(&(t, Timer::Conn(conn.key())));
@@ -404,6 +429,8 @@ impl Broker {
                 }
                 Timer::Will(key) => self.will_due(now, key),
                 Timer::SessionExpiry(key) => self.session_expiry_due(now, key),
+                // Released by the next `poll_transmit`.
+                Timer::Unblock(_) => {}
                 Timer::Sys => {
                     self.publish_sys(now);
                     if let Some(interval) = self.config.sys_interval {
@@ -486,6 +513,7 @@ impl Broker {
             c.in_ready = false;
             self.ready.pop_front();
         }
+        self.release_blocked(now);
         None
     }
 

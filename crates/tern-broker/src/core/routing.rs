@@ -41,7 +41,10 @@ impl Broker {
                 ReasonCode::NotAuthorized
             }
             Ok(topic) => {
-                if self.publish_to(now, Some(key), topic, publish) == 0 {
+                self.congested = None;
+                let count = self.publish_to(now, Some(key), topic, publish);
+                self.block_if_congested(now, conn);
+                if count == 0 {
                     ReasonCode::NoMatchingSubscribers
                 } else {
                     ReasonCode::Success
@@ -189,7 +192,14 @@ impl Broker {
                     return;
                 };
                 let outcome = c.server.send(now, publish).ok();
+                let queue = c
+                    .server
+                    .session()
+                    .map(|s| (s.queue_len(), s.queued_bytes()));
                 self.mark_ready(conn);
+                if let Some((len, bytes)) = queue {
+                    self.note_congestion(to, len, bytes);
+                }
                 outcome
             }
             None => {

@@ -54,6 +54,8 @@ struct Link {
     unwritten: usize,
     /// What the core was last told.
     writable: bool,
+    /// The core stopped consuming its input (publisher backpressure).
+    blocked: bool,
     peer: SocketAddr,
     transport: &'static str,
 }
@@ -163,6 +165,7 @@ impl Driver {
                         batch: Vec::new(),
                         unwritten: 0,
                         writable: true,
+                        blocked: false,
                         peer,
                         transport,
                     },
@@ -178,11 +181,7 @@ impl Driver {
                 } else {
                     link.input.extend_from_slice(&bytes);
                 }
-                self.broker.handle_bytes(now, conn, &mut link.input);
-                if link.input.is_empty() {
-                    // Give the read buffer back between packets.
-                    link.input = BytesMut::new();
-                }
+                self.consume(now, conn);
             }
             Input::Closed(conn) => {
                 // Dropping the link drops its writer's sender: the writer
@@ -202,8 +201,40 @@ impl Driver {
         link.unwritten = link.unwritten.saturating_sub(n);
         if !link.writable && link.unwritten <= LOW_WATER {
             link.writable = true;
-            link.gate.send_replace(Gate::Open);
+            if !link.blocked {
+                link.gate.send_replace(Gate::Open);
+            }
             self.broker.set_writable(conn, true);
+        }
+    }
+
+    /// Hands the core a connection's input; pauses its reader while the
+    /// core leaves input unconsumed (publisher backpressure), since more
+    /// would only wait here.
+    fn consume(&mut self, now: Instant, conn: ConnId) {
+        let Some(link) = self.links.get_mut(&conn) else {
+            return;
+        };
+        self.broker.handle_bytes(now, conn, &mut link.input);
+        if link.input.is_empty() {
+            // Give the read buffer back between packets.
+            link.input = BytesMut::new();
+        }
+        let blocked = self.broker.is_blocked(conn);
+        if blocked != link.blocked {
+            link.blocked = blocked;
+            let gate = if blocked || !link.writable {
+                Gate::Paused
+            } else {
+                Gate::Open
+            };
+            link.gate.send_if_modified(|g| {
+                let changed = *g != gate && *g != Gate::Closed;
+                if changed {
+                    *g = gate;
+                }
+                changed
+            });
         }
     }
 
@@ -314,6 +345,7 @@ impl Driver {
                 }
                 self.broker.handle_closed(now, conn);
             }
+            BrokerEvent::Unblocked(conn) => self.consume(now, conn),
             BrokerEvent::Connected {
                 conn,
                 client_id,
@@ -373,6 +405,7 @@ mod tests {
                 batch: Vec::new(),
                 unwritten: 0,
                 writable: true,
+                blocked: false,
                 peer: SocketAddr::from(([127, 0, 0, 1], 1)),
                 transport: "test",
             },

@@ -18,6 +18,10 @@ use std::{
 use tern_codec::QoS;
 use tern_session::{OverflowPolicy, QueueLimits};
 
+/// How long at most the server stops reading a publisher whose messages
+/// half-fill an online subscriber's queue ([`BrokerConfig::publisher_backpressure`]).
+const PUBLISHER_BACKPRESSURE: Duration = Duration::from_millis(500);
+
 /// Everything the server needs: where to listen, and the limits.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -170,6 +174,9 @@ impl BrokerSettings {
             overflow: OverflowPolicy::DropNewest,
         };
         config.queue_qos0_offline = l.queue_qos0;
+        // A publisher outrunning an online subscriber is slowed down rather
+        // than having its messages dropped (for half a second at most; see `BrokerConfig::publisher_backpressure`).
+        config.publisher_backpressure = Some(PUBLISHER_BACKPRESSURE);
         config.sys_interval = (!l.sys_interval.is_zero()).then_some(l.sys_interval);
         config
     }
