@@ -679,6 +679,13 @@ impl ServerConnection {
         self.core.events.pop_front()
     }
 
+    /// Gives back the memory of the link's empty internal queues (packets
+    /// to send, events), so that a connection gone quiet costs little; they
+    /// grow again on use. A broker calls it when it has drained one.
+    pub fn release_memory(&mut self) {
+        self.core.release_memory();
+    }
+
     // ---- internals ----
 
     fn keep_alive_deadline(&self) -> Option<Instant> {
