@@ -63,6 +63,14 @@ impl std::fmt::Display for ConnId {
     }
 }
 
+/// A copy of a string that lives long (a client identifier, a subscription
+/// filter, a retained topic). Decoded strings are slices of the buffer the
+/// packet was read into; keeping one would keep the whole buffer (kilobytes)
+/// alive, for each idle client.
+pub(crate) fn compact(s: &MqttString) -> MqttString {
+    MqttString::from_utf8(bytes::Bytes::copy_from_slice(s.as_bytes())).unwrap_or_else(|_| s.clone())
+}
+
 /// A session's key in the broker: the subscription tree's subscriber key.
 pub(crate) type SessionKey = Key;
 
@@ -509,6 +517,10 @@ impl Broker {
                         packet,
                     });
                 }
+            }
+            if c.writable {
+                // Drained: an idle connection keeps no queue buffers.
+                c.server.release_memory();
             }
             c.in_ready = false;
             self.ready.pop_front();

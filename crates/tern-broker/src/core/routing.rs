@@ -270,7 +270,8 @@ impl Broker {
                     .and_then(|c| c.server.session_mut())
                 {
                     s.add_subscription(
-                        requested.filter.clone(),
+                        // Not a slice of the SUBSCRIBE's read buffer (see `compact`).
+                        super::compact(&requested.filter),
                         StoredSubscription {
                             options,
                             subscription_id: id,
