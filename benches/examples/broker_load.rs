@@ -13,8 +13,8 @@
 //! in one write per read). Each round runs every scenario against both
 //! brokers; the table gives medians of delivered messages per second, the
 //! broker's peak RSS, and for QoS 1 the messages lost (sent × subscribers −
-//! delivered, after a drain). Then IDLE_CONNECTIONS idle clients connect to
-//! each broker and the RSS growth per connection is reported.
+//! delivered, after a drain). First, IDLE_CONNECTIONS idle clients connect to
+//! each fresh broker and the RSS growth per connection is reported.
 //!
 //! The load driver shares the machine's two cores with the broker, for both
 //! brokers alike.
@@ -339,10 +339,10 @@ async fn measure(
     }
     let (d1, t1) = (run.delivered.load(Relaxed), t0.elapsed());
     run.stop.store(true, Relaxed);
-    // Drain: wait until deliveries stop moving.
+    // Drain: wait until deliveries stop moving (for half a second).
     let mut last = run.delivered.load(Relaxed);
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let now = run.delivered.load(Relaxed);
         if now == last {
             break;
@@ -388,6 +388,16 @@ async fn main() {
     let rounds: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3);
     let idle_n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(0);
     let brokers = [start_tern().await, start_mosquitto().await];
+    // Idle connections first, on fresh brokers whose heaps have not grown.
+    if idle_n > 0 {
+        for broker in &brokers {
+            let per = idle(broker, idle_n).await;
+            println!(
+                "idle: {} {idle_n} connections: {per:.0} bytes RSS each",
+                broker.name
+            );
+        }
+    }
     let scenarios: [Scenario; 4] = [
         ("fan-in 4→1 QoS 0", 4, 1, QoS::AtMostOnce),
         ("fan-out 1→8 QoS 0", 1, 8, QoS::AtMostOnce),
@@ -411,15 +421,6 @@ async fn main() {
     }
     if rounds > 0 {
         print_table(&scenarios, &results);
-    }
-    if idle_n > 0 {
-        for broker in &brokers {
-            let per = idle(broker, idle_n).await;
-            println!(
-                "idle: {} {idle_n} connections: {per:.0} bytes RSS each",
-                broker.name
-            );
-        }
     }
 }
 

@@ -28,7 +28,14 @@
 use super::FLUSH_TIMEOUT;
 use crate::ConnId;
 use bytes::{Bytes, BytesMut};
-use std::{io, net::SocketAddr};
+use std::{
+    io,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
 
 /// What the core allows a connection's reader to do.
@@ -49,6 +56,9 @@ pub(crate) enum Input {
     Accepted {
         writer: mpsc::UnboundedSender<Output>,
         gate: watch::Sender<Gate>,
+        /// How many of its [`Input::Data`] the core has handled; the core
+        /// bumps the gate after each, so a reader waiting on it wakes.
+        consumed: Arc<AtomicU64>,
         peer: SocketAddr,
         transport: &'static str,
         reply: oneshot::Sender<ConnId>,
@@ -118,9 +128,11 @@ pub(crate) async fn serve<R: Reader, W: Writer>(
     let (output_tx, output_rx) = mpsc::unbounded_channel();
     let (gate_tx, gate) = watch::channel(Gate::Open);
     let (reply_tx, reply_rx) = oneshot::channel();
+    let consumed = Arc::new(AtomicU64::new(0));
     let accepted = Input::Accepted {
         writer: output_tx,
         gate: gate_tx,
+        consumed: consumed.clone(),
         peer,
         transport,
         reply: reply_tx,
@@ -133,7 +145,7 @@ pub(crate) async fn serve<R: Reader, W: Writer>(
     };
 
     {
-        let read = read_loop(&mut reader, conn, &inputs.data, gate.clone());
+        let read = read_loop(&mut reader, conn, &inputs.data, gate.clone(), &consumed);
         let write = write_loop(&mut writer, output_rx, conn, &inputs.written);
         tokio::pin!(read, write);
         let written = tokio::select! {
@@ -165,20 +177,33 @@ async fn closed(mut gate: watch::Receiver<Gate>) {
     let _ = gate.wait_for(|g| *g == Gate::Closed).await;
 }
 
+/// Reads handed to the core and not yet handled by it, at most: a reader
+/// does not run ahead of the core, so what the core stops consuming (a
+/// blocked publisher's input) stays in the socket, not in memory.
+const READS_AHEAD: u64 = 2;
+
 async fn read_loop<R: Reader>(
     reader: &mut R,
     conn: ConnId,
     inputs: &mpsc::Sender<Input>,
     mut gate: watch::Receiver<Gate>,
+    consumed: &AtomicU64,
 ) {
+    let mut sent = 0u64;
     loop {
-        // Wait while paused; stop once closed (or once the core forgot us).
-        match gate.wait_for(|g| *g != Gate::Paused).await {
+        // Wait while paused or too far ahead; stop once closed (or once the
+        // core forgot us).
+        let ready = |g: &Gate| {
+            *g == Gate::Closed
+                || (*g == Gate::Open && sent - consumed.load(Ordering::Acquire) < READS_AHEAD)
+        };
+        match gate.wait_for(ready).await {
             Ok(g) if *g == Gate::Open => {}
             _ => return,
         }
         match reader.read().await {
             Ok(Some(bytes)) => {
+                sent += 1;
                 if inputs.send(Input::Data(conn, bytes)).await.is_err() {
                     return; // the core has stopped
                 }

@@ -19,7 +19,15 @@
 use super::connection::{Gate, Input, Output};
 use crate::{Broker, BrokerConfig, BrokerEvent, ConnId, Transmit};
 use bytes::{Bytes, BytesMut};
-use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 use tern_codec::Packet;
 use tern_session::Instant;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -45,6 +53,8 @@ struct Link {
     writer: mpsc::UnboundedSender<Output>,
     /// Pauses its reader while its output is held back; says when it is closed.
     gate: watch::Sender<Gate>,
+    /// Its [`Input::Data`] handled so far (see `READS_AHEAD` in connection.rs).
+    consumed: Arc<AtomicU64>,
     /// Received bytes the core has not consumed: a partial packet. Empty
     /// (and without an allocation) between packets.
     input: BytesMut,
@@ -145,6 +155,7 @@ impl Driver {
             Input::Accepted {
                 writer,
                 gate,
+                consumed,
                 peer,
                 transport,
                 reply,
@@ -161,6 +172,7 @@ impl Driver {
                     Link {
                         writer,
                         gate,
+                        consumed,
                         input: BytesMut::new(),
                         batch: Vec::new(),
                         unwritten: 0,
@@ -181,6 +193,9 @@ impl Driver {
                 } else {
                     link.input.extend_from_slice(&bytes);
                 }
+                // Let its reader read on (it waits when two reads ahead).
+                link.consumed.fetch_add(1, Ordering::Release);
+                link.gate.send_modify(|_| {});
                 self.consume(now, conn);
             }
             Input::Closed(conn) => {
@@ -401,6 +416,7 @@ mod tests {
             Link {
                 writer,
                 gate,
+                consumed: Arc::default(),
                 input: BytesMut::new(),
                 batch: Vec::new(),
                 unwritten: 0,
