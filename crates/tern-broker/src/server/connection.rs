@@ -54,7 +54,7 @@ pub(crate) enum Gate {
 pub(crate) enum Input {
     /// A new socket: the core answers with its [`ConnId`] and keeps `writer`.
     Accepted {
-        writer: mpsc::UnboundedSender<Output>,
+        writer: OutputSender,
         gate: watch::Sender<Gate>,
         /// How many of its [`Input::Data`] the core has handled; the core
         /// bumps the gate after each, so a reader waiting on it wakes.
@@ -93,6 +93,103 @@ pub(crate) enum Output {
     Close,
 }
 
+/// A connection's output, filled by the core task and emptied by the
+/// connection's writer: an unbounded queue (bounded by the core's credit)
+/// that costs an idle connection a few words, where a channel would
+/// allocate a block of slots up front.
+#[derive(Debug, Default)]
+pub(crate) struct OutputQueue {
+    pending: std::sync::Mutex<Pending>,
+    /// Wakes the writer (a permit is kept if it is not waiting yet).
+    ready: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    chunks: Vec<Bytes>,
+    close: bool,
+    /// The core dropped its [`OutputSender`].
+    gone: bool,
+}
+
+/// What the writer is to do next.
+enum Next {
+    /// Write these chunks (then ask again).
+    Write(Vec<Bytes>),
+    /// Close the socket: everything before was written.
+    Close,
+    /// The core forgot the connection: stop.
+    Gone,
+}
+
+impl OutputQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        // A panic while holding it leaves plain data behind: carry on.
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits for something to do.
+    async fn next(&self) -> Next {
+        loop {
+            {
+                let mut p = self.lock();
+                if !p.chunks.is_empty() {
+                    return Next::Write(std::mem::take(&mut p.chunks));
+                }
+                if p.close {
+                    return Next::Close;
+                }
+                if p.gone {
+                    return Next::Gone;
+                }
+            }
+            self.ready.notified().await;
+        }
+    }
+
+    /// What is pending, without waiting (for tests).
+    #[cfg(test)]
+    pub(crate) fn try_take(&self) -> Option<Output> {
+        let mut p = self.lock();
+        if !p.chunks.is_empty() {
+            Some(Output::Data(std::mem::take(&mut p.chunks)))
+        } else if p.close {
+            Some(Output::Close)
+        } else {
+            None
+        }
+    }
+}
+
+/// The core's end of an [`OutputQueue`]; dropping it tells the writer to
+/// write what it has and stop.
+#[derive(Debug)]
+pub(crate) struct OutputSender(pub(crate) Arc<OutputQueue>);
+
+impl OutputSender {
+    /// Queues output for the writer; never waits.
+    pub(crate) fn send(&self, output: Output) {
+        {
+            let mut p = self.0.lock();
+            match output {
+                Output::Data(batch) if p.chunks.is_empty() => p.chunks = batch,
+                Output::Data(batch) => p.chunks.extend(batch),
+                Output::Close => p.close = true,
+            }
+        }
+        self.0.ready.notify_one();
+    }
+}
+
+impl Drop for OutputSender {
+    fn drop(&mut self) {
+        self.0.lock().gone = true;
+        self.0.ready.notify_one();
+    }
+}
+
 /// Reads from a socket, allocating a buffer only when there is something
 /// to read.
 pub(crate) trait Reader {
@@ -125,7 +222,8 @@ pub(crate) async fn serve<R: Reader, W: Writer>(
     inputs: Inputs,
     _guards: Guards,
 ) {
-    let (output_tx, output_rx) = mpsc::unbounded_channel();
+    let output = Arc::new(OutputQueue::default());
+    let output_tx = OutputSender(output.clone());
     let (gate_tx, gate) = watch::channel(Gate::Open);
     let (reply_tx, reply_rx) = oneshot::channel();
     let consumed = Arc::new(AtomicU64::new(0));
@@ -146,7 +244,7 @@ pub(crate) async fn serve<R: Reader, W: Writer>(
 
     {
         let read = read_loop(&mut reader, conn, &inputs.data, gate.clone(), &consumed);
-        let write = write_loop(&mut writer, output_rx, conn, &inputs.written);
+        let write = write_loop(&mut writer, &output, conn, &inputs.written);
         tokio::pin!(read, write);
         let written = tokio::select! {
             () = &mut read => {
@@ -217,46 +315,25 @@ async fn read_loop<R: Reader>(
     }
 }
 
-/// Chunks written in one go at most, across queued [`Output::Data`]s.
-const MAX_CHUNKS: usize = 64;
-
 async fn write_loop<W: Writer>(
     writer: &mut W,
-    mut outputs: mpsc::UnboundedReceiver<Output>,
+    output: &OutputQueue,
     conn: ConnId,
     written: &mpsc::UnboundedSender<(ConnId, usize)>,
 ) {
-    let mut chunks = Vec::new();
-    // `None`: the core dropped its sender (after our `Closed`, or at shutdown).
-    while let Some(first) = outputs.recv().await {
-        // Take whatever else is already queued, for one vectored write.
-        let mut close = false;
-        let mut next = Some(first);
-        while let Some(output) = next.take() {
-            match output {
-                Output::Data(batch) => chunks.extend(batch),
-                Output::Close => {
-                    close = true;
-                    break;
-                }
-            }
-            if chunks.len() < MAX_CHUNKS {
-                next = outputs.try_recv().ok();
-            }
-        }
-        if !chunks.is_empty() {
-            let n = chunks.iter().map(Bytes::len).sum();
-            if let Err(e) = writer.write(&chunks).await {
-                tracing::debug!(%conn, "write failed: {e}");
-                return;
-            }
-            chunks.clear();
-            if written.send((conn, n)).is_err() && !close {
-                return;
-            }
-        }
-        if close {
+    loop {
+        // Everything queued so far, for one vectored write. `Gone`: the core
+        // dropped its sender (after our `Closed`, or at shutdown).
+        let chunks = match output.next().await {
+            Next::Write(chunks) => chunks,
+            Next::Close | Next::Gone => return,
+        };
+        let n = chunks.iter().map(Bytes::len).sum();
+        if let Err(e) = writer.write(&chunks).await {
+            tracing::debug!(%conn, "write failed: {e}");
             return;
         }
+        // The core ignores reports once it has let the connection go.
+        let _ = written.send((conn, n));
     }
 }

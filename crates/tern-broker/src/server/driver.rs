@@ -16,7 +16,7 @@
 //! bounded queue, and pauses the connection's reader; below [`LOW_WATER`]
 //! it is writable and read again. A slow reader slows only itself.
 
-use super::connection::{Gate, Input, Output};
+use super::connection::{Gate, Input, Output, OutputSender};
 use crate::{Broker, BrokerConfig, BrokerEvent, ConnId, Transmit};
 use bytes::{Bytes, BytesMut};
 use std::{
@@ -50,7 +50,7 @@ pub(crate) const SHARED_PAYLOAD: usize = 1024;
 #[derive(Debug)]
 struct Link {
     /// Where its bytes go (see [`Output`]).
-    writer: mpsc::UnboundedSender<Output>,
+    writer: OutputSender,
     /// Pauses its reader while its output is held back; says when it is closed.
     gate: watch::Sender<Gate>,
     /// Its [`Input::Data`] handled so far (see `READS_AHEAD` in connection.rs).
@@ -344,7 +344,7 @@ impl Driver {
                 let batch = std::mem::take(&mut link.batch);
                 // A send fails only when the connection task has ended; its
                 // `Closed` is on its way.
-                let _ = link.writer.send(Output::Data(batch));
+                link.writer.send(Output::Data(batch));
             }
         }
     }
@@ -355,7 +355,7 @@ impl Driver {
                 // Its last packets were flushed above; the writer writes
                 // them, then closes the socket.
                 if let Some(link) = self.links.remove(&conn) {
-                    let _ = link.writer.send(Output::Close);
+                    link.writer.send(Output::Close);
                     link.gate.send_replace(Gate::Closed);
                 }
                 self.broker.handle_closed(now, conn);
@@ -393,6 +393,7 @@ impl Driver {
 
 #[cfg(test)]
 mod tests {
+    use super::super::connection::OutputQueue;
     use super::*;
     use tern_codec::{MqttString, ProtocolVersion, Publish};
 
@@ -407,9 +408,10 @@ mod tests {
         }
     }
 
-    fn link(d: &mut Driver) -> (ConnId, mpsc::UnboundedReceiver<Output>) {
+    fn link(d: &mut Driver) -> (ConnId, Arc<OutputQueue>) {
         let conn = d.broker.accept(Instant::ZERO);
-        let (writer, rx) = mpsc::unbounded_channel();
+        let rx = Arc::new(OutputQueue::default());
+        let writer = OutputSender(rx.clone());
         let (gate, _) = watch::channel(Gate::Open);
         d.links.insert(
             conn,
@@ -429,9 +431,9 @@ mod tests {
         (conn, rx)
     }
 
-    fn chunks(rx: &mut mpsc::UnboundedReceiver<Output>) -> Vec<Bytes> {
-        match rx.try_recv() {
-            Ok(Output::Data(chunks)) => chunks,
+    fn chunks(rx: &mut Arc<OutputQueue>) -> Vec<Bytes> {
+        match rx.try_take() {
+            Some(Output::Data(chunks)) => chunks,
             other => panic!("expected data, got {other:?}"),
         }
     }

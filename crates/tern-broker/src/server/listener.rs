@@ -154,6 +154,9 @@ impl Reader for TcpReader {
     }
 }
 
+/// Buffers handed to one vectored write at most.
+const MAX_SLICES: usize = 256;
+
 /// Writes a TCP socket with vectored writes: shared payload chunks go out
 /// without being copied.
 pub(crate) struct TcpWriter(OwnedWriteHalf);
@@ -165,7 +168,13 @@ impl Writer for TcpWriter {
         while index < chunks.len() {
             slices.clear();
             slices.push(IoSlice::new(&chunks[index][offset..]));
-            slices.extend(chunks[index + 1..].iter().map(|c| IoSlice::new(c)));
+            // At most `MAX_SLICES` per call (writev's limit is 1024).
+            slices.extend(
+                chunks[index + 1..]
+                    .iter()
+                    .take(MAX_SLICES - 1)
+                    .map(|c| IoSlice::new(c)),
+            );
             let mut n = self.0.write_vectored(&slices).await?;
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
