@@ -58,13 +58,16 @@ impl Broker {
         }
         let until = now + limit;
         self.blocked.insert(conn, Blocked { on, until });
+        self.waiting.entry(on).or_default().insert(conn);
         self.timers.insert((until, Timer::Unblock(conn.key())));
     }
 
-    /// Releases the publishers whose subscriber's queue has drained to a
-    /// quarter, has gone offline or away, or whose time is up.
-    pub(super) fn release_blocked(&mut self, now: Instant) {
-        if self.blocked.is_empty() && self.stalled.is_empty() {
+    /// Releases the publishers waiting on a subscriber whose queue has
+    /// drained to a quarter, gone offline or away; forgets stalled marks of
+    /// queues that drained. Costs one check per congested subscriber, not
+    /// per blocked publisher.
+    pub(super) fn release_blocked(&mut self) {
+        if self.waiting.is_empty() && self.stalled.is_empty() {
             return;
         }
         let limits = self.config.server.queue;
@@ -88,17 +91,31 @@ impl Broker {
         for on in recovered {
             self.stalled.remove(&on);
         }
-        let released: Vec<ConnId> = self
-            .blocked
-            .iter()
-            .filter(|(_, b)| now >= b.until || drained(b.on, self))
-            .map(|(&c, _)| c)
+        let drained: Vec<SessionKey> = self
+            .waiting
+            .keys()
+            .copied()
+            .filter(|&on| drained(on, self))
             .collect();
-        for conn in released {
+        for on in drained {
+            self.release_waiting_on(on);
+        }
+    }
+
+    /// A blocked publisher's time limit passed: its subscriber is stalled
+    /// and holds no one up any more.
+    pub(super) fn unblock_due(&mut self, conn: ConnId) {
+        if let Some(b) = self.blocked.get(&conn) {
+            let on = b.on;
+            self.stalled.insert(on);
+            self.release_waiting_on(on);
+        }
+    }
+
+    /// Releases every publisher waiting on `on`.
+    fn release_waiting_on(&mut self, on: SessionKey) {
+        for conn in self.waiting.remove(&on).unwrap_or_default() {
             if let Some(b) = self.blocked.remove(&conn) {
-                if now >= b.until {
-                    self.stalled.insert(b.on);
-                }
                 self.timers.remove(&(b.until, Timer::Unblock(conn.key())));
                 if self.conns.get(conn.key()).is_some() {
                     self.events.push_back(BrokerEvent::Unblocked(conn));
@@ -111,6 +128,12 @@ impl Broker {
     pub(super) fn forget_blocked(&mut self, conn: ConnId) {
         if let Some(b) = self.blocked.remove(&conn) {
             self.timers.remove(&(b.until, Timer::Unblock(conn.key())));
+            if let Some(set) = self.waiting.get_mut(&b.on) {
+                set.remove(&conn);
+                if set.is_empty() {
+                    self.waiting.remove(&b.on);
+                }
+            }
         }
     }
 }

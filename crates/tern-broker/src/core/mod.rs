@@ -217,6 +217,8 @@ pub struct Broker {
     timers: BTreeSet<(Instant, Timer)>,
     /// Publishers not read until a subscriber's queue drains.
     blocked: BTreeMap<ConnId, backpressure::Blocked>,
+    /// The same, by the subscriber's session they wait on.
+    waiting: BTreeMap<SessionKey, BTreeSet<ConnId>>,
     /// Set by a delivery into a half-full queue, for the publisher's sake.
     congested: Option<SessionKey>,
     /// Subscribers that held a publisher up to the time limit: they block
@@ -275,6 +277,7 @@ impl Broker {
             retained: RetainedIndex::new(),
             timers: BTreeSet::new(),
             blocked: BTreeMap::new(),
+            waiting: BTreeMap::new(),
             congested: None,
             stalled: BTreeSet::new(),
             ready: VecDeque::new(),
@@ -437,8 +440,7 @@ impl Broker {
                 }
                 Timer::Will(key) => self.will_due(now, key),
                 Timer::SessionExpiry(key) => self.session_expiry_due(now, key),
-                // Released by the next `poll_transmit`.
-                Timer::Unblock(_) => {}
+                Timer::Unblock(key) => self.unblock_due(ConnId::from_key(key)),
                 Timer::Sys => {
                     self.publish_sys(now);
                     if let Some(interval) = self.config.sys_interval {
@@ -525,7 +527,7 @@ impl Broker {
             c.in_ready = false;
             self.ready.pop_front();
         }
-        self.release_blocked(now);
+        self.release_blocked();
         None
     }
 
