@@ -108,3 +108,192 @@ pub mod session_pair {
         }
     }
 }
+
+/// The broker core in memory: publishers and subscribers connected to one
+/// [`Broker`](tern_broker::Broker), fed pre-encoded PUBLISH bytes through
+/// `handle_bytes`, with every transmit encoded into a reused buffer as the
+/// shell does. Subscribers acknowledge QoS 1 deliveries with PUBACK bytes.
+pub mod broker_core {
+    use bytes::{Bytes, BytesMut};
+    use std::collections::BTreeMap;
+    use tern_broker::{Broker, BrokerConfig, ConnId};
+    use tern_codec::{
+        Connect, MqttString, Packet, PacketId, ProtocolVersion, PubAck, Publish, QoS, Subscribe,
+        SubscribeFilter, SubscriptionOptions,
+    };
+    use tern_session::Instant;
+
+    /// Messages each publisher sends per round.
+    pub const BATCH: usize = 64;
+
+    /// Who talks to whom.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Shape {
+        /// Four publishers, one subscriber.
+        FanIn,
+        /// One publisher, eight subscribers.
+        FanOut,
+    }
+
+    impl Shape {
+        /// (publishers, subscribers).
+        pub fn counts(self) -> (usize, usize) {
+            match self {
+                Shape::FanIn => (4, 1),
+                Shape::FanOut => (1, 8),
+            }
+        }
+
+        /// A name for reports.
+        pub fn name(self) -> &'static str {
+            match self {
+                Shape::FanIn => "fan_in_4to1",
+                Shape::FanOut => "fan_out_1to8",
+            }
+        }
+    }
+
+    /// One broker and its clients.
+    pub struct Scenario {
+        broker: Broker,
+        publishers: Vec<ConnId>,
+        subscribers: BTreeMap<ConnId, BytesMut>,
+        /// One round's PUBLISH packets from one publisher, encoded.
+        publishes: Bytes,
+        /// The shell's encode buffer.
+        out: BytesMut,
+        version: ProtocolVersion,
+        delivered: usize,
+    }
+
+    impl Scenario {
+        /// Connects and subscribes everyone; `payload` bytes per message.
+        pub fn new(shape: Shape, qos: QoS, version: ProtocolVersion, payload: usize) -> Self {
+            // As `tern broker` runs it: with publisher backpressure.
+            let config = BrokerConfig {
+                sys_interval: None,
+                publisher_backpressure: Some(core::time::Duration::from_secs(1)),
+                ..BrokerConfig::default()
+            };
+            let now = Instant::ZERO;
+            let mut s = Self {
+                broker: Broker::new(config, now),
+                publishers: Vec::new(),
+                subscribers: BTreeMap::new(),
+                publishes: Bytes::new(),
+                out: BytesMut::with_capacity(64 * 1024),
+                version,
+                delivered: 0,
+            };
+            let (pubs, subs) = shape.counts();
+            let topic = MqttString::from_static("sensors/building-7/floor-3/temp");
+            for i in 0..subs {
+                let conn = s.connect(&format!("sub-{i}"));
+                let subscribe = Packet::Subscribe(Subscribe {
+                    packet_id: PacketId::new(1).unwrap(),
+                    properties: Default::default(),
+                    filters: vec![SubscribeFilter {
+                        filter: MqttString::from_static("sensors/+/floor-3/temp"),
+                        options: SubscriptionOptions {
+                            qos,
+                            ..SubscriptionOptions::default()
+                        },
+                    }],
+                });
+                s.feed(conn, &subscribe);
+                s.subscribers.insert(conn, BytesMut::new());
+            }
+            for i in 0..pubs {
+                let conn = s.connect(&format!("pub-{i}"));
+                s.publishers.push(conn);
+            }
+            let mut publishes = BytesMut::new();
+            for i in 0..BATCH {
+                Packet::Publish(Publish {
+                    qos,
+                    topic: topic.clone(),
+                    packet_id: (qos != QoS::AtMostOnce)
+                        .then(|| PacketId::new(i as u16 + 1).unwrap()),
+                    payload: Bytes::from(vec![0x5a; payload]),
+                    ..Publish::default()
+                })
+                .encode(version, &mut publishes)
+                .unwrap();
+            }
+            s.publishes = publishes.freeze();
+            s.drain();
+            s.delivered = 0;
+            s
+        }
+
+        fn connect(&mut self, client_id: &str) -> ConnId {
+            let conn = self.broker.accept(Instant::ZERO);
+            let connect = Packet::Connect(Connect {
+                protocol: self.version,
+                clean_start: true,
+                keep_alive: 0,
+                client_id: MqttString::try_from(client_id.to_string()).unwrap(),
+                ..Connect::default()
+            });
+            self.feed(conn, &connect);
+            conn
+        }
+
+        fn feed(&mut self, conn: ConnId, packet: &Packet) {
+            let version = match packet {
+                Packet::Connect(c) => c.protocol,
+                _ => self.version,
+            };
+            let mut buf = BytesMut::new();
+            packet.encode(version, &mut buf).unwrap();
+            self.broker.handle_bytes(Instant::ZERO, conn, &mut buf);
+            assert!(buf.is_empty());
+            self.drain();
+        }
+
+        /// Every transmit, encoded as the shell would; subscribers' PUBACKs
+        /// are queued for the next [`round`](Self::round).
+        fn drain(&mut self) {
+            let now = Instant::ZERO;
+            while let Some(t) = self.broker.poll_transmit(now) {
+                t.packet.encode(t.version, &mut self.out).unwrap();
+                if let Packet::Publish(p) = &t.packet {
+                    self.delivered += 1;
+                    if let (Some(id), Some(acks)) = (p.packet_id, self.subscribers.get_mut(&t.conn))
+                    {
+                        Packet::PubAck(PubAck::new(id))
+                            .encode(t.version, acks)
+                            .unwrap();
+                    }
+                }
+                if self.out.len() > 32 * 1024 {
+                    self.out.clear();
+                }
+            }
+            self.out.clear();
+        }
+
+        /// Every publisher sends [`BATCH`] messages, every subscriber
+        /// acknowledges what it got; returns the messages delivered.
+        pub fn round(&mut self) -> usize {
+            let now = Instant::ZERO;
+            self.delivered = 0;
+            for i in 0..self.publishers.len() {
+                let conn = self.publishers[i];
+                // The shell reads into a fresh buffer.
+                let mut buf = BytesMut::from(&self.publishes[..]);
+                self.broker.handle_bytes(now, conn, &mut buf);
+                self.drain();
+            }
+            let subs: Vec<ConnId> = self.subscribers.keys().copied().collect();
+            for conn in subs {
+                let mut acks = std::mem::take(self.subscribers.get_mut(&conn).unwrap());
+                if !acks.is_empty() {
+                    self.broker.handle_bytes(now, conn, &mut acks);
+                    self.drain();
+                }
+            }
+            self.delivered
+        }
+    }
+}

@@ -47,6 +47,8 @@ errors; the values shown are the defaults):
   max_queued_messages = 1000  # messages waiting per session (offline, or
   max_queued_bytes = 16777216 # slow); beyond this new ones are dropped
   queue_qos0 = false          # queue QoS 0 messages for offline sessions too
+  publisher_backpressure = 0.5 # seconds at most a publisher outrunning an
+                              # online subscriber is not read; 0: drop instead
   connect_timeout = 10        # seconds to send CONNECT (fractions allowed)
   # max_keep_alive = 300      # seconds; MQTT 5 clients asking more are told
                               # this (Server Keep Alive). Absent: no limit

@@ -37,6 +37,7 @@ fn help_explains_flags_defaults_and_every_settings_key() {
         "max_queued_messages",
         "max_queued_bytes",
         "queue_qos0",
+        "publisher_backpressure",
         "connect_timeout",
         "max_keep_alive",
         "retain_available",

@@ -130,6 +130,16 @@ impl<E> Core<E> {
         }
     }
 
+    /// Frees the empty queues' buffers.
+    pub(crate) fn release_memory(&mut self) {
+        if self.control.is_empty() && self.control.capacity() > 0 {
+            self.control = VecDeque::new();
+        }
+        if self.events.is_empty() && self.events.capacity() > 0 {
+            self.events = VecDeque::new();
+        }
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         self.state == LinkState::Closed
     }

@@ -363,17 +363,25 @@ impl ServerConnection {
     /// Decodes and handles every whole packet in `buf`. Stops after CONNECT
     /// until the caller accepts or rejects it.
     pub fn handle_bytes(&mut self, now: Instant, buf: &mut BytesMut) {
-        loop {
-            if matches!(self.phase, Phase::Closed | Phase::AwaitingDecision) {
-                return;
+        while self.handle_next(now, buf) {}
+    }
+
+    /// [`handle_bytes`](Self::handle_bytes) for one packet at most: returns
+    /// whether one was consumed. For a caller that acts between packets (a
+    /// broker that stops reading a publisher mid-buffer, say).
+    pub fn handle_next(&mut self, now: Instant, buf: &mut BytesMut) -> bool {
+        if matches!(self.phase, Phase::Closed | Phase::AwaitingDecision) {
+            return false;
+        }
+        match Packet::decode(buf, self.core.version, self.core.limits.our_max_packet) {
+            Ok(Some(packet)) => {
+                self.handle_packet(now, packet);
+                true
             }
-            match Packet::decode(buf, self.core.version, self.core.limits.our_max_packet) {
-                Ok(Some(packet)) => self.handle_packet(now, packet),
-                Ok(None) => return,
-                Err(e) => {
-                    self.decode_failed(e);
-                    return;
-                }
+            Ok(None) => false,
+            Err(e) => {
+                self.decode_failed(e);
+                false
             }
         }
     }
@@ -669,6 +677,13 @@ impl ServerConnection {
     #[must_use]
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
         self.core.events.pop_front()
+    }
+
+    /// Gives back the memory of the link's empty internal queues (packets
+    /// to send, events), so that a connection gone quiet costs little; they
+    /// grow again on use. A broker calls it when it has drained one.
+    pub fn release_memory(&mut self) {
+        self.core.release_memory();
     }
 
     // ---- internals ----

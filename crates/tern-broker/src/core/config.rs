@@ -17,6 +17,11 @@ pub struct BrokerConfig {
     pub sys_interval: Option<Duration>,
     /// Prefix of client identifiers the broker assigns.
     pub assigned_id_prefix: String,
+    /// Stop reading a publisher whose message half-filled an online
+    /// subscriber's queue, until that queue drains, for at most this long
+    /// (see [`Broker::is_blocked`](crate::Broker::is_blocked)); `None`
+    /// (the default) never blocks, and a full queue drops.
+    pub publisher_backpressure: Option<Duration>,
 }
 
 impl Default for BrokerConfig {
@@ -34,6 +39,7 @@ impl Default for BrokerConfig {
             queue_qos0_offline: false,
             sys_interval: Some(Duration::from_secs(10)),
             assigned_id_prefix: "tern-".to_string(),
+            publisher_backpressure: None,
         }
     }
 }

@@ -80,9 +80,11 @@ impl Broker {
             .client_id
             .is_empty()
             .then(|| self.assign_client_id());
+        // A copy: a slice of the CONNECT would keep the whole read buffer
+        // alive for as long as the session lives.
         let client_id = assigned
             .clone()
-            .unwrap_or_else(|| connect.client_id.clone());
+            .unwrap_or_else(|| super::compact(&connect.client_id));
 
         // Take-over: the client's old connection is closed first [MQTT-3.1.4-3].
         if let Some(&key) = self.by_client_id.get(&client_id) {

@@ -17,6 +17,7 @@
 //! from `poll_timeout`, then drain events.
 
 mod auth;
+mod backpressure;
 mod config;
 mod connect;
 mod retained;
@@ -62,6 +63,14 @@ impl std::fmt::Display for ConnId {
     }
 }
 
+/// A copy of a string that lives long (a client identifier, a subscription
+/// filter, a retained topic). Decoded strings are slices of the buffer the
+/// packet was read into; keeping one would keep the whole buffer (kilobytes)
+/// alive, for each idle client.
+pub(crate) fn compact(s: &MqttString) -> MqttString {
+    MqttString::from_utf8(bytes::Bytes::copy_from_slice(s.as_bytes())).unwrap_or_else(|_| s.clone())
+}
+
 /// A session's key in the broker: the subscription tree's subscriber key.
 pub(crate) type SessionKey = Key;
 
@@ -103,6 +112,10 @@ pub enum BrokerEvent {
         /// Why.
         reason: CloseReason,
     },
+    /// [`Broker::handle_bytes`] stopped consuming this connection's bytes
+    /// (publisher backpressure, see [`Broker::is_blocked`]) and will again:
+    /// hand it what is left, then read its socket again.
+    Unblocked(ConnId),
 }
 
 /// A subscription as the tree stores it.
@@ -165,6 +178,8 @@ enum Timer {
     SessionExpiry(SessionKey),
     /// Publishing the `$SYS` topics.
     Sys,
+    /// A blocked publisher's time limit (see `backpressure.rs`).
+    Unblock(Key),
 }
 
 /// Counters for `$SYS` and monitoring.
@@ -196,8 +211,19 @@ pub struct Broker {
     by_client_id: BTreeMap<MqttString, SessionKey>,
     tree: SubscriptionTree<SessionKey, Subscription>,
     match_buf: MatchBuffer,
+    /// Routing's scratch list, kept so routing does not allocate per message.
+    deliveries: Vec<routing::Delivery>,
     retained: RetainedIndex<RetainedMessage>,
     timers: BTreeSet<(Instant, Timer)>,
+    /// Publishers not read until a subscriber's queue drains.
+    blocked: BTreeMap<ConnId, backpressure::Blocked>,
+    /// The same, by the subscriber's session they wait on.
+    waiting: BTreeMap<SessionKey, BTreeSet<ConnId>>,
+    /// Set by a delivery into a half-full queue, for the publisher's sake.
+    congested: Option<SessionKey>,
+    /// Subscribers that held a publisher up to the time limit: they block
+    /// no one until their queue drains.
+    stalled: BTreeSet<SessionKey>,
     ready: VecDeque<ConnId>,
     events: VecDeque<BrokerEvent>,
     store: Box<dyn Store>,
@@ -247,8 +273,13 @@ impl Broker {
             by_client_id: BTreeMap::new(),
             tree: SubscriptionTree::new(),
             match_buf: MatchBuffer::new(),
+            deliveries: Vec::new(),
             retained: RetainedIndex::new(),
             timers: BTreeSet::new(),
+            blocked: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            congested: None,
+            stalled: BTreeSet::new(),
             ready: VecDeque::new(),
             events: VecDeque::new(),
             store,
@@ -339,13 +370,20 @@ impl Broker {
             let Some(c) = self.conns.get_mut(conn.key()) else {
                 return;
             };
-            if c.closing {
+            if c.closing || self.blocked.contains_key(&conn) {
                 // Closed by the protocol: its last packets (a refusing
                 // CONNACK, a DISCONNECT) still go out, so mark it ready.
+                // Blocked: the rest waits in `buf`.
                 break;
             }
             let before = buf.len();
-            c.server.handle_bytes(now, buf);
+            if self.config.publisher_backpressure.is_some() && c.session.is_some() {
+                // One packet at a time, so a publisher stops right after the
+                // packet that congested a queue.
+                c.server.handle_next(now, buf);
+            } else {
+                c.server.handle_bytes(now, buf);
+            }
             self.stats.bytes_received += (before - buf.len()) as u64;
             let handled = self.process_events(now, conn);
             // After an accepted CONNECT, packets pipelined behind it wait in `buf`.
@@ -374,6 +412,7 @@ impl Broker {
         };
         c.server.handle_closed(now);
         self.process_events(now, conn);
+        self.forget_blocked(conn);
         if let Some(c) = self.conns.remove(conn.key()) {
             if let Some(t) = c.timer {
                 self.timers.remove(&(t, Timer::Conn(conn.key())));
@@ -401,6 +440,7 @@ impl Broker {
                 }
                 Timer::Will(key) => self.will_due(now, key),
                 Timer::SessionExpiry(key) => self.session_expiry_due(now, key),
+                Timer::Unblock(key) => self.unblock_due(ConnId::from_key(key)),
                 Timer::Sys => {
                     self.publish_sys(now);
                     if let Some(interval) = self.config.sys_interval {
@@ -480,9 +520,14 @@ impl Broker {
                     });
                 }
             }
+            if c.writable {
+                // Drained: an idle connection keeps no queue buffers.
+                c.server.release_memory();
+            }
             c.in_ready = false;
             self.ready.pop_front();
         }
+        self.release_blocked();
         None
     }
 

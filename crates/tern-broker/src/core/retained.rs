@@ -17,6 +17,10 @@ impl RetainedMessage {
     /// Stores `publish` as received at `now`.
     pub fn new(publish: &Publish, now: Instant) -> Self {
         let mut stored = publish.clone();
+        // Copies: slices of the PUBLISH would keep its whole read buffer
+        // alive for as long as the message stays retained.
+        stored.topic = super::compact(&publish.topic);
+        stored.payload = bytes::Bytes::copy_from_slice(&publish.payload);
         stored.dup = false;
         stored.packet_id = None;
         stored.properties.topic_alias = None;

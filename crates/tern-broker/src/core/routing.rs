@@ -11,7 +11,8 @@ use tern_session::{AckToken, Enqueued, Instant, StoredSubscription};
 use tern_topic::{SubscriptionFilter, TopicName};
 
 /// One delivery decided by routing.
-struct Delivery {
+#[derive(Debug)]
+pub(super) struct Delivery {
     to: SessionKey,
     qos: QoS,
     retain: bool,
@@ -30,19 +31,20 @@ impl Broker {
         let Some(key) = self.conns.get(conn.key()).and_then(|c| c.session) else {
             return;
         };
-        let client_id = self
-            .sessions
-            .get(key)
-            .map(|s| s.client_id.clone())
-            .unwrap_or_default();
+        let empty = tern_codec::MqttString::default();
+        let client_id = self.sessions.get(key).map_or(&empty, |s| &s.client_id);
+        // The topic is validated once, here, and routed as validated.
         let reason = match TopicName::from_bytes(publish.topic.as_shared_bytes().clone()) {
             // `$SYS` belongs to the broker.
             Ok(topic) if topic.as_bytes().starts_with(b"$SYS") => ReasonCode::NotAuthorized,
-            Ok(topic) if !self.auth.authorize_publish(&client_id, &topic) => {
+            Ok(topic) if !self.auth.authorize_publish(client_id, &topic) => {
                 ReasonCode::NotAuthorized
             }
-            Ok(_) => {
-                if self.publish_message(now, Some(key), publish) == 0 {
+            Ok(topic) => {
+                self.congested = None;
+                let count = self.publish_to(now, Some(key), topic, publish);
+                self.block_if_congested(now, conn);
+                if count == 0 {
                     ReasonCode::NoMatchingSubscribers
                 } else {
                     ReasonCode::Success
@@ -68,6 +70,18 @@ impl Broker {
         let Ok(topic) = TopicName::from_bytes(publish.topic.as_shared_bytes().clone()) else {
             return 0;
         };
+        self.publish_to(now, from, topic, publish)
+    }
+
+    /// [`publish_message`](Self::publish_message) with the topic already
+    /// validated (it is `publish.topic`).
+    fn publish_to(
+        &mut self,
+        now: Instant,
+        from: Option<SessionKey>,
+        topic: TopicName,
+        publish: Publish,
+    ) -> usize {
         if publish.retain {
             // An empty payload clears the topic's retained message [MQTT-3.3.1-6] [MQTT-3.3.1-7].
             if publish.payload.is_empty() {
@@ -93,7 +107,8 @@ impl Broker {
         topic: &TopicName,
         publish: &Publish,
     ) -> usize {
-        let mut deliveries = Vec::new();
+        // Reused between messages: routing allocates nothing per message.
+        let mut deliveries = std::mem::take(&mut self.deliveries);
         let mut matches = self.tree.matches(topic, &mut self.match_buf);
         for client in matches.per_client() {
             let to = *client.key();
@@ -144,7 +159,8 @@ impl Broker {
             }
         }
         let count = deliveries.len();
-        for d in deliveries {
+        let forwarded = forwarded_properties(&publish.properties);
+        for d in deliveries.drain(..) {
             let out = Publish {
                 dup: false,
                 qos: publish.qos.min(d.qos),
@@ -153,12 +169,13 @@ impl Broker {
                 packet_id: None,
                 properties: tern_codec::PublishProperties {
                     subscription_identifiers: d.subscription_ids,
-                    ..forwarded_properties(&publish.properties)
+                    ..forwarded.clone()
                 },
                 payload: publish.payload.clone(),
             };
             self.deliver(now, d.to, out);
         }
+        self.deliveries = deliveries;
         count
     }
 
@@ -175,7 +192,14 @@ impl Broker {
                     return;
                 };
                 let outcome = c.server.send(now, publish).ok();
+                let queue = c
+                    .server
+                    .session()
+                    .map(|s| (s.queue_len(), s.queued_bytes()));
                 self.mark_ready(conn);
+                if let Some((len, bytes)) = queue {
+                    self.note_congestion(to, len, bytes);
+                }
                 outcome
             }
             None => {
@@ -246,7 +270,8 @@ impl Broker {
                     .and_then(|c| c.server.session_mut())
                 {
                     s.add_subscription(
-                        requested.filter.clone(),
+                        // Not a slice of the SUBSCRIBE's read buffer (see `compact`).
+                        super::compact(&requested.filter),
                         StoredSubscription {
                             options,
                             subscription_id: id,

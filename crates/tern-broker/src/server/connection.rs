@@ -7,9 +7,11 @@
 //! - [`Input`], shared by every connection and bounded: the core is the
 //!   bottleneck by design, and when it falls behind a reader waits in `send`,
 //!   stops reading its socket, and TCP flow control pushes back on the client.
+//!   Reports of bytes written travel apart ([`Inputs::written`]), so that
+//!   they never queue behind other connections' input.
 //! - [`Output`], one per connection and unbounded so the core never waits on
 //!   a connection. The core bounds it itself by credit: it counts the bytes
-//!   it sent here and we report written ([`Input::Written`]), and stops
+//!   it sent here and we report written ([`Inputs::written`]), and stops
 //!   producing for us above its high-water mark.
 //!
 //! and a third, the [`Gate`], a `watch` the core sets per connection: it
@@ -26,7 +28,14 @@
 use super::FLUSH_TIMEOUT;
 use crate::ConnId;
 use bytes::{Bytes, BytesMut};
-use std::{io, net::SocketAddr};
+use std::{
+    io,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
 
 /// What the core allows a connection's reader to do.
@@ -45,18 +54,33 @@ pub(crate) enum Gate {
 pub(crate) enum Input {
     /// A new socket: the core answers with its [`ConnId`] and keeps `writer`.
     Accepted {
-        writer: mpsc::UnboundedSender<Output>,
+        writer: OutputSender,
         gate: watch::Sender<Gate>,
+        /// How many of its [`Input::Data`] the core has handled; the core
+        /// bumps the gate after each, so a reader waiting on it wakes.
+        consumed: Arc<AtomicU64>,
         peer: SocketAddr,
         transport: &'static str,
         reply: oneshot::Sender<ConnId>,
     },
     /// Bytes read from the socket.
     Data(ConnId, BytesMut),
-    /// This many bytes of [`Output::Data`] are written to the socket.
-    Written(ConnId, usize),
     /// The peer closed the socket, or it failed.
     Closed(ConnId),
+}
+
+/// A connection's way to the core task.
+#[derive(Debug, Clone)]
+pub(crate) struct Inputs {
+    /// [`Input`]s, in order per connection; bounded, so a busy core slows
+    /// the readers down.
+    pub(crate) data: mpsc::Sender<Input>,
+    /// This many bytes of [`Output::Data`] are written to the socket. Apart
+    /// from the data so that a report never waits behind other connections'
+    /// input: it is what lets the core produce for this connection again.
+    /// Unbounded, but a connection sends one per write, and writes only
+    /// what the core's credit allows.
+    pub(crate) written: mpsc::UnboundedSender<(ConnId, usize)>,
 }
 
 /// What the core task tells a connection task.
@@ -67,6 +91,103 @@ pub(crate) enum Output {
     Data(Vec<Bytes>),
     /// Write what came before, then close the socket.
     Close,
+}
+
+/// A connection's output, filled by the core task and emptied by the
+/// connection's writer: an unbounded queue (bounded by the core's credit)
+/// that costs an idle connection a few words, where a channel would
+/// allocate a block of slots up front.
+#[derive(Debug, Default)]
+pub(crate) struct OutputQueue {
+    pending: std::sync::Mutex<Pending>,
+    /// Wakes the writer (a permit is kept if it is not waiting yet).
+    ready: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    chunks: Vec<Bytes>,
+    close: bool,
+    /// The core dropped its [`OutputSender`].
+    gone: bool,
+}
+
+/// What the writer is to do next.
+enum Next {
+    /// Write these chunks (then ask again).
+    Write(Vec<Bytes>),
+    /// Close the socket: everything before was written.
+    Close,
+    /// The core forgot the connection: stop.
+    Gone,
+}
+
+impl OutputQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        // A panic while holding it leaves plain data behind: carry on.
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits for something to do.
+    async fn next(&self) -> Next {
+        loop {
+            {
+                let mut p = self.lock();
+                if !p.chunks.is_empty() {
+                    return Next::Write(std::mem::take(&mut p.chunks));
+                }
+                if p.close {
+                    return Next::Close;
+                }
+                if p.gone {
+                    return Next::Gone;
+                }
+            }
+            self.ready.notified().await;
+        }
+    }
+
+    /// What is pending, without waiting (for tests).
+    #[cfg(test)]
+    pub(crate) fn try_take(&self) -> Option<Output> {
+        let mut p = self.lock();
+        if !p.chunks.is_empty() {
+            Some(Output::Data(std::mem::take(&mut p.chunks)))
+        } else if p.close {
+            Some(Output::Close)
+        } else {
+            None
+        }
+    }
+}
+
+/// The core's end of an [`OutputQueue`]; dropping it tells the writer to
+/// write what it has and stop.
+#[derive(Debug)]
+pub(crate) struct OutputSender(pub(crate) Arc<OutputQueue>);
+
+impl OutputSender {
+    /// Queues output for the writer; never waits.
+    pub(crate) fn send(&self, output: Output) {
+        {
+            let mut p = self.0.lock();
+            match output {
+                Output::Data(batch) if p.chunks.is_empty() => p.chunks = batch,
+                Output::Data(batch) => p.chunks.extend(batch),
+                Output::Close => p.close = true,
+            }
+        }
+        self.0.ready.notify_one();
+    }
+}
+
+impl Drop for OutputSender {
+    fn drop(&mut self) {
+        self.0.lock().gone = true;
+        self.0.ready.notify_one();
+    }
 }
 
 /// Reads from a socket, allocating a buffer only when there is something
@@ -98,20 +219,23 @@ pub(crate) async fn serve<R: Reader, W: Writer>(
     mut writer: W,
     peer: SocketAddr,
     transport: &'static str,
-    inputs: mpsc::Sender<Input>,
+    inputs: Inputs,
     _guards: Guards,
 ) {
-    let (output_tx, output_rx) = mpsc::unbounded_channel();
+    let output = Arc::new(OutputQueue::default());
+    let output_tx = OutputSender(output.clone());
     let (gate_tx, gate) = watch::channel(Gate::Open);
     let (reply_tx, reply_rx) = oneshot::channel();
+    let consumed = Arc::new(AtomicU64::new(0));
     let accepted = Input::Accepted {
         writer: output_tx,
         gate: gate_tx,
+        consumed: consumed.clone(),
         peer,
         transport,
         reply: reply_tx,
     };
-    if inputs.send(accepted).await.is_err() {
+    if inputs.data.send(accepted).await.is_err() {
         return; // shutting down
     }
     let Ok(conn) = reply_rx.await else {
@@ -119,22 +243,22 @@ pub(crate) async fn serve<R: Reader, W: Writer>(
     };
 
     {
-        let read = read_loop(&mut reader, conn, &inputs, gate.clone());
-        let write = write_loop(&mut writer, output_rx, conn, &inputs);
+        let read = read_loop(&mut reader, conn, &inputs.data, gate.clone(), &consumed);
+        let write = write_loop(&mut writer, &output, conn, &inputs.written);
         tokio::pin!(read, write);
         let written = tokio::select! {
             () = &mut read => {
                 // The peer closed its side (or the socket failed). The core's
                 // answer is to drop our output channel; the writer writes what
                 // is still queued (the peer may still be reading) and ends.
-                let _ = inputs.send(Input::Closed(conn)).await;
+                let _ = inputs.data.send(Input::Closed(conn)).await;
                 false
             }
             () = closed(gate) => false,
             () = &mut write => {
                 // The core closed us, or a write failed (then the core must
                 // hear of it; after its own close it ignores the report).
-                let _ = inputs.send(Input::Closed(conn)).await;
+                let _ = inputs.data.send(Input::Closed(conn)).await;
                 true
             }
         };
@@ -151,20 +275,33 @@ async fn closed(mut gate: watch::Receiver<Gate>) {
     let _ = gate.wait_for(|g| *g == Gate::Closed).await;
 }
 
+/// Reads handed to the core and not yet handled by it, at most: a reader
+/// does not run ahead of the core, so what the core stops consuming (a
+/// blocked publisher's input) stays in the socket, not in memory.
+const READS_AHEAD: u64 = 2;
+
 async fn read_loop<R: Reader>(
     reader: &mut R,
     conn: ConnId,
     inputs: &mpsc::Sender<Input>,
     mut gate: watch::Receiver<Gate>,
+    consumed: &AtomicU64,
 ) {
+    let mut sent = 0u64;
     loop {
-        // Wait while paused; stop once closed (or once the core forgot us).
-        match gate.wait_for(|g| *g != Gate::Paused).await {
+        // Wait while paused or too far ahead; stop once closed (or once the
+        // core forgot us).
+        let ready = |g: &Gate| {
+            *g == Gate::Closed
+                || (*g == Gate::Open && sent - consumed.load(Ordering::Acquire) < READS_AHEAD)
+        };
+        match gate.wait_for(ready).await {
             Ok(g) if *g == Gate::Open => {}
             _ => return,
         }
         match reader.read().await {
             Ok(Some(bytes)) => {
+                sent += 1;
                 if inputs.send(Input::Data(conn, bytes)).await.is_err() {
                     return; // the core has stopped
                 }
@@ -178,47 +315,25 @@ async fn read_loop<R: Reader>(
     }
 }
 
-/// Chunks written in one go at most, across queued [`Output::Data`]s.
-const MAX_CHUNKS: usize = 64;
-
 async fn write_loop<W: Writer>(
     writer: &mut W,
-    mut outputs: mpsc::UnboundedReceiver<Output>,
+    output: &OutputQueue,
     conn: ConnId,
-    inputs: &mpsc::Sender<Input>,
+    written: &mpsc::UnboundedSender<(ConnId, usize)>,
 ) {
-    let mut chunks = Vec::new();
-    // `None`: the core dropped its sender (after our `Closed`, or at shutdown).
-    while let Some(first) = outputs.recv().await {
-        // Take whatever else is already queued, for one vectored write.
-        let mut close = false;
-        let mut next = Some(first);
-        while let Some(output) = next.take() {
-            match output {
-                Output::Data(batch) => chunks.extend(batch),
-                Output::Close => {
-                    close = true;
-                    break;
-                }
-            }
-            if chunks.len() < MAX_CHUNKS {
-                next = outputs.try_recv().ok();
-            }
-        }
-        if !chunks.is_empty() {
-            let n = chunks.iter().map(Bytes::len).sum();
-            if let Err(e) = writer.write(&chunks).await {
-                tracing::debug!(%conn, "write failed: {e}");
-                return;
-            }
-            chunks.clear();
-            // An error means the core has stopped; its last output (the
-            // shutdown DISCONNECT and close) may still be queued for us,
-            // so keep writing until the channel ends rather than return.
-            let _ = inputs.send(Input::Written(conn, n)).await;
-        }
-        if close {
+    loop {
+        // Everything queued so far, for one vectored write. `Gone`: the core
+        // dropped its sender (after our `Closed`, or at shutdown).
+        let chunks = match output.next().await {
+            Next::Write(chunks) => chunks,
+            Next::Close | Next::Gone => return,
+        };
+        let n = chunks.iter().map(Bytes::len).sum();
+        if let Err(e) = writer.write(&chunks).await {
+            tracing::debug!(%conn, "write failed: {e}");
             return;
         }
+        // The core ignores reports once it has let the connection go.
+        let _ = written.send((conn, n));
     }
 }

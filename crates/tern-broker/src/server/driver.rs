@@ -16,16 +16,24 @@
 //! bounded queue, and pauses the connection's reader; below [`LOW_WATER`]
 //! it is writable and read again. A slow reader slows only itself.
 
-use super::connection::{Gate, Input, Output};
+use super::connection::{Gate, Input, Output, OutputSender};
 use crate::{Broker, BrokerConfig, BrokerEvent, ConnId, Transmit};
 use bytes::{Bytes, BytesMut};
-use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 use tern_codec::Packet;
 use tern_session::Instant;
 use tokio::sync::{broadcast, mpsc, watch};
 
 /// Inputs waiting for the core at most; connection readers wait beyond that.
-pub(crate) const INPUT_CAPACITY: usize = 1024;
+pub(crate) const INPUT_CAPACITY: usize = 64;
 
 /// Bytes handed to a connection and not yet written above which the core
 /// stops producing for it.
@@ -42,9 +50,11 @@ pub(crate) const SHARED_PAYLOAD: usize = 1024;
 #[derive(Debug)]
 struct Link {
     /// Where its bytes go (see [`Output`]).
-    writer: mpsc::UnboundedSender<Output>,
+    writer: OutputSender,
     /// Pauses its reader while its output is held back; says when it is closed.
     gate: watch::Sender<Gate>,
+    /// Its [`Input::Data`] handled so far (see `READS_AHEAD` in connection.rs).
+    consumed: Arc<AtomicU64>,
     /// Received bytes the core has not consumed: a partial packet. Empty
     /// (and without an allocation) between packets.
     input: BytesMut,
@@ -54,6 +64,8 @@ struct Link {
     unwritten: usize,
     /// What the core was last told.
     writable: bool,
+    /// The core stopped consuming its input (publisher backpressure).
+    blocked: bool,
     peer: SocketAddr,
     transport: &'static str,
 }
@@ -78,6 +90,7 @@ struct Driver {
 pub(crate) async fn run(
     config: BrokerConfig,
     mut inputs: mpsc::Receiver<Input>,
+    mut written: mpsc::UnboundedReceiver<(ConnId, usize)>,
     mut shutdown: broadcast::Receiver<()>,
 ) {
     let start = std::time::Instant::now();
@@ -96,6 +109,14 @@ pub(crate) async fn run(
             .poll_timeout()
             .map(|t| tokio::time::Instant::from_std(start + Duration::from_nanos(t.as_nanos())));
         tokio::select! {
+            // Reports of written bytes first: they make connections writable.
+            biased;
+            Some((conn, n)) = written.recv() => {
+                driver.written(conn, n);
+                while let Ok((conn, n)) = written.try_recv() {
+                    driver.written(conn, n);
+                }
+            }
             input = inputs.recv() => match input {
                 Some(input) => driver.handle_input(input),
                 // Every listener and connection is gone: nothing more can come.
@@ -134,6 +155,7 @@ impl Driver {
             Input::Accepted {
                 writer,
                 gate,
+                consumed,
                 peer,
                 transport,
                 reply,
@@ -150,10 +172,12 @@ impl Driver {
                     Link {
                         writer,
                         gate,
+                        consumed,
                         input: BytesMut::new(),
                         batch: Vec::new(),
                         unwritten: 0,
                         writable: true,
+                        blocked: false,
                         peer,
                         transport,
                     },
@@ -169,22 +193,10 @@ impl Driver {
                 } else {
                     link.input.extend_from_slice(&bytes);
                 }
-                self.broker.handle_bytes(now, conn, &mut link.input);
-                if link.input.is_empty() {
-                    // Give the read buffer back between packets.
-                    link.input = BytesMut::new();
-                }
-            }
-            Input::Written(conn, n) => {
-                let Some(link) = self.links.get_mut(&conn) else {
-                    return;
-                };
-                link.unwritten = link.unwritten.saturating_sub(n);
-                if !link.writable && link.unwritten <= LOW_WATER {
-                    link.writable = true;
-                    link.gate.send_replace(Gate::Open);
-                    self.broker.set_writable(conn, true);
-                }
+                // Let its reader read on (it waits when two reads ahead).
+                link.consumed.fetch_add(1, Ordering::Release);
+                link.gate.send_modify(|_| {});
+                self.consume(now, conn);
             }
             Input::Closed(conn) => {
                 // Dropping the link drops its writer's sender: the writer
@@ -193,6 +205,51 @@ impl Driver {
                     self.broker.handle_closed(now, conn);
                 }
             }
+        }
+    }
+
+    /// A connection wrote `n` bytes of what it was handed.
+    fn written(&mut self, conn: ConnId, n: usize) {
+        let Some(link) = self.links.get_mut(&conn) else {
+            return;
+        };
+        link.unwritten = link.unwritten.saturating_sub(n);
+        if !link.writable && link.unwritten <= LOW_WATER {
+            link.writable = true;
+            if !link.blocked {
+                link.gate.send_replace(Gate::Open);
+            }
+            self.broker.set_writable(conn, true);
+        }
+    }
+
+    /// Hands the core a connection's input; pauses its reader while the
+    /// core leaves input unconsumed (publisher backpressure), since more
+    /// would only wait here.
+    fn consume(&mut self, now: Instant, conn: ConnId) {
+        let Some(link) = self.links.get_mut(&conn) else {
+            return;
+        };
+        self.broker.handle_bytes(now, conn, &mut link.input);
+        if link.input.is_empty() {
+            // Give the read buffer back between packets.
+            link.input = BytesMut::new();
+        }
+        let blocked = self.broker.is_blocked(conn);
+        if blocked != link.blocked {
+            link.blocked = blocked;
+            let gate = if blocked || !link.writable {
+                Gate::Paused
+            } else {
+                Gate::Open
+            };
+            link.gate.send_if_modified(|g| {
+                let changed = *g != gate && *g != Gate::Closed;
+                if changed {
+                    *g = gate;
+                }
+                changed
+            });
         }
     }
 
@@ -287,7 +344,7 @@ impl Driver {
                 let batch = std::mem::take(&mut link.batch);
                 // A send fails only when the connection task has ended; its
                 // `Closed` is on its way.
-                let _ = link.writer.send(Output::Data(batch));
+                link.writer.send(Output::Data(batch));
             }
         }
     }
@@ -298,11 +355,12 @@ impl Driver {
                 // Its last packets were flushed above; the writer writes
                 // them, then closes the socket.
                 if let Some(link) = self.links.remove(&conn) {
-                    let _ = link.writer.send(Output::Close);
+                    link.writer.send(Output::Close);
                     link.gate.send_replace(Gate::Closed);
                 }
                 self.broker.handle_closed(now, conn);
             }
+            BrokerEvent::Unblocked(conn) => self.consume(now, conn),
             BrokerEvent::Connected {
                 conn,
                 client_id,
@@ -335,6 +393,7 @@ impl Driver {
 
 #[cfg(test)]
 mod tests {
+    use super::super::connection::OutputQueue;
     use super::*;
     use tern_codec::{MqttString, ProtocolVersion, Publish};
 
@@ -349,19 +408,22 @@ mod tests {
         }
     }
 
-    fn link(d: &mut Driver) -> (ConnId, mpsc::UnboundedReceiver<Output>) {
+    fn link(d: &mut Driver) -> (ConnId, Arc<OutputQueue>) {
         let conn = d.broker.accept(Instant::ZERO);
-        let (writer, rx) = mpsc::unbounded_channel();
+        let rx = Arc::new(OutputQueue::default());
+        let writer = OutputSender(rx.clone());
         let (gate, _) = watch::channel(Gate::Open);
         d.links.insert(
             conn,
             Link {
                 writer,
                 gate,
+                consumed: Arc::default(),
                 input: BytesMut::new(),
                 batch: Vec::new(),
                 unwritten: 0,
                 writable: true,
+                blocked: false,
                 peer: SocketAddr::from(([127, 0, 0, 1], 1)),
                 transport: "test",
             },
@@ -369,9 +431,9 @@ mod tests {
         (conn, rx)
     }
 
-    fn chunks(rx: &mut mpsc::UnboundedReceiver<Output>) -> Vec<Bytes> {
-        match rx.try_recv() {
-            Ok(Output::Data(chunks)) => chunks,
+    fn chunks(rx: &mut Arc<OutputQueue>) -> Vec<Bytes> {
+        match rx.try_take() {
+            Some(Output::Data(chunks)) => chunks,
             other => panic!("expected data, got {other:?}"),
         }
     }
@@ -445,7 +507,7 @@ mod tests {
         assert!(!d.links[&a].writable);
         assert_eq!(*gate.borrow(), Gate::Paused);
         // Written down to the low-water mark: writable and read again.
-        d.handle_input(Input::Written(a, n - LOW_WATER));
+        d.written(a, n - LOW_WATER);
         assert!(d.links[&a].writable);
         assert_eq!(*gate.borrow(), Gate::Open);
     }

@@ -7,7 +7,7 @@
 //! a client can act on, and accepting keeps the backlog from filling with
 //! connections nobody will serve.
 
-use super::connection::{self, Guards, Input, Reader, Writer};
+use super::connection::{self, Guards, Inputs, Reader, Writer};
 use super::websocket;
 use bytes::{Bytes, BytesMut};
 use std::{io, io::IoSlice, sync::Arc, time::Duration};
@@ -22,8 +22,8 @@ use tokio::{
 
 /// What the listeners share.
 pub(crate) struct Shared {
-    /// The core task's input channel.
-    pub(crate) inputs: mpsc::Sender<Input>,
+    /// The core task's input channels.
+    pub(crate) inputs: Inputs,
     /// One permit per open connection.
     pub(crate) limit: Arc<Semaphore>,
     pub(crate) max_connections: usize,
@@ -154,6 +154,9 @@ impl Reader for TcpReader {
     }
 }
 
+/// Buffers handed to one vectored write at most.
+const MAX_SLICES: usize = 256;
+
 /// Writes a TCP socket with vectored writes: shared payload chunks go out
 /// without being copied.
 pub(crate) struct TcpWriter(OwnedWriteHalf);
@@ -165,7 +168,13 @@ impl Writer for TcpWriter {
         while index < chunks.len() {
             slices.clear();
             slices.push(IoSlice::new(&chunks[index][offset..]));
-            slices.extend(chunks[index + 1..].iter().map(|c| IoSlice::new(c)));
+            // At most `MAX_SLICES` per call (writev's limit is 1024).
+            slices.extend(
+                chunks[index + 1..]
+                    .iter()
+                    .take(MAX_SLICES - 1)
+                    .map(|c| IoSlice::new(c)),
+            );
             let mut n = self.0.write_vectored(&slices).await?;
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());

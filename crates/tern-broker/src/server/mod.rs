@@ -251,15 +251,20 @@ pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
     // the core falls behind, `send` waits, the reader stops reading, and
     // TCP's own flow control slows the publishers down.
     let (inputs_tx, inputs_rx) = mpsc::channel(driver::INPUT_CAPACITY);
+    let (written_tx, written_rx) = mpsc::unbounded_channel();
 
     let core = tokio::spawn(driver::run(
         settings.broker_config(),
         inputs_rx,
+        written_rx,
         notify_shutdown.subscribe(),
     ));
 
     let shared = Arc::new(listener::Shared {
-        inputs: inputs_tx,
+        inputs: connection::Inputs {
+            data: inputs_tx,
+            written: written_tx,
+        },
         limit: Arc::new(Semaphore::new(settings.limits.max_connections)),
         max_connections: settings.limits.max_connections,
         shutdown_complete: shutdown_complete_tx.clone(),

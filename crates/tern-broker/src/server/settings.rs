@@ -18,6 +18,11 @@ use std::{
 use tern_codec::QoS;
 use tern_session::{OverflowPolicy, QueueLimits};
 
+/// How long at most the server stops reading a publisher whose messages
+/// half-fill an online subscriber's queue, by default
+/// ([`BrokerConfig::publisher_backpressure`]).
+const PUBLISHER_BACKPRESSURE: Duration = Duration::from_millis(500);
+
 /// Everything the server needs: where to listen, and the limits.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -72,6 +77,11 @@ pub struct Limits {
     pub max_queued_bytes: usize,
     /// Queue QoS 0 messages for offline persistent sessions too.
     pub queue_qos0: bool,
+    /// Seconds at most to stop reading a publisher whose messages half-fill
+    /// an online subscriber's queue, until it drains (fractions allowed); 0
+    /// turns it off: a full queue drops.
+    #[serde(deserialize_with = "seconds")]
+    pub publisher_backpressure: Duration,
     /// Seconds a new connection has to send CONNECT (fractions allowed).
     #[serde(deserialize_with = "seconds")]
     pub connect_timeout: Duration,
@@ -102,6 +112,7 @@ impl Default for Limits {
             max_queued_messages: server.queue.max_messages,
             max_queued_bytes: server.queue.max_bytes,
             queue_qos0: config.queue_qos0_offline,
+            publisher_backpressure: PUBLISHER_BACKPRESSURE,
             connect_timeout: server.connect_timeout,
             max_keep_alive: server.max_keep_alive,
             retain_available: server.retain_available,
@@ -172,6 +183,10 @@ impl BrokerSettings {
             overflow: OverflowPolicy::DropNewest,
         };
         config.queue_qos0_offline = l.queue_qos0;
+        // A publisher outrunning an online subscriber is slowed down rather
+        // than having its messages dropped.
+        config.publisher_backpressure =
+            (!l.publisher_backpressure.is_zero()).then_some(l.publisher_backpressure);
         config.sys_interval = (!l.sys_interval.is_zero()).then_some(l.sys_interval);
         config
     }
@@ -301,6 +316,7 @@ mod tests {
             "max_queued_messages",
             "max_queued_bytes",
             "queue_qos0",
+            "publisher_backpressure",
             "connect_timeout",
             "retain_available",
             "maximum_qos",

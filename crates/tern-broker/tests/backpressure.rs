@@ -1,0 +1,258 @@
+//! Publisher backpressure in the broker core: a publisher outrunning an
+//! online subscriber is stopped at the packet that half-fills the
+//! subscriber's queue, and read again once it drains, so QoS 1 messages are
+//! not dropped; without it (the core's default) the queue overflows.
+
+use bytes::{Bytes, BytesMut};
+use core::time::Duration;
+use tern_broker::{Broker, BrokerConfig, BrokerEvent, ConnId};
+use tern_codec::{
+    Connect, MqttString, Packet, PacketId, ProtocolVersion, PubAck, Publish, QoS, Subscribe,
+    SubscribeFilter, SubscriptionOptions,
+};
+use tern_session::{Instant, QueueLimits};
+
+const V: ProtocolVersion = ProtocolVersion::V3_1_1;
+const QUEUE: usize = 100;
+const MESSAGES: u16 = 1000;
+
+fn encode(packet: Packet, out: &mut BytesMut) {
+    let version = match &packet {
+        Packet::Connect(c) => c.protocol,
+        _ => V,
+    };
+    packet.encode(version, out).unwrap();
+}
+
+struct Setup {
+    broker: Broker,
+    publisher: ConnId,
+    subscriber: ConnId,
+    /// Every packet the subscriber got, decoded.
+    received: Vec<Packet>,
+}
+
+impl Setup {
+    fn new(backpressure: Option<Duration>) -> Self {
+        let mut config = BrokerConfig {
+            sys_interval: None,
+            publisher_backpressure: backpressure,
+            ..BrokerConfig::default()
+        };
+        config.server.queue = QueueLimits {
+            max_messages: QUEUE,
+            ..QueueLimits::default()
+        };
+        let mut broker = Broker::new(config, Instant::ZERO);
+        let subscriber = connect(&mut broker, "sub");
+        let publisher = connect(&mut broker, "pub");
+        let mut s = Self {
+            broker,
+            publisher,
+            subscriber,
+            received: Vec::new(),
+        };
+        let mut buf = BytesMut::new();
+        encode(
+            Packet::Subscribe(Subscribe {
+                packet_id: PacketId::new(1).unwrap(),
+                properties: Default::default(),
+                filters: vec![SubscribeFilter {
+                    filter: MqttString::from_static("t"),
+                    options: SubscriptionOptions {
+                        qos: QoS::AtLeastOnce,
+                        ..SubscriptionOptions::default()
+                    },
+                }],
+            }),
+            &mut buf,
+        );
+        s.broker.handle_bytes(Instant::ZERO, s.subscriber, &mut buf);
+        s.drain(Instant::ZERO);
+        s.received.clear();
+        s
+    }
+
+    /// Drains transmits (recording the subscriber's) and events; returns
+    /// the connections unblocked.
+    fn drain(&mut self, now: Instant) -> Vec<ConnId> {
+        while let Some(t) = self.broker.poll_transmit(now) {
+            if t.conn == self.subscriber {
+                self.received.push(t.packet);
+            }
+        }
+        let mut unblocked = Vec::new();
+        while let Some(e) = self.broker.poll_event() {
+            if let BrokerEvent::Unblocked(conn) = e {
+                unblocked.push(conn);
+            }
+        }
+        unblocked
+    }
+
+    /// The subscriber acknowledges everything it got.
+    fn ack_all(&mut self, now: Instant) {
+        let mut buf = BytesMut::new();
+        for p in &self.received {
+            if let Packet::Publish(Publish {
+                packet_id: Some(id),
+                ..
+            }) = p
+            {
+                encode(Packet::PubAck(PubAck::new(*id)), &mut buf);
+            }
+        }
+        self.broker.handle_bytes(now, self.subscriber, &mut buf);
+    }
+
+    fn payloads(&self) -> Vec<u16> {
+        self.received
+            .iter()
+            .filter_map(|p| match p {
+                Packet::Publish(p) => Some(u16::from_be_bytes([p.payload[0], p.payload[1]])),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Connects a client (its CONNACK is drained by the next `drain`).
+fn connect(broker: &mut Broker, id: &str) -> ConnId {
+    let conn = broker.accept(Instant::ZERO);
+    let mut buf = BytesMut::new();
+    encode(
+        Packet::Connect(Connect {
+            protocol: V,
+            clean_start: true,
+            client_id: MqttString::try_from(id.to_string()).unwrap(),
+            ..Connect::default()
+        }),
+        &mut buf,
+    );
+    broker.handle_bytes(Instant::ZERO, conn, &mut buf);
+    conn
+}
+
+/// `MESSAGES` QoS 1 PUBLISHes to `t`, numbered in their payloads.
+fn flood() -> BytesMut {
+    let mut buf = BytesMut::new();
+    for n in 0..MESSAGES {
+        encode(
+            Packet::Publish(Publish {
+                qos: QoS::AtLeastOnce,
+                topic: MqttString::from_static("t"),
+                packet_id: PacketId::new(n + 1),
+                payload: Bytes::copy_from_slice(&n.to_be_bytes()),
+                ..Publish::default()
+            }),
+            &mut buf,
+        );
+    }
+    buf
+}
+
+#[test]
+fn a_blocked_publisher_resumes_as_the_queue_drains_and_nothing_is_dropped() {
+    let mut s = Setup::new(Some(Duration::from_secs(1)));
+    let now = Instant::from_secs(1);
+    // The subscriber's connection takes nothing: its messages queue.
+    s.broker.set_writable(s.subscriber, false);
+    let mut input = flood();
+    s.broker.handle_bytes(now, s.publisher, &mut input);
+    assert!(s.broker.is_blocked(s.publisher), "the queue is half full");
+    assert!(!input.is_empty(), "the rest waits in the caller's buffer");
+    let queued = s.broker.session("sub").unwrap().queue_len();
+    assert_eq!(
+        queued,
+        QUEUE / 2,
+        "stopped at the packet that half-filled it"
+    );
+    // More bytes handed in while blocked are not consumed.
+    let before = input.len();
+    s.broker.handle_bytes(now, s.publisher, &mut input);
+    assert_eq!(input.len(), before);
+
+    let mut rounds = 0;
+    while !input.is_empty() {
+        rounds += 1;
+        assert!(rounds < 1000, "no progress");
+        s.broker.set_writable(s.subscriber, true);
+        let unblocked = s.drain(now);
+        s.ack_all(now);
+        s.broker.set_writable(s.subscriber, false);
+        if unblocked.contains(&s.publisher) {
+            assert!(!s.broker.is_blocked(s.publisher));
+            s.broker.handle_bytes(now, s.publisher, &mut input);
+        }
+    }
+    s.broker.set_writable(s.subscriber, true);
+    s.drain(now);
+    assert_eq!(s.payloads(), (0..MESSAGES).collect::<Vec<_>>());
+    assert_eq!(s.broker.stats().messages_dropped, 0);
+    assert_eq!(s.broker.session("sub").unwrap().dropped_queue_full(), 0);
+}
+
+#[test]
+fn without_backpressure_a_full_queue_drops() {
+    let mut s = Setup::new(None);
+    s.broker.set_writable(s.subscriber, false);
+    let mut input = flood();
+    s.broker
+        .handle_bytes(Instant::from_secs(1), s.publisher, &mut input);
+    assert!(input.is_empty());
+    assert!(!s.broker.is_blocked(s.publisher));
+    assert_eq!(
+        s.broker.stats().messages_dropped,
+        u64::from(MESSAGES) - QUEUE as u64
+    );
+}
+
+#[test]
+fn a_subscriber_that_does_not_read_holds_a_publisher_up_to_the_time_limit_only() {
+    let mut s = Setup::new(Some(Duration::from_secs(1)));
+    s.broker.set_writable(s.subscriber, false);
+    let mut input = flood();
+    let t0 = Instant::from_secs(1);
+    s.broker.handle_bytes(t0, s.publisher, &mut input);
+    assert!(s.broker.is_blocked(s.publisher));
+    // The subscriber never reads: the deadline releases the publisher.
+    assert_eq!(s.broker.poll_timeout(), Some(t0 + Duration::from_secs(1)));
+    s.broker.handle_timeout(t0 + Duration::from_millis(999));
+    assert!(s.drain(t0 + Duration::from_millis(999)).is_empty());
+    let t1 = t0 + Duration::from_secs(1);
+    s.broker.handle_timeout(t1);
+    assert_eq!(s.drain(t1), vec![s.publisher]);
+    assert!(!s.broker.is_blocked(s.publisher));
+    // The stalled subscriber blocks no one any more: a slow reader slows
+    // only itself, and its full queue drops.
+    s.broker.handle_bytes(t1, s.publisher, &mut input);
+    assert!(input.is_empty());
+    assert!(!s.broker.is_blocked(s.publisher));
+    assert_eq!(
+        s.broker.stats().messages_dropped,
+        u64::from(MESSAGES) - QUEUE as u64
+    );
+    // Once its queue drains it counts again.
+    s.broker.set_writable(s.subscriber, true);
+    s.drain(t1);
+    s.ack_all(t1);
+    s.broker.set_writable(s.subscriber, false);
+    s.drain(t1);
+    let mut input = flood();
+    s.broker.handle_bytes(t1, s.publisher, &mut input);
+    assert!(s.broker.is_blocked(s.publisher));
+}
+
+#[test]
+fn a_publisher_is_read_again_when_the_subscriber_leaves() {
+    let mut s = Setup::new(Some(Duration::from_secs(1)));
+    s.broker.set_writable(s.subscriber, false);
+    let mut input = flood();
+    let now = Instant::from_secs(1);
+    s.broker.handle_bytes(now, s.publisher, &mut input);
+    assert!(s.broker.is_blocked(s.publisher));
+    s.broker.handle_closed(now, s.subscriber);
+    assert_eq!(s.drain(now), vec![s.publisher]);
+    s.broker.handle_bytes(now, s.publisher, &mut input);
+    assert!(input.is_empty(), "no subscriber: nothing blocks");
+}
