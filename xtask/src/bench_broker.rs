@@ -97,14 +97,13 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
 
     let names: Vec<&str> = brokers.iter().map(Kind::name).collect();
     let table = render(&names, &rows);
-    let command = format!(
-        "cargo xtask bench-broker --seconds {seconds}{}",
-        if runs > 1 {
-            format!(" --runs {runs}")
-        } else {
-            String::new()
-        }
-    );
+    let mut command = format!("cargo xtask bench-broker --seconds {seconds}");
+    if runs > 1 {
+        command.push_str(&format!(" --runs {runs}"));
+    }
+    if let Some(Kind::Rumqttd(path)) = brokers.last() {
+        command.push_str(&format!(" --rumqttd {}", path.display()));
+    }
     let section = format!(
         "{START}\nCommand (one run, {started}; load average {load_before} before and \
          {load_after} after; {}; {}):\n\n```sh\n{command}\n```\n\n{table}{END}",

@@ -116,10 +116,26 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
 }
 
 /// Removes every build of a `tern-*` crate under `target_dir`, keeping the
-/// dependencies' builds.
+/// dependencies' builds, and the copies of our packages an earlier run left
+/// in cargo's registry cache (cargo extracts a package only once, so a
+/// stale copy would be verified against instead of the new one).
 fn forget_tern_builds(target_dir: &std::path::Path) -> Result<(), String> {
-    for sub in ["debug/.fingerprint", "debug/deps", "debug/build"] {
-        let Ok(entries) = std::fs::read_dir(target_dir.join(sub)) else {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
+    let mut dirs: Vec<std::path::PathBuf> = ["debug/.fingerprint", "debug/deps", "debug/build"]
+        .iter()
+        .map(|sub| target_dir.join(sub))
+        .collect();
+    if let Some(home) = cargo_home {
+        for kind in ["src", "cache"] {
+            if let Ok(registries) = std::fs::read_dir(home.join("registry").join(kind)) {
+                dirs.extend(registries.flatten().map(|r| r.path()));
+            }
+        }
+    }
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
         for entry in entries.flatten() {
