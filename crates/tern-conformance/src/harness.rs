@@ -230,9 +230,12 @@ impl Ctx {
     /// Errors are ignored (the broker may be gone).
     pub fn cleanup(&self) {
         let cleanup = std::mem::take(&mut *self.cleanup.lock().expect("cleanup lock"));
-        if !cleanup.retained.is_empty()
-            && let Ok(mut conn) = self.connect()
-        {
+        let retained_conn = if cleanup.retained.is_empty() {
+            None
+        } else {
+            self.connect().ok()
+        };
+        if let Some(mut conn) = retained_conn {
             for topic in &cleanup.retained {
                 let _ = conn.send(Packet::Publish(Publish {
                     retain: true,

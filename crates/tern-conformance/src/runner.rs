@@ -165,10 +165,10 @@ fn run_one(target: &Target, case: Case, skips: &Skips) -> TestReport {
     } else {
         let (tx, rx) = mpsc::channel();
         let mut target = target.clone();
-        if case.side == crate::cases::Side::Restricted
-            && let Some(restricted) = target.restricted
-        {
-            target.tcp = restricted;
+        if case.side == crate::cases::Side::Restricted {
+            if let Some(restricted) = target.restricted {
+                target.tcp = restricted;
+            }
         }
         std::thread::spawn(move || {
             let ctx = Ctx::new(target, case.version);
