@@ -172,21 +172,17 @@ impl Client {
     /// [`Error::Unreachable`], [`Error::WebSocket`], [`Error::Timeout`],
     /// [`Error::ConnectionRefused`] with the broker's reason code, ...: the
     /// first attempt is never retried. [`Error::InvalidOptions`] before
-    /// anything is sent, for an MQTT 3.1.1 persistent session without a
-    /// client identifier.
+    /// anything is sent, for options that break a rule of the CONNECT
+    /// packet (say, an MQTT 3.1.1 persistent session without a client
+    /// identifier).
     ///
     /// # Cancel safety
     ///
     /// Dropping the future abandons the attempt: the task stops and closes
     /// whatever connection it opened.
     pub async fn connect(options: Options) -> Result<(Client, Messages), Error> {
-        let session = &options.session;
-        if !session.version.is_v5() && session.client_id.is_empty() && !session.clean_start {
-            // [MQTT-3.1.3-7]: a zero-byte ClientId needs CleanSession 1.
-            return Err(Error::InvalidOptions(
-                "MQTT 3.1.1 allows an empty client identifier only with a clean session",
-            ));
-        }
+        // Refused before anything is sent [MQTT-3.1.3-7].
+        options.session.validate().map_err(Error::InvalidOptions)?;
         let (commands, commands_rx) = mpsc::channel(options.command_capacity.max(1));
         let (control, control_rx) = mpsc::unbounded_channel();
         let (messages_tx, messages_rx) = mpsc::channel(options.message_capacity.max(1));

@@ -23,8 +23,9 @@ use tern_topic::TopicError;
 pub enum Error {
     /// The URL could not be understood.
     InvalidUrl(String),
-    /// The connect options break a rule of the protocol; nothing was sent.
-    InvalidOptions(&'static str),
+    /// The connect options break a rule of the CONNECT packet; nothing was
+    /// sent.
+    InvalidOptions(EncodeError),
     /// `mqtts://` and `wss://` need TLS, which the client does not support yet.
     TlsNotSupported,
     /// No network connection could be made to the broker at `addr`.
@@ -191,7 +192,7 @@ impl fmt::Display for Error {
             Error::Command(e) => write!(f, "request refused: {e}"),
             Error::Ack(e) => write!(f, "acknowledgement refused: {e}"),
             Error::Dropped => f.write_str("the message was dropped from the full queue"),
-            Error::InvalidOptions(why) => write!(f, "invalid connect options: {why}"),
+            Error::InvalidOptions(e) => write!(f, "invalid connect options: {e}"),
             Error::Encode(e) => write!(f, "could not encode a packet (a bug in Tern): {e}"),
         }
     }

@@ -12,9 +12,9 @@ use bytes::{Bytes, BytesMut};
 use core::time::Duration;
 use tern_codec::{
     AckProperties, Auth, ConnAck, Connect, ConnectProperties, Disconnect, DisconnectProperties,
-    MqttString, Packet, PacketId, PacketType, ProtocolVersion, Publish, QoS, ReasonCode, SubAck,
-    Subscribe, SubscribeFilter, SubscribeProperties, SubscriptionId, SubscriptionOptions, UnsubAck,
-    Unsubscribe, UnsubscribeProperties, Will,
+    EncodeError, MqttString, Packet, PacketId, PacketType, ProtocolVersion, Publish, QoS,
+    ReasonCode, SubAck, Subscribe, SubscribeFilter, SubscribeProperties, SubscriptionId,
+    SubscriptionOptions, UnsubAck, Unsubscribe, UnsubscribeProperties, Will,
 };
 
 /// How a client connects, and how its connection behaves.
@@ -87,6 +87,30 @@ impl ConnectOptions {
             outgoing_topic_aliases: 0,
             resubscribe: true,
         }
+    }
+
+    /// Checks the rules a client must keep in its CONNECT, before anything
+    /// is sent: the packet's own (as [`Connect::validate`]), and that an
+    /// MQTT 3.x client with a zero-byte client identifier asks for a clean
+    /// session [MQTT-3.1.3-7] (MQTT 5 allows it: the server assigns one).
+    ///
+    /// ```
+    /// use tern_codec::{MqttString, ProtocolVersion};
+    /// use tern_session::ConnectOptions;
+    ///
+    /// let mut options = ConnectOptions::new(MqttString::new());
+    /// options.clean_start = false;
+    /// assert!(options.validate().is_ok());
+    /// options.version = ProtocolVersion::V3_1_1;
+    /// assert!(options.validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<(), EncodeError> {
+        if !self.version.is_v5() && self.client_id.is_empty() && !self.clean_start {
+            return Err(EncodeError::InvalidValue(
+                "an empty client identifier needs a clean session in MQTT 3.x",
+            ));
+        }
+        self.connect_packet().validate(self.version)
     }
 
     /// The CONNECT packet these options produce.
