@@ -69,7 +69,8 @@ pub enum State {
         /// Whether the broker resumed the session.
         session_present: bool,
         /// The broker's CONNACK: its limits, an assigned client identifier, ...
-        connack: ConnAck,
+        /// (boxed: it is far larger than the other states).
+        connack: Box<ConnAck>,
     },
     /// The connection was lost; the next attempt starts after `retry_in`.
     Disconnected {

@@ -454,7 +454,7 @@ impl Driver {
                 // its caller must already see `Connected`.
                 self.state.send_replace(State::Connected {
                     session_present,
-                    connack,
+                    connack: Box::new(connack),
                 });
                 if let Some(ready) = self.ready.take() {
                     let _ = ready.send(Ok(()));
@@ -621,7 +621,7 @@ impl Driver {
             } => match link.conn.disconnect(now, reason, properties) {
                 // The caller asked for something the version cannot say,
                 // or a session expiry it may not set: nothing happens.
-                Err(e @ (CommandError::Invalid(_) | CommandError::WrongState(_))) => {
+                Err(e @ (CommandError::Invalid(_) | CommandError::SessionExpiryRaisedFromZero)) => {
                     let _ = reply.send(Err(Error::Command(e)));
                 }
                 _ => {

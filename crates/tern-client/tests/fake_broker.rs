@@ -790,7 +790,10 @@ async fn a_protocol_violation_closes_with_its_reason_code() {
     else {
         panic!("{state:?}")
     };
-    assert_eq!(violation.reason_code, ReasonCode::ProtocolError);
+    assert_eq!(
+        violation,
+        tern_session::Violation::Rule(tern_session::Rule::SecondConnAck)
+    );
     assert_eq!(
         peer.until_closed().await,
         vec![Packet::Disconnect(Disconnect::new(
