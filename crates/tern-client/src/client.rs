@@ -184,6 +184,16 @@ impl Client {
     pub async fn connect(options: Options) -> Result<(Client, Messages), Error> {
         // Refused before anything is sent [MQTT-3.1.3-7].
         options.session.validate().map_err(Error::InvalidOptions)?;
+        let layers = crate::transport::Layers {
+            // Files are read now, so a bad one is reported before anything
+            // is sent.
+            #[cfg(feature = "tls")]
+            tls: match options.address.tls {
+                true => Some(options.tls.build()?),
+                false => None,
+            },
+            connector: options.connector.clone(),
+        };
         let (commands, commands_rx) = mpsc::channel(options.command_capacity.max(1));
         let (control, control_rx) = mpsc::unbounded_channel();
         let (messages_tx, messages_rx) = mpsc::channel(options.message_capacity.max(1));
@@ -197,6 +207,7 @@ impl Client {
         let messages = Messages { rx: messages_rx };
         tokio::spawn(driver::run(driver::Channels {
             options,
+            layers,
             commands: commands_rx,
             control: control_rx,
             control_tx: control.clone(),

@@ -27,7 +27,7 @@ use crate::{
     client::{Command, Control},
     error::Timeout,
     options::Jitter,
-    transport::{self, Reader, Writer},
+    transport::{self, Layers, Reader, Writer},
 };
 use bytes::BytesMut;
 use std::{
@@ -58,6 +58,9 @@ const LINGER: Duration = Duration::from_secs(1);
 /// What [`Client::connect`](crate::Client::connect) hands the task.
 pub(crate) struct Channels {
     pub(crate) options: Options,
+    /// The TLS configuration (built once, by `Client::connect`) and the
+    /// application's connector.
+    pub(crate) layers: Layers,
     pub(crate) commands: mpsc::Receiver<Command>,
     pub(crate) control: mpsc::UnboundedReceiver<Control>,
     pub(crate) control_tx: mpsc::UnboundedSender<Control>,
@@ -77,6 +80,7 @@ pub(crate) async fn run(channels: Channels) {
 
 struct Driver {
     options: Options,
+    layers: Layers,
     /// `tern_session::Instant::ZERO` on the tokio clock.
     start: TokioInstant,
     commands: mpsc::Receiver<Command>,
@@ -140,6 +144,7 @@ impl Driver {
         let jitter = Jitter::new(c.options.reconnect.and_then(|b| b.seed));
         Self {
             options: c.options,
+            layers: c.layers,
             start: TokioInstant::now(),
             commands: c.commands,
             commands_open: true,
@@ -252,13 +257,14 @@ impl Driver {
     /// Opens the transport, within the connect timeout.
     async fn establish(&mut self) -> Result<Result<(Reader, Writer), Error>, Interrupted> {
         let address = self.options.address.clone();
+        let layers = self.layers.clone();
         let timeout = self.options.session.connect_timeout;
         let opening = async move {
             match timeout {
-                Some(t) => tokio::time::timeout(t, transport::connect(&address))
+                Some(t) => tokio::time::timeout(t, transport::connect(&address, &layers))
                     .await
                     .unwrap_or(Err(Error::Timeout(Timeout::Connect))),
-                None => transport::connect(&address).await,
+                None => transport::connect(&address, &layers).await,
             }
         };
         self.offline(opening).await

@@ -26,8 +26,16 @@ pub enum Error {
     /// The connect options break a rule of the CONNECT packet; nothing was
     /// sent.
     InvalidOptions(EncodeError),
-    /// `mqtts://` and `wss://` need TLS, which the client does not support yet.
+    /// `mqtts://` and `wss://` need TLS, and this build of the client has
+    /// no `tls` feature.
     TlsNotSupported,
+    /// `ws://` and `wss://` need this build's `websocket` feature.
+    WebSocketNotSupported,
+    /// TLS could not be set up (a certificate or key file is missing or
+    /// holds nothing usable) or the handshake failed (the broker's
+    /// certificate is not trusted or does not name the host, it wanted a
+    /// client certificate, ...). Retrying does not help.
+    Tls(String),
     /// No network connection could be made to the broker at `addr`.
     Unreachable {
         /// The address, as `host:port`.
@@ -159,8 +167,12 @@ impl fmt::Display for Error {
         match self {
             Error::InvalidUrl(why) => write!(f, "invalid URL: {why}"),
             Error::TlsNotSupported => f.write_str(
-                "TLS not supported yet: use mqtt:// or ws:// (mqtts:// and wss:// are coming)",
+                "mqtts:// and wss:// need tern-client's `tls` feature, which this build lacks",
             ),
+            Error::WebSocketNotSupported => f.write_str(
+                "ws:// and wss:// need tern-client's `websocket` feature, which this build lacks",
+            ),
+            Error::Tls(why) => write!(f, "TLS: {why}"),
             Error::Unreachable { addr, source } => {
                 write!(f, "broker unreachable at {addr}: {source}")
             }

@@ -30,11 +30,12 @@
 //! # What it does
 //!
 //! - [`Client::connect`] opens `mqtt://host:port` or `ws://host:port/path`
-//!   (WebSocket with the `mqtt` subprotocol, binary frames), sends CONNECT
-//!   with everything in [`Options`] (version, client identifier, clean
-//!   start, session expiry, keep alive, will, credentials, MQTT 5
-//!   properties) and waits for CONNACK. `mqtts://` and `wss://` give
-//!   [`Error::TlsNotSupported`] until TLS lands.
+//!   (WebSocket with the `mqtt` subprotocol, binary frames), or their TLS
+//!   forms `mqtts://` and `wss://` ([`TlsOptions`]: a CA file or the
+//!   platform's roots, a client certificate), or a stream your own
+//!   [`Options::connector`] opens; sends CONNECT with everything in
+//!   [`Options`] (version, client identifier, clean start, session expiry,
+//!   keep alive, will, credentials, MQTT 5 properties) and waits for CONNACK.
 //! - [`Client::publish`], [`Client::subscribe`] and [`Client::unsubscribe`]
 //!   return futures that complete when the broker's answer arrives (PUBACK,
 //!   PUBCOMP, SUBACK, UNSUBACK, with the MQTT 5 reason codes).
@@ -59,12 +60,24 @@
 //! the request over, which then happens anyway (only the answer is lost);
 //! [`Message::ack`] sends the acknowledgement when called, not when polled.
 
+//! # Features
+//!
+//! - `tls` (default): `mqtts://` and `wss://` with rustls and its ring
+//!   provider, trusting the platform's root certificates (read with
+//!   rustls-native-certs) unless given a CA file.
+//! - `websocket` (default): `ws://` and `wss://` with tokio-tungstenite.
+//!
+//! With `default-features = false` the client speaks plain TCP (or the
+//! streams of an [`Options::connector`]) and pulls in neither.
+
 #![forbid(unsafe_code)]
 
 mod client;
 mod driver;
 mod error;
 mod options;
+#[cfg(feature = "tls")]
+mod tls;
 mod transport;
 
 pub use crate::client::{
@@ -73,3 +86,6 @@ pub use crate::client::{
 };
 pub use crate::error::{Error, Timeout};
 pub use crate::options::{Address, Backoff, Options, ParsedUrl, Transport};
+#[cfg(feature = "tls")]
+pub use crate::tls::TlsOptions;
+pub use crate::transport::{BoxStream, Connector, Stream};

@@ -149,11 +149,6 @@ async fn an_unreachable_broker_is_named_in_the_error() {
             .unwrap_err(),
         Error::Unreachable { .. }
     ));
-    for tls in ["mqtts://127.0.0.1", "wss://127.0.0.1/mqtt"] {
-        let error = Options::from_url(tls).unwrap_err();
-        assert!(matches!(error, Error::TlsNotSupported));
-        assert!(error.to_string().starts_with("TLS not supported yet"));
-    }
 }
 
 #[tokio::test]

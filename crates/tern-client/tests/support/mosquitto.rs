@@ -46,16 +46,27 @@ impl Mosquitto {
     /// Starts mosquitto with `settings` (global options such as
     /// `allow_anonymous`) and the listeners; waits until they accept.
     pub fn start_with(websocket: bool, settings: &str) -> Self {
-        Self::launch(free_port(), websocket.then(free_port), settings)
+        Self::launch(free_port(), websocket.then(free_port), settings, "")
+    }
+
+    /// Both listeners (TCP and WebSocket) with `listener_settings` under
+    /// each: `cafile`, `certfile`, `keyfile`, `require_certificate` for TLS.
+    pub fn start_with_listener_settings(listener_settings: &str) -> Self {
+        Self::launch(
+            free_port(),
+            Some(free_port()),
+            "allow_anonymous true\n",
+            listener_settings,
+        )
     }
 
     /// Anonymous access on one TCP listener on `port` (to restart a broker
     /// where its clients will look for it).
     pub fn start_on(port: u16) -> Self {
-        Self::launch(port, None, "allow_anonymous true\n")
+        Self::launch(port, None, "allow_anonymous true\n", "")
     }
 
-    fn launch(port: u16, ws_port: Option<u16>, settings: &str) -> Self {
+    fn launch(port: u16, ws_port: Option<u16>, settings: &str, listener_settings: &str) -> Self {
         assert!(
             Path::new(MOSQUITTO).is_file(),
             "{MOSQUITTO} is missing: these tests run against Debian's mosquitto broker. \
@@ -67,9 +78,11 @@ impl Mosquitto {
             NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         fs::create_dir_all(&dir).expect("temp dir");
-        let mut conf = format!("{settings}listener {port} 127.0.0.1\n");
+        let mut conf = format!("{settings}listener {port} 127.0.0.1\n{listener_settings}");
         if let Some(ws) = ws_port {
-            conf.push_str(&format!("listener {ws} 127.0.0.1\nprotocol websockets\n"));
+            conf.push_str(&format!(
+                "listener {ws} 127.0.0.1\nprotocol websockets\n{listener_settings}"
+            ));
         }
         let conf_path = dir.join("mosquitto.conf");
         fs::write(&conf_path, conf).expect("write mosquitto.conf");
