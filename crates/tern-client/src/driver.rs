@@ -23,7 +23,7 @@
 //! - `ready` (oneshot): the first CONNACK, or the first error, for `connect`.
 
 use crate::{
-    Acker, Error, Message, Options, Published, State, Subscribed, Unsubscribed,
+    Acked, Acker, Error, Message, Options, Published, State, Subscribed, Unsubscribed,
     client::{Command, Control},
     error::Timeout,
     options::Jitter,
@@ -38,7 +38,7 @@ use std::{
 };
 use tern_codec::{FrameStatus, Packet, PacketId, ReasonCode, check_frame};
 use tern_session::{
-    AckToken, ClientConnection, ClientEvent, ClientSession, CloseReason, CommandError,
+    AckError, AckToken, ClientConnection, ClientEvent, ClientSession, CloseReason, CommandError,
     ConnectOptions, PublishError,
 };
 use tokio::{
@@ -96,7 +96,7 @@ struct Driver {
     /// command is taken.
     held: Option<Command>,
     /// Acknowledgements given while there was no connection.
-    offline_acks: VecDeque<(AckToken, ReasonCode, Option<Reply<()>>)>,
+    offline_acks: VecDeque<(AckToken, ReasonCode, Option<Reply<Acked>>)>,
     publishes: BTreeMap<PacketId, Reply<Published>>,
     subscribes: BTreeMap<PacketId, Reply<Subscribed>>,
     unsubscribes: BTreeMap<PacketId, Reply<Unsubscribed>>,
@@ -304,7 +304,7 @@ impl Driver {
     async fn run_link(&mut self, link: &mut Link) -> CloseReason {
         let now = self.now();
         for (token, reason, reply) in std::mem::take(&mut self.offline_acks) {
-            let result = link.conn.ack(now, token, reason).map_err(Error::Ack);
+            let result = ack_result(link.conn.ack(now, token, reason));
             if let Some(reply) = reply {
                 let _ = reply.send(result);
             }
@@ -615,7 +615,7 @@ impl Driver {
                 reason,
                 reply,
             } => {
-                let result = link.conn.ack(now, token, reason).map_err(Error::Ack);
+                let result = ack_result(link.conn.ack(now, token, reason));
                 if let Some(reply) = reply {
                     let _ = reply.send(result);
                 }
@@ -699,6 +699,15 @@ impl Driver {
         for reply in self.disconnects.drain(..) {
             let _ = reply.send(Ok(()));
         }
+    }
+}
+
+/// A stale token is not a failure: the broker resends that message.
+fn ack_result(result: Result<(), AckError>) -> Result<Acked, Error> {
+    match result {
+        Ok(()) => Ok(Acked::Sent),
+        Err(AckError::Stale) => Ok(Acked::Stale),
+        Err(e) => Err(Error::Ack(e)),
     }
 }
 

@@ -60,6 +60,10 @@ pub enum Error {
     },
     /// The broker did not answer in time.
     Timeout(Timeout),
+    /// [`Client::try_publish`](crate::Client::try_publish): the request queue
+    /// is full, so the message was not taken. Retry later, or await
+    /// [`Client::publish`](crate::Client::publish), which waits for room.
+    Backpressure,
     /// The network connection closed without a DISCONNECT.
     ConnectionLost,
     /// Reading or writing the network connection failed.
@@ -194,6 +198,9 @@ impl fmt::Display for Error {
                 f.write_str("keep alive timed out: no answer from the broker")
             }
             Error::ConnectionLost => f.write_str("the connection to the broker was lost"),
+            Error::Backpressure => f.write_str(
+                "the client's request queue is full; retry later or await publish to wait for room",
+            ),
             Error::Io(e) => write!(f, "network error: {e}"),
             Error::Closed => f.write_str("the client is closed"),
             Error::InvalidString(e) => write!(f, "invalid MQTT string: {e}"),

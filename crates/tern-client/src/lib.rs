@@ -7,8 +7,7 @@
 //! timers, futures, a stream of messages, reconnecting and backpressure.
 //!
 //! ```no_run
-//! use tern_client::{Client, Options};
-//! use tern_codec::QoS;
+//! use tern_client::{Client, Options, QoS};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), tern_client::Error> {
@@ -81,11 +80,24 @@ mod tls;
 mod transport;
 
 pub use crate::client::{
-    Acker, BoxFuture, Client, DisconnectBuilder, IntoFilter, Message, Messages, PublishBuilder,
-    Published, State, SubscribeBuilder, Subscribed, UnsubscribeBuilder, Unsubscribed,
+    Acked, Acker, BoxFuture, Client, DisconnectBuilder, IntoFilter, Message, Messages,
+    PendingPublish, PublishBuilder, Published, State, SubscribeBuilder, Subscribed,
+    UnsubscribeBuilder, Unsubscribed,
 };
 pub use crate::error::{Error, Timeout};
 pub use crate::options::{Address, Backoff, Options, ParsedUrl, Transport};
 #[cfg(feature = "tls")]
 pub use crate::tls::TlsOptions;
 pub use crate::transport::{BoxStream, Connector, Stream};
+
+// What the API takes and returns, so a user needs no other Tern crate (and
+// no `bytes` dependency) for everyday use.
+pub use bytes::Bytes;
+/// The codec, for everything else (packets, properties, decoding).
+pub use tern_codec as codec;
+pub use tern_codec::{
+    ConnAck, ConnectProperties, DisconnectProperties, MqttString, ProtocolVersion,
+    PublishProperties, QoS, ReasonCode, RetainHandling, SubscribeFilter, SubscribeProperties,
+    SubscriptionId, SubscriptionOptions, UnsubscribeProperties, UserProperty, Will, WillProperties,
+};
+pub use tern_session::{AckError, CommandError, PublishError, QueueLimits, Rule, Violation};

@@ -487,6 +487,12 @@ impl Options {
 
     /// Acknowledge QoS 1 and 2 messages only when the application says so
     /// (see [`Message::ack`](crate::Message::ack)).
+    ///
+    /// A message dropped without an acknowledgement (the [`Message`](crate::Message)
+    /// or its [`Acker`](crate::Acker)) is acknowledged with `Success` when it
+    /// is dropped, so that it cannot hold up the acknowledgements behind it,
+    /// which leave in arrival order. To refuse a message (MQTT 5), call
+    /// `ack` with an error reason code.
     pub fn manual_acks(mut self, manual: bool) -> Self {
         self.session.manual_acks = manual;
         self
