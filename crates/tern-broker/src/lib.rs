@@ -14,6 +14,7 @@ mod core;
 #[cfg(feature = "server")]
 pub mod server;
 
+pub use crate::core::security;
 pub use crate::core::{
     AllowAll, AuthDecision, Authenticator, Broker, BrokerConfig, BrokerEvent, ConnId, MemoryStore,
     RetainedMessage, Stats, Store, StoredSession, StoredState, Transmit,

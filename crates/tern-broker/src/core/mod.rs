@@ -22,6 +22,7 @@ mod config;
 mod connect;
 mod retained;
 mod routing;
+pub mod security;
 mod slab;
 mod store;
 mod sys;

@@ -1,0 +1,10 @@
+//! Who may connect and what they may do, from the files mosquitto's
+//! operators already have: the password file (`mosquitto_passwd`) and the
+//! ACL file. Both are parsed from text (the shell reads the files) and
+//! checked without I/O.
+
+mod acl_file;
+mod password_file;
+
+pub use acl_file::{Access, AclFile, AclFileError};
+pub use password_file::{DEFAULT_ITERATIONS, PasswordFile, PasswordFileError, PasswordHash};

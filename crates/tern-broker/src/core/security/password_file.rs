@@ -1,0 +1,264 @@
+//! mosquitto's password file: `user:$7$iterations$salt$hash` lines as
+//! `mosquitto_passwd` writes them (PBKDF2-HMAC-SHA512), and the older
+//! `user:$6$salt$hash` (SHA-512 of the password and salt).
+//!
+//! Parsing takes the file's text, so the core reads no file; the shell
+//! reads it and names the path in errors. Verification compares in
+//! constant time.
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use sha2::{Digest, Sha512};
+use std::{collections::BTreeMap, fmt};
+
+/// The salt length mosquitto uses and requires.
+const SALT_LEN: usize = 12;
+/// The length of a SHA-512 hash.
+const HASH_LEN: usize = 64;
+/// The iteration count `mosquitto_passwd` writes.
+pub const DEFAULT_ITERATIONS: u32 = 101;
+/// More iterations than any real file holds: a guard against a file that
+/// would make every CONNECT cost seconds.
+const MAX_ITERATIONS: u32 = 10_000_000;
+
+/// The users of a password file and their password hashes.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct PasswordFile {
+    users: BTreeMap<String, PasswordHash>,
+}
+
+impl fmt::Debug for PasswordFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The hashes stay out of logs.
+        f.debug_struct("PasswordFile")
+            .field("users", &self.users.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// One user's stored hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash {
+    kind: HashKind,
+    salt: [u8; SALT_LEN],
+    hash: [u8; HASH_LEN],
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HashKind {
+    /// `$6$`: SHA-512 over the password then the salt.
+    Sha512,
+    /// `$7$`: PBKDF2-HMAC-SHA512 with this many iterations.
+    Pbkdf2Sha512 { iterations: u32 },
+}
+
+/// A line of a password file that cannot be used, with its 1-based number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordFileError {
+    /// The line, counted from 1.
+    pub line: usize,
+    /// What is wrong with it.
+    pub why: String,
+}
+
+impl fmt::Display for PasswordFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.why)
+    }
+}
+
+impl std::error::Error for PasswordFileError {}
+
+impl PasswordFile {
+    /// Parses a password file. Blank lines and lines starting with `#` are
+    /// skipped; every other line must be `user:hash` with a hash
+    /// mosquitto writes. Where mosquitto drops a bad line with a log
+    /// message, this refuses the file, naming the line: a broker should not
+    /// start with users silently missing.
+    pub fn parse(text: &str) -> Result<Self, PasswordFileError> {
+        let mut users = BTreeMap::new();
+        for (index, raw) in text.lines().enumerate() {
+            let line = index + 1;
+            let err = |why: String| PasswordFileError { line, why };
+            if raw.trim().is_empty() || raw.starts_with('#') {
+                continue;
+            }
+            let (user, hash) = raw
+                .split_once(':')
+                .ok_or_else(|| err("expected user:password-hash".into()))?;
+            let user = user.trim();
+            if user.is_empty() {
+                return Err(err("empty user name".into()));
+            }
+            let hash = PasswordHash::parse(hash.trim())
+                .map_err(|why| err(format!("user {user:?}: {why}")))?;
+            if users.insert(String::from(user), hash).is_some() {
+                return Err(err(format!("user {user:?} appears twice")));
+            }
+        }
+        Ok(Self { users })
+    }
+
+    /// Whether `user` is in the file with this `password`. Unknown users
+    /// and wrong passwords are both `false`.
+    pub fn verify(&self, user: &str, password: &[u8]) -> bool {
+        self.users
+            .get(user)
+            .is_some_and(|hash| hash.matches(password))
+    }
+
+    /// Whether `user` is in the file.
+    pub fn contains(&self, user: &str) -> bool {
+        self.users.contains_key(user)
+    }
+
+    /// The number of users.
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Whether the file names no user.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+}
+
+impl PasswordHash {
+    /// `$6$salt$hash` or `$7$iterations$salt$hash`, salt and hash in
+    /// standard base64.
+    fn parse(text: &str) -> Result<Self, String> {
+        let mut parts = text.split('$');
+        if parts.next() != Some("") {
+            return Err("the hash must start with $6$ or $7$ (run mosquitto_passwd -U on a plain-text file)".into());
+        }
+        let kind = match parts.next() {
+            Some("6") => HashKind::Sha512,
+            Some("7") => {
+                let iterations = parts
+                    .next()
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .filter(|n| (1..=MAX_ITERATIONS).contains(n))
+                    .ok_or_else(|| format!("bad iteration count (1 to {MAX_ITERATIONS})"))?;
+                HashKind::Pbkdf2Sha512 { iterations }
+            }
+            Some(other) => {
+                return Err(format!("unknown hash type ${other}$ (expected $6$ or $7$)"));
+            }
+            None => return Err("missing hash type".into()),
+        };
+        let salt = decode::<SALT_LEN>(parts.next(), "salt")?;
+        let hash = decode::<HASH_LEN>(parts.next(), "hash")?;
+        if parts.next().is_some() {
+            return Err("too many $-separated fields".into());
+        }
+        Ok(Self { kind, salt, hash })
+    }
+
+    /// Hashes `password` with `salt` as `kind` says.
+    fn compute(kind: HashKind, salt: &[u8], password: &[u8]) -> [u8; HASH_LEN] {
+        let mut out = [0u8; HASH_LEN];
+        match kind {
+            HashKind::Sha512 => {
+                let mut digest = Sha512::new();
+                digest.update(password);
+                digest.update(salt);
+                out.copy_from_slice(&digest.finalize());
+            }
+            HashKind::Pbkdf2Sha512 { iterations } => {
+                pbkdf2::pbkdf2_hmac::<Sha512>(password, salt, iterations, &mut out);
+            }
+        }
+        out
+    }
+
+    fn matches(&self, password: &[u8]) -> bool {
+        let computed = Self::compute(self.kind, &self.salt, password);
+        // Constant time: every byte is compared whatever the first differs.
+        computed
+            .iter()
+            .zip(self.hash.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+
+    /// A `$7$` line's hash for `password` with this `salt`: what
+    /// `mosquitto_passwd` writes (the caller picks the salt at random).
+    pub fn pbkdf2(password: &[u8], salt: [u8; SALT_LEN], iterations: u32) -> Self {
+        let kind = HashKind::Pbkdf2Sha512 { iterations };
+        Self {
+            kind,
+            salt,
+            hash: Self::compute(kind, &salt, password),
+        }
+    }
+}
+
+impl fmt::Display for PasswordHash {
+    /// The hash as a password file holds it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            HashKind::Sha512 => f.write_str("$6$")?,
+            HashKind::Pbkdf2Sha512 { iterations } => write!(f, "$7${iterations}$")?,
+        }
+        write!(
+            f,
+            "{}${}",
+            STANDARD.encode(self.salt),
+            STANDARD.encode(self.hash)
+        )
+    }
+}
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash(..)")
+    }
+}
+
+fn decode<const N: usize>(field: Option<&str>, what: &str) -> Result<[u8; N], String> {
+    let field = field.ok_or_else(|| format!("missing {what}"))?;
+    let bytes = STANDARD
+        .decode(field)
+        .map_err(|e| format!("{what} is not base64: {e}"))?;
+    bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| format!("{what} is {} bytes, not {N}", b.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_written_hash_parses_back_and_verifies() {
+        let hash = PasswordHash::pbkdf2(b"s3cret", [7; SALT_LEN], DEFAULT_ITERATIONS);
+        let file = PasswordFile::parse(&format!("# users\n\nalice:{hash}\n")).unwrap();
+        assert!(file.verify("alice", b"s3cret"));
+        assert!(!file.verify("alice", b"s3cret "));
+        assert!(!file.verify("bob", b"s3cret"));
+        assert_eq!(file.len(), 1);
+    }
+
+    #[test]
+    fn bad_lines_are_named() {
+        let good = PasswordHash::pbkdf2(b"x", [1; SALT_LEN], 1);
+        for (text, line, needle) in [
+            ("alice\n", 1, "user:password-hash"),
+            ("#\nalice:plain\n", 2, "must start with"),
+            ("alice:$5$abc$def\n", 1, "unknown hash type"),
+            ("alice:$7$0$AAAA$AAAA\n", 1, "iteration"),
+            ("alice:$6$AAAA$AAAA\n", 1, "salt is 3 bytes"),
+            (":$6$AAAA$AAAA\n", 1, "empty user"),
+        ] {
+            let e = PasswordFile::parse(text).unwrap_err();
+            assert_eq!(e.line, line, "{text:?}: {e}");
+            assert!(e.why.contains(needle), "{text:?}: {e}");
+        }
+        let twice = format!("a:{good}\na:{good}\n");
+        assert!(
+            PasswordFile::parse(&twice)
+                .unwrap_err()
+                .why
+                .contains("twice")
+        );
+    }
+}
