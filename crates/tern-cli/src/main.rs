@@ -12,6 +12,7 @@ mod bench;
 mod broker;
 mod codec;
 mod mqtt;
+mod passwd;
 mod publish;
 mod subscribe;
 
@@ -26,7 +27,9 @@ and say which rule a bad packet breaks and at which byte.
 `pub` and `sub` publish and subscribe, with mosquitto_pub's and
 mosquitto_sub's flags (so -h is the host; use --help for help).
 
-`bench` load-tests a broker (pub, sub, conn, pubsub), like emqtt-bench.";
+`bench` load-tests a broker (pub, sub, conn, pubsub), like emqtt-bench.
+
+`passwd` manages a password file, as mosquitto_passwd does.";
 
 const EXAMPLE: &str = "\
 Example:
@@ -64,6 +67,9 @@ enum Command {
     /// Encode MQTT packets from JSON into hex.
     #[command(long_about = codec::ENCODE_ABOUT, after_help = codec::ENCODE_EXAMPLE)]
     Encode(codec::EncodeArgs),
+    /// Manage a password file (flags and format as mosquitto_passwd).
+    #[command(long_about = passwd::ABOUT, after_help = passwd::EXAMPLE)]
+    Passwd(passwd::PasswdArgs),
     /// Publish MQTT messages (flags as mosquitto_pub).
     #[command(long_about = publish::ABOUT, after_help = publish::after_help(),
               disable_help_flag = true)]
@@ -83,6 +89,7 @@ fn main() -> ExitCode {
         Command::Broker(args) => broker::run(&args),
         Command::Decode(args) => codec::decode(&args),
         Command::Encode(args) => codec::encode(&args),
+        Command::Passwd(args) => passwd::run(&args),
         Command::Pub(mut args) => {
             if let Some(m) = sub_matches {
                 args.connect.take_groups(m);

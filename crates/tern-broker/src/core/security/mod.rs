@@ -7,4 +7,6 @@ mod acl_file;
 mod password_file;
 
 pub use acl_file::{Access, AclFile, AclFileError};
-pub use password_file::{DEFAULT_ITERATIONS, PasswordFile, PasswordFileError, PasswordHash};
+pub use password_file::{
+    DEFAULT_ITERATIONS, PasswordFile, PasswordFileError, PasswordHash, SALT_LEN,
+};

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha512};
 use std::{collections::BTreeMap, fmt};
 
 /// The salt length mosquitto uses and requires.
-const SALT_LEN: usize = 12;
+pub const SALT_LEN: usize = 12;
 /// The length of a SHA-512 hash.
 const HASH_LEN: usize = 64;
 /// The iteration count `mosquitto_passwd` writes.
@@ -125,7 +125,7 @@ impl PasswordFile {
 impl PasswordHash {
     /// `$6$salt$hash` or `$7$iterations$salt$hash`, salt and hash in
     /// standard base64.
-    fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, String> {
         let mut parts = text.split('$');
         if parts.next() != Some("") {
             return Err("the hash must start with $6$ or $7$ (run mosquitto_passwd -U on a plain-text file)".into());
@@ -178,6 +178,16 @@ impl PasswordHash {
             .zip(self.hash.iter())
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0
+    }
+
+    /// A `$6$` hash (SHA-512 of the password and salt), what mosquitto 1.6
+    /// and `mosquitto_passwd -H sha512` write; prefer [`pbkdf2`](Self::pbkdf2).
+    pub fn sha512(password: &[u8], salt: [u8; SALT_LEN]) -> Self {
+        Self {
+            kind: HashKind::Sha512,
+            salt,
+            hash: Self::compute(HashKind::Sha512, &salt, password),
+        }
     }
 
     /// A `$7$` line's hash for `password` with this `salt`: what
