@@ -347,15 +347,7 @@ impl Report {
         let started = Instant::now();
         let (results, problem) = run_driver(cmd, &log);
         eprintln!("xtask: {name}: {:.1}s", started.elapsed().as_secs_f64());
-        let unexpected = results.keys().filter(|c| !checks.contains(&c.as_str()));
-        for check in checks.iter().copied().chain(unexpected.map(String::as_str)) {
-            let result = results.get(check).cloned().unwrap_or_else(|| {
-                Err(format!(
-                    "not reported ({}); see {}",
-                    problem.as_deref().unwrap_or("the driver ended early"),
-                    log.display()
-                ))
-            });
+        for (check, result) in judge_driver(checks, &results, problem.as_deref(), &log) {
             self.record(
                 &format!("{client} v{version} {check} over {transport}{to}"),
                 &result,
@@ -393,6 +385,40 @@ impl Report {
         }
         eprintln!("xtask: {name}: {:.1}s", started.elapsed().as_secs_f64());
     }
+}
+
+/// Every check of one driver run, judged: the expected `checks` in order,
+/// then any it reported that were not expected. A check it did not report
+/// fails; and when the driver itself went wrong (exited non-zero, was
+/// killed), even the checks it reported as passed fail, since a crash can
+/// come after a PASS line that then meant nothing.
+fn judge_driver<'a>(
+    checks: &[&'a str],
+    results: &'a BTreeMap<String, Result<(), String>>,
+    problem: Option<&str>,
+    log: &Path,
+) -> Vec<(&'a str, Result<(), String>)> {
+    let unexpected = results.keys().filter(|c| !checks.contains(&c.as_str()));
+    checks
+        .iter()
+        .copied()
+        .chain(unexpected.map(String::as_str))
+        .map(|check| {
+            let result = match (results.get(check), problem) {
+                (Some(Ok(())), Some(problem)) => Err(format!(
+                    "reported PASS, but then {problem}; see {}",
+                    log.display()
+                )),
+                (Some(result), _) => result.clone(),
+                (None, problem) => Err(format!(
+                    "not reported ({}); see {}",
+                    problem.unwrap_or("the driver ended early"),
+                    log.display()
+                )),
+            };
+            (check, result)
+        })
+        .collect()
 }
 
 /// Runs one driver to completion (or [`DRIVER_TIMEOUT`]): the checks it
@@ -812,8 +838,34 @@ mod tests {
         assert_eq!(results.len(), 3);
         assert!(problem.is_some_and(|p| p.contains("exit status: 3")));
 
+        // A driver that exits non-zero fails every check, PASS lines included.
         report.driver(("sh", "5", "tcp", ""), &CHECKS, &mut driver);
-        assert_eq!((report.passed, report.failed), (2, 3));
+        assert_eq!((report.passed, report.failed), (0, 5));
+
+        // The same lines from a driver that exits 0: only the unreported
+        // and failed checks fail.
+        let mut clean = Command::new("sh");
+        clean.args([
+            "-c",
+            "echo PASS qos0; echo 'FAIL qos1: no PUBACK'; echo PASS qos2",
+            "driver",
+        ]);
+        report.driver(("sh", "3.1.1", "tcp", ""), &CHECKS, &mut clean);
+        assert_eq!((report.passed, report.failed), (2, 8));
         let _ = fs::remove_dir_all(logs);
+    }
+
+    #[test]
+    fn a_pass_followed_by_a_crash_is_a_failure() {
+        let results: BTreeMap<String, Result<(), String>> =
+            [("qos0".to_string(), Ok(()))].into_iter().collect();
+        let log = Path::new("driver.log");
+        let judged = judge_driver(&["qos0"], &results, Some("the driver exited with 139"), log);
+        assert!(
+            judged[0].1.as_ref().is_err_and(|e| e.contains("139")),
+            "{judged:?}"
+        );
+        let judged = judge_driver(&["qos0"], &results, None, log);
+        assert_eq!(judged, [("qos0", Ok(()))]);
     }
 }
