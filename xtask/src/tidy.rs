@@ -37,6 +37,8 @@ const CRATES: &[(&str, Kind)] = &[
     // Determinism is the simulator's point: no clock, threads, I/O or
     // HashMap, except in the binary that runs seeds on worker threads.
     ("tern-sim", Kind::CoreExcept(&["main.rs"])),
+    // Starts and stops brokers as child processes for xtask and the tests.
+    ("tern-testkit", Kind::Shell),
 ];
 
 /// Text that must not appear in core source: each reads a clock, does I/O,
