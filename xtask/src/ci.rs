@@ -82,6 +82,7 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
 
     step("rustfmt");
     run(cargo().args(["fmt", "--all", "--check"]))?;
+    nostd_lock()?;
     for manifest in [&fuzz_manifest, &nostd_manifest] {
         run(cargo()
             .args(["fmt", "--check", "--manifest-path"])
@@ -106,7 +107,6 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         .arg("--target-dir")
         .arg(target_dir().join("fuzz-check"))
         .args(["--", "-D", "warnings"]))?;
-    nostd_lock()?;
     run(cargo()
         .args(["clippy", "--manifest-path"])
         .arg(&nostd_manifest)
