@@ -85,6 +85,18 @@ async fn the_first_packet_must_be_connect_mqtt_3_1_0_1() {
 }
 
 #[tokio::test]
+async fn a_first_packet_that_is_not_connect_is_refused_from_its_first_byte() {
+    // [MQTT-3.1.0-1]. The connect timeout is far away, so only the first
+    // byte (a PUBLISH type whose body never comes) can explain the close.
+    let broker = start_with(|s| s.limits.connect_timeout = Duration::from_secs(60)).await;
+    for first in [0x30, 0x82, 0xC0, 0xF0] {
+        let mut raw = Raw::open(broker.tcp).await;
+        raw.send_bytes(&[first]).await;
+        assert_eq!(raw.closed(WAIT).await, vec![], "first byte {first:#04x}");
+    }
+}
+
+#[tokio::test]
 async fn a_half_open_socket_is_closed_at_the_connect_timeout() {
     let timeout = Duration::from_millis(500);
     let broker = start_with(|s| s.limits.connect_timeout = timeout).await;

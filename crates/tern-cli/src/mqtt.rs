@@ -8,7 +8,7 @@ use crate::codec::Failure;
 use bytes::Bytes;
 use clap::{ArgAction, Args};
 use std::num::{NonZeroU16, NonZeroU32};
-use tern_client::{Address, Options, ParsedUrl};
+use tern_client::{Address, Options, ParsedUrl, TlsOptions};
 use tern_codec::{
     ConnectProperties, DisconnectProperties, MqttString, PayloadFormat, ProtocolVersion,
     PublishProperties, QoS, SubscribeProperties, SubscriptionId, UserProperty, Will,
@@ -34,7 +34,7 @@ pub(crate) struct ConnectArgs {
           help = "The broker as a URL, instead of -h/-p: \
                   mqtt://[user[:password]@]host[:port][/topic] (the path is the topic, as for \
                   mosquitto) or ws://[user[:password]@]host[:port][/path] (the path is the \
-                  WebSocket path; give the topic with -t)")]
+                  WebSocket path; give the topic with -t); mqtts:// and wss:// for TLS")]
     pub(crate) url: Option<String>,
     /// Connect over WebSocket (to /mqtt, subprotocol mqtt) instead of TCP.
     #[arg(long)]
@@ -85,6 +85,24 @@ pub(crate) struct ConnectArgs {
     /// `properties`, one list per `-D` (see [`ConnectArgs::take_groups`]).
     #[arg(skip)]
     pub(crate) property_groups: Vec<Vec<String>>,
+    /// Connect with TLS, trusting the CA certificates in this PEM file
+    /// [default port: 8883].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) cafile: Option<std::path::PathBuf>,
+    /// Connect with TLS, trusting the operating system's root certificates
+    /// [default port: 8883].
+    #[arg(long)]
+    pub(crate) tls_use_os_certs: bool,
+    /// TLS client certificate (PEM), with --key.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub(crate) cert: Option<std::path::PathBuf>,
+    /// TLS client private key (PEM), with --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub(crate) key: Option<std::path::PathBuf>,
+    /// TLS: do not check that the broker's certificate names the host
+    /// (it must still be signed by a trusted CA). For testing only.
+    #[arg(long)]
+    pub(crate) insecure: bool,
     /// Print connection events to standard error.
     #[arg(short = 'd', long)]
     pub(crate) debug: bool,
@@ -164,7 +182,9 @@ impl ConnectArgs {
             return Err(usage("-D needs MQTT 5 (-V 5)".into()));
         }
         let properties = parse_properties(&self.property_groups, allowed).map_err(usage)?;
-        let (address, mut username, mut password, url_topic) = match &self.url {
+        let tls_flag = self.cafile.is_some() || self.tls_use_os_certs;
+        let default_port = if tls_flag { 8883 } else { 1883 };
+        let (mut address, mut username, mut password, url_topic) = match &self.url {
             Some(url) => {
                 let parsed = ParsedUrl::parse(url).map_err(|e| usage(e.to_string()))?;
                 let topic = (!parsed.path.is_empty()).then_some(parsed.path);
@@ -181,12 +201,20 @@ impl ConnectArgs {
                 None,
             ),
             None => (
-                Address::tcp(self.host.clone(), self.port.unwrap_or(1883)),
+                Address::tcp(self.host.clone(), self.port.unwrap_or(default_port)),
                 None,
                 None,
                 None,
             ),
         };
+        address.tls |= tls_flag;
+        if !address.tls && (self.cert.is_some() || self.insecure) {
+            return Err(usage(
+                "--cert, --key and --insecure need TLS: --cafile, --tls-use-os-certs or an \
+                 mqtts:// URL"
+                    .into(),
+            ));
+        }
         if self.username.is_some() {
             username.clone_from(&self.username);
         }
@@ -205,12 +233,23 @@ impl ConnectArgs {
             .client_id
             .clone()
             .unwrap_or_else(|| format!("tern-{command}-{}", std::process::id()));
+        let address_tls = address.tls;
         let mut options = Options::new(address)
             .client_id(&client_id)
             .map_err(|e| usage(format!("client id: {e}")))?
             .version(self.version)
             .keep_alive(std::time::Duration::from_secs(self.keep_alive.into()))
             .clean_start(!self.persistent);
+        if address_tls {
+            let mut tls = TlsOptions::new().skip_hostname_check(self.insecure);
+            if let Some(ca) = &self.cafile {
+                tls = tls.ca_file(ca);
+            }
+            if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+                tls = tls.client_auth(cert, key);
+            }
+            options = options.tls(tls);
+        }
         if let Some(user) = &username {
             options = options
                 .credentials(user, password.as_deref().map(str::as_bytes))

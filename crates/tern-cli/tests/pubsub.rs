@@ -602,10 +602,6 @@ fn errors_name_the_problem() {
             ],
             "enhanced authentication",
         ),
-        (
-            &["pub", "-t", "t", "-m", "x", "-L", "mqtts://h"],
-            "TLS not supported yet",
-        ),
         (&["sub", "-t", "t", "-F", "%Q"], "%Q is not supported"),
         (&["sub"], "a topic filter is needed"),
     ] {

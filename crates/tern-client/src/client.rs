@@ -49,7 +49,7 @@ pub(crate) enum Control {
     Ack {
         token: AckToken,
         reason: ReasonCode,
-        reply: Option<oneshot::Sender<Result<(), Error>>>,
+        reply: Option<oneshot::Sender<Result<Acked, Error>>>,
     },
     Disconnect {
         reason: ReasonCode,
@@ -69,7 +69,8 @@ pub enum State {
         /// Whether the broker resumed the session.
         session_present: bool,
         /// The broker's CONNACK: its limits, an assigned client identifier, ...
-        connack: ConnAck,
+        /// (boxed: it is far larger than the other states).
+        connack: Box<ConnAck>,
     },
     /// The connection was lost; the next attempt starts after `retry_in`.
     Disconnected {
@@ -183,6 +184,16 @@ impl Client {
     pub async fn connect(options: Options) -> Result<(Client, Messages), Error> {
         // Refused before anything is sent [MQTT-3.1.3-7].
         options.session.validate().map_err(Error::InvalidOptions)?;
+        let layers = crate::transport::Layers {
+            // Files are read now, so a bad one is reported before anything
+            // is sent.
+            #[cfg(feature = "tls")]
+            tls: match options.address.tls {
+                true => Some(options.tls.build()?),
+                false => None,
+            },
+            connector: options.connector.clone(),
+        };
         let (commands, commands_rx) = mpsc::channel(options.command_capacity.max(1));
         let (control, control_rx) = mpsc::unbounded_channel();
         let (messages_tx, messages_rx) = mpsc::channel(options.message_capacity.max(1));
@@ -196,6 +207,7 @@ impl Client {
         let messages = Messages { rx: messages_rx };
         tokio::spawn(driver::run(driver::Channels {
             options,
+            layers,
             commands: commands_rx,
             control: control_rx,
             control_tx: control.clone(),
@@ -225,7 +237,7 @@ impl Client {
     ///
     /// ```no_run
     /// # async fn f(client: tern_client::Client) -> Result<(), tern_client::Error> {
-    /// use tern_codec::QoS;
+    /// use tern_client::QoS;
     ///
     /// let done = client.publish("sensors/17/temp", "21.5", QoS::ExactlyOnce, false).await?;
     /// assert!(done.is_success(), "refused: {}", done.reason_code);
@@ -265,13 +277,52 @@ impl Client {
         }
     }
 
+    /// Publishes without waiting: the message is handed to the connection
+    /// task at once if its request queue has room, and
+    /// [`Error::Backpressure`] says when it has not, so a producer can pipeline
+    /// many QoS 1 or 2 messages from one task without spawning a task per
+    /// publish, and decide itself what to do when the broker or the network
+    /// cannot keep up. The returned [`PendingPublish`] completes with the
+    /// QoS flow, as [`publish`](Self::publish)'s future does; dropping it
+    /// does not withdraw the message.
+    ///
+    /// ```no_run
+    /// # async fn f(client: tern_client::Client) -> Result<(), tern_client::Error> {
+    /// use tern_client::{Error, QoS};
+    ///
+    /// let mut pending = Vec::new();
+    /// for n in 0..1000 {
+    ///     match client.try_publish("counter", n.to_string(), QoS::AtLeastOnce, false) {
+    ///         Ok(p) => pending.push(p),
+    ///         // Full: wait for the oldest to finish, then go on.
+    ///         Err(Error::Backpressure) => {
+    ///             pending.remove(0).await?;
+    ///         }
+    ///         Err(e) => return Err(e),
+    ///     }
+    /// }
+    /// for p in pending {
+    ///     p.await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn try_publish(
+        &self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+        qos: QoS,
+        retain: bool,
+    ) -> Result<PendingPublish, Error> {
+        self.publish(topic, payload, qos, retain).try_send()
+    }
+
     /// Subscribes to one or more filters, each given as `(filter, QoS)`,
     /// `(filter, SubscriptionOptions)` or a [`SubscribeFilter`]. The future
     /// completes with the SUBACK: one reason code per filter.
     ///
     /// ```no_run
     /// # async fn f(client: tern_client::Client) -> Result<(), tern_client::Error> {
-    /// use tern_codec::QoS;
+    /// use tern_client::QoS;
     ///
     /// let suback = client
     ///     .subscribe([("sensors/+/temp", QoS::AtLeastOnce), ("alerts/#", QoS::ExactlyOnce)])
@@ -482,6 +533,55 @@ impl PublishBuilder {
             p.correlation_data = Some(data);
             Ok(())
         })
+    }
+}
+
+impl PublishBuilder {
+    /// Hands the message to the connection task without waiting, as
+    /// [`Client::try_publish`] does; the returned [`PendingPublish`] completes
+    /// as awaiting the builder would have, and may be dropped unawaited.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backpressure`] when the request queue is full (the message
+    /// is not taken: retry later, or await [`Client::publish`] to wait for
+    /// room); the client's error once it is closed; a bad topic or property.
+    pub fn try_send(self) -> Result<PendingPublish, Error> {
+        let publish = self.publish?;
+        let (reply, result) = oneshot::channel();
+        match self
+            .client
+            .commands
+            .try_send(Command::Publish { publish, reply })
+        {
+            Ok(()) => Ok(PendingPublish {
+                result,
+                client: self.client,
+            }),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(Error::Backpressure),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(self.client.closed_error()),
+        }
+    }
+}
+
+/// A publish handed over by [`Client::try_publish`] or
+/// [`PublishBuilder::try_send`]; await it for the end of its QoS flow, or
+/// drop it: the message is sent either way.
+#[derive(Debug)]
+pub struct PendingPublish {
+    result: oneshot::Receiver<Result<Published, Error>>,
+    client: Client,
+}
+
+impl Future for PendingPublish {
+    type Output = Result<Published, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match Pin::new(&mut self.result).poll(cx) {
+            Poll::Ready(Ok(result)) => Poll::Ready(result),
+            Poll::Ready(Err(_)) => Poll::Ready(Err(self.client.closed_error())),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -746,17 +846,22 @@ impl Message {
     /// order they are given in; a message that is dropped unacknowledged is
     /// acknowledged with `Success` then, so it cannot hold up the others.
     ///
+    /// The future says what became of it ([`Acked`]): sent, nothing to do,
+    /// or stale (the message came on an earlier connection, so the broker
+    /// will send it again and this acknowledgement has nothing left to
+    /// acknowledge; not a failure, just skip the message or wait for the
+    /// resend). It fails only for a reason code that cannot acknowledge a
+    /// PUBLISH ([`Error::Ack`]) or a closed client.
+    ///
     /// # Cancel safety
     ///
     /// The acknowledgement is handed to the connection task when `ack` is
-    /// called, not when the future is polled; the future only reports
-    /// whether the session took it ([`Error::Ack`] if the token is stale: a
-    /// QoS 1 message from an earlier connection, which the broker sends
-    /// again). Dropping it is harmless.
-    pub fn ack(&mut self, reason: ReasonCode) -> BoxFuture<Result<(), Error>> {
+    /// called, not when the future is polled; the future only reports what
+    /// the session did with it. Dropping it is harmless.
+    pub fn ack(&mut self, reason: ReasonCode) -> BoxFuture<Result<Acked, Error>> {
         match self.acker.take() {
             Some(acker) => acker.ack(reason),
-            None => Box::pin(async { Ok(()) }),
+            None => Box::pin(async { Ok(Acked::NothingToDo) }),
         }
     }
 
@@ -765,6 +870,20 @@ impl Message {
     pub fn take_acker(&mut self) -> Option<Acker> {
         self.acker.take()
     }
+}
+
+/// What became of an acknowledgement ([`Message::ack`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Acked {
+    /// Queued to leave in the order the messages arrived.
+    Sent,
+    /// Nothing to acknowledge: QoS 0, automatic acknowledgement, or already
+    /// acknowledged through this message.
+    NothingToDo,
+    /// The message came on an earlier connection; the broker sends it again
+    /// (with DUP), and that copy is the one to acknowledge.
+    Stale,
 }
 
 /// The right to acknowledge one message (manual acknowledgement).
@@ -792,7 +911,7 @@ impl Acker {
     }
 
     /// Acknowledges with `reason`; see [`Message::ack`].
-    pub fn ack(mut self, reason: ReasonCode) -> BoxFuture<Result<(), Error>> {
+    pub fn ack(mut self, reason: ReasonCode) -> BoxFuture<Result<Acked, Error>> {
         self.used = true;
         let (reply, result) = oneshot::channel();
         let sent = self.send(reason, Some(reply));
@@ -804,7 +923,11 @@ impl Acker {
         })
     }
 
-    fn send(&self, reason: ReasonCode, reply: Option<oneshot::Sender<Result<(), Error>>>) -> bool {
+    fn send(
+        &self,
+        reason: ReasonCode,
+        reply: Option<oneshot::Sender<Result<Acked, Error>>>,
+    ) -> bool {
         self.control
             .send(Control::Ack {
                 token: self.token,

@@ -23,11 +23,11 @@
 //! - `ready` (oneshot): the first CONNACK, or the first error, for `connect`.
 
 use crate::{
-    Acker, Error, Message, Options, Published, State, Subscribed, Unsubscribed,
+    Acked, Acker, Error, Message, Options, Published, State, Subscribed, Unsubscribed,
     client::{Command, Control},
     error::Timeout,
     options::Jitter,
-    transport::{self, Reader, Writer},
+    transport::{self, Layers, Reader, Writer},
 };
 use bytes::BytesMut;
 use std::{
@@ -38,7 +38,7 @@ use std::{
 };
 use tern_codec::{FrameStatus, Packet, PacketId, ReasonCode, check_frame};
 use tern_session::{
-    AckToken, ClientConnection, ClientEvent, ClientSession, CloseReason, CommandError,
+    AckError, AckToken, ClientConnection, ClientEvent, ClientSession, CloseReason, CommandError,
     ConnectOptions, PublishError,
 };
 use tokio::{
@@ -58,6 +58,9 @@ const LINGER: Duration = Duration::from_secs(1);
 /// What [`Client::connect`](crate::Client::connect) hands the task.
 pub(crate) struct Channels {
     pub(crate) options: Options,
+    /// The TLS configuration (built once, by `Client::connect`) and the
+    /// application's connector.
+    pub(crate) layers: Layers,
     pub(crate) commands: mpsc::Receiver<Command>,
     pub(crate) control: mpsc::UnboundedReceiver<Control>,
     pub(crate) control_tx: mpsc::UnboundedSender<Control>,
@@ -77,6 +80,7 @@ pub(crate) async fn run(channels: Channels) {
 
 struct Driver {
     options: Options,
+    layers: Layers,
     /// `tern_session::Instant::ZERO` on the tokio clock.
     start: TokioInstant,
     commands: mpsc::Receiver<Command>,
@@ -92,7 +96,7 @@ struct Driver {
     /// command is taken.
     held: Option<Command>,
     /// Acknowledgements given while there was no connection.
-    offline_acks: VecDeque<(AckToken, ReasonCode, Option<Reply<()>>)>,
+    offline_acks: VecDeque<(AckToken, ReasonCode, Option<Reply<Acked>>)>,
     publishes: BTreeMap<PacketId, Reply<Published>>,
     subscribes: BTreeMap<PacketId, Reply<Subscribed>>,
     unsubscribes: BTreeMap<PacketId, Reply<Unsubscribed>>,
@@ -140,6 +144,7 @@ impl Driver {
         let jitter = Jitter::new(c.options.reconnect.and_then(|b| b.seed));
         Self {
             options: c.options,
+            layers: c.layers,
             start: TokioInstant::now(),
             commands: c.commands,
             commands_open: true,
@@ -252,13 +257,14 @@ impl Driver {
     /// Opens the transport, within the connect timeout.
     async fn establish(&mut self) -> Result<Result<(Reader, Writer), Error>, Interrupted> {
         let address = self.options.address.clone();
+        let layers = self.layers.clone();
         let timeout = self.options.session.connect_timeout;
         let opening = async move {
             match timeout {
-                Some(t) => tokio::time::timeout(t, transport::connect(&address))
+                Some(t) => tokio::time::timeout(t, transport::connect(&address, &layers))
                     .await
                     .unwrap_or(Err(Error::Timeout(Timeout::Connect))),
-                None => transport::connect(&address).await,
+                None => transport::connect(&address, &layers).await,
             }
         };
         self.offline(opening).await
@@ -298,7 +304,7 @@ impl Driver {
     async fn run_link(&mut self, link: &mut Link) -> CloseReason {
         let now = self.now();
         for (token, reason, reply) in std::mem::take(&mut self.offline_acks) {
-            let result = link.conn.ack(now, token, reason).map_err(Error::Ack);
+            let result = ack_result(link.conn.ack(now, token, reason));
             if let Some(reply) = reply {
                 let _ = reply.send(result);
             }
@@ -454,7 +460,7 @@ impl Driver {
                 // its caller must already see `Connected`.
                 self.state.send_replace(State::Connected {
                     session_present,
-                    connack,
+                    connack: Box::new(connack),
                 });
                 if let Some(ready) = self.ready.take() {
                     let _ = ready.send(Ok(()));
@@ -609,7 +615,7 @@ impl Driver {
                 reason,
                 reply,
             } => {
-                let result = link.conn.ack(now, token, reason).map_err(Error::Ack);
+                let result = ack_result(link.conn.ack(now, token, reason));
                 if let Some(reply) = reply {
                     let _ = reply.send(result);
                 }
@@ -621,7 +627,7 @@ impl Driver {
             } => match link.conn.disconnect(now, reason, properties) {
                 // The caller asked for something the version cannot say,
                 // or a session expiry it may not set: nothing happens.
-                Err(e @ (CommandError::Invalid(_) | CommandError::WrongState(_))) => {
+                Err(e @ (CommandError::Invalid(_) | CommandError::SessionExpiryRaisedFromZero)) => {
                     let _ = reply.send(Err(Error::Command(e)));
                 }
                 _ => {
@@ -693,6 +699,15 @@ impl Driver {
         for reply in self.disconnects.drain(..) {
             let _ = reply.send(Ok(()));
         }
+    }
+}
+
+/// A stale token is not a failure: the broker resends that message.
+fn ack_result(result: Result<(), AckError>) -> Result<Acked, Error> {
+    match result {
+        Ok(()) => Ok(Acked::Sent),
+        Err(AckError::Stale) => Ok(Acked::Stale),
+        Err(e) => Err(Error::Ack(e)),
     }
 }
 

@@ -26,8 +26,16 @@ pub enum Error {
     /// The connect options break a rule of the CONNECT packet; nothing was
     /// sent.
     InvalidOptions(EncodeError),
-    /// `mqtts://` and `wss://` need TLS, which the client does not support yet.
+    /// `mqtts://` and `wss://` need TLS, and this build of the client has
+    /// no `tls` feature.
     TlsNotSupported,
+    /// `ws://` and `wss://` need this build's `websocket` feature.
+    WebSocketNotSupported,
+    /// TLS could not be set up (a certificate or key file is missing or
+    /// holds nothing usable) or the handshake failed (the broker's
+    /// certificate is not trusted or does not name the host, it wanted a
+    /// client certificate, ...). Retrying does not help.
+    Tls(String),
     /// No network connection could be made to the broker at `addr`.
     Unreachable {
         /// The address, as `host:port`.
@@ -52,6 +60,10 @@ pub enum Error {
     },
     /// The broker did not answer in time.
     Timeout(Timeout),
+    /// [`Client::try_publish`](crate::Client::try_publish): the request queue
+    /// is full, so the message was not taken. Retry later, or await
+    /// [`Client::publish`](crate::Client::publish), which waits for room.
+    Backpressure,
     /// The network connection closed without a DISCONNECT.
     ConnectionLost,
     /// Reading or writing the network connection failed.
@@ -159,8 +171,12 @@ impl fmt::Display for Error {
         match self {
             Error::InvalidUrl(why) => write!(f, "invalid URL: {why}"),
             Error::TlsNotSupported => f.write_str(
-                "TLS not supported yet: use mqtt:// or ws:// (mqtts:// and wss:// are coming)",
+                "mqtts:// and wss:// need tern-client's `tls` feature, which this build lacks",
             ),
+            Error::WebSocketNotSupported => f.write_str(
+                "ws:// and wss:// need tern-client's `websocket` feature, which this build lacks",
+            ),
+            Error::Tls(why) => write!(f, "TLS: {why}"),
             Error::Unreachable { addr, source } => {
                 write!(f, "broker unreachable at {addr}: {source}")
             }
@@ -182,6 +198,9 @@ impl fmt::Display for Error {
                 f.write_str("keep alive timed out: no answer from the broker")
             }
             Error::ConnectionLost => f.write_str("the connection to the broker was lost"),
+            Error::Backpressure => f.write_str(
+                "the client's request queue is full; retry later or await publish to wait for room",
+            ),
             Error::Io(e) => write!(f, "network error: {e}"),
             Error::Closed => f.write_str("the client is closed"),
             Error::InvalidString(e) => write!(f, "invalid MQTT string: {e}"),

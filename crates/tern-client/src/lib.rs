@@ -7,8 +7,7 @@
 //! timers, futures, a stream of messages, reconnecting and backpressure.
 //!
 //! ```no_run
-//! use tern_client::{Client, Options};
-//! use tern_codec::QoS;
+//! use tern_client::{Client, Options, QoS};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), tern_client::Error> {
@@ -30,11 +29,12 @@
 //! # What it does
 //!
 //! - [`Client::connect`] opens `mqtt://host:port` or `ws://host:port/path`
-//!   (WebSocket with the `mqtt` subprotocol, binary frames), sends CONNECT
-//!   with everything in [`Options`] (version, client identifier, clean
-//!   start, session expiry, keep alive, will, credentials, MQTT 5
-//!   properties) and waits for CONNACK. `mqtts://` and `wss://` give
-//!   [`Error::TlsNotSupported`] until TLS lands.
+//!   (WebSocket with the `mqtt` subprotocol, binary frames), or their TLS
+//!   forms `mqtts://` and `wss://` ([`TlsOptions`]: a CA file or the
+//!   platform's roots, a client certificate), or a stream your own
+//!   [`Options::connector`] opens; sends CONNECT with everything in
+//!   [`Options`] (version, client identifier, clean start, session expiry,
+//!   keep alive, will, credentials, MQTT 5 properties) and waits for CONNACK.
 //! - [`Client::publish`], [`Client::subscribe`] and [`Client::unsubscribe`]
 //!   return futures that complete when the broker's answer arrives (PUBACK,
 //!   PUBCOMP, SUBACK, UNSUBACK, with the MQTT 5 reason codes).
@@ -59,17 +59,45 @@
 //! the request over, which then happens anyway (only the answer is lost);
 //! [`Message::ack`] sends the acknowledgement when called, not when polled.
 
+//! # Features
+//!
+//! - `tls` (default): `mqtts://` and `wss://` with rustls and its ring
+//!   provider, trusting the platform's root certificates (read with
+//!   rustls-native-certs) unless given a CA file.
+//! - `websocket` (default): `ws://` and `wss://` with tokio-tungstenite.
+//!
+//! With `default-features = false` the client speaks plain TCP (or the
+//! streams of an [`Options::connector`]) and pulls in neither.
+
 #![forbid(unsafe_code)]
 
 mod client;
 mod driver;
 mod error;
 mod options;
+#[cfg(feature = "tls")]
+mod tls;
 mod transport;
 
 pub use crate::client::{
-    Acker, BoxFuture, Client, DisconnectBuilder, IntoFilter, Message, Messages, PublishBuilder,
-    Published, State, SubscribeBuilder, Subscribed, UnsubscribeBuilder, Unsubscribed,
+    Acked, Acker, BoxFuture, Client, DisconnectBuilder, IntoFilter, Message, Messages,
+    PendingPublish, PublishBuilder, Published, State, SubscribeBuilder, Subscribed,
+    UnsubscribeBuilder, Unsubscribed,
 };
 pub use crate::error::{Error, Timeout};
 pub use crate::options::{Address, Backoff, Options, ParsedUrl, Transport};
+#[cfg(feature = "tls")]
+pub use crate::tls::TlsOptions;
+pub use crate::transport::{BoxStream, Connector, Stream};
+
+// What the API takes and returns, so a user needs no other Tern crate (and
+// no `bytes` dependency) for everyday use.
+pub use bytes::Bytes;
+/// The codec, for everything else (packets, properties, decoding).
+pub use tern_codec as codec;
+pub use tern_codec::{
+    ConnAck, ConnectProperties, DisconnectProperties, MqttString, ProtocolVersion,
+    PublishProperties, QoS, ReasonCode, RetainHandling, SubscribeFilter, SubscribeProperties,
+    SubscriptionId, SubscriptionOptions, UnsubscribeProperties, UserProperty, Will, WillProperties,
+};
+pub use tern_session::{AckError, CommandError, PublishError, QueueLimits, Rule, Violation};

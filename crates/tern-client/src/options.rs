@@ -12,10 +12,14 @@ use tern_session::{ConnectOptions, QueueLimits};
 pub struct Address {
     /// The transport.
     pub transport: Transport,
-    /// The host name or IP address (without brackets for IPv6).
+    /// The host name or IP address (without brackets for IPv6); with TLS,
+    /// the name the broker's certificate must carry.
     pub host: String,
     /// The port.
     pub port: u16,
+    /// Whether the transport runs over TLS (`mqtts://`, `wss://`); see
+    /// [`Options::tls`] for whom it trusts.
+    pub tls: bool,
 }
 
 /// The transport under MQTT.
@@ -38,6 +42,7 @@ impl Address {
             transport: Transport::Tcp,
             host: host.into(),
             port,
+            tls: false,
         }
     }
 
@@ -51,7 +56,14 @@ impl Address {
             transport: Transport::WebSocket { path },
             host: host.into(),
             port,
+            tls: false,
         }
+    }
+
+    /// The same address over TLS (`mqtts://`, `wss://`).
+    pub fn with_tls(mut self) -> Self {
+        self.tls = true;
+        self
     }
 
     /// `host:port`, with brackets around an IPv6 address.
@@ -66,9 +78,15 @@ impl Address {
 
 impl std::fmt::Display for Address {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.transport {
-            Transport::Tcp => write!(f, "{}", self.authority()),
-            Transport::WebSocket { path } => write!(f, "ws://{}{}", self.authority(), path),
+        match (&self.transport, self.tls) {
+            (Transport::Tcp, false) => write!(f, "{}", self.authority()),
+            (Transport::Tcp, true) => write!(f, "mqtts://{}", self.authority()),
+            (Transport::WebSocket { path }, false) => {
+                write!(f, "ws://{}{}", self.authority(), path)
+            }
+            (Transport::WebSocket { path }, true) => {
+                write!(f, "wss://{}{}", self.authority(), path)
+            }
         }
     }
 }
@@ -92,8 +110,8 @@ pub struct ParsedUrl {
 impl ParsedUrl {
     /// Parses `mqtt://[user[:password]@]host[:port][/path]` (default port
     /// 1883) or `ws://[user[:password]@]host[:port][/path]` (default port 80,
-    /// default path `/`). `mqtts://` (8883) and `wss://` (443) parse but are
-    /// refused with [`Error::TlsNotSupported`] until TLS lands.
+    /// default path `/`), and their TLS forms `mqtts://` (8883) and `wss://`
+    /// (443). `tcp://` and `ssl://` are accepted for `mqtt://` and `mqtts://`.
     ///
     /// ```
     /// use tern_client::{ParsedUrl, Transport};
@@ -109,15 +127,16 @@ impl ParsedUrl {
         let bad = |why: &str| Error::InvalidUrl(format!("{why} in {url:?}"));
         let (scheme, rest) = url
             .split_once("://")
-            .ok_or_else(|| bad("no scheme (mqtt:// or ws://)"))?;
+            .ok_or_else(|| bad("no scheme (mqtt://, mqtts://, ws:// or wss://)"))?;
         let scheme = scheme.to_ascii_lowercase();
-        let (default_port, websocket) = match scheme.as_str() {
-            "mqtt" | "tcp" => (1883, false),
-            "ws" => (80, true),
-            "mqtts" | "ssl" | "wss" => return Err(Error::TlsNotSupported),
+        let (default_port, websocket, tls) = match scheme.as_str() {
+            "mqtt" | "tcp" => (1883, false, false),
+            "ws" => (80, true, false),
+            "mqtts" | "ssl" => (8883, false, true),
+            "wss" => (443, true, true),
             _ => {
                 return Err(bad(&format!(
-                    "unknown scheme {scheme:?} (expected mqtt:// or ws://)"
+                    "unknown scheme {scheme:?} (expected mqtt://, mqtts://, ws:// or wss://)"
                 )));
             }
         };
@@ -164,11 +183,12 @@ impl ParsedUrl {
                 .filter(|p| *p != 0)
                 .ok_or_else(|| bad(&format!("bad port {p:?}")))?,
         };
-        let address = if websocket {
+        let mut address = if websocket {
             Address::websocket(host, port, if path.is_empty() { "/" } else { path })
         } else {
             Address::tcp(host, port)
         };
+        address.tls = tls;
         let path = if websocket {
             String::new()
         } else {
@@ -299,7 +319,7 @@ impl Jitter {
 /// assert_eq!(options.session.keep_alive, 30);
 /// # Ok::<(), tern_client::Error>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     /// Where the broker is.
     pub address: Address,
@@ -315,6 +335,26 @@ pub struct Options {
     /// for the connection task; when they do, the next one waits to be
     /// accepted.
     pub command_capacity: usize,
+    /// Whom TLS connections (`mqtts://`, `wss://`) trust and how the client
+    /// identifies itself; unused without TLS.
+    #[cfg(feature = "tls")]
+    pub tls: crate::TlsOptions,
+    /// Opens each network connection in place of TCP, if set.
+    pub connector: Option<crate::Connector>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Options");
+        d.field("address", &self.address)
+            .field("session", &self.session)
+            .field("reconnect", &self.reconnect)
+            .field("message_capacity", &self.message_capacity)
+            .field("command_capacity", &self.command_capacity);
+        #[cfg(feature = "tls")]
+        d.field("tls", &self.tls);
+        d.field("connector", &self.connector.is_some()).finish()
+    }
 }
 
 impl Options {
@@ -330,6 +370,9 @@ impl Options {
             reconnect: Some(Backoff::default()),
             message_capacity: 64,
             command_capacity: 64,
+            #[cfg(feature = "tls")]
+            tls: crate::TlsOptions::default(),
+            connector: None,
         }
     }
 
@@ -351,6 +394,42 @@ impl Options {
             options.session.password = Some(Bytes::from(pass));
         }
         Ok(options)
+    }
+
+    /// Whom TLS connections trust and how the client identifies itself
+    /// (used by `mqtts://` and `wss://` addresses).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::TlsOptions) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Opens each network connection with `connect` instead of TCP: a Unix
+    /// socket, a proxy, an in-memory pipe, a transport of your own. TLS and
+    /// WebSocket are still layered on top as the address asks; the address
+    /// is handed to `connect` for each attempt, reconnects included.
+    ///
+    /// ```
+    /// use tern_client::{Address, BoxStream, Options};
+    ///
+    /// let options = Options::new(Address::tcp("broker", 1883)).connector(|address| {
+    ///     let authority = address.authority();
+    ///     async move {
+    ///         let stream = tokio::net::TcpStream::connect(authority).await?;
+    ///         Ok(Box::new(stream) as BoxStream)
+    ///     }
+    /// });
+    /// ```
+    pub fn connector<F, Fut>(mut self, connect: F) -> Self
+    where
+        F: Fn(&Address) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = std::io::Result<crate::BoxStream>> + Send + 'static,
+    {
+        self.connector = Some(std::sync::Arc::new(move |address: &Address| {
+            Box::pin(connect(address))
+                as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>
+        }));
+        self
     }
 
     /// The client identifier.
@@ -408,6 +487,12 @@ impl Options {
 
     /// Acknowledge QoS 1 and 2 messages only when the application says so
     /// (see [`Message::ack`](crate::Message::ack)).
+    ///
+    /// A message dropped without an acknowledgement (the [`Message`](crate::Message)
+    /// or its [`Acker`](crate::Acker)) is acknowledged with `Success` when it
+    /// is dropped, so that it cannot hold up the acknowledgements behind it,
+    /// which leave in arrival order. To refuse a message (MQTT 5), call
+    /// `ack` with an error reason code.
     pub fn manual_acks(mut self, manual: bool) -> Self {
         self.session.manual_acks = manual;
         self
@@ -482,14 +567,14 @@ mod tests {
         let u = ParsedUrl::parse("ws://[::1]/mqtt").unwrap();
         assert_eq!(u.address, Address::websocket("::1", 80, "/mqtt"));
         assert_eq!(u.address.authority(), "[::1]:80");
-        assert!(matches!(
-            ParsedUrl::parse("mqtts://h"),
-            Err(Error::TlsNotSupported)
-        ));
-        assert!(matches!(
-            ParsedUrl::parse("wss://h/x"),
-            Err(Error::TlsNotSupported)
-        ));
+        let u = ParsedUrl::parse("mqtts://h").unwrap();
+        assert_eq!(u.address, Address::tcp("h", 8883).with_tls());
+        assert_eq!(u.address.to_string(), "mqtts://h:8883");
+        let u = ParsedUrl::parse("ssl://h:1").unwrap();
+        assert_eq!(u.address, Address::tcp("h", 1).with_tls());
+        let u = ParsedUrl::parse("wss://h/x").unwrap();
+        assert_eq!(u.address, Address::websocket("h", 443, "/x").with_tls());
+        assert_eq!(u.address.to_string(), "wss://h:443/x");
         for bad in [
             "h:1883",
             "http://h",

@@ -149,11 +149,6 @@ async fn an_unreachable_broker_is_named_in_the_error() {
             .unwrap_err(),
         Error::Unreachable { .. }
     ));
-    for tls in ["mqtts://127.0.0.1", "wss://127.0.0.1/mqtt"] {
-        let error = Options::from_url(tls).unwrap_err();
-        assert!(matches!(error, Error::TlsNotSupported));
-        assert!(error.to_string().starts_with("TLS not supported yet"));
-    }
 }
 
 #[tokio::test]
@@ -428,6 +423,78 @@ async fn a_slow_consumer_stops_the_reads() {
 }
 
 #[tokio::test]
+async fn try_publish_reports_backpressure_instead_of_waiting() {
+    let broker = FakeBroker::start().await;
+    let (client, _messages, mut peer) = connect_with(
+        &broker,
+        options(&broker)
+            .queue(QueueLimits {
+                max_messages: 1,
+                ..QueueLimits::default()
+            })
+            .command_capacity(1),
+        ConnAck {
+            properties: ConnAckProperties {
+                receive_maximum: NonZeroU16::new(1),
+                ..Default::default()
+            },
+            ..ConnAck::default()
+        },
+    )
+    .await;
+    // Room for four: one in flight, one queued, one held by the task, one
+    // in the request channel. Each is taken as soon as the task can, so
+    // wait for the first to reach the broker before filling the rest.
+    let mut pending = vec![
+        client
+            .try_publish("w", "1", QoS::AtLeastOnce, false)
+            .unwrap(),
+    ];
+    let Packet::Publish(first) = peer.recv_skipping_pings().await else {
+        panic!("expected PUBLISH")
+    };
+    let mut refused = 0;
+    for n in 2..=10 {
+        match client.try_publish("w", n.to_string(), QoS::AtLeastOnce, false) {
+            Ok(p) => pending.push(p),
+            Err(Error::Backpressure) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+        // Let the task take what it can before the next try.
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+    }
+    assert_eq!(
+        pending.len(),
+        4,
+        "one in flight, one queued, one held, one waiting"
+    );
+    assert_eq!(refused, 6);
+    // Acknowledging drains them in order; every pending publish completes.
+    peer.send(Packet::PubAck(PubAck::new(first.packet_id.unwrap())))
+        .await;
+    for n in 2..=4 {
+        let Packet::Publish(p) = peer.recv_skipping_pings().await else {
+            panic!("expected PUBLISH")
+        };
+        assert_eq!(p.payload, n.to_string());
+        peer.send(Packet::PubAck(PubAck::new(p.packet_id.unwrap())))
+            .await;
+    }
+    for p in pending {
+        let done = within("a pending publish", p).await.unwrap();
+        assert_eq!(done.reason_code, ReasonCode::Success);
+    }
+    // With room again, it is taken.
+    assert!(
+        client
+            .try_publish("w", "again", QoS::AtLeastOnce, false)
+            .is_ok()
+    );
+}
+
+#[tokio::test]
 async fn a_full_window_makes_publish_wait_then_complete() {
     let broker = FakeBroker::start().await;
     let (client, _messages, mut peer) = connect_with(
@@ -648,7 +715,10 @@ async fn manual_acks_carry_the_reason_and_leave_in_arrival_order() {
     let mut third = got.pop().unwrap();
     let mut second = got.pop().unwrap();
     let mut first = got.pop().unwrap();
-    second.ack(ReasonCode::Success).await.unwrap();
+    assert_eq!(
+        second.ack(ReasonCode::Success).await.unwrap(),
+        tern_client::Acked::Sent
+    );
     still_pending(
         "a PUBACK while the first is undecided",
         Duration::from_millis(200),
@@ -672,8 +742,55 @@ async fn manual_acks_carry_the_reason_and_leave_in_arrival_order() {
     }
     // Acknowledging again is refused by the session.
     assert!(
-        matches!(first.ack(ReasonCode::Success).await, Ok(())),
+        matches!(
+            first.ack(ReasonCode::Success).await,
+            Ok(tern_client::Acked::NothingToDo)
+        ),
         "no handle left: nothing to do"
+    );
+}
+
+#[tokio::test]
+async fn an_ack_that_went_stale_across_a_reconnect_is_reported_not_failed() {
+    let broker = FakeBroker::start().await;
+    let (client, mut messages, mut peer) = connect(
+        &broker,
+        options(&broker)
+            .session_expiry(300)
+            .reconnect(fast())
+            .manual_acks(true),
+    )
+    .await;
+    let mut states = client.state_changes();
+    peer.send(publish("m", QoS::AtLeastOnce, Some(1), "x"))
+        .await;
+    let mut message = within("the message", messages.recv()).await.unwrap();
+    drop(peer);
+    let mut peer = broker.accept().await;
+    peer.recv_connect().await;
+    peer.connack(true, ReasonCode::Success, ConnAckProperties::default())
+        .await;
+    wait_for_state(&mut states, "the reconnection", |s| {
+        matches!(s, State::Connected { .. })
+    })
+    .await;
+    // The broker will send the message again; this ack has nothing left
+    // to acknowledge, and says so without an error.
+    assert_eq!(
+        message.ack(ReasonCode::Success).await.unwrap(),
+        tern_client::Acked::Stale
+    );
+    // The resend is acknowledged as usual.
+    peer.send(publish("m", QoS::AtLeastOnce, Some(1), "x"))
+        .await;
+    let mut again = within("the resend", messages.recv()).await.unwrap();
+    assert_eq!(
+        again.ack(ReasonCode::Success).await.unwrap(),
+        tern_client::Acked::Sent
+    );
+    assert_eq!(
+        peer.recv_skipping_pings().await,
+        Packet::PubAck(PubAck::new(id(1)))
     );
 }
 
@@ -790,7 +907,10 @@ async fn a_protocol_violation_closes_with_its_reason_code() {
     else {
         panic!("{state:?}")
     };
-    assert_eq!(violation.reason_code, ReasonCode::ProtocolError);
+    assert_eq!(
+        violation,
+        tern_session::Violation::Rule(tern_session::Rule::SecondConnAck)
+    );
     assert_eq!(
         peer.until_closed().await,
         vec![Packet::Disconnect(Disconnect::new(

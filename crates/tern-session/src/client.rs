@@ -3,7 +3,7 @@
 
 use crate::{
     AckError, AckToken, CloseReason, CommandError, Instant, PublishError, QueueLimits,
-    QueuedMessage, Violation,
+    QueuedMessage, Rule, Violation,
     core::{Core, Dropped, Flows, LinkState, Received},
     outgoing::{AckResult, Awaiting, Enqueued},
 };
@@ -409,7 +409,7 @@ impl ClientConnection {
                 Ok(Some(packet)) => self.handle_packet(now, packet),
                 Ok(None) => return,
                 Err(e) => {
-                    self.fail(Violation::decode(e));
+                    self.fail(Violation::Decode(e));
                     return;
                 }
             }
@@ -671,9 +671,7 @@ impl ClientConnection {
         }
         let was_zero = self.options.properties.session_expiry_interval.unwrap_or(0) == 0;
         if was_zero && properties.session_expiry_interval.is_some_and(|s| s > 0) {
-            return Err(CommandError::WrongState(
-                "the session expiry interval cannot be raised from zero on DISCONNECT",
-            ));
+            return Err(CommandError::SessionExpiryRaisedFromZero);
         }
         let disconnect = Disconnect {
             reason_code,
@@ -742,8 +740,8 @@ impl ClientConnection {
     }
 
     fn fail(&mut self, violation: Violation) {
-        let code = if violation.reason_code.is_valid_for(PacketType::Disconnect) {
-            violation.reason_code
+        let code = if violation.reason_code().is_valid_for(PacketType::Disconnect) {
+            violation.reason_code()
         } else {
             ReasonCode::ProtocolError
         };
@@ -768,10 +766,7 @@ impl ClientConnection {
                 self.peer_disconnected(d);
                 Ok(())
             }
-            _ => Err(Violation::rule(
-                ReasonCode::ProtocolError,
-                "the server's first packet must be CONNACK",
-            )),
+            _ => Err(Violation::Rule(Rule::FirstPacketNotConnAck)),
         }
     }
 
@@ -785,10 +780,7 @@ impl ClientConnection {
         // having session state even when it is empty (a restarted process
         // that did not persist any): it wants the messages queued for it.
         if connack.session_present && self.options.clean_start {
-            return Err(Violation::rule(
-                ReasonCode::ProtocolError,
-                "session present after a clean start",
-            ));
+            return Err(Violation::Rule(Rule::SessionPresentAfterCleanStart));
         }
         let p = &connack.properties;
         let limits = ServerLimits {
@@ -908,13 +900,8 @@ impl ClientConnection {
             Packet::Auth(auth) if self.core.version.is_v5() => {
                 self.core.events.push_back(ClientEvent::Auth(auth));
             }
-            other => {
-                let _ = other;
-                return Err(Violation::rule(
-                    ReasonCode::ProtocolError,
-                    "a server may not send this packet",
-                ));
-            }
+            Packet::ConnAck(_) => return Err(Violation::Rule(Rule::SecondConnAck)),
+            _ => return Err(Violation::Rule(Rule::ClientOnlyPacket)),
         }
         Ok(())
     }
@@ -939,10 +926,7 @@ impl ClientConnection {
         self.session.flows.ids.release(suback.packet_id);
         let request = pending.packet;
         if suback.reason_codes.len() != request.filters.len() {
-            return Err(Violation::rule(
-                ReasonCode::ProtocolError,
-                "SUBACK has a different number of reason codes than filters",
-            ));
+            return Err(Violation::Rule(Rule::SubAckCountMismatch));
         }
         for (f, code) in request.filters.iter().zip(&suback.reason_codes) {
             let granted = match code {
@@ -979,10 +963,7 @@ impl ClientConnection {
         let request = pending.packet;
         let reason_codes = if self.core.version.is_v5() {
             if unsuback.reason_codes.len() != request.filters.len() {
-                return Err(Violation::rule(
-                    ReasonCode::ProtocolError,
-                    "UNSUBACK has a different number of reason codes than filters",
-                ));
+                return Err(Violation::Rule(Rule::UnsubAckCountMismatch));
             }
             unsuback.reason_codes
         } else {

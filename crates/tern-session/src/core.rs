@@ -6,7 +6,7 @@
 //! outlives its links.
 
 use crate::{
-    AckToken, Instant, PacketIds, Violation,
+    AckToken, Instant, PacketIds, Rule, Violation,
     alias::{AliasError, AliasUse, IncomingAliases, OutgoingAliases},
     incoming::{AckQueue, Incoming, PendingAck, Qos2State},
     outgoing::{AckResult, Awaiting, Outgoing, Send},
@@ -180,14 +180,8 @@ impl<E> Core<E> {
                 .in_aliases
                 .resolve(&publish.topic, publish.properties.topic_alias)
                 .map_err(|e| match e {
-                    AliasError::OutOfRange => Violation::rule(
-                        ReasonCode::TopicAliasInvalid,
-                        "topic alias above the Topic Alias Maximum [MQTT-3.3.2-12]",
-                    ),
-                    AliasError::Unknown => Violation::rule(
-                        ReasonCode::ProtocolError,
-                        "empty topic with a topic alias that was never set",
-                    ),
+                    AliasError::OutOfRange => Violation::Rule(Rule::TopicAliasAboveMaximum),
+                    AliasError::Unknown => Violation::Rule(Rule::TopicAliasUnknown),
                 })?;
             publish.topic = topic;
             publish.properties.topic_alias = None;
@@ -285,10 +279,7 @@ impl<E> Core<E> {
     fn check_receive_maximum(&self) -> Result<(), Violation> {
         let pending = self.acks.qos1_pending() + self.qos2_on_link.len();
         if pending >= usize::from(self.limits.receive_maximum) {
-            return Err(Violation::rule(
-                ReasonCode::ReceiveMaximumExceeded,
-                "more unacknowledged QoS 1 and 2 messages than Receive Maximum",
-            ));
+            return Err(Violation::Rule(Rule::ReceiveMaximumExceeded));
         }
         Ok(())
     }
@@ -377,10 +368,7 @@ impl<E> Core<E> {
                 ReasonCode::Success
             }
             Some(Qos2State::AwaitingApp) => {
-                return Err(Violation::rule(
-                    ReasonCode::ProtocolError,
-                    "PUBREL before the PUBREC it releases",
-                ));
+                return Err(Violation::Rule(Rule::PubRelWithoutPubRec));
             }
             Some(Qos2State::Refused(_)) => {
                 // Not accepted, so nothing to release; the flow is over.

@@ -8,47 +8,211 @@
 use core::fmt;
 use tern_codec::{DecodeError, EncodeError, MqttString, QoS, ReasonCode};
 
-/// A protocol rule the peer broke, and the reason code it earned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Violation {
-    /// The reason code sent in the DISCONNECT (MQTT 5) before closing.
-    pub reason_code: ReasonCode,
-    /// What was wrong.
-    pub detail: ViolationDetail,
-}
-
-/// What was wrong with what the peer sent.
+/// Why the peer's input closed the connection: bytes that are not a valid
+/// packet, or a valid packet that breaks a rule of the protocol's state.
+///
+/// Each carries the reason code it earns (sent in a DISCONNECT in MQTT 5,
+/// or a CONNACK where the connection is not yet accepted).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum ViolationDetail {
+pub enum Violation {
     /// The bytes were not a valid packet.
     Decode(DecodeError),
     /// A valid packet broke a rule of the protocol's state.
-    Rule(&'static str),
+    Rule(Rule),
 }
 
 impl Violation {
-    pub(crate) fn rule(reason_code: ReasonCode, text: &'static str) -> Self {
-        Self {
-            reason_code,
-            detail: ViolationDetail::Rule(text),
+    /// The reason code the violation earns.
+    pub fn reason_code(&self) -> ReasonCode {
+        match self {
+            Self::Decode(e) => e.reason_code(),
+            Self::Rule(r) => r.reason_code(),
         }
     }
 
-    pub(crate) fn decode(error: DecodeError) -> Self {
-        Self {
-            reason_code: error.reason_code(),
-            detail: ViolationDetail::Decode(error),
+    /// The normative statement broken, where one rule names it
+    /// (`MQTT-x.y.z-n`, numbered as in MQTT 5.0).
+    pub fn statement(&self) -> Option<&'static str> {
+        match self {
+            Self::Decode(_) => None,
+            Self::Rule(r) => r.statement(),
         }
+    }
+}
+
+impl From<Rule> for Violation {
+    fn from(rule: Rule) -> Self {
+        Self::Rule(rule)
+    }
+}
+
+impl From<DecodeError> for Violation {
+    fn from(error: DecodeError) -> Self {
+        Self::Decode(error)
     }
 }
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.detail {
-            ViolationDetail::Decode(e) => write!(f, "{} ({})", e, self.reason_code),
-            ViolationDetail::Rule(r) => write!(f, "{r} ({})", self.reason_code),
+        match self {
+            Self::Decode(e) => write!(f, "{e} ({})", e.reason_code()),
+            Self::Rule(r) => write!(f, "{r} ({})", r.reason_code()),
         }
+    }
+}
+
+impl core::error::Error for Violation {}
+
+/// A rule of the protocol's state that a peer broke with a well-formed packet.
+///
+/// One variant per rule, in the manner of rustls's `PeerMisbehaved`: each
+/// knows the reason code it earns ([`reason_code`](Self::reason_code)) and
+/// the statement it breaks ([`statement`](Self::statement)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Rule {
+    /// The client's first packet was not CONNECT [MQTT-3.1.0-1]; the server
+    /// closes without answering.
+    FirstPacketNotConnect,
+    /// A second CONNECT on one connection [MQTT-3.1.0-2].
+    SecondConnect,
+    /// A packet handed to `ServerConnection::handle_packet` while the CONNECT
+    /// still awaits the caller's decision (`handle_bytes` keeps such packets
+    /// in the buffer instead).
+    PacketWhileConnectPending,
+    /// The server's first packet was not CONNACK (or AUTH) [MQTT-3.2.0-1].
+    FirstPacketNotConnAck,
+    /// A second CONNACK on one connection [MQTT-3.2.0-2].
+    SecondConnAck,
+    /// Session Present 1 answered a clean start, for which the client keeps
+    /// no session state [MQTT-3.2.2-4].
+    SessionPresentAfterCleanStart,
+    /// A packet type only a client sends came from the server.
+    ClientOnlyPacket,
+    /// A packet type only a server sends came from the client.
+    ServerOnlyPacket,
+    /// A PUBLISH above the server's Maximum QoS [MQTT-3.2.2-11].
+    QosAboveMaximum,
+    /// A retained PUBLISH though the server said Retain Available 0
+    /// [MQTT-3.2.2-14].
+    RetainNotAvailable,
+    /// A client's PUBLISH carried a Subscription Identifier [MQTT-3.3.4-6].
+    SubscriptionIdFromClient,
+    /// A SUBSCRIBE carried a Subscription Identifier though the server said
+    /// Subscription Identifiers Available 0.
+    SubscriptionIdsNotSupported,
+    /// A Topic Alias above the Topic Alias Maximum this side sent
+    /// [MQTT-3.3.2-9] [MQTT-3.2.2-17].
+    TopicAliasAboveMaximum,
+    /// An empty topic with a Topic Alias this connection never set.
+    TopicAliasUnknown,
+    /// More unacknowledged QoS 1 and 2 PUBLISH packets than this side's
+    /// Receive Maximum [MQTT-3.3.4-7] [MQTT-3.3.4-9].
+    ReceiveMaximumExceeded,
+    /// A PUBREL for a packet identifier with no QoS 2 flow awaiting it.
+    PubRelWithoutPubRec,
+    /// A SUBACK with a different number of reason codes than the SUBSCRIBE
+    /// had filters [MQTT-3.9.3-1].
+    SubAckCountMismatch,
+    /// An UNSUBACK with a different number of reason codes than the
+    /// UNSUBSCRIBE had filters [MQTT-3.11.3-1].
+    UnsubAckCountMismatch,
+    /// A DISCONNECT raised the Session Expiry Interval from zero, which MQTT
+    /// 5.0 §3.14.2.2.2 calls a Protocol Error.
+    SessionExpiryRaisedFromZero,
+}
+
+impl Rule {
+    /// The reason code this rule's breach earns.
+    pub const fn reason_code(self) -> ReasonCode {
+        match self {
+            Self::QosAboveMaximum => ReasonCode::QosNotSupported,
+            Self::RetainNotAvailable => ReasonCode::RetainNotSupported,
+            Self::SubscriptionIdsNotSupported => ReasonCode::SubscriptionIdentifiersNotSupported,
+            Self::TopicAliasAboveMaximum => ReasonCode::TopicAliasInvalid,
+            Self::ReceiveMaximumExceeded => ReasonCode::ReceiveMaximumExceeded,
+            Self::FirstPacketNotConnect
+            | Self::SecondConnect
+            | Self::PacketWhileConnectPending
+            | Self::FirstPacketNotConnAck
+            | Self::SecondConnAck
+            | Self::SessionPresentAfterCleanStart
+            | Self::ClientOnlyPacket
+            | Self::ServerOnlyPacket
+            | Self::SubscriptionIdFromClient
+            | Self::TopicAliasUnknown
+            | Self::PubRelWithoutPubRec
+            | Self::SubAckCountMismatch
+            | Self::UnsubAckCountMismatch
+            | Self::SessionExpiryRaisedFromZero => ReasonCode::ProtocolError,
+        }
+    }
+
+    /// The MQTT 5.0 statement the rule breaks, where the specification
+    /// numbers one (3.1.1 uses the same numbers for the first three).
+    pub const fn statement(self) -> Option<&'static str> {
+        Some(match self {
+            Self::FirstPacketNotConnect => "MQTT-3.1.0-1",
+            Self::SecondConnect => "MQTT-3.1.0-2",
+            Self::FirstPacketNotConnAck => "MQTT-3.2.0-1",
+            Self::SecondConnAck => "MQTT-3.2.0-2",
+            Self::SessionPresentAfterCleanStart => "MQTT-3.2.2-4",
+            Self::QosAboveMaximum => "MQTT-3.2.2-11",
+            Self::RetainNotAvailable => "MQTT-3.2.2-14",
+            Self::SubscriptionIdFromClient => "MQTT-3.3.4-6",
+            Self::TopicAliasAboveMaximum => "MQTT-3.3.2-9",
+            Self::ReceiveMaximumExceeded => "MQTT-3.3.4-9",
+            Self::SubAckCountMismatch => "MQTT-3.9.3-1",
+            Self::UnsubAckCountMismatch => "MQTT-3.11.3-1",
+            Self::PacketWhileConnectPending
+            | Self::ClientOnlyPacket
+            | Self::ServerOnlyPacket
+            | Self::SubscriptionIdsNotSupported
+            | Self::TopicAliasUnknown
+            | Self::PubRelWithoutPubRec
+            | Self::SessionExpiryRaisedFromZero => return None,
+        })
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::FirstPacketNotConnect => "the first packet must be CONNECT",
+            Self::SecondConnect => "a second CONNECT",
+            Self::PacketWhileConnectPending => "packet handed in before the CONNECT was decided",
+            Self::FirstPacketNotConnAck => "the server's first packet must be CONNACK",
+            Self::SecondConnAck => "a second CONNACK",
+            Self::SessionPresentAfterCleanStart => "session present after a clean start",
+            Self::ClientOnlyPacket => "a server may not send this packet",
+            Self::ServerOnlyPacket => "a client may not send this packet",
+            Self::QosAboveMaximum => "PUBLISH above the server's Maximum QoS",
+            Self::RetainNotAvailable => "retained PUBLISH while retain is not available",
+            Self::SubscriptionIdFromClient => "a client may not send a Subscription Identifier",
+            Self::SubscriptionIdsNotSupported => {
+                "Subscription Identifier while they are not supported"
+            }
+            Self::TopicAliasAboveMaximum => "topic alias above the Topic Alias Maximum",
+            Self::TopicAliasUnknown => "empty topic with a topic alias that was never set",
+            Self::ReceiveMaximumExceeded => {
+                "more unacknowledged QoS 1 and 2 messages than Receive Maximum"
+            }
+            Self::PubRelWithoutPubRec => "PUBREL before the PUBREC it releases",
+            Self::SubAckCountMismatch => {
+                "SUBACK has a different number of reason codes than filters"
+            }
+            Self::UnsubAckCountMismatch => {
+                "UNSUBACK has a different number of reason codes than filters"
+            }
+            Self::SessionExpiryRaisedFromZero => {
+                "Session Expiry Interval raised from zero on DISCONNECT"
+            }
+        })?;
+        if let Some(id) = self.statement() {
+            write!(f, " [{id}]")?;
+        }
+        Ok(())
     }
 }
 
@@ -179,8 +343,22 @@ pub enum CommandError {
     SubscriptionIdentifiersNotSupported,
     /// No such request is pending (a reply to something never asked).
     UnknownRequest,
-    /// Not possible in the connection's current state.
-    WrongState(&'static str),
+    /// `accept` or `reject` while no CONNECT awaits a decision.
+    NoConnectPending,
+    /// A command that needs the client's session before the CONNECT was
+    /// accepted.
+    NoSession,
+    /// A SUBACK or UNSUBACK decision with a different number of reason codes
+    /// than the request had filters [MQTT-3.9.3-1] [MQTT-3.11.3-1].
+    ReasonCodeCount {
+        /// The number of filters in the request.
+        expected: usize,
+        /// The number of reason codes given.
+        given: usize,
+    },
+    /// A DISCONNECT may not raise the Session Expiry Interval from zero
+    /// (MQTT 5.0 §3.14.2.2.2).
+    SessionExpiryRaisedFromZero,
     /// The connection is closed.
     Closed,
 }
@@ -194,7 +372,15 @@ impl fmt::Display for CommandError {
                 f.write_str("the server does not support subscription identifiers")
             }
             Self::UnknownRequest => f.write_str("no such request is pending"),
-            Self::WrongState(s) => write!(f, "not possible now: {s}"),
+            Self::NoConnectPending => f.write_str("no CONNECT awaits a decision"),
+            Self::NoSession => f.write_str("the connection has no session yet"),
+            Self::ReasonCodeCount { expected, given } => write!(
+                f,
+                "{given} reason codes given for {expected} filters; one per filter is needed"
+            ),
+            Self::SessionExpiryRaisedFromZero => {
+                f.write_str("the session expiry interval cannot be raised from zero on DISCONNECT")
+            }
             Self::Closed => f.write_str("the connection is closed"),
         }
     }

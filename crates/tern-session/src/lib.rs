@@ -117,9 +117,7 @@ pub use crate::client::{
     ClientConnection, ClientEvent, ClientSession, ConnectOptions, ConnectionState,
     GrantedSubscription, ServerLimits,
 };
-pub use crate::error::{
-    AckError, CloseReason, CommandError, PublishError, Violation, ViolationDetail,
-};
+pub use crate::error::{AckError, CloseReason, CommandError, PublishError, Rule, Violation};
 pub use crate::ids::PacketIds;
 pub use crate::incoming::AckToken;
 pub use crate::outgoing::{Enqueued, OverflowPolicy, QueueLimits, QueuedMessage};

@@ -8,7 +8,7 @@
 
 use crate::{
     AckError, AckToken, CloseReason, CommandError, Enqueued, Instant, QueueLimits, QueuedMessage,
-    Violation,
+    Rule, Violation,
     core::{Core, Flows, LinkState, Received},
     outgoing::{AckResult, Awaiting},
 };
@@ -373,6 +373,16 @@ impl ServerConnection {
         if matches!(self.phase, Phase::Closed | Phase::AwaitingDecision) {
             return false;
         }
+        // [MQTT-3.1.0-1]: the packet type is in the first byte, so a first
+        // packet that is not CONNECT is refused before its body arrives.
+        if self.phase == Phase::AwaitingConnect
+            && buf
+                .first()
+                .is_some_and(|&byte| byte >> 4 != PacketType::Connect as u8)
+        {
+            self.refuse_first_packet();
+            return false;
+        }
         match Packet::decode(buf, self.core.version, self.core.limits.our_max_packet) {
             Ok(Some(packet)) => {
                 self.handle_packet(now, packet);
@@ -394,10 +404,7 @@ impl ServerConnection {
         self.core.last_received = now;
         let result = match self.phase {
             Phase::AwaitingConnect => self.handle_connect(packet),
-            Phase::AwaitingDecision => Err(Violation::rule(
-                ReasonCode::ProtocolError,
-                "packet handed in before the CONNECT was decided",
-            )),
+            Phase::AwaitingDecision => Err(Violation::Rule(Rule::PacketWhileConnectPending)),
             Phase::Open => self.handle_open(packet),
             Phase::Closed => Ok(()),
         };
@@ -438,7 +445,7 @@ impl ServerConnection {
     /// Accepts the pending CONNECT: sends CONNACK and resumes or starts the session.
     pub fn accept(&mut self, now: Instant, accept: Accept) -> Result<(), CommandError> {
         if self.phase != Phase::AwaitingDecision {
-            return Err(CommandError::WrongState("no CONNECT awaits a decision"));
+            return Err(CommandError::NoConnectPending);
         }
         let Accept {
             mut session,
@@ -522,7 +529,7 @@ impl ServerConnection {
     /// MQTT 3.x return code for older clients) and closes. The will is discarded.
     pub fn reject(&mut self, _now: Instant, reason_code: ReasonCode) -> Result<(), CommandError> {
         if self.phase != Phase::AwaitingDecision {
-            return Err(CommandError::WrongState("no CONNECT awaits a decision"));
+            return Err(CommandError::NoConnectPending);
         }
         if !reason_code.is_error() || !reason_code.is_valid_for(PacketType::ConnAck) {
             return Err(CommandError::Invalid(
@@ -536,10 +543,7 @@ impl ServerConnection {
     /// Sends (or queues) an application message to the client. Its packet
     /// identifier is assigned when it goes in flight.
     pub fn send(&mut self, now: Instant, publish: Publish) -> Result<Enqueued, CommandError> {
-        let session = self
-            .session
-            .as_mut()
-            .ok_or(CommandError::WrongState("no session yet"))?;
+        let session = self.session.as_mut().ok_or(CommandError::NoSession)?;
         Ok(session.enqueue(now, publish))
     }
 
@@ -555,9 +559,10 @@ impl ServerConnection {
             return Err(CommandError::UnknownRequest);
         };
         if count != reason_codes.len() {
-            return Err(CommandError::WrongState(
-                "one reason code per filter is needed",
-            ));
+            return Err(CommandError::ReasonCodeCount {
+                expected: count,
+                given: reason_codes.len(),
+            });
         }
         let properties = self.diagnostics(properties);
         let suback = SubAck {
@@ -586,9 +591,10 @@ impl ServerConnection {
         };
         let unsuback = if self.core.version.is_v5() {
             if count != reason_codes.len() {
-                return Err(CommandError::WrongState(
-                    "one reason code per filter is needed",
-                ));
+                return Err(CommandError::ReasonCodeCount {
+                    expected: count,
+                    given: reason_codes.len(),
+                });
             }
             UnsubAck {
                 packet_id,
@@ -726,13 +732,13 @@ impl ServerConnection {
                 _ => {}
             }
             self.close_with(
-                CloseReason::ProtocolViolation(Violation::decode(error)),
+                CloseReason::ProtocolViolation(Violation::Decode(error)),
                 None,
                 false,
             );
             return;
         }
-        self.fail(Violation::decode(error));
+        self.fail(Violation::Decode(error));
     }
 
     fn send_refusal(&mut self, reason_code: ReasonCode) {
@@ -756,8 +762,8 @@ impl ServerConnection {
 
     fn fail(&mut self, violation: Violation) {
         let open = self.phase == Phase::Open;
-        let code = if violation.reason_code.is_valid_for(PacketType::Disconnect) {
-            violation.reason_code
+        let code = if violation.reason_code().is_valid_for(PacketType::Disconnect) {
+            violation.reason_code()
         } else {
             ReasonCode::ProtocolError
         };
@@ -784,17 +790,20 @@ impl ServerConnection {
         });
     }
 
+    /// [MQTT-3.1.0-1]: the first packet must be CONNECT. Anything else is
+    /// not this protocol's conversation, so the connection closes without
+    /// an answer.
+    fn refuse_first_packet(&mut self) {
+        self.close_with(
+            CloseReason::ProtocolViolation(Violation::Rule(Rule::FirstPacketNotConnect)),
+            None,
+            false,
+        );
+    }
+
     fn handle_connect(&mut self, packet: Packet) -> Result<(), Violation> {
         let Packet::Connect(connect) = packet else {
-            // [MQTT-3.1.0-1]: the first packet must be CONNECT; just close.
-            self.close_with(
-                CloseReason::ProtocolViolation(Violation::rule(
-                    ReasonCode::ProtocolError,
-                    "the first packet must be CONNECT [MQTT-3.1.0-1]",
-                )),
-                None,
-                false,
-            );
+            self.refuse_first_packet();
             return Ok(());
         };
         let version = connect.protocol;
@@ -863,22 +872,13 @@ impl ServerConnection {
         match packet {
             Packet::Publish(publish) => {
                 if publish.qos > self.config.maximum_qos {
-                    return Err(Violation::rule(
-                        ReasonCode::QosNotSupported,
-                        "PUBLISH above the server's Maximum QoS",
-                    ));
+                    return Err(Violation::Rule(Rule::QosAboveMaximum));
                 }
                 if publish.retain && !self.config.retain_available {
-                    return Err(Violation::rule(
-                        ReasonCode::RetainNotSupported,
-                        "retained PUBLISH while retain is not available",
-                    ));
+                    return Err(Violation::Rule(Rule::RetainNotAvailable));
                 }
                 if !publish.properties.subscription_identifiers.is_empty() {
-                    return Err(Violation::rule(
-                        ReasonCode::ProtocolError,
-                        "a client may not send a Subscription Identifier [MQTT-3.3.4-6]",
-                    ));
+                    return Err(Violation::Rule(Rule::SubscriptionIdFromClient));
                 }
                 if let Received::Deliver(publish, ack) =
                     self.core.receive_publish(flows, publish)?
@@ -896,10 +896,7 @@ impl ServerConnection {
                 if subscribe.properties.subscription_identifier.is_some()
                     && !self.config.subscription_identifiers
                 {
-                    return Err(Violation::rule(
-                        ReasonCode::SubscriptionIdentifiersNotSupported,
-                        "Subscription Identifier while they are not supported",
-                    ));
+                    return Err(Violation::Rule(Rule::SubscriptionIdsNotSupported));
                 }
                 if self.pending_subscribe.contains_key(&subscribe.packet_id) {
                     // Reused before we answered: refuse it, keep the first.
@@ -950,16 +947,10 @@ impl ServerConnection {
                 self.core.events.push_back(ServerEvent::Auth(auth));
             }
             Packet::Connect(_) => {
-                return Err(Violation::rule(
-                    ReasonCode::ProtocolError,
-                    "a second CONNECT [MQTT-3.1.0-2]",
-                ));
+                return Err(Violation::Rule(Rule::SecondConnect));
             }
             _ => {
-                return Err(Violation::rule(
-                    ReasonCode::ProtocolError,
-                    "a client may not send this packet",
-                ));
+                return Err(Violation::Rule(Rule::ServerOnlyPacket));
             }
         }
         Ok(())
@@ -983,10 +974,7 @@ impl ServerConnection {
     fn client_disconnected(&mut self, d: Disconnect) -> Result<(), Violation> {
         if let Some(expiry) = d.properties.session_expiry_interval {
             if self.session_expiry == 0 && expiry > 0 {
-                return Err(Violation::rule(
-                    ReasonCode::ProtocolError,
-                    "Session Expiry Interval raised from zero on DISCONNECT",
-                ));
+                return Err(Violation::Rule(Rule::SessionExpiryRaisedFromZero));
             }
             self.session_expiry = expiry;
         }

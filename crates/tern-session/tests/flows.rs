@@ -86,7 +86,7 @@ fn closed_reason(server: &mut ServerConnection) -> (CloseReason, Option<Will>) {
 
 fn violation_code(reason: &CloseReason) -> ReasonCode {
     match reason {
-        CloseReason::ProtocolViolation(v) => v.reason_code,
+        CloseReason::ProtocolViolation(v) => v.reason_code(),
         other => panic!("not a protocol violation: {other:?}"),
     }
 }
@@ -307,6 +307,28 @@ fn connect_timeouts_on_both_sides() {
     assert_eq!(client.state(), ConnectionState::Closed);
 }
 
+#[test]
+fn mqtt_3_1_0_1_a_first_packet_that_is_not_connect_is_refused_from_its_first_byte() {
+    for first in [0x30u8, 0x82, 0xC0, 0xE0] {
+        let mut server = ServerConnection::new(Instant::ZERO, ServerConfig::default());
+        // Only the fixed header's first byte: the body has not arrived.
+        let mut buf = BytesMut::from(&[first][..]);
+        server.handle_bytes(Instant::ZERO, &mut buf);
+        assert!(server.is_closed(), "first byte {first:#04x}");
+        assert_eq!(transmits(|| server.poll_transmit(Instant::ZERO)), vec![]);
+        let (reason, _) = closed_reason(&mut server);
+        let CloseReason::ProtocolViolation(violation) = reason else {
+            panic!("not a violation: {reason:?}");
+        };
+        assert_eq!(violation, Violation::Rule(Rule::FirstPacketNotConnect));
+        assert_eq!(violation.statement(), Some("MQTT-3.1.0-1"));
+    }
+    // A CONNECT's first byte waits for the rest.
+    let mut server = ServerConnection::new(Instant::ZERO, ServerConfig::default());
+    server.handle_bytes(Instant::ZERO, &mut BytesMut::from(&[0x10u8][..]));
+    assert!(!server.is_closed());
+}
+
 // ---- QoS flows and resumption ----
 
 #[test]
@@ -430,6 +452,11 @@ fn server_enforces_its_receive_maximum_with_0x93() {
         Some(&Packet::Disconnect(Disconnect::new(
             ReasonCode::ReceiveMaximumExceeded
         )))
+    );
+    let (reason, _) = closed_reason(&mut server);
+    assert_eq!(
+        reason,
+        CloseReason::ProtocolViolation(Violation::Rule(Rule::ReceiveMaximumExceeded))
     );
 }
 

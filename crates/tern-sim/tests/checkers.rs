@@ -10,7 +10,7 @@ use tern_codec::{
     PubAck, Publish, PublishProperties, QoS, ReasonCode, Subscribe, SubscribeFilter,
     SubscriptionOptions, Will, WillProperties,
 };
-use tern_session::{ClientEvent, CloseReason, Instant, QueueLimits, Violation};
+use tern_session::{ClientEvent, CloseReason, Instant, QueueLimits, Rule, Violation};
 use tern_sim::{
     check::{
         Bounds, Checker, Delivery, Expiry, Integrity, Limits, Order, PacketIds, Retained, Verdict,
@@ -719,10 +719,9 @@ fn bounds_catch_a_protocol_violation() {
         broker_receive_maximum: 10,
     };
     let mut f = Feed::new(Bounds::new(limits));
-    let event = ClientEvent::Closed(CloseReason::ProtocolViolation(Violation {
-        reason_code: ReasonCode::ProtocolError,
-        detail: tern_session::ViolationDetail::Rule("made up"),
-    }));
+    let event = ClientEvent::Closed(CloseReason::ProtocolViolation(Violation::Rule(
+        Rule::PubRelWithoutPubRec,
+    )));
     let e = f
         .obs(Obs::ClientEvent {
             client: 0,

@@ -292,8 +292,8 @@ impl Launch {
         self
     }
 
-    /// mosquitto only: lines for the TCP listener (`max_qos 1`, ...),
-    /// written right after its `listener` line.
+    /// mosquitto only: lines for each listener (`max_qos 1`, `certfile`,
+    /// ...), written under every `listener` line (TCP and WebSocket).
     pub fn listener_settings(mut self, text: &str) -> Launch {
         self.listener_settings.push_str(text);
         if !self.listener_settings.ends_with('\n') {
@@ -446,7 +446,10 @@ impl Launch {
                     self.settings, self.listener_settings
                 );
                 if let Some(ws) = ws {
-                    conf.push_str(&format!("listener {ws} 127.0.0.1\nprotocol websockets\n"));
+                    conf.push_str(&format!(
+                        "listener {ws} 127.0.0.1\nprotocol websockets\n{}",
+                        self.listener_settings
+                    ));
                 }
                 let path = file(".conf");
                 write(&path, &conf)?;

@@ -7,6 +7,7 @@
 pub mod broker;
 pub mod fake;
 pub mod mosquitto;
+pub mod pki;
 pub mod proxy;
 
 use std::{future::Future, time::Duration};

@@ -40,6 +40,16 @@ impl Mosquitto {
         )
     }
 
+    /// Both listeners (TCP and WebSocket) with `listener_settings` under
+    /// each: `cafile`, `certfile`, `keyfile`, `require_certificate` for TLS.
+    pub fn start_with_listener_settings(listener_settings: &str) -> Self {
+        Self::launch(
+            tern_testkit::Broker::mosquitto()
+                .websocket(true)
+                .listener_settings(listener_settings),
+        )
+    }
+
     /// Anonymous access on one TCP listener on `port` (to restart a broker
     /// where its clients will look for it).
     pub fn start_on(port: u16) -> Self {
