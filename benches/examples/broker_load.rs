@@ -21,7 +21,6 @@
 
 use bytes::{Bytes, BytesMut};
 use std::{
-    process::Stdio,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
@@ -33,9 +32,8 @@ use tern_codec::{
     SubscribeFilter, SubscriptionOptions,
 };
 use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
-    process::{Child, Command},
     sync::Notify,
 };
 
@@ -43,15 +41,17 @@ const V: ProtocolVersion = ProtocolVersion::V3_1_1;
 const WINDOW: u64 = 1024;
 const CHUNK: usize = 64;
 
+/// A broker under load: tern-testkit's launcher starts it (ready within a
+/// deadline) and stops it by PID (SIGTERM, then SIGKILL) when dropped.
 struct Broker {
     name: &'static str,
-    child: Child,
+    process: tern_testkit::Broker,
     port: u16,
 }
 
 impl Broker {
     fn rss_kb(&self) -> u64 {
-        let pid = self.child.id().unwrap_or(0);
+        let pid = self.process.pid();
         std::fs::read_to_string(format!("/proc/{pid}/status"))
             .ok()
             .and_then(|s| {
@@ -61,56 +61,35 @@ impl Broker {
             })
             .unwrap_or(0)
     }
+
+    fn started(name: &'static str, launch: tern_testkit::Launch) -> Broker {
+        let process = launch
+            .start()
+            .unwrap_or_else(|e| panic!("{name} does not start: {e}"));
+        Broker {
+            name,
+            port: process.tcp().port(),
+            process,
+        }
+    }
 }
 
-async fn start_tern() -> Broker {
+fn start_tern() -> Broker {
     let exe = std::env::current_exe().unwrap();
     let tern = exe.parent().unwrap().parent().unwrap().join("tern");
-    let mut child = Command::new(&tern)
-        .args(["broker", "--tcp", "127.0.0.1:0", "--log", "error"])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e} (build tern-cli --release)", tern.display()));
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next_line().await.unwrap().expect("listening line");
-    let port = line.rsplit(':').next().unwrap().parse().unwrap();
-    Broker {
-        name: "tern",
-        child,
-        port,
-    }
+    assert!(
+        tern.is_file(),
+        "{} is missing (build tern-cli --release)",
+        tern.display()
+    );
+    Broker::started(
+        "tern",
+        tern_testkit::Broker::tern(tern).args(["--log", "error"]),
+    )
 }
 
-async fn start_mosquitto() -> Broker {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let conf = format!("/tmp/tern-perf-mosquitto-{}.conf", std::process::id());
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
-    )
-    .unwrap();
-    let child = Command::new("mosquitto")
-        .args(["-c", &conf])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("mosquitto (apt-get install -y mosquitto)");
-    for _ in 0..100 {
-        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Broker {
-        name: "mosquitto",
-        child,
-        port,
-    }
+fn start_mosquitto() -> Broker {
+    Broker::started("mosquitto", tern_testkit::Broker::mosquitto())
 }
 
 fn encode(p: Packet) -> Vec<u8> {
@@ -387,7 +366,7 @@ async fn main() {
     let secs: f64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(3.0);
     let rounds: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3);
     let idle_n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let brokers = [start_tern().await, start_mosquitto().await];
+    let brokers = [start_tern(), start_mosquitto()];
     // Idle connections first, on fresh brokers whose heaps have not grown.
     if idle_n > 0 {
         for broker in &brokers {

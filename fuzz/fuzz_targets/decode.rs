@@ -24,7 +24,9 @@ fuzz_target!(|data: &[u8]| {
                     _ => version,
                 };
                 let mut wire = BytesMut::new();
-                packet.encode(v, &mut wire).expect("a decoded packet re-encodes");
+                packet
+                    .encode(v, &mut wire)
+                    .expect("a decoded packet re-encodes");
                 assert_eq!(wire.len(), packet.encoded_len(v));
                 let again = Packet::decode(&mut wire, v, tern_codec::MAX_PACKET_SIZE)
                     .expect("re-encoded bytes decode")

@@ -16,7 +16,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut wire = BytesMut::new();
-    packet.encode(version, &mut wire).expect("arbitrary packets are valid");
+    packet
+        .encode(version, &mut wire)
+        .expect("arbitrary packets are valid");
     assert_eq!(wire.len(), packet.encoded_len(version));
     let decoded = Packet::decode(&mut wire, version, MAX_PACKET_SIZE).expect("decodes");
     assert_eq!(decoded, Some(packet));

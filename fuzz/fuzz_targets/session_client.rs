@@ -11,7 +11,9 @@ use tern_codec::{
     ConnAck, MqttString, Packet, ProtocolVersion, Publish, QoS, ReasonCode, SubscribeFilter,
     SubscriptionOptions, arbitrary_packet,
 };
-use tern_session::{ClientConnection, ClientEvent, ClientSession, ConnectOptions, Instant, QueueLimits};
+use tern_session::{
+    ClientConnection, ClientEvent, ClientSession, ConnectOptions, Instant, QueueLimits,
+};
 
 fuzz_target!(|data: &[u8]| {
     let mut u = Unstructured::new(data);
@@ -48,11 +50,15 @@ fuzz_target!(|data: &[u8]| {
         };
         match step {
             0 => {
-                let Ok(p) = arbitrary_packet(&mut u, version) else { break };
+                let Ok(p) = arbitrary_packet(&mut u, version) else {
+                    break;
+                };
                 client.handle_packet(now, p);
             }
             1 => {
-                let Ok(bytes) = <&[u8]>::arbitrary(&mut u) else { break };
+                let Ok(bytes) = <&[u8]>::arbitrary(&mut u) else {
+                    break;
+                };
                 buf.extend_from_slice(bytes);
                 client.handle_bytes(now, &mut buf);
             }
@@ -102,7 +108,8 @@ fuzz_target!(|data: &[u8]| {
                 _ => version,
             };
             let mut out = BytesMut::new();
-            p.encode(v, &mut out).expect("the client sends only valid packets");
+            p.encode(v, &mut out)
+                .expect("the client sends only valid packets");
         }
         let session = client.session();
         assert!(session.queue_len() <= 8);

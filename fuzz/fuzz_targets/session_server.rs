@@ -51,11 +51,15 @@ fuzz_target!(|data: &[u8]| {
         };
         match step {
             0 => {
-                let Ok(p) = arbitrary_packet(&mut u, version) else { break };
+                let Ok(p) = arbitrary_packet(&mut u, version) else {
+                    break;
+                };
                 server.handle_packet(now, p);
             }
             1 => {
-                let Ok(bytes) = <&[u8]>::arbitrary(&mut u) else { break };
+                let Ok(bytes) = <&[u8]>::arbitrary(&mut u) else {
+                    break;
+                };
                 buf.extend_from_slice(bytes);
                 server.handle_bytes(now, &mut buf);
             }
@@ -122,7 +126,8 @@ fuzz_target!(|data: &[u8]| {
         let v = server.version();
         while let Some(p) = server.poll_transmit(now) {
             let mut out = BytesMut::new();
-            p.encode(v, &mut out).expect("the server sends only valid packets");
+            p.encode(v, &mut out)
+                .expect("the server sends only valid packets");
         }
         if let Some(session) = server.session() {
             assert!(session.queue_len() <= config.queue.max_messages);
@@ -135,7 +140,10 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         assert!(server.pending_acks() <= usize::from(RECEIVE_MAXIMUM) * 2 + 64);
-        assert!(buf.len() <= 4096 + 64 * 1024, "read buffer bounded by the caller");
+        assert!(
+            buf.len() <= 4096 + 64 * 1024,
+            "read buffer bounded by the caller"
+        );
         if server.is_closed() {
             break;
         }

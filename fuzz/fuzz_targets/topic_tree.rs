@@ -54,16 +54,30 @@ fn topic(u: &mut Unstructured<'_>) -> Result<Option<TopicName>> {
 
 type Naive = BTreeMap<(u8, SubscriptionFilter), u8>;
 
-fn check_topic(tree: &SubscriptionTree<u8, u8>, naive: &Naive, t: &TopicName, buf: &mut MatchBuffer) {
+/// A shared group as compared: (group, filter, members as (key, QoS)).
+type Group = (String, String, Vec<(u8, u8)>);
+
+fn check_topic(
+    tree: &SubscriptionTree<u8, u8>,
+    naive: &Naive,
+    t: &TopicName,
+    buf: &mut MatchBuffer,
+) {
     let mut found = tree.matches(t, buf);
     let mut plain: Vec<(u8, String, u8)> = found
         .plain()
         .map(|m| (*m.key(), m.filter().to_string(), *m.value()))
         .collect();
     plain.sort();
-    let mut shared: Vec<(String, String, Vec<(u8, u8)>)> = found
+    let mut shared: Vec<Group> = found
         .shared()
-        .map(|g| (g.group().to_string(), g.filter().to_string(), g.members().to_vec()))
+        .map(|g| {
+            (
+                g.group().to_string(),
+                g.filter().to_string(),
+                g.members().to_vec(),
+            )
+        })
         .collect();
     shared.sort();
     let clients: Vec<(u8, usize)> = found.per_client().map(|c| (*c.key(), c.len())).collect();
@@ -87,10 +101,17 @@ fn check_topic(tree: &SubscriptionTree<u8, u8>, naive: &Naive, t: &TopicName, bu
         }
     }
     want_plain.sort();
-    let want_shared: Vec<_> = want_shared.into_iter().map(|((g, f), m)| (g, f, m)).collect();
+    let want_shared: Vec<_> = want_shared
+        .into_iter()
+        .map(|((g, f), m)| (g, f, m))
+        .collect();
     assert_eq!(plain, want_plain, "plain matches for {t}");
     assert_eq!(shared, want_shared, "shared matches for {t}");
-    assert_eq!(clients, want_clients.into_iter().collect::<Vec<_>>(), "per client for {t}");
+    assert_eq!(
+        clients,
+        want_clients.into_iter().collect::<Vec<_>>(),
+        "per client for {t}"
+    );
 }
 
 fn run(u: &mut Unstructured<'_>) -> Result<()> {
@@ -145,8 +166,10 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
             }
             7 => {
                 if let Ok(f) = TopicFilter::from_bytes(Bytes::from(path(u)?)) {
-                    let mut got: Vec<(TopicName, u8)> =
-                        retained.matching(&f).map(|(t, v)| (t.clone(), *v)).collect();
+                    let mut got: Vec<(TopicName, u8)> = retained
+                        .matching(&f)
+                        .map(|(t, v)| (t.clone(), *v))
+                        .collect();
                     got.sort();
                     let want: Vec<(TopicName, u8)> = naive_retained
                         .iter()

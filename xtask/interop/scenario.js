@@ -306,6 +306,14 @@
         const receiver = await connect(mqtt, url, version, tag + '-alias-sub', {
           properties: { topicAliasMaximum: 8 }
         })
+        // What went on the wire, noted as it was sent (MQTT.js restores
+        // the topic name in the packet object afterwards).
+        const sent = []
+        aliasing.on('packetsend', (packet) => {
+          if (packet.cmd === 'publish') {
+            sent.push({ topic: packet.topic, alias: (packet.properties || {}).topicAlias })
+          }
+        })
         try {
           await subscribe(receiver, topic, 1)
           for (const n of [1, 2, 3]) {
@@ -313,6 +321,14 @@
           }
           for (const n of [1, 2, 3]) {
             same(await expect(receiver, topic), { payload: 'alias ' + n, qos: 1 })
+          }
+          // The check is about aliases: the first PUBLISH sets one, the
+          // others carry only the alias (an empty topic name), or nothing
+          // was checked.
+          const byAlias = sent.filter((p) => p.alias !== undefined && p.topic === '')
+          if (sent.length !== 3 || sent[0].alias === undefined || byAlias.length !== 2) {
+            throw new Error('topic aliases not used: sent ' + JSON.stringify(sent) +
+              ' (CONNACK topicAliasMaximum ' + (aliasing.connack.properties || {}).topicAliasMaximum + ')')
           }
         } finally {
           await aliasing.endAsync()

@@ -4,23 +4,22 @@
 //!
 //! Each scenario runs against a freshly started broker of each kind in
 //! turn, so the brokers share the machine's noise and every RSS figure
-//! starts from an empty broker. The brokers are child processes on free
-//! loopback ports, stopped by PID. The table goes to standard output and
+//! starts from an empty broker. The brokers are child processes on
+//! loopback, started and stopped (by PID) with tern-testkit's launcher. The table goes to standard output and
 //! into BENCHMARKS.md between the `bench-broker` markers.
 
 use crate::tools::{cargo, ensure_apt, root, run};
 use serde_json::Value;
 use std::{
-    io::{BufRead, BufReader},
-    net::{SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
+use tern_testkit::Broker;
 
 const USAGE: &str =
     "cargo xtask bench-broker [--seconds N] [--runs R] [--rumqttd PATH] [--no-write]";
@@ -140,85 +139,30 @@ impl Kind {
         }
     }
 
-    /// Starts the broker on a free loopback port with the open-file limit
-    /// raised, and waits until it accepts connections.
+    /// Starts the broker on loopback with the open-file limit raised, through
+    /// tern-testkit's launcher: ready once it accepts connections, stopped
+    /// by PID (SIGTERM, then SIGKILL) when dropped.
     fn start(&self, work: &Path) -> Result<Broker, String> {
-        let (mut child, addr) = match self {
-            Kind::Tern(tern) => {
-                let conf = work.join("tern.toml");
-                write_file(
-                    &conf,
+        let launch = match self {
+            Kind::Tern(tern) => Broker::tern(tern)
+                .settings(
                     "[listeners]\ntcp = [\"127.0.0.1:0\"]\nws = []\n\
                      [limits]\nmax_connections = 20000\nmax_queued_messages = 100000\n\
                      max_queued_bytes = 268435456\n",
-                )?;
-                let mut child = limited(&format!(
-                    "exec {} broker --config {} --log warn",
-                    tern.display(),
-                    conf.display()
-                ))
-                .stdout(Stdio::piped())
-                .spawn()
-                .map_err(|e| format!("cannot start tern broker: {e}"))?;
-                let stdout = child.stdout.take().expect("piped");
-                let mut addr = None;
-                for line in BufReader::new(stdout).lines() {
-                    let line = line.map_err(|e| e.to_string())?;
-                    if let Some(a) = line.strip_prefix("listening tcp ") {
-                        addr = Some(a.parse().map_err(|e| format!("{a}: {e}"))?);
-                        break;
-                    }
-                }
-                let addr = addr.ok_or("tern broker printed no `listening tcp` line")?;
-                (child, addr)
-            }
-            Kind::Mosquitto => {
-                let port = free_port()?;
-                let conf = work.join("mosquitto.conf");
-                write_file(
-                    &conf,
-                    &format!(
-                        "listener {port} 127.0.0.1\nallow_anonymous true\nmax_connections -1\n\
-                         max_queued_messages 100000\nmax_inflight_messages 1024\n\
-                         persistence false\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\n"
-                    ),
-                )?;
-                let child = limited(&format!("exec mosquitto -c {}", conf.display()))
-                    .stdout(Stdio::null())
-                    .spawn()
-                    .map_err(|e| format!("cannot start mosquitto: {e}"))?;
-                (child, SocketAddr::from(([127, 0, 0, 1], port)))
-            }
-            Kind::Rumqttd(path) => {
-                let port = free_port()?;
-                let conf = work.join("rumqttd.toml");
-                write_file(&conf, &rumqttd_config(port))?;
-                let child = limited(&format!(
-                    "exec {} --config {}",
-                    path.display(),
-                    conf.display()
-                ))
-                .stdout(Stdio::null())
-                .spawn()
-                .map_err(|e| format!("cannot start rumqttd: {e}"))?;
-                (child, SocketAddr::from(([127, 0, 0, 1], port)))
-            }
+                )
+                .args(["--log", "warn"]),
+            Kind::Mosquitto => Broker::mosquitto().settings(
+                "max_connections -1\nmax_queued_messages 100000\nmax_inflight_messages 1024\n\
+                 set_tcp_nodelay true\n",
+            ),
+            Kind::Rumqttd(path) => Broker::rumqttd(path),
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).is_err() {
-            if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("{} did not start listening on {addr}", self.name()));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(Broker { child, addr })
+        launch.nofile(NOFILE).dir(work).name(self.name()).start()
     }
 }
 
 /// A command run by `sh` with the open-file limit raised first (`exec`
-/// keeps the PID, so the broker is the child we stop).
+/// keeps the PID).
 fn limited(script: &str) -> Command {
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
@@ -229,55 +173,8 @@ fn limited(script: &str) -> Command {
     cmd
 }
 
-/// A free loopback port (bound, read and released; another process could
-/// take it in between, which start-up would then report).
-fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
-}
-
 fn write_file(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
-
-/// A minimal rumqttd 0.19 configuration: one MQTT 5 listener on `port`.
-fn rumqttd_config(port: u16) -> String {
-    format!(
-        "id = 0\n\n[router]\nid = 0\nmax_connections = 20010\nmax_outgoing_packet_count = 200\n\
-         max_segment_size = 104857600\nmax_segment_count = 10\n\n\
-         [v5.1]\nname = \"v5-1\"\nlisten = \"127.0.0.1:{port}\"\nnext_connection_delay_ms = 0\n\
-         [v5.1.connections]\nconnection_timeout_ms = 60000\nmax_payload_size = 1048576\n\
-         max_inflight_count = 1024\ndynamic_filters = true\n"
-    )
-}
-
-/// A running broker, killed by PID when dropped.
-struct Broker {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Broker {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// What a scenario does.
@@ -390,6 +287,7 @@ impl Measured {
 fn measure(tern: &Path, kind: &Kind, scenario: &Scenario, work: &Path) -> Result<Measured, String> {
     let broker = kind.start(work)?;
     let pid = broker.pid();
+    let port = broker.tcp().port();
     let rss_before = vm_rss(pid).ok_or("cannot read the broker's VmRSS")?;
     let cpu_before = cpu_ticks(pid).ok_or("cannot read the broker's CPU time")?;
     // Sample the broker's resident set while the bench runs; keep the peak.
@@ -414,7 +312,7 @@ fn measure(tern: &Path, kind: &Kind, scenario: &Scenario, work: &Path) -> Result
     }
     script.push_str(&format!(
         " -h 127.0.0.1 -p {} --quiet --json {}",
-        broker.addr.port(),
+        port,
         json.display()
     ));
     let start = Instant::now();

@@ -3,12 +3,48 @@
 //! Order: cheap checks first, then the shared debug build (clippy, tests, docs
 //! use the same features so cargo reuses dependency builds), the simulation
 //! seeds (release build), then tools that need installing, then the fuzz
-//! smoke run.
+//! smoke run. [`STEPS`] names them in order; `cargo xtask help` prints that
+//! list, and the run checks it takes exactly those steps.
 
 use crate::{
     conformance, fuzz, interop, sim,
-    tools::{cargo, ensure_apt, ensure_cargo_tool, run},
+    tools::{cargo, ensure_apt, ensure_cargo_tool, root, run},
 };
+
+/// Every step of `cargo xtask ci`, in the order it runs them, with what each
+/// does (for `cargo xtask help`).
+pub(crate) const STEPS: &[(&str, &str)] = &[
+    (
+        "rustfmt",
+        "cargo fmt --check (the workspace, fuzz/, xtask/nostd-check/)",
+    ),
+    (
+        "clippy",
+        "clippy -D warnings (the workspace, fuzz/, xtask/nostd-check/)",
+    ),
+    ("mosquitto", "installs Debian's mosquitto and its clients"),
+    ("tests", "cargo test --workspace --all-features"),
+    ("interop", "cargo xtask interop"),
+    (
+        "conformance",
+        "cargo xtask conformance, against Tern and against mosquitto",
+    ),
+    ("docs", "cargo doc -D warnings"),
+    (
+        "no_std",
+        "builds the codec, topic and session crates into a no_std binary",
+    ),
+    ("simulation", "500 seeds each of the light and heavy faults"),
+    (
+        "packaging",
+        "cargo package of each published crate (own CARGO_HOME)",
+    ),
+    ("cargo-deny", "licenses, bans, sources (offline)"),
+    ("fuzz smoke", "each fuzz target for 30 s"),
+];
+
+/// The no_std check crate, its own workspace (see its Cargo.toml).
+const NOSTD_CHECK: &str = "xtask/nostd-check";
 
 /// The pinned cargo-deny version.
 const CARGO_DENY_VERSION: &str = "0.20.2";
@@ -34,10 +70,24 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         _ => return Err("usage: cargo xtask ci [--fuzz-seconds N]".into()),
     };
     let started = std::time::Instant::now();
-    let step = |name: &str| eprintln!("\n==== {name} ({}s) ====", started.elapsed().as_secs());
+    let mut steps = STEPS.iter().map(|(name, _)| *name);
+    let mut step = |name: &str| {
+        // The list `cargo xtask help` prints is the list that runs.
+        assert_eq!(steps.next(), Some(name), "ci::STEPS is out of order");
+        eprintln!("\n==== {name} ({}s) ====", started.elapsed().as_secs());
+    };
+    let fuzz_manifest = root().join("fuzz/Cargo.toml");
+    let nostd_manifest = root().join(NOSTD_CHECK).join("Cargo.toml");
+    let nostd_target = target_dir().join("nostd-check");
 
     step("rustfmt");
     run(cargo().args(["fmt", "--all", "--check"]))?;
+    nostd_lock()?;
+    for manifest in [&fuzz_manifest, &nostd_manifest] {
+        run(cargo()
+            .args(["fmt", "--check", "--manifest-path"])
+            .arg(manifest))?;
+    }
 
     step("clippy");
     run(cargo().args([
@@ -49,6 +99,20 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         "-D",
         "warnings",
     ]))?;
+    // fuzz/ is its own workspace; checked without cargo-fuzz's flags, in a
+    // target directory of its own.
+    run(cargo()
+        .args(["clippy", "--all-targets", "--manifest-path"])
+        .arg(&fuzz_manifest)
+        .arg("--target-dir")
+        .arg(target_dir().join("fuzz-check"))
+        .args(["--", "-D", "warnings"]))?;
+    run(cargo()
+        .args(["clippy", "--manifest-path"])
+        .arg(&nostd_manifest)
+        .arg("--target-dir")
+        .arg(&nostd_target)
+        .args(["--", "-D", "warnings"]))?;
 
     step("mosquitto");
     // The interop tests drive Debian's mosquitto broker and mosquitto_pub /
@@ -78,6 +142,17 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         .args(["doc", "--workspace", "--no-deps", "--all-features"])
         .env("RUSTDOCFLAGS", "-D warnings"))?;
 
+    step("no_std");
+    // A #![no_std] #![no_main] binary over tern-codec, tern-topic and
+    // tern-session with only alloc: a dependency that links std fails it
+    // ("duplicate lang item `panic_impl`").
+    nostd_lock()?;
+    run(cargo()
+        .args(["build", "--manifest-path"])
+        .arg(&nostd_manifest)
+        .arg("--target-dir")
+        .arg(&nostd_target))?;
+
     step("simulation");
     // A fixed range of seeds per fault profile, in release mode; the long
     // run is `cargo xtask sim --seeds 100000 --faults heavy`.
@@ -85,13 +160,19 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
 
     step("packaging");
     // Packaged together so path dependencies resolve to the local packages.
-    // Cargo treats those as immutable registry crates and never rebuilds
-    // them, so a verify build must not find an older build of ours.
-    let verify_dir = std::path::Path::new("target/package-verify");
-    forget_tern_builds(verify_dir)?;
+    // Cargo treats those as immutable registry crates: it unpacks them into
+    // its registry cache once and never rebuilds them. So packaging gets a
+    // cargo home of its own under target/, where stale copies of our
+    // packages can be removed without touching the user's ~/.cargo, and the
+    // verify build must not find an older build of ours.
+    let verify_dir = target_dir().join("package-verify");
+    let package_home = target_dir().join("package-home");
+    forget_tern_builds(&verify_dir, &package_home)?;
     let mut package = cargo();
-    package.args(["package", "--allow-dirty", "--target-dir"]);
-    package.arg(verify_dir);
+    package
+        .env("CARGO_HOME", &package_home)
+        .args(["package", "--allow-dirty", "--target-dir"])
+        .arg(&verify_dir);
     for krate in PUBLISHED {
         package.args(["-p", krate]);
     }
@@ -108,6 +189,11 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         fuzz::fuzz_target(target, fuzz_seconds)?;
     }
 
+    assert_eq!(
+        steps.next(),
+        None,
+        "ci::STEPS lists a step that did not run"
+    );
     eprintln!(
         "\nci: all checks passed in {}s",
         started.elapsed().as_secs()
@@ -115,23 +201,40 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// Cargo's target directory.
+fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// The no_std check resolves its dependencies to the workspace's versions:
+/// it starts from a copy of the workspace's Cargo.lock (cargo drops what it
+/// does not use), so it needs nothing the workspace build did not fetch.
+fn nostd_lock() -> Result<(), String> {
+    let from = root().join("Cargo.lock");
+    let to = root().join(NOSTD_CHECK).join("Cargo.lock");
+    std::fs::copy(&from, &to)
+        .map(|_| ())
+        .map_err(|e| format!("copying {} to {}: {e}", from.display(), to.display()))
+}
+
 /// Removes every build of a `tern-*` crate under `target_dir`, keeping the
 /// dependencies' builds, and the copies of our packages an earlier run left
-/// in cargo's registry cache (cargo extracts a package only once, so a
-/// stale copy would be verified against instead of the new one).
-fn forget_tern_builds(target_dir: &std::path::Path) -> Result<(), String> {
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
+/// in the registry of packaging's own `cargo_home` (cargo extracts a package
+/// only once, so a stale copy would be verified against instead of the new
+/// one). Nothing outside those two directories is touched.
+fn forget_tern_builds(
+    target_dir: &std::path::Path,
+    cargo_home: &std::path::Path,
+) -> Result<(), String> {
     let mut dirs: Vec<std::path::PathBuf> = ["debug/.fingerprint", "debug/deps", "debug/build"]
         .iter()
         .map(|sub| target_dir.join(sub))
         .collect();
-    if let Some(home) = cargo_home {
-        for kind in ["src", "cache"] {
-            if let Ok(registries) = std::fs::read_dir(home.join("registry").join(kind)) {
-                dirs.extend(registries.flatten().map(|r| r.path()));
-            }
+    for kind in ["src", "cache"] {
+        if let Ok(registries) = std::fs::read_dir(cargo_home.join("registry").join(kind)) {
+            dirs.extend(registries.flatten().map(|r| r.path()));
         }
     }
     for dir in dirs {
@@ -156,4 +259,43 @@ fn forget_tern_builds(target_dir: &std::path::Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every step this file runs is in [`STEPS`], in that order,
+    /// so the help text cannot list a step that does not run, or miss one.
+    #[test]
+    fn the_steps_listed_are_the_steps_run() {
+        let source = include_str!("ci.rs");
+        let called: Vec<&str> = source
+            .match_indices("step(\"")
+            .map(|(i, m)| {
+                let rest = &source[i + m.len()..];
+                &rest[..rest.find('"').expect("a closing quote")]
+            })
+            .collect();
+        let listed: Vec<&str> = STEPS.iter().map(|(name, _)| *name).collect();
+        assert_eq!(called, listed);
+        let help = crate::help();
+        for name in listed {
+            assert!(help.contains(&format!("\n    {name}")), "{help}");
+        }
+    }
+
+    /// Packaging cleans only its own cargo home, never the user's.
+    #[test]
+    fn packaging_leaves_the_users_cargo_home_alone() {
+        let source = include_str!("ci.rs");
+        let body = &source[source.find("fn forget_tern_builds").unwrap()..];
+        let body = &body[..body.find("\n}\n").unwrap()];
+        for user_home in ["\"HOME\"", "\"CARGO_HOME\")", ".cargo\""] {
+            assert!(
+                !body.contains(user_home),
+                "forget_tern_builds reads {user_home}"
+            );
+        }
+    }
 }

@@ -32,12 +32,12 @@ use std::{
     collections::BTreeMap,
     fs,
     io::{BufRead, BufReader, Read},
-    net::{SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
 };
+use tern_testkit::Broker;
 
 /// The pinned paho-mqtt (Python) version.
 const PAHO_MQTT: &str = "2.1.0";
@@ -131,17 +131,40 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         passed: 0,
         failed: 0,
     };
+    // Brokers through tern-testkit's launcher: ready within a deadline,
+    // SIGTERM then SIGKILL when dropped; logs in the logs directory.
+    let logs = dir.join("logs");
     if against_mosquitto {
         // The same drivers against mosquitto: a check of the drivers.
-        let mosquitto = Mosquitto::start(&dir, true)?;
-        let ws = mosquitto.ws.expect("started with WebSocket");
-        report.third_party(&drivers, mosquitto.port, ws, " to mosquitto");
+        let mosquitto = Broker::mosquitto()
+            .websocket(true)
+            .args(["-v"])
+            .dir(&logs)
+            .name("mosquitto-drivers")
+            .start()?;
+        let ws = mosquitto.ws().expect("started with WebSocket").port();
+        report.third_party(&drivers, mosquitto.tcp().port(), ws, " to mosquitto");
     } else {
-        let broker = TernBroker::start(&tern, &dir)?;
-        report.third_party(&drivers, broker.tcp.port(), broker.ws.port(), "");
+        let broker = Broker::tern(&tern)
+            .websocket(true)
+            .dir(&logs)
+            .name("tern-broker")
+            .start()?;
+        eprintln!(
+            "xtask: tern broker (pid {}) on tcp {}, ws {:?}",
+            broker.pid(),
+            broker.tcp(),
+            broker.ws()
+        );
+        let ws = broker.ws().expect("started with WebSocket").port();
+        report.third_party(&drivers, broker.tcp().port(), ws, "");
     }
     {
-        let mosquitto = Mosquitto::start(&dir, false)?;
+        let mosquitto = Broker::mosquitto()
+            .args(["-v"])
+            .dir(&logs)
+            .name("mosquitto-cli")
+            .start()?;
         let tern = tern.to_string_lossy();
         let cli = CliClient {
             publish: &[&tern, "pub"],
@@ -151,7 +174,7 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
             report.cli(
                 "tern pub/sub",
                 version,
-                mosquitto.port,
+                mosquitto.tcp().port(),
                 " to mosquitto",
                 &cli,
             );
@@ -347,15 +370,7 @@ impl Report {
         let started = Instant::now();
         let (results, problem) = run_driver(cmd, &log);
         eprintln!("xtask: {name}: {:.1}s", started.elapsed().as_secs_f64());
-        let unexpected = results.keys().filter(|c| !checks.contains(&c.as_str()));
-        for check in checks.iter().copied().chain(unexpected.map(String::as_str)) {
-            let result = results.get(check).cloned().unwrap_or_else(|| {
-                Err(format!(
-                    "not reported ({}); see {}",
-                    problem.as_deref().unwrap_or("the driver ended early"),
-                    log.display()
-                ))
-            });
+        for (check, result) in judge_driver(checks, &results, problem.as_deref(), &log) {
             self.record(
                 &format!("{client} v{version} {check} over {transport}{to}"),
                 &result,
@@ -393,6 +408,40 @@ impl Report {
         }
         eprintln!("xtask: {name}: {:.1}s", started.elapsed().as_secs_f64());
     }
+}
+
+/// Every check of one driver run, judged: the expected `checks` in order,
+/// then any it reported that were not expected. A check it did not report
+/// fails; and when the driver itself went wrong (exited non-zero, was
+/// killed), even the checks it reported as passed fail, since a crash can
+/// come after a PASS line that then meant nothing.
+fn judge_driver<'a>(
+    checks: &[&'a str],
+    results: &'a BTreeMap<String, Result<(), String>>,
+    problem: Option<&str>,
+    log: &Path,
+) -> Vec<(&'a str, Result<(), String>)> {
+    let unexpected = results.keys().filter(|c| !checks.contains(&c.as_str()));
+    checks
+        .iter()
+        .copied()
+        .chain(unexpected.map(String::as_str))
+        .map(|check| {
+            let result = match (results.get(check), problem) {
+                (Some(Ok(())), Some(problem)) => Err(format!(
+                    "reported PASS, but then {problem}; see {}",
+                    log.display()
+                )),
+                (Some(result), _) => result.clone(),
+                (None, problem) => Err(format!(
+                    "not reported ({}); see {}",
+                    problem.unwrap_or("the driver ended early"),
+                    log.display()
+                )),
+            };
+            (check, result)
+        })
+        .collect()
 }
 
 /// Runs one driver to completion (or [`DRIVER_TIMEOUT`]): the checks it
@@ -469,121 +518,6 @@ fn lines(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
         }
     });
     rx
-}
-
-/// `tern broker` on free ports, killed by its PID when dropped.
-struct TernBroker {
-    child: Child,
-    tcp: SocketAddr,
-    ws: SocketAddr,
-}
-
-impl TernBroker {
-    fn start(tern: &Path, dir: &Path) -> Result<Self, String> {
-        let log = dir.join("logs").join("tern-broker.log");
-        let stderr = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-        let mut child = Command::new(tern)
-            .args(["broker", "--tcp", "127.0.0.1:0", "--ws", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", tern.display()))?;
-        let lines = lines(child.stdout.take().expect("piped stdout"));
-        let (mut tcp, mut ws) = (None, None);
-        while tcp.is_none() || ws.is_none() {
-            let Ok(line) = lines.recv_timeout(WAIT) else {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "tern broker did not print its listeners; see {}",
-                    log.display()
-                ));
-            };
-            let mut words = line.split_whitespace();
-            let addr = |w: Option<&str>| w.and_then(|a| a.parse::<SocketAddr>().ok());
-            match (words.next(), words.next()) {
-                (Some("listening"), Some("tcp")) => tcp = addr(words.next()),
-                (Some("listening"), Some("ws")) => ws = addr(words.next()),
-                _ => {}
-            }
-        }
-        let (tcp, ws) = (tcp.expect("seen"), ws.expect("seen"));
-        eprintln!(
-            "xtask: tern broker (pid {}) on tcp {tcp}, ws {ws}",
-            child.id()
-        );
-        Ok(TernBroker { child, tcp, ws })
-    }
-}
-
-impl Drop for TernBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Debian's mosquitto on a free port on 127.0.0.1, killed by its PID when
-/// dropped.
-struct Mosquitto {
-    child: Child,
-    port: u16,
-    /// The WebSocket listener's port (path /mqtt), if asked for.
-    ws: Option<u16>,
-}
-
-impl Mosquitto {
-    fn start(dir: &Path, websocket: bool) -> Result<Self, String> {
-        let free_port = || {
-            TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port())
-                .map_err(|e| format!("no free port: {e}"))
-        };
-        let port = free_port()?;
-        let ws = if websocket { Some(free_port()?) } else { None };
-        let mut settings =
-            format!("allow_anonymous true\npersistence false\nlistener {port} 127.0.0.1\n");
-        if let Some(ws) = ws {
-            settings.push_str(&format!("listener {ws} 127.0.0.1\nprotocol websockets\n"));
-        }
-        let conf = dir.join(format!("mosquitto-{port}.conf"));
-        fs::write(&conf, settings).map_err(|e| format!("{}: {e}", conf.display()))?;
-        let log = dir.join("logs").join(format!("mosquitto-{port}.log"));
-        let log = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-        let mut child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .arg("-v")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("cannot start mosquitto: {e}"))?;
-        let deadline = Instant::now() + WAIT;
-        while [Some(port), ws]
-            .into_iter()
-            .flatten()
-            .any(|p| TcpStream::connect(("127.0.0.1", p)).is_err())
-        {
-            if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("mosquitto did not listen on {port}"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("xtask: mosquitto (pid {}) on 127.0.0.1:{port}", child.id());
-        Ok(Mosquitto { child, port, ws })
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A publisher and subscriber with mosquitto_pub's and mosquitto_sub's
@@ -812,8 +746,34 @@ mod tests {
         assert_eq!(results.len(), 3);
         assert!(problem.is_some_and(|p| p.contains("exit status: 3")));
 
+        // A driver that exits non-zero fails every check, PASS lines included.
         report.driver(("sh", "5", "tcp", ""), &CHECKS, &mut driver);
-        assert_eq!((report.passed, report.failed), (2, 3));
+        assert_eq!((report.passed, report.failed), (0, 5));
+
+        // The same lines from a driver that exits 0: only the unreported
+        // and failed checks fail.
+        let mut clean = Command::new("sh");
+        clean.args([
+            "-c",
+            "echo PASS qos0; echo 'FAIL qos1: no PUBACK'; echo PASS qos2",
+            "driver",
+        ]);
+        report.driver(("sh", "3.1.1", "tcp", ""), &CHECKS, &mut clean);
+        assert_eq!((report.passed, report.failed), (2, 8));
         let _ = fs::remove_dir_all(logs);
+    }
+
+    #[test]
+    fn a_pass_followed_by_a_crash_is_a_failure() {
+        let results: BTreeMap<String, Result<(), String>> =
+            [("qos0".to_string(), Ok(()))].into_iter().collect();
+        let log = Path::new("driver.log");
+        let judged = judge_driver(&["qos0"], &results, Some("the driver exited with 139"), log);
+        assert!(
+            judged[0].1.as_ref().is_err_and(|e| e.contains("139")),
+            "{judged:?}"
+        );
+        let judged = judge_driver(&["qos0"], &results, None, log);
+        assert_eq!(judged, [("qos0", Ok(()))]);
     }
 }

@@ -37,10 +37,9 @@ Commands:
                               rumqttd if given) under `tern bench` load
                               (default 10 s per scenario, ~5 minutes);
                               writes the table into BENCHMARKS.md
-  ci                          run every check CI runs (fmt, clippy, tests, docs,
-                              packaging, cargo-deny, fuzz smoke); installs the
-                              tools it needs when missing
-  conformance [--broker HOST:PORT] [--ws URL] [--version 3.1.1|5]
+  ci [--fuzz-seconds N]       run every check CI runs, in this order (installs
+                              the tools it needs when missing):
+{ci_steps}  conformance [--broker HOST:PORT] [--ws URL] [--version 3.1.1|5]
               [--filter TEXT] [--json FILE] [--against-mosquitto] [--write-doc]
                               run the MQTT conformance suite against our broker
                               (started on free ports), mosquitto, or any broker;
@@ -63,6 +62,15 @@ Commands:
   help                        this text
 ";
 
+/// The help text, with `cargo xtask ci`'s steps from [`ci::STEPS`].
+fn help() -> String {
+    let steps: String = ci::STEPS
+        .iter()
+        .map(|(name, what)| format!("    {name:<26}{what}\n"))
+        .collect();
+    HELP.replace("{ci_steps}", &steps)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
@@ -73,10 +81,10 @@ fn main() -> ExitCode {
         Some("interop") => interop::command(&args[1..]),
         Some("sim") => sim::command(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
-            print!("{HELP}");
+            print!("{}", help());
             Ok(())
         }
-        Some(other) => Err(format!("unknown command `{other}`\n\n{HELP}")),
+        Some(other) => Err(format!("unknown command `{other}`\n\n{}", help())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -37,6 +37,8 @@ const CRATES: &[(&str, Kind)] = &[
     // Determinism is the simulator's point: no clock, threads, I/O or
     // HashMap, except in the binary that runs seeds on worker threads.
     ("tern-sim", Kind::CoreExcept(&["main.rs"])),
+    // Starts and stops brokers as child processes for xtask and the tests.
+    ("tern-testkit", Kind::Shell),
 ];
 
 /// Text that must not appear in core source: each reads a clock, does I/O,
@@ -56,6 +58,30 @@ const FORBIDDEN_IN_CORE: &[&str] = &[
     "std::io",
     "async fn",
 ];
+
+/// What a core crate's `clippy.toml` must disallow: every way std reads a
+/// clock, and the usual I/O, spawning and unordered collections.
+const DISALLOWED_IN_CLIPPY_TOML: &[&str] = &[
+    "std::time::Instant::now",
+    "std::time::Instant::elapsed",
+    "std::time::SystemTime::now",
+    "std::time::SystemTime::elapsed",
+    "std::thread::spawn",
+    "std::thread::sleep",
+    "std::collections::HashMap",
+    "std::collections::HashSet",
+    "std::net::TcpStream",
+    "std::fs::File",
+];
+
+fn check_clippy_toml(name: &str, clippy: &Path, problems: &mut Vec<String>) {
+    let text = fs::read_to_string(clippy).unwrap_or_default();
+    for path in DISALLOWED_IN_CLIPPY_TOML {
+        if !text.contains(&format!("path = \"{path}\"")) {
+            problems.push(format!("{name}: clippy.toml must disallow `{path}`"));
+        }
+    }
+}
 
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     let Ok(entries) = fs::read_dir(dir) else {
@@ -82,13 +108,134 @@ fn code_only(text: &str) -> String {
         .join("\n")
 }
 
+/// Whether an attribute is exactly `#[cfg(test)]`.
+fn is_cfg_test(attr: &syn::Attribute) -> bool {
+    attr.path().is_ident("cfg")
+        && attr
+            .parse_args::<syn::Ident>()
+            .is_ok_and(|ident| ident == "test")
+}
+
+/// Collects the spans of every `#[cfg(test)]` item, at any depth.
+#[derive(Default)]
+struct TestItems {
+    spans: Vec<proc_macro2::Span>,
+}
+
+impl TestItems {
+    fn note(&mut self, attrs: &[syn::Attribute], span: proc_macro2::Span) -> bool {
+        let test_only = attrs.iter().any(is_cfg_test);
+        if test_only {
+            self.spans.push(span);
+        }
+        test_only
+    }
+}
+
+impl<'ast> syn::visit::Visit<'ast> for TestItems {
+    fn visit_item(&mut self, item: &'ast syn::Item) {
+        use syn::spanned::Spanned;
+        let attrs: &[syn::Attribute] = match item {
+            syn::Item::Const(i) => &i.attrs,
+            syn::Item::Enum(i) => &i.attrs,
+            syn::Item::ExternCrate(i) => &i.attrs,
+            syn::Item::Fn(i) => &i.attrs,
+            syn::Item::ForeignMod(i) => &i.attrs,
+            syn::Item::Impl(i) => &i.attrs,
+            syn::Item::Macro(i) => &i.attrs,
+            syn::Item::Mod(i) => &i.attrs,
+            syn::Item::Static(i) => &i.attrs,
+            syn::Item::Struct(i) => &i.attrs,
+            syn::Item::Trait(i) => &i.attrs,
+            syn::Item::TraitAlias(i) => &i.attrs,
+            syn::Item::Type(i) => &i.attrs,
+            syn::Item::Union(i) => &i.attrs,
+            syn::Item::Use(i) => &i.attrs,
+            _ => &[],
+        };
+        if !self.note(attrs, item.span()) {
+            syn::visit::visit_item(self, item);
+        }
+    }
+
+    fn visit_impl_item(&mut self, item: &'ast syn::ImplItem) {
+        use syn::spanned::Spanned;
+        let attrs: &[syn::Attribute] = match item {
+            syn::ImplItem::Const(i) => &i.attrs,
+            syn::ImplItem::Fn(i) => &i.attrs,
+            syn::ImplItem::Type(i) => &i.attrs,
+            syn::ImplItem::Macro(i) => &i.attrs,
+            _ => &[],
+        };
+        if !self.note(attrs, item.span()) {
+            syn::visit::visit_impl_item(self, item);
+        }
+    }
+
+    fn visit_trait_item(&mut self, item: &'ast syn::TraitItem) {
+        use syn::spanned::Spanned;
+        let attrs: &[syn::Attribute] = match item {
+            syn::TraitItem::Const(i) => &i.attrs,
+            syn::TraitItem::Fn(i) => &i.attrs,
+            syn::TraitItem::Type(i) => &i.attrs,
+            syn::TraitItem::Macro(i) => &i.attrs,
+            _ => &[],
+        };
+        if !self.note(attrs, item.span()) {
+            syn::visit::visit_trait_item(self, item);
+        }
+    }
+}
+
+/// The source with every `#[cfg(test)]` item blanked out (tests may use std
+/// freely) and everything else kept, parsed with syn so that production
+/// code after a test-only item is still checked. A file that is test-only
+/// as a whole (`#![cfg(test)]`) becomes empty.
+fn without_test_items(text: &str) -> Result<String, String> {
+    let file = syn::parse_file(text).map_err(|e| {
+        let at = e.span().start();
+        format!("does not parse at {}:{}: {e}", at.line, at.column)
+    })?;
+    if file.attrs.iter().any(is_cfg_test) {
+        return Ok(String::new());
+    }
+    let mut items = TestItems::default();
+    syn::visit::Visit::visit_file(&mut items, &file);
+    let mut lines: Vec<Vec<char>> = text.lines().map(|l| l.chars().collect()).collect();
+    for span in items.spans {
+        // Lines are 1-based, columns 0-based in chars; the end is exclusive.
+        let (start, end) = (span.start(), span.end());
+        for line in start.line..=end.line {
+            let Some(chars) = lines.get_mut(line - 1) else {
+                continue;
+            };
+            let from = if line == start.line { start.column } else { 0 };
+            let to = if line == end.line {
+                end.column.min(chars.len())
+            } else {
+                chars.len()
+            };
+            for c in chars.iter_mut().take(to).skip(from) {
+                *c = ' ';
+            }
+        }
+    }
+    Ok(lines
+        .iter()
+        .map(|l| l.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
 fn check_core_files(files: &[std::path::PathBuf], problems: &mut Vec<String>) {
     for file in files {
-        let text = code_only(&fs::read_to_string(file).expect("readable source"));
-        // Tests may use std freely.
-        let text = match text.find("#[cfg(test)]") {
-            Some(i) => &text[..i],
-            None => &text[..],
+        let source = fs::read_to_string(file).expect("readable source");
+        let text = match without_test_items(&source) {
+            Ok(text) => code_only(&text),
+            Err(e) => {
+                problems.push(format!("{}: {e}", file.display()));
+                continue;
+            }
         };
         for needle in FORBIDDEN_IN_CORE {
             if text.contains(needle) {
@@ -130,15 +277,12 @@ fn core_crates_do_no_io_read_no_clock_and_stay_deterministic() {
                     problems.push(format!("{name}: core crate is not #![no_std]"));
                 }
                 let clippy = root().join("crates").join(name).join("clippy.toml");
-                match fs::read_to_string(&clippy) {
-                    Ok(text) if text.contains("std::time::Instant::now") => {}
-                    _ => problems.push(format!(
-                        "{name}: clippy.toml must disallow the clock and I/O"
-                    )),
-                }
+                check_clippy_toml(name, &clippy, &mut problems);
                 rust_files(&src, &mut files);
             }
             Kind::CoreWithShell(core_paths) => {
+                let clippy = root().join("crates").join(name).join("clippy.toml");
+                check_clippy_toml(name, &clippy, &mut problems);
                 for p in *core_paths {
                     let path = src.join(p);
                     if path.is_dir() {
@@ -150,12 +294,7 @@ fn core_crates_do_no_io_read_no_clock_and_stay_deterministic() {
             }
             Kind::CoreExcept(shell) => {
                 let clippy = root().join("crates").join(name).join("clippy.toml");
-                match fs::read_to_string(&clippy) {
-                    Ok(text) if text.contains("std::time::Instant::now") => {}
-                    _ => problems.push(format!(
-                        "{name}: clippy.toml must disallow the clock and I/O"
-                    )),
-                }
+                check_clippy_toml(name, &clippy, &mut problems);
                 rust_files(&src, &mut files);
                 files.retain(|f| !shell.iter().any(|s| f.ends_with(s)));
             }
@@ -207,4 +346,52 @@ fn the_tidy_check_can_fail() {
     fs::remove_dir_all(&dir).unwrap();
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].contains("Instant::now"));
+}
+
+/// Production code after a `#[cfg(test)]` item is still checked: the old
+/// reader stopped at the first `#[cfg(test)]` and would pass this file.
+#[test]
+fn code_after_a_test_only_item_is_checked() {
+    let dir = std::env::temp_dir().join(format!("tern-tidy-after-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("after.rs");
+    fs::write(
+        &file,
+        "struct S;\n\
+         impl S {\n\
+             #[cfg(test)]\n\
+             fn test_only(&self) -> std::collections::HashMap<u8, u8> { Default::default() }\n\
+             fn production(&self) { let _ = std::time::Instant::now(); }\n\
+         }\n\
+         #[cfg(test)]\n\
+         mod tests {\n\
+             #[test]\n\
+             fn t() { let _: std::collections::HashSet<u8> = Default::default(); }\n\
+         }\n\
+         fn after_the_tests() { std::thread::yield_now(); }\n",
+    )
+    .unwrap();
+    let mut problems = Vec::new();
+    check_core_files(&[file], &mut problems);
+    fs::remove_dir_all(&dir).unwrap();
+    let found: Vec<&str> = FORBIDDEN_IN_CORE
+        .iter()
+        .copied()
+        .filter(|n| problems.iter().any(|p| p.ends_with(&format!("`{n}`"))))
+        .collect();
+    assert_eq!(found, ["Instant::now", "std::thread"], "{problems:?}");
+}
+
+/// A test-only item's text is blanked exactly, and nothing else is.
+#[test]
+fn only_cfg_test_items_are_left_out() {
+    let text = "fn a() {}\n#[cfg(test)] fn b() {}\n#[cfg(not(test))] fn c() {}\n";
+    let kept = without_test_items(text).unwrap();
+    assert!(kept.contains("fn a()"), "{kept}");
+    assert!(!kept.contains("fn b()"), "{kept}");
+    assert!(kept.contains("fn c()"), "{kept}");
+    assert_eq!(
+        without_test_items("#![cfg(test)]\nfn x() {}\n").unwrap(),
+        ""
+    );
 }

@@ -6,7 +6,11 @@
 
 use crate::codec::Failure;
 use clap::Args;
-use std::{io::Write, net::SocketAddr, path::PathBuf};
+use std::{
+    io::Write,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 use tern_broker::server::{self, BrokerSettings};
 
 pub(crate) const ABOUT: &str = "\
@@ -21,6 +25,12 @@ port the system chose when the port was 0:
 
   listening tcp 127.0.0.1:1883
   listening ws 127.0.0.1:8083
+
+With --ready-file PATH it also writes, once every listener is bound, a JSON
+file for programs (written aside and renamed, so it is never seen half
+written):
+
+  {\"pid\": 4242, \"tcp\": [\"127.0.0.1:1883\"], \"ws\": [\"127.0.0.1:8083\"]}
 
 Logs (one line per client connect and disconnect, with client id, protocol
 version and reason) go to standard error. Ctrl-C or SIGTERM shuts down
@@ -99,6 +109,12 @@ pub(crate) struct BrokerArgs {
     /// connections.
     #[arg(long, value_name = "N", default_value_t = 1)]
     threads: usize,
+    /// Once every listener is bound, write the process id and the bound
+    /// addresses to this file as JSON (`{"pid": N, "tcp": [..], "ws": [..]}`),
+    /// for programs that start the broker on port 0. Written to a temporary
+    /// file beside it and renamed, so a reader never sees half of it.
+    #[arg(long, value_name = "PATH")]
+    ready_file: Option<PathBuf>,
 }
 
 impl BrokerArgs {
@@ -148,9 +164,29 @@ pub(crate) fn run(args: &BrokerArgs) -> Result<(), Failure> {
         }
         let _ = out.flush();
         drop(out);
+        if let Some(path) = &args.ready_file {
+            write_ready_file(path, running.tcp_addrs(), running.ws_addrs())?;
+        }
         running.run_until(signal).await;
         Ok(())
     })
+}
+
+/// Writes the readiness file: to `PATH.tmp` first, then renamed over
+/// `PATH`, which is atomic on one file system.
+fn write_ready_file(path: &Path, tcp: &[SocketAddr], ws: &[SocketAddr]) -> Result<(), Failure> {
+    let text = serde_json::json!({
+        "pid": std::process::id(),
+        "tcp": tcp.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "ws": ws.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    })
+    .to_string();
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, text + "\n")
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| failure(format!("--ready-file {}: {e}", path.display())))
 }
 
 fn init_logging(level: Option<&str>) -> Result<(), Failure> {

@@ -231,12 +231,7 @@ fn conn_opens_and_holds_every_connection() {
 
 #[test]
 fn a_missing_broker_is_a_failure_with_a_summary() {
-    // A port nobody listens on: bind one, learn it, close it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = tern_testkit::unused_port().unwrap();
     let path = json_path("refused");
     let output = tern()
         .args(["bench", "conn", "-h", "127.0.0.1", "-p", &port.to_string()])

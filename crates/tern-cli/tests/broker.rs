@@ -22,6 +22,7 @@ fn help_explains_flags_defaults_and_every_settings_key() {
         "--ws",
         "--config",
         "--log",
+        "--ready-file",
         "127.0.0.1:1883",
         "127.0.0.1:8083",
         "/mqtt",
@@ -138,6 +139,69 @@ fn connects(addr: std::net::SocketAddr, id: &'static str) -> Raw {
         other => panic!("expected CONNACK on {addr}, got {other:?}"),
     }
     client
+}
+
+/// `--ready-file` holds the process id and every bound address as JSON once
+/// the listeners are up, and the `listening` lines are printed as before.
+#[test]
+fn the_ready_file_and_the_listening_lines_name_the_bound_addresses() {
+    let (broker, tcp, ws) = BrokerProcess::start_with(
+        &[
+            "--tcp",
+            "127.0.0.1:0",
+            "--ws",
+            "127.0.0.1:0",
+            "--tcp",
+            "127.0.0.1:0",
+        ],
+        2,
+        1,
+    );
+    let stdout = broker.stdout();
+    for line in tcp
+        .iter()
+        .map(|a| format!("listening tcp {a}"))
+        .chain(ws.iter().map(|a| format!("listening ws {a}")))
+    {
+        assert!(stdout.lines().any(|l| l == line), "{line} in {stdout:?}");
+    }
+    for addr in tcp.iter().chain(&ws) {
+        std::net::TcpStream::connect(addr).expect("a listener named in the ready file accepts");
+    }
+    // The file itself: complete JSON with our process id.
+    let dir = std::env::temp_dir().join(format!("tern-ready-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ready = dir.join("ready.json");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args([
+            "broker",
+            "--tcp",
+            "127.0.0.1:0",
+            "--ws",
+            "127.0.0.1:0",
+            "--ready-file",
+        ])
+        .arg(&ready)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    let text = loop {
+        if let Ok(text) = std::fs::read_to_string(&ready) {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "no ready file");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let json: serde_json::Value = serde_json::from_str(&text).expect("whole JSON");
+    assert_eq!(json["pid"], child.id());
+    assert_eq!(json["tcp"].as_array().map(Vec::len), Some(1), "{json}");
+    assert_eq!(json["ws"].as_array().map(Vec::len), Some(1), "{json}");
+    assert!(!dir.join("ready.json.tmp").exists(), "renamed into place");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

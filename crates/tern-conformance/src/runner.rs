@@ -86,6 +86,29 @@ impl RunReport {
     }
 }
 
+/// How a skip-list entry that passed begins its failure.
+pub const UNEXPECTED_PASS: &str = "unexpected pass: ";
+
+/// The outcome of a test that `ran`, given the skip list's entry for it
+/// (`listed`) and whether a skip list is in force, as BoGo judges: a listed
+/// test that fails or skips is skipped with the list's reason; a listed test
+/// that passes fails as an unexpected pass; with a list in force, a test
+/// that skips itself unlisted fails. Without a list, outcomes stand.
+pub fn judge(ran: Outcome, listed: Option<&str>, in_force: bool) -> Outcome {
+    match (ran, listed) {
+        (Outcome::Pass, Some(reason)) => Outcome::Fail(format!(
+            "{UNEXPECTED_PASS}the skip list says \"{reason}\"; remove the entry"
+        )),
+        (Outcome::Fail(_) | Outcome::Skip(_), Some(reason)) => {
+            Outcome::Skip(format!("{SKIP_LIST_PREFIX}{reason}"))
+        }
+        (Outcome::Skip(why), None) if in_force => Outcome::Fail(format!(
+            "skipped itself ({why}), and the skip list does not list it"
+        )),
+        (ran, None) => ran,
+    }
+}
+
 /// The line printed for a test.
 pub fn line(report: &TestReport) -> String {
     let head = format!("{} {} (v{})", report.id, report.title, report.version);
@@ -157,37 +180,34 @@ pub fn run(
     }
 }
 
-/// Runs one test on its own thread under the watchdog, then its cleanup.
+/// Runs one test on its own thread under the watchdog, then its cleanup,
+/// and judges the result against the skip list.
 fn run_one(target: &Target, case: Case, skips: &Skips) -> TestReport {
     let started = Instant::now();
-    let outcome = if let Some(reason) = skips.reason(case.version, case.id) {
-        Outcome::Skip(format!("{SKIP_LIST_PREFIX}{reason}"))
-    } else {
-        let (tx, rx) = mpsc::channel();
-        let mut target = target.clone();
-        if case.side == crate::cases::Side::Restricted {
-            if let Some(restricted) = target.restricted {
-                target.tcp = restricted;
-            }
+    let (tx, rx) = mpsc::channel();
+    let mut target = target.clone();
+    if case.side == crate::cases::Side::Restricted {
+        if let Some(restricted) = target.restricted {
+            target.tcp = restricted;
         }
-        std::thread::spawn(move || {
-            let ctx = Ctx::new(target, case.version);
-            let result =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (case.run)(&ctx)));
-            ctx.cleanup();
-            let _ = tx.send(result);
-        });
-        match rx.recv_timeout(TEST_WATCHDOG) {
-            Ok(Ok(Ok(()))) => Outcome::Pass,
-            Ok(Ok(Err(Stop::Fail(why)))) => Outcome::Fail(why),
-            Ok(Ok(Err(Stop::Skip(why)))) => Outcome::Skip(why),
-            Ok(Err(_)) => Outcome::Fail("test panicked".into()),
-            Err(_) => Outcome::Fail(format!(
-                "test did not finish within {} s",
-                TEST_WATCHDOG.as_secs()
-            )),
-        }
+    }
+    std::thread::spawn(move || {
+        let ctx = Ctx::new(target, case.version);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (case.run)(&ctx)));
+        ctx.cleanup();
+        let _ = tx.send(result);
+    });
+    let ran = match rx.recv_timeout(TEST_WATCHDOG) {
+        Ok(Ok(Ok(()))) => Outcome::Pass,
+        Ok(Ok(Err(Stop::Fail(why)))) => Outcome::Fail(why),
+        Ok(Ok(Err(Stop::Skip(why)))) => Outcome::Skip(why),
+        Ok(Err(_)) => Outcome::Fail("test panicked".into()),
+        Err(_) => Outcome::Fail(format!(
+            "test did not finish within {} s",
+            TEST_WATCHDOG.as_secs()
+        )),
     };
+    let outcome = judge(ran, skips.reason(case.version, case.id), skips.in_force());
     TestReport {
         id: case.id.to_string(),
         version: case.version.name().to_string(),
@@ -195,5 +215,48 @@ fn run_one(target: &Target, case: Case, skips: &Skips) -> TestReport {
         outcome,
         millis: started.elapsed().as_millis() as u64,
         client: case.side == crate::cases::Side::Client,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fail() -> Outcome {
+        Outcome::Fail("saw something else".into())
+    }
+
+    fn skip() -> Outcome {
+        Outcome::Skip("no WebSocket listener".into())
+    }
+
+    #[test]
+    fn a_listed_test_that_fails_or_skips_is_skipped_with_the_lists_reason() {
+        let listed = Outcome::Skip(format!("{SKIP_LIST_PREFIX}known"));
+        assert_eq!(judge(fail(), Some("known"), true), listed);
+        assert_eq!(judge(skip(), Some("known"), true), listed);
+    }
+
+    #[test]
+    fn a_listed_test_that_passes_fails_the_run() {
+        let Outcome::Fail(why) = judge(Outcome::Pass, Some("known"), true) else {
+            panic!("an unexpected pass must fail");
+        };
+        assert!(why.starts_with(UNEXPECTED_PASS), "{why}");
+    }
+
+    #[test]
+    fn an_unlisted_skip_fails_once_a_list_is_in_force() {
+        assert!(matches!(judge(skip(), None, true), Outcome::Fail(_)));
+        // Without a list (a broker given by address), a skip stays a skip.
+        assert_eq!(judge(skip(), None, false), skip());
+        assert_eq!(judge(Outcome::Pass, None, true), Outcome::Pass);
+        assert_eq!(judge(fail(), None, true), fail());
+    }
+
+    #[test]
+    fn a_parsed_list_is_in_force_even_when_empty() {
+        assert!(Skips::parse("").unwrap().in_force());
+        assert!(!Skips::default().in_force());
     }
 }

@@ -8,7 +8,11 @@
 //! "MQTT-3.1.2-24" = "reason, with evidence"
 //! ```
 //!
-//! A skipped test does not run and counts as skipped, with its reason.
+//! As in BoGo, a listed test still runs: when it fails (or skips itself) it
+//! counts as skipped, with the list's reason; when it passes, the run fails
+//! with an unexpected pass, so a fixed deviation leaves the list. And once a
+//! skip list is in force (`--skips`, even an empty one), a test that skips
+//! itself without being listed fails the run.
 
 use crate::Version;
 use std::collections::BTreeMap;
@@ -22,6 +26,9 @@ pub const MOSQUITTO: &str = include_str!("../skips/mosquitto.toml");
 #[derive(Debug, Clone, Default)]
 pub struct Skips {
     entries: BTreeMap<(Version, String), String>,
+    /// Whether this is a broker's list (parsed), rather than no list at all
+    /// (the default): then only listed tests may skip.
+    in_force: bool,
 }
 
 impl Skips {
@@ -40,7 +47,10 @@ impl Skips {
                 entries.insert((v, id), reason);
             }
         }
-        Ok(Skips { entries })
+        Ok(Skips {
+            entries,
+            in_force: true,
+        })
     }
 
     /// The built-in list for a broker name (`tern`, `mosquitto`), if any.
@@ -57,6 +67,11 @@ impl Skips {
         self.entries
             .get(&(version, id.to_string()))
             .map(String::as_str)
+    }
+
+    /// Whether a skip list was given: unlisted skips and listed passes fail.
+    pub fn in_force(&self) -> bool {
+        self.in_force
     }
 
     /// Every entry: (version, id, reason).

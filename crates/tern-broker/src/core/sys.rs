@@ -9,7 +9,7 @@ impl Broker {
     pub(super) fn publish_sys(&mut self, now: Instant) {
         let s = self.stats;
         let uptime = (now - self.started).as_secs();
-        let values: [(&str, String); 15] = [
+        let values: [(&str, String); 14] = [
             ("version", format!("tern {}", env!("CARGO_PKG_VERSION"))),
             ("uptime", format!("{uptime} seconds")),
             ("clients/connected", s.clients_connected.to_string()),
@@ -26,9 +26,9 @@ impl Broker {
             ("publish/messages/dropped", s.messages_dropped.to_string()),
             ("subscriptions/count", self.tree.len().to_string()),
             ("retained messages/count", self.retained.len().to_string()),
-            ("load/bytes/received", s.bytes_received.to_string()),
-            ("load/bytes/sent", s.bytes_sent.to_string()),
-            ("load/connections/total", s.connections_total.to_string()),
+            // Totals; mosquitto's `load/...` topics are 1/5/15-minute averages.
+            ("bytes/received", s.bytes_received.to_string()),
+            ("bytes/sent", s.bytes_sent.to_string()),
             ("store/messages/count", self.queued_messages().to_string()),
         ];
         for (name, value) in values {

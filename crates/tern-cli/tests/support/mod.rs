@@ -5,9 +5,8 @@
 
 use bytes::BytesMut;
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::{SocketAddr, TcpStream},
-    process::{Child, Command, Stdio},
     sync::mpsc,
     time::Duration,
 };
@@ -16,17 +15,18 @@ use tern_codec::{MAX_PACKET_SIZE, Packet, ProtocolVersion};
 /// How long any expected line, packet or exit may take.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// `tern broker` running as a child process; killed (by PID) when dropped.
+/// `tern broker` running as a child process (tern-testkit's launcher: ready
+/// once its `--ready-file` names the bound ports; SIGTERM, then SIGKILL,
+/// when dropped).
 pub struct BrokerProcess {
-    pub child: Child,
+    pub broker: tern_testkit::Broker,
     pub tcp: SocketAddr,
     pub ws: SocketAddr,
     pub stderr: mpsc::Receiver<String>,
 }
 
 impl BrokerProcess {
-    /// Starts `tern broker --tcp 127.0.0.1:0 --ws 127.0.0.1:0` and reads the
-    /// bound addresses from its `listening` lines.
+    /// Starts `tern broker --tcp 127.0.0.1:0 --ws 127.0.0.1:0`.
     pub fn start() -> BrokerProcess {
         let (broker, _, _) =
             BrokerProcess::start_with(&["--tcp", "127.0.0.1:0", "--ws", "127.0.0.1:0"], 1, 1);
@@ -34,44 +34,32 @@ impl BrokerProcess {
     }
 
     /// Starts `tern broker ARGS --log info`, expecting `tcp` TCP and `ws`
-    /// WebSocket listeners; returns every bound address from the
-    /// `listening` lines (the struct holds the first of each, or the other
-    /// kind's when there is none).
+    /// WebSocket listeners; returns every bound address (the struct holds
+    /// the first of each, or the other kind's when there is none).
     pub fn start_with(
         args: &[&str],
         tcp: usize,
         ws: usize,
     ) -> (BrokerProcess, Vec<SocketAddr>, Vec<SocketAddr>) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tern"))
-            .arg("broker")
+        let mut broker = tern_testkit::Broker::tern(env!("CARGO_BIN_EXE_tern"))
             .args(args)
             .args(["--log", "info"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("tern broker starts");
-        let stdout = lines(child.stdout.take().unwrap());
-        let stderr = lines(child.stderr.take().unwrap());
-        let mut tcps = Vec::new();
-        let mut wss = Vec::new();
-        while tcps.len() < tcp || wss.len() < ws {
-            let line = stdout
-                .recv_timeout(WAIT)
-                .expect("tern broker prints its listeners");
-            if let Some(a) = line.strip_prefix("listening tcp ") {
-                tcps.push(a.parse().unwrap());
-            } else if let Some(a) = line.strip_prefix("listening ws ") {
-                wss.push(a.parse().unwrap());
-            }
-        }
+            .capture_stderr()
+            .ready_within(WAIT)
+            .start()
+            .unwrap_or_else(|e| panic!("tern broker starts: {e}"));
+        let tcps = broker.tcp_addrs().to_vec();
+        let wss = broker.ws_addrs().to_vec();
+        assert_eq!((tcps.len(), wss.len()), (tcp, ws), "listeners bound");
         let any = *tcps.first().or(wss.first()).expect("a listener");
-        let broker = BrokerProcess {
-            child,
+        let stderr = broker.take_stderr().expect("captured");
+        let process = BrokerProcess {
             tcp: tcps.first().copied().unwrap_or(any),
             ws: wss.first().copied().unwrap_or(any),
+            broker,
             stderr,
         };
-        (broker, tcps, wss)
+        (process, tcps, wss)
     }
 
     /// Sends SIGTERM to the process.
@@ -81,48 +69,26 @@ impl BrokerProcess {
 
     /// Sends a signal (`-TERM`, `-INT`) to the process, by its PID.
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
+        let name = signal.trim_start_matches('-');
+        self.broker.signal(name).expect("kill runs");
     }
 
     /// Waits for the process to exit.
     pub fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = std::time::Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "tern broker did not exit"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.broker
+            .wait_exit(WAIT)
+            .unwrap_or_else(|e| panic!("tern broker did not exit: {e}"))
     }
-}
 
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// What the broker printed on standard output (its `listening` lines).
+    pub fn stdout(&self) -> String {
+        self.broker.log()
     }
 }
 
 /// Lines of a child's output, through a channel (so reads can time out).
 pub fn lines(out: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
+    tern_testkit::lines(out)
 }
 
 /// A blocking raw MQTT client through tern-codec.

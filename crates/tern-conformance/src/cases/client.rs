@@ -1059,8 +1059,13 @@ fn auth_method_wait(ctx: &Ctx) -> TestResult {
 
 /// Three QoS 1 messages in flight; the connection drops; the reconnect's
 /// CONNACK says session present 0: the old flows are gone, so nothing may
-/// come back as a resend (DUP 1).
+/// come back as a resend (DUP 1). (tern-client sends the unacknowledged
+/// messages again as new ones, DUP 0, which this statement allows.) Once
+/// reconnected, the client publishes a marker, so the test sees the client
+/// talking on the new connection (a client that sent nothing would
+/// otherwise pass), and anything resent would come before it.
 fn session_discarded(ctx: &Ctx) -> TestResult {
+    const MARKER: &[u8] = b"after the reconnect";
     let broker = FakeBroker::new()?;
     let options = broker
         .options(ctx)?
@@ -1074,6 +1079,7 @@ fn session_discarded(ctx: &Ctx) -> TestResult {
         }));
     let run = spawn_client(move || async move {
         let (client, _messages) = Client::connect(options).await.map_err(|e| e.to_string())?;
+        let mut states = client.state_changes();
         for i in 0..3u8 {
             // Completion (or an error for the discarded flow) does not matter.
             drop(tokio::spawn(
@@ -1082,7 +1088,28 @@ fn session_discarded(ctx: &Ctx) -> TestResult {
                     .into_future(),
             ));
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Wait for the connection to drop and come back.
+        let back = async {
+            let mut dropped = false;
+            loop {
+                states.changed().await.map_err(|e| e.to_string())?;
+                match &*states.borrow_and_update() {
+                    tern_client::State::Disconnected { .. } => dropped = true,
+                    tern_client::State::Connected { .. } if dropped => return Ok(()),
+                    tern_client::State::Closed { error } => {
+                        return Err(format!("the client closed: {error:?}"));
+                    }
+                    _ => {}
+                }
+            }
+        };
+        tokio::time::timeout(PACKET_TIMEOUT * 2, back)
+            .await
+            .map_err(|_| "the client did not reconnect".to_string())??;
+        client
+            .publish("t/sd", MARKER.to_vec(), QoS::AtLeastOnce, false)
+            .await
+            .map_err(|e| e.to_string())?;
         let _ = client.disconnect().await;
         Ok(())
     });
@@ -1095,23 +1122,29 @@ fn session_discarded(ctx: &Ctx) -> TestResult {
     }
     conn.drop_abruptly();
     let (mut conn, _) = broker.handshake(ctx, accept_all())?;
+    let mut marker = false;
     loop {
-        match conn.recv_within(Duration::from_millis(800)) {
-            Ok(Packet::Publish(p)) => {
+        match conn.recv()? {
+            Packet::Publish(p) => {
                 ensure!(
                     !p.dup,
                     "after session present 0 the client resent {:?} (DUP 1)",
                     p.payload
                 );
+                marker |= p.payload == MARKER;
                 if let Some(id) = p.packet_id {
                     conn.send(Packet::PubAck(PubAck::new(id)))?;
                 }
             }
-            Ok(Packet::PingReq) => conn.send(Packet::PingResp)?,
-            Ok(Packet::Disconnect(_)) | Err(_) => break,
-            Ok(other) => return Err(fail(format!("unexpected {}", name(&other)))),
+            Packet::PingReq => conn.send(Packet::PingResp)?,
+            Packet::Disconnect(_) => break,
+            other => return Err(fail(format!("unexpected {}", name(&other)))),
         }
     }
+    ensure!(
+        marker,
+        "the client sent nothing after reconnecting, so nothing was checked"
+    );
     let _ = conn.expect_closed_within(PACKET_TIMEOUT);
     run.join()
 }

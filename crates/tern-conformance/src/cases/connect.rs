@@ -746,6 +746,10 @@ fn will_retained(ctx: &Ctx) -> TestResult {
     late.disconnect()
 }
 
+/// How late after 1.5 x Keep Alive a close may be seen: thread and timer
+/// scheduling on a loaded machine, nothing a broker may add on purpose.
+const KEEP_ALIVE_MARGIN: Duration = Duration::from_millis(250);
+
 fn keep_alive(ctx: &Ctx) -> TestResult {
     let mut connect = ctx.connect_packet();
     connect.keep_alive = 1;
@@ -756,6 +760,7 @@ fn keep_alive(ctx: &Ctx) -> TestResult {
             "broker imposes Server Keep Alive {server}"
         )));
     }
+    // Waits longer than allowed, so a late close says how late it was.
     c.expect_closed_within(Duration::from_millis(3000))?;
     let after = started.elapsed();
     ensure!(
@@ -763,10 +768,15 @@ fn keep_alive(ctx: &Ctx) -> TestResult {
         "closed after {} ms, before the keep alive (1 s) ran out",
         after.as_millis()
     );
+    // The statement: no packet for 1.5 x Keep Alive, the connection is
+    // closed. `started` is taken after CONNACK, later than the broker's
+    // last receipt, so only scheduling can make the close look late.
+    let allowed = Duration::from_millis(1500) + KEEP_ALIVE_MARGIN;
     ensure!(
-        after <= Duration::from_millis(2500),
-        "closed only after {} ms (1.5 x 1 s allowed, plus 1 s slack)",
-        after.as_millis()
+        after <= allowed,
+        "closed only after {} ms (1.5 x 1 s, plus {} ms for scheduling, allowed)",
+        after.as_millis(),
+        KEEP_ALIVE_MARGIN.as_millis()
     );
     Ok(())
 }
