@@ -8,7 +8,7 @@
 //! loopback, started and stopped (by PID) with tern-testkit's launcher. The table goes to standard output and
 //! into BENCHMARKS.md between the `bench-broker` markers.
 
-use crate::tools::{cargo, ensure_apt, root, run};
+use crate::tools::{cargo, ensure_apt, root, run, target_dir};
 use serde_json::Value;
 use std::{
     path::{Path, PathBuf},
@@ -115,12 +115,6 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         eprintln!("xtask: BENCHMARKS.md updated");
     }
     Ok(())
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
 }
 
 /// A broker to measure.

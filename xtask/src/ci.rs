@@ -7,8 +7,8 @@
 //! list, and the run checks it takes exactly those steps.
 
 use crate::{
-    conformance, fuzz, interop, sim,
-    tools::{cargo, ensure_apt, ensure_cargo_tool, root, run},
+    conformance, examples, fuzz, interop, sim,
+    tools::{cargo, ensure_apt, ensure_cargo_tool, root, run, target_dir},
 };
 
 /// Every step of `cargo xtask ci`, in the order it runs them, with what each
@@ -25,6 +25,7 @@ pub(crate) const STEPS: &[(&str, &str)] = &[
     ("mosquitto", "installs Debian's mosquitto and its clients"),
     ("tests", "cargo test --workspace --all-features"),
     ("interop", "cargo xtask interop"),
+    ("examples", "cargo xtask examples"),
     (
         "conformance",
         "cargo xtask conformance, against Tern and against mosquitto",
@@ -130,6 +131,10 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     // mosquitto: about a minute once the tools are installed.
     interop::command(&[])?;
 
+    step("examples");
+    // Every tern-client example, run as a user would, against real brokers.
+    examples::command(&[])?;
+
     step("conformance");
     // The MQTT conformance suite against our broker, then against Debian's
     // mosquitto (installed above) to keep the suite itself honest; about
@@ -199,13 +204,6 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         started.elapsed().as_secs()
     );
     Ok(())
-}
-
-/// Cargo's target directory.
-fn target_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
 }
 
 /// The no_std check resolves its dependencies to the workspace's versions:

@@ -19,7 +19,7 @@
 //! N skipped`; the command fails if any test failed. `--write-doc` runs the
 //! suite against both ours and mosquitto and writes CONFORMANCE.md.
 
-use crate::tools::{cargo, ensure_apt, root, run};
+use crate::tools::{cargo, ensure_apt, root, run, target_dir};
 use std::{path::PathBuf, process::Command};
 use tern_testkit::Broker;
 
@@ -106,12 +106,6 @@ fn build() -> Result<(), String> {
         "--bins",
         "--all-features",
     ]))
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
 }
 
 fn binary(name: &str) -> PathBuf {

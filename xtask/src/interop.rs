@@ -27,7 +27,7 @@
 //! Whatever is missing is installed (apt-get, pip, npm, all pinned);
 //! anything that cannot be is an error, never a skip.
 
-use crate::tools::{cargo, ensure_apt, root, run};
+use crate::tools::{cargo, ensure_apt, root, run, target_dir};
 use std::{
     collections::BTreeMap,
     fs,
@@ -208,13 +208,6 @@ struct Drivers {
     scripts: PathBuf,
     /// Chromium's (fresh) profile directory.
     profile: PathBuf,
-}
-
-/// Cargo's target directory.
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
 }
 
 /// A venv under `dir` with the pinned paho-mqtt; returns its python.

@@ -7,6 +7,7 @@
 //! - `ci`: every check CI runs, in order; the README's test command.
 //! - `conformance [--against-mosquitto] [--broker HOST:PORT] ...`: the MQTT
 //!   conformance suite (crates/tern-conformance) against a broker.
+//! - `examples`: runs tern-client's examples against real brokers.
 //! - `fuzz TARGET [--seconds N]`: runs one cargo-fuzz target on the stable toolchain.
 //! - `interop [--filter TEXT] [--against-mosquitto]`: third-party MQTT
 //!   clients against our broker, and our client against mosquitto.
@@ -19,6 +20,7 @@
 mod bench_broker;
 mod ci;
 mod conformance;
+mod examples;
 mod fuzz;
 mod interop;
 mod sim;
@@ -45,6 +47,9 @@ Commands:
                               (started on free ports), mosquitto, or any broker;
                               --write-doc runs ours and mosquitto and writes
                               CONFORMANCE.md
+  examples                    run tern-client's examples against `tern broker`
+                              (and the TLS one against mosquitto with TLS),
+                              checking what each prints
   fuzz TARGET [--seconds N]   run one fuzz target (default 60 s); TARGET `all`
                               runs each target in turn
   interop [--filter TEXT] [--against-mosquitto]
@@ -77,6 +82,7 @@ fn main() -> ExitCode {
         Some("bench-broker") => bench_broker::command(&args[1..]),
         Some("ci") => ci::command(&args[1..]),
         Some("conformance") => conformance::command(&args[1..]),
+        Some("examples") => examples::command(&args[1..]),
         Some("fuzz") => fuzz::command(&args[1..]),
         Some("interop") => interop::command(&args[1..]),
         Some("sim") => sim::command(&args[1..]),

@@ -14,6 +14,13 @@ pub(crate) fn root() -> PathBuf {
 }
 
 /// Runs a command to completion in the workspace root; fails if it fails.
+/// Where cargo builds: `CARGO_TARGET_DIR`, or `target/` in the workspace.
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
 pub(crate) fn run(cmd: &mut Command) -> Result<(), String> {
     cmd.current_dir(root());
     eprintln!("$ {}", describe(cmd));
