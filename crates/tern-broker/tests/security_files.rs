@@ -140,3 +140,172 @@ fn acl_files_that_mosquitto_refuses_are_refused_with_the_line() {
     let acl = AclFile::parse("topic read\n").unwrap();
     assert!(acl.allows("c", None, &topic("read"), Access::Write));
 }
+
+mod common;
+
+use common::{Raw, WAIT, connect, publish};
+use tern_codec::{Packet, ProtocolVersion, QoS, ReasonCode, SubscriptionOptions};
+use tern_testkit::Broker;
+
+/// The ACL of the differential test; `admin` may do anything.
+const ACL: &str = "\
+topic read public/#
+topic write inbox/anonymous
+
+user admin
+topic readwrite #
+
+user alice
+topic readwrite alice/#
+topic deny alice/secret
+topic write sensors/+/temp
+topic read public/+
+
+user bob
+topic read alice/#
+topic readwrite bob
+
+pattern write devices/%c/status
+pattern read users/%u/#
+pattern read marker/%c
+";
+
+/// Each `(client id, user, topic)` is tried for writing and reading.
+const CASES: &[(&str, Option<&str>, &str)] = &[
+    ("anon", None, "public/news"),
+    ("anon", None, "public/a/b"),
+    ("anon", None, "inbox/anonymous"),
+    ("anon", None, "alice/x"),
+    ("a1", Some("alice"), "alice/x"),
+    ("a1", Some("alice"), "alice"),
+    ("a1", Some("alice"), "alice/secret"),
+    ("a1", Some("alice"), "sensors/kitchen/temp"),
+    ("a1", Some("alice"), "public/news"),
+    ("a1", Some("alice"), "public/a/b"),
+    ("b1", Some("bob"), "alice/x"),
+    ("b1", Some("bob"), "alice/secret"),
+    ("b1", Some("bob"), "bob"),
+    ("b1", Some("bob"), "bob/x"),
+    ("dev7", None, "devices/dev7/status"),
+    ("dev7", Some("bob"), "devices/dev7/status"),
+    ("dev7", None, "devices/dev8/status"),
+    ("c1", Some("carol"), "users/carol/inbox"),
+    ("c1", Some("carol"), "users/bob/inbox"),
+    ("c1", Some("carol"), "public/news"),
+];
+
+fn login(client_id: &str, user: Option<&str>) -> tern_codec::Connect {
+    let mut c = connect(ProtocolVersion::V5, client_id);
+    if let Some(user) = user {
+        c.username = Some(common::s(user));
+        c.password = Some(bytes::Bytes::from(format!("pw-{user}")));
+    }
+    c
+}
+
+/// Whether mosquitto lets `(client_id, user)` publish to `topic`: MQTT 5
+/// answers a refused QoS 1 PUBLISH with PUBACK 0x87.
+async fn mosquitto_allows_write(
+    addr: std::net::SocketAddr,
+    id: &str,
+    user: Option<&str>,
+    topic: &str,
+) -> bool {
+    let (mut raw, ack) = Raw::connect(addr, login(id, user)).await;
+    assert_eq!(ack.reason_code, ReasonCode::Success, "{id} {user:?}");
+    let code = raw.publish(publish(topic, b"w", QoS::AtLeastOnce, 1)).await;
+    assert!(
+        matches!(
+            code,
+            ReasonCode::Success | ReasonCode::NoMatchingSubscribers | ReasonCode::NotAuthorized
+        ),
+        "{code:?}"
+    );
+    code != ReasonCode::NotAuthorized
+}
+
+/// Whether mosquitto lets `(client_id, user)` receive `topic`: the
+/// retained message there arrives before the one on `marker/ID`, which
+/// every client may read and which is subscribed second.
+async fn mosquitto_allows_read(
+    addr: std::net::SocketAddr,
+    id: &str,
+    user: Option<&str>,
+    topic: &str,
+) -> bool {
+    let (mut raw, _) = Raw::connect(addr, login(id, user)).await;
+    let marker = format!("marker/{id}");
+    let qos1 = SubscriptionOptions::with_qos(QoS::AtLeastOnce);
+    raw.subscribe_with(1, &[(topic, qos1), (&marker, qos1)], None)
+        .await;
+    let mut got = false;
+    loop {
+        match raw.next(WAIT).await {
+            Some(Packet::Publish(p)) => {
+                raw.ack(&p).await;
+                if p.topic == *marker {
+                    return got;
+                }
+                got |= p.topic == *topic;
+            }
+            other => panic!("{id}: expected the retained messages, got {other:?}"),
+        }
+    }
+}
+
+/// The ACL file means the same to Tern as to a running mosquitto, case by
+/// case, for publishing and for receiving.
+#[tokio::test]
+async fn acl_decisions_match_a_running_mosquitto() {
+    let dir = std::env::temp_dir().join(format!("tern-acl-diff-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (pw, acl_path) = (dir.join("passwd"), dir.join("acl"));
+    mosquitto_passwd(&["-c", "-b", pw.to_str().unwrap(), "admin", "pw-admin"]);
+    for user in ["alice", "bob", "carol"] {
+        mosquitto_passwd(&["-b", pw.to_str().unwrap(), user, &format!("pw-{user}")]);
+    }
+    std::fs::write(&acl_path, ACL).unwrap();
+    let broker = Broker::mosquitto()
+        .settings(&format!(
+            "allow_anonymous true\npassword_file {}\nacl_file {}\n",
+            pw.display(),
+            acl_path.display()
+        ))
+        .start()
+        .expect("mosquitto starts");
+    let addr = broker.tcp();
+    // Retained messages on every topic and marker, by the admin.
+    let (mut admin, _) = Raw::connect(addr, login("admin", Some("admin"))).await;
+    let mut n = 1;
+    for (id, _, topic) in CASES {
+        for t in [topic.to_string(), format!("marker/{id}")] {
+            let mut p = publish(&t, b"r", QoS::AtLeastOnce, n);
+            p.retain = true;
+            let code = admin.publish(p).await;
+            assert!(
+                matches!(
+                    code,
+                    ReasonCode::Success | ReasonCode::NoMatchingSubscribers
+                ),
+                "admin writes {t}: {code:?}"
+            );
+            n += 1;
+        }
+    }
+    let ours = AclFile::parse(ACL).unwrap();
+    let mut mismatches = Vec::new();
+    for &(id, user, t) in CASES {
+        let write = mosquitto_allows_write(addr, id, user, t).await;
+        let read = mosquitto_allows_read(addr, id, user, t).await;
+        let tern_write = ours.allows(id, user, &topic(t), Access::Write);
+        let tern_read = ours.allows(id, user, &topic(t), Access::Read);
+        if (write, read) != (tern_write, tern_read) {
+            mismatches.push(format!(
+                "{id} {user:?} {t}: mosquitto write {write} read {read}, tern write {tern_write} read {tern_read}"
+            ));
+        }
+    }
+    drop(broker);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
