@@ -59,6 +59,7 @@ mod connection;
 mod driver;
 mod listener;
 mod settings;
+pub mod tls;
 mod websocket;
 
 pub use settings::{BrokerSettings, Limits, Listeners, SettingsError};
