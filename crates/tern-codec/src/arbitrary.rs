@@ -161,8 +161,8 @@ pub fn arbitrary_packet(u: &mut Unstructured<'_>, version: ProtocolVersion) -> R
         &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]
     };
     Ok(match *u.choose(kinds)? {
-        1 => Packet::Connect(connect(u, version)?),
-        2 => Packet::ConnAck(connack(u, version)?),
+        1 => connect(u, version)?.into(),
+        2 => connack(u, version)?.into(),
         3 => Packet::Publish(publish(u, v5)?),
         4 => Packet::PubAck(PubAck {
             packet_id: packet_id(u)?,
@@ -230,11 +230,12 @@ pub fn arbitrary_packet(u: &mut Unstructured<'_>, version: ProtocolVersion) -> R
         }),
         12 => Packet::PingReq,
         13 => Packet::PingResp,
-        14 => Packet::Disconnect(Disconnect {
+        14 => Disconnect {
             reason_code: reason(u, PacketType::Disconnect, v5)?,
             properties: props::<DisconnectProperties>(u, v5)?,
-        }),
-        _ => Packet::Auth({
+        }
+        .into(),
+        _ => Packet::from({
             let mut auth = Auth {
                 reason_code: reason(u, PacketType::Auth, true)?,
                 properties: u.arbitrary::<AuthProperties>()?,
@@ -365,7 +366,7 @@ fn publish(u: &mut Unstructured<'_>, v5: bool) -> Result<Publish> {
         } else {
             Some(packet_id(u)?)
         },
-        properties,
+        properties: properties.into(),
         payload: Bytes::arb(u)?,
     })
 }

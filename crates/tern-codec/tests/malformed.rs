@@ -1726,7 +1726,8 @@ fn encoder_refuses_bad_topic_names() {
     p.properties = PublishProperties {
         response_topic: Some(s("r/+")),
         ..PublishProperties::default()
-    };
+    }
+    .into();
     refuses(
         p,
         V5,
