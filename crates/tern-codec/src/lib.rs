@@ -90,6 +90,9 @@ pub use crate::reason::ReasonCode;
 pub use crate::string::{MqttString, StringError};
 pub use crate::varint::{VARINT_MAX, varint_len};
 pub use crate::version::ProtocolVersion;
+/// Why a topic filter is invalid, as [`DecodeErrorKind::InvalidTopicFilter`]
+/// reports it (from tern-topic, whose rules the decoder applies).
+pub use tern_topic::TopicError;
 
 /// A packet identifier: a non-zero 16-bit number [MQTT-2.2.1-3].
 ///

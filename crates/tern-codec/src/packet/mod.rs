@@ -378,6 +378,27 @@ fn wire_type<T: Wire>(_: &T) -> PacketType {
     T::TYPE
 }
 
+/// Checks a SUBSCRIBE or UNSUBSCRIBE Topic Filter (already a valid string)
+/// with tern-topic's rules: plain filter syntax in MQTT 3.x, plain or
+/// `$share/{ShareName}/{filter}` in MQTT 5. Returns whether it is a shared
+/// subscription.
+pub(crate) fn check_filter(
+    filter: &[u8],
+    v5: bool,
+) -> Result<bool, nom::Err<crate::primitives::Fail<'_>>> {
+    let checked = if v5 {
+        tern_topic::validate_subscription_filter(filter)
+    } else {
+        tern_topic::validate_topic_filter(filter).map(|()| false)
+    };
+    checked.map_err(|e| {
+        nom::Err::Failure(crate::primitives::Fail {
+            at: filter,
+            kind: crate::DecodeErrorKind::InvalidTopicFilter(e),
+        })
+    })
+}
+
 /// Fails encoding when a version before 5 would lose MQTT 5 properties.
 pub(crate) fn require_no_properties(
     empty: bool,

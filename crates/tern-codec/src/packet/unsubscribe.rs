@@ -67,6 +67,7 @@ impl Wire for Unsubscribe {
         let mut filters = Vec::new();
         while !input.is_empty() {
             let (rest, filter) = string_slice(input)?;
+            super::check_filter(filter, frame.version.is_v5())?;
             filters.push(frame.string(filter));
             input = rest;
         }
