@@ -397,8 +397,18 @@ pub(crate) fn block(input: &[u8]) -> PResult<'_, &[u8]> {
 
 /// The operations every generated property set offers the packet codecs.
 pub(crate) trait PropertySet: Default {
+    /// Parses the properties inside a block whose length was already read
+    /// into `self`, which holds none yet (so a caller can parse straight
+    /// into a box).
+    fn parse_block_into<'a>(&mut self, frame: &Frame<'_>, block: &'a [u8]) -> Result<(), Fail<'a>>;
+
     /// Parses the properties inside a block whose length was already read.
-    fn parse_block<'a>(frame: &Frame<'_>, block: &'a [u8]) -> Result<Self, Fail<'a>>;
+    #[inline]
+    fn parse_block<'a>(frame: &Frame<'_>, block: &'a [u8]) -> Result<Self, Fail<'a>> {
+        let mut props = Self::default();
+        props.parse_block_into(frame, block)?;
+        Ok(props)
+    }
     /// The properties' length, without the length prefix.
     fn body_len(&self) -> usize;
     /// Writes the properties, without the length prefix.
@@ -457,8 +467,12 @@ macro_rules! property_set {
         }
 
         impl PropertySet for $name {
-            fn parse_block<'a>(frame: &Frame<'_>, block: &'a [u8]) -> Result<Self, Fail<'a>> {
-                let mut props = Self::default();
+            fn parse_block_into<'a>(
+                &mut self,
+                frame: &Frame<'_>,
+                block: &'a [u8],
+            ) -> Result<(), Fail<'a>> {
+                let props = self;
                 let mut input = block;
                 while !input.is_empty() {
                     let start = input;
@@ -497,7 +511,7 @@ macro_rules! property_set {
                         }
                     };
                 }
-                Ok(props)
+                Ok(())
             }
 
             fn body_len(&self) -> usize {

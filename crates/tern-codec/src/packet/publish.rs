@@ -8,6 +8,7 @@ use crate::{
     properties::{PropertySet, PublishProperties, PublishPropertiesBox},
     varint::{put_varint, varint_len},
 };
+use alloc::boxed::Box;
 use bytes::{Buf, BufMut, Bytes};
 
 /// PUBLISH: an application message, in either direction.
@@ -253,18 +254,27 @@ fn parse_head<'a>(frame: &Frame<'a>, flags: u8, body: &'a [u8]) -> PResult<'a, P
     };
     let (payload, properties) = if frame.version.is_v5() {
         let at = input;
-        let (rest, props) = PublishProperties::parse(frame, input)?;
-        if props
-            .response_topic
-            .as_ref()
-            .is_some_and(|t| has_wildcard(t.as_bytes()))
-        {
-            return fail(
-                at,
-                DecodeErrorKind::InvalidPropertyValue(crate::PropertyId::ResponseTopic),
-            );
+        let (rest, block) = crate::properties::block(input)?;
+        if block.is_empty() {
+            (rest, PublishPropertiesBox::new())
+        } else {
+            // Straight into the box: the set is not moved after parsing.
+            let mut props = Box::<PublishProperties>::default();
+            props
+                .parse_block_into(frame, block)
+                .map_err(nom::Err::Failure)?;
+            if props
+                .response_topic
+                .as_ref()
+                .is_some_and(|t| has_wildcard(t.as_bytes()))
+            {
+                return fail(
+                    at,
+                    DecodeErrorKind::InvalidPropertyValue(crate::PropertyId::ResponseTopic),
+                );
+            }
+            (rest, PublishPropertiesBox::from(props))
         }
-        (rest, PublishPropertiesBox::from(props))
     } else {
         (input, PublishPropertiesBox::new())
     };
