@@ -1,7 +1,7 @@
 //! Shared subscriptions (`$share/{ShareName}/{filter}`) and the parsed filter
 //! of a SUBSCRIBE.
 
-use crate::{TopicError, TopicFilter, filter::validate_topic_filter, validate::check_string};
+use crate::{TopicError, TopicFilter, filter::check_wildcards, validate::check_string};
 use bytes::Bytes;
 
 /// The prefix that makes a subscription shared [MQTT-4.8.2-1].
@@ -20,6 +20,14 @@ pub fn validate_share_name(bytes: &[u8]) -> Result<(), TopicError> {
     match check_string(bytes) {
         Err(TopicError::Empty) => return Err(TopicError::EmptyShareName),
         other => other?,
+    }
+    check_share_name_chars(bytes)
+}
+
+/// The ShareName rules of a name whose string rules were checked.
+fn check_share_name_chars(bytes: &[u8]) -> Result<(), TopicError> {
+    if bytes.is_empty() {
+        return Err(TopicError::EmptyShareName);
     }
     if bytes.contains(&b'/') {
         return Err(TopicError::SeparatorInShareName);
@@ -55,22 +63,24 @@ pub fn validate_subscription_filter(bytes: &[u8]) -> Result<bool, TopicError> {
 /// The one parser of the subscription filter syntax: `None` for a valid
 /// plain filter, `Some(start of the topic filter)` for a valid shared one.
 fn split_shared(bytes: &[u8]) -> Result<Option<usize>, TopicError> {
+    // The string rules once, for the whole filter: its parts are split at
+    // ASCII `/`, so they are well-formed UTF-8 without U+0000 too.
     check_string(bytes)?;
     if !bytes.starts_with(SHARE_PREFIX) {
-        validate_topic_filter(bytes)?;
+        check_wildcards(bytes)?;
         return Ok(None);
     }
     let rest = &bytes[SHARE_PREFIX.len()..];
     let Some(slash) = rest.iter().position(|&b| b == b'/') else {
-        validate_share_name(rest)?;
+        check_share_name_chars(rest)?;
         return Err(TopicError::MissingSharedFilter);
     };
-    validate_share_name(&rest[..slash])?;
+    check_share_name_chars(&rest[..slash])?;
     let filter_start = SHARE_PREFIX.len() + slash + 1;
     if filter_start == bytes.len() {
         return Err(TopicError::MissingSharedFilter);
     }
-    validate_topic_filter(&bytes[filter_start..])?;
+    check_wildcards(&bytes[filter_start..])?;
     Ok(Some(filter_start))
 }
 

@@ -378,24 +378,28 @@ fn wire_type<T: Wire>(_: &T) -> PacketType {
     T::TYPE
 }
 
-/// Checks a SUBSCRIBE or UNSUBSCRIBE Topic Filter (already a valid string)
+/// Checks a SUBSCRIBE or UNSUBSCRIBE Topic Filter, string rules included,
 /// with tern-topic's rules: plain filter syntax in MQTT 3.x, plain or
 /// `$share/{ShareName}/{filter}` in MQTT 5. Returns whether it is a shared
-/// subscription.
+/// subscription. Ill-formed UTF-8 and U+0000 are reported as in every other
+/// string [MQTT-1.5.4-1] [MQTT-1.5.4-2]; the string is scanned once.
 pub(crate) fn check_filter(
     filter: &[u8],
     v5: bool,
 ) -> Result<bool, nom::Err<crate::primitives::Fail<'_>>> {
+    use crate::{DecodeErrorKind, TopicError};
     let checked = if v5 {
         tern_topic::validate_subscription_filter(filter)
     } else {
         tern_topic::validate_topic_filter(filter).map(|()| false)
     };
     checked.map_err(|e| {
-        nom::Err::Failure(crate::primitives::Fail {
-            at: filter,
-            kind: crate::DecodeErrorKind::InvalidTopicFilter(e),
-        })
+        let kind = match e {
+            TopicError::InvalidUtf8 => DecodeErrorKind::InvalidUtf8,
+            TopicError::NullCharacter => DecodeErrorKind::NullCharacter,
+            e => DecodeErrorKind::InvalidTopicFilter(e),
+        };
+        nom::Err::Failure(crate::primitives::Fail { at: filter, kind })
     })
 }
 

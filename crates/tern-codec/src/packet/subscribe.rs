@@ -3,7 +3,7 @@
 use super::{Wire, require_no_properties};
 use crate::{
     DecodeErrorKind, EncodeError, MqttString, PacketId, PacketType, ProtocolVersion, QoS,
-    primitives::{Frame, PResult, fail, packet_id, put_binary, string_slice},
+    primitives::{Frame, PResult, binary_slice, fail, packet_id, put_binary},
     properties::{PropertySet, SubscribeProperties},
 };
 use alloc::vec::Vec;
@@ -163,7 +163,7 @@ impl Wire for Subscribe {
         }
         let mut filters = Vec::new();
         while !input.is_empty() {
-            let (rest, filter) = string_slice(input)?;
+            let (rest, filter) = binary_slice(input)?;
             let shared = super::check_filter(filter, v5)?;
             let options_at = rest;
             let (rest, byte) = be_u8(rest)?;
