@@ -77,7 +77,7 @@ fn publish_case(payload_len: usize, version: ProtocolVersion) -> Case {
         qos: QoS::AtLeastOnce,
         topic: s(TOPIC),
         packet_id: PacketId::new(42),
-        properties,
+        properties: properties.into(),
         payload: payload.clone(),
         ..Publish::default()
     });
@@ -127,7 +127,7 @@ fn publish_case(payload_len: usize, version: ProtocolVersion) -> Case {
 
 fn connect_case(version: ProtocolVersion) -> Case {
     let v5 = version.is_v5();
-    let tern = Packet::Connect(Connect {
+    let tern = Packet::Connect(Box::new(Connect {
         protocol: version,
         clean_start: true,
         keep_alive: 30,
@@ -150,7 +150,7 @@ fn connect_case(version: ProtocolVersion) -> Case {
         }),
         username: Some(s("bench-user")),
         password: Some(Bytes::from_static(b"bench-password")),
-    });
+    }));
     let mqttbytes = if v5 {
         use mqttbytes::v5;
         let mut c = v5::Connect::new("tern-bench-client-0001");

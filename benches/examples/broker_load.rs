@@ -106,13 +106,13 @@ fn encode(p: Packet) -> Vec<u8> {
 async fn connect(port: u16, id: &str) -> TcpStream {
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     s.set_nodelay(true).unwrap();
-    s.write_all(&encode(Packet::Connect(Connect {
+    s.write_all(&encode(Packet::Connect(Box::new(Connect {
         protocol: V,
         clean_start: true,
         keep_alive: 0,
         client_id: MqttString::try_from(id.to_string()).unwrap(),
         ..Connect::default()
-    })))
+    }))))
     .await
     .unwrap();
     let mut ack = [0u8; 4];

@@ -44,7 +44,7 @@ fn main() {
         qos: QoS::AtLeastOnce,
         topic: MqttString::from_static("sensors/building-7/floor-3/temp"),
         packet_id: PacketId::new(42),
-        properties,
+        properties: properties.into(),
         payload: Bytes::from(vec![0xA5; 64]),
         ..Publish::default()
     });

@@ -228,13 +228,13 @@ pub mod broker_core {
 
         fn connect(&mut self, client_id: &str) -> ConnId {
             let conn = self.broker.accept(Instant::ZERO);
-            let connect = Packet::Connect(Connect {
+            let connect = Packet::Connect(Box::new(Connect {
                 protocol: self.version,
                 clean_start: true,
                 keep_alive: 0,
                 client_id: MqttString::try_from(client_id.to_string()).unwrap(),
                 ..Connect::default()
-            });
+            }));
             self.feed(conn, &connect);
             conn
         }

@@ -294,7 +294,7 @@ impl Harness {
                     }
                     c.will = Some(w);
                 }
-                self.send(conn, Packet::Connect(c));
+                self.send(conn, Packet::Connect(Box::new(c)));
             }
             Op::Subscribe {
                 conn,
@@ -355,7 +355,7 @@ impl Harness {
                         message_expiry_interval: expiry.map(|e| u32::from(e % 4)),
                         topic_alias: alias.and_then(|a| NonZeroU16::new(u16::from(a % 4))),
                         ..PublishProperties::default()
-                    },
+                    }.into(),
                     payload: Bytes::from(vec![7u8; usize::from(payload % 3000)]),
                     ..Publish::default()
                 };
@@ -383,7 +383,7 @@ impl Harness {
                     ReasonCode::Success
                 });
                 d.properties.session_expiry_interval = expiry.map(|e| u32::from(e % 4));
-                self.send(conn, Packet::Disconnect(d));
+                self.send(conn, Packet::Disconnect(Box::new(d)));
             }
             Op::Arbitrary { conn, seed } => {
                 let Some(i) = self.link(conn) else { return };

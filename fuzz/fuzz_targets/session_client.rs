@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
     let mut buf = BytesMut::new();
     let mut tokens = Vec::new();
     if u.arbitrary().unwrap_or(true) {
-        client.handle_packet(now, Packet::ConnAck(ConnAck::default()));
+        client.handle_packet(now, Packet::from(ConnAck::default()));
     }
     for _ in 0..64 {
         let Ok(step) = u.int_in_range(0..=6u8) else {

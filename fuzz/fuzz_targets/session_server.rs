@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
             ..Default::default()
         };
         connect.client_id = tern_codec::MqttString::from_static("fuzz");
-        server.handle_packet(now, Packet::Connect(connect));
+        server.handle_packet(now, Packet::Connect(Box::new(connect)));
     }
     for _ in 0..64 {
         let Ok(step) = u.int_in_range(0..=6u8) else {

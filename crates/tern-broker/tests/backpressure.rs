@@ -121,12 +121,12 @@ fn connect(broker: &mut Broker, id: &str) -> ConnId {
     let conn = broker.accept(Instant::ZERO);
     let mut buf = BytesMut::new();
     encode(
-        Packet::Connect(Connect {
+        Packet::Connect(Box::new(Connect {
             protocol: V,
             clean_start: true,
             client_id: MqttString::try_from(id.to_string()).unwrap(),
             ..Connect::default()
-        }),
+        })),
         &mut buf,
     );
     broker.handle_bytes(Instant::ZERO, conn, &mut buf);

@@ -146,7 +146,7 @@ async fn a_second_connect_is_a_protocol_error_mqtt_3_1_0_2() {
 async fn an_unsupported_protocol_level_gets_connack_0x01_mqtt_3_1_2_2() {
     let broker = start().await;
     let mut bytes = bytes::BytesMut::new();
-    Packet::Connect(connect(ProtocolVersion::V3_1_1, "level-6"))
+    Packet::Connect(Box::new(connect(ProtocolVersion::V3_1_1, "level-6")))
         .encode(ProtocolVersion::V3_1_1, &mut bytes)
         .unwrap();
     // Fixed header (2) + protocol name (2 + 4): the level byte.

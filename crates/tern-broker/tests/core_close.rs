@@ -9,12 +9,12 @@ use tern_session::Instant;
 
 fn connect(version: ProtocolVersion) -> BytesMut {
     let mut bytes = BytesMut::new();
-    Packet::Connect(Connect {
+    Packet::Connect(Box::new(Connect {
         protocol: version,
         clean_start: true,
         client_id: MqttString::from_static("c"),
         ..Connect::default()
-    })
+    }))
     .encode(version, &mut bytes)
     .unwrap();
     bytes

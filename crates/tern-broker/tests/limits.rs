@@ -421,15 +421,24 @@ async fn bad_topic_names_and_filters_are_refused_mqtt_3_3_2_2_and_3_8_3_4_and_4_
     subscribe.push(0x04); // No Local
     b.send_bytes(&subscribe).await;
     b.disconnected_with(ReasonCode::ProtocolError).await;
-    // `#` not last: that filter is refused (0x8F), the connection stays.
+    // `#` not last [MQTT-4.7.1-1]: a filter that is not correctly formed
+    // makes the SUBSCRIBE malformed (0x8F is for well-formed filters).
     let mut c = Raw::connected(broker.tcp, ProtocolVersion::V5, "bad-filter").await;
     let mut subscribe = vec![0x82, 11, 0x00, 0x01, 0x00, 0x00, 5];
     subscribe.extend_from_slice(b"a/#/b");
     subscribe.push(0x00);
     c.send_bytes(&subscribe).await;
-    match c.recv().await {
-        Packet::SubAck(ack) => assert_eq!(ack.reason_codes, vec![ReasonCode::TopicFilterInvalid]),
+    c.disconnected_with(ReasonCode::MalformedPacket).await;
+    // A well-formed MQTT 3.1.1 filter that the broker reads as a broken
+    // shared subscription: refused per filter (0x80), the connection stays.
+    let mut d = Raw::connected(broker.tcp, ProtocolVersion::V3_1_1, "bad-share-v3").await;
+    let mut subscribe = vec![0x82, 14, 0x00, 0x01, 0x00, 9];
+    subscribe.extend_from_slice(b"$share//t");
+    subscribe.push(0x00);
+    d.send_bytes(&subscribe).await;
+    match d.recv().await {
+        Packet::SubAck(ack) => assert_eq!(ack.reason_codes, vec![ReasonCode::UnspecifiedError]),
         other => panic!("expected SUBACK, got {other:?}"),
     }
-    c.ping().await;
+    d.ping().await;
 }

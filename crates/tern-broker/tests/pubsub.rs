@@ -321,7 +321,7 @@ async fn properties_are_forwarded_unchanged_and_in_order_mqtt_3_3_2_17() {
     };
     publisher
         .publish(Publish {
-            properties: properties.clone(),
+            properties: properties.clone().into(),
             ..publish("props/t", b"{}", QoS::AtLeastOnce, 1)
         })
         .await;
@@ -341,7 +341,8 @@ async fn inbound_topic_aliases_mqtt_3_3_2_12() {
         properties: PublishProperties {
             topic_alias: Some(pid(alias)),
             ..PublishProperties::default()
-        },
+        }
+        .into(),
         ..publish(topic, payload, QoS::AtMostOnce, 0)
     };
     publisher.send(aliased("alias/long/topic", 4, b"set")).await;
@@ -380,7 +381,8 @@ async fn an_expired_queued_message_is_not_delivered_and_the_rest_carry_the_remai
         properties: PublishProperties {
             message_expiry_interval: Some(secs),
             ..PublishProperties::default()
-        },
+        }
+        .into(),
         ..publish("exp/t", payload, QoS::AtLeastOnce, id)
     };
     publisher.publish(expiring(1, b"short", 1)).await;

@@ -162,6 +162,50 @@ fn bad_packet_exits_1_naming_the_rule_and_offset() {
 }
 
 #[test]
+fn bad_topic_filters_and_empty_subacks_exit_1_naming_the_rule() {
+    // MQTT 3.1.1 SUBSCRIBE of "a/#/b": `#` is not the last level.
+    tern()
+        .args([
+            "decode",
+            "--protocol",
+            "4",
+            "82 0a 00 01 00 05 61 2f 23 2f 62 00",
+        ])
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("SUBSCRIBE at byte 6: invalid topic filter")
+                .and(predicate::str::contains("[MQTT-4.7.1-2]"))
+                .and(predicate::str::contains("0x81 Malformed Packet")),
+        );
+    // MQTT 5 SUBSCRIBE of "$share//t": no ShareName.
+    tern()
+        .args([
+            "decode",
+            "--protocol",
+            "5",
+            "82 0e 00 01 00 00 09 24 73 68 61 72 65 2f 2f 74 00",
+        ])
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("SUBSCRIBE at byte 7: invalid topic filter")
+                .and(predicate::str::contains("[MQTT-4.8.2-1]")),
+        );
+    // MQTT 5 SUBACK and UNSUBACK without a reason code.
+    for hex in ["90 03 00 01 00", "b0 03 00 01 00"] {
+        tern()
+            .args(["decode", "--protocol", "5", hex])
+            .assert()
+            .code(1)
+            .stderr(
+                predicate::str::contains("no reason codes")
+                    .and(predicate::str::contains("0x82 Protocol Error")),
+            );
+    }
+}
+
+#[test]
 fn incomplete_input_exits_2_saying_how_many_bytes_are_missing() {
     // PUBLISH with Remaining Length 13 and 12 body bytes: one more is needed.
     tern()

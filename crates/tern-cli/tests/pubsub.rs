@@ -654,7 +654,7 @@ fn refusing_broker(codes: Vec<ReasonCode>) -> (u16, thread::JoinHandle<Vec<Packe
                 continue;
             };
             let reply = match &packet {
-                Packet::Connect(_) => Some(Packet::ConnAck(ConnAck::default())),
+                Packet::Connect(_) => Some(Packet::from(ConnAck::default())),
                 Packet::Subscribe(s) => Some(Packet::SubAck(SubAck {
                     packet_id: s.packet_id,
                     properties: Default::default(),

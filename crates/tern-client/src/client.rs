@@ -826,7 +826,7 @@ impl Message {
             qos: publish.qos,
             retain: publish.retain,
             dup: publish.dup,
-            properties: publish.properties,
+            properties: publish.properties.into_inner(),
             acker,
         }
     }

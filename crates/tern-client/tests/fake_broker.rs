@@ -51,7 +51,7 @@ async fn connect_with(
     let connecting = tokio::spawn(Client::connect(options));
     let mut peer = broker.accept().await;
     peer.recv_connect().await;
-    peer.send(Packet::ConnAck(connack)).await;
+    peer.send(Packet::ConnAck(Box::new(connack))).await;
     let (client, messages) = within("connect", connecting)
         .await
         .unwrap()
@@ -253,7 +253,9 @@ async fn a_connection_dropped_mid_qos2_completes_the_publish_once_on_the_next() 
     client.disconnect().await.unwrap();
     assert_eq!(
         peer.until_closed().await,
-        vec![Packet::Disconnect(Disconnect::new(ReasonCode::Success))]
+        vec![Packet::Disconnect(Box::new(Disconnect::new(
+            ReasonCode::Success
+        )))]
     );
     assert!(matches!(client.state(), State::Closed { error: None }));
 }
@@ -856,9 +858,9 @@ async fn disconnect_sends_the_reason_and_closes() {
         .unwrap();
     assert_eq!(
         peer.until_closed().await,
-        vec![Packet::Disconnect(Disconnect::new(
+        vec![Packet::Disconnect(Box::new(Disconnect::new(
             ReasonCode::DisconnectWithWill
-        ))]
+        )))]
     );
     assert!(matches!(client.state(), State::Closed { error: None }));
     assert!(messages.recv().await.is_none());
@@ -886,7 +888,9 @@ async fn dropping_every_handle_disconnects() {
     drop(messages);
     assert_eq!(
         peer.until_closed().await,
-        vec![Packet::Disconnect(Disconnect::new(ReasonCode::Success))]
+        vec![Packet::Disconnect(Box::new(Disconnect::new(
+            ReasonCode::Success
+        )))]
     );
 }
 
@@ -896,7 +900,7 @@ async fn a_protocol_violation_closes_with_its_reason_code() {
     let (client, _messages, mut peer) = connect(&broker, options(&broker)).await;
     let mut states = client.state_changes();
     // A second CONNACK is not allowed.
-    peer.send(Packet::ConnAck(ConnAck::default())).await;
+    peer.send(Packet::from(ConnAck::default())).await;
     let state = wait_for_state(&mut states, "the close", |s| {
         matches!(s, State::Closed { .. })
     })
@@ -913,9 +917,9 @@ async fn a_protocol_violation_closes_with_its_reason_code() {
     );
     assert_eq!(
         peer.until_closed().await,
-        vec![Packet::Disconnect(Disconnect::new(
+        vec![Packet::Disconnect(Box::new(Disconnect::new(
             ReasonCode::ProtocolError
-        ))]
+        )))]
     );
 }
 
@@ -958,7 +962,7 @@ async fn websocket_frames_carry_a_byte_stream() {
         };
         assert!(matches!(next_packet(&mut ws).await, Packet::Connect(_)));
         let mut out = BytesMut::new();
-        Packet::ConnAck(ConnAck::default())
+        Packet::from(ConnAck::default())
             .encode(V5, &mut out)
             .unwrap();
         for n in 1..=2 {
@@ -981,7 +985,10 @@ async fn websocket_frames_carry_a_byte_stream() {
         };
         assert_eq!(p.payload, "back");
         let p = next_packet(&mut ws).await;
-        assert_eq!(p, Packet::Disconnect(Disconnect::new(ReasonCode::Success)));
+        assert_eq!(
+            p,
+            Packet::Disconnect(Box::new(Disconnect::new(ReasonCode::Success)))
+        );
     });
     let url = format!("ws://127.0.0.1:{port}/mqtt");
     let (client, mut messages) = within(
@@ -1058,7 +1065,9 @@ async fn invalid_filters_are_refused_before_they_are_sent() {
     client.disconnect().await.unwrap();
     assert_eq!(
         peer.until_closed().await,
-        vec![Packet::Disconnect(Disconnect::new(ReasonCode::Success))],
+        vec![Packet::Disconnect(Box::new(Disconnect::new(
+            ReasonCode::Success
+        )))],
         "nothing was sent"
     );
 }

@@ -161,8 +161,8 @@ pub fn arbitrary_packet(u: &mut Unstructured<'_>, version: ProtocolVersion) -> R
         &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]
     };
     Ok(match *u.choose(kinds)? {
-        1 => Packet::Connect(connect(u, version)?),
-        2 => Packet::ConnAck(connack(u, version)?),
+        1 => connect(u, version)?.into(),
+        2 => connack(u, version)?.into(),
         3 => Packet::Publish(publish(u, v5)?),
         4 => Packet::PubAck(PubAck {
             packet_id: packet_id(u)?,
@@ -198,23 +198,31 @@ pub fn arbitrary_packet(u: &mut Unstructured<'_>, version: ProtocolVersion) -> R
         9 => Packet::SubAck(SubAck {
             packet_id: packet_id(u)?,
             properties: ack_props(u, v5)?,
-            reason_codes: arb_vec(u, |u| {
-                let code = reason(u, PacketType::SubAck, true)?;
-                // 3.x has one failure code; it decodes as Unspecified error.
-                Ok(if !v5 && code.is_error() {
-                    ReasonCode::UnspecifiedError
-                } else {
-                    code
-                })
-            })?,
+            reason_codes: {
+                let mut code = |u: &mut Unstructured<'_>| {
+                    let code = reason(u, PacketType::SubAck, true)?;
+                    // 3.x has one failure code; it decodes as Unspecified error.
+                    Ok(if !v5 && code.is_error() {
+                        ReasonCode::UnspecifiedError
+                    } else {
+                        code
+                    })
+                };
+                // At least one: one per filter of the SUBSCRIBE.
+                let mut codes = arb_vec(u, &mut code)?;
+                if codes.is_empty() {
+                    codes.push(code(u)?);
+                }
+                codes
+            },
         }),
         10 => Packet::Unsubscribe(Unsubscribe {
             packet_id: packet_id(u)?,
             properties: props::<UnsubscribeProperties>(u, v5)?,
             filters: {
-                let mut filters = arb_vec(u, filter_string)?;
+                let mut filters = arb_vec(u, |u| Ok(filter_string(u, v5)?.0))?;
                 if filters.is_empty() {
-                    filters.push(filter_string(u)?);
+                    filters.push(filter_string(u, v5)?.0);
                 }
                 filters
             },
@@ -223,18 +231,23 @@ pub fn arbitrary_packet(u: &mut Unstructured<'_>, version: ProtocolVersion) -> R
             packet_id: packet_id(u)?,
             properties: ack_props(u, v5)?,
             reason_codes: if v5 {
-                arb_vec(u, |u| reason(u, PacketType::UnsubAck, true))?
+                let mut codes = arb_vec(u, |u| reason(u, PacketType::UnsubAck, true))?;
+                if codes.is_empty() {
+                    codes.push(reason(u, PacketType::UnsubAck, true)?);
+                }
+                codes
             } else {
                 Vec::new()
             },
         }),
         12 => Packet::PingReq,
         13 => Packet::PingResp,
-        14 => Packet::Disconnect(Disconnect {
+        14 => Disconnect {
             reason_code: reason(u, PacketType::Disconnect, v5)?,
             properties: props::<DisconnectProperties>(u, v5)?,
-        }),
-        _ => Packet::Auth({
+        }
+        .into(),
+        _ => Packet::from({
             let mut auth = Auth {
                 reason_code: reason(u, PacketType::Auth, true)?,
                 properties: u.arbitrary::<AuthProperties>()?,
@@ -249,16 +262,56 @@ pub fn arbitrary_packet(u: &mut Unstructured<'_>, version: ProtocolVersion) -> R
     })
 }
 
-fn filter_string(u: &mut Unstructured<'_>) -> Result<MqttString> {
-    MqttString::arb(u)
+/// A topic filter the decoder accepts in this version, and whether it is a
+/// shared subscription (MQTT 5 only): an arbitrary string when it happens to
+/// be one, or one built from levels with wildcards where they may stand.
+fn filter_string(u: &mut Unstructured<'_>, v5: bool) -> Result<(MqttString, bool)> {
+    let s = MqttString::arb(u)?;
+    let checked = if v5 {
+        tern_topic::validate_subscription_filter(s.as_bytes())
+    } else {
+        tern_topic::validate_topic_filter(s.as_bytes()).map(|()| false)
+    };
+    if let Ok(shared) = checked {
+        return Ok((s, shared));
+    }
+    let mut text = String::new();
+    let shared = v5 && u.ratio(1, 4)?;
+    if shared {
+        text.push_str("$share/");
+        text.push_str(&level(u)?);
+        text.push('/');
+    }
+    for i in 0..u.int_in_range(1..=4)? {
+        if i > 0 {
+            text.push('/');
+        }
+        match u.int_in_range(0..=3)? {
+            0 => text.push('+'),
+            _ => text.push_str(&level(u)?),
+        }
+    }
+    if u.arbitrary()? {
+        text.push_str("/#");
+    }
+    let filter = MqttString::try_from(text).unwrap_or_else(|_| MqttString::from_static("#"));
+    Ok((filter, shared))
+}
+
+/// A non-empty topic level without separators or wildcards.
+fn level(u: &mut Unstructured<'_>) -> Result<String> {
+    let s: String = topic_name(u)?.chars().filter(|&c| c != '/').collect();
+    Ok(if s.is_empty() { String::from("l") } else { s })
 }
 
 fn subscribe_filter(u: &mut Unstructured<'_>, v5: bool) -> Result<SubscribeFilter> {
     let qos = qos(u)?;
+    let (filter, shared) = filter_string(u, v5)?;
     let options = if v5 {
         SubscriptionOptions {
             qos,
-            no_local: u.arbitrary()?,
+            // No Local on a shared subscription is a protocol error [MQTT-3.8.3-4].
+            no_local: !shared && u.arbitrary()?,
             retain_as_published: u.arbitrary()?,
             retain_handling: *u.choose(&[
                 RetainHandling::SendAtSubscribe,
@@ -269,10 +322,7 @@ fn subscribe_filter(u: &mut Unstructured<'_>, v5: bool) -> Result<SubscribeFilte
     } else {
         SubscriptionOptions::with_qos(qos)
     };
-    Ok(SubscribeFilter {
-        filter: filter_string(u)?,
-        options,
-    })
+    Ok(SubscribeFilter { filter, options })
 }
 
 fn connect(u: &mut Unstructured<'_>, version: ProtocolVersion) -> Result<Connect> {
@@ -365,7 +415,7 @@ fn publish(u: &mut Unstructured<'_>, v5: bool) -> Result<Publish> {
         } else {
             Some(packet_id(u)?)
         },
-        properties,
+        properties: properties.into(),
         payload: Bytes::arb(u)?,
     })
 }

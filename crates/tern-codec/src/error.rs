@@ -1,6 +1,6 @@
 //! Decode and encode errors, each naming the rule broken and the reason code it causes.
 
-use crate::{PacketType, ProtocolVersion, ReasonCode, properties::PropertyId};
+use crate::{PacketType, ProtocolVersion, ReasonCode, TopicError, properties::PropertyId};
 use core::fmt;
 
 /// Why bytes received are not a valid packet.
@@ -68,6 +68,14 @@ pub enum DecodeErrorKind {
         /// The identifier received.
         id: u8,
     },
+    /// A SUBSCRIBE or UNSUBSCRIBE Topic Filter breaks the topic filter
+    /// rules (3.1.1 [MQTT-4.7.1-2] [MQTT-4.7.1-3]; 5.0 [MQTT-4.7.1-1]
+    /// [MQTT-4.7.1-2]; both [MQTT-4.7.3-1] [MQTT-4.7.3-2]) or, in MQTT 5,
+    /// the shared subscription syntax [MQTT-4.8.2-1] [MQTT-4.8.2-2]; the
+    /// [`TopicError`] names the rule. MQTT 5's SUBACK code 0x8F is for a
+    /// filter that is "correctly formed but not allowed", so a filter that is
+    /// not correctly formed makes the packet malformed.
+    InvalidTopicFilter(TopicError),
 
     // ---- Protocol Error (0x82) ----
     /// A Packet Identifier is zero [MQTT-2.2.1-3].
@@ -90,6 +98,12 @@ pub enum DecodeErrorKind {
     SessionPresentOnError,
     /// A zero-length PUBLISH topic without a Topic Alias.
     EmptyTopic,
+    /// No Local set on a shared subscription [MQTT-3.8.3-4] (5.0).
+    NoLocalOnSharedSubscription,
+    /// A SUBACK, or an MQTT 5 UNSUBACK, with no reason code: it must carry
+    /// one per filter of the request, which has at least one (3.1.1
+    /// [MQTT-3.8.4-5]; 5.0 [MQTT-3.8.4-6] [MQTT-3.9.3-2] [MQTT-3.11.3-2]).
+    NoReasonCodes,
 
     // ---- Other reason codes ----
     /// The protocol name is not `MQTT` (or `MQIsdp` for level 3) [MQTT-3.1.2-1].
@@ -128,7 +142,8 @@ impl DecodeErrorKind {
             | InvalidPublishQos
             | DupWithQos0
             | SubscriptionOptionsReserved
-            | PropertyNotAllowed { .. } => ReasonCode::MalformedPacket,
+            | PropertyNotAllowed { .. }
+            | InvalidTopicFilter(_) => ReasonCode::MalformedPacket,
             ZeroPacketId
             | NoTopicFilters
             | InvalidRequestedQos
@@ -138,7 +153,9 @@ impl DecodeErrorKind {
             | AuthDataWithoutMethod
             | InvalidReasonCode(_)
             | SessionPresentOnError
-            | EmptyTopic => ReasonCode::ProtocolError,
+            | EmptyTopic
+            | NoLocalOnSharedSubscription
+            | NoReasonCodes => ReasonCode::ProtocolError,
             InvalidProtocolName | UnsupportedProtocolLevel(_) => {
                 ReasonCode::UnsupportedProtocolVersion
             }
@@ -183,6 +200,7 @@ impl fmt::Display for DecodeErrorKind {
             PropertyNotAllowed { id } => {
                 write!(f, "property 0x{id:02X} is not allowed in this packet")
             }
+            InvalidTopicFilter(e) => write!(f, "invalid topic filter: {e}"),
             ZeroPacketId => f.write_str("packet identifier is 0 [MQTT-2.2.1-3]"),
             NoTopicFilters => {
                 f.write_str("no topic filters in the payload [MQTT-3.8.3-3] [MQTT-3.10.3-2]")
@@ -201,6 +219,13 @@ impl fmt::Display for DecodeErrorKind {
                 f.write_str("session present set with an error reason code [MQTT-3.2.2-6]")
             }
             EmptyTopic => f.write_str("empty topic name without a topic alias"),
+            NoLocalOnSharedSubscription => {
+                f.write_str("No Local set on a shared subscription [MQTT-3.8.3-4]")
+            }
+            NoReasonCodes => f.write_str(
+                "no reason codes: one is required per topic filter of the request \
+                 (3.1.1 [MQTT-3.8.4-5]; 5.0 [MQTT-3.9.3-2] [MQTT-3.11.3-2])",
+            ),
             InvalidProtocolName => f.write_str("protocol name is not MQTT [MQTT-3.1.2-1]"),
             UnsupportedProtocolLevel(l) => {
                 write!(f, "unsupported protocol level {l} [MQTT-3.1.2-2]")
@@ -299,6 +324,8 @@ pub enum EncodeError {
     EmptyTopic,
     /// SUBSCRIBE or UNSUBSCRIBE without topic filters.
     NoTopicFilters,
+    /// SUBACK, or MQTT 5 UNSUBACK, without reason codes.
+    NoReasonCodes,
     /// A reason code not defined for this packet type.
     InvalidReasonCode(ReasonCode),
     /// A binary field longer than 65,535 bytes.
@@ -328,6 +355,7 @@ impl fmt::Display for EncodeError {
             }
             Self::EmptyTopic => f.write_str("topic name is empty"),
             Self::NoTopicFilters => f.write_str("at least one topic filter is required"),
+            Self::NoReasonCodes => f.write_str("at least one reason code is required"),
             Self::InvalidReasonCode(code) => {
                 write!(f, "reason code {code} is not defined for this packet")
             }

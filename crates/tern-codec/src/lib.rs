@@ -82,14 +82,17 @@ pub use crate::packet::{
 };
 pub use crate::properties::{
     AckProperties, AuthProperties, ConnAckProperties, ConnectProperties, DisconnectProperties,
-    PayloadFormat, PropertyId, PublishProperties, SubscribeProperties, SubscriptionId,
-    UnsubscribeProperties, UserProperty, WillProperties,
+    PayloadFormat, PropertyId, PublishProperties, PublishPropertiesBox, SubscribeProperties,
+    SubscriptionId, UnsubscribeProperties, UserProperty, WillProperties,
 };
 pub use crate::qos::QoS;
 pub use crate::reason::ReasonCode;
 pub use crate::string::{MqttString, StringError};
 pub use crate::varint::{VARINT_MAX, varint_len};
 pub use crate::version::ProtocolVersion;
+/// Why a topic filter is invalid, as [`DecodeErrorKind::InvalidTopicFilter`]
+/// reports it (from tern-topic, whose rules the decoder applies).
+pub use tern_topic::TopicError;
 
 /// A packet identifier: a non-zero 16-bit number [MQTT-2.2.1-3].
 ///
@@ -104,3 +107,10 @@ pub const MAX_PACKET_SIZE: u32 = MAX_REMAINING_LENGTH + 5;
 
 #[doc(hidden)]
 pub use bytes;
+
+// The hot types stay small: a `Packet` and a `Publish` are moved between the
+// codec, the session and the broker, and queued per subscriber
+// (`size_of` was 432 and 232 bytes before the large variants and the MQTT 5
+// PUBLISH properties were boxed).
+const _: () = assert!(core::mem::size_of::<Packet>() <= 96);
+const _: () = assert!(core::mem::size_of::<Publish>() <= 96);

@@ -10,7 +10,7 @@ use crate::{
     varint::{VarInt, read_varint},
 };
 use bytes::{BufMut, Bytes};
-use nom::{IResult, Parser, error::ParseError, number::complete::be_u16};
+use nom::{IResult, error::ParseError};
 
 /// A parse failure: where it happened and which rule it broke.
 #[derive(Debug)]
@@ -55,7 +55,10 @@ impl Frame<'_> {
         if sub.is_empty() {
             Bytes::new()
         } else {
-            self.bytes.slice_ref(sub)
+            // `slice` with the offset the parsers' sub-slices already imply:
+            // `slice_ref` would check the pointers against the frame again.
+            let start = self.offset_of(sub);
+            self.bytes.slice(start..start + sub.len())
         }
     }
 
@@ -103,7 +106,16 @@ pub(crate) fn varint(input: &[u8]) -> PResult<'_, u32> {
 /// is whole, so a short field is an error at the data it should hold.
 #[inline]
 pub(crate) fn binary_slice(input: &[u8]) -> PResult<'_, &[u8]> {
-    nom::multi::length_data(be_u16).parse_complete(input)
+    // By hand rather than `length_data(be_u16)`: the hottest parser, and the
+    // combinator costs several times the instructions. Same failures.
+    let Some((&[hi, lo], rest)) = input.split_first_chunk::<2>() else {
+        return fail(input, DecodeErrorKind::UnexpectedEnd);
+    };
+    let len = usize::from(u16::from_be_bytes([hi, lo]));
+    match rest.split_at_checked(len) {
+        Some((data, rest)) => Ok((rest, data)),
+        None => fail(rest, DecodeErrorKind::UnexpectedEnd),
+    }
 }
 
 /// A UTF-8 Encoded String's bytes, validated [MQTT-1.5.4-1] [MQTT-1.5.4-2].
@@ -120,8 +132,10 @@ pub(crate) fn string_slice(input: &[u8]) -> PResult<'_, &[u8]> {
 /// A non-zero Packet Identifier [MQTT-2.2.1-3].
 #[inline]
 pub(crate) fn packet_id(input: &[u8]) -> PResult<'_, PacketId> {
-    let (rest, id) = be_u16(input)?;
-    match PacketId::new(id) {
+    let Some((&[hi, lo], rest)) = input.split_first_chunk::<2>() else {
+        return fail(input, DecodeErrorKind::UnexpectedEnd);
+    };
+    match PacketId::new(u16::from_be_bytes([hi, lo])) {
         Some(id) => Ok((rest, id)),
         None => fail(input, DecodeErrorKind::ZeroPacketId),
     }

@@ -11,7 +11,7 @@ use crate::{
     primitives::{Fail, Frame, PResult, binary_slice, fail, put_binary, string_slice, varint},
     varint::{VARINT_MAX, put_varint, varint_len},
 };
-use alloc::vec::Vec;
+use alloc::{boxed::Box, vec::Vec};
 use bytes::{BufMut, Bytes};
 use core::{
     fmt,
@@ -397,8 +397,18 @@ pub(crate) fn block(input: &[u8]) -> PResult<'_, &[u8]> {
 
 /// The operations every generated property set offers the packet codecs.
 pub(crate) trait PropertySet: Default {
+    /// Parses the properties inside a block whose length was already read
+    /// into `self`, which holds none yet (so a caller can parse straight
+    /// into a box).
+    fn parse_block_into<'a>(&mut self, frame: &Frame<'_>, block: &'a [u8]) -> Result<(), Fail<'a>>;
+
     /// Parses the properties inside a block whose length was already read.
-    fn parse_block<'a>(frame: &Frame<'_>, block: &'a [u8]) -> Result<Self, Fail<'a>>;
+    #[inline]
+    fn parse_block<'a>(frame: &Frame<'_>, block: &'a [u8]) -> Result<Self, Fail<'a>> {
+        let mut props = Self::default();
+        props.parse_block_into(frame, block)?;
+        Ok(props)
+    }
     /// The properties' length, without the length prefix.
     fn body_len(&self) -> usize;
     /// Writes the properties, without the length prefix.
@@ -457,8 +467,12 @@ macro_rules! property_set {
         }
 
         impl PropertySet for $name {
-            fn parse_block<'a>(frame: &Frame<'_>, block: &'a [u8]) -> Result<Self, Fail<'a>> {
-                let mut props = Self::default();
+            fn parse_block_into<'a>(
+                &mut self,
+                frame: &Frame<'_>,
+                block: &'a [u8],
+            ) -> Result<(), Fail<'a>> {
+                let props = self;
                 let mut input = block;
                 while !input.is_empty() {
                     let start = input;
@@ -497,7 +511,7 @@ macro_rules! property_set {
                         }
                     };
                 }
-                Ok(props)
+                Ok(())
             }
 
             fn body_len(&self) -> usize {
@@ -545,6 +559,15 @@ macro_rules! property_set {
         }
 
         impl $name {
+            /// No property set: the same as `Default::default()`, usable in
+            /// constants and statics.
+            pub const fn new() -> Self {
+                Self {
+                    $( $field: None, )*
+                    $( $rfield: Vec::new(), )*
+                }
+            }
+
             /// `true` when no property is set.
             pub fn is_empty(&self) -> bool {
                 <Self as PropertySet>::is_empty(self)
@@ -740,5 +763,174 @@ property_set! {
     repeated {
         /// User properties, in order.
         user_properties: UserProperty = UserProperty,
+    }
+}
+
+/// No PUBLISH property: what [`PublishPropertiesBox`] derefs to when empty.
+static NO_PUBLISH_PROPERTIES: PublishProperties = PublishProperties::new();
+
+/// [`PublishProperties`] behind one pointer, allocated only when a property
+/// is set.
+///
+/// A PUBLISH is the packet a broker moves most, and most carry no property
+/// (every MQTT 3.x message, and most MQTT 5 ones), so [`Publish`](crate::Publish)
+/// keeps its properties here: one word instead of the whole table inline.
+/// It dereferences to the properties (a shared empty set when there are
+/// none), so reading looks like a plain field:
+///
+/// ```
+/// use tern_codec::{Publish, PublishProperties};
+///
+/// let mut publish = Publish::default();
+/// assert!(publish.properties.is_empty());
+/// assert_eq!(publish.properties.message_expiry_interval, None);
+///
+/// // Writing through the field allocates the set on first use.
+/// publish.properties.message_expiry_interval = Some(60);
+/// assert_eq!(publish.properties().message_expiry_interval, Some(60));
+///
+/// // A whole set converts; an empty one allocates nothing.
+/// publish.properties = PublishProperties::default().into();
+/// assert!(!publish.properties.is_allocated());
+/// ```
+///
+/// Equality compares the properties, not the pointers: an allocated empty
+/// set equals an absent one.
+#[derive(Clone, Default)]
+pub struct PublishPropertiesBox(Option<Box<PublishProperties>>);
+
+impl PublishPropertiesBox {
+    /// No properties, nothing allocated.
+    pub const fn new() -> Self {
+        Self(None)
+    }
+
+    /// `true` when no property is set.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        match &self.0 {
+            None => true,
+            Some(p) => p.is_empty(),
+        }
+    }
+
+    /// `true` if the set is allocated (it may still be empty).
+    pub fn is_allocated(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The properties; a shared empty set when none is allocated.
+    #[inline]
+    pub fn get(&self) -> &PublishProperties {
+        match &self.0 {
+            Some(p) => p,
+            None => &NO_PUBLISH_PROPERTIES,
+        }
+    }
+
+    /// The properties to change, allocating an empty set first if needed.
+    #[inline]
+    pub fn get_mut(&mut self) -> &mut PublishProperties {
+        self.0.get_or_insert_with(Box::default)
+    }
+
+    /// The properties to change if a set is allocated; never allocates.
+    #[inline]
+    pub fn get_mut_if_allocated(&mut self) -> Option<&mut PublishProperties> {
+        self.0.as_deref_mut()
+    }
+
+    /// Takes the properties out, leaving none (and nothing allocated).
+    pub fn take(&mut self) -> PublishProperties {
+        self.0.take().map(|p| *p).unwrap_or_default()
+    }
+
+    /// The properties, by value.
+    pub fn into_inner(self) -> PublishProperties {
+        self.0.map(|p| *p).unwrap_or_default()
+    }
+}
+
+impl core::ops::Deref for PublishPropertiesBox {
+    type Target = PublishProperties;
+    #[inline]
+    fn deref(&self) -> &PublishProperties {
+        self.get()
+    }
+}
+
+/// Allocates an empty set on first use, like [`PublishPropertiesBox::get_mut`].
+impl core::ops::DerefMut for PublishPropertiesBox {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut PublishProperties {
+        self.get_mut()
+    }
+}
+
+impl From<PublishProperties> for PublishPropertiesBox {
+    /// Boxes the properties; an empty set allocates nothing.
+    #[inline]
+    fn from(properties: PublishProperties) -> Self {
+        if properties.is_empty() {
+            Self(None)
+        } else {
+            Self(Some(Box::new(properties)))
+        }
+    }
+}
+
+impl From<Box<PublishProperties>> for PublishPropertiesBox {
+    fn from(properties: Box<PublishProperties>) -> Self {
+        Self(Some(properties))
+    }
+}
+
+impl From<PublishPropertiesBox> for PublishProperties {
+    fn from(properties: PublishPropertiesBox) -> Self {
+        properties.into_inner()
+    }
+}
+
+impl PartialEq for PublishPropertiesBox {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            _ => self.get() == other.get(),
+        }
+    }
+}
+
+impl Eq for PublishPropertiesBox {}
+
+impl PartialEq<PublishProperties> for PublishPropertiesBox {
+    fn eq(&self, other: &PublishProperties) -> bool {
+        self.get() == other
+    }
+}
+
+impl fmt::Debug for PublishPropertiesBox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.get(), f)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for PublishPropertiesBox {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.get().serialize(s)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for PublishPropertiesBox {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        PublishProperties::deserialize(d).map(Self::from)
+    }
+}
+
+#[cfg(feature = "arbitrary")]
+impl<'a> arbitrary::Arbitrary<'a> for PublishPropertiesBox {
+    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
+        <PublishProperties as arbitrary::Arbitrary>::arbitrary(u).map(Self::from)
     }
 }

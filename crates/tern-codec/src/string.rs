@@ -60,10 +60,13 @@ pub(crate) struct Scan {
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
-/// Whether any byte of `v` is zero. Exact as a yes/no answer.
+/// A word whose high bits (under [`HIGHS`]) are set for the zero bytes of
+/// `v`, possibly also for bytes above a zero one: exact as a yes/no answer
+/// once masked with [`HIGHS`], and still exact when several words' results
+/// are OR-ed together first, so loops test [`HIGHS`] once at the end.
 #[inline(always)]
-const fn has_zero_byte(v: u64) -> bool {
-    v.wrapping_sub(ONES) & !v & HIGHS != 0
+const fn zero_bytes(v: u64) -> u64 {
+    v.wrapping_sub(ONES) & !v
 }
 
 /// Calls `f` with the bytes as little-endian words of eight (SWAR, no
@@ -94,10 +97,10 @@ fn for_each_word(bytes: &[u8], mut f: impl FnMut(u64)) {
     }
 }
 
-/// Whether a word holds a `+` or a `#`.
+/// The [`zero_bytes`] of a word's `+` and `#` bytes.
 #[inline(always)]
-const fn has_wildcard_byte(v: u64) -> bool {
-    has_zero_byte(v ^ (ONES * b'+' as u64)) | has_zero_byte(v ^ (ONES * b'#' as u64))
+const fn wildcard_bytes(v: u64) -> u64 {
+    zero_bytes(v ^ (ONES * b'+' as u64)) | zero_bytes(v ^ (ONES * b'#' as u64))
 }
 
 /// One pass, eight bytes at a time, that answers the string rules and the
@@ -105,25 +108,25 @@ const fn has_wildcard_byte(v: u64) -> bool {
 /// beats byte loops and reads a topic once instead of three times.
 #[inline]
 pub(crate) fn scan(bytes: &[u8]) -> Scan {
-    let (mut any, mut nul, mut wildcard) = (0u64, false, false);
+    let (mut any, mut nul, mut wildcard) = (0u64, 0u64, 0u64);
     for_each_word(bytes, |v| {
         any |= v;
-        nul |= has_zero_byte(v);
-        wildcard |= has_wildcard_byte(v);
+        nul |= zero_bytes(v);
+        wildcard |= wildcard_bytes(v);
     });
     Scan {
         non_ascii: any & HIGHS != 0,
-        nul,
-        wildcard,
+        nul: nul & HIGHS != 0,
+        wildcard: wildcard & HIGHS != 0,
     }
 }
 
 /// Whether the bytes contain `+` or `#`.
 #[inline]
 pub(crate) fn has_wildcard(bytes: &[u8]) -> bool {
-    let mut wildcard = false;
-    for_each_word(bytes, |v| wildcard |= has_wildcard_byte(v));
-    wildcard
+    let mut wildcard = 0;
+    for_each_word(bytes, |v| wildcard |= wildcard_bytes(v));
+    wildcard & HIGHS != 0
 }
 
 /// Checks the MQTT string rules on raw bytes.

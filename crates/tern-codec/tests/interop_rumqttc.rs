@@ -203,7 +203,7 @@ mod v4 {
                 retain: id == 7,
                 topic: s("sensors/kitchen/temp"),
                 packet_id: PacketId::new(id),
-                properties: PublishProperties::default(),
+                properties: Default::default(),
                 payload: Bytes::from_static(b"21.5"),
             };
             both_ways(r::Packet::Publish(theirs), ours.into());
@@ -554,7 +554,8 @@ mod v5 {
                         .into_iter()
                         .map(|v| SubscriptionId::new(v).unwrap())
                         .collect(),
-                },
+                }
+                .into(),
                 payload: Bytes::from_static(b"{\"t\":21.5}"),
             };
             both_ways(r::Packet::Publish(theirs), ours);

@@ -12,7 +12,7 @@ use tern_codec::{
     DecodeError, DecodeErrorKind as K, Disconnect, EncodeError, MAX_PACKET_SIZE, MqttString,
     Packet, PacketId, PacketType, PropertyId, ProtocolVersion, PubAck, PubRel, Publish,
     PublishProperties, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, SubscribeFilter,
-    SubscriptionOptions, UnsubAck, Unsubscribe, UserProperty, Will, check_frame,
+    SubscriptionOptions, TopicError, UnsubAck, Unsubscribe, UserProperty, Will, check_frame,
 };
 
 const V31: ProtocolVersion = ProtocolVersion::V3_1;
@@ -1302,6 +1302,235 @@ fn subscribe_filter_without_options() {
     );
 }
 
+/// A SUBSCRIBE with one filter and options byte: in 3.x the filter text
+/// starts at byte 6, in MQTT 5 (after the empty property block) at byte 7.
+fn subscribe_one(version: ProtocolVersion, filter: &[u8], options: u8) -> Vec<u8> {
+    let v5 = version == V5;
+    let mut body = vec![0x00, 0x01];
+    if v5 {
+        body.push(0x00);
+    }
+    body.extend_from_slice(&(filter.len() as u16).to_be_bytes());
+    body.extend_from_slice(filter);
+    body.push(options);
+    let mut wire = vec![0x82, body.len() as u8];
+    wire.extend_from_slice(&body);
+    wire
+}
+
+/// An UNSUBSCRIBE with one filter, which starts where it does in
+/// [`subscribe_one`].
+fn unsubscribe_one(version: ProtocolVersion, filter: &[u8]) -> Vec<u8> {
+    let mut wire = subscribe_one(version, filter, 0);
+    wire.pop();
+    wire[0] = 0xA2;
+    wire[1] -= 1;
+    wire
+}
+
+/// Filters that break the topic filter rules, in every version: 3.1.1
+/// [MQTT-4.7.1-2] [MQTT-4.7.1-3], 5.0 [MQTT-4.7.1-1] [MQTT-4.7.1-2], both
+/// [MQTT-4.7.3-1]. The filter is not correctly formed, so the packet is
+/// malformed (0x81); SUBACK 0x8F is for well-formed filters a server refuses.
+const BAD_FILTERS: &[(&[u8], TopicError)] = &[
+    (b"a/#/b", TopicError::MultiLevelWildcardNotLast),
+    (b"#/", TopicError::MultiLevelWildcardNotLast),
+    (b"a#", TopicError::MultiLevelWildcardNotAlone),
+    (b"a/b#", TopicError::MultiLevelWildcardNotAlone),
+    (b"a+/b", TopicError::SingleLevelWildcardNotAlone),
+    (b"a/+b", TopicError::SingleLevelWildcardNotAlone),
+    (b"", TopicError::Empty),
+];
+
+/// MQTT 5 shared subscriptions that break [MQTT-4.8.2-1] [MQTT-4.8.2-2].
+const BAD_SHARED_FILTERS: &[(&[u8], TopicError)] = &[
+    (b"$share//a", TopicError::EmptyShareName),
+    (b"$share/", TopicError::EmptyShareName),
+    (b"$share/g", TopicError::MissingSharedFilter),
+    (b"$share/g/", TopicError::MissingSharedFilter),
+    (b"$share/a+b/x", TopicError::WildcardInShareName),
+    (b"$share/a#/x", TopicError::WildcardInShareName),
+    (b"$share/g/a/#/b", TopicError::MultiLevelWildcardNotLast),
+    (b"$share/g/a+", TopicError::SingleLevelWildcardNotAlone),
+];
+
+#[test]
+fn subscribe_filter_breaking_the_topic_filter_rules_mqtt_4_7_1() {
+    for &(filter, error) in BAD_FILTERS {
+        for version in [V31, V311] {
+            let e = rejects(
+                version,
+                &subscribe_one(version, filter, 0),
+                K::InvalidTopicFilter(error),
+                6,
+                MALFORMED,
+            );
+            assert!(e.to_string().contains("[MQTT-4.7."), "{e}");
+        }
+        rejects(
+            V5,
+            &subscribe_one(V5, filter, 0),
+            K::InvalidTopicFilter(error),
+            7,
+            MALFORMED,
+        );
+    }
+    // The second filter is the bad one: reported where its text starts.
+    rejects(
+        V311,
+        &[
+            0x82, 0x0C, 0x00, 0x01, 0x00, 0x01, b'x', 0x01, 0x00, 0x03, b'a', b'b', b'#', 0x01,
+        ],
+        K::InvalidTopicFilter(TopicError::MultiLevelWildcardNotAlone),
+        10,
+        MALFORMED,
+    );
+    // Wildcards where they may stand are fine.
+    for filter in [
+        &b"#"[..],
+        b"+",
+        b"a/+/b/#",
+        b"+/+",
+        b"/",
+        b"a//b",
+        b"$SYS/#",
+    ] {
+        for version in ProtocolVersion::ALL {
+            accepts(version, &subscribe_one(version, filter, 0));
+            accepts(version, &unsubscribe_one(version, filter));
+        }
+    }
+}
+
+#[test]
+fn unsubscribe_filter_breaking_the_topic_filter_rules_mqtt_4_7_1() {
+    for &(filter, error) in BAD_FILTERS {
+        for version in [V31, V311] {
+            rejects(
+                version,
+                &unsubscribe_one(version, filter),
+                K::InvalidTopicFilter(error),
+                6,
+                MALFORMED,
+            );
+        }
+        rejects(
+            V5,
+            &unsubscribe_one(V5, filter),
+            K::InvalidTopicFilter(error),
+            7,
+            MALFORMED,
+        );
+    }
+}
+
+/// [MQTT-4.8.2-1] [MQTT-4.8.2-2]: in MQTT 5 a filter that starts with
+/// `$share/` is a shared subscription and must be well formed, in SUBSCRIBE
+/// and UNSUBSCRIBE. MQTT 3.x has no shared subscriptions: there it is a plain
+/// filter, checked as one.
+#[test]
+fn shared_subscription_syntax_mqtt_4_8_2_1_and_4_8_2_2() {
+    for &(filter, error) in BAD_SHARED_FILTERS {
+        let e = rejects(
+            V5,
+            &subscribe_one(V5, filter, 0),
+            K::InvalidTopicFilter(error),
+            7,
+            MALFORMED,
+        );
+        assert!(e.to_string().contains("[MQTT-4."), "{e}");
+        rejects(
+            V5,
+            &unsubscribe_one(V5, filter),
+            K::InvalidTopicFilter(error),
+            7,
+            MALFORMED,
+        );
+    }
+    for filter in [&b"$share//a"[..], b"$share/g", b"$share/"] {
+        accepts(V311, &subscribe_one(V311, filter, 0));
+        accepts(V311, &unsubscribe_one(V311, filter));
+    }
+    match accepts(V5, &subscribe_one(V5, b"$share/g/a/+", 1)) {
+        Packet::Subscribe(s) => assert_eq!(s.filters[0].filter, "$share/g/a/+"),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// [MQTT-3.8.3-4] (5.0): No Local on a shared subscription is a protocol
+/// error, reported at the options byte.
+#[test]
+fn no_local_on_a_shared_subscription_mqtt_3_8_3_4() {
+    let filter = b"$share/g/t";
+    rejects(
+        V5,
+        &subscribe_one(V5, filter, 0x04),
+        K::NoLocalOnSharedSubscription,
+        7 + filter.len(),
+        PROTOCOL,
+    );
+    // No Local on a plain filter is fine.
+    accepts(V5, &subscribe_one(V5, b"t", 0x04));
+}
+
+/// A SUBACK carries one reason code per filter of the SUBSCRIBE, which has at
+/// least one: 3.1.1 [MQTT-3.8.4-5], 5.0 [MQTT-3.8.4-6] [MQTT-3.9.3-2]. An MQTT 5
+/// UNSUBACK likewise [MQTT-3.11.3-2]; an MQTT 3.x UNSUBACK has none.
+#[test]
+fn suback_and_unsuback_without_reason_codes() {
+    for version in [V31, V311] {
+        let e = rejects(
+            version,
+            &[0x90, 0x02, 0x00, 0x01],
+            K::NoReasonCodes,
+            4,
+            PROTOCOL,
+        );
+        assert!(e.to_string().contains("[MQTT-3.8.4-5]"), "{e}");
+        accepts(version, &[0xB0, 0x02, 0x00, 0x01]);
+    }
+    let e = rejects(
+        V5,
+        &[0x90, 0x03, 0x00, 0x01, 0x00],
+        K::NoReasonCodes,
+        5,
+        PROTOCOL,
+    );
+    assert!(e.to_string().contains("[MQTT-3.9.3-2]"), "{e}");
+    let e = rejects(
+        V5,
+        &[0xB0, 0x03, 0x00, 0x01, 0x00],
+        K::NoReasonCodes,
+        5,
+        PROTOCOL,
+    );
+    assert!(e.to_string().contains("[MQTT-3.11.3-2]"), "{e}");
+    // With properties and still no code.
+    rejects(
+        V5,
+        &[0x90, 0x07, 0x00, 0x01, 0x04, 0x1F, 0x00, 0x01, b'r'],
+        K::NoReasonCodes,
+        9,
+        PROTOCOL,
+    );
+}
+
+#[test]
+fn encoder_refuses_suback_and_unsuback_without_reason_codes() {
+    for version in ProtocolVersion::ALL {
+        refuses(
+            SubAck {
+                packet_id: pid(1),
+                properties: Default::default(),
+                reason_codes: Vec::new(),
+            },
+            version,
+            EncodeError::NoReasonCodes,
+        );
+    }
+    refuses(UnsubAck::v3(pid(1)), V5, EncodeError::NoReasonCodes);
+}
+
 // ============================================================ Remaining Length vs content
 
 /// A Remaining Length too short for the fields: the field that runs out is
@@ -1726,7 +1955,8 @@ fn encoder_refuses_bad_topic_names() {
     p.properties = PublishProperties {
         response_topic: Some(s("r/+")),
         ..PublishProperties::default()
-    };
+    }
+    .into();
     refuses(
         p,
         V5,

@@ -47,7 +47,8 @@ fn binary_fields_are_hex_strings() {
         properties: PublishProperties {
             correlation_data: Some(Bytes::from_static(&[0x00, 0xAB, 0xFF])),
             ..PublishProperties::default()
-        },
+        }
+        .into(),
         payload: Bytes::from_static(&[0xDE, 0xAD, 0xBE, 0xEF]),
         ..Publish::default()
     });
@@ -56,7 +57,7 @@ fn binary_fields_are_hex_strings() {
     assert_eq!(value["properties"]["correlation_data"], json!("00abff"));
     assert_eq!(value["topic"], json!("a/b"));
 
-    let connect = Packet::Connect(Connect {
+    let connect = Packet::Connect(Box::new(Connect {
         protocol: ProtocolVersion::V5,
         client_id: s("c"),
         will: Some(Will {
@@ -67,19 +68,19 @@ fn binary_fields_are_hex_strings() {
         username: Some(s("u")),
         password: Some(Bytes::from_static(b"pw")),
         ..Connect::default()
-    });
+    }));
     let value = serde_json::to_value(&connect).unwrap();
     assert_eq!(value["password"], json!("7077"));
     assert_eq!(value["will"]["payload"], json!("0102"));
 
-    let auth = Packet::Auth(Auth {
+    let auth = Packet::Auth(Box::new(Auth {
         reason_code: ReasonCode::ContinueAuthentication,
         properties: AuthProperties {
             authentication_method: Some(s("m")),
             authentication_data: Some(Bytes::from_static(&[0x10])),
             ..AuthProperties::default()
         },
-    });
+    }));
     let value = serde_json::to_value(&auth).unwrap();
     assert_eq!(value["properties"]["authentication_data"], json!("10"));
 }

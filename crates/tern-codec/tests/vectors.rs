@@ -579,7 +579,8 @@ fn publish_v5_every_property() {
                 content_type: Some(s("json")),
                 user_properties: vec![user("a", "b")],
                 subscription_identifiers: vec![sub_id(5), sub_id(129)],
-            },
+            }
+            .into(),
             payload: Bytes::from_static(b"hi"),
             ..Publish::default()
         },
@@ -597,7 +598,8 @@ fn publish_v5_topic_alias_with_empty_topic() {
             properties: PublishProperties {
                 topic_alias: Some(1.try_into().unwrap()),
                 ..PublishProperties::default()
-            },
+            }
+            .into(),
             payload: Bytes::from_static(b"ok"),
             ..Publish::default()
         },
@@ -1179,7 +1181,7 @@ fn back_to_back_packets_in_one_buffer() {
                 payload: Bytes::from_static(b"!"),
                 ..Publish::default()
             }),
-            Packet::Disconnect(Disconnect::default()),
+            Packet::from(Disconnect::default()),
         ]
     );
     assert!(buf.is_empty());

@@ -46,7 +46,8 @@ fn decoded_publish_shares_the_input_buffer() {
             content_type: Some(s("application/json")),
             user_properties: vec![UserProperty::new(s("unit"), s("celsius"))],
             ..PublishProperties::default()
-        },
+        }
+        .into(),
         payload: Bytes::from_static(b"{\"t\":21.5}"),
         ..Publish::default()
     });
@@ -97,7 +98,7 @@ fn decoded_publish_shares_the_input_buffer() {
 
 #[test]
 fn decoded_connect_shares_the_input_buffer() {
-    let connect = Packet::Connect(Connect {
+    let connect = Packet::Connect(Box::new(Connect {
         protocol: ProtocolVersion::V3_1_1,
         client_id: s("client-1"),
         will: Some(Will {
@@ -108,7 +109,7 @@ fn decoded_connect_shares_the_input_buffer() {
         username: Some(s("alice")),
         password: Some(Bytes::from_static(b"secret")),
         ..Connect::default()
-    });
+    }));
     let mut buf = BytesMut::new();
     encode(&connect, ProtocolVersion::V3_1_1, &mut buf);
     let alloc = allocation(&buf);
@@ -179,7 +180,7 @@ fn publish_header_then_payload_is_the_whole_packet() {
             retain: true,
             topic: s("a/b"),
             packet_id: (qos != QoS::AtMostOnce).then(|| PacketId::new(9).unwrap()),
-            properties,
+            properties: properties.into(),
             payload,
             ..Publish::default()
         };
@@ -203,7 +204,8 @@ fn publish_header_refuses_what_encode_refuses_and_writes_nothing() {
         properties: PublishProperties {
             content_type: Some(s("text/plain")),
             ..PublishProperties::default()
-        },
+        }
+        .into(),
         ..Publish::default()
     };
     let mut dst = BytesMut::new();

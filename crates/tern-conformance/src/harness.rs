@@ -203,9 +203,9 @@ impl Ctx {
     /// answer, which must be a CONNACK (of any reason).
     pub fn connect_with(&self, connect: Connect) -> Result<(Conn, ConnAck), Stop> {
         let mut conn = self.open()?;
-        conn.send(Packet::Connect(connect))?;
+        conn.send(Packet::Connect(Box::new(connect)))?;
         match conn.recv()? {
-            Packet::ConnAck(ack) => Ok((conn, ack)),
+            Packet::ConnAck(ack) => Ok((conn, *ack)),
             other => Err(fail(format!("expected CONNACK, got {}", name(&other)))),
         }
     }
@@ -771,7 +771,7 @@ impl Conn {
 
     /// Sends DISCONNECT (normal) and waits briefly for the close.
     pub fn disconnect(&mut self) -> TestResult {
-        self.send(Packet::Disconnect(Disconnect::default()))?;
+        self.send(Packet::from(Disconnect::default()))?;
         let _ = self.expect_closed_within(Duration::from_secs(1));
         Ok(())
     }

@@ -353,7 +353,7 @@ impl ClientConnection {
         core.in_aliases =
             crate::alias::IncomingAliases::new(options.properties.topic_alias_maximum.unwrap_or(0));
         session.flows.epoch = session.flows.epoch.wrapping_add(1);
-        core.send_control(Packet::Connect(options.connect_packet()));
+        core.send_control(Packet::from(options.connect_packet()));
         Self {
             core,
             session,
@@ -653,7 +653,7 @@ impl ClientConnection {
         }
         auth.validate(self.core.version)
             .map_err(CommandError::Invalid)?;
-        self.core.send_control(Packet::Auth(auth));
+        self.core.send_control(Packet::from(auth));
         Ok(())
     }
 
@@ -680,7 +680,7 @@ impl ClientConnection {
         disconnect
             .validate(self.core.version)
             .map_err(CommandError::Invalid)?;
-        self.core.send_control(Packet::Disconnect(disconnect));
+        self.core.send_control(Packet::from(disconnect));
         self.close_with(CloseReason::Local(reason_code), None);
         Ok(())
     }
@@ -757,13 +757,13 @@ impl ClientConnection {
 
     fn handle_handshake(&mut self, now: Instant, packet: Packet) -> Result<(), Violation> {
         match packet {
-            Packet::ConnAck(connack) => self.handle_connack(now, connack),
+            Packet::ConnAck(connack) => self.handle_connack(now, *connack),
             Packet::Auth(auth) if self.core.version.is_v5() => {
-                self.core.events.push_back(ClientEvent::Auth(auth));
+                self.core.events.push_back(ClientEvent::Auth(*auth));
                 Ok(())
             }
             Packet::Disconnect(d) if self.core.version.is_v5() => {
-                self.peer_disconnected(d);
+                self.peer_disconnected(*d);
                 Ok(())
             }
             _ => Err(Violation::Rule(Rule::FirstPacketNotConnAck)),
@@ -896,9 +896,9 @@ impl ClientConnection {
             Packet::SubAck(suback) => self.handle_suback(suback)?,
             Packet::UnsubAck(unsuback) => self.handle_unsuback(unsuback)?,
             Packet::PingResp => {}
-            Packet::Disconnect(d) => self.peer_disconnected(d),
+            Packet::Disconnect(d) => self.peer_disconnected(*d),
             Packet::Auth(auth) if self.core.version.is_v5() => {
-                self.core.events.push_back(ClientEvent::Auth(auth));
+                self.core.events.push_back(ClientEvent::Auth(*auth));
             }
             Packet::ConnAck(_) => return Err(Violation::Rule(Rule::SecondConnAck)),
             _ => return Err(Violation::Rule(Rule::ClientOnlyPacket)),

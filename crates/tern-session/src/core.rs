@@ -13,8 +13,8 @@ use crate::{
 };
 use alloc::collections::{BTreeSet, VecDeque};
 use tern_codec::{
-    Disconnect, Packet, PacketId, ProtocolVersion, PubAck, PubComp, PubRec, PubRel, Publish,
-    PublishProperties, QoS, ReasonCode,
+    Disconnect, Packet, PacketId, ProtocolVersion, PubAck, PubComp, PubRec, PubRel, Publish, QoS,
+    ReasonCode,
 };
 
 /// The session state both roles keep across reconnects: the QoS flows.
@@ -159,8 +159,7 @@ impl<E> Core<E> {
         }
         if let Some(code) = reason {
             if self.version.is_v5() {
-                self.control
-                    .push_back(Packet::Disconnect(Disconnect::new(code)));
+                self.control.push_back(Packet::from(Disconnect::new(code)));
             }
         }
         self.state = LinkState::Closed;
@@ -440,7 +439,7 @@ impl<E> Core<E> {
                 }
                 Send::Publish(mut publish) => {
                     if !self.version.is_v5() {
-                        publish.properties = PublishProperties::default();
+                        publish.properties = Default::default();
                     }
                     // Size with the full topic: an alias is only assigned to a
                     // message that is actually sent.
@@ -479,9 +478,14 @@ impl<E> Core<E> {
         // A new mapping sends the topic name and the alias property: use an
         // alias only if that still fits the peer's Maximum Packet Size
         // [MQTT-3.1.2-24]; a topic name alone is always allowed.
+        let had_properties = publish.properties.is_allocated();
         publish.properties.topic_alias = Some(core::num::NonZeroU16::MAX);
         let fits = publish.encoded_len(self.version) <= self.limits.peer_max_packet as usize;
         publish.properties.topic_alias = None;
+        if !had_properties {
+            // Free what the probe allocated: no alias, no properties.
+            publish.properties = Default::default();
+        }
         if !fits {
             return publish;
         }

@@ -284,7 +284,11 @@ impl Outgoing {
                     let mut publish = f.publish;
                     publish.dup = false;
                     let (queued_at, expiry) = f.queued;
-                    publish.properties.message_expiry_interval = expiry;
+                    // Writing through `properties` allocates them: only
+                    // when there is something to write.
+                    if expiry.is_some() || publish.properties.is_allocated() {
+                        publish.properties.message_expiry_interval = expiry;
+                    }
                     unacked.push_back(QueuedMessage { publish, queued_at });
                 }
             }

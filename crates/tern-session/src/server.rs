@@ -519,7 +519,7 @@ impl ServerConnection {
         }
         self.session = Some(session);
         self.core.last_received = now;
-        self.core.send_control(Packet::ConnAck(connack));
+        self.core.send_control(Packet::ConnAck(Box::new(connack)));
         self.core.state = LinkState::Open;
         self.phase = Phase::Open;
         Ok(())
@@ -633,7 +633,7 @@ impl ServerConnection {
         }
         auth.validate(self.core.version)
             .map_err(CommandError::Invalid)?;
-        self.core.send_control(Packet::Auth(auth));
+        self.core.send_control(Packet::Auth(Box::new(auth)));
         Ok(())
     }
 
@@ -747,11 +747,11 @@ impl ServerConnection {
         } else {
             reason_code.to_v3_connack()
         };
-        self.core.send_control(Packet::ConnAck(ConnAck {
+        self.core.send_control(Packet::ConnAck(Box::new(ConnAck {
             session_present: false,
             reason_code,
             properties: ConnAckProperties::default(),
-        }));
+        })));
     }
 
     fn refuse(&mut self, reason_code: ReasonCode) {
@@ -860,7 +860,7 @@ impl ServerConnection {
         self.phase = Phase::AwaitingDecision;
         self.core
             .events
-            .push_back(ServerEvent::ConnectRequest(Box::new(connect)));
+            .push_back(ServerEvent::ConnectRequest(connect));
         Ok(())
     }
 
@@ -942,9 +942,9 @@ impl ServerConnection {
                     .push_back(ServerEvent::UnsubscribeRequest(unsubscribe));
             }
             Packet::PingReq => self.core.send_control(Packet::PingResp),
-            Packet::Disconnect(d) => self.client_disconnected(d)?,
+            Packet::Disconnect(d) => self.client_disconnected(*d)?,
             Packet::Auth(auth) if self.core.version.is_v5() => {
-                self.core.events.push_back(ServerEvent::Auth(auth));
+                self.core.events.push_back(ServerEvent::Auth(*auth));
             }
             Packet::Connect(_) => {
                 return Err(Violation::Rule(Rule::SecondConnect));

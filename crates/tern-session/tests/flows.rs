@@ -48,7 +48,7 @@ fn connect(version: ProtocolVersion, keep_alive: u16) -> Connect {
 fn accepted(config: ServerConfig, connect: Connect) -> ServerConnection {
     let now = Instant::ZERO;
     let mut server = ServerConnection::new(now, config);
-    server.handle_packet(now, Packet::Connect(connect));
+    server.handle_packet(now, Packet::Connect(Box::new(connect)));
     let Some(ServerEvent::ConnectRequest(c)) = server.poll_event() else {
         panic!("no connect request");
     };
@@ -251,9 +251,9 @@ fn mqtt_3_1_2_24_server_closes_after_one_and_a_half_keep_alives() {
         if version.is_v5() {
             assert_eq!(
                 sent.last(),
-                Some(&Packet::Disconnect(Disconnect::new(
+                Some(&Packet::Disconnect(Box::new(Disconnect::new(
                     ReasonCode::KeepAliveTimeout
-                )))
+                ))))
             );
         } else {
             assert!(!sent.iter().any(|p| matches!(p, Packet::Disconnect(_))));
@@ -449,9 +449,9 @@ fn server_enforces_its_receive_maximum_with_0x93() {
     let sent = transmits(|| server.poll_transmit(now));
     assert_eq!(
         sent.last(),
-        Some(&Packet::Disconnect(Disconnect::new(
+        Some(&Packet::Disconnect(Box::new(Disconnect::new(
             ReasonCode::ReceiveMaximumExceeded
-        )))
+        ))))
     );
     let (reason, _) = closed_reason(&mut server);
     assert_eq!(
@@ -498,7 +498,7 @@ fn receive_maximum_counts_this_connection_not_flows_left_from_the_last() {
     assert_eq!(session.incoming_qos2_len(), 1, "waiting for PUBREL 1");
 
     let mut server = ServerConnection::new(now, config);
-    server.handle_packet(now, Packet::Connect(connect(V5, 0)));
+    server.handle_packet(now, Packet::Connect(Box::new(connect(V5, 0))));
     while server.poll_event().is_some() {}
     server
         .accept(
@@ -617,10 +617,10 @@ fn mqtt_4_3_3_10_a_qos2_message_refused_before_its_resend_is_not_delivered_again
     let _ = transmits(|| c.poll_transmit(t));
     c.handle_packet(
         t,
-        Packet::ConnAck(ConnAck {
+        Packet::ConnAck(Box::new(ConnAck {
             session_present: true,
             ..Default::default()
-        }),
+        })),
     );
     // It refuses the message before the server resends it.
     c.ack(t, token, ReasonCode::UnspecifiedError).unwrap();
@@ -674,10 +674,10 @@ fn mqtt_4_3_3_10_a_qos2_refusal_waiting_behind_another_ack_survives_a_drop() {
     let _ = transmits(|| c.poll_transmit(t));
     c.handle_packet(
         t,
-        Packet::ConnAck(ConnAck {
+        Packet::ConnAck(Box::new(ConnAck {
             session_present: true,
             ..Default::default()
-        }),
+        })),
     );
     for n in [5, 6] {
         let mut p = publish("t", QoS::ExactlyOnce, Some(n));
@@ -842,7 +842,8 @@ fn mqtt_3_3_2_12_incoming_topic_aliases() {
         properties: PublishProperties {
             topic_alias: NonZeroU16::new(alias),
             ..Default::default()
-        },
+        }
+        .into(),
         ..publish(topic, QoS::AtMostOnce, None)
     };
     server.handle_packet(now, Packet::Publish(with_alias("a/b", 1)));
@@ -1009,7 +1010,8 @@ fn mqtt_3_3_2_6_a_message_sent_again_as_new_keeps_counting_its_expiry() {
             properties: PublishProperties {
                 message_expiry_interval: Some(expiry),
                 ..Default::default()
-            },
+            }
+            .into(),
             ..Publish::default()
         };
         let now = pair.now;
@@ -1101,7 +1103,7 @@ fn will_follows_the_way_the_connection_ended() {
     assert!(closed_reason(&mut server).1.is_some());
     // Normal DISCONNECT: no will [MQTT-3.1.2-10].
     let mut server = accepted(ServerConfig::default(), with_will());
-    server.handle_packet(now, Packet::Disconnect(Disconnect::default()));
+    server.handle_packet(now, Packet::from(Disconnect::default()));
     assert!(closed_reason(&mut server).1.is_none());
     // MQTT 5 DISCONNECT 0x04, or with an error code: the will applies; only
     // 0x00 deletes it [MQTT-3.1.2-8] [MQTT-3.14.4-3].
@@ -1111,12 +1113,12 @@ fn will_follows_the_way_the_connection_ended() {
         ReasonCode::MessageRateTooHigh,
     ] {
         let mut server = accepted(ServerConfig::default(), with_will());
-        server.handle_packet(now, Packet::Disconnect(Disconnect::new(code)));
+        server.handle_packet(now, Packet::Disconnect(Box::new(Disconnect::new(code))));
         assert!(closed_reason(&mut server).1.is_some(), "{code}");
     }
     // A protocol error: the will applies.
     let mut server = accepted(ServerConfig::default(), with_will());
-    server.handle_packet(now, Packet::Connect(connect(V5, 0)));
+    server.handle_packet(now, Packet::Connect(Box::new(connect(V5, 0))));
     let (reason, will) = closed_reason(&mut server);
     assert_eq!(
         violation_code(&reason),
@@ -1131,13 +1133,13 @@ fn session_expiry_cannot_be_raised_from_zero_on_disconnect() {
     let mut server = accepted(ServerConfig::default(), connect(V5, 0));
     server.handle_packet(
         Instant::ZERO,
-        Packet::Disconnect(Disconnect {
+        Packet::Disconnect(Box::new(Disconnect {
             reason_code: ReasonCode::Success,
             properties: DisconnectProperties {
                 session_expiry_interval: Some(10),
                 ..Default::default()
             },
-        }),
+        })),
     );
     assert_eq!(
         violation_code(&closed_reason(&mut server).0),
@@ -1162,11 +1164,11 @@ fn mqtt_3_1_3_8_empty_client_id_needs_a_clean_session_in_311() {
     let mut server = ServerConnection::new(Instant::ZERO, ServerConfig::default());
     server.handle_packet(
         Instant::ZERO,
-        Packet::Connect(Connect {
+        Packet::Connect(Box::new(Connect {
             client_id: MqttString::new(),
             clean_start: false,
             ..connect(V311, 0)
-        }),
+        })),
     );
     let mut wire = BytesMut::new();
     server
@@ -1247,14 +1249,14 @@ fn mqtt_3_2_2_12_a_will_above_maximum_qos_is_refused() {
     let mut server = ServerConnection::new(Instant::ZERO, config);
     server.handle_packet(
         Instant::ZERO,
-        Packet::Connect(Connect {
+        Packet::Connect(Box::new(Connect {
             will: Some(Will {
                 topic: s("w"),
                 qos: QoS::ExactlyOnce,
                 ..Will::default()
             }),
             ..connect(V5, 0)
-        }),
+        })),
     );
     assert!(matches!(
         server.poll_transmit(Instant::ZERO),
@@ -1347,10 +1349,10 @@ fn mqtt_3_2_2_4_session_present_without_state_closes() {
     let _ = transmits(|| c.poll_transmit(Instant::ZERO));
     c.handle_packet(
         Instant::ZERO,
-        Packet::ConnAck(tern_codec::ConnAck {
+        Packet::ConnAck(Box::new(tern_codec::ConnAck {
             session_present: true,
             ..Default::default()
-        }),
+        })),
     );
     assert_eq!(c.state(), ConnectionState::Closed);
 }

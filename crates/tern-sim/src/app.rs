@@ -417,7 +417,8 @@ impl App {
                 properties: PublishProperties {
                     message_expiry_interval: expiry,
                     ..PublishProperties::default()
-                },
+                }
+                .into(),
                 ..Publish::default()
             },
         }

@@ -52,7 +52,7 @@ fn message(publish: Publish) -> ClientEvent {
 }
 
 fn connect(client_id: &str, clean_start: bool) -> Packet {
-    Packet::Connect(Connect {
+    Packet::Connect(Box::new(Connect {
         protocol: ProtocolVersion::V5,
         clean_start,
         client_id: s(client_id),
@@ -61,7 +61,7 @@ fn connect(client_id: &str, clean_start: bool) -> Packet {
             ..Default::default()
         },
         ..Connect::default()
-    })
+    }))
 }
 
 fn subscribe(filter: &str, qos: QoS) -> Packet {
@@ -532,7 +532,7 @@ fn retained_follows_the_last_retained_publish_and_clears() {
 // ---- wills ----
 
 fn will_connect(delay: u32) -> Packet {
-    Packet::Connect(Connect {
+    Packet::Connect(Box::new(Connect {
         protocol: ProtocolVersion::V5,
         clean_start: false,
         client_id: s("c0"),
@@ -551,7 +551,7 @@ fn will_connect(delay: u32) -> Packet {
             },
         }),
         ..Connect::default()
-    })
+    }))
 }
 
 fn ended(f: &mut Feed, reason: CloseReason) {
@@ -598,7 +598,10 @@ fn wills_catch_a_missing_will() {
 #[test]
 fn wills_catch_a_will_after_a_normal_disconnect() {
     let mut f = will_feed(0);
-    f.processed(0, Packet::Disconnect(Disconnect::new(ReasonCode::Success)));
+    f.processed(
+        0,
+        Packet::Disconnect(Box::new(Disconnect::new(ReasonCode::Success))),
+    );
     f.at(5.0);
     ended(
         &mut f,
@@ -669,7 +672,8 @@ fn expiry_catches_an_expired_message_sent_on() {
     p.properties = PublishProperties {
         message_expiry_interval: Some(5),
         ..Default::default()
-    };
+    }
+    .into();
     f.at(1.0);
     f.ok(Obs::AppPublish {
         client: 0,

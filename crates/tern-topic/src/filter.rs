@@ -35,17 +35,37 @@ pub struct TopicFilter(Bytes);
 /// whole levels and `#` only last.
 pub fn validate_topic_filter(bytes: &[u8]) -> Result<(), TopicError> {
     check_string(bytes)?;
-    let mut levels = bytes.split(|&b| b == b'/').peekable();
-    while let Some(level) = levels.next() {
-        match level {
-            b"#" if levels.peek().is_some() => return Err(TopicError::MultiLevelWildcardNotLast),
-            b"#" | b"+" => {}
-            _ if level.contains(&b'#') => return Err(TopicError::MultiLevelWildcardNotAlone),
-            _ if level.contains(&b'+') => return Err(TopicError::SingleLevelWildcardNotAlone),
+    check_wildcards(bytes)
+}
+
+/// The wildcard rules of a filter whose string rules were checked: `+` and
+/// `#` only as whole levels, `#` only last. The first level that breaks a
+/// rule decides the error, and in one level `#` is reported before `+`.
+///
+/// One pass over the bytes, level by level (decoders run it on every
+/// filter of every SUBSCRIBE and UNSUBSCRIBE).
+pub(crate) fn check_wildcards(bytes: &[u8]) -> Result<(), TopicError> {
+    fn level(len: usize, hash: bool, plus: bool, last: bool) -> Result<(), TopicError> {
+        match (hash, plus) {
+            (true, _) if len != 1 => Err(TopicError::MultiLevelWildcardNotAlone),
+            (true, _) if !last => Err(TopicError::MultiLevelWildcardNotLast),
+            (false, true) if len != 1 => Err(TopicError::SingleLevelWildcardNotAlone),
+            _ => Ok(()),
+        }
+    }
+    let (mut start, mut hash, mut plus) = (0, false, false);
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'/' => {
+                level(i - start, hash, plus, false)?;
+                (start, hash, plus) = (i + 1, false, false);
+            }
+            b'#' => hash = true,
+            b'+' => plus = true,
             _ => {}
         }
     }
-    Ok(())
+    level(bytes.len() - start, hash, plus, true)
 }
 
 crate::validate::validated_bytes!(TopicFilter, validate_topic_filter, "a Topic Filter");
@@ -65,5 +85,54 @@ impl TopicFilter {
     /// topic name that begins with `$` [MQTT-4.7.2-1].
     pub fn starts_with_wildcard(&self) -> bool {
         matches!(self.0.first(), Some(b'+' | b'#'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    /// The rules as the specification words them, level by level: the
+    /// reference the one-pass `check_wildcards` must agree with.
+    fn reference(bytes: &[u8]) -> Result<(), TopicError> {
+        let mut levels = bytes.split(|&b| b == b'/').peekable();
+        while let Some(level) = levels.next() {
+            match level {
+                b"#" if levels.peek().is_some() => {
+                    return Err(TopicError::MultiLevelWildcardNotLast);
+                }
+                b"#" | b"+" => {}
+                _ if level.contains(&b'#') => return Err(TopicError::MultiLevelWildcardNotAlone),
+                _ if level.contains(&b'+') => {
+                    return Err(TopicError::SingleLevelWildcardNotAlone);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Every string of up to seven bytes over `a / + #`
+    /// ([MQTT-4.7.1-2] [MQTT-4.7.1-3] in 3.1.1 numbering).
+    #[test]
+    fn one_pass_wildcard_rules_agree_with_the_level_by_level_reference() {
+        let alphabet = [b'a', b'/', b'+', b'#'];
+        let mut strings: Vec<Vec<u8>> = alloc::vec![Vec::new()];
+        let mut checked = 0;
+        for _ in 0..7 {
+            let mut longer = Vec::new();
+            for s in &strings {
+                for &c in &alphabet {
+                    let mut t = s.clone();
+                    t.push(c);
+                    assert_eq!(check_wildcards(&t), reference(&t), "{t:?}");
+                    checked += 1;
+                    longer.push(t);
+                }
+            }
+            strings = longer;
+        }
+        assert_eq!(checked, (1..=7).map(|n| 4usize.pow(n)).sum::<usize>());
     }
 }

@@ -53,6 +53,14 @@
 //! # Ok::<(), tern_topic::TopicError>(())
 //! ```
 //!
+//! # Features
+//!
+//! - `index` (default): [`SubscriptionTree`] and [`RetainedIndex`] (and the
+//!   hash table they use). Without it the crate is the topic rules alone
+//!   (names, filters, `$share`, the matcher) on `bytes`: tern-codec depends
+//!   on it that way to check the filters of SUBSCRIBE and UNSUBSCRIBE with
+//!   the same code as the broker.
+//!
 //! # Zero-copy from the codec
 //!
 //! tern-codec decodes a topic as an `MqttString` that shares the packet's
@@ -62,30 +70,41 @@
 
 #![no_std]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 extern crate alloc;
 
 mod error;
 mod filter;
+#[cfg(feature = "index")]
 mod level;
+#[cfg(feature = "index")]
 mod matches;
 mod matching;
 mod name;
+#[cfg(feature = "index")]
 mod retained;
 mod shared;
+#[cfg(feature = "index")]
 mod tree;
+#[cfg(feature = "index")]
 mod trie;
 mod validate;
 
 pub use crate::error::TopicError;
 pub use crate::filter::{TopicFilter, validate_topic_filter};
+#[cfg(feature = "index")]
 pub use crate::matches::{
     ClientMatches, DeliveryOptions, MatchBuffer, Matches, PerClient, PlainMatch, SharedGroupRef,
     SharedMatch,
 };
 pub use crate::matching::matches;
 pub use crate::name::{TopicName, validate_topic_name};
+#[cfg(feature = "index")]
 pub use crate::retained::{RetainedIndex, RetainedMatches};
-pub use crate::shared::{ShareName, SubscriptionFilter, validate_share_name};
+pub use crate::shared::{
+    ShareName, SubscriptionFilter, validate_share_name, validate_subscription_filter,
+};
+#[cfg(feature = "index")]
 pub use crate::tree::SubscriptionTree;
 pub use crate::validate::MAX_TOPIC_LEN;

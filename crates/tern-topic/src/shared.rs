@@ -1,7 +1,7 @@
 //! Shared subscriptions (`$share/{ShareName}/{filter}`) and the parsed filter
 //! of a SUBSCRIBE.
 
-use crate::{TopicError, TopicFilter, filter::validate_topic_filter, validate::check_string};
+use crate::{TopicError, TopicFilter, filter::check_wildcards, validate::check_string};
 use bytes::Bytes;
 
 /// The prefix that makes a subscription shared [MQTT-4.8.2-1].
@@ -21,6 +21,14 @@ pub fn validate_share_name(bytes: &[u8]) -> Result<(), TopicError> {
         Err(TopicError::Empty) => return Err(TopicError::EmptyShareName),
         other => other?,
     }
+    check_share_name_chars(bytes)
+}
+
+/// The ShareName rules of a name whose string rules were checked.
+fn check_share_name_chars(bytes: &[u8]) -> Result<(), TopicError> {
+    if bytes.is_empty() {
+        return Err(TopicError::EmptyShareName);
+    }
     if bytes.contains(&b'/') {
         return Err(TopicError::SeparatorInShareName);
     }
@@ -31,6 +39,50 @@ pub fn validate_share_name(bytes: &[u8]) -> Result<(), TopicError> {
 }
 
 crate::validate::validated_bytes!(ShareName, validate_share_name, "a ShareName");
+
+/// Checks every rule of a SUBSCRIBE's or UNSUBSCRIBE's Topic Filter as a
+/// server that supports shared subscriptions reads it, exactly as
+/// [`SubscriptionFilter::parse`] does but without building one: a filter
+/// that begins with `$share/` must be `$share/{ShareName}/{filter}`
+/// [MQTT-4.8.2-1] [MQTT-4.8.2-2], anything else must be a valid
+/// [`TopicFilter`].
+///
+/// Returns whether the filter is a shared subscription.
+///
+/// ```
+/// use tern_topic::{TopicError, validate_subscription_filter};
+///
+/// assert_eq!(validate_subscription_filter(b"$share/g/a/+"), Ok(true));
+/// assert_eq!(validate_subscription_filter(b"a/#"), Ok(false));
+/// assert_eq!(validate_subscription_filter(b"$share/g"), Err(TopicError::MissingSharedFilter));
+/// ```
+pub fn validate_subscription_filter(bytes: &[u8]) -> Result<bool, TopicError> {
+    split_shared(bytes).map(|split| split.is_some())
+}
+
+/// The one parser of the subscription filter syntax: `None` for a valid
+/// plain filter, `Some(start of the topic filter)` for a valid shared one.
+fn split_shared(bytes: &[u8]) -> Result<Option<usize>, TopicError> {
+    // The string rules once, for the whole filter: its parts are split at
+    // ASCII `/`, so they are well-formed UTF-8 without U+0000 too.
+    check_string(bytes)?;
+    if !bytes.starts_with(SHARE_PREFIX) {
+        check_wildcards(bytes)?;
+        return Ok(None);
+    }
+    let rest = &bytes[SHARE_PREFIX.len()..];
+    let Some(slash) = rest.iter().position(|&b| b == b'/') else {
+        check_share_name_chars(rest)?;
+        return Err(TopicError::MissingSharedFilter);
+    };
+    check_share_name_chars(&rest[..slash])?;
+    let filter_start = SHARE_PREFIX.len() + slash + 1;
+    if filter_start == bytes.len() {
+        return Err(TopicError::MissingSharedFilter);
+    }
+    check_wildcards(&bytes[filter_start..])?;
+    Ok(Some(filter_start))
+}
 
 /// The Topic Filter of a SUBSCRIBE or UNSUBSCRIBE, parsed: either a plain
 /// filter or a shared subscription of a named group.
@@ -72,26 +124,13 @@ impl SubscriptionFilter {
     /// server may not) uses [`SubscriptionFilter::Plain`] with
     /// [`TopicFilter::from_bytes`] instead.
     pub fn parse(bytes: Bytes) -> Result<Self, TopicError> {
-        check_string(&bytes)?;
-        if !bytes.starts_with(SHARE_PREFIX) {
-            validate_topic_filter(&bytes)?;
-            return Ok(Self::Plain(TopicFilter::from_validated(bytes)));
+        match split_shared(&bytes)? {
+            None => Ok(Self::Plain(TopicFilter::from_validated(bytes))),
+            Some(filter_start) => Ok(Self::Shared {
+                group: ShareName::from_validated(bytes.slice(SHARE_PREFIX.len()..filter_start - 1)),
+                filter: TopicFilter::from_validated(bytes.slice(filter_start..)),
+            }),
         }
-        let rest = &bytes[SHARE_PREFIX.len()..];
-        let Some(slash) = rest.iter().position(|&b| b == b'/') else {
-            validate_share_name(rest)?;
-            return Err(TopicError::MissingSharedFilter);
-        };
-        validate_share_name(&rest[..slash])?;
-        let filter_start = SHARE_PREFIX.len() + slash + 1;
-        if filter_start == bytes.len() {
-            return Err(TopicError::MissingSharedFilter);
-        }
-        validate_topic_filter(&bytes[filter_start..])?;
-        Ok(Self::Shared {
-            group: ShareName::from_validated(bytes.slice(SHARE_PREFIX.len()..filter_start - 1)),
-            filter: TopicFilter::from_validated(bytes.slice(filter_start..)),
-        })
     }
 
     /// [`SubscriptionFilter::parse`] on a copy of `s`.

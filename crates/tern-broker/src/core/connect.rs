@@ -320,7 +320,8 @@ impl Broker {
                 correlation_data: p.correlation_data,
                 user_properties: p.user_properties,
                 ..Default::default()
-            },
+            }
+            .into(),
             payload: will.payload,
         };
         self.publish_message(now, from, publish);

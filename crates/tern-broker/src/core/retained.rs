@@ -23,8 +23,10 @@ impl RetainedMessage {
         stored.payload = bytes::Bytes::copy_from_slice(&publish.payload);
         stored.dup = false;
         stored.packet_id = None;
-        stored.properties.topic_alias = None;
-        stored.properties.subscription_identifiers.clear();
+        if let Some(p) = stored.properties.get_mut_if_allocated() {
+            p.topic_alias = None;
+            p.subscription_identifiers.clear();
+        }
         Self {
             publish: stored,
             stored_at: now,

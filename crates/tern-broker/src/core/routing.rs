@@ -170,7 +170,8 @@ impl Broker {
                 properties: tern_codec::PublishProperties {
                     subscription_identifiers: d.subscription_ids,
                     ..forwarded.clone()
-                },
+                }
+                .into(),
                 payload: publish.payload.clone(),
             };
             self.deliver(now, d.to, out);
@@ -320,7 +321,9 @@ impl Broker {
                     continue;
                 }
                 let mut p = message.for_subscriber(now, granted);
-                p.properties.subscription_identifiers.extend(id);
+                if let Some(id) = id {
+                    p.properties.subscription_identifiers.push(id);
+                }
                 // `for_subscriber` deducted the whole seconds waited; queue it
                 // as of that whole second, so the session's countdown ends when
                 // the retained message's does, not up to a second later

@@ -119,7 +119,7 @@ impl Raw {
         let mut raw = Raw::open(addr).await;
         raw.send(connect).await;
         match raw.recv().await {
-            Packet::ConnAck(ack) => (raw, ack),
+            Packet::ConnAck(ack) => (raw, *ack),
             other => panic!("expected CONNACK, got {other:?}"),
         }
     }

@@ -110,7 +110,7 @@ fn mixed_versions_exchange_messages_and_properties_reach_only_v5() {
             topic: s("t/x"),
             qos: QoS::ExactlyOnce,
             payload: "hello".into(),
-            properties: props.clone(),
+            properties: props.clone().into(),
             ..Publish::default()
         },
     );
@@ -506,7 +506,8 @@ fn mqtt_3_3_2_5_messages_expire_in_offline_queues() {
                 properties: PublishProperties {
                     message_expiry_interval: Some(expiry),
                     ..Default::default()
-                },
+                }
+                .into(),
                 ..Publish::default()
             },
         );
@@ -544,7 +545,8 @@ fn a_retained_message_expires_on_time_in_a_subscribers_queue() {
             properties: PublishProperties {
                 message_expiry_interval: Some(5),
                 ..Default::default()
-            },
+            }
+            .into(),
             ..Publish::default()
         },
     );
@@ -622,7 +624,7 @@ fn a_protocol_error_closes_only_that_connection() {
     net.broker.handle_packet(
         now,
         conn,
-        Packet::Connect(ConnectOptions::new(s("bad")).connect_packet()),
+        Packet::Connect(Box::new(ConnectOptions::new(s("bad")).connect_packet())),
     );
     net.run();
     assert!(net.closed_by_broker.contains(&conn));

@@ -128,7 +128,7 @@ impl Link {
             version,
             receive_maximum: u16::MAX,
         };
-        link.send(&Packet::Connect(Connect {
+        link.send(&Packet::Connect(Box::new(Connect {
             protocol: version,
             clean_start: true,
             keep_alive,
@@ -136,7 +136,7 @@ impl Link {
             client_id: MqttString::from_utf8(Bytes::from(client_id))
                 .map_err(|e| format!("bad client id: {e}"))?,
             ..Connect::default()
-        }))
+        })))
         .await?;
         match link.next_packet().await? {
             Packet::ConnAck(ack) if ack.reason_code == ReasonCode::Success => {
@@ -230,7 +230,9 @@ impl Link {
     pub(super) async fn close(mut self) {
         let _ = self.write.write_all(&self.wbuf).await;
         let _ = self
-            .send(&Packet::Disconnect(Disconnect::new(ReasonCode::Success)))
+            .send(&Packet::Disconnect(Box::new(Disconnect::new(
+                ReasonCode::Success,
+            ))))
             .await;
         let _ = self.write.shutdown().await;
     }

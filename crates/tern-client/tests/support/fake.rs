@@ -95,7 +95,7 @@ impl Peer {
         match self.recv().await {
             Packet::Connect(c) => {
                 self.version = c.protocol;
-                c
+                *c
             }
             other => panic!("expected CONNECT, got {other:?}"),
         }
@@ -125,11 +125,11 @@ impl Peer {
         reason_code: ReasonCode,
         properties: ConnAckProperties,
     ) {
-        self.send(Packet::ConnAck(ConnAck {
+        self.send(Packet::ConnAck(Box::new(ConnAck {
             session_present,
             reason_code,
             properties,
-        }))
+        })))
         .await;
     }
 

@@ -28,6 +28,7 @@ use crate::{
     primitives::{Frame, PResult, end},
     varint::{VARINT_MAX, put_varint, varint_len},
 };
+use alloc::boxed::Box;
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// What every packet type implements: its body's codec.
@@ -141,7 +142,7 @@ macro_rules! packet_codec {
 
         impl From<$ty> for Packet {
             fn from(p: $ty) -> Packet {
-                Packet::$ty(p)
+                Packet::$ty(p.into())
             }
         }
     )*};
@@ -164,14 +165,21 @@ packet_codec!(
 );
 
 /// Any MQTT control packet.
+///
+/// The packets that are large and rare (CONNECT, CONNACK, DISCONNECT, AUTH)
+/// are boxed, so a `Packet` is no larger than a [`Publish`] plus its tag
+/// (at most 96 bytes, held by a compile-time check): queues of packets and
+/// the moves between codec, session and broker stay cheap. Build one with
+/// `From` (`Packet::from(connect)`, `connect.into()`); match through the
+/// box as usual (`Packet::Connect(c) => c.client_id`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(tag = "type", rename_all = "UPPERCASE"))]
 pub enum Packet {
     /// CONNECT.
-    Connect(Connect),
+    Connect(Box<Connect>),
     /// CONNACK.
-    ConnAck(ConnAck),
+    ConnAck(Box<ConnAck>),
     /// PUBLISH.
     Publish(Publish),
     /// PUBACK.
@@ -195,16 +203,22 @@ pub enum Packet {
     /// PINGRESP.
     PingResp,
     /// DISCONNECT.
-    Disconnect(Disconnect),
+    Disconnect(Box<Disconnect>),
     /// AUTH (MQTT 5 only).
-    Auth(Auth),
+    Auth(Box<Auth>),
 }
 
 macro_rules! dispatch {
     ($self:expr, $p:ident => $body:expr, ping => $ping:expr) => {
         match $self {
-            Packet::Connect($p) => $body,
-            Packet::ConnAck($p) => $body,
+            Packet::Connect($p) => {
+                let $p = &**$p;
+                $body
+            }
+            Packet::ConnAck($p) => {
+                let $p = &**$p;
+                $body
+            }
             Packet::Publish($p) => $body,
             Packet::PubAck($p) => $body,
             Packet::PubRec($p) => $body,
@@ -214,8 +228,14 @@ macro_rules! dispatch {
             Packet::SubAck($p) => $body,
             Packet::Unsubscribe($p) => $body,
             Packet::UnsubAck($p) => $body,
-            Packet::Disconnect($p) => $body,
-            Packet::Auth($p) => $body,
+            Packet::Disconnect($p) => {
+                let $p = &**$p;
+                $body
+            }
+            Packet::Auth($p) => {
+                let $p = &**$p;
+                $body
+            }
             Packet::PingReq | Packet::PingResp => $ping,
         }
     };
@@ -286,7 +306,7 @@ impl Packet {
             PacketType::Connect => {
                 let body = &bytes[header.header_len..];
                 return decode_body(&frame, header)
-                    .map(Packet::Connect)
+                    .map(|c| Packet::Connect(Box::new(c)))
                     .map_err(|e| {
                         match connect::peek_version(body) {
                             Some(v) => e.with_version(v),
@@ -295,7 +315,9 @@ impl Packet {
                         .in_packet(PacketType::Connect)
                     });
             }
-            PacketType::ConnAck => decode_body(&frame, header).map(Packet::ConnAck),
+            PacketType::ConnAck => {
+                decode_body(&frame, header).map(|c| Packet::ConnAck(Box::new(c)))
+            }
             PacketType::Publish => decode_body(&frame, header).map(Packet::Publish),
             PacketType::PubAck => decode_body(&frame, header).map(Packet::PubAck),
             PacketType::PubRec => decode_body(&frame, header).map(Packet::PubRec),
@@ -305,8 +327,10 @@ impl Packet {
             PacketType::SubAck => decode_body(&frame, header).map(Packet::SubAck),
             PacketType::Unsubscribe => decode_body(&frame, header).map(Packet::Unsubscribe),
             PacketType::UnsubAck => decode_body(&frame, header).map(Packet::UnsubAck),
-            PacketType::Disconnect => decode_body(&frame, header).map(Packet::Disconnect),
-            PacketType::Auth => decode_body(&frame, header).map(Packet::Auth),
+            PacketType::Disconnect => {
+                decode_body(&frame, header).map(|d| Packet::Disconnect(Box::new(d)))
+            }
+            PacketType::Auth => decode_body(&frame, header).map(|a| Packet::Auth(Box::new(a))),
             PacketType::PingReq | PacketType::PingResp => {
                 let body = &bytes[header.header_len..];
                 end(body).map_err(|e| frame.error(e))?;
@@ -352,6 +376,31 @@ impl Packet {
 
 fn wire_type<T: Wire>(_: &T) -> PacketType {
     T::TYPE
+}
+
+/// Checks a SUBSCRIBE or UNSUBSCRIBE Topic Filter, string rules included,
+/// with tern-topic's rules: plain filter syntax in MQTT 3.x, plain or
+/// `$share/{ShareName}/{filter}` in MQTT 5. Returns whether it is a shared
+/// subscription. Ill-formed UTF-8 and U+0000 are reported as in every other
+/// string [MQTT-1.5.4-1] [MQTT-1.5.4-2]; the string is scanned once.
+pub(crate) fn check_filter(
+    filter: &[u8],
+    v5: bool,
+) -> Result<bool, nom::Err<crate::primitives::Fail<'_>>> {
+    use crate::{DecodeErrorKind, TopicError};
+    let checked = if v5 {
+        tern_topic::validate_subscription_filter(filter)
+    } else {
+        tern_topic::validate_topic_filter(filter).map(|()| false)
+    };
+    checked.map_err(|e| {
+        let kind = match e {
+            TopicError::InvalidUtf8 => DecodeErrorKind::InvalidUtf8,
+            TopicError::NullCharacter => DecodeErrorKind::NullCharacter,
+            e => DecodeErrorKind::InvalidTopicFilter(e),
+        };
+        nom::Err::Failure(crate::primitives::Fail { at: filter, kind })
+    })
 }
 
 /// Fails encoding when a version before 5 would lose MQTT 5 properties.

@@ -5,9 +5,10 @@ use crate::{
     DecodeError, DecodeErrorKind, EncodeError, FixedHeader, MqttString, PacketId, PacketType,
     ProtocolVersion, QoS,
     primitives::{Frame, PResult, fail, has_wildcard, packet_id, put_binary, topic_slice},
-    properties::{PropertySet, PublishProperties},
+    properties::{PropertySet, PublishProperties, PublishPropertiesBox},
     varint::{put_varint, varint_len},
 };
+use alloc::boxed::Box;
 use bytes::{Buf, BufMut, Bytes};
 
 /// PUBLISH: an application message, in either direction.
@@ -29,14 +30,50 @@ pub struct Publish {
     /// The packet identifier, present exactly at QoS 1 and 2.
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub packet_id: Option<PacketId>,
-    /// MQTT 5 properties; must be empty for 3.x.
-    pub properties: PublishProperties,
+    /// MQTT 5 properties; must be empty for 3.x. Behind one pointer,
+    /// allocated only when a property is set; reads and writes go through
+    /// it like a plain field (see [`PublishPropertiesBox`]).
+    pub properties: PublishPropertiesBox,
     /// The application message, shared with the buffer it was read from.
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_impls::hex"))]
     pub payload: Bytes,
 }
 
 impl Publish {
+    /// The MQTT 5 properties; an empty set (allocating nothing) when there
+    /// are none.
+    #[inline]
+    pub fn properties(&self) -> &PublishProperties {
+        self.properties.get()
+    }
+
+    /// The MQTT 5 properties to change, allocated on first use.
+    #[inline]
+    pub fn properties_mut(&mut self) -> &mut PublishProperties {
+        self.properties.get_mut()
+    }
+
+    /// Replaces the MQTT 5 properties; an empty set allocates nothing.
+    ///
+    /// ```
+    /// use tern_codec::{MqttString, Publish, PublishProperties};
+    ///
+    /// let publish = Publish {
+    ///     topic: MqttString::from_static("a/b"),
+    ///     ..Publish::default()
+    /// }
+    /// .with_properties(PublishProperties {
+    ///     message_expiry_interval: Some(60),
+    ///     ..PublishProperties::default()
+    /// });
+    /// assert_eq!(publish.properties().message_expiry_interval, Some(60));
+    /// ```
+    #[must_use]
+    pub fn with_properties(mut self, properties: PublishProperties) -> Self {
+        self.properties = properties.into();
+        self
+    }
+
     /// Writes the whole packet except the payload: the fixed header (whose
     /// Remaining Length counts the payload), the topic, the packet
     /// identifier and the properties. Writing [`payload`](Self::payload)
@@ -157,7 +194,7 @@ impl Wire for Publish {
         dst: &mut B,
     ) -> Result<(), EncodeError> {
         self.check(version)?;
-        let props_len = if version.is_v5() {
+        let props_len = if version.is_v5() && self.properties.is_allocated() {
             self.properties.body_len()
         } else {
             0
@@ -217,20 +254,29 @@ fn parse_head<'a>(frame: &Frame<'a>, flags: u8, body: &'a [u8]) -> PResult<'a, P
     };
     let (payload, properties) = if frame.version.is_v5() {
         let at = input;
-        let (rest, props) = PublishProperties::parse(frame, input)?;
-        if props
-            .response_topic
-            .as_ref()
-            .is_some_and(|t| has_wildcard(t.as_bytes()))
-        {
-            return fail(
-                at,
-                DecodeErrorKind::InvalidPropertyValue(crate::PropertyId::ResponseTopic),
-            );
+        let (rest, block) = crate::properties::block(input)?;
+        if block.is_empty() {
+            (rest, PublishPropertiesBox::new())
+        } else {
+            // Straight into the box: the set is not moved after parsing.
+            let mut props = Box::<PublishProperties>::default();
+            props
+                .parse_block_into(frame, block)
+                .map_err(nom::Err::Failure)?;
+            if props
+                .response_topic
+                .as_ref()
+                .is_some_and(|t| has_wildcard(t.as_bytes()))
+            {
+                return fail(
+                    at,
+                    DecodeErrorKind::InvalidPropertyValue(crate::PropertyId::ResponseTopic),
+                );
+            }
+            (rest, PublishPropertiesBox::from(props))
         }
-        (rest, props)
     } else {
-        (input, PublishProperties::default())
+        (input, PublishPropertiesBox::new())
     };
     if topic.is_empty() && properties.topic_alias.is_none() {
         return fail(body, DecodeErrorKind::EmptyTopic);

@@ -32,6 +32,9 @@ impl Wire for SubAck {
     fn check(&self, version: ProtocolVersion) -> Result<(), EncodeError> {
         require_no_properties(self.properties.is_empty(), version)?;
         self.properties.check()?;
+        if self.reason_codes.is_empty() {
+            return Err(EncodeError::NoReasonCodes);
+        }
         self.reason_codes
             .iter()
             .try_for_each(|&c| require_reason(c, PacketType::SubAck))
@@ -68,6 +71,9 @@ impl Wire for SubAck {
             let (rest, props) = AckProperties::parse(frame, input)?;
             properties = props;
             input = rest;
+        }
+        if input.is_empty() {
+            return fail(input, DecodeErrorKind::NoReasonCodes);
         }
         let mut reason_codes = Vec::with_capacity(input.len());
         for (i, &code) in input.iter().enumerate() {

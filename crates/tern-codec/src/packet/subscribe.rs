@@ -3,7 +3,7 @@
 use super::{Wire, require_no_properties};
 use crate::{
     DecodeErrorKind, EncodeError, MqttString, PacketId, PacketType, ProtocolVersion, QoS,
-    primitives::{Frame, PResult, fail, packet_id, put_binary, string_slice},
+    primitives::{Frame, PResult, binary_slice, fail, packet_id, put_binary},
     properties::{PropertySet, SubscribeProperties},
 };
 use alloc::vec::Vec;
@@ -25,9 +25,12 @@ pub struct Subscribe {
 
 /// One topic filter in a SUBSCRIBE with its options.
 ///
-/// The filter is only checked to be a valid string here; its topic-filter
-/// syntax (wildcard placement, `$share`) is the receiver's to check, because a
-/// bad filter earns a SUBACK failure, not a closed connection.
+/// The decoder checks the filter with tern-topic's rules: a filter that is
+/// not correctly formed (wildcard placement, empty, and in MQTT 5 the
+/// `$share/{ShareName}/{filter}` syntax) makes the packet malformed
+/// ([`DecodeErrorKind::InvalidTopicFilter`](crate::DecodeErrorKind::InvalidTopicFilter)).
+/// Whether a well-formed filter is allowed (authorization, shared or
+/// wildcard subscriptions supported) is the receiver's to answer per filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SubscribeFilter {
@@ -160,7 +163,8 @@ impl Wire for Subscribe {
         }
         let mut filters = Vec::new();
         while !input.is_empty() {
-            let (rest, filter) = string_slice(input)?;
+            let (rest, filter) = binary_slice(input)?;
+            let shared = super::check_filter(filter, v5)?;
             let options_at = rest;
             let (rest, byte) = be_u8(rest)?;
             let reserved = if v5 { 0b1100_0000 } else { 0b1111_1100 };
@@ -173,11 +177,15 @@ impl Wire for Subscribe {
             let Some(retain_handling) = RetainHandling::from_u8((byte >> 4) & 0b11) else {
                 return fail(options_at, DecodeErrorKind::InvalidRetainHandling);
             };
+            let no_local = byte & 0b0100 != 0;
+            if shared && no_local {
+                return fail(options_at, DecodeErrorKind::NoLocalOnSharedSubscription);
+            }
             filters.push(SubscribeFilter {
                 filter: frame.string(filter),
                 options: SubscriptionOptions {
                     qos,
-                    no_local: byte & 0b0100 != 0,
+                    no_local,
                     retain_as_published: byte & 0b1000 != 0,
                     retain_handling,
                 },

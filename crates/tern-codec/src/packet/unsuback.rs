@@ -49,6 +49,9 @@ impl Wire for UnsubAck {
                 version,
             });
         }
+        if version.is_v5() && self.reason_codes.is_empty() {
+            return Err(EncodeError::NoReasonCodes);
+        }
         self.reason_codes
             .iter()
             .try_for_each(|&c| require_reason(c, PacketType::UnsubAck))
@@ -78,6 +81,9 @@ impl Wire for UnsubAck {
             return Ok((input, UnsubAck::v3(packet_id)));
         }
         let (input, properties) = AckProperties::parse(frame, input)?;
+        if input.is_empty() {
+            return fail(input, DecodeErrorKind::NoReasonCodes);
+        }
         let mut reason_codes = Vec::with_capacity(input.len());
         for (i, &code) in input.iter().enumerate() {
             match ReasonCode::from_u8(code).filter(|c| c.is_valid_for(PacketType::UnsubAck)) {

@@ -3,7 +3,7 @@
 use super::{Wire, require_no_properties};
 use crate::{
     DecodeErrorKind, EncodeError, MqttString, PacketId, PacketType, ProtocolVersion,
-    primitives::{Frame, PResult, fail, packet_id, put_binary, string_slice},
+    primitives::{Frame, PResult, binary_slice, fail, packet_id, put_binary},
     properties::{PropertySet, UnsubscribeProperties},
 };
 use alloc::vec::Vec;
@@ -66,7 +66,8 @@ impl Wire for Unsubscribe {
         }
         let mut filters = Vec::new();
         while !input.is_empty() {
-            let (rest, filter) = string_slice(input)?;
+            let (rest, filter) = binary_slice(input)?;
+            super::check_filter(filter, frame.version.is_v5())?;
             filters.push(frame.string(filter));
             input = rest;
         }

@@ -162,7 +162,7 @@ impl FakeBroker {
     fn handshake(&self, ctx: &Ctx, connack: ConnAck) -> Result<(Conn, Bytes), Stop> {
         let mut conn = self.accept(ctx)?;
         let frame = conn.recv_frame()?;
-        conn.send(Packet::ConnAck(connack))?;
+        conn.send(Packet::ConnAck(Box::new(connack)))?;
         Ok((conn, frame))
     }
 }
@@ -236,7 +236,7 @@ fn connect_flags(frame: &[u8]) -> u8 {
 
 fn decode_connect(ctx: &Ctx, frame: &Bytes) -> Result<tern_codec::Connect, Stop> {
     match Packet::decode_exact(frame.clone(), ctx.protocol()) {
-        Ok(Packet::Connect(c)) => Ok(c),
+        Ok(Packet::Connect(c)) => Ok(*c),
         Ok(other) => Err(fail(format!("first packet is {}", name(&other)))),
         Err(e) => Err(fail(format!("client sent a malformed CONNECT: {e}"))),
     }
@@ -679,7 +679,8 @@ fn accepts_aliases(ctx: &Ctx) -> TestResult {
         properties: PublishProperties {
             topic_alias: NonZeroU16::new(3),
             ..Default::default()
-        },
+        }
+        .into(),
         ..Publish::default()
     };
     conn.send(Packet::Publish(aliased("t/alias")))?;
@@ -1019,7 +1020,7 @@ fn empty_id_clean(ctx: &Ctx) -> TestResult {
                     !connect.client_id.is_empty() || connect.clean_start,
                     "zero-byte client id sent with clean session 0"
                 );
-                conn.send(Packet::ConnAck(accept_all()))?;
+                conn.send(Packet::ConnAck(Box::new(accept_all())))?;
             }
             let _ = conn.expect_closed_within(PACKET_TIMEOUT);
         }
@@ -1049,10 +1050,10 @@ fn auth_method_wait(ctx: &Ctx) -> TestResult {
         Ok(Packet::Auth(_)) | Ok(Packet::Disconnect(_)) | Err(_) => {}
         Ok(other) => return Err(fail(format!("sent {} before CONNACK", name(&other)))),
     }
-    let _ = conn.send(Packet::ConnAck(ConnAck {
+    let _ = conn.send(Packet::ConnAck(Box::new(ConnAck {
         reason_code: ReasonCode::BadAuthenticationMethod,
         ..ConnAck::default()
-    }));
+    })));
     let _ = conn.expect_closed_within(PACKET_TIMEOUT);
     run.join()
 }

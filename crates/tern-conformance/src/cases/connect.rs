@@ -444,13 +444,16 @@ fn first_packet_not_connect(ctx: &Ctx) -> TestResult {
 
 fn second_connect(ctx: &Ctx) -> TestResult {
     let mut conn = ctx.connect()?;
-    conn.send(Packet::Connect(ctx.connect_packet()))?;
+    conn.send(Packet::Connect(Box::new(ctx.connect_packet())))?;
     conn.expect_closed_with_error()
 }
 
 /// The CONNECT bytes with the protocol level byte replaced.
 fn connect_bytes_with(ctx: &Ctx, edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
-    let mut bytes = encode(&Packet::Connect(ctx.connect_packet()), ctx.protocol());
+    let mut bytes = encode(
+        &Packet::Connect(Box::new(ctx.connect_packet())),
+        ctx.protocol(),
+    );
     edit(&mut bytes);
     bytes
 }
@@ -836,7 +839,7 @@ fn empty_id_persistent_v3(ctx: &Ctx) -> TestResult {
     connect.client_id = string("");
     connect.clean_start = false;
     let mut conn = ctx.open()?;
-    conn.send(Packet::Connect(connect))?;
+    conn.send(Packet::Connect(Box::new(connect)))?;
     let seen = conn.expect_closed_within(crate::harness::CLOSE_TIMEOUT)?;
     match seen.as_slice() {
         [Packet::ConnAck(a)] if a.reason_code == ReasonCode::ClientIdentifierNotValid => Ok(()),
@@ -922,7 +925,7 @@ fn rejected_then_data_v5(ctx: &Ctx) -> TestResult {
     ctx.retained(&topic);
     let mut connect = ctx.connect_packet();
     connect.properties.authentication_method = Some(string("tern-conformance-unknown"));
-    let mut bytes = encode(&Packet::Connect(connect), ctx.protocol());
+    let mut bytes = encode(&Packet::Connect(Box::new(connect)), ctx.protocol());
     bytes.extend(retained_publish_bytes(ctx, &topic));
     let mut conn = ctx.open()?;
     conn.send_raw(&bytes)?;
@@ -961,7 +964,10 @@ fn no_retained(ctx: &Ctx, topic: &str) -> TestResult {
 
 fn connack_first(ctx: &Ctx) -> TestResult {
     let topic = ctx.topic("x");
-    let mut bytes = encode(&Packet::Connect(ctx.connect_packet()), ctx.protocol());
+    let mut bytes = encode(
+        &Packet::Connect(Box::new(ctx.connect_packet())),
+        ctx.protocol(),
+    );
     bytes.extend(encode(
         &Packet::Subscribe(tern_codec::Subscribe {
             packet_id: crate::harness::pid(1),
@@ -1055,7 +1061,7 @@ fn refused_connack_v5(ctx: &Ctx) -> TestResult {
         ..ConnectProperties::default()
     };
     let mut conn = ctx.open()?;
-    conn.send(Packet::Connect(connect))?;
+    conn.send(Packet::Connect(Box::new(connect)))?;
     let seen = conn.expect_closed_within(crate::harness::CLOSE_TIMEOUT)?;
     match seen.as_slice() {
         [] => Ok(()),

@@ -308,7 +308,7 @@ fn forward(ctx: &Ctx, props: PublishProperties) -> Result<Publish, Stop> {
         qos: QoS::AtLeastOnce,
         topic: string(&topic),
         payload: Bytes::from_static(b"{}"),
-        properties: props,
+        properties: props.into(),
         ..Publish::default()
     })?;
     let got = s.recv_publish_acked()?;
@@ -416,7 +416,8 @@ fn publish_expiring(p: &mut Conn, topic: &str, retain: bool, seconds: u32) -> Te
         properties: PublishProperties {
             message_expiry_interval: Some(seconds),
             ..Default::default()
-        },
+        }
+        .into(),
         ..Publish::default()
     })
     .map(|_| ())
@@ -478,7 +479,8 @@ fn aliased(topic: &str, alias: u16, payload: &'static [u8]) -> Publish {
         properties: PublishProperties {
             topic_alias: NonZeroU16::new(alias),
             ..Default::default()
-        },
+        }
+        .into(),
         ..Publish::default()
     }
 }
@@ -950,7 +952,8 @@ fn qos2_in_after_expiry(ctx: &Ctx) -> TestResult {
         properties: PublishProperties {
             message_expiry_interval: Some(1),
             ..Default::default()
-        },
+        }
+        .into(),
         ..Publish::default()
     }))?;
     c.wait_for(|p| matches!(p, Packet::PubRec(_)), "PUBREC")?;
@@ -995,7 +998,8 @@ fn qos2_out_not_expired(ctx: &Ctx) -> TestResult {
         properties: PublishProperties {
             message_expiry_interval: Some(1),
             ..Default::default()
-        },
+        }
+        .into(),
         ..Publish::default()
     })?;
     let first = s.recv_publish()?;

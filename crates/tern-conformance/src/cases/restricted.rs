@@ -73,7 +73,7 @@ fn will_refused(ctx: &Ctx, qos: QoS, retain: bool) -> TestResult {
         properties: Default::default(),
     });
     let mut conn = ctx.open()?;
-    conn.send(Packet::Connect(connect))?;
+    conn.send(Packet::Connect(Box::new(connect)))?;
     let seen = conn.expect_closed_within(crate::harness::CLOSE_TIMEOUT)?;
     match seen.as_slice() {
         [] => Ok(()),

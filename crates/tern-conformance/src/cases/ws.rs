@@ -240,7 +240,7 @@ fn subprotocol(ctx: &Ctx) -> TestResult {
         "server selected subprotocol {:?}",
         ws.protocol
     );
-    ws.send_packet(ctx, &Packet::Connect(ctx.connect_packet()))?;
+    ws.send_packet(ctx, &Packet::Connect(Box::new(ctx.connect_packet())))?;
     let ack = ws.recv(ctx)?;
     ensure!(matches!(ack, Packet::ConnAck(_)), "got {}", name(&ack));
     Ok(())
@@ -248,7 +248,10 @@ fn subprotocol(ctx: &Ctx) -> TestResult {
 
 fn split_and_packed(ctx: &Ctx) -> TestResult {
     let mut ws = Ws::open(ctx)?;
-    let connect = encode(&Packet::Connect(ctx.connect_packet()), ctx.protocol());
+    let connect = encode(
+        &Packet::Connect(Box::new(ctx.connect_packet())),
+        ctx.protocol(),
+    );
     let (a, b) = connect.split_at(connect.len() / 2);
     ws.send_frame(BINARY, a)?;
     ws.send_frame(BINARY, b)?;
@@ -281,7 +284,7 @@ fn split_and_packed(ctx: &Ctx) -> TestResult {
 
 fn text_frame_closes(ctx: &Ctx) -> TestResult {
     let mut ws = Ws::open(ctx)?;
-    ws.send_packet(ctx, &Packet::Connect(ctx.connect_packet()))?;
+    ws.send_packet(ctx, &Packet::Connect(Box::new(ctx.connect_packet())))?;
     let ack = ws.recv(ctx)?;
     ensure!(matches!(ack, Packet::ConnAck(_)), "got {}", name(&ack));
     ws.send_frame(TEXT, &encode(&Packet::PingReq, ctx.protocol()))?;
