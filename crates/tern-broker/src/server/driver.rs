@@ -18,17 +18,16 @@
 //! feeding a channel, the order was the order the scheduler ran those tasks,
 //! and tokio runs the most recently woken task first: a client's SUBSCRIBE
 //! could be handled after another client's PUBLISH that arrived later.)
-//! Pausing a connection is not reading it: its read half waits in its
-//! [`Link`] until the core wants its input again.
 //!
-//! The task never awaits a connection. Output goes to each connection's
-//! writer task through an unbounded [`OutputQueue`](super::connection::OutputQueue),
-//! and what bounds it is credit: the task counts the bytes it handed a
-//! connection and the connection has not yet reported written. Above
-//! [`HIGH_WATER`] it tells the core the connection is not writable, so the
-//! core keeps that client's messages in its session's bounded queue, and
-//! stops reading the connection; below [`LOW_WATER`] it is writable and read
-//! again. A slow reader slows only itself.
+//! **Backpressure is the core's.** The task never awaits a connection:
+//! output goes to each connection's writer task through an unbounded
+//! [`OutputQueue`](super::connection::OutputQueue), and the writer reports
+//! the bytes it wrote, which the task passes to
+//! [`Broker::handle_written`]. The core bounds each connection's output by
+//! that credit and says when to stop and resume reading a connection
+//! ([`BrokerEvent::PauseReading`], [`BrokerEvent::ResumeReading`]); pausing a
+//! connection is not re-arming its read, so its read half waits in its
+//! [`Link`] until the core wants its input again.
 
 use super::connection::{self, Accepted, ConnReader, Output, OutputQueue, OutputSender, Report};
 use crate::{Broker, BrokerConfig, BrokerEvent, ConnId, Transmit};
@@ -43,13 +42,6 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// New connections waiting for the core at most; the accept loops wait beyond that.
 pub(crate) const ACCEPT_CAPACITY: usize = 64;
-
-/// Bytes handed to a connection and not yet written above which the core
-/// stops producing for it.
-pub(crate) const HIGH_WATER: usize = 64 * 1024;
-
-/// Unwritten bytes below which a throttled connection is writable again.
-pub(crate) const LOW_WATER: usize = 16 * 1024;
 
 /// Payloads at least this long are not copied into a connection's buffer:
 /// the payload `Bytes` itself is queued, shared by every subscriber.
@@ -99,21 +91,11 @@ struct Link {
     input: BytesMut,
     /// Encoded and not yet handed to the writer, in order.
     batch: Vec<Bytes>,
-    /// Bytes encoded for it and not yet reported written.
-    unwritten: usize,
-    /// What the core was last told.
-    writable: bool,
-    /// The core stopped consuming its input (publisher backpressure).
-    blocked: bool,
+    /// The core said [`BrokerEvent::PauseReading`] (and not yet
+    /// [`BrokerEvent::ResumeReading`]).
+    paused: bool,
     peer: SocketAddr,
     transport: &'static str,
-}
-
-impl Link {
-    /// Whether the core wants its input now.
-    fn readable(&self) -> bool {
-        self.writable && !self.blocked
-    }
 }
 
 /// The core task's state.
@@ -237,9 +219,7 @@ impl Driver {
                 handback,
                 input: BytesMut::new(),
                 batch: Vec::new(),
-                unwritten: 0,
-                writable: true,
-                blocked: false,
+                paused: false,
                 peer: new.peer,
                 transport: new.transport,
             },
@@ -297,7 +277,7 @@ impl Driver {
         let Some(link) = self.links.get_mut(&conn) else {
             return;
         };
-        if !link.readable() {
+        if link.paused {
             return;
         }
         if let Some((reader, stop)) = link.reader.take() {
@@ -332,7 +312,7 @@ impl Driver {
 
     fn report(&mut self, report: Report) {
         match report {
-            Report::Written(conn, n) => self.written(conn, n),
+            Report::Written(conn, n) => self.broker.handle_written(conn, n),
             Report::Failed(conn) => {
                 if self.links.contains_key(&conn) {
                     self.forget(conn, false);
@@ -343,22 +323,8 @@ impl Driver {
         }
     }
 
-    /// A connection wrote `n` bytes of what it was handed.
-    fn written(&mut self, conn: ConnId, n: usize) {
-        let Some(link) = self.links.get_mut(&conn) else {
-            return;
-        };
-        link.unwritten = link.unwritten.saturating_sub(n);
-        if !link.writable && link.unwritten <= LOW_WATER {
-            link.writable = true;
-            self.broker.set_writable(conn, true);
-            self.rearm(conn);
-        }
-    }
-
-    /// Hands the core a connection's input; while the core leaves input
-    /// unconsumed (publisher backpressure) the connection is not read,
-    /// since more would only wait here.
+    /// Hands the core a connection's input. What it leaves (a partial
+    /// packet, or the rest of a blocked publisher's input) waits here.
     fn consume(&mut self, now: Instant, conn: ConnId) {
         let Some(link) = self.links.get_mut(&conn) else {
             return;
@@ -368,7 +334,6 @@ impl Driver {
             // Give the read buffer back between packets.
             link.input = BytesMut::new();
         }
-        link.blocked = self.broker.is_blocked(conn);
     }
 
     /// The drain rule, repeated until the core has nothing more to say
@@ -420,17 +385,6 @@ impl Driver {
         if let Err(e) = result {
             // The core only emits packets valid for the connection's version.
             tracing::error!(conn = %t.conn, packet = ?t.packet.packet_type(), "cannot encode: {e}");
-            return;
-        }
-        let Some(link) = self.links.get_mut(&t.conn) else {
-            return;
-        };
-        link.unwritten += len;
-        if link.writable && link.unwritten > HIGH_WATER {
-            // Hold its output in its session's bounded queue, and stop
-            // reading it so it cannot make us queue answers without bound.
-            link.writable = false;
-            self.broker.set_writable(t.conn, false);
         }
     }
 
@@ -460,7 +414,7 @@ impl Driver {
             if let Some(link) = self.links.get_mut(&conn) {
                 let batch = std::mem::take(&mut link.batch);
                 // The writer task may have ended (a failed write); its
-                // `Closed` is on its way.
+                // `Report::Failed` is on its way.
                 link.writer.send(Output::Data(batch));
             }
         }
@@ -477,9 +431,17 @@ impl Driver {
                 }
                 self.broker.handle_closed(now, conn);
             }
-            BrokerEvent::Unblocked(conn) => {
-                self.consume(now, conn);
-                self.rearm(conn);
+            BrokerEvent::PauseReading(conn) => {
+                if let Some(link) = self.links.get_mut(&conn) {
+                    link.paused = true;
+                }
+            }
+            BrokerEvent::ResumeReading(conn) => {
+                if let Some(link) = self.links.get_mut(&conn) {
+                    link.paused = false;
+                    self.consume(now, conn);
+                    self.rearm(conn);
+                }
             }
             BrokerEvent::Connected {
                 conn,
@@ -532,9 +494,7 @@ mod tests {
                 handback: oneshot::channel().0,
                 input: BytesMut::new(),
                 batch: Vec::new(),
-                unwritten: 0,
-                writable: true,
-                blocked: false,
+                paused: false,
                 peer: SocketAddr::from(([127, 0, 0, 1], 1)),
                 transport: "test",
             },
@@ -596,27 +556,5 @@ mod tests {
                 .unwrap();
             assert_eq!(chunks.concat(), expected.to_vec());
         }
-    }
-
-    #[test]
-    fn credit_throttles_a_connection_and_stops_reading_it() {
-        let mut d = driver();
-        let (a, mut rx) = link(&mut d);
-        let big = Bytes::from(vec![0u8; HIGH_WATER]);
-        d.encode(Transmit {
-            conn: a,
-            version: ProtocolVersion::V5,
-            packet: Packet::Publish(Publish {
-                topic: MqttString::from_static("t"),
-                payload: big,
-                ..Publish::default()
-            }),
-        });
-        d.flush();
-        let n: usize = chunks(&mut rx).iter().map(Bytes::len).sum();
-        assert!(!d.links[&a].readable());
-        // Written down to the low-water mark: writable and read again.
-        d.written(a, n - LOW_WATER);
-        assert!(d.links[&a].readable());
     }
 }
