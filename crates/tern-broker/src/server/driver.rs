@@ -138,7 +138,8 @@ pub(crate) async fn run(
             tokio::time::Instant::from_std(driver.start + Duration::from_nanos(t.as_nanos()))
         });
         tokio::select! {
-            // Reports first: they make connections writable.
+            // Reports first: they make connections writable. Reads last, so
+            // that a stream of input delays neither deadlines nor accepts.
             biased;
             Some(report) = report_rx.recv() => {
                 driver.report(report);
@@ -146,13 +147,13 @@ pub(crate) async fn run(
                     driver.report(report);
                 }
             }
-            Some(read) = driver.reads.next() => driver.handle_read(read),
-            Some(new) = accepted.recv() => driver.accept(new),
+            _ = shutdown.recv() => break,
             () = sleep_until(deadline), if deadline.is_some() => {
                 let now = driver.now();
                 driver.broker.handle_timeout(now);
             }
-            _ = shutdown.recv() => break,
+            Some(new) = accepted.recv() => driver.accept(new),
+            Some(read) = driver.reads.next() => driver.handle_read(read),
         }
         driver.drain();
     }
