@@ -31,8 +31,9 @@
 //! Shutdown follows mini-redis: a `broadcast` channel tells the listeners and
 //! the core task to stop; the core sends every connection its DISCONNECT
 //! (0x8B for MQTT 5) and a close; each writer task holds a clone of an
-//! `mpsc::Sender` that it drops when it has closed its socket, so [`Running::shutdown`] knows
-//! every socket has been flushed when the matching receiver yields `None`.
+//! `mpsc::Sender` that it drops once it has flushed and shut its socket's
+//! write side, so [`Running::shutdown`] knows every socket has been flushed
+//! when the matching receiver yields `None`.
 //!
 //! # Example
 //!
