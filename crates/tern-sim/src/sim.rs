@@ -185,6 +185,8 @@ struct LinkSlot {
     /// The broker said `PauseReading` (and not yet `ResumeReading`): what
     /// arrives waits in `broker_buf`, as it would in the socket.
     paused: bool,
+    /// The client closed the link while the broker was not reading it.
+    fin_pending: bool,
     /// The broker sent a CONNACK with Session Present 0 on this link.
     connack_new_session: bool,
     /// The client read a CONNACK on this link.
@@ -783,7 +785,7 @@ impl World {
                 })?;
             }
             for l in resumed {
-                self.feed_broker(l)?;
+                self.resume_broker(l)?;
             }
             if !moved {
                 break;
@@ -879,12 +881,34 @@ impl World {
                 self.feed_broker(id)
             }
             Delivery::Closed => {
+                if slot.paused && self.broker.is_blocked(conn) {
+                    // A blocked publisher is not read: its end of stream
+                    // waits behind what it sent, until it is read again. (A
+                    // connection paused because it does not read learns of
+                    // the close at once, as a shell's failing write would.)
+                    slot.fin_pending = true;
+                    return Ok(());
+                }
                 slot.conn = None;
                 self.log(format!("b sees c{client}'s link L{id} close"));
                 self.broker.handle_closed(self.now, conn);
                 self.drain_broker()
             }
         }
+    }
+
+    /// The broker reads link `id` again: what waited, then its end of
+    /// stream if that came too.
+    fn resume_broker(&mut self, id: u64) -> Step {
+        self.feed_broker(id)?;
+        let Some(slot) = self.links.get_mut(&id) else {
+            return Ok(());
+        };
+        if slot.fin_pending && !slot.paused {
+            slot.fin_pending = false;
+            return self.deliver_to_broker(id, Delivery::Closed);
+        }
+        Ok(())
     }
 
     /// Hands the broker what arrived on link `id` and it has not consumed.
@@ -1290,6 +1314,7 @@ impl World {
                 tx_broker: Shadow::new(options.version),
                 armed: None,
                 paused: false,
+                fin_pending: false,
                 connack_new_session: false,
                 connack_read: false,
                 clean_start: false,

@@ -118,6 +118,10 @@ struct Driver {
     scratch_owner: Option<ConnId>,
     /// Connections with a non-empty batch.
     dirty: Vec<ConnId>,
+    /// Connections whose read half is parked and may be read again once
+    /// the core's events for this input are handled (a `PauseReading`
+    /// among them keeps it parked).
+    parked: Vec<ConnId>,
 }
 
 /// Runs the core until the shutdown signal; then shuts the broker down,
@@ -187,6 +191,7 @@ impl Driver {
             scratch: BytesMut::new(),
             scratch_owner: None,
             dirty: Vec::new(),
+            parked: Vec::new(),
         }
     }
 
@@ -254,7 +259,9 @@ impl Driver {
                 link.reader = Some((reader, stop));
                 let now = self.now();
                 self.consume(now, conn);
-                self.rearm(conn);
+                // Read on only after the drain: the core may just have
+                // blocked this publisher (its `PauseReading` is pending).
+                self.parked.push(conn);
             }
             // Stopped while open: cannot happen (the core stops a read only
             // when it lets the connection go); keep the half, paused.
@@ -353,8 +360,12 @@ impl Driver {
                 self.handle_event(now, event);
             }
             if !progress {
-                return;
+                break;
             }
+        }
+        let parked = std::mem::take(&mut self.parked);
+        for conn in parked {
+            self.rearm(conn);
         }
     }
 
@@ -441,7 +452,7 @@ impl Driver {
                 if let Some(link) = self.links.get_mut(&conn) {
                     link.paused = false;
                     self.consume(now, conn);
-                    self.rearm(conn);
+                    self.parked.push(conn);
                 }
             }
             BrokerEvent::Connected {
