@@ -460,7 +460,7 @@ impl Driver {
                 // its caller must already see `Connected`.
                 self.state.send_replace(State::Connected {
                     session_present,
-                    connack: Box::new(connack),
+                    connack,
                 });
                 if let Some(ready) = self.ready.take() {
                     let _ = ready.send(Ok(()));

@@ -7,7 +7,7 @@ use crate::{
     core::{Core, Dropped, Flows, LinkState, Received},
     outgoing::{AckResult, Awaiting, Enqueued},
 };
-use alloc::{collections::BTreeMap, vec::Vec};
+use alloc::{boxed::Box, collections::BTreeMap, vec::Vec};
 use bytes::{Bytes, BytesMut};
 use core::time::Duration;
 use tern_codec::{
@@ -208,8 +208,9 @@ pub enum ClientEvent {
     Connected {
         /// Whether the server resumed the session.
         session_present: bool,
-        /// The CONNACK, with the server's limits and any assigned identifier.
-        connack: ConnAck,
+        /// The CONNACK, with the server's limits and any assigned identifier
+        /// (boxed: it is large and arrives once per connection).
+        connack: Box<ConnAck>,
     },
     /// An application message arrived; acknowledge it with `ack` when the
     /// token is present (manual acknowledgement).
@@ -256,7 +257,7 @@ pub enum ClientEvent {
     },
     /// An AUTH packet from the server (enhanced authentication); answer with
     /// [`ClientConnection::auth`].
-    Auth(Auth),
+    Auth(Box<Auth>),
     /// The connection ended; take the session back with
     /// [`ClientConnection::into_session`] to reconnect.
     Closed(CloseReason),
@@ -757,9 +758,9 @@ impl ClientConnection {
 
     fn handle_handshake(&mut self, now: Instant, packet: Packet) -> Result<(), Violation> {
         match packet {
-            Packet::ConnAck(connack) => self.handle_connack(now, *connack),
+            Packet::ConnAck(connack) => self.handle_connack(now, connack),
             Packet::Auth(auth) if self.core.version.is_v5() => {
-                self.core.events.push_back(ClientEvent::Auth(*auth));
+                self.core.events.push_back(ClientEvent::Auth(auth));
                 Ok(())
             }
             Packet::Disconnect(d) if self.core.version.is_v5() => {
@@ -770,7 +771,7 @@ impl ClientConnection {
         }
     }
 
-    fn handle_connack(&mut self, _now: Instant, connack: ConnAck) -> Result<(), Violation> {
+    fn handle_connack(&mut self, _now: Instant, connack: Box<ConnAck>) -> Result<(), Violation> {
         if connack.reason_code.is_error() {
             self.close_with(CloseReason::ConnectRefused(connack.reason_code), None);
             return Ok(());
@@ -898,7 +899,7 @@ impl ClientConnection {
             Packet::PingResp => {}
             Packet::Disconnect(d) => self.peer_disconnected(*d),
             Packet::Auth(auth) if self.core.version.is_v5() => {
-                self.core.events.push_back(ClientEvent::Auth(*auth));
+                self.core.events.push_back(ClientEvent::Auth(auth));
             }
             Packet::ConnAck(_) => return Err(Violation::Rule(Rule::SecondConnAck)),
             _ => return Err(Violation::Rule(Rule::ClientOnlyPacket)),

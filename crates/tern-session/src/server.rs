@@ -240,15 +240,16 @@ pub enum ServerEvent {
     /// An UNSUBSCRIBE: answer with [`ServerConnection::unsuback`].
     UnsubscribeRequest(Unsubscribe),
     /// An AUTH packet (enhanced authentication or re-authentication).
-    Auth(Auth),
+    Auth(Box<Auth>),
     /// The connection ended. `will` is the Will Message when the connection
     /// did not end with a normal DISCONNECT (reason 0x00);
     /// publishing it (after its Will Delay Interval) is the caller's job.
     Closed {
         /// Why.
         reason: CloseReason,
-        /// The will to publish, if the rules say so.
-        will: Option<Will>,
+        /// The will to publish, if the rules say so (boxed: it is large and
+        /// rare, and keeps every event small).
+        will: Option<Box<Will>>,
         /// How long the session outlives the connection, in seconds
         /// (0: it ends now; `u32::MAX`: it never expires).
         session_expiry_interval: u32,
@@ -283,7 +284,7 @@ pub struct ServerConnection {
     phase: Phase,
     connect_deadline: Instant,
     session: Option<ServerSession>,
-    will: Option<Will>,
+    will: Option<Box<Will>>,
     keep_alive: Duration,
     session_expiry: u32,
     /// Whether the client allows Reason Strings and User Properties on acks.
@@ -856,7 +857,7 @@ impl ServerConnection {
                 return Ok(());
             }
         }
-        self.will = connect.will.clone();
+        self.will = connect.will.clone().map(Box::new);
         self.phase = Phase::AwaitingDecision;
         self.core
             .events
@@ -944,7 +945,7 @@ impl ServerConnection {
             Packet::PingReq => self.core.send_control(Packet::PingResp),
             Packet::Disconnect(d) => self.client_disconnected(*d)?,
             Packet::Auth(auth) if self.core.version.is_v5() => {
-                self.core.events.push_back(ServerEvent::Auth(*auth));
+                self.core.events.push_back(ServerEvent::Auth(auth));
             }
             Packet::Connect(_) => {
                 return Err(Violation::Rule(Rule::SecondConnect));
