@@ -17,5 +17,5 @@ pub mod server;
 pub use crate::core::security;
 pub use crate::core::{
     AllowAll, AuthDecision, Authenticator, Broker, BrokerConfig, BrokerEvent, ConnId, MemoryStore,
-    RetainedMessage, Stats, Store, StoredSession, StoredState, Transmit,
+    OutputCredit, RetainedMessage, Stats, Store, StoredSession, StoredState, Transmit,
 };
