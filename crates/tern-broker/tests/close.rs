@@ -26,7 +26,7 @@ async fn a_client_still_sending_reads_the_disconnect_not_a_reset() {
     let v = ProtocolVersion::V5;
     for round in 1..=ROUNDS {
         let mut flood = BytesMut::new();
-        Packet::Connect(connect(v, &format!("flood-{round}")))
+        Packet::from(connect(v, &format!("flood-{round}")))
             .encode(v, &mut flood)
             .unwrap();
         // 2 are allowed in flight, the third is one too many; the rest

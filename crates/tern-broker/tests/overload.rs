@@ -84,7 +84,7 @@ async fn a_held_back_publisher_that_closes_still_has_everything_it_sent_delivere
         p.payload = body.into();
         Packet::Publish(p).encode(v, &mut flood).unwrap();
     }
-    Packet::Disconnect(tern_codec::Disconnect::new(tern_codec::ReasonCode::Success))
+    Packet::from(tern_codec::Disconnect::new(tern_codec::ReasonCode::Success))
         .encode(v, &mut flood)
         .unwrap();
     let send = tokio::spawn(async move {
