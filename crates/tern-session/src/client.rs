@@ -508,7 +508,7 @@ impl ClientConnection {
         };
         let id = publish.packet_id;
         let message = QueuedMessage {
-            publish,
+            message: publish.into(),
             queued_at: now,
         };
         match self
@@ -520,11 +520,11 @@ impl ClientConnection {
             Enqueued::Queued => {}
             Enqueued::QueuedDroppingOldest(dropped) => {
                 for old in dropped {
-                    if let Some(old_id) = old.publish.packet_id {
+                    if let Some(old_id) = old.message.packet_id {
                         self.session.flows.ids.release(old_id);
                     }
                     self.core.events.push_back(ClientEvent::PublishDropped {
-                        packet_id: old.publish.packet_id,
+                        packet_id: old.message.packet_id,
                     });
                 }
             }
@@ -693,14 +693,14 @@ impl ClientConnection {
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Packet> {
         self.core
-            .next_transmit(now, &mut self.session.flows, |core, publish, why| {
-                let Some(packet_id) = publish.packet_id else {
+            .next_transmit(now, &mut self.session.flows, |core, packet_id, qos, why| {
+                let Some(packet_id) = packet_id else {
                     return;
                 };
                 core.events.push_back(match why {
                     Dropped::TooLarge => ClientEvent::Published {
                         packet_id,
-                        qos: publish.qos,
+                        qos,
                         reason_code: ReasonCode::PacketTooLarge,
                     },
                     Dropped::Expired => ClientEvent::PublishDropped {

@@ -108,6 +108,7 @@ mod error;
 mod idmap;
 mod ids;
 mod incoming;
+mod message;
 mod outgoing;
 mod server;
 mod time;
@@ -120,6 +121,7 @@ pub use crate::client::{
 pub use crate::error::{AckError, CloseReason, CommandError, PublishError, Rule, Violation};
 pub use crate::ids::PacketIds;
 pub use crate::incoming::AckToken;
+pub use crate::message::{Delivery, MessageBody};
 pub use crate::outgoing::{Enqueued, OverflowPolicy, QueueLimits, QueuedMessage};
 pub use crate::server::{
     Accept, ServerConfig, ServerConnection, ServerEvent, ServerSession, StoredSubscription,
@@ -133,4 +135,9 @@ pub use crate::time::Instant;
 const _: () = {
     assert!(::core::mem::size_of::<ClientEvent>() <= 96);
     assert!(::core::mem::size_of::<ServerEvent>() <= 96);
+    // A queued or in-flight message is a few words beside its shared body
+    // (`QueuedMessage` was 88 bytes with a whole `Publish`).
+    assert!(::core::mem::size_of::<Delivery>() <= 40);
+    assert!(::core::mem::size_of::<QueuedMessage>() <= 48);
+    assert!(::core::mem::size_of::<outgoing::InFlight>() <= 64);
 };

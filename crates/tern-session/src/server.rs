@@ -7,8 +7,8 @@
 //! through events and decision calls.
 
 use crate::{
-    AckError, AckToken, CloseReason, CommandError, Enqueued, Instant, QueueLimits, QueuedMessage,
-    Rule, Violation,
+    AckError, AckToken, CloseReason, CommandError, Delivery, Enqueued, Instant, QueueLimits,
+    QueuedMessage, Rule, Violation,
     core::{Core, Flows, LinkState, Received},
     outgoing::{AckResult, Awaiting},
 };
@@ -118,12 +118,15 @@ impl ServerSession {
 
     /// Queues a message for the client (while it is offline, or behind the
     /// in-flight window). Its packet identifier is assigned when it is sent.
-    pub fn enqueue(&mut self, now: Instant, mut publish: Publish) -> Enqueued {
-        publish.packet_id = None;
-        publish.dup = false;
+    ///
+    /// A [`Delivery`] shares its body with every other recipient of the
+    /// message; a [`Publish`] becomes a delivery with a body of its own.
+    pub fn enqueue(&mut self, now: Instant, message: impl Into<Delivery>) -> Enqueued {
+        let mut message = message.into();
+        message.packet_id = None;
         self.flows.outgoing.enqueue(
             QueuedMessage {
-                publish,
+                message,
                 queued_at: now,
             },
             &self.queue_limits,
@@ -543,9 +546,13 @@ impl ServerConnection {
 
     /// Sends (or queues) an application message to the client. Its packet
     /// identifier is assigned when it goes in flight.
-    pub fn send(&mut self, now: Instant, publish: Publish) -> Result<Enqueued, CommandError> {
+    pub fn send(
+        &mut self,
+        now: Instant,
+        message: impl Into<Delivery>,
+    ) -> Result<Enqueued, CommandError> {
         let session = self.session.as_mut().ok_or(CommandError::NoSession)?;
-        Ok(session.enqueue(now, publish))
+        Ok(session.enqueue(now, message))
     }
 
     /// Answers a SUBSCRIBE with one reason code per filter.
@@ -664,10 +671,10 @@ impl ServerConnection {
         let Some(session) = self.session.as_mut() else {
             return self
                 .core
-                .next_transmit(now, &mut Flows::default(), |_, _, _| {});
+                .next_transmit(now, &mut Flows::default(), |_, _, _, _| {});
         };
         self.core
-            .next_transmit(now, &mut session.flows, |_, _, _| {})
+            .next_transmit(now, &mut session.flows, |_, _, _, _| {})
     }
 
     /// The next deadline at which [`handle_timeout`](Self::handle_timeout) must be called.
