@@ -112,6 +112,7 @@ mod message;
 mod outgoing;
 mod server;
 mod time;
+mod transmit;
 mod window;
 
 pub use crate::client::{
@@ -127,6 +128,7 @@ pub use crate::server::{
     Accept, ServerConfig, ServerConnection, ServerEvent, ServerSession, StoredSubscription,
 };
 pub use crate::time::Instant;
+pub use crate::transmit::Transmit;
 
 // The hot types stay small: events and queue entries are moved through
 // queues on every message, so their large, rare parts (a CONNACK, a will,

@@ -8,9 +8,10 @@
 
 use crate::{
     AckError, AckToken, CloseReason, CommandError, Delivery, Enqueued, Instant, QueueLimits,
-    QueuedMessage, Rule, Violation,
+    QueuedMessage, Rule, Transmit, Violation,
     core::{Core, Flows, LinkState, Received},
     outgoing::{AckResult, Awaiting},
+    transmit,
 };
 use alloc::{boxed::Box, collections::BTreeMap, vec::Vec};
 use bytes::BytesMut;
@@ -675,6 +676,28 @@ impl ServerConnection {
         };
         self.core
             .next_transmit(now, &mut session.flows, |_, _, _, _| {})
+    }
+
+    /// Writes the next packet into `buf` and says what was written, or
+    /// returns `None` when nothing is due: [`poll_transmit`](Self::poll_transmit)
+    /// with the encoding done, so the host never encodes. A PUBLISH payload
+    /// longer than `max_copy` bytes is not copied: it comes back in
+    /// [`Transmit::payload`], to write right after the bytes appended
+    /// (`usize::MAX` copies every payload).
+    pub fn write_transmit(
+        &mut self,
+        now: Instant,
+        buf: &mut BytesMut,
+        max_copy: usize,
+    ) -> Option<Transmit> {
+        loop {
+            let packet = self.poll_transmit(now)?;
+            if let Some(t) = transmit::write(&packet, self.core.version, buf, max_copy) {
+                return Some(t);
+            }
+            let code = ReasonCode::ImplementationSpecificError;
+            self.close_with(CloseReason::Local(code), Some(code), true);
+        }
     }
 
     /// The next deadline at which [`handle_timeout`](Self::handle_timeout) must be called.
