@@ -111,8 +111,8 @@ fuzz_target!(|data: &[u8]| {
             }
             let bytes = out.split().freeze();
             assert_eq!(bytes.len(), t.wire_len());
-            let p = Packet::decode_exact(bytes, version)
-                .expect("the client sends only valid packets");
+            let p =
+                Packet::decode_exact(bytes, version).expect("the client sends only valid packets");
             assert_eq!(p.packet_type(), t.packet_type);
         }
         let session = client.session();
