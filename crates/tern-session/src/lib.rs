@@ -18,14 +18,16 @@
 //!   own mistakes are errors. A peer's protocol violation closes the
 //!   connection (MQTT 5: with a DISCONNECT carrying the reason code) and
 //!   surfaces as a `Closed` event.
-//! - **Output** is polled: `poll_transmit(now)` (packets to send),
+//! - **Output** is polled: `write_transmit(now, &mut buf, max_copy)` (the
+//!   next packet, written into your buffer, with a few words about it in a
+//!   [`Transmit`]; `poll_transmit(now)` is the same as a typed packet),
 //!   `poll_timeout()` (when to call `handle_timeout` next), `poll_event()`.
 //!
 //! # The drain rule
 //!
 //! After every input or command, and before the next input:
 //!
-//! 1. call `poll_transmit` until it returns `None` (or until your write
+//! 1. call `write_transmit` until it returns `None` (or until your write
 //!    buffer is full: then stop reading from the peer and call it again when
 //!    the socket is writable; waiting messages stay in the session's bounded
 //!    queue),
@@ -34,7 +36,7 @@
 //!
 //! Time must never go backwards. Calling `handle_timeout` early is a
 //! harmless no-op. When a `Closed` event arrives, finish sending what
-//! `poll_transmit` still returns (a final DISCONNECT), then close the socket.
+//! `write_transmit` still writes (a final DISCONNECT), then close the socket.
 //!
 //! # Sessions and connections
 //!
