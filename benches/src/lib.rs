@@ -4,7 +4,7 @@
 pub mod session_pair {
     use bytes::BytesMut;
     use std::hint::black_box;
-    use tern_codec::{ConnectProperties, MqttString, Packet, ProtocolVersion};
+    use tern_codec::{ConnectProperties, MqttString, ProtocolVersion};
     use tern_session::{
         Accept, ClientConnection, ClientEvent, ClientSession, ConnectOptions, Instant,
         ServerConfig, ServerConnection, ServerEvent, ServerSession,
@@ -18,7 +18,6 @@ pub mod session_pair {
         pub server: ServerConnection,
         c2s: BytesMut,
         s2c: BytesMut,
-        version: ProtocolVersion,
     }
 
     impl Pair {
@@ -40,7 +39,6 @@ pub mod session_pair {
                 server: ServerConnection::new(now, config),
                 c2s: BytesMut::with_capacity(64 * 1024),
                 s2c: BytesMut::with_capacity(64 * 1024),
-                version,
             };
             pair.pump();
             pair
@@ -52,12 +50,11 @@ pub mod session_pair {
             let mut done = 0;
             loop {
                 let mut moved = false;
-                while let Some(p) = self.client.poll_transmit(now) {
-                    let v = match &p {
-                        Packet::Connect(c) => c.protocol,
-                        _ => self.version,
-                    };
-                    p.encode(v, &mut self.c2s).unwrap();
+                while self
+                    .client
+                    .write_transmit(now, &mut self.c2s, usize::MAX)
+                    .is_some()
+                {
                     moved = true;
                 }
                 if !self.c2s.is_empty() {
@@ -87,9 +84,11 @@ pub mod session_pair {
                     }
                     moved = true;
                 }
-                let v = self.server.version();
-                while let Some(p) = self.server.poll_transmit(now) {
-                    p.encode(v, &mut self.s2c).unwrap();
+                while self
+                    .server
+                    .write_transmit(now, &mut self.s2c, usize::MAX)
+                    .is_some()
+                {
                     moved = true;
                 }
                 if !self.s2c.is_empty() {

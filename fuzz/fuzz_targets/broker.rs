@@ -210,13 +210,22 @@ impl Harness {
 
     fn drain(&mut self) {
         let mut sent_to = std::collections::BTreeMap::<ConnId, usize>::new();
-        while let Some(t) = self.broker.poll_transmit(self.now) {
-            // Everything the core emits is valid for the connection's version.
-            let mut out = BytesMut::new();
-            t.packet
-                .encode(t.version, &mut out)
-                .unwrap_or_else(|e| panic!("the core emitted an invalid {:?}: {e}", t.packet));
-            assert_eq!(Some(t.version), self.broker.version(t.conn));
+        let mut out = BytesMut::new();
+        while let Some(t) = self.broker.write_transmit(self.now, &mut out) {
+            // Everything the core writes is one valid packet for the
+            // connection's version: decode what was written.
+            assert_eq!(out.len(), t.len);
+            if let Some(payload) = &t.payload {
+                out.extend_from_slice(payload);
+            }
+            let bytes = out.split().freeze();
+            let version = self
+                .broker
+                .version(t.conn)
+                .expect("a transmit for a known connection");
+            Packet::decode_exact(bytes.clone(), version)
+                .unwrap_or_else(|e| panic!("the core wrote an invalid packet {bytes:?}: {e}"));
+            let out = bytes;
             // Bounded output per input: the queue and the in-flight window,
             // plus answers to what this input could hold.
             let n = sent_to.entry(t.conn).or_default();
@@ -227,7 +236,6 @@ impl Harness {
             );
             // Output credit: what the shell holds unwritten for a
             // connection stays below the high-water mark plus one packet.
-            assert_eq!(out.len(), t.packet.encoded_len(t.version));
             if let Some(link) = self.links.iter_mut().find(|l| l.id == t.conn) {
                 assert!(
                     link.unwritten <= self.high_water,

@@ -124,10 +124,16 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         let v = server.version();
-        while let Some(p) = server.poll_transmit(now) {
-            let mut out = BytesMut::new();
-            p.encode(v, &mut out)
-                .expect("the server sends only valid packets");
+        // Bytes out: decode what was written.
+        let mut out = BytesMut::new();
+        while let Some(t) = server.write_transmit(now, &mut out, 64) {
+            if let Some(payload) = &t.payload {
+                out.extend_from_slice(payload);
+            }
+            let bytes = out.split().freeze();
+            assert_eq!(bytes.len(), t.wire_len());
+            let p = Packet::decode_exact(bytes, v).expect("the server sends only valid packets");
+            assert_eq!(p.packet_type(), t.packet_type);
         }
         if let Some(session) = server.session() {
             assert!(session.queue_len() <= config.queue.max_messages);

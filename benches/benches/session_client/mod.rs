@@ -12,8 +12,8 @@
 //! assigned.
 //!
 //! The two APIs differ in shape and the drivers follow each one's intended
-//! use: tern queues the message on `publish` and encodes it on
-//! `poll_transmit` + `Packet::encode`; rumqttc encodes into `MqttState::write`
+//! use: tern queues the message on `publish` and writes it into the
+//! caller's buffer on `write_transmit`; rumqttc encodes into `MqttState::write`
 //! inside `handle_outgoing_packet` and reports the identifier as an event.
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -55,7 +55,6 @@ pub(crate) trait ClientSide {
 /// with a `ServerConnection`, which then takes no further part).
 pub(crate) struct Tern {
     client: ClientConnection,
-    version: ProtocolVersion,
     qos: QoS,
     topic: MqttString,
     payload: Bytes,
@@ -69,7 +68,6 @@ impl Tern {
     pub(crate) fn new(version: ProtocolVersion, qos: QoS) -> Self {
         Self {
             client: Pair::new(version).client,
-            version,
             qos,
             topic: MqttString::from_static(TOPIC),
             payload: Bytes::from(vec![0x5a; PAYLOAD]),
@@ -80,9 +78,11 @@ impl Tern {
     }
 
     fn transmit(&mut self) {
-        while let Some(p) = self.client.poll_transmit(Instant::ZERO) {
-            p.encode(self.version, &mut self.out).unwrap();
-        }
+        while self
+            .client
+            .write_transmit(Instant::ZERO, &mut self.out, usize::MAX)
+            .is_some()
+        {}
         black_box(&self.out);
         self.out.clear();
     }

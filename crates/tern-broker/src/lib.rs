@@ -17,5 +17,6 @@ pub mod server;
 pub use crate::core::security;
 pub use crate::core::{
     AllowAll, AuthDecision, Authenticator, Broker, BrokerConfig, BrokerEvent, ConnId, MemoryStore,
-    OutputCredit, RetainedMessage, Stats, Store, StoredSession, StoredState, Transmit,
+    OutputCredit, RetainedMessage, SHARED_PAYLOAD, Stats, Store, StoredSession, StoredState,
+    Transmit, WrittenTransmit,
 };

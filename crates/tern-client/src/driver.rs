@@ -36,7 +36,7 @@ use std::{
     sync::Arc,
     time::Duration,
 };
-use tern_codec::{FrameStatus, Packet, PacketId, ReasonCode, check_frame};
+use tern_codec::{FrameStatus, PacketId, ReasonCode, check_frame};
 use tern_session::{
     AckError, AckToken, ClientConnection, ClientEvent, ClientSession, CloseReason, CommandError,
     ConnectOptions, PublishError,
@@ -423,17 +423,14 @@ impl Driver {
     /// The drain rule: transmits, then the timeout, then the events.
     fn drain(&mut self, link: &mut Link) {
         let now = self.now();
+        // The session writes its packets into the buffer itself.
         while link.write_buf.len() < HIGH_WATER {
-            let Some(packet) = link.conn.poll_transmit(now) else {
+            if link
+                .conn
+                .write_transmit(now, &mut link.write_buf, usize::MAX)
+                .is_none()
+            {
                 break;
-            };
-            let version = match &packet {
-                Packet::Connect(c) => c.protocol,
-                _ => link.conn.version(),
-            };
-            if let Err(e) = packet.encode(version, &mut link.write_buf) {
-                link.fatal.get_or_insert(Error::Encode(e));
-                link.conn.handle_closed(now);
             }
         }
         link.deadline = link.conn.poll_timeout();
@@ -460,7 +457,7 @@ impl Driver {
                 // its caller must already see `Connected`.
                 self.state.send_replace(State::Connected {
                     session_present,
-                    connack: Box::new(connack),
+                    connack,
                 });
                 if let Some(ready) = self.ready.take() {
                     let _ = ready.send(Ok(()));

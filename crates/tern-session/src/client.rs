@@ -3,11 +3,12 @@
 
 use crate::{
     AckError, AckToken, CloseReason, CommandError, Instant, PublishError, QueueLimits,
-    QueuedMessage, Rule, Violation,
+    QueuedMessage, Rule, Transmit, Violation,
     core::{Core, Dropped, Flows, LinkState, Received},
     outgoing::{AckResult, Awaiting, Enqueued},
+    transmit,
 };
-use alloc::{collections::BTreeMap, vec::Vec};
+use alloc::{boxed::Box, collections::BTreeMap, vec::Vec};
 use bytes::{Bytes, BytesMut};
 use core::time::Duration;
 use tern_codec::{
@@ -208,8 +209,9 @@ pub enum ClientEvent {
     Connected {
         /// Whether the server resumed the session.
         session_present: bool,
-        /// The CONNACK, with the server's limits and any assigned identifier.
-        connack: ConnAck,
+        /// The CONNACK, with the server's limits and any assigned identifier
+        /// (boxed: it is large and arrives once per connection).
+        connack: Box<ConnAck>,
     },
     /// An application message arrived; acknowledge it with `ack` when the
     /// token is present (manual acknowledgement).
@@ -256,7 +258,7 @@ pub enum ClientEvent {
     },
     /// An AUTH packet from the server (enhanced authentication); answer with
     /// [`ClientConnection::auth`].
-    Auth(Auth),
+    Auth(Box<Auth>),
     /// The connection ended; take the session back with
     /// [`ClientConnection::into_session`] to reconnect.
     Closed(CloseReason),
@@ -507,7 +509,7 @@ impl ClientConnection {
         };
         let id = publish.packet_id;
         let message = QueuedMessage {
-            publish,
+            message: publish.into(),
             queued_at: now,
         };
         match self
@@ -519,11 +521,11 @@ impl ClientConnection {
             Enqueued::Queued => {}
             Enqueued::QueuedDroppingOldest(dropped) => {
                 for old in dropped {
-                    if let Some(old_id) = old.publish.packet_id {
+                    if let Some(old_id) = old.message.packet_id {
                         self.session.flows.ids.release(old_id);
                     }
                     self.core.events.push_back(ClientEvent::PublishDropped {
-                        packet_id: old.publish.packet_id,
+                        packet_id: old.message.packet_id,
                     });
                 }
             }
@@ -692,14 +694,14 @@ impl ClientConnection {
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Packet> {
         self.core
-            .next_transmit(now, &mut self.session.flows, |core, publish, why| {
-                let Some(packet_id) = publish.packet_id else {
+            .next_transmit(now, &mut self.session.flows, |core, packet_id, qos, why| {
+                let Some(packet_id) = packet_id else {
                     return;
                 };
                 core.events.push_back(match why {
                     Dropped::TooLarge => ClientEvent::Published {
                         packet_id,
-                        qos: publish.qos,
+                        qos,
                         reason_code: ReasonCode::PacketTooLarge,
                     },
                     Dropped::Expired => ClientEvent::PublishDropped {
@@ -707,6 +709,28 @@ impl ClientConnection {
                     },
                 });
             })
+    }
+
+    /// Writes the next packet into `buf` and says what was written, or
+    /// returns `None` when nothing is due: [`poll_transmit`](Self::poll_transmit)
+    /// with the encoding done, so the host never encodes. A PUBLISH payload
+    /// longer than `max_copy` bytes is not copied: it comes back in
+    /// [`Transmit::payload`], to write right after the bytes appended
+    /// (`usize::MAX` copies every payload).
+    pub fn write_transmit(
+        &mut self,
+        now: Instant,
+        buf: &mut BytesMut,
+        max_copy: usize,
+    ) -> Option<Transmit> {
+        loop {
+            let packet = self.poll_transmit(now)?;
+            if let Some(t) = transmit::write(&packet, self.core.version, buf, max_copy) {
+                return Some(t);
+            }
+            let code = ReasonCode::ImplementationSpecificError;
+            self.close_with(CloseReason::Local(code), Some(code));
+        }
     }
 
     /// The next deadline at which [`handle_timeout`](Self::handle_timeout) must be called.
@@ -757,9 +781,9 @@ impl ClientConnection {
 
     fn handle_handshake(&mut self, now: Instant, packet: Packet) -> Result<(), Violation> {
         match packet {
-            Packet::ConnAck(connack) => self.handle_connack(now, *connack),
+            Packet::ConnAck(connack) => self.handle_connack(now, connack),
             Packet::Auth(auth) if self.core.version.is_v5() => {
-                self.core.events.push_back(ClientEvent::Auth(*auth));
+                self.core.events.push_back(ClientEvent::Auth(auth));
                 Ok(())
             }
             Packet::Disconnect(d) if self.core.version.is_v5() => {
@@ -770,7 +794,7 @@ impl ClientConnection {
         }
     }
 
-    fn handle_connack(&mut self, _now: Instant, connack: ConnAck) -> Result<(), Violation> {
+    fn handle_connack(&mut self, _now: Instant, connack: Box<ConnAck>) -> Result<(), Violation> {
         if connack.reason_code.is_error() {
             self.close_with(CloseReason::ConnectRefused(connack.reason_code), None);
             return Ok(());
@@ -898,7 +922,7 @@ impl ClientConnection {
             Packet::PingResp => {}
             Packet::Disconnect(d) => self.peer_disconnected(*d),
             Packet::Auth(auth) if self.core.version.is_v5() => {
-                self.core.events.push_back(ClientEvent::Auth(*auth));
+                self.core.events.push_back(ClientEvent::Auth(auth));
             }
             Packet::ConnAck(_) => return Err(Violation::Rule(Rule::SecondConnAck)),
             _ => return Err(Violation::Rule(Rule::ClientOnlyPacket)),

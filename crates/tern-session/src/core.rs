@@ -418,7 +418,7 @@ impl<E> Core<E> {
         &mut self,
         now: Instant,
         flows: &mut Flows,
-        mut on_drop: impl FnMut(&mut Self, &Publish, Dropped),
+        mut on_drop: impl FnMut(&mut Self, Option<PacketId>, QoS, Dropped),
     ) -> Option<Packet> {
         if let Some(packet) = self.control.pop_front() {
             self.last_sent = now;
@@ -428,19 +428,19 @@ impl<E> Core<E> {
             return None;
         }
         loop {
-            let send = flows
-                .outgoing
-                .next_send(now, self.limits.send_quota, &mut flows.ids)?;
+            let send = flows.outgoing.next_send(
+                now,
+                self.limits.send_quota,
+                &mut flows.ids,
+                self.version.is_v5(),
+            )?;
             let packet = match send {
                 Send::PubRel(id) => Packet::PubRel(PubRel::new(id)),
-                Send::Expired(publish) => {
-                    on_drop(self, &publish, Dropped::Expired);
+                Send::Expired { packet_id, qos } => {
+                    on_drop(self, Some(packet_id), qos, Dropped::Expired);
                     continue;
                 }
-                Send::Publish(mut publish) => {
-                    if !self.version.is_v5() {
-                        publish.properties = Default::default();
-                    }
+                Send::Publish(publish) => {
                     // Size with the full topic: an alias is only assigned to a
                     // message that is actually sent.
                     if publish.encoded_len(self.version) > self.limits.peer_max_packet as usize {
@@ -459,7 +459,7 @@ impl<E> Core<E> {
                                 &mut flows.ids,
                             );
                         }
-                        on_drop(self, &publish, Dropped::TooLarge);
+                        on_drop(self, publish.packet_id, publish.qos, Dropped::TooLarge);
                         continue;
                     }
                     Packet::Publish(self.apply_alias(publish))

@@ -18,14 +18,16 @@
 //!   own mistakes are errors. A peer's protocol violation closes the
 //!   connection (MQTT 5: with a DISCONNECT carrying the reason code) and
 //!   surfaces as a `Closed` event.
-//! - **Output** is polled: `poll_transmit(now)` (packets to send),
+//! - **Output** is polled: `write_transmit(now, &mut buf, max_copy)` (the
+//!   next packet, written into your buffer, with a few words about it in a
+//!   [`Transmit`]; `poll_transmit(now)` is the same as a typed packet),
 //!   `poll_timeout()` (when to call `handle_timeout` next), `poll_event()`.
 //!
 //! # The drain rule
 //!
 //! After every input or command, and before the next input:
 //!
-//! 1. call `poll_transmit` until it returns `None` (or until your write
+//! 1. call `write_transmit` until it returns `None` (or until your write
 //!    buffer is full: then stop reading from the peer and call it again when
 //!    the socket is writable; waiting messages stay in the session's bounded
 //!    queue),
@@ -34,7 +36,7 @@
 //!
 //! Time must never go backwards. Calling `handle_timeout` early is a
 //! harmless no-op. When a `Closed` event arrives, finish sending what
-//! `poll_transmit` still returns (a final DISCONNECT), then close the socket.
+//! `write_transmit` still writes (a final DISCONNECT), then close the socket.
 //!
 //! # Sessions and connections
 //!
@@ -108,9 +110,11 @@ mod error;
 mod idmap;
 mod ids;
 mod incoming;
+mod message;
 mod outgoing;
 mod server;
 mod time;
+mod transmit;
 mod window;
 
 pub use crate::client::{
@@ -120,8 +124,24 @@ pub use crate::client::{
 pub use crate::error::{AckError, CloseReason, CommandError, PublishError, Rule, Violation};
 pub use crate::ids::PacketIds;
 pub use crate::incoming::AckToken;
+pub use crate::message::{Delivery, MessageBody};
 pub use crate::outgoing::{Enqueued, OverflowPolicy, QueueLimits, QueuedMessage};
 pub use crate::server::{
     Accept, ServerConfig, ServerConnection, ServerEvent, ServerSession, StoredSubscription,
 };
 pub use crate::time::Instant;
+pub use crate::transmit::Transmit;
+
+// The hot types stay small: events and queue entries are moved through
+// queues on every message, so their large, rare parts (a CONNACK, a will,
+// AUTH) are boxed. `ClientEvent` was 264 bytes and `ServerEvent` 272 before.
+#[cfg(target_pointer_width = "64")]
+const _: () = {
+    assert!(::core::mem::size_of::<ClientEvent>() <= 96);
+    assert!(::core::mem::size_of::<ServerEvent>() <= 96);
+    // A queued or in-flight message is a few words beside its shared body
+    // (`QueuedMessage` was 88 bytes with a whole `Publish`).
+    assert!(::core::mem::size_of::<Delivery>() <= 40);
+    assert!(::core::mem::size_of::<QueuedMessage>() <= 48);
+    assert!(::core::mem::size_of::<outgoing::InFlight>() <= 64);
+};

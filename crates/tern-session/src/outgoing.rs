@@ -7,7 +7,7 @@
 //! in that order [MQTT-4.6.0-1]; a QoS 2 message moves to the back when its
 //! PUBREC arrives, so PUBRELs resend in PUBREC order [MQTT-4.6.0-4].
 
-use crate::{Instant, PacketIds, idmap::IdMap, window::SeqWindow};
+use crate::{Delivery, Instant, PacketIds, idmap::IdMap, window::SeqWindow};
 use alloc::{collections::VecDeque, vec::Vec};
 use core::time::Duration;
 use tern_codec::{PacketId, Publish, QoS, ReasonCode};
@@ -17,9 +17,11 @@ use tern_codec::{PacketId, Publish, QoS, ReasonCode};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct QueuedMessage {
-    /// The message; its packet identifier is assigned when it enters the window
-    /// (a client assigns it earlier, when `publish` is called).
-    pub publish: Publish,
+    /// The message: its shared body and this delivery's own fields. Its
+    /// packet identifier is assigned when it enters the window (a client
+    /// assigns it earlier, when `publish` is called).
+    #[cfg_attr(feature = "serde", serde(rename = "publish"))]
+    pub message: Delivery,
     /// When the message was accepted.
     pub queued_at: Instant,
 }
@@ -27,14 +29,13 @@ pub struct QueuedMessage {
 impl QueuedMessage {
     /// When the message expires, if it has a Message Expiry Interval.
     pub fn expires_at(&self) -> Option<Instant> {
-        self.publish
-            .properties
-            .message_expiry_interval
+        self.message
+            .message_expiry_interval()
             .map(|secs| self.queued_at + Duration::from_secs(u64::from(secs)))
     }
 
     fn size(&self) -> usize {
-        self.publish.payload.len() + self.publish.topic.len()
+        self.message.body.payload.len() + self.message.body.topic.len()
     }
 }
 
@@ -54,7 +55,10 @@ pub(crate) enum Awaiting {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct InFlight {
-    pub(crate) publish: Publish,
+    pub(crate) message: Delivery,
+    /// The Message Expiry Interval it was first sent with (what was left of
+    /// the original), sent again with a resend.
+    pub(crate) sent_expiry: Option<u32>,
     pub(crate) awaiting: Awaiting,
     /// Sent on the current connection (and so counted against the peer's
     /// Receive Maximum). Cleared when a new connection resumes the session.
@@ -65,11 +69,10 @@ pub(crate) struct InFlight {
     /// QoS 2: the PUBREC's reason code. The message was accepted then; the
     /// PUBCOMP only ends the release (a resent PUBREL may meet "not found").
     pub(crate) accepted: Option<ReasonCode>,
-    /// When the message was queued and the Message Expiry Interval it was
-    /// queued with (`publish` carries what was left of it when first sent),
-    /// so a message sent again as new still expires on time.
-    #[cfg_attr(feature = "serde", serde(default))]
-    pub(crate) queued: (Instant, Option<u32>),
+    /// When the message was queued (its body keeps the Message Expiry
+    /// Interval it was queued with), so a message sent again as new still
+    /// expires on time.
+    pub(crate) queued_at: Instant,
 }
 
 /// How the queue bounds itself.
@@ -157,7 +160,7 @@ pub(crate) enum Send {
     PubRel(PacketId),
     /// A queued message with a packet identifier expired before it could be
     /// sent: dropped, its identifier free again.
-    Expired(Publish),
+    Expired { packet_id: PacketId, qos: QoS },
 }
 
 /// What an acknowledgement did.
@@ -275,21 +278,16 @@ impl Outgoing {
         for f in self.inflight.take_all() {
             match f.awaiting {
                 Awaiting::PubComp => {
-                    if let Some(id) = f.publish.packet_id {
+                    if let Some(id) = f.message.packet_id {
                         ids.release(id);
                         released.push_back(id);
                     }
                 }
                 Awaiting::PubAck | Awaiting::PubRec => {
-                    let mut publish = f.publish;
-                    publish.dup = false;
-                    let (queued_at, expiry) = f.queued;
-                    // Writing through `properties` allocates them: only
-                    // when there is something to write.
-                    if expiry.is_some() || publish.properties.is_allocated() {
-                        publish.properties.message_expiry_interval = expiry;
-                    }
-                    unacked.push_back(QueuedMessage { publish, queued_at });
+                    unacked.push_back(QueuedMessage {
+                        message: f.message,
+                        queued_at: f.queued_at,
+                    });
                 }
             }
         }
@@ -307,12 +305,13 @@ impl Outgoing {
     /// behind it waits too, so order is kept. A message that expired while
     /// queued is dropped and its remaining interval is sent otherwise
     /// [MQTT-3.3.2-5] [MQTT-3.3.2-6]. `ids` assigns identifiers to messages
-    /// that have none yet.
+    /// that have none yet; `v5` says whether properties go out.
     pub(crate) fn next_send(
         &mut self,
         now: Instant,
         quota: u16,
         ids: &mut PacketIds,
+        v5: bool,
     ) -> Option<Send> {
         let on_wire = self.on_wire;
         if let Some(from) = self.resend_from {
@@ -326,10 +325,9 @@ impl Outgoing {
                     self.on_wire += 1;
                     self.resend_from = Some(seq + 1);
                     return Some(match f.awaiting {
-                        Awaiting::PubComp => Send::PubRel(f.publish.packet_id?),
+                        Awaiting::PubComp => Send::PubRel(f.message.packet_id?),
                         Awaiting::PubAck | Awaiting::PubRec => {
-                            let mut publish = f.publish.clone();
-                            publish.dup = f.ever_sent;
+                            let publish = f.message.to_publish(f.ever_sent, f.sent_expiry, v5);
                             f.ever_sent = true;
                             Send::Publish(publish)
                         }
@@ -343,39 +341,36 @@ impl Outgoing {
             if head.expires_at().is_some_and(|at| now >= at) {
                 self.dropped_expired += 1;
                 if let Some(m) = self.pop_front() {
-                    if let Some(id) = m.publish.packet_id {
+                    if let Some(id) = m.message.packet_id {
                         ids.release(id);
-                        return Some(Send::Expired(m.publish));
+                        return Some(Send::Expired {
+                            packet_id: id,
+                            qos: m.message.qos,
+                        });
                     }
                 }
                 continue;
             }
-            if head.publish.qos != QoS::AtMostOnce && on_wire >= usize::from(quota) {
+            if head.message.qos != QoS::AtMostOnce && on_wire >= usize::from(quota) {
                 return None;
             }
-            if head.publish.qos != QoS::AtMostOnce && head.publish.packet_id.is_none() {
+            if head.message.qos != QoS::AtMostOnce && head.message.packet_id.is_none() {
                 // Wait for a free identifier rather than fail; one frees on every ack.
                 let id = ids.allocate()?;
                 if let Some(m) = self.queue.front_mut() {
-                    m.publish.packet_id = Some(id);
+                    m.message.packet_id = Some(id);
                 }
             }
-            let message = self.pop_front()?;
-            let remaining = message.remaining_expiry(now);
-            let queued = (
-                message.queued_at,
-                message.publish.properties.message_expiry_interval,
-            );
-            let mut publish = message.publish;
-            if let Some(secs) = remaining {
-                publish.properties.message_expiry_interval = Some(secs);
-            }
+            let queued = self.pop_front()?;
+            let remaining = queued.remaining_expiry(now);
+            let publish = queued.message.to_publish(false, remaining, v5);
             if publish.qos == QoS::AtMostOnce {
                 return Some(Send::Publish(publish));
             }
             let id = publish.packet_id?;
             let seq = self.inflight.push(InFlight {
-                publish: publish.clone(),
+                message: queued.message,
+                sent_expiry: remaining,
                 awaiting: if publish.qos == QoS::AtLeastOnce {
                     Awaiting::PubAck
                 } else {
@@ -384,7 +379,7 @@ impl Outgoing {
                 on_wire: true,
                 ever_sent: true,
                 accepted: None,
-                queued,
+                queued_at: queued.queued_at,
             });
             self.order.insert(id, seq);
             self.on_wire += 1;
@@ -409,7 +404,7 @@ impl Outgoing {
         if entry.awaiting != kind {
             return AckResult::Unknown;
         }
-        let qos = entry.publish.qos;
+        let qos = entry.message.qos;
         match kind {
             Awaiting::PubRec if reason.is_success() => {
                 // Move to the back: PUBRELs resend in PUBREC order.
@@ -452,7 +447,7 @@ impl Outgoing {
         for m in core::mem::take(&mut self.queue) {
             if m.expires_at().is_some_and(|at| now >= at) {
                 self.queued_bytes -= m.size();
-                if let Some(id) = m.publish.packet_id {
+                if let Some(id) = m.message.packet_id {
                     ids.release(id);
                 }
             } else {

@@ -7,10 +7,11 @@
 //! through events and decision calls.
 
 use crate::{
-    AckError, AckToken, CloseReason, CommandError, Enqueued, Instant, QueueLimits, QueuedMessage,
-    Rule, Violation,
+    AckError, AckToken, CloseReason, CommandError, Delivery, Enqueued, Instant, QueueLimits,
+    QueuedMessage, Rule, Transmit, Violation,
     core::{Core, Flows, LinkState, Received},
     outgoing::{AckResult, Awaiting},
+    transmit,
 };
 use alloc::{boxed::Box, collections::BTreeMap, vec::Vec};
 use bytes::BytesMut;
@@ -118,12 +119,15 @@ impl ServerSession {
 
     /// Queues a message for the client (while it is offline, or behind the
     /// in-flight window). Its packet identifier is assigned when it is sent.
-    pub fn enqueue(&mut self, now: Instant, mut publish: Publish) -> Enqueued {
-        publish.packet_id = None;
-        publish.dup = false;
+    ///
+    /// A [`Delivery`] shares its body with every other recipient of the
+    /// message; a [`Publish`] becomes a delivery with a body of its own.
+    pub fn enqueue(&mut self, now: Instant, message: impl Into<Delivery>) -> Enqueued {
+        let mut message = message.into();
+        message.packet_id = None;
         self.flows.outgoing.enqueue(
             QueuedMessage {
-                publish,
+                message,
                 queued_at: now,
             },
             &self.queue_limits,
@@ -240,15 +244,16 @@ pub enum ServerEvent {
     /// An UNSUBSCRIBE: answer with [`ServerConnection::unsuback`].
     UnsubscribeRequest(Unsubscribe),
     /// An AUTH packet (enhanced authentication or re-authentication).
-    Auth(Auth),
+    Auth(Box<Auth>),
     /// The connection ended. `will` is the Will Message when the connection
     /// did not end with a normal DISCONNECT (reason 0x00);
     /// publishing it (after its Will Delay Interval) is the caller's job.
     Closed {
         /// Why.
         reason: CloseReason,
-        /// The will to publish, if the rules say so.
-        will: Option<Will>,
+        /// The will to publish, if the rules say so (boxed: it is large and
+        /// rare, and keeps every event small).
+        will: Option<Box<Will>>,
         /// How long the session outlives the connection, in seconds
         /// (0: it ends now; `u32::MAX`: it never expires).
         session_expiry_interval: u32,
@@ -283,7 +288,7 @@ pub struct ServerConnection {
     phase: Phase,
     connect_deadline: Instant,
     session: Option<ServerSession>,
-    will: Option<Will>,
+    will: Option<Box<Will>>,
     keep_alive: Duration,
     session_expiry: u32,
     /// Whether the client allows Reason Strings and User Properties on acks.
@@ -542,9 +547,13 @@ impl ServerConnection {
 
     /// Sends (or queues) an application message to the client. Its packet
     /// identifier is assigned when it goes in flight.
-    pub fn send(&mut self, now: Instant, publish: Publish) -> Result<Enqueued, CommandError> {
+    pub fn send(
+        &mut self,
+        now: Instant,
+        message: impl Into<Delivery>,
+    ) -> Result<Enqueued, CommandError> {
         let session = self.session.as_mut().ok_or(CommandError::NoSession)?;
-        Ok(session.enqueue(now, publish))
+        Ok(session.enqueue(now, message))
     }
 
     /// Answers a SUBSCRIBE with one reason code per filter.
@@ -663,10 +672,32 @@ impl ServerConnection {
         let Some(session) = self.session.as_mut() else {
             return self
                 .core
-                .next_transmit(now, &mut Flows::default(), |_, _, _| {});
+                .next_transmit(now, &mut Flows::default(), |_, _, _, _| {});
         };
         self.core
-            .next_transmit(now, &mut session.flows, |_, _, _| {})
+            .next_transmit(now, &mut session.flows, |_, _, _, _| {})
+    }
+
+    /// Writes the next packet into `buf` and says what was written, or
+    /// returns `None` when nothing is due: [`poll_transmit`](Self::poll_transmit)
+    /// with the encoding done, so the host never encodes. A PUBLISH payload
+    /// longer than `max_copy` bytes is not copied: it comes back in
+    /// [`Transmit::payload`], to write right after the bytes appended
+    /// (`usize::MAX` copies every payload).
+    pub fn write_transmit(
+        &mut self,
+        now: Instant,
+        buf: &mut BytesMut,
+        max_copy: usize,
+    ) -> Option<Transmit> {
+        loop {
+            let packet = self.poll_transmit(now)?;
+            if let Some(t) = transmit::write(&packet, self.core.version, buf, max_copy) {
+                return Some(t);
+            }
+            let code = ReasonCode::ImplementationSpecificError;
+            self.close_with(CloseReason::Local(code), Some(code), true);
+        }
     }
 
     /// The next deadline at which [`handle_timeout`](Self::handle_timeout) must be called.
@@ -856,7 +887,7 @@ impl ServerConnection {
                 return Ok(());
             }
         }
-        self.will = connect.will.clone();
+        self.will = connect.will.clone().map(Box::new);
         self.phase = Phase::AwaitingDecision;
         self.core
             .events
@@ -944,7 +975,7 @@ impl ServerConnection {
             Packet::PingReq => self.core.send_control(Packet::PingResp),
             Packet::Disconnect(d) => self.client_disconnected(*d)?,
             Packet::Auth(auth) if self.core.version.is_v5() => {
-                self.core.events.push_back(ServerEvent::Auth(*auth));
+                self.core.events.push_back(ServerEvent::Auth(auth));
             }
             Packet::Connect(_) => {
                 return Err(Violation::Rule(Rule::SecondConnect));

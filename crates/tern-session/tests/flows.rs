@@ -77,7 +77,7 @@ fn transmits<F: FnMut() -> Option<Packet>>(mut f: F) -> Vec<Packet> {
 fn closed_reason(server: &mut ServerConnection) -> (CloseReason, Option<Will>) {
     loop {
         match server.poll_event() {
-            Some(ServerEvent::Closed { reason, will, .. }) => return (reason, will),
+            Some(ServerEvent::Closed { reason, will, .. }) => return (reason, will.map(|w| *w)),
             Some(_) => continue,
             None => panic!("no Closed event"),
         }

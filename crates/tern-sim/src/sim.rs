@@ -2,7 +2,7 @@
 //! connection, an event queue on virtual time, and the checkers watching.
 //!
 //! Every input follows tern-session's drain rule. After an input to the
-//! broker: drain `poll_transmit` (each packet is encoded and put on its
+//! broker: drain `write_transmit` (each packet is written as bytes and put on its
 //! link), re-arm the broker's timer from `poll_timeout`, drain `poll_event`
 //! (`Close` closes the link after what was already sent, then
 //! `handle_closed`), and repeat while anything moved. After an input to a
@@ -666,33 +666,41 @@ impl World {
         loop {
             let mut moved = false;
             let mut sent = Vec::new();
-            while let Some(t) = self.broker.poll_transmit(self.now) {
+            // The broker writes its packets as bytes; the simulator checks
+            // each is exactly one packet for the link's version.
+            let mut wire = BytesMut::new();
+            while let Some(t) = self.broker.write_transmit(self.now, &mut wire) {
                 moved = true;
+                if let Some(payload) = &t.payload {
+                    wire.extend_from_slice(payload);
+                }
+                let bytes = wire.split().freeze();
                 let Some(&id) = self.conn_links.get(&t.conn) else {
                     continue;
                 };
-                let mut wire = BytesMut::new();
-                if let Err(e) = t.packet.encode(t.version, &mut wire) {
-                    return Err(Complaint {
-                        checker: "encode",
-                        message: format!(
-                            "the broker produced a packet that does not encode: {e} ({:?})",
-                            t.packet
-                        ),
-                    });
-                }
                 let Some(slot) = self.links.get_mut(&id) else {
                     continue;
                 };
+                let packet = match Packet::decode_exact(bytes.clone(), slot.tx_broker.version) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        return Err(Complaint {
+                            checker: "encode",
+                            message: format!(
+                                "the broker wrote bytes that are not one packet: {e} ({bytes:?})"
+                            ),
+                        });
+                    }
+                };
                 let client = slot.client;
-                let packet = slot.tx_broker.resolve(t.packet);
+                let packet = slot.tx_broker.resolve(packet);
                 if let Packet::ConnAck(c) = &packet {
                     slot.connack_new_session |= !c.session_present;
                 }
                 slot.link.transmit(
                     self.now,
                     Dir::ToClient,
-                    wire.freeze(),
+                    bytes,
                     &mut self.net_rng,
                     &self.profile,
                 );

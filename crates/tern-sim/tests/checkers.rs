@@ -297,7 +297,7 @@ fn delivery_catches_a_lost_durable_session() {
     let mut f = Feed::new(Delivery::default());
     let connack = |sp| ClientEvent::Connected {
         session_present: sp,
-        connack: ConnAck::default(),
+        connack: Box::new(ConnAck::default()),
     };
     f.ok(Obs::ClientEvent {
         client: 1,
@@ -466,7 +466,7 @@ fn packet_ids_catch_a_flow_left_open() {
         client: 0,
         event: &ClientEvent::Connected {
             session_present: true,
-            connack: ConnAck::default(),
+            connack: Box::new(ConnAck::default()),
         },
     });
     let e = f.finish().unwrap_err();

@@ -190,7 +190,7 @@ impl Broker {
         now: Instant,
         conn: ConnId,
         reason: CloseReason,
-        will: Option<Will>,
+        will: Option<Box<Will>>,
         session_expiry: u32,
     ) {
         let Some(c) = self.conns.get_mut(conn.key()) else {
@@ -213,7 +213,7 @@ impl Broker {
         };
         self.stats.clients_connected = self.stats.clients_connected.saturating_sub(1);
         // Wills are not published when the broker itself shuts down.
-        let will = will.filter(|_| !self.shutting_down);
+        let will = will.filter(|_| !self.shutting_down).map(|w| *w);
         let Some(entry) = self.sessions.get_mut(key) else {
             return;
         };

@@ -92,6 +92,24 @@ pub struct Transmit {
     pub packet: Packet,
 }
 
+/// PUBLISH payloads of this many bytes or more are not copied into a
+/// connection's output by [`Broker::write_transmit`]: the payload goes to
+/// the writer as its own chunk (a vectored write), shared by every
+/// subscriber.
+pub const SHARED_PAYLOAD: usize = 1024;
+
+/// What [`Broker::write_transmit`] appended to the caller's buffer: bytes
+/// of one packet for `conn`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenTransmit {
+    /// The connection the bytes belong to.
+    pub conn: ConnId,
+    /// How many bytes were appended.
+    pub len: usize,
+    /// A large PUBLISH payload to write right after those bytes.
+    pub payload: Option<bytes::Bytes>,
+}
+
 /// What the broker tells its shell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -506,27 +524,67 @@ impl Broker {
     /// The next packet to write, for any connection with output credit.
     /// Its encoded length counts against the connection's credit until the
     /// shell reports it written ([`handle_written`](Self::handle_written)).
+    ///
+    /// A shell uses [`write_transmit`](Self::write_transmit), which encodes;
+    /// this typed form is for tests and tools that look at packets.
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        self.next_transmit(|server| {
+            let packet = server.poll_transmit(now)?;
+            let version = server.version();
+            let len = packet.encoded_len(version);
+            let publish = matches!(packet, Packet::Publish(_));
+            Some(((version, packet), len, publish))
+        })
+        .map(|(conn, (version, packet))| Transmit {
+            conn,
+            version,
+            packet,
+        })
+    }
+
+    /// Writes the next packet for any connection with output credit at the
+    /// end of `buf` and says whose it is: the shell never encodes. A PUBLISH
+    /// payload of [`SHARED_PAYLOAD`] bytes or more is not copied: it comes
+    /// back in [`WrittenTransmit::payload`], to write after the bytes
+    /// appended (shared by every subscriber). Exactly the bytes written,
+    /// payload included, count against the connection's credit until the
+    /// shell reports them written ([`handle_written`](Self::handle_written)).
+    #[must_use]
+    pub fn write_transmit(&mut self, now: Instant, buf: &mut BytesMut) -> Option<WrittenTransmit> {
+        self.next_transmit(|server| {
+            let t = server.write_transmit(now, buf, SHARED_PAYLOAD - 1)?;
+            let len = t.wire_len();
+            let publish = t.packet_type == tern_codec::PacketType::Publish;
+            Some((t, len, publish))
+        })
+        .map(|(conn, t)| WrittenTransmit {
+            conn,
+            len: t.len,
+            payload: t.payload,
+        })
+    }
+
+    /// The ready-queue walk both transmit forms share: `take` produces a
+    /// connection's next output, its length on the wire and whether it is a
+    /// PUBLISH; the length is charged to the connection's credit.
+    fn next_transmit<T>(
+        &mut self,
+        mut take: impl FnMut(&mut ServerConnection) -> Option<(T, usize, bool)>,
+    ) -> Option<(ConnId, T)> {
         while let Some(&id) = self.ready.front() {
             let Some(c) = self.conns.get_mut(id.key()) else {
                 self.ready.pop_front();
                 continue;
             };
             if c.flow.writable {
-                if let Some(packet) = c.server.poll_transmit(now) {
-                    let version = c.server.version();
-                    let len = packet.encoded_len(version);
+                if let Some((out, len, publish)) = take(&mut c.server) {
                     self.stats.bytes_sent += len as u64;
-                    if matches!(packet, Packet::Publish(_)) {
+                    if publish {
                         self.stats.messages_sent += 1;
                     }
                     self.charge(id, len);
-                    return Some(Transmit {
-                        conn: id,
-                        version,
-                        packet,
-                    });
+                    return Some((id, out));
                 }
             }
             let Some(c) = self.conns.get_mut(id.key()) else {

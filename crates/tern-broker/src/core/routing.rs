@@ -4,10 +4,11 @@ use super::{
     Broker, ConnId, RetainedMessage, SessionKey, Subscription, retained::forwarded_properties,
 };
 use core::time::Duration;
+use std::sync::Arc;
 use tern_codec::{
     Publish, QoS, ReasonCode, RetainHandling, Subscribe, SubscriptionId, Unsubscribe,
 };
-use tern_session::{AckToken, Enqueued, Instant, StoredSubscription};
+use tern_session::{AckToken, Enqueued, Instant, MessageBody, StoredSubscription};
 use tern_topic::{SubscriptionFilter, TopicName};
 
 /// One delivery decided by routing.
@@ -159,20 +160,27 @@ impl Broker {
             }
         }
         let count = deliveries.len();
-        let forwarded = forwarded_properties(&publish.properties);
+        if count == 0 {
+            self.deliveries = deliveries;
+            return 0;
+        }
+        // One shared body for every recipient; each delivery is a few words.
+        let body = Arc::new(MessageBody {
+            topic: publish.topic.clone(),
+            payload: publish.payload.clone(),
+            properties: if publish.properties.is_allocated() {
+                forwarded_properties(&publish.properties).into()
+            } else {
+                tern_codec::PublishPropertiesBox::new()
+            },
+        });
         for d in deliveries.drain(..) {
-            let out = Publish {
-                dup: false,
+            let out = tern_session::Delivery {
+                body: body.clone(),
                 qos: publish.qos.min(d.qos),
                 retain: d.retain,
-                topic: publish.topic.clone(),
                 packet_id: None,
-                properties: tern_codec::PublishProperties {
-                    subscription_identifiers: d.subscription_ids,
-                    ..forwarded.clone()
-                }
-                .into(),
-                payload: publish.payload.clone(),
+                subscription_ids: d.subscription_ids,
             };
             self.deliver(now, d.to, out);
         }
@@ -183,7 +191,12 @@ impl Broker {
     /// Hands a message to a session: its connection's queue while online,
     /// its offline queue otherwise. `now` stamps it in the queue: its
     /// Message Expiry Interval counts from there.
-    pub(super) fn deliver(&mut self, now: Instant, to: SessionKey, publish: Publish) {
+    pub(super) fn deliver(
+        &mut self,
+        now: Instant,
+        to: SessionKey,
+        message: tern_session::Delivery,
+    ) {
         let Some(entry) = self.sessions.get_mut(to) else {
             return;
         };
@@ -192,7 +205,7 @@ impl Broker {
                 let Some(c) = self.conns.get_mut(conn.key()) else {
                     return;
                 };
-                let outcome = c.server.send(now, publish).ok();
+                let outcome = c.server.send(now, message).ok();
                 let queue = c
                     .server
                     .session()
@@ -204,10 +217,10 @@ impl Broker {
                 outcome
             }
             None => {
-                if publish.qos == QoS::AtMostOnce && !self.config.queue_qos0_offline {
+                if message.qos == QoS::AtMostOnce && !self.config.queue_qos0_offline {
                     return;
                 }
-                entry.offline.as_mut().map(|s| s.enqueue(now, publish))
+                entry.offline.as_mut().map(|s| s.enqueue(now, message))
             }
         };
         if !matches!(outcome, Some(Enqueued::Queued)) {
@@ -336,7 +349,7 @@ impl Broker {
                 self.store.remove_retained(&topic);
             }
             for (p, queued_at) in out {
-                self.deliver(queued_at, key, p);
+                self.deliver(queued_at, key, p.into());
             }
         }
     }

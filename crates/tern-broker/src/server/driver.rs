@@ -30,22 +30,17 @@
 //! [`Link`] until the core wants its input again.
 
 use super::connection::{self, Accepted, ConnReader, Output, OutputQueue, OutputSender, Report};
-use crate::{Broker, BrokerConfig, BrokerEvent, ConnId, Transmit};
+use crate::{Broker, BrokerConfig, BrokerEvent, ConnId, WrittenTransmit};
 use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt, stream::FuturesUnordered};
 use std::{
     collections::BTreeMap, future::Future, io, net::SocketAddr, pin::Pin, sync::Arc, time::Duration,
 };
-use tern_codec::Packet;
 use tern_session::Instant;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// New connections waiting for the core at most; the accept loops wait beyond that.
 pub(crate) const ACCEPT_CAPACITY: usize = 64;
-
-/// Payloads at least this long are not copied into a connection's buffer:
-/// the payload `Bytes` itself is queued, shared by every subscriber.
-pub(crate) const SHARED_PAYLOAD: usize = 1024;
 
 /// One pending read of one connection: ends with what was read, or when the
 /// core asks for the read half back (`stop`).
@@ -350,9 +345,15 @@ impl Driver {
         loop {
             let now = self.now();
             let mut progress = false;
-            while let Some(transmit) = self.broker.poll_transmit(now) {
+            // The core writes each packet at the end of `scratch`; the
+            // shell only files the bytes under their connection.
+            loop {
+                let start = self.scratch.len();
+                let Some(written) = self.broker.write_transmit(now, &mut self.scratch) else {
+                    break;
+                };
                 progress = true;
-                self.encode(transmit);
+                self.file(start, written);
             }
             self.flush();
             while let Some(event) = self.broker.poll_event() {
@@ -369,34 +370,29 @@ impl Driver {
         }
     }
 
-    /// Encodes one packet at the end of its connection's batch.
-    fn encode(&mut self, t: Transmit) {
-        if !self.links.contains_key(&t.conn) {
+    /// Files the packet the core just wrote at the end of `scratch` (from
+    /// `start` on) under its connection; a large payload follows it as its
+    /// own chunk.
+    fn file(&mut self, start: usize, w: WrittenTransmit) {
+        if self.scratch_owner != Some(w.conn) {
+            // The bytes before `start` belong to the previous owner.
+            if let Some(owner) = self.scratch_owner.take() {
+                if start > 0 {
+                    let chunk = self.scratch.split_to(start).freeze();
+                    self.push(owner, chunk);
+                }
+            }
+            self.scratch_owner = Some(w.conn);
+        }
+        if !self.links.contains_key(&w.conn) {
+            // Its link is gone: everything in `scratch` is that connection's.
+            self.scratch.clear();
+            self.scratch_owner = None;
             return;
         }
-        if self.scratch_owner != Some(t.conn) {
+        if let Some(payload) = w.payload {
             self.seal();
-            self.scratch_owner = Some(t.conn);
-        }
-        let len = t.packet.encoded_len(t.version);
-        let result = match &t.packet {
-            Packet::Publish(p) if p.payload.len() >= SHARED_PAYLOAD => {
-                self.scratch.reserve(len - p.payload.len());
-                let header = p.encode_header(t.version, &mut self.scratch);
-                if header.is_ok() {
-                    self.seal();
-                    self.push(t.conn, p.payload.clone());
-                }
-                header
-            }
-            packet => {
-                self.scratch.reserve(len);
-                packet.encode(t.version, &mut self.scratch)
-            }
-        };
-        if let Err(e) = result {
-            // The core only emits packets valid for the connection's version.
-            tracing::error!(conn = %t.conn, packet = ?t.packet.packet_type(), "cannot encode: {e}");
+            self.push(w.conn, payload);
         }
     }
 
@@ -488,7 +484,7 @@ impl Driver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tern_codec::{MqttString, ProtocolVersion, Publish};
+    use tern_codec::{MqttString, Packet, ProtocolVersion, Publish};
 
     fn driver() -> Driver {
         Driver::new(BrokerConfig::default(), mpsc::unbounded_channel().0)
@@ -526,7 +522,7 @@ mod tests {
         let mut d = driver();
         let (a, mut rx_a) = link(&mut d);
         let (b, mut rx_b) = link(&mut d);
-        let payload = Bytes::from(vec![42u8; SHARED_PAYLOAD]);
+        let payload = Bytes::from(vec![42u8; crate::SHARED_PAYLOAD]);
         let publish = |payload: Bytes| {
             Packet::Publish(Publish {
                 topic: MqttString::from_static("t"),
@@ -534,17 +530,26 @@ mod tests {
                 ..Publish::default()
             })
         };
+        // What `Broker::write_transmit` does: the packet (or, for a large
+        // payload, its header) at the end of `scratch`, then `file`.
+        let write = |d: &mut Driver, conn, version, packet: Packet| {
+            let start = d.scratch.len();
+            let payload = match &packet {
+                Packet::Publish(p) if p.payload.len() >= crate::SHARED_PAYLOAD => {
+                    p.encode_header(version, &mut d.scratch).unwrap();
+                    Some(p.payload.clone())
+                }
+                _ => {
+                    packet.encode(version, &mut d.scratch).unwrap();
+                    None
+                }
+            };
+            let len = d.scratch.len() - start;
+            d.file(start, WrittenTransmit { conn, len, payload });
+        };
         for (conn, version) in [(a, ProtocolVersion::V5), (b, ProtocolVersion::V3_1_1)] {
-            d.encode(Transmit {
-                conn,
-                version,
-                packet: publish(payload.clone()),
-            });
-            d.encode(Transmit {
-                conn,
-                version,
-                packet: publish(Bytes::from_static(b"small")),
-            });
+            write(&mut d, conn, version, publish(payload.clone()));
+            write(&mut d, conn, version, publish(Bytes::from_static(b"small")));
         }
         d.flush();
         for (rx, version) in [
