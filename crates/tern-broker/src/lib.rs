@@ -16,6 +16,6 @@ pub mod server;
 
 pub use crate::core::security;
 pub use crate::core::{
-    AllowAll, AuthDecision, Authenticator, Broker, BrokerConfig, BrokerEvent, ConnId, MemoryStore,
-    RetainedMessage, Stats, Store, StoredSession, StoredState, Transmit,
+    AllowAll, AuthDecision, Authenticator, Broker, BrokerConfig, BrokerEvent, Client, ConnId,
+    MemoryStore, RetainedMessage, Stats, Store, StoredSession, StoredState, Transmit,
 };

@@ -27,7 +27,7 @@ mod slab;
 mod store;
 mod sys;
 
-pub use auth::{AllowAll, AuthDecision, Authenticator};
+pub use auth::{AllowAll, AuthDecision, Authenticator, Client};
 pub use config::BrokerConfig;
 pub use retained::RetainedMessage;
 pub use store::{MemoryStore, Store, StoredSession, StoredState};
@@ -150,12 +150,17 @@ struct Conn {
     timer: Option<Instant>,
     /// Closed by the protocol; waiting for the shell's `handle_closed`.
     closing: bool,
+    /// The identity the shell vouched for (see [`Broker::set_identity`]).
+    identity: Option<MqttString>,
 }
 
 /// A session, online or not.
 #[derive(Debug)]
 struct SessionEntry {
     client_id: MqttString,
+    /// The user name its latest connection authenticated as (for the
+    /// authorization checks, online and offline).
+    username: Option<MqttString>,
     /// The connection using it, while the client is online.
     conn: Option<ConnId>,
     /// The state itself while the client is offline (online, the connection holds it).
@@ -357,6 +362,7 @@ impl Broker {
             in_ready: false,
             timer: None,
             closing: false,
+            identity: None,
         });
         self.stats.connections_total += 1;
         let id = ConnId::from_key(key);
@@ -453,6 +459,16 @@ impl Broker {
     }
 
     // ---- commands ----
+
+    /// The identity the shell vouched for on this connection (the name in
+    /// its verified TLS client certificate, under mosquitto's
+    /// `use_identity_as_username`), before its CONNECT: the client's user
+    /// name becomes this, and the [`Authenticator`] is told so.
+    pub fn set_identity(&mut self, conn: ConnId, identity: MqttString) {
+        if let Some(c) = self.conns.get_mut(conn.key()) {
+            c.identity = Some(identity);
+        }
+    }
 
     /// Whether the shell can take more output for a connection. A connection
     /// that is not writable is skipped by [`poll_transmit`](Self::poll_transmit);
