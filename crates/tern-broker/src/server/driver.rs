@@ -89,13 +89,19 @@ struct Driver {
 /// hands every connection its last packets and a close, and returns.
 pub(crate) async fn run(
     config: BrokerConfig,
+    auth: Box<dyn crate::Authenticator>,
     mut inputs: mpsc::Receiver<Input>,
     mut written: mpsc::UnboundedReceiver<(ConnId, usize)>,
     mut shutdown: broadcast::Receiver<()>,
 ) {
     let start = std::time::Instant::now();
     let mut driver = Driver {
-        broker: Broker::new(config, Instant::ZERO),
+        broker: Broker::with_hooks(
+            config,
+            Instant::ZERO,
+            Box::new(crate::MemoryStore::new()),
+            auth,
+        ),
         start,
         links: BTreeMap::new(),
         scratch: BytesMut::new(),

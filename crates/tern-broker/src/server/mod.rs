@@ -58,6 +58,7 @@
 mod connection;
 mod driver;
 mod listener;
+pub mod security;
 mod settings;
 pub mod tls;
 mod websocket;
@@ -78,6 +79,8 @@ pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum StartError {
+    /// The password file or ACL file cannot be used.
+    Security(security::SecurityError),
     /// A listener's address could not be bound (in use, not local, no permission).
     Bind {
         /// `tcp` or `ws`.
@@ -95,6 +98,7 @@ impl std::fmt::Display for StartError {
             StartError::Bind { kind, addr, source } => {
                 write!(f, "cannot listen ({kind}) on {addr}: {source}")
             }
+            StartError::Security(e) => e.fmt(f),
         }
     }
 }
@@ -103,6 +107,7 @@ impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StartError::Bind { source, .. } => Some(source),
+            StartError::Security(e) => Some(e),
         }
     }
 }
@@ -119,9 +124,19 @@ pub struct Running {
     shutdown_complete_tx: mpsc::Sender<()>,
     shutdown_complete_rx: mpsc::Receiver<()>,
     core: JoinHandle<()>,
+    /// Reads the password and ACL files again (SIGHUP, [`Running::reload`]).
+    reloader: security::Reloader,
 }
 
 impl Running {
+    /// Reads the password and ACL files again, as SIGHUP does: the new rules
+    /// apply to new connections and every later check; open connections
+    /// stay. A file that cannot be used is logged (naming it), the rules in
+    /// force stay, and this returns the error.
+    pub fn reload(&self) -> Result<(), security::SecurityError> {
+        self.reloader.reload()
+    }
+
     /// The bound TCP listener addresses, in the order configured (port 0
     /// resolved to the port the system chose).
     pub fn tcp_addrs(&self) -> &[SocketAddr] {
@@ -225,6 +240,10 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
 ///
 /// Must be called inside a tokio runtime (multi-threaded or not).
 pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
+    // The files first: a bad one stops the start, naming the file.
+    let auth =
+        security::FileAuthenticator::new(settings.security.load().map_err(StartError::Security)?);
+    security::warn_if_open(&settings);
     // Bind everything first, so a port in use is reported before anything runs.
     let mut tcp = Vec::new();
     for &addr in &settings.listeners.tcp {
@@ -247,6 +266,8 @@ pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
         .collect();
 
     let (notify_shutdown, _) = broadcast::channel(1);
+    let reloader = security::Reloader::new(settings.security.clone(), auth.clone());
+    reloader.on_hangup(notify_shutdown.subscribe());
     let (shutdown_complete_tx, shutdown_complete_rx) = mpsc::channel(1);
     // Connections hand bytes to the core through one bounded channel: when
     // the core falls behind, `send` waits, the reader stops reading, and
@@ -256,6 +277,7 @@ pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
 
     let core = tokio::spawn(driver::run(
         settings.broker_config(),
+        Box::new(auth),
         inputs_rx,
         written_rx,
         notify_shutdown.subscribe(),
@@ -297,6 +319,7 @@ pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
         shutdown_complete_tx,
         shutdown_complete_rx,
         core,
+        reloader,
     })
 }
 

@@ -6,6 +6,7 @@
 //! default. `crates/tern-broker/broker.example.toml` documents each key; a
 //! test parses it.
 
+use super::security::SecuritySettings;
 use crate::BrokerConfig;
 use serde::{Deserialize, Deserializer, de};
 use std::{
@@ -31,6 +32,8 @@ pub struct BrokerSettings {
     pub listeners: Listeners,
     /// Limits and protocol options (`[limits]`).
     pub limits: Limits,
+    /// Password file, ACL file, anonymous clients (`[security]`).
+    pub security: SecuritySettings,
 }
 
 /// The `[listeners]` table. Each list replaces its default; an empty list
@@ -328,7 +331,17 @@ mod tests {
                 "{key} is not in broker.example.toml"
             );
         }
-        assert!(text.contains("# max_keep_alive ="));
+        for key in [
+            "max_keep_alive",
+            "password_file",
+            "acl_file",
+            "allow_anonymous",
+        ] {
+            assert!(
+                text.contains(&format!("\n# {key} =")),
+                "{key} is not in broker.example.toml"
+            );
+        }
     }
 
     #[test]
@@ -346,6 +359,28 @@ mod tests {
         assert_eq!(c.server.max_keep_alive, Some(30));
         assert!(c.queue_qos0_offline);
         assert_eq!(c.server.queue.max_messages, 7);
+    }
+
+    #[test]
+    fn the_security_table() {
+        let s =
+            BrokerSettings::from_toml("[security]\npassword_file = \"pw\"\nacl_file = \"acl\"\n")
+                .unwrap();
+        assert_eq!(s.security.password_file, Some(PathBuf::from("pw")));
+        assert_eq!(s.security.acl_file, Some(PathBuf::from("acl")));
+        // A password file means clients authenticate, unless told otherwise.
+        assert!(!s.security.allows_anonymous());
+        assert!(BrokerSettings::default().security.allows_anonymous());
+        let s = BrokerSettings::from_toml(
+            "[security]\npassword_file = \"pw\"\nallow_anonymous = true\n",
+        )
+        .unwrap();
+        assert!(s.security.allows_anonymous());
+        let e = error("[security]\nallow_anonymus = true\n");
+        assert!(
+            e.contains("security.allow_anonymus") && e.contains("line 2"),
+            "{e}"
+        );
     }
 
     #[track_caller]
