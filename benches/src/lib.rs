@@ -256,7 +256,10 @@ pub mod broker_core {
         fn drain(&mut self) {
             let now = Instant::ZERO;
             while let Some(t) = self.broker.poll_transmit(now) {
+                let before = self.out.len();
                 t.packet.encode(t.version, &mut self.out).unwrap();
+                // Written at once, as by a socket that always has room.
+                self.broker.handle_written(t.conn, self.out.len() - before);
                 if let Packet::Publish(p) = &t.packet {
                     self.delivered += 1;
                     if let (Some(id), Some(acks)) = (p.packet_id, self.subscribers.get_mut(&t.conn))

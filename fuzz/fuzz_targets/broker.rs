@@ -13,7 +13,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use std::{num::NonZeroU16, time::Duration};
-use tern_broker::{Broker, BrokerConfig, BrokerEvent, ConnId};
+use tern_broker::{Broker, BrokerConfig, BrokerEvent, ConnId, OutputCredit};
 use tern_codec::{
     Connect, Disconnect, MqttString, Packet, ProtocolVersion, PubAck, PubComp, PubRec, PubRel,
     Publish, PublishProperties, QoS, ReasonCode, RetainHandling, Subscribe, SubscribeFilter,
@@ -110,9 +110,11 @@ enum Op {
     Advance {
         millis: u16,
     },
-    Writable {
+    /// The shell wrote this many of a connection's bytes (at most what it
+    /// was handed).
+    Written {
         conn: u8,
-        writable: bool,
+        bytes: u16,
     },
     Shutdown,
 }
@@ -125,6 +127,11 @@ struct Link {
     /// Deliver the next packet in two reads, cut here.
     split: Option<usize>,
     open: bool,
+    /// Bytes the core handed out for it and the shell has not written.
+    unwritten: usize,
+    /// The core said `PauseReading` (and not yet `ResumeReading`): bytes
+    /// arriving wait in `input`, as they would in the socket.
+    paused: bool,
 }
 
 struct Harness {
@@ -133,6 +140,8 @@ struct Harness {
     links: Vec<Link>,
     queue_limit: usize,
     inflight_limit: usize,
+    /// The core's output credit.
+    high_water: usize,
 }
 
 fn pid(n: u16) -> NonZeroU16 {
@@ -183,13 +192,16 @@ impl Harness {
                 continue;
             }
             link.input.extend_from_slice(part);
+            if link.paused {
+                continue;
+            }
             self.broker.handle_bytes(self.now, link.id, &mut link.input);
             self.drain();
             // What stays of an open connection's input is part of one packet:
             // memory per connection is bounded by the maximum packet size.
             let link = &self.links[i];
             assert!(
-                !link.open || link.input.len() <= MAX_PACKET + 5,
+                !link.open || link.paused || link.input.len() <= MAX_PACKET + 5,
                 "{} bytes held for an open connection",
                 link.input.len()
             );
@@ -213,13 +225,47 @@ impl Harness {
                 *n <= self.queue_limit + self.inflight_limit + 4096,
                 "runaway output to one connection"
             );
+            // Output credit: what the shell holds unwritten for a
+            // connection stays below the high-water mark plus one packet.
+            assert_eq!(out.len(), t.packet.encoded_len(t.version));
+            if let Some(link) = self.links.iter_mut().find(|l| l.id == t.conn) {
+                assert!(
+                    link.unwritten <= self.high_water,
+                    "a transmit for a connection past its credit"
+                );
+                link.unwritten += out.len();
+                assert_eq!(link.unwritten, self.broker.unwritten(t.conn));
+            }
         }
+        let mut resumed = Vec::new();
         while let Some(event) = self.broker.poll_event() {
-            if let BrokerEvent::Close(id) = event {
-                if let Some(link) = self.links.iter_mut().find(|l| l.id == id) {
-                    link.open = false;
+            match event {
+                BrokerEvent::Close(id) => {
+                    if let Some(link) = self.links.iter_mut().find(|l| l.id == id) {
+                        link.open = false;
+                    }
+                    self.broker.handle_closed(self.now, id);
                 }
-                self.broker.handle_closed(self.now, id);
+                BrokerEvent::PauseReading(id) | BrokerEvent::ResumeReading(id) => {
+                    let pause = matches!(event, BrokerEvent::PauseReading(_));
+                    if let Some(i) = self.links.iter().position(|l| l.id == id && l.open) {
+                        // Each change is said once.
+                        assert_ne!(self.links[i].paused, pause, "{event:?} twice");
+                        self.links[i].paused = pause;
+                        if !pause {
+                            resumed.push(i);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Read again: first what waited.
+        for i in resumed {
+            let link = &mut self.links[i];
+            if link.open && !link.paused && !link.input.is_empty() {
+                self.broker.handle_bytes(self.now, link.id, &mut link.input);
+                self.drain();
             }
         }
     }
@@ -250,6 +296,8 @@ impl Harness {
                         input: BytesMut::new(),
                         split: None,
                         open: true,
+                        unwritten: 0,
+                        paused: false,
                     });
                     self.drain();
                 }
@@ -413,9 +461,12 @@ impl Harness {
                 }
             }
             Op::Advance { millis } => self.advance(millis),
-            Op::Writable { conn, writable } => {
+            Op::Written { conn, bytes } => {
                 if let Some(i) = self.link(conn) {
-                    self.broker.set_writable(self.links[i].id, writable);
+                    let link = &mut self.links[i];
+                    let n = usize::from(bytes).min(link.unwritten);
+                    link.unwritten -= n;
+                    self.broker.handle_written(link.id, n);
                     self.drain();
                 }
             }
@@ -442,12 +493,22 @@ fuzz_target!(|data: &[u8]| {
     };
     config.queue_qos0_offline = u.arbitrary().unwrap_or(false);
     config.sys_interval = Some(Duration::from_secs(1));
+    // Production backpressure, with a credit small enough to reach.
+    let high_water = usize::from(u.arbitrary::<u16>().unwrap_or(0) % 4096);
+    config.output_credit = Some(OutputCredit {
+        high_water,
+        low_water: high_water / 4,
+    });
+    if u.arbitrary().unwrap_or(false) {
+        config.publisher_backpressure = Some(Duration::from_secs(1));
+    }
     let mut h = Harness {
         broker: Broker::new(config, Instant::ZERO),
         now: Instant::ZERO,
         links: Vec::new(),
         queue_limit: 8,
         inflight_limit: 4,
+        high_water,
     };
     let mut ops = 0;
     while let Ok(op) = u.arbitrary::<Op>() {

@@ -17,5 +17,5 @@ pub mod server;
 pub use crate::core::security;
 pub use crate::core::{
     AllowAll, AuthDecision, Authenticator, Broker, BrokerConfig, BrokerEvent, Client, ConnId,
-    MemoryStore, RetainedMessage, Stats, Store, StoredSession, StoredState, Transmit,
+    MemoryStore, OutputCredit, RetainedMessage, Stats, Store, StoredSession, StoredState, Transmit,
 };

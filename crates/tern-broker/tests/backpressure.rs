@@ -1,11 +1,13 @@
 //! Publisher backpressure in the broker core: a publisher outrunning an
 //! online subscriber is stopped at the packet that half-fills the
 //! subscriber's queue, and read again once it drains, so QoS 1 messages are
-//! not dropped; without it (the core's default) the queue overflows.
+//! not dropped; without it (the core's default) the queue overflows. A
+//! subscriber that does not read is one whose bytes are not reported
+//! written: with no output credit to spare, its messages wait in its queue.
 
 use bytes::{Bytes, BytesMut};
 use core::time::Duration;
-use tern_broker::{Broker, BrokerConfig, BrokerEvent, ConnId};
+use tern_broker::{Broker, BrokerConfig, BrokerEvent, ConnId, OutputCredit};
 use tern_codec::{
     Connect, MqttString, Packet, PacketId, ProtocolVersion, PubAck, Publish, QoS, Subscribe,
     SubscribeFilter, SubscriptionOptions,
@@ -30,6 +32,10 @@ struct Setup {
     subscriber: ConnId,
     /// Every packet the subscriber got, decoded.
     received: Vec<Packet>,
+    /// The subscriber does not read: its bytes are not reported written.
+    stalled: bool,
+    /// Its bytes not reported written.
+    held: usize,
 }
 
 impl Setup {
@@ -37,6 +43,11 @@ impl Setup {
         let mut config = BrokerConfig {
             sys_interval: None,
             publisher_backpressure: backpressure,
+            // A connection whose bytes are not written gets nothing more.
+            output_credit: Some(OutputCredit {
+                high_water: 0,
+                low_water: 0,
+            }),
             ..BrokerConfig::default()
         };
         config.server.queue = QueueLimits {
@@ -51,6 +62,8 @@ impl Setup {
             publisher,
             subscriber,
             received: Vec::new(),
+            stalled: false,
+            held: 0,
         };
         let mut buf = BytesMut::new();
         encode(
@@ -73,21 +86,40 @@ impl Setup {
         s
     }
 
-    /// Drains transmits (recording the subscriber's) and events; returns
-    /// the connections unblocked.
+    /// The subscriber stops reading.
+    fn stall(&mut self) {
+        self.stalled = true;
+    }
+
+    /// The subscriber reads again: what it was sent is written.
+    fn unstall(&mut self) {
+        self.stalled = false;
+        self.broker
+            .handle_written(self.subscriber, std::mem::take(&mut self.held));
+    }
+
+    /// Drains transmits (writing them, but the stalled subscriber's, and
+    /// recording the subscriber's) and events; returns the connections
+    /// the core resumed reading.
     fn drain(&mut self, now: Instant) -> Vec<ConnId> {
         while let Some(t) = self.broker.poll_transmit(now) {
+            let len = t.packet.encoded_len(t.version);
+            if t.conn == self.subscriber && self.stalled {
+                self.held += len;
+            } else {
+                self.broker.handle_written(t.conn, len);
+            }
             if t.conn == self.subscriber {
                 self.received.push(t.packet);
             }
         }
-        let mut unblocked = Vec::new();
+        let mut resumed = Vec::new();
         while let Some(e) = self.broker.poll_event() {
-            if let BrokerEvent::Unblocked(conn) = e {
-                unblocked.push(conn);
+            if let BrokerEvent::ResumeReading(conn) = e {
+                resumed.push(conn);
             }
         }
-        unblocked
+        resumed
     }
 
     /// The subscriber acknowledges everything it got.
@@ -156,7 +188,7 @@ fn a_blocked_publisher_resumes_as_the_queue_drains_and_nothing_is_dropped() {
     let mut s = Setup::new(Some(Duration::from_secs(1)));
     let now = Instant::from_secs(1);
     // The subscriber's connection takes nothing: its messages queue.
-    s.broker.set_writable(s.subscriber, false);
+    s.stall();
     let mut input = flood();
     s.broker.handle_bytes(now, s.publisher, &mut input);
     assert!(s.broker.is_blocked(s.publisher), "the queue is half full");
@@ -176,16 +208,16 @@ fn a_blocked_publisher_resumes_as_the_queue_drains_and_nothing_is_dropped() {
     while !input.is_empty() {
         rounds += 1;
         assert!(rounds < 1000, "no progress");
-        s.broker.set_writable(s.subscriber, true);
-        let unblocked = s.drain(now);
+        s.unstall();
+        let resumed = s.drain(now);
         s.ack_all(now);
-        s.broker.set_writable(s.subscriber, false);
-        if unblocked.contains(&s.publisher) {
+        s.stall();
+        if resumed.contains(&s.publisher) {
             assert!(!s.broker.is_blocked(s.publisher));
             s.broker.handle_bytes(now, s.publisher, &mut input);
         }
     }
-    s.broker.set_writable(s.subscriber, true);
+    s.unstall();
     s.drain(now);
     assert_eq!(s.payloads(), (0..MESSAGES).collect::<Vec<_>>());
     assert_eq!(s.broker.stats().messages_dropped, 0);
@@ -195,7 +227,7 @@ fn a_blocked_publisher_resumes_as_the_queue_drains_and_nothing_is_dropped() {
 #[test]
 fn without_backpressure_a_full_queue_drops() {
     let mut s = Setup::new(None);
-    s.broker.set_writable(s.subscriber, false);
+    s.stall();
     let mut input = flood();
     s.broker
         .handle_bytes(Instant::from_secs(1), s.publisher, &mut input);
@@ -210,7 +242,7 @@ fn without_backpressure_a_full_queue_drops() {
 #[test]
 fn a_subscriber_that_does_not_read_holds_a_publisher_up_to_the_time_limit_only() {
     let mut s = Setup::new(Some(Duration::from_secs(1)));
-    s.broker.set_writable(s.subscriber, false);
+    s.stall();
     let mut input = flood();
     let t0 = Instant::from_secs(1);
     s.broker.handle_bytes(t0, s.publisher, &mut input);
@@ -224,19 +256,20 @@ fn a_subscriber_that_does_not_read_holds_a_publisher_up_to_the_time_limit_only()
     assert_eq!(s.drain(t1), vec![s.publisher]);
     assert!(!s.broker.is_blocked(s.publisher));
     // The stalled subscriber blocks no one any more: a slow reader slows
-    // only itself, and its full queue drops.
+    // only itself, and its full queue drops. (One message went out before
+    // its credit ran out: it is not in the queue.)
     s.broker.handle_bytes(t1, s.publisher, &mut input);
     assert!(input.is_empty());
     assert!(!s.broker.is_blocked(s.publisher));
     assert_eq!(
         s.broker.stats().messages_dropped,
-        u64::from(MESSAGES) - QUEUE as u64
+        u64::from(MESSAGES) - QUEUE as u64 - 1
     );
     // Once its queue drains it counts again.
-    s.broker.set_writable(s.subscriber, true);
+    s.unstall();
     s.drain(t1);
     s.ack_all(t1);
-    s.broker.set_writable(s.subscriber, false);
+    s.stall();
     s.drain(t1);
     let mut input = flood();
     s.broker.handle_bytes(t1, s.publisher, &mut input);
@@ -246,7 +279,7 @@ fn a_subscriber_that_does_not_read_holds_a_publisher_up_to_the_time_limit_only()
 #[test]
 fn a_publisher_is_read_again_when_the_subscriber_leaves() {
     let mut s = Setup::new(Some(Duration::from_secs(1)));
-    s.broker.set_writable(s.subscriber, false);
+    s.stall();
     let mut input = flood();
     let now = Instant::from_secs(1);
     s.broker.handle_bytes(now, s.publisher, &mut input);
@@ -255,4 +288,79 @@ fn a_publisher_is_read_again_when_the_subscriber_leaves() {
     assert_eq!(s.drain(now), vec![s.publisher]);
     s.broker.handle_bytes(now, s.publisher, &mut input);
     assert!(input.is_empty(), "no subscriber: nothing blocks");
+}
+
+#[test]
+fn output_credit_pauses_a_connection_that_does_not_read_and_resumes_it_at_low_water() {
+    let credit = OutputCredit::default();
+    let mut s = Setup::new(None);
+    // This broker's credit is the production default.
+    let mut config = s.broker.config().clone();
+    config.output_credit = Some(credit);
+    s.broker = Broker::new(config, Instant::ZERO);
+    let publisher = connect(&mut s.broker, "pub");
+    let reader = connect(&mut s.broker, "reader");
+    let mut buf = BytesMut::new();
+    encode(
+        Packet::Subscribe(Subscribe {
+            packet_id: PacketId::new(1).unwrap(),
+            properties: Default::default(),
+            filters: vec![SubscribeFilter {
+                filter: MqttString::from_static("t"),
+                options: SubscriptionOptions::default(),
+            }],
+        }),
+        &mut buf,
+    );
+    s.broker.handle_bytes(Instant::ZERO, reader, &mut buf);
+    let mut unwritten = 0;
+    let mut events = Vec::new();
+    let drain = |b: &mut Broker, unwritten: &mut usize, events: &mut Vec<BrokerEvent>| {
+        while let Some(t) = b.poll_transmit(Instant::ZERO) {
+            let len = t.packet.encoded_len(t.version);
+            if t.conn == reader {
+                *unwritten += len; // it reads nothing
+            } else {
+                b.handle_written(t.conn, len);
+            }
+        }
+        while let Some(e) = b.poll_event() {
+            events.push(e);
+        }
+    };
+    drain(&mut s.broker, &mut unwritten, &mut events);
+    // QoS 0 messages of 1 KiB, until the reader's output is backed up.
+    let mut sent = 0;
+    while !events.contains(&BrokerEvent::PauseReading(reader)) {
+        sent += 1;
+        assert!(sent < 1000, "never paused");
+        let mut buf = BytesMut::new();
+        encode(
+            Packet::Publish(Publish {
+                topic: MqttString::from_static("t"),
+                payload: Bytes::from(vec![0u8; 1024]),
+                ..Publish::default()
+            }),
+            &mut buf,
+        );
+        s.broker.handle_bytes(Instant::ZERO, publisher, &mut buf);
+        drain(&mut s.broker, &mut unwritten, &mut events);
+    }
+    assert!(unwritten > credit.high_water);
+    assert_eq!(s.broker.unwritten(reader), unwritten);
+    assert!(s.broker.is_reading_paused(reader));
+    assert!(!s.broker.is_reading_paused(publisher));
+    // Written down to just above low water: still paused, and nothing more
+    // was handed out.
+    s.broker
+        .handle_written(reader, unwritten - credit.low_water - 1);
+    unwritten = credit.low_water + 1;
+    drain(&mut s.broker, &mut unwritten, &mut events);
+    assert_eq!(unwritten, credit.low_water + 1);
+    assert!(!events.contains(&BrokerEvent::ResumeReading(reader)));
+    // At low water: read again, and the queued messages flow.
+    s.broker.handle_written(reader, 1);
+    drain(&mut s.broker, &mut unwritten, &mut events);
+    assert!(events.contains(&BrokerEvent::ResumeReading(reader)));
+    assert!(unwritten > credit.low_water);
 }

@@ -24,7 +24,7 @@ pub struct FaultProfile {
     /// Mean virtual seconds before a link goes silent, half-open (0: never).
     pub half_open_every_s: u64,
     /// ‰ of client connections that read slowly (late, in small pieces);
-    /// the broker then sees its writes back up (`set_writable(false)`).
+    /// their backlog uses up the broker's output credit for them.
     pub slow_consumer: u32,
     /// ‰ of application steps that restart the client process, with or
     /// without its persisted session.

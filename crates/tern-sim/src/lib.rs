@@ -33,9 +33,14 @@
 //!   and restarts with or without its persisted session. Roles: a will
 //!   watcher, durable subscribers, general clients, and a retained probe.
 //! - A [`link`] per connection, itself sans-IO: latency and jitter, split
-//!   and coalesced reads, resets, half-open links, slow consumers (whose
-//!   backlog makes the broker see its writes back up, `set_writable`).
-//!   Every packet goes through real encode and decode.
+//!   and coalesced reads, resets, half-open links, slow consumers.
+//!   Every packet goes through real encode and decode. The broker runs the
+//!   production backpressure: the simulator reports bytes written
+//!   (`handle_written`) when the client reads them, so latency and a slow
+//!   consumer's backlog use output credit, and it stops handing a
+//!   connection's bytes to the broker between `PauseReading` and
+//!   `ResumeReading`. Output credit and publisher backpressure are on in
+//!   every seed.
 //!
 //! A run has three phases: the **workload** (faults on, `steps` application
 //! steps), **healing** (faults off, half-open links reset, everyone

@@ -22,7 +22,7 @@ use crate::{
 use bytes::{Bytes, BytesMut};
 use core::{num::NonZeroU16, time::Duration};
 use std::collections::{BTreeMap, VecDeque};
-use tern_broker::{AllowAll, Broker, BrokerConfig, BrokerEvent, ConnId};
+use tern_broker::{AllowAll, Broker, BrokerConfig, BrokerEvent, ConnId, OutputCredit};
 use tern_codec::{
     DisconnectProperties, MqttString, Packet, ProtocolVersion, ReasonCode, UnsubscribeProperties,
 };
@@ -182,8 +182,11 @@ struct LinkSlot {
     /// Broker → client, as the broker sent it.
     tx_broker: Shadow,
     armed: Option<Key>,
-    writable: bool,
-    slow: bool,
+    /// The broker said `PauseReading` (and not yet `ResumeReading`): what
+    /// arrives waits in `broker_buf`, as it would in the socket.
+    paused: bool,
+    /// The client closed the link while the broker was not reading it.
+    fin_pending: bool,
     /// The broker sent a CONNACK with Session Present 0 on this link.
     connack_new_session: bool,
     /// The client read a CONNACK on this link.
@@ -301,13 +304,32 @@ fn broker_config(rng: &mut Rng) -> BrokerConfig {
     }
 }
 
+/// The production backpressure, always on: output credit small enough
+/// that bursts and slow consumers reach it, and publisher backpressure.
+fn backpressure_config(rng: &mut Rng, config: &mut BrokerConfig) {
+    // Often so small that every burst of a few packets reaches it.
+    let high_water = if rng.chance(500) {
+        rng.range(16, 512)
+    } else {
+        rng.range(512, 8192)
+    } as usize;
+    config.output_credit = Some(OutputCredit {
+        high_water,
+        low_water: high_water / 4,
+    });
+    config.publisher_backpressure = Some(Duration::from_millis(rng.range(50, 2_000)));
+}
+
 impl World {
     pub(crate) fn new(seed: u64, options: Options) -> Self {
         let root = Rng::new(seed);
         let mut config_rng = root.fork(1);
         let net_rng = root.fork(2);
         let fault_rng = root.fork(3);
-        let broker_config = broker_config(&mut config_rng);
+        let mut broker_config = broker_config(&mut config_rng);
+        // Backpressure, from a stream of its own so that the rest of a
+        // seed's configuration is what it was before it was added.
+        backpressure_config(&mut root.fork(4), &mut broker_config);
         let now = Instant::from_secs(1);
         let store = SharedStore::new();
         let broker = Broker::with_hooks(
@@ -676,12 +698,33 @@ impl World {
                 );
                 self.stats.packets += 1;
                 self.rearm_link(id);
-                self.update_writable(id);
                 sent.push((client, id, packet));
             }
             self.rearm_broker();
+            // Links the broker reads again, after this round is observed.
+            let mut resumed = Vec::new();
             while let Some(event) = self.broker.poll_event() {
                 moved = true;
+                match event {
+                    BrokerEvent::PauseReading(conn) | BrokerEvent::ResumeReading(conn) => {
+                        let pause = matches!(event, BrokerEvent::PauseReading(_));
+                        if let Some(&l) = self.conn_links.get(&conn) {
+                            if let Some(slot) = self.links.get_mut(&l) {
+                                if slot.conn == Some(conn) {
+                                    slot.paused = pause;
+                                    let what = if pause { "pauses" } else { "resumes" };
+                                    let text = format!("b {what} reading c{} (L{l})", slot.client);
+                                    self.log(text);
+                                    if !pause {
+                                        resumed.push(l);
+                                    }
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                    _ => {}
+                }
                 let conn = match &event {
                     BrokerEvent::Close(c) => Some(*c),
                     BrokerEvent::Connected { conn, .. }
@@ -741,6 +784,9 @@ impl World {
                     packet: &packet,
                 })?;
             }
+            for l in resumed {
+                self.resume_broker(l)?;
+            }
             if !moved {
                 break;
             }
@@ -748,32 +794,16 @@ impl World {
         self.check_broker()
     }
 
-    /// A slow consumer's unread bytes back up into the broker: it stops
-    /// writing to that connection until they drain.
-    fn update_writable(&mut self, id: u64) {
-        let Some(slot) = self.links.get_mut(&id) else {
-            return;
+    /// The client read `n` bytes the broker sent on link `id`: the broker's
+    /// write of them is complete. (The sim's sockets buffer nothing: the
+    /// broker's output counts as unwritten until its client reads it, so a
+    /// slow consumer's backlog and the network's latency both use credit.)
+    fn written(&mut self, id: u64, n: usize) -> Step {
+        let Some(conn) = self.links.get(&id).and_then(|s| s.conn) else {
+            return Ok(());
         };
-        let Some(conn) = slot.conn else {
-            return;
-        };
-        if !slot.slow {
-            return;
-        }
-        let client = &self.clients[slot.client];
-        let unread = if client.link == Some(id) {
-            client.sock_buf.len()
-        } else {
-            0
-        };
-        let pending = slot.link.in_flight(Dir::ToClient) + unread;
-        if slot.writable && pending > 2048 {
-            slot.writable = false;
-            self.broker.set_writable(conn, false);
-        } else if !slot.writable && pending < 512 {
-            slot.writable = true;
-            self.broker.set_writable(conn, true);
-        }
+        self.broker.handle_written(conn, n);
+        self.drain_broker()
     }
 
     fn restart_broker(&mut self) -> Step {
@@ -844,42 +874,83 @@ impl World {
         match delivery {
             Delivery::Data(bytes) => {
                 slot.broker_buf.extend_from_slice(&bytes);
-                let shadow = slot.rx_broker.decode_all(&slot.broker_buf);
-                let mut buf = std::mem::take(&mut slot.broker_buf);
-                let before = buf.len();
-                self.broker.handle_bytes(self.now, conn, &mut buf);
-                let consumed = before - buf.len();
-                let mut processed = Vec::new();
-                if let Some(slot) = self.links.get_mut(&id) {
-                    if slot.conn.is_some() || consumed > 0 {
-                        slot.broker_buf = buf;
-                    }
-                    let mut used = 0;
-                    for (len, packet) in shadow {
-                        if used + len > consumed {
-                            break;
-                        }
-                        used += len;
-                        processed.push(slot.rx_broker.resolve(packet));
-                    }
+                if slot.paused {
+                    // Not read: it waits, as it would in the socket.
+                    return Ok(());
                 }
-                for packet in &processed {
-                    self.log(format!("b<-c{client} {}", describe(packet)));
-                    self.observe(Obs::BrokerProcessed {
-                        client,
-                        link: id,
-                        packet,
-                    })?;
-                }
-                self.drain_broker()
+                self.feed_broker(id)
             }
             Delivery::Closed => {
+                if slot.paused && self.broker.is_blocked(conn) {
+                    // A blocked publisher is not read: its end of stream
+                    // waits behind what it sent, until it is read again. (A
+                    // connection paused because it does not read learns of
+                    // the close at once, as a shell's failing write would.)
+                    slot.fin_pending = true;
+                    return Ok(());
+                }
                 slot.conn = None;
                 self.log(format!("b sees c{client}'s link L{id} close"));
                 self.broker.handle_closed(self.now, conn);
                 self.drain_broker()
             }
         }
+    }
+
+    /// The broker reads link `id` again: what waited, then its end of
+    /// stream if that came too.
+    fn resume_broker(&mut self, id: u64) -> Step {
+        self.feed_broker(id)?;
+        let Some(slot) = self.links.get_mut(&id) else {
+            return Ok(());
+        };
+        if slot.fin_pending && !slot.paused {
+            slot.fin_pending = false;
+            return self.deliver_to_broker(id, Delivery::Closed);
+        }
+        Ok(())
+    }
+
+    /// Hands the broker what arrived on link `id` and it has not consumed.
+    fn feed_broker(&mut self, id: u64) -> Step {
+        let Some(slot) = self.links.get_mut(&id) else {
+            return Ok(());
+        };
+        let client = slot.client;
+        let Some(conn) = slot.conn else {
+            return Ok(());
+        };
+        if slot.broker_buf.is_empty() {
+            return Ok(());
+        }
+        let shadow = slot.rx_broker.decode_all(&slot.broker_buf);
+        let mut buf = std::mem::take(&mut slot.broker_buf);
+        let before = buf.len();
+        self.broker.handle_bytes(self.now, conn, &mut buf);
+        let consumed = before - buf.len();
+        let mut processed = Vec::new();
+        if let Some(slot) = self.links.get_mut(&id) {
+            if slot.conn.is_some() || consumed > 0 {
+                slot.broker_buf = buf;
+            }
+            let mut used = 0;
+            for (len, packet) in shadow {
+                if used + len > consumed {
+                    break;
+                }
+                used += len;
+                processed.push(slot.rx_broker.resolve(packet));
+            }
+        }
+        for packet in &processed {
+            self.log(format!("b<-c{client} {}", describe(packet)));
+            self.observe(Obs::BrokerProcessed {
+                client,
+                link: id,
+                packet,
+            })?;
+        }
+        self.drain_broker()
     }
 
     fn deliver_to_client(&mut self, id: u64, delivery: Delivery) -> Step {
@@ -899,10 +970,10 @@ impl World {
                         let key = self.events.push(self.now + delay, Ev::ClientRead(i));
                         self.clients[i].read_armed = Some(key);
                     }
-                    self.update_writable(id);
                     Ok(())
                 } else {
-                    self.feed(i, &bytes)
+                    self.feed(i, &bytes)?;
+                    self.written(id, bytes.len())
                 }
             }
             Delivery::Closed => {
@@ -927,10 +998,9 @@ impl World {
         }
         if !chunk.is_empty() {
             self.feed(i, &chunk)?;
-        }
-        if let Some(id) = self.clients[i].link {
-            self.update_writable(id);
-            self.drain_broker()?;
+            if let Some(id) = self.clients[i].link {
+                self.written(id, chunk.len())?;
+            }
         }
         let c = &mut self.clients[i];
         if c.sock_buf.is_empty() && c.fin_pending {
@@ -1243,8 +1313,8 @@ impl World {
                 tx_client: Shadow::new(options.version),
                 tx_broker: Shadow::new(options.version),
                 armed: None,
-                writable: true,
-                slow,
+                paused: false,
+                fin_pending: false,
                 connack_new_session: false,
                 connack_read: false,
                 clean_start: false,
@@ -1473,21 +1543,6 @@ impl World {
                 let at = self.now + Duration::from_millis(10 + i as u64);
                 self.schedule_connect(i, at);
             }
-        }
-        let writable: Vec<(u64, ConnId)> = self
-            .links
-            .iter_mut()
-            .filter_map(|(id, s)| {
-                s.slow = false;
-                let conn = s.conn?;
-                (!s.writable).then(|| {
-                    s.writable = true;
-                    (*id, conn)
-                })
-            })
-            .collect();
-        for (_, conn) in writable {
-            self.broker.set_writable(conn, true);
         }
         self.drain_broker()?;
         self.schedule_quiet_check();

@@ -1,4 +1,20 @@
-//! Publisher backpressure: a publisher whose message lands in an online
+//! Backpressure, all of it: the core decides, the shell obeys.
+//!
+//! **Output credit.** The core counts the bytes of each connection's
+//! transmits that the shell has not reported written
+//! ([`Broker::handle_written`]). Above
+//! [`OutputCredit::high_water`](super::OutputCredit) the connection gets no
+//! more transmits (its messages wait in its session's bounded queue) and
+//! the shell is told to stop reading it, so a client that does not read
+//! cannot make us queue answers (PUBACK, PINGRESP) without bound; at
+//! `low_water` it is writable and read again. A slow reader slows only
+//! itself.
+//!
+//! **Reading.** A connection is read unless its output is backed up or it
+//! is a blocked publisher (below). The core tells the shell each change,
+//! once: [`BrokerEvent::PauseReading`] and [`BrokerEvent::ResumeReading`].
+//!
+//! **Publisher backpressure**: a publisher whose message lands in an online
 //! subscriber's queue that is half full stops being read until that queue
 //! has drained to a quarter (or the subscriber goes away), for at most
 //! [`BrokerConfig::publisher_backpressure`](super::BrokerConfig).
@@ -8,8 +24,8 @@
 //! [`Broker::handle_bytes`] stops at the packet that congested the queue and
 //! leaves the rest in the caller's buffer; the shell stops reading that
 //! socket, so TCP flow control slows the publisher down. When the queue has
-//! drained, [`BrokerEvent::Unblocked`] tells the shell to hand the bytes in
-//! again. The time limit keeps a subscriber that never reads (or two clients
+//! drained, [`BrokerEvent::ResumeReading`] tells the shell to hand the
+//! bytes in again (unless its own output is backed up). The time limit keeps a subscriber that never reads (or two clients
 //! waiting on each other's queues) from stalling publishers for good: when
 //! it passes, the publisher is read again, and the subscriber is marked
 //! stalled: it blocks no one (its queue's overflow policy applies) until its
@@ -17,6 +33,27 @@
 
 use super::{Broker, BrokerEvent, ConnId, SessionKey, Timer};
 use tern_session::Instant;
+
+/// One connection's output credit and reading state.
+#[derive(Debug)]
+pub(super) struct Flow {
+    /// Bytes handed to the shell and not reported written.
+    unwritten: usize,
+    /// Whether it may get more transmits.
+    pub(super) writable: bool,
+    /// What the shell was last told: not reading it.
+    paused: bool,
+}
+
+impl Default for Flow {
+    fn default() -> Self {
+        Self {
+            unwritten: 0,
+            writable: true,
+            paused: false,
+        }
+    }
+}
 
 /// Why a publisher is blocked.
 #[derive(Debug, Clone, Copy)]
@@ -29,9 +66,71 @@ pub(super) struct Blocked {
 
 impl Broker {
     /// Whether [`handle_bytes`](Self::handle_bytes) stops consuming this
-    /// connection's bytes until [`BrokerEvent::Unblocked`].
+    /// connection's bytes (publisher backpressure) for now.
     pub fn is_blocked(&self, conn: ConnId) -> bool {
         self.blocked.contains_key(&conn)
+    }
+
+    /// Bytes of a connection's transmits not yet reported written.
+    pub fn unwritten(&self, conn: ConnId) -> usize {
+        self.conns.get(conn.key()).map_or(0, |c| c.flow.unwritten)
+    }
+
+    /// Whether the shell is to leave a connection unread (the last of
+    /// [`BrokerEvent::PauseReading`] and [`BrokerEvent::ResumeReading`]).
+    pub fn is_reading_paused(&self, conn: ConnId) -> bool {
+        self.conns.get(conn.key()).is_some_and(|c| c.flow.paused)
+    }
+
+    /// A transmit of `len` bytes went to the shell.
+    pub(super) fn charge(&mut self, conn: ConnId, len: usize) {
+        let Some(c) = self.conns.get_mut(conn.key()) else {
+            return;
+        };
+        c.flow.unwritten += len;
+        if let Some(credit) = self.config.output_credit {
+            if c.flow.writable && c.flow.unwritten > credit.high_water {
+                c.flow.writable = false;
+                self.update_reading(conn);
+            }
+        }
+    }
+
+    /// The shell wrote `n` bytes.
+    pub(super) fn credit(&mut self, conn: ConnId, n: usize) {
+        let Some(c) = self.conns.get_mut(conn.key()) else {
+            return;
+        };
+        c.flow.unwritten = c.flow.unwritten.saturating_sub(n);
+        let low_water = self
+            .config
+            .output_credit
+            .map_or(usize::MAX, |c| c.low_water);
+        if !c.flow.writable && c.flow.unwritten <= low_water {
+            c.flow.writable = true;
+            self.mark_ready(conn);
+            self.update_reading(conn);
+        }
+    }
+
+    /// Tells the shell when whether to read a connection changes.
+    fn update_reading(&mut self, conn: ConnId) {
+        let blocked = self.blocked.contains_key(&conn);
+        let Some(c) = self.conns.get_mut(conn.key()) else {
+            return;
+        };
+        if c.closing {
+            return;
+        }
+        let paused = !c.flow.writable || blocked;
+        if paused != c.flow.paused {
+            c.flow.paused = paused;
+            self.events.push_back(if paused {
+                BrokerEvent::PauseReading(conn)
+            } else {
+                BrokerEvent::ResumeReading(conn)
+            });
+        }
     }
 
     /// After a delivery to an online session: notes it if its queue is half full.
@@ -60,6 +159,7 @@ impl Broker {
         self.blocked.insert(conn, Blocked { on, until });
         self.waiting.entry(on).or_default().insert(conn);
         self.timers.insert((until, Timer::Unblock(conn.key())));
+        self.update_reading(conn);
     }
 
     /// Releases the publishers waiting on a subscriber whose queue has
@@ -117,9 +217,7 @@ impl Broker {
         for conn in self.waiting.remove(&on).unwrap_or_default() {
             if let Some(b) = self.blocked.remove(&conn) {
                 self.timers.remove(&(b.until, Timer::Unblock(conn.key())));
-                if self.conns.get(conn.key()).is_some() {
-                    self.events.push_back(BrokerEvent::Unblocked(conn));
-                }
+                self.update_reading(conn);
             }
         }
     }

@@ -22,6 +22,33 @@ pub struct BrokerConfig {
     /// (see [`Broker::is_blocked`](crate::Broker::is_blocked)); `None`
     /// (the default) never blocks, and a full queue drops.
     pub publisher_backpressure: Option<Duration>,
+    /// How much output a connection may have outstanding (handed to the
+    /// shell and not reported written with
+    /// [`Broker::handle_written`](crate::Broker::handle_written)); `None`
+    /// trusts the shell to take everything (a shell that never reports
+    /// writes must say so here).
+    pub output_credit: Option<OutputCredit>,
+}
+
+/// Output credit: a connection whose unwritten bytes pass `high_water` gets
+/// no more transmits (its messages wait in its session's bounded queue) and
+/// is not read ([`BrokerEvent::PauseReading`](crate::BrokerEvent::PauseReading)),
+/// until they are down to `low_water`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputCredit {
+    /// Unwritten bytes above which a connection is paused.
+    pub high_water: usize,
+    /// Unwritten bytes at or below which it is resumed.
+    pub low_water: usize,
+}
+
+impl Default for OutputCredit {
+    fn default() -> Self {
+        Self {
+            high_water: 64 * 1024,
+            low_water: 16 * 1024,
+        }
+    }
 }
 
 impl Default for BrokerConfig {
@@ -40,6 +67,7 @@ impl Default for BrokerConfig {
             sys_interval: Some(Duration::from_secs(10)),
             assigned_id_prefix: "tern-".to_string(),
             publisher_backpressure: None,
+            output_credit: Some(OutputCredit::default()),
         }
     }
 }

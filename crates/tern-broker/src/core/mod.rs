@@ -9,12 +9,18 @@
 //!
 //! Methods group as in quinn-proto: input ([`Broker::accept`],
 //! [`Broker::handle_bytes`], [`Broker::handle_packet`],
-//! [`Broker::handle_closed`], [`Broker::handle_timeout`]), commands
-//! ([`Broker::set_writable`], [`Broker::shutdown`]) and output
+//! [`Broker::handle_written`], [`Broker::handle_closed`],
+//! [`Broker::handle_timeout`]), commands ([`Broker::shutdown`]) and output
 //! ([`Broker::poll_transmit`], [`Broker::poll_timeout`],
 //! [`Broker::poll_event`]). The drain rule is tern-session's: after each
-//! input, drain transmits (for writable connections), then re-arm the timer
-//! from `poll_timeout`, then drain events.
+//! input, drain transmits, then re-arm the timer from `poll_timeout`, then
+//! drain events.
+//!
+//! The core owns backpressure (`backpressure.rs`): it counts the bytes it
+//! handed each connection and the shell has not reported written, and
+//! decides when a connection gets no more output and when the shell is to
+//! stop and resume reading it ([`BrokerEvent::PauseReading`],
+//! [`BrokerEvent::ResumeReading`]). A shell only moves bytes and reports.
 
 mod auth;
 mod backpressure;
@@ -28,7 +34,7 @@ mod store;
 mod sys;
 
 pub use auth::{AllowAll, AuthDecision, Authenticator, Client};
-pub use config::BrokerConfig;
+pub use config::{BrokerConfig, OutputCredit};
 pub use retained::RetainedMessage;
 pub use store::{MemoryStore, Store, StoredSession, StoredState};
 
@@ -113,10 +119,14 @@ pub enum BrokerEvent {
         /// Why.
         reason: CloseReason,
     },
-    /// [`Broker::handle_bytes`] stopped consuming this connection's bytes
-    /// (publisher backpressure, see [`Broker::is_blocked`]) and will again:
-    /// hand it what is left, then read its socket again.
-    Unblocked(ConnId),
+    /// Stop reading this connection: its output is backed up (it does not
+    /// read what we send), or it is a publisher held back by a slow
+    /// subscriber (see [`Broker::is_blocked`]). Bytes already read may
+    /// still be handed in; what the core leaves in the buffer waits.
+    PauseReading(ConnId),
+    /// Read this connection again, after handing in what the core left in
+    /// its buffer.
+    ResumeReading(ConnId),
 }
 
 /// A subscription as the tree stores it.
@@ -142,8 +152,8 @@ struct Conn {
     server: ServerConnection,
     /// The session, once the CONNECT is accepted.
     session: Option<SessionKey>,
-    /// Whether the shell can take more output for it.
-    writable: bool,
+    /// Output credit and reading (see `backpressure.rs`).
+    flow: backpressure::Flow,
     /// Whether it is in the ready queue.
     in_ready: bool,
     /// The deadline registered in the timer set, if any.
@@ -358,7 +368,7 @@ impl Broker {
         let key = self.conns.insert(Conn {
             server: ServerConnection::new(now, self.config.server),
             session: None,
-            writable: true,
+            flow: backpressure::Flow::default(),
             in_ready: false,
             timer: None,
             closing: false,
@@ -409,6 +419,13 @@ impl Broker {
         c.server.handle_packet(now, packet);
         self.process_events(now, conn);
         self.after_input(conn);
+    }
+
+    /// The shell wrote `n` more bytes of this connection's transmits to its
+    /// socket: they no longer count against its output credit. (Bytes
+    /// written, not packets: a shell reports whatever its writes took.)
+    pub fn handle_written(&mut self, conn: ConnId, n: usize) {
+        self.credit(conn, n);
     }
 
     /// The network connection closed (or the shell closed it after a
@@ -470,19 +487,6 @@ impl Broker {
         }
     }
 
-    /// Whether the shell can take more output for a connection. A connection
-    /// that is not writable is skipped by [`poll_transmit`](Self::poll_transmit);
-    /// its messages wait in its session's bounded queue.
-    pub fn set_writable(&mut self, conn: ConnId, writable: bool) {
-        let Some(c) = self.conns.get_mut(conn.key()) else {
-            return;
-        };
-        c.writable = writable;
-        if writable {
-            self.mark_ready(conn);
-        }
-    }
-
     /// Closes every connection (MQTT 5 clients get DISCONNECT 0x8B) and
     /// stores the sessions that outlive them. Wills are not published.
     pub fn shutdown(&mut self, now: Instant) {
@@ -515,7 +519,9 @@ impl Broker {
 
     // ---- output ----
 
-    /// The next packet to write, for any writable connection.
+    /// The next packet to write, for any connection with output credit.
+    /// Its encoded length counts against the connection's credit until the
+    /// shell reports it written ([`handle_written`](Self::handle_written)).
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         while let Some(&id) = self.ready.front() {
@@ -523,13 +529,15 @@ impl Broker {
                 self.ready.pop_front();
                 continue;
             };
-            if c.writable {
+            if c.flow.writable {
                 if let Some(packet) = c.server.poll_transmit(now) {
                     let version = c.server.version();
-                    self.stats.bytes_sent += packet.encoded_len(version) as u64;
+                    let len = packet.encoded_len(version);
+                    self.stats.bytes_sent += len as u64;
                     if matches!(packet, Packet::Publish(_)) {
                         self.stats.messages_sent += 1;
                     }
+                    self.charge(id, len);
                     return Some(Transmit {
                         conn: id,
                         version,
@@ -537,7 +545,11 @@ impl Broker {
                     });
                 }
             }
-            if c.writable {
+            let Some(c) = self.conns.get_mut(id.key()) else {
+                self.ready.pop_front();
+                continue;
+            };
+            if c.flow.writable {
                 // Drained: an idle connection keeps no queue buffers.
                 c.server.release_memory();
             }

@@ -1,89 +1,42 @@
-//! One task per connection: read bytes and hand them to the core; write what
-//! the core hands back.
+//! A connection's two halves, and the small task that writes to it.
 //!
-//! The task does not look inside the bytes. It talks to the core over two
-//! channels:
+//! A socket is split when it is accepted. The **read half** goes to the core
+//! task, which reads it itself (see `driver.rs`): that is how input ready on
+//! several connections is handled in the order it arrived, and how a
+//! connection is paused: the core simply does not read it. The **write half**
+//! goes to one task per connection, [`run`], which writes what the core
+//! hands it and, at the end, closes the socket gracefully.
 //!
-//! - [`Input`], shared by every connection and bounded: the core is the
-//!   bottleneck by design, and when it falls behind a reader waits in `send`,
-//!   stops reading its socket, and TCP flow control pushes back on the client.
-//!   Reports of bytes written travel apart ([`Inputs::written`]), so that
-//!   they never queue behind other connections' input.
-//! - [`Output`], one per connection and unbounded so the core never waits on
-//!   a connection. The core bounds it itself by credit: it counts the bytes
-//!   it sent here and we report written ([`Inputs::written`]), and stops
-//!   producing for us above its high-water mark.
-//!
-//! and a third, the [`Gate`], a `watch` the core sets per connection: it
-//! pauses reading while the core holds back output for a connection, and
-//! says when the core has closed it.
-//!
-//! The reader and the writer run concurrently inside the task. The reader
-//! pauses while the gate says so: a client that does not read what we send
-//! must not make us queue answers (PINGRESP, PUBACK) without bound, so we
-//! stop reading it until its output drains (the drain rule of tern-session).
-//! Once the connection is ending, the writer gets [`FLUSH_TIMEOUT`] to write
-//! what it holds; a peer that stops reading cannot keep the task alive.
+//! The core never waits on this task. Output reaches it through an
+//! [`OutputQueue`] (unbounded; the core bounds it by credit, from the
+//! [`Report`]s of bytes written this task sends back).
 
-use super::FLUSH_TIMEOUT;
+use super::websocket::{WsReader, WsWriter};
+use super::{FLUSH_TIMEOUT, LINGER_BYTES, LINGER_TIMEOUT};
 use crate::ConnId;
 use bytes::{Bytes, BytesMut};
-use std::{
-    io,
-    net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-};
-use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
+use std::{io, net::SocketAddr};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
-/// What the core allows a connection's reader to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Gate {
-    /// Read.
-    Open,
-    /// Do not read: the core is holding back this connection's output.
-    Paused,
-    /// The core closed the connection.
-    Closed,
+/// A new connection, from a listener to the core task.
+pub(crate) struct Accepted {
+    pub(crate) reader: ConnReader,
+    pub(crate) writer: ConnWriter,
+    pub(crate) peer: SocketAddr,
+    pub(crate) transport: &'static str,
+    pub(crate) guards: Guards,
 }
 
-/// What connection tasks tell the core task.
+/// What a connection's writer tells the core task.
 #[derive(Debug)]
-pub(crate) enum Input {
-    /// A new socket: the core answers with its [`ConnId`] and keeps `writer`.
-    Accepted {
-        writer: OutputSender,
-        gate: watch::Sender<Gate>,
-        /// How many of its [`Input::Data`] the core has handled; the core
-        /// bumps the gate after each, so a reader waiting on it wakes.
-        consumed: Arc<AtomicU64>,
-        peer: SocketAddr,
-        transport: &'static str,
-        reply: oneshot::Sender<ConnId>,
-    },
-    /// Bytes read from the socket.
-    Data(ConnId, BytesMut),
-    /// The peer closed the socket, or it failed.
-    Closed(ConnId),
+pub(crate) enum Report {
+    /// This many bytes of [`Output::Data`] are written to the socket.
+    Written(ConnId, usize),
+    /// A write failed: the socket is broken.
+    Failed(ConnId),
 }
 
-/// A connection's way to the core task.
-#[derive(Debug, Clone)]
-pub(crate) struct Inputs {
-    /// [`Input`]s, in order per connection; bounded, so a busy core slows
-    /// the readers down.
-    pub(crate) data: mpsc::Sender<Input>,
-    /// This many bytes of [`Output::Data`] are written to the socket. Apart
-    /// from the data so that a report never waits behind other connections'
-    /// input: it is what lets the core produce for this connection again.
-    /// Unbounded, but a connection sends one per write, and writes only
-    /// what the core's credit allows.
-    pub(crate) written: mpsc::UnboundedSender<(ConnId, usize)>,
-}
-
-/// What the core task tells a connection task.
+/// What the core task tells a connection's writer.
 #[derive(Debug)]
 pub(crate) enum Output {
     /// Bytes to write, in order. Large payloads arrive as chunks of their
@@ -116,7 +69,7 @@ struct Pending {
 enum Next {
     /// Write these chunks (then ask again).
     Write(Vec<Bytes>),
-    /// Close the socket: everything before was written.
+    /// Close the socket gracefully: everything before was written.
     Close,
     /// The core forgot the connection: stop.
     Gone,
@@ -166,7 +119,7 @@ impl OutputQueue {
 /// The core's end of an [`OutputQueue`]; dropping it tells the writer to
 /// write what it has and stop.
 #[derive(Debug)]
-pub(crate) struct OutputSender(pub(crate) Arc<OutputQueue>);
+pub(crate) struct OutputSender(pub(crate) std::sync::Arc<OutputQueue>);
 
 impl OutputSender {
     /// Queues output for the writer; never waits.
@@ -190,22 +143,48 @@ impl Drop for OutputSender {
     }
 }
 
-/// Reads from a socket, allocating a buffer only when there is something
-/// to read.
-pub(crate) trait Reader {
-    /// The next bytes, or `None` at end of stream.
-    async fn read(&mut self) -> io::Result<Option<BytesMut>>;
+/// A socket's read half: TCP, or MQTT bytes out of WebSocket frames.
+pub(crate) enum ConnReader {
+    Tcp(super::listener::TcpReader),
+    Ws(WsReader),
 }
 
-/// Writes chunks to a socket.
-pub(crate) trait Writer {
+impl ConnReader {
+    /// The next bytes, or `None` at end of stream. Cancel-safe: the core
+    /// drops a pending read to stop reading.
+    pub(crate) async fn read(&mut self) -> io::Result<Option<BytesMut>> {
+        match self {
+            ConnReader::Tcp(r) => r.read().await,
+            ConnReader::Ws(r) => r.read().await,
+        }
+    }
+}
+
+/// A socket's write half.
+pub(crate) enum ConnWriter {
+    Tcp(super::listener::TcpWriter),
+    Ws(WsWriter),
+}
+
+impl ConnWriter {
     /// Writes every chunk, in order.
-    async fn write(&mut self, chunks: &[Bytes]) -> io::Result<()>;
-    /// Closes the socket (after the last write).
-    async fn close(&mut self);
+    async fn write(&mut self, chunks: &[Bytes]) -> io::Result<()> {
+        match self {
+            ConnWriter::Tcp(w) => w.write(chunks).await,
+            ConnWriter::Ws(w) => w.write(chunks).await,
+        }
+    }
+
+    /// Ends our direction: a FIN (TCP), a close frame (WebSocket).
+    async fn close(&mut self) {
+        match self {
+            ConnWriter::Tcp(w) => w.close().await,
+            ConnWriter::Ws(w) => w.close().await,
+        }
+    }
 }
 
-/// What a connection task holds for its whole life: dropped when it ends.
+/// What a connection holds for its whole life: dropped when it ends.
 pub(crate) struct Guards {
     /// Its place under the connection cap.
     pub(crate) _permit: OwnedSemaphorePermit,
@@ -213,117 +192,72 @@ pub(crate) struct Guards {
     pub(crate) _shutdown_complete: mpsc::Sender<()>,
 }
 
-/// Registers with the core, then reads and writes until either side ends.
-pub(crate) async fn serve<R: Reader, W: Writer>(
-    mut reader: R,
-    mut writer: W,
-    peer: SocketAddr,
-    transport: &'static str,
-    inputs: Inputs,
-    _guards: Guards,
-) {
-    let output = Arc::new(OutputQueue::default());
-    let output_tx = OutputSender(output.clone());
-    let (gate_tx, gate) = watch::channel(Gate::Open);
-    let (reply_tx, reply_rx) = oneshot::channel();
-    let consumed = Arc::new(AtomicU64::new(0));
-    let accepted = Input::Accepted {
-        writer: output_tx,
-        gate: gate_tx,
-        consumed: consumed.clone(),
-        peer,
-        transport,
-        reply: reply_tx,
-    };
-    if inputs.data.send(accepted).await.is_err() {
-        return; // shutting down
-    }
-    let Ok(conn) = reply_rx.await else {
-        return;
-    };
-
-    {
-        let read = read_loop(&mut reader, conn, &inputs.data, gate.clone(), &consumed);
-        let write = write_loop(&mut writer, &output, conn, &inputs.written);
-        tokio::pin!(read, write);
-        let written = tokio::select! {
-            () = &mut read => {
-                // The peer closed its side (or the socket failed). The core's
-                // answer is to drop our output channel; the writer writes what
-                // is still queued (the peer may still be reading) and ends.
-                let _ = inputs.data.send(Input::Closed(conn)).await;
-                false
-            }
-            () = closed(gate) => false,
-            () = &mut write => {
-                // The core closed us, or a write failed (then the core must
-                // hear of it; after its own close it ignores the report).
-                let _ = inputs.data.send(Input::Closed(conn)).await;
-                true
-            }
-        };
-        // Reading has stopped. The writer flushes, for a bounded time.
-        if !written && tokio::time::timeout(FLUSH_TIMEOUT, write).await.is_err() {
-            tracing::debug!(%conn, "gave up flushing after {FLUSH_TIMEOUT:?}");
-        }
-    }
-    writer.close().await;
-}
-
-/// Completes when the core closes the connection (or forgets it).
-async fn closed(mut gate: watch::Receiver<Gate>) {
-    let _ = gate.wait_for(|g| *g == Gate::Closed).await;
-}
-
-/// Reads handed to the core and not yet handled by it, at most: a reader
-/// does not run ahead of the core, so what the core stops consuming (a
-/// blocked publisher's input) stays in the socket, not in memory.
-const READS_AHEAD: u64 = 2;
-
-async fn read_loop<R: Reader>(
-    reader: &mut R,
+/// The connection's writer task: writes what the core hands it until the
+/// core lets the connection go, then closes the socket.
+///
+/// `handback` resolves when the core is done with the connection: with the
+/// read half when the core closed it (so we can close gracefully), or
+/// empty when the peer closed it, a write failed, or the broker stopped.
+/// From then on the writer gets [`FLUSH_TIMEOUT`] to write what it holds:
+/// a peer that stops reading cannot keep the task alive.
+pub(crate) async fn run(
     conn: ConnId,
-    inputs: &mpsc::Sender<Input>,
-    mut gate: watch::Receiver<Gate>,
-    consumed: &AtomicU64,
+    mut writer: ConnWriter,
+    output: std::sync::Arc<OutputQueue>,
+    handback: oneshot::Receiver<ConnReader>,
+    reports: mpsc::UnboundedSender<Report>,
+    guards: Guards,
 ) {
-    let mut sent = 0u64;
-    loop {
-        // Wait while paused or too far ahead; stop once closed (or once the
-        // core forgot us).
-        let ready = |g: &Gate| {
-            *g == Gate::Closed
-                || (*g == Gate::Open && sent - consumed.load(Ordering::Acquire) < READS_AHEAD)
-        };
-        match gate.wait_for(ready).await {
-            Ok(g) if *g == Gate::Open => {}
-            _ => return,
-        }
-        match reader.read().await {
-            Ok(Some(bytes)) => {
-                sent += 1;
-                if inputs.send(Input::Data(conn, bytes)).await.is_err() {
-                    return; // the core has stopped
+    let reader = {
+        let writes = write_loop(&mut writer, &output, conn, &reports);
+        tokio::pin!(writes, handback);
+        tokio::select! {
+            reader = &mut handback => {
+                if tokio::time::timeout(FLUSH_TIMEOUT, writes).await.is_err() {
+                    tracing::debug!(%conn, "gave up flushing after {FLUSH_TIMEOUT:?}");
                 }
+                reader.ok()
             }
-            Ok(None) => return,
-            Err(e) => {
-                tracing::debug!(%conn, "read failed: {e}");
+            () = &mut writes => handback.await.ok(),
+        }
+    };
+    // Our direction ends (the DISCONNECT, if any, is before the FIN)...
+    let _ = tokio::time::timeout(FLUSH_TIMEOUT, writer.close()).await;
+    // The connection is over as far as the cap and shutdown are concerned.
+    drop(guards);
+    // ... and input the peer sent meanwhile is read and dropped, so that
+    // closing does not meet unread input: the kernel would answer it with
+    // a reset, which can destroy the DISCONNECT still in flight.
+    if let Some(reader) = reader {
+        linger(reader).await;
+    }
+}
+
+/// Reads and discards until the peer closes, for [`LINGER_TIMEOUT`] and
+/// [`LINGER_BYTES`] at most.
+async fn linger(mut reader: ConnReader) {
+    let drain = async {
+        let mut n = 0;
+        while let Ok(Some(bytes)) = reader.read().await {
+            n += bytes.len();
+            if n > LINGER_BYTES {
                 return;
             }
         }
-    }
+    };
+    let _ = tokio::time::timeout(LINGER_TIMEOUT, drain).await;
 }
 
-async fn write_loop<W: Writer>(
-    writer: &mut W,
+/// Writes until the core closes or forgets the connection, or a write fails
+/// (then the core must hear of it).
+async fn write_loop(
+    writer: &mut ConnWriter,
     output: &OutputQueue,
     conn: ConnId,
-    written: &mpsc::UnboundedSender<(ConnId, usize)>,
+    reports: &mpsc::UnboundedSender<Report>,
 ) {
     loop {
-        // Everything queued so far, for one vectored write. `Gone`: the core
-        // dropped its sender (after our `Closed`, or at shutdown).
+        // Everything queued so far, for one vectored write.
         let chunks = match output.next().await {
             Next::Write(chunks) => chunks,
             Next::Close | Next::Gone => return,
@@ -331,9 +265,10 @@ async fn write_loop<W: Writer>(
         let n = chunks.iter().map(Bytes::len).sum();
         if let Err(e) = writer.write(&chunks).await {
             tracing::debug!(%conn, "write failed: {e}");
+            let _ = reports.send(Report::Failed(conn));
             return;
         }
         // The core ignores reports once it has let the connection go.
-        let _ = written.send((conn, n));
+        let _ = reports.send(Report::Written(conn, n));
     }
 }

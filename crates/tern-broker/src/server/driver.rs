@@ -1,71 +1,99 @@
-//! The core task: the one owner of the [`Broker`].
+//! The core task: the one owner of the [`Broker`], and the reader of every
+//! socket.
 //!
-//! Everything protocol happens here, on one task, one input at a time: bytes
-//! from a connection, a report that bytes were written, a closed socket, a
+//! Everything protocol happens here, on one task, one input at a time: a new
+//! connection, bytes read from one, a report that bytes were written, a
 //! deadline, the shutdown signal. After each input the task follows the
 //! drain rule (tern-session's, and the core's): drain `poll_transmit`,
 //! encoding each packet for its connection; hand each connection its bytes;
 //! drain `poll_event`; and re-arm the timer from `poll_timeout` before
 //! waiting again.
 //!
-//! The task never awaits a connection. Output goes to each connection over
-//! an unbounded channel, and what bounds it is credit: the task counts the
-//! bytes it handed a connection and the connection has not yet reported
-//! written. Above [`HIGH_WATER`] it tells the core the connection is not
-//! writable, so the core keeps that client's messages in its session's
-//! bounded queue, and pauses the connection's reader; below [`LOW_WATER`]
-//! it is writable and read again. A slow reader slows only itself.
+//! **Reading in arrival order.** The task reads the sockets itself: each
+//! connection that may be read has one pending read in [`Driver::reads`], a
+//! `FuturesUnordered`, which polls its futures in the order they were woken,
+//! and tokio's I/O driver wakes them in the order the operating system
+//! reported the sockets readable. So input ready on several connections is
+//! handed to the core in the order it arrived. (With a task per connection
+//! feeding a channel, the order was the order the scheduler ran those tasks,
+//! and tokio runs the most recently woken task first: a client's SUBSCRIBE
+//! could be handled after another client's PUBLISH that arrived later.)
+//!
+//! **Backpressure is the core's.** The task never awaits a connection:
+//! output goes to each connection's writer task through an unbounded
+//! [`OutputQueue`](super::connection::OutputQueue), and the writer reports
+//! the bytes it wrote, which the task passes to
+//! [`Broker::handle_written`]. The core bounds each connection's output by
+//! that credit and says when to stop and resume reading a connection
+//! ([`BrokerEvent::PauseReading`], [`BrokerEvent::ResumeReading`]); pausing a
+//! connection is not re-arming its read, so its read half waits in its
+//! [`Link`] until the core wants its input again.
 
-use super::connection::{Gate, Input, Output, OutputSender};
+use super::connection::{self, Accepted, ConnReader, Output, OutputQueue, OutputSender, Report};
 use crate::{Broker, BrokerConfig, BrokerEvent, ConnId, Transmit};
 use bytes::{Bytes, BytesMut};
+use futures_util::{StreamExt, stream::FuturesUnordered};
 use std::{
-    collections::BTreeMap,
-    net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
+    collections::BTreeMap, future::Future, io, net::SocketAddr, pin::Pin, sync::Arc, time::Duration,
 };
 use tern_codec::Packet;
 use tern_session::Instant;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
-/// Inputs waiting for the core at most; connection readers wait beyond that.
-pub(crate) const INPUT_CAPACITY: usize = 64;
-
-/// Bytes handed to a connection and not yet written above which the core
-/// stops producing for it.
-pub(crate) const HIGH_WATER: usize = 64 * 1024;
-
-/// Unwritten bytes below which a throttled connection is writable again.
-pub(crate) const LOW_WATER: usize = 16 * 1024;
+/// New connections waiting for the core at most; the accept loops wait beyond that.
+pub(crate) const ACCEPT_CAPACITY: usize = 64;
 
 /// Payloads at least this long are not copied into a connection's buffer:
 /// the payload `Bytes` itself is queued, shared by every subscriber.
 pub(crate) const SHARED_PAYLOAD: usize = 1024;
 
+/// One pending read of one connection: ends with what was read, or when the
+/// core asks for the read half back (`stop`).
+type PendingRead = Pin<Box<dyn Future<Output = Read> + Send>>;
+
+/// A finished [`PendingRead`]: the read half comes back with the result.
+struct Read {
+    conn: ConnId,
+    reader: ConnReader,
+    stop: oneshot::Receiver<()>,
+    /// `None`: stopped before anything was read.
+    result: Option<io::Result<Option<BytesMut>>>,
+}
+
+async fn read(conn: ConnId, mut reader: ConnReader, mut stop: oneshot::Receiver<()>) -> Read {
+    let result = tokio::select! {
+        biased;
+        _ = &mut stop => None,
+        r = reader.read() => Some(r),
+    };
+    Read {
+        conn,
+        reader,
+        stop,
+        result,
+    }
+}
+
 /// What the core task knows of one connection.
-#[derive(Debug)]
 struct Link {
-    /// Where its bytes go (see [`Output`]).
+    /// Where its bytes go (see [`OutputQueue`]).
     writer: OutputSender,
-    /// Pauses its reader while its output is held back; says when it is closed.
-    gate: watch::Sender<Gate>,
-    /// Its [`Input::Data`] handled so far (see `READS_AHEAD` in connection.rs).
-    consumed: Arc<AtomicU64>,
+    /// Its read half while it is not being read (paused); `None` while a
+    /// read is pending in [`Driver::reads`].
+    reader: Option<(ConnReader, oneshot::Receiver<()>)>,
+    /// Ends its pending read, so its read half comes back.
+    stop: Option<oneshot::Sender<()>>,
+    /// Gives its writer task the read half when the core closes it (see
+    /// `connection::run`).
+    handback: oneshot::Sender<ConnReader>,
     /// Received bytes the core has not consumed: a partial packet. Empty
     /// (and without an allocation) between packets.
     input: BytesMut,
     /// Encoded and not yet handed to the writer, in order.
     batch: Vec<Bytes>,
-    /// Bytes encoded for it and not yet reported written.
-    unwritten: usize,
-    /// What the core was last told.
-    writable: bool,
-    /// The core stopped consuming its input (publisher backpressure).
-    blocked: bool,
+    /// The core said [`BrokerEvent::PauseReading`] (and not yet
+    /// [`BrokerEvent::ResumeReading`]).
+    paused: bool,
     peer: SocketAddr,
     transport: &'static str,
 }
@@ -76,6 +104,13 @@ struct Driver {
     /// The epoch of the core's [`Instant`]s.
     start: std::time::Instant,
     links: BTreeMap<ConnId, Link>,
+    /// One pending read per connection being read, polled in wake order.
+    reads: FuturesUnordered<PendingRead>,
+    /// Connections the core closed whose pending read has not come back
+    /// yet: the read half goes to their writer task when it does.
+    closing: BTreeMap<ConnId, oneshot::Sender<ConnReader>>,
+    /// Cloned into each connection's writer task.
+    reports: mpsc::UnboundedSender<Report>,
     /// Shared encode buffer: each connection's packets are split off it, so
     /// idle connections own no write buffer.
     scratch: BytesMut,
@@ -83,6 +118,10 @@ struct Driver {
     scratch_owner: Option<ConnId>,
     /// Connections with a non-empty batch.
     dirty: Vec<ConnId>,
+    /// Connections whose read half is parked and may be read again once
+    /// the core's events for this input are handled (a `PauseReading`
+    /// among them keeps it parked).
+    parked: Vec<ConnId>,
 }
 
 /// Runs the core until the shutdown signal; then shuts the broker down,
@@ -90,56 +129,55 @@ struct Driver {
 pub(crate) async fn run(
     config: BrokerConfig,
     auth: Box<dyn crate::Authenticator>,
-    mut inputs: mpsc::Receiver<Input>,
-    mut written: mpsc::UnboundedReceiver<(ConnId, usize)>,
+    mut accepted: mpsc::Receiver<Accepted>,
     mut shutdown: broadcast::Receiver<()>,
 ) {
-    let start = std::time::Instant::now();
-    let mut driver = Driver {
-        broker: Broker::with_hooks(
+    // Reports of written bytes and failed writes, from every writer task.
+    // Unbounded, but a writer sends one per write, and writes only what the
+    // core's credit allows.
+    let (reports, mut report_rx) = mpsc::unbounded_channel();
+    let mut driver = Driver::new(
+        Broker::with_hooks(
             config,
             Instant::ZERO,
             Box::new(crate::MemoryStore::new()),
             auth,
         ),
-        start,
-        links: BTreeMap::new(),
-        scratch: BytesMut::new(),
-        scratch_owner: None,
-        dirty: Vec::new(),
-    };
+        reports,
+    );
     loop {
         // Re-armed on every turn from the core's next deadline.
-        let deadline = driver
-            .broker
-            .poll_timeout()
-            .map(|t| tokio::time::Instant::from_std(start + Duration::from_nanos(t.as_nanos())));
+        let deadline = driver.broker.poll_timeout().map(|t| {
+            tokio::time::Instant::from_std(driver.start + Duration::from_nanos(t.as_nanos()))
+        });
         tokio::select! {
-            // Reports of written bytes first: they make connections writable.
+            // Reports first: they make connections writable. Reads last, so
+            // that a stream of input delays neither deadlines nor accepts.
             biased;
-            Some((conn, n)) = written.recv() => {
-                driver.written(conn, n);
-                while let Ok((conn, n)) = written.try_recv() {
-                    driver.written(conn, n);
+            Some(report) = report_rx.recv() => {
+                driver.report(report);
+                while let Ok(report) = report_rx.try_recv() {
+                    driver.report(report);
                 }
             }
-            input = inputs.recv() => match input {
-                Some(input) => driver.handle_input(input),
-                // Every listener and connection is gone: nothing more can come.
-                None => break,
-            },
+            _ = shutdown.recv() => break,
             () = sleep_until(deadline), if deadline.is_some() => {
                 let now = driver.now();
                 driver.broker.handle_timeout(now);
             }
-            _ = shutdown.recv() => break,
+            Some(new) = accepted.recv() => driver.accept(new),
+            Some(read) = driver.reads.next() => driver.handle_read(read),
         }
         driver.drain();
     }
     let now = driver.now();
     driver.broker.shutdown(now);
     driver.drain();
-    // Links still open (none should be) are closed by dropping their senders.
+    // Every read was stopped by the closes: collect the read halves so the
+    // writers can close gracefully.
+    while let Some(read) = driver.reads.next().await {
+        driver.handle_read(read);
+    }
     tracing::debug!(stats = ?driver.broker.stats(), "core stopped");
 }
 
@@ -151,87 +189,159 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 }
 
 impl Driver {
+    fn new(broker: Broker, reports: mpsc::UnboundedSender<Report>) -> Self {
+        Driver {
+            broker,
+            start: std::time::Instant::now(),
+            links: BTreeMap::new(),
+            reads: FuturesUnordered::new(),
+            closing: BTreeMap::new(),
+            reports,
+            scratch: BytesMut::new(),
+            scratch_owner: None,
+            dirty: Vec::new(),
+            parked: Vec::new(),
+        }
+    }
+
     fn now(&self) -> Instant {
         Instant::from_nanos(self.start.elapsed().as_nanos() as u64)
     }
 
-    fn handle_input(&mut self, input: Input) {
+    /// A new socket: the core gets a [`ConnId`], the socket a writer task
+    /// and a pending read.
+    fn accept(&mut self, new: Accepted) {
         let now = self.now();
-        match input {
-            Input::Accepted {
-                writer,
-                gate,
-                consumed,
-                peer,
-                transport,
-                reply,
-            } => {
-                let conn = self.broker.accept(now);
-                if reply.send(conn).is_err() {
-                    // The connection task is already gone.
-                    self.broker.handle_closed(now, conn);
-                    return;
-                }
-                tracing::debug!(%conn, %peer, transport, "accepted");
-                self.links.insert(
-                    conn,
-                    Link {
-                        writer,
-                        gate,
-                        consumed,
-                        input: BytesMut::new(),
-                        batch: Vec::new(),
-                        unwritten: 0,
-                        writable: true,
-                        blocked: false,
-                        peer,
-                        transport,
-                    },
-                );
+        let conn = self.broker.accept(now);
+        let output = Arc::new(OutputQueue::default());
+        let (handback, handback_rx) = oneshot::channel();
+        tokio::spawn(connection::run(
+            conn,
+            new.writer,
+            output.clone(),
+            handback_rx,
+            self.reports.clone(),
+            new.guards,
+        ));
+        tracing::debug!(%conn, peer = %new.peer, transport = new.transport, "accepted");
+        let (stop, stop_rx) = oneshot::channel();
+        self.links.insert(
+            conn,
+            Link {
+                writer: OutputSender(output),
+                reader: None,
+                stop: Some(stop),
+                handback,
+                input: BytesMut::new(),
+                batch: Vec::new(),
+                paused: false,
+                peer: new.peer,
+                transport: new.transport,
+            },
+        );
+        self.reads.push(Box::pin(read(conn, new.reader, stop_rx)));
+    }
+
+    /// A pending read finished.
+    fn handle_read(&mut self, read: Read) {
+        let Read {
+            conn,
+            reader,
+            stop,
+            result,
+        } = read;
+        let Some(link) = self.links.get_mut(&conn) else {
+            // The core closed it (or its writer failed): the read half goes
+            // to the writer task, to close gracefully, or is dropped.
+            if let Some(handback) = self.closing.remove(&conn) {
+                let _ = handback.send(reader);
             }
-            Input::Data(conn, bytes) => {
-                // Data from a connection the core already closed is dropped.
-                let Some(link) = self.links.get_mut(&conn) else {
-                    return;
-                };
+            return;
+        };
+        match result {
+            Some(Ok(Some(bytes))) => {
                 if link.input.is_empty() {
                     link.input = bytes;
                 } else {
                     link.input.extend_from_slice(&bytes);
                 }
-                // Let its reader read on (it waits when two reads ahead).
-                link.consumed.fetch_add(1, Ordering::Release);
-                link.gate.send_modify(|_| {});
+                link.reader = Some((reader, stop));
+                let now = self.now();
                 self.consume(now, conn);
+                // Read on only after the drain: the core may just have
+                // blocked this publisher (its `PauseReading` is pending).
+                self.parked.push(conn);
             }
-            Input::Closed(conn) => {
+            // Stopped while open: cannot happen (the core stops a read only
+            // when it lets the connection go); keep the half, paused.
+            None => link.reader = Some((reader, stop)),
+            Some(Ok(None)) | Some(Err(_)) => {
+                if let Some(Err(e)) = &result {
+                    tracing::debug!(%conn, "read failed: {e}");
+                }
                 // Dropping the link drops its writer's sender: the writer
                 // flushes what it holds and ends.
-                if self.links.remove(&conn).is_some() {
+                self.links.remove(&conn);
+                let now = self.now();
+                self.broker.handle_closed(now, conn);
+            }
+        }
+    }
+
+    /// Reads a connection again if the core wants its input and it is not
+    /// being read.
+    fn rearm(&mut self, conn: ConnId) {
+        let Some(link) = self.links.get_mut(&conn) else {
+            return;
+        };
+        if link.paused {
+            return;
+        }
+        if let Some((reader, stop)) = link.reader.take() {
+            self.reads.push(Box::pin(read(conn, reader, stop)));
+        }
+    }
+
+    /// Lets a connection go: no more output or input from it. With
+    /// `graceful`, its writer gets the read half to close gracefully.
+    fn forget(&mut self, conn: ConnId, graceful: bool) {
+        let Some(mut link) = self.links.remove(&conn) else {
+            return;
+        };
+        match link.reader.take() {
+            // Paused: the read half is here.
+            Some((reader, _)) => {
+                if graceful {
+                    let _ = link.handback.send(reader);
+                }
+            }
+            // Being read: stop that read; the half comes back in `handle_read`.
+            None => {
+                if let Some(stop) = link.stop.take() {
+                    let _ = stop.send(());
+                }
+                if graceful {
+                    self.closing.insert(conn, link.handback);
+                }
+            }
+        }
+    }
+
+    fn report(&mut self, report: Report) {
+        match report {
+            Report::Written(conn, n) => self.broker.handle_written(conn, n),
+            Report::Failed(conn) => {
+                if self.links.contains_key(&conn) {
+                    self.forget(conn, false);
+                    let now = self.now();
                     self.broker.handle_closed(now, conn);
                 }
             }
         }
     }
 
-    /// A connection wrote `n` bytes of what it was handed.
-    fn written(&mut self, conn: ConnId, n: usize) {
-        let Some(link) = self.links.get_mut(&conn) else {
-            return;
-        };
-        link.unwritten = link.unwritten.saturating_sub(n);
-        if !link.writable && link.unwritten <= LOW_WATER {
-            link.writable = true;
-            if !link.blocked {
-                link.gate.send_replace(Gate::Open);
-            }
-            self.broker.set_writable(conn, true);
-        }
-    }
-
-    /// Hands the core a connection's input; pauses its reader while the
-    /// core leaves input unconsumed (publisher backpressure), since more
-    /// would only wait here.
+    /// Hands the core a connection's input. What it leaves (a partial
+    /// packet, or the rest of a blocked publisher's input) waits here.
     fn consume(&mut self, now: Instant, conn: ConnId) {
         let Some(link) = self.links.get_mut(&conn) else {
             return;
@@ -240,22 +350,6 @@ impl Driver {
         if link.input.is_empty() {
             // Give the read buffer back between packets.
             link.input = BytesMut::new();
-        }
-        let blocked = self.broker.is_blocked(conn);
-        if blocked != link.blocked {
-            link.blocked = blocked;
-            let gate = if blocked || !link.writable {
-                Gate::Paused
-            } else {
-                Gate::Open
-            };
-            link.gate.send_if_modified(|g| {
-                let changed = *g != gate && *g != Gate::Closed;
-                if changed {
-                    *g = gate;
-                }
-                changed
-            });
         }
     }
 
@@ -275,8 +369,12 @@ impl Driver {
                 self.handle_event(now, event);
             }
             if !progress {
-                return;
+                break;
             }
+        }
+        let parked = std::mem::take(&mut self.parked);
+        for conn in parked {
+            self.rearm(conn);
         }
     }
 
@@ -308,18 +406,6 @@ impl Driver {
         if let Err(e) = result {
             // The core only emits packets valid for the connection's version.
             tracing::error!(conn = %t.conn, packet = ?t.packet.packet_type(), "cannot encode: {e}");
-            return;
-        }
-        let Some(link) = self.links.get_mut(&t.conn) else {
-            return;
-        };
-        link.unwritten += len;
-        if link.writable && link.unwritten > HIGH_WATER {
-            // Hold its output in its session's bounded queue, and stop
-            // reading it so it cannot make us queue answers without bound.
-            link.writable = false;
-            link.gate.send_replace(Gate::Paused);
-            self.broker.set_writable(t.conn, false);
         }
     }
 
@@ -348,8 +434,8 @@ impl Driver {
         for conn in self.dirty.drain(..) {
             if let Some(link) = self.links.get_mut(&conn) {
                 let batch = std::mem::take(&mut link.batch);
-                // A send fails only when the connection task has ended; its
-                // `Closed` is on its way.
+                // The writer task may have ended (a failed write); its
+                // `Report::Failed` is on its way.
                 link.writer.send(Output::Data(batch));
             }
         }
@@ -359,14 +445,25 @@ impl Driver {
         match event {
             BrokerEvent::Close(conn) => {
                 // Its last packets were flushed above; the writer writes
-                // them, then closes the socket.
-                if let Some(link) = self.links.remove(&conn) {
+                // them, then closes the socket gracefully.
+                if let Some(link) = self.links.get(&conn) {
                     link.writer.send(Output::Close);
-                    link.gate.send_replace(Gate::Closed);
+                    self.forget(conn, true);
                 }
                 self.broker.handle_closed(now, conn);
             }
-            BrokerEvent::Unblocked(conn) => self.consume(now, conn),
+            BrokerEvent::PauseReading(conn) => {
+                if let Some(link) = self.links.get_mut(&conn) {
+                    link.paused = true;
+                }
+            }
+            BrokerEvent::ResumeReading(conn) => {
+                if let Some(link) = self.links.get_mut(&conn) {
+                    link.paused = false;
+                    self.consume(now, conn);
+                    self.parked.push(conn);
+                }
+            }
             BrokerEvent::Connected {
                 conn,
                 client_id,
@@ -399,37 +496,29 @@ impl Driver {
 
 #[cfg(test)]
 mod tests {
-    use super::super::connection::OutputQueue;
     use super::*;
     use tern_codec::{MqttString, ProtocolVersion, Publish};
 
     fn driver() -> Driver {
-        Driver {
-            broker: Broker::new(BrokerConfig::default(), Instant::ZERO),
-            start: std::time::Instant::now(),
-            links: BTreeMap::new(),
-            scratch: BytesMut::new(),
-            scratch_owner: None,
-            dirty: Vec::new(),
-        }
+        Driver::new(
+            Broker::new(BrokerConfig::default(), Instant::ZERO),
+            mpsc::unbounded_channel().0,
+        )
     }
 
     fn link(d: &mut Driver) -> (ConnId, Arc<OutputQueue>) {
         let conn = d.broker.accept(Instant::ZERO);
         let rx = Arc::new(OutputQueue::default());
-        let writer = OutputSender(rx.clone());
-        let (gate, _) = watch::channel(Gate::Open);
         d.links.insert(
             conn,
             Link {
-                writer,
-                gate,
-                consumed: Arc::default(),
+                writer: OutputSender(rx.clone()),
+                reader: None,
+                stop: None,
+                handback: oneshot::channel().0,
                 input: BytesMut::new(),
                 batch: Vec::new(),
-                unwritten: 0,
-                writable: true,
-                blocked: false,
+                paused: false,
                 peer: SocketAddr::from(([127, 0, 0, 1], 1)),
                 transport: "test",
             },
@@ -491,30 +580,5 @@ mod tests {
                 .unwrap();
             assert_eq!(chunks.concat(), expected.to_vec());
         }
-    }
-
-    #[test]
-    fn credit_throttles_a_connection_and_pauses_its_reader() {
-        let mut d = driver();
-        let (a, mut rx) = link(&mut d);
-        let gate = d.links[&a].gate.subscribe();
-        let big = Bytes::from(vec![0u8; HIGH_WATER]);
-        d.encode(Transmit {
-            conn: a,
-            version: ProtocolVersion::V5,
-            packet: Packet::Publish(Publish {
-                topic: MqttString::from_static("t"),
-                payload: big,
-                ..Publish::default()
-            }),
-        });
-        d.flush();
-        let n: usize = chunks(&mut rx).iter().map(Bytes::len).sum();
-        assert!(!d.links[&a].writable);
-        assert_eq!(*gate.borrow(), Gate::Paused);
-        // Written down to the low-water mark: writable and read again.
-        d.written(a, n - LOW_WATER);
-        assert!(d.links[&a].writable);
-        assert_eq!(*gate.borrow(), Gate::Open);
     }
 }

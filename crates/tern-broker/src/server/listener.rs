@@ -7,7 +7,7 @@
 //! a client can act on, and accepting keeps the backlog from filling with
 //! connections nobody will serve.
 
-use super::connection::{self, Guards, Inputs, Reader, Writer};
+use super::connection::{Accepted, ConnReader, ConnWriter, Guards};
 use super::websocket;
 use bytes::{Bytes, BytesMut};
 use std::{io, io::IoSlice, sync::Arc, time::Duration};
@@ -22,12 +22,13 @@ use tokio::{
 
 /// What the listeners share.
 pub(crate) struct Shared {
-    /// The core task's input channels.
-    pub(crate) inputs: Inputs,
+    /// New connections go to the core task. Bounded: when the core falls
+    /// behind, the accept loops wait, and new clients wait in the backlog.
+    pub(crate) accepted: mpsc::Sender<Accepted>,
     /// One permit per open connection.
     pub(crate) limit: Arc<Semaphore>,
     pub(crate) max_connections: usize,
-    /// Cloned into each connection task (see [`Guards`]).
+    /// Cloned into each writer task (see [`Guards`]).
     pub(crate) shutdown_complete: mpsc::Sender<()>,
     /// How long a WebSocket upgrade may take (the connect timeout: the MQTT
     /// clock only starts once the upgrade is done).
@@ -78,20 +79,23 @@ pub(crate) async fn accept_loop(
             _permit: permit,
             _shutdown_complete: shared.shutdown_complete.clone(),
         };
-        let inputs = shared.inputs.clone();
         match kind {
             Kind::Tcp => {
                 let (read, write) = socket.into_split();
-                tokio::spawn(connection::serve(
-                    TcpReader::new(read),
-                    TcpWriter(write),
+                let accepted = Accepted {
+                    reader: ConnReader::Tcp(TcpReader::new(read)),
+                    writer: ConnWriter::Tcp(TcpWriter(write)),
                     peer,
-                    "tcp",
-                    inputs,
+                    transport: "tcp",
                     guards,
-                ));
+                };
+                if shared.accepted.send(accepted).await.is_err() {
+                    return; // the core has stopped
+                }
             }
             Kind::WebSocket => {
+                // The upgrade takes round trips: it runs in a task of its own
+                // so that one slow client does not hold up the others.
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     let upgrade = tokio::time::timeout(
@@ -100,7 +104,14 @@ pub(crate) async fn accept_loop(
                     );
                     match upgrade.await {
                         Ok(Ok((reader, writer))) => {
-                            connection::serve(reader, writer, peer, "ws", inputs, guards).await;
+                            let accepted = Accepted {
+                                reader: ConnReader::Ws(reader),
+                                writer: ConnWriter::Ws(writer),
+                                peer,
+                                transport: "ws",
+                                guards,
+                            };
+                            let _ = shared.accepted.send(accepted).await;
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, "WebSocket upgrade failed: {e}"),
                         Err(_) => tracing::debug!(%peer, "WebSocket upgrade timed out"),
@@ -131,8 +142,8 @@ impl TcpReader {
     }
 }
 
-impl Reader for TcpReader {
-    async fn read(&mut self) -> io::Result<Option<BytesMut>> {
+impl TcpReader {
+    pub(crate) async fn read(&mut self) -> io::Result<Option<BytesMut>> {
         loop {
             // Waiting costs no buffer: it is allocated once there are bytes.
             self.half.readable().await?;
@@ -161,8 +172,8 @@ const MAX_SLICES: usize = 256;
 /// without being copied.
 pub(crate) struct TcpWriter(OwnedWriteHalf);
 
-impl Writer for TcpWriter {
-    async fn write(&mut self, chunks: &[Bytes]) -> io::Result<()> {
+impl TcpWriter {
+    pub(crate) async fn write(&mut self, chunks: &[Bytes]) -> io::Result<()> {
         let (mut index, mut offset) = (0, 0);
         let mut slices = Vec::with_capacity(chunks.len());
         while index < chunks.len() {
@@ -190,7 +201,7 @@ impl Writer for TcpWriter {
         Ok(())
     }
 
-    async fn close(&mut self) {
+    pub(crate) async fn close(&mut self) {
         let _ = self.0.shutdown().await;
     }
 }

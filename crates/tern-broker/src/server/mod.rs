@@ -8,29 +8,32 @@
 //! reason to exist:
 //!
 //! ```text
-//!   listener (TCP / WebSocket) ──spawn──▶ connection task ─┐  Input (bounded mpsc)
-//!   listener ...                          connection task ─┼──────────────────────▶ core task
-//!                                         connection task ─┘                         owns Broker
-//!                  ◀── Output (one unbounded mpsc per connection, bounded by credit) ─┘
+//!   listener (TCP / WebSocket) ──Accepted (bounded mpsc)──▶ core task: owns Broker,
+//!                                                           reads every socket
+//!   writer task (one per connection) ◀── OutputQueue ───────┘
+//!                                    ──── Report (written / failed) ──▶ core task
 //! ```
 //!
-//! - **The core task** (`driver.rs`) owns the [`Broker`](crate::Broker). It is
-//!   the only place protocol state lives, so the broker stays single-threaded
-//!   and deterministic, exactly as the simulator drives it. It waits on three
-//!   things: input from connections, the core's next deadline, and the
-//!   shutdown signal. After each, it follows the drain rule.
-//! - **A connection task** (`connection.rs`) per socket reads bytes and sends
-//!   them to the core, and writes what the core sends back. It never looks
-//!   inside the bytes.
+//! - **The core task** (`driver.rs`) owns the [`Broker`](crate::Broker) and
+//!   every socket's read half. It is the only place protocol state lives, so
+//!   the broker stays single-threaded and deterministic, exactly as the
+//!   simulator drives it. It reads the sockets itself, in the order the
+//!   operating system reported them readable, so input from several
+//!   connections reaches the core in the order it arrived. After each input
+//!   it follows the drain rule.
+//! - **A writer task** (`connection.rs`) per socket writes what the core
+//!   hands it, and closes the socket gracefully when the core is done with
+//!   it. It never looks inside the bytes.
 //! - **The listeners** (`listener.rs`) accept sockets (and, for WebSocket, run
-//!   the HTTP upgrade) and spawn connection tasks, under a semaphore that caps
+//!   the HTTP upgrade) and hand them to the core, under a semaphore that caps
 //!   the number of connections.
 //!
 //! Shutdown follows mini-redis: a `broadcast` channel tells the listeners and
 //! the core task to stop; the core sends every connection its DISCONNECT
-//! (0x8B for MQTT 5) and a close; each connection task holds a clone of an
-//! `mpsc::Sender` that it drops when it ends, so [`Running::shutdown`] knows
-//! every socket has been flushed when the matching receiver yields `None`.
+//! (0x8B for MQTT 5) and a close; each writer task holds a clone of an
+//! `mpsc::Sender` that it drops once it has flushed and shut its socket's
+//! write side, so [`Running::shutdown`] knows every socket has been flushed
+//! when the matching receiver yields `None`.
 //!
 //! # Example
 //!
@@ -74,6 +77,13 @@ use tokio::{
 
 /// How long shutdown waits for connections to flush their last packets.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a connection the broker closed is still read (and what is read
+/// dropped) after its last packet, so that the close meets no unread input.
+pub(crate) const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How many bytes such a connection may still send before it is cut.
+pub(crate) const LINGER_BYTES: usize = 1024 * 1024;
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -119,7 +129,7 @@ pub struct Running {
     ws_addrs: Vec<SocketAddr>,
     /// Tells the listeners and the core task to stop.
     notify_shutdown: broadcast::Sender<()>,
-    /// Every connection task holds a clone; `recv` yields `None` once all
+    /// Every writer task holds a clone; `recv` yields `None` once all
     /// of them have ended. Ours is dropped when shutting down.
     shutdown_complete_tx: mpsc::Sender<()>,
     shutdown_complete_rx: mpsc::Receiver<()>,
@@ -187,7 +197,7 @@ impl Running {
         // and returns; its end closes the input channel, which stops the readers.
         let _ = core.await;
         drop(shutdown_complete_tx);
-        // `None` once the last connection task has dropped its sender.
+        // `None` once the last writer task has dropped its sender.
         let flushed = tokio::time::timeout(FLUSH_TIMEOUT, shutdown_complete_rx.recv()).await;
         match flushed {
             Ok(_) => tracing::info!("shut down"),
@@ -269,25 +279,17 @@ pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
     let reloader = security::Reloader::new(settings.security.clone(), auth.clone());
     reloader.on_hangup(notify_shutdown.subscribe());
     let (shutdown_complete_tx, shutdown_complete_rx) = mpsc::channel(1);
-    // Connections hand bytes to the core through one bounded channel: when
-    // the core falls behind, `send` waits, the reader stops reading, and
-    // TCP's own flow control slows the publishers down.
-    let (inputs_tx, inputs_rx) = mpsc::channel(driver::INPUT_CAPACITY);
-    let (written_tx, written_rx) = mpsc::unbounded_channel();
-
+    // Listeners hand new sockets to the core task (see `listener::Shared`).
+    let (accepted_tx, accepted_rx) = mpsc::channel(driver::ACCEPT_CAPACITY);
     let core = tokio::spawn(driver::run(
         settings.broker_config(),
         Box::new(auth),
-        inputs_rx,
-        written_rx,
+        accepted_rx,
         notify_shutdown.subscribe(),
     ));
 
     let shared = Arc::new(listener::Shared {
-        inputs: connection::Inputs {
-            data: inputs_tx,
-            written: written_tx,
-        },
+        accepted: accepted_tx,
         limit: Arc::new(Semaphore::new(settings.limits.max_connections)),
         max_connections: settings.limits.max_connections,
         shutdown_complete: shutdown_complete_tx.clone(),

@@ -7,7 +7,6 @@
 //! framing does the rest. A text frame closes the connection [MQTT-6.0.0-1].
 
 use super::BrokerSettings;
-use super::connection::{Reader, Writer};
 use bytes::{Bytes, BytesMut};
 use futures_util::{
     SinkExt, StreamExt,
@@ -109,8 +108,8 @@ fn refusal(status: StatusCode, message: String) -> ErrorResponse {
 /// Reads MQTT bytes out of binary frames.
 pub(crate) struct WsReader(SplitStream<WebSocketStream<TcpStream>>);
 
-impl Reader for WsReader {
-    async fn read(&mut self) -> io::Result<Option<BytesMut>> {
+impl WsReader {
+    pub(crate) async fn read(&mut self) -> io::Result<Option<BytesMut>> {
         loop {
             match self.0.next().await {
                 None | Some(Ok(Message::Close(_))) => return Ok(None),
@@ -140,8 +139,8 @@ impl Reader for WsReader {
 /// travel together.
 pub(crate) struct WsWriter(SplitSink<WebSocketStream<TcpStream>, Message>);
 
-impl Writer for WsWriter {
-    async fn write(&mut self, chunks: &[Bytes]) -> io::Result<()> {
+impl WsWriter {
+    pub(crate) async fn write(&mut self, chunks: &[Bytes]) -> io::Result<()> {
         // tungstenite copies into its frame buffer anyway, so join the chunks.
         let frame = match chunks {
             [one] => one.clone(),
@@ -159,7 +158,7 @@ impl Writer for WsWriter {
             .map_err(io::Error::other)
     }
 
-    async fn close(&mut self) {
+    pub(crate) async fn close(&mut self) {
         let _ = self.0.close().await;
     }
 }

@@ -528,7 +528,16 @@ fn mqtt_3_3_2_5_messages_expire_in_offline_queues() {
 #[test]
 fn a_retained_message_expires_on_time_in_a_subscribers_queue() {
     // Retained at t=1s with a 5 s Message Expiry Interval: it expires at 6s.
-    let mut net = Net::default();
+    // Output credit of nothing: a connection whose client does not read
+    // gets nothing more.
+    let mut net = Net::new(BrokerConfig {
+        sys_interval: None,
+        output_credit: Some(tern_broker::OutputCredit {
+            high_water: 0,
+            low_water: 0,
+        }),
+        ..BrokerConfig::default()
+    });
     let publ = net.client("pub", V5);
     let early = net.client("early", V5);
     let late = net.client("late", V5);
@@ -555,7 +564,7 @@ fn a_retained_message_expires_on_time_in_a_subscribers_queue() {
     net.advance(Duration::from_millis(900));
     for c in [early, late] {
         let conn = net.clients[c].conn.unwrap();
-        net.broker.set_writable(conn, false);
+        net.stall(conn);
         let now = net.now;
         net.session(c)
             .subscribe(
@@ -572,7 +581,7 @@ fn a_retained_message_expires_on_time_in_a_subscribers_queue() {
     // At 5.4s 0.6 s are left: the copy goes out with an interval of 1 s.
     net.advance(Duration::from_millis(3500));
     let conn = net.clients[early].conn.unwrap();
-    net.broker.set_writable(conn, true);
+    net.unstall(conn);
     net.run();
     let got = net.messages(early);
     assert_eq!(got.len(), 1);
@@ -584,7 +593,7 @@ fn a_retained_message_expires_on_time_in_a_subscribers_queue() {
     // At 6.4s it has expired: never sent [MQTT-3.3.2-5].
     net.advance(Duration::from_millis(1000));
     let conn = net.clients[late].conn.unwrap();
-    net.broker.set_writable(conn, true);
+    net.unstall(conn);
     net.run();
     assert!(net.messages(late).is_empty(), "[MQTT-3.3.2-5]");
 }

@@ -32,6 +32,9 @@ pub struct Net {
     pub closed_by_broker: Vec<ConnId>,
     /// Packets the broker sent, per connection.
     pub sent: Vec<(ConnId, Packet)>,
+    /// Connections whose bytes are not reported written (a client that
+    /// does not read), with the bytes held back.
+    pub stalled: std::collections::BTreeMap<ConnId, usize>,
 }
 
 impl Net {
@@ -43,6 +46,19 @@ impl Net {
             clients: Vec::new(),
             closed_by_broker: Vec::new(),
             sent: Vec::new(),
+            stalled: Default::default(),
+        }
+    }
+
+    /// From now on `conn`'s output is not written (its client stops reading).
+    pub fn stall(&mut self, conn: ConnId) {
+        self.stalled.entry(conn).or_default();
+    }
+
+    /// `conn`'s client reads again: everything held back is written.
+    pub fn unstall(&mut self, conn: ConnId) {
+        if let Some(n) = self.stalled.remove(&conn) {
+            self.broker.handle_written(conn, n);
         }
     }
 
@@ -138,6 +154,11 @@ impl Net {
             while let Some(t) = self.broker.poll_transmit(self.now) {
                 moved = true;
                 self.sent.push((t.conn, t.packet.clone()));
+                let len = t.packet.encoded_len(t.version);
+                match self.stalled.get_mut(&t.conn) {
+                    Some(held) => *held += len,
+                    None => self.broker.handle_written(t.conn, len),
+                }
                 if let Some(c) = self.clients.iter_mut().find(|c| c.conn == Some(t.conn)) {
                     t.packet.encode(t.version, &mut c.inbox).unwrap();
                 }
