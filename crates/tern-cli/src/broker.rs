@@ -36,9 +36,15 @@ Logs (one line per client connect and disconnect, with client id, protocol
 version and reason) go to standard error. Ctrl-C or SIGTERM shuts down
 gracefully: MQTT 5 clients get DISCONNECT with reason 0x8B (server shutting
 down), every socket is flushed (for at most 2 seconds), and the process
-exits with status 0. A settings file that cannot be read or parsed, or an
-address already in use, exits with status 1 and says which key, line or
-address.
+exits with status 0. A settings file that cannot be read or parsed, a
+password or ACL file that cannot be used, or an address already in use,
+exits with status 1 and says which file, key, line or address.
+
+SIGHUP reads the password and ACL files again: the new rules apply to new
+connections and every later check, open connections stay; a file that
+cannot be used is logged, naming it, and the previous rules stay. A
+listener on a non-loopback address while anonymous clients may connect
+logs a warning at start-up.
 
 Settings file (--config FILE, TOML; every key optional, unknown keys are
 errors; the values shown are the defaults):
@@ -68,6 +74,15 @@ errors; the values shown are the defaults):
                               # back, at most what the client allows); 0: none
   sys_interval = 10           # seconds between $SYS/broker/... updates; 0: off
 
+  [security]                  # mosquitto's files and meanings
+  # password_file = \"passwd\"  # users and password hashes (tern passwd);
+                              # wrong password: 0x86 (3.1.1: return code 4)
+  # acl_file = \"acl\"          # topic/user/pattern rules: who may publish
+                              # (write) and receive (read) what
+  # allow_anonymous = true    # clients without a user name may connect
+                              # (default: true without a password file,
+                              # false with one); refused: 0x87 (3.1.1: 5)
+
 crates/tern-broker/broker.example.toml in the source tree is a commented
 copy of this file.";
 
@@ -76,6 +91,7 @@ Examples:
   $ tern broker
   $ tern broker --tcp 0.0.0.0:1883 --tcp [::]:1883 --log debug
   $ tern broker --config broker.toml --ws 127.0.0.1:9001
+  $ tern passwd -c passwd alice && tern broker --password-file passwd --acl-file acl
 
 Then, with mosquitto's clients:
   $ mosquitto_sub -h 127.0.0.1 -p 1883 -t 'sensors/#' -V mqttv5 &
@@ -94,6 +110,25 @@ pub(crate) struct BrokerArgs {
     /// `--tcp`.
     #[arg(long = "ws", value_name = "IP:PORT")]
     ws: Vec<SocketAddr>,
+    /// mosquitto's password file (written by `tern passwd` or
+    /// mosquitto_passwd): a client giving a user name must give its
+    /// password (refused: 0x86, MQTT 3.1.1 return code 4). Without
+    /// --allow-anonymous, clients without a user name are then refused
+    /// (0x87, return code 5). Replaces `[security] password_file`.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// mosquitto's ACL file: what each user, and anonymous clients, may
+    /// publish (`write`; refused: MQTT 5 PUBACK/PUBREC 0x87, MQTT 3.x
+    /// acknowledged and dropped) and receive (`read`; each delivery,
+    /// retained messages and wills included, is checked). Replaces
+    /// `[security] acl_file`.
+    #[arg(long, value_name = "FILE")]
+    acl_file: Option<PathBuf>,
+    /// Whether clients without a user name may connect: `true` or `false`
+    /// (default: true without a password file, false with one). Replaces
+    /// `[security] allow_anonymous`.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    allow_anonymous: Option<bool>,
     /// Read settings (listeners and limits) from this TOML file.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -127,6 +162,16 @@ impl BrokerArgs {
         if !self.tcp.is_empty() || !self.ws.is_empty() {
             settings.listeners.tcp = self.tcp.clone();
             settings.listeners.ws = self.ws.clone();
+        }
+        let security = &mut settings.security;
+        if let Some(path) = &self.password_file {
+            security.password_file = Some(path.clone());
+        }
+        if let Some(path) = &self.acl_file {
+            security.acl_file = Some(path.clone());
+        }
+        if let Some(allow) = self.allow_anonymous {
+            security.allow_anonymous = Some(allow);
         }
         Ok(settings)
     }

@@ -253,7 +253,9 @@ pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
     // The files first: a bad one stops the start, naming the file.
     let auth =
         security::FileAuthenticator::new(settings.security.load().map_err(StartError::Security)?);
-    security::warn_if_open(&settings);
+    if let Some(warning) = security::open_listener_warning(&settings) {
+        tracing::warn!("{warning}");
+    }
     // Bind everything first, so a port in use is reported before anything runs.
     let mut tcp = Vec::new();
     for &addr in &settings.listeners.tcp {

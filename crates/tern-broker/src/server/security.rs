@@ -182,20 +182,18 @@ impl Authenticator for FileAuthenticator {
     }
 }
 
-/// Logs a warning when a listener is reachable from other hosts and any
-/// client may connect without a password.
-pub(crate) fn warn_if_open(settings: &super::BrokerSettings) {
+/// The warning for a listener reachable from other hosts while any client
+/// may connect without a password; `None` when there is nothing to warn of.
+pub fn open_listener_warning(settings: &super::BrokerSettings) -> Option<String> {
     let l = &settings.listeners;
-    let open = l.tcp.iter().chain(&l.ws).find(|a| !a.ip().is_loopback());
-    if let Some(addr) = open {
-        if settings.security.allows_anonymous() {
-            tracing::warn!(
-                "listening on {addr}, reachable from other hosts, and anonymous clients may \
-                 connect, publish and subscribe: set a password file (--password-file, \
-                 [security] password_file) or allow_anonymous = false"
-            );
-        }
-    }
+    let addr = l.tcp.iter().chain(&l.ws).find(|a| !a.ip().is_loopback())?;
+    settings.security.allows_anonymous().then(|| {
+        format!(
+            "listening on {addr}, reachable from other hosts, and anonymous clients may \
+             connect, publish and subscribe: set a password file (--password-file, \
+             [security] password_file) or allow_anonymous = false"
+        )
+    })
 }
 
 /// Reads the files again, on SIGHUP or when asked.
@@ -253,5 +251,24 @@ impl Reloader {
                 Err(e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::BrokerSettings;
+
+    #[test]
+    fn a_listener_open_to_other_hosts_without_authentication_is_warned_of() {
+        let mut s = BrokerSettings::default();
+        assert_eq!(open_listener_warning(&s), None, "loopback only");
+        s.listeners.tcp = vec!["0.0.0.0:1883".parse().unwrap()];
+        let warning = open_listener_warning(&s).expect("a warning");
+        assert!(warning.contains("0.0.0.0:1883") && warning.contains("anonymous"));
+        s.security.password_file = Some("passwd".into());
+        assert_eq!(open_listener_warning(&s), None, "clients authenticate");
+        s.security.allow_anonymous = Some(true);
+        assert!(open_listener_warning(&s).is_some());
     }
 }
