@@ -213,6 +213,12 @@ impl Driver {
     fn accept(&mut self, new: Accepted) {
         let now = self.now();
         let conn = self.broker.accept(now);
+        if let Some(name) = new
+            .identity
+            .and_then(|n| tern_codec::MqttString::try_from(n).ok())
+        {
+            self.broker.set_identity(conn, name);
+        }
         let output = Arc::new(OutputQueue::default());
         let (handback, handback_rx) = oneshot::channel();
         tokio::spawn(connection::run(

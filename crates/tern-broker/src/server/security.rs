@@ -186,7 +186,8 @@ impl Authenticator for FileAuthenticator {
 /// may connect without a password; `None` when there is nothing to warn of.
 pub fn open_listener_warning(settings: &super::BrokerSettings) -> Option<String> {
     let l = &settings.listeners;
-    let addr = l.tcp.iter().chain(&l.ws).find(|a| !a.ip().is_loopback())?;
+    let addr =
+        (l.tcp.iter().chain(&l.ws).chain(&l.tls).chain(&l.wss)).find(|a| !a.ip().is_loopback())?;
     settings.security.allows_anonymous().then(|| {
         format!(
             "listening on {addr}, reachable from other hosts, and anonymous clients may \
@@ -196,16 +197,46 @@ pub fn open_listener_warning(settings: &super::BrokerSettings) -> Option<String>
     })
 }
 
+/// A reload that could not use a file; what it configures stays as it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// The password file or ACL file.
+    Security(SecurityError),
+    /// A TLS file.
+    Tls(super::tls::TlsError),
+}
+
+impl fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReloadError::Security(e) => e.fmt(f),
+            ReloadError::Tls(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ReloadError {}
+
 /// Reads the files again, on SIGHUP or when asked.
 #[derive(Debug, Clone)]
 pub(crate) struct Reloader {
     settings: SecuritySettings,
     auth: FileAuthenticator,
+    tls: Option<(super::tls::TlsFiles, super::tls::Acceptor)>,
 }
 
 impl Reloader {
-    pub(crate) fn new(settings: SecuritySettings, auth: FileAuthenticator) -> Self {
-        Self { settings, auth }
+    pub(crate) fn new(
+        settings: SecuritySettings,
+        auth: FileAuthenticator,
+        tls: Option<(super::tls::TlsFiles, super::tls::Acceptor)>,
+    ) -> Self {
+        Self {
+            settings,
+            auth,
+            tls,
+        }
     }
 
     /// Reloads on each SIGHUP until shutdown.
@@ -237,20 +268,33 @@ impl Reloader {
         let _ = &mut shutdown;
     }
 
-    /// Reads the files; on success the new rules are in force, otherwise
-    /// the error is logged and the previous rules stay.
-    pub(crate) fn reload(&self) -> Result<(), SecurityError> {
+    /// Reads the files; each part that loads is put in force, each that
+    /// does not is logged and stays as it was; the first error is returned.
+    pub(crate) fn reload(&self) -> Result<(), ReloadError> {
+        let mut result = Ok(());
         match self.settings.load() {
             Ok(rules) => {
                 self.auth.replace(rules);
                 tracing::info!("reloaded the password and ACL files");
-                Ok(())
             }
             Err(e) => {
-                tracing::error!("reload: {e}; the previous rules stay in force");
-                Err(e)
+                tracing::error!("reload: {e}; the previous password and ACL rules stay in force");
+                result = Err(ReloadError::Security(e));
             }
         }
+        if let Some((files, acceptor)) = &self.tls {
+            match files.load() {
+                Ok(config) => {
+                    acceptor.replace(config);
+                    tracing::info!("reloaded the TLS certificates");
+                }
+                Err(e) => {
+                    tracing::error!("reload: {e}; the previous certificates stay in force");
+                    result = result.and(Err(ReloadError::Tls(e)));
+                }
+            }
+        }
+        result
     }
 }
 
