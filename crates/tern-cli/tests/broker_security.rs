@@ -99,7 +99,7 @@ fn logged(broker: &BrokerProcess, needle: &str) {
 }
 
 #[test]
-fn help_names_the_security_flags_and_settings() {
+fn help_names_the_security_and_tls_flags_and_settings() {
     let output = tern().args(["broker", "--help"]).output().unwrap();
     let help = String::from_utf8(output.stdout).unwrap();
     for needle in [
@@ -107,6 +107,15 @@ fn help_names_the_security_flags_and_settings() {
         "--acl-file",
         "--allow-anonymous",
         "[security]",
+        "--tls",
+        "--wss",
+        "--cert",
+        "--key",
+        "--cafile",
+        "--require-certificate",
+        "--use-identity-as-username",
+        "[tls]",
+        "use_identity_as_username",
         "password_file",
         "acl_file",
         "allow_anonymous",
