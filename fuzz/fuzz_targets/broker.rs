@@ -403,7 +403,8 @@ impl Harness {
                         message_expiry_interval: expiry.map(|e| u32::from(e % 4)),
                         topic_alias: alias.and_then(|a| NonZeroU16::new(u16::from(a % 4))),
                         ..PublishProperties::default()
-                    }.into(),
+                    }
+                    .into(),
                     payload: Bytes::from(vec![7u8; usize::from(payload % 3000)]),
                     ..Publish::default()
                 };
