@@ -278,6 +278,11 @@ async fn tls_listeners_without_files_are_refused_at_start() {
     let e = server::start(s).await.unwrap_err().to_string();
     assert!(e.contains("[tls] cert and key"), "{e}");
     let mut s = settings(&pki, false);
+    s.tls.cafile = None;
+    s.tls.use_identity_as_username = true;
+    let e = server::start(s).await.unwrap_err().to_string();
+    assert!(e.contains("use_identity_as_username needs"), "{e}");
+    let mut s = settings(&pki, false);
     s.tls.key = Some(pki.path("missing.key"));
     let e = server::start(s).await.unwrap_err().to_string();
     assert!(

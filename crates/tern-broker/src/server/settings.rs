@@ -60,6 +60,14 @@ pub struct TlsSettings {
 impl TlsSettings {
     /// The files to load, or what is missing.
     pub fn files(&self) -> Result<TlsFiles, String> {
+        if self.use_identity_as_username && self.cafile.is_none() {
+            // No client certificate would ever be asked for: everyone refused.
+            return Err(
+                "use_identity_as_username needs [tls] cafile (--cafile) to verify client \
+                 certificates with"
+                    .into(),
+            );
+        }
         match (&self.cert, &self.key) {
             (Some(cert), Some(key)) => Ok(TlsFiles {
                 cert: cert.clone(),
