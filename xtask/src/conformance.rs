@@ -151,10 +151,12 @@ fn start_tern() -> Result<Broker, String> {
         .start()
 }
 
-/// The settings of the second, restricted Tern broker.
+/// The settings of the second, restricted Tern broker (`acl_file` is
+/// appended once the ACL file is written).
 const TERN_RESTRICTED: &str = "\
 # Written by `cargo xtask conformance`: the broker for the statements about
-# servers without QoS 2 and without retained messages.
+# servers without QoS 2, without retained messages, and refusing some
+# publications (access control).
 [listeners]
 tcp = [\"127.0.0.1:0\"]
 ws = []
@@ -164,10 +166,29 @@ maximum_qos = 1
 retain_available = false
 ";
 
-/// Starts a second `tern broker` with Maximum QoS 1 and no retain.
+/// The restricted brokers' ACL file: anonymous clients may do anything but
+/// publish (or receive) under `acl-denied/`. A copy of
+/// `tern_conformance::RESTRICTED_ACL` (xtask does not build the suite's
+/// crate); `tern-conformance`'s `against_tern` test uses the original.
+const RESTRICTED_ACL: &str = "topic readwrite #\ntopic deny acl-denied/#\n";
+
+/// Writes [`RESTRICTED_ACL`] into the work directory; returns its path.
+fn restricted_acl() -> Result<PathBuf, String> {
+    let dir = work_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join("restricted.acl");
+    std::fs::write(&path, RESTRICTED_ACL).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// Starts a second `tern broker` with Maximum QoS 1, no retain, and the ACL.
 fn start_tern_restricted() -> Result<Broker, String> {
+    let settings = format!(
+        "{TERN_RESTRICTED}\n[security]\nacl_file = {:?}\n",
+        restricted_acl()?.display().to_string()
+    );
     Broker::tern(binary("tern"))
-        .settings(TERN_RESTRICTED)
+        .settings(&settings)
         .dir(work_dir())
         .name("tern-restricted")
         .start()
@@ -187,11 +208,15 @@ fn start_mosquitto() -> Result<Broker, String> {
 }
 
 /// Starts a second mosquitto: Maximum QoS 1 on its listener, no retained
-/// messages.
+/// messages, and the ACL.
 fn start_mosquitto_restricted() -> Result<Broker, String> {
     ensure_apt(&["mosquitto"], &["mosquitto"])?;
+    let settings = format!(
+        "retain_available false\nacl_file {}",
+        restricted_acl()?.display()
+    );
     Broker::mosquitto()
-        .settings("retain_available false")
+        .settings(&settings)
         .listener_settings("max_qos 1")
         .dir(work_dir())
         .name("mosquitto-restricted")

@@ -254,7 +254,8 @@ async fn mosquitto_allows_read(
 }
 
 /// The ACL file means the same to Tern as to a running mosquitto, case by
-/// case, for publishing and for receiving.
+/// case, for publishing and for receiving: both as `AclFile` decides and as
+/// a running Tern broker, given the same password and ACL files, behaves.
 #[tokio::test]
 async fn acl_decisions_match_a_running_mosquitto() {
     let dir = std::env::temp_dir().join(format!("tern-acl-diff-{}", std::process::id()));
@@ -273,8 +274,42 @@ async fn acl_decisions_match_a_running_mosquitto() {
         ))
         .start()
         .expect("mosquitto starts");
+    let tern = common::start_with(|s| {
+        s.security.password_file = Some(pw.clone());
+        s.security.acl_file = Some(acl_path.clone());
+        s.security.allow_anonymous = Some(true);
+    })
+    .await;
+    for addr in [broker.tcp(), tern.tcp] {
+        retain_everything(addr).await;
+    }
     let addr = broker.tcp();
-    // Retained messages on every topic and marker, by the admin.
+    let ours = AclFile::parse(ACL).unwrap();
+    let mut mismatches = Vec::new();
+    for &(id, user, t) in CASES {
+        let write = mosquitto_allows_write(addr, id, user, t).await;
+        let read = mosquitto_allows_read(addr, id, user, t).await;
+        let tern_write = ours.allows(id, user, &topic(t), Access::Write);
+        let tern_read = ours.allows(id, user, &topic(t), Access::Read);
+        let running_write = mosquitto_allows_write(tern.tcp, id, user, t).await;
+        let running_read = mosquitto_allows_read(tern.tcp, id, user, t).await;
+        if (write, read) != (tern_write, tern_read)
+            || (write, read) != (running_write, running_read)
+        {
+            mismatches.push(format!(
+                "{id} {user:?} {t}: mosquitto write {write} read {read}, tern write {tern_write} \
+                 read {tern_read}, running tern write {running_write} read {running_read}"
+            ));
+        }
+    }
+    tern.shutdown().await;
+    drop(broker);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+/// Retained messages on every topic and marker, by the admin.
+async fn retain_everything(addr: std::net::SocketAddr) {
     let (mut admin, _) = Raw::connect(addr, login("admin", Some("admin"))).await;
     let mut n = 1;
     for (id, _, topic) in CASES {
@@ -292,20 +327,4 @@ async fn acl_decisions_match_a_running_mosquitto() {
             n += 1;
         }
     }
-    let ours = AclFile::parse(ACL).unwrap();
-    let mut mismatches = Vec::new();
-    for &(id, user, t) in CASES {
-        let write = mosquitto_allows_write(addr, id, user, t).await;
-        let read = mosquitto_allows_read(addr, id, user, t).await;
-        let tern_write = ours.allows(id, user, &topic(t), Access::Write);
-        let tern_read = ours.allows(id, user, &topic(t), Access::Read);
-        if (write, read) != (tern_write, tern_read) {
-            mismatches.push(format!(
-                "{id} {user:?} {t}: mosquitto write {write} read {read}, tern write {tern_write} read {tern_read}"
-            ));
-        }
-    }
-    drop(broker);
-    std::fs::remove_dir_all(&dir).unwrap();
-    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }

@@ -30,15 +30,23 @@ With --ready-file PATH it also writes, once every listener is bound, a JSON
 file for programs (written aside and renamed, so it is never seen half
 written):
 
-  {\"pid\": 4242, \"tcp\": [\"127.0.0.1:1883\"], \"ws\": [\"127.0.0.1:8083\"]}
+  {\"pid\": 4242, \"tcp\": [\"127.0.0.1:1883\"], \"ws\": [\"127.0.0.1:8083\"],
+   \"tls\": [], \"wss\": []}
 
 Logs (one line per client connect and disconnect, with client id, protocol
 version and reason) go to standard error. Ctrl-C or SIGTERM shuts down
 gracefully: MQTT 5 clients get DISCONNECT with reason 0x8B (server shutting
 down), every socket is flushed (for at most 2 seconds), and the process
-exits with status 0. A settings file that cannot be read or parsed, or an
-address already in use, exits with status 1 and says which key, line or
-address.
+exits with status 0. A settings file that cannot be read or parsed, a
+password or ACL file that cannot be used, or an address already in use,
+exits with status 1 and says which file, key, line or address.
+
+SIGHUP reads the password, ACL and TLS files again: the new rules apply to
+new connections and every later check, the new certificates to new
+handshakes; open connections stay. A file that cannot be used is logged,
+naming it, and what it configures stays as it was. A
+listener on a non-loopback address while anonymous clients may connect
+logs a warning at start-up.
 
 Settings file (--config FILE, TOML; every key optional, unknown keys are
 errors; the values shown are the defaults):
@@ -47,6 +55,8 @@ errors; the values shown are the defaults):
   tcp = [\"127.0.0.1:1883\"]   # MQTT over TCP; [] turns it off
   ws = [\"127.0.0.1:8083\"]    # MQTT over WebSocket; [] turns it off
   ws_path = \"/mqtt\"          # the WebSocket endpoint's HTTP path
+  tls = []                    # MQTT over TLS (needs [tls] cert and key)
+  wss = []                    # MQTT over WebSocket over TLS
 
   [limits]
   max_connections = 10000     # more are closed as soon as accepted
@@ -68,6 +78,23 @@ errors; the values shown are the defaults):
                               # back, at most what the client allows); 0: none
   sys_interval = 10           # seconds between $SYS/broker/... updates; 0: off
 
+  [tls]                       # mosquitto's names and meanings; TLS 1.2/1.3
+  # cert = \"server.pem\"       # certificate chain, PEM (certfile)
+  # key = \"server.key\"        # private key, PEM (keyfile)
+  # cafile = \"ca.pem\"         # CA for client certificates; none: not asked
+  require_certificate = false # refuse clients without one
+  use_identity_as_username = false # a client certificate's Common Name is
+                              # the user name; no certificate: refused
+
+  [security]                  # mosquitto's files and meanings
+  # password_file = \"passwd\"  # users and password hashes (tern passwd);
+                              # wrong password: 0x86 (3.1.1: return code 4)
+  # acl_file = \"acl\"          # topic/user/pattern rules: who may publish
+                              # (write) and receive (read) what
+  # allow_anonymous = true    # clients without a user name may connect
+                              # (default: true without a password file,
+                              # false with one); refused: 0x87 (3.1.1: 5)
+
 crates/tern-broker/broker.example.toml in the source tree is a commented
 copy of this file.";
 
@@ -76,6 +103,9 @@ Examples:
   $ tern broker
   $ tern broker --tcp 0.0.0.0:1883 --tcp [::]:1883 --log debug
   $ tern broker --config broker.toml --ws 127.0.0.1:9001
+  $ tern passwd -c passwd alice && tern broker --password-file passwd --acl-file acl
+  $ tern broker --tls 0.0.0.0:8883 --cert server.pem --key server.key \\
+        --cafile ca.pem --require-certificate --use-identity-as-username
 
 Then, with mosquitto's clients:
   $ mosquitto_sub -h 127.0.0.1 -p 1883 -t 'sensors/#' -V mqttv5 &
@@ -94,6 +124,50 @@ pub(crate) struct BrokerArgs {
     /// `--tcp`.
     #[arg(long = "ws", value_name = "IP:PORT")]
     ws: Vec<SocketAddr>,
+    /// Listen for MQTT over TLS on IP:PORT (repeatable; needs --cert and
+    /// --key or `[tls]`). Replaces the configured listeners like `--tcp`.
+    #[arg(long = "tls", value_name = "IP:PORT")]
+    tls: Vec<SocketAddr>,
+    /// Listen for MQTT over WebSocket over TLS on IP:PORT (repeatable).
+    /// Replaces the configured listeners like `--tcp`.
+    #[arg(long = "wss", value_name = "IP:PORT")]
+    wss: Vec<SocketAddr>,
+    /// The server's certificate chain, PEM (mosquitto's certfile).
+    #[arg(long, value_name = "FILE")]
+    cert: Option<PathBuf>,
+    /// The server's private key, PEM (mosquitto's keyfile).
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// CA certificates, PEM, that sign client certificates; without it no
+    /// client certificate is asked for.
+    #[arg(long, value_name = "FILE")]
+    cafile: Option<PathBuf>,
+    /// Refuse TLS clients without a certificate signed by --cafile.
+    #[arg(long)]
+    require_certificate: bool,
+    /// A TLS client certificate's Common Name is the client's user name (no
+    /// password asked; a client without a certificate is refused).
+    #[arg(long)]
+    use_identity_as_username: bool,
+    /// mosquitto's password file (written by `tern passwd` or
+    /// mosquitto_passwd): a client giving a user name must give its
+    /// password (refused: 0x86, MQTT 3.1.1 return code 4). Without
+    /// --allow-anonymous, clients without a user name are then refused
+    /// (0x87, return code 5). Replaces `[security] password_file`.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// mosquitto's ACL file: what each user, and anonymous clients, may
+    /// publish (`write`; refused: MQTT 5 PUBACK/PUBREC 0x87, MQTT 3.x
+    /// acknowledged and dropped) and receive (`read`; each delivery,
+    /// retained messages and wills included, is checked). Replaces
+    /// `[security] acl_file`.
+    #[arg(long, value_name = "FILE")]
+    acl_file: Option<PathBuf>,
+    /// Whether clients without a user name may connect: `true` or `false`
+    /// (default: true without a password file, false with one). Replaces
+    /// `[security] allow_anonymous`.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    allow_anonymous: Option<bool>,
     /// Read settings (listeners and limits) from this TOML file.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -110,8 +184,8 @@ pub(crate) struct BrokerArgs {
     #[arg(long, value_name = "N", default_value_t = 1)]
     threads: usize,
     /// Once every listener is bound, write the process id and the bound
-    /// addresses to this file as JSON (`{"pid": N, "tcp": [..], "ws": [..]}`),
-    /// for programs that start the broker on port 0. Written to a temporary
+    /// addresses to this file as JSON (`{"pid": N, "tcp": [..], "ws": [..],
+    /// "tls": [..], "wss": [..]}`), for programs that start the broker on port 0. Written to a temporary
     /// file beside it and renamed, so a reader never sees half of it.
     #[arg(long, value_name = "PATH")]
     ready_file: Option<PathBuf>,
@@ -124,9 +198,37 @@ impl BrokerArgs {
             Some(path) => BrokerSettings::load(path).map_err(|e| failure(e.to_string()))?,
             None => BrokerSettings::default(),
         };
-        if !self.tcp.is_empty() || !self.ws.is_empty() {
+        if !self.tcp.is_empty()
+            || !self.ws.is_empty()
+            || !self.tls.is_empty()
+            || !self.wss.is_empty()
+        {
             settings.listeners.tcp = self.tcp.clone();
             settings.listeners.ws = self.ws.clone();
+            settings.listeners.tls = self.tls.clone();
+            settings.listeners.wss = self.wss.clone();
+        }
+        let tls = &mut settings.tls;
+        for (flag, setting) in [
+            (&self.cert, &mut tls.cert),
+            (&self.key, &mut tls.key),
+            (&self.cafile, &mut tls.cafile),
+        ] {
+            if let Some(path) = flag {
+                *setting = Some(path.clone());
+            }
+        }
+        tls.require_certificate |= self.require_certificate;
+        tls.use_identity_as_username |= self.use_identity_as_username;
+        let security = &mut settings.security;
+        if let Some(path) = &self.password_file {
+            security.password_file = Some(path.clone());
+        }
+        if let Some(path) = &self.acl_file {
+            security.acl_file = Some(path.clone());
+        }
+        if let Some(allow) = self.allow_anonymous {
+            security.allow_anonymous = Some(allow);
         }
         Ok(settings)
     }
@@ -162,10 +264,16 @@ pub(crate) fn run(args: &BrokerArgs) -> Result<(), Failure> {
         for addr in running.ws_addrs() {
             let _ = writeln!(out, "listening ws {addr}");
         }
+        for addr in running.tls_addrs() {
+            let _ = writeln!(out, "listening tls {addr}");
+        }
+        for addr in running.wss_addrs() {
+            let _ = writeln!(out, "listening wss {addr}");
+        }
         let _ = out.flush();
         drop(out);
         if let Some(path) = &args.ready_file {
-            write_ready_file(path, running.tcp_addrs(), running.ws_addrs())?;
+            write_ready_file(path, &running)?;
         }
         running.run_until(signal).await;
         Ok(())
@@ -174,11 +282,14 @@ pub(crate) fn run(args: &BrokerArgs) -> Result<(), Failure> {
 
 /// Writes the readiness file: to `PATH.tmp` first, then renamed over
 /// `PATH`, which is atomic on one file system.
-fn write_ready_file(path: &Path, tcp: &[SocketAddr], ws: &[SocketAddr]) -> Result<(), Failure> {
+fn write_ready_file(path: &Path, running: &server::Running) -> Result<(), Failure> {
+    let list = |addrs: &[SocketAddr]| addrs.iter().map(ToString::to_string).collect::<Vec<_>>();
     let text = serde_json::json!({
         "pid": std::process::id(),
-        "tcp": tcp.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "ws": ws.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "tcp": list(running.tcp_addrs()),
+        "ws": list(running.ws_addrs()),
+        "tls": list(running.tls_addrs()),
+        "wss": list(running.wss_addrs()),
     })
     .to_string();
     let mut tmp = path.as_os_str().to_owned();

@@ -147,8 +147,9 @@ pub fn render(table: &Table, tern: &RunReport, mosquitto: &RunReport) -> Result<
          fails or is skipped for a broker, the notes give the evidence (the test's \
          failure message, or the skip list's reason: \
          `crates/tern-conformance/skips/`).\n\n\
-         The few statements about servers without QoS 2 or retained messages \
-         run against a second instance of each broker configured that way; \
+         The few statements about servers without QoS 2 or retained messages, \
+         or refusing a publication, run against a second instance of each \
+         broker configured that way; \
          client-side statements are tested against tern-client with a \
          scripted broker.\n\n\
          mosquitto runs with the configuration `cargo xtask conformance \
@@ -156,10 +157,11 @@ pub fn render(table: &Table, tern: &RunReport, mosquitto: &RunReport) -> Result<
          `xtask/src/conformance.rs`): `allow_anonymous true`, `persistence \
          false`, a TCP and a WebSocket listener on free 127.0.0.1 ports, \
          everything else at mosquitto's defaults; the restricted instance has \
-         `retain_available false` and `max_qos 1` on its listener. Tern runs \
+         `retain_available false`, `max_qos 1` on its listener and an \
+         `acl_file` refusing publications under `acl-denied/`. Tern runs \
          with its defaults (`tern broker --tcp 127.0.0.1:0 --ws 127.0.0.1:0`); \
-         its restricted instance has `maximum_qos = 1` and `retain_available = \
-         false`.\n"
+         its restricted instance has `maximum_qos = 1`, `retain_available = \
+         false` and the same `acl_file`.\n"
     );
     let _ = writeln!(w, "## Summary\n");
     let _ = writeln!(w, "| | MQTT 3.1.1 | MQTT 5.0 |\n|---|---|---|");

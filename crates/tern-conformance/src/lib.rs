@@ -22,6 +22,10 @@
 
 #![forbid(unsafe_code)]
 
+/// The ACL file (mosquitto's format) of the restricted broker: anonymous
+/// clients may do anything except publish (or receive) under `acl-denied/`.
+pub const RESTRICTED_ACL: &str = "topic readwrite #\ntopic deny acl-denied/#\n";
+
 pub mod cases;
 pub mod doc;
 pub mod harness;

@@ -1,6 +1,6 @@
 //! The whole suite, as `cargo xtask conformance` runs it, against Tern's
 //! broker started in-process on free ports (plus the restricted instance:
-//! Maximum QoS 1, no retained messages), so `cargo test` enforces it too.
+//! Maximum QoS 1, no retained messages, an ACL file), so `cargo test` enforces it too.
 //! Tern's known deviations are skipped by `skips/tern.toml`.
 
 use std::{net::SocketAddr, sync::mpsc, thread};
@@ -77,7 +77,12 @@ fn the_whole_suite_passes_against_tern() {
     let mut restricted_settings = BrokerSettings::default();
     restricted_settings.limits.maximum_qos = QoS::AtLeastOnce;
     restricted_settings.limits.retain_available = false;
+    let acl = std::env::temp_dir().join(format!("tern-conformance-{}.acl", std::process::id()));
+    std::fs::write(&acl, tern_conformance::RESTRICTED_ACL).expect("the ACL file is written");
+    restricted_settings.security.acl_file = Some(acl.clone());
     let restricted = Broker::start(restricted_settings, false);
+    // Read at start-up.
+    let _ = std::fs::remove_file(&acl);
 
     let mut target = Target::new(
         &broker.tcp.to_string(),

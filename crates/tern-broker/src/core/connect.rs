@@ -26,6 +26,9 @@ impl Broker {
                 .collect();
             let key = self.sessions.insert(SessionEntry {
                 client_id: client_id.clone(),
+                // Not stored: a restored session's client is anonymous to
+                // the authorization checks until it connects again.
+                username: None,
                 conn: None,
                 offline: Some(session),
                 expiry_interval: stored.expiry_interval,
@@ -68,10 +71,15 @@ impl Broker {
             self.reject(now, conn, ReasonCode::BadAuthenticationMethod);
             return;
         }
-        if let AuthDecision::Reject(code) = self.auth.authenticate(&connect) {
+        let identity = self.conns.get(conn.key()).and_then(|c| c.identity.clone());
+        if let AuthDecision::Reject(code) = self
+            .auth
+            .authenticate(&connect, identity.as_ref().map(|i| i.as_str()))
+        {
             self.reject(now, conn, code);
             return;
         }
+        let username = identity.or_else(|| connect.username.as_ref().map(super::compact));
         if self.shutting_down {
             self.reject(now, conn, ReasonCode::ServerUnavailable);
             return;
@@ -120,6 +128,7 @@ impl Broker {
                 let session = ServerSession::new(client_id.clone(), self.config.server.queue);
                 let key = self.sessions.insert(SessionEntry {
                     client_id: client_id.clone(),
+                    username: None,
                     conn: None,
                     offline: None,
                     expiry_interval: 0,
@@ -139,6 +148,7 @@ impl Broker {
         };
         let entry = self.sessions.get_mut(key).expect("session just set up");
         entry.conn = Some(conn);
+        entry.username = username;
         entry.expiry_interval = expiry_interval;
         let Some(c) = self.conns.get_mut(conn.key()) else {
             return;
@@ -305,6 +315,16 @@ impl Broker {
 
     /// Publishes a Will Message as if the client had published it.
     pub(super) fn publish_will(&mut self, now: Instant, from: Option<SessionKey>, will: Will) {
+        // Checked as its client's own PUBLISH, when it goes out (mosquitto
+        // does the same): the ACL may have changed since the CONNECT.
+        if let Some(key) = from {
+            let topic = tern_topic::TopicName::from_bytes(will.topic.as_shared_bytes().clone());
+            if !topic
+                .is_ok_and(|topic| self.authorized(key, &topic, super::security::Access::Write))
+            {
+                return;
+            }
+        }
         let p = will.properties;
         let publish = Publish {
             dup: false,

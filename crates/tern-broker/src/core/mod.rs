@@ -33,7 +33,7 @@ mod slab;
 mod store;
 mod sys;
 
-pub use auth::{AllowAll, AuthDecision, Authenticator};
+pub use auth::{AllowAll, AuthDecision, Authenticator, Client};
 pub use config::{BrokerConfig, OutputCredit};
 pub use retained::RetainedMessage;
 pub use store::{MemoryStore, Store, StoredSession, StoredState};
@@ -178,12 +178,17 @@ struct Conn {
     timer: Option<Instant>,
     /// Closed by the protocol; waiting for the shell's `handle_closed`.
     closing: bool,
+    /// The identity the shell vouched for (see [`Broker::set_identity`]).
+    identity: Option<MqttString>,
 }
 
 /// A session, online or not.
 #[derive(Debug)]
 struct SessionEntry {
     client_id: MqttString,
+    /// The user name its latest connection authenticated as (for the
+    /// authorization checks, online and offline).
+    username: Option<MqttString>,
     /// The connection using it, while the client is online.
     conn: Option<ConnId>,
     /// The state itself while the client is offline (online, the connection holds it).
@@ -385,6 +390,7 @@ impl Broker {
             in_ready: false,
             timer: None,
             closing: false,
+            identity: None,
         });
         self.stats.connections_total += 1;
         let id = ConnId::from_key(key);
@@ -488,6 +494,16 @@ impl Broker {
     }
 
     // ---- commands ----
+
+    /// The identity the shell vouched for on this connection (the name in
+    /// its verified TLS client certificate, under mosquitto's
+    /// `use_identity_as_username`), before its CONNECT: the client's user
+    /// name becomes this, and the [`Authenticator`] is told so.
+    pub fn set_identity(&mut self, conn: ConnId, identity: MqttString) {
+        if let Some(c) = self.conns.get_mut(conn.key()) {
+            c.identity = Some(identity);
+        }
+    }
 
     /// Closes every connection (MQTT 5 clients get DISCONNECT 0x8B) and
     /// stores the sessions that outlive them. Wills are not published.

@@ -1,7 +1,8 @@
 //! Messages: PUBLISH routing, retained messages, SUBSCRIBE and UNSUBSCRIBE.
 
 use super::{
-    Broker, ConnId, RetainedMessage, SessionKey, Subscription, retained::forwarded_properties,
+    Broker, ConnId, RetainedMessage, SessionKey, Subscription, auth::allowed,
+    retained::forwarded_properties, security::Access,
 };
 use core::time::Duration;
 use std::sync::Arc;
@@ -32,15 +33,14 @@ impl Broker {
         let Some(key) = self.conns.get(conn.key()).and_then(|c| c.session) else {
             return;
         };
-        let empty = tern_codec::MqttString::default();
-        let client_id = self.sessions.get(key).map_or(&empty, |s| &s.client_id);
         // The topic is validated once, here, and routed as validated.
         let reason = match TopicName::from_bytes(publish.topic.as_shared_bytes().clone()) {
             // `$SYS` belongs to the broker.
             Ok(topic) if topic.as_bytes().starts_with(b"$SYS") => ReasonCode::NotAuthorized,
-            Ok(topic) if !self.auth.authorize_publish(client_id, &topic) => {
-                ReasonCode::NotAuthorized
-            }
+            // Refused: MQTT 5 gets PUBACK/PUBREC 0x87; MQTT 3.x has no
+            // failure code there, so it is acknowledged and dropped, as
+            // mosquitto does (3.1.1 [MQTT-3.3.5-2]).
+            Ok(topic) if !self.authorized(key, &topic, Access::Write) => ReasonCode::NotAuthorized,
             Ok(topic) => {
                 self.congested = None;
                 let count = self.publish_to(now, Some(key), topic, publish);
@@ -127,6 +127,9 @@ impl Broker {
                 subscription_ids.extend(s.id);
             }
             if let Some(qos) = qos {
+                if !allowed(&mut *self.auth, &self.sessions, to, topic, Access::Read) {
+                    continue;
+                }
                 deliveries.push(Delivery {
                     to,
                     qos,
@@ -151,6 +154,9 @@ impl Broker {
                     .map(|(k, s)| (*k, *s)),
             };
             if let Some((to, s)) = chosen {
+                if !allowed(&mut *self.auth, &self.sessions, to, topic, Access::Read) {
+                    continue;
+                }
                 deliveries.push(Delivery {
                     to,
                     qos: s.options.qos,
@@ -236,11 +242,6 @@ impl Broker {
             return;
         };
         let v5 = c.server.version().is_v5();
-        let client_id = self
-            .sessions
-            .get(key)
-            .map(|s| s.client_id.to_string())
-            .unwrap_or_default();
         let id = subscribe.properties.subscription_identifier;
         let mut codes = Vec::with_capacity(subscribe.filters.len());
         let mut retained_for = Vec::new();
@@ -266,7 +267,13 @@ impl Broker {
             } else if parsed.filter().has_wildcards() && !self.config.server.wildcard_subscriptions
             {
                 ReasonCode::WildcardSubscriptionsNotSupported
-            } else if !self.auth.authorize_subscribe(&client_id, &parsed) {
+            } else if !self.sessions.get(key).is_some_and(|s| {
+                let client = super::Client {
+                    client_id: s.client_id.as_str(),
+                    username: s.username.as_ref().map(|u| u.as_str()),
+                };
+                self.auth.authorize_subscribe(client, &parsed)
+            }) {
                 ReasonCode::NotAuthorized
             } else {
                 let granted = requested.options.qos.min(self.config.server.maximum_qos);
@@ -331,6 +338,9 @@ impl Broker {
             for (topic, message) in self.retained.matching(&filter) {
                 if message.is_expired(now) {
                     expired.push(topic.clone());
+                    continue;
+                }
+                if !allowed(&mut *self.auth, &self.sessions, key, topic, Access::Read) {
                     continue;
                 }
                 let mut p = message.for_subscriber(now, granted);

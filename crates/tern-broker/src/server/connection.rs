@@ -24,6 +24,9 @@ pub(crate) struct Accepted {
     pub(crate) writer: ConnWriter,
     pub(crate) peer: SocketAddr,
     pub(crate) transport: &'static str,
+    /// Its verified TLS client certificate's name, when that is its user
+    /// name (`use_identity_as_username`).
+    pub(crate) identity: Option<String>,
     pub(crate) guards: Guards,
 }
 
@@ -146,6 +149,7 @@ impl Drop for OutputSender {
 /// A socket's read half: TCP, or MQTT bytes out of WebSocket frames.
 pub(crate) enum ConnReader {
     Tcp(super::listener::TcpReader),
+    Tls(super::tls::TlsReader),
     Ws(WsReader),
 }
 
@@ -155,6 +159,7 @@ impl ConnReader {
     pub(crate) async fn read(&mut self) -> io::Result<Option<BytesMut>> {
         match self {
             ConnReader::Tcp(r) => r.read().await,
+            ConnReader::Tls(r) => r.read().await,
             ConnReader::Ws(r) => r.read().await,
         }
     }
@@ -163,6 +168,7 @@ impl ConnReader {
 /// A socket's write half.
 pub(crate) enum ConnWriter {
     Tcp(super::listener::TcpWriter),
+    Tls(super::tls::TlsWriter),
     Ws(WsWriter),
 }
 
@@ -171,6 +177,7 @@ impl ConnWriter {
     async fn write(&mut self, chunks: &[Bytes]) -> io::Result<()> {
         match self {
             ConnWriter::Tcp(w) => w.write(chunks).await,
+            ConnWriter::Tls(w) => w.write(chunks).await,
             ConnWriter::Ws(w) => w.write(chunks).await,
         }
     }
@@ -179,6 +186,7 @@ impl ConnWriter {
     async fn close(&mut self) {
         match self {
             ConnWriter::Tcp(w) => w.close().await,
+            ConnWriter::Tls(w) => w.close().await,
             ConnWriter::Ws(w) => w.close().await,
         }
     }

@@ -123,6 +123,7 @@ struct Driver {
 /// hands every connection its last packets and a close, and returns.
 pub(crate) async fn run(
     config: BrokerConfig,
+    auth: Box<dyn crate::Authenticator>,
     mut accepted: mpsc::Receiver<Accepted>,
     mut shutdown: broadcast::Receiver<()>,
 ) {
@@ -130,7 +131,15 @@ pub(crate) async fn run(
     // Unbounded, but a writer sends one per write, and writes only what the
     // core's credit allows.
     let (reports, mut report_rx) = mpsc::unbounded_channel();
-    let mut driver = Driver::new(config, reports);
+    let mut driver = Driver::new(
+        Broker::with_hooks(
+            config,
+            Instant::ZERO,
+            Box::new(crate::MemoryStore::new()),
+            auth,
+        ),
+        reports,
+    );
     loop {
         // Re-armed on every turn from the core's next deadline.
         let deadline = driver.broker.poll_timeout().map(|t| {
@@ -175,9 +184,9 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 }
 
 impl Driver {
-    fn new(config: BrokerConfig, reports: mpsc::UnboundedSender<Report>) -> Self {
+    fn new(broker: Broker, reports: mpsc::UnboundedSender<Report>) -> Self {
         Driver {
-            broker: Broker::new(config, Instant::ZERO),
+            broker,
             start: std::time::Instant::now(),
             links: BTreeMap::new(),
             reads: FuturesUnordered::new(),
@@ -199,6 +208,12 @@ impl Driver {
     fn accept(&mut self, new: Accepted) {
         let now = self.now();
         let conn = self.broker.accept(now);
+        if let Some(name) = new
+            .identity
+            .and_then(|n| tern_codec::MqttString::try_from(n).ok())
+        {
+            self.broker.set_identity(conn, name);
+        }
         let output = Arc::new(OutputQueue::default());
         let (handback, handback_rx) = oneshot::channel();
         tokio::spawn(connection::run(
@@ -487,7 +502,10 @@ mod tests {
     use tern_codec::{MqttString, Packet, ProtocolVersion, Publish};
 
     fn driver() -> Driver {
-        Driver::new(BrokerConfig::default(), mpsc::unbounded_channel().0)
+        Driver::new(
+            Broker::new(BrokerConfig::default(), Instant::ZERO),
+            mpsc::unbounded_channel().0,
+        )
     }
 
     fn link(d: &mut Driver) -> (ConnId, Arc<OutputQueue>) {

@@ -8,7 +8,7 @@
 //! connections nobody will serve.
 
 use super::connection::{Accepted, ConnReader, ConnWriter, Guards};
-use super::websocket;
+use super::{tls::Socket, websocket};
 use bytes::{Bytes, BytesMut};
 use std::{io, io::IoSlice, sync::Arc, time::Duration};
 use tokio::{
@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     /// clock only starts once the upgrade is done).
     pub(crate) handshake_timeout: Duration,
     pub(crate) websocket: websocket::Config,
+    /// The TLS configuration of the `tls` and `wss` listeners, if any.
+    pub(crate) tls: Option<super::tls::Acceptor>,
 }
 
 /// Which protocol a listener speaks.
@@ -41,6 +43,22 @@ pub(crate) struct Shared {
 pub(crate) enum Kind {
     Tcp,
     WebSocket,
+    /// MQTT over TLS.
+    Tls,
+    /// MQTT over WebSocket over TLS.
+    Wss,
+}
+
+impl Kind {
+    /// The name in logs and in `listening` lines.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Tcp => "tcp",
+            Kind::WebSocket => "ws",
+            Kind::Tls => "tls",
+            Kind::Wss => "wss",
+        }
+    }
 }
 
 /// Accepts connections until shutdown.
@@ -87,37 +105,77 @@ pub(crate) async fn accept_loop(
                     writer: ConnWriter::Tcp(TcpWriter(write)),
                     peer,
                     transport: "tcp",
+                    identity: None,
                     guards,
                 };
                 if shared.accepted.send(accepted).await.is_err() {
                     return; // the core has stopped
                 }
             }
-            Kind::WebSocket => {
-                // The upgrade takes round trips: it runs in a task of its own
-                // so that one slow client does not hold up the others.
+            kind => {
+                // TLS and the WebSocket upgrade take round trips: they run
+                // in a task of their own so that one slow client does not
+                // hold up the others.
                 let shared = shared.clone();
                 tokio::spawn(async move {
-                    let upgrade = tokio::time::timeout(
+                    let handshake = tokio::time::timeout(
                         shared.handshake_timeout,
-                        websocket::accept(socket, &shared.websocket),
+                        handshake(kind, socket, &shared),
                     );
-                    match upgrade.await {
-                        Ok(Ok((reader, writer))) => {
+                    match handshake.await {
+                        Ok(Ok((reader, writer, identity))) => {
                             let accepted = Accepted {
-                                reader: ConnReader::Ws(reader),
-                                writer: ConnWriter::Ws(writer),
+                                reader,
+                                writer,
                                 peer,
-                                transport: "ws",
+                                transport: kind.name(),
+                                identity,
                                 guards,
                             };
                             let _ = shared.accepted.send(accepted).await;
                         }
-                        Ok(Err(e)) => tracing::debug!(%peer, "WebSocket upgrade failed: {e}"),
-                        Err(_) => tracing::debug!(%peer, "WebSocket upgrade timed out"),
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, "{} handshake failed: {e}", kind.name())
+                        }
+                        Err(_) => tracing::debug!(%peer, "{} handshake timed out", kind.name()),
                     }
                 });
             }
+        }
+    }
+}
+
+/// The TLS handshake and the WebSocket upgrade, as `kind` needs; the
+/// connection's halves and, with `use_identity_as_username`, the client
+/// certificate's name.
+async fn handshake(
+    kind: Kind,
+    socket: tokio::net::TcpStream,
+    shared: &Shared,
+) -> io::Result<(ConnReader, ConnWriter, Option<String>)> {
+    let tls = || {
+        shared
+            .tls
+            .as_ref()
+            .ok_or_else(|| io::Error::other("a TLS listener without a TLS configuration"))
+    };
+    let (socket, identity) = match kind {
+        Kind::Tls | Kind::Wss => {
+            let (stream, identity) = tls()?.accept(socket).await?;
+            (Socket::Tls(Box::new(stream)), identity)
+        }
+        Kind::Tcp | Kind::WebSocket => (Socket::Plain(socket), None),
+    };
+    match (kind, socket) {
+        (Kind::Tls, Socket::Tls(stream)) => {
+            let (reader, writer) = super::tls::split(*stream);
+            Ok((ConnReader::Tls(reader), ConnWriter::Tls(writer), identity))
+        }
+        (_, socket) => {
+            let (reader, writer) = websocket::accept(socket, &shared.websocket)
+                .await
+                .map_err(io::Error::other)?;
+            Ok((ConnReader::Ws(reader), ConnWriter::Ws(writer), identity))
         }
     }
 }

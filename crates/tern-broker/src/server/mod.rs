@@ -61,11 +61,12 @@
 mod connection;
 mod driver;
 mod listener;
+pub mod security;
 mod settings;
 pub mod tls;
 mod websocket;
 
-pub use settings::{BrokerSettings, Limits, Listeners, SettingsError};
+pub use settings::{BrokerSettings, Limits, Listeners, SettingsError, TlsSettings};
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{
@@ -88,9 +89,13 @@ pub(crate) const LINGER_BYTES: usize = 1024 * 1024;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum StartError {
+    /// The password file or ACL file cannot be used.
+    Security(security::SecurityError),
+    /// The TLS files cannot be used, or are missing for a TLS listener.
+    Tls(String),
     /// A listener's address could not be bound (in use, not local, no permission).
     Bind {
-        /// `tcp` or `ws`.
+        /// `tcp`, `ws`, `tls` or `wss`.
         kind: &'static str,
         /// The address.
         addr: SocketAddr,
@@ -105,6 +110,8 @@ impl std::fmt::Display for StartError {
             StartError::Bind { kind, addr, source } => {
                 write!(f, "cannot listen ({kind}) on {addr}: {source}")
             }
+            StartError::Security(e) => e.fmt(f),
+            StartError::Tls(why) => f.write_str(why),
         }
     }
 }
@@ -113,6 +120,8 @@ impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StartError::Bind { source, .. } => Some(source),
+            StartError::Security(e) => Some(e),
+            StartError::Tls(_) => None,
         }
     }
 }
@@ -122,6 +131,8 @@ impl std::error::Error for StartError {
 pub struct Running {
     tcp_addrs: Vec<SocketAddr>,
     ws_addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
+    wss_addrs: Vec<SocketAddr>,
     /// Tells the listeners and the core task to stop.
     notify_shutdown: broadcast::Sender<()>,
     /// Every writer task holds a clone; `recv` yields `None` once all
@@ -129,9 +140,20 @@ pub struct Running {
     shutdown_complete_tx: mpsc::Sender<()>,
     shutdown_complete_rx: mpsc::Receiver<()>,
     core: JoinHandle<()>,
+    /// Reads the password and ACL files again (SIGHUP, [`Running::reload`]).
+    reloader: security::Reloader,
 }
 
 impl Running {
+    /// Reads the password, ACL and TLS files again, as SIGHUP does: the new
+    /// rules apply to new connections and every later check, the new
+    /// certificates to new handshakes; open connections stay. A file that
+    /// cannot be used is logged (naming it), what it configures stays as it
+    /// was, and this returns the error.
+    pub fn reload(&self) -> Result<(), security::ReloadError> {
+        self.reloader.reload()
+    }
+
     /// The bound TCP listener addresses, in the order configured (port 0
     /// resolved to the port the system chose).
     pub fn tcp_addrs(&self) -> &[SocketAddr] {
@@ -141,6 +163,16 @@ impl Running {
     /// The bound WebSocket listener addresses.
     pub fn ws_addrs(&self) -> &[SocketAddr] {
         &self.ws_addrs
+    }
+
+    /// The bound TLS listener addresses.
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_addrs
+    }
+
+    /// The bound WebSocket-over-TLS listener addresses.
+    pub fn wss_addrs(&self) -> &[SocketAddr] {
+        &self.wss_addrs
     }
 
     /// The first TCP address, if any.
@@ -235,33 +267,55 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
 ///
 /// Must be called inside a tokio runtime (multi-threaded or not).
 pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
+    // The files first: a bad one stops the start, naming the file.
+    let auth =
+        security::FileAuthenticator::new(settings.security.load().map_err(StartError::Security)?);
+    if let Some(warning) = security::open_listener_warning(&settings) {
+        tracing::warn!("{warning}");
+    }
+    // The TLS files, when a listener needs them; errors name the file.
+    let tls = if settings.listeners.tls.is_empty() && settings.listeners.wss.is_empty() {
+        None
+    } else {
+        let files = settings.tls.files().map_err(StartError::Tls)?;
+        let config = files.load().map_err(|e| StartError::Tls(e.to_string()))?;
+        let acceptor = tls::Acceptor::new(config, settings.tls.use_identity_as_username);
+        Some((files, acceptor))
+    };
     // Bind everything first, so a port in use is reported before anything runs.
-    let mut tcp = Vec::new();
-    for &addr in &settings.listeners.tcp {
-        tcp.push(bind("tcp", addr).await?);
+    let l = &settings.listeners;
+    let mut listeners = Vec::new();
+    for (kind, addrs) in [
+        (listener::Kind::Tcp, &l.tcp),
+        (listener::Kind::WebSocket, &l.ws),
+        (listener::Kind::Tls, &l.tls),
+        (listener::Kind::Wss, &l.wss),
+    ] {
+        for &addr in addrs {
+            let bound = bind(kind.name(), addr).await?;
+            let local = bound.local_addr().unwrap_or(addr);
+            listeners.push((kind, bound, local));
+        }
     }
-    let mut ws = Vec::new();
-    for &addr in &settings.listeners.ws {
-        ws.push(bind("ws", addr).await?);
-    }
-    let local = |l: &TcpListener, configured: SocketAddr| l.local_addr().unwrap_or(configured);
-    let tcp_addrs: Vec<SocketAddr> = tcp
-        .iter()
-        .zip(&settings.listeners.tcp)
-        .map(|(l, &a)| local(l, a))
-        .collect();
-    let ws_addrs: Vec<SocketAddr> = ws
-        .iter()
-        .zip(&settings.listeners.ws)
-        .map(|(l, &a)| local(l, a))
-        .collect();
+    let addrs = |want: &str| -> Vec<SocketAddr> {
+        listeners
+            .iter()
+            .filter(|(k, _, _)| k.name() == want)
+            .map(|&(_, _, a)| a)
+            .collect()
+    };
+    let (tcp_addrs, ws_addrs) = (addrs("tcp"), addrs("ws"));
+    let (tls_addrs, wss_addrs) = (addrs("tls"), addrs("wss"));
 
     let (notify_shutdown, _) = broadcast::channel(1);
+    let reloader = security::Reloader::new(settings.security.clone(), auth.clone(), tls.clone());
+    reloader.on_hangup(notify_shutdown.subscribe());
     let (shutdown_complete_tx, shutdown_complete_rx) = mpsc::channel(1);
     // Listeners hand new sockets to the core task (see `listener::Shared`).
     let (accepted_tx, accepted_rx) = mpsc::channel(driver::ACCEPT_CAPACITY);
     let core = tokio::spawn(driver::run(
         settings.broker_config(),
+        Box::new(auth),
         accepted_rx,
         notify_shutdown.subscribe(),
     ));
@@ -273,21 +327,17 @@ pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
         shutdown_complete: shutdown_complete_tx.clone(),
         handshake_timeout: settings.limits.connect_timeout,
         websocket: websocket::Config::new(&settings),
+        tls: tls.map(|(_, acceptor)| acceptor),
     });
-    for (l, &addr) in tcp.into_iter().zip(&tcp_addrs) {
-        tracing::info!("listening tcp {addr}");
+    for (kind, l, addr) in listeners {
+        let path = match kind {
+            listener::Kind::WebSocket | listener::Kind::Wss => settings.listeners.ws_path.as_str(),
+            listener::Kind::Tcp | listener::Kind::Tls => "",
+        };
+        tracing::info!("listening {} {addr}{path}", kind.name());
         tokio::spawn(listener::accept_loop(
             l,
-            listener::Kind::Tcp,
-            shared.clone(),
-            notify_shutdown.subscribe(),
-        ));
-    }
-    for (l, &addr) in ws.into_iter().zip(&ws_addrs) {
-        tracing::info!("listening ws {addr}{}", settings.listeners.ws_path);
-        tokio::spawn(listener::accept_loop(
-            l,
-            listener::Kind::WebSocket,
+            kind,
             shared.clone(),
             notify_shutdown.subscribe(),
         ));
@@ -295,10 +345,13 @@ pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
     Ok(Running {
         tcp_addrs,
         ws_addrs,
+        tls_addrs,
+        wss_addrs,
         notify_shutdown,
         shutdown_complete_tx,
         shutdown_complete_rx,
         core,
+        reloader,
     })
 }
 

@@ -6,6 +6,7 @@
 //! default. `crates/tern-broker/broker.example.toml` documents each key; a
 //! test parses it.
 
+use super::{security::SecuritySettings, tls::TlsFiles};
 use crate::BrokerConfig;
 use serde::{Deserialize, Deserializer, de};
 use std::{
@@ -31,6 +32,52 @@ pub struct BrokerSettings {
     pub listeners: Listeners,
     /// Limits and protocol options (`[limits]`).
     pub limits: Limits,
+    /// Password file, ACL file, anonymous clients (`[security]`).
+    pub security: SecuritySettings,
+    /// Certificates for the `tls` and `wss` listeners (`[tls]`).
+    pub tls: TlsSettings,
+}
+
+/// The `[tls]` table, with mosquitto's meanings: the server's certificate
+/// and key, and how client certificates are checked. TLS 1.2 and 1.3 only.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// The server's certificate chain, PEM, leaf first (mosquitto's `certfile`).
+    pub cert: Option<PathBuf>,
+    /// The server's private key, PEM (mosquitto's `keyfile`).
+    pub key: Option<PathBuf>,
+    /// CA certificates, PEM, that sign client certificates; without it no
+    /// client certificate is asked for.
+    pub cafile: Option<PathBuf>,
+    /// Refuse clients without a certificate signed by `cafile`.
+    pub require_certificate: bool,
+    /// A client certificate's Common Name is the client's user name (no
+    /// password asked); a client without one is refused.
+    pub use_identity_as_username: bool,
+}
+
+impl TlsSettings {
+    /// The files to load, or what is missing.
+    pub fn files(&self) -> Result<TlsFiles, String> {
+        if self.use_identity_as_username && self.cafile.is_none() {
+            // No client certificate would ever be asked for: everyone refused.
+            return Err(
+                "use_identity_as_username needs [tls] cafile (--cafile) to verify client \
+                 certificates with"
+                    .into(),
+            );
+        }
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => Ok(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                cafile: self.cafile.clone(),
+                require_certificate: self.require_certificate,
+            }),
+            _ => Err("tls and wss listeners need [tls] cert and key (--cert, --key)".into()),
+        }
+    }
 }
 
 /// The `[listeners]` table. Each list replaces its default; an empty list
@@ -45,6 +92,10 @@ pub struct Listeners {
     /// The HTTP path of the WebSocket endpoint (default `/mqtt`).
     #[serde(deserialize_with = "http_path")]
     pub ws_path: String,
+    /// MQTT over TLS (default none; needs `[tls]`).
+    pub tls: Vec<SocketAddr>,
+    /// MQTT over WebSocket over TLS (default none; needs `[tls]`).
+    pub wss: Vec<SocketAddr>,
 }
 
 impl Default for Listeners {
@@ -53,6 +104,8 @@ impl Default for Listeners {
             tcp: vec![SocketAddr::from(([127, 0, 0, 1], 1883))],
             ws: vec![SocketAddr::from(([127, 0, 0, 1], 8083))],
             ws_path: "/mqtt".to_string(),
+            tls: Vec::new(),
+            wss: Vec::new(),
         }
     }
 }
@@ -310,6 +363,10 @@ mod tests {
             "tcp",
             "ws",
             "ws_path",
+            "tls",
+            "wss",
+            "require_certificate",
+            "use_identity_as_username",
             "max_connections",
             "max_packet_size",
             "max_inflight",
@@ -328,7 +385,17 @@ mod tests {
                 "{key} is not in broker.example.toml"
             );
         }
-        assert!(text.contains("# max_keep_alive ="));
+        for key in [
+            "max_keep_alive",
+            "password_file",
+            "acl_file",
+            "allow_anonymous",
+        ] {
+            assert!(
+                text.contains(&format!("\n# {key} =")),
+                "{key} is not in broker.example.toml"
+            );
+        }
     }
 
     #[test]
@@ -346,6 +413,28 @@ mod tests {
         assert_eq!(c.server.max_keep_alive, Some(30));
         assert!(c.queue_qos0_offline);
         assert_eq!(c.server.queue.max_messages, 7);
+    }
+
+    #[test]
+    fn the_security_table() {
+        let s =
+            BrokerSettings::from_toml("[security]\npassword_file = \"pw\"\nacl_file = \"acl\"\n")
+                .unwrap();
+        assert_eq!(s.security.password_file, Some(PathBuf::from("pw")));
+        assert_eq!(s.security.acl_file, Some(PathBuf::from("acl")));
+        // A password file means clients authenticate, unless told otherwise.
+        assert!(!s.security.allows_anonymous());
+        assert!(BrokerSettings::default().security.allows_anonymous());
+        let s = BrokerSettings::from_toml(
+            "[security]\npassword_file = \"pw\"\nallow_anonymous = true\n",
+        )
+        .unwrap();
+        assert!(s.security.allows_anonymous());
+        let e = error("[security]\nallow_anonymus = true\n");
+        assert!(
+            e.contains("security.allow_anonymus") && e.contains("line 2"),
+            "{e}"
+        );
     }
 
     #[track_caller]

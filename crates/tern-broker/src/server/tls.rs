@@ -143,3 +143,168 @@ pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
     let name = parsed.subject().iter_common_name().next()?;
     name.as_str().ok().map(str::to_string)
 }
+
+/// The TLS side of the `tls` and `wss` listeners: the configuration in
+/// force (replaced by a reload; handshakes already done keep theirs) and
+/// whether a client certificate's Common Name is its user name.
+#[derive(Clone)]
+pub(crate) struct Acceptor {
+    config: Arc<std::sync::RwLock<Arc<ServerConfig>>>,
+    use_identity_as_username: bool,
+}
+
+impl fmt::Debug for Acceptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Acceptor")
+            .field("use_identity_as_username", &self.use_identity_as_username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A TLS connection over TCP.
+pub(crate) type TlsStream = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+impl Acceptor {
+    pub(crate) fn new(config: Arc<ServerConfig>, use_identity_as_username: bool) -> Self {
+        Self {
+            config: Arc::new(std::sync::RwLock::new(config)),
+            use_identity_as_username,
+        }
+    }
+
+    /// Puts a reloaded configuration in force for the next handshakes.
+    pub(crate) fn replace(&self, config: Arc<ServerConfig>) {
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = config;
+    }
+
+    /// Runs the handshake; with `use_identity_as_username`, also returns the
+    /// client certificate's Common Name, and refuses a client without one
+    /// (mosquitto refuses it too).
+    pub(crate) async fn accept(
+        &self,
+        socket: tokio::net::TcpStream,
+    ) -> std::io::Result<(TlsStream, Option<String>)> {
+        let config = self
+            .config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let stream = tokio_rustls::TlsAcceptor::from(config)
+            .accept(socket)
+            .await?;
+        if !self.use_identity_as_username {
+            return Ok((stream, None));
+        }
+        let name = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(common_name);
+        match name {
+            Some(name) => Ok((stream, Some(name))),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "use_identity_as_username: no client certificate with a Common Name",
+            )),
+        }
+    }
+}
+
+/// A socket the WebSocket upgrade runs on: plain TCP (`ws`) or TLS (`wss`).
+pub(crate) enum Socket {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+impl tokio::io::AsyncRead for Socket {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Socket::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Socket::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Socket {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Socket::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Socket::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Socket::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Socket::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Socket::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The read size of a TLS connection (rustls decrypts records of at most
+/// 16 KiB).
+const TLS_READ: usize = 16 * 1024;
+
+/// Reads MQTT bytes from a TLS connection.
+pub(crate) struct TlsReader(tokio::io::ReadHalf<TlsStream>);
+
+/// Writes MQTT bytes to a TLS connection.
+pub(crate) struct TlsWriter(tokio::io::WriteHalf<TlsStream>);
+
+/// Splits a TLS connection for the core (reads) and the writer task.
+pub(crate) fn split(stream: TlsStream) -> (TlsReader, TlsWriter) {
+    let (read, write) = tokio::io::split(stream);
+    (TlsReader(read), TlsWriter(write))
+}
+
+impl TlsReader {
+    /// Cancel-safe, as `read_buf` is: the core drops a pending read to
+    /// stop reading, and rustls keeps what it decrypted.
+    pub(crate) async fn read(&mut self) -> std::io::Result<Option<bytes::BytesMut>> {
+        use tokio::io::AsyncReadExt;
+        let mut buf = bytes::BytesMut::with_capacity(TLS_READ);
+        match self.0.read_buf(&mut buf).await? {
+            0 => Ok(None),
+            _ => Ok(Some(buf)),
+        }
+    }
+}
+
+impl TlsWriter {
+    pub(crate) async fn write(&mut self, chunks: &[bytes::Bytes]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        // rustls copies into records anyway: one write per chunk, one flush.
+        for chunk in chunks {
+            self.0.write_all(chunk).await?;
+        }
+        self.0.flush().await
+    }
+
+    /// Sends close_notify and ends our direction.
+    pub(crate) async fn close(&mut self) {
+        use tokio::io::AsyncWriteExt;
+        let _ = self.0.shutdown().await;
+    }
+}

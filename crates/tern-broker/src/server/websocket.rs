@@ -7,13 +7,13 @@
 //! framing does the rest. A text frame closes the connection [MQTT-6.0.0-1].
 
 use super::BrokerSettings;
+use super::tls::Socket;
 use bytes::{Bytes, BytesMut};
 use futures_util::{
     SinkExt, StreamExt,
     stream::{SplitSink, SplitStream},
 };
 use std::io;
-use tokio::net::TcpStream;
 use tokio_tungstenite::{
     WebSocketStream,
     tungstenite::{
@@ -54,7 +54,7 @@ impl Config {
 /// Runs the HTTP upgrade: the configured path, and subprotocol `mqtt` (or
 /// `mqttv3.1`) when the client offers one.
 pub(crate) async fn accept(
-    socket: TcpStream,
+    socket: Socket,
     config: &Config,
 ) -> Result<(WsReader, WsWriter), tokio_tungstenite::tungstenite::Error> {
     let path = config.path.as_str();
@@ -106,7 +106,7 @@ fn refusal(status: StatusCode, message: String) -> ErrorResponse {
 }
 
 /// Reads MQTT bytes out of binary frames.
-pub(crate) struct WsReader(SplitStream<WebSocketStream<TcpStream>>);
+pub(crate) struct WsReader(SplitStream<WebSocketStream<Socket>>);
 
 impl WsReader {
     pub(crate) async fn read(&mut self) -> io::Result<Option<BytesMut>> {
@@ -137,7 +137,7 @@ impl WsReader {
 
 /// Writes MQTT bytes as binary frames: one frame per batch, so whole packets
 /// travel together.
-pub(crate) struct WsWriter(SplitSink<WebSocketStream<TcpStream>, Message>);
+pub(crate) struct WsWriter(SplitSink<WebSocketStream<Socket>, Message>);
 
 impl WsWriter {
     pub(crate) async fn write(&mut self, chunks: &[Bytes]) -> io::Result<()> {

@@ -43,8 +43,9 @@ pub enum Side {
     /// tern-client, driven against a scripted broker built from the codec;
     /// the broker under test plays no part.
     Client,
-    /// The broker under test, configured with Maximum QoS 1 and without
-    /// retained messages (`--restricted HOST:PORT`).
+    /// The broker under test, configured with Maximum QoS 1, without
+    /// retained messages, and with [`RESTRICTED_ACL`](crate::RESTRICTED_ACL)
+    /// (`--restricted HOST:PORT`).
     Restricted,
 }
 
@@ -66,6 +67,15 @@ macro_rules! v3 {
             title: $title,
             run: $f,
             side: $crate::cases::Side::Client,
+        }
+    };
+    (restricted $id:literal, $title:literal, $f:path) => {
+        $crate::cases::Case {
+            id: $id,
+            version: $crate::Version::V3_1_1,
+            title: $title,
+            run: $f,
+            side: $crate::cases::Side::Restricted,
         }
     };
 }

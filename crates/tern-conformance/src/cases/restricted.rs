@@ -1,6 +1,8 @@
 //! Statements about servers that support less: run against a second
-//! instance of the broker configured with Maximum QoS 1 and without
-//! retained messages (`--restricted HOST:PORT`).
+//! instance of the broker configured with Maximum QoS 1, without retained
+//! messages, and with an ACL file that refuses publishing under
+//! `acl-denied/` ([`RESTRICTED_ACL`](crate::RESTRICTED_ACL);
+//! `--restricted HOST:PORT`).
 
 use super::Case;
 use crate::{
@@ -15,7 +17,33 @@ pub(crate) const CASES: &[Case] = &[
     super::v5!(restricted "MQTT-3.2.2-10", "QoS-limited server accepts SUBSCRIBE at QoS 0, 1, 2", subscribe_all_qos),
     super::v5!(restricted "MQTT-3.2.2-12", "will QoS above Maximum QoS refused", will_qos_refused),
     super::v5!(restricted "MQTT-3.2.2-13", "retained will without retain support refused", will_retain_refused),
+    super::v3!(restricted "MQTT-3.3.5-2", "unauthorized PUBLISH acknowledged or connection closed", unauthorized_publish),
 ];
+
+/// 3.1.1 has no way to tell a client its PUBLISH was not authorized: the
+/// server acknowledges it as usual or closes the connection.
+fn unauthorized_publish(ctx: &Ctx) -> TestResult {
+    let mut c = ctx.connect()?;
+    let packet_id = c.next_pid();
+    c.send(Packet::Publish(tern_codec::Publish {
+        qos: QoS::AtLeastOnce,
+        topic: string(&format!("acl-denied/{}", ctx.client_id())),
+        packet_id: Some(packet_id),
+        payload: Bytes::from_static(b"refused"),
+        ..tern_codec::Publish::default()
+    }))?;
+    match c.next_event(crate::harness::PACKET_TIMEOUT)? {
+        crate::harness::Event::Packet(Packet::PubAck(a)) if a.packet_id == packet_id => {
+            // A positive acknowledgement, and the connection carries on.
+            c.expect_alive()?;
+            c.disconnect()
+        }
+        crate::harness::Event::Closed => Ok(()),
+        other => Err(fail(format!(
+            "expected PUBACK {packet_id} or a close, got {other:?}"
+        ))),
+    }
+}
 
 fn announces_max_qos(ctx: &Ctx) -> TestResult {
     let (mut c, ack) = ctx.connect_ok(ctx.connect_packet())?;

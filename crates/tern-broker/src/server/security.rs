@@ -1,0 +1,318 @@
+//! The password file and ACL file, read by the shell and checked by the
+//! core through an [`Authenticator`]: mosquitto's `password_file`,
+//! `acl_file` and `allow_anonymous`.
+//!
+//! [`SecuritySettings::load`] reads both files (errors name the file and
+//! line); [`FileAuthenticator`] answers the core's questions from what was
+//! loaded. A reload ([`FileAuthenticator::replace`], on SIGHUP) swaps the
+//! rules for new connections and every later check without touching the
+//! connections: the core asks through a shared, swappable reference.
+
+use crate::{
+    AuthDecision, Authenticator, Client,
+    security::{Access, AclFile, PasswordFile},
+};
+use serde::Deserialize;
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    sync::{Arc, RwLock},
+};
+use tern_codec::{Connect, ReasonCode};
+use tern_topic::TopicName;
+
+/// The `[security]` table: who may connect and what they may do.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecuritySettings {
+    /// mosquitto's password file (`tern passwd` or `mosquitto_passwd`
+    /// writes it). A client giving a user name must give that user's
+    /// password, or is refused with 0x86 (MQTT 3.1.1: return code 4).
+    pub password_file: Option<PathBuf>,
+    /// mosquitto's ACL file: what each user (and anonymous clients) may
+    /// publish (`write`) and receive (`read`). Absent: everything.
+    pub acl_file: Option<PathBuf>,
+    /// Whether clients without a user name (or, without a password file,
+    /// any client) may connect; refused ones get 0x87 (MQTT 3.1.1: return
+    /// code 5). Absent: true without a password file, false with one.
+    pub allow_anonymous: Option<bool>,
+}
+
+/// What [`SecuritySettings::load`] read: the rules in force.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    passwords: Option<PasswordFile>,
+    acl: Option<AclFile>,
+    allow_anonymous: bool,
+}
+
+/// A password or ACL file that cannot be used, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityError {
+    /// The file at fault.
+    pub path: PathBuf,
+    /// What is wrong (with the line, for a bad line).
+    pub why: String,
+}
+
+impl fmt::Display for SecurityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.why)
+    }
+}
+
+impl std::error::Error for SecurityError {}
+
+impl SecuritySettings {
+    /// Whether anonymous clients get in, `allow_anonymous`'s default applied.
+    pub fn allows_anonymous(&self) -> bool {
+        self.allow_anonymous.unwrap_or(self.password_file.is_none())
+    }
+
+    /// Reads the files. Nothing is half-loaded: either both files are good
+    /// or this names the one that is not.
+    pub fn load(&self) -> Result<Rules, SecurityError> {
+        fn read(path: &Path) -> Result<String, SecurityError> {
+            std::fs::read_to_string(path).map_err(|e| SecurityError {
+                path: path.to_path_buf(),
+                why: format!("cannot read: {e}"),
+            })
+        }
+        let passwords = match &self.password_file {
+            None => None,
+            Some(path) => Some(
+                PasswordFile::parse(&read(path)?).map_err(|e| SecurityError {
+                    path: path.clone(),
+                    why: e.to_string(),
+                })?,
+            ),
+        };
+        let acl = match &self.acl_file {
+            None => None,
+            Some(path) => Some(AclFile::parse(&read(path)?).map_err(|e| SecurityError {
+                path: path.clone(),
+                why: e.to_string(),
+            })?),
+        };
+        Ok(Rules {
+            passwords,
+            acl,
+            allow_anonymous: self.allows_anonymous(),
+        })
+    }
+}
+
+impl Rules {
+    /// Rules that let everyone in and allow everything.
+    pub fn allow_all() -> Self {
+        Self {
+            allow_anonymous: true,
+            ..Self::default()
+        }
+    }
+
+    fn authenticate(&self, connect: &Connect, identity: Option<&str>) -> AuthDecision {
+        if identity.is_some() {
+            // A verified client certificate names the user; no password is
+            // asked for (mosquitto's use_identity_as_username).
+            return AuthDecision::Accept;
+        }
+        match (&connect.username, &self.passwords) {
+            (Some(user), Some(passwords)) => {
+                let password = connect.password.as_deref();
+                if password.is_some_and(|p| passwords.verify(user.as_str(), p)) {
+                    AuthDecision::Accept
+                } else {
+                    // [MQTT-3.1.4-2]; 3.1.1: return code 4.
+                    AuthDecision::Reject(ReasonCode::BadUserNameOrPassword)
+                }
+            }
+            // Without a password file a user name proves nothing: the
+            // client counts as anonymous.
+            _ if self.allow_anonymous => AuthDecision::Accept,
+            // 3.1.1: return code 5.
+            _ => AuthDecision::Reject(ReasonCode::NotAuthorized),
+        }
+    }
+
+    fn allows(&self, client: Client<'_>, topic: &TopicName, access: Access) -> bool {
+        self.acl
+            .as_ref()
+            .is_none_or(|acl| acl.allows(client.client_id, client.username, topic, access))
+    }
+}
+
+/// The [`Authenticator`] the server gives the core: the loaded [`Rules`],
+/// swappable while the broker runs. Clones share the rules.
+#[derive(Debug, Clone)]
+pub struct FileAuthenticator {
+    rules: Arc<RwLock<Rules>>,
+}
+
+impl FileAuthenticator {
+    /// Answers from `rules`.
+    pub fn new(rules: Rules) -> Self {
+        Self {
+            rules: Arc::new(RwLock::new(rules)),
+        }
+    }
+
+    /// Puts new rules in force for every later check (connections already
+    /// open stay open).
+    pub fn replace(&self, rules: Rules) {
+        *self.rules.write().unwrap_or_else(|e| e.into_inner()) = rules;
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&Rules) -> R) -> R {
+        f(&self.rules.read().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl Authenticator for FileAuthenticator {
+    fn authenticate(&mut self, connect: &Connect, identity: Option<&str>) -> AuthDecision {
+        self.with(|r| r.authenticate(connect, identity))
+    }
+
+    fn authorize_publish(&mut self, client: Client<'_>, topic: &TopicName) -> bool {
+        self.with(|r| r.allows(client, topic, Access::Write))
+    }
+
+    fn authorize_receive(&mut self, client: Client<'_>, topic: &TopicName) -> bool {
+        self.with(|r| r.allows(client, topic, Access::Read))
+    }
+}
+
+/// The warning for a listener reachable from other hosts while any client
+/// may connect without a password; `None` when there is nothing to warn of.
+pub fn open_listener_warning(settings: &super::BrokerSettings) -> Option<String> {
+    let l = &settings.listeners;
+    let addr =
+        (l.tcp.iter().chain(&l.ws).chain(&l.tls).chain(&l.wss)).find(|a| !a.ip().is_loopback())?;
+    settings.security.allows_anonymous().then(|| {
+        format!(
+            "listening on {addr}, reachable from other hosts, and anonymous clients may \
+             connect, publish and subscribe: set a password file (--password-file, \
+             [security] password_file) or allow_anonymous = false"
+        )
+    })
+}
+
+/// A reload that could not use a file; what it configures stays as it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// The password file or ACL file.
+    Security(SecurityError),
+    /// A TLS file.
+    Tls(super::tls::TlsError),
+}
+
+impl fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReloadError::Security(e) => e.fmt(f),
+            ReloadError::Tls(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ReloadError {}
+
+/// Reads the files again, on SIGHUP or when asked.
+#[derive(Debug, Clone)]
+pub(crate) struct Reloader {
+    settings: SecuritySettings,
+    auth: FileAuthenticator,
+    tls: Option<(super::tls::TlsFiles, super::tls::Acceptor)>,
+}
+
+impl Reloader {
+    pub(crate) fn new(
+        settings: SecuritySettings,
+        auth: FileAuthenticator,
+        tls: Option<(super::tls::TlsFiles, super::tls::Acceptor)>,
+    ) -> Self {
+        Self {
+            settings,
+            auth,
+            tls,
+        }
+    }
+
+    /// Reloads on each SIGHUP until shutdown.
+    pub(crate) fn on_hangup(&self, mut shutdown: tokio::sync::broadcast::Receiver<()>) {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut hangup = match signal(SignalKind::hangup()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!("cannot listen for SIGHUP (no reloading): {e}");
+                    return;
+                }
+            };
+            let this = self.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = hangup.recv() => {
+                            tracing::info!("SIGHUP: reloading");
+                            let _ = this.reload();
+                        }
+                        _ = shutdown.recv() => return,
+                    }
+                }
+            });
+        }
+        #[cfg(not(unix))]
+        let _ = &mut shutdown;
+    }
+
+    /// Reads the files; each part that loads is put in force, each that
+    /// does not is logged and stays as it was; the first error is returned.
+    pub(crate) fn reload(&self) -> Result<(), ReloadError> {
+        let mut result = Ok(());
+        match self.settings.load() {
+            Ok(rules) => {
+                self.auth.replace(rules);
+                tracing::info!("reloaded the password and ACL files");
+            }
+            Err(e) => {
+                tracing::error!("reload: {e}; the previous password and ACL rules stay in force");
+                result = Err(ReloadError::Security(e));
+            }
+        }
+        if let Some((files, acceptor)) = &self.tls {
+            match files.load() {
+                Ok(config) => {
+                    acceptor.replace(config);
+                    tracing::info!("reloaded the TLS certificates");
+                }
+                Err(e) => {
+                    tracing::error!("reload: {e}; the previous certificates stay in force");
+                    result = result.and(Err(ReloadError::Tls(e)));
+                }
+            }
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::BrokerSettings;
+
+    #[test]
+    fn a_listener_open_to_other_hosts_without_authentication_is_warned_of() {
+        let mut s = BrokerSettings::default();
+        assert_eq!(open_listener_warning(&s), None, "loopback only");
+        s.listeners.tcp = vec!["0.0.0.0:1883".parse().unwrap()];
+        let warning = open_listener_warning(&s).expect("a warning");
+        assert!(warning.contains("0.0.0.0:1883") && warning.contains("anonymous"));
+        s.security.password_file = Some("passwd".into());
+        assert_eq!(open_listener_warning(&s), None, "clients authenticate");
+        s.security.allow_anonymous = Some(true);
+        assert!(open_listener_warning(&s).is_some());
+    }
+}

@@ -1,0 +1,295 @@
+//! `tern broker --password-file --acl-file --allow-anonymous` as a user
+//! runs it, with Debian's mosquitto_pub and mosquitto_sub as the clients:
+//! right and wrong passwords in MQTT 3.1.1 and 5, anonymous clients, ACL
+//! filtering of deliveries, SIGHUP reloading a changed password file
+//! without dropping connections, and errors naming the file.
+
+mod support;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use std::{
+    path::{Path, PathBuf},
+    process::Output,
+    time::{Duration, Instant},
+};
+use support::*;
+use tern_codec::{Connect, MqttString, Packet, ProtocolVersion, ReasonCode};
+
+fn tern() -> Command {
+    Command::cargo_bin("tern").expect("the tern binary is built")
+}
+
+/// A scratch directory, removed on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let dir = std::env::temp_dir().join(format!("tern-cli-sec-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Dir(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn passwd(file: &Path, create: bool, user: &str, password: &str) {
+    let mut args = vec!["passwd"];
+    if create {
+        args.push("-c");
+    }
+    args.extend(["-b", file.to_str().unwrap(), user, password]);
+    tern().args(&args).assert().success();
+}
+
+/// mosquitto_pub (or _sub) against the broker; `user` is `(name, password)`.
+fn mosquitto(
+    tool: &str,
+    broker: &BrokerProcess,
+    version: &str,
+    user: Option<(&str, &str)>,
+    args: &[&str],
+) -> Output {
+    let mut cmd = std::process::Command::new(tool);
+    cmd.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &broker.tcp.port().to_string(),
+        "-V",
+        version,
+    ]);
+    if let Some((name, password)) = user {
+        cmd.args(["-u", name, "-P", password]);
+    }
+    cmd.args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool} runs (Debian's mosquitto-clients): {e}"))
+}
+
+fn publishes(broker: &BrokerProcess, version: &str, user: Option<(&str, &str)>) -> Output {
+    mosquitto(
+        "mosquitto_pub",
+        broker,
+        version,
+        user,
+        &["-t", "t", "-m", "x", "-q", "1"],
+    )
+}
+
+/// Waits until the broker's log has a line containing `needle`.
+fn logged(broker: &BrokerProcess, needle: &str) {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if let Ok(line) = broker.stderr.recv_timeout(Duration::from_millis(100)) {
+            if line.contains(needle) {
+                return;
+            }
+        }
+    }
+    panic!("the broker did not log {needle:?}");
+}
+
+#[test]
+fn help_names_the_security_and_tls_flags_and_settings() {
+    let output = tern().args(["broker", "--help"]).output().unwrap();
+    let help = String::from_utf8(output.stdout).unwrap();
+    for needle in [
+        "--password-file",
+        "--acl-file",
+        "--allow-anonymous",
+        "[security]",
+        "--tls",
+        "--wss",
+        "--cert",
+        "--key",
+        "--cafile",
+        "--require-certificate",
+        "--use-identity-as-username",
+        "[tls]",
+        "use_identity_as_username",
+        "password_file",
+        "acl_file",
+        "allow_anonymous",
+        "SIGHUP",
+        "0x86",
+        "0x87",
+    ] {
+        assert!(
+            help.contains(needle),
+            "`tern broker --help` does not mention {needle}"
+        );
+    }
+}
+
+#[test]
+fn mosquitto_clients_log_in_with_the_right_password_only() {
+    let dir = Dir::new("login");
+    let file = dir.path("passwd");
+    passwd(&file, true, "alice", "secret");
+    let (broker, _, _) = BrokerProcess::start_with(
+        &[
+            "--tcp",
+            "127.0.0.1:0",
+            "--password-file",
+            file.to_str().unwrap(),
+        ],
+        1,
+        0,
+    );
+    for version in ["mqttv311", "mqttv5"] {
+        let ok = publishes(&broker, version, Some(("alice", "secret")));
+        assert!(ok.status.success(), "{version}: {ok:?}");
+        for user in [Some(("alice", "wrong")), Some(("bob", "secret")), None] {
+            let refused = publishes(&broker, version, user);
+            assert!(!refused.status.success(), "{version} {user:?}: {refused:?}");
+            let stderr = String::from_utf8_lossy(&refused.stderr).to_lowercase();
+            assert!(
+                stderr.contains("not authori") || stderr.contains("bad user"),
+                "{version} {user:?}: {stderr}"
+            );
+        }
+    }
+    // --allow-anonymous lets clients without a user name in, not wrong passwords.
+    let (anon, _, _) = BrokerProcess::start_with(
+        &[
+            "--tcp",
+            "127.0.0.1:0",
+            "--password-file",
+            file.to_str().unwrap(),
+            "--allow-anonymous",
+        ],
+        1,
+        0,
+    );
+    assert!(publishes(&anon, "mqttv5", None).status.success());
+    assert!(
+        !publishes(&anon, "mqttv5", Some(("alice", "wrong")))
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn mosquitto_sub_receives_only_what_the_acl_lets_it_read() {
+    let dir = Dir::new("acl");
+    let acl = dir.path("acl");
+    std::fs::write(&acl, "topic read public/#\ntopic write #\n").unwrap();
+    let (broker, _, _) = BrokerProcess::start_with(
+        &["--tcp", "127.0.0.1:0", "--acl-file", acl.to_str().unwrap()],
+        1,
+        0,
+    );
+    // Retained messages, one readable; then mosquitto_sub takes what arrives.
+    for topic in ["secret/a", "public/a"] {
+        let out = mosquitto(
+            "mosquitto_pub",
+            &broker,
+            "mqttv311",
+            None,
+            &["-t", topic, "-m", topic, "-r", "-q", "1"],
+        );
+        assert!(out.status.success(), "{out:?}");
+    }
+    let out = mosquitto(
+        "mosquitto_sub",
+        &broker,
+        "mqttv5",
+        None,
+        &["-t", "#", "-v", "-W", "1"],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "public/a public/a\n");
+}
+
+#[test]
+fn sighup_reloads_a_changed_password_file_and_keeps_connections() {
+    let dir = Dir::new("reload");
+    let file = dir.path("passwd");
+    passwd(&file, true, "alice", "old");
+    let (broker, _, _) = BrokerProcess::start_with(
+        &[
+            "--tcp",
+            "127.0.0.1:0",
+            "--password-file",
+            file.to_str().unwrap(),
+        ],
+        1,
+        0,
+    );
+    let mut client = Raw::open(broker.tcp, ProtocolVersion::V5);
+    client.send(Connect {
+        protocol: ProtocolVersion::V5,
+        clean_start: true,
+        client_id: MqttString::from_static("stays"),
+        username: Some(MqttString::from_static("alice")),
+        password: Some(bytes::Bytes::from_static(b"old")),
+        ..Connect::default()
+    });
+    match client.next() {
+        Some(Packet::ConnAck(ack)) => assert_eq!(ack.reason_code, ReasonCode::Success),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    passwd(&file, false, "alice", "new");
+    assert!(
+        !publishes(&broker, "mqttv5", Some(("alice", "new")))
+            .status
+            .success(),
+        "not yet"
+    );
+    broker.signal("-HUP");
+    logged(&broker, "reloaded");
+    assert!(
+        publishes(&broker, "mqttv5", Some(("alice", "new")))
+            .status
+            .success()
+    );
+    assert!(
+        !publishes(&broker, "mqttv5", Some(("alice", "old")))
+            .status
+            .success()
+    );
+    // A broken file: logged with its name, the rules in force stay.
+    std::fs::write(&file, "alice\n").unwrap();
+    broker.signal("-HUP");
+    logged(&broker, &file.display().to_string());
+    assert!(
+        publishes(&broker, "mqttv5", Some(("alice", "new")))
+            .status
+            .success()
+    );
+    // The connection made before the reloads is still served.
+    client.send(Packet::PingReq);
+    assert_eq!(client.next(), Some(Packet::PingResp));
+}
+
+#[test]
+fn a_bad_password_or_acl_file_stops_it_naming_the_file_and_line() {
+    let dir = Dir::new("bad");
+    let acl = dir.path("acl");
+    std::fs::write(&acl, "topic read a\nuser\n").unwrap();
+    let acl = acl.to_str().unwrap();
+    tern()
+        .args(["broker", "--tcp", "127.0.0.1:0", "--acl-file", acl])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(acl).and(predicate::str::contains("line 2")));
+    tern()
+        .args([
+            "broker",
+            "--tcp",
+            "127.0.0.1:0",
+            "--password-file",
+            "/nonexistent/passwd",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("/nonexistent/passwd"));
+}
