@@ -266,13 +266,15 @@ pub fn arbitrary_packet(u: &mut Unstructured<'_>, version: ProtocolVersion) -> R
 /// shared subscription (MQTT 5 only): an arbitrary string when it happens to
 /// be one, or one built from levels with wildcards where they may stand.
 fn filter_string(u: &mut Unstructured<'_>, v5: bool) -> Result<(MqttString, bool)> {
-    let s = MqttString::arb(u)?;
-    let checked = if v5 {
-        tern_topic::validate_subscription_filter(s.as_bytes())
-    } else {
-        tern_topic::validate_topic_filter(s.as_bytes()).map(|()| false)
+    let check = |s: &MqttString| {
+        if v5 {
+            tern_topic::validate_subscription_filter(s.as_bytes())
+        } else {
+            tern_topic::validate_topic_filter(s.as_bytes()).map(|()| false)
+        }
     };
-    if let Ok(shared) = checked {
+    let s = MqttString::arb(u)?;
+    if let Ok(shared) = check(&s) {
         return Ok((s, shared));
     }
     let mut text = String::new();
@@ -295,7 +297,13 @@ fn filter_string(u: &mut Unstructured<'_>, v5: bool) -> Result<(MqttString, bool
         text.push_str("/#");
     }
     let filter = MqttString::try_from(text).unwrap_or_else(|_| MqttString::from_static("#"));
-    Ok((filter, shared))
+    // A plain filter whose first level is `$share` reads as a shared one in
+    // MQTT 5 (a generated level can be "$share"): keep only what the
+    // decoder accepts.
+    match check(&filter) {
+        Ok(shared) => Ok((filter, shared)),
+        Err(_) => Ok((MqttString::from_static("#"), false)),
+    }
 }
 
 /// A non-empty topic level without separators or wildcards.
