@@ -253,9 +253,14 @@ pub(crate) fn run(args: &BrokerArgs) -> Result<(), Failure> {
     runtime.block_on(async {
         // Before the `listening` lines: a SIGTERM right after them is graceful.
         let signal = server::shutdown_signal();
+        let bridge_settings = settings.bridge.clone();
         let running = server::start(settings)
             .await
             .map_err(|e| failure(e.to_string()))?;
+        // The bridges' local clients connect in-process, so they start
+        // once the core runs; they stop before it does, so each can say
+        // goodbye to its remote.
+        let bridges = tern_bridge::Bridges::start(running.local_connector(), &bridge_settings);
         // Tests and users with port 0 read these lines to find the ports.
         let mut out = std::io::stdout().lock();
         for addr in running.tcp_addrs() {
@@ -275,7 +280,12 @@ pub(crate) fn run(args: &BrokerArgs) -> Result<(), Failure> {
         if let Some(path) = &args.ready_file {
             write_ready_file(path, &running)?;
         }
-        running.run_until(signal).await;
+        running
+            .run_until(async move {
+                signal.await;
+                bridges.shutdown().await;
+            })
+            .await;
         Ok(())
     })
 }

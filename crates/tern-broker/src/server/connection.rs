@@ -151,6 +151,8 @@ pub(crate) enum ConnReader {
     Tcp(super::listener::TcpReader),
     Tls(super::tls::TlsReader),
     Ws(WsReader),
+    /// An in-process connection (a bridge's local client).
+    Local(super::local::LocalReader),
 }
 
 impl ConnReader {
@@ -161,6 +163,7 @@ impl ConnReader {
             ConnReader::Tcp(r) => r.read().await,
             ConnReader::Tls(r) => r.read().await,
             ConnReader::Ws(r) => r.read().await,
+            ConnReader::Local(r) => r.read().await,
         }
     }
 }
@@ -170,6 +173,7 @@ pub(crate) enum ConnWriter {
     Tcp(super::listener::TcpWriter),
     Tls(super::tls::TlsWriter),
     Ws(WsWriter),
+    Local(super::local::LocalWriter),
 }
 
 impl ConnWriter {
@@ -179,6 +183,7 @@ impl ConnWriter {
             ConnWriter::Tcp(w) => w.write(chunks).await,
             ConnWriter::Tls(w) => w.write(chunks).await,
             ConnWriter::Ws(w) => w.write(chunks).await,
+            ConnWriter::Local(w) => w.write(chunks).await,
         }
     }
 
@@ -188,14 +193,15 @@ impl ConnWriter {
             ConnWriter::Tcp(w) => w.close().await,
             ConnWriter::Tls(w) => w.close().await,
             ConnWriter::Ws(w) => w.close().await,
+            ConnWriter::Local(w) => w.close().await,
         }
     }
 }
 
 /// What a connection holds for its whole life: dropped when it ends.
 pub(crate) struct Guards {
-    /// Its place under the connection cap.
-    pub(crate) _permit: OwnedSemaphorePermit,
+    /// Its place under the connection cap (in-process connections have none).
+    pub(crate) _permit: Option<OwnedSemaphorePermit>,
     /// Shutdown waits until every clone of this is dropped.
     pub(crate) _shutdown_complete: mpsc::Sender<()>,
 }

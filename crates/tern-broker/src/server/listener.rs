@@ -94,7 +94,7 @@ pub(crate) async fn accept_loop(
         };
         let _ = socket.set_nodelay(true);
         let guards = Guards {
-            _permit: permit,
+            _permit: Some(permit),
             _shutdown_complete: shared.shutdown_complete.clone(),
         };
         match kind {

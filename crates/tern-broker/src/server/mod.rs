@@ -58,14 +58,18 @@
     reason = "the shell owns the clock and sockets"
 )]
 
+pub mod bridge_settings;
 mod connection;
 mod driver;
 mod listener;
+mod local;
 pub mod security;
 mod settings;
 pub mod tls;
 mod websocket;
 
+pub use bridge_settings::{BridgeSettings, BridgeTopic, Direction};
+pub use local::LocalConnector;
 pub use settings::{BrokerSettings, Limits, Listeners, SettingsError, TlsSettings};
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
@@ -142,6 +146,8 @@ pub struct Running {
     core: JoinHandle<()>,
     /// Reads the password and ACL files again (SIGHUP, [`Running::reload`]).
     reloader: security::Reloader,
+    /// Opens in-process connections (bridges).
+    local: LocalConnector,
 }
 
 impl Running {
@@ -152,6 +158,13 @@ impl Running {
     /// was, and this returns the error.
     pub fn reload(&self) -> Result<(), security::ReloadError> {
         self.reloader.reload()
+    }
+
+    /// Opens in-process connections to this server, trusted and
+    /// authenticated as the user name given: how a bridge's local client
+    /// reaches the broker without a listener (see [`LocalConnector`]).
+    pub fn local_connector(&self) -> LocalConnector {
+        self.local.clone()
     }
 
     /// The bound TCP listener addresses, in the order configured (port 0
@@ -320,6 +333,10 @@ pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
         notify_shutdown.subscribe(),
     ));
 
+    let local = LocalConnector {
+        accepted: accepted_tx.clone(),
+        shutdown_complete: shutdown_complete_tx.downgrade(),
+    };
     let shared = Arc::new(listener::Shared {
         accepted: accepted_tx,
         limit: Arc::new(Semaphore::new(settings.limits.max_connections)),
@@ -352,6 +369,7 @@ pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
         shutdown_complete_rx,
         core,
         reloader,
+        local,
     })
 }
 
