@@ -95,6 +95,13 @@ errors; the values shown are the defaults):
                               # (default: true without a password file,
                               # false with one); refused: 0x87 (3.1.1: 5)
 
+  [[bridge]]                  # a connection to another broker, with
+  name = \"cloud\"              # mosquitto's bridge options (README,
+  address = \"cloud.example:1883\" # Bridging, lists them all)
+  protocol = \"5\"              # or \"3.1.1\"
+  topic = [{ pattern = \"sensors/#\", direction = \"out\", qos = 1,
+             remote_prefix = \"edge-7/\" }]   # in, out or both
+
 crates/tern-broker/broker.example.toml in the source tree is a commented
 copy of this file.";
 

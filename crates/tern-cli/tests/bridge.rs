@@ -1,0 +1,87 @@
+//! `tern broker` with `[[bridge]]` tables in its settings file, as a user
+//! runs it: bridged to Debian's mosquitto, the notification's 1 and 0, and
+//! a bad table refused with the bridge and key named.
+
+use std::time::Duration;
+use tern_client::{Address, Client, Messages, Options, QoS};
+use tern_testkit::Broker;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn next(rx: &mut Messages, what: &str) -> tern_client::Message {
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no {what} within {WAIT:?}"))
+        .expect("stream open")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tern_broker_runs_the_bridges_of_its_settings_file() {
+    let remote = Broker::mosquitto().start().expect("mosquitto starts");
+    let to = |addr: std::net::SocketAddr| Options::new(Address::tcp("127.0.0.1", addr.port()));
+    let (far, mut far_rx) = Client::connect(to(remote.tcp()).client_id("far").unwrap())
+        .await
+        .unwrap();
+    far.subscribe([
+        ("$SYS/broker/connection/edge-7/state", QoS::AtLeastOnce),
+        ("edge-7/#", QoS::AtLeastOnce),
+    ])
+    .await
+    .unwrap();
+    let mut tern = Broker::tern(env!("CARGO_BIN_EXE_tern"))
+        .settings(&format!(
+            "[listeners]\ntcp = [\"127.0.0.1:0\"]\nws = []\n\
+             [[bridge]]\nname = \"cloud\"\naddress = \"{}\"\nclient_id = \"edge-7\"\n\
+             restart_timeout = [0.2, 1]\n\
+             topic = [{{ pattern = \"sensors/#\", qos = 1, remote_prefix = \"edge-7/\" }}]\n",
+            remote.tcp()
+        ))
+        .start()
+        .expect("tern starts");
+    let up = next(&mut far_rx, "notification").await;
+    assert_eq!(
+        (up.topic.as_str(), up.payload.as_ref()),
+        ("$SYS/broker/connection/edge-7/state", &b"1"[..])
+    );
+    let (near, _near_rx) = Client::connect(to(tern.tcp()).client_id("near").unwrap())
+        .await
+        .unwrap();
+    near.publish("sensors/kitchen", "21.5", QoS::AtLeastOnce, false)
+        .await
+        .unwrap();
+    let m = next(&mut far_rx, "bridged message").await;
+    assert_eq!(
+        (m.topic.as_str(), m.payload.as_ref(), m.qos),
+        ("edge-7/sensors/kitchen", &b"21.5"[..], QoS::AtLeastOnce)
+    );
+    // A graceful stop says 0 on the remote.
+    tern.signal("TERM").unwrap();
+    tern.wait_exit(Duration::from_secs(10)).unwrap();
+    let down = next(&mut far_rx, "the 0 notification").await;
+    assert_eq!(down.payload.as_ref(), b"0");
+}
+
+#[test]
+fn a_bad_bridge_table_names_the_bridge_and_key() {
+    let dir = std::env::temp_dir().join(format!("tern-cli-bridge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("broker.toml");
+    std::fs::write(
+        &path,
+        "[[bridge]]\nname = \"cloud\"\naddress = \"h:1883\"\n\
+         topic = [{ pattern = \"a/#/b\", direction = \"out\" }]\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["broker", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("broker.toml") && stderr.contains("bridge `cloud`: topic[0].pattern"),
+        "{stderr}"
+    );
+}
