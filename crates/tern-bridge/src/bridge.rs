@@ -30,6 +30,23 @@ const MESSAGE_CAPACITY: usize = 1024;
 const UP: &str = "1";
 const DOWN: &str = "0";
 
+/// Why a bridge stops, which decides what becomes of its local session
+/// (the messages queued for it).
+#[derive(Debug, Clone)]
+pub(crate) enum Stop {
+    /// The broker shuts down: the session stays, for the next start.
+    Shutdown,
+    /// The bridge was removed from the settings: its session goes.
+    Remove,
+    /// The bridge is replaced by a new configuration of the same name: the
+    /// session (and what is queued in it) carries over, without the local
+    /// subscriptions the new configuration no longer has.
+    Replace {
+        /// The local filters of the new configuration's `out` topics.
+        keep: Vec<String>,
+    },
+}
+
 /// Runs the bridge until `stop` fires; then publishes the 0 notification
 /// and disconnects both sides.
 pub(crate) async fn run(
@@ -37,7 +54,7 @@ pub(crate) async fn run(
     local: LocalConnector,
     status: watch::Sender<Status>,
     counters: Arc<Counters>,
-    mut stop: oneshot::Receiver<()>,
+    mut stop: oneshot::Receiver<Stop>,
 ) {
     let name = settings.name.clone();
     let mut attempt = 0u32;
@@ -47,8 +64,8 @@ pub(crate) async fn run(
         tokio::pin!(session);
         let ended = tokio::select! {
             ended = &mut session => ended,
-            _ = &mut stop => {
-                let _ = stop_session.send(());
+            why = &mut stop => {
+                let _ = stop_session.send(why.unwrap_or(Stop::Shutdown));
                 let _ = session.await;
                 let _ = status.send(Status::Stopped);
                 return;
@@ -64,10 +81,43 @@ pub(crate) async fn run(
         tracing::info!(bridge = %name, "bridge restarting in {delay:?}");
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            _ = &mut stop => {
+            why = &mut stop => {
+                // Between sessions: a short local connection settles it.
+                if let (Ok(why), Ok(options)) = (why, local_options(&settings, local.clone())) {
+                    if let Ok((local, _rx)) = Client::connect(options).await {
+                        settle(&settings, &local, &why).await;
+                    }
+                }
                 let _ = status.send(Status::Stopped);
                 return;
             }
+        }
+    }
+}
+
+/// Ends the local side as `why` asks: drops the subscriptions the next
+/// configuration does not have, or the whole session.
+async fn settle(s: &BridgeSettings, local: &Client, why: &Stop) {
+    match why {
+        Stop::Shutdown => {
+            let _ = local.disconnect().await;
+        }
+        Stop::Remove => {
+            tracing::info!(bridge = %s.name, "bridge removed: its local session ends");
+            let _ = local.disconnect().session_expiry(0).await;
+        }
+        Stop::Replace { keep } => {
+            let stale: Vec<String> = s
+                .topic
+                .iter()
+                .filter(|t| t.direction.outbound())
+                .map(|t| t.local_filter())
+                .filter(|f| !keep.contains(f))
+                .collect();
+            if !stale.is_empty() {
+                let _ = local.unsubscribe(stale).await;
+            }
+            let _ = local.disconnect().await;
         }
     }
 }
@@ -78,7 +128,7 @@ async fn run_session(
     connector: &LocalConnector,
     status: &watch::Sender<Status>,
     counters: &Arc<Counters>,
-    mut stop: oneshot::Receiver<()>,
+    mut stop: oneshot::Receiver<Stop>,
 ) -> Result<(), Error> {
     let name = s.name.as_str();
     let mappings: Arc<Vec<Mapping>> = Arc::new(s.topic.iter().filter_map(Mapping::new).collect());
@@ -109,15 +159,15 @@ async fn run_session(
                     tracing::info!(bridge = name, "cannot connect to the remote: {e}; again in {delay:?}");
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
-                        _ = &mut stop => {
-                            let _ = local.disconnect().await;
+                        why = &mut stop => {
+                            settle(s, &local, &why.unwrap_or(Stop::Shutdown)).await;
                             return Ok(());
                         }
                     }
                 }
             },
-            _ = &mut stop => {
-                let _ = local.disconnect().await;
+            why = &mut stop => {
+                settle(s, &local, &why.unwrap_or(Stop::Shutdown)).await;
                 return Ok(());
             }
         }
@@ -160,14 +210,17 @@ async fn run_session(
     let result = tokio::select! {
         (r, owed) = &mut outbound => finish(r, owed, "out", &local, &remote).await,
         (r, owed) = &mut inbound => finish(r, owed, "in", &local, &remote).await,
-        _ = &mut stop => {
+        why = &mut stop => {
             if let Some(topic) = s.notifications.then(|| s.notification_topic()) {
                 // A normal DISCONNECT discards the will: say it ourselves.
                 let down = remote.publish(&topic, DOWN, QoS::AtLeastOnce, true);
                 let _ = tokio::time::timeout(Duration::from_secs(2), down).await;
             }
+            // The local side first: acknowledgements still owed by the
+            // pumps (dropped with them below) must not reach the broker,
+            // which then keeps those messages for the next session.
+            settle(s, &local, &why.unwrap_or(Stop::Shutdown)).await;
             let _ = remote.disconnect().await;
-            let _ = local.disconnect().await;
             Ok(())
         }
     };

@@ -43,7 +43,9 @@ exits with status 1 and says which file, key, line or address.
 
 SIGHUP reads the password, ACL and TLS files again: the new rules apply to
 new connections and every later check, the new certificates to new
-handshakes; open connections stay. A file that cannot be used is logged,
+handshakes; open connections stay. It also applies the settings file's
+[[bridge]] tables again: removed bridges stop, new ones start, changed
+ones restart with their new settings (unchanged ones are left alone). A file that cannot be used is logged,
 naming it, and what it configures stays as it was. A
 listener on a non-loopback address while anonymous clients may connect
 logs a warning at start-up.
@@ -287,10 +289,16 @@ pub(crate) fn run(args: &BrokerArgs) -> Result<(), Failure> {
         if let Some(path) = &args.ready_file {
             write_ready_file(path, &running)?;
         }
+        // SIGHUP applies the settings file's `[[bridge]]` tables again.
+        let (stop_bridges, bridges_stopped) = tokio::sync::oneshot::channel::<()>();
+        let bridges = tokio::spawn(bridges.run_until(args.config.clone(), async move {
+            let _ = bridges_stopped.await;
+        }));
         running
             .run_until(async move {
                 signal.await;
-                bridges.shutdown().await;
+                let _ = stop_bridges.send(());
+                let _ = bridges.await;
             })
             .await;
         Ok(())

@@ -85,3 +85,77 @@ fn a_bad_bridge_table_names_the_bridge_and_key() {
         "{stderr}"
     );
 }
+
+/// SIGHUP applies the settings file's `[[bridge]]` tables again: a removed
+/// bridge says 0 and stops, a new one starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_adds_and_removes_bridges() {
+    let one = Broker::mosquitto().start().expect("mosquitto starts");
+    let two = Broker::mosquitto().start().expect("mosquitto starts");
+    let to = |addr: std::net::SocketAddr| Options::new(Address::tcp("127.0.0.1", addr.port()));
+    let mut rx = Vec::new();
+    for (remote, id) in [(&one, "one"), (&two, "two")] {
+        let (c, r) = Client::connect(to(remote.tcp()).client_id("far").unwrap())
+            .await
+            .unwrap();
+        c.subscribe([
+            (
+                format!("$SYS/broker/connection/{id}/state").as_str(),
+                QoS::AtLeastOnce,
+            ),
+            ("e/#", QoS::AtLeastOnce),
+        ])
+        .await
+        .unwrap();
+        rx.push((c, r));
+    }
+    let table = |name: &str, remote: &Broker| {
+        format!(
+            "[[bridge]]\nname = \"{name}\"\naddress = \"{}\"\nrestart_timeout = [0.2, 1]\n\
+             topic = [{{ pattern = \"s/#\", qos = 1, remote_prefix = \"e/\" }}]\n",
+            remote.tcp()
+        )
+    };
+    let listeners = "[listeners]\ntcp = [\"127.0.0.1:0\"]\nws = []\n";
+    let dir = std::env::temp_dir().join(format!("tern-cli-sighup-{}", std::process::id()));
+    let tern = Broker::tern(env!("CARGO_BIN_EXE_tern"))
+        .dir(&dir)
+        .name("tern")
+        .settings(&format!("{listeners}{}", table("one", &one)))
+        .start()
+        .expect("tern starts");
+    let up = next(&mut rx[0].1, "bridge one's 1").await;
+    assert_eq!(up.payload.as_ref(), b"1");
+    let (near, _near_rx) = Client::connect(to(tern.tcp()).client_id("near").unwrap())
+        .await
+        .unwrap();
+    near.publish("s/a", "first", QoS::AtLeastOnce, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut rx[0].1, "s/a on one").await.payload.as_ref(),
+        b"first"
+    );
+
+    // Bridge one out, bridge two in.
+    std::fs::write(
+        dir.join("tern.toml"),
+        format!("{listeners}{}", table("two", &two)),
+    )
+    .unwrap();
+    tern.signal("HUP").unwrap();
+    let down = next(&mut rx[0].1, "bridge one's 0").await;
+    assert_eq!(down.payload.as_ref(), b"0");
+    let up = next(&mut rx[1].1, "bridge two's 1").await;
+    assert_eq!(up.payload.as_ref(), b"1");
+    near.publish("s/b", "second", QoS::AtLeastOnce, false)
+        .await
+        .unwrap();
+    let m = next(&mut rx[1].1, "s/b on two").await;
+    assert_eq!(
+        (m.topic.as_str(), m.payload.as_ref()),
+        ("e/s/b", &b"second"[..])
+    );
+    drop(tern);
+    let _ = std::fs::remove_dir_all(&dir);
+}
