@@ -16,7 +16,8 @@ use tern_broker::server::{
 };
 use tern_client::{
     Address, Backoff, BoxStream, Client, Error, Message, MqttString, Options, ProtocolVersion, QoS,
-    RetainHandling, State, SubscribeFilter, SubscriptionId, SubscriptionOptions, TlsOptions, Will,
+    RetainHandling, State, SubscribeFilter, SubscriptionId, SubscriptionOptions, TlsOptions,
+    UserProperty, Will,
 };
 use tokio::sync::{oneshot, watch};
 
@@ -187,22 +188,22 @@ async fn run_session(
 
     // The pumps.
     let outbound = {
-        let (mappings, name, forward_bridged) =
-            (mappings.clone(), s.name.clone(), s.forward_bridged);
+        let (mappings, mark, forward_bridged) =
+            (mappings.clone(), pump::mark(name), s.forward_bridged);
         pump::run(
             local_messages,
             remote.clone(),
-            move |m| outgoing(m, &mappings, &name, forward_bridged, v5),
+            move |m| outgoing(m, &mappings, &mark, forward_bridged, v5),
             counters.clone(),
         )
     };
     let inbound = {
-        let (mappings, name, forward_bridged) =
-            (mappings.clone(), s.name.clone(), s.forward_bridged);
+        let (mappings, mark, forward_bridged) =
+            (mappings.clone(), pump::mark(name), s.forward_bridged);
         pump::run(
             remote_messages,
             local.clone(),
-            move |m| incoming(m, &mappings, &name, forward_bridged),
+            move |m| incoming(m, &mappings, &mark, forward_bridged),
             counters.clone(),
         )
     };
@@ -290,7 +291,7 @@ async fn watch_remote(
 fn outgoing(
     message: Message,
     mappings: &[Mapping],
-    name: &str,
+    mark: &UserProperty,
     forward_bridged: bool,
     v5: bool,
 ) -> Option<pump::Forward> {
@@ -307,14 +308,14 @@ fn outgoing(
                 .find(|m| m.topic.direction.outbound() && m.matches_local(topic))
         })?;
     let remote = mapping.to_remote(topic)?;
-    Some(pump::Forward::new(message, remote, name, v5))
+    Some(pump::Forward::new(message, remote, mark, v5))
 }
 
 /// A remote message on its way here.
 fn incoming(
     message: Message,
     mappings: &[Mapping],
-    name: &str,
+    mark: &UserProperty,
     forward_bridged: bool,
 ) -> Option<pump::Forward> {
     if !forward_bridged && pump::is_bridged(&message) {
@@ -331,7 +332,7 @@ fn incoming(
         })?;
     let local = mapping.to_local(topic)?;
     // The local side is MQTT 5: the message is marked.
-    Some(pump::Forward::new(message, local, name, true))
+    Some(pump::Forward::new(message, local, mark, true))
 }
 
 /// The mapping whose subscription delivered the message (MQTT 5: the

@@ -19,7 +19,6 @@ use std::{
     future::Future,
     pin::Pin,
     sync::{Arc, atomic::Ordering},
-    time::Duration,
 };
 use tern_client::{
     Acker, Bytes, Client, Error, Message, Messages, MqttString, PublishProperties, Published, QoS,
@@ -28,9 +27,6 @@ use tern_client::{
 
 /// Messages received and not yet handed to the destination, at most.
 pub(crate) const MAX_BACKLOG: usize = 100_000;
-
-/// How often a pump whose destination is full tries again.
-const RETRY: Duration = Duration::from_millis(5);
 
 /// The user property that marks a message as having crossed a Tern bridge
 /// (its value is the bridge's name).
@@ -51,19 +47,18 @@ impl Forward {
     /// `message` republished as `topic`. To an MQTT 5 destination its
     /// properties are kept (except what belongs to one connection) and it
     /// is marked as bridged by `name`; MQTT 3.1.1 carries no properties.
-    pub(crate) fn new(mut message: Message, topic: String, name: &str, v5: bool) -> Self {
-        let mut properties = message.properties.get().clone();
-        properties.subscription_identifiers.clear();
-        properties.topic_alias = None;
-        if !v5 {
-            properties = PublishProperties::default();
-        } else if !is_bridged(&message) {
-            if let (Ok(key), Ok(value)) =
-                (MqttString::try_from(BRIDGED), MqttString::try_from(name))
-            {
-                properties.user_properties.push(UserProperty { key, value });
+    pub(crate) fn new(mut message: Message, topic: String, mark: &UserProperty, v5: bool) -> Self {
+        let properties = if v5 {
+            let mut properties = message.properties.get().clone();
+            properties.subscription_identifiers.clear();
+            properties.topic_alias = None;
+            if !is_bridged(&message) {
+                properties.user_properties.push(mark.clone());
             }
-        }
+            properties
+        } else {
+            PublishProperties::default()
+        };
         Self {
             topic,
             acker: message.take_acker(),
@@ -72,6 +67,14 @@ impl Forward {
             retain: message.retain,
             properties,
         }
+    }
+}
+
+/// The mark a bridge named `name` puts on what it forwards.
+pub(crate) fn mark(name: &str) -> UserProperty {
+    UserProperty {
+        key: MqttString::from_static(BRIDGED),
+        value: MqttString::try_from(name).unwrap_or_default(),
     }
 }
 
@@ -114,7 +117,6 @@ pub(crate) async fn run(
     };
     loop {
         // Hand over whatever the destination takes now, in order.
-        let mut blocked = false;
         while let Some(f) = backlog.front() {
             let attempt = to
                 .publish(&f.topic, f.payload.clone(), f.qos, f.retain)
@@ -123,12 +125,47 @@ pub(crate) async fn run(
             match attempt {
                 Ok(pending) => {
                     let f = backlog.pop_front().expect("front exists");
-                    ackers.push_back(f.acker);
-                    inflight.push_back(Box::pin(pending));
+                    if f.qos == QoS::AtMostOnce {
+                        // Nothing to acknowledge, nothing to wait for: the
+                        // destination's client sends it.
+                        counters.forwarded.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        ackers.push_back(f.acker);
+                        inflight.push_back(Box::pin(pending));
+                    }
+                }
+                Err(Error::Backpressure) if !inflight.is_empty() => {
+                    // A completion makes room: wait for one (below).
+                    break;
                 }
                 Err(Error::Backpressure) => {
-                    blocked = true;
-                    break;
+                    // Nothing in flight to wait for (the requests queued
+                    // are QoS 0): wait for room by publishing this one the
+                    // waiting way, in order, and settle it here.
+                    let f = backlog.pop_front().expect("front exists");
+                    let published = to
+                        .publish(&f.topic, f.payload, f.qos, f.retain)
+                        .properties(f.properties)
+                        .await;
+                    match published {
+                        Ok(p) if p.is_success() => {
+                            counters.forwarded.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(p) => {
+                            tracing::warn!(reason = %p.reason_code, "the destination refused a bridged message");
+                            counters.dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(Error::Closed) => {
+                            let mut owed = owed(backlog, ackers);
+                            owed.extend(f.acker);
+                            return (Err(Error::Closed), owed);
+                        }
+                        Err(e) => {
+                            tracing::warn!("cannot forward a bridged message: {e}");
+                            counters.dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    drop(f.acker);
                 }
                 Err(e) => {
                     tracing::warn!(topic = %f.topic, "cannot forward: {e}");
@@ -173,7 +210,6 @@ pub(crate) async fn run(
                 }
                 None => return (Ok(()), owed(backlog, ackers)),
             },
-            () = tokio::time::sleep(RETRY), if blocked => {}
         }
     }
 }
