@@ -139,13 +139,7 @@ impl Broker {
                 (key, session, false)
             }
         };
-        let expiry_interval = if version.is_v5() {
-            connect.properties.session_expiry_interval.unwrap_or(0)
-        } else if connect.clean_start {
-            0
-        } else {
-            u32::MAX
-        };
+        let expiry_interval = tern_session::requested_session_expiry(&connect);
         let entry = self.sessions.get_mut(key).expect("session just set up");
         entry.conn = Some(conn);
         entry.username = username;
