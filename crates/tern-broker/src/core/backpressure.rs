@@ -158,7 +158,7 @@ impl Broker {
         let until = now + limit;
         self.blocked.insert(conn, Blocked { on, until });
         self.waiting.entry(on).or_default().insert(conn);
-        self.timers.insert((until, Timer::Unblock(conn.key())));
+        self.timers.arm(until, Timer::Unblock(conn.key()));
         self.update_reading(conn);
     }
 
@@ -216,7 +216,7 @@ impl Broker {
     fn release_waiting_on(&mut self, on: SessionKey) {
         for conn in self.waiting.remove(&on).unwrap_or_default() {
             if let Some(b) = self.blocked.remove(&conn) {
-                self.timers.remove(&(b.until, Timer::Unblock(conn.key())));
+                self.timers.cancel(b.until, Timer::Unblock(conn.key()));
                 self.update_reading(conn);
             }
         }
@@ -225,7 +225,7 @@ impl Broker {
     /// A connection is gone: it waits for nothing any more.
     pub(super) fn forget_blocked(&mut self, conn: ConnId) {
         if let Some(b) = self.blocked.remove(&conn) {
-            self.timers.remove(&(b.until, Timer::Unblock(conn.key())));
+            self.timers.cancel(b.until, Timer::Unblock(conn.key()));
             if let Some(set) = self.waiting.get_mut(&b.on) {
                 set.remove(&conn);
                 if set.is_empty() {

@@ -36,14 +36,14 @@ impl Broker {
                 pending_will: stored.pending_will.clone(),
             });
             if let Some((_, due)) = stored.pending_will {
-                self.timers.insert((due, Timer::Will(key)));
+                self.timers.arm(due, Timer::Will(key));
             }
             if let Some(at) = stored.expires_at {
                 // It keeps ending when it would have, restart or not.
                 if let Some(entry) = self.sessions.get_mut(key) {
                     entry.expires_at = Some(at);
                 }
-                self.timers.insert((at, Timer::SessionExpiry(key)));
+                self.timers.arm(at, Timer::SessionExpiry(key));
             }
             self.by_client_id.insert(client_id, key);
             for (filter, s) in subscriptions {
@@ -245,7 +245,7 @@ impl Broker {
                 if let Some(entry) = self.sessions.get_mut(key) {
                     entry.pending_will = Some((will, due));
                 }
-                self.timers.insert((due, Timer::Will(key)));
+                self.timers.arm(due, Timer::Will(key));
             }
         }
         self.start_expiry(now, key);
@@ -261,7 +261,7 @@ impl Broker {
         }
         let at = now + Duration::from_secs(u64::from(entry.expiry_interval));
         entry.expires_at = Some(at);
-        self.timers.insert((at, Timer::SessionExpiry(key)));
+        self.timers.arm(at, Timer::SessionExpiry(key));
     }
 
     pub(super) fn will_due(&mut self, now: Instant, key: SessionKey) {

@@ -32,6 +32,7 @@ pub mod security;
 mod slab;
 mod store;
 mod sys;
+mod timers;
 
 pub use auth::{AllowAll, AuthDecision, Authenticator, Client};
 pub use config::{BrokerConfig, OutputCredit};
@@ -44,6 +45,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use tern_codec::{MqttString, Packet, ProtocolVersion, QoS, SubscriptionId, Will};
 use tern_session::{CloseReason, Instant, ServerConnection, ServerEvent, ServerSession};
 use tern_topic::{DeliveryOptions, MatchBuffer, RetainedIndex, SubscriptionTree};
+use timers::{Timer, Timers};
 
 /// A network connection's handle in the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -201,21 +203,6 @@ struct SessionEntry {
     pending_will: Option<(Will, Instant)>,
 }
 
-/// What a timer is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Timer {
-    /// A connection's own deadline (connect timeout, keep alive).
-    Conn(Key),
-    /// A delayed will.
-    Will(SessionKey),
-    /// An offline session's expiry.
-    SessionExpiry(SessionKey),
-    /// Publishing the `$SYS` topics.
-    Sys,
-    /// A blocked publisher's time limit (see `backpressure.rs`).
-    Unblock(Key),
-}
-
 /// Counters for `$SYS` and monitoring.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -248,7 +235,7 @@ pub struct Broker {
     /// Routing's scratch list, kept so routing does not allocate per message.
     deliveries: Vec<routing::Delivery>,
     retained: RetainedIndex<RetainedMessage>,
-    timers: BTreeSet<(Instant, Timer)>,
+    timers: Timers,
     /// Publishers not read until a subscriber's queue drains.
     blocked: BTreeMap<ConnId, backpressure::Blocked>,
     /// The same, by the subscriber's session they wait on.
@@ -309,7 +296,7 @@ impl Broker {
             match_buf: MatchBuffer::new(),
             deliveries: Vec::new(),
             retained: RetainedIndex::new(),
-            timers: BTreeSet::new(),
+            timers: Timers::default(),
             blocked: BTreeMap::new(),
             waiting: BTreeMap::new(),
             congested: None,
@@ -325,7 +312,7 @@ impl Broker {
         };
         broker.restore(now, loaded);
         if let Some(interval) = broker.config.sys_interval {
-            broker.timers.insert((now + interval, Timer::Sys));
+            broker.timers.arm(now + interval, Timer::Sys);
         }
         broker
     }
@@ -457,18 +444,14 @@ impl Broker {
         self.forget_blocked(conn);
         if let Some(c) = self.conns.remove(conn.key()) {
             if let Some(t) = c.timer {
-                self.timers.remove(&(t, Timer::Conn(conn.key())));
+                self.timers.cancel(t, Timer::Conn(conn.key()));
             }
         }
     }
 
     /// Acts on every deadline that has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(&(at, timer)) = self.timers.first() {
-            if at > now {
-                break;
-            }
-            self.timers.remove(&(at, timer));
+        while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::Conn(key) => {
                     let conn = ConnId::from_key(key);
@@ -486,7 +469,7 @@ impl Broker {
                 Timer::Sys => {
                     self.publish_sys(now);
                     if let Some(interval) = self.config.sys_interval {
-                        self.timers.insert((now + interval, Timer::Sys));
+                        self.timers.arm(now + interval, Timer::Sys);
                     }
                 }
             }
@@ -621,7 +604,7 @@ impl Broker {
     /// The next deadline at which to call [`handle_timeout`](Self::handle_timeout).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.first().map(|&(t, _)| t)
+        self.timers.next()
     }
 
     /// The next event for the shell.
@@ -657,12 +640,7 @@ impl Broker {
         match (c.timer, want) {
             (Some(have), Some(want)) if have <= want => {}
             (have, want) => {
-                if let Some(t) = have {
-                    self.timers.remove(&(t, Timer::Conn(conn.key())));
-                }
-                if let Some(t) = want {
-                    self.timers.insert((t, Timer::Conn(conn.key())));
-                }
+                self.timers.rearm(have, want, Timer::Conn(conn.key()));
                 c.timer = want;
             }
         }
