@@ -41,7 +41,7 @@ pub use store::{MemoryStore, Store, StoredSession, StoredState};
 
 use bytes::BytesMut;
 use slab::{Key, Slab};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use tern_codec::{MqttString, Packet, ProtocolVersion, QoS, SubscriptionId, Will};
 use tern_session::{CloseReason, Instant, ServerConnection, ServerEvent, ServerSession};
 use tern_topic::{DeliveryOptions, MatchBuffer, RetainedIndex, SubscriptionTree};
@@ -236,15 +236,8 @@ pub struct Broker {
     deliveries: Vec<routing::Delivery>,
     retained: RetainedIndex<RetainedMessage>,
     timers: Timers,
-    /// Publishers not read until a subscriber's queue drains.
-    blocked: BTreeMap<ConnId, backpressure::Blocked>,
-    /// The same, by the subscriber's session they wait on.
-    waiting: BTreeMap<SessionKey, BTreeSet<ConnId>>,
-    /// Set by a delivery into a half-full queue, for the publisher's sake.
-    congested: Option<SessionKey>,
-    /// Subscribers that held a publisher up to the time limit: they block
-    /// no one until their queue drains.
-    stalled: BTreeSet<SessionKey>,
+    /// Publisher backpressure (see `backpressure.rs`).
+    backpressure: backpressure::Backpressure,
     ready: VecDeque<ConnId>,
     events: VecDeque<BrokerEvent>,
     store: Box<dyn Store>,
@@ -297,10 +290,7 @@ impl Broker {
             deliveries: Vec::new(),
             retained: RetainedIndex::new(),
             timers: Timers::default(),
-            blocked: BTreeMap::new(),
-            waiting: BTreeMap::new(),
-            congested: None,
-            stalled: BTreeSet::new(),
+            backpressure: backpressure::Backpressure::default(),
             ready: VecDeque::new(),
             events: VecDeque::new(),
             store,
@@ -392,7 +382,7 @@ impl Broker {
             let Some(c) = self.conns.get_mut(conn.key()) else {
                 return;
             };
-            if c.closing || self.blocked.contains_key(&conn) {
+            if c.closing || self.backpressure.is_blocked(conn) {
                 // Closed by the protocol: its last packets (a refusing
                 // CONNACK, a DISCONNECT) still go out, so mark it ready.
                 // Blocked: the rest waits in `buf`.
@@ -576,7 +566,7 @@ impl Broker {
                 self.ready.pop_front();
                 continue;
             };
-            if c.flow.writable {
+            if c.flow.is_writable() {
                 if let Some((out, len, publish)) = take(&mut c.server) {
                     self.stats.bytes_sent += len as u64;
                     if publish {
@@ -590,7 +580,7 @@ impl Broker {
                 self.ready.pop_front();
                 continue;
             };
-            if c.flow.writable {
+            if c.flow.is_writable() {
                 // Drained: an idle connection keeps no queue buffers.
                 c.server.release_memory();
             }

@@ -42,7 +42,7 @@ impl Broker {
             // mosquitto does (3.1.1 [MQTT-3.3.5-2]).
             Ok(topic) if !self.authorized(key, &topic, Access::Write) => ReasonCode::NotAuthorized,
             Ok(topic) => {
-                self.congested = None;
+                self.backpressure.begin_publish();
                 let count = self.publish_to(now, Some(key), topic, publish);
                 self.block_if_congested(now, conn);
                 if count == 0 {
