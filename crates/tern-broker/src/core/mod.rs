@@ -29,6 +29,7 @@ mod connect;
 mod retained;
 mod routing;
 pub mod security;
+mod sessions;
 mod slab;
 mod store;
 mod sys;
@@ -40,9 +41,10 @@ pub use retained::RetainedMessage;
 pub use store::{MemoryStore, Store, StoredSession, StoredState};
 
 use bytes::BytesMut;
+use sessions::{SessionKey, Sessions};
 use slab::{Key, Slab};
-use std::collections::{BTreeMap, VecDeque};
-use tern_codec::{MqttString, Packet, ProtocolVersion, QoS, SubscriptionId, Will};
+use std::collections::VecDeque;
+use tern_codec::{MqttString, Packet, ProtocolVersion, QoS, SubscriptionId};
 use tern_session::{CloseReason, Instant, ServerConnection, ServerEvent, ServerSession};
 use tern_topic::{DeliveryOptions, MatchBuffer, RetainedIndex, SubscriptionTree};
 use timers::{Timer, Timers};
@@ -79,9 +81,6 @@ impl std::fmt::Display for ConnId {
 pub(crate) fn compact(s: &MqttString) -> MqttString {
     MqttString::from_utf8(bytes::Bytes::copy_from_slice(s.as_bytes())).unwrap_or_else(|_| s.clone())
 }
-
-/// A session's key in the broker: the subscription tree's subscriber key.
-pub(crate) type SessionKey = Key;
 
 /// A packet to write to a connection, encoded in the connection's version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,25 +183,6 @@ struct Conn {
     identity: Option<MqttString>,
 }
 
-/// A session, online or not.
-#[derive(Debug)]
-struct SessionEntry {
-    client_id: MqttString,
-    /// The user name its latest connection authenticated as (for the
-    /// authorization checks, online and offline).
-    username: Option<MqttString>,
-    /// The connection using it, while the client is online.
-    conn: Option<ConnId>,
-    /// The state itself while the client is offline (online, the connection holds it).
-    offline: Option<ServerSession>,
-    /// Seconds it outlives its connection (`u32::MAX`: never).
-    expiry_interval: u32,
-    /// When it ends, while offline.
-    expires_at: Option<Instant>,
-    /// A will waiting for its delay.
-    pending_will: Option<(Will, Instant)>,
-}
-
 /// Counters for `$SYS` and monitoring.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -228,8 +208,7 @@ pub struct Stats {
 pub struct Broker {
     config: BrokerConfig,
     conns: Slab<Conn>,
-    sessions: Slab<SessionEntry>,
-    by_client_id: BTreeMap<MqttString, SessionKey>,
+    sessions: Sessions,
     tree: SubscriptionTree<SessionKey, Subscription>,
     match_buf: MatchBuffer,
     /// Routing's scratch list, kept so routing does not allocate per message.
@@ -244,7 +223,6 @@ pub struct Broker {
     auth: Box<dyn Authenticator>,
     stats: Stats,
     started: Instant,
-    next_assigned_id: u64,
     shutting_down: bool,
 }
 
@@ -283,8 +261,7 @@ impl Broker {
         let mut broker = Self {
             config,
             conns: Slab::default(),
-            sessions: Slab::default(),
-            by_client_id: BTreeMap::new(),
+            sessions: Sessions::default(),
             tree: SubscriptionTree::new(),
             match_buf: MatchBuffer::new(),
             deliveries: Vec::new(),
@@ -297,7 +274,6 @@ impl Broker {
             auth,
             stats: Stats::default(),
             started: now,
-            next_assigned_id: 1,
             shutting_down: false,
         };
         broker.restore(now, loaded);
@@ -349,7 +325,7 @@ impl Broker {
     pub fn session(&self, client_id: &str) -> Option<&ServerSession> {
         let entry = self
             .sessions
-            .get(*self.by_client_id.get(client_id.as_bytes())?)?;
+            .get(self.sessions.key_of(client_id.as_bytes())?)?;
         match entry.conn {
             Some(conn) => self.conns.get(conn.key())?.server.session(),
             None => entry.offline.as_ref(),
