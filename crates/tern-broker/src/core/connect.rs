@@ -12,7 +12,7 @@ impl Broker {
     /// Loads sessions and retained messages from the store at start-up.
     pub(super) fn restore(&mut self, now: Instant, state: StoredState) {
         for (topic, message) in state.retained {
-            self.retained.insert(topic, message);
+            self.retained.restore(topic, message);
         }
         for stored in state.sessions {
             let session = stored.session;

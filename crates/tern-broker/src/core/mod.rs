@@ -46,7 +46,7 @@ use slab::{Key, Slab};
 use std::collections::VecDeque;
 use tern_codec::{MqttString, Packet, ProtocolVersion, QoS, SubscriptionId};
 use tern_session::{CloseReason, Instant, ServerConnection, ServerEvent, ServerSession};
-use tern_topic::{DeliveryOptions, MatchBuffer, RetainedIndex, SubscriptionTree};
+use tern_topic::{DeliveryOptions, MatchBuffer, SubscriptionTree};
 use timers::{Timer, Timers};
 
 /// A network connection's handle in the broker.
@@ -213,7 +213,7 @@ pub struct Broker {
     match_buf: MatchBuffer,
     /// Routing's scratch list, kept so routing does not allocate per message.
     deliveries: Vec<routing::Delivery>,
-    retained: RetainedIndex<RetainedMessage>,
+    retained: retained::Retained,
     timers: Timers,
     /// Publisher backpressure (see `backpressure.rs`).
     backpressure: backpressure::Backpressure,
@@ -265,7 +265,7 @@ impl Broker {
             tree: SubscriptionTree::new(),
             match_buf: MatchBuffer::new(),
             deliveries: Vec::new(),
-            retained: RetainedIndex::new(),
+            retained: retained::Retained::default(),
             timers: Timers::default(),
             backpressure: backpressure::Backpressure::default(),
             ready: VecDeque::new(),

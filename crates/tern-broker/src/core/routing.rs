@@ -1,10 +1,9 @@
 //! Messages: PUBLISH routing, retained messages, SUBSCRIBE and UNSUBSCRIBE.
 
 use super::{
-    Broker, ConnId, RetainedMessage, SessionKey, Subscription, auth::allowed,
-    retained::forwarded_properties, security::Access,
+    Broker, ConnId, SessionKey, Subscription, auth::allowed, retained::forwarded_properties,
+    security::Access,
 };
-use core::time::Duration;
 use std::sync::Arc;
 use tern_codec::{
     Publish, QoS, ReasonCode, RetainHandling, Subscribe, SubscriptionId, Unsubscribe,
@@ -84,16 +83,7 @@ impl Broker {
         publish: Publish,
     ) -> usize {
         if publish.retain {
-            // An empty payload clears the topic's retained message [MQTT-3.3.1-6] [MQTT-3.3.1-7].
-            if publish.payload.is_empty() {
-                if self.retained.remove(&topic).is_some() {
-                    self.store.remove_retained(&topic);
-                }
-            } else {
-                let message = RetainedMessage::new(&publish, now);
-                self.store.put_retained(&topic, &message);
-                self.retained.insert(topic.clone(), message);
-            }
+            self.retained.apply(now, &topic, &publish, &mut *self.store);
         }
         self.route(now, from, &topic, &publish)
     }
@@ -333,31 +323,15 @@ impl Broker {
                 .suback(now, subscribe.packet_id, codes, Default::default());
         }
         for (filter, granted) in retained_for {
-            let mut expired = Vec::new();
-            let mut out = Vec::new();
-            for (topic, message) in self.retained.matching(&filter) {
-                if message.is_expired(now) {
-                    expired.push(topic.clone());
-                    continue;
-                }
-                if !allowed(&mut *self.auth, &self.sessions, key, topic, Access::Read) {
-                    continue;
-                }
-                let mut p = message.for_subscriber(now, granted);
-                if let Some(id) = id {
-                    p.properties.subscription_identifiers.push(id);
-                }
-                // `for_subscriber` deducted the whole seconds waited; queue it
-                // as of that whole second, so the session's countdown ends when
-                // the retained message's does, not up to a second later
-                // [MQTT-3.3.2-5] [MQTT-3.3.2-6].
-                let waited = Duration::from_secs((now - message.stored_at).as_secs());
-                out.push((p, message.stored_at + waited));
-            }
-            for topic in expired {
-                self.retained.remove(&topic);
-                self.store.remove_retained(&topic);
-            }
+            let (sessions, auth) = (&self.sessions, &mut self.auth);
+            let out = self.retained.for_subscription(
+                now,
+                &filter,
+                granted,
+                id,
+                &mut *self.store,
+                |topic| allowed(&mut **auth, sessions, key, topic, Access::Read),
+            );
             for (p, queued_at) in out {
                 self.deliver(queued_at, key, p.into());
             }
