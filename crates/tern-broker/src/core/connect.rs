@@ -2,11 +2,10 @@
 //! session expiry.
 
 use super::sessions::{SessionEntry, SessionKey};
-use super::{AuthDecision, Broker, BrokerEvent, ConnId, StoredState, Subscription, Timer};
+use super::{AuthDecision, Broker, BrokerEvent, ConnId, StoredState, Timer};
 use core::time::Duration;
 use tern_codec::{Connect, Publish, ReasonCode, Will};
 use tern_session::{Accept, CloseReason, Instant, ServerSession};
-use tern_topic::SubscriptionFilter;
 
 impl Broker {
     /// Loads sessions and retained messages from the store at start-up.
@@ -15,39 +14,25 @@ impl Broker {
             self.retained.restore(topic, message);
         }
         for stored in state.sessions {
-            let session = stored.session;
+            let mut session = stored.session;
             let client_id = session.client_id().clone();
-            let subscriptions: Vec<_> = session
-                .subscriptions()
-                .iter()
-                .map(|(f, s)| (f.clone(), *s))
-                .collect();
             // The user name is not stored: a restored session's client is
             // anonymous to the authorization checks until it connects again.
             let mut entry = SessionEntry::new(client_id);
-            entry.offline = Some(session);
             entry.expiry_interval = stored.expiry_interval;
             entry.pending_will = stored.pending_will.clone();
             // It keeps ending when it would have, restart or not.
             entry.expires_at = stored.expires_at;
             let key = self.sessions.insert(entry);
+            self.subscriptions.restore(key, &mut session);
+            if let Some(entry) = self.sessions.get_mut(key) {
+                entry.offline = Some(session);
+            }
             if let Some((_, due)) = stored.pending_will {
                 self.timers.arm(due, Timer::Will(key));
             }
             if let Some(at) = stored.expires_at {
                 self.timers.arm(at, Timer::SessionExpiry(key));
-            }
-            for (filter, s) in subscriptions {
-                if let Ok(parsed) = SubscriptionFilter::parse(filter.into_bytes()) {
-                    self.tree.insert(
-                        key,
-                        &parsed,
-                        Subscription {
-                            options: s.options,
-                            id: s.subscription_id,
-                        },
-                    );
-                }
             }
             if stored.expires_at.is_none() {
                 self.start_expiry(now, key);
@@ -263,7 +248,7 @@ impl Broker {
         {
             self.publish_will(now, Some(key), will);
         }
-        self.tree.remove_client(&key);
+        self.subscriptions.remove_session(key);
         if let Some(entry) = self.sessions.remove(key) {
             self.store.remove_session(&entry.client_id);
         }

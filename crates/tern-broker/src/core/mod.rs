@@ -32,6 +32,7 @@ pub mod security;
 mod sessions;
 mod slab;
 mod store;
+mod subscriptions;
 mod sys;
 mod timers;
 
@@ -44,9 +45,9 @@ use bytes::BytesMut;
 use sessions::{SessionKey, Sessions};
 use slab::{Key, Slab};
 use std::collections::VecDeque;
-use tern_codec::{MqttString, Packet, ProtocolVersion, QoS, SubscriptionId};
+use subscriptions::{Subscription, Subscriptions};
+use tern_codec::{MqttString, Packet, ProtocolVersion};
 use tern_session::{CloseReason, Instant, ServerConnection, ServerEvent, ServerSession};
-use tern_topic::{DeliveryOptions, MatchBuffer, SubscriptionTree};
 use timers::{Timer, Timers};
 
 /// A network connection's handle in the broker.
@@ -148,23 +149,6 @@ pub enum BrokerEvent {
     ResumeReading(ConnId),
 }
 
-/// A subscription as the tree stores it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Subscription {
-    pub(crate) options: tern_codec::SubscriptionOptions,
-    pub(crate) id: Option<SubscriptionId>,
-}
-
-impl DeliveryOptions for Subscription {
-    type Qos = QoS;
-    fn granted_qos(&self) -> QoS {
-        self.options.qos
-    }
-    fn subscription_identifier(&self) -> Option<u32> {
-        self.id.map(SubscriptionId::get)
-    }
-}
-
 /// A client connection as the broker tracks it.
 #[derive(Debug)]
 struct Conn {
@@ -209,10 +193,9 @@ pub struct Broker {
     config: BrokerConfig,
     conns: Slab<Conn>,
     sessions: Sessions,
-    tree: SubscriptionTree<SessionKey, Subscription>,
-    match_buf: MatchBuffer,
+    subscriptions: Subscriptions,
     /// Routing's scratch list, kept so routing does not allocate per message.
-    deliveries: Vec<routing::Delivery>,
+    deliveries: Vec<subscriptions::Delivery>,
     retained: retained::Retained,
     timers: Timers,
     /// Publisher backpressure (see `backpressure.rs`).
@@ -231,7 +214,7 @@ impl std::fmt::Debug for Broker {
         f.debug_struct("Broker")
             .field("connections", &self.conns.len())
             .field("sessions", &self.sessions.len())
-            .field("subscriptions", &self.tree.len())
+            .field("subscriptions", &self.subscriptions.len())
             .field("retained", &self.retained.len())
             .field("stats", &self.stats)
             .finish()
@@ -262,8 +245,7 @@ impl Broker {
             config,
             conns: Slab::default(),
             sessions: Sessions::default(),
-            tree: SubscriptionTree::new(),
-            match_buf: MatchBuffer::new(),
+            subscriptions: Subscriptions::default(),
             deliveries: Vec::new(),
             retained: retained::Retained::default(),
             timers: Timers::default(),
@@ -307,7 +289,7 @@ impl Broker {
 
     /// Subscriptions in the tree.
     pub fn subscription_count(&self) -> usize {
-        self.tree.len()
+        self.subscriptions.len()
     }
 
     /// Retained messages.

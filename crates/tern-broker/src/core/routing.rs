@@ -5,20 +5,9 @@ use super::{
     security::Access,
 };
 use std::sync::Arc;
-use tern_codec::{
-    Publish, QoS, ReasonCode, RetainHandling, Subscribe, SubscriptionId, Unsubscribe,
-};
-use tern_session::{AckToken, Enqueued, Instant, MessageBody, StoredSubscription};
+use tern_codec::{Publish, QoS, ReasonCode, RetainHandling, Subscribe, Unsubscribe};
+use tern_session::{AckToken, Enqueued, Instant, MessageBody};
 use tern_topic::{SubscriptionFilter, TopicName};
-
-/// One delivery decided by routing.
-#[derive(Debug)]
-pub(super) struct Delivery {
-    to: SessionKey,
-    qos: QoS,
-    retain: bool,
-    subscription_ids: Vec<SubscriptionId>,
-}
 
 impl Broker {
     pub(super) fn on_publish(
@@ -100,61 +89,15 @@ impl Broker {
     ) -> usize {
         // Reused between messages: routing allocates nothing per message.
         let mut deliveries = std::mem::take(&mut self.deliveries);
-        let mut matches = self.tree.matches(topic, &mut self.match_buf);
-        for client in matches.per_client() {
-            let to = *client.key();
-            let own = Some(to) == from;
-            let mut qos = None;
-            let mut retain_as_published = false;
-            let mut subscription_ids = Vec::new();
-            for s in client.values() {
-                // No Local: not back to the publisher [MQTT-3.8.3-3].
-                if own && s.options.no_local {
-                    continue;
-                }
-                qos = qos.max(Some(s.options.qos));
-                retain_as_published |= s.options.retain_as_published;
-                subscription_ids.extend(s.id);
-            }
-            if let Some(qos) = qos {
-                if !allowed(&mut *self.auth, &self.sessions, to, topic, Access::Read) {
-                    continue;
-                }
-                deliveries.push(Delivery {
-                    to,
-                    qos,
-                    // [MQTT-3.3.1-12] [MQTT-3.3.1-13]
-                    retain: retain_as_published && publish.retain,
-                    subscription_ids,
-                });
-            }
-        }
-        let groups: Vec<_> = self.match_buf.shared_groups().collect();
-        for group in groups {
-            let sessions = &self.sessions;
-            let online = |k: &SessionKey, _: &Subscription| {
-                sessions.get(*k).is_some_and(|s| s.conn.is_some())
-            };
-            // Round robin among online members; with none online, queue for one.
-            let chosen = match self.tree.select_round_robin(group, online) {
-                Some((k, s)) => Some((*k, *s)),
-                None => self
-                    .tree
-                    .select_round_robin(group, |_, _| true)
-                    .map(|(k, s)| (*k, *s)),
-            };
-            if let Some((to, s)) = chosen {
-                if !allowed(&mut *self.auth, &self.sessions, to, topic, Access::Read) {
-                    continue;
-                }
-                deliveries.push(Delivery {
-                    to,
-                    qos: s.options.qos,
-                    retain: s.options.retain_as_published && publish.retain,
-                    subscription_ids: s.id.into_iter().collect(),
-                });
-            }
-        }
+        let (sessions, auth) = (&self.sessions, &mut self.auth);
+        self.subscriptions.route(
+            topic,
+            from,
+            publish.retain,
+            &mut deliveries,
+            |k| sessions.conn_of(k).is_some(),
+            |k| allowed(&mut **auth, sessions, k, topic, Access::Read),
+        );
         let count = deliveries.len();
         if count == 0 {
             self.deliveries = deliveries;
@@ -271,24 +214,20 @@ impl Broker {
                     qos: granted,
                     ..requested.options
                 };
-                let existed = self
-                    .tree
-                    .insert(key, &parsed, Subscription { options, id })
-                    .is_some();
-                if let Some(s) = self
+                let Some(record) = self
                     .conns
                     .get_mut(conn.key())
                     .and_then(|c| c.server.session_mut())
-                {
-                    s.add_subscription(
-                        // Not a slice of the SUBSCRIBE's read buffer (see `compact`).
-                        super::compact(&requested.filter),
-                        StoredSubscription {
-                            options,
-                            subscription_id: id,
-                        },
-                    );
-                }
+                else {
+                    return;
+                };
+                let existed = self.subscriptions.subscribe(
+                    key,
+                    record,
+                    &requested.filter,
+                    &parsed,
+                    Subscription { options, id },
+                );
                 // Retained messages on subscribe [MQTT-3.3.1-9] [MQTT-3.3.1-10]
                 // [MQTT-3.3.1-11]; not for shared subscriptions.
                 let send = match options.retain_handling {
@@ -344,9 +283,16 @@ impl Broker {
         };
         let mut codes = Vec::with_capacity(unsubscribe.filters.len());
         for filter in &unsubscribe.filters {
+            let Some(record) = self
+                .conns
+                .get_mut(conn.key())
+                .and_then(|c| c.server.session_mut())
+            else {
+                return;
+            };
             let code = match SubscriptionFilter::parse(filter.as_shared_bytes().clone()) {
                 Ok(parsed) => {
-                    if self.tree.remove(&key, &parsed).is_some() {
+                    if self.subscriptions.unsubscribe(key, record, filter, &parsed) {
                         ReasonCode::Success
                     } else {
                         ReasonCode::NoSubscriptionExisted
@@ -354,13 +300,6 @@ impl Broker {
                 }
                 Err(_) => ReasonCode::TopicFilterInvalid,
             };
-            if let Some(s) = self
-                .conns
-                .get_mut(conn.key())
-                .and_then(|c| c.server.session_mut())
-            {
-                s.remove_subscription(filter.as_bytes());
-            }
             codes.push(code);
         }
         if let Some(c) = self.conns.get_mut(conn.key()) {
