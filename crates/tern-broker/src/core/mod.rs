@@ -16,6 +16,15 @@
 //! input, drain transmits, then re-arm the timer from `poll_timeout`, then
 //! drain events.
 //!
+//! `Broker` coordinates owning sub-states, each in its own module with its
+//! invariants documented there: `Sessions` (`sessions.rs`: the sessions,
+//! the client-identifier index, the session-expiry rule), `Subscriptions`
+//! (`subscriptions.rs`: the subscription tree, the one source of truth for
+//! who receives what), `Retained` (`retained.rs`), `Backpressure`
+//! (`backpressure.rs`) and `Timers` (`timers.rs`). The flows that cross
+//! them (connect and take-over, publish routing, close and expiry) are
+//! `Broker` methods in `connect.rs` and `routing.rs`.
+//!
 //! The core owns backpressure (`backpressure.rs`): it counts the bytes it
 //! handed each connection and the shell has not reported written, and
 //! decides when a connection gets no more output and when the shell is to

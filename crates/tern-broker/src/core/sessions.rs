@@ -154,3 +154,42 @@ impl Sessions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_expiry_rule() {
+        let now = Instant::from_secs(100);
+        // 0: the session ends with its connection [MQTT-3.1.2-23].
+        assert_eq!(expires_at(now, 0), Some(now));
+        assert_eq!(expires_at(now, 60), Some(Instant::from_secs(160)));
+        // u32::MAX: it never ends.
+        assert_eq!(expires_at(now, u32::MAX), None);
+        assert_eq!(
+            expires_at(now, u32::MAX - 1),
+            Some(now + Duration::from_secs(u64::from(u32::MAX - 1)))
+        );
+    }
+
+    #[test]
+    fn the_index_follows_the_slab() {
+        let mut sessions = Sessions::default();
+        let a = sessions.insert(SessionEntry::new(MqttString::try_from("a").unwrap()));
+        let b = sessions.insert(SessionEntry::new(MqttString::try_from("b").unwrap()));
+        assert_eq!(sessions.key_of(b"a"), Some(a));
+        assert_eq!(sessions.key_of(b"b"), Some(b));
+        assert_eq!(
+            sessions.remove(a).map(|e| e.client_id.as_str().to_owned()),
+            Some("a".to_owned())
+        );
+        assert_eq!(sessions.key_of(b"a"), None);
+        assert_eq!(sessions.get(a).map(|_| ()), None);
+        assert_eq!(sessions.len(), 1);
+        // An assigned identifier is never one in use [MQTT-3.2.2-16].
+        let mut taken = Sessions::default();
+        taken.insert(SessionEntry::new(MqttString::try_from("p1").unwrap()));
+        assert_eq!(taken.assign_client_id("p").as_str(), "p2");
+    }
+}
