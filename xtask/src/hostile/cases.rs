@@ -1,6 +1,6 @@
 //! Every case, in the order they run.
 
-use super::{Case, connections, retained, slow, topics};
+use super::{Attack, Case, connections, retained, slow, topics};
 use std::time::Duration;
 
 const fn secs(smoke: u64, full: u64) -> (Duration, Duration) {
@@ -9,6 +9,17 @@ const fn secs(smoke: u64, full: u64) -> (Duration, Duration) {
 
 /// The cases of issue 13, and more.
 pub(crate) const ALL: &[Case] = &[
+    Case {
+        name: "baseline",
+        what: "no attack: the bystander alone, for the machine's own noise",
+        run: |_| {
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                Ok(Attack::default())
+            })
+        },
+        limit: secs(10, 10),
+    },
     Case {
         name: "deep-retained",
         what: "retains topics of ~65,535 levels (128 KiB smoke, 1 MiB full)",

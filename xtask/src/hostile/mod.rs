@@ -26,7 +26,10 @@ mod slow;
 mod topics;
 mod wire;
 
-use crate::tools::{cargo, ensure_apt, root, run, target_dir};
+use crate::{
+    bench_broker::{cpu_model, loadavg, mosquitto_version, now_utc},
+    tools::{cargo, ensure_apt, root, run, target_dir},
+};
 use measure::{Bystander, BystanderReport, Memory, memory};
 use std::{
     collections::BTreeSet,
@@ -103,6 +106,9 @@ pub(crate) struct Attack {
     pub(crate) figures: Vec<String>,
     /// The case's own pass/fail checks: what, and whether it held.
     pub(crate) checks: Vec<(String, bool)>,
+    /// A time Tern must not exceed mosquitto's in (at full scale, when
+    /// both ran): issue 13's retained fan-out goal.
+    pub(crate) race: Option<Duration>,
 }
 
 impl Attack {
@@ -241,7 +247,9 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     }
 
     let started = Instant::now();
-    let mut rows = Vec::new();
+    let load_before = loadavg();
+    let date = now_utc();
+    let mut rows: Vec<Row> = Vec::new();
     for case in &selected {
         for &kind in &kinds {
             eprintln!(
@@ -256,7 +264,16 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let machine = format!(
+        "{date}; load average {load_before} before and {} after; {}; {}",
+        loadavg(),
+        cpu_model(),
+        mosquitto_version()
+    );
 
+    if scale == Scale::Full {
+        race(&mut rows);
+    }
     let mut unexpected = Vec::new();
     for row in &rows {
         let listed = expected.contains(&row.key());
@@ -280,7 +297,7 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     if let Some(names) = &only {
         command.push_str(&format!(" --case {}", names.join(",")));
     }
-    let report = render(&rows, &command, &expected, elapsed);
+    let report = render(&rows, &command, &machine, &expected, elapsed);
     println!("{report}");
     let dir = target_dir().join("hostile");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -295,6 +312,29 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
             unexpected.len(),
             unexpected.join("\n  ")
         ))
+    }
+}
+
+/// Where a case has a [`Attack::race`] time for both brokers, Tern fails
+/// when it took longer than mosquitto in the same run.
+fn race(rows: &mut [Row]) {
+    let time = |row: &Row| row.attack.as_ref().ok().and_then(|a| a.race);
+    let mosquitto: Vec<(&'static str, Duration)> = rows
+        .iter()
+        .filter(|r| r.broker == Kind::Mosquitto)
+        .filter_map(|r| Some((r.case, time(r)?)))
+        .collect();
+    for row in rows.iter_mut().filter(|r| r.broker == Kind::Tern) {
+        let Some(ours) = time(row) else { continue };
+        if let Some((_, theirs)) = mosquitto.iter().find(|(case, _)| *case == row.case) {
+            if ours > *theirs {
+                row.failures.push(format!(
+                    "slower than mosquitto ({:.2} s against {:.2} s)",
+                    ours.as_secs_f64(),
+                    theirs.as_secs_f64()
+                ));
+            }
+        }
     }
 }
 
@@ -472,12 +512,20 @@ fn brief(row: &Row) -> String {
 }
 
 /// The markdown report: the command, then one row per (case, broker).
-fn render(rows: &[Row], command: &str, expected: &BTreeSet<String>, elapsed: f64) -> String {
+fn render(
+    rows: &[Row],
+    command: &str,
+    machine: &str,
+    expected: &BTreeSet<String>,
+    elapsed: f64,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Command ({:.0} s; growth is peak VmHWM minus VmRSS before; budget = 2 × bytes sent + {}):\n\n```sh\n{command}\n```\n",
-        elapsed,
+        "Command (one run, {elapsed:.0} s, {machine}):\n\n```sh\n{command}\n```\n\n\
+         RSS growth is the peak (VmHWM) minus VmRSS before; a case fails when it exceeds \
+         2 × the bytes the attacker sent + {}, when the bystander's p99 exceeds 50 ms or it \
+         misses a message, or when the case's own check fails.\n",
         mib(SLACK)
     );
     out.push_str(
@@ -522,4 +570,76 @@ fn render(rows: &[Row], command: &str, expected: &BTreeSet<String>, elapsed: f64
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use measure::Latencies;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let mut l = Latencies::default();
+        assert_eq!(l.percentile(99.0), Duration::ZERO);
+        for ms in (1..=100).rev() {
+            l.push(Duration::from_millis(ms));
+        }
+        assert_eq!(l.percentile(50.0), Duration::from_millis(50));
+        assert_eq!(l.percentile(99.0), Duration::from_millis(99));
+        assert_eq!(l.percentile(100.0), Duration::from_millis(100));
+        assert_eq!(l.max(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn the_checked_in_list_names_real_cases() {
+        let smoke = read_expected(Scale::Smoke).unwrap();
+        assert!(smoke.contains("tern/retained-fanout"), "{smoke:?}");
+        read_expected(Scale::Full).unwrap();
+        assert!(check_entry("tern/no-such-case", "here").is_err());
+        assert!(check_entry("rumqttd/baseline", "here").is_err());
+        assert!(check_entry("tern-baseline", "here").is_err());
+        check_entry("mosquitto/baseline", "here").unwrap();
+    }
+
+    fn row(broker: Kind, race: Option<Duration>) -> Row {
+        Row {
+            case: "retained-fanout",
+            broker,
+            before: Memory::default(),
+            peak: 0,
+            after: None,
+            attack: Ok(Attack {
+                race,
+                ..Attack::default()
+            }),
+            sent: 0,
+            bystander: BystanderReport::default(),
+            failures: Vec::new(),
+            seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn tern_slower_than_mosquitto_fails_the_race() {
+        let ms = Duration::from_millis;
+        let mut rows = [
+            row(Kind::Tern, Some(ms(300))),
+            row(Kind::Mosquitto, Some(ms(200))),
+        ];
+        race(&mut rows);
+        assert_eq!(rows[0].failures.len(), 1, "{:?}", rows[0].failures);
+        assert!(rows[1].failures.is_empty());
+
+        let mut rows = [
+            row(Kind::Tern, Some(ms(100))),
+            row(Kind::Mosquitto, Some(ms(200))),
+        ];
+        race(&mut rows);
+        assert!(rows[0].failures.is_empty());
+
+        // No time for Tern (it did not deliver everything): nothing to race.
+        let mut rows = [row(Kind::Tern, None), row(Kind::Mosquitto, Some(ms(200)))];
+        race(&mut rows);
+        assert!(rows[0].failures.is_empty());
+    }
 }

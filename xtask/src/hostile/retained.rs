@@ -96,6 +96,9 @@ pub(crate) async fn retained_fanout(ctx: Ctx) -> Result<Attack, String> {
         format!("all {n} retained messages delivered ({received})"),
         received == n,
     );
+    if received == n {
+        attack.race = Some(last);
+    }
     Ok(attack)
 }
 
