@@ -70,9 +70,9 @@ pub(crate) const ALL: &[Case] = &[
     },
     Case {
         name: "slowloris",
-        what: "connections sending CONNECT byte by byte, or holding a partial PUBLISH (300 smoke, 3,000 full)",
+        what: "connections sending CONNECT byte by byte, or holding a partial PUBLISH (300 smoke, 3,000 full; 3 s or 15 s)",
         run: |ctx| Box::pin(connections::slowloris(ctx)),
-        limit: secs(20, 60),
+        limit: secs(20, 90),
     },
     Case {
         name: "ws-half-open",

@@ -14,30 +14,35 @@ use tern_codec::{Packet, ProtocolVersion};
 const TRICKLE: Duration = Duration::from_millis(500);
 
 /// Sends `bytes` one at a time every [`TRICKLE`] until `until`, watching
-/// for the broker to close the connection (noted in `tally`).
-async fn trickle(wire: &mut Wire, bytes: &[u8], until: Instant, tally: &Tally) {
+/// for the broker to close the connection (noted in `tally`, after `what`
+/// the connection was holding).
+async fn trickle(wire: &mut Wire, bytes: &[u8], until: Instant, tally: &Tally, what: &str) {
     let mut next = bytes.iter();
     while Instant::now() < until {
         if let Some(byte) = next.next() {
             if wire.tx.raw(&[*byte]).await.is_err() {
-                tally.note("closed by broker");
+                tally.note(format!("{what}: closed by broker"));
                 return;
             }
         }
         let wait = TRICKLE.min(until.saturating_duration_since(Instant::now()));
         match wire.rx.read_raw(wait).await {
             Recv::Timeout => {}
+            Recv::Closed => {
+                tally.note(format!("{what}: closed by broker"));
+                return;
+            }
             end => {
                 note_end(tally, &end);
                 return;
             }
         }
     }
-    tally.note("still open");
+    tally.note(format!("{what}: still open"));
 }
 
-/// `300` (smoke) or `3,000` (full) connections held for `3` or `10` s:
-/// half send a CONNECT one byte every 0.5 s (never finishing it), half
+/// `300` (smoke) or `3,000` (full) connections held for `3` or `15` s
+/// (past Tern's 10 s CONNECT timeout): half send a CONNECT one byte every 0.5 s (never finishing it), half
 /// connect properly and then announce a 256 KiB PUBLISH, send 16 KiB of
 /// it, and trickle the rest.
 pub(crate) async fn slowloris(ctx: Ctx) -> Result<Attack, String> {
@@ -45,7 +50,7 @@ pub(crate) async fn slowloris(ctx: Ctx) -> Result<Attack, String> {
     let conns = ctx.scale.pick(300, 3000);
     let hold = ctx
         .scale
-        .pick(Duration::from_secs(3), Duration::from_secs(10));
+        .pick(Duration::from_secs(3), Duration::from_secs(15));
     let until = Instant::now() + hold;
     let mut tasks = Vec::with_capacity(conns);
     for i in 0..conns {
@@ -64,7 +69,7 @@ pub(crate) async fn slowloris(ctx: Ctx) -> Result<Attack, String> {
                     .expect("CONNECT encodes");
                 // Never the last byte.
                 bytes.truncate(bytes.len() - 1);
-                trickle(&mut wire, &bytes, until, &got).await;
+                trickle(&mut wire, &bytes, until, &got, "partial CONNECT").await;
             } else {
                 let connected = async {
                     wire.send(&Packet::Connect(Box::new(connect(
@@ -94,7 +99,7 @@ pub(crate) async fn slowloris(ctx: Ctx) -> Result<Attack, String> {
                     got.note("closed by broker");
                     return;
                 }
-                trickle(&mut wire, &[b'p'; 64], until, &got).await;
+                trickle(&mut wire, &[b'p'; 64], until, &got, "partial PUBLISH").await;
             }
         }));
     }
@@ -103,21 +108,24 @@ pub(crate) async fn slowloris(ctx: Ctx) -> Result<Attack, String> {
     }
     let mut attack = attack;
     attack.figure(format!(
-        "{conns} connections held {} s; {} closed by the broker",
+        "{conns} connections held {} s; closed by the broker: {} of {} partial CONNECTs, {} of {} partial PUBLISHes",
         hold.as_secs(),
-        attack.got.count("closed by broker")
+        attack.got.count("partial CONNECT: closed by broker"),
+        conns.div_ceil(2),
+        attack.got.count("partial PUBLISH: closed by broker"),
+        conns / 2,
     ));
     Ok(attack)
 }
 
 /// `300` (smoke) or `3,000` (full) WebSocket upgrade requests whose
-/// headers never end: a header line every 0.5 s for `3` or `10` s.
+/// headers never end: a header line every 0.5 s for `3` or `15` s.
 pub(crate) async fn ws_half_open(ctx: Ctx) -> Result<Attack, String> {
     let mut attack = Attack::default();
     let conns = ctx.scale.pick(300, 3000);
     let hold = ctx
         .scale
-        .pick(Duration::from_secs(3), Duration::from_secs(10));
+        .pick(Duration::from_secs(3), Duration::from_secs(15));
     let until = Instant::now() + hold;
     let mut tasks = Vec::with_capacity(conns);
     for _ in 0..conns {
