@@ -28,7 +28,7 @@ pub(crate) const ALL: &[Case] = &[
     },
     Case {
         name: "deep-filters",
-        what: "subscribes with deep filters (2×256 KiB smoke, 10×1 MiB full), then disconnects",
+        what: "subscribes with deep filters (2×256 KiB smoke, 10×960 KiB full), then disconnects",
         run: |ctx| Box::pin(topics::deep_filters(ctx)),
         limit: secs(20, 180),
     },
@@ -76,7 +76,7 @@ pub(crate) const ALL: &[Case] = &[
     },
     Case {
         name: "ws-half-open",
-        what: "WebSocket upgrades never finished (300 smoke, 3,000 full)",
+        what: "WebSocket upgrades never finished (300 smoke, 3,000 full; 3 s or 15 s)",
         run: |ctx| Box::pin(connections::ws_half_open(ctx)),
         limit: secs(20, 60),
     },
