@@ -338,3 +338,65 @@ async fn tern_and_tern_bridged_both_ways_do_not_loop() {
         b_bridges.shutdown().await;
     }
 }
+
+#[path = "../../tern-client/tests/support/pki.rs"]
+mod pki;
+
+/// TLS to the remote: mosquitto's TLS listener requiring a client
+/// certificate; the bridge trusts `cafile` and presents `certfile`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tern_bridged_to_mosquitto_over_tls_with_a_client_certificate() {
+    let pki = pki::Pki::new("bridge");
+    assert!(
+        std::path::Path::new(tern_testkit::MOSQUITTO).exists(),
+        "mosquitto is needed ({})",
+        tern_testkit::MOSQUITTO
+    );
+    let remote = Broker::mosquitto()
+        .listener_settings(&pki.listener_settings(true))
+        .start()
+        .expect("mosquitto (TLS) starts");
+    let bridge = format!(
+        "[[bridge]]\nname = \"secure\"\naddress = \"localhost:{}\"\n\
+         cafile = \"{}\"\ncertfile = \"{}\"\nkeyfile = \"{}\"\nrestart_timeout = [0.2, 1]\n\
+         topic = [{{ pattern = \"s/#\", direction = \"both\", qos = 1 }}]\n",
+        remote.tcp().port(),
+        pki.path("ca.pem").display(),
+        pki.path("client.pem").display(),
+        pki.path("client.key").display(),
+    );
+    let (_running, bridges, addr) = tern(&bridge).await;
+    up(&bridges, "secure").await;
+    // A client of the remote, over TLS too.
+    let far_options = Options::new(Address::tcp("localhost", remote.tcp().port()).with_tls())
+        .client_id("far")
+        .unwrap()
+        .tls(
+            tern_client::TlsOptions::new()
+                .ca_file(pki.path("ca.pem"))
+                .client_auth(pki.path("client.pem"), pki.path("client.key")),
+        );
+    let (far, mut far_rx) = Client::connect(far_options).await.expect("far connects");
+    far.subscribe([("s/#", QoS::AtLeastOnce)]).await.unwrap();
+    let (near, mut near_rx) = client(addr, "near", ProtocolVersion::V5).await;
+    near.subscribe([("s/#", QoS::AtLeastOnce)]).await.unwrap();
+    near.publish("s/out", "over tls", QoS::AtLeastOnce, false)
+        .await
+        .unwrap();
+    let m = next(&mut far_rx).await;
+    assert_eq!(
+        (m.topic.as_str(), m.payload.as_ref()),
+        ("s/out", &b"over tls"[..])
+    );
+    // The local subscriber saw its own message (and nothing came back).
+    assert_eq!(next(&mut near_rx).await.payload.as_ref(), b"over tls");
+    far.publish("s/in", "back", QoS::AtLeastOnce, false)
+        .await
+        .unwrap();
+    let m = next(&mut near_rx).await;
+    assert_eq!(
+        (m.topic.as_str(), m.payload.as_ref()),
+        ("s/in", &b"back"[..])
+    );
+    bridges.shutdown().await;
+}
