@@ -145,6 +145,12 @@ async fn run_session(
         }
     }
 
+    // Not connected yet, as far as this broker's clients are concerned.
+    if s.notifications {
+        let _ = local
+            .publish(&s.notification_topic(), DOWN, QoS::AtLeastOnce, true)
+            .try_send();
+    }
     // The remote: tried until it answers (the client reconnects by itself
     // after that).
     let _ = status.send(Status::Connecting);
@@ -182,6 +188,7 @@ async fn run_session(
     let watcher = tokio::spawn(watch_remote(
         name.to_string(),
         remote.clone(),
+        local.clone(),
         s.notifications.then(|| s.notification_topic()),
         status.clone(),
     ));
@@ -213,8 +220,11 @@ async fn run_session(
         (r, owed) = &mut inbound => finish(r, owed, "in", &local, &remote).await,
         why = &mut stop => {
             if let Some(topic) = s.notifications.then(|| s.notification_topic()) {
-                // A normal DISCONNECT discards the will: say it ourselves.
+                // A normal DISCONNECT discards the will: say it ourselves,
+                // there and here.
                 let down = remote.publish(&topic, DOWN, QoS::AtLeastOnce, true);
+                let _ = tokio::time::timeout(Duration::from_secs(2), down).await;
+                let down = local.publish(&topic, DOWN, QoS::AtLeastOnce, true);
                 let _ = tokio::time::timeout(Duration::from_secs(2), down).await;
             }
             // The local side first: acknowledgements still owed by the
@@ -250,13 +260,22 @@ async fn finish(
 }
 
 /// Follows the remote connection: logs it, keeps the status, and publishes
-/// the connected notification after each (re)connection.
+/// the notifications: 1 on the remote after each (re)connection, and the
+/// state (1 or 0) here, retained, as mosquitto does.
 async fn watch_remote(
     name: String,
     remote: Client,
+    local: Client,
     notification: Option<String>,
     status: watch::Sender<Status>,
 ) {
+    let here = |state: &str| {
+        if let Some(topic) = &notification {
+            let _ = local
+                .publish(topic, state.to_string(), QoS::AtLeastOnce, true)
+                .try_send();
+        }
+    };
     let mut changes = remote.state_changes();
     loop {
         let state = changes.borrow_and_update().clone();
@@ -266,6 +285,7 @@ async fn watch_remote(
             } => {
                 tracing::info!(bridge = %name, session_present, "bridge connected to the remote");
                 let _ = status.send(Status::Up);
+                here(UP);
                 if let Some(topic) = &notification {
                     // Handed over without waiting: the client sends it once
                     // connected, after anything queued before.
@@ -275,6 +295,7 @@ async fn watch_remote(
             State::Disconnected { error, retry_in } => {
                 tracing::warn!(bridge = %name, "bridge lost the remote: {error}; again in {retry_in:?}");
                 let _ = status.send(Status::Connecting);
+                here(DOWN);
             }
             State::Connecting => {}
             State::Closed { .. } => return,

@@ -174,6 +174,8 @@ struct Conn {
     closing: bool,
     /// The identity the shell vouched for (see [`Broker::set_identity`]).
     identity: Option<MqttString>,
+    /// A bridge inside the broker's process (see [`Broker::set_bridge`]).
+    bridge: bool,
 }
 
 /// Counters for `$SYS` and monitoring.
@@ -335,6 +337,7 @@ impl Broker {
             timer: None,
             closing: false,
             identity: None,
+            bridge: false,
         });
         self.stats.connections_total += 1;
         let id = ConnId::from_key(key);
@@ -442,6 +445,17 @@ impl Broker {
     pub fn set_identity(&mut self, conn: ConnId, identity: MqttString) {
         if let Some(c) = self.conns.get_mut(conn.key()) {
             c.identity = Some(identity);
+        }
+    }
+
+    /// Marks a connection, before its CONNECT, as a bridge running inside
+    /// the broker's process (the shell's in-process connections): it may
+    /// publish its state under `$SYS/broker/connection/`, as mosquitto's
+    /// bridges do, where other clients may not publish at all. ACL rules
+    /// still apply to it.
+    pub fn set_bridge(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(conn.key()) {
+            c.bridge = true;
         }
     }
 

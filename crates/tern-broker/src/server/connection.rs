@@ -30,6 +30,8 @@ pub(crate) struct Accepted {
     /// Its verified TLS client certificate's name, when that is its user
     /// name (`use_identity_as_username`).
     pub(crate) identity: Option<String>,
+    /// An in-process bridge (see `Broker::set_bridge`).
+    pub(crate) bridge: bool,
     pub(crate) guards: Guards,
 }
 

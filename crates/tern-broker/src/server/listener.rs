@@ -106,6 +106,7 @@ pub(crate) async fn accept_loop(
                     peer,
                     transport: "tcp",
                     identity: None,
+                    bridge: false,
                     guards,
                 };
                 if shared.accepted.send(accepted).await.is_err() {
@@ -130,6 +131,7 @@ pub(crate) async fn accept_loop(
                                 peer,
                                 transport: kind.name(),
                                 identity,
+                                bridge: false,
                                 guards,
                             };
                             let _ = shared.accepted.send(accepted).await;

@@ -8,8 +8,9 @@
 //! TCP connection except by what the shell tells it: the connection is
 //! trusted (it skips the password check and the anonymous rule, like a
 //! client certificate with `use_identity_as_username`) and its user name is
-//! the identity given, so ACL rules for that user name apply to it. It does
-//! not count against `max_connections`.
+//! the identity given, so ACL rules for that user name apply to it; it may
+//! publish under `$SYS/broker/connection/` (a bridge's state). It does not
+//! count against `max_connections`.
 
 use super::connection::{Accepted, ConnReader, ConnWriter, Guards};
 use bytes::{Bytes, BytesMut};
@@ -52,6 +53,7 @@ impl LocalConnector {
             peer: SocketAddr::from(([0, 0, 0, 0], 0)),
             transport: "local",
             identity: Some(identity.to_string()),
+            bridge: true,
             guards: Guards {
                 _permit: None,
                 _shutdown_complete: shutdown_complete,
