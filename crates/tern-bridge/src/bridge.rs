@@ -374,7 +374,14 @@ async fn subscribe(
         qos,
         no_local: v5,
         retain_as_published: v5,
-        retain_handling: RetainHandling::SendAtSubscribe,
+        // Each session start subscribes again: retained messages come only
+        // with a subscription the (persistent) session did not have yet, so
+        // a restart does not send them across again (MQTT 5).
+        retain_handling: if v5 {
+            RetainHandling::SendAtSubscribeIfNew
+        } else {
+            RetainHandling::SendAtSubscribe
+        },
     };
     let filter = SubscribeFilter {
         filter: MqttString::try_from(filter)?,
