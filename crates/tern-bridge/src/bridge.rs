@@ -231,7 +231,8 @@ async fn run_session(
             // pumps (dropped with them below) must not reach the broker,
             // which then keeps those messages for the next session.
             settle(s, &local, &why.unwrap_or(Stop::Shutdown)).await;
-            let _ = remote.disconnect().await;
+            // The remote may be away (then there is no one to tell).
+            let _ = tokio::time::timeout(Duration::from_secs(2), remote.disconnect()).await;
             Ok(())
         }
     };
@@ -252,7 +253,7 @@ async fn finish(
     tracing::debug!(which, owed = owed.len(), "a bridge pump stopped");
     let _ = local.disconnect().await;
     drop(owed);
-    let _ = remote.disconnect().await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), remote.disconnect()).await;
     match result {
         Ok(()) => Err(Error::Closed),
         Err(e) => Err(e),
@@ -409,7 +410,9 @@ fn local_options(s: &BridgeSettings, connector: LocalConnector) -> Result<Option
             let (connector, identity) = (connector.clone(), identity.clone());
             async move { Ok(Box::new(connector.connect(&identity).await?) as BoxStream) }
         })
-        .client_id(&format!("local.{}", s.client_id()))?
+        // By name, not by remote client id: a bridge whose settings change
+        // (SIGHUP) finds its queue again.
+        .client_id(&format!("local.{}", s.name))?
         .version(ProtocolVersion::V5)
         .clean_start(false)
         .session_expiry(u32::MAX)

@@ -159,3 +159,68 @@ async fn sighup_adds_and_removes_bridges() {
     drop(tern);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A bridge changed on SIGHUP keeps what was queued for it: messages
+/// published while its remote was gone reach the new remote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_bridge_keeps_its_queue() {
+    let one = Broker::mosquitto().start().expect("mosquitto starts");
+    let two = Broker::mosquitto().start().expect("mosquitto starts");
+    let to = |addr: std::net::SocketAddr| Options::new(Address::tcp("127.0.0.1", addr.port()));
+    let (c1, mut rx1) = Client::connect(to(one.tcp()).client_id("far").unwrap())
+        .await
+        .unwrap();
+    c1.subscribe([("s/#", QoS::AtLeastOnce)]).await.unwrap();
+    let (c2, mut rx2) = Client::connect(to(two.tcp()).client_id("far").unwrap())
+        .await
+        .unwrap();
+    c2.subscribe([("s/#", QoS::AtLeastOnce)]).await.unwrap();
+    let table = |remote: &Broker| {
+        format!(
+            "[listeners]\ntcp = [\"127.0.0.1:0\"]\nws = []\n\
+             [[bridge]]\nname = \"up\"\naddress = \"{}\"\nrestart_timeout = [0.2, 1]\n\
+             notifications = false\n\
+             topic = [{{ pattern = \"s/#\", qos = 1 }}]\n",
+            remote.tcp()
+        )
+    };
+    let dir = std::env::temp_dir().join(format!("tern-cli-change-{}", std::process::id()));
+    let tern = Broker::tern(env!("CARGO_BIN_EXE_tern"))
+        .dir(&dir)
+        .name("tern")
+        .settings(&table(&one))
+        .start()
+        .expect("tern starts");
+    let (near, _near_rx) = Client::connect(to(tern.tcp()).client_id("near").unwrap())
+        .await
+        .unwrap();
+    // Through once the bridge is up (publish until the first arrives).
+    loop {
+        near.publish("s/probe", "p", QoS::AtMostOnce, false)
+            .await
+            .unwrap();
+        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(100), rx1.recv()).await {
+            break;
+        }
+    }
+    drop(c1);
+    drop(rx1);
+    one.stop().unwrap();
+    for n in 0..3 {
+        near.publish("s/q", n.to_string(), QoS::AtLeastOnce, false)
+            .await
+            .unwrap();
+    }
+    std::fs::write(dir.join("tern.toml"), table(&two)).unwrap();
+    tern.signal("HUP").unwrap();
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let m = next(&mut rx2, "a queued message").await;
+        if m.topic.as_str() == "s/q" && !got.contains(&m.payload) {
+            got.push(m.payload);
+        }
+    }
+    assert_eq!(got, [&b"0"[..], b"1", b"2"]);
+    drop(tern);
+    let _ = std::fs::remove_dir_all(&dir);
+}
