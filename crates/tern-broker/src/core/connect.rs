@@ -65,6 +65,7 @@ impl Broker {
     }
 
     pub(super) fn on_connect(&mut self, now: Instant, conn: ConnId, connect: Connect) {
+        self.stats.connects_received += 1;
         let version = connect.protocol;
         if connect.properties.authentication_method.is_some() {
             // No enhanced authentication method is offered [MQTT-4.12.0-1].
@@ -207,6 +208,14 @@ impl Broker {
             return;
         };
         c.closing = true;
+        if matches!(
+            &reason,
+            CloseReason::ProtocolViolation(v)
+                if v.reason_code() == ReasonCode::ReceiveMaximumExceeded
+        ) {
+            // The message over the client's quota is refused with it.
+            self.stats.drops.quota += 1;
+        }
         let session = c.server.take_session();
         let key = c.session.take();
         self.events.push_back(BrokerEvent::Close(conn));
@@ -294,6 +303,7 @@ impl Broker {
                 self.publish_will(now, Some(key), will);
             }
         }
+        self.stats.sessions_expired += 1;
         self.end_session(now, key);
     }
 

@@ -30,12 +30,14 @@ mod retained;
 mod routing;
 pub mod security;
 mod slab;
+mod stats;
 mod store;
 mod sys;
 
 pub use auth::{AllowAll, AuthDecision, Authenticator, Client};
 pub use config::{BrokerConfig, OutputCredit};
 pub use retained::RetainedMessage;
+pub use stats::{ByQos, Drops};
 pub use store::{MemoryStore, Store, StoredSession, StoredState};
 
 use bytes::BytesMut;
@@ -233,8 +235,22 @@ pub struct Stats {
     pub clients_connected: u64,
     /// The most clients connected at once.
     pub clients_maximum: u64,
-    /// Connections accepted since start.
+    /// Connections accepted since start (sockets).
     pub connections_total: u64,
+    /// Packets of every type received (mosquitto's `messages/received`).
+    pub packets_received: u64,
+    /// Packets of every type sent (mosquitto's `messages/sent`).
+    pub packets_sent: u64,
+    /// CONNECT packets received.
+    pub connects_received: u64,
+    /// PUBLISH received, by QoS.
+    pub publish_received: ByQos,
+    /// PUBLISH sent, by QoS.
+    pub publish_sent: ByQos,
+    /// Messages dropped, by reason.
+    pub drops: Drops,
+    /// Offline sessions ended by their expiry (mosquitto's `clients/expired`).
+    pub sessions_expired: u64,
 }
 
 /// The sans-IO MQTT broker.
@@ -263,6 +279,8 @@ pub struct Broker {
     store: Box<dyn Store>,
     auth: Box<dyn Authenticator>,
     stats: Stats,
+    /// `$SYS` state: the load averages and what was last published.
+    sys: sys::SysState,
     started: Instant,
     next_assigned_id: u64,
     shutting_down: bool,
@@ -319,6 +337,7 @@ impl Broker {
             store,
             auth,
             stats: Stats::default(),
+            sys: sys::SysState::default(),
             started: now,
             next_assigned_id: 1,
             shutting_down: false,
@@ -412,13 +431,17 @@ impl Broker {
                 break;
             }
             let before = buf.len();
+            let mut packets = 0;
             if self.config.publisher_backpressure.is_some() && c.session.is_some() {
                 // One packet at a time, so a publisher stops right after the
                 // packet that congested a queue.
-                c.server.handle_next(now, buf);
+                packets += u64::from(c.server.handle_next(now, buf));
             } else {
-                c.server.handle_bytes(now, buf);
+                while c.server.handle_next(now, buf) {
+                    packets += 1;
+                }
             }
+            self.stats.packets_received += packets;
             self.stats.bytes_received += (before - buf.len()) as u64;
             let handled = self.process_events(now, conn);
             // After an accepted CONNECT, packets pipelined behind it wait in `buf`.
@@ -435,6 +458,7 @@ impl Broker {
             return;
         };
         c.server.handle_packet(now, packet);
+        self.stats.packets_received += 1;
         self.process_events(now, conn);
         self.after_input(conn);
     }
@@ -549,7 +573,10 @@ impl Broker {
             let packet = server.poll_transmit(now)?;
             let version = server.version();
             let len = packet.encoded_len(version);
-            let publish = matches!(packet, Packet::Publish(_));
+            let publish = match &packet {
+                Packet::Publish(p) => Some((p.qos, p.payload.len())),
+                _ => None,
+            };
             Some(((version, packet), len, publish))
         })
         .map(|(conn, (version, packet))| Transmit {
@@ -571,7 +598,7 @@ impl Broker {
         self.next_transmit(|server| {
             let t = server.write_transmit(now, buf, SHARED_PAYLOAD - 1)?;
             let len = t.wire_len();
-            let publish = t.packet_type == tern_codec::PacketType::Publish;
+            let publish = t.publish;
             Some((t, len, publish))
         })
         .map(|(conn, t)| WrittenTransmit {
@@ -583,10 +610,11 @@ impl Broker {
 
     /// The ready-queue walk both transmit forms share: `take` produces a
     /// connection's next output, its length on the wire and whether it is a
-    /// PUBLISH; the length is charged to the connection's credit.
+    /// PUBLISH (its QoS and payload length); the length is charged to the
+    /// connection's credit.
     fn next_transmit<T>(
         &mut self,
-        mut take: impl FnMut(&mut ServerConnection) -> Option<(T, usize, bool)>,
+        mut take: impl FnMut(&mut ServerConnection) -> Option<(T, usize, Option<(QoS, usize)>)>,
     ) -> Option<(ConnId, T)> {
         while let Some(&id) = self.ready.front() {
             let Some(c) = self.conns.get_mut(id.key()) else {
@@ -594,10 +622,17 @@ impl Broker {
                 continue;
             };
             if c.flow.writable {
-                if let Some((out, len, publish)) = take(&mut c.server) {
+                // Messages the session drops on the way out (expired, too
+                // large for the client) show as its counters moving.
+                let dropped = stats::session_drops(&c.server);
+                let out = take(&mut c.server);
+                stats::count_session_drops(&mut self.stats.drops, dropped, &c.server);
+                if let Some((out, len, publish)) = out {
                     self.stats.bytes_sent += len as u64;
-                    if publish {
+                    self.stats.packets_sent += 1;
+                    if let Some((qos, payload)) = publish {
                         self.stats.messages_sent += 1;
+                        self.stats.publish_sent.count(qos, payload);
                     }
                     self.charge(id, len);
                     return Some((id, out));

@@ -30,6 +30,9 @@ impl Broker {
         ack: Option<AckToken>,
     ) {
         self.stats.messages_received += 1;
+        self.stats
+            .publish_received
+            .count(publish.qos, publish.payload.len());
         let Some(key) = self.conns.get(conn.key()).and_then(|c| c.session) else {
             return;
         };
@@ -46,6 +49,7 @@ impl Broker {
                 let count = self.publish_to(now, Some(key), topic, publish);
                 self.block_if_congested(now, conn);
                 if count == 0 {
+                    self.stats.drops.no_subscribers += 1;
                     ReasonCode::NoMatchingSubscribers
                 } else {
                     ReasonCode::Success
@@ -53,6 +57,9 @@ impl Broker {
             }
             Err(_) => ReasonCode::TopicNameInvalid,
         };
+        if reason == ReasonCode::NotAuthorized {
+            self.stats.drops.not_authorized += 1;
+        }
         if let Some(token) = ack {
             if let Some(c) = self.conns.get_mut(conn.key()) {
                 let _ = c.server.ack(now, token, reason);
@@ -229,8 +236,17 @@ impl Broker {
                 entry.offline.as_mut().map(|s| s.enqueue(now, message))
             }
         };
-        if !matches!(outcome, Some(Enqueued::Queued)) {
-            self.stats.messages_dropped += 1;
+        match outcome {
+            Some(Enqueued::Queued) => {}
+            Some(Enqueued::QueuedDroppingOldest(old)) => {
+                self.stats.messages_dropped += old.len() as u64;
+                self.stats.drops.queue_full += old.len() as u64;
+            }
+            Some(Enqueued::Rejected(_)) => {
+                self.stats.messages_dropped += 1;
+                self.stats.drops.queue_full += 1;
+            }
+            None => self.stats.messages_dropped += 1,
         }
     }
 
