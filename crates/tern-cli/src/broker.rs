@@ -95,6 +95,10 @@ errors; the values shown are the defaults):
                               # (default: true without a password file,
                               # false with one); refused: 0x87 (3.1.1: 5)
 
+  [metrics]                   # monitoring over HTTP (GET only); off when absent
+  # listen = \"127.0.0.1:9883\" # /metrics (OpenMetrics), /health, /api/stats,
+                              # and a live dashboard at /
+
 crates/tern-broker/broker.example.toml in the source tree is a commented
 copy of this file.";
 
@@ -168,6 +172,12 @@ pub(crate) struct BrokerArgs {
     /// `[security] allow_anonymous`.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     allow_anonymous: Option<bool>,
+    /// Serve monitoring over HTTP on IP:PORT: `/metrics` (Prometheus /
+    /// OpenMetrics text), `/health`, and a live dashboard at `/`. Off by
+    /// default; no authentication, so bind it to loopback or a private
+    /// network. Replaces `[metrics] listen`.
+    #[arg(long, value_name = "IP:PORT")]
+    metrics: Option<SocketAddr>,
     /// Read settings (listeners and limits) from this TOML file.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -230,6 +240,9 @@ impl BrokerArgs {
         if let Some(allow) = self.allow_anonymous {
             security.allow_anonymous = Some(allow);
         }
+        if let Some(addr) = self.metrics {
+            settings.metrics.listen = Some(addr);
+        }
         Ok(settings)
     }
 }
@@ -269,6 +282,9 @@ pub(crate) fn run(args: &BrokerArgs) -> Result<(), Failure> {
         }
         for addr in running.wss_addrs() {
             let _ = writeln!(out, "listening wss {addr}");
+        }
+        if let Some(addr) = running.metrics_addr() {
+            let _ = writeln!(out, "listening metrics {addr}");
         }
         let _ = out.flush();
         drop(out);

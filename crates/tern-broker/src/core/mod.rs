@@ -33,12 +33,15 @@ mod slab;
 mod stats;
 mod store;
 mod sys;
+mod topk;
 
 pub use auth::{AllowAll, AuthDecision, Authenticator, Client};
 pub use config::{BrokerConfig, OutputCredit};
 pub use retained::RetainedMessage;
 pub use stats::{ByQos, Drops};
 pub use store::{MemoryStore, Store, StoredSession, StoredState};
+pub use sys::QueueDepths;
+pub use topk::TopTopic;
 
 use bytes::BytesMut;
 use slab::{Key, Slab};
@@ -281,6 +284,8 @@ pub struct Broker {
     stats: Stats,
     /// `$SYS` state: the load averages and what was last published.
     sys: sys::SysState,
+    /// The busiest topics (bounded; see `topk.rs`).
+    top_topics: topk::TopTopics,
     started: Instant,
     next_assigned_id: u64,
     shutting_down: bool,
@@ -338,6 +343,7 @@ impl Broker {
             auth,
             stats: Stats::default(),
             sys: sys::SysState::default(),
+            top_topics: topk::TopTopics::default(),
             started: now,
             next_assigned_id: 1,
             shutting_down: false,

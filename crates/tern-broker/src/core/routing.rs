@@ -45,6 +45,7 @@ impl Broker {
             // mosquitto does (3.1.1 [MQTT-3.3.5-2]).
             Ok(topic) if !self.authorized(key, &topic, Access::Write) => ReasonCode::NotAuthorized,
             Ok(topic) => {
+                self.top_topics.count(now, &publish.topic);
                 self.congested = None;
                 let count = self.publish_to(now, Some(key), topic, publish);
                 self.block_if_congested(now, conn);

@@ -68,6 +68,21 @@ pub(crate) struct SysState {
     loads: [LoadAverage; 9],
     /// The payload last published on each topic (under `$SYS/broker/`).
     published: BTreeMap<String, String>,
+    /// The queues as the last tick found them.
+    queues: QueueDepths,
+}
+
+/// Messages waiting in sessions' queues (online and offline), as counted at
+/// the last `$SYS` tick: counting walks every session, so it is done once
+/// per tick, never for a scrape.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueDepths {
+    /// Messages queued, all sessions together.
+    pub total: u64,
+    /// The longest queue.
+    pub longest: u64,
+    /// Whose it is.
+    pub longest_client: Option<String>,
 }
 
 impl Broker {
@@ -120,7 +135,7 @@ impl Broker {
             // offline clients.
             (
                 "store/messages/count".into(),
-                (self.retained.len() + self.queued_messages()).to_string(),
+                (self.retained.len() + self.queued_offline()).to_string(),
             ),
         ];
         values.extend(self.load_values(now, s));
@@ -166,13 +181,44 @@ impl Broker {
         values
     }
 
-    /// Messages waiting in offline sessions.
-    fn queued_messages(&self) -> usize {
-        self.sessions
-            .iter()
-            .filter_map(|(_, s)| s.offline.as_ref())
-            .map(|s| s.queue_len())
-            .sum()
+    /// Messages waiting in offline sessions; also counts every session's
+    /// queue for [`queue_depths`](Self::queue_depths).
+    fn queued_offline(&mut self) -> usize {
+        let mut offline = 0;
+        let mut depths = QueueDepths::default();
+        for (_, entry) in self.sessions.iter() {
+            let len = match (&entry.offline, entry.conn) {
+                (Some(s), _) => {
+                    offline += s.queue_len();
+                    s.queue_len()
+                }
+                (None, Some(conn)) => self
+                    .conns
+                    .get(conn.key())
+                    .and_then(|c| c.server.session())
+                    .map_or(0, |s| s.queue_len()),
+                (None, None) => 0,
+            } as u64;
+            depths.total += len;
+            if len > depths.longest {
+                depths.longest = len;
+                depths.longest_client = Some(entry.client_id.as_str().to_string());
+            }
+        }
+        self.sys.queues = depths;
+        offline
+    }
+
+    /// The sessions' queues as the last `$SYS` tick counted them (all zero
+    /// with `$SYS` off).
+    pub fn queue_depths(&self) -> &QueueDepths {
+        &self.sys.queues
+    }
+
+    /// The busiest topics of client PUBLISH traffic, busiest first: at most
+    /// 16, estimated from a sample, recent traffic weighing most.
+    pub fn top_topics(&self) -> Vec<super::TopTopic> {
+        self.top_topics.top()
     }
 }
 

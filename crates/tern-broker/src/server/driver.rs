@@ -125,6 +125,7 @@ pub(crate) async fn run(
     config: BrokerConfig,
     auth: Box<dyn crate::Authenticator>,
     mut accepted: mpsc::Receiver<Accepted>,
+    mut snapshots: Option<mpsc::Receiver<super::http::SnapshotRequest>>,
     mut shutdown: broadcast::Receiver<()>,
 ) {
     // Reports of written bytes and failed writes, from every writer task.
@@ -161,6 +162,11 @@ pub(crate) async fn run(
                 driver.broker.handle_timeout(now);
             }
             Some(new) = accepted.recv() => driver.accept(new),
+            // A copy of the counters for `/metrics` (never a walk of the
+            // sessions: the cost does not grow with them).
+            Some(reply) = next_request(&mut snapshots) => {
+                let _ = reply.send(driver.snapshot());
+            }
             Some(read) = driver.reads.next() => driver.handle_read(read),
         }
         driver.drain();
@@ -174,6 +180,14 @@ pub(crate) async fn run(
         driver.handle_read(read);
     }
     tracing::debug!(stats = ?driver.broker.stats(), "core stopped");
+}
+
+/// The next snapshot request; never, without a monitoring listener.
+async fn next_request<T>(requests: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
+    match requests {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -196,6 +210,21 @@ impl Driver {
             scratch_owner: None,
             dirty: Vec::new(),
             parked: Vec::new(),
+        }
+    }
+
+    /// The counters and gauges `/metrics` shows.
+    fn snapshot(&self) -> super::metrics::Snapshot {
+        let b = &self.broker;
+        super::metrics::Snapshot {
+            stats: b.stats(),
+            sockets: b.connection_count() as u64,
+            sessions: b.session_count() as u64,
+            subscriptions: b.subscription_count() as u64,
+            retained: b.retained_count() as u64,
+            queues: b.queue_depths().clone(),
+            uptime: self.start.elapsed().as_secs_f64(),
+            top_topics: b.top_topics(),
         }
     }
 

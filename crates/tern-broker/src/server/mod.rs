@@ -60,13 +60,17 @@
 
 mod connection;
 mod driver;
+mod http;
 mod listener;
+pub mod metrics;
 pub mod security;
 mod settings;
 pub mod tls;
 mod websocket;
 
-pub use settings::{BrokerSettings, Limits, Listeners, SettingsError, TlsSettings};
+pub use settings::{
+    BrokerSettings, Limits, Listeners, MetricsSettings, SettingsError, TlsSettings,
+};
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{
@@ -133,6 +137,7 @@ pub struct Running {
     ws_addrs: Vec<SocketAddr>,
     tls_addrs: Vec<SocketAddr>,
     wss_addrs: Vec<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
     /// Tells the listeners and the core task to stop.
     notify_shutdown: broadcast::Sender<()>,
     /// Every writer task holds a clone; `recv` yields `None` once all
@@ -173,6 +178,11 @@ impl Running {
     /// The bound WebSocket-over-TLS listener addresses.
     pub fn wss_addrs(&self) -> &[SocketAddr] {
         &self.wss_addrs
+    }
+
+    /// The bound monitoring (HTTP) address, if `[metrics] listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The first TCP address, if any.
@@ -306,6 +316,14 @@ pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
     };
     let (tcp_addrs, ws_addrs) = (addrs("tcp"), addrs("ws"));
     let (tls_addrs, wss_addrs) = (addrs("tls"), addrs("wss"));
+    let metrics = match settings.metrics.listen {
+        Some(addr) => Some(bind("metrics", addr).await?),
+        None => None,
+    };
+    let metrics_addr = metrics.as_ref().map(|l| {
+        l.local_addr()
+            .unwrap_or_else(|_| settings.metrics.listen.unwrap())
+    });
 
     let (notify_shutdown, _) = broadcast::channel(1);
     let reloader = security::Reloader::new(settings.security.clone(), auth.clone(), tls.clone());
@@ -313,10 +331,21 @@ pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
     let (shutdown_complete_tx, shutdown_complete_rx) = mpsc::channel(1);
     // Listeners hand new sockets to the core task (see `listener::Shared`).
     let (accepted_tx, accepted_rx) = mpsc::channel(driver::ACCEPT_CAPACITY);
+    // The monitoring listener asks the core task for snapshots; without
+    // one the core has no such input at all.
+    let snapshots = metrics.map(|listener| {
+        let (tx, rx) = mpsc::channel(http::MAX_CONNECTIONS);
+        if let Some(addr) = metrics_addr {
+            tracing::info!("listening metrics http://{addr}/metrics");
+        }
+        tokio::spawn(http::serve(listener, tx, notify_shutdown.subscribe()));
+        rx
+    });
     let core = tokio::spawn(driver::run(
         settings.broker_config(),
         Box::new(auth),
         accepted_rx,
+        snapshots,
         notify_shutdown.subscribe(),
     ));
 
@@ -347,6 +376,7 @@ pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
         ws_addrs,
         tls_addrs,
         wss_addrs,
+        metrics_addr,
         notify_shutdown,
         shutdown_complete_tx,
         shutdown_complete_rx,

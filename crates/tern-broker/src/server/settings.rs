@@ -36,6 +36,17 @@ pub struct BrokerSettings {
     pub security: SecuritySettings,
     /// Certificates for the `tls` and `wss` listeners (`[tls]`).
     pub tls: TlsSettings,
+    /// The monitoring listener (`[metrics]`).
+    pub metrics: MetricsSettings,
+}
+
+/// The `[metrics]` table: the HTTP listener for `/metrics`, `/health` and
+/// the dashboard. Off unless `listen` is set.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Where to listen for HTTP (for example `"127.0.0.1:9883"`).
+    pub listen: Option<SocketAddr>,
 }
 
 /// The `[tls]` table, with mosquitto's meanings: the server's certificate
@@ -390,6 +401,7 @@ mod tests {
             "password_file",
             "acl_file",
             "allow_anonymous",
+            "listen",
         ] {
             assert!(
                 text.contains(&format!("\n# {key} =")),
