@@ -17,6 +17,6 @@ pub mod server;
 pub use crate::core::security;
 pub use crate::core::{
     AllowAll, AuthDecision, Authenticator, Broker, BrokerConfig, BrokerEvent, ByQos, Client,
-    ConnId, Drops, MemoryStore, OutputCredit, QueueDepths, RetainedMessage, SHARED_PAYLOAD, Stats,
-    Store, StoredSession, StoredState, TopTopic, Transmit, WrittenTransmit,
+    ConnId, Drops, MemoryStore, OutputCredit, QueueDepths, Refusal, RetainedMessage,
+    SHARED_PAYLOAD, Stats, Store, StoredSession, StoredState, TopTopic, Transmit, WrittenTransmit,
 };

@@ -69,7 +69,7 @@ impl Broker {
         let version = connect.protocol;
         if connect.properties.authentication_method.is_some() {
             // No enhanced authentication method is offered [MQTT-4.12.0-1].
-            self.reject(now, conn, ReasonCode::BadAuthenticationMethod);
+            self.reject(now, conn, &connect, ReasonCode::BadAuthenticationMethod);
             return;
         }
         let identity = self.conns.get(conn.key()).and_then(|c| c.identity.clone());
@@ -77,12 +77,12 @@ impl Broker {
             .auth
             .authenticate(&connect, identity.as_ref().map(|i| i.as_str()))
         {
-            self.reject(now, conn, code);
+            self.reject(now, conn, &connect, code);
             return;
         }
         let username = identity.or_else(|| connect.username.as_ref().map(super::compact));
         if self.shutting_down {
-            self.reject(now, conn, ReasonCode::ServerUnavailable);
+            self.reject(now, conn, &connect, ReasonCode::ServerUnavailable);
             return;
         }
         let assigned = connect
@@ -175,10 +175,16 @@ impl Broker {
         });
     }
 
-    fn reject(&mut self, now: Instant, conn: ConnId, code: ReasonCode) {
+    fn reject(&mut self, now: Instant, conn: ConnId, connect: &Connect, code: ReasonCode) {
         if let Some(c) = self.conns.get_mut(conn.key()) {
             let _ = c.server.reject(now, code);
         }
+        self.events.push_back(BrokerEvent::Refused {
+            conn,
+            client_id: super::compact(&connect.client_id),
+            what: super::Refusal::Connect,
+            reason: code,
+        });
     }
 
     /// A client identifier no session uses [MQTT-3.2.2-16].

@@ -150,6 +150,34 @@ pub enum BrokerEvent {
     /// Read this connection again, after handing in what the core left in
     /// its buffer.
     ResumeReading(ConnId),
+    /// The broker refused what a client asked (for logs): its CONNECT
+    /// (authentication, or shutting down), or a PUBLISH or SUBSCRIBE the
+    /// ACL does not allow. Connections closed for a broken rule, a
+    /// malformed packet or a limit show in
+    /// [`Disconnected`](Self::Disconnected)'s reason instead.
+    Refused {
+        /// The connection.
+        conn: ConnId,
+        /// The client identifier it gave.
+        client_id: MqttString,
+        /// What was refused.
+        what: Refusal,
+        /// The reason code it was refused with (also for MQTT 3.x clients,
+        /// which are told less).
+        reason: tern_codec::ReasonCode,
+    },
+}
+
+/// What [`BrokerEvent::Refused`] refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The CONNECT.
+    Connect,
+    /// A PUBLISH to this topic.
+    Publish(MqttString),
+    /// A SUBSCRIBE to this filter.
+    Subscribe(MqttString),
 }
 
 /// A subscription as the tree stores it.

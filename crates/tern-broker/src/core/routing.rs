@@ -36,6 +36,8 @@ impl Broker {
         let Some(key) = self.conns.get(conn.key()).and_then(|c| c.session) else {
             return;
         };
+        // Kept for the log line of a refusal (shares the packet's bytes).
+        let topic_name = publish.topic.clone();
         // The topic is validated once, here, and routed as validated.
         let reason = match TopicName::from_bytes(publish.topic.as_shared_bytes().clone()) {
             // `$SYS` belongs to the broker.
@@ -60,6 +62,12 @@ impl Broker {
         };
         if reason == ReasonCode::NotAuthorized {
             self.stats.drops.not_authorized += 1;
+            self.refused(
+                key,
+                conn,
+                super::Refusal::Publish(super::compact(&topic_name)),
+                reason,
+            );
         }
         if let Some(token) = ack {
             if let Some(c) = self.conns.get_mut(conn.key()) {
@@ -202,6 +210,18 @@ impl Broker {
         count
     }
 
+    /// Tells the shell a client's request was refused (for its log).
+    fn refused(&mut self, key: SessionKey, conn: ConnId, what: super::Refusal, reason: ReasonCode) {
+        if let Some(entry) = self.sessions.get(key) {
+            self.events.push_back(super::BrokerEvent::Refused {
+                conn,
+                client_id: entry.client_id.clone(),
+                what,
+                reason,
+            });
+        }
+    }
+
     /// Hands a message to a session: its connection's queue while online,
     /// its offline queue otherwise. `now` stamps it in the queue: its
     /// Message Expiry Interval counts from there.
@@ -291,6 +311,12 @@ impl Broker {
                 };
                 self.auth.authorize_subscribe(client, &parsed)
             }) {
+                self.refused(
+                    key,
+                    conn,
+                    super::Refusal::Subscribe(super::compact(&requested.filter)),
+                    ReasonCode::NotAuthorized,
+                );
                 ReasonCode::NotAuthorized
             } else {
                 let granted = requested.options.qos.min(self.config.server.maximum_qos);

@@ -91,6 +91,9 @@ struct Link {
     paused: bool,
     peer: SocketAddr,
     transport: &'static str,
+    /// The core refused its CONNECT and that was logged: its close is not
+    /// logged as a refusal again.
+    refusal_logged: bool,
 }
 
 /// The core task's state.
@@ -190,6 +193,30 @@ async fn next_request<T>(requests: &mut Option<mpsc::Receiver<T>>) -> Option<T> 
     }
 }
 
+/// The reason code of a close that refused the client (a broken rule, a
+/// malformed packet, a limit, a refused CONNECT); `None` for an ordinary end.
+fn refusal_code(reason: &tern_session::CloseReason) -> Option<tern_codec::ReasonCode> {
+    use tern_codec::ReasonCode as R;
+    use tern_session::CloseReason as C;
+    match reason {
+        C::ProtocolViolation(v) => Some(v.reason_code()),
+        C::ConnectRefused(code) => Some(*code),
+        C::KeepAliveTimeout => Some(R::KeepAliveTimeout),
+        C::ConnectTimeout => Some(R::MaximumConnectTime),
+        C::Local(code)
+            if code.is_error() && !matches!(code, R::ServerShuttingDown | R::SessionTakenOver) =>
+        {
+            Some(*code)
+        }
+        _ => None,
+    }
+}
+
+/// `0x87`.
+fn hex(code: tern_codec::ReasonCode) -> String {
+    format!("0x{:02X}", code.as_u8())
+}
+
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -267,6 +294,7 @@ impl Driver {
                 paused: false,
                 peer: new.peer,
                 transport: new.transport,
+                refusal_logged: false,
             },
         );
         self.reads.push(Box::pin(read(conn, new.reader, stop_rx)));
@@ -513,7 +541,37 @@ impl Driver {
                 reason,
             } => {
                 let client_id = client_id.as_ref().map_or("-", |c| c.as_str());
-                tracing::info!(%conn, client_id, %reason, "client disconnected");
+                let (peer, _) = self.describe(conn);
+                let logged = self.links.get(&conn).is_some_and(|l| l.refusal_logged);
+                match refusal_code(&reason) {
+                    Some(code) if !logged => tracing::warn!(
+                        %conn, client_id, peer, reason_code = %hex(code), %reason,
+                        "refused: connection closed"
+                    ),
+                    _ => tracing::info!(%conn, client_id, peer, %reason, "client disconnected"),
+                }
+            }
+            BrokerEvent::Refused {
+                conn,
+                client_id,
+                what,
+                reason,
+            } => {
+                let (peer, _) = self.describe(conn);
+                let (what, topic) = match &what {
+                    crate::Refusal::Connect => {
+                        if let Some(link) = self.links.get_mut(&conn) {
+                            link.refusal_logged = true;
+                        }
+                        ("connect", "")
+                    }
+                    crate::Refusal::Publish(topic) => ("publish", topic.as_str()),
+                    crate::Refusal::Subscribe(filter) => ("subscribe", filter.as_str()),
+                };
+                tracing::warn!(
+                    %conn, %client_id, peer, what, topic, reason_code = %hex(reason),
+                    reason = reason.name(), "refused"
+                );
             }
         }
     }
@@ -552,6 +610,7 @@ mod tests {
                 paused: false,
                 peer: SocketAddr::from(([127, 0, 0, 1], 1)),
                 transport: "test",
+                refusal_logged: false,
             },
         );
         (conn, rx)

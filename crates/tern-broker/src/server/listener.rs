@@ -86,8 +86,9 @@ pub(crate) async fn accept_loop(
         let Ok(permit) = shared.limit.clone().try_acquire_owned() else {
             tracing::warn!(
                 %peer,
-                "connection limit ({}) reached: closing the new connection",
-                shared.max_connections
+                client_id = "-",
+                limit = shared.max_connections,
+                "refused: connection limit reached, socket closed before CONNECT"
             );
             drop(socket);
             continue;
