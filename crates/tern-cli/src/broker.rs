@@ -43,8 +43,11 @@ exits with status 1 and says which file, key, line or address.
 
 SIGHUP reads the password, ACL and TLS files again: the new rules apply to
 new connections and every later check, the new certificates to new
-handshakes; open connections stay. A file that cannot be used is logged,
-naming it, and what it configures stays as it was. A
+handshakes; open connections stay. It also reads the settings file's
+[limits] again and logs each change (`limits.max_inflight: 1024 -> 64`):
+new connections and sessions get them, open ones keep theirs. A file that
+cannot be used is logged, naming it, and what it configures stays as it
+was. --check-config FILE checks a settings file before use. A
 listener on a non-loopback address while anonymous clients may connect
 logs a warning at start-up.
 
@@ -178,9 +181,16 @@ pub(crate) struct BrokerArgs {
     /// network. Replaces `[metrics] listen`.
     #[arg(long, value_name = "IP:PORT")]
     metrics: Option<SocketAddr>,
-    /// Read settings (listeners and limits) from this TOML file.
+    /// Read settings (listeners and limits) from this TOML file. SIGHUP
+    /// reads its [limits] again.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Check this settings file and the files it names (password, ACL,
+    /// TLS), print the effective settings (flags applied, every default
+    /// written out) and exit: 0 if the broker would start with them, 1
+    /// with the problem (file, key and line) otherwise. Starts nothing.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    check_config: Option<PathBuf>,
     /// Log level or filter: error, warn, info (default), debug, trace, or a
     /// tracing filter like `tern_broker=debug`. Overrides RUST_LOG.
     #[arg(long, value_name = "LEVEL")]
@@ -210,7 +220,7 @@ pub(crate) struct BrokerArgs {
 impl BrokerArgs {
     /// The settings the file and the flags give.
     fn settings(&self) -> Result<BrokerSettings, Failure> {
-        let mut settings = match &self.config {
+        let mut settings = match self.config.as_ref().or(self.check_config.as_ref()) {
             Some(path) => BrokerSettings::load(path).map_err(|e| failure(e.to_string()))?,
             None => BrokerSettings::default(),
         };
@@ -257,9 +267,14 @@ fn failure(message: String) -> Failure {
     Failure { message, status: 1 }
 }
 
-/// Runs the broker until Ctrl-C or SIGTERM.
+/// Runs the broker until Ctrl-C or SIGTERM (or checks its settings).
 pub(crate) fn run(args: &BrokerArgs) -> Result<(), Failure> {
     let settings = args.settings()?;
+    if args.check_config.is_some() {
+        settings.check_files().map_err(failure)?;
+        print!("{}", settings.to_toml());
+        return Ok(());
+    }
     init_logging(args.log.as_deref(), args.log_format)?;
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if args.threads > 0 {

@@ -128,7 +128,7 @@ pub(crate) async fn run(
     config: BrokerConfig,
     auth: Box<dyn crate::Authenticator>,
     mut accepted: mpsc::Receiver<Accepted>,
-    mut snapshots: Option<mpsc::Receiver<super::http::SnapshotRequest>>,
+    mut control: mpsc::Receiver<Control>,
     mut shutdown: broadcast::Receiver<()>,
 ) {
     // Reports of written bytes and failed writes, from every writer task.
@@ -165,11 +165,17 @@ pub(crate) async fn run(
                 driver.broker.handle_timeout(now);
             }
             Some(new) = accepted.recv() => driver.accept(new),
-            // A copy of the counters for `/metrics` (never a walk of the
-            // sessions: the cost does not grow with them).
-            Some(reply) = next_request(&mut snapshots) => {
-                let _ = reply.send(driver.snapshot());
-            }
+            Some(request) = control.recv() => match request {
+                // A copy of the counters for `/metrics` (never a walk of
+                // the sessions: the cost does not grow with them).
+                Control::Snapshot(reply) => {
+                    let _ = reply.send(driver.snapshot());
+                }
+                Control::Reconfigure(config) => {
+                    let now = driver.now();
+                    driver.broker.set_config(now, *config);
+                }
+            },
             Some(read) = driver.reads.next() => driver.handle_read(read),
         }
         driver.drain();
@@ -185,13 +191,19 @@ pub(crate) async fn run(
     tracing::debug!(stats = ?driver.broker.stats(), "core stopped");
 }
 
-/// The next snapshot request; never, without a monitoring listener.
-async fn next_request<T>(requests: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
-    match requests {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
+/// Requests to the core task from outside the data path: the monitoring
+/// listener's snapshots and SIGHUP's new settings. Rare, and bounded by the
+/// channel.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// Copy the counters.
+    Snapshot(oneshot::Sender<super::metrics::Snapshot>),
+    /// Put new settings in force.
+    Reconfigure(Box<BrokerConfig>),
 }
+
+/// Control requests waiting for the core at most.
+pub(crate) const CONTROL_CAPACITY: usize = 64;
 
 /// The reason code of a close that refused the client (a broken rule, a
 /// malformed packet, a limit, a refused CONNECT); `None` for an ordinary end.

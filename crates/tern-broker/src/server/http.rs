@@ -16,7 +16,10 @@
 //! for a few seconds and never the core: the core task only copies a
 //! [`Snapshot`] when asked, between two inputs.
 
-use super::metrics::{self, Snapshot};
+use super::{
+    driver::Control,
+    metrics::{self, Snapshot},
+};
 use std::{sync::Arc, time::Duration};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -31,16 +34,13 @@ pub(crate) const MAX_HEAD: usize = 8 * 1024;
 /// The time a client has to send its request and read the answer.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Asks the core task for a [`Snapshot`].
-pub(crate) type SnapshotRequest = oneshot::Sender<Snapshot>;
-
 /// The dashboard page (no build step, nothing fetched from elsewhere).
 const DASHBOARD: &str = include_str!("dashboard.html");
 
 /// Accepts monitoring connections until shutdown.
 pub(crate) async fn serve(
     listener: TcpListener,
-    snapshots: mpsc::Sender<SnapshotRequest>,
+    snapshots: mpsc::Sender<Control>,
     mut shutdown: broadcast::Receiver<()>,
 ) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -75,7 +75,7 @@ pub(crate) async fn serve(
 }
 
 /// One request and its answer.
-async fn exchange(mut socket: TcpStream, snapshots: &mpsc::Sender<SnapshotRequest>) {
+async fn exchange(mut socket: TcpStream, snapshots: &mpsc::Sender<Control>) {
     let mut buf = [0u8; MAX_HEAD];
     let mut len = 0;
     let head_end = loop {
@@ -133,10 +133,7 @@ fn parse_request_line(head: &[u8]) -> Result<(&str, &str), u16> {
     Ok((method, path))
 }
 
-async fn route(
-    path: &str,
-    snapshots: &mpsc::Sender<SnapshotRequest>,
-) -> (u16, &'static str, String) {
+async fn route(path: &str, snapshots: &mpsc::Sender<Control>) -> (u16, &'static str, String) {
     match path {
         "/" | "/index.html" => (200, "text/html; charset=utf-8", DASHBOARD.to_string()),
         "/metrics" | "/health" | "/api/stats" => {
@@ -158,9 +155,9 @@ async fn route(
 }
 
 /// A snapshot from the core task; `None` once it has stopped.
-async fn snapshot(snapshots: &mpsc::Sender<SnapshotRequest>) -> Option<Snapshot> {
+async fn snapshot(snapshots: &mpsc::Sender<Control>) -> Option<Snapshot> {
     let (tx, rx) = oneshot::channel();
-    snapshots.send(tx).await.ok()?;
+    snapshots.send(Control::Snapshot(tx)).await.ok()?;
     rx.await.ok()
 }
 

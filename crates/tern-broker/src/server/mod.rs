@@ -58,11 +58,13 @@
     reason = "the shell owns the clock and sockets"
 )]
 
+mod check;
 mod connection;
 mod driver;
 mod http;
 mod listener;
 pub mod metrics;
+mod reload;
 pub mod security;
 mod settings;
 pub mod tls;
@@ -152,9 +154,12 @@ pub struct Running {
 impl Running {
     /// Reads the password, ACL and TLS files again, as SIGHUP does: the new
     /// rules apply to new connections and every later check, the new
-    /// certificates to new handshakes; open connections stay. A file that
-    /// cannot be used is logged (naming it), what it configures stays as it
-    /// was, and this returns the error.
+    /// certificates to new handshakes; open connections stay. The settings
+    /// file's `[limits]` too, if the settings were loaded from one
+    /// ([`BrokerSettings::file`]): each change is logged and applies to new
+    /// connections and sessions. A file that cannot be used is logged
+    /// (naming it), what it configures stays as it was, and this returns the
+    /// error.
     pub fn reload(&self) -> Result<(), security::ReloadError> {
         self.reloader.reload()
     }
@@ -326,33 +331,47 @@ pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
     });
 
     let (notify_shutdown, _) = broadcast::channel(1);
-    let reloader = security::Reloader::new(settings.security.clone(), auth.clone(), tls.clone());
+    // Snapshots for `/metrics`, new settings on SIGHUP (see `driver::Control`).
+    let (control_tx, control_rx) = mpsc::channel(driver::CONTROL_CAPACITY);
+    let limit = Arc::new(Semaphore::new(settings.limits.max_connections));
+    let max_connections = Arc::new(std::sync::atomic::AtomicUsize::new(
+        settings.limits.max_connections,
+    ));
+    let limits = reload::LimitsReloader::new(
+        settings.clone(),
+        control_tx.clone(),
+        limit.clone(),
+        max_connections.clone(),
+    );
+    let reloader =
+        security::Reloader::new(settings.security.clone(), auth.clone(), tls.clone(), limits);
     reloader.on_hangup(notify_shutdown.subscribe());
     let (shutdown_complete_tx, shutdown_complete_rx) = mpsc::channel(1);
     // Listeners hand new sockets to the core task (see `listener::Shared`).
     let (accepted_tx, accepted_rx) = mpsc::channel(driver::ACCEPT_CAPACITY);
-    // The monitoring listener asks the core task for snapshots; without
-    // one the core has no such input at all.
-    let snapshots = metrics.map(|listener| {
-        let (tx, rx) = mpsc::channel(http::MAX_CONNECTIONS);
+    // The monitoring listener asks the core task for snapshots.
+    if let Some(listener) = metrics {
         if let Some(addr) = metrics_addr {
             tracing::info!("listening metrics http://{addr}/metrics");
         }
-        tokio::spawn(http::serve(listener, tx, notify_shutdown.subscribe()));
-        rx
-    });
+        tokio::spawn(http::serve(
+            listener,
+            control_tx.clone(),
+            notify_shutdown.subscribe(),
+        ));
+    }
     let core = tokio::spawn(driver::run(
         settings.broker_config(),
         Box::new(auth),
         accepted_rx,
-        snapshots,
+        control_rx,
         notify_shutdown.subscribe(),
     ));
 
     let shared = Arc::new(listener::Shared {
         accepted: accepted_tx,
-        limit: Arc::new(Semaphore::new(settings.limits.max_connections)),
-        max_connections: settings.limits.max_connections,
+        limit,
+        max_connections,
         shutdown_complete: shutdown_complete_tx.clone(),
         handshake_timeout: settings.limits.connect_timeout,
         websocket: websocket::Config::new(&settings),

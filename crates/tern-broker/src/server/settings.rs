@@ -38,6 +38,10 @@ pub struct BrokerSettings {
     pub tls: TlsSettings,
     /// The monitoring listener (`[metrics]`).
     pub metrics: MetricsSettings,
+    /// The file these settings were read from ([`BrokerSettings::load`]),
+    /// which SIGHUP reads again.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
 }
 
 /// The `[metrics]` table: the HTTP listener for `/metrics`, `/health` and
@@ -214,10 +218,12 @@ impl BrokerSettings {
             path: Some(path.to_path_buf()),
             message: format!("cannot read: {e}"),
         })?;
-        Self::from_toml(&text).map_err(|mut e| {
+        let mut settings = Self::from_toml(&text).map_err(|mut e| {
             e.path = Some(path.to_path_buf());
             e
-        })
+        })?;
+        settings.file = Some(path.to_path_buf());
+        Ok(settings)
     }
 
     /// Parses settings from TOML text.
