@@ -142,10 +142,7 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
             // The metrics run has its own section; the main table stays
             // the plain Tern-against-peers comparison.
             let section = section.replace(START, METRICS_START).replace(END, "");
-            let full = format!(
-                "{section}\n{}\n{METRICS_END}",
-                scrape.unwrap_or_default()
-            );
+            let full = format!("{section}\n{}\n{METRICS_END}", scrape.unwrap_or_default());
             write_section(&full, METRICS_START, METRICS_END, "## Broker metrics")?;
         } else {
             write_benchmarks(&section)?;
@@ -183,7 +180,9 @@ fn scrape_cost(tern: &Path, work: &Path) -> Result<String, String> {
     while sessions < f64::from(CONNECTIONS) {
         if Instant::now() > deadline {
             let _ = bench.kill();
-            return Err(format!("only {sessions} of {CONNECTIONS} clients connected"));
+            return Err(format!(
+                "only {sessions} of {CONNECTIONS} clients connected"
+            ));
         }
         std::thread::sleep(Duration::from_millis(500));
         sessions = connected(&scrape(metrics)?);
@@ -507,7 +506,7 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
-fn loadavg() -> String {
+pub(crate) fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|l| {
@@ -517,7 +516,7 @@ fn loadavg() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn now_utc() -> String {
+pub(crate) fn now_utc() -> String {
     Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
         .output()
@@ -526,7 +525,7 @@ fn now_utc() -> String {
         .unwrap_or_else(|| "unknown date".into())
 }
 
-fn cpu_model() -> String {
+pub(crate) fn cpu_model() -> String {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -540,7 +539,7 @@ fn cpu_model() -> String {
     format!("{cpus} cores, {model}")
 }
 
-fn mosquitto_version() -> String {
+pub(crate) fn mosquitto_version() -> String {
     Command::new("mosquitto")
         .arg("-h")
         .output()

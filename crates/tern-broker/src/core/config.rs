@@ -78,9 +78,9 @@ impl super::Broker {
     /// the `$SYS` timer follows the new interval.
     pub fn set_config(&mut self, now: tern_session::Instant, config: BrokerConfig) {
         if config.sys_interval != self.config.sys_interval {
-            self.timers.retain(|(_, t)| *t != super::Timer::Sys);
+            self.timers.cancel_all(super::Timer::Sys);
             if let Some(interval) = config.sys_interval {
-                self.timers.insert((now + interval, super::Timer::Sys));
+                self.timers.arm(now + interval, super::Timer::Sys);
             }
         }
         self.config = config;

@@ -126,7 +126,10 @@ impl Broker {
             ),
             ("bytes/received".into(), s.bytes_received.to_string()),
             ("bytes/sent".into(), s.bytes_sent.to_string()),
-            ("subscriptions/count".into(), self.tree.len().to_string()),
+            (
+                "subscriptions/count".into(),
+                self.subscriptions.len().to_string(),
+            ),
             (
                 "retained messages/count".into(),
                 self.retained.len().to_string(),
