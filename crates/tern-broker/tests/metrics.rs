@@ -225,3 +225,78 @@ async fn silent_http_clients_are_cut_off() {
     assert_eq!(get(addr, "/health").await.0, 200);
     broker.shutdown().await;
 }
+
+/// The drops that happen inside sessions and at the client's quota are
+/// counted too: too large for a subscriber, expired while queued, over the
+/// client's Receive Maximum.
+#[tokio::test]
+async fn drops_too_large_expired_and_quota_are_counted() {
+    use tern_codec::{Packet, Publish, PublishProperties};
+    let broker = start_monitored(|s| {
+        s.limits.max_inflight = std::num::NonZeroU16::new(2).unwrap();
+    })
+    .await;
+    let addr = metrics_addr(&broker);
+    let dropped = |m: &BTreeMap<String, f64>, reason: &str| {
+        m[&format!("tern_messages_dropped_total{{reason=\"{reason}\"}}")]
+    };
+
+    // Too large: a subscriber allowing 100-byte packets, a 200-byte payload.
+    let mut small = connect(ProtocolVersion::V5, "d-small");
+    small.properties.maximum_packet_size = std::num::NonZeroU32::new(100);
+    let (mut sub, _) = Raw::connect(broker.tcp, small).await;
+    sub.subscribe("d/size", QoS::AtMostOnce).await;
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "d-pub").await;
+    let big: &'static [u8] = Box::leak(vec![b'y'; 200].into_boxed_slice());
+    publisher
+        .publish(publish("d/size", big, QoS::AtLeastOnce, 1))
+        .await;
+    publisher
+        .publish(publish("d/size", b"fits", QoS::AtLeastOnce, 2))
+        .await;
+    assert_eq!(sub.recv_publish().await.payload, "fits");
+    assert_eq!(dropped(&scrape(addr).await, "too_large"), 1.0);
+
+    // Expired: queued for an offline session with a 1 s expiry interval.
+    let mut away = connect(ProtocolVersion::V5, "d-away");
+    away.clean_start = false;
+    away.properties.session_expiry_interval = Some(60);
+    let (mut sub, _) = Raw::connect(broker.tcp, away.clone()).await;
+    sub.subscribe("d/exp", QoS::AtLeastOnce).await;
+    sub.send(Packet::Disconnect(Default::default())).await;
+    sub.closed(WAIT).await;
+    publisher
+        .publish(Publish {
+            properties: PublishProperties {
+                message_expiry_interval: Some(1),
+                ..PublishProperties::default()
+            }
+            .into(),
+            ..publish("d/exp", b"short", QoS::AtLeastOnce, 3)
+        })
+        .await;
+    publisher
+        .publish(publish("d/exp", b"marker", QoS::AtLeastOnce, 4))
+        .await;
+    // The behaviour under test is the passing of time.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (mut sub, _) = Raw::connect(broker.tcp, away).await;
+    let got = sub.recv_publish().await;
+    assert_eq!(got.payload, "marker");
+    assert_eq!(dropped(&scrape(addr).await, "expired"), 1.0);
+
+    // Quota: a third QoS 2 message unreleased with a Receive Maximum of 2.
+    let mut greedy = Raw::connected(broker.tcp, ProtocolVersion::V5, "d-greedy").await;
+    for id in 1..=3 {
+        greedy
+            .send(publish("d/quota", b"q2", QoS::ExactlyOnce, id))
+            .await;
+    }
+    greedy
+        .disconnected_with(ReasonCode::ReceiveMaximumExceeded)
+        .await;
+    let m = scrape(addr).await;
+    assert_eq!(dropped(&m, "quota"), 1.0, "{m:#?}");
+    assert_eq!(dropped(&m, "queue_full"), 0.0);
+    broker.shutdown().await;
+}
