@@ -182,7 +182,7 @@ pub(crate) struct BrokerArgs {
     #[arg(long, value_name = "IP:PORT")]
     metrics: Option<SocketAddr>,
     /// Read settings (listeners and limits) from this TOML file. SIGHUP
-    /// reads its [limits] again.
+    /// reads its `[limits]` again.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Check this settings file and the files it names (password, ACL,

@@ -23,7 +23,7 @@ pub(crate) const SAMPLE: u64 = 4;
 pub(crate) const HALF_LIFE: Duration = Duration::from_secs(10);
 
 /// A topic and its message count: an estimate, weighted towards the
-/// last few [`HALF_LIFE`]s.
+/// last few halving periods (10 s each).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopTopic {
     /// The topic name.
