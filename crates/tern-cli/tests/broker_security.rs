@@ -402,3 +402,45 @@ fn refusals_are_logged_as_json_with_client_peer_and_reason_code() {
     );
     assert!(line["peer"].as_str().is_some(), "{line}");
 }
+
+/// SIGHUP reads the settings file's `[limits]` again: each change is
+/// logged, new connections get it, and a broken file is logged with its
+/// name, key and line while the settings in force stay.
+#[test]
+fn sighup_reloads_the_settings_files_limits() {
+    let dir = Dir::new("hup-limits");
+    let config = dir.path("broker.toml");
+    let file = |inflight: &str| {
+        format!(
+            "[listeners]\ntcp = [\"127.0.0.1:0\"]\nws = []\n[limits]\nmax_inflight = {inflight}\n"
+        )
+    };
+    std::fs::write(&config, file("10")).unwrap();
+    let (broker, _, _) = BrokerProcess::start_with(&["--config", config.to_str().unwrap()], 1, 0);
+    let receive_maximum = |id: &'static str| {
+        let mut client = Raw::open(broker.tcp, ProtocolVersion::V5);
+        client.send(Connect {
+            protocol: ProtocolVersion::V5,
+            clean_start: true,
+            client_id: MqttString::from_static(id),
+            ..Connect::default()
+        });
+        match client.next() {
+            Some(Packet::ConnAck(ack)) => ack.properties.receive_maximum.map(|r| r.get()),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    };
+    assert_eq!(receive_maximum("before"), Some(10));
+    std::fs::write(&config, file("25")).unwrap();
+    broker.signal("-HUP");
+    logged(&broker, "limits.max_inflight: 10 -> 25");
+    assert_eq!(receive_maximum("after"), Some(25));
+    std::fs::write(&config, file("0")).unwrap();
+    broker.signal("-HUP");
+    logged(&broker, "limits.max_inflight");
+    assert_eq!(
+        receive_maximum("kept"),
+        Some(25),
+        "the settings in force stay"
+    );
+}
