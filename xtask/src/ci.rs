@@ -60,6 +60,7 @@ const PUBLISHED: &[&str] = &[
     "tern-session",
     "tern-broker",
     "tern-client",
+    "tern-store",
 ];
 
 pub(crate) fn command(args: &[String]) -> Result<(), String> {
