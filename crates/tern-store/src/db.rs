@@ -271,6 +271,20 @@ impl Db {
         Ok(Self { db, path })
     }
 
+    /// A store on another storage backend (the power-loss simulation).
+    #[cfg(test)]
+    pub(crate) fn with_backend(backend: impl redb::StorageBackend) -> Result<Self, StoreError> {
+        let db = redb::Database::builder()
+            .create_with_backend(backend)
+            .map_err(db_err)?;
+        let this = Self {
+            db,
+            path: PathBuf::from("<simulated>"),
+        };
+        this.create_tables()?;
+        Ok(this)
+    }
+
     fn open_file(path: &Path) -> Result<redb::Database, StoreError> {
         // redb asserts on some damage (a file shorter than its header says)
         // instead of returning an error: treat that as damage too.

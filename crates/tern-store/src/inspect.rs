@@ -20,7 +20,11 @@ pub struct Report {
 /// session, each queue entry's body exists, and each body's reference count
 /// is the number of queue entries that refer to it.
 pub fn check(dir: &Path) -> Result<Report, StoreError> {
-    let db = Db::open_existing(dir)?;
+    check_db(&Db::open_existing(dir)?)
+}
+
+/// [`check`] on an open store.
+pub(crate) fn check_db(db: &Db) -> Result<Report, StoreError> {
     let mut report = Report {
         counts: db.counts()?,
         problems: Vec::new(),

@@ -46,4 +46,6 @@ pub use inspect::{Report, check, dump};
 pub use thread::{Storage, Sync, Synced};
 
 #[cfg(test)]
+mod power_loss;
+#[cfg(test)]
 mod tests;
