@@ -44,6 +44,17 @@ pub struct Storage {
     thread: Option<JoinHandle<()>>,
 }
 
+/// Runs a database call; a panic inside redb (it asserts on some storage
+/// failures) becomes an error, so the thread reports it instead of dying
+/// silently with acknowledgements held forever.
+fn guarded(f: impl FnOnce() -> Result<(), StoreError>) -> Result<(), StoreError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(StoreError::Db(
+            "the database panicked (storage failure)".into(),
+        ))
+    })
+}
+
 /// Most batches folded into one commit.
 const MAX_GROUP: usize = 4096;
 
@@ -72,7 +83,7 @@ impl Storage {
                                 Ok(m) => Some(m),
                                 Err(mpsc::RecvTimeoutError::Timeout) => {
                                     if dirty {
-                                        if let Err(e) = db.sync() {
+                                        if let Err(e) = guarded(|| db.sync()) {
                                             on_synced(Err(e));
                                             return;
                                         }
@@ -115,7 +126,7 @@ impl Storage {
                             Sync::Always => true,
                             Sync::Interval(every) => close || last_sync.elapsed() >= every,
                         };
-                        match db.apply(&ops, durable) {
+                        match guarded(|| db.apply(&ops, durable)) {
                             Ok(()) => {
                                 if durable {
                                     last_sync = Instant::now();
@@ -136,7 +147,7 @@ impl Storage {
                     }
                 }
                 if dirty {
-                    let _ = db.sync();
+                    let _ = guarded(|| db.sync());
                 }
             })
             .map_err(|e| tracing::error!("cannot start the storage thread: {e}"))
