@@ -9,7 +9,8 @@
 //! `read` towards its receiver; a will is checked for `write` as its
 //! client's own publication when it goes out.
 
-use super::{Broker, SessionEntry, SessionKey, security::Access, slab::Slab};
+use super::sessions::{SessionKey, Sessions};
+use super::{Broker, security::Access};
 use tern_codec::{Connect, ReasonCode};
 use tern_topic::{SubscriptionFilter, TopicName};
 
@@ -97,7 +98,7 @@ impl Broker {
 /// other parts of the broker borrowed.
 pub(super) fn allowed(
     auth: &mut dyn Authenticator,
-    sessions: &Slab<SessionEntry>,
+    sessions: &Sessions,
     key: SessionKey,
     topic: &TopicName,
     access: Access,
