@@ -17,6 +17,6 @@ pub mod server;
 pub use crate::core::security;
 pub use crate::core::{
     AllowAll, AuthDecision, Authenticator, Broker, BrokerConfig, BrokerEvent, Client, ConnId,
-    MemoryStore, OutputCredit, RetainedMessage, SHARED_PAYLOAD, Stats, Store, StoredSession,
-    StoredState, Transmit, WrittenTransmit,
+    MemoryStore, OutputCredit, RetainedMessage, SHARED_PAYLOAD, Stats, Store, StoreBatch, StoreOp,
+    StoredSession, StoredState, Transmit, WrittenTransmit,
 };

@@ -35,6 +35,7 @@ mod auth;
 mod backpressure;
 mod config;
 mod connect;
+mod durable;
 mod retained;
 mod routing;
 pub mod security;
@@ -47,6 +48,7 @@ mod timers;
 
 pub use auth::{AllowAll, AuthDecision, Authenticator, Client};
 pub use config::{BrokerConfig, OutputCredit};
+pub use durable::{StoreBatch, StoreOp};
 pub use retained::RetainedMessage;
 pub use store::{MemoryStore, Store, StoredSession, StoredState};
 
@@ -212,6 +214,9 @@ pub struct Broker {
     ready: VecDeque<ConnId>,
     events: VecDeque<BrokerEvent>,
     store: Box<dyn Store>,
+    /// Storage operations and held acknowledgements, with
+    /// [`BrokerConfig::durable`] on (see `durable.rs`).
+    durable: Option<Box<durable::Durable>>,
     auth: Box<dyn Authenticator>,
     stats: Stats,
     started: Instant,
@@ -250,6 +255,7 @@ impl Broker {
         auth: Box<dyn Authenticator>,
     ) -> Self {
         let loaded = store.load();
+        let durable = config.durable.then(Box::default);
         let mut broker = Self {
             config,
             conns: Slab::default(),
@@ -262,6 +268,7 @@ impl Broker {
             ready: VecDeque::new(),
             events: VecDeque::new(),
             store,
+            durable,
             auth,
             stats: Stats::default(),
             started: now,
@@ -433,6 +440,21 @@ impl Broker {
         }
     }
 
+    /// The store reports every batch up to `seq` ([`poll_store`](Self::poll_store))
+    /// applied and synced: the acknowledgements they promise go out, in
+    /// the order they were held. Without [`BrokerConfig::durable`], nothing.
+    pub fn handle_store_synced(&mut self, now: Instant, seq: u64) {
+        let Some(d) = self.durable.as_mut() else {
+            return;
+        };
+        for held in d.synced(seq) {
+            if let Some(c) = self.conns.get_mut(held.conn.key()) {
+                let _ = c.server.ack(now, held.token, held.reason);
+                self.after_input(held.conn);
+            }
+        }
+    }
+
     // ---- commands ----
 
     /// The identity the shell vouched for on this connection (the name in
@@ -568,6 +590,16 @@ impl Broker {
     #[must_use]
     pub fn poll_event(&mut self) -> Option<BrokerEvent> {
         self.events.pop_front()
+    }
+
+    /// The next batch of storage operations to apply, in order, with
+    /// [`BrokerConfig::durable`] on (otherwise always `None`): everything
+    /// recorded since the last batch. Apply it, sync, and report its `seq`
+    /// with [`handle_store_synced`](Self::handle_store_synced). Drain it
+    /// after each input, with the other output.
+    #[must_use]
+    pub fn poll_store(&mut self) -> Option<StoreBatch> {
+        self.durable.as_mut()?.poll()
     }
 
     // ---- internals ----
