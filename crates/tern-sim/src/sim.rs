@@ -78,6 +78,8 @@ enum Ev {
     BrokerRestart,
     Heal,
     Quiet,
+    /// The store reports a batch synced: (broker instance, sequence number).
+    StoreSynced(u64, u64),
 }
 
 type Key = (Instant, u64);
@@ -244,6 +246,12 @@ pub(crate) struct World {
     events: Events,
     net_rng: Rng,
     fault_rng: Rng,
+    /// How long storage batches take to sync (durable brokers only).
+    store_rng: Rng,
+    /// Which broker instance batches belong to (a restart starts again).
+    broker_instance: u64,
+    /// When the last batch handed to the store syncs (batches sync in order).
+    store_synced_at: Instant,
     broker_config: BrokerConfig,
     store: SharedStore,
     pub(crate) broker: Broker,
@@ -330,6 +338,9 @@ impl World {
         // Backpressure, from a stream of its own so that the rest of a
         // seed's configuration is what it was before it was added.
         backpressure_config(&mut root.fork(4), &mut broker_config);
+        // Durability (the storage seam), likewise from a stream of its own.
+        let mut store_rng = root.fork(5);
+        broker_config.durable = store_rng.chance(300);
         let now = Instant::from_secs(1);
         let store = SharedStore::new();
         let broker = Broker::with_hooks(
@@ -387,6 +398,9 @@ impl World {
             events: Events::default(),
             net_rng,
             fault_rng,
+            store_rng,
+            broker_instance: 0,
+            store_synced_at: now,
             broker_config,
             store,
             broker,
@@ -613,6 +627,15 @@ impl World {
             }
             Ev::Heal => self.heal(),
             Ev::Quiet => self.quiet_check(),
+            Ev::StoreSynced(instance, seq) => {
+                // A batch of a broker since restarted is gone with it.
+                if instance == self.broker_instance {
+                    self.log(format!("store synced batch {seq}"));
+                    self.broker.handle_store_synced(self.now, seq);
+                    self.drain_broker()?;
+                }
+                Ok(())
+            }
         }
     }
 
@@ -709,6 +732,15 @@ impl World {
                 sent.push((client, id, packet));
             }
             self.rearm_broker();
+            // A durable broker's storage batches sync after a while (an
+            // fsync: 0.2 to 20 ms), in order.
+            while let Some(batch) = self.broker.poll_store() {
+                let after = self.store_rng.range(200, 20_000);
+                let at = self.now.max(self.store_synced_at) + Duration::from_micros(after);
+                self.store_synced_at = at;
+                self.events
+                    .push(at, Ev::StoreSynced(self.broker_instance, batch.seq));
+            }
             // Links the broker reads again, after this round is observed.
             let mut resumed = Vec::new();
             while let Some(event) = self.broker.poll_event() {
@@ -842,6 +874,7 @@ impl World {
             Box::new(AllowAll),
         );
         self.broker_armed = None;
+        self.broker_instance += 1;
         self.log("broker STARTED from the store");
         self.rearm_broker();
         self.drain_broker()
