@@ -16,7 +16,7 @@ pub mod server;
 
 pub use crate::core::security;
 pub use crate::core::{
-    AllowAll, AuthDecision, Authenticator, Broker, BrokerConfig, BrokerEvent, Client, ConnId,
-    MemoryStore, OutputCredit, RetainedMessage, SHARED_PAYLOAD, Stats, Store, StoredSession,
-    StoredState, Transmit, WrittenTransmit,
+    AllowAll, AuthDecision, AuthExchange, AuthStart, AuthStep, Authenticator, Broker, BrokerConfig,
+    BrokerEvent, Client, ConnId, MemoryStore, OutputCredit, RetainedMessage, SHARED_PAYLOAD, Stats,
+    Store, StoredSession, StoredState, Transmit, WrittenTransmit,
 };

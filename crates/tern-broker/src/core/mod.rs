@@ -26,6 +26,7 @@ mod auth;
 mod backpressure;
 mod config;
 mod connect;
+mod enhanced_auth;
 mod retained;
 mod routing;
 pub mod security;
@@ -33,7 +34,7 @@ mod slab;
 mod store;
 mod sys;
 
-pub use auth::{AllowAll, AuthDecision, Authenticator, Client};
+pub use auth::{AllowAll, AuthDecision, AuthExchange, AuthStart, AuthStep, Authenticator, Client};
 pub use config::{BrokerConfig, OutputCredit};
 pub use retained::RetainedMessage;
 pub use store::{MemoryStore, Store, StoredSession, StoredState};
@@ -180,6 +181,8 @@ struct Conn {
     closing: bool,
     /// The identity the shell vouched for (see [`Broker::set_identity`]).
     identity: Option<MqttString>,
+    /// An enhanced authentication exchange in progress (`enhanced_auth.rs`).
+    auth: Option<Box<enhanced_auth::Pending>>,
 }
 
 /// A session, online or not.
@@ -391,6 +394,7 @@ impl Broker {
             timer: None,
             closing: false,
             identity: None,
+            auth: None,
         });
         self.stats.connections_total += 1;
         let id = ConnId::from_key(key);
@@ -687,14 +691,7 @@ impl Broker {
                     self.on_unsubscribe(now, conn, unsubscribe)
                 }
                 ServerEvent::Delivered { .. } => {}
-                ServerEvent::Auth(_) => {
-                    // Enhanced authentication is not offered: CONNECTs that ask
-                    // for it are refused, so this is a re-authentication.
-                    if let Some(c) = self.conns.get_mut(conn.key()) {
-                        c.server
-                            .close(now, tern_codec::ReasonCode::BadAuthenticationMethod);
-                    }
-                }
+                ServerEvent::Auth(auth) => self.on_auth(now, conn, *auth),
                 ServerEvent::Closed {
                     reason,
                     will,
