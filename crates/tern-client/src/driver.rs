@@ -480,21 +480,30 @@ impl Driver {
     }
 
     /// The drain rule: transmits, then the timeout, then the events.
+    /// An event may answer with a packet (an enhanced authentication
+    /// step), so the rule runs again until no event comes.
     fn drain(&mut self, link: &mut Link) {
-        let now = self.now();
-        // The session writes its packets into the buffer itself.
-        while link.write_buf.len() < HIGH_WATER {
-            if link
-                .conn
-                .write_transmit(now, &mut link.write_buf, usize::MAX)
-                .is_none()
-            {
-                break;
+        loop {
+            let now = self.now();
+            // The session writes its packets into the buffer itself.
+            while link.write_buf.len() < HIGH_WATER {
+                if link
+                    .conn
+                    .write_transmit(now, &mut link.write_buf, usize::MAX)
+                    .is_none()
+                {
+                    break;
+                }
             }
-        }
-        link.deadline = link.conn.poll_timeout();
-        while let Some(event) = link.conn.poll_event() {
-            self.on_event(link, event);
+            link.deadline = link.conn.poll_timeout();
+            let mut any = false;
+            while let Some(event) = link.conn.poll_event() {
+                any = true;
+                self.on_event(link, event);
+            }
+            if !any {
+                return;
+            }
         }
     }
 
