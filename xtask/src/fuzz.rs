@@ -13,6 +13,7 @@ pub(crate) const TARGETS: &[&str] = &[
     "session_server",
     "session_client",
     "broker",
+    "scram",
 ];
 
 pub(crate) fn command(args: &[String]) -> Result<(), String> {

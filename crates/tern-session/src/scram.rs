@@ -326,34 +326,7 @@ impl ScramClient {
 
     /// Answers the server-first message with the client-final message.
     pub fn server_first(&mut self, data: &[u8]) -> Result<Vec<u8>, ScramError> {
-        let text = message_text(data)?;
-        let mut attrs = text.split(',');
-        let first = attrs.next().unwrap_or_default();
-        if first.starts_with("m=") {
-            return Err(ScramError::Malformed(
-                "mandatory extension (m=) not supported",
-            ));
-        }
-        if let Some(e) = first.strip_prefix("e=") {
-            return Err(ScramError::Server(String::from(e)));
-        }
-        let nonce = attribute(Some(first), 'r')?;
-        check_nonce(nonce)?;
-        if nonce.len() <= self.nonce.len() || !nonce.starts_with(self.nonce.as_str()) {
-            return Err(ScramError::NonceMismatch);
-        }
-        let salt = STANDARD
-            .decode(attribute(attrs.next(), 's')?)
-            .map_err(|_| ScramError::Malformed("salt (s=) is not base64"))?;
-        let iterations: u32 = attribute(attrs.next(), 'i')?
-            .parse()
-            .map_err(|_| ScramError::Malformed("iteration count (i=) is not a number"))?;
-        if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
-            return Err(ScramError::IterationCount(iterations));
-        }
-        for extra in attrs {
-            check_extension(extra)?;
-        }
+        let (text, nonce, salt, iterations) = parse_server_first(data, &self.nonce)?;
         let without_proof = alloc::format!("c={},r={nonce}", STANDARD.encode(GS2_HEADER));
         let auth_message = alloc::format!("{},{text},{without_proof}", self.bare);
         let salted = salted_password(&self.password, &salt, iterations);
@@ -384,6 +357,54 @@ impl ScramClient {
         } else {
             Err(ScramError::InvalidServerSignature)
         }
+    }
+}
+
+/// Parses a server-first message answering `client_nonce`: the text, the
+/// combined nonce, the salt and the iteration count.
+fn parse_server_first<'a>(
+    data: &'a [u8],
+    client_nonce: &str,
+) -> Result<(&'a str, &'a str, Vec<u8>, u32), ScramError> {
+    let text = message_text(data)?;
+    let mut attrs = text.split(',');
+    let first = attrs.next().unwrap_or_default();
+    if first.starts_with("m=") {
+        return Err(ScramError::Malformed(
+            "mandatory extension (m=) not supported",
+        ));
+    }
+    if let Some(e) = first.strip_prefix("e=") {
+        return Err(ScramError::Server(String::from(e)));
+    }
+    let nonce = attribute(Some(first), 'r')?;
+    check_nonce(nonce)?;
+    if nonce.len() <= client_nonce.len() || !nonce.starts_with(client_nonce) {
+        return Err(ScramError::NonceMismatch);
+    }
+    let salt = STANDARD
+        .decode(attribute(attrs.next(), 's')?)
+        .map_err(|_| ScramError::Malformed("salt (s=) is not base64"))?;
+    let iterations: u32 = attribute(attrs.next(), 'i')?
+        .parse()
+        .map_err(|_| ScramError::Malformed("iteration count (i=) is not a number"))?;
+    if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
+        return Err(ScramError::IterationCount(iterations));
+    }
+    for extra in attrs {
+        check_extension(extra)?;
+    }
+    Ok((text, nonce, salt, iterations))
+}
+
+/// The parsers on their own, for the fuzz target (the client's
+/// server-first parser without the PBKDF2 that follows it).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// [`super::parse_server_first`]'s outcome.
+    pub fn server_first(data: &[u8], client_nonce: &str) -> Result<(), super::ScramError> {
+        super::parse_server_first(data, client_nonce).map(drop)
     }
 }
 
