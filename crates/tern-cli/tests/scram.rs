@@ -455,3 +455,42 @@ async fn tern_client_logs_in_and_re_authenticates_with_scram() {
         }
     }
 }
+
+#[test]
+fn tern_pub_logs_in_with_scram() {
+    let setup = Setup::start("pub");
+    let port = setup.broker.tcp.port().to_string();
+    let publish = |user: &str, password: &str| {
+        Command::cargo_bin("tern")
+            .unwrap()
+            .args(["pub", "-h", "127.0.0.1", "-p", &port, "--scram"])
+            .args(["-u", user, "-P", password, "-t", "scram/pub", "-m", "hi"])
+            .timeout(WAIT)
+            .output()
+            .unwrap()
+    };
+    let ok = publish("alice", "wonderland");
+    assert!(ok.status.success(), "{ok:?}");
+    let refused = publish("alice", "wrong");
+    assert!(!refused.status.success(), "{refused:?}");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("0x86"), "{stderr}");
+    // MQTT 3.1.1 has no enhanced authentication.
+    let v311 = Command::cargo_bin("tern")
+        .unwrap()
+        .args([
+            "pub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "--scram",
+            "-V",
+            "311",
+        ])
+        .args(["-u", "alice", "-P", "wonderland", "-t", "t", "-m", "m"])
+        .output()
+        .unwrap();
+    assert!(!v311.status.success());
+    assert!(String::from_utf8_lossy(&v311.stderr).contains("--scram needs MQTT 5"));
+}

@@ -350,7 +350,10 @@ mod tests {
             ("u:SCRAM-SHA-256$4096:AAAA\n", "SCRAM-SHA-256$iterations"),
             ("u:SCRAM-SHA-256$10:AAAA$AA:AA\n", "iteration count"),
             ("u:SCRAM-SHA-256$4096:!!$AA:AA\n", "salt"),
-            ("u:SCRAM-SHA-256$4096:AAAA$AA==:AA==\n", "StoredKey is 1 bytes"),
+            (
+                "u:SCRAM-SHA-256$4096:AAAA$AA==:AA==\n",
+                "StoredKey is 1 bytes",
+            ),
         ] {
             let e = PasswordFile::parse(bad).unwrap_err();
             assert!(e.why.contains(needle), "{bad:?}: {e}");
