@@ -213,7 +213,9 @@ impl Driver {
                         .take()
                         .unwrap_or_else(|| Error::from_close(reason.clone(), link.io_error.take()));
                     session = link.conn.into_session();
-                    if matches!(reason, CloseReason::Local(_)) {
+                    // A local close is the application's, unless enhanced
+                    // authentication failed on our side.
+                    if matches!(reason, CloseReason::Local(_)) && !matches!(error, Error::Auth(_)) {
                         return None;
                     }
                     error
