@@ -300,7 +300,7 @@ enum Reauth {
 /// [`handle_timeout`](Self::handle_timeout), [`handle_closed`](Self::handle_closed));
 /// decisions and commands ([`accept`](Self::accept), [`reject`](Self::reject),
 /// [`send`](Self::send), [`suback`](Self::suback), [`unsuback`](Self::unsuback),
-/// [`ack`](Self::ack), [`auth`](Self::auth), [`close`](Self::close)); output
+/// [`ack`](Self::ack), [`auth_continue`](Self::auth_continue), [`auth_success`](Self::auth_success), [`close`](Self::close)); output
 /// ([`poll_transmit`](Self::poll_transmit), [`poll_timeout`](Self::poll_timeout),
 /// [`poll_event`](Self::poll_event)).
 ///
