@@ -358,7 +358,7 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
-fn loadavg() -> String {
+pub(crate) fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|l| {
@@ -368,7 +368,7 @@ fn loadavg() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn now_utc() -> String {
+pub(crate) fn now_utc() -> String {
     Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
         .output()
@@ -377,7 +377,7 @@ fn now_utc() -> String {
         .unwrap_or_else(|| "unknown date".into())
 }
 
-fn cpu_model() -> String {
+pub(crate) fn cpu_model() -> String {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -391,7 +391,7 @@ fn cpu_model() -> String {
     format!("{cpus} cores, {model}")
 }
 
-fn mosquitto_version() -> String {
+pub(crate) fn mosquitto_version() -> String {
     Command::new("mosquitto")
         .arg("-h")
         .output()

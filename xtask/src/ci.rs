@@ -7,7 +7,7 @@
 //! list, and the run checks it takes exactly those steps.
 
 use crate::{
-    conformance, examples, fuzz, interop, sim,
+    conformance, examples, fuzz, hostile, interop, sim,
     tools::{cargo, ensure_apt, ensure_cargo_tool, root, run, target_dir},
 };
 
@@ -29,6 +29,10 @@ pub(crate) const STEPS: &[(&str, &str)] = &[
     (
         "conformance",
         "cargo xtask conformance, against Tern and against mosquitto",
+    ),
+    (
+        "hostile",
+        "cargo xtask hostile --scale smoke (Tern and mosquitto; known failures listed)",
     ),
     ("docs", "cargo doc -D warnings"),
     (
@@ -141,6 +145,13 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     // 10 s each once built.
     conformance::command(&[])?;
     conformance::command(&["--against-mosquitto".to_string()])?;
+
+    step("hostile");
+    // Attacks by anonymous clients against Tern and mosquitto, small
+    // versions (about two minutes); a case listed in
+    // xtask/hostile-expected-failures.txt may fail, any other failure and
+    // any listed case that passes fail the step.
+    hostile::command(&[])?;
 
     step("docs");
     run(cargo()

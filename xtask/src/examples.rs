@@ -1,8 +1,10 @@
-//! `cargo xtask examples`: runs every tern-client example against real
-//! brokers, as a new user would (`cargo run --example NAME -- URL`), and
-//! checks what each prints: the plain ones against `tern broker`, the TLS
-//! one against mosquitto with a TLS listener and certificates made by
-//! `openssl` for the run.
+//! `cargo xtask examples`: runs every crate's examples as a new user would
+//! (`cargo run --example NAME -- URL`), and checks what each prints: the
+//! tern-client ones against `tern broker`, the drivers (tern-blocking's,
+//! tern-session's smol driver) and tern-codec's socket example against both
+//! `tern broker` and mosquitto, the offline ones (tern-codec, tern-topic)
+//! alone, and the TLS one against mosquitto with a TLS listener and
+//! certificates made by `openssl` for the run.
 
 use crate::tools::{cargo, ensure_apt, run, target_dir};
 use std::{os::unix::fs::PermissionsExt, path::Path, process::Command};
@@ -16,6 +18,24 @@ const PLAIN: &[(&str, &str)] = &[
     ("connection_state", "connected (session present: false)"),
 ];
 
+/// Examples run against `tern broker` and against mosquitto: the same
+/// publish/subscribe (and, for the drivers, keep-alive) scenario as
+/// tern-client's.
+const BOTH: &[(&str, &str)] = &[
+    ("pubsub", "received 3 messages, 2 acknowledged"),
+    (
+        "smol_driver",
+        "smol driver: received both messages, kept alive across 2.5 s idle",
+    ),
+    ("stream_decode", "message on tern/codec/example: b\"hello\""),
+];
+
+/// Examples that need no broker.
+const OFFLINE: &[(&str, &str)] = &[
+    ("encode", "reason code MalformedPacket"),
+    ("shared_round_robin", "jobs/6: auditor, worker-c"),
+];
+
 pub(crate) fn command(args: &[String]) -> Result<(), String> {
     if !args.is_empty() {
         return Err("usage: cargo xtask examples".into());
@@ -24,6 +44,16 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         "build",
         "-p",
         "tern-client",
+        "-p",
+        "tern-blocking",
+        "-p",
+        "tern-session",
+        "-p",
+        "tern-codec",
+        "-p",
+        "tern-topic",
+        "--features",
+        "tern-session/std",
         "--examples",
         "-p",
         "tern-cli",
@@ -33,10 +63,18 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     let debug = target_dir().join("debug");
     let broker = Broker::tern(debug.join("tern")).start()?;
     let mut failed = Vec::new();
-    for (name, expect) in PLAIN {
+    for (name, expect) in PLAIN.iter().chain(BOTH) {
         check(&debug, name, &[&broker.url()], expect, &mut failed);
     }
     drop(broker);
+    let mosquitto = Broker::mosquitto().start()?;
+    for (name, expect) in BOTH {
+        check(&debug, name, &[&mosquitto.url()], expect, &mut failed);
+    }
+    drop(mosquitto);
+    for (name, expect) in OFFLINE {
+        check(&debug, name, &[], expect, &mut failed);
+    }
 
     ensure_apt(&["openssl"], &["openssl"])?;
     // Under the temporary directory: mosquitto, started as root, reads the
@@ -67,7 +105,7 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     );
     drop(mosquitto);
     let _ = std::fs::remove_dir_all(&pki);
-    let total = PLAIN.len() + 1;
+    let total = PLAIN.len() + 2 * BOTH.len() + OFFLINE.len() + 1;
     println!("{} passed, {} failed", total - failed.len(), failed.len());
     if failed.is_empty() {
         Ok(())

@@ -9,6 +9,8 @@
 //!   conformance suite (crates/tern-conformance) against a broker.
 //! - `examples`: runs tern-client's examples against real brokers.
 //! - `fuzz TARGET [--seconds N]`: runs one cargo-fuzz target on the stable toolchain.
+//! - `hostile [--case NAME] [--broker tern|mosquitto|both] [--scale smoke|full]`:
+//!   attacks by anonymous clients against both brokers, measured (issue 13).
 //! - `interop [--filter TEXT] [--against-mosquitto]`: third-party MQTT
 //!   clients against our broker, and our client against mosquitto.
 //! - `sim --seeds N [--start S] [--clients C] [--faults PROFILE]`: runs
@@ -22,6 +24,7 @@ mod ci;
 mod conformance;
 mod examples;
 mod fuzz;
+mod hostile;
 mod interop;
 mod sim;
 #[cfg(test)]
@@ -52,6 +55,14 @@ Commands:
                               checking what each prints
   fuzz TARGET [--seconds N]   run one fuzz target (default 60 s); TARGET `all`
                               runs each target in turn
+  hostile [--case NAME[,NAME…]] [--broker tern|mosquitto|both]
+          [--scale smoke|full] [--expect-fail BROKER/CASE[,…]] [--list]
+                              attacks by anonymous clients (issue 13) against
+                              `tern broker` and mosquitto, each on a fresh
+                              broker: RSS growth, a bystander's latency, what
+                              the attacker got; known failures in
+                              xtask/hostile-expected-failures.txt; writes
+                              target/hostile/report.md
   interop [--filter TEXT] [--against-mosquitto]
                               rumqttc, paho-mqtt, MQTT.js (Node and Chromium) and
                               mosquitto_pub/sub against `tern broker` (or, to check
@@ -84,6 +95,7 @@ fn main() -> ExitCode {
         Some("conformance") => conformance::command(&args[1..]),
         Some("examples") => examples::command(&args[1..]),
         Some("fuzz") => fuzz::command(&args[1..]),
+        Some("hostile") => hostile::command(&args[1..]),
         Some("interop") => interop::command(&args[1..]),
         Some("sim") => sim::command(&args[1..]),
         Some("help" | "--help" | "-h") | None => {

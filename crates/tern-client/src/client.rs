@@ -12,8 +12,8 @@ use std::{
 };
 use tern_codec::{
     AckProperties, ConnAck, DisconnectProperties, MqttString, PacketId, Publish, PublishProperties,
-    QoS, ReasonCode, SubscribeFilter, SubscribeProperties, SubscriptionId, SubscriptionOptions,
-    UnsubscribeProperties, UserProperty,
+    PublishPropertiesBox, QoS, ReasonCode, SubscribeFilter, SubscribeProperties, SubscriptionId,
+    SubscriptionOptions, UnsubscribeProperties, UserProperty,
 };
 use tern_session::AckToken;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -829,10 +829,17 @@ pub struct Message {
     /// Whether the broker marked it as a possible duplicate.
     pub dup: bool,
     /// The MQTT 5 properties (user properties, subscription identifiers,
-    /// content type, response topic, ...).
-    pub properties: PublishProperties,
+    /// content type, response topic, ...), behind one pointer that is not
+    /// allocated when there are none; read them as a `PublishProperties`
+    /// (`message.properties.content_type`).
+    pub properties: PublishPropertiesBox,
     acker: Option<Acker>,
 }
+
+// A message is moved through the client's bounded channel: it stays small
+// (104 bytes; 256 with the properties inline).
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<Message>() <= 104);
 
 impl From<Publish> for Message {
     /// A message with nothing to acknowledge (for tests of code that
@@ -850,7 +857,7 @@ impl Message {
             qos: publish.qos,
             retain: publish.retain,
             dup: publish.dup,
-            properties: publish.properties.into_inner(),
+            properties: publish.properties,
             acker,
         }
     }

@@ -14,9 +14,10 @@ mod support;
 use std::{collections::BTreeSet, net::SocketAddr, time::Duration};
 use support::{
     mosquitto::{Mosquitto, free_port},
+    pki::Pki,
     proxy::{Mode, Proxy},
 };
-use tern_client::{Backoff, Client, Error, Options, ProtocolVersion, QoS};
+use tern_client::{Backoff, Client, Error, Options, ProtocolVersion, QoS, TlsOptions};
 use tokio::{sync::mpsc, time::Instant};
 
 /// Messages per run.
@@ -39,17 +40,41 @@ struct World {
     broker: Mosquitto,
     port: u16,
     proxy: Proxy,
+    /// mosquitto's TLS listener certificates, when the clients use TLS.
+    pki: Option<Pki>,
 }
 
 impl World {
-    async fn start() -> Self {
+    async fn start(tls: bool) -> Self {
         let port = free_port();
-        let broker = Mosquitto::start_on(port);
+        let pki = tls.then(|| Pki::new("reliability"));
+        let broker = Self::broker(port, pki.as_ref());
         let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], port))).await;
         World {
             broker,
             port,
             proxy,
+            pki,
+        }
+    }
+
+    fn broker(port: u16, pki: Option<&Pki>) -> Mosquitto {
+        match pki {
+            Some(pki) => {
+                Mosquitto::start_on_with_listener_settings(port, &pki.listener_settings(false))
+            }
+            None => Mosquitto::start_on(port),
+        }
+    }
+
+    /// The URL of the broker (`mqtts://localhost:PORT` with TLS) and of the proxy.
+    fn urls(&self) -> (String, String) {
+        match self.pki {
+            Some(_) => (
+                format!("mqtts://localhost:{}", self.port),
+                format!("mqtts://localhost:{}", self.proxy.port()),
+            ),
+            None => (format!("mqtt://127.0.0.1:{}", self.port), self.proxy.url()),
         }
     }
 
@@ -66,7 +91,7 @@ impl World {
             Fault::BrokerRestart => {
                 self.broker.kill();
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                self.broker = Mosquitto::start_on(self.port);
+                self.broker = Self::broker(self.port, self.pki.as_ref());
             }
         }
     }
@@ -116,10 +141,14 @@ fn tern_options(url: &str, id: &str) -> Options {
         }))
 }
 
-async fn with_tern(fault: Fault) -> usize {
-    let mut world = World::start().await;
-    let direct = format!("mqtt://127.0.0.1:{}", world.port);
-    let (sub, mut messages) = Client::connect(tern_options(&direct, "rel-tern-sub"))
+async fn with_tern(fault: Fault, tls: bool) -> usize {
+    let mut world = World::start(tls).await;
+    let (direct, proxied) = world.urls();
+    let with_tls = |options: Options| match &world.pki {
+        Some(pki) => options.tls(TlsOptions::new().ca_file(pki.path("ca.pem"))),
+        None => options,
+    };
+    let (sub, mut messages) = Client::connect(with_tls(tern_options(&direct, "rel-tern-sub")))
         .await
         .unwrap();
     sub.subscribe([(TOPIC, QoS::AtLeastOnce)]).await.unwrap();
@@ -133,20 +162,21 @@ async fn with_tern(fault: Fault) -> usize {
         }
     });
     let publisher_url = match fault {
-        Fault::NetworkCut => world.proxy.url(),
+        Fault::NetworkCut => proxied,
         Fault::BrokerRestart => direct,
     };
     // Counts the publisher's connections, to be sure the fault hit it.
     let opened = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = opened.clone();
-    let options = tern_options(&publisher_url, "rel-tern-pub").connector(move |address| {
-        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let authority = address.authority();
-        async move {
-            let tcp = tokio::net::TcpStream::connect(authority).await?;
-            Ok(Box::new(tcp) as tern_client::BoxStream)
-        }
-    });
+    let options =
+        with_tls(tern_options(&publisher_url, "rel-tern-pub")).connector(move |address| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let authority = address.authority();
+            async move {
+                let tcp = tokio::net::TcpStream::connect(authority).await?;
+                Ok(Box::new(tcp) as tern_client::BoxStream)
+            }
+        });
     let (publisher, _) = Client::connect(options).await.unwrap();
     let publishing = tokio::spawn(async move {
         let mut pending = std::collections::VecDeque::new();
@@ -209,7 +239,7 @@ fn drive(
 }
 
 async fn with_rumqttc(fault: Fault) -> usize {
-    let mut world = World::start().await;
+    let mut world = World::start(false).await;
     let (sub, sub_loop) = rumqttc::AsyncClient::new(rumqttc_options("rel-rq-sub", world.port), 100);
     let (tx, rx) = mpsc::unbounded_channel();
     let resubscribe = sub.clone();
@@ -251,7 +281,7 @@ async fn with_rumqttc(fault: Fault) -> usize {
 }
 
 async fn side_by_side(fault: Fault) -> usize {
-    let tern = with_tern(fault).await;
+    let tern = with_tern(fault, false).await;
     let rumqttc = with_rumqttc(fault).await;
     println!("reliability {fault:?}: tern-client {tern}/{N}, rumqttc 0.24 {rumqttc}/{N}");
     tern
@@ -275,5 +305,19 @@ async fn a_broker_restart_completes_every_publish() {
     assert!(
         delivered > N as usize / 2,
         "{delivered}/{N}: nothing came after the restart"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_a_network_cut_loses_nothing_and_a_restart_completes_every_publish() {
+    // tern-client alone (the rumqttc runs above are over TCP): the same two
+    // faults with both clients on mosquitto's TLS listener.
+    let cut = with_tern(Fault::NetworkCut, true).await;
+    let restart = with_tern(Fault::BrokerRestart, true).await;
+    println!("reliability over TLS: network cut {cut}/{N}, broker restart {restart}/{N}");
+    assert_eq!(cut, N as usize);
+    assert!(
+        restart > N as usize / 2,
+        "{restart}/{N}: nothing came after the restart"
     );
 }

@@ -193,3 +193,32 @@ fn the_test_pki_is_pem() {
     }
     assert!(Path::new(&pki.path("client.key")).is_file());
 }
+
+#[tokio::test]
+async fn mqtts_and_wss_against_terns_own_tls_listeners() {
+    let pki = Pki::new("tern");
+    let mut settings = tern_broker::server::BrokerSettings::default();
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    settings.listeners.tcp = Vec::new();
+    settings.listeners.ws = Vec::new();
+    settings.listeners.tls = vec![any];
+    settings.listeners.wss = vec![any];
+    settings.tls.cert = Some(pki.path("server.pem"));
+    settings.tls.key = Some(pki.path("server.key"));
+    settings.tls.cafile = Some(pki.path("ca.pem"));
+    settings.tls.require_certificate = true;
+    let running = tern_broker::server::start(settings)
+        .await
+        .expect("tern broker starts");
+    let tls = running.tls_addrs()[0];
+    let wss = running.wss_addrs()[0];
+    let mqtts = format!("mqtts://localhost:{}", tls.port());
+    round_trip(options(&mqtts, "tern-tls-tcp", client_tls(&pki))).await;
+    let wss = format!("wss://localhost:{}/mqtt", wss.port());
+    round_trip(options(&wss, "tern-tls-ws", client_tls(&pki))).await;
+    // Without a client certificate, Tern refuses as mosquitto does (an
+    // error of whichever kind: see the mosquitto test above).
+    let no_cert = TlsOptions::new().ca_file(pki.path("ca.pem"));
+    refused(options(&mqtts, "tern-tls-nocert", no_cert)).await;
+    drop(running);
+}

@@ -38,6 +38,15 @@
 //! harmless no-op. When a `Closed` event arrives, finish sending what
 //! `write_transmit` still writes (a final DISCONNECT), then close the socket.
 //!
+//! # Drivers on `std`
+//!
+//! The `std` feature adds what every `std` driver needs besides the drain
+//! rule: [`Instant::from_std`] / [`Instant::to_std`] to put `std`'s clock on
+//! the session's scale, and [`read_timeout`] to turn `poll_timeout` into a
+//! socket read timeout. It adds no I/O: the `tern-blocking` crate is a
+//! complete blocking client built on it, and `examples/smol_driver.rs` is a
+//! driver on the smol executor.
+//!
 //! # Sessions and connections
 //!
 //! What survives a reconnect — in-flight messages by packet identifier, the
@@ -102,6 +111,8 @@
 #![forbid(unsafe_code)]
 
 extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
 
 mod alias;
 mod client;
@@ -131,6 +142,8 @@ pub use crate::server::{
     Accept, ServerConfig, ServerConnection, ServerEvent, ServerSession, StoredSubscription,
 };
 pub use crate::time::Instant;
+#[cfg(feature = "std")]
+pub use crate::time::read_timeout;
 pub use crate::transmit::Transmit;
 
 // The hot types stay small: events and queue entries are moved through

@@ -77,6 +77,54 @@ impl Sub<Instant> for Instant {
     }
 }
 
+/// Conversions to and from `std::time::Instant`, for drivers on `std`.
+///
+/// A driver picks an epoch once (its start) and converts every clock
+/// reading with it; nothing here reads the clock.
+///
+/// ```
+/// use std::time::Duration;
+/// use tern_session::Instant;
+///
+/// let epoch = std::time::Instant::now();
+/// let later = epoch + Duration::from_millis(1500);
+/// let t = Instant::from_std(epoch, later);
+/// assert_eq!(t, Instant::from_millis(1500));
+/// assert_eq!(t.to_std(epoch), later);
+/// ```
+#[cfg(feature = "std")]
+impl Instant {
+    /// `t` on the scale that starts at `epoch` (zero if `t` is earlier).
+    pub fn from_std(epoch: std::time::Instant, t: std::time::Instant) -> Instant {
+        Instant::ZERO.saturating_add(t.saturating_duration_since(epoch))
+    }
+
+    /// This instant on `std`'s clock, given the epoch it counts from.
+    pub fn to_std(self, epoch: std::time::Instant) -> std::time::Instant {
+        epoch + Duration::from_nanos(self.0)
+    }
+}
+
+/// How long a blocking read may wait when the session's next deadline is
+/// `deadline` (from `poll_timeout`): `None` (wait for input) when there is
+/// no deadline, and never zero, which `std`'s `set_read_timeout` refuses:
+/// a deadline already passed gives one millisecond, after which the driver
+/// calls `handle_timeout`.
+///
+/// ```
+/// use std::time::Duration;
+/// use tern_session::{read_timeout, Instant};
+///
+/// let now = Instant::from_secs(10);
+/// assert_eq!(read_timeout(now, None), None);
+/// assert_eq!(read_timeout(now, Some(Instant::from_secs(12))), Some(Duration::from_secs(2)));
+/// assert_eq!(read_timeout(now, Some(Instant::from_secs(9))), Some(Duration::from_millis(1)));
+/// ```
+#[cfg(feature = "std")]
+pub fn read_timeout(now: Instant, deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|d| (d - now).max(Duration::from_millis(1)))
+}
+
 impl fmt::Display for Instant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = Duration::from_nanos(self.0);

@@ -56,6 +56,15 @@ impl Mosquitto {
         Self::launch(tern_testkit::Broker::mosquitto().port(port))
     }
 
+    /// As [`start_on`](Self::start_on), with `listener_settings` (TLS).
+    pub fn start_on_with_listener_settings(port: u16, listener_settings: &str) -> Self {
+        Self::launch(
+            tern_testkit::Broker::mosquitto()
+                .port(port)
+                .listener_settings(listener_settings),
+        )
+    }
+
     fn launch(launch: tern_testkit::Launch) -> Self {
         let broker = launch.args(["-v"]).start().unwrap_or_else(|e| {
             panic!(

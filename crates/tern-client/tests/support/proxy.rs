@@ -69,6 +69,11 @@ impl Proxy {
         format!("mqtt://{}", self.addr)
     }
 
+    /// The port clients connect to.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
     /// Changes what happens to the bytes from now on.
     pub fn set(&self, mode: Mode) {
         self.mode.send_replace(mode);

@@ -1,0 +1,645 @@
+//! `cargo xtask hostile`: attacks on the broker by anonymous clients,
+//! measured against `tern broker` and Debian's mosquitto in the same run
+//! (issue 13).
+//!
+//! Each case runs against a freshly started broker of each kind. While it
+//! runs, a bystander publisher and subscriber pair ([`measure::Bystander`])
+//! exchanges a QoS 1 message every 10 ms, and the broker's VmRSS/VmHWM are
+//! read from /proc before, at the peak and after. A case passes when
+//! - the broker's RSS grew by at most twice the bytes the attacker sent
+//!   (plus [`SLACK`] for allocator noise),
+//! - the bystander's p99 publish-to-delivery latency stayed ≤ 50 ms,
+//! - the bystander got every message it published,
+//! - and the case's own checks held (every retained message delivered,
+//!   nothing acknowledged and then lost, publishers not held up, ...).
+//!
+//! Known failures are listed in `xtask/hostile-expected-failures.txt`
+//! (BoGo-style): a listed case that fails is reported and tolerated, a
+//! listed case that passes fails the run ("unexpected pass": remove it from
+//! the list), and an unlisted failure fails the run.
+
+mod cases;
+mod connections;
+mod measure;
+mod retained;
+mod slow;
+mod topics;
+mod wire;
+
+use crate::{
+    bench_broker::{cpu_model, loadavg, mosquitto_version, now_utc},
+    tools::{cargo, ensure_apt, root, run, target_dir},
+};
+use measure::{Bystander, BystanderReport, Memory, memory};
+use std::{
+    collections::BTreeSet,
+    fmt::Write as _,
+    future::Future,
+    net::SocketAddr,
+    path::Path,
+    pin::Pin,
+    time::{Duration, Instant},
+};
+use tern_testkit::Broker;
+use wire::{Counter, Tally};
+
+const USAGE: &str = "cargo xtask hostile [--case NAME[,NAME…]] [--broker tern|mosquitto|both] \
+[--scale smoke|full] [--expect-fail BROKER/CASE[,…]] [--list]";
+
+/// The checked-in list of cases known to fail today.
+const EXPECTED: &str = "xtask/hostile-expected-failures.txt";
+
+/// RSS growth allowed on top of twice the attacker's bytes: allocator and
+/// thread-stack noise, the bystander's own state.
+pub(crate) const SLACK: u64 = 4 << 20;
+
+/// The bystander's p99 latency bound (issue 13's goal).
+const P99_BOUND: Duration = Duration::from_millis(50);
+
+/// How long the bystander keeps measuring after the attack.
+const RECOVERY: Duration = Duration::from_secs(1);
+
+/// Open files the brokers get (thousands of attacking connections).
+const NOFILE: u32 = 20_000;
+
+/// How big a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scale {
+    /// Small versions of every case: the whole suite in about two minutes.
+    Smoke,
+    /// The sizes in issue 13.
+    Full,
+}
+
+impl Scale {
+    /// `smoke` or `full`, by scale.
+    pub(crate) fn pick<T>(self, smoke: T, full: T) -> T {
+        match self {
+            Scale::Smoke => smoke,
+            Scale::Full => full,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        self.pick("smoke", "full")
+    }
+}
+
+/// Where a case attacks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ctx {
+    /// The broker's process id (for cases that read its memory).
+    pub(crate) pid: u32,
+    pub(crate) tcp: SocketAddr,
+    pub(crate) ws: SocketAddr,
+    pub(crate) scale: Scale,
+}
+
+/// What an attack did and got, beyond what is measured for every case.
+#[derive(Debug, Default)]
+pub(crate) struct Attack {
+    /// Every byte the attacking clients wrote.
+    pub(crate) sent: Counter,
+    /// What the broker answered them.
+    pub(crate) got: Tally,
+    /// The case's own figures (`received 1000/100000 in 0.3 s`).
+    pub(crate) figures: Vec<String>,
+    /// The case's own pass/fail checks: what, and whether it held.
+    pub(crate) checks: Vec<(String, bool)>,
+    /// A time Tern must not exceed mosquitto's in (at full scale, when
+    /// both ran): issue 13's retained fan-out goal.
+    pub(crate) race: Option<Duration>,
+}
+
+impl Attack {
+    pub(crate) fn figure(&mut self, text: impl Into<String>) {
+        self.figures.push(text.into());
+    }
+
+    pub(crate) fn check(&mut self, what: impl Into<String>, pass: bool) {
+        self.checks.push((what.into(), pass));
+    }
+}
+
+/// A case's attack, run on a runtime of its own.
+pub(crate) type Run = fn(Ctx) -> Pin<Box<dyn Future<Output = Result<Attack, String>> + Send>>;
+
+/// One attack.
+pub(crate) struct Case {
+    pub(crate) name: &'static str,
+    pub(crate) what: &'static str,
+    pub(crate) run: Run,
+    /// How long it may take (smoke, full) before it fails as stuck.
+    pub(crate) limit: (Duration, Duration),
+}
+
+/// The brokers measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Tern,
+    Mosquitto,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Tern => "tern",
+            Kind::Mosquitto => "mosquitto",
+        }
+    }
+}
+
+/// One (case, broker) result.
+struct Row {
+    case: &'static str,
+    broker: Kind,
+    before: Memory,
+    peak: u64,
+    after: Option<Memory>,
+    attack: Result<Attack, String>,
+    sent: u64,
+    bystander: BystanderReport,
+    failures: Vec<String>,
+    seconds: f64,
+}
+
+impl Row {
+    fn key(&self) -> String {
+        format!("{}/{}", self.broker.name(), self.case)
+    }
+}
+
+pub(crate) fn command(args: &[String]) -> Result<(), String> {
+    let mut only: Option<Vec<String>> = None;
+    let mut kinds = vec![Kind::Tern, Kind::Mosquitto];
+    let mut scale = Scale::Smoke;
+    let mut extra_expected = Vec::new();
+    let mut it = args.iter();
+    let value = |it: &mut std::slice::Iter<'_, String>, flag: &str| {
+        it.next()
+            .cloned()
+            .ok_or_else(|| format!("{flag} needs a value\nusage: {USAGE}"))
+    };
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--case" => {
+                let v = value(&mut it, "--case")?;
+                only.get_or_insert_with(Vec::new)
+                    .extend(v.split(',').map(str::to_string));
+            }
+            "--broker" => {
+                kinds = match value(&mut it, "--broker")?.as_str() {
+                    "tern" => vec![Kind::Tern],
+                    "mosquitto" => vec![Kind::Mosquitto],
+                    "both" => vec![Kind::Tern, Kind::Mosquitto],
+                    other => {
+                        return Err(format!(
+                            "--broker {other}: expected tern, mosquitto or both"
+                        ));
+                    }
+                }
+            }
+            "--scale" => {
+                scale = match value(&mut it, "--scale")?.as_str() {
+                    "smoke" => Scale::Smoke,
+                    "full" => Scale::Full,
+                    other => return Err(format!("--scale {other}: expected smoke or full")),
+                }
+            }
+            "--expect-fail" => extra_expected.extend(
+                value(&mut it, "--expect-fail")?
+                    .split(',')
+                    .map(str::to_string),
+            ),
+            "--list" => {
+                for case in cases::ALL {
+                    println!("{:<16} {}", case.name, case.what);
+                }
+                return Ok(());
+            }
+            _ => return Err(format!("unknown argument `{arg}`\nusage: {USAGE}")),
+        }
+    }
+    let selected: Vec<&Case> = match &only {
+        None => cases::ALL.iter().collect(),
+        Some(names) => {
+            let mut picked = Vec::new();
+            for name in names {
+                let case = cases::ALL.iter().find(|c| c.name == name).ok_or_else(|| {
+                    let known: Vec<&str> = cases::ALL.iter().map(|c| c.name).collect();
+                    format!("--case {name}: no such case (cases: {})", known.join(", "))
+                })?;
+                picked.push(case);
+            }
+            picked
+        }
+    };
+    let mut expected = read_expected(scale)?;
+    for entry in extra_expected {
+        check_entry(&entry, "--expect-fail")?;
+        expected.insert(entry);
+    }
+
+    run(cargo().args(["build", "--release", "-p", "tern-cli", "--bin", "tern"]))?;
+    let tern = target_dir().join("release/tern");
+    if kinds.contains(&Kind::Mosquitto) {
+        ensure_apt(&["mosquitto"], &["mosquitto"])?;
+    }
+
+    let started = Instant::now();
+    let load_before = loadavg();
+    let date = now_utc();
+    let mut rows: Vec<Row> = Vec::new();
+    for case in &selected {
+        for &kind in &kinds {
+            eprintln!(
+                "xtask: hostile {} on {} ({})",
+                case.name,
+                kind.name(),
+                scale.name()
+            );
+            let row = measure(case, kind, &tern, scale)?;
+            eprintln!("xtask:   {}", brief(&row));
+            rows.push(row);
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let machine = format!(
+        "{date}; load average {load_before} before and {} after; {}; {}",
+        loadavg(),
+        cpu_model(),
+        mosquitto_version()
+    );
+
+    if scale == Scale::Full {
+        race(&mut rows);
+    }
+    let mut unexpected = Vec::new();
+    for row in &rows {
+        let listed = expected.contains(&row.key());
+        match (row.failures.is_empty(), listed) {
+            (true, true) => unexpected.push(format!(
+                "{}: unexpected pass (remove it from {EXPECTED})",
+                row.key()
+            )),
+            (false, false) => unexpected.push(format!(
+                "{}: unexpected failure: {}",
+                row.key(),
+                row.failures.join("; ")
+            )),
+            _ => {}
+        }
+    }
+    let mut command = format!("cargo xtask hostile --scale {}", scale.name());
+    if kinds.len() == 1 {
+        command.push_str(&format!(" --broker {}", kinds[0].name()));
+    }
+    if let Some(names) = &only {
+        command.push_str(&format!(" --case {}", names.join(",")));
+    }
+    let report = render(&rows, &command, &machine, &expected, elapsed);
+    println!("{report}");
+    let dir = target_dir().join("hostile");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join("report.md");
+    std::fs::write(&path, &report).map_err(|e| format!("{}: {e}", path.display()))?;
+    eprintln!("xtask: hostile report written to {}", path.display());
+    if unexpected.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "hostile: {} unexpected result(s):\n  {}",
+            unexpected.len(),
+            unexpected.join("\n  ")
+        ))
+    }
+}
+
+/// Where a case has a [`Attack::race`] time for both brokers, Tern fails
+/// when it took longer than mosquitto in the same run.
+fn race(rows: &mut [Row]) {
+    let time = |row: &Row| row.attack.as_ref().ok().and_then(|a| a.race);
+    let mosquitto: Vec<(&'static str, Duration)> = rows
+        .iter()
+        .filter(|r| r.broker == Kind::Mosquitto)
+        .filter_map(|r| Some((r.case, time(r)?)))
+        .collect();
+    for row in rows.iter_mut().filter(|r| r.broker == Kind::Tern) {
+        let Some(ours) = time(row) else { continue };
+        if let Some((_, theirs)) = mosquitto.iter().find(|(case, _)| *case == row.case) {
+            if ours > *theirs {
+                row.failures.push(format!(
+                    "slower than mosquitto ({:.2} s against {:.2} s)",
+                    ours.as_secs_f64(),
+                    theirs.as_secs_f64()
+                ));
+            }
+        }
+    }
+}
+
+/// The checked-in known failures at this scale: `broker/case` per line,
+/// optionally followed by `smoke` or `full` (only at that scale); `#`
+/// comments.
+fn read_expected(scale: Scale) -> Result<BTreeSet<String>, String> {
+    let path = root().join(EXPECTED);
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut set = BTreeSet::new();
+    for (n, line) in text.lines().enumerate() {
+        let entry = line.split('#').next().unwrap_or("").trim();
+        if entry.is_empty() {
+            continue;
+        }
+        let at = format!("{EXPECTED} line {}", n + 1);
+        let mut words = entry.split_whitespace();
+        let key = words.next().unwrap_or(entry);
+        check_entry(key, &at)?;
+        let applies = match words.next() {
+            None => true,
+            Some("smoke") => scale == Scale::Smoke,
+            Some("full") => scale == Scale::Full,
+            Some(other) => {
+                return Err(format!("{at}: `{other}`: expected smoke, full or nothing"));
+            }
+        };
+        if applies {
+            set.insert(key.to_string());
+        }
+    }
+    Ok(set)
+}
+
+/// An expected failure names a known broker and case.
+fn check_entry(entry: &str, at: &str) -> Result<(), String> {
+    let (broker, case) = entry
+        .split_once('/')
+        .ok_or_else(|| format!("{at}: `{entry}` is not BROKER/CASE"))?;
+    if broker != "tern" && broker != "mosquitto" {
+        return Err(format!("{at}: `{entry}`: unknown broker `{broker}`"));
+    }
+    if !cases::ALL.iter().any(|c| c.name == case) {
+        return Err(format!("{at}: `{entry}`: unknown case `{case}`"));
+    }
+    Ok(())
+}
+
+/// Runs one case against a fresh broker and judges it.
+fn measure(case: &Case, kind: Kind, tern: &Path, scale: Scale) -> Result<Row, String> {
+    let launch = match kind {
+        Kind::Tern => Broker::tern(tern),
+        Kind::Mosquitto => Broker::mosquitto(),
+    };
+    let broker = launch.websocket(true).nofile(NOFILE).start()?;
+    let pid = broker.pid();
+    let ctx = Ctx {
+        pid,
+        tcp: broker.tcp(),
+        ws: broker.ws().ok_or("the broker has no WebSocket listener")?,
+        scale,
+    };
+    let before = memory(pid)?;
+    let started = Instant::now();
+    let bystander = Bystander::start(ctx.tcp)?;
+    // Some calm traffic first, so the bystander's connection is warm.
+    std::thread::sleep(measure::BYSTANDER_PERIOD * (measure::WARM_UP as u32 + 5));
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot build the attack runtime: {e}"))?;
+    let limit = scale.pick(case.limit.0, case.limit.1);
+    let attack = rt.block_on(async {
+        match tokio::time::timeout(limit, (case.run)(ctx)).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("did not finish within {} s", limit.as_secs())),
+        }
+    });
+    // Every attacking connection closes here.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    // The bystander goes on a while: the broker must keep serving once the
+    // attack is over too (and one scheduling hiccup is not 1% of samples).
+    std::thread::sleep(RECOVERY);
+    let peak = memory(pid).map(|m| m.hwm).unwrap_or(0);
+    let bystander = bystander.finish();
+    std::thread::sleep(Duration::from_millis(500));
+    let after = memory(pid).ok();
+    let seconds = started.elapsed().as_secs_f64();
+    drop(broker);
+
+    let mut failures = Vec::new();
+    let sent = attack.as_ref().map(|a| a.sent.get()).unwrap_or(0);
+    match &attack {
+        Err(e) => failures.push(format!("case error: {e}")),
+        Ok(a) => {
+            for (what, pass) in &a.checks {
+                if !pass {
+                    failures.push(what.clone());
+                }
+            }
+        }
+    }
+    let growth = peak.saturating_sub(before.rss);
+    let budget = 2 * sent + SLACK;
+    if growth > budget {
+        failures.push(format!(
+            "RSS grew {} > 2 × {} sent + {}",
+            mib(growth),
+            mib(sent),
+            mib(SLACK)
+        ));
+    }
+    if after.is_none() {
+        failures.push("broker exited".into());
+    }
+    let p99 = bystander.latencies.percentile(99.0);
+    if p99 > P99_BOUND {
+        failures.push(format!("bystander p99 {} > 50 ms", ms(p99)));
+    }
+    if !bystander.served() {
+        failures.push(format!(
+            "bystander not served ({}/{} delivered{})",
+            bystander.received,
+            bystander.sent,
+            bystander
+                .error
+                .as_ref()
+                .map(|e| format!(", {e}"))
+                .unwrap_or_default()
+        ));
+    }
+    Ok(Row {
+        case: case.name,
+        broker: kind,
+        before,
+        peak,
+        after,
+        attack,
+        sent,
+        bystander,
+        failures,
+        seconds,
+    })
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn brief(row: &Row) -> String {
+    let verdict = if row.failures.is_empty() {
+        "PASS".to_string()
+    } else {
+        format!("FAIL: {}", row.failures.join("; "))
+    };
+    format!(
+        "RSS {} → {} → {}, sent {}, bystander p50 {} p99 {} max {}, {:.1} s: {verdict}",
+        mib(row.before.rss),
+        mib(row.peak),
+        row.after
+            .map(|m| mib(m.rss))
+            .unwrap_or_else(|| "exited".into()),
+        mib(row.sent),
+        ms(row.bystander.latencies.percentile(50.0)),
+        ms(row.bystander.latencies.percentile(99.0)),
+        ms(row.bystander.latencies.max()),
+        row.seconds,
+    )
+}
+
+/// The markdown report: the command, then one row per (case, broker).
+fn render(
+    rows: &[Row],
+    command: &str,
+    machine: &str,
+    expected: &BTreeSet<String>,
+    elapsed: f64,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Command (one run, {elapsed:.0} s, {machine}):\n\n```sh\n{command}\n```\n\n\
+         RSS growth is the peak (VmHWM) minus VmRSS before; a case fails when it exceeds \
+         2 × the bytes the attacker sent + {}, when the bystander's p99 exceeds 50 ms or it \
+         misses a message, or when the case's own check fails.\n",
+        mib(SLACK)
+    );
+    out.push_str(
+        "| case | broker | RSS before → peak → after | attacker sent | bystander p99 / max | bystander served | attacker got | case figures | verdict |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+    );
+    for row in rows {
+        let (got, figures) = match &row.attack {
+            Ok(a) => (a.got.render(), a.figures.join("; ")),
+            Err(_) => ("-".into(), String::new()),
+        };
+        let verdict = match (row.failures.is_empty(), expected.contains(&row.key())) {
+            (true, false) => "pass".to_string(),
+            (true, true) => "**unexpected pass**".to_string(),
+            (false, listed) => format!(
+                "**FAIL**{}: {}",
+                if listed { " (expected)" } else { "" },
+                row.failures.join("; ")
+            ),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} → {} → {} | {} | {} / {} | {} | {} | {} | {} |",
+            row.case,
+            row.broker.name(),
+            mib(row.before.rss),
+            mib(row.peak),
+            row.after
+                .map(|m| mib(m.rss))
+                .unwrap_or_else(|| "exited".into()),
+            mib(row.sent),
+            ms(row.bystander.latencies.percentile(99.0)),
+            ms(row.bystander.latencies.max()),
+            if row.bystander.served() {
+                format!("yes ({})", row.bystander.received)
+            } else {
+                format!("**no** ({}/{})", row.bystander.received, row.bystander.sent)
+            },
+            got.replace('|', "\\|"),
+            figures.replace('|', "\\|"),
+            verdict.replace('|', "\\|"),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use measure::Latencies;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let mut l = Latencies::default();
+        assert_eq!(l.percentile(99.0), Duration::ZERO);
+        for ms in (1..=100).rev() {
+            l.push(Duration::from_millis(ms));
+        }
+        assert_eq!(l.percentile(50.0), Duration::from_millis(50));
+        assert_eq!(l.percentile(99.0), Duration::from_millis(99));
+        assert_eq!(l.percentile(100.0), Duration::from_millis(100));
+        assert_eq!(l.max(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn the_checked_in_list_names_real_cases() {
+        let smoke = read_expected(Scale::Smoke).unwrap();
+        assert!(smoke.contains("tern/retained-fanout"), "{smoke:?}");
+        read_expected(Scale::Full).unwrap();
+        assert!(check_entry("tern/no-such-case", "here").is_err());
+        assert!(check_entry("rumqttd/baseline", "here").is_err());
+        assert!(check_entry("tern-baseline", "here").is_err());
+        check_entry("mosquitto/baseline", "here").unwrap();
+    }
+
+    fn row(broker: Kind, race: Option<Duration>) -> Row {
+        Row {
+            case: "retained-fanout",
+            broker,
+            before: Memory::default(),
+            peak: 0,
+            after: None,
+            attack: Ok(Attack {
+                race,
+                ..Attack::default()
+            }),
+            sent: 0,
+            bystander: BystanderReport::default(),
+            failures: Vec::new(),
+            seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn tern_slower_than_mosquitto_fails_the_race() {
+        let ms = Duration::from_millis;
+        let mut rows = [
+            row(Kind::Tern, Some(ms(300))),
+            row(Kind::Mosquitto, Some(ms(200))),
+        ];
+        race(&mut rows);
+        assert_eq!(rows[0].failures.len(), 1, "{:?}", rows[0].failures);
+        assert!(rows[1].failures.is_empty());
+
+        let mut rows = [
+            row(Kind::Tern, Some(ms(100))),
+            row(Kind::Mosquitto, Some(ms(200))),
+        ];
+        race(&mut rows);
+        assert!(rows[0].failures.is_empty());
+
+        // No time for Tern (it did not deliver everything): nothing to race.
+        let mut rows = [row(Kind::Tern, None), row(Kind::Mosquitto, Some(ms(200)))];
+        race(&mut rows);
+        assert!(rows[0].failures.is_empty());
+    }
+}
