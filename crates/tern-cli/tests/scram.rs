@@ -192,15 +192,15 @@ fn wrong_passwords_and_unknown_users_get_0x86() {
         let mut raw = Raw::open(setup.broker.tcp, V5);
         let mut client = ScramClient::new(user, password, "n1").unwrap();
         raw.send(scram_connect("w", SCRAM, client.client_first()));
-        if user == "alice" {
-            let server_first = expect_continue(&mut raw);
-            let last = client.server_first(&server_first).unwrap();
-            raw.send(auth(
-                ReasonCode::ContinueAuthentication,
-                Some(SCRAM),
-                Some(last),
-            ));
-        }
+        // An unknown user goes through the same steps as a wrong password
+        // (a decoy credential): the exchange does not tell who exists.
+        let server_first = expect_continue(&mut raw);
+        let last = client.server_first(&server_first).unwrap();
+        raw.send(auth(
+            ReasonCode::ContinueAuthentication,
+            Some(SCRAM),
+            Some(last),
+        ));
         // [MQTT-4.12.0-4]: CONNACK 0x80 or above, then close.
         expect_connack(&mut raw, ReasonCode::BadUserNameOrPassword);
         expect_closed(&mut raw);

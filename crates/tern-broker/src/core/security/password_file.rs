@@ -38,6 +38,9 @@ const MAX_ITERATIONS: u32 = 10_000_000;
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct PasswordFile {
     users: BTreeMap<String, PasswordHash>,
+    /// A digest of every stored hash: the secret behind the decoy SCRAM
+    /// credentials of users the file does not have.
+    secret: [u8; 32],
 }
 
 impl fmt::Debug for PasswordFile {
@@ -115,7 +118,15 @@ impl PasswordFile {
                 return Err(err(format!("user {user:?} appears twice")));
             }
         }
-        Ok(Self { users })
+        let mut digest = sha2::Sha256::new();
+        for (user, hash) in &users {
+            digest.update(user.as_bytes());
+            digest.update(hash.to_string().as_bytes());
+        }
+        Ok(Self {
+            users,
+            secret: digest.finalize().into(),
+        })
     }
 
     /// Whether `user` is in the file with this `password`. Unknown users
@@ -131,6 +142,28 @@ impl PasswordFile {
         match self.users.get(user) {
             Some(PasswordHash(Stored::Scram(c))) => Some(c),
             _ => None,
+        }
+    }
+
+    /// A decoy SCRAM-SHA-256 credential for a user without one, the same
+    /// for the same name and file: a SCRAM exchange for an unknown user
+    /// then runs like one with a wrong password (a stable salt, 0x86 at the
+    /// end), so the server-first message does not reveal who exists (RFC
+    /// 5802 §5.1). Nobody can know its password: its keys are digests of
+    /// the file's hashes, not of any password.
+    pub fn decoy_scram_credential(&self, user: &str) -> ScramCredential {
+        let derive = |label: &[u8]| -> [u8; 32] {
+            let mut d = sha2::Sha256::new();
+            d.update(self.secret);
+            d.update(label);
+            d.update(user.as_bytes());
+            d.finalize().into()
+        };
+        ScramCredential {
+            iterations: scram::MIN_ITERATIONS,
+            salt: derive(b"salt")[..SCRAM_SALT_LEN].to_vec(),
+            stored_key: derive(b"stored key"),
+            server_key: derive(b"server key"),
         }
     }
 

@@ -27,7 +27,10 @@ pub const NONCE_RANDOM_LEN: usize = 18;
 /// there is one: the TLS identity, the CONNECT's User Name, or on
 /// re-authentication the user authenticated before (else 0x87). An
 /// unknown user and a wrong password are both 0x86 Bad User Name or
-/// Password; a malformed SCRAM message is 0x87 Not authorized.
+/// Password, after the same two steps: an unknown user gets a decoy
+/// credential ([`PasswordFile::decoy_scram_credential`]), so the exchange
+/// does not tell who exists. A malformed SCRAM message is 0x87 Not
+/// authorized.
 pub fn start_scram(
     users: Arc<PasswordFile>,
     start: AuthStart<'_>,
@@ -85,10 +88,11 @@ impl ScramExchange {
         if self.expected.as_ref().is_some_and(|u| *u != first.username) {
             return AuthStep::Failure(ReasonCode::NotAuthorized);
         }
-        let Some(credential) = self.users.scram_credential(&first.username) else {
-            return AuthStep::Failure(ReasonCode::BadUserNameOrPassword);
+        let credential = match self.users.scram_credential(&first.username) {
+            Some(credential) => credential.clone(),
+            None => self.users.decoy_scram_credential(&first.username),
         };
-        match ScramServer::start(&first, credential.clone(), &self.nonce) {
+        match ScramServer::start(&first, credential, &self.nonce) {
             Ok((server, server_first)) => {
                 self.state = State::Final {
                     server,
@@ -151,6 +155,18 @@ mod tests {
     #[test]
     fn refusals_carry_the_reason_code() {
         let users = users();
+        // An unknown user is refused at the same step as a wrong password,
+        // with a salt that does not change between attempts.
+        let salt = |user: &str| {
+            let client = ScramClient::new(user, b"pw", "n").unwrap();
+            let mut ex = start_scram(users.clone(), start(None), &[1; 18]);
+            match ex.step(&client.client_first()) {
+                AuthStep::Continue(sf) => String::from_utf8(sf.to_vec()).unwrap(),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(salt("bob"), salt("bob"));
+        assert_ne!(salt("bob"), salt("carol"));
         let cases: [(&str, &[u8], Option<&str>, ReasonCode); 4] = [
             ("bob", b"pw", None, ReasonCode::BadUserNameOrPassword),
             ("alice", b"pw", Some("bob"), ReasonCode::NotAuthorized),
