@@ -1,13 +1,16 @@
-//! A connection's two halves, and the small task that writes to it.
+//! A connection's two halves, and the short-lived task that writes to it.
 //!
 //! A socket is split when it is accepted. The **read half** goes to the core
 //! task, which reads it itself (see `driver.rs`): that is how input ready on
 //! several connections is handled in the order it arrived, and how a
 //! connection is paused: the core simply does not read it. The **write half**
-//! goes to one task per connection, [`run`], which writes what the core
-//! hands it and, at the end, closes the socket gracefully.
+//! is parked in the connection's [`OutputQueue`]. When the core queues
+//! output, a writer task ([`run`]) takes it, writes until nothing is left,
+//! and parks it again, ending; at the end of the connection one closes the
+//! socket gracefully. An idle connection has no task: it costs its parked
+//! write half and a few words.
 //!
-//! The core never waits on this task. Output reaches it through an
+//! The core never waits on this task. Output reaches it through the
 //! [`OutputQueue`] (unbounded; the core bounds it by credit, from the
 //! [`Report`]s of bytes written this task sends back).
 
@@ -49,36 +52,71 @@ pub(crate) enum Output {
     Close,
 }
 
-/// A connection's output, filled by the core task and emptied by the
-/// connection's writer: an unbounded queue (bounded by the core's credit)
-/// that costs an idle connection a few words, where a channel would
-/// allocate a block of slots up front.
-#[derive(Debug, Default)]
+/// A connection's output, filled by the core task and emptied by a writer
+/// task: an unbounded queue (bounded by the core's credit) with the write
+/// half parked beside it while no task writes.
+#[derive(Default)]
 pub(crate) struct OutputQueue {
     pending: std::sync::Mutex<Pending>,
-    /// Wakes the writer (a permit is kept if it is not waiting yet).
-    ready: tokio::sync::Notify,
 }
 
-#[derive(Debug, Default)]
+impl std::fmt::Debug for OutputQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = self.lock();
+        f.debug_struct("OutputQueue")
+            .field("chunks", &p.chunks.len())
+            .field("close", &p.close)
+            .field("gone", &p.gone)
+            .field("parked", &p.parked.is_some())
+            .finish()
+    }
+}
+
+#[derive(Default)]
 struct Pending {
     chunks: Vec<Bytes>,
     close: bool,
     /// The core dropped its [`OutputSender`].
     gone: bool,
+    /// The write half and what goes with it, while no writer task runs.
+    /// Taken (and a task spawned) by the first output after it was parked;
+    /// put back, under this same lock, only when nothing is left to write,
+    /// so output is never left behind with no task to write it.
+    parked: Option<Parked>,
+}
+
+/// What a writer task owns: parked in the [`OutputQueue`] between tasks.
+pub(crate) struct Parked {
+    pub(crate) conn: ConnId,
+    pub(crate) writer: ConnWriter,
+    pub(crate) reports: mpsc::UnboundedSender<Report>,
+    /// Resolves when the core is done with the connection (see [`run`]).
+    pub(crate) handback: oneshot::Receiver<ConnReader>,
+    pub(crate) guards: Guards,
 }
 
 /// What the writer is to do next.
 enum Next {
     /// Write these chunks (then ask again).
     Write(Vec<Bytes>),
-    /// Close the socket gracefully: everything before was written.
-    Close,
-    /// The core forgot the connection: stop.
-    Gone,
+    /// Nothing to write for now.
+    Idle,
+    /// Write nothing more: the core closed or forgot the connection.
+    Finish,
 }
 
 impl OutputQueue {
+    /// A queue with the writer parked in it: no task runs until there is
+    /// output.
+    pub(crate) fn parked(parked: Parked) -> Self {
+        OutputQueue {
+            pending: std::sync::Mutex::new(Pending {
+                parked: Some(parked),
+                ..Pending::default()
+            }),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
         // A panic while holding it leaves plain data behind: carry on.
         self.pending
@@ -86,22 +124,27 @@ impl OutputQueue {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Waits for something to do.
-    async fn next(&self) -> Next {
-        loop {
-            {
-                let mut p = self.lock();
-                if !p.chunks.is_empty() {
-                    return Next::Write(std::mem::take(&mut p.chunks));
-                }
-                if p.close {
-                    return Next::Close;
-                }
-                if p.gone {
-                    return Next::Gone;
-                }
-            }
-            self.ready.notified().await;
+    /// What to do next, without waiting.
+    fn next(&self) -> Next {
+        let mut p = self.lock();
+        if !p.chunks.is_empty() {
+            Next::Write(std::mem::take(&mut p.chunks))
+        } else if p.close || p.gone {
+            Next::Finish
+        } else {
+            Next::Idle
+        }
+    }
+
+    /// Parks the writer if there is still nothing to write; gives it back
+    /// otherwise.
+    fn park(&self, parked: Parked) -> Option<Parked> {
+        let mut p = self.lock();
+        if p.chunks.is_empty() && !p.close && !p.gone {
+            p.parked = Some(parked);
+            None
+        } else {
+            Some(parked)
         }
     }
 
@@ -125,24 +168,35 @@ impl OutputQueue {
 pub(crate) struct OutputSender(pub(crate) std::sync::Arc<OutputQueue>);
 
 impl OutputSender {
-    /// Queues output for the writer; never waits.
+    /// Queues output and, if no writer task runs, starts one; never waits.
     pub(crate) fn send(&self, output: Output) {
-        {
+        let parked = {
             let mut p = self.0.lock();
             match output {
                 Output::Data(batch) if p.chunks.is_empty() => p.chunks = batch,
                 Output::Data(batch) => p.chunks.extend(batch),
                 Output::Close => p.close = true,
             }
+            p.parked.take()
+        };
+        self.wake(parked);
+    }
+
+    fn wake(&self, parked: Option<Parked>) {
+        if let Some(parked) = parked {
+            tokio::spawn(run(parked, self.0.clone()));
         }
-        self.0.ready.notify_one();
     }
 }
 
 impl Drop for OutputSender {
     fn drop(&mut self) {
-        self.0.lock().gone = true;
-        self.0.ready.notify_one();
+        let parked = {
+            let mut p = self.0.lock();
+            p.gone = true;
+            p.parked.take()
+        };
+        self.wake(parked);
     }
 }
 
@@ -200,35 +254,49 @@ pub(crate) struct Guards {
     pub(crate) _shutdown_complete: mpsc::Sender<()>,
 }
 
-/// The connection's writer task: writes what the core hands it until the
-/// core lets the connection go, then closes the socket.
+/// A writer task: writes what the core queued until nothing is left, then
+/// parks the write half and ends; or, once the core has closed or let go of
+/// the connection, finishes it.
 ///
 /// `handback` resolves when the core is done with the connection: with the
 /// read half when the core closed it (so we can close gracefully), or
 /// empty when the peer closed it, a write failed, or the broker stopped.
 /// From then on the writer gets [`FLUSH_TIMEOUT`] to write what it holds:
 /// a peer that stops reading cannot keep the task alive.
-pub(crate) async fn run(
-    conn: ConnId,
-    mut writer: ConnWriter,
-    output: std::sync::Arc<OutputQueue>,
-    handback: oneshot::Receiver<ConnReader>,
-    reports: mpsc::UnboundedSender<Report>,
-    guards: Guards,
-) {
-    let reader = {
-        let writes = write_loop(&mut writer, &output, conn, &reports);
-        tokio::pin!(writes, handback);
-        tokio::select! {
-            reader = &mut handback => {
-                if tokio::time::timeout(FLUSH_TIMEOUT, writes).await.is_err() {
-                    tracing::debug!(%conn, "gave up flushing after {FLUSH_TIMEOUT:?}");
+pub(crate) async fn run(mut parked: Parked, output: std::sync::Arc<OutputQueue>) {
+    let reader = loop {
+        let finished = {
+            let Parked {
+                conn,
+                writer,
+                reports,
+                handback,
+                ..
+            } = &mut parked;
+            let writes = write_loop(writer, &output, *conn, reports);
+            tokio::pin!(writes);
+            tokio::select! {
+                reader = &mut *handback => {
+                    if tokio::time::timeout(FLUSH_TIMEOUT, writes).await.is_err() {
+                        tracing::debug!(%conn, "gave up flushing after {FLUSH_TIMEOUT:?}");
+                    }
+                    Some(reader.ok())
                 }
-                reader.ok()
+                idle = &mut writes => if idle { None } else { Some(handback.await.ok()) },
             }
-            () = &mut writes => handback.await.ok(),
+        };
+        match finished {
+            Some(reader) => break reader,
+            None => match output.park(parked) {
+                None => return,
+                // Output came in meanwhile: go on writing.
+                Some(back) => parked = back,
+            },
         }
     };
+    let Parked {
+        mut writer, guards, ..
+    } = parked;
     // Our direction ends (the DISCONNECT, if any, is before the FIN)...
     let _ = tokio::time::timeout(FLUSH_TIMEOUT, writer.close()).await;
     // The connection is over as far as the cap and shutdown are concerned.
@@ -256,25 +324,27 @@ async fn linger(mut reader: ConnReader) {
     let _ = tokio::time::timeout(LINGER_TIMEOUT, drain).await;
 }
 
-/// Writes until the core closes or forgets the connection, or a write fails
-/// (then the core must hear of it).
+/// Writes until nothing is left (`true`: idle), or until the core closes or
+/// forgets the connection, or a write fails (then the core must hear of it)
+/// (`false`).
 async fn write_loop(
     writer: &mut ConnWriter,
     output: &OutputQueue,
     conn: ConnId,
     reports: &mpsc::UnboundedSender<Report>,
-) {
+) -> bool {
     loop {
         // Everything queued so far, for one vectored write.
-        let chunks = match output.next().await {
+        let chunks = match output.next() {
             Next::Write(chunks) => chunks,
-            Next::Close | Next::Gone => return,
+            Next::Idle => return true,
+            Next::Finish => return false,
         };
         let n = chunks.iter().map(Bytes::len).sum();
         if let Err(e) = writer.write(&chunks).await {
             tracing::debug!(%conn, "write failed: {e}");
             let _ = reports.send(Report::Failed(conn));
-            return;
+            return false;
         }
         // The core ignores reports once it has let the connection go.
         let _ = reports.send(Report::Written(conn, n));

@@ -214,16 +214,15 @@ impl Driver {
         {
             self.broker.set_identity(conn, name);
         }
-        let output = Arc::new(OutputQueue::default());
         let (handback, handback_rx) = oneshot::channel();
-        tokio::spawn(connection::run(
+        // No writer task until there is output (the CONNACK, usually).
+        let output = Arc::new(OutputQueue::parked(connection::Parked {
             conn,
-            new.writer,
-            output.clone(),
-            handback_rx,
-            self.reports.clone(),
-            new.guards,
-        ));
+            writer: new.writer,
+            reports: self.reports.clone(),
+            handback: handback_rx,
+            guards: new.guards,
+        }));
         tracing::debug!(%conn, peer = %new.peer, transport = new.transport, "accepted");
         let (stop, stop_rx) = oneshot::channel();
         self.links.insert(

@@ -10,7 +10,7 @@
 //! ```text
 //!   listener (TCP / WebSocket) ──Accepted (bounded mpsc)──▶ core task: owns Broker,
 //!                                                           reads every socket
-//!   writer task (one per connection) ◀── OutputQueue ───────┘
+//!   writer task (while output waits) ◀── OutputQueue ───────┘
 //!                                    ──── Report (written / failed) ──▶ core task
 //! ```
 //!
@@ -21,9 +21,11 @@
 //!   operating system reported them readable, so input from several
 //!   connections reaches the core in the order it arrived. After each input
 //!   it follows the drain rule.
-//! - **A writer task** (`connection.rs`) per socket writes what the core
-//!   hands it, and closes the socket gracefully when the core is done with
-//!   it. It never looks inside the bytes.
+//! - **A writer task** (`connection.rs`) runs for a socket while the core
+//!   has output for it: it writes everything queued, then parks the write
+//!   half in the socket's output queue and ends (an idle connection has no
+//!   task); the last one closes the socket gracefully when the core is done
+//!   with it. It never looks inside the bytes.
 //! - **The listeners** (`listener.rs`) accept sockets (and, for WebSocket, run
 //!   the HTTP upgrade) and hand them to the core, under a semaphore that caps
 //!   the number of connections.
