@@ -326,6 +326,21 @@ pub struct ServerConnection {
     reauth: Reauth,
 }
 
+/// The Session Expiry Interval a CONNECT asks for, in seconds, written
+/// once for the session and the broker: MQTT 5's property (absent: 0, the
+/// session ends with its connection); MQTT 3.x: 0 with Clean Session, and
+/// `u32::MAX` (never ends) without [MQTT-3.1.2-4]. A session is kept after
+/// its connection closes when this is above 0 [MQTT-3.1.2-23].
+pub fn requested_session_expiry(connect: &Connect) -> u32 {
+    if connect.protocol.is_v5() {
+        connect.properties.session_expiry_interval.unwrap_or(0)
+    } else if connect.clean_start {
+        0
+    } else {
+        u32::MAX
+    }
+}
+
 impl ServerConnection {
     /// A new network connection, awaiting CONNECT.
     pub fn new(now: Instant, config: ServerConfig) -> Self {
@@ -953,13 +968,7 @@ impl ServerConnection {
         let version = connect.protocol;
         self.core.version = version;
         self.keep_alive = Duration::from_secs(u64::from(connect.keep_alive));
-        self.session_expiry = if version.is_v5() {
-            connect.properties.session_expiry_interval.unwrap_or(0)
-        } else if connect.clean_start {
-            0
-        } else {
-            u32::MAX
-        };
+        self.session_expiry = requested_session_expiry(&connect);
         self.problem_information = connect
             .properties
             .request_problem_information

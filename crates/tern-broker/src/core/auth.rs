@@ -15,7 +15,8 @@
 //! Authentication Data the client sends; every [`AuthStep`] it returns
 //! becomes a packet (see `enhanced_auth.rs`).
 
-use super::{Broker, SessionEntry, SessionKey, security::Access, slab::Slab};
+use super::sessions::{SessionKey, Sessions};
+use super::{Broker, security::Access};
 use bytes::Bytes;
 use tern_codec::{Connect, MqttString, ReasonCode};
 use tern_topic::{SubscriptionFilter, TopicName};
@@ -165,7 +166,7 @@ impl Broker {
 /// other parts of the broker borrowed.
 pub(super) fn allowed(
     auth: &mut dyn Authenticator,
-    sessions: &Slab<SessionEntry>,
+    sessions: &Sessions,
     key: SessionKey,
     topic: &TopicName,
     access: Access,

@@ -31,16 +31,21 @@
 //! stalled: it blocks no one (its queue's overflow policy applies) until its
 //! queue has drained to a quarter. A slow reader then slows only itself.
 
-use super::{Broker, BrokerEvent, ConnId, SessionKey, Timer};
-use tern_session::Instant;
+use super::{Broker, BrokerEvent, ConnId, OutputCredit, SessionKey, Timer};
+use std::collections::{BTreeMap, BTreeSet};
+use tern_session::{Instant, QueueLimits};
 
 /// One connection's output credit and reading state.
+///
+/// Invariant: `writable` is false exactly from the transmit that took
+/// `unwritten` above the high-water mark until writes bring it down to the
+/// low-water mark; `paused` is what the shell was last told.
 #[derive(Debug)]
 pub(super) struct Flow {
     /// Bytes handed to the shell and not reported written.
     unwritten: usize,
     /// Whether it may get more transmits.
-    pub(super) writable: bool,
+    writable: bool,
     /// What the shell was last told: not reading it.
     paused: bool,
 }
@@ -55,20 +60,181 @@ impl Default for Flow {
     }
 }
 
+impl Flow {
+    /// Whether it may get more transmits.
+    pub(super) fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// A transmit of `len` bytes went to the shell: `true` if that made it
+    /// unwritable.
+    fn charge(&mut self, len: usize, credit: Option<OutputCredit>) -> bool {
+        self.unwritten += len;
+        let over = credit.is_some_and(|c| self.unwritten > c.high_water);
+        if self.writable && over {
+            self.writable = false;
+            return true;
+        }
+        false
+    }
+
+    /// The shell wrote `n` bytes: `true` if that made it writable again.
+    fn written(&mut self, n: usize, credit: Option<OutputCredit>) -> bool {
+        self.unwritten = self.unwritten.saturating_sub(n);
+        let low_water = credit.map_or(usize::MAX, |c| c.low_water);
+        if !self.writable && self.unwritten <= low_water {
+            self.writable = true;
+            return true;
+        }
+        false
+    }
+}
+
 /// Why a publisher is blocked.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Blocked {
+struct Blocked {
     /// The session whose queue it congested.
     on: SessionKey,
     /// When it is read again regardless.
     until: Instant,
 }
 
+/// Publisher backpressure: who is blocked on whom, and who blocks no one.
+///
+/// Invariants:
+/// - a connection is in `blocked` exactly when it is in `waiting` under the
+///   session it blocked on, and no set in `waiting` is empty; so releasing a
+///   subscriber's waiters costs one lookup, and a blocked publisher is found
+///   in one;
+/// - every blocked publisher has one `Timer::Unblock` armed at its `until`
+///   (the caller arms and cancels it with the times this type returns);
+/// - a `stalled` subscriber is never recorded as congested, so it blocks no
+///   one until its queue has drained to a quarter;
+/// - `congested` lives for the routing of one PUBLISH only.
+#[derive(Debug, Default)]
+pub(super) struct Backpressure {
+    /// Publishers not read until a subscriber's queue drains.
+    blocked: BTreeMap<ConnId, Blocked>,
+    /// The same, by the subscriber's session they wait on.
+    waiting: BTreeMap<SessionKey, BTreeSet<ConnId>>,
+    /// Set by a delivery into a half-full queue, for the publisher's sake.
+    congested: Option<SessionKey>,
+    /// Subscribers that held a publisher up to the time limit.
+    stalled: BTreeSet<SessionKey>,
+}
+
+/// Publishers released, with the time limit each had armed.
+pub(super) type Released = Vec<(ConnId, Instant)>;
+
+impl Backpressure {
+    /// Whether a publisher is blocked.
+    pub(super) fn is_blocked(&self, conn: ConnId) -> bool {
+        self.blocked.contains_key(&conn)
+    }
+
+    /// A PUBLISH is about to be routed.
+    pub(super) fn begin_publish(&mut self) {
+        self.congested = None;
+    }
+
+    /// A delivery left `to`'s queue half full.
+    pub(super) fn note_half_full(&mut self, to: SessionKey) {
+        if !self.stalled.contains(&to) {
+            self.congested = Some(to);
+        }
+    }
+
+    /// After a PUBLISH from `conn` is routed: blocks it until `until` if it
+    /// congested a queue; returns `until` if so (to arm).
+    pub(super) fn block_if_congested(&mut self, conn: ConnId, until: Instant) -> Option<Instant> {
+        let on = self.congested.take()?;
+        if self.blocked.contains_key(&conn) {
+            return None;
+        }
+        self.blocked.insert(conn, Blocked { on, until });
+        self.waiting.entry(on).or_default().insert(conn);
+        Some(until)
+    }
+
+    /// Whether any subscriber is watched (blocks someone or is stalled).
+    pub(super) fn is_watching(&self) -> bool {
+        !self.waiting.is_empty() || !self.stalled.is_empty()
+    }
+
+    /// Forgets the stalled marks of subscribers whose queue `drained`, and
+    /// releases the publishers waiting on them. One check per watched
+    /// subscriber, not per blocked publisher.
+    pub(super) fn release_drained(&mut self, drained: impl Fn(SessionKey) -> bool) -> Released {
+        self.stalled.retain(|&on| !drained(on));
+        let mut released = Released::new();
+        let blocked = &mut self.blocked;
+        self.waiting.retain(|&on, conns| {
+            if !drained(on) {
+                return true;
+            }
+            release(blocked, conns, &mut released);
+            false
+        });
+        released
+    }
+
+    /// `conn`'s time limit passed: the subscriber it waits on is stalled
+    /// and every publisher waiting on it is released.
+    pub(super) fn time_limit_passed(&mut self, conn: ConnId) -> Released {
+        let mut released = Released::new();
+        if let Some(b) = self.blocked.get(&conn) {
+            let on = b.on;
+            self.stalled.insert(on);
+            if let Some(conns) = self.waiting.remove(&on) {
+                release(&mut self.blocked, &conns, &mut released);
+            }
+        }
+        released
+    }
+
+    /// A connection is gone: it waits for nothing any more. Returns its
+    /// time limit, if it had one armed.
+    pub(super) fn forget(&mut self, conn: ConnId) -> Option<Instant> {
+        let b = self.blocked.remove(&conn)?;
+        if let Some(set) = self.waiting.get_mut(&b.on) {
+            set.remove(&conn);
+            if set.is_empty() {
+                self.waiting.remove(&b.on);
+            }
+        }
+        Some(b.until)
+    }
+}
+
+/// Unblocks each of `conns`, in order.
+fn release(
+    blocked: &mut BTreeMap<ConnId, Blocked>,
+    conns: &BTreeSet<ConnId>,
+    released: &mut Released,
+) {
+    for &conn in conns {
+        if let Some(b) = blocked.remove(&conn) {
+            released.push((conn, b.until));
+        }
+    }
+}
+
+/// Whether a queue this long is half full: a delivery into it blocks the
+/// publisher.
+fn half_full(limits: &QueueLimits, len: usize, bytes: usize) -> bool {
+    len >= limits.max_messages.div_ceil(2) || bytes >= limits.max_bytes.div_ceil(2)
+}
+
+/// Whether a queue this long has drained to a quarter: its waiters go.
+fn drained_to_quarter(limits: &QueueLimits, len: usize, bytes: usize) -> bool {
+    len <= limits.max_messages / 4 && bytes <= limits.max_bytes / 4
+}
+
 impl Broker {
     /// Whether [`handle_bytes`](Self::handle_bytes) stops consuming this
     /// connection's bytes (publisher backpressure) for now.
     pub fn is_blocked(&self, conn: ConnId) -> bool {
-        self.blocked.contains_key(&conn)
+        self.backpressure.is_blocked(conn)
     }
 
     /// Bytes of a connection's transmits not yet reported written.
@@ -87,12 +253,8 @@ impl Broker {
         let Some(c) = self.conns.get_mut(conn.key()) else {
             return;
         };
-        c.flow.unwritten += len;
-        if let Some(credit) = self.config.output_credit {
-            if c.flow.writable && c.flow.unwritten > credit.high_water {
-                c.flow.writable = false;
-                self.update_reading(conn);
-            }
+        if c.flow.charge(len, self.config.output_credit) {
+            self.update_reading(conn);
         }
     }
 
@@ -101,13 +263,7 @@ impl Broker {
         let Some(c) = self.conns.get_mut(conn.key()) else {
             return;
         };
-        c.flow.unwritten = c.flow.unwritten.saturating_sub(n);
-        let low_water = self
-            .config
-            .output_credit
-            .map_or(usize::MAX, |c| c.low_water);
-        if !c.flow.writable && c.flow.unwritten <= low_water {
-            c.flow.writable = true;
+        if c.flow.written(n, self.config.output_credit) {
             self.mark_ready(conn);
             self.update_reading(conn);
         }
@@ -115,7 +271,7 @@ impl Broker {
 
     /// Tells the shell when whether to read a connection changes.
     fn update_reading(&mut self, conn: ConnId) {
-        let blocked = self.blocked.contains_key(&conn);
+        let blocked = self.backpressure.is_blocked(conn);
         let Some(c) = self.conns.get_mut(conn.key()) else {
             return;
         };
@@ -135,103 +291,67 @@ impl Broker {
 
     /// After a delivery to an online session: notes it if its queue is half full.
     pub(super) fn note_congestion(&mut self, to: SessionKey, queue_len: usize, bytes: usize) {
-        if self.config.publisher_backpressure.is_none() {
-            return;
-        }
-        let limits = &self.config.server.queue;
-        if (queue_len >= limits.max_messages.div_ceil(2) || bytes >= limits.max_bytes.div_ceil(2))
-            && !self.stalled.contains(&to)
+        if self.config.publisher_backpressure.is_some()
+            && half_full(&self.config.server.queue, queue_len, bytes)
         {
-            self.congested = Some(to);
+            self.backpressure.note_half_full(to);
         }
     }
 
     /// After a connection's PUBLISH is routed: blocks it if it congested a queue.
     pub(super) fn block_if_congested(&mut self, now: Instant, conn: ConnId) {
-        let (Some(on), Some(limit)) = (self.congested.take(), self.config.publisher_backpressure)
-        else {
+        let Some(limit) = self.config.publisher_backpressure else {
             return;
         };
-        if self.blocked.contains_key(&conn) {
-            return;
+        if let Some(until) = self.backpressure.block_if_congested(conn, now + limit) {
+            self.timers.arm(until, Timer::Unblock(conn.key()));
+            self.update_reading(conn);
         }
-        let until = now + limit;
-        self.blocked.insert(conn, Blocked { on, until });
-        self.waiting.entry(on).or_default().insert(conn);
-        self.timers.insert((until, Timer::Unblock(conn.key())));
-        self.update_reading(conn);
     }
 
     /// Releases the publishers waiting on a subscriber whose queue has
     /// drained to a quarter, gone offline or away; forgets stalled marks of
-    /// queues that drained. Costs one check per congested subscriber, not
-    /// per blocked publisher.
+    /// queues that drained.
     pub(super) fn release_blocked(&mut self) {
-        if self.waiting.is_empty() && self.stalled.is_empty() {
+        if !self.backpressure.is_watching() {
             return;
         }
         let limits = self.config.server.queue;
+        let (sessions, conns) = (&self.sessions, &self.conns);
         // Whether a session's queue has drained to a quarter (or it is gone).
-        let drained = |on: SessionKey, this: &Self| {
-            let Some(conn) = this.sessions.get(on).and_then(|s| s.conn) else {
+        let drained = |on: SessionKey| {
+            let Some(conn) = sessions.get(on).and_then(|s| s.conn) else {
                 return true;
             };
-            let Some(session) = this.conns.get(conn.key()).and_then(|c| c.server.session()) else {
+            let Some(session) = conns.get(conn.key()).and_then(|c| c.server.session()) else {
                 return true;
             };
-            session.queue_len() <= limits.max_messages / 4
-                && session.queued_bytes() <= limits.max_bytes / 4
+            drained_to_quarter(&limits, session.queue_len(), session.queued_bytes())
         };
-        let recovered: Vec<SessionKey> = self
-            .stalled
-            .iter()
-            .copied()
-            .filter(|&on| drained(on, self))
-            .collect();
-        for on in recovered {
-            self.stalled.remove(&on);
-        }
-        let drained: Vec<SessionKey> = self
-            .waiting
-            .keys()
-            .copied()
-            .filter(|&on| drained(on, self))
-            .collect();
-        for on in drained {
-            self.release_waiting_on(on);
-        }
+        let released = self.backpressure.release_drained(drained);
+        self.unblocked(released);
     }
 
     /// A blocked publisher's time limit passed: its subscriber is stalled
     /// and holds no one up any more.
     pub(super) fn unblock_due(&mut self, conn: ConnId) {
-        if let Some(b) = self.blocked.get(&conn) {
-            let on = b.on;
-            self.stalled.insert(on);
-            self.release_waiting_on(on);
-        }
+        let released = self.backpressure.time_limit_passed(conn);
+        self.unblocked(released);
     }
 
-    /// Releases every publisher waiting on `on`.
-    fn release_waiting_on(&mut self, on: SessionKey) {
-        for conn in self.waiting.remove(&on).unwrap_or_default() {
-            if let Some(b) = self.blocked.remove(&conn) {
-                self.timers.remove(&(b.until, Timer::Unblock(conn.key())));
-                self.update_reading(conn);
-            }
+    /// Publishers released: their time limits are cancelled and they are
+    /// read again (unless their output is backed up).
+    fn unblocked(&mut self, released: Released) {
+        for (conn, until) in released {
+            self.timers.cancel(until, Timer::Unblock(conn.key()));
+            self.update_reading(conn);
         }
     }
 
     /// A connection is gone: it waits for nothing any more.
     pub(super) fn forget_blocked(&mut self, conn: ConnId) {
-        if let Some(b) = self.blocked.remove(&conn) {
-            self.timers.remove(&(b.until, Timer::Unblock(conn.key())));
-            if let Some(set) = self.waiting.get_mut(&b.on) {
-                set.remove(&conn);
-                if set.is_empty() {
-                    self.waiting.remove(&b.on);
-                }
-            }
+        if let Some(until) = self.backpressure.forget(conn) {
+            self.timers.cancel(until, Timer::Unblock(conn.key()));
         }
     }
 }

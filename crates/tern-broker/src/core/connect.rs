@@ -1,62 +1,38 @@
 //! Connections and sessions: CONNECT, take-over, resumption, wills and
 //! session expiry.
 
-use super::{
-    AuthDecision, Broker, BrokerEvent, ConnId, SessionEntry, SessionKey, StoredState, Subscription,
-    Timer,
-};
+use super::sessions::{SessionEntry, SessionKey};
+use super::{AuthDecision, Broker, BrokerEvent, ConnId, StoredState, Timer};
 use core::time::Duration;
 use tern_codec::{Connect, MqttString, Publish, ReasonCode, Will};
 use tern_session::{Accept, CloseReason, Instant, ServerSession};
-use tern_topic::SubscriptionFilter;
 
 impl Broker {
     /// Loads sessions and retained messages from the store at start-up.
     pub(super) fn restore(&mut self, now: Instant, state: StoredState) {
         for (topic, message) in state.retained {
-            self.retained.insert(topic, message);
+            self.retained.restore(topic, message);
         }
         for stored in state.sessions {
-            let session = stored.session;
+            let mut session = stored.session;
             let client_id = session.client_id().clone();
-            let subscriptions: Vec<_> = session
-                .subscriptions()
-                .iter()
-                .map(|(f, s)| (f.clone(), *s))
-                .collect();
-            let key = self.sessions.insert(SessionEntry {
-                client_id: client_id.clone(),
-                // Not stored: a restored session's client is anonymous to
-                // the authorization checks until it connects again.
-                username: None,
-                conn: None,
-                offline: Some(session),
-                expiry_interval: stored.expiry_interval,
-                expires_at: None,
-                pending_will: stored.pending_will.clone(),
-            });
+            // The user name is not stored: a restored session's client is
+            // anonymous to the authorization checks until it connects again.
+            let mut entry = SessionEntry::new(client_id);
+            entry.expiry_interval = stored.expiry_interval;
+            entry.pending_will = stored.pending_will.clone();
+            // It keeps ending when it would have, restart or not.
+            entry.expires_at = stored.expires_at;
+            let key = self.sessions.insert(entry);
+            self.subscriptions.restore(key, &mut session);
+            if let Some(entry) = self.sessions.get_mut(key) {
+                entry.offline = Some(session);
+            }
             if let Some((_, due)) = stored.pending_will {
-                self.timers.insert((due, Timer::Will(key)));
+                self.timers.arm(due, Timer::Will(key));
             }
             if let Some(at) = stored.expires_at {
-                // It keeps ending when it would have, restart or not.
-                if let Some(entry) = self.sessions.get_mut(key) {
-                    entry.expires_at = Some(at);
-                }
-                self.timers.insert((at, Timer::SessionExpiry(key)));
-            }
-            self.by_client_id.insert(client_id, key);
-            for (filter, s) in subscriptions {
-                if let Ok(parsed) = SubscriptionFilter::parse(filter.into_bytes()) {
-                    self.tree.insert(
-                        key,
-                        &parsed,
-                        Subscription {
-                            options: s.options,
-                            id: s.subscription_id,
-                        },
-                    );
-                }
+                self.timers.arm(at, Timer::SessionExpiry(key));
             }
             if stored.expires_at.is_none() {
                 self.start_expiry(now, key);
@@ -99,10 +75,10 @@ impl Broker {
             self.reject(now, conn, ReasonCode::ServerUnavailable);
             return;
         }
-        let assigned = connect
-            .client_id
-            .is_empty()
-            .then(|| self.assign_client_id());
+        let assigned = connect.client_id.is_empty().then(|| {
+            self.sessions
+                .assign_client_id(&self.config.assigned_id_prefix)
+        });
         // A copy: a slice of the CONNECT would keep the whole read buffer
         // alive for as long as the session lives.
         let client_id = assigned
@@ -110,8 +86,8 @@ impl Broker {
             .unwrap_or_else(|| super::compact(&connect.client_id));
 
         // Take-over: the client's old connection is closed first [MQTT-3.1.4-3].
-        if let Some(&key) = self.by_client_id.get(&client_id) {
-            if let Some(old) = self.sessions.get(key).and_then(|s| s.conn) {
+        if let Some(key) = self.sessions.key_of(client_id.as_bytes()) {
+            if let Some(old) = self.sessions.conn_of(key) {
                 if old != conn {
                     if let Some(c) = self.conns.get_mut(old.key()) {
                         c.server.close(now, ReasonCode::SessionTakenOver);
@@ -122,8 +98,9 @@ impl Broker {
             }
         }
 
-        // Resume the offline session, or start a new one.
-        let existing = self.by_client_id.get(&client_id).copied();
+        // Resume the offline session, or start a new one (closing the old
+        // connection may have ended the old session).
+        let existing = self.sessions.key_of(client_id.as_bytes());
         let (key, session, session_present) = match existing {
             Some(key) if !connect.clean_start => {
                 let entry = self.sessions.get_mut(key).expect("indexed session exists");
@@ -141,26 +118,11 @@ impl Broker {
                     self.end_session(now, old);
                 }
                 let session = ServerSession::new(client_id.clone(), self.config.server.queue);
-                let key = self.sessions.insert(SessionEntry {
-                    client_id: client_id.clone(),
-                    username: None,
-                    conn: None,
-                    offline: None,
-                    expiry_interval: 0,
-                    expires_at: None,
-                    pending_will: None,
-                });
-                self.by_client_id.insert(client_id.clone(), key);
+                let key = self.sessions.insert(SessionEntry::new(client_id.clone()));
                 (key, session, false)
             }
         };
-        let expiry_interval = if version.is_v5() {
-            connect.properties.session_expiry_interval.unwrap_or(0)
-        } else if connect.clean_start {
-            0
-        } else {
-            u32::MAX
-        };
+        let expiry_interval = tern_session::requested_session_expiry(&connect);
         let entry = self.sessions.get_mut(key).expect("session just set up");
         entry.conn = Some(conn);
         entry.username = username;
@@ -198,21 +160,6 @@ impl Broker {
         }
     }
 
-    /// A client identifier no session uses [MQTT-3.2.2-16].
-    fn assign_client_id(&mut self) -> MqttString {
-        loop {
-            let candidate = format!(
-                "{}{:x}",
-                self.config.assigned_id_prefix, self.next_assigned_id
-            );
-            self.next_assigned_id += 1;
-            let candidate = MqttString::try_from(candidate).expect("an ASCII identifier");
-            if !self.by_client_id.contains_key(&candidate) {
-                return candidate;
-            }
-        }
-    }
-
     pub(super) fn on_closed(
         &mut self,
         now: Instant,
@@ -247,7 +194,7 @@ impl Broker {
         };
         entry.conn = None;
         entry.expiry_interval = session_expiry;
-        if session_expiry == 0 {
+        if super::sessions::expires_at(now, session_expiry) == Some(now) {
             // The session ends with the connection: the will goes out now,
             // whatever its delay [MQTT-3.1.3-9].
             if let Some(will) = will {
@@ -269,7 +216,7 @@ impl Broker {
                 if let Some(entry) = self.sessions.get_mut(key) {
                     entry.pending_will = Some((will, due));
                 }
-                self.timers.insert((due, Timer::Will(key)));
+                self.timers.arm(due, Timer::Will(key));
             }
         }
         self.start_expiry(now, key);
@@ -277,15 +224,13 @@ impl Broker {
 
     /// Arms an offline session's expiry timer.
     fn start_expiry(&mut self, now: Instant, key: SessionKey) {
-        let Some(entry) = self.sessions.get_mut(key) else {
-            return;
-        };
-        if entry.expiry_interval == u32::MAX {
-            return;
+        if let Some(at) = self
+            .sessions
+            .get_mut(key)
+            .and_then(|entry| entry.start_expiry(now))
+        {
+            self.timers.arm(at, Timer::SessionExpiry(key));
         }
-        let at = now + Duration::from_secs(u64::from(entry.expiry_interval));
-        entry.expires_at = Some(at);
-        self.timers.insert((at, Timer::SessionExpiry(key)));
     }
 
     pub(super) fn will_due(&mut self, now: Instant, key: SessionKey) {
@@ -300,10 +245,7 @@ impl Broker {
     }
 
     pub(super) fn session_expiry_due(&mut self, now: Instant, key: SessionKey) {
-        let Some(entry) = self.sessions.get(key) else {
-            return;
-        };
-        if entry.conn.is_some() || entry.expires_at.is_none_or(|at| at > now) {
+        if !self.sessions.get(key).is_some_and(|e| e.has_expired(now)) {
             return;
         }
         if let Some(entry) = self.sessions.get_mut(key) {
@@ -324,9 +266,8 @@ impl Broker {
         {
             self.publish_will(now, Some(key), will);
         }
-        self.tree.remove_client(&key);
+        self.subscriptions.remove_session(key);
         if let Some(entry) = self.sessions.remove(key) {
-            self.by_client_id.remove(&entry.client_id);
             self.store.remove_session(&entry.client_id);
         }
     }

@@ -16,6 +16,15 @@
 //! input, drain transmits, then re-arm the timer from `poll_timeout`, then
 //! drain events.
 //!
+//! `Broker` coordinates owning sub-states, each in its own module with its
+//! invariants documented there: `Sessions` (`sessions.rs`: the sessions,
+//! the client-identifier index, the session-expiry rule), `Subscriptions`
+//! (`subscriptions.rs`: the subscription tree, the one source of truth for
+//! who receives what), `Retained` (`retained.rs`), `Backpressure`
+//! (`backpressure.rs`) and `Timers` (`timers.rs`). The flows that cross
+//! them (connect and take-over, publish routing, close and expiry) are
+//! `Broker` methods in `connect.rs` and `routing.rs`.
+//!
 //! The core owns backpressure (`backpressure.rs`): it counts the bytes it
 //! handed each connection and the shell has not reported written, and
 //! decides when a connection gets no more output and when the shell is to
@@ -30,9 +39,12 @@ mod enhanced_auth;
 mod retained;
 mod routing;
 pub mod security;
+mod sessions;
 mod slab;
 mod store;
+mod subscriptions;
 mod sys;
+mod timers;
 
 pub use auth::{AllowAll, AuthDecision, AuthExchange, AuthStart, AuthStep, Authenticator, Client};
 pub use config::{BrokerConfig, OutputCredit};
@@ -40,11 +52,13 @@ pub use retained::RetainedMessage;
 pub use store::{MemoryStore, Store, StoredSession, StoredState};
 
 use bytes::BytesMut;
+use sessions::{SessionKey, Sessions};
 use slab::{Key, Slab};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use tern_codec::{MqttString, Packet, ProtocolVersion, QoS, SubscriptionId, Will};
+use std::collections::VecDeque;
+use subscriptions::{Subscription, Subscriptions};
+use tern_codec::{MqttString, Packet, ProtocolVersion};
 use tern_session::{CloseReason, Instant, ServerConnection, ServerEvent, ServerSession};
-use tern_topic::{DeliveryOptions, MatchBuffer, RetainedIndex, SubscriptionTree};
+use timers::{Timer, Timers};
 
 /// A network connection's handle in the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -78,9 +92,6 @@ impl std::fmt::Display for ConnId {
 pub(crate) fn compact(s: &MqttString) -> MqttString {
     MqttString::from_utf8(bytes::Bytes::copy_from_slice(s.as_bytes())).unwrap_or_else(|_| s.clone())
 }
-
-/// A session's key in the broker: the subscription tree's subscriber key.
-pub(crate) type SessionKey = Key;
 
 /// A packet to write to a connection, encoded in the connection's version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,23 +159,6 @@ pub enum BrokerEvent {
     ResumeReading(ConnId),
 }
 
-/// A subscription as the tree stores it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Subscription {
-    pub(crate) options: tern_codec::SubscriptionOptions,
-    pub(crate) id: Option<SubscriptionId>,
-}
-
-impl DeliveryOptions for Subscription {
-    type Qos = QoS;
-    fn granted_qos(&self) -> QoS {
-        self.options.qos
-    }
-    fn subscription_identifier(&self) -> Option<u32> {
-        self.id.map(SubscriptionId::get)
-    }
-}
-
 /// A client connection as the broker tracks it.
 #[derive(Debug)]
 struct Conn {
@@ -183,40 +177,6 @@ struct Conn {
     identity: Option<MqttString>,
     /// An enhanced authentication exchange in progress (`enhanced_auth.rs`).
     auth: Option<Box<enhanced_auth::Pending>>,
-}
-
-/// A session, online or not.
-#[derive(Debug)]
-struct SessionEntry {
-    client_id: MqttString,
-    /// The user name its latest connection authenticated as (for the
-    /// authorization checks, online and offline).
-    username: Option<MqttString>,
-    /// The connection using it, while the client is online.
-    conn: Option<ConnId>,
-    /// The state itself while the client is offline (online, the connection holds it).
-    offline: Option<ServerSession>,
-    /// Seconds it outlives its connection (`u32::MAX`: never).
-    expiry_interval: u32,
-    /// When it ends, while offline.
-    expires_at: Option<Instant>,
-    /// A will waiting for its delay.
-    pending_will: Option<(Will, Instant)>,
-}
-
-/// What a timer is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Timer {
-    /// A connection's own deadline (connect timeout, keep alive).
-    Conn(Key),
-    /// A delayed will.
-    Will(SessionKey),
-    /// An offline session's expiry.
-    SessionExpiry(SessionKey),
-    /// Publishing the `$SYS` topics.
-    Sys,
-    /// A blocked publisher's time limit (see `backpressure.rs`).
-    Unblock(Key),
 }
 
 /// Counters for `$SYS` and monitoring.
@@ -244,30 +204,20 @@ pub struct Stats {
 pub struct Broker {
     config: BrokerConfig,
     conns: Slab<Conn>,
-    sessions: Slab<SessionEntry>,
-    by_client_id: BTreeMap<MqttString, SessionKey>,
-    tree: SubscriptionTree<SessionKey, Subscription>,
-    match_buf: MatchBuffer,
+    sessions: Sessions,
+    subscriptions: Subscriptions,
     /// Routing's scratch list, kept so routing does not allocate per message.
-    deliveries: Vec<routing::Delivery>,
-    retained: RetainedIndex<RetainedMessage>,
-    timers: BTreeSet<(Instant, Timer)>,
-    /// Publishers not read until a subscriber's queue drains.
-    blocked: BTreeMap<ConnId, backpressure::Blocked>,
-    /// The same, by the subscriber's session they wait on.
-    waiting: BTreeMap<SessionKey, BTreeSet<ConnId>>,
-    /// Set by a delivery into a half-full queue, for the publisher's sake.
-    congested: Option<SessionKey>,
-    /// Subscribers that held a publisher up to the time limit: they block
-    /// no one until their queue drains.
-    stalled: BTreeSet<SessionKey>,
+    deliveries: Vec<subscriptions::Delivery>,
+    retained: retained::Retained,
+    timers: Timers,
+    /// Publisher backpressure (see `backpressure.rs`).
+    backpressure: backpressure::Backpressure,
     ready: VecDeque<ConnId>,
     events: VecDeque<BrokerEvent>,
     store: Box<dyn Store>,
     auth: Box<dyn Authenticator>,
     stats: Stats,
     started: Instant,
-    next_assigned_id: u64,
     shutting_down: bool,
 }
 
@@ -276,7 +226,7 @@ impl std::fmt::Debug for Broker {
         f.debug_struct("Broker")
             .field("connections", &self.conns.len())
             .field("sessions", &self.sessions.len())
-            .field("subscriptions", &self.tree.len())
+            .field("subscriptions", &self.subscriptions.len())
             .field("retained", &self.retained.len())
             .field("stats", &self.stats)
             .finish()
@@ -306,29 +256,23 @@ impl Broker {
         let mut broker = Self {
             config,
             conns: Slab::default(),
-            sessions: Slab::default(),
-            by_client_id: BTreeMap::new(),
-            tree: SubscriptionTree::new(),
-            match_buf: MatchBuffer::new(),
+            sessions: Sessions::default(),
+            subscriptions: Subscriptions::default(),
             deliveries: Vec::new(),
-            retained: RetainedIndex::new(),
-            timers: BTreeSet::new(),
-            blocked: BTreeMap::new(),
-            waiting: BTreeMap::new(),
-            congested: None,
-            stalled: BTreeSet::new(),
+            retained: retained::Retained::default(),
+            timers: Timers::default(),
+            backpressure: backpressure::Backpressure::default(),
             ready: VecDeque::new(),
             events: VecDeque::new(),
             store,
             auth,
             stats: Stats::default(),
             started: now,
-            next_assigned_id: 1,
             shutting_down: false,
         };
         broker.restore(now, loaded);
         if let Some(interval) = broker.config.sys_interval {
-            broker.timers.insert((now + interval, Timer::Sys));
+            broker.timers.arm(now + interval, Timer::Sys);
         }
         broker
     }
@@ -357,7 +301,7 @@ impl Broker {
 
     /// Subscriptions in the tree.
     pub fn subscription_count(&self) -> usize {
-        self.tree.len()
+        self.subscriptions.len()
     }
 
     /// Retained messages.
@@ -375,7 +319,7 @@ impl Broker {
     pub fn session(&self, client_id: &str) -> Option<&ServerSession> {
         let entry = self
             .sessions
-            .get(*self.by_client_id.get(client_id.as_bytes())?)?;
+            .get(self.sessions.key_of(client_id.as_bytes())?)?;
         match entry.conn {
             Some(conn) => self.conns.get(conn.key())?.server.session(),
             None => entry.offline.as_ref(),
@@ -409,7 +353,7 @@ impl Broker {
             let Some(c) = self.conns.get_mut(conn.key()) else {
                 return;
             };
-            if c.closing || self.blocked.contains_key(&conn) {
+            if c.closing || self.backpressure.is_blocked(conn) {
                 // Closed by the protocol: its last packets (a refusing
                 // CONNACK, a DISCONNECT) still go out, so mark it ready.
                 // Blocked: the rest waits in `buf`.
@@ -461,18 +405,14 @@ impl Broker {
         self.forget_blocked(conn);
         if let Some(c) = self.conns.remove(conn.key()) {
             if let Some(t) = c.timer {
-                self.timers.remove(&(t, Timer::Conn(conn.key())));
+                self.timers.cancel(t, Timer::Conn(conn.key()));
             }
         }
     }
 
     /// Acts on every deadline that has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(&(at, timer)) = self.timers.first() {
-            if at > now {
-                break;
-            }
-            self.timers.remove(&(at, timer));
+        while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::Conn(key) => {
                     let conn = ConnId::from_key(key);
@@ -490,7 +430,7 @@ impl Broker {
                 Timer::Sys => {
                     self.publish_sys(now);
                     if let Some(interval) = self.config.sys_interval {
-                        self.timers.insert((now + interval, Timer::Sys));
+                        self.timers.arm(now + interval, Timer::Sys);
                     }
                 }
             }
@@ -597,7 +537,7 @@ impl Broker {
                 self.ready.pop_front();
                 continue;
             };
-            if c.flow.writable {
+            if c.flow.is_writable() {
                 if let Some((out, len, publish)) = take(&mut c.server) {
                     self.stats.bytes_sent += len as u64;
                     if publish {
@@ -611,7 +551,7 @@ impl Broker {
                 self.ready.pop_front();
                 continue;
             };
-            if c.flow.writable {
+            if c.flow.is_writable() {
                 // Drained: an idle connection keeps no queue buffers.
                 c.server.release_memory();
             }
@@ -625,7 +565,7 @@ impl Broker {
     /// The next deadline at which to call [`handle_timeout`](Self::handle_timeout).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.first().map(|&(t, _)| t)
+        self.timers.next()
     }
 
     /// The next event for the shell.
@@ -661,12 +601,7 @@ impl Broker {
         match (c.timer, want) {
             (Some(have), Some(want)) if have <= want => {}
             (have, want) => {
-                if let Some(t) = have {
-                    self.timers.remove(&(t, Timer::Conn(conn.key())));
-                }
-                if let Some(t) = want {
-                    self.timers.insert((t, Timer::Conn(conn.key())));
-                }
+                self.timers.rearm(have, want, Timer::Conn(conn.key()));
                 c.timer = want;
             }
         }

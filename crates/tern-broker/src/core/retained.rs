@@ -1,8 +1,108 @@
-//! Retained messages: what the broker stores per topic.
+//! Retained messages: what the broker keeps per topic, and the index of
+//! them.
+//!
+//! Invariants:
+//! - At most one retained message per topic, the last retained PUBLISH
+//!   with a payload; an empty payload removes it [MQTT-3.3.1-5]
+//!   [MQTT-3.3.1-6] [MQTT-3.3.1-7].
+//! - Every change goes to the [`Store`] in the same call, so the store
+//!   holds what the index holds (for a restart).
+//! - An expired message is never sent: it is removed when a subscription
+//!   finds it.
+//! - A kept message is a copy, never a slice of a read buffer.
 
+use super::Store;
 use core::time::Duration;
-use tern_codec::{Publish, PublishProperties, QoS};
+use tern_codec::{Publish, PublishProperties, QoS, SubscriptionId};
 use tern_session::Instant;
+use tern_topic::{RetainedIndex, TopicFilter, TopicName};
+
+/// The retained messages, by topic.
+#[derive(Debug)]
+pub(super) struct Retained {
+    index: RetainedIndex<RetainedMessage>,
+}
+
+impl Default for Retained {
+    fn default() -> Self {
+        Self {
+            index: RetainedIndex::new(),
+        }
+    }
+}
+
+impl Retained {
+    /// How many there are.
+    pub(super) fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// One loaded from the store at start-up.
+    pub(super) fn restore(&mut self, topic: TopicName, message: RetainedMessage) {
+        self.index.insert(topic, message);
+    }
+
+    /// Applies a PUBLISH with RETAIN set to `topic` (its validated topic)
+    /// at `now`.
+    pub(super) fn apply(
+        &mut self,
+        now: Instant,
+        topic: &TopicName,
+        publish: &Publish,
+        store: &mut dyn Store,
+    ) {
+        if publish.payload.is_empty() {
+            if self.index.remove(topic).is_some() {
+                store.remove_retained(topic);
+            }
+        } else {
+            let message = RetainedMessage::new(publish, now);
+            store.put_retained(topic, &message);
+            self.index.insert(topic.clone(), message);
+        }
+    }
+
+    /// The retained messages matching a new subscription's `filter` at
+    /// `granted` QoS, with the time each is queued as of;
+    /// `allowed` says whether the subscriber may receive a topic. Expired
+    /// ones are removed.
+    pub(super) fn for_subscription(
+        &mut self,
+        now: Instant,
+        filter: &TopicFilter,
+        granted: QoS,
+        id: Option<SubscriptionId>,
+        store: &mut dyn Store,
+        mut allowed: impl FnMut(&TopicName) -> bool,
+    ) -> Vec<(Publish, Instant)> {
+        let mut out = Vec::new();
+        let mut expired = Vec::new();
+        for (topic, message) in self.index.matching(filter) {
+            if message.is_expired(now) {
+                expired.push(topic.clone());
+                continue;
+            }
+            if !allowed(topic) {
+                continue;
+            }
+            let mut p = message.for_subscriber(now, granted);
+            if let Some(id) = id {
+                p.properties.subscription_identifiers.push(id);
+            }
+            // `for_subscriber` deducted the whole seconds waited; queue it
+            // as of that whole second, so the session's countdown ends when
+            // the retained message's does, not up to a second later
+            // [MQTT-3.3.2-5] [MQTT-3.3.2-6].
+            let waited = Duration::from_secs((now - message.stored_at).as_secs());
+            out.push((p, message.stored_at + waited));
+        }
+        for topic in expired {
+            self.index.remove(&topic);
+            store.remove_retained(&topic);
+        }
+        out
+    }
+}
 
 /// A retained message: the last retained PUBLISH on its topic.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,25 +1,13 @@
 //! Messages: PUBLISH routing, retained messages, SUBSCRIBE and UNSUBSCRIBE.
 
 use super::{
-    Broker, ConnId, RetainedMessage, SessionKey, Subscription, auth::allowed,
-    retained::forwarded_properties, security::Access,
+    Broker, ConnId, SessionKey, Subscription, auth::allowed, retained::forwarded_properties,
+    security::Access,
 };
-use core::time::Duration;
 use std::sync::Arc;
-use tern_codec::{
-    Publish, QoS, ReasonCode, RetainHandling, Subscribe, SubscriptionId, Unsubscribe,
-};
-use tern_session::{AckToken, Enqueued, Instant, MessageBody, StoredSubscription};
+use tern_codec::{Publish, QoS, ReasonCode, RetainHandling, Subscribe, Unsubscribe};
+use tern_session::{AckToken, Enqueued, Instant, MessageBody};
 use tern_topic::{SubscriptionFilter, TopicName};
-
-/// One delivery decided by routing.
-#[derive(Debug)]
-pub(super) struct Delivery {
-    to: SessionKey,
-    qos: QoS,
-    retain: bool,
-    subscription_ids: Vec<SubscriptionId>,
-}
 
 impl Broker {
     pub(super) fn on_publish(
@@ -42,7 +30,7 @@ impl Broker {
             // mosquitto does (3.1.1 [MQTT-3.3.5-2]).
             Ok(topic) if !self.authorized(key, &topic, Access::Write) => ReasonCode::NotAuthorized,
             Ok(topic) => {
-                self.congested = None;
+                self.backpressure.begin_publish();
                 let count = self.publish_to(now, Some(key), topic, publish);
                 self.block_if_congested(now, conn);
                 if count == 0 {
@@ -84,16 +72,7 @@ impl Broker {
         publish: Publish,
     ) -> usize {
         if publish.retain {
-            // An empty payload clears the topic's retained message [MQTT-3.3.1-6] [MQTT-3.3.1-7].
-            if publish.payload.is_empty() {
-                if self.retained.remove(&topic).is_some() {
-                    self.store.remove_retained(&topic);
-                }
-            } else {
-                let message = RetainedMessage::new(&publish, now);
-                self.store.put_retained(&topic, &message);
-                self.retained.insert(topic.clone(), message);
-            }
+            self.retained.apply(now, &topic, &publish, &mut *self.store);
         }
         self.route(now, from, &topic, &publish)
     }
@@ -110,61 +89,15 @@ impl Broker {
     ) -> usize {
         // Reused between messages: routing allocates nothing per message.
         let mut deliveries = std::mem::take(&mut self.deliveries);
-        let mut matches = self.tree.matches(topic, &mut self.match_buf);
-        for client in matches.per_client() {
-            let to = *client.key();
-            let own = Some(to) == from;
-            let mut qos = None;
-            let mut retain_as_published = false;
-            let mut subscription_ids = Vec::new();
-            for s in client.values() {
-                // No Local: not back to the publisher [MQTT-3.8.3-3].
-                if own && s.options.no_local {
-                    continue;
-                }
-                qos = qos.max(Some(s.options.qos));
-                retain_as_published |= s.options.retain_as_published;
-                subscription_ids.extend(s.id);
-            }
-            if let Some(qos) = qos {
-                if !allowed(&mut *self.auth, &self.sessions, to, topic, Access::Read) {
-                    continue;
-                }
-                deliveries.push(Delivery {
-                    to,
-                    qos,
-                    // [MQTT-3.3.1-12] [MQTT-3.3.1-13]
-                    retain: retain_as_published && publish.retain,
-                    subscription_ids,
-                });
-            }
-        }
-        let groups: Vec<_> = self.match_buf.shared_groups().collect();
-        for group in groups {
-            let sessions = &self.sessions;
-            let online = |k: &SessionKey, _: &Subscription| {
-                sessions.get(*k).is_some_and(|s| s.conn.is_some())
-            };
-            // Round robin among online members; with none online, queue for one.
-            let chosen = match self.tree.select_round_robin(group, online) {
-                Some((k, s)) => Some((*k, *s)),
-                None => self
-                    .tree
-                    .select_round_robin(group, |_, _| true)
-                    .map(|(k, s)| (*k, *s)),
-            };
-            if let Some((to, s)) = chosen {
-                if !allowed(&mut *self.auth, &self.sessions, to, topic, Access::Read) {
-                    continue;
-                }
-                deliveries.push(Delivery {
-                    to,
-                    qos: s.options.qos,
-                    retain: s.options.retain_as_published && publish.retain,
-                    subscription_ids: s.id.into_iter().collect(),
-                });
-            }
-        }
+        let (sessions, auth) = (&self.sessions, &mut self.auth);
+        self.subscriptions.route(
+            topic,
+            from,
+            publish.retain,
+            &mut deliveries,
+            |k| sessions.conn_of(k).is_some(),
+            |k| allowed(&mut **auth, sessions, k, topic, Access::Read),
+        );
         let count = deliveries.len();
         if count == 0 {
             self.deliveries = deliveries;
@@ -281,24 +214,20 @@ impl Broker {
                     qos: granted,
                     ..requested.options
                 };
-                let existed = self
-                    .tree
-                    .insert(key, &parsed, Subscription { options, id })
-                    .is_some();
-                if let Some(s) = self
+                let Some(record) = self
                     .conns
                     .get_mut(conn.key())
                     .and_then(|c| c.server.session_mut())
-                {
-                    s.add_subscription(
-                        // Not a slice of the SUBSCRIBE's read buffer (see `compact`).
-                        super::compact(&requested.filter),
-                        StoredSubscription {
-                            options,
-                            subscription_id: id,
-                        },
-                    );
-                }
+                else {
+                    return;
+                };
+                let existed = self.subscriptions.subscribe(
+                    key,
+                    record,
+                    &requested.filter,
+                    &parsed,
+                    Subscription { options, id },
+                );
                 // Retained messages on subscribe [MQTT-3.3.1-9] [MQTT-3.3.1-10]
                 // [MQTT-3.3.1-11]; not for shared subscriptions.
                 let send = match options.retain_handling {
@@ -333,31 +262,15 @@ impl Broker {
                 .suback(now, subscribe.packet_id, codes, Default::default());
         }
         for (filter, granted) in retained_for {
-            let mut expired = Vec::new();
-            let mut out = Vec::new();
-            for (topic, message) in self.retained.matching(&filter) {
-                if message.is_expired(now) {
-                    expired.push(topic.clone());
-                    continue;
-                }
-                if !allowed(&mut *self.auth, &self.sessions, key, topic, Access::Read) {
-                    continue;
-                }
-                let mut p = message.for_subscriber(now, granted);
-                if let Some(id) = id {
-                    p.properties.subscription_identifiers.push(id);
-                }
-                // `for_subscriber` deducted the whole seconds waited; queue it
-                // as of that whole second, so the session's countdown ends when
-                // the retained message's does, not up to a second later
-                // [MQTT-3.3.2-5] [MQTT-3.3.2-6].
-                let waited = Duration::from_secs((now - message.stored_at).as_secs());
-                out.push((p, message.stored_at + waited));
-            }
-            for topic in expired {
-                self.retained.remove(&topic);
-                self.store.remove_retained(&topic);
-            }
+            let (sessions, auth) = (&self.sessions, &mut self.auth);
+            let out = self.retained.for_subscription(
+                now,
+                &filter,
+                granted,
+                id,
+                &mut *self.store,
+                |topic| allowed(&mut **auth, sessions, key, topic, Access::Read),
+            );
             for (p, queued_at) in out {
                 self.deliver(queued_at, key, p.into());
             }
@@ -370,9 +283,16 @@ impl Broker {
         };
         let mut codes = Vec::with_capacity(unsubscribe.filters.len());
         for filter in &unsubscribe.filters {
+            let Some(record) = self
+                .conns
+                .get_mut(conn.key())
+                .and_then(|c| c.server.session_mut())
+            else {
+                return;
+            };
             let code = match SubscriptionFilter::parse(filter.as_shared_bytes().clone()) {
                 Ok(parsed) => {
-                    if self.tree.remove(&key, &parsed).is_some() {
+                    if self.subscriptions.unsubscribe(key, record, filter, &parsed) {
                         ReasonCode::Success
                     } else {
                         ReasonCode::NoSubscriptionExisted
@@ -380,13 +300,6 @@ impl Broker {
                 }
                 Err(_) => ReasonCode::TopicFilterInvalid,
             };
-            if let Some(s) = self
-                .conns
-                .get_mut(conn.key())
-                .and_then(|c| c.server.session_mut())
-            {
-                s.remove_subscription(filter.as_bytes());
-            }
             codes.push(code);
         }
         if let Some(c) = self.conns.get_mut(conn.key()) {

@@ -24,7 +24,7 @@ impl Broker {
             ("messages/received", s.messages_received.to_string()),
             ("messages/sent", s.messages_sent.to_string()),
             ("publish/messages/dropped", s.messages_dropped.to_string()),
-            ("subscriptions/count", self.tree.len().to_string()),
+            ("subscriptions/count", self.subscriptions.len().to_string()),
             ("retained messages/count", self.retained.len().to_string()),
             // Totals; mosquitto's `load/...` topics are 1/5/15-minute averages.
             ("bytes/received", s.bytes_received.to_string()),
