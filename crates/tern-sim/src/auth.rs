@@ -1,5 +1,5 @@
 //! MQTT 5 enhanced authentication in the simulation: the broker offers
-//! SCRAM-SHA-256 ([`SimAuth`]) for every simulated client (user = client
+//! SCRAM-SHA-256 (`SimAuth`) for every simulated client (user = client
 //! identifier, password [`password`]); some MQTT 5 clients log in with it
 //! (`App::connect_options`). Every nonce, the broker's and the clients',
 //! comes from the seed, so a run replays exactly.
