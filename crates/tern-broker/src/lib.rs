@@ -17,6 +17,7 @@ pub mod server;
 pub use crate::core::security;
 pub use crate::core::{
     AllowAll, AuthDecision, AuthExchange, AuthStart, AuthStep, Authenticator, Broker, BrokerConfig,
-    BrokerEvent, Client, ConnId, MemoryStore, OutputCredit, RetainedMessage, SHARED_PAYLOAD, Stats,
-    Store, StoredSession, StoredState, Transmit, WrittenTransmit,
+    BrokerEvent, ByQos, Client, ConnId, Drops, MemoryStore, OutputCredit, QueueDepths, Refusal,
+    RetainedMessage, SHARED_PAYLOAD, Stats, Store, StoredSession, StoredState, TopTopic, Transmit,
+    WrittenTransmit,
 };

@@ -408,6 +408,12 @@ impl ServerConnection {
         self.auth_method.as_ref()
     }
 
+    /// Messages this connection dropped because they exceeded the
+    /// client's Maximum Packet Size [MQTT-3.1.2-25].
+    pub fn dropped_too_large(&self) -> u64 {
+        self.core.dropped_too_large
+    }
+
     /// Acknowledgements owed to the client and not yet sent.
     pub fn pending_acks(&self) -> usize {
         self.core.pending_acks()

@@ -71,3 +71,18 @@ impl Default for BrokerConfig {
         }
     }
 }
+
+impl super::Broker {
+    /// Puts new settings in force (a reload): new connections and sessions
+    /// get the new limits, open connections keep what they negotiated, and
+    /// the `$SYS` timer follows the new interval.
+    pub fn set_config(&mut self, now: tern_session::Instant, config: BrokerConfig) {
+        if config.sys_interval != self.config.sys_interval {
+            self.timers.cancel_all(super::Timer::Sys);
+            if let Some(interval) = config.sys_interval {
+                self.timers.arm(now + interval, super::Timer::Sys);
+            }
+        }
+        self.config = config;
+    }
+}

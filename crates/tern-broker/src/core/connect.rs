@@ -41,6 +41,7 @@ impl Broker {
     }
 
     pub(super) fn on_connect(&mut self, now: Instant, conn: ConnId, connect: Connect) {
+        self.stats.connects_received += 1;
         if connect.properties.authentication_method.is_some() {
             // MQTT 5 enhanced authentication: the exchange decides, then
             // `admit` (enhanced_auth.rs).
@@ -52,7 +53,7 @@ impl Broker {
             .auth
             .authenticate(&connect, identity.as_ref().map(|i| i.as_str()))
         {
-            self.reject(now, conn, code);
+            self.reject(now, conn, &connect, code);
             return;
         }
         let username = identity.or_else(|| connect.username.as_ref().map(super::compact));
@@ -72,7 +73,7 @@ impl Broker {
     ) {
         let version = connect.protocol;
         if self.shutting_down {
-            self.reject(now, conn, ReasonCode::ServerUnavailable);
+            self.reject(now, conn, &connect, ReasonCode::ServerUnavailable);
             return;
         }
         let assigned = connect.client_id.is_empty().then(|| {
@@ -154,10 +155,22 @@ impl Broker {
         });
     }
 
-    fn reject(&mut self, now: Instant, conn: ConnId, code: ReasonCode) {
+    pub(super) fn reject(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        connect: &Connect,
+        code: ReasonCode,
+    ) {
         if let Some(c) = self.conns.get_mut(conn.key()) {
             let _ = c.server.reject(now, code);
         }
+        self.events.push_back(BrokerEvent::Refused {
+            conn,
+            client_id: super::compact(&connect.client_id),
+            what: super::Refusal::Connect,
+            reason: code,
+        });
     }
 
     pub(super) fn on_closed(
@@ -172,6 +185,14 @@ impl Broker {
             return;
         };
         c.closing = true;
+        if matches!(
+            &reason,
+            CloseReason::ProtocolViolation(v)
+                if v.reason_code() == ReasonCode::ReceiveMaximumExceeded
+        ) {
+            // The message over the client's quota is refused with it.
+            self.stats.drops.quota += 1;
+        }
         let session = c.server.take_session();
         let key = c.session.take();
         self.events.push_back(BrokerEvent::Close(conn));
@@ -254,6 +275,7 @@ impl Broker {
                 self.publish_will(now, Some(key), will);
             }
         }
+        self.stats.sessions_expired += 1;
         self.end_session(now, key);
     }
 

@@ -56,7 +56,7 @@ impl Broker {
         };
         let Some(exchange) = self.auth.start_auth(method, start) else {
             // [MQTT-4.12.0-1]: the method is not offered.
-            self.refuse_connect(now, conn, ReasonCode::BadAuthenticationMethod);
+            self.reject(now, conn, &connect, ReasonCode::BadAuthenticationMethod);
             return;
         };
         let data = connect.properties.authentication_data.clone();
@@ -113,12 +113,11 @@ impl Broker {
             // the session's checks; nothing to do if one did.
             return;
         };
-        let reauth = pending.connect.is_none();
         match pending.exchange.step(data) {
             AuthStep::Continue(next) => {
                 if c.server.auth_continue(now, Some(next)).is_err() {
-                    c.auth = None;
-                    self.fail_auth(now, conn, reauth, ReasonCode::ImplementationSpecificError);
+                    let pending = c.auth.take();
+                    self.fail_auth(now, conn, pending, ReasonCode::ImplementationSpecificError);
                 }
             }
             AuthStep::Success { data, username } => {
@@ -134,8 +133,8 @@ impl Broker {
                 }
             }
             AuthStep::Failure(code) => {
-                c.auth = None;
-                self.fail_auth(now, conn, reauth, code);
+                let pending = c.auth.take();
+                self.fail_auth(now, conn, pending, code);
             }
         }
     }
@@ -165,11 +164,23 @@ impl Broker {
         }
     }
 
-    /// The exchange refused the client: CONNACK with the code, or (when
-    /// re-authenticating) DISCONNECT [MQTT-4.12.0-4] [MQTT-4.12.1-2].
-    fn fail_auth(&mut self, now: Instant, conn: ConnId, reauth: bool, code: ReasonCode) {
-        if !reauth {
-            self.refuse_connect(now, conn, code);
+    /// The exchange refused the client: CONNACK with the code (0x87 if a
+    /// CONNACK cannot carry it), or (when re-authenticating) DISCONNECT
+    /// [MQTT-4.12.0-4] [MQTT-4.12.1-2].
+    fn fail_auth(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        pending: Option<Box<Pending>>,
+        code: ReasonCode,
+    ) {
+        if let Some(connect) = pending.and_then(|p| p.connect) {
+            let code = if code.is_error() && code.is_valid_for(PacketType::ConnAck) {
+                code
+            } else {
+                ReasonCode::NotAuthorized
+            };
+            self.reject(now, conn, &connect, code);
             return;
         }
         let code = if code.is_error() && code.is_valid_for(PacketType::Disconnect) {
@@ -179,19 +190,6 @@ impl Broker {
         };
         if let Some(c) = self.conns.get_mut(conn.key()) {
             c.server.close(now, code);
-        }
-    }
-
-    /// Refuses the pending CONNECT with `code`, or 0x87 if a CONNACK cannot
-    /// carry it.
-    fn refuse_connect(&mut self, now: Instant, conn: ConnId, code: ReasonCode) {
-        let code = if code.is_error() && code.is_valid_for(PacketType::ConnAck) {
-            code
-        } else {
-            ReasonCode::NotAuthorized
-        };
-        if let Some(c) = self.conns.get_mut(conn.key()) {
-            let _ = c.server.reject(now, code);
         }
     }
 }

@@ -41,15 +41,20 @@ mod routing;
 pub mod security;
 mod sessions;
 mod slab;
+mod stats;
 mod store;
 mod subscriptions;
 mod sys;
 mod timers;
+mod topk;
 
 pub use auth::{AllowAll, AuthDecision, AuthExchange, AuthStart, AuthStep, Authenticator, Client};
 pub use config::{BrokerConfig, OutputCredit};
 pub use retained::RetainedMessage;
+pub use stats::{ByQos, Drops};
 pub use store::{MemoryStore, Store, StoredSession, StoredState};
+pub use sys::QueueDepths;
+pub use topk::TopTopic;
 
 use bytes::BytesMut;
 use sessions::{SessionKey, Sessions};
@@ -157,6 +162,34 @@ pub enum BrokerEvent {
     /// Read this connection again, after handing in what the core left in
     /// its buffer.
     ResumeReading(ConnId),
+    /// The broker refused what a client asked (for logs): its CONNECT
+    /// (authentication, or shutting down), or a PUBLISH or SUBSCRIBE the
+    /// ACL does not allow. Connections closed for a broken rule, a
+    /// malformed packet or a limit show in
+    /// [`Disconnected`](Self::Disconnected)'s reason instead.
+    Refused {
+        /// The connection.
+        conn: ConnId,
+        /// The client identifier it gave.
+        client_id: MqttString,
+        /// What was refused.
+        what: Refusal,
+        /// The reason code it was refused with (also for MQTT 3.x clients,
+        /// which are told less).
+        reason: tern_codec::ReasonCode,
+    },
+}
+
+/// What [`BrokerEvent::Refused`] refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The CONNECT.
+    Connect,
+    /// A PUBLISH to this topic.
+    Publish(MqttString),
+    /// A SUBSCRIBE to this filter.
+    Subscribe(MqttString),
 }
 
 /// A client connection as the broker tracks it.
@@ -196,8 +229,22 @@ pub struct Stats {
     pub clients_connected: u64,
     /// The most clients connected at once.
     pub clients_maximum: u64,
-    /// Connections accepted since start.
+    /// Connections accepted since start (sockets).
     pub connections_total: u64,
+    /// Packets of every type received (mosquitto's `messages/received`).
+    pub packets_received: u64,
+    /// Packets of every type sent (mosquitto's `messages/sent`).
+    pub packets_sent: u64,
+    /// CONNECT packets received.
+    pub connects_received: u64,
+    /// PUBLISH received, by QoS.
+    pub publish_received: ByQos,
+    /// PUBLISH sent, by QoS.
+    pub publish_sent: ByQos,
+    /// Messages dropped, by reason.
+    pub drops: Drops,
+    /// Offline sessions ended by their expiry (mosquitto's `clients/expired`).
+    pub sessions_expired: u64,
 }
 
 /// The sans-IO MQTT broker.
@@ -217,6 +264,10 @@ pub struct Broker {
     store: Box<dyn Store>,
     auth: Box<dyn Authenticator>,
     stats: Stats,
+    /// `$SYS` state: the load averages and what was last published.
+    sys: sys::SysState,
+    /// The busiest topics (bounded; see `topk.rs`).
+    top_topics: topk::TopTopics,
     started: Instant,
     shutting_down: bool,
 }
@@ -267,6 +318,8 @@ impl Broker {
             store,
             auth,
             stats: Stats::default(),
+            sys: sys::SysState::default(),
+            top_topics: topk::TopTopics::default(),
             started: now,
             shutting_down: false,
         };
@@ -360,13 +413,17 @@ impl Broker {
                 break;
             }
             let before = buf.len();
+            let mut packets = 0;
             if self.config.publisher_backpressure.is_some() && c.session.is_some() {
                 // One packet at a time, so a publisher stops right after the
                 // packet that congested a queue.
-                c.server.handle_next(now, buf);
+                packets += u64::from(c.server.handle_next(now, buf));
             } else {
-                c.server.handle_bytes(now, buf);
+                while c.server.handle_next(now, buf) {
+                    packets += 1;
+                }
             }
+            self.stats.packets_received += packets;
             self.stats.bytes_received += (before - buf.len()) as u64;
             let handled = self.process_events(now, conn);
             // After an accepted CONNECT, packets pipelined behind it wait in `buf`.
@@ -383,6 +440,7 @@ impl Broker {
             return;
         };
         c.server.handle_packet(now, packet);
+        self.stats.packets_received += 1;
         self.process_events(now, conn);
         self.after_input(conn);
     }
@@ -493,7 +551,10 @@ impl Broker {
             let packet = server.poll_transmit(now)?;
             let version = server.version();
             let len = packet.encoded_len(version);
-            let publish = matches!(packet, Packet::Publish(_));
+            let publish = match &packet {
+                Packet::Publish(p) => Some((p.qos, p.payload.len())),
+                _ => None,
+            };
             Some(((version, packet), len, publish))
         })
         .map(|(conn, (version, packet))| Transmit {
@@ -515,7 +576,7 @@ impl Broker {
         self.next_transmit(|server| {
             let t = server.write_transmit(now, buf, SHARED_PAYLOAD - 1)?;
             let len = t.wire_len();
-            let publish = t.packet_type == tern_codec::PacketType::Publish;
+            let publish = t.publish;
             Some((t, len, publish))
         })
         .map(|(conn, t)| WrittenTransmit {
@@ -527,10 +588,13 @@ impl Broker {
 
     /// The ready-queue walk both transmit forms share: `take` produces a
     /// connection's next output, its length on the wire and whether it is a
-    /// PUBLISH; the length is charged to the connection's credit.
+    /// PUBLISH (its QoS and payload length); the length is charged to the
+    /// connection's credit.
     fn next_transmit<T>(
         &mut self,
-        mut take: impl FnMut(&mut ServerConnection) -> Option<(T, usize, bool)>,
+        mut take: impl FnMut(
+            &mut ServerConnection,
+        ) -> Option<(T, usize, Option<(tern_codec::QoS, usize)>)>,
     ) -> Option<(ConnId, T)> {
         while let Some(&id) = self.ready.front() {
             let Some(c) = self.conns.get_mut(id.key()) else {
@@ -538,10 +602,17 @@ impl Broker {
                 continue;
             };
             if c.flow.is_writable() {
-                if let Some((out, len, publish)) = take(&mut c.server) {
+                // Messages the session drops on the way out (expired, too
+                // large for the client) show as its counters moving.
+                let dropped = stats::session_drops(&c.server);
+                let out = take(&mut c.server);
+                stats::count_session_drops(&mut self.stats.drops, dropped, &c.server);
+                if let Some((out, len, publish)) = out {
                     self.stats.bytes_sent += len as u64;
-                    if publish {
+                    self.stats.packets_sent += 1;
+                    if let Some((qos, payload)) = publish {
                         self.stats.messages_sent += 1;
+                        self.stats.publish_sent.count(qos, payload);
                     }
                     self.charge(id, len);
                     return Some((id, out));

@@ -18,9 +18,14 @@ impl Broker {
         ack: Option<AckToken>,
     ) {
         self.stats.messages_received += 1;
+        self.stats
+            .publish_received
+            .count(publish.qos, publish.payload.len());
         let Some(key) = self.conns.get(conn.key()).and_then(|c| c.session) else {
             return;
         };
+        // Kept for the log line of a refusal (shares the packet's bytes).
+        let topic_name = publish.topic.clone();
         // The topic is validated once, here, and routed as validated.
         let reason = match TopicName::from_bytes(publish.topic.as_shared_bytes().clone()) {
             // `$SYS` belongs to the broker.
@@ -30,10 +35,12 @@ impl Broker {
             // mosquitto does (3.1.1 [MQTT-3.3.5-2]).
             Ok(topic) if !self.authorized(key, &topic, Access::Write) => ReasonCode::NotAuthorized,
             Ok(topic) => {
+                self.top_topics.count(now, &publish.topic);
                 self.backpressure.begin_publish();
                 let count = self.publish_to(now, Some(key), topic, publish);
                 self.block_if_congested(now, conn);
                 if count == 0 {
+                    self.stats.drops.no_subscribers += 1;
                     ReasonCode::NoMatchingSubscribers
                 } else {
                     ReasonCode::Success
@@ -41,6 +48,15 @@ impl Broker {
             }
             Err(_) => ReasonCode::TopicNameInvalid,
         };
+        if reason == ReasonCode::NotAuthorized {
+            self.stats.drops.not_authorized += 1;
+            self.refused(
+                key,
+                conn,
+                super::Refusal::Publish(super::compact(&topic_name)),
+                reason,
+            );
+        }
         if let Some(token) = ack {
             if let Some(c) = self.conns.get_mut(conn.key()) {
                 let _ = c.server.ack(now, token, reason);
@@ -127,6 +143,18 @@ impl Broker {
         count
     }
 
+    /// Tells the shell a client's request was refused (for its log).
+    fn refused(&mut self, key: SessionKey, conn: ConnId, what: super::Refusal, reason: ReasonCode) {
+        if let Some(entry) = self.sessions.get(key) {
+            self.events.push_back(super::BrokerEvent::Refused {
+                conn,
+                client_id: entry.client_id.clone(),
+                what,
+                reason,
+            });
+        }
+    }
+
     /// Hands a message to a session: its connection's queue while online,
     /// its offline queue otherwise. `now` stamps it in the queue: its
     /// Message Expiry Interval counts from there.
@@ -162,8 +190,17 @@ impl Broker {
                 entry.offline.as_mut().map(|s| s.enqueue(now, message))
             }
         };
-        if !matches!(outcome, Some(Enqueued::Queued)) {
-            self.stats.messages_dropped += 1;
+        match outcome {
+            Some(Enqueued::Queued) => {}
+            Some(Enqueued::QueuedDroppingOldest(old)) => {
+                self.stats.messages_dropped += old.len() as u64;
+                self.stats.drops.queue_full += old.len() as u64;
+            }
+            Some(Enqueued::Rejected(_)) => {
+                self.stats.messages_dropped += 1;
+                self.stats.drops.queue_full += 1;
+            }
+            None => self.stats.messages_dropped += 1,
         }
     }
 
@@ -207,6 +244,12 @@ impl Broker {
                 };
                 self.auth.authorize_subscribe(client, &parsed)
             }) {
+                self.refused(
+                    key,
+                    conn,
+                    super::Refusal::Subscribe(super::compact(&requested.filter)),
+                    ReasonCode::NotAuthorized,
+                );
                 ReasonCode::NotAuthorized
             } else {
                 let granted = requested.options.qos.min(self.config.server.maximum_qos);

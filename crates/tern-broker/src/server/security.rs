@@ -249,6 +249,8 @@ pub enum ReloadError {
     Security(SecurityError),
     /// A TLS file.
     Tls(super::tls::TlsError),
+    /// The settings file (the message names it, and the key and line).
+    Settings(String),
 }
 
 impl fmt::Display for ReloadError {
@@ -256,6 +258,7 @@ impl fmt::Display for ReloadError {
         match self {
             ReloadError::Security(e) => e.fmt(f),
             ReloadError::Tls(e) => e.fmt(f),
+            ReloadError::Settings(e) => f.write_str(e),
         }
     }
 }
@@ -268,6 +271,8 @@ pub(crate) struct Reloader {
     settings: SecuritySettings,
     auth: FileAuthenticator,
     tls: Option<(super::tls::TlsFiles, super::tls::Acceptor)>,
+    /// The settings file's limits.
+    limits: super::reload::LimitsReloader,
 }
 
 impl Reloader {
@@ -275,11 +280,13 @@ impl Reloader {
         settings: SecuritySettings,
         auth: FileAuthenticator,
         tls: Option<(super::tls::TlsFiles, super::tls::Acceptor)>,
+        limits: super::reload::LimitsReloader,
     ) -> Self {
         Self {
             settings,
             auth,
             tls,
+            limits,
         }
     }
 
@@ -337,6 +344,9 @@ impl Reloader {
                     result = result.and(Err(ReloadError::Tls(e)));
                 }
             }
+        }
+        if let Err(e) = self.limits.reload() {
+            result = result.and(Err(ReloadError::Settings(e)));
         }
         result
     }
