@@ -68,6 +68,7 @@ const PUBLISHED: &[&str] = &[
     "tern-session",
     "tern-broker",
     "tern-client",
+    "tern-blocking",
     "tern-store",
 ];
 

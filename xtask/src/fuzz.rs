@@ -14,6 +14,7 @@ pub(crate) const TARGETS: &[&str] = &[
     "session_client",
     "broker",
     "store_records",
+    "scram",
 ];
 
 pub(crate) fn command(args: &[String]) -> Result<(), String> {

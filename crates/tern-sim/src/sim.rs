@@ -22,7 +22,7 @@ use crate::{
 use bytes::{Bytes, BytesMut};
 use core::{num::NonZeroU16, time::Duration};
 use std::collections::{BTreeMap, VecDeque};
-use tern_broker::{AllowAll, Broker, BrokerConfig, BrokerEvent, ConnId, OutputCredit};
+use tern_broker::{Broker, BrokerConfig, BrokerEvent, ConnId, OutputCredit};
 use tern_codec::{
     DisconnectProperties, MqttString, Packet, ProtocolVersion, ReasonCode, UnsubscribeProperties,
 };
@@ -254,6 +254,12 @@ pub(crate) struct World {
     store_synced_at: Instant,
     broker_config: BrokerConfig,
     store: SharedStore,
+    /// The SCRAM-SHA-256 credentials the broker checks.
+    users: std::sync::Arc<tern_broker::security::PasswordFile>,
+    /// The broker's nonces' stream, forked per broker start.
+    auth_rng: Rng,
+    /// Broker restarts so far.
+    restarts: u64,
     pub(crate) broker: Broker,
     broker_armed: Option<Key>,
     links: BTreeMap<u64, LinkSlot>,
@@ -343,13 +349,21 @@ impl World {
         broker_config.durable = store_rng.chance(300);
         let now = Instant::from_secs(1);
         let store = SharedStore::new();
+        let n = options.clients.max(3);
+        // Every client has a SCRAM-SHA-256 credential (client n + 1 is the
+        // retained-message probe); the broker's nonces have a stream of
+        // their own, forked again at each restart.
+        let users = crate::auth::users(n + 1);
+        let auth_rng = root.fork(5);
         let broker = Broker::with_hooks(
             broker_config.clone(),
             now,
             Box::new(store.clone()),
-            Box::new(AllowAll),
+            Box::new(crate::auth::SimAuth {
+                users: users.clone(),
+                rng: auth_rng.fork(0),
+            }),
         );
-        let n = options.clients.max(3);
         let durable = (n / 4).max(1);
         let mut roles = vec![Role::WillWatcher];
         roles.extend(std::iter::repeat_n(Role::Durable, durable));
@@ -403,6 +417,9 @@ impl World {
             store_synced_at: now,
             broker_config,
             store,
+            users,
+            auth_rng,
+            restarts: 0,
             broker,
             broker_armed: None,
             links: BTreeMap::new(),
@@ -867,11 +884,15 @@ impl World {
             slot.conn = None;
         }
         self.observe(Obs::BrokerRestart)?;
+        self.restarts += 1;
         self.broker = Broker::with_hooks(
             self.broker_config.clone(),
             self.now,
             Box::new(self.store.clone()),
-            Box::new(AllowAll),
+            Box::new(crate::auth::SimAuth {
+                users: self.users.clone(),
+                rng: self.auth_rng.fork(self.restarts),
+            }),
         );
         self.broker_armed = None;
         self.broker_instance += 1;
@@ -1218,7 +1239,18 @@ impl World {
                 self.schedule_ack(i);
                 Ok(())
             }
-            ClientEvent::Connected { .. } => {
+            ClientEvent::Auth(auth) => self.scram_step(i, &auth),
+            ClientEvent::Connected { connack, .. } => {
+                // A SCRAM login ends with the broker's signature: check it.
+                if let Some(client) = self.clients[i].app.scram.take() {
+                    let data = connack.properties.authentication_data.as_deref();
+                    if let Err(e) = client.server_final(data.unwrap_or_default()) {
+                        return Err(Complaint {
+                            checker: "scram",
+                            message: format!("c{i}: the broker's SCRAM signature: {e}"),
+                        });
+                    }
+                }
                 if let Some(action) = self.clients[i].app.on_connected() {
                     self.execute(i, action)?;
                 }
@@ -1228,6 +1260,31 @@ impl World {
             ClientEvent::Closed(_) => self.connection_ended(i),
             _ => Ok(()),
         }
+    }
+
+    /// The broker's SCRAM server-first (AUTH 0x18): answer with the
+    /// client-final.
+    fn scram_step(&mut self, i: usize, auth: &tern_codec::Auth) -> Step {
+        let now = self.now;
+        let c = &mut self.clients[i];
+        let (Some(client), Some(conn)) = (c.app.scram.as_mut(), c.conn.as_mut()) else {
+            return Err(Complaint {
+                checker: "scram",
+                message: format!("c{i} got AUTH without a SCRAM login under way"),
+            });
+        };
+        let data = auth.properties.authentication_data.as_deref();
+        let answer = client
+            .server_first(data.unwrap_or_default())
+            .map_err(|e| Complaint {
+                checker: "scram",
+                message: format!("c{i}: the broker's SCRAM server-first: {e}"),
+            })?;
+        conn.auth_continue(now, Some(Bytes::from(answer)))
+            .map_err(|e| Complaint {
+                checker: "scram",
+                message: format!("c{i} could not answer AUTH: {e}"),
+            })
     }
 
     /// The client's connection closed: keep the session, close our end of

@@ -36,6 +36,7 @@ mod backpressure;
 mod config;
 mod connect;
 mod durable;
+mod enhanced_auth;
 mod retained;
 mod routing;
 pub mod security;
@@ -48,7 +49,7 @@ mod sys;
 mod timers;
 mod topk;
 
-pub use auth::{AllowAll, AuthDecision, Authenticator, Client};
+pub use auth::{AllowAll, AuthDecision, AuthExchange, AuthStart, AuthStep, Authenticator, Client};
 pub use config::{BrokerConfig, OutputCredit};
 pub use durable::{StoreBatch, StoreOp};
 pub use retained::RetainedMessage;
@@ -209,6 +210,8 @@ struct Conn {
     closing: bool,
     /// The identity the shell vouched for (see [`Broker::set_identity`]).
     identity: Option<MqttString>,
+    /// An enhanced authentication exchange in progress (`enhanced_auth.rs`).
+    auth: Option<Box<enhanced_auth::Pending>>,
 }
 
 /// Counters for `$SYS` and monitoring.
@@ -395,6 +398,7 @@ impl Broker {
             timer: None,
             closing: false,
             identity: None,
+            auth: None,
         });
         self.stats.connections_total += 1;
         let id = ConnId::from_key(key);
@@ -725,14 +729,7 @@ impl Broker {
                     self.on_unsubscribe(now, conn, unsubscribe)
                 }
                 ServerEvent::Delivered { .. } => {}
-                ServerEvent::Auth(_) => {
-                    // Enhanced authentication is not offered: CONNECTs that ask
-                    // for it are refused, so this is a re-authentication.
-                    if let Some(c) = self.conns.get_mut(conn.key()) {
-                        c.server
-                            .close(now, tern_codec::ReasonCode::BadAuthenticationMethod);
-                    }
-                }
+                ServerEvent::Auth(auth) => self.on_auth(now, conn, *auth),
                 ServerEvent::Closed {
                     reason,
                     will,
