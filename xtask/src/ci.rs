@@ -68,6 +68,8 @@ const PUBLISHED: &[&str] = &[
     "tern-session",
     "tern-broker",
     "tern-client",
+    "tern-blocking",
+    "tern-store",
 ];
 
 pub(crate) fn command(args: &[String]) -> Result<(), String> {

@@ -16,7 +16,8 @@ pub mod server;
 
 pub use crate::core::security;
 pub use crate::core::{
-    AllowAll, AuthDecision, Authenticator, Broker, BrokerConfig, BrokerEvent, ByQos, Client,
-    ConnId, Drops, MemoryStore, OutputCredit, QueueDepths, Refusal, RetainedMessage,
-    SHARED_PAYLOAD, Stats, Store, StoredSession, StoredState, TopTopic, Transmit, WrittenTransmit,
+    AllowAll, AuthDecision, AuthExchange, AuthStart, AuthStep, Authenticator, Broker, BrokerConfig,
+    BrokerEvent, ByQos, Client, ConnId, Drops, MemoryStore, OutputCredit, QueueDepths, Refusal,
+    RetainedMessage, SHARED_PAYLOAD, Stats, Store, StoreBatch, StoreOp, StoredSession, StoredState,
+    TopTopic, Transmit, WrittenTransmit,
 };

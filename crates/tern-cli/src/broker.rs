@@ -169,7 +169,9 @@ pub(crate) struct BrokerArgs {
     /// mosquitto_passwd): a client giving a user name must give its
     /// password (refused: 0x86, MQTT 3.1.1 return code 4). Without
     /// --allow-anonymous, clients without a user name are then refused
-    /// (0x87, return code 5). Replaces `[security] password_file`.
+    /// (0x87, return code 5). Users with a SCRAM line (`tern passwd
+    /// --scram`) may also use MQTT 5 enhanced authentication, method
+    /// SCRAM-SHA-256. Replaces `[security] password_file`.
     #[arg(long, value_name = "FILE")]
     password_file: Option<PathBuf>,
     /// mosquitto's ACL file: what each user, and anonymous clients, may

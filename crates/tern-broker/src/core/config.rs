@@ -28,6 +28,11 @@ pub struct BrokerConfig {
     /// trusts the shell to take everything (a shell that never reports
     /// writes must say so here).
     pub output_credit: Option<OutputCredit>,
+    /// Emit storage operations ([`Broker::poll_store`](crate::Broker::poll_store))
+    /// and hold the acknowledgements that promise them until the shell
+    /// reports them synced ([`Broker::handle_store_synced`](crate::Broker::handle_store_synced)).
+    /// Off by default: then nothing is emitted or held.
+    pub durable: bool,
 }
 
 /// Output credit: a connection whose unwritten bytes pass `high_water` gets
@@ -68,6 +73,7 @@ impl Default for BrokerConfig {
             assigned_id_prefix: "tern-".to_string(),
             publisher_backpressure: None,
             output_credit: Some(OutputCredit::default()),
+            durable: false,
         }
     }
 }

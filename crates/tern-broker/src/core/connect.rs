@@ -4,7 +4,7 @@
 use super::sessions::{SessionEntry, SessionKey};
 use super::{AuthDecision, Broker, BrokerEvent, ConnId, StoredState, Timer};
 use core::time::Duration;
-use tern_codec::{Connect, Publish, ReasonCode, Will};
+use tern_codec::{Connect, MqttString, Publish, ReasonCode, Will};
 use tern_session::{Accept, CloseReason, Instant, ServerSession};
 
 impl Broker {
@@ -42,10 +42,10 @@ impl Broker {
 
     pub(super) fn on_connect(&mut self, now: Instant, conn: ConnId, connect: Connect) {
         self.stats.connects_received += 1;
-        let version = connect.protocol;
         if connect.properties.authentication_method.is_some() {
-            // No enhanced authentication method is offered [MQTT-4.12.0-1].
-            self.reject(now, conn, &connect, ReasonCode::BadAuthenticationMethod);
+            // MQTT 5 enhanced authentication: the exchange decides, then
+            // `admit` (enhanced_auth.rs).
+            self.start_connect_auth(now, conn, connect);
             return;
         }
         let identity = self.conns.get(conn.key()).and_then(|c| c.identity.clone());
@@ -57,6 +57,21 @@ impl Broker {
             return;
         }
         let username = identity.or_else(|| connect.username.as_ref().map(super::compact));
+        self.admit(now, conn, connect, username, None);
+    }
+
+    /// Lets an authenticated client in as `username`: take-over, session
+    /// resumption or start, CONNACK (with `auth_data`, the final step of an
+    /// enhanced authentication).
+    pub(super) fn admit(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        connect: Connect,
+        username: Option<MqttString>,
+        auth_data: Option<bytes::Bytes>,
+    ) {
+        let version = connect.protocol;
         if self.shutting_down {
             self.reject(now, conn, &connect, ReasonCode::ServerUnavailable);
             return;
@@ -123,7 +138,10 @@ impl Broker {
                 session,
                 session_present,
                 assigned_client_id: assigned.filter(|_| version.is_v5()),
-                properties: Default::default(),
+                properties: tern_codec::ConnAckProperties {
+                    authentication_data: auth_data,
+                    ..Default::default()
+                },
             },
         );
         debug_assert!(accepted.is_ok(), "a CONNECT awaited a decision");
@@ -137,7 +155,13 @@ impl Broker {
         });
     }
 
-    fn reject(&mut self, now: Instant, conn: ConnId, connect: &Connect, code: ReasonCode) {
+    pub(super) fn reject(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        connect: &Connect,
+        code: ReasonCode,
+    ) {
         if let Some(c) = self.conns.get_mut(conn.key()) {
             let _ = c.server.reject(now, code);
         }

@@ -35,6 +35,8 @@ mod auth;
 mod backpressure;
 mod config;
 mod connect;
+mod durable;
+mod enhanced_auth;
 mod retained;
 mod routing;
 pub mod security;
@@ -47,8 +49,9 @@ mod sys;
 mod timers;
 mod topk;
 
-pub use auth::{AllowAll, AuthDecision, Authenticator, Client};
+pub use auth::{AllowAll, AuthDecision, AuthExchange, AuthStart, AuthStep, Authenticator, Client};
 pub use config::{BrokerConfig, OutputCredit};
+pub use durable::{StoreBatch, StoreOp};
 pub use retained::RetainedMessage;
 pub use stats::{ByQos, Drops};
 pub use store::{MemoryStore, Store, StoredSession, StoredState};
@@ -209,6 +212,8 @@ struct Conn {
     identity: Option<MqttString>,
     /// A bridge inside the broker's process (see [`Broker::set_bridge`]).
     bridge: bool,
+    /// An enhanced authentication exchange in progress (`enhanced_auth.rs`).
+    auth: Option<Box<enhanced_auth::Pending>>,
 }
 
 /// Counters for `$SYS` and monitoring.
@@ -261,6 +266,9 @@ pub struct Broker {
     ready: VecDeque<ConnId>,
     events: VecDeque<BrokerEvent>,
     store: Box<dyn Store>,
+    /// Storage operations and held acknowledgements, with
+    /// [`BrokerConfig::durable`] on (see `durable.rs`).
+    durable: Option<Box<durable::Durable>>,
     auth: Box<dyn Authenticator>,
     stats: Stats,
     /// `$SYS` state: the load averages and what was last published.
@@ -303,6 +311,7 @@ impl Broker {
         auth: Box<dyn Authenticator>,
     ) -> Self {
         let loaded = store.load();
+        let durable = config.durable.then(Box::default);
         let mut broker = Self {
             config,
             conns: Slab::default(),
@@ -315,6 +324,7 @@ impl Broker {
             ready: VecDeque::new(),
             events: VecDeque::new(),
             store,
+            durable,
             auth,
             stats: Stats::default(),
             sys: sys::SysState::default(),
@@ -391,6 +401,7 @@ impl Broker {
             closing: false,
             identity: None,
             bridge: false,
+            auth: None,
         });
         self.stats.connections_total += 1;
         let id = ConnId::from_key(key);
@@ -490,6 +501,21 @@ impl Broker {
                         self.timers.arm(now + interval, Timer::Sys);
                     }
                 }
+            }
+        }
+    }
+
+    /// The store reports every batch up to `seq` ([`poll_store`](Self::poll_store))
+    /// applied and synced: the acknowledgements they promise go out, in
+    /// the order they were held. Without [`BrokerConfig::durable`], nothing.
+    pub fn handle_store_synced(&mut self, now: Instant, seq: u64) {
+        let Some(d) = self.durable.as_mut() else {
+            return;
+        };
+        for held in d.synced(seq) {
+            if let Some(c) = self.conns.get_mut(held.conn.key()) {
+                let _ = c.server.ack(now, held.token, held.reason);
+                self.after_input(held.conn);
             }
         }
     }
@@ -655,6 +681,16 @@ impl Broker {
         self.events.pop_front()
     }
 
+    /// The next batch of storage operations to apply, in order, with
+    /// [`BrokerConfig::durable`] on (otherwise always `None`): everything
+    /// recorded since the last batch. Apply it, sync, and report its `seq`
+    /// with [`handle_store_synced`](Self::handle_store_synced). Drain it
+    /// after each input, with the other output.
+    #[must_use]
+    pub fn poll_store(&mut self) -> Option<StoreBatch> {
+        self.durable.as_mut()?.poll()
+    }
+
     // ---- internals ----
 
     fn mark_ready(&mut self, conn: ConnId) {
@@ -707,14 +743,7 @@ impl Broker {
                     self.on_unsubscribe(now, conn, unsubscribe)
                 }
                 ServerEvent::Delivered { .. } => {}
-                ServerEvent::Auth(_) => {
-                    // Enhanced authentication is not offered: CONNECTs that ask
-                    // for it are refused, so this is a re-authentication.
-                    if let Some(c) = self.conns.get_mut(conn.key()) {
-                        c.server
-                            .close(now, tern_codec::ReasonCode::BadAuthenticationMethod);
-                    }
-                }
+                ServerEvent::Auth(auth) => self.on_auth(now, conn, *auth),
                 ServerEvent::Closed {
                     reason,
                     will,

@@ -1,8 +1,8 @@
 //! Messages: PUBLISH routing, retained messages, SUBSCRIBE and UNSUBSCRIBE.
 
 use super::{
-    Broker, ConnId, SessionKey, Subscription, auth::allowed, retained::forwarded_properties,
-    security::Access,
+    Broker, ConnId, SessionKey, Subscription, auth::allowed, durable,
+    retained::forwarded_properties, security::Access,
 };
 use std::sync::Arc;
 use tern_codec::{Publish, QoS, ReasonCode, RetainHandling, Subscribe, Unsubscribe};
@@ -28,6 +28,9 @@ impl Broker {
         else {
             return;
         };
+        // Storage operations recorded before this PUBLISH: any more after
+        // it, and its acknowledgement waits for them to be synced.
+        let recorded = self.durable.as_ref().map_or(0, |d| d.pending());
         // Kept for the log line of a refusal (shares the packet's bytes).
         let topic_name = publish.topic.clone();
         // The topic is validated once, here, and routed as validated.
@@ -67,8 +70,17 @@ impl Broker {
             );
         }
         if let Some(token) = ack {
-            if let Some(c) = self.conns.get_mut(conn.key()) {
-                let _ = c.server.ack(now, token, reason);
+            let now_or_held = match self.durable.as_mut() {
+                None => Some((token, reason)),
+                Some(d) => {
+                    let promises = d.pending() > recorded;
+                    d.hold(conn, token, reason, promises)
+                }
+            };
+            if let Some((token, reason)) = now_or_held {
+                if let Some(c) = self.conns.get_mut(conn.key()) {
+                    let _ = c.server.ack(now, token, reason);
+                }
             }
         }
     }
@@ -97,7 +109,18 @@ impl Broker {
         publish: Publish,
     ) -> usize {
         if publish.retain {
-            self.retained.apply(now, &topic, &publish, &mut *self.store);
+            match self.durable.as_deref_mut() {
+                None => self.retained.apply(now, &topic, &publish, &mut *self.store),
+                Some(log) => self.retained.apply(
+                    now,
+                    &topic,
+                    &publish,
+                    &mut durable::Recording {
+                        inner: &mut *self.store,
+                        log,
+                    },
+                ),
+            }
         }
         self.route(now, from, &topic, &publish)
     }
@@ -315,14 +338,23 @@ impl Broker {
         }
         for (filter, granted) in retained_for {
             let (sessions, auth) = (&self.sessions, &mut self.auth);
-            let out = self.retained.for_subscription(
-                now,
-                &filter,
-                granted,
-                id,
-                &mut *self.store,
-                |topic| allowed(&mut **auth, sessions, key, topic, Access::Read),
-            );
+            // Expired messages it finds are removed, recorded when durable.
+            let mut recording;
+            let store: &mut dyn super::Store = match self.durable.as_deref_mut() {
+                None => &mut *self.store,
+                Some(log) => {
+                    recording = durable::Recording {
+                        inner: &mut *self.store,
+                        log,
+                    };
+                    &mut recording
+                }
+            };
+            let out = self
+                .retained
+                .for_subscription(now, &filter, granted, id, store, |topic| {
+                    allowed(&mut **auth, sessions, key, topic, Access::Read)
+                });
             for (p, queued_at) in out {
                 self.deliver(queued_at, key, p.into());
             }
