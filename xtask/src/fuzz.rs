@@ -15,6 +15,7 @@ pub(crate) const TARGETS: &[&str] = &[
     "broker",
     "store_records",
     "scram",
+    "security_files",
 ];
 
 pub(crate) fn command(args: &[String]) -> Result<(), String> {
