@@ -17,6 +17,7 @@ pub mod server;
 pub use crate::core::security;
 pub use crate::core::{
     AllowAll, AuthDecision, Authenticator, Broker, BrokerConfig, BrokerEvent, Client, ConnId,
-    MemoryStore, OutputCredit, RetainedMessage, SHARED_PAYLOAD, Stats, Store, StoredSession,
-    StoredState, Transmit, WrittenTransmit,
+    DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_TOPIC_LEVELS, Limit, MemoryStore, OutputCredit,
+    RetainedMessage, SHARED_PAYLOAD, Stats, Store, StoredSession, StoredState, Transmit,
+    WrittenTransmit,
 };

@@ -28,6 +28,11 @@ pub struct BrokerConfig {
     /// trusts the shell to take everything (a shell that never reports
     /// writes must say so here).
     pub output_credit: Option<OutputCredit>,
+    /// The most levels a PUBLISH topic or SUBSCRIBE filter may have (see
+    /// [`DEFAULT_MAX_TOPIC_LEVELS`](crate::DEFAULT_MAX_TOPIC_LEVELS)).
+    pub max_topic_levels: usize,
+    /// The most subscriptions one session may hold.
+    pub max_subscriptions: usize,
 }
 
 /// Output credit: a connection whose unwritten bytes pass `high_water` gets
@@ -68,6 +73,8 @@ impl Default for BrokerConfig {
             assigned_id_prefix: "tern-".to_string(),
             publisher_backpressure: None,
             output_credit: Some(OutputCredit::default()),
+            max_topic_levels: super::limits::DEFAULT_MAX_TOPIC_LEVELS,
+            max_subscriptions: super::limits::DEFAULT_MAX_SUBSCRIPTIONS,
         }
     }
 }

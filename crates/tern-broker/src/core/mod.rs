@@ -35,6 +35,7 @@ mod auth;
 mod backpressure;
 mod config;
 mod connect;
+mod limits;
 mod retained;
 mod routing;
 pub mod security;
@@ -47,6 +48,7 @@ mod timers;
 
 pub use auth::{AllowAll, AuthDecision, Authenticator, Client};
 pub use config::{BrokerConfig, OutputCredit};
+pub use limits::{DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_TOPIC_LEVELS, Limit};
 pub use retained::RetainedMessage;
 pub use store::{MemoryStore, Store, StoredSession, StoredState};
 
@@ -156,6 +158,19 @@ pub enum BrokerEvent {
     /// Read this connection again, after handing in what the core left in
     /// its buffer.
     ResumeReading(ConnId),
+    /// A client ran into a resource limit and was refused (for logs; it is
+    /// counted in [`Stats::limit_refusals`]).
+    LimitExceeded {
+        /// The connection.
+        conn: ConnId,
+        /// The client identifier, if it had connected.
+        client_id: Option<MqttString>,
+        /// Which limit.
+        limit: Limit,
+        /// What the client was answered (a SUBACK or PUBACK/PUBREC reason
+        /// code, or the reason its connection was closed).
+        reason: tern_codec::ReasonCode,
+    },
 }
 
 /// A client connection as the broker tracks it.
@@ -195,6 +210,9 @@ pub struct Stats {
     pub clients_maximum: u64,
     /// Connections accepted since start.
     pub connections_total: u64,
+    /// Requests refused because a client ran into a resource limit (see
+    /// [`Limit`]; each is also a [`BrokerEvent::LimitExceeded`]).
+    pub limit_refusals: u64,
 }
 
 /// The sans-IO MQTT broker.

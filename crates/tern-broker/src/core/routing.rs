@@ -1,8 +1,8 @@
 //! Messages: PUBLISH routing, retained messages, SUBSCRIBE and UNSUBSCRIBE.
 
 use super::{
-    Broker, ConnId, SessionKey, Subscription, auth::allowed, retained::forwarded_properties,
-    security::Access,
+    Broker, ConnId, SessionKey, Subscription, auth::allowed, limits::Limit,
+    retained::forwarded_properties, security::Access,
 };
 use std::sync::Arc;
 use tern_codec::{Publish, QoS, ReasonCode, RetainHandling, Subscribe, Unsubscribe};
@@ -21,6 +21,10 @@ impl Broker {
         let Some(key) = self.conns.get(conn.key()).and_then(|c| c.session) else {
             return;
         };
+        if self.too_deep(publish.topic.as_bytes()) {
+            self.refuse_deep_publish(now, conn, ack);
+            return;
+        }
         // The topic is validated once, here, and routed as validated.
         let reason = match TopicName::from_bytes(publish.topic.as_shared_bytes().clone()) {
             // `$SYS` belongs to the broker.
@@ -48,6 +52,30 @@ impl Broker {
         }
     }
 
+    /// A PUBLISH whose topic has more than `max_topic_levels` levels is
+    /// refused, never routed nor retained. MQTT 5: QoS 1/2 get PUBACK/PUBREC
+    /// 0x90 Topic Name invalid ("not accepted by this Server", 3.4.2.1,
+    /// 3.5.2.1), QoS 0 is dropped (it has no acknowledgement). MQTT 3.1.1
+    /// has no failure code in PUBACK: the connection is closed, as
+    /// [MQTT-3.3.5-2] allows for a PUBLISH the Server does not accept (a
+    /// positive acknowledgement would drop a QoS 1/2 message silently).
+    fn refuse_deep_publish(&mut self, now: Instant, conn: ConnId, ack: Option<AckToken>) {
+        let Some(c) = self.conns.get_mut(conn.key()) else {
+            return;
+        };
+        let reason = if c.server.version().is_v5() {
+            if let Some(token) = ack {
+                let _ = c.server.ack(now, token, ReasonCode::TopicNameInvalid);
+            }
+            self.stats.messages_dropped += 1;
+            ReasonCode::TopicNameInvalid
+        } else {
+            c.server.close(now, ReasonCode::TopicNameInvalid);
+            ReasonCode::TopicNameInvalid
+        };
+        self.refused(conn, Limit::TopicLevels, reason);
+    }
+
     /// Applies a message's retain flag and routes it; returns how many
     /// deliveries it made.
     pub(super) fn publish_message(
@@ -59,6 +87,11 @@ impl Broker {
         let Ok(topic) = TopicName::from_bytes(publish.topic.as_shared_bytes().clone()) else {
             return 0;
         };
+        if self.too_deep(topic.as_bytes()) {
+            // A will's topic deeper than allowed: neither routed nor retained.
+            self.stats.messages_dropped += 1;
+            return 0;
+        }
         self.publish_to(now, from, topic, publish)
     }
 
@@ -195,7 +228,30 @@ impl Broker {
                 }
                 return;
             }
-            let code = if shared && !self.config.server.shared_subscriptions {
+            let held = self
+                .conns
+                .get(conn.key())
+                .and_then(|c| c.server.session())
+                .map(|s| {
+                    (
+                        s.subscriptions().len(),
+                        s.subscriptions().contains_key(&requested.filter),
+                    )
+                });
+            let code = if self.too_deep(requested.filter.as_bytes()) {
+                // More than `max_topic_levels`: 0x8F "correctly formed but
+                // not allowed for this Client" (3.9.3); 3.1.1 gets 0x80
+                // [MQTT-3.9.3-2], below. Nothing enters the tree.
+                self.refused(conn, Limit::FilterLevels, ReasonCode::TopicFilterInvalid);
+                ReasonCode::TopicFilterInvalid
+            } else if held
+                .is_some_and(|(n, replaces)| !replaces && n >= self.config.max_subscriptions)
+            {
+                // A new subscription past `max_subscriptions`: 0x97 Quota
+                // exceeded (3.9.3); a replaced one does not add.
+                self.refused(conn, Limit::Subscriptions, ReasonCode::QuotaExceeded);
+                ReasonCode::QuotaExceeded
+            } else if shared && !self.config.server.shared_subscriptions {
                 ReasonCode::SharedSubscriptionsNotSupported
             } else if parsed.filter().has_wildcards() && !self.config.server.wildcard_subscriptions
             {

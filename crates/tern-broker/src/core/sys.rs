@@ -9,7 +9,7 @@ impl Broker {
     pub(super) fn publish_sys(&mut self, now: Instant) {
         let s = self.stats;
         let uptime = (now - self.started).as_secs();
-        let values: [(&str, String); 14] = [
+        let values: [(&str, String); 15] = [
             ("version", format!("tern {}", env!("CARGO_PKG_VERSION"))),
             ("uptime", format!("{uptime} seconds")),
             ("clients/connected", s.clients_connected.to_string()),
@@ -30,6 +30,8 @@ impl Broker {
             ("bytes/received", s.bytes_received.to_string()),
             ("bytes/sent", s.bytes_sent.to_string()),
             ("store/messages/count", self.queued_messages().to_string()),
+            // Tern's own: requests refused by a resource limit (issue 13).
+            ("limits/refused", s.limit_refusals.to_string()),
         ];
         for (name, value) in values {
             let Ok(topic) = MqttString::try_from(format!("$SYS/broker/{name}")) else {

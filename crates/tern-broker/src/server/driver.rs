@@ -485,6 +485,15 @@ impl Driver {
                 let client_id = client_id.as_ref().map_or("-", |c| c.as_str());
                 tracing::info!(%conn, client_id, %reason, "client disconnected");
             }
+            BrokerEvent::LimitExceeded {
+                conn,
+                client_id,
+                limit,
+                reason,
+            } => {
+                let client_id = client_id.as_ref().map_or("-", |c| c.as_str());
+                tracing::warn!(%conn, client_id, %limit, %reason, "limit exceeded: refused");
+            }
         }
     }
 

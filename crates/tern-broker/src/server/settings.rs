@@ -130,6 +130,15 @@ pub struct Limits {
     pub max_queued_bytes: usize,
     /// Queue QoS 0 messages for offline persistent sessions too.
     pub queue_qos0: bool,
+    /// The most levels a PUBLISH topic or SUBSCRIBE filter may have (200,
+    /// like mosquitto). Deeper: MQTT 5 PUBACK/PUBREC 0x90 or SUBACK 0x8F;
+    /// MQTT 3.1.1 SUBACK 0x80, or the connection closed for a PUBLISH.
+    #[serde(deserialize_with = "at_least_one")]
+    pub max_topic_levels: usize,
+    /// The most subscriptions one client's session may hold; more: SUBACK
+    /// 0x97 Quota exceeded (0x80 for MQTT 3.1.1).
+    #[serde(deserialize_with = "at_least_one")]
+    pub max_subscriptions: usize,
     /// Seconds at most to stop reading a publisher whose messages half-fill
     /// an online subscriber's queue, until it drains (fractions allowed); 0
     /// turns it off: a full queue drops.
@@ -165,6 +174,8 @@ impl Default for Limits {
             max_queued_messages: server.queue.max_messages,
             max_queued_bytes: server.queue.max_bytes,
             queue_qos0: config.queue_qos0_offline,
+            max_topic_levels: config.max_topic_levels,
+            max_subscriptions: config.max_subscriptions,
             publisher_backpressure: PUBLISHER_BACKPRESSURE,
             connect_timeout: server.connect_timeout,
             max_keep_alive: server.max_keep_alive,
@@ -236,6 +247,8 @@ impl BrokerSettings {
             overflow: OverflowPolicy::DropNewest,
         };
         config.queue_qos0_offline = l.queue_qos0;
+        config.max_topic_levels = l.max_topic_levels;
+        config.max_subscriptions = l.max_subscriptions;
         // A publisher outrunning an online subscriber is slowed down rather
         // than having its messages dropped.
         config.publisher_backpressure =
@@ -372,6 +385,8 @@ mod tests {
             "max_inflight",
             "max_queued_messages",
             "max_queued_bytes",
+            "max_topic_levels",
+            "max_subscriptions",
             "queue_qos0",
             "publisher_backpressure",
             "connect_timeout",

@@ -1,0 +1,161 @@
+//! Resource limits (issue 13) against a real broker on 127.0.0.1:0: each
+//! refusal is visible to the client (a reason code, or for MQTT 3.1.1 a
+//! refusal code or a closed connection), nothing refused is kept, and each
+//! is counted in `$SYS/broker/limits/refused`.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use std::time::Duration;
+use tern_codec::{Packet, ProtocolVersion, Publish, QoS, ReasonCode, SubscriptionOptions};
+
+/// A topic (or filter) of `levels` levels.
+fn deep(levels: usize) -> String {
+    vec!["l"; levels].join("/")
+}
+
+fn deep_publish(topic: &str, qos: QoS, id: u16) -> Publish {
+    Publish {
+        qos,
+        retain: true,
+        topic: s(topic),
+        packet_id: (qos != QoS::AtMostOnce).then(|| pid(id)),
+        payload: Bytes::from_static(b"deep"),
+        ..Publish::default()
+    }
+}
+
+/// The value of `$SYS/broker/limits/refused` at the next `$SYS` tick.
+async fn refusals(broker: &TestBroker) -> u64 {
+    let mut sys = Raw::connected(broker.tcp, ProtocolVersion::V5, "sys-limits").await;
+    sys.subscribe("$SYS/broker/limits/refused", QoS::AtMostOnce)
+        .await;
+    // The retained value first, then the next tick's.
+    let _ = sys.recv_publish().await;
+    let p = sys.recv_publish().await;
+    std::str::from_utf8(&p.payload).unwrap().parse().unwrap()
+}
+
+fn with_sys(s: &mut tern_broker::server::BrokerSettings) {
+    s.limits.sys_interval = Duration::from_millis(50);
+    s.limits.max_topic_levels = 8;
+    s.limits.max_subscriptions = 3;
+}
+
+#[tokio::test]
+async fn a_publish_deeper_than_max_topic_levels_is_refused_and_not_retained() {
+    let broker = start_with(with_sys).await;
+    let ok = deep(8);
+    let too_deep = deep(9);
+
+    // MQTT 5: PUBACK / PUBREC 0x90 Topic Name invalid ("not accepted by
+    // this Server", 3.4.2.1 and 3.5.2.1): refused visibly, never
+    // acknowledged and dropped.
+    let mut v5 = Raw::connected(broker.tcp, ProtocolVersion::V5, "deep-5").await;
+    assert_eq!(
+        v5.publish(deep_publish(&too_deep, QoS::AtLeastOnce, 1))
+            .await,
+        ReasonCode::TopicNameInvalid
+    );
+    v5.send(deep_publish(&too_deep, QoS::ExactlyOnce, 2)).await;
+    match v5.recv().await {
+        Packet::PubRec(r) => assert_eq!(r.reason_code, ReasonCode::TopicNameInvalid),
+        other => panic!("expected PUBREC 0x90, got {other:?}"),
+    }
+    // QoS 0 has no acknowledgement: dropped; the connection stays.
+    v5.send(deep_publish(&too_deep, QoS::AtMostOnce, 0)).await;
+    assert_eq!(
+        v5.publish(deep_publish(&ok, QoS::AtLeastOnce, 3)).await,
+        ReasonCode::NoMatchingSubscribers,
+        "as deep as allowed is accepted"
+    );
+
+    // MQTT 3.1.1 cannot say no in a PUBACK: the connection is closed
+    // [MQTT-3.3.5-2] rather than the message acknowledged and dropped.
+    let mut v3 = Raw::connected(broker.tcp, ProtocolVersion::V3_1_1, "deep-3").await;
+    v3.send(deep_publish(&too_deep, QoS::AtLeastOnce, 1)).await;
+    assert_eq!(v3.closed(WAIT).await, vec![], "closed without a PUBACK");
+
+    // Only the allowed one was retained.
+    let mut reader = Raw::connected(broker.tcp, ProtocolVersion::V5, "deep-reader").await;
+    reader.subscribe("l/#", QoS::AtMostOnce).await;
+    assert_eq!(reader.recv_publish().await.topic.as_str(), ok);
+    reader.ping().await; // nothing else came before the PINGRESP
+
+    // 0x90 twice, the QoS 0 drop, the 3.1.1 close.
+    assert_eq!(refusals(&broker).await, 4);
+}
+
+#[tokio::test]
+async fn a_filter_deeper_than_max_topic_levels_gets_its_own_refusal_code() {
+    let broker = start_with(with_sys).await;
+    let opts = SubscriptionOptions::with_qos(QoS::AtLeastOnce);
+    let (ok, too_deep) = (deep(8), deep(9));
+    let filters = [(too_deep.as_str(), opts), (ok.as_str(), opts)];
+
+    // MQTT 5: 0x8F Topic Filter invalid for that filter only (3.9.3), in
+    // order [MQTT-3.9.3-1].
+    let mut v5 = Raw::connected(broker.tcp, ProtocolVersion::V5, "filters-5").await;
+    let ack = v5.subscribe_with(1, &filters, None).await;
+    assert_eq!(
+        ack.reason_codes,
+        vec![ReasonCode::TopicFilterInvalid, ReasonCode::GrantedQos1]
+    );
+    // MQTT 3.1.1: 0x80 Failure [MQTT-3.9.3-2].
+    let mut v3 = Raw::connected(broker.tcp, ProtocolVersion::V3_1_1, "filters-3").await;
+    let ack = v3.subscribe_with(1, &filters, None).await;
+    assert_eq!(
+        ack.reason_codes,
+        vec![ReasonCode::UnspecifiedError, ReasonCode::GrantedQos1]
+    );
+    assert_eq!(refusals(&broker).await, 2);
+}
+
+#[tokio::test]
+async fn subscriptions_past_max_subscriptions_get_quota_exceeded() {
+    let broker = start_with(with_sys).await;
+    let opts = SubscriptionOptions::with_qos(QoS::AtMostOnce);
+    let mut v5 = Raw::connected(broker.tcp, ProtocolVersion::V5, "many-5").await;
+    let ack = v5
+        .subscribe_with(
+            1,
+            &[("a", opts), ("b", opts), ("c", opts), ("d", opts)],
+            None,
+        )
+        .await;
+    // The fourth is past the limit of 3: 0x97 Quota exceeded (3.9.3).
+    assert_eq!(
+        ack.reason_codes,
+        vec![
+            ReasonCode::Success,
+            ReasonCode::Success,
+            ReasonCode::Success,
+            ReasonCode::QuotaExceeded
+        ]
+    );
+    // Replacing one adds none; after an UNSUBSCRIBE there is room again.
+    let ack = v5.subscribe_with(2, &[("a", opts)], None).await;
+    assert_eq!(ack.reason_codes, vec![ReasonCode::Success]);
+    v5.send(tern_codec::Unsubscribe {
+        packet_id: pid(3),
+        filters: vec![s("b")],
+        properties: Default::default(),
+    })
+    .await;
+    assert!(matches!(v5.recv().await, Packet::UnsubAck(_)));
+    let ack = v5.subscribe_with(4, &[("d", opts)], None).await;
+    assert_eq!(ack.reason_codes, vec![ReasonCode::Success]);
+
+    // MQTT 3.1.1: 0x80 Failure [MQTT-3.9.3-2].
+    let mut v3 = Raw::connected(broker.tcp, ProtocolVersion::V3_1_1, "many-3").await;
+    let ack = v3
+        .subscribe_with(
+            1,
+            &[("a", opts), ("b", opts), ("c", opts), ("d", opts)],
+            None,
+        )
+        .await;
+    assert_eq!(ack.reason_codes[3], ReasonCode::UnspecifiedError);
+    assert_eq!(refusals(&broker).await, 2);
+}
