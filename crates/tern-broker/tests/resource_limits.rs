@@ -159,3 +159,42 @@ async fn subscriptions_past_max_subscriptions_get_quota_exceeded() {
     assert_eq!(ack.reason_codes[3], ReasonCode::UnspecifiedError);
     assert_eq!(refusals(&broker).await, 2);
 }
+
+#[tokio::test]
+async fn a_client_without_receive_maximum_gets_max_inflight_messages_and_in_flight_counts_as_queued()
+ {
+    let broker = start_with(|s| {
+        s.limits.max_inflight_messages = std::num::NonZeroU16::new(20).unwrap();
+        s.limits.max_queued_messages = 30;
+    })
+    .await;
+    // MQTT 3.1.1 has no Receive Maximum: the broker's own bound applies.
+    let mut slow = Raw::connected(broker.tcp, ProtocolVersion::V3_1_1, "never-acks").await;
+    slow.subscribe("q", QoS::AtLeastOnce).await;
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "q-publisher").await;
+    for id in 1..=40 {
+        assert_eq!(
+            publisher
+                .publish(publish("q", b"m", QoS::AtLeastOnce, id))
+                .await,
+            ReasonCode::Success
+        );
+    }
+    let mut first = Vec::new();
+    for _ in 0..20 {
+        match slow.recv().await {
+            Packet::Publish(p) => first.push(p),
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+    // No 21st before the PINGRESP: 20 in flight, the rest wait.
+    slow.ping().await;
+    for p in &first {
+        slow.ack(p).await;
+    }
+    // 30 held at most, in flight included: 10 more, then nothing.
+    for _ in 0..10 {
+        let _ = slow.recv_publish().await;
+    }
+    slow.ping().await;
+}

@@ -326,7 +326,9 @@ impl Broker {
             let Some(session) = conns.get(conn.key()).and_then(|c| c.server.session()) else {
                 return true;
             };
-            drained_to_quarter(&limits, session.queue_len(), session.queued_bytes())
+            // Waiting and in flight, as the queue limits count them.
+            let (len, bytes) = session.held();
+            drained_to_quarter(&limits, len, bytes)
         };
         let released = self.backpressure.release_drained(drained);
         self.unblocked(released);

@@ -66,6 +66,10 @@ impl Default for BrokerConfig {
                 // Topic aliases both ways: as many towards a client as a
                 // client may use towards us (and never more than it allows).
                 outgoing_topic_aliases: ServerConfig::default().topic_alias_maximum,
+                // mosquitto's `max_inflight_messages`: QoS 1/2 messages in
+                // flight to a client that sets no Receive Maximum.
+                outgoing_inflight: core::num::NonZeroU16::new(20)
+                    .unwrap_or(core::num::NonZeroU16::MIN),
                 ..ServerConfig::default()
             },
             queue_qos0_offline: false,

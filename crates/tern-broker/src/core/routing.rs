@@ -178,10 +178,7 @@ impl Broker {
                     return;
                 };
                 let outcome = c.server.send(now, message).ok();
-                let queue = c
-                    .server
-                    .session()
-                    .map(|s| (s.queue_len(), s.queued_bytes()));
+                let queue = c.server.session().map(|s| s.held());
                 self.mark_ready(conn);
                 if let Some((len, bytes)) = queue {
                     self.note_congestion(to, len, bytes);

@@ -124,9 +124,15 @@ pub struct Limits {
     /// QoS 1 and 2 messages a client may have unacknowledged with the broker
     /// (announced as Receive Maximum; more is a protocol error, 0x93).
     pub max_inflight: NonZeroU16,
-    /// Messages waiting per session (offline, or behind the in-flight window).
+    /// QoS 1 and 2 messages the broker has unacknowledged with a client
+    /// that announced no Receive Maximum (every MQTT 3.1.1 client);
+    /// mosquitto's `max_inflight_messages`, 20.
+    pub max_inflight_messages: NonZeroU16,
+    /// Messages held per session: waiting (offline, or behind the in-flight
+    /// window) and in flight.
     pub max_queued_messages: usize,
-    /// Bytes of topic and payload waiting per session.
+    /// Bytes held per session, waiting and in flight: topic, payload and
+    /// properties (each user property as held in memory).
     pub max_queued_bytes: usize,
     /// Queue QoS 0 messages for offline persistent sessions too.
     pub queue_qos0: bool,
@@ -171,6 +177,7 @@ impl Default for Limits {
             max_connections: 10_000,
             max_packet_size: server.maximum_packet_size,
             max_inflight: server.receive_maximum,
+            max_inflight_messages: server.outgoing_inflight,
             max_queued_messages: server.queue.max_messages,
             max_queued_bytes: server.queue.max_bytes,
             queue_qos0: config.queue_qos0_offline,
@@ -235,6 +242,7 @@ impl BrokerSettings {
         let server = &mut config.server;
         server.connect_timeout = l.connect_timeout;
         server.receive_maximum = l.max_inflight;
+        server.outgoing_inflight = l.max_inflight_messages;
         server.maximum_packet_size = l.max_packet_size;
         server.topic_alias_maximum = l.topic_alias_maximum;
         server.outgoing_topic_aliases = l.topic_alias_maximum;
@@ -383,6 +391,7 @@ mod tests {
             "max_connections",
             "max_packet_size",
             "max_inflight",
+            "max_inflight_messages",
             "max_queued_messages",
             "max_queued_bytes",
             "max_topic_levels",
