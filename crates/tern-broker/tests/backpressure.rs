@@ -373,3 +373,48 @@ fn output_credit_pauses_a_connection_that_does_not_read_and_resumes_it_at_low_wa
     assert!(events.contains(&BrokerEvent::ResumeReading(reader)));
     assert!(unwritten > credit.low_water);
 }
+
+/// Issue 13: the time limit is per publisher, not per slow subscriber.
+/// Two subscribers that do not read: the publisher is held up once, for
+/// the limit (both are stalled when it passes), not once per subscriber
+/// in turn; their queues drop instead.
+#[test]
+fn a_publisher_is_held_up_to_the_time_limit_once_however_many_subscribers_stall() {
+    let mut s = Setup::new(Some(Duration::from_secs(1)));
+    // A second subscriber that never acknowledges: its queue fills behind
+    // its in-flight window, alongside the first one's.
+    let second = connect(&mut s.broker, "sub-2");
+    let mut buf = BytesMut::new();
+    encode(
+        Packet::Subscribe(Subscribe {
+            packet_id: PacketId::new(1).unwrap(),
+            properties: Default::default(),
+            filters: vec![SubscribeFilter {
+                filter: MqttString::from_static("t"),
+                options: SubscriptionOptions {
+                    qos: QoS::AtLeastOnce,
+                    ..SubscriptionOptions::default()
+                },
+            }],
+        }),
+        &mut buf,
+    );
+    s.broker.handle_bytes(Instant::ZERO, second, &mut buf);
+    s.drain(Instant::ZERO);
+
+    s.stall();
+    let mut input = flood();
+    let t0 = Instant::from_secs(1);
+    s.broker.handle_bytes(t0, s.publisher, &mut input);
+    s.drain(t0);
+    assert!(s.broker.is_blocked(s.publisher));
+    let t1 = t0 + Duration::from_secs(1);
+    s.broker.handle_timeout(t1);
+    assert!(s.drain(t1).contains(&s.publisher));
+
+    s.broker.handle_bytes(t1, s.publisher, &mut input);
+    s.drain(t1);
+    assert!(!s.broker.is_blocked(s.publisher), "held once, not again");
+    assert!(input.is_empty(), "everything was read");
+    assert!(s.broker.session("sub-2").unwrap().dropped_queue_full() > 0);
+}
