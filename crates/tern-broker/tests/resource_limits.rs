@@ -173,11 +173,17 @@ async fn a_client_without_receive_maximum_gets_max_inflight_messages_and_in_flig
     slow.subscribe("q", QoS::AtLeastOnce).await;
     let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "q-publisher").await;
     for id in 1..=40 {
+        // 30 held at most, in flight included; the rest refused (0x97).
+        let want = if id <= 30 {
+            ReasonCode::Success
+        } else {
+            ReasonCode::QuotaExceeded
+        };
         assert_eq!(
             publisher
                 .publish(publish("q", b"m", QoS::AtLeastOnce, id))
                 .await,
-            ReasonCode::Success
+            want
         );
     }
     let mut first = Vec::new();
@@ -197,4 +203,38 @@ async fn a_client_without_receive_maximum_gets_max_inflight_messages_and_in_flig
         let _ = slow.recv_publish().await;
     }
     slow.ping().await;
+}
+
+#[tokio::test]
+async fn a_qos1_message_no_queue_has_room_for_is_refused_with_quota_exceeded() {
+    let broker = start_with(|s| s.limits.max_queued_messages = 1).await;
+    // A persistent session, offline: its queue holds one message.
+    let mut c = connect(ProtocolVersion::V5, "offline-1");
+    c.clean_start = false;
+    c.properties.session_expiry_interval = Some(600);
+    let (mut sub, _) = Raw::connect(broker.tcp, c.clone()).await;
+    sub.subscribe("o", QoS::AtLeastOnce).await;
+    sub.send(Packet::Disconnect(Box::default())).await;
+    assert_eq!(sub.closed(WAIT).await, vec![]);
+
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "o-pub").await;
+    assert_eq!(
+        publisher
+            .publish(publish("o", b"1", QoS::AtLeastOnce, 1))
+            .await,
+        ReasonCode::Success
+    );
+    // Nobody can take the second: refused visibly, not acknowledged and
+    // dropped (MQTT 5 PUBACK 0x97 Quota exceeded, 3.4.2.1).
+    assert_eq!(
+        publisher
+            .publish(publish("o", b"2", QoS::AtLeastOnce, 2))
+            .await,
+        ReasonCode::QuotaExceeded
+    );
+    // The one accepted is delivered when the session comes back.
+    let (mut sub, ack) = Raw::connect(broker.tcp, c).await;
+    assert!(ack.session_present);
+    assert_eq!(&sub.recv_publish().await.payload[..], b"1");
+    sub.ping().await;
 }

@@ -24,6 +24,9 @@ pub enum Limit {
     FilterLevels,
     /// A SUBSCRIBE beyond `max_subscriptions` for the session.
     Subscriptions,
+    /// A QoS 1/2 PUBLISH every recipient's queue was too full for
+    /// (`max_queued_messages`, `max_queued_bytes`).
+    Queue,
 }
 
 impl Limit {
@@ -32,6 +35,7 @@ impl Limit {
         match self {
             Self::TopicLevels | Self::FilterLevels => "max_topic_levels",
             Self::Subscriptions => "max_subscriptions",
+            Self::Queue => "max_queued_messages/max_queued_bytes",
         }
     }
 }
@@ -42,6 +46,7 @@ impl std::fmt::Display for Limit {
             Self::TopicLevels => "topic levels",
             Self::FilterLevels => "filter levels",
             Self::Subscriptions => "subscriptions",
+            Self::Queue => "queued messages",
         };
         write!(f, "{what} ({})", self.setting())
     }

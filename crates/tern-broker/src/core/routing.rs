@@ -35,10 +35,21 @@ impl Broker {
             Ok(topic) if !self.authorized(key, &topic, Access::Write) => ReasonCode::NotAuthorized,
             Ok(topic) => {
                 self.backpressure.begin_publish();
+                let (retain, qos) = (publish.retain, publish.qos);
+                let dropped_before = self.stats.messages_dropped;
                 let count = self.publish_to(now, Some(key), topic, publish);
+                let dropped = self.stats.messages_dropped - dropped_before;
                 self.block_if_congested(now, conn);
                 if count == 0 {
                     ReasonCode::NoMatchingSubscribers
+                } else if dropped >= count as u64 && !retain && qos != QoS::AtMostOnce {
+                    // Every recipient's queue was full (messages or bytes):
+                    // accepted by no one, so refused visibly rather than
+                    // acknowledged and dropped: MQTT 5 PUBACK/PUBREC 0x97
+                    // Quota exceeded. MQTT 3.1.1 has no failure code there
+                    // and is acknowledged, as mosquitto does [MQTT-3.3.5-2].
+                    self.refused(conn, Limit::Queue, ReasonCode::QuotaExceeded);
+                    ReasonCode::QuotaExceeded
                 } else {
                     ReasonCode::Success
                 }
