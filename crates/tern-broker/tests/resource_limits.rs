@@ -238,3 +238,35 @@ async fn a_qos1_message_no_queue_has_room_for_is_refused_with_quota_exceeded() {
     assert_eq!(&sub.recv_publish().await.payload[..], b"1");
     sub.ping().await;
 }
+
+#[tokio::test]
+async fn retained_messages_for_a_new_subscription_are_all_delivered_however_small_the_queue() {
+    let broker = start_with(|s| s.limits.max_queued_messages = 10).await;
+    const N: u16 = 500;
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "r-pub").await;
+    for i in 1..=N {
+        let mut p = publish(&format!("r/{i}"), b"v", QoS::AtLeastOnce, i);
+        p.retain = true;
+        assert_eq!(
+            publisher.publish(p).await,
+            ReasonCode::NoMatchingSubscribers
+        );
+    }
+    // Retained messages pass through the queue as it drains: all of them,
+    // though the queue holds 10 [MQTT-3.3.1-9] (3.1.1 [MQTT-3.3.1-6]).
+    for (version, qos) in [
+        (ProtocolVersion::V5, QoS::AtMostOnce),
+        (ProtocolVersion::V3_1_1, QoS::AtLeastOnce),
+    ] {
+        let mut sub = Raw::connected(broker.tcp, version, &format!("r-sub-{version}")).await;
+        sub.subscribe("r/#", qos).await;
+        let mut got = std::collections::BTreeSet::new();
+        for _ in 0..N {
+            let p = sub.recv_publish().await;
+            assert!(p.retain);
+            got.insert(p.topic.as_str().to_string());
+        }
+        assert_eq!(got.len(), usize::from(N));
+        sub.ping().await;
+    }
+}

@@ -189,6 +189,10 @@ struct Conn {
     closing: bool,
     /// The identity the shell vouched for (see [`Broker::set_identity`]).
     identity: Option<MqttString>,
+    /// Retained messages matched by its subscriptions, not yet in its
+    /// session's queue: they enter it as it drains (see `retained.rs`),
+    /// so flow control paces them and the queue cap never drops them.
+    retained_backlog: VecDeque<(tern_session::Delivery, Instant)>,
 }
 
 /// Counters for `$SYS` and monitoring.
@@ -353,6 +357,7 @@ impl Broker {
             timer: None,
             closing: false,
             identity: None,
+            retained_backlog: VecDeque::new(),
         });
         self.stats.connections_total += 1;
         let id = ConnId::from_key(key);
@@ -552,7 +557,14 @@ impl Broker {
                 continue;
             };
             if c.flow.is_writable() {
-                if let Some((out, len, publish)) = take(&mut c.server) {
+                let mut next = take(&mut c.server);
+                if next.is_none() && self.refill_retained(id) {
+                    next = self
+                        .conns
+                        .get_mut(id.key())
+                        .and_then(|c| take(&mut c.server));
+                }
+                if let Some((out, len, publish)) = next {
                     self.stats.bytes_sent += len as u64;
                     if publish {
                         self.stats.messages_sent += 1;

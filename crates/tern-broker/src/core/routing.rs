@@ -335,9 +335,14 @@ impl Broker {
                 &mut *self.store,
                 |topic| allowed(&mut **auth, sessions, key, topic, Access::Read),
             );
-            for (p, queued_at) in out {
-                self.deliver(queued_at, key, p.into());
+            // Not straight into the queue: into the connection's backlog,
+            // which feeds the queue as it drains (`refill_retained`).
+            if let Some(c) = self.conns.get_mut(conn.key()) {
+                c.retained_backlog
+                    .extend(out.into_iter().map(|(p, queued_at)| (p.into(), queued_at)));
             }
+            self.refill_retained(conn);
+            self.mark_ready(conn);
         }
     }
 
