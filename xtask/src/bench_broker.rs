@@ -21,8 +21,15 @@ use std::{
 };
 use tern_testkit::Broker;
 
-const USAGE: &str =
-    "cargo xtask bench-broker [--seconds N] [--runs R] [--rumqttd PATH] [--no-write]";
+const USAGE: &str = "cargo xtask bench-broker [--seconds N] [--runs R] [--rumqttd PATH] \
+                     [--metrics] [--no-write]";
+const METRICS_START: &str = "<!-- bench-broker-metrics:start -->";
+const METRICS_END: &str = "<!-- bench-broker-metrics:end -->";
+/// How often the metrics run's scraper reads `/metrics` (Prometheus' default
+/// is every 15 s: this is harsher).
+const SCRAPE_EVERY: Duration = Duration::from_secs(1);
+/// Scrapes timed in the scrape-cost measurement.
+const SCRAPES: u32 = 2000;
 const START: &str = "<!-- bench-broker:start -->";
 const END: &str = "<!-- bench-broker:end -->";
 /// Open files asked for the brokers and the bench (10k connections need more
@@ -39,6 +46,7 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     let mut runs = 1_usize;
     let mut rumqttd: Option<PathBuf> = None;
     let mut write = true;
+    let mut metrics = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -58,6 +66,7 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
             }
             "--rumqttd" => rumqttd = Some(PathBuf::from(it.next().ok_or(USAGE)?)),
             "--no-write" => write = false,
+            "--metrics" => metrics = true,
             _ => return Err(format!("unknown argument `{arg}`\nusage: {USAGE}")),
         }
     }
@@ -67,7 +76,13 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     let work = std::env::temp_dir().join(format!("tern-bench-broker-{}", std::process::id()));
     std::fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
 
-    let mut brokers = vec![Kind::Tern(tern.clone()), Kind::Mosquitto];
+    let mut brokers = vec![Kind::Tern(tern.clone())];
+    if metrics {
+        // Right after Tern, so the `Tern / Tern+metrics` column is the
+        // cost of metrics (1.00×: none).
+        brokers.push(Kind::TernMetrics(tern.clone()));
+    }
+    brokers.push(Kind::Mosquitto);
     if let Some(path) = rumqttd {
         brokers.push(Kind::Rumqttd(path));
     }
@@ -91,6 +106,12 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         }
         rows.push((scenario, results));
     }
+    let scrape = if metrics {
+        eprintln!("xtask: scrape cost with {CONNECTIONS} connected sessions");
+        Some(scrape_cost(&tern, &work)?)
+    } else {
+        None
+    };
     let load_after = loadavg();
     let _ = std::fs::remove_dir_all(&work);
 
@@ -103,6 +124,9 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     if let Some(Kind::Rumqttd(path)) = brokers.last() {
         command.push_str(&format!(" --rumqttd {}", path.display()));
     }
+    if metrics {
+        command.push_str(" --metrics");
+    }
     let section = format!(
         "{START}\nCommand (one run, {started}; load average {load_before} before and \
          {load_after} after; {}; {}):\n\n```sh\n{command}\n```\n\n{table}{END}",
@@ -110,16 +134,120 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         mosquitto_version(),
     );
     println!("{section}");
+    if let Some(scrape) = &scrape {
+        println!("{scrape}");
+    }
     if write {
-        write_benchmarks(&section)?;
+        if metrics {
+            // The metrics run has its own section; the main table stays
+            // the plain Tern-against-peers comparison.
+            let section = section.replace(START, METRICS_START).replace(END, "");
+            let full = format!("{section}\n{}\n{METRICS_END}", scrape.unwrap_or_default());
+            write_section(&full, METRICS_START, METRICS_END, "## Broker metrics")?;
+        } else {
+            write_benchmarks(&section)?;
+        }
         eprintln!("xtask: BENCHMARKS.md updated");
     }
     Ok(())
 }
 
+/// The broker CPU one `/metrics` scrape costs with [`CONNECTIONS`] clients
+/// connected: the broker's CPU time over [`SCRAPES`] back-to-back scrapes,
+/// less what it spends idle with those clients over the same time.
+fn scrape_cost(tern: &Path, work: &Path) -> Result<String, String> {
+    let kind = Kind::TernMetrics(tern.to_path_buf());
+    let (broker, metrics) = kind.start_with_port(work)?;
+    let metrics = metrics.ok_or("no metrics port")?;
+    let pid = broker.pid();
+    let mut bench = limited(&format!(
+        "exec {} bench conn -c {CONNECTIONS} --conn-rate 5000 -d 600 -h 127.0.0.1 -p {} --quiet",
+        tern.display(),
+        broker.tcp().port()
+    ))
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .map_err(|e| format!("cannot run tern bench conn: {e}"))?;
+    let connected = |text: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("tern_connections "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut sessions = 0.0;
+    while sessions < f64::from(CONNECTIONS) {
+        if Instant::now() > deadline {
+            let _ = bench.kill();
+            return Err(format!(
+                "only {sessions} of {CONNECTIONS} clients connected"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        sessions = connected(&scrape(metrics)?);
+    }
+    // Idle first, over about the time the scrapes will take.
+    std::thread::sleep(Duration::from_secs(1));
+    let idle_wall = Duration::from_secs(5);
+    let before = cpu_ticks(pid).ok_or("cannot read the broker's CPU time")?;
+    std::thread::sleep(idle_wall);
+    let idle_ticks = cpu_ticks(pid).unwrap_or(before) - before;
+    let before = cpu_ticks(pid).unwrap_or(0);
+    let start = Instant::now();
+    let mut bytes = 0;
+    for _ in 0..SCRAPES {
+        bytes = scrape(metrics)?.len();
+    }
+    let wall = start.elapsed();
+    let ticks = cpu_ticks(pid).unwrap_or(before) - before;
+    let last = scrape(metrics)?;
+    let _ = bench.kill();
+    let _ = bench.wait();
+    drop(broker);
+    let idle_share = idle_ticks as f64 / idle_wall.as_secs_f64();
+    let cpu = ticks as f64 / 100.0 - idle_share / 100.0 * wall.as_secs_f64();
+    let per = cpu / f64::from(SCRAPES) * 1e6;
+    Ok(format!(
+        "Scrape cost with {} clients connected (each an online session): {SCRAPES} \
+         back-to-back scrapes of `/metrics` ({bytes} bytes each) took {:.2} s of wall time \
+         ({:.0} µs each, HTTP over loopback included) and {:.2} s of broker CPU, less {:.2} s \
+         the broker spends idle with those clients over the same time: **{per:.0} µs of \
+         broker CPU per scrape** (all threads: the HTTP task and the core task's snapshot \
+         copy). Measured from /proc/PID/stat in 10 ms ticks. The last scrape said \
+         `tern_sessions {}`.\n",
+        connected(&last),
+        wall.as_secs_f64(),
+        wall.as_secs_f64() / f64::from(SCRAPES) * 1e6,
+        ticks as f64 / 100.0,
+        idle_share / 100.0 * wall.as_secs_f64(),
+        last.lines()
+            .find_map(|l| l.strip_prefix("tern_sessions "))
+            .unwrap_or("?"),
+    ))
+}
+
+/// GET /metrics on `port`; the body.
+fn scrape(port: u16) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))
+        .map_err(|e| format!("cannot reach /metrics on port {port}: {e}"))?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).map_err(|e| e.to_string())?;
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP head")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(format!("/metrics answered {head}"));
+    }
+    Ok(body.to_string())
+}
+
 /// A broker to measure.
 enum Kind {
     Tern(PathBuf),
+    /// Tern with `--metrics`, scraped every [`SCRAPE_EVERY`] during the run.
+    TernMetrics(PathBuf),
     Mosquitto,
     Rumqttd(PathBuf),
 }
@@ -128,6 +256,7 @@ impl Kind {
     fn name(&self) -> &'static str {
         match self {
             Kind::Tern(_) => "Tern",
+            Kind::TernMetrics(_) => "Tern+metrics",
             Kind::Mosquitto => "mosquitto",
             Kind::Rumqttd(_) => "rumqttd",
         }
@@ -135,23 +264,34 @@ impl Kind {
 
     /// Starts the broker on loopback with the open-file limit raised, through
     /// tern-testkit's launcher: ready once it accepts connections, stopped
-    /// by PID (SIGTERM, then SIGKILL) when dropped.
-    fn start(&self, work: &Path) -> Result<Broker, String> {
+    /// by PID (SIGTERM, then SIGKILL) when dropped. Returns the monitoring
+    /// port too, for [`Kind::TernMetrics`].
+    fn start_with_port(&self, work: &Path) -> Result<(Broker, Option<u16>), String> {
+        let metrics = match self {
+            Kind::TernMetrics(_) => Some(tern_testkit::unused_port()?),
+            _ => None,
+        };
         let launch = match self {
-            Kind::Tern(tern) => Broker::tern(tern)
+            Kind::Tern(tern) | Kind::TernMetrics(tern) => Broker::tern(tern)
                 .settings(
                     "[listeners]\ntcp = [\"127.0.0.1:0\"]\nws = []\n\
                      [limits]\nmax_connections = 20000\nmax_queued_messages = 100000\n\
                      max_queued_bytes = 268435456\n",
                 )
-                .args(["--log", "warn"]),
+                .args(["--log", "warn"])
+                .args(
+                    metrics
+                        .map(|port| vec!["--metrics".to_string(), format!("127.0.0.1:{port}")])
+                        .unwrap_or_default(),
+                ),
             Kind::Mosquitto => Broker::mosquitto().settings(
                 "max_connections -1\nmax_queued_messages 100000\nmax_inflight_messages 1024\n\
                  set_tcp_nodelay true\n",
             ),
             Kind::Rumqttd(path) => Broker::rumqttd(path),
         };
-        launch.nofile(NOFILE).dir(work).name(self.name()).start()
+        let broker = launch.nofile(NOFILE).dir(work).name(self.name()).start()?;
+        Ok((broker, metrics))
     }
 }
 
@@ -279,7 +419,7 @@ impl Measured {
 }
 
 fn measure(tern: &Path, kind: &Kind, scenario: &Scenario, work: &Path) -> Result<Measured, String> {
-    let broker = kind.start(work)?;
+    let (broker, metrics) = kind.start_with_port(work)?;
     let pid = broker.pid();
     let port = broker.tcp().port();
     let rss_before = vm_rss(pid).ok_or("cannot read the broker's VmRSS")?;
@@ -290,9 +430,17 @@ fn measure(tern: &Path, kind: &Kind, scenario: &Scenario, work: &Path) -> Result
     let sampler = {
         let (peak, done) = (peak.clone(), done.clone());
         std::thread::spawn(move || {
+            let mut next_scrape = Instant::now();
             while !done.load(Ordering::Relaxed) {
                 if let Some(rss) = vm_rss(pid) {
                     peak.fetch_max(rss, Ordering::Relaxed);
+                }
+                // A Prometheus stand-in for the metrics run.
+                if let Some(port) = metrics {
+                    if Instant::now() >= next_scrape {
+                        next_scrape += SCRAPE_EVERY;
+                        let _ = scrape(port);
+                    }
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -541,19 +689,32 @@ fn render(names: &[&str], rows: &[(&Scenario, Vec<Measured>)]) -> String {
 /// Replaces the text between the markers in BENCHMARKS.md, or appends a
 /// `## Broker` section holding them.
 fn write_benchmarks(section: &str) -> Result<(), String> {
+    write_section(section, START, END, "## Broker")
+}
+
+/// Replaces the text between `start` and `end` in BENCHMARKS.md, or appends
+/// a `heading` section holding them.
+fn write_section(section: &str, start: &str, end: &str, heading: &str) -> Result<(), String> {
     let path = root().join("BENCHMARKS.md");
     let text =
         std::fs::read_to_string(&path).map_err(|e| format!("cannot read BENCHMARKS.md: {e}"))?;
-    write_file(&path, &splice(&text, section))
+    write_file(&path, &splice_between(&text, section, start, end, heading))
 }
 
 /// `text` with `section` (markers included) in place of the marked part.
+#[cfg(test)]
 fn splice(text: &str, section: &str) -> String {
-    match (text.find(START), text.find(END)) {
+    splice_between(text, section, START, END, "## Broker")
+}
+
+/// `text` with `section` in place of the part between `start` and `end`
+/// (markers included), or appended under `heading`.
+fn splice_between(text: &str, section: &str, start: &str, end: &str, heading: &str) -> String {
+    match (text.find(start), text.find(end)) {
         (Some(a), Some(b)) if a < b => {
-            format!("{}{section}{}", &text[..a], &text[b + END.len()..])
+            format!("{}{section}{}", &text[..a], &text[b + end.len()..])
         }
-        _ => format!("{}\n\n## Broker\n\n{section}\n", text.trim_end()),
+        _ => format!("{}\n\n{heading}\n\n{section}\n", text.trim_end()),
     }
 }
 

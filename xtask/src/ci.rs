@@ -23,6 +23,10 @@ pub(crate) const STEPS: &[(&str, &str)] = &[
         "clippy -D warnings (the workspace, fuzz/, xtask/nostd-check/)",
     ),
     ("mosquitto", "installs Debian's mosquitto and its clients"),
+    (
+        "chromium",
+        "installs Debian's chromium (the dashboard's browser test)",
+    ),
     ("tests", "cargo test --workspace --all-features"),
     ("interop", "cargo xtask interop"),
     ("examples", "cargo xtask examples"),
@@ -64,6 +68,8 @@ const PUBLISHED: &[&str] = &[
     "tern-session",
     "tern-broker",
     "tern-client",
+    "tern-blocking",
+    "tern-store",
 ];
 
 pub(crate) fn command(args: &[String]) -> Result<(), String> {
@@ -126,6 +132,14 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         &["mosquitto", "mosquitto_pub", "mosquitto_sub"],
         &["mosquitto", "mosquitto-clients"],
     )?;
+
+    step("chromium");
+    // tern-broker's dashboard test drives headless Chromium and fails (never
+    // skips) without it; the screenshot it takes is kept at
+    // target/dashboard.png. Debian stable's own build: its security updates
+    // replace the archive's version, so an exact-version pin would stop
+    // installing; the release (the machine's Debian) is the pin.
+    ensure_apt(&["chromium"], &["chromium"])?;
 
     step("tests");
     run(cargo().args(["test", "--workspace", "--all-features"]))?;

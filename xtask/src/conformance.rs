@@ -172,6 +172,11 @@ retain_available = false
 /// crate); `tern-conformance`'s `against_tern` test uses the original.
 const RESTRICTED_ACL: &str = "topic readwrite #\ntopic deny acl-denied/#\n";
 
+/// The SCRAM-SHA-256 user of the restricted Tern broker: copies of
+/// `tern_conformance::SCRAM_USER` and `SCRAM_PASSWORD`.
+const SCRAM_USER: &str = "scram-user";
+const SCRAM_PASSWORD: &str = "scram-pass";
+
 /// Writes [`RESTRICTED_ACL`] into the work directory; returns its path.
 fn restricted_acl() -> Result<PathBuf, String> {
     let dir = work_dir();
@@ -181,11 +186,24 @@ fn restricted_acl() -> Result<PathBuf, String> {
     Ok(path)
 }
 
-/// Starts a second `tern broker` with Maximum QoS 1, no retain, and the ACL.
+/// A password file with the SCRAM-SHA-256 user the enhanced
+/// authentication statements log in as, written by `tern passwd --scram`.
+fn restricted_passwords() -> Result<PathBuf, String> {
+    let path = work_dir().join("restricted.passwd");
+    run(Command::new(binary("tern"))
+        .args(["passwd", "-c", "-b", "--scram"])
+        .arg(&path)
+        .args([SCRAM_USER, SCRAM_PASSWORD]))?;
+    Ok(path)
+}
+
+/// Starts a second `tern broker` with Maximum QoS 1, no retain, the ACL,
+/// and SCRAM-SHA-256 for one user (anonymous clients still allowed).
 fn start_tern_restricted() -> Result<Broker, String> {
     let settings = format!(
-        "{TERN_RESTRICTED}\n[security]\nacl_file = {:?}\n",
-        restricted_acl()?.display().to_string()
+        "{TERN_RESTRICTED}\n[security]\nacl_file = {:?}\npassword_file = {:?}\nallow_anonymous = true\n",
+        restricted_acl()?.display().to_string(),
+        restricted_passwords()?.display().to_string()
     );
     Broker::tern(binary("tern"))
         .settings(&settings)

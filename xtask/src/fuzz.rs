@@ -13,6 +13,8 @@ pub(crate) const TARGETS: &[&str] = &[
     "session_server",
     "session_client",
     "broker",
+    "store_records",
+    "scram",
 ];
 
 pub(crate) fn command(args: &[String]) -> Result<(), String> {

@@ -19,8 +19,10 @@
 //! MQTT.js from npm in Node, over `mqtt://` and `ws://`; MQTT.js in
 //! headless Chromium over `ws://` (a page served on 127.0.0.1 that loads
 //! MQTT.js's browser bundle and posts its results back); mosquitto_pub /
-//! mosquitto_sub. Then `tern pub` / `tern sub` against mosquitto. The
-//! drivers live in `xtask/interop/`; each prints `PASS CHECK` or `FAIL
+//! mosquitto_sub. Then `tern pub` / `tern sub` against mosquitto. And
+//! MQTT.js does MQTT 5 enhanced authentication with SCRAM-SHA-256 (its
+//! `handleAuth` hook, a SCRAM client of its own) against a `tern broker`
+//! with a credential from `tern passwd --scram`. The drivers live in `xtask/interop/`; each prints `PASS CHECK` or `FAIL
 //! CHECK: why`, and this command prints one line per pairing and check,
 //! then `N passed, N failed`.
 //!
@@ -65,6 +67,9 @@ const MQTT_JS_V5_CHECKS: [&str; 6] = [
     "properties",
     "topic-alias",
 ];
+
+/// The MQTT.js SCRAM-SHA-256 driver's checks (MQTT 5 only).
+const MQTT_JS_SCRAM_CHECKS: [&str; 2] = ["scram-login", "scram-wrong-password"];
 
 /// The MQTT versions, as the drivers take them.
 const VERSIONS: [&str; 2] = ["3.1.1", "5"];
@@ -158,6 +163,8 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         );
         let ws = broker.ws().expect("started with WebSocket").port();
         report.third_party(&drivers, broker.tcp().port(), ws, "");
+        drop(broker);
+        report.scram(&drivers, &tern, &dir)?;
     }
     {
         let mosquitto = Broker::mosquitto()
@@ -345,6 +352,34 @@ impl Report {
             self.driver(pairing, &mqtt_js_checks, &mut browser);
             self.cli("mosquitto_pub/sub", version, tcp, to, &mosquitto_clients);
         }
+    }
+
+    /// MQTT.js's enhanced authentication (`xtask/interop/scram.js`) against
+    /// a `tern broker` whose password file has a SCRAM-SHA-256 user.
+    fn scram(&mut self, drivers: &Drivers, tern: &Path, dir: &Path) -> Result<(), String> {
+        if !self.wanted("mqtt.js node scram v5 over tcp") {
+            return Ok(());
+        }
+        let passwd = dir.join("scram-passwd");
+        run(Command::new(tern)
+            .args(["passwd", "-c", "-b", "--scram"])
+            .arg(&passwd)
+            .args(["scram-user", "scram-pass"]))?;
+        let broker = Broker::tern(tern)
+            .args(["--password-file".as_ref(), passwd.as_os_str()])
+            .dir(&self.logs)
+            .name("tern-broker-scram")
+            .start()?;
+        let mut node = Command::new("node");
+        node.arg(drivers.scripts.join("scram.js"))
+            .arg(format!("mqtt://127.0.0.1:{}", broker.tcp().port()))
+            .env("NODE_PATH", &drivers.node_modules);
+        self.driver(
+            ("mqtt.js node scram", "5", "tcp", ""),
+            &MQTT_JS_SCRAM_CHECKS,
+            &mut node,
+        );
+        Ok(())
     }
 
     /// Runs an external driver (`DRIVER URL VERSION PREFIX`) for a pairing

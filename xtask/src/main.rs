@@ -7,6 +7,8 @@
 //! - `ci`: every check CI runs, in order; the README's test command.
 //! - `conformance [--against-mosquitto] [--broker HOST:PORT] ...`: the MQTT
 //!   conformance suite (crates/tern-conformance) against a broker.
+//! - `crash [--runs N] [--against-mosquitto]`: kill -9 a persistent broker
+//!   and check that nothing it acknowledged is lost (issue 14).
 //! - `examples`: runs tern-client's examples against real brokers.
 //! - `fuzz TARGET [--seconds N]`: runs one cargo-fuzz target on the stable toolchain.
 //! - `hostile [--case NAME] [--broker tern|mosquitto|both] [--scale smoke|full]`:
@@ -22,6 +24,7 @@
 mod bench_broker;
 mod ci;
 mod conformance;
+mod crash;
 mod examples;
 mod fuzz;
 mod hostile;
@@ -50,6 +53,13 @@ Commands:
                               (started on free ports), mosquitto, or any broker;
                               --write-doc runs ours and mosquitto and writes
                               CONFORMANCE.md
+  crash [--runs N] [--messages M] [--seed S] [--against-mosquitto [--autosave-on-changes]]
+                              kill -9 a persistent broker at random moments
+                              (persistent subscribers offline and online, 3.1.1
+                              QoS 1 and 5.0 QoS 2, retained values), restart it,
+                              and check nothing acknowledged was lost; prints
+                              `N passed, N failed`. Tern's side waits for
+                              `tern broker --data-dir` (issue 14)
   examples                    run tern-client's examples against `tern broker`
                               (and the TLS one against mosquitto with TLS),
                               checking what each prints
@@ -93,6 +103,7 @@ fn main() -> ExitCode {
         Some("bench-broker") => bench_broker::command(&args[1..]),
         Some("ci") => ci::command(&args[1..]),
         Some("conformance") => conformance::command(&args[1..]),
+        Some("crash") => crash::command(&args[1..]),
         Some("examples") => examples::command(&args[1..]),
         Some("fuzz") => fuzz::command(&args[1..]),
         Some("hostile") => hostile::command(&args[1..]),

@@ -34,6 +34,8 @@ const CRATES: &[(&str, Kind)] = &[
     // The reference std driver: threads, sockets and the wall clock.
     ("tern-blocking", Kind::Shell),
     ("tern-cli", Kind::Shell),
+    // The durable store: a database file and the thread that writes it.
+    ("tern-store", Kind::Shell),
     // Black-box tests over real sockets, with wall-clock timeouts.
     ("tern-conformance", Kind::Shell),
     // Determinism is the simulator's point: no clock, threads, I/O or

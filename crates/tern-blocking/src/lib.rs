@@ -3,7 +3,8 @@
 //!
 //! It is also the reference for writing a driver on `std`: every rule of
 //! the session's contract (the drain rule, time as an argument, read
-//! timeouts from `poll_timeout`) is kept in [`driver`]'s few functions.
+//! timeouts from `poll_timeout`) is kept in its `driver` module's few
+//! functions.
 //!
 //! - [`Client::connect`] runs the handshake over any [`Transport`]
 //!   (`TcpStream` and `UnixStream` are ones; implement it for your own).

@@ -43,8 +43,11 @@ exits with status 1 and says which file, key, line or address.
 
 SIGHUP reads the password, ACL and TLS files again: the new rules apply to
 new connections and every later check, the new certificates to new
-handshakes; open connections stay. A file that cannot be used is logged,
-naming it, and what it configures stays as it was. A
+handshakes; open connections stay. It also reads the settings file's
+[limits] again and logs each change (`limits.max_inflight: 1024 -> 64`):
+new connections and sessions get them, open ones keep theirs. A file that
+cannot be used is logged, naming it, and what it configures stays as it
+was. --check-config FILE checks a settings file before use. A
 listener on a non-loopback address while anonymous clients may connect
 logs a warning at start-up.
 
@@ -100,6 +103,10 @@ errors; the values shown are the defaults):
   # allow_anonymous = true    # clients without a user name may connect
                               # (default: true without a password file,
                               # false with one); refused: 0x87 (3.1.1: 5)
+
+  [metrics]                   # monitoring over HTTP (GET only); off when absent
+  # listen = \"127.0.0.1:9883\" # /metrics (OpenMetrics), /health, /api/stats,
+                              # and a live dashboard at /
 
 crates/tern-broker/broker.example.toml in the source tree is a commented
 copy of this file.";
@@ -159,7 +166,9 @@ pub(crate) struct BrokerArgs {
     /// mosquitto_passwd): a client giving a user name must give its
     /// password (refused: 0x86, MQTT 3.1.1 return code 4). Without
     /// --allow-anonymous, clients without a user name are then refused
-    /// (0x87, return code 5). Replaces `[security] password_file`.
+    /// (0x87, return code 5). Users with a SCRAM line (`tern passwd
+    /// --scram`) may also use MQTT 5 enhanced authentication, method
+    /// SCRAM-SHA-256. Replaces `[security] password_file`.
     #[arg(long, value_name = "FILE")]
     password_file: Option<PathBuf>,
     /// mosquitto's ACL file: what each user, and anonymous clients, may
@@ -174,13 +183,32 @@ pub(crate) struct BrokerArgs {
     /// `[security] allow_anonymous`.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     allow_anonymous: Option<bool>,
-    /// Read settings (listeners and limits) from this TOML file.
+    /// Serve monitoring over HTTP on IP:PORT: `/metrics` (Prometheus /
+    /// OpenMetrics text), `/health`, and a live dashboard at `/`. Off by
+    /// default; no authentication, so bind it to loopback or a private
+    /// network. Replaces `[metrics] listen`.
+    #[arg(long, value_name = "IP:PORT")]
+    metrics: Option<SocketAddr>,
+    /// Read settings (listeners and limits) from this TOML file. SIGHUP
+    /// reads its `[limits]` again.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Check this settings file and the files it names (password, ACL,
+    /// TLS), print the effective settings (flags applied, every default
+    /// written out) and exit: 0 if the broker would start with them, 1
+    /// with the problem (file, key and line) otherwise. Starts nothing.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    check_config: Option<PathBuf>,
     /// Log level or filter: error, warn, info (default), debug, trace, or a
     /// tracing filter like `tern_broker=debug`. Overrides RUST_LOG.
     #[arg(long, value_name = "LEVEL")]
     log: Option<String>,
+    /// Log lines as `text` (the default, for people) or `json` (one object
+    /// per line, for log collectors). Every refusal (authentication, ACL,
+    /// limit, malformed packet) is one line at level WARN with the client
+    /// id, the peer address and the reason code.
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    log_format: LogFormat,
     /// Worker threads for the sockets (0: one per CPU). The broker's core is
     /// one task whatever this says; one thread (the default) saves the
     /// cross-thread wake-ups that cost latency: on a 2-core machine
@@ -200,7 +228,7 @@ pub(crate) struct BrokerArgs {
 impl BrokerArgs {
     /// The settings the file and the flags give.
     fn settings(&self) -> Result<BrokerSettings, Failure> {
-        let mut settings = match &self.config {
+        let mut settings = match self.config.as_ref().or(self.check_config.as_ref()) {
             Some(path) => BrokerSettings::load(path).map_err(|e| failure(e.to_string()))?,
             None => BrokerSettings::default(),
         };
@@ -236,6 +264,9 @@ impl BrokerArgs {
         if let Some(allow) = self.allow_anonymous {
             security.allow_anonymous = Some(allow);
         }
+        if let Some(addr) = self.metrics {
+            settings.metrics.listen = Some(addr);
+        }
         Ok(settings)
     }
 }
@@ -244,10 +275,15 @@ fn failure(message: String) -> Failure {
     Failure { message, status: 1 }
 }
 
-/// Runs the broker until Ctrl-C or SIGTERM.
+/// Runs the broker until Ctrl-C or SIGTERM (or checks its settings).
 pub(crate) fn run(args: &BrokerArgs) -> Result<(), Failure> {
     let settings = args.settings()?;
-    init_logging(args.log.as_deref())?;
+    if args.check_config.is_some() {
+        settings.check_files().map_err(failure)?;
+        print!("{}", settings.to_toml());
+        return Ok(());
+    }
+    init_logging(args.log.as_deref(), args.log_format)?;
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if args.threads > 0 {
         builder.worker_threads(args.threads);
@@ -275,6 +311,9 @@ pub(crate) fn run(args: &BrokerArgs) -> Result<(), Failure> {
         }
         for addr in running.wss_addrs() {
             let _ = writeln!(out, "listening wss {addr}");
+        }
+        if let Some(addr) = running.metrics_addr() {
+            let _ = writeln!(out, "listening metrics {addr}");
         }
         let _ = out.flush();
         drop(out);
@@ -306,7 +345,16 @@ fn write_ready_file(path: &Path, running: &server::Running) -> Result<(), Failur
         .map_err(|e| failure(format!("--ready-file {}: {e}", path.display())))
 }
 
-fn init_logging(level: Option<&str>) -> Result<(), Failure> {
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn init_logging(level: Option<&str>, format: LogFormat) -> Result<(), Failure> {
     use tracing_subscriber::EnvFilter;
     let filter = match level {
         Some(level) => {
@@ -314,10 +362,14 @@ fn init_logging(level: Option<&str>) -> Result<(), Failure> {
         }
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
     Ok(())
 }

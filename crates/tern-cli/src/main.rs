@@ -14,6 +14,7 @@ mod codec;
 mod mqtt;
 mod passwd;
 mod publish;
+mod store;
 mod subscribe;
 
 const ABOUT: &str = "\
@@ -29,7 +30,9 @@ mosquitto_sub's flags (so -h is the host; use --help for help).
 
 `bench` load-tests a broker (pub, sub, conn, pubsub), like emqtt-bench.
 
-`passwd` manages a password file, as mosquitto_passwd does.";
+`passwd` manages a password file, as mosquitto_passwd does.
+
+`store check` and `store dump` inspect a broker's data directory.";
 
 const EXAMPLE: &str = "\
 Example:
@@ -74,6 +77,9 @@ enum Command {
     #[command(long_about = publish::ABOUT, after_help = publish::after_help(),
               disable_help_flag = true)]
     Pub(publish::PubArgs),
+    /// Check or print a broker's data directory (tern-store).
+    #[command(long_about = store::ABOUT, after_help = store::EXAMPLE)]
+    Store(store::StoreArgs),
     /// Subscribe and print messages (flags as mosquitto_sub).
     #[command(long_about = subscribe::ABOUT, after_help = subscribe::after_help(),
               disable_help_flag = true)]
@@ -96,6 +102,7 @@ fn main() -> ExitCode {
             }
             publish::run(&args)
         }
+        Command::Store(args) => store::run(&args),
         Command::Sub(mut args) => {
             if let Some(m) = sub_matches {
                 args.connect.take_groups(m);

@@ -48,6 +48,11 @@ pub(crate) struct ConnectArgs {
     /// Password.
     #[arg(short = 'P', long = "pw", value_name = "PASSWORD")]
     pub(crate) password: Option<String>,
+    /// Authenticate -u with -P by MQTT 5 enhanced authentication,
+    /// SCRAM-SHA-256: the password is not sent, and the broker's proof that
+    /// it holds the credential is checked (`tern passwd --scram` writes it).
+    #[arg(long)]
+    pub(crate) scram: bool,
     /// Keep alive in seconds (0: off).
     #[arg(
         short = 'k',
@@ -250,7 +255,16 @@ impl ConnectArgs {
             }
             options = options.tls(tls);
         }
-        if let Some(user) = &username {
+        let scram = match (self.scram, &username, &password) {
+            (false, _, _) => None,
+            (true, Some(user), Some(password)) if self.version.is_v5() => Some((user, password)),
+            (true, _, _) => {
+                return Err(usage(
+                    "--scram needs MQTT 5 (-V 5), a user name (-u) and a password (-P)".into(),
+                ));
+            }
+        };
+        if let (Some(user), None) = (&username, scram) {
             options = options
                 .credentials(user, password.as_deref().map(str::as_bytes))
                 .map_err(|e| usage(format!("user name: {e}")))?;
@@ -261,6 +275,11 @@ impl ConnectArgs {
             connect.session_expiry_interval = Some(86_400);
         }
         options = options.properties(connect);
+        if let Some((user, password)) = scram {
+            options = options
+                .scram_sha256(user, password.as_bytes())
+                .map_err(|e| usage(format!("--scram: {e}")))?;
+        }
         if let Some(topic) = &self.will_topic {
             options = options.will(Will {
                 topic: string("--will-topic", topic)?,

@@ -23,6 +23,10 @@ fn help_explains_flags_defaults_and_every_settings_key() {
         "--config",
         "--log",
         "--ready-file",
+        "--metrics",
+        "--log-format",
+        "--check-config",
+        "[metrics]",
         "127.0.0.1:1883",
         "127.0.0.1:8083",
         "/mqtt",
@@ -297,4 +301,65 @@ fn ctrl_c_stops_it_gracefully_too() {
         other => panic!("expected DISCONNECT 0x8B, got {other:?}"),
     }
     assert!(broker.wait_exit().success());
+}
+
+/// `--check-config`: the effective settings with every default written
+/// out, exit 0; a bad file or a missing password file named, exit 1.
+#[test]
+fn check_config_prints_the_effective_settings_or_names_the_problem() {
+    let dir = std::env::temp_dir().join(format!("tern-cli-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "[limits]\nmax_inflight = 7\n").unwrap();
+    let out = tern()
+        .args(["broker", "--check-config"])
+        .arg(&good)
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    for line in [
+        "max_inflight = 7",
+        "max_connections = 10000",
+        "tcp = [\"127.0.0.1:1883\"]",
+        "sys_interval = 10",
+        "allow_anonymous = true",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+    // What it prints is itself a settings file that checks.
+    let again = dir.join("again.toml");
+    std::fs::write(&again, &text).unwrap();
+    tern()
+        .args(["broker", "--check-config"])
+        .arg(&again)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("max_inflight = 7"));
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[limits]\nmax_inflight = 7\nmaximum_qos = 5\n").unwrap();
+    tern()
+        .args(["broker", "--check-config"])
+        .arg(&bad)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(bad.display().to_string()))
+        .stderr(predicate::str::contains("limits.maximum_qos"))
+        .stderr(predicate::str::contains("line 3"));
+    let missing = dir.join("missing.toml");
+    std::fs::write(
+        &missing,
+        "[security]\npassword_file = \"/nonexistent/passwd\"\n",
+    )
+    .unwrap();
+    tern()
+        .args(["broker", "--check-config"])
+        .arg(&missing)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("/nonexistent/passwd"));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -293,3 +293,154 @@ fn a_bad_password_or_acl_file_stops_it_naming_the_file_and_line() {
         .code(1)
         .stderr(predicate::str::contains("/nonexistent/passwd"));
 }
+
+/// Waits for a JSON log line whose `message` is `message` and whose fields
+/// contain every `(key, value)`; returns it.
+fn logged_json(
+    broker: &BrokerProcess,
+    message: &str,
+    fields: &[(&str, &str)],
+) -> serde_json::Value {
+    let deadline = Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        let Ok(line) = broker.stderr.recv_timeout(Duration::from_millis(100)) else {
+            continue;
+        };
+        let json: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        if json["message"] == message && fields.iter().all(|(k, v)| json[*k].as_str() == Some(*v)) {
+            return json;
+        }
+        seen.push(line);
+    }
+    panic!("no {message:?} line with {fields:?} in {seen:#?}");
+}
+
+/// `--log-format json`: every refusal (a wrong password, an ACL refusal, a
+/// malformed packet) is one WARN line with the client id, the peer address
+/// and the reason code.
+#[test]
+fn refusals_are_logged_as_json_with_client_peer_and_reason_code() {
+    let dir = Dir::new("jsonlog");
+    let file = dir.path("passwd");
+    passwd(&file, true, "alice", "secret");
+    let acl = dir.path("acl");
+    std::fs::write(&acl, "user alice\ntopic read #\n").unwrap();
+    let (broker, _, _) = BrokerProcess::start_with(
+        &[
+            "--tcp",
+            "127.0.0.1:0",
+            "--password-file",
+            file.to_str().unwrap(),
+            "--acl-file",
+            acl.to_str().unwrap(),
+            "--log-format",
+            "json",
+        ],
+        1,
+        0,
+    );
+    // A wrong password.
+    let out = mosquitto(
+        "mosquitto_pub",
+        &broker,
+        "mqttv5",
+        Some(("alice", "wrong")),
+        &["-i", "wrong-pw", "-t", "t", "-m", "x"],
+    );
+    assert!(!out.status.success());
+    let line = logged_json(
+        &broker,
+        "refused",
+        &[
+            ("client_id", "wrong-pw"),
+            ("what", "connect"),
+            ("reason_code", "0x86"),
+        ],
+    );
+    assert_eq!(line["level"], "WARN", "{line}");
+    assert!(
+        line["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{line}"
+    );
+    // A PUBLISH the ACL does not allow (alice may only read).
+    let out = mosquitto(
+        "mosquitto_pub",
+        &broker,
+        "mqttv5",
+        Some(("alice", "secret")),
+        &["-i", "acl-pub", "-t", "not/hers", "-m", "x", "-q", "1"],
+    );
+    drop(out);
+    logged_json(
+        &broker,
+        "refused",
+        &[
+            ("client_id", "acl-pub"),
+            ("what", "publish"),
+            ("topic", "not/hers"),
+            ("reason_code", "0x87"),
+        ],
+    );
+    // A malformed packet after CONNECT: a PUBLISH with an invalid flag (QoS 3).
+    let mut raw = Raw::open(broker.tcp, ProtocolVersion::V5);
+    raw.send(tern_codec::Connect {
+        protocol: ProtocolVersion::V5,
+        clean_start: true,
+        client_id: tern_codec::MqttString::from_static("malformed"),
+        username: Some(tern_codec::MqttString::from_static("alice")),
+        password: Some(bytes::Bytes::from_static(b"secret")),
+        ..tern_codec::Connect::default()
+    });
+    assert!(matches!(raw.next(), Some(tern_codec::Packet::ConnAck(_))));
+    std::io::Write::write_all(&mut raw.stream, &[0x36, 0x03, 0x00, 0x01, b'a']).unwrap();
+    let line = logged_json(
+        &broker,
+        "refused: connection closed",
+        &[("client_id", "malformed"), ("reason_code", "0x81")],
+    );
+    assert!(line["peer"].as_str().is_some(), "{line}");
+}
+
+/// SIGHUP reads the settings file's `[limits]` again: each change is
+/// logged, new connections get it, and a broken file is logged with its
+/// name, key and line while the settings in force stay.
+#[test]
+fn sighup_reloads_the_settings_files_limits() {
+    let dir = Dir::new("hup-limits");
+    let config = dir.path("broker.toml");
+    let file = |inflight: &str| {
+        format!(
+            "[listeners]\ntcp = [\"127.0.0.1:0\"]\nws = []\n[limits]\nmax_inflight = {inflight}\n"
+        )
+    };
+    std::fs::write(&config, file("10")).unwrap();
+    let (broker, _, _) = BrokerProcess::start_with(&["--config", config.to_str().unwrap()], 1, 0);
+    let receive_maximum = |id: &'static str| {
+        let mut client = Raw::open(broker.tcp, ProtocolVersion::V5);
+        client.send(Connect {
+            protocol: ProtocolVersion::V5,
+            clean_start: true,
+            client_id: MqttString::from_static(id),
+            ..Connect::default()
+        });
+        match client.next() {
+            Some(Packet::ConnAck(ack)) => ack.properties.receive_maximum.map(|r| r.get()),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    };
+    assert_eq!(receive_maximum("before"), Some(10));
+    std::fs::write(&config, file("25")).unwrap();
+    broker.signal("-HUP");
+    logged(&broker, "limits.max_inflight: 10 -> 25");
+    assert_eq!(receive_maximum("after"), Some(25));
+    std::fs::write(&config, file("0")).unwrap();
+    broker.signal("-HUP");
+    logged(&broker, "limits.max_inflight");
+    assert_eq!(
+        receive_maximum("kept"),
+        Some(25),
+        "the settings in force stay"
+    );
+}

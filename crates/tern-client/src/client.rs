@@ -56,6 +56,9 @@ pub(crate) enum Control {
         properties: DisconnectProperties,
         reply: oneshot::Sender<Result<(), Error>>,
     },
+    Reauthenticate {
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
 }
 
 /// Where the client's connection stands; see [`Client::state_changes`].
@@ -387,6 +390,27 @@ impl Client {
             reason: ReasonCode::Success,
             properties: DisconnectProperties::default(),
         }
+    }
+
+    /// Re-authenticates the connection with the [`Options::enhanced_auth`]
+    /// method (MQTT 5 AUTH 0x19 [MQTT-4.12.1-1]): completes when the broker
+    /// accepted (and, for SCRAM, proved itself). If the broker refuses, it
+    /// disconnects [MQTT-4.12.1-2] and this returns that error (the client
+    /// then reconnects as its options say, authenticating afresh).
+    /// [`Error::Command`] with `NoAuthPending` without a method, while not
+    /// connected, or while a re-authentication is already under way.
+    ///
+    /// [`Options::enhanced_auth`]: crate::Options::enhanced_auth
+    pub async fn reauthenticate(&self) -> Result<(), Error> {
+        let (reply, result) = oneshot::channel();
+        if self
+            .control
+            .send(Control::Reauthenticate { reply })
+            .is_err()
+        {
+            return Err(self.closed_error());
+        }
+        result.await.unwrap_or_else(|_| Err(self.closed_error()))
     }
 
     /// Where the connection stands now.

@@ -111,6 +111,9 @@ struct Driver {
     /// When the current connection's CONNACK arrived.
     connected_at: Option<TokioInstant>,
     jitter: Jitter,
+    /// A `reauthenticate` caller, answered when the broker's AUTH 0x00
+    /// arrives (or the connection ends).
+    reauth: Option<Reply<()>>,
 }
 
 /// One network connection and the session state machine driving it.
@@ -164,6 +167,7 @@ impl Driver {
             attempt: 0,
             connected_at: None,
             jitter,
+            reauth: None,
         }
     }
 
@@ -186,7 +190,11 @@ impl Driver {
                 Err(Interrupted::Stop) => return None,
                 Ok(Err(e)) => e,
                 Ok(Ok((reader, writer))) => {
-                    let conn = ClientConnection::new(self.now(), self.connect_options(), session);
+                    let options = match self.connect_options() {
+                        Ok(options) => options,
+                        Err(e) => return Some(e),
+                    };
+                    let conn = ClientConnection::new(self.now(), options, session);
                     let mut link = Link {
                         conn,
                         reader,
@@ -205,7 +213,9 @@ impl Driver {
                         .take()
                         .unwrap_or_else(|| Error::from_close(reason.clone(), link.io_error.take()));
                     session = link.conn.into_session();
-                    if matches!(reason, CloseReason::Local(_)) {
+                    // A local close is the application's, unless enhanced
+                    // authentication failed on our side.
+                    if matches!(reason, CloseReason::Local(_)) && !matches!(error, Error::Auth(_)) {
                         return None;
                     }
                     error
@@ -246,12 +256,59 @@ impl Driver {
 
     /// The options for the next connection: after the first, resume the
     /// session when the broker keeps it, and use the identifier it assigned.
-    fn connect_options(&self) -> ConnectOptions {
+    /// With enhanced authentication, a new exchange starts: its first data
+    /// goes in the CONNECT.
+    fn connect_options(&self) -> Result<ConnectOptions, Error> {
         let mut options = self.options.session.clone();
         if self.connected_once {
             options.clean_start = !self.options.is_persistent();
         }
-        options
+        if let Some(auth) = &self.options.auth {
+            options.properties.authentication_data =
+                auth.with(|m| m.start()).map_err(Error::Auth)?;
+        }
+        Ok(options)
+    }
+
+    /// The enhanced authentication steps: the broker's AUTH, and the data
+    /// of its successful CONNACK. A step our method refuses ends the
+    /// connection (DISCONNECT 0x80: a client has no "not authorized").
+    fn auth_step(&mut self, link: &mut Link, auth: &tern_codec::Auth) {
+        let Some(method) = self.options.auth.clone() else {
+            return; // tern-session refuses an AUTH we did not ask for
+        };
+        let data = auth.properties.authentication_data.as_deref();
+        let now = self.now();
+        let result = if auth.reason_code == ReasonCode::Success {
+            // The end of a re-authentication.
+            let result = method.with(|m| m.finish(data));
+            if result.is_ok() {
+                if let Some(reply) = self.reauth.take() {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            result
+        } else {
+            method.with(|m| m.step(data)).and_then(|next| {
+                link.conn
+                    .auth_continue(now, next)
+                    .map_err(|e| e.to_string())
+            })
+        };
+        if let Err(why) = result {
+            self.auth_failed(link, why);
+        }
+    }
+
+    fn auth_failed(&mut self, link: &mut Link, why: String) {
+        let error = Error::Auth(why);
+        if let Some(reply) = self.reauth.take() {
+            let _ = reply.send(Err(error.clone()));
+        }
+        link.fatal = Some(error);
+        let _ = link
+            .conn
+            .disconnect(self.now(), ReasonCode::UnspecifiedError, Default::default());
     }
 
     /// Opens the transport, within the connect timeout.
@@ -285,6 +342,10 @@ impl Driver {
                         self.disconnects.push(reply);
                         self.stopping = true;
                         return Err(Interrupted::Stop);
+                    }
+                    Control::Reauthenticate { reply } => {
+                        // Not connected: the next connection authenticates anyway.
+                        let _ = reply.send(Err(Error::Command(CommandError::NoAuthPending)));
                     }
                 },
                 command = self.commands.recv(), if self.held.is_none() && self.commands_open => {
@@ -421,21 +482,30 @@ impl Driver {
     }
 
     /// The drain rule: transmits, then the timeout, then the events.
+    /// An event may answer with a packet (an enhanced authentication
+    /// step), so the rule runs again until no event comes.
     fn drain(&mut self, link: &mut Link) {
-        let now = self.now();
-        // The session writes its packets into the buffer itself.
-        while link.write_buf.len() < HIGH_WATER {
-            if link
-                .conn
-                .write_transmit(now, &mut link.write_buf, usize::MAX)
-                .is_none()
-            {
-                break;
+        loop {
+            let now = self.now();
+            // The session writes its packets into the buffer itself.
+            while link.write_buf.len() < HIGH_WATER {
+                if link
+                    .conn
+                    .write_transmit(now, &mut link.write_buf, usize::MAX)
+                    .is_none()
+                {
+                    break;
+                }
             }
-        }
-        link.deadline = link.conn.poll_timeout();
-        while let Some(event) = link.conn.poll_event() {
-            self.on_event(link, event);
+            link.deadline = link.conn.poll_timeout();
+            let mut any = false;
+            while let Some(event) = link.conn.poll_event() {
+                any = true;
+                self.on_event(link, event);
+            }
+            if !any {
+                return;
+            }
         }
     }
 
@@ -445,6 +515,14 @@ impl Driver {
                 session_present,
                 connack,
             } => {
+                if let Some(method) = self.options.auth.clone() {
+                    let data = connack.properties.authentication_data.as_deref();
+                    if let Err(why) = method.with(|m| m.finish(data)) {
+                        // The broker did not prove itself: not connected.
+                        self.auth_failed(link, why);
+                        return;
+                    }
+                }
                 self.connected_once = true;
                 self.connected_at = Some(TokioInstant::now());
                 // Reconnect as the client the broker assigned, to resume its session.
@@ -517,9 +595,17 @@ impl Driver {
                     }));
                 }
             }
-            ClientEvent::Closed(reason) => link.closed = Some(reason),
-            // Enhanced authentication (AUTH) is not supported yet; a broker
-            // that starts it will time the connection out.
+            ClientEvent::Closed(reason) => {
+                if let Some(reply) = self.reauth.take() {
+                    let error = link
+                        .fatal
+                        .clone()
+                        .unwrap_or_else(|| Error::from_close(reason.clone(), None));
+                    let _ = reply.send(Err(error));
+                }
+                link.closed = Some(reason);
+            }
+            ClientEvent::Auth(auth) => self.auth_step(link, &auth),
             _ => {}
         }
     }
@@ -636,6 +722,23 @@ impl Driver {
                     }
                 }
             },
+            Control::Reauthenticate { reply } => {
+                let result = match (&self.options.auth, &self.reauth) {
+                    (Some(method), None) => method
+                        .with(|m| m.start())
+                        .map_err(Error::Auth)
+                        .and_then(|data| {
+                            link.conn.reauthenticate(now, data).map_err(Error::Command)
+                        }),
+                    _ => Err(Error::Command(CommandError::NoAuthPending)),
+                };
+                match result {
+                    Ok(()) => self.reauth = Some(reply),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
         }
         self.drain(link);
     }
@@ -691,6 +794,9 @@ impl Driver {
                     }
                 }
                 Control::Disconnect { reply, .. } => self.disconnects.push(reply),
+                Control::Reauthenticate { reply } => {
+                    let _ = reply.send(Err(Error::Closed));
+                }
             }
         }
         for reply in self.disconnects.drain(..) {

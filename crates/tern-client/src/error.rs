@@ -26,6 +26,12 @@ pub enum Error {
     /// The connect options break a rule of the CONNECT packet; nothing was
     /// sent.
     InvalidOptions(EncodeError),
+    /// Enhanced authentication failed on our side (the [`AuthMethod`]
+    /// refused a step, or the broker's final proof was wrong); the
+    /// connection was closed.
+    ///
+    /// [`AuthMethod`]: crate::AuthMethod
+    Auth(String),
     /// `mqtts://` and `wss://` need TLS, and this build of the client has
     /// no `tls` feature.
     TlsNotSupported,
@@ -212,6 +218,7 @@ impl fmt::Display for Error {
             Error::Ack(e) => write!(f, "acknowledgement refused: {e}"),
             Error::Dropped => f.write_str("the message was dropped from the full queue"),
             Error::InvalidOptions(e) => write!(f, "invalid connect options: {e}"),
+            Error::Auth(why) => write!(f, "enhanced authentication failed: {why}"),
             Error::Encode(e) => write!(f, "could not encode a packet (a bug in Tern): {e}"),
         }
     }

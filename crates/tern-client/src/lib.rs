@@ -71,6 +71,7 @@
 
 #![forbid(unsafe_code)]
 
+mod auth;
 mod client;
 mod driver;
 mod error;
@@ -79,6 +80,7 @@ mod options;
 mod tls;
 mod transport;
 
+pub use crate::auth::{AuthMethod, ScramSha256};
 pub use crate::client::{
     Acked, Acker, BoxFuture, Client, DisconnectBuilder, IntoFilter, Message, Messages,
     PendingPublish, PublishBuilder, Published, State, SubscribeBuilder, Subscribed,

@@ -341,6 +341,8 @@ pub struct Options {
     pub tls: crate::TlsOptions,
     /// Opens each network connection in place of TCP, if set.
     pub connector: Option<crate::Connector>,
+    /// MQTT 5 enhanced authentication, if set (see [`Options::enhanced_auth`]).
+    pub(crate) auth: Option<crate::auth::SharedAuth>,
 }
 
 impl std::fmt::Debug for Options {
@@ -353,7 +355,9 @@ impl std::fmt::Debug for Options {
             .field("command_capacity", &self.command_capacity);
         #[cfg(feature = "tls")]
         d.field("tls", &self.tls);
-        d.field("connector", &self.connector.is_some()).finish()
+        d.field("connector", &self.connector.is_some())
+            .field("auth", &self.auth)
+            .finish()
     }
 }
 
@@ -373,6 +377,7 @@ impl Options {
             #[cfg(feature = "tls")]
             tls: crate::TlsOptions::default(),
             connector: None,
+            auth: None,
         }
     }
 
@@ -470,6 +475,23 @@ impl Options {
         self.session.username = Some(MqttString::try_from(username)?);
         self.session.password = password.map(Bytes::copy_from_slice);
         Ok(self)
+    }
+
+    /// MQTT 5 enhanced authentication with `method`: its name becomes the
+    /// CONNECT's Authentication Method, and the connection task runs its
+    /// steps (see [`AuthMethod`](crate::AuthMethod)) on every connection
+    /// and on [`Client::reauthenticate`](crate::Client::reauthenticate).
+    pub fn enhanced_auth(mut self, method: impl crate::AuthMethod) -> Result<Self, Error> {
+        self.session.properties.authentication_method =
+            Some(MqttString::try_from(method.method())?);
+        self.auth = Some(crate::auth::SharedAuth::new(Box::new(method)));
+        Ok(self)
+    }
+
+    /// Enhanced authentication with SCRAM-SHA-256 as `username` (the
+    /// password never leaves the client; the broker's proof is checked).
+    pub fn scram_sha256(self, username: &str, password: &[u8]) -> Result<Self, Error> {
+        self.enhanced_auth(crate::ScramSha256::new(username, password))
     }
 
     /// The Last Will and Testament.

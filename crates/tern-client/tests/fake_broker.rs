@@ -1127,3 +1127,56 @@ async fn unacknowledged_messages_go_again_with_dup_on_a_resumed_session() {
     assert_eq!(a.unwrap().packet_id, Some(one));
     assert_eq!(b.unwrap().packet_id, Some(two));
 }
+
+/// SCRAM-SHA-256 against a broker that does not hold the credential: it
+/// plays the exchange (with a credential from another password) and
+/// "accepts", but cannot sign the final step, so the client refuses to
+/// count itself connected (RFC 5802 §5's mutual authentication).
+#[tokio::test]
+async fn scram_refuses_a_broker_that_cannot_prove_the_credential() {
+    use tern_codec::{Auth, AuthProperties};
+    use tern_session::scram::{ClientFirst, ScramCredential, ScramServer};
+    let broker = FakeBroker::start().await;
+    let options = options(&broker)
+        .scram_sha256("alice", b"wonderland")
+        .unwrap();
+    let connecting = tokio::spawn(Client::connect(options));
+    let mut peer = broker.accept().await;
+    let connect = peer.recv_connect().await;
+    let method = connect.properties.authentication_method.clone();
+    assert_eq!(method.as_ref().map(|m| m.as_str()), Some("SCRAM-SHA-256"));
+    let first = ClientFirst::parse(&connect.properties.authentication_data.unwrap()).unwrap();
+    assert_eq!(first.username, "alice");
+    let impostor = ScramCredential::derive(b"guess", b"salt", 4096);
+    let (server, server_first) = ScramServer::start(&first, impostor, "fake").unwrap();
+    peer.send(Packet::Auth(Box::new(Auth {
+        reason_code: ReasonCode::ContinueAuthentication,
+        properties: AuthProperties {
+            authentication_method: method.clone(),
+            authentication_data: Some(Bytes::from(server_first)),
+            ..Default::default()
+        },
+    })))
+    .await;
+    let client_final = match peer.recv().await {
+        Packet::Auth(a) => a.properties.authentication_data.unwrap(),
+        other => panic!("expected AUTH, got {other:?}"),
+    };
+    // The impostor cannot check the proof either.
+    assert!(server.finish(&client_final).is_err());
+    peer.send(Packet::ConnAck(Box::new(ConnAck {
+        properties: ConnAckProperties {
+            authentication_method: method,
+            authentication_data: Some(Bytes::from_static(
+                b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=",
+            )),
+            ..Default::default()
+        },
+        ..ConnAck::default()
+    })))
+    .await;
+    match within("connect", connecting).await.unwrap() {
+        Err(Error::Auth(why)) => assert!(why.contains("server signature"), "{why}"),
+        other => panic!("expected Error::Auth, got {other:?}"),
+    }
+}

@@ -26,6 +26,13 @@
 /// clients may do anything except publish (or receive) under `acl-denied/`.
 pub const RESTRICTED_ACL: &str = "topic readwrite #\ntopic deny acl-denied/#\n";
 
+/// The user the restricted broker knows a SCRAM-SHA-256 credential for
+/// (MQTT 5 enhanced authentication), with [`SCRAM_PASSWORD`]; a broker
+/// without SCRAM fails those tests (mosquitto's skip list says why).
+pub const SCRAM_USER: &str = "scram-user";
+/// [`SCRAM_USER`]'s password.
+pub const SCRAM_PASSWORD: &str = "scram-pass";
+
 pub mod cases;
 pub mod doc;
 pub mod harness;

@@ -80,9 +80,25 @@ fn the_whole_suite_passes_against_tern() {
     let acl = std::env::temp_dir().join(format!("tern-conformance-{}.acl", std::process::id()));
     std::fs::write(&acl, tern_conformance::RESTRICTED_ACL).expect("the ACL file is written");
     restricted_settings.security.acl_file = Some(acl.clone());
+    // SCRAM-SHA-256 for the enhanced authentication statements; anonymous
+    // clients still get in for the others.
+    let passwd = acl.with_extension("passwd");
+    let credential = tern_broker::security::PasswordHash::scram_sha256(
+        tern_conformance::SCRAM_PASSWORD.as_bytes(),
+        [7; tern_broker::security::SCRAM_SALT_LEN],
+        4096,
+    );
+    std::fs::write(
+        &passwd,
+        format!("{}:{credential}\n", tern_conformance::SCRAM_USER),
+    )
+    .expect("the password file is written");
+    restricted_settings.security.password_file = Some(passwd.clone());
+    restricted_settings.security.allow_anonymous = Some(true);
     let restricted = Broker::start(restricted_settings, false);
     // Read at start-up.
     let _ = std::fs::remove_file(&acl);
+    let _ = std::fs::remove_file(&passwd);
 
     let mut target = Target::new(
         &broker.tcp.to_string(),

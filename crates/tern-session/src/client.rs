@@ -303,7 +303,8 @@ enum Phase {
 ///   [`handle_timeout`](Self::handle_timeout), [`handle_closed`](Self::handle_closed);
 /// - commands: [`publish`](Self::publish), [`subscribe`](Self::subscribe),
 ///   [`unsubscribe`](Self::unsubscribe), [`disconnect`](Self::disconnect),
-///   [`ack`](Self::ack), [`auth`](Self::auth);
+///   [`ack`](Self::ack), enhanced authentication ([`auth_continue`](Self::auth_continue),
+///   [`reauthenticate`](Self::reauthenticate), [`auth`](Self::auth));
 /// - output: [`poll_transmit`](Self::poll_transmit), [`poll_timeout`](Self::poll_timeout),
 ///   [`poll_event`](Self::poll_event).
 ///
@@ -318,6 +319,8 @@ pub struct ClientConnection {
     keep_alive: Duration,
     ping_sent: Option<Instant>,
     limits: Option<ServerLimits>,
+    /// A re-authentication we started awaits the server's AUTH 0x00.
+    reauthenticating: bool,
 }
 
 impl ClientConnection {
@@ -365,6 +368,7 @@ impl ClientConnection {
             phase: Phase::AwaitingConnAck,
             ping_sent: None,
             limits: None,
+            reauthenticating: false,
         }
     }
 
@@ -647,16 +651,94 @@ impl ClientConnection {
             .acknowledge(&mut self.session.flows, token, reason_code)
     }
 
-    /// Sends an AUTH packet: the next step of enhanced authentication, or
-    /// re-authentication (reason code 0x19) once connected. MQTT 5 only.
+    /// Sends an AUTH packet as given: the next step of enhanced
+    /// authentication, or re-authentication (reason code 0x19) once
+    /// connected. MQTT 5 only. [`auth_continue`](Self::auth_continue) and
+    /// [`reauthenticate`](Self::reauthenticate) fill in the method.
     pub fn auth(&mut self, _now: Instant, auth: Auth) -> Result<(), CommandError> {
         if self.phase == Phase::Closed {
             return Err(CommandError::Closed);
         }
         auth.validate(self.core.version)
             .map_err(CommandError::Invalid)?;
+        if auth.reason_code == ReasonCode::ReAuthenticate {
+            self.reauthenticating = true;
+        }
         self.core.send_control(Packet::from(auth));
         Ok(())
+    }
+
+    /// Answers the server's AUTH with AUTH 0x18 (Continue authentication),
+    /// the CONNECT's method and `data` [MQTT-4.12.0-3] [MQTT-4.12.0-5].
+    pub fn auth_continue(&mut self, now: Instant, data: Option<Bytes>) -> Result<(), CommandError> {
+        let auth = self.auth_packet(ReasonCode::ContinueAuthentication, data)?;
+        self.auth(now, auth)
+    }
+
+    /// Starts a re-authentication once connected: AUTH 0x19 with the
+    /// CONNECT's method and `data` [MQTT-4.12.1-1]. The server answers with
+    /// AUTH (0x18 to continue, 0x00 when it succeeded) or, if it failed,
+    /// DISCONNECT [MQTT-4.12.1-2].
+    pub fn reauthenticate(
+        &mut self,
+        now: Instant,
+        data: Option<Bytes>,
+    ) -> Result<(), CommandError> {
+        if self.phase != Phase::Connected || self.reauthenticating {
+            return Err(CommandError::NoAuthPending);
+        }
+        let auth = self.auth_packet(ReasonCode::ReAuthenticate, data)?;
+        self.auth(now, auth)
+    }
+
+    fn auth_packet(
+        &self,
+        reason_code: ReasonCode,
+        data: Option<Bytes>,
+    ) -> Result<Auth, CommandError> {
+        let method = self.auth_method().ok_or(CommandError::NoAuthPending)?;
+        Ok(Auth {
+            reason_code,
+            properties: tern_codec::AuthProperties {
+                authentication_method: Some(method.clone()),
+                authentication_data: data,
+                ..Default::default()
+            },
+        })
+    }
+
+    /// The CONNECT's Authentication Method (MQTT 5).
+    fn auth_method(&self) -> Option<&MqttString> {
+        self.options
+            .properties
+            .authentication_method
+            .as_ref()
+            .filter(|_| self.core.version.is_v5())
+    }
+
+    /// A server's AUTH against section 4.12: we sent a method
+    /// [MQTT-4.12.0-6], the AUTH names the same [MQTT-4.12.0-5], and its
+    /// reason code fits where the exchange stands.
+    fn check_server_auth(&mut self, auth: &Auth) -> Result<(), Violation> {
+        let Some(ours) = self.auth_method() else {
+            return Err(Violation::Rule(Rule::AuthWithoutMethod));
+        };
+        match &auth.properties.authentication_method {
+            None => return Err(Violation::Rule(Rule::AuthMethodMissing)),
+            Some(m) if m != ours => return Err(Violation::Rule(Rule::AuthMethodMismatch)),
+            Some(_) => {}
+        }
+        match (self.phase, auth.reason_code) {
+            (Phase::AwaitingConnAck, ReasonCode::ContinueAuthentication) => Ok(()),
+            (Phase::Connected, ReasonCode::ContinueAuthentication) if self.reauthenticating => {
+                Ok(())
+            }
+            (Phase::Connected, ReasonCode::Success) if self.reauthenticating => {
+                self.reauthenticating = false;
+                Ok(())
+            }
+            _ => Err(Violation::Rule(Rule::AuthOutOfSequence)),
+        }
     }
 
     /// Disconnects normally (or, in MQTT 5, with `reason_code`, for example
@@ -783,6 +865,7 @@ impl ClientConnection {
         match packet {
             Packet::ConnAck(connack) => self.handle_connack(now, connack),
             Packet::Auth(auth) if self.core.version.is_v5() => {
+                self.check_server_auth(&auth)?;
                 self.core.events.push_back(ClientEvent::Auth(auth));
                 Ok(())
             }
@@ -805,6 +888,17 @@ impl ClientConnection {
         // that did not persist any): it wants the messages queued for it.
         if connack.session_present && self.options.clean_start {
             return Err(Violation::Rule(Rule::SessionPresentAfterCleanStart));
+        }
+        // A successful CONNACK names our method [MQTT-4.12.0-5], or none if
+        // we sent none [MQTT-4.12.0-6].
+        match (
+            self.auth_method(),
+            &connack.properties.authentication_method,
+        ) {
+            (None, None) => {}
+            (None, Some(_)) => return Err(Violation::Rule(Rule::AuthWithoutMethod)),
+            (Some(ours), Some(theirs)) if ours == theirs => {}
+            (Some(_), _) => return Err(Violation::Rule(Rule::AuthMethodMismatch)),
         }
         let p = &connack.properties;
         let limits = ServerLimits {
@@ -922,6 +1016,7 @@ impl ClientConnection {
             Packet::PingResp => {}
             Packet::Disconnect(d) => self.peer_disconnected(*d),
             Packet::Auth(auth) if self.core.version.is_v5() => {
+                self.check_server_auth(&auth)?;
                 self.core.events.push_back(ClientEvent::Auth(auth));
             }
             Packet::ConnAck(_) => return Err(Violation::Rule(Rule::SecondConnAck)),

@@ -121,6 +121,23 @@ pub enum Rule {
     /// A DISCONNECT raised the Session Expiry Interval from zero, which MQTT
     /// 5.0 §3.14.2.2.2 calls a Protocol Error.
     SessionExpiryRaisedFromZero,
+    /// An AUTH on a connection whose CONNECT had no Authentication Method
+    /// [MQTT-4.12.0-7] (from a client) [MQTT-4.12.0-6] (from a server).
+    AuthWithoutMethod,
+    /// An AUTH without an Authentication Method, which MQTT 5.0 §3.15.2.2.2
+    /// calls a Protocol Error.
+    AuthMethodMissing,
+    /// An AUTH (or a successful CONNACK) whose Authentication Method is not
+    /// the CONNECT's [MQTT-4.12.0-5]: 0x8C Bad authentication method.
+    AuthMethodMismatch,
+    /// An AUTH reason code out of sequence: an answer in an exchange must be
+    /// 0x18 [MQTT-4.12.0-2] [MQTT-4.12.0-3]; only a client starts
+    /// re-authentication, with 0x19, once connected [MQTT-4.12.1-1]; only
+    /// a server ends one with 0x00.
+    AuthOutOfSequence,
+    /// A client that set an Authentication Method sent a packet other than
+    /// AUTH or DISCONNECT before CONNACK [MQTT-3.1.2-30].
+    PacketDuringAuthentication,
 }
 
 impl Rule {
@@ -132,7 +149,12 @@ impl Rule {
             Self::SubscriptionIdsNotSupported => ReasonCode::SubscriptionIdentifiersNotSupported,
             Self::TopicAliasAboveMaximum => ReasonCode::TopicAliasInvalid,
             Self::ReceiveMaximumExceeded => ReasonCode::ReceiveMaximumExceeded,
-            Self::FirstPacketNotConnect
+            Self::AuthMethodMismatch => ReasonCode::BadAuthenticationMethod,
+            Self::AuthWithoutMethod
+            | Self::AuthMethodMissing
+            | Self::AuthOutOfSequence
+            | Self::PacketDuringAuthentication
+            | Self::FirstPacketNotConnect
             | Self::SecondConnect
             | Self::PacketWhileConnectPending
             | Self::FirstPacketNotConnAck
@@ -165,7 +187,12 @@ impl Rule {
             Self::ReceiveMaximumExceeded => "MQTT-3.3.4-9",
             Self::SubAckCountMismatch => "MQTT-3.9.3-1",
             Self::UnsubAckCountMismatch => "MQTT-3.11.3-1",
-            Self::PacketWhileConnectPending
+            Self::AuthWithoutMethod => "MQTT-4.12.0-7",
+            Self::AuthMethodMismatch => "MQTT-4.12.0-5",
+            Self::AuthOutOfSequence => "MQTT-4.12.0-3",
+            Self::PacketDuringAuthentication => "MQTT-3.1.2-30",
+            Self::AuthMethodMissing
+            | Self::PacketWhileConnectPending
             | Self::ClientOnlyPacket
             | Self::ServerOnlyPacket
             | Self::SubscriptionIdsNotSupported
@@ -207,6 +234,13 @@ impl fmt::Display for Rule {
             }
             Self::SessionExpiryRaisedFromZero => {
                 "Session Expiry Interval raised from zero on DISCONNECT"
+            }
+            Self::AuthWithoutMethod => "AUTH though CONNECT had no Authentication Method",
+            Self::AuthMethodMissing => "AUTH without an Authentication Method",
+            Self::AuthMethodMismatch => "Authentication Method differs from the CONNECT's",
+            Self::AuthOutOfSequence => "AUTH reason code out of sequence",
+            Self::PacketDuringAuthentication => {
+                "a packet other than AUTH or DISCONNECT during authentication"
             }
         })?;
         if let Some(id) = self.statement() {
@@ -359,6 +393,10 @@ pub enum CommandError {
     /// A DISCONNECT may not raise the Session Expiry Interval from zero
     /// (MQTT 5.0 §3.14.2.2.2).
     SessionExpiryRaisedFromZero,
+    /// An authentication step while no exchange awaits one (or, for a
+    /// connection whose CONNECT had no Authentication Method, ever)
+    /// [MQTT-4.12.0-6] [MQTT-4.12.0-7].
+    NoAuthPending,
     /// The connection is closed.
     Closed,
 }
@@ -381,6 +419,7 @@ impl fmt::Display for CommandError {
             Self::SessionExpiryRaisedFromZero => {
                 f.write_str("the session expiry interval cannot be raised from zero on DISCONNECT")
             }
+            Self::NoAuthPending => f.write_str("no authentication exchange awaits this step"),
             Self::Closed => f.write_str("the connection is closed"),
         }
     }

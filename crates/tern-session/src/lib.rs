@@ -123,6 +123,7 @@ mod ids;
 mod incoming;
 mod message;
 mod outgoing;
+pub mod scram;
 mod server;
 mod time;
 mod transmit;

@@ -14,7 +14,7 @@ use crate::{
     transmit,
 };
 use alloc::{boxed::Box, collections::BTreeMap, vec::Vec};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use core::{num::NonZeroU16, time::Duration};
 use tern_codec::{
     AckProperties, Auth, ConnAck, ConnAckProperties, Connect, DecodeErrorKind, Disconnect,
@@ -256,7 +256,18 @@ pub enum ServerEvent {
     SubscribeRequest(Subscribe),
     /// An UNSUBSCRIBE: answer with [`ServerConnection::unsuback`].
     UnsubscribeRequest(Unsubscribe),
-    /// An AUTH packet (enhanced authentication or re-authentication).
+    /// An AUTH packet from the client, already checked against the rules
+    /// of section 4.12: its Authentication Method is the CONNECT's, and its
+    /// reason code is 0x18 (Continue authentication, the next step of an
+    /// exchange) or 0x19 (Re-authenticate, starting one once connected).
+    ///
+    /// Before CONNACK answer with [`ServerConnection::auth_continue`],
+    /// [`accept`](ServerConnection::accept) (its properties' Authentication
+    /// Data is the final step) or [`reject`](ServerConnection::reject);
+    /// during re-authentication with `auth_continue`,
+    /// [`auth_success`](ServerConnection::auth_success) or
+    /// [`close`](ServerConnection::close) (a failure: DISCONNECT with the
+    /// reason code [MQTT-4.12.1-2]).
     Auth(Box<Auth>),
     /// The connection ended. `will` is the Will Message when the connection
     /// did not end with a normal DISCONNECT (reason 0x00);
@@ -276,9 +287,23 @@ pub enum ServerEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     AwaitingConnect,
+    /// A CONNECT (or an AUTH before CONNACK) awaits the caller's decision;
+    /// nothing more is read until then.
     AwaitingDecision,
+    /// Enhanced authentication: we sent AUTH 0x18 and await the client's.
+    Authenticating,
     Open,
     Closed,
+}
+
+/// Where a re-authentication stands (MQTT 5.0 §4.12.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reauth {
+    Idle,
+    /// The client's AUTH awaits the caller's answer.
+    AwaitingServer,
+    /// We sent AUTH 0x18 and await the client's.
+    AwaitingClient,
 }
 
 /// One client connection on the server: a sans-IO state machine.
@@ -288,7 +313,7 @@ enum Phase {
 /// [`handle_timeout`](Self::handle_timeout), [`handle_closed`](Self::handle_closed));
 /// decisions and commands ([`accept`](Self::accept), [`reject`](Self::reject),
 /// [`send`](Self::send), [`suback`](Self::suback), [`unsuback`](Self::unsuback),
-/// [`ack`](Self::ack), [`auth`](Self::auth), [`close`](Self::close)); output
+/// [`ack`](Self::ack), [`auth_continue`](Self::auth_continue), [`auth_success`](Self::auth_success), [`close`](Self::close)); output
 /// ([`poll_transmit`](Self::poll_transmit), [`poll_timeout`](Self::poll_timeout),
 /// [`poll_event`](Self::poll_event)).
 ///
@@ -309,6 +334,9 @@ pub struct ServerConnection {
     /// SUBSCRIBE / UNSUBSCRIBE awaiting the caller's answer: filter counts.
     pending_subscribe: BTreeMap<PacketId, usize>,
     pending_unsubscribe: BTreeMap<PacketId, usize>,
+    /// The CONNECT's Authentication Method (MQTT 5 enhanced authentication).
+    auth_method: Option<MqttString>,
+    reauth: Reauth,
 }
 
 /// The Session Expiry Interval a CONNECT asks for, in seconds, written
@@ -343,6 +371,8 @@ impl ServerConnection {
             problem_information: true,
             pending_subscribe: BTreeMap::new(),
             pending_unsubscribe: BTreeMap::new(),
+            auth_method: None,
+            reauth: Reauth::Idle,
         }
     }
 
@@ -384,6 +414,17 @@ impl ServerConnection {
     /// The keep alive in effect.
     pub fn keep_alive(&self) -> Duration {
         self.keep_alive
+    }
+
+    /// The Authentication Method the client's CONNECT named, if any.
+    pub fn auth_method(&self) -> Option<&MqttString> {
+        self.auth_method.as_ref()
+    }
+
+    /// Messages this connection dropped because they exceeded the
+    /// client's Maximum Packet Size [MQTT-3.1.2-25].
+    pub fn dropped_too_large(&self) -> u64 {
+        self.core.dropped_too_large
     }
 
     /// Acknowledgements owed to the client and not yet sent.
@@ -438,6 +479,7 @@ impl ServerConnection {
         let result = match self.phase {
             Phase::AwaitingConnect => self.handle_connect(packet),
             Phase::AwaitingDecision => Err(Violation::Rule(Rule::PacketWhileConnectPending)),
+            Phase::Authenticating => self.handle_authenticating(packet),
             Phase::Open => self.handle_open(packet),
             Phase::Closed => Ok(()),
         };
@@ -450,7 +492,9 @@ impl ServerConnection {
     /// 1.5 times the client's interval [MQTT-3.1.2-24]. Early calls do nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
         match self.phase {
-            Phase::AwaitingConnect | Phase::AwaitingDecision if now >= self.connect_deadline => {
+            Phase::AwaitingConnect | Phase::AwaitingDecision | Phase::Authenticating
+                if now >= self.connect_deadline =>
+            {
                 self.close_with(CloseReason::ConnectTimeout, None, false);
             }
             Phase::Open => {
@@ -515,6 +559,12 @@ impl ServerConnection {
             }
             if let Some(id) = assigned_client_id {
                 properties.assigned_client_identifier = Some(id);
+            }
+            // A successful CONNACK names the CONNECT's method [MQTT-4.12.0-5];
+            // without one, none is sent, nor data [MQTT-4.12.0-6].
+            properties.authentication_method = self.auth_method.clone();
+            if self.auth_method.is_none() {
+                properties.authentication_data = None;
             }
             if let Some(max) = c.max_keep_alive {
                 let asked = self.keep_alive.as_secs();
@@ -663,11 +713,65 @@ impl ServerConnection {
             .acknowledge(&mut session.flows, token, reason_code)
     }
 
-    /// Sends an AUTH packet (MQTT 5 enhanced authentication).
-    pub fn auth(&mut self, _now: Instant, auth: Auth) -> Result<(), CommandError> {
-        if self.phase == Phase::Closed {
-            return Err(CommandError::Closed);
+    /// The next step of an enhanced authentication exchange: AUTH 0x18
+    /// (Continue authentication) with the CONNECT's method and `data`
+    /// [MQTT-4.12.0-2] [MQTT-4.12.0-5], then the client's answer comes as
+    /// a [`ServerEvent::Auth`]. Allowed while a CONNECT with an
+    /// Authentication Method (or the client's AUTH) awaits a decision, and
+    /// during a re-authentication the client started; never on a
+    /// connection whose CONNECT had no method [MQTT-4.12.0-6].
+    pub fn auth_continue(
+        &mut self,
+        _now: Instant,
+        data: Option<Bytes>,
+    ) -> Result<(), CommandError> {
+        let before_connack = match (self.phase, self.reauth) {
+            (Phase::Closed, _) => return Err(CommandError::Closed),
+            (Phase::AwaitingDecision, _) => true,
+            (Phase::Open, Reauth::AwaitingServer) => false,
+            _ => return Err(CommandError::NoAuthPending),
+        };
+        self.send_auth(ReasonCode::ContinueAuthentication, data)?;
+        if before_connack {
+            self.phase = Phase::Authenticating;
+        } else {
+            self.reauth = Reauth::AwaitingClient;
         }
+        Ok(())
+    }
+
+    /// Ends a re-authentication with success: AUTH 0x00 with the method and
+    /// `data` (the final step, such as SCRAM's server signature). A failed
+    /// one ends with [`close`](Self::close) and the reason code (a
+    /// DISCONNECT) [MQTT-4.12.1-2].
+    pub fn auth_success(&mut self, _now: Instant, data: Option<Bytes>) -> Result<(), CommandError> {
+        match (self.phase, self.reauth) {
+            (Phase::Closed, _) => return Err(CommandError::Closed),
+            (Phase::Open, Reauth::AwaitingServer) => {}
+            _ => return Err(CommandError::NoAuthPending),
+        }
+        self.send_auth(ReasonCode::Success, data)?;
+        self.reauth = Reauth::Idle;
+        Ok(())
+    }
+
+    fn send_auth(
+        &mut self,
+        reason_code: ReasonCode,
+        data: Option<Bytes>,
+    ) -> Result<(), CommandError> {
+        let method = self
+            .auth_method
+            .clone()
+            .ok_or(CommandError::NoAuthPending)?;
+        let auth = Auth {
+            reason_code,
+            properties: tern_codec::AuthProperties {
+                authentication_method: Some(method),
+                authentication_data: data,
+                ..Default::default()
+            },
+        };
         auth.validate(self.core.version)
             .map_err(CommandError::Invalid)?;
         self.core.send_control(Packet::Auth(Box::new(auth)));
@@ -732,7 +836,9 @@ impl ServerConnection {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {
-            Phase::AwaitingConnect | Phase::AwaitingDecision => Some(self.connect_deadline),
+            Phase::AwaitingConnect | Phase::AwaitingDecision | Phase::Authenticating => {
+                Some(self.connect_deadline)
+            }
             Phase::Open => self.keep_alive_deadline(),
             Phase::Closed => None,
         }
@@ -820,6 +926,19 @@ impl ServerConnection {
     }
 
     fn fail(&mut self, violation: Violation) {
+        if self.phase == Phase::Authenticating {
+            // Before CONNACK a DISCONNECT may not be sent [MQTT-3.14.0-1]:
+            // the refusal is a CONNACK with the reason code (section 4.13).
+            let code = violation.reason_code();
+            self.send_refusal(if code.is_valid_for(PacketType::ConnAck) {
+                code
+            } else {
+                ReasonCode::ProtocolError
+            });
+            self.will = None;
+            self.close_with(CloseReason::ProtocolViolation(violation), None, false);
+            return;
+        }
         let open = self.phase == Phase::Open;
         let code = if violation.reason_code().is_valid_for(PacketType::Disconnect) {
             violation.reason_code()
@@ -891,6 +1010,11 @@ impl ServerConnection {
             );
         }
         self.core.manual_acks = self.config.manual_acks;
+        self.auth_method = connect
+            .properties
+            .authentication_method
+            .clone()
+            .filter(|_| version.is_v5());
 
         // Rules the protocol itself decides.
         let empty_id = connect.client_id.is_empty();
@@ -999,6 +1123,16 @@ impl ServerConnection {
             Packet::PingReq => self.core.send_control(Packet::PingResp),
             Packet::Disconnect(d) => self.client_disconnected(*d)?,
             Packet::Auth(auth) if self.core.version.is_v5() => {
+                self.check_auth_method(&auth)?;
+                self.reauth = match (auth.reason_code, self.reauth) {
+                    // [MQTT-4.12.1-1]: the client starts re-authentication.
+                    (ReasonCode::ReAuthenticate, Reauth::Idle) => Reauth::AwaitingServer,
+                    // [MQTT-4.12.0-3]: and answers our AUTH with 0x18.
+                    (ReasonCode::ContinueAuthentication, Reauth::AwaitingClient) => {
+                        Reauth::AwaitingServer
+                    }
+                    _ => return Err(Violation::Rule(Rule::AuthOutOfSequence)),
+                };
                 self.core.events.push_back(ServerEvent::Auth(auth));
             }
             Packet::Connect(_) => {
@@ -1009,6 +1143,50 @@ impl ServerConnection {
             }
         }
         Ok(())
+    }
+
+    /// Enhanced authentication before CONNACK: only AUTH 0x18 or
+    /// DISCONNECT may come [MQTT-3.1.2-30] [MQTT-4.12.0-3].
+    fn handle_authenticating(&mut self, packet: Packet) -> Result<(), Violation> {
+        match packet {
+            Packet::Auth(auth) => {
+                self.check_auth_method(&auth)?;
+                if auth.reason_code != ReasonCode::ContinueAuthentication {
+                    return Err(Violation::Rule(Rule::AuthOutOfSequence));
+                }
+                self.phase = Phase::AwaitingDecision;
+                self.core.events.push_back(ServerEvent::Auth(auth));
+                Ok(())
+            }
+            Packet::Disconnect(d) => {
+                // The client gave up; it never connected, so no will.
+                self.will = None;
+                self.close_with(
+                    CloseReason::PeerDisconnected {
+                        reason_code: d.reason_code,
+                        reason_string: d.properties.reason_string,
+                    },
+                    None,
+                    false,
+                );
+                Ok(())
+            }
+            Packet::Connect(_) => Err(Violation::Rule(Rule::SecondConnect)),
+            _ => Err(Violation::Rule(Rule::PacketDuringAuthentication)),
+        }
+    }
+
+    /// An AUTH's method: the CONNECT had one [MQTT-4.12.0-7], the AUTH
+    /// has one (§3.15.2.2.2) and it is the same [MQTT-4.12.0-5].
+    fn check_auth_method(&self, auth: &Auth) -> Result<(), Violation> {
+        let Some(ours) = &self.auth_method else {
+            return Err(Violation::Rule(Rule::AuthWithoutMethod));
+        };
+        match &auth.properties.authentication_method {
+            None => Err(Violation::Rule(Rule::AuthMethodMissing)),
+            Some(m) if m != ours => Err(Violation::Rule(Rule::AuthMethodMismatch)),
+            Some(_) => Ok(()),
+        }
     }
 
     fn outgoing_ack(&mut self, id: PacketId, kind: Awaiting, reason: ReasonCode) {

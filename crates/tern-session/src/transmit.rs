@@ -3,7 +3,7 @@
 //! so no host encodes and a packet's size is computed where it is written.
 
 use bytes::{Bytes, BytesMut};
-use tern_codec::{Packet, PacketType, ProtocolVersion};
+use tern_codec::{Packet, PacketType, ProtocolVersion, QoS};
 
 /// What `write_transmit` appended to the caller's buffer: one whole packet,
 /// or, for a PUBLISH whose payload is larger than the caller's copy limit,
@@ -17,6 +17,8 @@ pub struct Transmit {
     pub len: usize,
     /// The payload to write after those bytes, when it was not copied.
     pub payload: Option<Bytes>,
+    /// For a PUBLISH, its QoS and payload length (for a host's counters).
+    pub publish: Option<(QoS, usize)>,
 }
 
 impl Transmit {
@@ -60,6 +62,10 @@ pub(crate) fn write(
         packet_type: packet.packet_type(),
         len: buf.len() - start,
         payload,
+        publish: match packet {
+            Packet::Publish(p) => Some((p.qos, p.payload.len())),
+            _ => None,
+        },
     })
 }
 

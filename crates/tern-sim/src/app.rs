@@ -11,6 +11,7 @@ use crate::{
     model::{MsgId, Role},
     rng::Rng,
 };
+use bytes::Bytes;
 use core::{
     num::{NonZeroU16, NonZeroU32},
     time::Duration,
@@ -21,7 +22,10 @@ use tern_codec::{
     RetainHandling, SubscribeFilter, SubscribeProperties, SubscriptionId, SubscriptionOptions,
     Will, WillProperties,
 };
-use tern_session::{ConnectOptions, OverflowPolicy, QueueLimits};
+use tern_session::{
+    ConnectOptions, OverflowPolicy, QueueLimits,
+    scram::{SCRAM_SHA_256, ScramClient, nonce_from_bytes},
+};
 
 /// The topics messages go to.
 pub const TOPICS: [&str; 6] = ["t/a/x", "t/a/y", "t/b/x", "t/b/y", "t/c/x", "t/c/y"];
@@ -94,6 +98,12 @@ pub struct App {
     /// client queue limits, maximum packet size), so they do not shift the
     /// first stream's draws.
     extra: Rng,
+    /// A third: whether a connection logs in with SCRAM-SHA-256, and its
+    /// client nonce.
+    auth: Rng,
+    /// The SCRAM-SHA-256 exchange of the connection being set up, if it
+    /// uses enhanced authentication.
+    pub scram: Option<ScramClient>,
     /// The next message sequence number.
     seq: u32,
     /// The next will sequence number.
@@ -126,6 +136,7 @@ impl App {
     /// An application for client `index`.
     pub fn new(index: usize, role: Role, mut rng: Rng) -> Self {
         let mut extra = rng.fork(7);
+        let auth = rng.fork(11);
         let version = match role {
             Role::RetainedProbe => ProtocolVersion::V5,
             _ if rng.chance(300) => ProtocolVersion::V3_1_1,
@@ -179,6 +190,8 @@ impl App {
             version,
             rng,
             extra,
+            auth,
+            scram: None,
             seq: 0,
             will_seq: 0,
             fixed,
@@ -318,6 +331,20 @@ impl App {
         // for the client's life: lowering it across a reconnect while QoS 2
         // messages are in flight strands the client's state for them.
         properties.maximum_packet_size = self.max_packet;
+        // Now and then, MQTT 5 enhanced authentication with SCRAM-SHA-256.
+        self.scram = None;
+        if v5 && self.auth.chance(300) {
+            let nonce = nonce_from_bytes(&self.auth.next_u64().to_le_bytes());
+            let client = ScramClient::new(
+                self.client_id.as_str(),
+                &crate::auth::password(self.index),
+                &nonce,
+            )
+            .expect("a base64 nonce is printable");
+            properties.authentication_method = Some(s(SCRAM_SHA_256));
+            properties.authentication_data = Some(Bytes::from(client.client_first()));
+            self.scram = Some(client);
+        }
         options.properties = properties;
         options
     }

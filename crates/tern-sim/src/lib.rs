@@ -85,6 +85,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod auth;
 pub mod check;
 mod fault;
 pub mod link;

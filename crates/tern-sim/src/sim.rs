@@ -22,7 +22,7 @@ use crate::{
 use bytes::{Bytes, BytesMut};
 use core::{num::NonZeroU16, time::Duration};
 use std::collections::{BTreeMap, VecDeque};
-use tern_broker::{AllowAll, Broker, BrokerConfig, BrokerEvent, ConnId, OutputCredit};
+use tern_broker::{Broker, BrokerConfig, BrokerEvent, ConnId, OutputCredit};
 use tern_codec::{
     DisconnectProperties, MqttString, Packet, ProtocolVersion, ReasonCode, UnsubscribeProperties,
 };
@@ -78,6 +78,8 @@ enum Ev {
     BrokerRestart,
     Heal,
     Quiet,
+    /// The store reports a batch synced: (broker instance, sequence number).
+    StoreSynced(u64, u64),
 }
 
 type Key = (Instant, u64);
@@ -244,8 +246,20 @@ pub(crate) struct World {
     events: Events,
     net_rng: Rng,
     fault_rng: Rng,
+    /// How long storage batches take to sync (durable brokers only).
+    store_rng: Rng,
+    /// Which broker instance batches belong to (a restart starts again).
+    broker_instance: u64,
+    /// When the last batch handed to the store syncs (batches sync in order).
+    store_synced_at: Instant,
     broker_config: BrokerConfig,
     store: SharedStore,
+    /// The SCRAM-SHA-256 credentials the broker checks.
+    users: std::sync::Arc<tern_broker::security::PasswordFile>,
+    /// The broker's nonces' stream, forked per broker start.
+    auth_rng: Rng,
+    /// Broker restarts so far.
+    restarts: u64,
     pub(crate) broker: Broker,
     broker_armed: Option<Key>,
     links: BTreeMap<u64, LinkSlot>,
@@ -330,15 +344,26 @@ impl World {
         // Backpressure, from a stream of its own so that the rest of a
         // seed's configuration is what it was before it was added.
         backpressure_config(&mut root.fork(4), &mut broker_config);
+        // Durability (the storage seam), likewise from a stream of its own.
+        let mut store_rng = root.fork(5);
+        broker_config.durable = store_rng.chance(300);
         let now = Instant::from_secs(1);
         let store = SharedStore::new();
+        let n = options.clients.max(3);
+        // Every client has a SCRAM-SHA-256 credential (client n + 1 is the
+        // retained-message probe); the broker's nonces have a stream of
+        // their own, forked again at each restart.
+        let users = crate::auth::users(n + 1);
+        let auth_rng = root.fork(5);
         let broker = Broker::with_hooks(
             broker_config.clone(),
             now,
             Box::new(store.clone()),
-            Box::new(AllowAll),
+            Box::new(crate::auth::SimAuth {
+                users: users.clone(),
+                rng: auth_rng.fork(0),
+            }),
         );
-        let n = options.clients.max(3);
         let durable = (n / 4).max(1);
         let mut roles = vec![Role::WillWatcher];
         roles.extend(std::iter::repeat_n(Role::Durable, durable));
@@ -387,8 +412,14 @@ impl World {
             events: Events::default(),
             net_rng,
             fault_rng,
+            store_rng,
+            broker_instance: 0,
+            store_synced_at: now,
             broker_config,
             store,
+            users,
+            auth_rng,
+            restarts: 0,
             broker,
             broker_armed: None,
             links: BTreeMap::new(),
@@ -613,6 +644,15 @@ impl World {
             }
             Ev::Heal => self.heal(),
             Ev::Quiet => self.quiet_check(),
+            Ev::StoreSynced(instance, seq) => {
+                // A batch of a broker since restarted is gone with it.
+                if instance == self.broker_instance {
+                    self.log(format!("store synced batch {seq}"));
+                    self.broker.handle_store_synced(self.now, seq);
+                    self.drain_broker()?;
+                }
+                Ok(())
+            }
         }
     }
 
@@ -709,6 +749,15 @@ impl World {
                 sent.push((client, id, packet));
             }
             self.rearm_broker();
+            // A durable broker's storage batches sync after a while (an
+            // fsync: 0.2 to 20 ms), in order.
+            while let Some(batch) = self.broker.poll_store() {
+                let after = self.store_rng.range(200, 20_000);
+                let at = self.now.max(self.store_synced_at) + Duration::from_micros(after);
+                self.store_synced_at = at;
+                self.events
+                    .push(at, Ev::StoreSynced(self.broker_instance, batch.seq));
+            }
             // Links the broker reads again, after this round is observed.
             let mut resumed = Vec::new();
             while let Some(event) = self.broker.poll_event() {
@@ -835,13 +884,18 @@ impl World {
             slot.conn = None;
         }
         self.observe(Obs::BrokerRestart)?;
+        self.restarts += 1;
         self.broker = Broker::with_hooks(
             self.broker_config.clone(),
             self.now,
             Box::new(self.store.clone()),
-            Box::new(AllowAll),
+            Box::new(crate::auth::SimAuth {
+                users: self.users.clone(),
+                rng: self.auth_rng.fork(self.restarts),
+            }),
         );
         self.broker_armed = None;
+        self.broker_instance += 1;
         self.log("broker STARTED from the store");
         self.rearm_broker();
         self.drain_broker()
@@ -1185,7 +1239,18 @@ impl World {
                 self.schedule_ack(i);
                 Ok(())
             }
-            ClientEvent::Connected { .. } => {
+            ClientEvent::Auth(auth) => self.scram_step(i, &auth),
+            ClientEvent::Connected { connack, .. } => {
+                // A SCRAM login ends with the broker's signature: check it.
+                if let Some(client) = self.clients[i].app.scram.take() {
+                    let data = connack.properties.authentication_data.as_deref();
+                    if let Err(e) = client.server_final(data.unwrap_or_default()) {
+                        return Err(Complaint {
+                            checker: "scram",
+                            message: format!("c{i}: the broker's SCRAM signature: {e}"),
+                        });
+                    }
+                }
                 if let Some(action) = self.clients[i].app.on_connected() {
                     self.execute(i, action)?;
                 }
@@ -1195,6 +1260,31 @@ impl World {
             ClientEvent::Closed(_) => self.connection_ended(i),
             _ => Ok(()),
         }
+    }
+
+    /// The broker's SCRAM server-first (AUTH 0x18): answer with the
+    /// client-final.
+    fn scram_step(&mut self, i: usize, auth: &tern_codec::Auth) -> Step {
+        let now = self.now;
+        let c = &mut self.clients[i];
+        let (Some(client), Some(conn)) = (c.app.scram.as_mut(), c.conn.as_mut()) else {
+            return Err(Complaint {
+                checker: "scram",
+                message: format!("c{i} got AUTH without a SCRAM login under way"),
+            });
+        };
+        let data = auth.properties.authentication_data.as_deref();
+        let answer = client
+            .server_first(data.unwrap_or_default())
+            .map_err(|e| Complaint {
+                checker: "scram",
+                message: format!("c{i}: the broker's SCRAM server-first: {e}"),
+            })?;
+        conn.auth_continue(now, Some(Bytes::from(answer)))
+            .map_err(|e| Complaint {
+                checker: "scram",
+                message: format!("c{i} could not answer AUTH: {e}"),
+            })
     }
 
     /// The client's connection closed: keep the session, close our end of

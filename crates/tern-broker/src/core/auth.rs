@@ -8,10 +8,17 @@
 //! retained message sent on subscribe and each will delivery is checked for
 //! `read` towards its receiver; a will is checked for `write` as its
 //! client's own publication when it goes out.
+//!
+//! MQTT 5 enhanced authentication (a CONNECT with an Authentication
+//! Method, and re-authentication) is a multi-step exchange: the core asks
+//! [`Authenticator::start_auth`] for an [`AuthExchange`] and feeds it each
+//! Authentication Data the client sends; every [`AuthStep`] it returns
+//! becomes a packet (see `enhanced_auth.rs`).
 
 use super::sessions::{SessionKey, Sessions};
 use super::{Broker, security::Access};
-use tern_codec::{Connect, ReasonCode};
+use bytes::Bytes;
+use tern_codec::{Connect, MqttString, ReasonCode};
 use tern_topic::{SubscriptionFilter, TopicName};
 
 /// The broker's answer to a CONNECT.
@@ -50,6 +57,18 @@ pub trait Authenticator: Send {
     /// CONNECT's user name, and no password is asked for.
     fn authenticate(&mut self, connect: &Connect, identity: Option<&str>) -> AuthDecision;
 
+    /// MQTT 5 enhanced authentication: a client asks to authenticate with
+    /// `method` (in its CONNECT, or in an AUTH 0x19 re-authenticating).
+    /// Return the exchange that answers it, or `None` if the method is not
+    /// offered: the CONNECT is refused with 0x8C Bad authentication method
+    /// [MQTT-4.12.0-1] (a re-authentication: DISCONNECT 0x8C).
+    /// [`authenticate`](Self::authenticate) is not asked for a CONNECT
+    /// with a method: the exchange decides alone.
+    fn start_auth(&mut self, method: &str, start: AuthStart<'_>) -> Option<Box<dyn AuthExchange>> {
+        let _ = (method, start);
+        None
+    }
+
     /// May `client` publish to `topic`? Asked for each PUBLISH and for each
     /// will as it goes out.
     fn authorize_publish(&mut self, client: Client<'_>, topic: &TopicName) -> bool {
@@ -69,6 +88,55 @@ pub trait Authenticator: Send {
         let _ = (client, topic);
         true
     }
+}
+
+/// Who is authenticating, for [`Authenticator::start_auth`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthStart<'a> {
+    /// The client identifier in the CONNECT (empty: one will be assigned).
+    pub client_id: &'a str,
+    /// The CONNECT's User Name, if any.
+    pub username: Option<&'a str>,
+    /// The identity the shell vouched for (a TLS client certificate's
+    /// name, see [`Broker::set_identity`]).
+    pub identity: Option<&'a str>,
+    /// For a re-authentication, the user name the connection is
+    /// authenticated as now; `None` for a CONNECT.
+    pub reauthenticating: Option<Option<&'a str>>,
+}
+
+/// One step's outcome in an enhanced authentication exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthStep {
+    /// Send this Authentication Data in an AUTH 0x18 and wait for the
+    /// client's next AUTH [MQTT-4.12.0-2].
+    Continue(Bytes),
+    /// Authenticated: `data` goes in the CONNACK (or, re-authenticating, in
+    /// AUTH 0x00) as the final step. `username` becomes the name the
+    /// authorization checks see (`None`: the CONNECT's User Name). A
+    /// re-authentication must end as the same user, or it fails with 0x87.
+    Success {
+        /// The final Authentication Data, if the method has one.
+        data: Option<Bytes>,
+        /// The authenticated user.
+        username: Option<MqttString>,
+    },
+    /// Refused with this reason code: CONNACK (0x86 Bad User Name or
+    /// Password, 0x87 Not authorized, ...) [MQTT-4.12.0-4], or during
+    /// re-authentication a DISCONNECT (a code a CONNACK allows but a
+    /// DISCONNECT does not, such as 0x86, is sent as 0x87) [MQTT-4.12.1-2].
+    Failure(ReasonCode),
+}
+
+/// One client's enhanced authentication exchange, from the first
+/// Authentication Data to success or failure. The core calls
+/// [`step`](Self::step) with the CONNECT's (or AUTH 0x19's) data first,
+/// then with each AUTH 0x18's, until the step is not `Continue`. It must
+/// not block: a step that needs slow work (a hash) is the implementor's
+/// to precompute, as SCRAM's stored keys are.
+pub trait AuthExchange: Send + std::fmt::Debug {
+    /// The client's next Authentication Data (empty if it sent none).
+    fn step(&mut self, data: &[u8]) -> AuthStep;
 }
 
 /// Lets every client connect, publish and subscribe.

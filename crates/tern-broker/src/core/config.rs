@@ -33,6 +33,11 @@ pub struct BrokerConfig {
     pub max_topic_levels: usize,
     /// The most subscriptions one session may hold.
     pub max_subscriptions: usize,
+    /// Emit storage operations ([`Broker::poll_store`](crate::Broker::poll_store))
+    /// and hold the acknowledgements that promise them until the shell
+    /// reports them synced ([`Broker::handle_store_synced`](crate::Broker::handle_store_synced)).
+    /// Off by default: then nothing is emitted or held.
+    pub durable: bool,
 }
 
 /// Output credit: a connection whose unwritten bytes pass `high_water` gets
@@ -79,6 +84,22 @@ impl Default for BrokerConfig {
             output_credit: Some(OutputCredit::default()),
             max_topic_levels: super::limits::DEFAULT_MAX_TOPIC_LEVELS,
             max_subscriptions: super::limits::DEFAULT_MAX_SUBSCRIPTIONS,
+            durable: false,
         }
+    }
+}
+
+impl super::Broker {
+    /// Puts new settings in force (a reload): new connections and sessions
+    /// get the new limits, open connections keep what they negotiated, and
+    /// the `$SYS` timer follows the new interval.
+    pub fn set_config(&mut self, now: tern_session::Instant, config: BrokerConfig) {
+        if config.sys_interval != self.config.sys_interval {
+            self.timers.cancel_all(super::Timer::Sys);
+            if let Some(interval) = config.sys_interval {
+                self.timers.arm(now + interval, super::Timer::Sys);
+            }
+        }
+        self.config = config;
     }
 }

@@ -4,7 +4,7 @@
 use super::sessions::{SessionEntry, SessionKey};
 use super::{AuthDecision, Broker, BrokerEvent, ConnId, StoredState, Timer};
 use core::time::Duration;
-use tern_codec::{Connect, Publish, ReasonCode, Will};
+use tern_codec::{Connect, MqttString, Publish, ReasonCode, Will};
 use tern_session::{Accept, CloseReason, Instant, ServerSession};
 
 impl Broker {
@@ -41,10 +41,11 @@ impl Broker {
     }
 
     pub(super) fn on_connect(&mut self, now: Instant, conn: ConnId, connect: Connect) {
-        let version = connect.protocol;
+        self.stats.connects_received += 1;
         if connect.properties.authentication_method.is_some() {
-            // No enhanced authentication method is offered [MQTT-4.12.0-1].
-            self.reject(now, conn, ReasonCode::BadAuthenticationMethod);
+            // MQTT 5 enhanced authentication: the exchange decides, then
+            // `admit` (enhanced_auth.rs).
+            self.start_connect_auth(now, conn, connect);
             return;
         }
         let identity = self.conns.get(conn.key()).and_then(|c| c.identity.clone());
@@ -52,12 +53,27 @@ impl Broker {
             .auth
             .authenticate(&connect, identity.as_ref().map(|i| i.as_str()))
         {
-            self.reject(now, conn, code);
+            self.reject(now, conn, &connect, code);
             return;
         }
         let username = identity.or_else(|| connect.username.as_ref().map(super::compact));
+        self.admit(now, conn, connect, username, None);
+    }
+
+    /// Lets an authenticated client in as `username`: take-over, session
+    /// resumption or start, CONNACK (with `auth_data`, the final step of an
+    /// enhanced authentication).
+    pub(super) fn admit(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        connect: Connect,
+        username: Option<MqttString>,
+        auth_data: Option<bytes::Bytes>,
+    ) {
+        let version = connect.protocol;
         if self.shutting_down {
-            self.reject(now, conn, ReasonCode::ServerUnavailable);
+            self.reject(now, conn, &connect, ReasonCode::ServerUnavailable);
             return;
         }
         let assigned = connect.client_id.is_empty().then(|| {
@@ -122,7 +138,10 @@ impl Broker {
                 session,
                 session_present,
                 assigned_client_id: assigned.filter(|_| version.is_v5()),
-                properties: Default::default(),
+                properties: tern_codec::ConnAckProperties {
+                    authentication_data: auth_data,
+                    ..Default::default()
+                },
             },
         );
         debug_assert!(accepted.is_ok(), "a CONNECT awaited a decision");
@@ -136,10 +155,22 @@ impl Broker {
         });
     }
 
-    fn reject(&mut self, now: Instant, conn: ConnId, code: ReasonCode) {
+    pub(super) fn reject(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        connect: &Connect,
+        code: ReasonCode,
+    ) {
         if let Some(c) = self.conns.get_mut(conn.key()) {
             let _ = c.server.reject(now, code);
         }
+        self.events.push_back(BrokerEvent::Refused {
+            conn,
+            client_id: super::compact(&connect.client_id),
+            what: super::Refusal::Connect,
+            reason: code,
+        });
     }
 
     pub(super) fn on_closed(
@@ -154,6 +185,14 @@ impl Broker {
             return;
         };
         c.closing = true;
+        if matches!(
+            &reason,
+            CloseReason::ProtocolViolation(v)
+                if v.reason_code() == ReasonCode::ReceiveMaximumExceeded
+        ) {
+            // The message over the client's quota is refused with it.
+            self.stats.drops.quota += 1;
+        }
         let session = c.server.take_session();
         let key = c.session.take();
         self.events.push_back(BrokerEvent::Close(conn));
@@ -236,6 +275,7 @@ impl Broker {
                 self.publish_will(now, Some(key), will);
             }
         }
+        self.stats.sessions_expired += 1;
         self.end_session(now, key);
     }
 

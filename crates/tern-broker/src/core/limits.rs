@@ -61,7 +61,7 @@ impl Broker {
     }
 
     /// Records that `conn` ran into `limit` and was answered `reason`.
-    pub(super) fn refused(&mut self, conn: ConnId, limit: Limit, reason: ReasonCode) {
+    pub(super) fn limit_refused(&mut self, conn: ConnId, limit: Limit, reason: ReasonCode) {
         self.stats.limit_refusals += 1;
         let client_id = self
             .conns

@@ -35,22 +35,30 @@ mod auth;
 mod backpressure;
 mod config;
 mod connect;
+mod durable;
+mod enhanced_auth;
 mod limits;
 mod retained;
 mod routing;
 pub mod security;
 mod sessions;
 mod slab;
+mod stats;
 mod store;
 mod subscriptions;
 mod sys;
 mod timers;
+mod topk;
 
-pub use auth::{AllowAll, AuthDecision, Authenticator, Client};
+pub use auth::{AllowAll, AuthDecision, AuthExchange, AuthStart, AuthStep, Authenticator, Client};
 pub use config::{BrokerConfig, OutputCredit};
+pub use durable::{StoreBatch, StoreOp};
 pub use limits::{DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_TOPIC_LEVELS, Limit};
 pub use retained::RetainedMessage;
+pub use stats::{ByQos, Drops};
 pub use store::{MemoryStore, Store, StoredSession, StoredState};
+pub use sys::QueueDepths;
+pub use topk::TopTopic;
 
 use bytes::BytesMut;
 use sessions::{SessionKey, Sessions};
@@ -171,6 +179,34 @@ pub enum BrokerEvent {
         /// code, or the reason its connection was closed).
         reason: tern_codec::ReasonCode,
     },
+    /// The broker refused what a client asked (for logs): its CONNECT
+    /// (authentication, or shutting down), or a PUBLISH or SUBSCRIBE the
+    /// ACL does not allow. Connections closed for a broken rule, a
+    /// malformed packet or a limit show in
+    /// [`Disconnected`](Self::Disconnected)'s reason instead.
+    Refused {
+        /// The connection.
+        conn: ConnId,
+        /// The client identifier it gave.
+        client_id: MqttString,
+        /// What was refused.
+        what: Refusal,
+        /// The reason code it was refused with (also for MQTT 3.x clients,
+        /// which are told less).
+        reason: tern_codec::ReasonCode,
+    },
+}
+
+/// What [`BrokerEvent::Refused`] refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The CONNECT.
+    Connect,
+    /// A PUBLISH to this topic.
+    Publish(MqttString),
+    /// A SUBSCRIBE to this filter.
+    Subscribe(MqttString),
 }
 
 /// A client connection as the broker tracks it.
@@ -193,6 +229,8 @@ struct Conn {
     /// session's queue: they enter it as it drains (see `retained.rs`),
     /// so flow control paces them and the queue cap never drops them.
     retained_backlog: VecDeque<(tern_session::Delivery, Instant)>,
+    /// An enhanced authentication exchange in progress (`enhanced_auth.rs`).
+    auth: Option<Box<enhanced_auth::Pending>>,
 }
 
 /// Counters for `$SYS` and monitoring.
@@ -212,11 +250,25 @@ pub struct Stats {
     pub clients_connected: u64,
     /// The most clients connected at once.
     pub clients_maximum: u64,
-    /// Connections accepted since start.
+    /// Connections accepted since start (sockets).
     pub connections_total: u64,
     /// Requests refused because a client ran into a resource limit (see
     /// [`Limit`]; each is also a [`BrokerEvent::LimitExceeded`]).
     pub limit_refusals: u64,
+    /// Packets of every type received (mosquitto's `messages/received`).
+    pub packets_received: u64,
+    /// Packets of every type sent (mosquitto's `messages/sent`).
+    pub packets_sent: u64,
+    /// CONNECT packets received.
+    pub connects_received: u64,
+    /// PUBLISH received, by QoS.
+    pub publish_received: ByQos,
+    /// PUBLISH sent, by QoS.
+    pub publish_sent: ByQos,
+    /// Messages dropped, by reason.
+    pub drops: Drops,
+    /// Offline sessions ended by their expiry (mosquitto's `clients/expired`).
+    pub sessions_expired: u64,
 }
 
 /// The sans-IO MQTT broker.
@@ -234,8 +286,15 @@ pub struct Broker {
     ready: VecDeque<ConnId>,
     events: VecDeque<BrokerEvent>,
     store: Box<dyn Store>,
+    /// Storage operations and held acknowledgements, with
+    /// [`BrokerConfig::durable`] on (see `durable.rs`).
+    durable: Option<Box<durable::Durable>>,
     auth: Box<dyn Authenticator>,
     stats: Stats,
+    /// `$SYS` state: the load averages and what was last published.
+    sys: sys::SysState,
+    /// The busiest topics (bounded; see `topk.rs`).
+    top_topics: topk::TopTopics,
     started: Instant,
     shutting_down: bool,
 }
@@ -272,6 +331,7 @@ impl Broker {
         auth: Box<dyn Authenticator>,
     ) -> Self {
         let loaded = store.load();
+        let durable = config.durable.then(Box::default);
         let mut broker = Self {
             config,
             conns: Slab::default(),
@@ -284,8 +344,11 @@ impl Broker {
             ready: VecDeque::new(),
             events: VecDeque::new(),
             store,
+            durable,
             auth,
             stats: Stats::default(),
+            sys: sys::SysState::default(),
+            top_topics: topk::TopTopics::default(),
             started: now,
             shutting_down: false,
         };
@@ -358,6 +421,7 @@ impl Broker {
             closing: false,
             identity: None,
             retained_backlog: VecDeque::new(),
+            auth: None,
         });
         self.stats.connections_total += 1;
         let id = ConnId::from_key(key);
@@ -379,13 +443,17 @@ impl Broker {
                 break;
             }
             let before = buf.len();
+            let mut packets = 0;
             if self.config.publisher_backpressure.is_some() && c.session.is_some() {
                 // One packet at a time, so a publisher stops right after the
                 // packet that congested a queue.
-                c.server.handle_next(now, buf);
+                packets += u64::from(c.server.handle_next(now, buf));
             } else {
-                c.server.handle_bytes(now, buf);
+                while c.server.handle_next(now, buf) {
+                    packets += 1;
+                }
             }
+            self.stats.packets_received += packets;
             self.stats.bytes_received += (before - buf.len()) as u64;
             let handled = self.process_events(now, conn);
             // After an accepted CONNECT, packets pipelined behind it wait in `buf`.
@@ -402,6 +470,7 @@ impl Broker {
             return;
         };
         c.server.handle_packet(now, packet);
+        self.stats.packets_received += 1;
         self.process_events(now, conn);
         self.after_input(conn);
     }
@@ -452,6 +521,21 @@ impl Broker {
                         self.timers.arm(now + interval, Timer::Sys);
                     }
                 }
+            }
+        }
+    }
+
+    /// The store reports every batch up to `seq` ([`poll_store`](Self::poll_store))
+    /// applied and synced: the acknowledgements they promise go out, in
+    /// the order they were held. Without [`BrokerConfig::durable`], nothing.
+    pub fn handle_store_synced(&mut self, now: Instant, seq: u64) {
+        let Some(d) = self.durable.as_mut() else {
+            return;
+        };
+        for held in d.synced(seq) {
+            if let Some(c) = self.conns.get_mut(held.conn.key()) {
+                let _ = c.server.ack(now, held.token, held.reason);
+                self.after_input(held.conn);
             }
         }
     }
@@ -512,7 +596,10 @@ impl Broker {
             let packet = server.poll_transmit(now)?;
             let version = server.version();
             let len = packet.encoded_len(version);
-            let publish = matches!(packet, Packet::Publish(_));
+            let publish = match &packet {
+                Packet::Publish(p) => Some((p.qos, p.payload.len())),
+                _ => None,
+            };
             Some(((version, packet), len, publish))
         })
         .map(|(conn, (version, packet))| Transmit {
@@ -534,7 +621,7 @@ impl Broker {
         self.next_transmit(|server| {
             let t = server.write_transmit(now, buf, SHARED_PAYLOAD - 1)?;
             let len = t.wire_len();
-            let publish = t.packet_type == tern_codec::PacketType::Publish;
+            let publish = t.publish;
             Some((t, len, publish))
         })
         .map(|(conn, t)| WrittenTransmit {
@@ -546,10 +633,13 @@ impl Broker {
 
     /// The ready-queue walk both transmit forms share: `take` produces a
     /// connection's next output, its length on the wire and whether it is a
-    /// PUBLISH; the length is charged to the connection's credit.
+    /// PUBLISH (its QoS and payload length); the length is charged to the
+    /// connection's credit.
     fn next_transmit<T>(
         &mut self,
-        mut take: impl FnMut(&mut ServerConnection) -> Option<(T, usize, bool)>,
+        mut take: impl FnMut(
+            &mut ServerConnection,
+        ) -> Option<(T, usize, Option<(tern_codec::QoS, usize)>)>,
     ) -> Option<(ConnId, T)> {
         while let Some(&id) = self.ready.front() {
             let Some(c) = self.conns.get_mut(id.key()) else {
@@ -557,17 +647,23 @@ impl Broker {
                 continue;
             };
             if c.flow.is_writable() {
-                let mut next = take(&mut c.server);
-                if next.is_none() && self.refill_retained(id) {
-                    next = self
+                // Messages the session drops on the way out (expired, too
+                // large for the client) show as its counters moving.
+                let dropped = stats::session_drops(&c.server);
+                let mut out = take(&mut c.server);
+                stats::count_session_drops(&mut self.stats.drops, dropped, &c.server);
+                if out.is_none() && self.refill_retained(id) {
+                    out = self
                         .conns
                         .get_mut(id.key())
                         .and_then(|c| take(&mut c.server));
                 }
-                if let Some((out, len, publish)) = next {
+                if let Some((out, len, publish)) = out {
                     self.stats.bytes_sent += len as u64;
-                    if publish {
+                    self.stats.packets_sent += 1;
+                    if let Some((qos, payload)) = publish {
                         self.stats.messages_sent += 1;
+                        self.stats.publish_sent.count(qos, payload);
                     }
                     self.charge(id, len);
                     return Some((id, out));
@@ -598,6 +694,16 @@ impl Broker {
     #[must_use]
     pub fn poll_event(&mut self) -> Option<BrokerEvent> {
         self.events.pop_front()
+    }
+
+    /// The next batch of storage operations to apply, in order, with
+    /// [`BrokerConfig::durable`] on (otherwise always `None`): everything
+    /// recorded since the last batch. Apply it, sync, and report its `seq`
+    /// with [`handle_store_synced`](Self::handle_store_synced). Drain it
+    /// after each input, with the other output.
+    #[must_use]
+    pub fn poll_store(&mut self) -> Option<StoreBatch> {
+        self.durable.as_mut()?.poll()
     }
 
     // ---- internals ----
@@ -652,14 +758,7 @@ impl Broker {
                     self.on_unsubscribe(now, conn, unsubscribe)
                 }
                 ServerEvent::Delivered { .. } => {}
-                ServerEvent::Auth(_) => {
-                    // Enhanced authentication is not offered: CONNECTs that ask
-                    // for it are refused, so this is a re-authentication.
-                    if let Some(c) = self.conns.get_mut(conn.key()) {
-                        c.server
-                            .close(now, tern_codec::ReasonCode::BadAuthenticationMethod);
-                    }
-                }
+                ServerEvent::Auth(auth) => self.on_auth(now, conn, *auth),
                 ServerEvent::Closed {
                     reason,
                     will,

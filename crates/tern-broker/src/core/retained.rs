@@ -195,6 +195,7 @@ impl super::Broker {
                 Ok(tern_session::Enqueued::Queued)
             ) {
                 self.stats.messages_dropped += 1;
+                self.stats.drops.queue_full += 1;
             }
             moved = true;
         }

@@ -1,7 +1,7 @@
 //! Messages: PUBLISH routing, retained messages, SUBSCRIBE and UNSUBSCRIBE.
 
 use super::{
-    Broker, ConnId, SessionKey, Subscription, auth::allowed, limits::Limit,
+    Broker, ConnId, SessionKey, Subscription, auth::allowed, durable, limits::Limit,
     retained::forwarded_properties, security::Access,
 };
 use std::sync::Arc;
@@ -18,6 +18,9 @@ impl Broker {
         ack: Option<AckToken>,
     ) {
         self.stats.messages_received += 1;
+        self.stats
+            .publish_received
+            .count(publish.qos, publish.payload.len());
         let Some(key) = self.conns.get(conn.key()).and_then(|c| c.session) else {
             return;
         };
@@ -25,6 +28,11 @@ impl Broker {
             self.refuse_deep_publish(now, conn, ack);
             return;
         }
+        // Storage operations recorded before this PUBLISH: any more after
+        // it, and its acknowledgement waits for them to be synced.
+        let recorded = self.durable.as_ref().map_or(0, |d| d.pending());
+        // Kept for the log line of a refusal (shares the packet's bytes).
+        let topic_name = publish.topic.clone();
         // The topic is validated once, here, and routed as validated.
         let reason = match TopicName::from_bytes(publish.topic.as_shared_bytes().clone()) {
             // `$SYS` belongs to the broker.
@@ -34,6 +42,7 @@ impl Broker {
             // mosquitto does (3.1.1 [MQTT-3.3.5-2]).
             Ok(topic) if !self.authorized(key, &topic, Access::Write) => ReasonCode::NotAuthorized,
             Ok(topic) => {
+                self.top_topics.count(now, &publish.topic);
                 self.backpressure.begin_publish();
                 let (retain, qos) = (publish.retain, publish.qos);
                 let dropped_before = self.stats.messages_dropped;
@@ -41,6 +50,7 @@ impl Broker {
                 let dropped = self.stats.messages_dropped - dropped_before;
                 self.block_if_congested(now, conn);
                 if count == 0 {
+                    self.stats.drops.no_subscribers += 1;
                     ReasonCode::NoMatchingSubscribers
                 } else if dropped >= count as u64 && !retain && qos != QoS::AtMostOnce {
                     // Every recipient's queue was full (messages or bytes):
@@ -48,7 +58,7 @@ impl Broker {
                     // acknowledged and dropped: MQTT 5 PUBACK/PUBREC 0x97
                     // Quota exceeded. MQTT 3.1.1 has no failure code there
                     // and is acknowledged, as mosquitto does [MQTT-3.3.5-2].
-                    self.refused(conn, Limit::Queue, ReasonCode::QuotaExceeded);
+                    self.limit_refused(conn, Limit::Queue, ReasonCode::QuotaExceeded);
                     ReasonCode::QuotaExceeded
                 } else {
                     ReasonCode::Success
@@ -56,9 +66,27 @@ impl Broker {
             }
             Err(_) => ReasonCode::TopicNameInvalid,
         };
+        if reason == ReasonCode::NotAuthorized {
+            self.stats.drops.not_authorized += 1;
+            self.refused(
+                key,
+                conn,
+                super::Refusal::Publish(super::compact(&topic_name)),
+                reason,
+            );
+        }
         if let Some(token) = ack {
-            if let Some(c) = self.conns.get_mut(conn.key()) {
-                let _ = c.server.ack(now, token, reason);
+            let now_or_held = match self.durable.as_mut() {
+                None => Some((token, reason)),
+                Some(d) => {
+                    let promises = d.pending() > recorded;
+                    d.hold(conn, token, reason, promises)
+                }
+            };
+            if let Some((token, reason)) = now_or_held {
+                if let Some(c) = self.conns.get_mut(conn.key()) {
+                    let _ = c.server.ack(now, token, reason);
+                }
             }
         }
     }
@@ -84,7 +112,7 @@ impl Broker {
             c.server.close(now, ReasonCode::TopicNameInvalid);
             ReasonCode::TopicNameInvalid
         };
-        self.refused(conn, Limit::TopicLevels, reason);
+        self.limit_refused(conn, Limit::TopicLevels, reason);
     }
 
     /// Applies a message's retain flag and routes it; returns how many
@@ -116,7 +144,18 @@ impl Broker {
         publish: Publish,
     ) -> usize {
         if publish.retain {
-            self.retained.apply(now, &topic, &publish, &mut *self.store);
+            match self.durable.as_deref_mut() {
+                None => self.retained.apply(now, &topic, &publish, &mut *self.store),
+                Some(log) => self.retained.apply(
+                    now,
+                    &topic,
+                    &publish,
+                    &mut durable::Recording {
+                        inner: &mut *self.store,
+                        log,
+                    },
+                ),
+            }
         }
         self.route(now, from, &topic, &publish)
     }
@@ -171,6 +210,18 @@ impl Broker {
         count
     }
 
+    /// Tells the shell a client's request was refused (for its log).
+    fn refused(&mut self, key: SessionKey, conn: ConnId, what: super::Refusal, reason: ReasonCode) {
+        if let Some(entry) = self.sessions.get(key) {
+            self.events.push_back(super::BrokerEvent::Refused {
+                conn,
+                client_id: entry.client_id.clone(),
+                what,
+                reason,
+            });
+        }
+    }
+
     /// Hands a message to a session: its connection's queue while online,
     /// its offline queue otherwise. `now` stamps it in the queue: its
     /// Message Expiry Interval counts from there.
@@ -203,8 +254,17 @@ impl Broker {
                 entry.offline.as_mut().map(|s| s.enqueue(now, message))
             }
         };
-        if !matches!(outcome, Some(Enqueued::Queued)) {
-            self.stats.messages_dropped += 1;
+        match outcome {
+            Some(Enqueued::Queued) => {}
+            Some(Enqueued::QueuedDroppingOldest(old)) => {
+                self.stats.messages_dropped += old.len() as u64;
+                self.stats.drops.queue_full += old.len() as u64;
+            }
+            Some(Enqueued::Rejected(_)) => {
+                self.stats.messages_dropped += 1;
+                self.stats.drops.queue_full += 1;
+            }
+            None => self.stats.messages_dropped += 1,
         }
     }
 
@@ -250,14 +310,14 @@ impl Broker {
                 // More than `max_topic_levels`: 0x8F "correctly formed but
                 // not allowed for this Client" (3.9.3); 3.1.1 gets 0x80
                 // [MQTT-3.9.3-2], below. Nothing enters the tree.
-                self.refused(conn, Limit::FilterLevels, ReasonCode::TopicFilterInvalid);
+                self.limit_refused(conn, Limit::FilterLevels, ReasonCode::TopicFilterInvalid);
                 ReasonCode::TopicFilterInvalid
             } else if held
                 .is_some_and(|(n, replaces)| !replaces && n >= self.config.max_subscriptions)
             {
                 // A new subscription past `max_subscriptions`: 0x97 Quota
                 // exceeded (3.9.3); a replaced one does not add.
-                self.refused(conn, Limit::Subscriptions, ReasonCode::QuotaExceeded);
+                self.limit_refused(conn, Limit::Subscriptions, ReasonCode::QuotaExceeded);
                 ReasonCode::QuotaExceeded
             } else if shared && !self.config.server.shared_subscriptions {
                 ReasonCode::SharedSubscriptionsNotSupported
@@ -271,6 +331,12 @@ impl Broker {
                 };
                 self.auth.authorize_subscribe(client, &parsed)
             }) {
+                self.refused(
+                    key,
+                    conn,
+                    super::Refusal::Subscribe(super::compact(&requested.filter)),
+                    ReasonCode::NotAuthorized,
+                );
                 ReasonCode::NotAuthorized
             } else {
                 let granted = requested.options.qos.min(self.config.server.maximum_qos);
@@ -327,14 +393,23 @@ impl Broker {
         }
         for (filter, granted) in retained_for {
             let (sessions, auth) = (&self.sessions, &mut self.auth);
-            let out = self.retained.for_subscription(
-                now,
-                &filter,
-                granted,
-                id,
-                &mut *self.store,
-                |topic| allowed(&mut **auth, sessions, key, topic, Access::Read),
-            );
+            // Expired messages it finds are removed, recorded when durable.
+            let mut recording;
+            let store: &mut dyn super::Store = match self.durable.as_deref_mut() {
+                None => &mut *self.store,
+                Some(log) => {
+                    recording = durable::Recording {
+                        inner: &mut *self.store,
+                        log,
+                    };
+                    &mut recording
+                }
+            };
+            let out = self
+                .retained
+                .for_subscription(now, &filter, granted, id, store, |topic| {
+                    allowed(&mut **auth, sessions, key, topic, Access::Read)
+                });
             // Not straight into the queue: into the connection's backlog,
             // which feeds the queue as it drains (`refill_retained`).
             if let Some(c) = self.conns.get_mut(conn.key()) {

@@ -45,6 +45,11 @@ impl Timers {
         self.set.remove(&(at, timer));
     }
 
+    /// Cancels `timer` wherever it is armed (a reconfigured `$SYS` interval).
+    pub(super) fn cancel_all(&mut self, timer: Timer) {
+        self.set.retain(|&(_, t)| t != timer);
+    }
+
     /// Moves `timer` from `have` to `want` (either may be none).
     pub(super) fn rearm(&mut self, have: Option<Instant>, want: Option<Instant>, timer: Timer) {
         if let Some(t) = have {

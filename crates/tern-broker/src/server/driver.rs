@@ -91,6 +91,9 @@ struct Link {
     paused: bool,
     peer: SocketAddr,
     transport: &'static str,
+    /// The core refused its CONNECT and that was logged: its close is not
+    /// logged as a refusal again.
+    refusal_logged: bool,
 }
 
 /// The core task's state.
@@ -125,6 +128,7 @@ pub(crate) async fn run(
     config: BrokerConfig,
     auth: Box<dyn crate::Authenticator>,
     mut accepted: mpsc::Receiver<Accepted>,
+    mut control: mpsc::Receiver<Control>,
     mut shutdown: broadcast::Receiver<()>,
 ) {
     // Reports of written bytes and failed writes, from every writer task.
@@ -161,6 +165,17 @@ pub(crate) async fn run(
                 driver.broker.handle_timeout(now);
             }
             Some(new) = accepted.recv() => driver.accept(new),
+            Some(request) = control.recv() => match request {
+                // A copy of the counters for `/metrics` (never a walk of
+                // the sessions: the cost does not grow with them).
+                Control::Snapshot(reply) => {
+                    let _ = reply.send(driver.snapshot());
+                }
+                Control::Reconfigure(config) => {
+                    let now = driver.now();
+                    driver.broker.set_config(now, *config);
+                }
+            },
             Some(read) = driver.reads.next() => driver.handle_read(read),
         }
         driver.drain();
@@ -174,6 +189,44 @@ pub(crate) async fn run(
         driver.handle_read(read);
     }
     tracing::debug!(stats = ?driver.broker.stats(), "core stopped");
+}
+
+/// Requests to the core task from outside the data path: the monitoring
+/// listener's snapshots and SIGHUP's new settings. Rare, and bounded by the
+/// channel.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// Copy the counters.
+    Snapshot(oneshot::Sender<super::metrics::Snapshot>),
+    /// Put new settings in force.
+    Reconfigure(Box<BrokerConfig>),
+}
+
+/// Control requests waiting for the core at most.
+pub(crate) const CONTROL_CAPACITY: usize = 64;
+
+/// The reason code of a close that refused the client (a broken rule, a
+/// malformed packet, a limit, a refused CONNECT); `None` for an ordinary end.
+fn refusal_code(reason: &tern_session::CloseReason) -> Option<tern_codec::ReasonCode> {
+    use tern_codec::ReasonCode as R;
+    use tern_session::CloseReason as C;
+    match reason {
+        C::ProtocolViolation(v) => Some(v.reason_code()),
+        C::ConnectRefused(code) => Some(*code),
+        C::KeepAliveTimeout => Some(R::KeepAliveTimeout),
+        C::ConnectTimeout => Some(R::MaximumConnectTime),
+        C::Local(code)
+            if code.is_error() && !matches!(code, R::ServerShuttingDown | R::SessionTakenOver) =>
+        {
+            Some(*code)
+        }
+        _ => None,
+    }
+}
+
+/// `0x87`.
+fn hex(code: tern_codec::ReasonCode) -> String {
+    format!("0x{:02X}", code.as_u8())
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -196,6 +249,21 @@ impl Driver {
             scratch_owner: None,
             dirty: Vec::new(),
             parked: Vec::new(),
+        }
+    }
+
+    /// The counters and gauges `/metrics` shows.
+    fn snapshot(&self) -> super::metrics::Snapshot {
+        let b = &self.broker;
+        super::metrics::Snapshot {
+            stats: b.stats(),
+            sockets: b.connection_count() as u64,
+            sessions: b.session_count() as u64,
+            subscriptions: b.subscription_count() as u64,
+            retained: b.retained_count() as u64,
+            queues: b.queue_depths().clone(),
+            uptime: self.start.elapsed().as_secs_f64(),
+            top_topics: b.top_topics(),
         }
     }
 
@@ -237,6 +305,7 @@ impl Driver {
                 paused: false,
                 peer: new.peer,
                 transport: new.transport,
+                refusal_logged: false,
             },
         );
         self.reads.push(Box::pin(read(conn, new.reader, stop_rx)));
@@ -483,7 +552,37 @@ impl Driver {
                 reason,
             } => {
                 let client_id = client_id.as_ref().map_or("-", |c| c.as_str());
-                tracing::info!(%conn, client_id, %reason, "client disconnected");
+                let (peer, _) = self.describe(conn);
+                let logged = self.links.get(&conn).is_some_and(|l| l.refusal_logged);
+                match refusal_code(&reason) {
+                    Some(code) if !logged => tracing::warn!(
+                        %conn, client_id, peer, reason_code = %hex(code), %reason,
+                        "refused: connection closed"
+                    ),
+                    _ => tracing::info!(%conn, client_id, peer, %reason, "client disconnected"),
+                }
+            }
+            BrokerEvent::Refused {
+                conn,
+                client_id,
+                what,
+                reason,
+            } => {
+                let (peer, _) = self.describe(conn);
+                let (what, topic) = match &what {
+                    crate::Refusal::Connect => {
+                        if let Some(link) = self.links.get_mut(&conn) {
+                            link.refusal_logged = true;
+                        }
+                        ("connect", "")
+                    }
+                    crate::Refusal::Publish(topic) => ("publish", topic.as_str()),
+                    crate::Refusal::Subscribe(filter) => ("subscribe", filter.as_str()),
+                };
+                tracing::warn!(
+                    %conn, %client_id, peer, what, topic, reason_code = %hex(reason),
+                    reason = reason.name(), "refused"
+                );
             }
             BrokerEvent::LimitExceeded {
                 conn,
@@ -531,6 +630,7 @@ mod tests {
                 paused: false,
                 peer: SocketAddr::from(([127, 0, 0, 1], 1)),
                 transport: "test",
+                refusal_logged: false,
             },
         );
         (conn, rx)

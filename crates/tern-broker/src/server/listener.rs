@@ -27,7 +27,8 @@ pub(crate) struct Shared {
     pub(crate) accepted: mpsc::Sender<Accepted>,
     /// One permit per open connection.
     pub(crate) limit: Arc<Semaphore>,
-    pub(crate) max_connections: usize,
+    /// The cap, for the log (a reload may change it).
+    pub(crate) max_connections: Arc<std::sync::atomic::AtomicUsize>,
     /// Cloned into each writer task (see [`Guards`]).
     pub(crate) shutdown_complete: mpsc::Sender<()>,
     /// How long a WebSocket upgrade may take (the connect timeout: the MQTT
@@ -86,8 +87,9 @@ pub(crate) async fn accept_loop(
         let Ok(permit) = shared.limit.clone().try_acquire_owned() else {
             tracing::warn!(
                 %peer,
-                "connection limit ({}) reached: closing the new connection",
-                shared.max_connections
+                client_id = "-",
+                limit = shared.max_connections.load(std::sync::atomic::Ordering::Relaxed),
+                "refused: connection limit reached, socket closed before CONNECT"
             );
             drop(socket);
             continue;

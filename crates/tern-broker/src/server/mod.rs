@@ -60,15 +60,21 @@
     reason = "the shell owns the clock and sockets"
 )]
 
+mod check;
 mod connection;
 mod driver;
+mod http;
 mod listener;
+pub mod metrics;
+mod reload;
 pub mod security;
 mod settings;
 pub mod tls;
 mod websocket;
 
-pub use settings::{BrokerSettings, Limits, Listeners, SettingsError, TlsSettings};
+pub use settings::{
+    BrokerSettings, Limits, Listeners, MetricsSettings, SettingsError, TlsSettings,
+};
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{
@@ -135,6 +141,7 @@ pub struct Running {
     ws_addrs: Vec<SocketAddr>,
     tls_addrs: Vec<SocketAddr>,
     wss_addrs: Vec<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
     /// Tells the listeners and the core task to stop.
     notify_shutdown: broadcast::Sender<()>,
     /// Every writer task holds a clone; `recv` yields `None` once all
@@ -149,9 +156,12 @@ pub struct Running {
 impl Running {
     /// Reads the password, ACL and TLS files again, as SIGHUP does: the new
     /// rules apply to new connections and every later check, the new
-    /// certificates to new handshakes; open connections stay. A file that
-    /// cannot be used is logged (naming it), what it configures stays as it
-    /// was, and this returns the error.
+    /// certificates to new handshakes; open connections stay. The settings
+    /// file's `[limits]` too, if the settings were loaded from one
+    /// ([`BrokerSettings::file`]): each change is logged and applies to new
+    /// connections and sessions. A file that cannot be used is logged
+    /// (naming it), what it configures stays as it was, and this returns the
+    /// error.
     pub fn reload(&self) -> Result<(), security::ReloadError> {
         self.reloader.reload()
     }
@@ -175,6 +185,11 @@ impl Running {
     /// The bound WebSocket-over-TLS listener addresses.
     pub fn wss_addrs(&self) -> &[SocketAddr] {
         &self.wss_addrs
+    }
+
+    /// The bound monitoring (HTTP) address, if `[metrics] listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The first TCP address, if any.
@@ -308,24 +323,57 @@ pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
     };
     let (tcp_addrs, ws_addrs) = (addrs("tcp"), addrs("ws"));
     let (tls_addrs, wss_addrs) = (addrs("tls"), addrs("wss"));
+    let metrics = match settings.metrics.listen {
+        Some(addr) => Some(bind("metrics", addr).await?),
+        None => None,
+    };
+    let metrics_addr = metrics.as_ref().map(|l| {
+        l.local_addr()
+            .unwrap_or_else(|_| settings.metrics.listen.unwrap())
+    });
 
     let (notify_shutdown, _) = broadcast::channel(1);
-    let reloader = security::Reloader::new(settings.security.clone(), auth.clone(), tls.clone());
+    // Snapshots for `/metrics`, new settings on SIGHUP (see `driver::Control`).
+    let (control_tx, control_rx) = mpsc::channel(driver::CONTROL_CAPACITY);
+    let limit = Arc::new(Semaphore::new(settings.limits.max_connections));
+    let max_connections = Arc::new(std::sync::atomic::AtomicUsize::new(
+        settings.limits.max_connections,
+    ));
+    let limits = reload::LimitsReloader::new(
+        settings.clone(),
+        control_tx.clone(),
+        limit.clone(),
+        max_connections.clone(),
+    );
+    let reloader =
+        security::Reloader::new(settings.security.clone(), auth.clone(), tls.clone(), limits);
     reloader.on_hangup(notify_shutdown.subscribe());
     let (shutdown_complete_tx, shutdown_complete_rx) = mpsc::channel(1);
     // Listeners hand new sockets to the core task (see `listener::Shared`).
     let (accepted_tx, accepted_rx) = mpsc::channel(driver::ACCEPT_CAPACITY);
+    // The monitoring listener asks the core task for snapshots.
+    if let Some(listener) = metrics {
+        if let Some(addr) = metrics_addr {
+            tracing::info!("listening metrics http://{addr}/metrics");
+        }
+        tokio::spawn(http::serve(
+            listener,
+            control_tx.clone(),
+            notify_shutdown.subscribe(),
+        ));
+    }
     let core = tokio::spawn(driver::run(
         settings.broker_config(),
         Box::new(auth),
         accepted_rx,
+        control_rx,
         notify_shutdown.subscribe(),
     ));
 
     let shared = Arc::new(listener::Shared {
         accepted: accepted_tx,
-        limit: Arc::new(Semaphore::new(settings.limits.max_connections)),
-        max_connections: settings.limits.max_connections,
+        limit,
+        max_connections,
         shutdown_complete: shutdown_complete_tx.clone(),
         handshake_timeout: settings.limits.connect_timeout,
         websocket: websocket::Config::new(&settings),
@@ -349,6 +397,7 @@ pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
         ws_addrs,
         tls_addrs,
         wss_addrs,
+        metrics_addr,
         notify_shutdown,
         shutdown_complete_tx,
         shutdown_complete_rx,

@@ -9,8 +9,11 @@
 //! connections: the core asks through a shared, swappable reference.
 
 use crate::{
-    AuthDecision, Authenticator, Client,
-    security::{Access, AclFile, PasswordFile},
+    AuthDecision, AuthExchange, AuthStart, Authenticator, Client,
+    security::{
+        Access, AclFile, PasswordFile,
+        scram::{NONCE_RANDOM_LEN, SCRAM_SHA_256, start_scram},
+    },
 };
 use serde::Deserialize;
 use std::{
@@ -41,7 +44,9 @@ pub struct SecuritySettings {
 /// What [`SecuritySettings::load`] read: the rules in force.
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
-    passwords: Option<PasswordFile>,
+    /// Shared with SCRAM exchanges in progress, which finish against the
+    /// file they started with.
+    passwords: Option<Arc<PasswordFile>>,
     acl: Option<AclFile>,
     allow_anonymous: bool,
 }
@@ -80,12 +85,12 @@ impl SecuritySettings {
         }
         let passwords = match &self.password_file {
             None => None,
-            Some(path) => Some(
-                PasswordFile::parse(&read(path)?).map_err(|e| SecurityError {
+            Some(path) => Some(Arc::new(PasswordFile::parse(&read(path)?).map_err(
+                |e| SecurityError {
                     path: path.clone(),
                     why: e.to_string(),
-                })?,
-            ),
+                },
+            )?)),
         };
         let acl = match &self.acl_file {
             None => None,
@@ -142,11 +147,28 @@ impl Rules {
     }
 }
 
+/// Fills a buffer with random bytes (SCRAM server nonces).
+pub type RandomSource = Arc<dyn Fn(&mut [u8]) + Send + Sync>;
+
 /// The [`Authenticator`] the server gives the core: the loaded [`Rules`],
 /// swappable while the broker runs. Clones share the rules.
-#[derive(Debug, Clone)]
+///
+/// With a password file it offers MQTT 5 enhanced authentication with
+/// SCRAM-SHA-256 for the users the file has `SCRAM-SHA-256$` lines for;
+/// the server nonces come from the operating system's random source (see
+/// [`with_random`](Self::with_random)).
+#[derive(Clone)]
 pub struct FileAuthenticator {
     rules: Arc<RwLock<Rules>>,
+    random: RandomSource,
+}
+
+impl fmt::Debug for FileAuthenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileAuthenticator")
+            .field("rules", &self.rules)
+            .finish_non_exhaustive()
+    }
 }
 
 impl FileAuthenticator {
@@ -154,7 +176,19 @@ impl FileAuthenticator {
     pub fn new(rules: Rules) -> Self {
         Self {
             rules: Arc::new(RwLock::new(rules)),
+            random: Arc::new(|buf: &mut [u8]| {
+                // No nonce, no SCRAM: a broker whose OS has no randomness
+                // must not hand out predictable nonces.
+                getrandom::fill(buf).expect("the operating system's random source");
+            }),
         }
+    }
+
+    /// Takes SCRAM nonces' random bytes from `random` instead of the
+    /// operating system (tests and simulations make them repeatable).
+    pub fn with_random(mut self, random: RandomSource) -> Self {
+        self.random = random;
+        self
     }
 
     /// Puts new rules in force for every later check (connections already
@@ -171,6 +205,16 @@ impl FileAuthenticator {
 impl Authenticator for FileAuthenticator {
     fn authenticate(&mut self, connect: &Connect, identity: Option<&str>) -> AuthDecision {
         self.with(|r| r.authenticate(connect, identity))
+    }
+
+    fn start_auth(&mut self, method: &str, start: AuthStart<'_>) -> Option<Box<dyn AuthExchange>> {
+        if method != SCRAM_SHA_256 {
+            return None;
+        }
+        let users = self.with(|r| r.passwords.clone())?;
+        let mut random = [0u8; NONCE_RANDOM_LEN];
+        (self.random)(&mut random);
+        Some(start_scram(users, start, &random))
     }
 
     fn authorize_publish(&mut self, client: Client<'_>, topic: &TopicName) -> bool {
@@ -205,6 +249,8 @@ pub enum ReloadError {
     Security(SecurityError),
     /// A TLS file.
     Tls(super::tls::TlsError),
+    /// The settings file (the message names it, and the key and line).
+    Settings(String),
 }
 
 impl fmt::Display for ReloadError {
@@ -212,6 +258,7 @@ impl fmt::Display for ReloadError {
         match self {
             ReloadError::Security(e) => e.fmt(f),
             ReloadError::Tls(e) => e.fmt(f),
+            ReloadError::Settings(e) => f.write_str(e),
         }
     }
 }
@@ -224,6 +271,8 @@ pub(crate) struct Reloader {
     settings: SecuritySettings,
     auth: FileAuthenticator,
     tls: Option<(super::tls::TlsFiles, super::tls::Acceptor)>,
+    /// The settings file's limits.
+    limits: super::reload::LimitsReloader,
 }
 
 impl Reloader {
@@ -231,11 +280,13 @@ impl Reloader {
         settings: SecuritySettings,
         auth: FileAuthenticator,
         tls: Option<(super::tls::TlsFiles, super::tls::Acceptor)>,
+        limits: super::reload::LimitsReloader,
     ) -> Self {
         Self {
             settings,
             auth,
             tls,
+            limits,
         }
     }
 
@@ -293,6 +344,9 @@ impl Reloader {
                     result = result.and(Err(ReloadError::Tls(e)));
                 }
             }
+        }
+        if let Err(e) = self.limits.reload() {
+            result = result.and(Err(ReloadError::Settings(e)));
         }
         result
     }

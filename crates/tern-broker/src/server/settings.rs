@@ -36,6 +36,21 @@ pub struct BrokerSettings {
     pub security: SecuritySettings,
     /// Certificates for the `tls` and `wss` listeners (`[tls]`).
     pub tls: TlsSettings,
+    /// The monitoring listener (`[metrics]`).
+    pub metrics: MetricsSettings,
+    /// The file these settings were read from ([`BrokerSettings::load`]),
+    /// which SIGHUP reads again.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
+}
+
+/// The `[metrics]` table: the HTTP listener for `/metrics`, `/health` and
+/// the dashboard. Off unless `listen` is set.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Where to listen for HTTP (for example `"127.0.0.1:9883"`).
+    pub listen: Option<SocketAddr>,
 }
 
 /// The `[tls]` table, with mosquitto's meanings: the server's certificate
@@ -221,10 +236,12 @@ impl BrokerSettings {
             path: Some(path.to_path_buf()),
             message: format!("cannot read: {e}"),
         })?;
-        Self::from_toml(&text).map_err(|mut e| {
+        let mut settings = Self::from_toml(&text).map_err(|mut e| {
             e.path = Some(path.to_path_buf());
             e
-        })
+        })?;
+        settings.file = Some(path.to_path_buf());
+        Ok(settings)
     }
 
     /// Parses settings from TOML text.
@@ -414,6 +431,7 @@ mod tests {
             "password_file",
             "acl_file",
             "allow_anonymous",
+            "listen",
         ] {
             assert!(
                 text.contains(&format!("\n# {key} =")),

@@ -26,7 +26,7 @@ pub enum TestBroker {
     /// Tern's server and its bound addresses.
     Tern {
         /// `None` while stopped (between [`TestBroker::stop`] and a restart).
-        running: Option<Running>,
+        running: Option<Box<Running>>,
         /// The TCP listener.
         tcp: SocketAddr,
         /// The WebSocket listener, if asked for.
@@ -69,7 +69,7 @@ impl TestBroker {
                 TestBroker::Tern {
                     tcp: running.tcp_addr().expect("a TCP listener"),
                     ws: running.ws_addr(),
-                    running: Some(running),
+                    running: Some(Box::new(running)),
                 }
             }
         }
@@ -84,7 +84,7 @@ impl TestBroker {
         TestBroker::Tern {
             tcp: running.tcp_addr().expect("a TCP listener"),
             ws: running.ws_addr(),
-            running: Some(running),
+            running: Some(Box::new(running)),
         }
     }
 
@@ -142,7 +142,7 @@ impl TestBroker {
                 let r = server::start(tern_settings(*tcp, false))
                     .await
                     .expect("tern broker starts again on its port");
-                *running = Some(r);
+                *running = Some(Box::new(r));
             }
         }
     }

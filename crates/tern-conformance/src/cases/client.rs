@@ -90,6 +90,9 @@ pub(crate) const CASES: &[Case] = &[
     v5!(client "MQTT-6.0.0-3", "client: offers the \"mqtt\" subprotocol", ws_subprotocol),
     v3!(client "MQTT-3.1.3-7", "client: empty client id only with clean session", empty_id_clean),
     v5!(client "MQTT-3.1.2-30", "client: only AUTH or DISCONNECT before CONNACK with a method", auth_method_wait),
+    v5!(client "MQTT-4.12.0-3", "client: answers the server's AUTH with AUTH 0x18", scram_exchange),
+    v5!(client "MQTT-4.12.0-5", "client: every AUTH names the CONNECT's method", scram_exchange),
+    v5!(client "MQTT-4.12.1-1", "client: re-authenticates with AUTH 0x19, same method", scram_exchange),
     v5!(client "MQTT-3.2.2-5", "client: session present 0 discards the session", session_discarded),
     v3!(client "MQTT-1.5.3-1", "client: ill-formed UTF-8 from the server closes", bad_utf8_in),
     v5!(client "MQTT-1.5.4-1", "client: ill-formed UTF-8 from the server closes", bad_utf8_in),
@@ -1055,6 +1058,100 @@ fn auth_method_wait(ctx: &Ctx) -> TestResult {
         ..ConnAck::default()
     })));
     let _ = conn.expect_closed_within(PACKET_TIMEOUT);
+    run.join()
+}
+
+/// Enhanced authentication with tern-client's SCRAM-SHA-256: the scripted
+/// broker plays the server side (tern-session's `ScramServer`, holding the
+/// password's credential) and checks each of the client's AUTH packets:
+/// 0x18 in answer to ours [MQTT-4.12.0-3], always the CONNECT's method
+/// [MQTT-4.12.0-5]; then the client re-authenticates, which must be AUTH
+/// 0x19 with the same method [MQTT-4.12.1-1].
+fn scram_exchange(ctx: &Ctx) -> TestResult {
+    use tern_codec::{Auth, AuthProperties};
+    use tern_session::scram::{ClientFirst, SCRAM_SHA_256, ScramCredential, ScramServer};
+    const PASSWORD: &[u8] = b"conformance";
+    let broker = FakeBroker::new()?;
+    let options = broker
+        .options(ctx)?
+        .scram_sha256("alice", PASSWORD)
+        .map_err(|e| fail(e.to_string()))?;
+    let run = spawn_client(move || async move {
+        let (client, _messages) = Client::connect(options).await.map_err(|e| e.to_string())?;
+        client.reauthenticate().await.map_err(|e| e.to_string())?;
+        client.disconnect().await.map_err(|e| e.to_string())
+    });
+    let credential = ScramCredential::derive(PASSWORD, b"salt", 4096);
+    let method = || Some(string(SCRAM_SHA_256));
+    let auth = |code: ReasonCode, data: Vec<u8>| {
+        Packet::Auth(Box::new(Auth {
+            reason_code: code,
+            properties: AuthProperties {
+                authentication_method: method(),
+                authentication_data: Some(Bytes::from(data)),
+                ..Default::default()
+            },
+        }))
+    };
+    // The client's AUTH, checked: its reason code and method; its data.
+    let client_auth = |conn: &mut Conn, want: ReasonCode| -> Result<Bytes, Stop> {
+        match conn.recv()? {
+            Packet::Auth(a) => {
+                ensure!(
+                    a.reason_code == want,
+                    "AUTH {:?}, expected {want:?}",
+                    a.reason_code
+                );
+                ensure!(
+                    a.properties.authentication_method == method(),
+                    "AUTH method {:?}, not the CONNECT's",
+                    a.properties.authentication_method
+                );
+                a.properties
+                    .authentication_data
+                    .ok_or_else(|| fail("AUTH without data"))
+            }
+            other => Err(fail(format!("expected AUTH, got {}", name(&other)))),
+        }
+    };
+    // One SCRAM exchange from the client's first message: our server-first,
+    // its final (AUTH 0x18), and our verdict's data.
+    let exchange = |conn: &mut Conn, first: &[u8]| -> Result<Vec<u8>, Stop> {
+        let first = ClientFirst::parse(first).map_err(|e| fail(e.to_string()))?;
+        let (server, server_first) = ScramServer::start(&first, credential.clone(), "srv")
+            .map_err(|e| fail(e.to_string()))?;
+        conn.send(auth(ReasonCode::ContinueAuthentication, server_first))?;
+        let last = client_auth(conn, ReasonCode::ContinueAuthentication)?;
+        server.finish(&last).map_err(|e| fail(e.to_string()))
+    };
+    let mut conn = broker.accept(ctx)?;
+    let frame = conn.recv_frame()?;
+    let connect = decode_connect(ctx, &frame)?;
+    ensure!(
+        connect.properties.authentication_method == method(),
+        "CONNECT method {:?}",
+        connect.properties.authentication_method
+    );
+    let first = connect
+        .properties
+        .authentication_data
+        .ok_or_else(|| fail("CONNECT without SCRAM client-first data"))?;
+    let server_final = exchange(&mut conn, &first)?;
+    conn.send(Packet::ConnAck(Box::new(ConnAck {
+        properties: ConnAckProperties {
+            authentication_method: method(),
+            authentication_data: Some(Bytes::from(server_final)),
+            ..Default::default()
+        },
+        ..ConnAck::default()
+    })))?;
+    let first = client_auth(&mut conn, ReasonCode::ReAuthenticate)?;
+    let server_final = exchange(&mut conn, &first)?;
+    conn.send(auth(ReasonCode::Success, server_final))?;
+    match conn.recv()? {
+        Packet::Disconnect(_) => {}
+        other => return Err(fail(format!("expected DISCONNECT, got {}", name(&other)))),
+    }
     run.join()
 }
 

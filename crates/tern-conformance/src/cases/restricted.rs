@@ -2,7 +2,9 @@
 //! instance of the broker configured with Maximum QoS 1, without retained
 //! messages, and with an ACL file that refuses publishing under
 //! `acl-denied/` ([`RESTRICTED_ACL`](crate::RESTRICTED_ACL);
-//! `--restricted HOST:PORT`).
+//! `--restricted HOST:PORT`), and offering MQTT 5 enhanced authentication
+//! with SCRAM-SHA-256 for [`SCRAM_USER`](crate::SCRAM_USER) (anonymous
+//! clients still allowed).
 
 use super::Case;
 use crate::{
@@ -18,7 +20,202 @@ pub(crate) const CASES: &[Case] = &[
     super::v5!(restricted "MQTT-3.2.2-12", "will QoS above Maximum QoS refused", will_qos_refused),
     super::v5!(restricted "MQTT-3.2.2-13", "retained will without retain support refused", will_retain_refused),
     super::v3!(restricted "MQTT-3.3.5-2", "unauthorized PUBLISH acknowledged or connection closed", unauthorized_publish),
+    super::v5!(restricted "MQTT-4.12.0-2", "SCRAM: server continues with AUTH 0x18", scram_login),
+    super::v5!(restricted "MQTT-4.12.0-5", "SCRAM: server's AUTH and CONNACK name the method", scram_login),
+    super::v5!(restricted "MQTT-3.15.2-1", "SCRAM: server's AUTH reason codes are 0x00 or 0x18", scram_reauth),
+    super::v5!(restricted "MQTT-4.12.0-4", "SCRAM: a wrong password is refused, then closed", scram_wrong_password),
+    super::v5!(restricted "MQTT-4.12.1-2", "SCRAM: failed re-authentication disconnects", scram_reauth_fails),
+    super::v5!(restricted "MQTT-3.15.1-1", "SCRAM: AUTH with reserved flag bits closes", scram_auth_bad_flags),
 ];
+
+// ---- MQTT 5 enhanced authentication, SCRAM-SHA-256 ----
+
+use tern_codec::{Auth, AuthProperties, ReasonCode};
+use tern_session::scram::{SCRAM_SHA_256, ScramClient};
+
+fn scram_auth(code: ReasonCode, data: Vec<u8>) -> Packet {
+    Packet::Auth(Box::new(Auth {
+        reason_code: code,
+        properties: AuthProperties {
+            authentication_method: Some(string(SCRAM_SHA_256)),
+            authentication_data: Some(Bytes::from(data)),
+            ..Default::default()
+        },
+    }))
+}
+
+/// The server's AUTH: 0x18 with the CONNECT's method [MQTT-4.12.0-2]
+/// [MQTT-4.12.0-5] [MQTT-3.15.2-1]; its data.
+fn server_continue(c: &mut crate::harness::Conn) -> Result<Bytes, crate::harness::Stop> {
+    match c.recv()? {
+        Packet::Auth(a) => {
+            ensure!(
+                a.reason_code == ReasonCode::ContinueAuthentication,
+                "AUTH {:?}, expected 0x18",
+                a.reason_code
+            );
+            ensure!(
+                a.properties.authentication_method == Some(string(SCRAM_SHA_256)),
+                "AUTH method {:?}",
+                a.properties.authentication_method
+            );
+            a.properties
+                .authentication_data
+                .ok_or_else(|| fail("AUTH 0x18 without data"))
+        }
+        other => Err(fail(format!(
+            "expected AUTH 0x18 (no SCRAM-SHA-256 offered?), got {}",
+            name(&other)
+        ))),
+    }
+}
+
+/// CONNECT with SCRAM-SHA-256 as `password`, through the server's first
+/// AUTH; returns the connection, the client and the client-final to send.
+fn scram_start(
+    ctx: &Ctx,
+    password: &str,
+) -> Result<(crate::harness::Conn, ScramClient, Vec<u8>), crate::harness::Stop> {
+    let mut client = ScramClient::new(crate::SCRAM_USER, password.as_bytes(), "conformance")
+        .map_err(|e| fail(e.to_string()))?;
+    let mut connect = ctx.connect_packet();
+    connect.properties.authentication_method = Some(string(SCRAM_SHA_256));
+    connect.properties.authentication_data = Some(Bytes::from(client.client_first()));
+    let mut c = ctx.open()?;
+    c.send(Packet::Connect(Box::new(connect)))?;
+    let server_first = server_continue(&mut c)?;
+    let last = client
+        .server_first(&server_first)
+        .map_err(|e| fail(e.to_string()))?;
+    Ok((c, client, last))
+}
+
+/// A full SCRAM login; the connection, accepted.
+fn scram_connected(ctx: &Ctx) -> Result<crate::harness::Conn, crate::harness::Stop> {
+    let (mut c, client, last) = scram_start(ctx, crate::SCRAM_PASSWORD)?;
+    c.send(scram_auth(ReasonCode::ContinueAuthentication, last))?;
+    match c.recv()? {
+        Packet::ConnAck(ack) => {
+            ensure!(
+                ack.reason_code == ReasonCode::Success,
+                "CONNACK {:?}",
+                ack.reason_code
+            );
+            // [MQTT-4.12.0-5]
+            ensure!(
+                ack.properties.authentication_method == Some(string(SCRAM_SHA_256)),
+                "CONNACK method {:?}",
+                ack.properties.authentication_method
+            );
+            let v = ack
+                .properties
+                .authentication_data
+                .ok_or_else(|| fail("CONNACK without the server signature"))?;
+            client.server_final(&v).map_err(|e| fail(e.to_string()))?;
+        }
+        other => return Err(fail(format!("expected CONNACK, got {}", name(&other)))),
+    }
+    Ok(c)
+}
+
+fn scram_login(ctx: &Ctx) -> TestResult {
+    scram_connected(ctx)?.disconnect()
+}
+
+/// Re-authenticates as `password`; the packet that ends it.
+fn scram_reauth_with(
+    c: &mut crate::harness::Conn,
+    password: &str,
+) -> Result<(ScramClient, Packet), crate::harness::Stop> {
+    let mut client = ScramClient::new(crate::SCRAM_USER, password.as_bytes(), "again")
+        .map_err(|e| fail(e.to_string()))?;
+    c.send(scram_auth(
+        ReasonCode::ReAuthenticate,
+        client.client_first(),
+    ))?;
+    let server_first = server_continue(c)?;
+    let last = client
+        .server_first(&server_first)
+        .map_err(|e| fail(e.to_string()))?;
+    c.send(scram_auth(ReasonCode::ContinueAuthentication, last))?;
+    Ok((client, c.recv()?))
+}
+
+fn scram_reauth(ctx: &Ctx) -> TestResult {
+    let mut c = scram_connected(ctx)?;
+    let (client, end) = scram_reauth_with(&mut c, crate::SCRAM_PASSWORD)?;
+    match end {
+        Packet::Auth(a) => {
+            ensure!(
+                a.reason_code == ReasonCode::Success,
+                "AUTH {:?} ending a re-authentication",
+                a.reason_code
+            );
+            let v = a
+                .properties
+                .authentication_data
+                .ok_or_else(|| fail("AUTH 0x00 without the server signature"))?;
+            client.server_final(&v).map_err(|e| fail(e.to_string()))?;
+        }
+        other => return Err(fail(format!("expected AUTH 0x00, got {}", name(&other)))),
+    }
+    c.expect_alive()?;
+    c.disconnect()
+}
+
+fn scram_wrong_password(ctx: &Ctx) -> TestResult {
+    let (mut c, _, last) = scram_start(ctx, "not-the-password")?;
+    c.send(scram_auth(ReasonCode::ContinueAuthentication, last))?;
+    match c
+        .expect_closed_within(crate::harness::CLOSE_TIMEOUT)?
+        .as_slice()
+    {
+        [] => Ok(()),
+        [Packet::ConnAck(a)] => {
+            ensure!(a.reason_code.is_error(), "accepted: {:?}", a.reason_code);
+            Ok(())
+        }
+        other => Err(fail(format!(
+            "expected a refusing CONNACK then close, got {:?}",
+            other.iter().map(name).collect::<Vec<_>>()
+        ))),
+    }
+}
+
+fn scram_reauth_fails(ctx: &Ctx) -> TestResult {
+    let mut c = scram_connected(ctx)?;
+    let (_, end) = scram_reauth_with(&mut c, "not-the-password")?;
+    match end {
+        Packet::Disconnect(d) => {
+            ensure!(d.reason_code.is_error(), "DISCONNECT {:?}", d.reason_code)
+        }
+        other => return Err(fail(format!("expected DISCONNECT, got {}", name(&other)))),
+    }
+    c.expect_closed_within(crate::harness::CLOSE_TIMEOUT)?;
+    Ok(())
+}
+
+/// During the exchange, an AUTH whose fixed header flags are 0001.
+fn scram_auth_bad_flags(ctx: &Ctx) -> TestResult {
+    let (mut c, _, last) = scram_start(ctx, crate::SCRAM_PASSWORD)?;
+    let mut wire = bytes::BytesMut::new();
+    scram_auth(ReasonCode::ContinueAuthentication, last)
+        .encode(tern_codec::ProtocolVersion::V5, &mut wire)
+        .map_err(|e| fail(e.to_string()))?;
+    wire[0] |= 0x01;
+    c.send_raw(&wire)?;
+    match c
+        .expect_closed_within(crate::harness::CLOSE_TIMEOUT)?
+        .as_slice()
+    {
+        [] => Ok(()),
+        [Packet::ConnAck(a)] if a.reason_code.is_error() => Ok(()),
+        other => Err(fail(format!(
+            "expected a close (or a refusing CONNACK), got {:?}",
+            other.iter().map(name).collect::<Vec<_>>()
+        ))),
+    }
+}
 
 /// 3.1.1 has no way to tell a client its PUBLISH was not authorized: the
 /// server acknowledges it as usual or closes the connection.

@@ -5,8 +5,9 @@
 
 mod acl_file;
 mod password_file;
+pub mod scram;
 
 pub use acl_file::{Access, AclFile, AclFileError};
 pub use password_file::{
-    DEFAULT_ITERATIONS, PasswordFile, PasswordFileError, PasswordHash, SALT_LEN,
+    DEFAULT_ITERATIONS, PasswordFile, PasswordFileError, PasswordHash, SALT_LEN, SCRAM_SALT_LEN,
 };

@@ -2,6 +2,14 @@
 //! `mosquitto_passwd` writes them (PBKDF2-HMAC-SHA512), and the older
 //! `user:$6$salt$hash` (SHA-512 of the password and salt).
 //!
+//! Tern adds one line type mosquitto does not have, for MQTT 5 enhanced
+//! authentication with SCRAM-SHA-256 (`tern passwd --scram` writes it):
+//! `user:SCRAM-SHA-256$iterations:salt$StoredKey:ServerKey`, salt and
+//! keys in standard base64: RFC 5803's form, the one PostgreSQL stores.
+//! Such a user can log in with SCRAM, and with a plain CONNECT password
+//! too (the password is checked against StoredKey). mosquitto refuses
+//! these lines: keep SCRAM users out of a file mosquitto also reads.
+//!
 //! Parsing takes the file's text, so the core reads no file; the shell
 //! reads it and names the path in errors. Verification compares in
 //! constant time.
@@ -9,6 +17,12 @@
 use base64::{Engine, engine::general_purpose::STANDARD};
 use sha2::{Digest, Sha512};
 use std::{collections::BTreeMap, fmt};
+use tern_session::scram::{self, ScramCredential};
+
+/// The prefix of a SCRAM-SHA-256 line's credential.
+const SCRAM_PREFIX: &str = "SCRAM-SHA-256$";
+/// The salt length `tern passwd --scram` writes.
+pub const SCRAM_SALT_LEN: usize = 16;
 
 /// The salt length mosquitto uses and requires.
 pub const SALT_LEN: usize = 12;
@@ -24,6 +38,9 @@ const MAX_ITERATIONS: u32 = 10_000_000;
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct PasswordFile {
     users: BTreeMap<String, PasswordHash>,
+    /// A digest of every stored hash: the secret behind the decoy SCRAM
+    /// credentials of users the file does not have.
+    secret: [u8; 32],
 }
 
 impl fmt::Debug for PasswordFile {
@@ -35,12 +52,18 @@ impl fmt::Debug for PasswordFile {
     }
 }
 
-/// One user's stored hash.
+/// One user's stored hash: mosquitto's, or a SCRAM-SHA-256 credential.
 #[derive(Clone, PartialEq, Eq)]
-pub struct PasswordHash {
-    kind: HashKind,
-    salt: [u8; SALT_LEN],
-    hash: [u8; HASH_LEN],
+pub struct PasswordHash(Stored);
+
+#[derive(Clone, PartialEq, Eq)]
+enum Stored {
+    Mosquitto {
+        kind: HashKind,
+        salt: [u8; SALT_LEN],
+        hash: [u8; HASH_LEN],
+    },
+    Scram(ScramCredential),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -95,7 +118,15 @@ impl PasswordFile {
                 return Err(err(format!("user {user:?} appears twice")));
             }
         }
-        Ok(Self { users })
+        let mut digest = sha2::Sha256::new();
+        for (user, hash) in &users {
+            digest.update(user.as_bytes());
+            digest.update(hash.to_string().as_bytes());
+        }
+        Ok(Self {
+            users,
+            secret: digest.finalize().into(),
+        })
     }
 
     /// Whether `user` is in the file with this `password`. Unknown users
@@ -104,6 +135,36 @@ impl PasswordFile {
         self.users
             .get(user)
             .is_some_and(|hash| hash.matches(password))
+    }
+
+    /// `user`'s SCRAM-SHA-256 credential, if the file has one for them.
+    pub fn scram_credential(&self, user: &str) -> Option<&ScramCredential> {
+        match self.users.get(user) {
+            Some(PasswordHash(Stored::Scram(c))) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// A decoy SCRAM-SHA-256 credential for a user without one, the same
+    /// for the same name and file: a SCRAM exchange for an unknown user
+    /// then runs like one with a wrong password (a stable salt, 0x86 at the
+    /// end), so the server-first message does not reveal who exists (RFC
+    /// 5802 §5.1). Nobody can know its password: its keys are digests of
+    /// the file's hashes, not of any password.
+    pub fn decoy_scram_credential(&self, user: &str) -> ScramCredential {
+        let derive = |label: &[u8]| -> [u8; 32] {
+            let mut d = sha2::Sha256::new();
+            d.update(self.secret);
+            d.update(label);
+            d.update(user.as_bytes());
+            d.finalize().into()
+        };
+        ScramCredential {
+            iterations: scram::MIN_ITERATIONS,
+            salt: derive(b"salt")[..SCRAM_SALT_LEN].to_vec(),
+            stored_key: derive(b"stored key"),
+            server_key: derive(b"server key"),
+        }
     }
 
     /// Whether `user` is in the file.
@@ -126,6 +187,9 @@ impl PasswordHash {
     /// `$6$salt$hash` or `$7$iterations$salt$hash`, salt and hash in
     /// standard base64.
     pub fn parse(text: &str) -> Result<Self, String> {
+        if let Some(rest) = text.strip_prefix(SCRAM_PREFIX) {
+            return parse_scram(rest).map(|c| Self(Stored::Scram(c)));
+        }
         let mut parts = text.split('$');
         if parts.next() != Some("") {
             return Err("the hash must start with $6$ or $7$ (run mosquitto_passwd -U on a plain-text file)".into());
@@ -150,7 +214,7 @@ impl PasswordHash {
         if parts.next().is_some() {
             return Err("too many $-separated fields".into());
         }
-        Ok(Self { kind, salt, hash })
+        Ok(Self(Stored::Mosquitto { kind, salt, hash }))
     }
 
     /// Hashes `password` with `salt` as `kind` says.
@@ -171,50 +235,72 @@ impl PasswordHash {
     }
 
     fn matches(&self, password: &[u8]) -> bool {
-        let computed = Self::compute(self.kind, &self.salt, password);
+        let (kind, salt, hash) = match &self.0 {
+            Stored::Mosquitto { kind, salt, hash } => (*kind, salt, hash),
+            Stored::Scram(credential) => return credential.verify_password(password),
+        };
+        let computed = Self::compute(kind, salt, password);
         // Constant time: every byte is compared whatever the first differs.
         computed
             .iter()
-            .zip(self.hash.iter())
+            .zip(hash.iter())
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0
+    }
+
+    /// A SCRAM-SHA-256 credential for `password` (RFC 5802's StoredKey and
+    /// ServerKey; the caller picks the salt at random), for MQTT 5
+    /// enhanced authentication; a plain CONNECT password is checked
+    /// against it as well.
+    pub fn scram_sha256(password: &[u8], salt: [u8; SCRAM_SALT_LEN], iterations: u32) -> Self {
+        Self(Stored::Scram(ScramCredential::derive(
+            password, &salt, iterations,
+        )))
     }
 
     /// A `$6$` hash (SHA-512 of the password and salt), what mosquitto 1.6
     /// and `mosquitto_passwd -H sha512` write; prefer [`pbkdf2`](Self::pbkdf2).
     pub fn sha512(password: &[u8], salt: [u8; SALT_LEN]) -> Self {
-        Self {
+        Self(Stored::Mosquitto {
             kind: HashKind::Sha512,
             salt,
             hash: Self::compute(HashKind::Sha512, &salt, password),
-        }
+        })
     }
 
     /// A `$7$` line's hash for `password` with this `salt`: what
     /// `mosquitto_passwd` writes (the caller picks the salt at random).
     pub fn pbkdf2(password: &[u8], salt: [u8; SALT_LEN], iterations: u32) -> Self {
         let kind = HashKind::Pbkdf2Sha512 { iterations };
-        Self {
+        Self(Stored::Mosquitto {
             kind,
             salt,
             hash: Self::compute(kind, &salt, password),
-        }
+        })
     }
 }
 
 impl fmt::Display for PasswordHash {
     /// The hash as a password file holds it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.kind {
+        let (kind, salt, hash) = match &self.0 {
+            Stored::Mosquitto { kind, salt, hash } => (kind, salt, hash),
+            Stored::Scram(c) => {
+                return write!(
+                    f,
+                    "{SCRAM_PREFIX}{}:{}${}:{}",
+                    c.iterations,
+                    STANDARD.encode(&c.salt),
+                    STANDARD.encode(c.stored_key),
+                    STANDARD.encode(c.server_key)
+                );
+            }
+        };
+        match kind {
             HashKind::Sha512 => f.write_str("$6$")?,
             HashKind::Pbkdf2Sha512 { iterations } => write!(f, "$7${iterations}$")?,
         }
-        write!(
-            f,
-            "{}${}",
-            STANDARD.encode(self.salt),
-            STANDARD.encode(self.hash)
-        )
+        write!(f, "{}${}", STANDARD.encode(salt), STANDARD.encode(hash))
     }
 }
 
@@ -222,6 +308,41 @@ impl fmt::Debug for PasswordHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("PasswordHash(..)")
     }
+}
+
+/// `iterations:salt$StoredKey:ServerKey` (after `SCRAM-SHA-256$`).
+fn parse_scram(text: &str) -> Result<ScramCredential, String> {
+    let (params, keys) = text
+        .split_once('$')
+        .ok_or("a SCRAM-SHA-256 line is SCRAM-SHA-256$iterations:salt$StoredKey:ServerKey")?;
+    let (iterations, salt) = params
+        .split_once(':')
+        .ok_or("missing ':' between SCRAM iteration count and salt")?;
+    let iterations = iterations
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (scram::MIN_ITERATIONS..=scram::MAX_ITERATIONS).contains(n))
+        .ok_or_else(|| {
+            format!(
+                "bad SCRAM iteration count ({} to {})",
+                scram::MIN_ITERATIONS,
+                scram::MAX_ITERATIONS
+            )
+        })?;
+    let salt = STANDARD
+        .decode(salt)
+        .ok()
+        .filter(|s| (1..=64).contains(&s.len()))
+        .ok_or("SCRAM salt is not 1 to 64 bytes of base64")?;
+    let (stored_key, server_key) = keys
+        .split_once(':')
+        .ok_or("missing ':' between StoredKey and ServerKey")?;
+    Ok(ScramCredential {
+        iterations,
+        salt,
+        stored_key: decode(Some(stored_key), "StoredKey")?,
+        server_key: decode(Some(server_key), "ServerKey")?,
+    })
 }
 
 fn decode<const N: usize>(field: Option<&str>, what: &str) -> Result<[u8; N], String> {
@@ -246,6 +367,30 @@ mod tests {
         assert!(!file.verify("alice", b"s3cret "));
         assert!(!file.verify("bob", b"s3cret"));
         assert_eq!(file.len(), 1);
+    }
+
+    #[test]
+    fn a_scram_line_parses_back_and_verifies_plain_passwords() {
+        let hash = PasswordHash::scram_sha256(b"pencil", [3; SCRAM_SALT_LEN], 4096);
+        let line = format!("user:{hash}\n");
+        assert!(line.starts_with("user:SCRAM-SHA-256$4096:AwMD"), "{line}");
+        let file = PasswordFile::parse(&line).unwrap();
+        assert!(file.verify("user", b"pencil"));
+        assert!(!file.verify("user", b"pencil!"));
+        let c = file.scram_credential("user").unwrap();
+        assert_eq!(c, &ScramCredential::derive(b"pencil", &[3; 16], 4096));
+        for (bad, needle) in [
+            ("u:SCRAM-SHA-256$4096:AAAA\n", "SCRAM-SHA-256$iterations"),
+            ("u:SCRAM-SHA-256$10:AAAA$AA:AA\n", "iteration count"),
+            ("u:SCRAM-SHA-256$4096:!!$AA:AA\n", "salt"),
+            (
+                "u:SCRAM-SHA-256$4096:AAAA$AA==:AA==\n",
+                "StoredKey is 1 bytes",
+            ),
+        ] {
+            let e = PasswordFile::parse(bad).unwrap_err();
+            assert!(e.why.contains(needle), "{bad:?}: {e}");
+        }
     }
 
     #[test]

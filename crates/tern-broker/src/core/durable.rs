@@ -1,0 +1,193 @@
+//! Durability: the storage operations the core emits, and the
+//! acknowledgements it holds until the store reports them synced.
+//!
+//! With [`BrokerConfig::durable`](super::BrokerConfig::durable) off (the
+//! default) none of this exists: the broker holds no `Durable` and every
+//! hook is one `Option` check.
+//!
+//! With it on, each change the durable state needs is recorded as a
+//! [`StoreOp`]. The shell polls them as [`StoreBatch`]es with increasing
+//! sequence numbers ([`Broker::poll_store`](super::Broker::poll_store)),
+//! applies each (tern-store: one transaction, one fsync for whatever is
+//! waiting) and reports the highest sequence number synced
+//! ([`Broker::handle_store_synced`](super::Broker::handle_store_synced)).
+//! An acknowledgement that promises a recorded change (a PUBACK or PUBREC
+//! for a retained PUBLISH) is held with the sequence number of the batch
+//! that will carry it, and released then; a connection's later
+//! acknowledgements wait behind it, so they still go out in arrival order
+//! [MQTT-4.6.0-2] [MQTT-4.6.0-3].
+//!
+//! Covered so far: retained messages. Not yet: sessions, subscriptions,
+//! queued and in-flight messages, incoming QoS 2 state, and holding the
+//! deliveries an unsynced batch made (ARCHITECTURE.md, tern-store).
+
+use super::{ConnId, Store, StoredState};
+use crate::RetainedMessage;
+use std::collections::VecDeque;
+use tern_codec::ReasonCode;
+use tern_codec::{MqttString, Will};
+use tern_session::AckToken;
+use tern_session::{Instant, ServerSession};
+use tern_topic::TopicName;
+
+/// A change to the state a durable broker keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreOp {
+    /// A retained message was set or replaced.
+    PutRetained {
+        /// Its topic.
+        topic: TopicName,
+        /// The message.
+        message: RetainedMessage,
+    },
+    /// A retained message was cleared.
+    DeleteRetained {
+        /// Its topic.
+        topic: TopicName,
+    },
+}
+
+/// Storage operations to apply together, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreBatch {
+    /// Its sequence number (1, 2, ...): report it synced with
+    /// [`Broker::handle_store_synced`](super::Broker::handle_store_synced).
+    pub seq: u64,
+    /// The operations.
+    pub ops: Vec<StoreOp>,
+}
+
+/// An acknowledgement waiting for its batch.
+#[derive(Debug)]
+pub(super) struct HeldAck {
+    pub(super) seq: u64,
+    pub(super) conn: ConnId,
+    pub(super) token: AckToken,
+    pub(super) reason: ReasonCode,
+}
+
+/// The core's side of durability.
+#[derive(Debug)]
+pub(super) struct Durable {
+    /// Operations recorded since the last batch was cut.
+    open: Vec<StoreOp>,
+    /// The sequence number the open operations will get.
+    next_seq: u64,
+    /// Batches cut and not yet polled.
+    batches: VecDeque<StoreBatch>,
+    /// Held acknowledgements, in the order they were held (their sequence
+    /// numbers never decrease).
+    held: VecDeque<HeldAck>,
+}
+
+impl Default for Durable {
+    fn default() -> Self {
+        Self {
+            open: Vec::new(),
+            next_seq: 1,
+            batches: VecDeque::new(),
+            held: VecDeque::new(),
+        }
+    }
+}
+
+impl Durable {
+    /// Records a change.
+    pub(super) fn record(&mut self, op: StoreOp) {
+        self.open.push(op);
+    }
+
+    /// Operations recorded since the last batch was cut.
+    pub(super) fn pending(&self) -> usize {
+        self.open.len()
+    }
+
+    /// An acknowledgement for `conn`: given back to send now, unless it
+    /// promises a change not yet synced (`promises`) or an earlier
+    /// acknowledgement of the same connection is held.
+    pub(super) fn hold(
+        &mut self,
+        conn: ConnId,
+        token: AckToken,
+        reason: ReasonCode,
+        promises: bool,
+    ) -> Option<(AckToken, ReasonCode)> {
+        let seq = if promises {
+            self.next_seq
+        } else if self.held.iter().any(|h| h.conn == conn) {
+            // Behind the last held one (the largest sequence number).
+            self.held.back().map_or(self.next_seq, |h| h.seq)
+        } else {
+            return Some((token, reason));
+        };
+        self.held.push_back(HeldAck {
+            seq,
+            conn,
+            token,
+            reason,
+        });
+        None
+    }
+
+    /// The next batch to apply: what was recorded since the last one.
+    pub(super) fn poll(&mut self) -> Option<StoreBatch> {
+        if !self.open.is_empty() {
+            self.batches.push_back(StoreBatch {
+                seq: self.next_seq,
+                ops: core::mem::take(&mut self.open),
+            });
+            self.next_seq += 1;
+        }
+        self.batches.pop_front()
+    }
+
+    /// Every held acknowledgement that batch `seq` (and those before it)
+    /// covers, in order.
+    pub(super) fn synced(&mut self, seq: u64) -> Vec<HeldAck> {
+        let n = self.held.iter().take_while(|h| h.seq <= seq).count();
+        self.held.drain(..n).collect()
+    }
+}
+
+/// The broker's [`Store`], with each change the durable state needs also
+/// recorded as a [`StoreOp`]: the owners of state (`Retained`, ...) write
+/// through one `&mut dyn Store` whether durability is on or off.
+pub(super) struct Recording<'a> {
+    pub(super) inner: &'a mut dyn Store,
+    pub(super) log: &'a mut Durable,
+}
+
+impl Store for Recording<'_> {
+    fn put_retained(&mut self, topic: &TopicName, message: &RetainedMessage) {
+        self.inner.put_retained(topic, message);
+        self.log.record(StoreOp::PutRetained {
+            topic: topic.clone(),
+            message: message.clone(),
+        });
+    }
+    fn remove_retained(&mut self, topic: &TopicName) {
+        self.inner.remove_retained(topic);
+        self.log.record(StoreOp::DeleteRetained {
+            topic: topic.clone(),
+        });
+    }
+    fn put_session(&mut self, session: &ServerSession, expiry_interval: u32) {
+        self.inner.put_session(session, expiry_interval);
+    }
+    fn remove_session(&mut self, client_id: &MqttString) {
+        self.inner.remove_session(client_id);
+    }
+    fn put_offline_state(
+        &mut self,
+        client_id: &MqttString,
+        expires_at: Option<Instant>,
+        pending_will: Option<(&Will, Instant)>,
+    ) {
+        self.inner
+            .put_offline_state(client_id, expires_at, pending_will);
+    }
+    fn load(&mut self) -> StoredState {
+        self.inner.load()
+    }
+}

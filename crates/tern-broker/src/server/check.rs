@@ -1,0 +1,212 @@
+//! `tern broker --check-config`: the effective settings as TOML (every
+//! default filled in), a check that the files they name can be used, and
+//! the difference between two settings' limits (what a reload changed).
+
+use super::BrokerSettings;
+use std::{fmt::Write as _, net::SocketAddr, path::Path, time::Duration};
+
+fn addrs(list: &[SocketAddr]) -> String {
+    let items: Vec<String> = list.iter().map(|a| format!("\"{a}\"")).collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn seconds(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{}", d.as_secs())
+    } else {
+        format!("{s}")
+    }
+}
+
+fn path(p: &Path) -> String {
+    // TOML basic string: escape the two characters that need it.
+    let text = p.display().to_string();
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// `key = value`, or a commented line saying it is unset.
+fn optional(out: &mut String, key: &str, value: Option<String>, absent: &str) {
+    match value {
+        Some(v) => {
+            let _ = writeln!(out, "{key} = {v}");
+        }
+        None => {
+            let _ = writeln!(out, "# {key}: {absent}");
+        }
+    }
+}
+
+impl BrokerSettings {
+    /// The settings as a TOML settings file, with every default written out
+    /// (unset optional keys as comments): parsing it gives the same
+    /// effective settings.
+    pub fn to_toml(&self) -> String {
+        let mut out = String::new();
+        let l = &self.listeners;
+        let _ = writeln!(out, "[listeners]");
+        let _ = writeln!(out, "tcp = {}", addrs(&l.tcp));
+        let _ = writeln!(out, "ws = {}", addrs(&l.ws));
+        let _ = writeln!(out, "ws_path = \"{}\"", l.ws_path.replace('"', "\\\""));
+        let _ = writeln!(out, "tls = {}", addrs(&l.tls));
+        let _ = writeln!(out, "wss = {}", addrs(&l.wss));
+        out.push('\n');
+        out.push_str(&self.limits_toml());
+        let t = &self.tls;
+        let _ = writeln!(out, "\n[tls]");
+        optional(&mut out, "cert", t.cert.as_deref().map(path), "none");
+        optional(&mut out, "key", t.key.as_deref().map(path), "none");
+        optional(
+            &mut out,
+            "cafile",
+            t.cafile.as_deref().map(path),
+            "none (no client certificates asked for)",
+        );
+        let _ = writeln!(out, "require_certificate = {}", t.require_certificate);
+        let _ = writeln!(
+            out,
+            "use_identity_as_username = {}",
+            t.use_identity_as_username
+        );
+        let s = &self.security;
+        let _ = writeln!(out, "\n[security]");
+        optional(
+            &mut out,
+            "password_file",
+            s.password_file.as_deref().map(path),
+            "none (user names are not checked)",
+        );
+        optional(
+            &mut out,
+            "acl_file",
+            s.acl_file.as_deref().map(path),
+            "none (every client may publish and subscribe to anything)",
+        );
+        let _ = writeln!(out, "allow_anonymous = {}", s.allows_anonymous());
+        let _ = writeln!(out, "\n[metrics]");
+        optional(
+            &mut out,
+            "listen",
+            self.metrics.listen.map(|a| format!("\"{a}\"")),
+            "none (no monitoring listener)",
+        );
+        out
+    }
+
+    /// The `[limits]` table, one key per line.
+    fn limits_toml(&self) -> String {
+        let l = &self.limits;
+        let mut out = String::from("[limits]\n");
+        let _ = writeln!(out, "max_connections = {}", l.max_connections);
+        let _ = writeln!(out, "max_packet_size = {}", l.max_packet_size);
+        let _ = writeln!(out, "max_inflight = {}", l.max_inflight);
+        let _ = writeln!(out, "max_queued_messages = {}", l.max_queued_messages);
+        let _ = writeln!(out, "max_queued_bytes = {}", l.max_queued_bytes);
+        let _ = writeln!(out, "queue_qos0 = {}", l.queue_qos0);
+        let _ = writeln!(
+            out,
+            "publisher_backpressure = {}",
+            seconds(l.publisher_backpressure)
+        );
+        let _ = writeln!(out, "connect_timeout = {}", seconds(l.connect_timeout));
+        optional(
+            &mut out,
+            "max_keep_alive",
+            l.max_keep_alive.map(|k| k.to_string()),
+            "none (no limit)",
+        );
+        let _ = writeln!(out, "retain_available = {}", l.retain_available);
+        let _ = writeln!(out, "maximum_qos = {}", l.maximum_qos as u8);
+        let _ = writeln!(out, "topic_alias_maximum = {}", l.topic_alias_maximum);
+        let _ = writeln!(out, "sys_interval = {}", seconds(l.sys_interval));
+        out
+    }
+
+    /// What differs between these settings' limits and `new`'s, one
+    /// `key: old -> new` per changed key.
+    pub fn limits_changes(&self, new: &BrokerSettings) -> Vec<String> {
+        let old = self.limits_toml();
+        let new = new.limits_toml();
+        old.lines()
+            .zip(new.lines())
+            .filter(|(a, b)| a != b)
+            .map(|(a, b)| {
+                let value = |line: &str| {
+                    line.split_once(" = ")
+                        .map_or_else(|| "unset".to_string(), |(_, v)| v.to_string())
+                };
+                let key = a
+                    .trim_start_matches("# ")
+                    .split([' ', ':'])
+                    .next()
+                    .unwrap_or(a);
+                format!("limits.{key}: {} -> {}", value(a), value(b))
+            })
+            .collect()
+    }
+
+    /// Checks that the files these settings name can be used: the password
+    /// and ACL files, and the TLS certificate and key when a TLS listener
+    /// needs them. The error names the file (and line).
+    pub fn check_files(&self) -> Result<(), String> {
+        self.security.load().map_err(|e| e.to_string())?;
+        if !self.listeners.tls.is_empty() || !self.listeners.wss.is_empty() {
+            let files = self.tls.files()?;
+            files.load().map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_effective_settings_parse_back_to_the_same() {
+        let text = "[listeners]\ntcp = [\"127.0.0.1:1\", \"[::1]:2\"]\nws = []\n\
+                    [limits]\nconnect_timeout = 0.25\nmax_keep_alive = 30\nmaximum_qos = 1\n\
+                    [security]\npassword_file = \"pw\"\n[metrics]\nlisten = \"127.0.0.1:9\"\n";
+        let settings = BrokerSettings::from_toml(text).unwrap();
+        let effective = settings.to_toml();
+        let again =
+            BrokerSettings::from_toml(&effective).unwrap_or_else(|e| panic!("{e}\n{effective}"));
+        assert_eq!(again.listeners, settings.listeners);
+        assert_eq!(again.limits, settings.limits);
+        assert_eq!(again.tls, settings.tls);
+        assert_eq!(again.metrics, settings.metrics);
+        assert_eq!(
+            again.security.allows_anonymous(),
+            settings.security.allows_anonymous()
+        );
+        assert!(
+            effective.contains("connect_timeout = 0.25\n"),
+            "{effective}"
+        );
+        assert!(effective.contains("sys_interval = 10\n"), "{effective}");
+        assert!(
+            effective.contains("allow_anonymous = false\n"),
+            "{effective}"
+        );
+        // The defaults too.
+        let defaults = BrokerSettings::default();
+        let back = BrokerSettings::from_toml(&defaults.to_toml()).unwrap();
+        assert_eq!(back.limits, defaults.limits);
+        assert_eq!(back.listeners, defaults.listeners);
+    }
+
+    #[test]
+    fn limit_changes_are_named() {
+        let old = BrokerSettings::default();
+        let new =
+            BrokerSettings::from_toml("[limits]\nmax_inflight = 5\nmax_keep_alive = 60\n").unwrap();
+        assert_eq!(
+            old.limits_changes(&new),
+            vec![
+                "limits.max_inflight: 1024 -> 5".to_string(),
+                "limits.max_keep_alive: unset -> 60".to_string(),
+            ]
+        );
+        assert!(new.limits_changes(&new).is_empty());
+    }
+}

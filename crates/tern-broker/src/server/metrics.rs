@@ -1,0 +1,337 @@
+//! What `/metrics` and the dashboard show: a [`Snapshot`] of the core's
+//! counters, copied by the core task on request (a few hundred bytes,
+//! whatever the number of sessions), rendered here in the OpenMetrics text
+//! format (with prometheus-client) or as JSON.
+//!
+//! Names follow EMQX's where EMQX has one (`emqx_messages_received` is
+//! `tern_messages_received_total`), in base units with the unit in the name,
+//! counters ending in `_total`. README's "Operating the broker" lists them.
+
+use crate::{QueueDepths, Stats, TopTopic};
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric},
+    metrics::{counter::ConstCounter, gauge::ConstGauge},
+    registry::{Registry, Unit},
+};
+use std::fmt::Write as _;
+
+/// The core's state at one moment: counters and gauges, no per-session data.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    /// The counters.
+    pub stats: Stats,
+    /// Network connections open (before and after CONNECT).
+    pub sockets: u64,
+    /// Sessions, online and offline.
+    pub sessions: u64,
+    /// Subscriptions.
+    pub subscriptions: u64,
+    /// Retained messages.
+    pub retained: u64,
+    /// Sessions' queues, as the last `$SYS` tick counted them.
+    pub queues: QueueDepths,
+    /// Seconds since the broker started.
+    pub uptime: f64,
+    /// The busiest topics, busiest first (see `Broker::top_topics`).
+    pub top_topics: Vec<TopTopic>,
+}
+
+/// The OpenMetrics content type of [`render_metrics`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+const QOS: [&str; 3] = ["0", "1", "2"];
+
+/// `/metrics`: the snapshot in the OpenMetrics text format.
+pub fn render_metrics(snapshot: &Snapshot) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(SnapshotCollector(snapshot.clone())));
+    let mut text = String::with_capacity(8 * 1024);
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+    text
+}
+
+/// Hands prometheus-client the snapshot's values at encoding time.
+#[derive(Debug)]
+struct SnapshotCollector(Snapshot);
+
+fn gauge(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    let g = ConstGauge::new(v as i64);
+    g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+fn counter(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    v: u64,
+) -> std::fmt::Result {
+    let c = ConstCounter::new(v);
+    c.encode(e.encode_descriptor(name, help, unit, c.metric_type())?)
+}
+
+/// A counter with one label, one sample per `(label value, value)`.
+fn labelled(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    label: &'static str,
+    values: &[(&'static str, u64)],
+) -> std::fmt::Result {
+    let kind = ConstCounter::new(0u64).metric_type();
+    let mut m = e.encode_descriptor(name, help, unit, kind)?;
+    for &(value, n) in values {
+        let labels = [(label, value)];
+        ConstCounter::new(n).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn by_qos(values: [u64; 3]) -> [(&'static str, u64); 3] {
+    [
+        (QOS[0], values[0]),
+        (QOS[1], values[1]),
+        (QOS[2], values[2]),
+    ]
+}
+
+impl Collector for SnapshotCollector {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let s = &self.0;
+        let t = &s.stats;
+        let e = &mut e;
+        gauge(
+            e,
+            "tern_connections",
+            "Clients connected (CONNECT accepted).",
+            t.clients_connected,
+        )?;
+        gauge(
+            e,
+            "tern_sockets",
+            "Network connections open, before and after CONNECT.",
+            s.sockets,
+        )?;
+        gauge(
+            e,
+            "tern_sessions",
+            "Sessions, online and offline.",
+            s.sessions,
+        )?;
+        gauge(e, "tern_subscriptions", "Subscriptions.", s.subscriptions)?;
+        gauge(
+            e,
+            "tern_retained_messages",
+            "Retained messages.",
+            s.retained,
+        )?;
+        gauge(
+            e,
+            "tern_connections_max",
+            "The most clients connected at once since start.",
+            t.clients_maximum,
+        )?;
+        counter(
+            e,
+            "tern_sockets_accepted",
+            "Network connections accepted.",
+            None,
+            t.connections_total,
+        )?;
+        counter(
+            e,
+            "tern_client_connect",
+            "CONNECT packets received.",
+            None,
+            t.connects_received,
+        )?;
+        counter(
+            e,
+            "tern_sessions_expired",
+            "Offline sessions ended by their expiry interval.",
+            None,
+            t.sessions_expired,
+        )?;
+        counter(
+            e,
+            "tern_packets_received",
+            "MQTT packets of every type received.",
+            None,
+            t.packets_received,
+        )?;
+        counter(
+            e,
+            "tern_packets_sent",
+            "MQTT packets of every type sent.",
+            None,
+            t.packets_sent,
+        )?;
+        counter(
+            e,
+            "tern_received",
+            "Bytes received from clients.",
+            Some(&Unit::Bytes),
+            t.bytes_received,
+        )?;
+        counter(
+            e,
+            "tern_sent",
+            "Bytes sent to clients.",
+            Some(&Unit::Bytes),
+            t.bytes_sent,
+        )?;
+        labelled(
+            e,
+            "tern_messages_received",
+            "PUBLISH packets received from clients, by QoS.",
+            None,
+            "qos",
+            &by_qos(t.publish_received.messages),
+        )?;
+        labelled(
+            e,
+            "tern_messages_sent",
+            "PUBLISH packets sent to clients, by QoS.",
+            None,
+            "qos",
+            &by_qos(t.publish_sent.messages),
+        )?;
+        labelled(
+            e,
+            "tern_messages_received_payload",
+            "Payload bytes of PUBLISH packets received, by QoS.",
+            Some(&Unit::Bytes),
+            "qos",
+            &by_qos(t.publish_received.payload_bytes),
+        )?;
+        labelled(
+            e,
+            "tern_messages_sent_payload",
+            "Payload bytes of PUBLISH packets sent, by QoS.",
+            Some(&Unit::Bytes),
+            "qos",
+            &by_qos(t.publish_sent.payload_bytes),
+        )?;
+        labelled(
+            e,
+            "tern_messages_dropped",
+            "Messages dropped, by reason: queue_full, too_large, expired (per \
+             subscriber), no_subscribers, quota, not_authorized (per PUBLISH).",
+            None,
+            "reason",
+            &t.drops.by_reason(),
+        )?;
+        gauge(
+            e,
+            "tern_messages_queued",
+            "Messages waiting in sessions' queues (counted at each $SYS tick).",
+            s.queues.total,
+        )?;
+        Ok(())
+    }
+}
+
+/// `/api/stats`: the snapshot as JSON, for the dashboard.
+pub fn render_json(s: &Snapshot) -> String {
+    let t = &s.stats;
+    let mut out = String::with_capacity(1024);
+    let _ = write!(
+        out,
+        "{{\"uptime\":{:.3},\"connections\":{},\"sockets\":{},\"sessions\":{},\
+         \"subscriptions\":{},\"retained\":{},\"queued\":{},\"queue_longest\":{},\
+         \"messages_received\":{},\"messages_sent\":{},\"bytes_received\":{},\
+         \"bytes_sent\":{},\"dropped\":{{",
+        s.uptime,
+        t.clients_connected,
+        s.sockets,
+        s.sessions,
+        s.subscriptions,
+        s.retained,
+        s.queues.total,
+        s.queues.longest,
+        t.messages_received,
+        t.messages_sent,
+        t.bytes_received,
+        t.bytes_sent,
+    );
+    for (i, (reason, n)) in t.drops.by_reason().iter().enumerate() {
+        let comma = if i > 0 { "," } else { "" };
+        let _ = write!(out, "{comma}\"{reason}\":{n}");
+    }
+    out.push_str("},\"queue_longest_client\":");
+    match &s.queues.longest_client {
+        Some(client) => json_string(&mut out, client),
+        None => out.push_str("null"),
+    }
+    out.push_str(",\"top_topics\":[");
+    for (i, topic) in s.top_topics.iter().enumerate() {
+        let comma = if i > 0 { "," } else { "" };
+        let _ = write!(out, "{comma}{{\"topic\":");
+        json_string(&mut out, &topic.topic);
+        let _ = write!(out, ",\"messages\":{}}}", topic.messages);
+    }
+    out.push_str("]}");
+    out
+}
+
+/// Appends `s` as a JSON string.
+fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 || c == '<' || c == '>' || c == '&' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_renders_with_base_units_and_total() {
+        let mut s = Snapshot::default();
+        s.stats.publish_received.messages = [3, 2, 1];
+        s.stats.drops.queue_full = 7;
+        s.stats.bytes_received = 99;
+        s.sessions = 5;
+        let text = render_metrics(&s);
+        for line in [
+            "tern_messages_received_total{qos=\"0\"} 3",
+            "tern_messages_received_total{qos=\"2\"} 1",
+            "tern_messages_dropped_total{reason=\"queue_full\"} 7",
+            "tern_received_bytes_total 99",
+            "tern_sessions 5",
+            "# TYPE tern_received_bytes counter",
+            "# UNIT tern_received_bytes bytes",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn json_escapes_topics() {
+        let s = Snapshot {
+            top_topics: vec![TopTopic {
+                topic: "a\"b</script>".into(),
+                messages: 4,
+            }],
+            ..Snapshot::default()
+        };
+        let json = render_json(&s);
+        assert!(
+            json.contains(r#"{"topic":"a\"b\u003c/script\u003e","messages":4}"#),
+            "{json}"
+        );
+    }
+}

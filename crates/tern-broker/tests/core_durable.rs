@@ -1,0 +1,126 @@
+//! The core's storage seam on its own: with durability on, a retained
+//! PUBLISH becomes a storage batch, and its PUBACK waits until the shell
+//! reports that batch synced; acknowledgements behind it wait too (arrival
+//! order); with durability off there are no batches and nothing waits.
+
+use tern_broker::{Broker, BrokerConfig, ConnId, StoreBatch, StoreOp};
+use tern_codec::{Connect, MqttString, Packet, ProtocolVersion, Publish, QoS, ReasonCode};
+use tern_session::Instant;
+
+fn broker(durable: bool) -> Broker {
+    Broker::new(
+        BrokerConfig {
+            durable,
+            ..BrokerConfig::default()
+        },
+        Instant::ZERO,
+    )
+}
+
+fn connected(b: &mut Broker) -> ConnId {
+    let conn = b.accept(Instant::ZERO);
+    b.handle_packet(
+        Instant::ZERO,
+        conn,
+        Packet::Connect(Box::new(Connect {
+            protocol: ProtocolVersion::V5,
+            clean_start: true,
+            client_id: MqttString::from_static("pub"),
+            ..Connect::default()
+        })),
+    );
+    assert!(matches!(
+        transmits(b).as_slice(),
+        [Packet::ConnAck(a)] if a.reason_code == ReasonCode::Success
+    ));
+    conn
+}
+
+fn publish(b: &mut Broker, conn: ConnId, id: u16, retain: bool, payload: &'static [u8]) {
+    b.handle_packet(
+        Instant::ZERO,
+        conn,
+        Packet::Publish(Publish {
+            qos: QoS::AtLeastOnce,
+            retain,
+            topic: MqttString::from_static("plant/7/temp"),
+            packet_id: Some(tern_codec::PacketId::new(id).unwrap()),
+            payload: bytes::Bytes::from_static(payload),
+            ..Publish::default()
+        }),
+    );
+}
+
+fn transmits(b: &mut Broker) -> Vec<Packet> {
+    let mut out = Vec::new();
+    while let Some(t) = b.poll_transmit(Instant::ZERO) {
+        out.push(t.packet);
+    }
+    out
+}
+
+fn puback_ids(packets: &[Packet]) -> Vec<u16> {
+    packets
+        .iter()
+        .filter_map(|p| match p {
+            Packet::PubAck(a) => Some(a.packet_id.get()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_retained_publish_is_acknowledged_only_once_its_batch_is_synced() {
+    let mut b = broker(true);
+    let conn = connected(&mut b);
+    publish(&mut b, conn, 1, true, b"21.5");
+    assert_eq!(puback_ids(&transmits(&mut b)), Vec::<u16>::new());
+    let batch: StoreBatch = b.poll_store().expect("a batch");
+    assert_eq!(batch.seq, 1);
+    match batch.ops.as_slice() {
+        [StoreOp::PutRetained { topic, message }] => {
+            assert_eq!(topic.as_bytes(), b"plant/7/temp");
+            assert_eq!(&message.publish.payload[..], b"21.5");
+        }
+        other => panic!("expected one PutRetained, got {other:?}"),
+    }
+    assert_eq!(b.poll_store(), None);
+    b.handle_store_synced(Instant::ZERO, 1);
+    assert_eq!(puback_ids(&transmits(&mut b)), vec![1]);
+}
+
+#[test]
+fn acknowledgements_behind_a_held_one_wait_in_arrival_order() {
+    let mut b = broker(true);
+    let conn = connected(&mut b);
+    publish(&mut b, conn, 1, true, b"a");
+    // Not retained: promises nothing, but goes out after packet 1's PUBACK.
+    publish(&mut b, conn, 2, false, b"b");
+    // Clearing the retained message is a second change.
+    publish(&mut b, conn, 3, true, b"");
+    assert_eq!(puback_ids(&transmits(&mut b)), Vec::<u16>::new());
+    let batch = b.poll_store().unwrap();
+    assert_eq!(batch.seq, 1);
+    assert!(matches!(
+        batch.ops.as_slice(),
+        [StoreOp::PutRetained { .. }, StoreOp::DeleteRetained { .. }]
+    ));
+    // A sync of an older batch releases nothing newer.
+    b.handle_store_synced(Instant::ZERO, 0);
+    assert_eq!(puback_ids(&transmits(&mut b)), Vec::<u16>::new());
+    b.handle_store_synced(Instant::ZERO, 1);
+    assert_eq!(puback_ids(&transmits(&mut b)), vec![1, 2, 3]);
+    // Nothing held: a plain publish is acknowledged at once.
+    publish(&mut b, conn, 4, false, b"c");
+    assert_eq!(puback_ids(&transmits(&mut b)), vec![4]);
+    assert_eq!(b.poll_store(), None);
+}
+
+#[test]
+fn without_durability_nothing_is_held_and_no_batch_appears() {
+    let mut b = broker(false);
+    let conn = connected(&mut b);
+    publish(&mut b, conn, 1, true, b"21.5");
+    assert_eq!(puback_ids(&transmits(&mut b)), vec![1]);
+    assert_eq!(b.poll_store(), None);
+}

@@ -1,0 +1,302 @@
+//! The monitoring listener: `/metrics` counts what clients really did
+//! (messages by QoS, drops by reason), `/health` answers, and the HTTP
+//! server keeps its limits against slow and bad clients.
+
+mod common;
+
+use common::*;
+use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
+use tern_codec::{ProtocolVersion, QoS, ReasonCode};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+async fn start_monitored(f: impl FnOnce(&mut tern_broker::server::BrokerSettings)) -> TestBroker {
+    start_with(|s| {
+        s.metrics.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        f(s);
+    })
+    .await
+}
+
+fn metrics_addr(broker: &TestBroker) -> SocketAddr {
+    broker.running.metrics_addr().expect("a metrics listener")
+}
+
+/// Sends `request` as is and returns the status code and body.
+async fn http(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    let text = String::from_utf8(response).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
+}
+
+async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http(addr, &format!("GET {path} HTTP/1.1\r\nHost: tern\r\n\r\n")).await
+}
+
+/// `/metrics` as `name{labels} -> value`.
+async fn scrape(addr: SocketAddr) -> BTreeMap<String, f64> {
+    let (status, body) = get(addr, "/metrics").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let (name, value) = l.rsplit_once(' ').unwrap();
+            (name.to_string(), value.parse().unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn metrics_count_messages_by_qos_and_drops_by_reason() {
+    let broker = start_monitored(|s| s.limits.max_queued_messages = 2).await;
+    let addr = metrics_addr(&broker);
+    let before = scrape(addr).await;
+    assert_eq!(before["tern_messages_received_total{qos=\"1\"}"], 0.0);
+    assert_eq!(before["tern_connections"], 0.0);
+
+    let mut sub = Raw::connected(broker.tcp, ProtocolVersion::V5, "m-sub").await;
+    sub.subscribe("m/#", QoS::AtLeastOnce).await;
+    // An offline session with a queue of 2: the third message is dropped.
+    let mut offline = connect(ProtocolVersion::V3_1_1, "m-offline");
+    offline.clean_start = false;
+    let (mut away, _) = Raw::connect(broker.tcp, offline).await;
+    away.subscribe("m/#", QoS::AtLeastOnce).await;
+    away.send(tern_codec::Packet::Disconnect(Default::default()))
+        .await;
+    away.closed(WAIT).await;
+
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "m-pub").await;
+    publisher
+        .publish(publish("m/a", b"zero", QoS::AtMostOnce, 0))
+        .await;
+    publisher
+        .publish(publish("m/a", b"one", QoS::AtLeastOnce, 1))
+        .await;
+    publisher
+        .publish(publish("m/a", b"two", QoS::ExactlyOnce, 2))
+        .await;
+    assert_eq!(
+        publisher
+            .publish(publish("nobody/here", b"x", QoS::AtLeastOnce, 3))
+            .await,
+        ReasonCode::NoMatchingSubscribers
+    );
+    assert_eq!(
+        publisher
+            .publish(publish("$SYS/forged", b"x", QoS::AtLeastOnce, 4))
+            .await,
+        ReasonCode::NotAuthorized
+    );
+    for _ in 0..3 {
+        let p = sub.recv_publish().await;
+        sub.ack(&p).await;
+    }
+    sub.ping().await;
+
+    let m = scrape(addr).await;
+    let expect = [
+        ("tern_messages_received_total{qos=\"0\"}", 1.0),
+        ("tern_messages_received_total{qos=\"1\"}", 3.0),
+        ("tern_messages_received_total{qos=\"2\"}", 1.0),
+        // To the online subscriber at min(message, granted QoS 1).
+        ("tern_messages_sent_total{qos=\"0\"}", 1.0),
+        ("tern_messages_sent_total{qos=\"1\"}", 2.0),
+        ("tern_messages_sent_total{qos=\"2\"}", 0.0),
+        (
+            "tern_messages_received_payload_bytes_total{qos=\"1\"}",
+            5.0, // "one", "x", "x"
+        ),
+        (
+            "tern_messages_dropped_total{reason=\"no_subscribers\"}",
+            1.0,
+        ),
+        (
+            "tern_messages_dropped_total{reason=\"not_authorized\"}",
+            1.0,
+        ),
+        // QoS 0 is not queued offline (queue_qos0 off): one, two fill the
+        // queue of 2; nothing dropped for being full yet.
+        ("tern_messages_dropped_total{reason=\"queue_full\"}", 0.0),
+        ("tern_connections", 2.0),
+        ("tern_sessions", 3.0),
+        ("tern_sockets_accepted_total", 3.0),
+        ("tern_client_connect_total", 3.0),
+    ];
+    for (name, want) in expect {
+        assert_eq!(m.get(name), Some(&want), "{name} in {m:#?}");
+    }
+    // A third message for the offline session overflows its queue.
+    publisher
+        .publish(publish("m/a", b"three", QoS::AtLeastOnce, 5))
+        .await;
+    let m = scrape(addr).await;
+    assert_eq!(
+        m["tern_messages_dropped_total{reason=\"queue_full\"}"], 1.0,
+        "{m:#?}"
+    );
+    assert!(m["tern_received_bytes_total"] > before["tern_received_bytes_total"]);
+    assert!(m["tern_packets_received_total"] >= 14.0, "{m:#?}");
+
+    // The same numbers as JSON for the dashboard, with the busiest topics.
+    let (status, json) = get(addr, "/api/stats").await;
+    assert_eq!(status, 200);
+    assert!(json.contains("\"connections\":2"), "{json}");
+    assert!(json.contains("\"no_subscribers\":1"), "{json}");
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_and_errors() {
+    let broker = start_monitored(|_| {}).await;
+    let addr = metrics_addr(&broker);
+    assert_eq!(get(addr, "/health").await, (200, "ok\n".to_string()));
+    assert_eq!(get(addr, "/nope").await.0, 404);
+    assert_eq!(
+        http(addr, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+            .await
+            .0,
+        405
+    );
+    assert_eq!(http(addr, "GARBAGE\r\n\r\n").await.0, 400);
+    let (status, page) = get(addr, "/").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("<title>Tern broker</title>"));
+    // A head larger than the limit is refused, not buffered.
+    let huge = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000));
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let _ = stream.write_all(huge.as_bytes()).await;
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut response)).await;
+    assert!(
+        String::from_utf8_lossy(&response).starts_with("HTTP/1.1 431"),
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
+    broker.shutdown().await;
+    // Gone with the broker.
+    assert!(TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn off_by_default() {
+    let broker = start().await;
+    assert_eq!(broker.running.metrics_addr(), None);
+    broker.shutdown().await;
+}
+
+/// Clients that connect and say nothing use up the monitoring listener's
+/// connection slots for at most its time limit; MQTT is not affected, and
+/// scrapes work again afterwards.
+#[tokio::test]
+async fn silent_http_clients_are_cut_off() {
+    let broker = start_monitored(|_| {}).await;
+    let addr = metrics_addr(&broker);
+    let mut silent = Vec::new();
+    for _ in 0..40 {
+        silent.push(TcpStream::connect(addr).await.unwrap());
+    }
+    // Over the limit: closed at once.
+    let mut last = silent.pop().unwrap();
+    let mut byte = [0u8; 1];
+    let n = tokio::time::timeout(WAIT, last.read(&mut byte))
+        .await
+        .expect("closed at once");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    // MQTT goes on.
+    let _ = Raw::connected(broker.tcp, ProtocolVersion::V5, "unaffected").await;
+    // The silent ones are closed after the time limit (5 s).
+    let first = &mut silent[0];
+    let n = tokio::time::timeout(Duration::from_secs(10), first.read(&mut byte))
+        .await
+        .expect("closed after the time limit");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    drop(silent);
+    assert_eq!(get(addr, "/health").await.0, 200);
+    broker.shutdown().await;
+}
+
+/// The drops that happen inside sessions and at the client's quota are
+/// counted too: too large for a subscriber, expired while queued, over the
+/// client's Receive Maximum.
+#[tokio::test]
+async fn drops_too_large_expired_and_quota_are_counted() {
+    use tern_codec::{Packet, Publish, PublishProperties};
+    let broker = start_monitored(|s| {
+        s.limits.max_inflight = std::num::NonZeroU16::new(2).unwrap();
+    })
+    .await;
+    let addr = metrics_addr(&broker);
+    let dropped = |m: &BTreeMap<String, f64>, reason: &str| {
+        m[&format!("tern_messages_dropped_total{{reason=\"{reason}\"}}")]
+    };
+
+    // Too large: a subscriber allowing 100-byte packets, a 200-byte payload.
+    let mut small = connect(ProtocolVersion::V5, "d-small");
+    small.properties.maximum_packet_size = std::num::NonZeroU32::new(100);
+    let (mut sub, _) = Raw::connect(broker.tcp, small).await;
+    sub.subscribe("d/size", QoS::AtMostOnce).await;
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "d-pub").await;
+    let big: &'static [u8] = Box::leak(vec![b'y'; 200].into_boxed_slice());
+    publisher
+        .publish(publish("d/size", big, QoS::AtLeastOnce, 1))
+        .await;
+    publisher
+        .publish(publish("d/size", b"fits", QoS::AtLeastOnce, 2))
+        .await;
+    assert_eq!(sub.recv_publish().await.payload, "fits");
+    assert_eq!(dropped(&scrape(addr).await, "too_large"), 1.0);
+
+    // Expired: queued for an offline session with a 1 s expiry interval.
+    let mut away = connect(ProtocolVersion::V5, "d-away");
+    away.clean_start = false;
+    away.properties.session_expiry_interval = Some(60);
+    let (mut sub, _) = Raw::connect(broker.tcp, away.clone()).await;
+    sub.subscribe("d/exp", QoS::AtLeastOnce).await;
+    sub.send(Packet::Disconnect(Default::default())).await;
+    sub.closed(WAIT).await;
+    publisher
+        .publish(Publish {
+            properties: PublishProperties {
+                message_expiry_interval: Some(1),
+                ..PublishProperties::default()
+            }
+            .into(),
+            ..publish("d/exp", b"short", QoS::AtLeastOnce, 3)
+        })
+        .await;
+    publisher
+        .publish(publish("d/exp", b"marker", QoS::AtLeastOnce, 4))
+        .await;
+    // The behaviour under test is the passing of time.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (mut sub, _) = Raw::connect(broker.tcp, away).await;
+    let got = sub.recv_publish().await;
+    assert_eq!(got.payload, "marker");
+    assert_eq!(dropped(&scrape(addr).await, "expired"), 1.0);
+
+    // Quota: a third QoS 2 message unreleased with a Receive Maximum of 2.
+    let mut greedy = Raw::connected(broker.tcp, ProtocolVersion::V5, "d-greedy").await;
+    for id in 1..=3 {
+        greedy
+            .send(publish("d/quota", b"q2", QoS::ExactlyOnce, id))
+            .await;
+    }
+    greedy
+        .disconnected_with(ReasonCode::ReceiveMaximumExceeded)
+        .await;
+    let m = scrape(addr).await;
+    assert_eq!(dropped(&m, "quota"), 1.0, "{m:#?}");
+    assert_eq!(dropped(&m, "queue_full"), 0.0);
+    broker.shutdown().await;
+}

@@ -1,0 +1,56 @@
+//! SIGHUP's reload of the settings file ([`Running::reload`]): changed
+//! limits apply to new connections, open ones stay; a bad file leaves the
+//! settings in force.
+
+mod common;
+
+use common::*;
+use tern_broker::server::{self, BrokerSettings};
+use tern_codec::ProtocolVersion;
+
+#[tokio::test]
+async fn a_reload_applies_new_limits_to_new_connections_and_keeps_the_old_on_a_bad_file() {
+    let dir = std::env::temp_dir().join(format!("tern-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("broker.toml");
+    let file = |inflight: &str| {
+        format!(
+            "[listeners]\ntcp = [\"127.0.0.1:0\"]\nws = []\n[limits]\nsys_interval = 0\n\
+             max_inflight = {inflight}\n"
+        )
+    };
+    std::fs::write(&path, file("10")).unwrap();
+    let settings = BrokerSettings::load(&path).unwrap();
+    let running = server::start(settings).await.unwrap();
+    let tcp = running.tcp_addr().unwrap();
+    let receive_maximum =
+        |ack: tern_codec::ConnAck| ack.properties.receive_maximum.map(|r| r.get());
+
+    let (old, ack) = Raw::connect(tcp, connect(ProtocolVersion::V5, "before")).await;
+    assert_eq!(receive_maximum(ack), Some(10));
+
+    std::fs::write(&path, file("20")).unwrap();
+    running.reload().expect("the new file is good");
+    let (_new, ack) = Raw::connect(tcp, connect(ProtocolVersion::V5, "after")).await;
+    assert_eq!(
+        receive_maximum(ack),
+        Some(20),
+        "new connections get the new limit"
+    );
+
+    // A bad file: refused, named, and the settings in force stay.
+    std::fs::write(&path, file("\"lots\"")).unwrap();
+    let e = running.reload().unwrap_err().to_string();
+    assert!(
+        e.contains("broker.toml") && e.contains("limits.max_inflight"),
+        "{e}"
+    );
+    let (_third, ack) = Raw::connect(tcp, connect(ProtocolVersion::V5, "third")).await;
+    assert_eq!(receive_maximum(ack), Some(20));
+
+    // The connection from before is still open.
+    let mut old = old;
+    old.ping().await;
+    running.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,119 @@
+//! MQTT 5 enhanced authentication on the client side: the [`AuthMethod`]
+//! callback the connection task drives, and [`ScramSha256`] built in.
+//!
+//! The connection task calls [`AuthMethod::start`] for every CONNECT (each
+//! reconnection authenticates afresh) and for every
+//! [`Client::reauthenticate`](crate::Client::reauthenticate), then
+//! [`step`](AuthMethod::step) for each AUTH 0x18 the broker sends, and
+//! [`finish`](AuthMethod::finish) with the data of the successful CONNACK
+//! (or AUTH 0x00 ending a re-authentication). An error from any of them
+//! ends the connection with [`Error::Auth`](crate::Error::Auth).
+
+use bytes::Bytes;
+use std::{
+    fmt,
+    sync::{Arc, Mutex},
+};
+use tern_session::scram::{ScramClient, nonce_from_bytes};
+
+/// One enhanced authentication method, as the client runs it.
+pub trait AuthMethod: Send + 'static {
+    /// The Authentication Method's name (for example `SCRAM-SHA-256`).
+    fn method(&self) -> &str;
+
+    /// A new exchange begins: the Authentication Data for the CONNECT (or
+    /// the re-authenticating AUTH 0x19), if the method sends any.
+    fn start(&mut self) -> Result<Option<Bytes>, String>;
+
+    /// The broker's next step (AUTH 0x18): our answer's data.
+    fn step(&mut self, data: Option<&[u8]>) -> Result<Option<Bytes>, String>;
+
+    /// The broker accepted (CONNACK 0x00 or AUTH 0x00) with this final
+    /// data: check it (a mutual method verifies the broker here).
+    fn finish(&mut self, data: Option<&[u8]>) -> Result<(), String>;
+}
+
+/// An [`AuthMethod`] the connection task and the `Options` share.
+#[derive(Clone)]
+pub(crate) struct SharedAuth(Arc<Mutex<Box<dyn AuthMethod>>>);
+
+impl SharedAuth {
+    pub(crate) fn new(method: Box<dyn AuthMethod>) -> Self {
+        Self(Arc::new(Mutex::new(method)))
+    }
+
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut dyn AuthMethod) -> R) -> R {
+        let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut **guard)
+    }
+}
+
+impl fmt::Debug for SharedAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.with(|m| f.debug_tuple("AuthMethod").field(&m.method()).finish())
+    }
+}
+
+/// SCRAM-SHA-256 (RFC 5802, RFC 7677): proves the password without sending
+/// it, and checks that the broker holds the credential (its signature in
+/// the final step). Client nonces come from the operating system's random
+/// source.
+pub struct ScramSha256 {
+    username: String,
+    password: Vec<u8>,
+    exchange: Option<ScramClient>,
+}
+
+impl fmt::Debug for ScramSha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScramSha256")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScramSha256 {
+    /// Authenticates as `username` with `password`.
+    pub fn new(username: &str, password: &[u8]) -> Self {
+        Self {
+            username: username.to_owned(),
+            password: password.to_vec(),
+            exchange: None,
+        }
+    }
+}
+
+impl AuthMethod for ScramSha256 {
+    fn method(&self) -> &str {
+        tern_session::scram::SCRAM_SHA_256
+    }
+
+    fn start(&mut self) -> Result<Option<Bytes>, String> {
+        let mut random = [0u8; 18];
+        getrandom::fill(&mut random).map_err(|e| format!("no random nonce: {e}"))?;
+        let client = ScramClient::new(&self.username, &self.password, &nonce_from_bytes(&random))
+            .map_err(|e| e.to_string())?;
+        let first = client.client_first();
+        self.exchange = Some(client);
+        Ok(Some(Bytes::from(first)))
+    }
+
+    fn step(&mut self, data: Option<&[u8]>) -> Result<Option<Bytes>, String> {
+        let client = self
+            .exchange
+            .as_mut()
+            .ok_or("SCRAM step before the exchange started")?;
+        let data = data.ok_or("SCRAM server-first without data")?;
+        let last = client.server_first(data).map_err(|e| e.to_string())?;
+        Ok(Some(Bytes::from(last)))
+    }
+
+    fn finish(&mut self, data: Option<&[u8]>) -> Result<(), String> {
+        let client = self
+            .exchange
+            .take()
+            .ok_or("SCRAM success before the exchange started")?;
+        let data = data.ok_or("the broker sent no SCRAM server signature")?;
+        client.server_final(data).map_err(|e| e.to_string())
+    }
+}

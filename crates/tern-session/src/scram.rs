@@ -1,0 +1,582 @@
+//! SCRAM-SHA-256 (RFC 5802, RFC 7677) for MQTT 5 enhanced authentication,
+//! sans-IO, both roles: [`ScramClient`] and [`ScramServer`].
+//!
+//! The messages are the AUTH packets' Authentication Data (method
+//! [`SCRAM_SHA_256`]): client-first in CONNECT, server-first in AUTH 0x18,
+//! client-final in AUTH 0x18, server-final in the CONNACK (or, on
+//! re-authentication, in AUTH 0x00).
+//!
+//! Nothing here is random: each side's nonce is an argument (build it from
+//! random bytes with [`nonce_from_bytes`]), so a simulation replays
+//! exactly. The server never sees a password: it verifies against a
+//! [`ScramCredential`] (salt, iteration count, StoredKey, ServerKey), and
+//! every comparison of secrets is constant-time.
+//!
+//! Not supported: channel binding (a `p=` GS2 flag is refused; `y` is
+//! accepted as RFC 5802 §6 allows when the server offers no binding), an
+//! authorization identity (`a=`), and SASLprep: user names and passwords
+//! are used as their UTF-8 bytes, which equals SASLprep for ASCII.
+
+use alloc::{string::String, vec::Vec};
+use base64::{Engine, engine::general_purpose::STANDARD};
+use core::fmt;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// The MQTT Authentication Method name of this mechanism.
+pub const SCRAM_SHA_256: &str = "SCRAM-SHA-256";
+/// The fewest iterations a client accepts, and the default written for new
+/// credentials (RFC 7677 §4: at least 4096).
+pub const MIN_ITERATIONS: u32 = 4096;
+/// The most iterations a client computes or a credential may ask for: a
+/// bound on the work a server (or a credential file) can demand.
+pub const MAX_ITERATIONS: u32 = 10_000_000;
+/// The longest SCRAM message accepted, in bytes (ours are under 300).
+pub const MAX_MESSAGE_LEN: usize = 4096;
+
+const KEY_LEN: usize = 32;
+type HmacSha256 = Hmac<Sha256>;
+
+/// Why a SCRAM exchange failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ScramError {
+    /// A message does not follow RFC 5802's grammar; says what is wrong.
+    Malformed(&'static str),
+    /// The client asked for channel binding, which is not offered.
+    ChannelBindingUnsupported,
+    /// The combined nonce does not start with the client's nonce, or the
+    /// client-final repeated a different one.
+    NonceMismatch,
+    /// The iteration count is outside what this side accepts.
+    IterationCount(u32),
+    /// The client's proof is wrong: wrong password (or unknown user).
+    InvalidProof,
+    /// The server's signature is wrong: the server does not know the
+    /// credential (or the exchange was tampered with).
+    InvalidServerSignature,
+    /// The server ended the exchange with `e=` and this error value.
+    Server(String),
+}
+
+impl fmt::Display for ScramError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Malformed(what) => write!(f, "malformed SCRAM message: {what}"),
+            Self::ChannelBindingUnsupported => f.write_str("channel binding is not supported"),
+            Self::NonceMismatch => f.write_str("SCRAM nonce mismatch"),
+            Self::IterationCount(i) => write!(
+                f,
+                "SCRAM iteration count {i} outside {MIN_ITERATIONS}..={MAX_ITERATIONS}"
+            ),
+            Self::InvalidProof => f.write_str("invalid SCRAM client proof"),
+            Self::InvalidServerSignature => f.write_str("invalid SCRAM server signature"),
+            Self::Server(e) => write!(f, "SCRAM server error: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for ScramError {}
+
+/// What a server stores for a user (RFC 5802 §3): never the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ScramCredential {
+    /// PBKDF2 iteration count.
+    pub iterations: u32,
+    /// The user's salt.
+    pub salt: Vec<u8>,
+    /// `H(HMAC(SaltedPassword, "Client Key"))`.
+    pub stored_key: [u8; KEY_LEN],
+    /// `HMAC(SaltedPassword, "Server Key")`.
+    pub server_key: [u8; KEY_LEN],
+}
+
+impl fmt::Debug for ScramCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScramCredential")
+            .field("iterations", &self.iterations)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScramCredential {
+    /// The credential for `password` with `salt` (pick it at random) and
+    /// `iterations` of PBKDF2-HMAC-SHA-256.
+    pub fn derive(password: &[u8], salt: &[u8], iterations: u32) -> Self {
+        let salted = salted_password(password, salt, iterations);
+        let client_key = hmac(&salted, b"Client Key");
+        Self {
+            iterations,
+            salt: salt.to_vec(),
+            stored_key: sha256(&client_key),
+            server_key: hmac(&salted, b"Server Key"),
+        }
+    }
+
+    /// Whether `password` is the one this credential was derived from
+    /// (constant-time), so a plain CONNECT password can be checked too.
+    pub fn verify_password(&self, password: &[u8]) -> bool {
+        let salted = salted_password(password, &self.salt, self.iterations);
+        let stored = sha256(&hmac(&salted, b"Client Key"));
+        bool::from(stored.ct_eq(&self.stored_key))
+    }
+}
+
+/// A nonce (printable, without `,`) made from random bytes: their base64.
+pub fn nonce_from_bytes(random: &[u8]) -> String {
+    STANDARD.encode(random)
+}
+
+/// A client's first message, parsed by the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientFirst {
+    /// The user name the client authenticates as (`=2C` and `=3D` decoded).
+    pub username: String,
+    gs2_header: String,
+    bare: String,
+    nonce: String,
+}
+
+impl ClientFirst {
+    /// Parses `gs2-header client-first-message-bare`.
+    pub fn parse(data: &[u8]) -> Result<Self, ScramError> {
+        let text = message_text(data)?;
+        // gs2-header = gs2-cbind-flag "," [ authzid ] ","
+        let mut parts = text.splitn(3, ',');
+        let flag = parts.next().unwrap_or_default();
+        match flag {
+            "n" | "y" => {}
+            f if f.starts_with("p=") => return Err(ScramError::ChannelBindingUnsupported),
+            _ => return Err(ScramError::Malformed("GS2 flag must be n, y or p=")),
+        }
+        let authzid = parts
+            .next()
+            .ok_or(ScramError::Malformed("missing GS2 header"))?;
+        if !authzid.is_empty() {
+            return Err(ScramError::Malformed(
+                "an authorization identity (a=) is not supported",
+            ));
+        }
+        let bare = parts
+            .next()
+            .ok_or(ScramError::Malformed("missing client-first-message-bare"))?;
+        let mut attrs = bare.split(',');
+        if attrs.next().is_some_and(|a| a.starts_with("m=")) {
+            return Err(ScramError::Malformed(
+                "mandatory extension (m=) not supported",
+            ));
+        }
+        let mut attrs = bare.split(',');
+        let username = decode_username(attribute(attrs.next(), 'n')?)?;
+        let nonce = attribute(attrs.next(), 'r')?;
+        check_nonce(nonce)?;
+        // Optional extensions after the nonce are ignored (RFC 5802 §5.1).
+        for extra in attrs {
+            check_extension(extra)?;
+        }
+        Ok(Self {
+            username,
+            gs2_header: String::from(&text[..flag.len() + authzid.len() + 2]),
+            bare: String::from(bare),
+            nonce: String::from(nonce),
+        })
+    }
+}
+
+/// The server side of one SCRAM-SHA-256 exchange.
+///
+/// [`ClientFirst::parse`] the client's first message, look its user up,
+/// [`start`](Self::start) with the credential and a fresh nonce (send the
+/// server-first message it returns), then [`finish`](Self::finish) with the
+/// client's final message: the server-final message to send on success.
+#[derive(Debug, Clone)]
+pub struct ScramServer {
+    credential: ScramCredential,
+    gs2_header: String,
+    nonce: String,
+    auth_message_prefix: String,
+}
+
+impl ScramServer {
+    /// Answers `first` for a user with `credential`: returns the exchange
+    /// and the server-first message. `server_nonce` must be printable
+    /// ASCII without `,` (see [`nonce_from_bytes`]).
+    pub fn start(
+        first: &ClientFirst,
+        credential: ScramCredential,
+        server_nonce: &str,
+    ) -> Result<(Self, Vec<u8>), ScramError> {
+        check_nonce(server_nonce)?;
+        let nonce = alloc::format!("{}{}", first.nonce, server_nonce);
+        let server_first = alloc::format!(
+            "r={nonce},s={},i={}",
+            STANDARD.encode(&credential.salt),
+            credential.iterations
+        );
+        let auth_message_prefix = alloc::format!("{},{server_first},", first.bare);
+        Ok((
+            Self {
+                credential,
+                gs2_header: first.gs2_header.clone(),
+                nonce,
+                auth_message_prefix,
+            },
+            server_first.into_bytes(),
+        ))
+    }
+
+    /// Verifies the client-final message; on success returns the
+    /// server-final message (`v=` with the server signature).
+    pub fn finish(&self, data: &[u8]) -> Result<Vec<u8>, ScramError> {
+        let text = message_text(data)?;
+        let (without_proof, proof) = text
+            .rsplit_once(",p=")
+            .ok_or(ScramError::Malformed("missing proof (p=)"))?;
+        let mut attrs = without_proof.split(',');
+        let binding = STANDARD
+            .decode(attribute(attrs.next(), 'c')?)
+            .map_err(|_| ScramError::Malformed("channel binding (c=) is not base64"))?;
+        if binding != self.gs2_header.as_bytes() {
+            return Err(ScramError::Malformed(
+                "channel binding (c=) does not repeat the GS2 header",
+            ));
+        }
+        let nonce = attribute(attrs.next(), 'r')?;
+        if !bool::from(nonce.as_bytes().ct_eq(self.nonce.as_bytes())) {
+            return Err(ScramError::NonceMismatch);
+        }
+        for extra in attrs {
+            check_extension(extra)?;
+        }
+        let proof: [u8; KEY_LEN] = STANDARD
+            .decode(proof)
+            .ok()
+            .and_then(|p| p.try_into().ok())
+            .ok_or(ScramError::Malformed(
+                "proof (p=) is not 32 bytes of base64",
+            ))?;
+        let auth_message = self.auth_message(without_proof);
+        let client_signature = hmac(&self.credential.stored_key, auth_message.as_bytes());
+        let client_key = xor(&proof, &client_signature);
+        if !bool::from(sha256(&client_key).ct_eq(&self.credential.stored_key)) {
+            return Err(ScramError::InvalidProof);
+        }
+        let signature = hmac(&self.credential.server_key, auth_message.as_bytes());
+        Ok(alloc::format!("v={}", STANDARD.encode(signature)).into_bytes())
+    }
+
+    fn auth_message(&self, client_final_without_proof: &str) -> String {
+        alloc::format!("{}{client_final_without_proof}", self.auth_message_prefix)
+    }
+}
+
+/// The client side of one SCRAM-SHA-256 exchange.
+///
+/// Send [`client_first`](Self::client_first) as the CONNECT's (or the
+/// re-authenticating AUTH's) Authentication Data; answer the server-first
+/// with [`server_first`](Self::server_first); check the server-final with
+/// [`server_final`](Self::server_final): only then is the server known to
+/// hold the credential.
+#[derive(Clone)]
+pub struct ScramClient {
+    password: Vec<u8>,
+    bare: String,
+    nonce: String,
+    server_signature: Option<[u8; KEY_LEN]>,
+}
+
+impl fmt::Debug for ScramClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScramClient")
+            .field("bare", &self.bare)
+            .finish_non_exhaustive()
+    }
+}
+
+const GS2_HEADER: &str = "n,,";
+
+impl ScramClient {
+    /// An exchange for `username` with `password`; `nonce` must be
+    /// printable ASCII without `,` (see [`nonce_from_bytes`]).
+    pub fn new(username: &str, password: &[u8], nonce: &str) -> Result<Self, ScramError> {
+        check_nonce(nonce)?;
+        let mut bare = String::from("n=");
+        for c in username.chars() {
+            match c {
+                ',' => bare.push_str("=2C"),
+                '=' => bare.push_str("=3D"),
+                c => bare.push(c),
+            }
+        }
+        bare.push_str(",r=");
+        bare.push_str(nonce);
+        Ok(Self {
+            password: password.to_vec(),
+            bare,
+            nonce: String::from(nonce),
+            server_signature: None,
+        })
+    }
+
+    /// The client-first message.
+    pub fn client_first(&self) -> Vec<u8> {
+        alloc::format!("{GS2_HEADER}{}", self.bare).into_bytes()
+    }
+
+    /// Answers the server-first message with the client-final message.
+    pub fn server_first(&mut self, data: &[u8]) -> Result<Vec<u8>, ScramError> {
+        let (text, nonce, salt, iterations) = parse_server_first(data, &self.nonce)?;
+        let without_proof = alloc::format!("c={},r={nonce}", STANDARD.encode(GS2_HEADER));
+        let auth_message = alloc::format!("{},{text},{without_proof}", self.bare);
+        let salted = salted_password(&self.password, &salt, iterations);
+        let client_key = hmac(&salted, b"Client Key");
+        let stored_key = sha256(&client_key);
+        let client_signature = hmac(&stored_key, auth_message.as_bytes());
+        let proof = xor(&client_key, &client_signature);
+        let server_key = hmac(&salted, b"Server Key");
+        self.server_signature = Some(hmac(&server_key, auth_message.as_bytes()));
+        Ok(alloc::format!("{without_proof},p={}", STANDARD.encode(proof)).into_bytes())
+    }
+
+    /// Checks the server-final message (constant-time).
+    pub fn server_final(&self, data: &[u8]) -> Result<(), ScramError> {
+        let text = message_text(data)?;
+        let first = text.split(',').next().unwrap_or_default();
+        if let Some(e) = first.strip_prefix("e=") {
+            return Err(ScramError::Server(String::from(e)));
+        }
+        let expected = self
+            .server_signature
+            .ok_or(ScramError::Malformed("server-final before server-first"))?;
+        let got = STANDARD
+            .decode(attribute(Some(first), 'v')?)
+            .map_err(|_| ScramError::Malformed("verifier (v=) is not base64"))?;
+        if got.len() == KEY_LEN && bool::from(got.ct_eq(&expected)) {
+            Ok(())
+        } else {
+            Err(ScramError::InvalidServerSignature)
+        }
+    }
+}
+
+/// Parses a server-first message answering `client_nonce`: the text, the
+/// combined nonce, the salt and the iteration count.
+fn parse_server_first<'a>(
+    data: &'a [u8],
+    client_nonce: &str,
+) -> Result<(&'a str, &'a str, Vec<u8>, u32), ScramError> {
+    let text = message_text(data)?;
+    let mut attrs = text.split(',');
+    let first = attrs.next().unwrap_or_default();
+    if first.starts_with("m=") {
+        return Err(ScramError::Malformed(
+            "mandatory extension (m=) not supported",
+        ));
+    }
+    if let Some(e) = first.strip_prefix("e=") {
+        return Err(ScramError::Server(String::from(e)));
+    }
+    let nonce = attribute(Some(first), 'r')?;
+    check_nonce(nonce)?;
+    if nonce.len() <= client_nonce.len() || !nonce.starts_with(client_nonce) {
+        return Err(ScramError::NonceMismatch);
+    }
+    let salt = STANDARD
+        .decode(attribute(attrs.next(), 's')?)
+        .map_err(|_| ScramError::Malformed("salt (s=) is not base64"))?;
+    let iterations: u32 = attribute(attrs.next(), 'i')?
+        .parse()
+        .map_err(|_| ScramError::Malformed("iteration count (i=) is not a number"))?;
+    if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
+        return Err(ScramError::IterationCount(iterations));
+    }
+    for extra in attrs {
+        check_extension(extra)?;
+    }
+    Ok((text, nonce, salt, iterations))
+}
+
+/// The parsers on their own, for the fuzz target (the client's
+/// server-first parser without the PBKDF2 that follows it).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// [`super::parse_server_first`]'s outcome.
+    pub fn server_first(data: &[u8], client_nonce: &str) -> Result<(), super::ScramError> {
+        super::parse_server_first(data, client_nonce).map(drop)
+    }
+}
+
+// ---- the primitives ----
+
+fn salted_password(password: &[u8], salt: &[u8], iterations: u32) -> [u8; KEY_LEN] {
+    let mut out = [0u8; KEY_LEN];
+    pbkdf2::pbkdf2_hmac::<Sha256>(password, salt, iterations, &mut out);
+    out
+}
+
+fn hmac(key: &[u8], data: &[u8]) -> [u8; KEY_LEN] {
+    // HMAC takes a key of any length.
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
+fn sha256(data: &[u8]) -> [u8; KEY_LEN] {
+    Sha256::digest(data).into()
+}
+
+fn xor(a: &[u8; KEY_LEN], b: &[u8; KEY_LEN]) -> [u8; KEY_LEN] {
+    core::array::from_fn(|i| a[i] ^ b[i])
+}
+
+// ---- the grammar ----
+
+fn message_text(data: &[u8]) -> Result<&str, ScramError> {
+    if data.len() > MAX_MESSAGE_LEN {
+        return Err(ScramError::Malformed("message too long"));
+    }
+    core::str::from_utf8(data).map_err(|_| ScramError::Malformed("not UTF-8"))
+}
+
+/// The value of `name=value`, or what is wrong.
+fn attribute(part: Option<&str>, name: char) -> Result<&str, ScramError> {
+    let part = part.ok_or(ScramError::Malformed("an attribute is missing"))?;
+    let mut chars = part.chars();
+    if chars.next() != Some(name) || chars.next() != Some('=') {
+        return Err(ScramError::Malformed("attributes out of order or missing"));
+    }
+    Ok(&part[2..])
+}
+
+fn check_extension(part: &str) -> Result<(), ScramError> {
+    let b = part.as_bytes();
+    if b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b'=' {
+        Ok(())
+    } else {
+        Err(ScramError::Malformed("bad attribute"))
+    }
+}
+
+/// `printable = %x21-2B / %x2D-7E`, at least one.
+fn check_nonce(nonce: &str) -> Result<(), ScramError> {
+    if !nonce.is_empty()
+        && nonce
+            .bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) && b != b',')
+    {
+        Ok(())
+    } else {
+        Err(ScramError::Malformed(
+            "nonce must be printable ASCII without ','",
+        ))
+    }
+}
+
+fn decode_username(raw: &str) -> Result<String, ScramError> {
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(at) = rest.find('=') {
+        out.push_str(&rest[..at]);
+        let code = rest.get(at + 1..at + 3);
+        out.push(match code {
+            Some("2C") => ',',
+            Some("3D") => '=',
+            _ => {
+                return Err(ScramError::Malformed(
+                    "'=' in a user name must be =2C or =3D",
+                ));
+            }
+        });
+        rest = &rest[at + 3..];
+    }
+    out.push_str(rest);
+    if out.is_empty() {
+        return Err(ScramError::Malformed("empty user name"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 7677 §3's example exchange, byte for byte, from both sides.
+    #[test]
+    fn rfc7677_test_vector() {
+        let c_first = "n,,n=user,r=rOprNGfwEbeRWgbNEkqO";
+        let s_first = "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+        let c_final = "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
+        let s_final = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
+
+        let mut client = ScramClient::new("user", b"pencil", "rOprNGfwEbeRWgbNEkqO").unwrap();
+        assert_eq!(client.client_first(), c_first.as_bytes());
+        assert_eq!(
+            client.server_first(s_first.as_bytes()).unwrap(),
+            c_final.as_bytes()
+        );
+        client.server_final(s_final.as_bytes()).unwrap();
+
+        let salt = STANDARD.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
+        let credential = ScramCredential::derive(b"pencil", &salt, 4096);
+        assert!(credential.verify_password(b"pencil"));
+        assert!(!credential.verify_password(b"pencil "));
+        let first = ClientFirst::parse(c_first.as_bytes()).unwrap();
+        assert_eq!(first.username, "user");
+        let (server, out) =
+            ScramServer::start(&first, credential, "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0").unwrap();
+        assert_eq!(out, s_first.as_bytes());
+        assert_eq!(
+            server.finish(c_final.as_bytes()).unwrap(),
+            s_final.as_bytes()
+        );
+    }
+
+    #[test]
+    fn wrong_password_and_wrong_server_are_caught() {
+        let credential = ScramCredential::derive(b"right", b"salt", MIN_ITERATIONS);
+        let mut client = ScramClient::new("u", b"wrong", "abc").unwrap();
+        let first = ClientFirst::parse(&client.client_first()).unwrap();
+        let (server, s_first) = ScramServer::start(&first, credential, "xyz").unwrap();
+        let c_final = client.server_first(&s_first).unwrap();
+        assert_eq!(server.finish(&c_final), Err(ScramError::InvalidProof));
+        // A server that does not know the password cannot sign.
+        assert_eq!(
+            client.server_final(b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="),
+            Err(ScramError::InvalidServerSignature)
+        );
+    }
+
+    #[test]
+    fn user_names_are_escaped_and_bad_messages_named() {
+        let client = ScramClient::new("a,b=c", b"p", "n").unwrap();
+        assert_eq!(client.client_first(), b"n,,n=a=2Cb=3Dc,r=n");
+        assert_eq!(
+            ClientFirst::parse(&client.client_first()).unwrap().username,
+            "a,b=c"
+        );
+        for bad in [
+            &b"p=tls-unique,,n=u,r=x"[..],
+            b"n,a=admin,n=u,r=x",
+            b"n,,r=x,n=u",
+            b"n,,n=u=,r=x",
+            b"n,,n=u,r=a,b",
+            b"n,,m=ext,n=u,r=x",
+            b"n,,n=,r=x",
+            b"x,,n=u,r=x",
+            b"\xff",
+        ] {
+            assert!(ClientFirst::parse(bad).is_err(), "{bad:?}");
+        }
+        let mut client = ScramClient::new("u", b"p", "abc").unwrap();
+        for (bad, want) in [
+            (&b"r=abd,s=AA==,i=4096"[..], ScramError::NonceMismatch),
+            (b"r=abc,s=AA==,i=4096", ScramError::NonceMismatch),
+            (b"r=abcd,s=AA==,i=1", ScramError::IterationCount(1)),
+            (b"e=unknown-user", ScramError::Server("unknown-user".into())),
+        ] {
+            assert_eq!(client.server_first(bad), Err(want));
+        }
+    }
+}

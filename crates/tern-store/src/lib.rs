@@ -1,0 +1,51 @@
+//! Tern's durable store: what a broker keeps on disk so that sessions,
+//! subscriptions, queued and in-flight messages, incoming QoS 2 state and
+//! retained messages survive a restart or a `kill -9`.
+//!
+//! - [`Db`]: the database file (redb) in a data directory, its tables and
+//!   record layout ([`record`]), applying a batch of [`Op`]s in one
+//!   transaction, and start-up loading ([`Db::load`]) that sets corrupt
+//!   records aside instead of refusing to start.
+//! - [`Storage`]: the storage thread. The broker submits batches with
+//!   increasing sequence numbers; the thread commits everything waiting in
+//!   one transaction with one fsync (group commit) and reports [`Synced`]
+//!   with the highest sequence number covered. The broker releases the
+//!   acknowledgements a batch covers only then.
+//! - [`check`] and [`dump`]: `tern store check DIR` and `tern store dump DIR`.
+//!
+//! This crate knows nothing of MQTT packets: the broker maps its state to
+//! the records here (properties and wills are opaque bytes it encoded).
+//!
+//! ```
+//! use tern_store::{Db, Op, Storage, Sync, record::SessionRecord};
+//! let dir = std::env::temp_dir().join(format!("tern-store-doc-{}", std::process::id()));
+//! let db = Db::open(&dir).unwrap();
+//! let (tx, rx) = std::sync::mpsc::channel();
+//! let storage = Storage::spawn(db, Sync::Always, move |r| tx.send(r.unwrap().seq).unwrap());
+//! storage.submit(1, vec![Op::PutSession(SessionRecord {
+//!     client_id: "c1".into(), protocol: 5, expiry_interval: 3600,
+//!     expires_at_ms: None, user_name: None, will: None, will_due_ms: None,
+//! })]);
+//! assert_eq!(rx.recv().unwrap(), 1); // on disk now
+//! storage.close();
+//! let loaded = Db::open(&dir).unwrap().load().unwrap();
+//! assert_eq!(loaded.sessions[0].record.client_id, "c1");
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod crc;
+mod db;
+mod inspect;
+pub mod record;
+mod thread;
+
+pub use db::{Db, FILE, Loaded, LoadedSession, Op, StoreError};
+pub use inspect::{Report, check, dump};
+pub use thread::{Storage, Sync, Synced};
+
+#[cfg(test)]
+mod power_loss;
+#[cfg(test)]
+mod tests;
