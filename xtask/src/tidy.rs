@@ -31,6 +31,8 @@ const CRATES: &[(&str, Kind)] = &[
     ("tern-session", Kind::CoreNoStd),
     ("tern-broker", Kind::CoreWithShell(&["core"])),
     ("tern-client", Kind::Shell),
+    // Bridges: a tern-client connection on each side, inside the broker.
+    ("tern-bridge", Kind::Shell),
     // The reference std driver: threads, sockets and the wall clock.
     ("tern-blocking", Kind::Shell),
     ("tern-cli", Kind::Shell),

@@ -45,9 +45,11 @@ SIGHUP reads the password, ACL and TLS files again: the new rules apply to
 new connections and every later check, the new certificates to new
 handshakes; open connections stay. It also reads the settings file's
 [limits] again and logs each change (`limits.max_inflight: 1024 -> 64`):
-new connections and sessions get them, open ones keep theirs. A file that
-cannot be used is logged, naming it, and what it configures stays as it
-was. --check-config FILE checks a settings file before use. A
+new connections and sessions get them, open ones keep theirs; and applies
+its [[bridge]] tables again: removed bridges stop, new ones start, changed
+ones restart with their new settings (unchanged ones are left alone). A
+file that cannot be used is logged, naming it, and what it configures stays
+as it was. --check-config FILE checks a settings file before use. A
 listener on a non-loopback address while anonymous clients may connect
 logs a warning at start-up.
 
@@ -107,6 +109,13 @@ errors; the values shown are the defaults):
   [metrics]                   # monitoring over HTTP (GET only); off when absent
   # listen = \"127.0.0.1:9883\" # /metrics (OpenMetrics), /health, /api/stats,
                               # and a live dashboard at /
+
+  [[bridge]]                  # a connection to another broker, with
+  name = \"cloud\"              # mosquitto's bridge options (README,
+  address = \"cloud.example:1883\" # Bridging, lists them all)
+  protocol = \"5\"              # or \"3.1.1\"
+  topic = [{ pattern = \"sensors/#\", direction = \"out\", qos = 1,
+             remote_prefix = \"edge-7/\" }]   # in, out or both
 
 crates/tern-broker/broker.example.toml in the source tree is a commented
 copy of this file.";
@@ -295,9 +304,14 @@ pub(crate) fn run(args: &BrokerArgs) -> Result<(), Failure> {
     runtime.block_on(async {
         // Before the `listening` lines: a SIGTERM right after them is graceful.
         let signal = server::shutdown_signal();
+        let bridge_settings = settings.bridge.clone();
         let running = server::start(settings)
             .await
             .map_err(|e| failure(e.to_string()))?;
+        // The bridges' local clients connect in-process, so they start
+        // once the core runs; they stop before it does, so each can say
+        // goodbye to its remote.
+        let bridges = tern_bridge::Bridges::start(running.local_connector(), &bridge_settings);
         // Tests and users with port 0 read these lines to find the ports.
         let mut out = std::io::stdout().lock();
         for addr in running.tcp_addrs() {
@@ -320,7 +334,18 @@ pub(crate) fn run(args: &BrokerArgs) -> Result<(), Failure> {
         if let Some(path) = &args.ready_file {
             write_ready_file(path, &running)?;
         }
-        running.run_until(signal).await;
+        // SIGHUP applies the settings file's `[[bridge]]` tables again.
+        let (stop_bridges, bridges_stopped) = tokio::sync::oneshot::channel::<()>();
+        let bridges = tokio::spawn(bridges.run_until(args.config.clone(), async move {
+            let _ = bridges_stopped.await;
+        }));
+        running
+            .run_until(async move {
+                signal.await;
+                let _ = stop_bridges.send(());
+                let _ = bridges.await;
+            })
+            .await;
         Ok(())
     })
 }

@@ -229,6 +229,8 @@ struct Conn {
     /// session's queue: they enter it as it drains (see `retained.rs`),
     /// so flow control paces them and the queue cap never drops them.
     retained_backlog: VecDeque<(tern_session::Delivery, Instant)>,
+    /// A bridge inside the broker's process (see [`Broker::set_bridge`]).
+    bridge: bool,
     /// An enhanced authentication exchange in progress (`enhanced_auth.rs`).
     auth: Option<Box<enhanced_auth::Pending>>,
 }
@@ -421,6 +423,7 @@ impl Broker {
             closing: false,
             identity: None,
             retained_backlog: VecDeque::new(),
+            bridge: false,
             auth: None,
         });
         self.stats.connections_total += 1;
@@ -549,6 +552,17 @@ impl Broker {
     pub fn set_identity(&mut self, conn: ConnId, identity: MqttString) {
         if let Some(c) = self.conns.get_mut(conn.key()) {
             c.identity = Some(identity);
+        }
+    }
+
+    /// Marks a connection, before its CONNECT, as a bridge running inside
+    /// the broker's process (the shell's in-process connections): it may
+    /// publish its state under `$SYS/broker/connection/`, as mosquitto's
+    /// bridges do, where other clients may not publish at all. ACL rules
+    /// still apply to it.
+    pub fn set_bridge(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(conn.key()) {
+            c.bridge = true;
         }
     }
 

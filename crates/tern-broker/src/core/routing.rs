@@ -21,7 +21,11 @@ impl Broker {
         self.stats
             .publish_received
             .count(publish.qos, publish.payload.len());
-        let Some(key) = self.conns.get(conn.key()).and_then(|c| c.session) else {
+        let Some((key, bridge)) = self
+            .conns
+            .get(conn.key())
+            .and_then(|c| Some((c.session?, c.bridge)))
+        else {
             return;
         };
         if self.too_deep(publish.topic.as_bytes()) {
@@ -35,8 +39,13 @@ impl Broker {
         let topic_name = publish.topic.clone();
         // The topic is validated once, here, and routed as validated.
         let reason = match TopicName::from_bytes(publish.topic.as_shared_bytes().clone()) {
-            // `$SYS` belongs to the broker.
-            Ok(topic) if topic.as_bytes().starts_with(b"$SYS") => ReasonCode::NotAuthorized,
+            // `$SYS` belongs to the broker (and a bridge's state to the bridge).
+            Ok(topic)
+                if topic.as_bytes().starts_with(b"$SYS")
+                    && !(bridge && topic.as_bytes().starts_with(b"$SYS/broker/connection/")) =>
+            {
+                ReasonCode::NotAuthorized
+            }
             // Refused: MQTT 5 gets PUBACK/PUBREC 0x87; MQTT 3.x has no
             // failure code there, so it is acknowledged and dropped, as
             // mosquitto does (3.1.1 [MQTT-3.3.5-2]).

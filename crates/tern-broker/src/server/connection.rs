@@ -30,6 +30,8 @@ pub(crate) struct Accepted {
     /// Its verified TLS client certificate's name, when that is its user
     /// name (`use_identity_as_username`).
     pub(crate) identity: Option<String>,
+    /// An in-process bridge (see `Broker::set_bridge`).
+    pub(crate) bridge: bool,
     pub(crate) guards: Guards,
 }
 
@@ -205,6 +207,8 @@ pub(crate) enum ConnReader {
     Tcp(super::listener::TcpReader),
     Tls(super::tls::TlsReader),
     Ws(WsReader),
+    /// An in-process connection (a bridge's local client).
+    Local(super::local::LocalReader),
 }
 
 impl ConnReader {
@@ -215,6 +219,7 @@ impl ConnReader {
             ConnReader::Tcp(r) => r.read().await,
             ConnReader::Tls(r) => r.read().await,
             ConnReader::Ws(r) => r.read().await,
+            ConnReader::Local(r) => r.read().await,
         }
     }
 }
@@ -224,6 +229,7 @@ pub(crate) enum ConnWriter {
     Tcp(super::listener::TcpWriter),
     Tls(super::tls::TlsWriter),
     Ws(WsWriter),
+    Local(super::local::LocalWriter),
 }
 
 impl ConnWriter {
@@ -233,6 +239,7 @@ impl ConnWriter {
             ConnWriter::Tcp(w) => w.write(chunks).await,
             ConnWriter::Tls(w) => w.write(chunks).await,
             ConnWriter::Ws(w) => w.write(chunks).await,
+            ConnWriter::Local(w) => w.write(chunks).await,
         }
     }
 
@@ -242,14 +249,15 @@ impl ConnWriter {
             ConnWriter::Tcp(w) => w.close().await,
             ConnWriter::Tls(w) => w.close().await,
             ConnWriter::Ws(w) => w.close().await,
+            ConnWriter::Local(w) => w.close().await,
         }
     }
 }
 
 /// What a connection holds for its whole life: dropped when it ends.
 pub(crate) struct Guards {
-    /// Its place under the connection cap.
-    pub(crate) _permit: OwnedSemaphorePermit,
+    /// Its place under the connection cap (in-process connections have none).
+    pub(crate) _permit: Option<OwnedSemaphorePermit>,
     /// Shutdown waits until every clone of this is dropped.
     pub(crate) _shutdown_complete: mpsc::Sender<()>,
 }

@@ -276,6 +276,9 @@ impl Driver {
     fn accept(&mut self, new: Accepted) {
         let now = self.now();
         let conn = self.broker.accept(now);
+        if new.bridge {
+            self.broker.set_bridge(conn);
+        }
         if let Some(name) = new
             .identity
             .and_then(|n| tern_codec::MqttString::try_from(n).ok())

@@ -96,7 +96,7 @@ pub(crate) async fn accept_loop(
         };
         let _ = socket.set_nodelay(true);
         let guards = Guards {
-            _permit: permit,
+            _permit: Some(permit),
             _shutdown_complete: shared.shutdown_complete.clone(),
         };
         match kind {
@@ -108,6 +108,7 @@ pub(crate) async fn accept_loop(
                     peer,
                     transport: "tcp",
                     identity: None,
+                    bridge: false,
                     guards,
                 };
                 if shared.accepted.send(accepted).await.is_err() {
@@ -132,6 +133,7 @@ pub(crate) async fn accept_loop(
                                 peer,
                                 transport: kind.name(),
                                 identity,
+                                bridge: false,
                                 guards,
                             };
                             let _ = shared.accepted.send(accepted).await;

@@ -60,11 +60,13 @@
     reason = "the shell owns the clock and sockets"
 )]
 
+pub mod bridge_settings;
 mod check;
 mod connection;
 mod driver;
 mod http;
 mod listener;
+mod local;
 pub mod metrics;
 mod reload;
 pub mod security;
@@ -72,6 +74,8 @@ mod settings;
 pub mod tls;
 mod websocket;
 
+pub use bridge_settings::{BridgeSettings, BridgeTopic, Direction};
+pub use local::LocalConnector;
 pub use settings::{
     BrokerSettings, Limits, Listeners, MetricsSettings, SettingsError, TlsSettings,
 };
@@ -151,6 +155,8 @@ pub struct Running {
     core: JoinHandle<()>,
     /// Reads the password and ACL files again (SIGHUP, [`Running::reload`]).
     reloader: security::Reloader,
+    /// Opens in-process connections (bridges).
+    local: LocalConnector,
 }
 
 impl Running {
@@ -164,6 +170,13 @@ impl Running {
     /// error.
     pub fn reload(&self) -> Result<(), security::ReloadError> {
         self.reloader.reload()
+    }
+
+    /// Opens in-process connections to this server, trusted and
+    /// authenticated as the user name given: how a bridge's local client
+    /// reaches the broker without a listener (see [`LocalConnector`]).
+    pub fn local_connector(&self) -> LocalConnector {
+        self.local.clone()
     }
 
     /// The bound TCP listener addresses, in the order configured (port 0
@@ -370,6 +383,10 @@ pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
         notify_shutdown.subscribe(),
     ));
 
+    let local = LocalConnector {
+        accepted: accepted_tx.clone(),
+        shutdown_complete: shutdown_complete_tx.downgrade(),
+    };
     let shared = Arc::new(listener::Shared {
         accepted: accepted_tx,
         limit,
@@ -403,6 +420,7 @@ pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
         shutdown_complete_rx,
         core,
         reloader,
+        local,
     })
 }
 

@@ -36,6 +36,9 @@ pub struct BrokerSettings {
     pub security: SecuritySettings,
     /// Certificates for the `tls` and `wss` listeners (`[tls]`).
     pub tls: TlsSettings,
+    /// Connections to other brokers (`[[bridge]]`); the tern-bridge crate
+    /// runs them.
+    pub bridge: Vec<super::bridge_settings::BridgeSettings>,
     /// The monitoring listener (`[metrics]`).
     pub metrics: MetricsSettings,
     /// The file these settings were read from ([`BrokerSettings::load`]),
@@ -246,10 +249,26 @@ impl BrokerSettings {
 
     /// Parses settings from TOML text.
     pub fn from_toml(text: &str) -> Result<Self, SettingsError> {
-        toml::from_str(text).map_err(|e: toml::de::Error| SettingsError {
+        let settings: Self = toml::from_str(text).map_err(|e: toml::de::Error| SettingsError {
             path: None,
             message: describe(text, &e),
-        })
+        })?;
+        settings.check_bridges().map_err(|message| SettingsError {
+            path: None,
+            message,
+        })?;
+        Ok(settings)
+    }
+
+    /// Checks the `[[bridge]]` tables: the message names the bridge and key.
+    fn check_bridges(&self) -> Result<(), String> {
+        for (i, b) in self.bridge.iter().enumerate() {
+            b.check().map_err(|e| format!("bridge `{}`: {e}", b.name))?;
+            if self.bridge[..i].iter().any(|o| o.name == b.name) {
+                return Err(format!("bridge `{}`: name: used twice", b.name));
+            }
+        }
+        Ok(())
     }
 
     /// The broker core's configuration these settings give.

@@ -1,0 +1,215 @@
+//! Moving messages across: one pump per direction, from the messages one
+//! client receives to publishes the other makes.
+//!
+//! A received QoS 1 or 2 message is acknowledged to its source only once
+//! the destination acknowledged it (PUBACK, or PUBCOMP), so a message the
+//! destination never took stays unacknowledged at the source, which keeps
+//! it in the bridge's session and sends it again. Publishes are handed to
+//! the destination in arrival order, several at once (the destination's
+//! session bounds how many are in flight), and acknowledged in order.
+//!
+//! While the destination cannot take more (it is reconnecting), received
+//! messages wait in a backlog bounded by [`MAX_BACKLOG`]; beyond it the
+//! pump stops reading, and the source's broker keeps them.
+
+use crate::Counters;
+use futures_util::{StreamExt, stream::FuturesOrdered};
+use std::{
+    collections::VecDeque,
+    future::Future,
+    pin::Pin,
+    sync::{Arc, atomic::Ordering},
+};
+use tern_client::{
+    Acker, Bytes, Client, Error, Message, Messages, MqttString, PublishProperties, Published, QoS,
+    UserProperty,
+};
+
+/// Messages received and not yet handed to the destination, at most.
+pub(crate) const MAX_BACKLOG: usize = 100_000;
+
+/// The user property that marks a message as having crossed a Tern bridge
+/// (its value is the bridge's name).
+pub const BRIDGED: &str = "tern-bridged";
+
+/// A message on its way: what to publish, and the acknowledgement owed to
+/// its source.
+pub(crate) struct Forward {
+    pub(crate) topic: String,
+    pub(crate) payload: Bytes,
+    pub(crate) qos: QoS,
+    pub(crate) retain: bool,
+    pub(crate) properties: PublishProperties,
+    pub(crate) acker: Option<Acker>,
+}
+
+impl Forward {
+    /// `message` republished as `topic`. To an MQTT 5 destination its
+    /// properties are kept (except what belongs to one connection) and it
+    /// is marked as bridged by `name`; MQTT 3.1.1 carries no properties.
+    pub(crate) fn new(mut message: Message, topic: String, mark: &UserProperty, v5: bool) -> Self {
+        let properties = if v5 {
+            let mut properties = message.properties.get().clone();
+            properties.subscription_identifiers.clear();
+            properties.topic_alias = None;
+            if !is_bridged(&message) {
+                properties.user_properties.push(mark.clone());
+            }
+            properties
+        } else {
+            PublishProperties::default()
+        };
+        Self {
+            topic,
+            acker: message.take_acker(),
+            payload: message.payload,
+            qos: message.qos,
+            retain: message.retain,
+            properties,
+        }
+    }
+}
+
+/// The mark a bridge named `name` puts on what it forwards.
+pub(crate) fn mark(name: &str) -> UserProperty {
+    UserProperty {
+        key: MqttString::from_static(BRIDGED),
+        value: MqttString::try_from(name).unwrap_or_default(),
+    }
+}
+
+/// Whether a message carries the bridge mark.
+pub(crate) fn is_bridged(message: &Message) -> bool {
+    message
+        .properties
+        .get()
+        .user_properties
+        .iter()
+        .any(|p| p.key.as_str() == BRIDGED)
+}
+
+type InFlight = Pin<Box<dyn Future<Output = Result<Published, Error>> + Send>>;
+
+/// Why a pump stopped: its source ended (`Ok`), or the destination failed
+/// for good. The acknowledgements still owed come back, so the caller can
+/// drop them only once the source is gone (dropping one acknowledges).
+pub(crate) type Stopped = (Result<(), Error>, Vec<Acker>);
+
+/// Forwards what `from` receives (as `map` turns it into a [`Forward`], or
+/// drops it: `None`) to `to`, until `from` ends or `to` fails.
+pub(crate) async fn run(
+    mut from: Messages,
+    to: Client,
+    mut map: impl FnMut(Message) -> Option<Forward>,
+    counters: Arc<Counters>,
+) -> Stopped {
+    let mut backlog: VecDeque<Forward> = VecDeque::new();
+    // Completions in the order the publishes were handed over, and beside
+    // them, in the same order, the acknowledgements they owe.
+    let mut inflight: FuturesOrdered<InFlight> = FuturesOrdered::new();
+    let mut ackers: VecDeque<Option<Acker>> = VecDeque::new();
+    let owed = |backlog: VecDeque<Forward>, ackers: VecDeque<Option<Acker>>| -> Vec<Acker> {
+        ackers
+            .into_iter()
+            .flatten()
+            .chain(backlog.into_iter().filter_map(|f| f.acker))
+            .collect()
+    };
+    loop {
+        // Hand over whatever the destination takes now, in order.
+        while let Some(f) = backlog.front() {
+            let attempt = to
+                .publish(&f.topic, f.payload.clone(), f.qos, f.retain)
+                .properties(f.properties.clone())
+                .try_send();
+            match attempt {
+                Ok(pending) => {
+                    let f = backlog.pop_front().expect("front exists");
+                    if f.qos == QoS::AtMostOnce {
+                        // Nothing to acknowledge, nothing to wait for: the
+                        // destination's client sends it.
+                        counters.forwarded.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        ackers.push_back(f.acker);
+                        inflight.push_back(Box::pin(pending));
+                    }
+                }
+                Err(Error::Backpressure) if !inflight.is_empty() => {
+                    // A completion makes room: wait for one (below).
+                    break;
+                }
+                Err(Error::Backpressure) => {
+                    // Nothing in flight to wait for (the requests queued
+                    // are QoS 0): wait for room by publishing this one the
+                    // waiting way, in order, and settle it here.
+                    let f = backlog.pop_front().expect("front exists");
+                    let published = to
+                        .publish(&f.topic, f.payload, f.qos, f.retain)
+                        .properties(f.properties)
+                        .await;
+                    match published {
+                        Ok(p) if p.is_success() => {
+                            counters.forwarded.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(p) => {
+                            tracing::warn!(reason = %p.reason_code, "the destination refused a bridged message");
+                            counters.dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(Error::Closed) => {
+                            let mut owed = owed(backlog, ackers);
+                            owed.extend(f.acker);
+                            return (Err(Error::Closed), owed);
+                        }
+                        Err(e) => {
+                            tracing::warn!("cannot forward a bridged message: {e}");
+                            counters.dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    drop(f.acker);
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %f.topic, "cannot forward: {e}");
+                    if matches!(e, Error::Closed) {
+                        return (Err(e), owed(backlog, ackers));
+                    }
+                    // A topic or property the destination cannot carry:
+                    // dropped (and acknowledged), as a broker drops what it
+                    // cannot deliver.
+                    backlog.pop_front();
+                    counters.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        tokio::select! {
+            Some(result) = inflight.next(), if !inflight.is_empty() => match result {
+                Ok(published) => {
+                    let acker = ackers.pop_front().flatten();
+                    if !published.is_success() {
+                        tracing::warn!(reason = %published.reason_code, "the destination refused a bridged message");
+                        counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        counters.forwarded.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // Acknowledges the source (dropping an acker does).
+                    drop(acker);
+                }
+                Err(Error::Closed) => return (Err(Error::Closed), owed(backlog, ackers)),
+                Err(e) => {
+                    // Refused by the destination's session (nothing was
+                    // sent): dropped, and acknowledged to the source.
+                    tracing::warn!("cannot forward a bridged message: {e}");
+                    counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    drop(ackers.pop_front());
+                }
+            },
+            message = from.recv(), if backlog.len() < MAX_BACKLOG => match message {
+                Some(message) => {
+                    if let Some(f) = map(message) {
+                        backlog.push_back(f);
+                    }
+                }
+                None => return (Ok(()), owed(backlog, ackers)),
+            },
+        }
+    }
+}
