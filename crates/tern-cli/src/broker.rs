@@ -69,9 +69,15 @@ errors; the values shown are the defaults):
                               # (MQTT 5: DISCONNECT 0x95); announced to clients
   max_inflight = 1024         # unacknowledged QoS 1/2 messages a client may
                               # send us (Receive Maximum; more: 0x93)
-  max_queued_messages = 1000  # messages waiting per session (offline, or
-  max_queued_bytes = 16777216 # slow); beyond this new ones are dropped
+  max_inflight_messages = 20  # QoS 1/2 in flight to a client that sets no
+                              # Receive Maximum (3.1.1); the rest wait queued
+  max_queued_messages = 1000  # messages held per session (offline, slow, or
+  max_queued_bytes = 16777216 # in flight; bytes include properties); beyond
+                              # this new ones are dropped
   queue_qos0 = false          # queue QoS 0 messages for offline sessions too
+  max_topic_levels = 200      # levels per topic/filter; deeper: PUBACK 0x90,
+                              # SUBACK 0x8F (3.1.1: SUBACK 0x80; PUBLISH closes)
+  max_subscriptions = 10000   # per client; more: SUBACK 0x97 (3.1.1: 0x80)
   publisher_backpressure = 0.5 # seconds at most a publisher outrunning an
                               # online subscriber is not read; 0: drop instead
   connect_timeout = 10        # seconds to send CONNECT (fractions allowed)

@@ -35,7 +35,7 @@ impl QueuedMessage {
     }
 
     fn size(&self) -> usize {
-        self.message.body.payload.len() + self.message.body.topic.len()
+        self.message.body.held_bytes()
     }
 }
 
@@ -134,6 +134,12 @@ pub(crate) struct Outgoing {
     order: IdMap<u64>,
     queue: VecDeque<QueuedMessage>,
     queued_bytes: usize,
+    /// Bytes (as [`QueuedMessage::size`] counts them) of the messages in
+    /// flight: they count against the queue's byte limit too. Not stored: a
+    /// restored session counts its in-flight messages' bytes from the next
+    /// [`resume`](Self::resume).
+    #[cfg_attr(feature = "serde", serde(skip))]
+    inflight_bytes: Derived,
     /// How many in-flight messages are on the current connection's wire.
     #[cfg_attr(feature = "serde", serde(skip))]
     on_wire: usize,
@@ -146,6 +152,19 @@ pub(crate) struct Outgoing {
     /// Messages dropped because they expired while queued.
     pub(crate) dropped_expired: u64,
 }
+
+/// A figure derived from the rest of [`Outgoing`] and kept up to date to
+/// save recomputing it: not part of the state (equal whatever its value).
+#[derive(Debug, Clone, Copy, Default)]
+struct Derived(usize);
+
+impl PartialEq for Derived {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Derived {}
 
 /// The next thing the sender wants to transmit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,11 +210,19 @@ impl Outgoing {
         self.queued_bytes
     }
 
-    /// Offers a message to the queue, applying the limits.
+    /// Bytes waiting and in flight.
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.queued_bytes + self.inflight_bytes.0
+    }
+
+    /// Offers a message to the queue, applying the limits. Messages in
+    /// flight count against them as well as waiting ones: what a session
+    /// holds is bounded however few acknowledgements its client sends.
     pub(crate) fn enqueue(&mut self, message: QueuedMessage, limits: &QueueLimits) -> Enqueued {
         let size = message.size();
         let fits = |q: &Self| {
-            q.queue.len() < limits.max_messages && q.queued_bytes + size <= limits.max_bytes
+            q.queue.len() + q.inflight.len() < limits.max_messages
+                && q.queued_bytes + q.inflight_bytes.0 + size <= limits.max_bytes
         };
         if fits(self) {
             self.push(message);
@@ -251,6 +278,12 @@ impl Outgoing {
     /// flight is resent first, in order, as the new quota allows.
     pub(crate) fn resume(&mut self) {
         self.detach();
+        self.inflight_bytes = Derived(
+            self.inflight
+                .iter()
+                .map(|(_, f)| f.message.body.held_bytes())
+                .sum(),
+        );
         self.resend_from = self.inflight.first_seq();
     }
 
@@ -275,6 +308,7 @@ impl Outgoing {
     ) -> (VecDeque<QueuedMessage>, VecDeque<PacketId>) {
         let mut unacked = VecDeque::new();
         let mut released = VecDeque::new();
+        self.inflight_bytes = Derived(0);
         for f in self.inflight.take_all() {
             match f.awaiting {
                 Awaiting::PubComp => {
@@ -368,6 +402,7 @@ impl Outgoing {
                 return Some(Send::Publish(publish));
             }
             let id = publish.packet_id?;
+            self.inflight_bytes.0 += queued.size();
             let seq = self.inflight.push(InFlight {
                 message: queued.message,
                 sent_expiry: remaining,
@@ -420,11 +455,16 @@ impl Outgoing {
             _ => {
                 // Read what is needed and drop the entry in place: moving an
                 // `InFlight` out costs memcpys of a few hundred bytes.
-                let removed = self.inflight.discard(seq, |e| (e.on_wire, e.accepted));
-                if removed.is_some_and(|(on_wire, _)| on_wire) {
+                let removed = self.inflight.discard(seq, |e| {
+                    (e.on_wire, e.accepted, e.message.body.held_bytes())
+                });
+                if removed.is_some_and(|(on_wire, _, _)| on_wire) {
                     self.on_wire -= 1;
                 }
-                let accepted = removed.and_then(|(_, accepted)| accepted);
+                if let Some((_, _, size)) = removed {
+                    self.inflight_bytes.0 = self.inflight_bytes.0.saturating_sub(size);
+                }
+                let accepted = removed.and_then(|(_, accepted, _)| accepted);
                 self.order.remove(id);
                 ids.release(id);
                 AckResult::Completed {

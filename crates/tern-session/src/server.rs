@@ -30,6 +30,11 @@ pub struct ServerConfig {
     /// How many QoS 1 and 2 messages an MQTT 5 client may have unacknowledged
     /// with us; more is a protocol error (0x93). MQTT 3.x has no such limit.
     pub receive_maximum: NonZeroU16,
+    /// How many QoS 1 and 2 messages we have unacknowledged with a client
+    /// that announced no Receive Maximum (every MQTT 3.x client; MQTT 5
+    /// lets the server send fewer than the 65,535 the protocol assumes).
+    /// The rest wait in the session's bounded queue.
+    pub outgoing_inflight: NonZeroU16,
     /// The largest packet we accept; larger ones close the connection (0x95).
     pub maximum_packet_size: u32,
     /// The highest topic alias a client may use.
@@ -63,6 +68,7 @@ impl Default for ServerConfig {
         Self {
             connect_timeout: Duration::from_secs(10),
             receive_maximum: NonZeroU16::new(1024).unwrap_or(NonZeroU16::MAX),
+            outgoing_inflight: NonZeroU16::MAX,
             maximum_packet_size: 1024 * 1024,
             topic_alias_maximum: 64,
             outgoing_topic_aliases: 0,
@@ -168,9 +174,16 @@ impl ServerSession {
         self.flows.outgoing.queue_len()
     }
 
-    /// Bytes of topic and payload waiting for the client.
+    /// Bytes of topic, payload and properties waiting for the client.
     pub fn queued_bytes(&self) -> usize {
         self.flows.outgoing.queued_bytes()
+    }
+
+    /// Messages and bytes the session holds against its queue limits:
+    /// waiting and in flight.
+    pub fn held(&self) -> (usize, usize) {
+        let o = &self.flows.outgoing;
+        (o.queue_len() + o.inflight_len(), o.held_bytes())
     }
 
     /// The waiting messages, oldest first.
@@ -979,11 +992,13 @@ impl ServerConnection {
             .properties
             .request_problem_information
             .unwrap_or(true);
+        // A client that announces no Receive Maximum gets our own bound.
+        self.core.limits.send_quota = self.config.outgoing_inflight.get();
         if version.is_v5() {
             self.core.limits.send_quota = connect
                 .properties
                 .receive_maximum
-                .map_or(u16::MAX, |r| r.get());
+                .map_or(self.config.outgoing_inflight.get(), |r| r.get());
             self.core.limits.peer_max_packet = connect
                 .properties
                 .maximum_packet_size

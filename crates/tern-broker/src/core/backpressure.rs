@@ -178,15 +178,22 @@ impl Backpressure {
         released
     }
 
-    /// `conn`'s time limit passed: the subscriber it waits on is stalled
-    /// and every publisher waiting on it is released.
-    pub(super) fn time_limit_passed(&mut self, conn: ConnId) -> Released {
+    /// `conn`'s time limit passed: the subscriber it waits on is stalled,
+    /// and so is every one of `half_full` (the queues half full now); every
+    /// publisher waiting on any of them is released.
+    pub(super) fn time_limit_passed(
+        &mut self,
+        conn: ConnId,
+        half_full: impl IntoIterator<Item = SessionKey>,
+    ) -> Released {
         let mut released = Released::new();
         if let Some(b) = self.blocked.get(&conn) {
             let on = b.on;
-            self.stalled.insert(on);
-            if let Some(conns) = self.waiting.remove(&on) {
-                release(&mut self.blocked, &conns, &mut released);
+            for session in core::iter::once(on).chain(half_full) {
+                self.stalled.insert(session);
+                if let Some(conns) = self.waiting.remove(&session) {
+                    release(&mut self.blocked, &conns, &mut released);
+                }
             }
         }
         released
@@ -326,7 +333,9 @@ impl Broker {
             let Some(session) = conns.get(conn.key()).and_then(|c| c.server.session()) else {
                 return true;
             };
-            drained_to_quarter(&limits, session.queue_len(), session.queued_bytes())
+            // Waiting and in flight, as the queue limits count them.
+            let (len, bytes) = session.held();
+            drained_to_quarter(&limits, len, bytes)
         };
         let released = self.backpressure.release_drained(drained);
         self.unblocked(released);
@@ -335,7 +344,27 @@ impl Broker {
     /// A blocked publisher's time limit passed: its subscriber is stalled
     /// and holds no one up any more.
     pub(super) fn unblock_due(&mut self, conn: ConnId) {
-        let released = self.backpressure.time_limit_passed(conn);
+        if !self.backpressure.is_blocked(conn) {
+            return;
+        }
+        // One pass over the sessions, at most once per time limit.
+        let limits = self.config.server.queue;
+        let conns = &self.conns;
+        let half_full: Vec<SessionKey> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| {
+                s.conn
+                    .and_then(|c| conns.get(c.key()))
+                    .and_then(|c| c.server.session())
+                    .is_some_and(|session| {
+                        let (len, bytes) = session.held();
+                        half_full(&limits, len, bytes)
+                    })
+            })
+            .map(|(k, _)| k)
+            .collect();
+        let released = self.backpressure.time_limit_passed(conn, half_full);
         self.unblocked(released);
     }
 

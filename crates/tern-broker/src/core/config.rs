@@ -28,6 +28,11 @@ pub struct BrokerConfig {
     /// trusts the shell to take everything (a shell that never reports
     /// writes must say so here).
     pub output_credit: Option<OutputCredit>,
+    /// The most levels a PUBLISH topic or SUBSCRIBE filter may have (see
+    /// [`DEFAULT_MAX_TOPIC_LEVELS`](crate::DEFAULT_MAX_TOPIC_LEVELS)).
+    pub max_topic_levels: usize,
+    /// The most subscriptions one session may hold.
+    pub max_subscriptions: usize,
     /// Emit storage operations ([`Broker::poll_store`](crate::Broker::poll_store))
     /// and hold the acknowledgements that promise them until the shell
     /// reports them synced ([`Broker::handle_store_synced`](crate::Broker::handle_store_synced)).
@@ -66,6 +71,10 @@ impl Default for BrokerConfig {
                 // Topic aliases both ways: as many towards a client as a
                 // client may use towards us (and never more than it allows).
                 outgoing_topic_aliases: ServerConfig::default().topic_alias_maximum,
+                // mosquitto's `max_inflight_messages`: QoS 1/2 messages in
+                // flight to a client that sets no Receive Maximum.
+                outgoing_inflight: core::num::NonZeroU16::new(20)
+                    .unwrap_or(core::num::NonZeroU16::MIN),
                 ..ServerConfig::default()
             },
             queue_qos0_offline: false,
@@ -73,6 +82,8 @@ impl Default for BrokerConfig {
             assigned_id_prefix: "tern-".to_string(),
             publisher_backpressure: None,
             output_credit: Some(OutputCredit::default()),
+            max_topic_levels: super::limits::DEFAULT_MAX_TOPIC_LEVELS,
+            max_subscriptions: super::limits::DEFAULT_MAX_SUBSCRIPTIONS,
             durable: false,
         }
     }

@@ -37,6 +37,7 @@ mod config;
 mod connect;
 mod durable;
 mod enhanced_auth;
+mod limits;
 mod retained;
 mod routing;
 pub mod security;
@@ -52,6 +53,7 @@ mod topk;
 pub use auth::{AllowAll, AuthDecision, AuthExchange, AuthStart, AuthStep, Authenticator, Client};
 pub use config::{BrokerConfig, OutputCredit};
 pub use durable::{StoreBatch, StoreOp};
+pub use limits::{DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_TOPIC_LEVELS, Limit};
 pub use retained::RetainedMessage;
 pub use stats::{ByQos, Drops};
 pub use store::{MemoryStore, Store, StoredSession, StoredState};
@@ -164,6 +166,19 @@ pub enum BrokerEvent {
     /// Read this connection again, after handing in what the core left in
     /// its buffer.
     ResumeReading(ConnId),
+    /// A client ran into a resource limit and was refused (for logs; it is
+    /// counted in [`Stats::limit_refusals`]).
+    LimitExceeded {
+        /// The connection.
+        conn: ConnId,
+        /// The client identifier, if it had connected.
+        client_id: Option<MqttString>,
+        /// Which limit.
+        limit: Limit,
+        /// What the client was answered (a SUBACK or PUBACK/PUBREC reason
+        /// code, or the reason its connection was closed).
+        reason: tern_codec::ReasonCode,
+    },
     /// The broker refused what a client asked (for logs): its CONNECT
     /// (authentication, or shutting down), or a PUBLISH or SUBSCRIBE the
     /// ACL does not allow. Connections closed for a broken rule, a
@@ -210,6 +225,10 @@ struct Conn {
     closing: bool,
     /// The identity the shell vouched for (see [`Broker::set_identity`]).
     identity: Option<MqttString>,
+    /// Retained messages matched by its subscriptions, not yet in its
+    /// session's queue: they enter it as it drains (see `retained.rs`),
+    /// so flow control paces them and the queue cap never drops them.
+    retained_backlog: VecDeque<(tern_session::Delivery, Instant)>,
     /// A bridge inside the broker's process (see [`Broker::set_bridge`]).
     bridge: bool,
     /// An enhanced authentication exchange in progress (`enhanced_auth.rs`).
@@ -235,6 +254,9 @@ pub struct Stats {
     pub clients_maximum: u64,
     /// Connections accepted since start (sockets).
     pub connections_total: u64,
+    /// Requests refused because a client ran into a resource limit (see
+    /// [`Limit`]; each is also a [`BrokerEvent::LimitExceeded`]).
+    pub limit_refusals: u64,
     /// Packets of every type received (mosquitto's `messages/received`).
     pub packets_received: u64,
     /// Packets of every type sent (mosquitto's `messages/sent`).
@@ -400,6 +422,7 @@ impl Broker {
             timer: None,
             closing: false,
             identity: None,
+            retained_backlog: VecDeque::new(),
             bridge: false,
             auth: None,
         });
@@ -641,8 +664,14 @@ impl Broker {
                 // Messages the session drops on the way out (expired, too
                 // large for the client) show as its counters moving.
                 let dropped = stats::session_drops(&c.server);
-                let out = take(&mut c.server);
+                let mut out = take(&mut c.server);
                 stats::count_session_drops(&mut self.stats.drops, dropped, &c.server);
+                if out.is_none() && self.refill_retained(id) {
+                    out = self
+                        .conns
+                        .get_mut(id.key())
+                        .and_then(|c| take(&mut c.server));
+                }
                 if let Some((out, len, publish)) = out {
                     self.stats.bytes_sent += len as u64;
                     self.stats.packets_sent += 1;

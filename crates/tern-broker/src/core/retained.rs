@@ -168,3 +168,40 @@ pub(crate) fn forwarded_properties(p: &PublishProperties) -> PublishProperties {
         ..p.clone()
     }
 }
+
+impl super::Broker {
+    /// Moves retained messages from a connection's backlog into its
+    /// session's queue while the queue (waiting and in flight) is under a
+    /// quarter of its limits (so they never make it look congested to
+    /// publisher backpressure); `true` if any moved. Called when the connection has
+    /// nothing else to send, so retained messages go out as fast as the
+    /// client takes them (its Receive Maximum, the connection's output
+    /// credit) and never overflow the queue cap (issue 13).
+    pub(super) fn refill_retained(&mut self, conn: super::ConnId) -> bool {
+        let limits = self.config.server.queue;
+        let Some(c) = self.conns.get_mut(conn.key()) else {
+            return false;
+        };
+        let mut moved = false;
+        while let Some((len, bytes)) = c.server.session().map(|s| s.held()) {
+            if len >= limits.max_messages.div_ceil(4) || bytes >= limits.max_bytes.div_ceil(4) {
+                break;
+            }
+            let Some((delivery, queued_at)) = c.retained_backlog.pop_front() else {
+                break;
+            };
+            if !matches!(
+                c.server.send(queued_at, delivery),
+                Ok(tern_session::Enqueued::Queued)
+            ) {
+                self.stats.messages_dropped += 1;
+                self.stats.drops.queue_full += 1;
+            }
+            moved = true;
+        }
+        if c.retained_backlog.is_empty() && c.retained_backlog.capacity() > 0 {
+            c.retained_backlog = std::collections::VecDeque::new();
+        }
+        moved
+    }
+}

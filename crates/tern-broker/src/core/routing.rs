@@ -1,7 +1,7 @@
 //! Messages: PUBLISH routing, retained messages, SUBSCRIBE and UNSUBSCRIBE.
 
 use super::{
-    Broker, ConnId, SessionKey, Subscription, auth::allowed, durable,
+    Broker, ConnId, SessionKey, Subscription, auth::allowed, durable, limits::Limit,
     retained::forwarded_properties, security::Access,
 };
 use std::sync::Arc;
@@ -28,6 +28,10 @@ impl Broker {
         else {
             return;
         };
+        if self.too_deep(publish.topic.as_bytes()) {
+            self.refuse_deep_publish(now, conn, ack);
+            return;
+        }
         // Storage operations recorded before this PUBLISH: any more after
         // it, and its acknowledgement waits for them to be synced.
         let recorded = self.durable.as_ref().map_or(0, |d| d.pending());
@@ -49,11 +53,22 @@ impl Broker {
             Ok(topic) => {
                 self.top_topics.count(now, &publish.topic);
                 self.backpressure.begin_publish();
+                let (retain, qos) = (publish.retain, publish.qos);
+                let dropped_before = self.stats.messages_dropped;
                 let count = self.publish_to(now, Some(key), topic, publish);
+                let dropped = self.stats.messages_dropped - dropped_before;
                 self.block_if_congested(now, conn);
                 if count == 0 {
                     self.stats.drops.no_subscribers += 1;
                     ReasonCode::NoMatchingSubscribers
+                } else if dropped >= count as u64 && !retain && qos != QoS::AtMostOnce {
+                    // Every recipient's queue was full (messages or bytes):
+                    // accepted by no one, so refused visibly rather than
+                    // acknowledged and dropped: MQTT 5 PUBACK/PUBREC 0x97
+                    // Quota exceeded. MQTT 3.1.1 has no failure code there
+                    // and is acknowledged, as mosquitto does [MQTT-3.3.5-2].
+                    self.limit_refused(conn, Limit::Queue, ReasonCode::QuotaExceeded);
+                    ReasonCode::QuotaExceeded
                 } else {
                     ReasonCode::Success
                 }
@@ -85,6 +100,30 @@ impl Broker {
         }
     }
 
+    /// A PUBLISH whose topic has more than `max_topic_levels` levels is
+    /// refused, never routed nor retained. MQTT 5: QoS 1/2 get PUBACK/PUBREC
+    /// 0x90 Topic Name invalid ("not accepted by this Server", 3.4.2.1,
+    /// 3.5.2.1), QoS 0 is dropped (it has no acknowledgement). MQTT 3.1.1
+    /// has no failure code in PUBACK: the connection is closed, as
+    /// [MQTT-3.3.5-2] allows for a PUBLISH the Server does not accept (a
+    /// positive acknowledgement would drop a QoS 1/2 message silently).
+    fn refuse_deep_publish(&mut self, now: Instant, conn: ConnId, ack: Option<AckToken>) {
+        let Some(c) = self.conns.get_mut(conn.key()) else {
+            return;
+        };
+        let reason = if c.server.version().is_v5() {
+            if let Some(token) = ack {
+                let _ = c.server.ack(now, token, ReasonCode::TopicNameInvalid);
+            }
+            self.stats.messages_dropped += 1;
+            ReasonCode::TopicNameInvalid
+        } else {
+            c.server.close(now, ReasonCode::TopicNameInvalid);
+            ReasonCode::TopicNameInvalid
+        };
+        self.limit_refused(conn, Limit::TopicLevels, reason);
+    }
+
     /// Applies a message's retain flag and routes it; returns how many
     /// deliveries it made.
     pub(super) fn publish_message(
@@ -96,6 +135,11 @@ impl Broker {
         let Ok(topic) = TopicName::from_bytes(publish.topic.as_shared_bytes().clone()) else {
             return 0;
         };
+        if self.too_deep(topic.as_bytes()) {
+            // A will's topic deeper than allowed: neither routed nor retained.
+            self.stats.messages_dropped += 1;
+            return 0;
+        }
         self.publish_to(now, from, topic, publish)
     }
 
@@ -205,10 +249,7 @@ impl Broker {
                     return;
                 };
                 let outcome = c.server.send(now, message).ok();
-                let queue = c
-                    .server
-                    .session()
-                    .map(|s| (s.queue_len(), s.queued_bytes()));
+                let queue = c.server.session().map(|s| s.held());
                 self.mark_ready(conn);
                 if let Some((len, bytes)) = queue {
                     self.note_congestion(to, len, bytes);
@@ -264,7 +305,30 @@ impl Broker {
                 }
                 return;
             }
-            let code = if shared && !self.config.server.shared_subscriptions {
+            let held = self
+                .conns
+                .get(conn.key())
+                .and_then(|c| c.server.session())
+                .map(|s| {
+                    (
+                        s.subscriptions().len(),
+                        s.subscriptions().contains_key(&requested.filter),
+                    )
+                });
+            let code = if self.too_deep(requested.filter.as_bytes()) {
+                // More than `max_topic_levels`: 0x8F "correctly formed but
+                // not allowed for this Client" (3.9.3); 3.1.1 gets 0x80
+                // [MQTT-3.9.3-2], below. Nothing enters the tree.
+                self.limit_refused(conn, Limit::FilterLevels, ReasonCode::TopicFilterInvalid);
+                ReasonCode::TopicFilterInvalid
+            } else if held
+                .is_some_and(|(n, replaces)| !replaces && n >= self.config.max_subscriptions)
+            {
+                // A new subscription past `max_subscriptions`: 0x97 Quota
+                // exceeded (3.9.3); a replaced one does not add.
+                self.limit_refused(conn, Limit::Subscriptions, ReasonCode::QuotaExceeded);
+                ReasonCode::QuotaExceeded
+            } else if shared && !self.config.server.shared_subscriptions {
                 ReasonCode::SharedSubscriptionsNotSupported
             } else if parsed.filter().has_wildcards() && !self.config.server.wildcard_subscriptions
             {
@@ -355,9 +419,14 @@ impl Broker {
                 .for_subscription(now, &filter, granted, id, store, |topic| {
                     allowed(&mut **auth, sessions, key, topic, Access::Read)
                 });
-            for (p, queued_at) in out {
-                self.deliver(queued_at, key, p.into());
+            // Not straight into the queue: into the connection's backlog,
+            // which feeds the queue as it drains (`refill_retained`).
+            if let Some(c) = self.conns.get_mut(conn.key()) {
+                c.retained_backlog
+                    .extend(out.into_iter().map(|(p, queued_at)| (p.into(), queued_at)));
             }
+            self.refill_retained(conn);
+            self.mark_ready(conn);
         }
     }
 

@@ -140,6 +140,8 @@ impl Broker {
                 "store/messages/count".into(),
                 (self.retained.len() + self.queued_offline()).to_string(),
             ),
+            // Tern's own: requests refused by a resource limit (issue 13).
+            ("limits/refused".into(), s.limit_refusals.to_string()),
         ];
         values.extend(self.load_values(now, s));
         for (name, value) in values {

@@ -100,9 +100,12 @@ impl BrokerSettings {
         let _ = writeln!(out, "max_connections = {}", l.max_connections);
         let _ = writeln!(out, "max_packet_size = {}", l.max_packet_size);
         let _ = writeln!(out, "max_inflight = {}", l.max_inflight);
+        let _ = writeln!(out, "max_inflight_messages = {}", l.max_inflight_messages);
         let _ = writeln!(out, "max_queued_messages = {}", l.max_queued_messages);
         let _ = writeln!(out, "max_queued_bytes = {}", l.max_queued_bytes);
         let _ = writeln!(out, "queue_qos0 = {}", l.queue_qos0);
+        let _ = writeln!(out, "max_topic_levels = {}", l.max_topic_levels);
+        let _ = writeln!(out, "max_subscriptions = {}", l.max_subscriptions);
         let _ = writeln!(
             out,
             "publisher_backpressure = {}",

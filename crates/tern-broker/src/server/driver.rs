@@ -587,6 +587,15 @@ impl Driver {
                     reason = reason.name(), "refused"
                 );
             }
+            BrokerEvent::LimitExceeded {
+                conn,
+                client_id,
+                limit,
+                reason,
+            } => {
+                let client_id = client_id.as_ref().map_or("-", |c| c.as_str());
+                tracing::warn!(%conn, client_id, %limit, %reason, "limit exceeded: refused");
+            }
         }
     }
 

@@ -142,12 +142,27 @@ pub struct Limits {
     /// QoS 1 and 2 messages a client may have unacknowledged with the broker
     /// (announced as Receive Maximum; more is a protocol error, 0x93).
     pub max_inflight: NonZeroU16,
-    /// Messages waiting per session (offline, or behind the in-flight window).
+    /// QoS 1 and 2 messages the broker has unacknowledged with a client
+    /// that announced no Receive Maximum (every MQTT 3.1.1 client);
+    /// mosquitto's `max_inflight_messages`, 20.
+    pub max_inflight_messages: NonZeroU16,
+    /// Messages held per session: waiting (offline, or behind the in-flight
+    /// window) and in flight.
     pub max_queued_messages: usize,
-    /// Bytes of topic and payload waiting per session.
+    /// Bytes held per session, waiting and in flight: topic, payload and
+    /// properties (each user property as held in memory).
     pub max_queued_bytes: usize,
     /// Queue QoS 0 messages for offline persistent sessions too.
     pub queue_qos0: bool,
+    /// The most levels a PUBLISH topic or SUBSCRIBE filter may have (200,
+    /// like mosquitto). Deeper: MQTT 5 PUBACK/PUBREC 0x90 or SUBACK 0x8F;
+    /// MQTT 3.1.1 SUBACK 0x80, or the connection closed for a PUBLISH.
+    #[serde(deserialize_with = "at_least_one")]
+    pub max_topic_levels: usize,
+    /// The most subscriptions one client's session may hold; more: SUBACK
+    /// 0x97 Quota exceeded (0x80 for MQTT 3.1.1).
+    #[serde(deserialize_with = "at_least_one")]
+    pub max_subscriptions: usize,
     /// Seconds at most to stop reading a publisher whose messages half-fill
     /// an online subscriber's queue, until it drains (fractions allowed); 0
     /// turns it off: a full queue drops.
@@ -180,9 +195,12 @@ impl Default for Limits {
             max_connections: 10_000,
             max_packet_size: server.maximum_packet_size,
             max_inflight: server.receive_maximum,
+            max_inflight_messages: server.outgoing_inflight,
             max_queued_messages: server.queue.max_messages,
             max_queued_bytes: server.queue.max_bytes,
             queue_qos0: config.queue_qos0_offline,
+            max_topic_levels: config.max_topic_levels,
+            max_subscriptions: config.max_subscriptions,
             publisher_backpressure: PUBLISHER_BACKPRESSURE,
             connect_timeout: server.connect_timeout,
             max_keep_alive: server.max_keep_alive,
@@ -260,6 +278,7 @@ impl BrokerSettings {
         let server = &mut config.server;
         server.connect_timeout = l.connect_timeout;
         server.receive_maximum = l.max_inflight;
+        server.outgoing_inflight = l.max_inflight_messages;
         server.maximum_packet_size = l.max_packet_size;
         server.topic_alias_maximum = l.topic_alias_maximum;
         server.outgoing_topic_aliases = l.topic_alias_maximum;
@@ -272,6 +291,8 @@ impl BrokerSettings {
             overflow: OverflowPolicy::DropNewest,
         };
         config.queue_qos0_offline = l.queue_qos0;
+        config.max_topic_levels = l.max_topic_levels;
+        config.max_subscriptions = l.max_subscriptions;
         // A publisher outrunning an online subscriber is slowed down rather
         // than having its messages dropped.
         config.publisher_backpressure =
@@ -406,8 +427,11 @@ mod tests {
             "max_connections",
             "max_packet_size",
             "max_inflight",
+            "max_inflight_messages",
             "max_queued_messages",
             "max_queued_bytes",
+            "max_topic_levels",
+            "max_subscriptions",
             "queue_qos0",
             "publisher_backpressure",
             "connect_timeout",

@@ -1,0 +1,279 @@
+//! Resource limits (issue 13) against a real broker on 127.0.0.1:0: each
+//! refusal is visible to the client (a reason code, or for MQTT 3.1.1 a
+//! refusal code or a closed connection), nothing refused is kept, and each
+//! is counted in `$SYS/broker/limits/refused`.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use std::time::Duration;
+use tern_codec::{Packet, ProtocolVersion, Publish, QoS, ReasonCode, SubscriptionOptions};
+
+/// A topic (or filter) of `levels` levels.
+fn deep(levels: usize) -> String {
+    vec!["l"; levels].join("/")
+}
+
+fn deep_publish(topic: &str, qos: QoS, id: u16) -> Publish {
+    Publish {
+        qos,
+        retain: true,
+        topic: s(topic),
+        packet_id: (qos != QoS::AtMostOnce).then(|| pid(id)),
+        payload: Bytes::from_static(b"deep"),
+        ..Publish::default()
+    }
+}
+
+/// Waits for `$SYS/broker/limits/refused` to read `want` (retained, and
+/// republished at a `$SYS` tick when it changes); fails after [`WAIT`].
+async fn refusals(broker: &TestBroker, want: u64) {
+    let mut sys = Raw::connected(broker.tcp, ProtocolVersion::V5, "sys-limits").await;
+    sys.subscribe("$SYS/broker/limits/refused", QoS::AtMostOnce)
+        .await;
+    let mut seen = Vec::new();
+    loop {
+        let p = sys.recv_publish().await;
+        let n: u64 = std::str::from_utf8(&p.payload).unwrap().parse().unwrap();
+        if n == want {
+            return;
+        }
+        seen.push(n);
+        assert!(n < want, "limits/refused went past {want}: {seen:?}");
+    }
+}
+
+fn with_sys(s: &mut tern_broker::server::BrokerSettings) {
+    s.limits.sys_interval = Duration::from_millis(50);
+    s.limits.max_topic_levels = 8;
+    s.limits.max_subscriptions = 3;
+}
+
+#[tokio::test]
+async fn a_publish_deeper_than_max_topic_levels_is_refused_and_not_retained() {
+    let broker = start_with(with_sys).await;
+    let ok = deep(8);
+    let too_deep = deep(9);
+
+    // MQTT 5: PUBACK / PUBREC 0x90 Topic Name invalid ("not accepted by
+    // this Server", 3.4.2.1 and 3.5.2.1): refused visibly, never
+    // acknowledged and dropped.
+    let mut v5 = Raw::connected(broker.tcp, ProtocolVersion::V5, "deep-5").await;
+    assert_eq!(
+        v5.publish(deep_publish(&too_deep, QoS::AtLeastOnce, 1))
+            .await,
+        ReasonCode::TopicNameInvalid
+    );
+    v5.send(deep_publish(&too_deep, QoS::ExactlyOnce, 2)).await;
+    match v5.recv().await {
+        Packet::PubRec(r) => assert_eq!(r.reason_code, ReasonCode::TopicNameInvalid),
+        other => panic!("expected PUBREC 0x90, got {other:?}"),
+    }
+    // QoS 0 has no acknowledgement: dropped; the connection stays.
+    v5.send(deep_publish(&too_deep, QoS::AtMostOnce, 0)).await;
+    assert_eq!(
+        v5.publish(deep_publish(&ok, QoS::AtLeastOnce, 3)).await,
+        ReasonCode::NoMatchingSubscribers,
+        "as deep as allowed is accepted"
+    );
+
+    // MQTT 3.1.1 cannot say no in a PUBACK: the connection is closed
+    // [MQTT-3.3.5-2] rather than the message acknowledged and dropped.
+    let mut v3 = Raw::connected(broker.tcp, ProtocolVersion::V3_1_1, "deep-3").await;
+    v3.send(deep_publish(&too_deep, QoS::AtLeastOnce, 1)).await;
+    assert_eq!(v3.closed(WAIT).await, vec![], "closed without a PUBACK");
+
+    // Only the allowed one was retained.
+    let mut reader = Raw::connected(broker.tcp, ProtocolVersion::V5, "deep-reader").await;
+    reader.subscribe("l/#", QoS::AtMostOnce).await;
+    assert_eq!(reader.recv_publish().await.topic.as_str(), ok);
+    reader.ping().await; // nothing else came before the PINGRESP
+
+    // 0x90 twice, the QoS 0 drop, the 3.1.1 close.
+    refusals(&broker, 4).await;
+}
+
+#[tokio::test]
+async fn a_filter_deeper_than_max_topic_levels_gets_its_own_refusal_code() {
+    let broker = start_with(with_sys).await;
+    let opts = SubscriptionOptions::with_qos(QoS::AtLeastOnce);
+    let (ok, too_deep) = (deep(8), deep(9));
+    let filters = [(too_deep.as_str(), opts), (ok.as_str(), opts)];
+
+    // MQTT 5: 0x8F Topic Filter invalid for that filter only (3.9.3), in
+    // order [MQTT-3.9.3-1].
+    let mut v5 = Raw::connected(broker.tcp, ProtocolVersion::V5, "filters-5").await;
+    let ack = v5.subscribe_with(1, &filters, None).await;
+    assert_eq!(
+        ack.reason_codes,
+        vec![ReasonCode::TopicFilterInvalid, ReasonCode::GrantedQos1]
+    );
+    // MQTT 3.1.1: 0x80 Failure [MQTT-3.9.3-2].
+    let mut v3 = Raw::connected(broker.tcp, ProtocolVersion::V3_1_1, "filters-3").await;
+    let ack = v3.subscribe_with(1, &filters, None).await;
+    assert_eq!(
+        ack.reason_codes,
+        vec![ReasonCode::UnspecifiedError, ReasonCode::GrantedQos1]
+    );
+    refusals(&broker, 2).await;
+}
+
+#[tokio::test]
+async fn subscriptions_past_max_subscriptions_get_quota_exceeded() {
+    let broker = start_with(with_sys).await;
+    let opts = SubscriptionOptions::with_qos(QoS::AtMostOnce);
+    let mut v5 = Raw::connected(broker.tcp, ProtocolVersion::V5, "many-5").await;
+    let ack = v5
+        .subscribe_with(
+            1,
+            &[("a", opts), ("b", opts), ("c", opts), ("d", opts)],
+            None,
+        )
+        .await;
+    // The fourth is past the limit of 3: 0x97 Quota exceeded (3.9.3).
+    assert_eq!(
+        ack.reason_codes,
+        vec![
+            ReasonCode::Success,
+            ReasonCode::Success,
+            ReasonCode::Success,
+            ReasonCode::QuotaExceeded
+        ]
+    );
+    // Replacing one adds none; after an UNSUBSCRIBE there is room again.
+    let ack = v5.subscribe_with(2, &[("a", opts)], None).await;
+    assert_eq!(ack.reason_codes, vec![ReasonCode::Success]);
+    v5.send(tern_codec::Unsubscribe {
+        packet_id: pid(3),
+        filters: vec![s("b")],
+        properties: Default::default(),
+    })
+    .await;
+    assert!(matches!(v5.recv().await, Packet::UnsubAck(_)));
+    let ack = v5.subscribe_with(4, &[("d", opts)], None).await;
+    assert_eq!(ack.reason_codes, vec![ReasonCode::Success]);
+
+    // MQTT 3.1.1: 0x80 Failure [MQTT-3.9.3-2].
+    let mut v3 = Raw::connected(broker.tcp, ProtocolVersion::V3_1_1, "many-3").await;
+    let ack = v3
+        .subscribe_with(
+            1,
+            &[("a", opts), ("b", opts), ("c", opts), ("d", opts)],
+            None,
+        )
+        .await;
+    assert_eq!(ack.reason_codes[3], ReasonCode::UnspecifiedError);
+    refusals(&broker, 2).await;
+}
+
+#[tokio::test]
+async fn a_client_without_receive_maximum_gets_max_inflight_messages_and_in_flight_counts_as_queued()
+ {
+    let broker = start_with(|s| {
+        s.limits.max_inflight_messages = std::num::NonZeroU16::new(20).unwrap();
+        s.limits.max_queued_messages = 30;
+    })
+    .await;
+    // MQTT 3.1.1 has no Receive Maximum: the broker's own bound applies.
+    let mut slow = Raw::connected(broker.tcp, ProtocolVersion::V3_1_1, "never-acks").await;
+    slow.subscribe("q", QoS::AtLeastOnce).await;
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "q-publisher").await;
+    for id in 1..=40 {
+        // 30 held at most, in flight included; the rest refused (0x97).
+        let want = if id <= 30 {
+            ReasonCode::Success
+        } else {
+            ReasonCode::QuotaExceeded
+        };
+        assert_eq!(
+            publisher
+                .publish(publish("q", b"m", QoS::AtLeastOnce, id))
+                .await,
+            want
+        );
+    }
+    let mut first = Vec::new();
+    for _ in 0..20 {
+        match slow.recv().await {
+            Packet::Publish(p) => first.push(p),
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+    // No 21st before the PINGRESP: 20 in flight, the rest wait.
+    slow.ping().await;
+    for p in &first {
+        slow.ack(p).await;
+    }
+    // 30 held at most, in flight included: 10 more, then nothing.
+    for _ in 0..10 {
+        let _ = slow.recv_publish().await;
+    }
+    slow.ping().await;
+}
+
+#[tokio::test]
+async fn a_qos1_message_no_queue_has_room_for_is_refused_with_quota_exceeded() {
+    let broker = start_with(|s| s.limits.max_queued_messages = 1).await;
+    // A persistent session, offline: its queue holds one message.
+    let mut c = connect(ProtocolVersion::V5, "offline-1");
+    c.clean_start = false;
+    c.properties.session_expiry_interval = Some(600);
+    let (mut sub, _) = Raw::connect(broker.tcp, c.clone()).await;
+    sub.subscribe("o", QoS::AtLeastOnce).await;
+    sub.send(Packet::Disconnect(Box::default())).await;
+    assert_eq!(sub.closed(WAIT).await, vec![]);
+
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "o-pub").await;
+    assert_eq!(
+        publisher
+            .publish(publish("o", b"1", QoS::AtLeastOnce, 1))
+            .await,
+        ReasonCode::Success
+    );
+    // Nobody can take the second: refused visibly, not acknowledged and
+    // dropped (MQTT 5 PUBACK 0x97 Quota exceeded, 3.4.2.1).
+    assert_eq!(
+        publisher
+            .publish(publish("o", b"2", QoS::AtLeastOnce, 2))
+            .await,
+        ReasonCode::QuotaExceeded
+    );
+    // The one accepted is delivered when the session comes back.
+    let (mut sub, ack) = Raw::connect(broker.tcp, c).await;
+    assert!(ack.session_present);
+    assert_eq!(&sub.recv_publish().await.payload[..], b"1");
+    sub.ping().await;
+}
+
+#[tokio::test]
+async fn retained_messages_for_a_new_subscription_are_all_delivered_however_small_the_queue() {
+    let broker = start_with(|s| s.limits.max_queued_messages = 10).await;
+    const N: u16 = 500;
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "r-pub").await;
+    for i in 1..=N {
+        let mut p = publish(&format!("r/{i}"), b"v", QoS::AtLeastOnce, i);
+        p.retain = true;
+        assert_eq!(
+            publisher.publish(p).await,
+            ReasonCode::NoMatchingSubscribers
+        );
+    }
+    // Retained messages pass through the queue as it drains: all of them,
+    // though the queue holds 10 [MQTT-3.3.1-9] (3.1.1 [MQTT-3.3.1-6]).
+    for (version, qos) in [
+        (ProtocolVersion::V5, QoS::AtMostOnce),
+        (ProtocolVersion::V3_1_1, QoS::AtLeastOnce),
+    ] {
+        let mut sub = Raw::connected(broker.tcp, version, &format!("r-sub-{version}")).await;
+        sub.subscribe("r/#", qos).await;
+        let mut got = std::collections::BTreeSet::new();
+        for _ in 0..N {
+            let p = sub.recv_publish().await;
+            assert!(p.retain);
+            got.insert(p.topic.as_str().to_string());
+        }
+        assert_eq!(got.len(), usize::from(N));
+        sub.ping().await;
+    }
+}
