@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 use tern_blocking::{
-    Client, ClientEvent, ConnectOptions, MqttString, ProtocolVersion, PublishError, QoS,
+    Client, ClientEvent, ConnectOptions, MqttString, ProtocolVersion, PublishError, QoS, ReasonCode,
 };
 use tern_testkit::Broker;
 
@@ -164,7 +164,9 @@ fn keep_alive_across_idle_time(broker: &TestBroker) {
 
 /// A subscriber to its own stream of large messages: the socket fills in
 /// both directions at once. The reader must never wait on a write, or
-/// client and broker would each wait for the other to read.
+/// client and broker would each wait for the other to read. Every publish
+/// ends: delivered back, or refused visibly (0x97 Quota exceeded, when the
+/// broker's queue for this subscriber is full), never lost.
 fn full_sockets_both_ways(broker: &TestBroker) {
     let mut client = broker.connect("blocking-full", ProtocolVersion::V5, 30);
     subscribe(&mut client, "blocking/full", QoS::AtLeastOnce);
@@ -184,27 +186,65 @@ fn full_sockets_both_ways(broker: &TestBroker) {
             }
         }
     });
-    let mut received = 0;
-    while received < COUNT {
+    let (mut received, mut outcomes, mut accepted) = (0, 0, 0);
+    while outcomes < COUNT || received < accepted {
         next(&mut client, |e| {
-            if let ClientEvent::Message { publish, .. } = e {
-                assert_eq!(publish.payload.len(), 16 * 1024);
-                received += 1;
+            match e {
+                ClientEvent::Message { publish, .. } => {
+                    assert_eq!(publish.payload.len(), 16 * 1024);
+                    received += 1;
+                }
+                ClientEvent::Published { reason_code, .. } => {
+                    outcomes += 1;
+                    if reason_code.is_success() {
+                        accepted += 1;
+                    } else {
+                        assert_eq!(reason_code, ReasonCode::QuotaExceeded);
+                    }
+                }
+                _ => {}
             }
             Some(())
         });
     }
     sender.join().expect("the sender");
+    assert_eq!(received, accepted, "every accepted message came back once");
+    assert!(accepted > 0, "nothing was accepted");
     client.disconnect().expect("a clean disconnect");
+}
+
+/// Runs a scenario on a thread of its own and fails the test if it has not
+/// finished in two minutes (a blocking client that deadlocks would
+/// otherwise hang the test run).
+fn within_deadline(scenario: impl FnOnce() + Send + 'static) {
+    let (done, finished) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        scenario();
+        let _ = done.send(());
+    });
+    match finished.recv_timeout(Duration::from_secs(120)) {
+        Ok(()) => worker.join().expect("the scenario"),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("the scenario did not finish in 120 s")
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => unreachable!("the scenario ended without saying so"),
+        },
+    }
 }
 
 macro_rules! both_brokers {
     ($($name:ident),* $(,)?) => {
         mod mosquitto {
-            $(#[test] fn $name() { super::$name(&super::TestBroker::mosquitto()); })*
+            $(#[test] fn $name() {
+                super::within_deadline(|| super::$name(&super::TestBroker::mosquitto()));
+            })*
         }
         mod tern {
-            $(#[test] fn $name() { super::$name(&super::TestBroker::tern()); })*
+            $(#[test] fn $name() {
+                super::within_deadline(|| super::$name(&super::TestBroker::tern()));
+            })*
         }
     };
 }
