@@ -628,12 +628,8 @@ impl Driver {
                             reason_code: ReasonCode::Success,
                         }));
                     }
-                    // A session holding nothing (queued or in flight: both
-                    // count against its limits) that cannot take it never will.
-                    Err(PublishError::QueueFull)
-                        if link.conn.session().queue_len() == 0
-                            && link.conn.session().inflight_len() == 0 =>
-                    {
+                    // An empty queue that cannot take it never will.
+                    Err(PublishError::QueueFull) if link.conn.session().queue_len() == 0 => {
                         let _ = reply.send(Err(Error::Publish(PublishError::QueueFull)));
                     }
                     Err(

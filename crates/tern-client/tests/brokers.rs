@@ -962,12 +962,7 @@ macro_rules! both_brokers {
                 super::$name(Kind::Tern).await
             })*
 
-            // Fails about 1 run in 3 since the resource limits landed (a
-            // message never reaches the subscriber; mosquitto's variant
-            // passes): a broker bug under investigation, named in the
-            // stop's closing note. Run it with `--ignored`.
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            #[ignore = "intermittent lost delivery in Tern since the limits change: under investigation"]
             async fn many_concurrent_publishes_through_small_queues() {
                 super::many_concurrent_publishes_through_small_queues(Kind::Tern).await
             }

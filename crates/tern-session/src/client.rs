@@ -520,7 +520,7 @@ impl ClientConnection {
             .session
             .flows
             .outgoing
-            .enqueue(message, &self.options.queue)
+            .enqueue(message, &self.options.queue, false)
         {
             Enqueued::Queued => {}
             Enqueued::QueuedDroppingOldest(dropped) => {

@@ -218,11 +218,27 @@ impl Outgoing {
     /// Offers a message to the queue, applying the limits. Messages in
     /// flight count against them as well as waiting ones: what a session
     /// holds is bounded however few acknowledgements its client sends.
-    pub(crate) fn enqueue(&mut self, message: QueuedMessage, limits: &QueueLimits) -> Enqueued {
+    ///
+    /// `count_inflight`: whether messages in flight count against the
+    /// limits too (a server's sessions, so what a subscriber that never
+    /// acknowledges makes the broker hold is bounded), or only waiting ones
+    /// (a client's queue, which its application fills and the window
+    /// drains).
+    pub(crate) fn enqueue(
+        &mut self,
+        message: QueuedMessage,
+        limits: &QueueLimits,
+        count_inflight: bool,
+    ) -> Enqueued {
         let size = message.size();
+        let (inflight, inflight_bytes) = if count_inflight {
+            (self.inflight.len(), self.inflight_bytes.0)
+        } else {
+            (0, 0)
+        };
         let fits = |q: &Self| {
-            q.queue.len() + q.inflight.len() < limits.max_messages
-                && q.queued_bytes + q.inflight_bytes.0 + size <= limits.max_bytes
+            q.queue.len() + inflight < limits.max_messages
+                && q.queued_bytes + inflight_bytes + size <= limits.max_bytes
         };
         if fits(self) {
             self.push(message);

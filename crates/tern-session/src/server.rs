@@ -137,6 +137,7 @@ impl ServerSession {
                 queued_at: now,
             },
             &self.queue_limits,
+            true,
         )
     }
 
