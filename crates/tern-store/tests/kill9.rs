@@ -13,51 +13,11 @@ use tern_store::{Db, Op, Storage, Sync};
 
 const CHILD_DIR: &str = "TERN_STORE_KILL9_DIR";
 
-/// Batch `seq`: session `s{seq}` with two queue entries sharing one body,
-/// and the delivery of batch `seq - 2`'s first entry (deleted).
+#[path = "support/batches.rs"]
+mod batches;
+
 fn batch(seq: u64) -> Vec<Op> {
-    let c = format!("s{seq}");
-    let mut ops = vec![
-        Op::PutSession(SessionRecord {
-            client_id: c.clone(),
-            protocol: 5,
-            expiry_interval: u32::MAX,
-            expires_at_ms: None,
-            user_name: None,
-            will: None,
-            will_due_ms: None,
-        }),
-        Op::PutBody {
-            id: seq,
-            body: BodyRecord {
-                topic: format!("t/{seq}"),
-                payload: vec![seq as u8; 100],
-                qos: 1,
-                retain: false,
-                properties: vec![],
-                expires_at_ms: None,
-            },
-        },
-    ];
-    for q in 0..2 {
-        ops.push(Op::PutQueue {
-            client_id: c.clone(),
-            seq: q,
-            record: QueueRecord {
-                body: seq,
-                qos: 1,
-                delivery: Delivery::Queued,
-                subscription_id: None,
-            },
-        });
-    }
-    if seq > 2 {
-        ops.push(Op::DeleteQueue {
-            client_id: format!("s{}", seq - 2),
-            seq: 0,
-        });
-    }
-    ops
+    batches::batch(seq, 5, 100)
 }
 
 /// Not a test on its own: the child the parent kills (it returns at once
