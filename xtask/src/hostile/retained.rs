@@ -131,16 +131,10 @@ async fn publish_props(
     let mut acked = 0;
     for i in 0..count {
         let packet = props_publish(format!("{prefix}/{i}"), i + 1, retain);
-        if wire.send(&packet).await.is_err() {
-            attack.got.note("closed by broker");
-            break;
-        }
-        let answer = wire.rx.recv(ANSWER).await;
-        note_end(&attack.got, &answer);
-        match answer {
-            Recv::Packet(Packet::PubAck(a)) if a.reason_code.is_success() => acked += 1,
-            Recv::Packet(Packet::PubAck(_)) => {}
-            _ => break,
+        match wire.publish_acked(&packet, &attack.got).await {
+            Some(true) => acked += 1,
+            Some(false) => {}
+            None => break,
         }
     }
     acked

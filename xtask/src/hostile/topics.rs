@@ -30,16 +30,10 @@ pub(crate) async fn deep_retained(ctx: Ctx) -> Result<Attack, String> {
             i + 1,
             true,
         );
-        if wire.send(&Packet::Publish(message)).await.is_err() {
-            attack.got.note("closed by broker");
-            break;
-        }
-        let answer = wire.rx.recv(ANSWER).await;
-        note_end(&attack.got, &answer);
-        match answer {
-            Recv::Packet(Packet::PubAck(a)) if a.reason_code.is_success() => acked += 1,
-            Recv::Packet(Packet::PubAck(_)) => {}
-            _ => break,
+        match wire.publish_acked(&Packet::Publish(message), &attack.got).await {
+            Some(true) => acked += 1,
+            Some(false) => {}
+            None => break,
         }
     }
     attack.figure(format!(

@@ -291,6 +291,22 @@ impl Wire {
         self.tx.send(packet).await.map_err(|e| e.to_string())
     }
 
+    /// Sends a QoS 1 PUBLISH and waits for its answer, noting it in `got`:
+    /// `Some(true)` acknowledged with success, `Some(false)` refused with a
+    /// reason code, `None` closed or no answer (stop publishing).
+    pub(crate) async fn publish_acked(&mut self, packet: &Packet, got: &Tally) -> Option<bool> {
+        if self.send(packet).await.is_err() {
+            got.note("closed by broker");
+            return None;
+        }
+        let answer = self.rx.recv(ANSWER).await;
+        note_end(got, &answer);
+        match answer {
+            Recv::Packet(Packet::PubAck(a)) => Some(a.reason_code.is_success()),
+            _ => None,
+        }
+    }
+
     /// Sends SUBSCRIBE and waits for its SUBACK (answering nothing else);
     /// the reason codes.
     pub(crate) async fn subscribe(
