@@ -66,20 +66,7 @@ impl Setup {
             held: 0,
         };
         let mut buf = BytesMut::new();
-        encode(
-            Packet::Subscribe(Subscribe {
-                packet_id: PacketId::new(1).unwrap(),
-                properties: Default::default(),
-                filters: vec![SubscribeFilter {
-                    filter: MqttString::from_static("t"),
-                    options: SubscriptionOptions {
-                        qos: QoS::AtLeastOnce,
-                        ..SubscriptionOptions::default()
-                    },
-                }],
-            }),
-            &mut buf,
-        );
+        subscribe_t(&mut buf);
         s.broker.handle_bytes(Instant::ZERO, s.subscriber, &mut buf);
         s.drain(Instant::ZERO);
         s.received.clear();
@@ -385,20 +372,7 @@ fn a_publisher_is_held_up_to_the_time_limit_once_however_many_subscribers_stall(
     // its in-flight window, alongside the first one's.
     let second = connect(&mut s.broker, "sub-2");
     let mut buf = BytesMut::new();
-    encode(
-        Packet::Subscribe(Subscribe {
-            packet_id: PacketId::new(1).unwrap(),
-            properties: Default::default(),
-            filters: vec![SubscribeFilter {
-                filter: MqttString::from_static("t"),
-                options: SubscriptionOptions {
-                    qos: QoS::AtLeastOnce,
-                    ..SubscriptionOptions::default()
-                },
-            }],
-        }),
-        &mut buf,
-    );
+    subscribe_t(&mut buf);
     s.broker.handle_bytes(Instant::ZERO, second, &mut buf);
     s.drain(Instant::ZERO);
 
@@ -417,4 +391,22 @@ fn a_publisher_is_held_up_to_the_time_limit_once_however_many_subscribers_stall(
     assert!(!s.broker.is_blocked(s.publisher), "held once, not again");
     assert!(input.is_empty(), "everything was read");
     assert!(s.broker.session("sub-2").unwrap().dropped_queue_full() > 0);
+}
+
+/// SUBSCRIBE to `t` at QoS 1 (packet id 1), encoded into `buf`.
+fn subscribe_t(buf: &mut BytesMut) {
+    encode(
+        Packet::Subscribe(Subscribe {
+            packet_id: PacketId::new(1).unwrap(),
+            properties: Default::default(),
+            filters: vec![SubscribeFilter {
+                filter: MqttString::from_static("t"),
+                options: SubscriptionOptions {
+                    qos: QoS::AtLeastOnce,
+                    ..SubscriptionOptions::default()
+                },
+            }],
+        }),
+        buf,
+    );
 }

@@ -30,7 +30,10 @@ pub(crate) async fn deep_retained(ctx: Ctx) -> Result<Attack, String> {
             i + 1,
             true,
         );
-        match wire.publish_acked(&Packet::Publish(message), &attack.got).await {
+        match wire
+            .publish_acked(&Packet::Publish(message), &attack.got)
+            .await
+        {
             Some(true) => acked += 1,
             Some(false) => {}
             None => break,
