@@ -54,14 +54,12 @@ impl Broker {
                 self.top_topics.count(now, &publish.topic);
                 self.backpressure.begin_publish();
                 let (retain, qos) = (publish.retain, publish.qos);
-                let dropped_before = self.stats.messages_dropped;
-                let count = self.publish_to(now, Some(key), topic, publish);
-                let dropped = self.stats.messages_dropped - dropped_before;
+                let routed = self.publish_to(now, Some(key), topic, publish);
                 self.block_if_congested(now, conn);
-                if count == 0 {
+                if routed.count == 0 {
                     self.stats.drops.no_subscribers += 1;
                     ReasonCode::NoMatchingSubscribers
-                } else if dropped >= count as u64 && !retain && qos != QoS::AtMostOnce {
+                } else if routed.taken == 0 && !retain && qos != QoS::AtMostOnce {
                     // Every recipient's queue was full (messages or bytes):
                     // accepted by no one, so refused visibly rather than
                     // acknowledged and dropped: MQTT 5 PUBACK/PUBREC 0x97
@@ -140,7 +138,7 @@ impl Broker {
             self.stats.messages_dropped += 1;
             return 0;
         }
-        self.publish_to(now, from, topic, publish)
+        self.publish_to(now, from, topic, publish).count
     }
 
     /// [`publish_message`](Self::publish_message) with the topic already
@@ -151,7 +149,7 @@ impl Broker {
         from: Option<SessionKey>,
         topic: TopicName,
         publish: Publish,
-    ) -> usize {
+    ) -> Routed {
         if publish.retain {
             match self.durable.as_deref_mut() {
                 None => self.retained.apply(now, &topic, &publish, &mut *self.store),
@@ -178,7 +176,7 @@ impl Broker {
         from: Option<SessionKey>,
         topic: &TopicName,
         publish: &Publish,
-    ) -> usize {
+    ) -> Routed {
         // Reused between messages: routing allocates nothing per message.
         let mut deliveries = std::mem::take(&mut self.deliveries);
         let (sessions, auth) = (&self.sessions, &mut self.auth);
@@ -193,7 +191,7 @@ impl Broker {
         let count = deliveries.len();
         if count == 0 {
             self.deliveries = deliveries;
-            return 0;
+            return Routed::default();
         }
         // One shared body for every recipient; each delivery is a few words.
         let body = Arc::new(MessageBody {
@@ -205,6 +203,7 @@ impl Broker {
                 tern_codec::PublishPropertiesBox::new()
             },
         });
+        let mut taken = 0;
         for d in deliveries.drain(..) {
             let out = tern_session::Delivery {
                 body: body.clone(),
@@ -213,10 +212,10 @@ impl Broker {
                 packet_id: None,
                 subscription_ids: d.subscription_ids,
             };
-            self.deliver(now, d.to, out);
+            taken += usize::from(self.deliver(now, d.to, out));
         }
         self.deliveries = deliveries;
-        count
+        Routed { count, taken }
     }
 
     /// Tells the shell a client's request was refused (for its log).
@@ -233,20 +232,22 @@ impl Broker {
 
     /// Hands a message to a session: its connection's queue while online,
     /// its offline queue otherwise. `now` stamps it in the queue: its
-    /// Message Expiry Interval counts from there.
+    /// Message Expiry Interval counts from there. Whether the session took
+    /// it (a QoS 0 message an offline session does not queue counts as
+    /// taken: QoS 0 promises nothing more).
     pub(super) fn deliver(
         &mut self,
         now: Instant,
         to: SessionKey,
         message: tern_session::Delivery,
-    ) {
+    ) -> bool {
         let Some(entry) = self.sessions.get_mut(to) else {
-            return;
+            return false;
         };
         let outcome = match entry.conn {
             Some(conn) => {
                 let Some(c) = self.conns.get_mut(conn.key()) else {
-                    return;
+                    return false;
                 };
                 let outcome = c.server.send(now, message).ok();
                 let queue = c.server.session().map(|s| s.held());
@@ -258,22 +259,27 @@ impl Broker {
             }
             None => {
                 if message.qos == QoS::AtMostOnce && !self.config.queue_qos0_offline {
-                    return;
+                    return true;
                 }
                 entry.offline.as_mut().map(|s| s.enqueue(now, message))
             }
         };
         match outcome {
-            Some(Enqueued::Queued) => {}
+            Some(Enqueued::Queued) => true,
             Some(Enqueued::QueuedDroppingOldest(old)) => {
                 self.stats.messages_dropped += old.len() as u64;
                 self.stats.drops.queue_full += old.len() as u64;
+                true
             }
             Some(Enqueued::Rejected(_)) => {
                 self.stats.messages_dropped += 1;
                 self.stats.drops.queue_full += 1;
+                false
             }
-            None => self.stats.messages_dropped += 1,
+            None => {
+                self.stats.messages_dropped += 1;
+                false
+            }
         }
     }
 
@@ -461,4 +467,12 @@ impl Broker {
                 .unsuback(now, unsubscribe.packet_id, codes, Default::default());
         }
     }
+}
+
+/// What routing one message did: how many sessions it was routed to, and
+/// how many of them took it (the others' queues were full).
+#[derive(Debug, Default, Clone, Copy)]
+struct Routed {
+    count: usize,
+    taken: usize,
 }
