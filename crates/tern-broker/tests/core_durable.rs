@@ -124,3 +124,68 @@ fn without_durability_nothing_is_held_and_no_batch_appears() {
     assert_eq!(puback_ids(&transmits(&mut b)), vec![1]);
     assert_eq!(b.poll_store(), None);
 }
+
+/// A retained QoS 2 PUBLISH whose PUBREC is held for its batch, on a
+/// connection that closes before the batch syncs: the client resends it
+/// (DUP) on its next connection and must get the PUBREC there, or the
+/// exchange never ends (found by tern-sim heavy seeds 1000414, 1000497).
+#[test]
+fn a_held_pubrec_reaches_the_sessions_next_connection() {
+    for sync_while_offline in [true, false] {
+        let mut b = broker(true);
+        let persistent = |clean_start| {
+            let mut connect = Connect {
+                protocol: ProtocolVersion::V5,
+                clean_start,
+                client_id: MqttString::from_static("q2"),
+                ..Connect::default()
+            };
+            connect.properties.session_expiry_interval = Some(60);
+            Packet::Connect(Box::new(connect))
+        };
+        let qos2 = |dup| {
+            Packet::Publish(Publish {
+                qos: QoS::ExactlyOnce,
+                retain: true,
+                dup,
+                topic: MqttString::from_static("plant/7/temp"),
+                packet_id: Some(tern_codec::PacketId::new(12).unwrap()),
+                payload: bytes::Bytes::from_static(b"21.5"),
+                ..Publish::default()
+            })
+        };
+        let first = b.accept(Instant::ZERO);
+        b.handle_packet(Instant::ZERO, first, persistent(true));
+        b.handle_packet(Instant::ZERO, first, qos2(false));
+        assert!(
+            !transmits(&mut b)
+                .iter()
+                .any(|p| matches!(p, Packet::PubRec(_)))
+        );
+        let batch = b.poll_store().expect("the retained write");
+        b.handle_closed(Instant::ZERO, first);
+        if sync_while_offline {
+            b.handle_store_synced(Instant::ZERO, batch.seq);
+        }
+        let second = b.accept(Instant::ZERO);
+        b.handle_packet(Instant::ZERO, second, persistent(false));
+        b.handle_packet(Instant::ZERO, second, qos2(true));
+        if !sync_while_offline {
+            b.handle_store_synced(Instant::ZERO, batch.seq);
+        }
+        // A success code (0x10 No matching subscribers when the decision
+        // reaches the connection itself; the session keeps only "received").
+        let pubrecs: Vec<_> = transmits(&mut b)
+            .into_iter()
+            .filter_map(|p| match p {
+                Packet::PubRec(r) => Some((r.packet_id.get(), r.reason_code.is_success())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            pubrecs,
+            vec![(12, true)],
+            "synced while offline: {sync_while_offline}"
+        );
+    }
+}

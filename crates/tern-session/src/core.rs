@@ -314,16 +314,7 @@ impl<E> Core<E> {
                 // (or its PUBREC waits behind earlier ones); then the PUBREC
                 // goes out when it is.
                 self.acks.decide(token.packet_id, token.qos, reason);
-                // A failed PUBREC ends the flow once it is sent: a resend is
-                // then a new message [MQTT-4.3.3-9]. Until then the refusal is
-                // remembered, so a resend gets it instead of being delivered
-                // again.
-                // (MQTT 3.x cannot refuse: its PUBREC always accepts.)
-                let state = if reason.is_success() || !self.version.is_v5() {
-                    Qos2State::Received
-                } else {
-                    Qos2State::Refused(reason)
-                };
+                let state = Qos2State::decided(reason, self.version.is_v5());
                 flows.incoming.qos2.insert(token.packet_id, state);
             }
         }

@@ -44,6 +44,21 @@ pub(crate) enum Qos2State {
     Refused(ReasonCode),
 }
 
+impl Qos2State {
+    /// Where a message stands once the application decided its PUBREC: a
+    /// failed PUBREC ends the flow once sent, so a resend is then a new
+    /// message [MQTT-4.3.3-9]; until then the refusal is remembered, so a
+    /// resend gets it instead of being delivered again. (MQTT 3.x cannot
+    /// refuse: its PUBREC always accepts.)
+    pub(crate) fn decided(reason: ReasonCode, v5: bool) -> Self {
+        if reason.is_success() || !v5 {
+            Qos2State::Received
+        } else {
+            Qos2State::Refused(reason)
+        }
+    }
+}
+
 /// The receiver state that belongs to the session.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]

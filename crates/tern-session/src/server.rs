@@ -123,6 +123,34 @@ impl ServerSession {
         &self.client_id
     }
 
+    /// Decides a QoS 2 message this session received on a connection that
+    /// has since closed (its application took longer than the connection
+    /// lasted): the PUBREC with `reason` goes out when the client resends
+    /// the PUBLISH on a later connection, as [`ServerConnection::ack`] would
+    /// have sent it. `v5`: the protocol version of the connection that
+    /// received it (MQTT 3.x cannot refuse). A QoS 1 acknowledgement does
+    /// not outlive its connection (the resend is delivered anew): `Stale`.
+    pub fn acknowledge(
+        &mut self,
+        token: AckToken,
+        reason: ReasonCode,
+        v5: bool,
+    ) -> Result<(), AckError> {
+        if !reason.is_valid_for(PacketType::PubRec) {
+            return Err(AckError::InvalidReasonCode(reason));
+        }
+        match (
+            token.qos(),
+            self.flows.incoming.qos2.get_mut(&token.packet_id()),
+        ) {
+            (QoS::ExactlyOnce, Some(state @ crate::incoming::Qos2State::AwaitingApp)) => {
+                *state = crate::incoming::Qos2State::decided(reason, v5);
+                Ok(())
+            }
+            _ => Err(AckError::Stale),
+        }
+    }
+
     /// Queues a message for the client (while it is offline, or behind the
     /// in-flight window). Its packet identifier is assigned when it is sent.
     ///

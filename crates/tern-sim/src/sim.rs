@@ -345,14 +345,8 @@ impl World {
         // seed's configuration is what it was before it was added.
         backpressure_config(&mut root.fork(4), &mut broker_config);
         // Durability (the storage seam), likewise from a stream of its own.
-        const DURABLE_SEEDS: bool = false;
-        // Off for now: a duplicate QoS 2 PUBLISH resent after a reconnect
-        // never gets its PUBREC when the first one's acknowledgement was
-        // held for a sync and then released to the closed connection
-        // (heavy seeds 1000414 and 1000497). No user can turn durability
-        // on yet (no --data-dir); turn these seeds back on with the fix.
         let mut store_rng = root.fork(5);
-        broker_config.durable = store_rng.chance(300) && DURABLE_SEEDS;
+        broker_config.durable = store_rng.chance(300);
         let now = Instant::from_secs(1);
         let store = SharedStore::new();
         let n = options.clients.max(3);

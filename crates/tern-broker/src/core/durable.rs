@@ -21,7 +21,7 @@
 //! queued and in-flight messages, incoming QoS 2 state, and holding the
 //! deliveries an unsynced batch made (ARCHITECTURE.md, tern-store).
 
-use super::{ConnId, Store, StoredState};
+use super::{ConnId, SessionKey, Store, StoredState};
 use crate::RetainedMessage;
 use std::collections::VecDeque;
 use tern_codec::ReasonCode;
@@ -63,6 +63,12 @@ pub struct StoreBatch {
 pub(super) struct HeldAck {
     pub(super) seq: u64,
     pub(super) conn: ConnId,
+    /// The session it belongs to: the connection may have closed by the
+    /// time the batch syncs, and the acknowledgement then goes to the
+    /// session (see `Broker::handle_store_synced`).
+    pub(super) session: SessionKey,
+    /// Whether `conn` spoke MQTT 5.
+    pub(super) v5: bool,
     pub(super) token: AckToken,
     pub(super) reason: ReasonCode,
 }
@@ -109,6 +115,8 @@ impl Durable {
     pub(super) fn hold(
         &mut self,
         conn: ConnId,
+        session: SessionKey,
+        v5: bool,
         token: AckToken,
         reason: ReasonCode,
         promises: bool,
@@ -124,6 +132,8 @@ impl Durable {
         self.held.push_back(HeldAck {
             seq,
             conn,
+            session,
+            v5,
             token,
             reason,
         });

@@ -536,9 +536,26 @@ impl Broker {
             return;
         };
         for held in d.synced(seq) {
-            if let Some(c) = self.conns.get_mut(held.conn.key()) {
-                let _ = c.server.ack(now, held.token, held.reason);
-                self.after_input(held.conn);
+            // To the session's connection now, which is not the one that
+            // received the message when that one has closed meanwhile (a
+            // QoS 2 token stays good across the session's connections), or
+            // to the session itself while it is offline: either way the
+            // resent PUBLISH gets its PUBREC.
+            let Some(entry) = self.sessions.get_mut(held.session) else {
+                continue;
+            };
+            match entry.conn {
+                Some(conn) => {
+                    if let Some(c) = self.conns.get_mut(conn.key()) {
+                        let _ = c.server.ack(now, held.token, held.reason);
+                        self.after_input(conn);
+                    }
+                }
+                None => {
+                    if let Some(session) = entry.offline.as_mut() {
+                        let _ = session.acknowledge(held.token, held.reason, held.v5);
+                    }
+                }
             }
         }
     }

@@ -87,7 +87,11 @@ impl Broker {
                 None => Some((token, reason)),
                 Some(d) => {
                     let promises = d.pending() > recorded;
-                    d.hold(conn, token, reason, promises)
+                    let v5 = self
+                        .conns
+                        .get(conn.key())
+                        .is_some_and(|c| c.server.version().is_v5());
+                    d.hold(conn, key, v5, token, reason, promises)
                 }
             };
             if let Some((token, reason)) = now_or_held {
