@@ -259,7 +259,8 @@ fn a_subscriber_that_does_not_read_holds_a_publisher_up_to_the_time_limit_only()
         s.broker.stats().messages_dropped,
         u64::from(MESSAGES) - QUEUE as u64
     );
-    // Once its queue drains it counts again (20 in flight at a time).
+    // Once its queue drains it counts again (20 in flight at a time), and
+    // past the publisher's grace it holds it again.
     while s.broker.session("sub").unwrap().held().0 > 0 {
         s.unstall();
         s.drain(t1);
@@ -268,7 +269,8 @@ fn a_subscriber_that_does_not_read_holds_a_publisher_up_to_the_time_limit_only()
     s.stall();
     s.drain(t1);
     let mut input = flood();
-    s.broker.handle_bytes(t1, s.publisher, &mut input);
+    let t2 = t1 + Duration::from_secs(1);
+    s.broker.handle_bytes(t2, s.publisher, &mut input);
     assert!(s.broker.is_blocked(s.publisher));
 }
 
@@ -391,6 +393,50 @@ fn a_publisher_is_held_up_to_the_time_limit_once_however_many_subscribers_stall(
     assert!(!s.broker.is_blocked(s.publisher), "held once, not again");
     assert!(input.is_empty(), "everything was read");
     assert!(s.broker.session("sub-2").unwrap().dropped_queue_full() > 0);
+}
+
+/// Issue 13: slow subscribers whose queues fill one after another (one
+/// socket took more than the other) do not hold the publisher once each,
+/// back to back: after its time limit, a publisher is not held again for as
+/// long again; a subscriber it congests then is stalled at once. After that
+/// grace, a subscriber can hold it again.
+#[test]
+fn a_publisher_released_by_its_time_limit_is_not_held_again_at_once() {
+    let limit = Duration::from_secs(1);
+    let mut s = Setup::new(Some(limit));
+    s.stall();
+    let mut input = flood();
+    let t0 = Instant::from_secs(1);
+    s.broker.handle_bytes(t0, s.publisher, &mut input);
+    s.drain(t0);
+    assert!(s.broker.is_blocked(s.publisher));
+    let t1 = t0 + limit;
+    s.broker.handle_timeout(t1);
+    assert!(s.drain(t1).contains(&s.publisher));
+
+    // A second subscriber that never acknowledges, whose queue was empty
+    // when the limit passed: it fills now.
+    let second = connect(&mut s.broker, "sub-2");
+    let mut buf = BytesMut::new();
+    subscribe_t(&mut buf);
+    s.broker.handle_bytes(t1, second, &mut buf);
+    s.drain(t1);
+    s.broker.handle_bytes(t1, s.publisher, &mut input);
+    s.drain(t1);
+    assert!(!s.broker.is_blocked(s.publisher), "not held twice in a row");
+    assert!(input.is_empty(), "everything was read");
+    assert!(s.broker.session("sub-2").unwrap().dropped_queue_full() > 0);
+
+    // Past the grace, a third subscriber that never acknowledges holds it.
+    let t2 = t1 + limit;
+    let third = connect(&mut s.broker, "sub-3");
+    let mut buf = BytesMut::new();
+    subscribe_t(&mut buf);
+    s.broker.handle_bytes(t2, third, &mut buf);
+    s.drain(t2);
+    let mut input = flood();
+    s.broker.handle_bytes(t2, s.publisher, &mut input);
+    assert!(s.broker.is_blocked(s.publisher), "held again after the grace");
 }
 
 /// SUBSCRIBE to `t` at QoS 1 (packet id 1), encoded into `buf`.

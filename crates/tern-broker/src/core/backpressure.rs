@@ -30,6 +30,12 @@
 //! it passes, the publisher is read again, and the subscriber is marked
 //! stalled: it blocks no one (its queue's overflow policy applies) until its
 //! queue has drained to a quarter. A slow reader then slows only itself.
+//!
+//! **Once per time limit.** A publisher released by its time limit is not
+//! held again for as long again (its grace): a subscriber it congests then
+//! is marked stalled at once. Without this, slow subscribers whose queues
+//! filled one after another (their sockets took different amounts) held a
+//! publisher once each, back to back.
 
 use super::{Broker, BrokerEvent, ConnId, OutputCredit, SessionKey, Timer};
 use std::collections::{BTreeMap, BTreeSet};
@@ -110,7 +116,9 @@ struct Blocked {
 ///   (the caller arms and cancels it with the times this type returns);
 /// - a `stalled` subscriber is never recorded as congested, so it blocks no
 ///   one until its queue has drained to a quarter;
-/// - `congested` lives for the routing of one PUBLISH only.
+/// - `congested` lives for the routing of one PUBLISH only;
+/// - `grace` holds only open connections (`forget` removes them); an
+///   expired entry is removed the next time that publisher congests a queue.
 #[derive(Debug, Default)]
 pub(super) struct Backpressure {
     /// Publishers not read until a subscriber's queue drains.
@@ -121,6 +129,9 @@ pub(super) struct Backpressure {
     congested: Option<SessionKey>,
     /// Subscribers that held a publisher up to the time limit.
     stalled: BTreeSet<SessionKey>,
+    /// Publishers released by their time limit, and until when they are
+    /// not held again.
+    grace: BTreeMap<ConnId, Instant>,
 }
 
 /// Publishers released, with the time limit each had armed.
@@ -144,12 +155,28 @@ impl Backpressure {
         }
     }
 
-    /// After a PUBLISH from `conn` is routed: blocks it until `until` if it
-    /// congested a queue; returns `until` if so (to arm).
-    pub(super) fn block_if_congested(&mut self, conn: ConnId, until: Instant) -> Option<Instant> {
+    /// After a PUBLISH from `conn` is routed at `now`: blocks it until
+    /// `until` if it congested a queue; returns `until` if so (to arm). In
+    /// its grace, the congested subscriber is stalled instead.
+    pub(super) fn block_if_congested(
+        &mut self,
+        conn: ConnId,
+        now: Instant,
+        until: Instant,
+    ) -> Option<Instant> {
         let on = self.congested.take()?;
         if self.blocked.contains_key(&conn) {
             return None;
+        }
+        match self.grace.get(&conn) {
+            Some(&end) if now < end => {
+                self.stalled.insert(on);
+                return None;
+            }
+            Some(_) => {
+                self.grace.remove(&conn);
+            }
+            None => {}
         }
         self.blocked.insert(conn, Blocked { on, until });
         self.waiting.entry(on).or_default().insert(conn);
@@ -180,15 +207,18 @@ impl Backpressure {
 
     /// `conn`'s time limit passed: the subscriber it waits on is stalled,
     /// and so is every one of `half_full` (the queues half full now); every
-    /// publisher waiting on any of them is released.
+    /// publisher waiting on any of them is released. `conn` is not held
+    /// again until `grace_until`.
     pub(super) fn time_limit_passed(
         &mut self,
         conn: ConnId,
         half_full: impl IntoIterator<Item = SessionKey>,
+        grace_until: Instant,
     ) -> Released {
         let mut released = Released::new();
         if let Some(b) = self.blocked.get(&conn) {
             let on = b.on;
+            self.grace.insert(conn, grace_until);
             for session in core::iter::once(on).chain(half_full) {
                 self.stalled.insert(session);
                 if let Some(conns) = self.waiting.remove(&session) {
@@ -202,6 +232,7 @@ impl Backpressure {
     /// A connection is gone: it waits for nothing any more. Returns its
     /// time limit, if it had one armed.
     pub(super) fn forget(&mut self, conn: ConnId) -> Option<Instant> {
+        self.grace.remove(&conn);
         let b = self.blocked.remove(&conn)?;
         if let Some(set) = self.waiting.get_mut(&b.on) {
             set.remove(&conn);
@@ -310,7 +341,7 @@ impl Broker {
         let Some(limit) = self.config.publisher_backpressure else {
             return;
         };
-        if let Some(until) = self.backpressure.block_if_congested(conn, now + limit) {
+        if let Some(until) = self.backpressure.block_if_congested(conn, now, now + limit) {
             self.timers.arm(until, Timer::Unblock(conn.key()));
             self.update_reading(conn);
         }
@@ -343,7 +374,10 @@ impl Broker {
 
     /// A blocked publisher's time limit passed: its subscriber is stalled
     /// and holds no one up any more.
-    pub(super) fn unblock_due(&mut self, conn: ConnId) {
+    pub(super) fn unblock_due(&mut self, now: Instant, conn: ConnId) {
+        let Some(limit) = self.config.publisher_backpressure else {
+            return;
+        };
         if !self.backpressure.is_blocked(conn) {
             return;
         }
@@ -364,7 +398,9 @@ impl Broker {
             })
             .map(|(k, _)| k)
             .collect();
-        let released = self.backpressure.time_limit_passed(conn, half_full);
+        let released = self
+            .backpressure
+            .time_limit_passed(conn, half_full, now + limit);
         self.unblocked(released);
     }
 
