@@ -3,7 +3,7 @@
 //! `cargo run -p tern-session --features std --example smol_driver -- mqtt://127.0.0.1:1883`
 #![allow(clippy::disallowed_methods, reason = "a driver reads the clock")]
 use smol::{Timer, future, io::AsyncReadExt, io::AsyncWriteExt, net::TcpStream};
-use tern_codec::{MqttString, Publish, QoS, SubscribeFilter, bytes::BytesMut};
+use tern_session::codec::{MqttString, Publish, QoS, SubscribeFilter, bytes::BytesMut};
 use tern_session::{ClientConnection, ClientEvent, ClientSession, ConnectOptions, Instant};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

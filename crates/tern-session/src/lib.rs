@@ -147,6 +147,9 @@ pub use crate::time::Instant;
 #[cfg(feature = "std")]
 pub use crate::time::read_timeout;
 pub use crate::transmit::Transmit;
+/// The codec whose packets the sessions take and give, so a driver needs
+/// no second dependency.
+pub use tern_codec as codec;
 
 // The hot types stay small: events and queue entries are moved through
 // queues on every message, so their large, rare parts (a CONNACK, a will,
