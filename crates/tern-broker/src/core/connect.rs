@@ -42,6 +42,30 @@ impl Broker {
 
     pub(super) fn on_connect(&mut self, now: Instant, conn: ConnId, connect: Connect) {
         self.stats.connects_received += 1;
+        let will_over = connect
+            .will
+            .as_ref()
+            .and_then(|w| self.topic_over(w.topic.as_bytes()));
+        if let Some(limit) = will_over {
+            // A will topic over `max_topic_length` or `max_topic_levels`
+            // is refused now, while the client can be told, rather than
+            // dropped when the will is due. MQTT 5: CONNACK 0x90 "the Will
+            // Topic Name is not malformed, but is not accepted by this
+            // Server" (3.2.2.2), then close [MQTT-3.2.2-7]. MQTT 3.1.1 has
+            // no applicable return code: close without a CONNACK
+            // (3.1.1 [MQTT-3.2.2-6]).
+            let code = ReasonCode::TopicNameInvalid;
+            if let Some(c) = self.conns.get_mut(conn.key()) {
+                if connect.protocol.is_v5() {
+                    let _ = c.server.reject(now, code);
+                } else {
+                    c.server.close(now, code);
+                }
+            }
+            let client_id = super::compact(&connect.client_id);
+            self.limit_refused_as(conn, client_id, limit, super::Refusal::Connect, code);
+            return;
+        }
         if connect.properties.authentication_method.is_some() {
             // MQTT 5 enhanced authentication: the exchange decides, then
             // `admit` (enhanced_auth.rs).
@@ -170,6 +194,7 @@ impl Broker {
             client_id: super::compact(&connect.client_id),
             what: super::Refusal::Connect,
             reason: code,
+            limit: None,
         });
     }
 

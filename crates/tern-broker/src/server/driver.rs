@@ -587,6 +587,7 @@ impl Driver {
                 client_id,
                 what,
                 reason,
+                limit,
             } => {
                 let (peer, _) = self.describe(conn);
                 let (what, topic) = match &what {
@@ -599,19 +600,11 @@ impl Driver {
                     crate::Refusal::Publish(topic) => ("publish", topic.as_str()),
                     crate::Refusal::Subscribe(filter) => ("subscribe", filter.as_str()),
                 };
+                let limit = limit.map_or(String::new(), |l| l.to_string());
                 tracing::warn!(
                     %conn, %client_id, peer, what, topic, reason_code = %hex(reason),
-                    reason = reason.name(), "refused"
+                    reason = reason.name(), limit, "refused"
                 );
-            }
-            BrokerEvent::LimitExceeded {
-                conn,
-                client_id,
-                limit,
-                reason,
-            } => {
-                let client_id = client_id.as_ref().map_or("-", |c| c.as_str());
-                tracing::warn!(%conn, client_id, %limit, %reason, "limit exceeded: refused");
             }
         }
     }
