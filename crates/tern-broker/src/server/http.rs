@@ -17,6 +17,7 @@
 //! [`Snapshot`] when asked, between two inputs.
 
 use super::{
+    bridge_stats::BridgeRegistry,
     driver::Control,
     metrics::{self, Snapshot},
 };
@@ -41,6 +42,7 @@ const DASHBOARD: &str = include_str!("dashboard.html");
 pub(crate) async fn serve(
     listener: TcpListener,
     snapshots: mpsc::Sender<Control>,
+    bridges: BridgeRegistry,
     mut shutdown: broadcast::Receiver<()>,
 ) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -61,10 +63,10 @@ pub(crate) async fn serve(
             tracing::debug!(%peer, "metrics listener: too many connections, closed");
             continue;
         };
-        let snapshots = snapshots.clone();
+        let (snapshots, bridges) = (snapshots.clone(), bridges.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            if tokio::time::timeout(TIMEOUT, exchange(socket, &snapshots))
+            if tokio::time::timeout(TIMEOUT, exchange(socket, &snapshots, &bridges))
                 .await
                 .is_err()
             {
@@ -75,7 +77,11 @@ pub(crate) async fn serve(
 }
 
 /// One request and its answer.
-async fn exchange(mut socket: TcpStream, snapshots: &mpsc::Sender<Control>) {
+async fn exchange(
+    mut socket: TcpStream,
+    snapshots: &mpsc::Sender<Control>,
+    bridges: &BridgeRegistry,
+) {
     let mut buf = [0u8; MAX_HEAD];
     let mut len = 0;
     let head_end = loop {
@@ -100,7 +106,7 @@ async fn exchange(mut socket: TcpStream, snapshots: &mpsc::Sender<Control>) {
         ),
         Ok((method, path)) => {
             let head_only = method == "HEAD";
-            let (status, content_type, body) = route(path, snapshots).await;
+            let (status, content_type, body) = route(path, snapshots, bridges).await;
             (status, content_type, body, head_only)
         }
     };
@@ -133,13 +139,18 @@ fn parse_request_line(head: &[u8]) -> Result<(&str, &str), u16> {
     Ok((method, path))
 }
 
-async fn route(path: &str, snapshots: &mpsc::Sender<Control>) -> (u16, &'static str, String) {
+async fn route(
+    path: &str,
+    snapshots: &mpsc::Sender<Control>,
+    bridges: &BridgeRegistry,
+) -> (u16, &'static str, String) {
     match path {
         "/" | "/index.html" => (200, "text/html; charset=utf-8", DASHBOARD.to_string()),
         "/metrics" | "/health" | "/api/stats" => {
-            let Some(snapshot) = snapshot(snapshots).await else {
+            let Some(mut snapshot) = snapshot(snapshots).await else {
                 return (503, "text/plain", "shutting down\n".into());
             };
+            snapshot.bridges = bridges.read();
             match path {
                 "/metrics" => (
                     200,

@@ -61,6 +61,7 @@
 )]
 
 pub mod bridge_settings;
+mod bridge_stats;
 mod check;
 mod connection;
 mod driver;
@@ -75,6 +76,7 @@ pub mod tls;
 mod websocket;
 
 pub use bridge_settings::{BridgeSettings, BridgeTopic, Direction};
+pub use bridge_stats::{BridgeCounts, BridgeDirection, BridgeStats};
 pub use local::LocalConnector;
 pub use settings::{
     BrokerSettings, Limits, Listeners, MetricsSettings, SettingsError, TlsSettings,
@@ -364,6 +366,9 @@ pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
     let (shutdown_complete_tx, shutdown_complete_rx) = mpsc::channel(1);
     // Listeners hand new sockets to the core task (see `listener::Shared`).
     let (accepted_tx, accepted_rx) = mpsc::channel(driver::ACCEPT_CAPACITY);
+    // The bridges' counters: the connector hands them out, the monitoring
+    // listener reads them.
+    let bridges = bridge_stats::BridgeRegistry::default();
     // The monitoring listener asks the core task for snapshots.
     if let Some(listener) = metrics {
         if let Some(addr) = metrics_addr {
@@ -372,6 +377,7 @@ pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
         tokio::spawn(http::serve(
             listener,
             control_tx.clone(),
+            bridges.clone(),
             notify_shutdown.subscribe(),
         ));
     }
@@ -386,6 +392,7 @@ pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
     let local = LocalConnector {
         accepted: accepted_tx.clone(),
         shutdown_complete: shutdown_complete_tx.downgrade(),
+        bridges,
     };
     let shared = Arc::new(listener::Shared {
         accepted: accepted_tx,
