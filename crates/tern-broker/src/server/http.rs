@@ -114,15 +114,21 @@ async fn exchange(
 }
 
 /// Where the head (request line and headers) ends, after its blank line.
-fn find_head_end(buf: &[u8]) -> Option<usize> {
+pub(super) fn find_head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
 }
 
 /// The method and path of a GET or HEAD request; the status to answer with
 /// otherwise.
-fn parse_request_line(head: &[u8]) -> Result<(&str, &str), u16> {
+pub(super) fn parse_request_line(head: &[u8]) -> Result<(&str, &str), u16> {
     let line_end = head.iter().position(|&b| b == b'\r').ok_or(400u16)?;
     let line = std::str::from_utf8(&head[..line_end]).map_err(|_| 400u16)?;
+    // No control character (a bare LF, NUL, tab) anywhere in the line:
+    // RFC 9112 separates its three parts by single spaces, and a target
+    // holds visible characters only.
+    if line.bytes().any(|b| b.is_ascii_control()) {
+        return Err(400);
+    }
     let mut parts = line.split(' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -231,6 +237,13 @@ mod tests {
         );
         assert_eq!(parse_request_line(b"GET  / HTTP/1.1\r\n\r\n"), Err(400));
         assert_eq!(parse_request_line(b"\xff / HTTP/1.1\r\n\r\n"), Err(400));
+        // Found by the http_request fuzz target: a bare LF (or NUL) in the
+        // target reached the router.
+        assert_eq!(
+            parse_request_line(b"GET /metr\0\nics HTTP/1.1\r\n\r\n"),
+            Err(400)
+        );
+        assert_eq!(parse_request_line(b"GET\t/ HTTP/1.1\r\n\r\n"), Err(400));
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nrest"), Some(18));
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n"), None);
     }

@@ -75,6 +75,27 @@ mod settings;
 pub mod tls;
 mod websocket;
 
+/// The monitoring listener's request parser on its own, for the fuzz
+/// target (cargo-fuzz builds with `--cfg fuzzing`).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Where the request head in `buf` ends (after its blank line), if it
+    /// is complete.
+    pub fn find_head_end(buf: &[u8]) -> Option<usize> {
+        super::http::find_head_end(buf)
+    }
+
+    /// The method and path of a complete head's request line, or the
+    /// status the listener answers it with.
+    pub fn parse_request_line(head: &[u8]) -> Result<(&str, &str), u16> {
+        super::http::parse_request_line(head)
+    }
+
+    /// The longest head the listener reads.
+    pub const MAX_HEAD: usize = super::http::MAX_HEAD;
+}
+
 pub use bridge_settings::{BridgeSettings, BridgeTopic, Direction};
 pub use bridge_stats::{BridgeCounts, BridgeDirection, BridgeStats};
 pub use local::LocalConnector;
