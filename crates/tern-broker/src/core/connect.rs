@@ -20,13 +20,13 @@ impl Broker {
             // anonymous to the authorization checks until it connects again.
             let mut entry = SessionEntry::new(client_id);
             entry.expiry_interval = stored.expiry_interval;
-            entry.pending_will = stored.pending_will.clone();
+            entry.pending_will = stored.pending_will.clone().map(Box::new);
             // It keeps ending when it would have, restart or not.
             entry.expires_at = stored.expires_at;
             let key = self.sessions.insert(entry);
             self.subscriptions.restore(key, &mut session);
             if let Some(entry) = self.sessions.get_mut(key) {
-                entry.offline = Some(session);
+                entry.offline = Some(Box::new(session));
             }
             if let Some((_, due)) = stored.pending_will {
                 self.timers.arm(due, Timer::Will(key));
@@ -108,7 +108,7 @@ impl Broker {
                 // A new connection before the Will Delay Interval: no will [MQTT-3.1.3-9].
                 entry.pending_will = None;
                 entry.expires_at = None;
-                let session = entry.offline.take().unwrap_or_else(|| {
+                let session = entry.offline.take().map(|s| *s).unwrap_or_else(|| {
                     ServerSession::new(client_id.clone(), self.config.server.queue)
                 });
                 (key, session, true)
@@ -226,7 +226,7 @@ impl Broker {
         }
         if let Some(session) = session {
             self.store.put_session(&session, session_expiry);
-            entry.offline = Some(session);
+            entry.offline = Some(Box::new(session));
         }
         if let Some(will) = will {
             let delay = will.properties.will_delay_interval.unwrap_or(0);
@@ -235,7 +235,7 @@ impl Broker {
             } else {
                 let due = now + Duration::from_secs(u64::from(delay));
                 if let Some(entry) = self.sessions.get_mut(key) {
-                    entry.pending_will = Some((will, due));
+                    entry.pending_will = Some(Box::new((will, due)));
                 }
                 self.timers.arm(due, Timer::Will(key));
             }
@@ -258,10 +258,10 @@ impl Broker {
         let Some(entry) = self.sessions.get_mut(key) else {
             return;
         };
-        match entry.pending_will.take() {
+        match entry.pending_will.take().map(|w| *w) {
             Some((will, due)) if due <= now => self.publish_will(now, Some(key), will),
             // Cancelled or re-armed since: put it back.
-            other => entry.pending_will = other,
+            other => entry.pending_will = other.map(Box::new),
         }
     }
 
@@ -271,7 +271,7 @@ impl Broker {
         }
         if let Some(entry) = self.sessions.get_mut(key) {
             // The will goes out when the session ends, if still pending.
-            if let Some((will, _)) = entry.pending_will.take() {
+            if let Some((will, _)) = entry.pending_will.take().map(|w| *w) {
                 self.publish_will(now, Some(key), will);
             }
         }
@@ -285,6 +285,7 @@ impl Broker {
             .sessions
             .get_mut(key)
             .and_then(|e| e.pending_will.take())
+            .map(|w| *w)
         {
             self.publish_will(now, Some(key), will);
         }

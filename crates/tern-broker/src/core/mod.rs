@@ -406,7 +406,7 @@ impl Broker {
             .get(self.sessions.key_of(client_id.as_bytes())?)?;
         match entry.conn {
             Some(conn) => self.conns.get(conn.key())?.server.session(),
-            None => entry.offline.as_ref(),
+            None => entry.offline.as_deref(),
         }
     }
 
@@ -552,7 +552,7 @@ impl Broker {
                     }
                 }
                 None => {
-                    if let Some(session) = entry.offline.as_mut() {
+                    if let Some(session) = entry.offline.as_deref_mut() {
                         let _ = session.acknowledge(held.token, held.reason, held.v5);
                     }
                 }
@@ -604,9 +604,9 @@ impl Broker {
         // left; messages queued for them since are only in memory. So are
         // when they end and the wills waiting for their delay.
         for (_, entry) in self.sessions.iter() {
-            if let Some(session) = &entry.offline {
+            if let Some(session) = entry.offline.as_deref() {
                 self.store.put_session(session, entry.expiry_interval);
-                let will = entry.pending_will.as_ref().map(|(w, due)| (w, *due));
+                let will = entry.pending_will.as_deref().map(|(w, due)| (w, *due));
                 self.store
                     .put_offline_state(&entry.client_id, entry.expires_at, will);
             }
