@@ -264,6 +264,8 @@ impl Driver {
             queues: b.queue_depths().clone(),
             uptime: self.start.elapsed().as_secs_f64(),
             top_topics: b.top_topics(),
+            // The monitoring listener adds them (they are not the core's).
+            bridges: Vec::new(),
         }
     }
 
