@@ -14,7 +14,7 @@
 //! 5, shared subscriptions, No Local, Retain As Published, Will Delay
 //! Interval and topic aliases.
 //!
-//! The clients: rumqttc (the `interop_rumqttc` example of tern-cli) over
+//! The clients: rumqttc (the `interop_rumqttc` example of tern-benches) over
 //! `mqtt://`; paho-mqtt (Python, in a venv under `target/interop/`) and
 //! MQTT.js from npm in Node, over `mqtt://` and `ws://`; MQTT.js in
 //! headless Chromium over `ws://` (a page served on 127.0.0.1 that loads

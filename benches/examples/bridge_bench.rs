@@ -8,7 +8,7 @@
 //! to the last message received (or to 30 s of silence). Medians of R runs.
 //!
 //! ```sh
-//! cargo build --release -p tern-cli -p tern-bridge --example bridge_bench
+//! cargo build --release -p tern-cli -p tern-benches --example bridge_bench
 //! target/release/examples/bridge_bench --tern target/release/tern --messages 50000 --runs 3
 //! ```
 

@@ -1,7 +1,7 @@
 //! The storage thread under a durable QoS 1 fan-in's load, without a
 //! broker: what group commit costs before any protocol work.
 //!
-//! `cargo run --release -p tern-store --example group_commit -- [RATE] [SECONDS] [PAYLOAD]`
+//! `cargo run --release -p tern-benches --example group_commit -- [RATE] [SECONDS] [PAYLOAD]`
 //!
 //! One submitter (as the broker's one core task) hands in, at `RATE`
 //! messages a second (open loop, paced from the start time so a slow
