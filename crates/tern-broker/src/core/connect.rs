@@ -49,15 +49,16 @@ impl Broker {
             return;
         }
         let identity = self.conns.get(conn.key()).and_then(|c| c.identity.clone());
-        if let AuthDecision::Reject(code) = self
+        let decision = self
             .auth
-            .authenticate(&connect, identity.as_ref().map(|i| i.as_str()))
-        {
-            self.reject(now, conn, &connect, code);
-            return;
-        }
+            .authenticate(&connect, identity.as_ref().map(|i| i.as_str()));
         let username = identity.or_else(|| connect.username.as_ref().map(super::compact));
-        self.admit(now, conn, connect, username, None);
+        match decision {
+            AuthDecision::Accept => self.admit(now, conn, connect, username, None),
+            AuthDecision::Reject(code) => self.reject(now, conn, &connect, code),
+            // A slow check (a password hash) runs off the core's thread.
+            AuthDecision::Check(check) => self.defer_connect(conn, connect, username, check),
+        }
     }
 
     /// Lets an authenticated client in as `username`: take-over, session

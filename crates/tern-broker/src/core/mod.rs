@@ -32,6 +32,7 @@
 //! [`BrokerEvent::ResumeReading`]). A shell only moves bytes and reports.
 
 mod auth;
+mod auth_check;
 mod backpressure;
 mod config;
 mod connect;
@@ -50,7 +51,10 @@ mod sys;
 mod timers;
 mod topk;
 
-pub use auth::{AllowAll, AuthDecision, AuthExchange, AuthStart, AuthStep, Authenticator, Client};
+pub use auth::{
+    AllowAll, AuthCheck, AuthDecision, AuthExchange, AuthStart, AuthStep, Authenticator, Client,
+};
+pub use auth_check::PendingCheck;
 pub use config::{BrokerConfig, OutputCredit};
 pub use durable::{StoreBatch, StoreOp};
 pub use limits::{DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_TOPIC_LEVELS, Limit};
@@ -233,6 +237,8 @@ struct Conn {
     bridge: bool,
     /// An enhanced authentication exchange in progress (`enhanced_auth.rs`).
     auth: Option<Box<enhanced_auth::Pending>>,
+    /// A CONNECT waiting for its password check (`auth_check.rs`).
+    checking: Option<Box<auth_check::Waiting>>,
 }
 
 /// Counters for `$SYS` and monitoring.
@@ -271,6 +277,9 @@ pub struct Stats {
     pub drops: Drops,
     /// Offline sessions ended by their expiry (mosquitto's `clients/expired`).
     pub sessions_expired: u64,
+    /// CONNECTs whose password check was handed to the shell to run off
+    /// the core's thread ([`Broker::poll_auth_check`]).
+    pub auth_checks: u64,
 }
 
 /// The sans-IO MQTT broker.
@@ -292,6 +301,8 @@ pub struct Broker {
     /// [`BrokerConfig::durable`] on (see `durable.rs`).
     durable: Option<Box<durable::Durable>>,
     auth: Box<dyn Authenticator>,
+    /// Password checks for the shell to run (`auth_check.rs`).
+    auth_checks: VecDeque<PendingCheck>,
     stats: Stats,
     /// `$SYS` state: the load averages and what was last published.
     sys: sys::SysState,
@@ -348,6 +359,7 @@ impl Broker {
             store,
             durable,
             auth,
+            auth_checks: VecDeque::new(),
             stats: Stats::default(),
             sys: sys::SysState::default(),
             top_topics: topk::TopTopics::default(),
@@ -425,6 +437,7 @@ impl Broker {
             retained_backlog: VecDeque::new(),
             bridge: false,
             auth: None,
+            checking: None,
         });
         self.stats.connections_total += 1;
         let id = ConnId::from_key(key);

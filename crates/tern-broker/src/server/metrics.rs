@@ -150,6 +150,13 @@ impl Collector for SnapshotCollector {
         )?;
         counter(
             e,
+            "tern_auth_checks",
+            "CONNECT password checks run off the routing task.",
+            None,
+            t.auth_checks,
+        )?;
+        counter(
+            e,
             "tern_sessions_expired",
             "Offline sessions ended by their expiry interval.",
             None,
