@@ -12,13 +12,18 @@ use std::{
     io::{BufRead, IsTerminal},
     path::{Path, PathBuf},
 };
-use tern_broker::security::{DEFAULT_ITERATIONS, PasswordHash, SALT_LEN, SCRAM_SALT_LEN};
+use tern_broker::security::{
+    DEFAULT_ITERATIONS, MOSQUITTO_SALT_LEN, PasswordHash, SALT_LEN, SCRAM_SALT_LEN,
+};
 
 pub(crate) const ABOUT: &str = "\
 Manage a password file for `tern broker` and mosquitto, with mosquitto_passwd's
 flags and file format: one `user:$7$101$salt$hash` line per user (PBKDF2 with
-SHA-512, mosquitto 2's default), or `$6$salt$hash` with `-H sha512`
-(mosquitto 1.6's SHA-512). Lines of other users and comments are kept.
+SHA-512, mosquitto 2.0's default; -I sets the iterations), `$6$salt$hash` with
+`-H sha512` (mosquitto 1.6's SHA-512), or with `-H argon2id` the
+`$argon2id$v=19$m=47104,t=1,p=1$salt$hash` line mosquitto 2.1 writes by
+default (mosquitto 2.0, Debian 12's, cannot read it). Lines of other users and
+comments are kept.
 
 With --scram the line is a SCRAM-SHA-256 credential instead, for MQTT 5
 enhanced authentication (method SCRAM-SHA-256) with `tern broker`:
@@ -33,6 +38,7 @@ pub(crate) const EXAMPLE: &str = "\
 Example:
   $ tern passwd -c /etc/tern/passwd alice
   $ tern passwd -b /etc/tern/passwd bob s3cret
+  $ tern passwd -H argon2id -b /etc/tern/passwd dana s3cret
   $ tern passwd -b --scram /etc/tern/passwd carol s3cret
   $ tern passwd -D /etc/tern/passwd bob
   $ tern passwd -U /etc/tern/plain-text-passwords";
@@ -45,6 +51,9 @@ pub(crate) enum Hash {
     Pbkdf2,
     /// SHA-512 of the password and salt (`$6$`), for mosquitto 1.6.
     Sha512,
+    /// Argon2id with mosquitto 2.1's parameters (`$argon2id$`; 46 MiB,
+    /// one pass): mosquitto 2.1's default; mosquitto 2.0 cannot read it.
+    Argon2id,
 }
 
 /// `tern passwd`'s flags, as mosquitto_passwd's.
@@ -69,6 +78,11 @@ pub(crate) struct PasswdArgs {
     /// mosquitto hash, for MQTT 5 enhanced authentication.
     #[arg(long)]
     scram: bool,
+    /// PBKDF2 iterations for `-H sha512-pbkdf2` (mosquitto 2.1's `-I`;
+    /// default 101, what mosquitto 2.0 writes). Every CONNECT of the user
+    /// costs this many HMAC-SHA512 rounds.
+    #[arg(short = 'I', value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    iterations: Option<u32>,
     /// The password file.
     file: PathBuf,
     /// The user (not with -U).
@@ -78,6 +92,9 @@ pub(crate) struct PasswdArgs {
 }
 
 pub(crate) fn run(args: &PasswdArgs) -> Result<(), Failure> {
+    if args.iterations.is_some() && (args.scram || args.hash != Hash::Pbkdf2) {
+        return Err(usage("-I is for -H sha512-pbkdf2 only".into()));
+    }
     if args.update {
         if args.user.is_some() {
             return Err(usage("-U takes only the file".into()));
@@ -150,11 +167,20 @@ fn hash(args: &PasswdArgs, password: &[u8]) -> Result<PasswordHash, Failure> {
             tern_broker::security::scram::MIN_ITERATIONS,
         ));
     }
+    if args.hash == Hash::Argon2id {
+        let mut salt = [0u8; MOSQUITTO_SALT_LEN];
+        random(&mut salt)?;
+        return Ok(PasswordHash::argon2id(password, salt));
+    }
     let mut salt = [0u8; SALT_LEN];
     random(&mut salt)?;
     Ok(match args.hash {
-        Hash::Pbkdf2 => PasswordHash::pbkdf2(password, salt, DEFAULT_ITERATIONS),
         Hash::Sha512 => PasswordHash::sha512(password, salt),
+        _ => PasswordHash::pbkdf2(
+            password,
+            salt,
+            args.iterations.unwrap_or(DEFAULT_ITERATIONS),
+        ),
     })
 }
 

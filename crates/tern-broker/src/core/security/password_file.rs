@@ -1,6 +1,7 @@
 //! mosquitto's password file: `user:$7$iterations$salt$hash` lines as
-//! `mosquitto_passwd` writes them (PBKDF2-HMAC-SHA512), and the older
-//! `user:$6$salt$hash` (SHA-512 of the password and salt).
+//! `mosquitto_passwd` writes them (PBKDF2-HMAC-SHA512), the older
+//! `user:$6$salt$hash` (SHA-512 of the password and salt), and mosquitto
+//! 2.1's `user:$argon2id$v=19$m=47104,t=1,p=1$salt$hash` (`argon2id.rs`).
 //!
 //! Tern adds one line type mosquitto does not have, for MQTT 5 enhanced
 //! authentication with SCRAM-SHA-256 (`tern passwd --scram` writes it):
@@ -14,6 +15,7 @@
 //! reads it and names the path in errors. Verification compares in
 //! constant time.
 
+use super::argon2id::{self, Argon2idHash};
 use base64::{Engine, engine::general_purpose::STANDARD};
 use sha2::{Digest, Sha512};
 use std::{collections::BTreeMap, fmt};
@@ -64,6 +66,8 @@ enum Stored {
         hash: [u8; HASH_LEN],
     },
     Scram(ScramCredential),
+    /// mosquitto 2.1's default.
+    Argon2id(Box<Argon2idHash>),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -190,9 +194,12 @@ impl PasswordHash {
         if let Some(rest) = text.strip_prefix(SCRAM_PREFIX) {
             return parse_scram(rest).map(|c| Self(Stored::Scram(c)));
         }
+        if text.starts_with(argon2id::PREFIX) {
+            return Argon2idHash::parse(text).map(|h| Self(Stored::Argon2id(Box::new(h))));
+        }
         let mut parts = text.split('$');
         if parts.next() != Some("") {
-            return Err("the hash must start with $6$ or $7$ (run mosquitto_passwd -U on a plain-text file)".into());
+            return Err("the hash must start with $6$, $7$ or $argon2id$ (run mosquitto_passwd -U on a plain-text file)".into());
         }
         let kind = match parts.next() {
             Some("6") => HashKind::Sha512,
@@ -205,7 +212,9 @@ impl PasswordHash {
                 HashKind::Pbkdf2Sha512 { iterations }
             }
             Some(other) => {
-                return Err(format!("unknown hash type ${other}$ (expected $6$ or $7$)"));
+                return Err(format!(
+                    "unknown hash type ${other}$ (expected $6$, $7$ or $argon2id$)"
+                ));
             }
             None => return Err("missing hash type".into()),
         };
@@ -238,6 +247,7 @@ impl PasswordHash {
         let (kind, salt, hash) = match &self.0 {
             Stored::Mosquitto { kind, salt, hash } => (*kind, salt, hash),
             Stored::Scram(credential) => return credential.verify_password(password),
+            Stored::Argon2id(hash) => return hash.matches(password),
         };
         let computed = Self::compute(kind, salt, password);
         // Constant time: every byte is compared whatever the first differs.
@@ -268,6 +278,16 @@ impl PasswordHash {
         })
     }
 
+    /// An argon2id hash of `password` with mosquitto 2.1's parameters (46
+    /// MiB, one pass, one lane, a 64-byte hash): what mosquitto 2.1's
+    /// `mosquitto_passwd` writes by default (the caller picks the salt at
+    /// random). mosquitto 2.0 cannot read it.
+    pub fn argon2id(password: &[u8], salt: [u8; argon2id::MOSQUITTO_SALT_LEN]) -> Self {
+        Self(Stored::Argon2id(Box::new(Argon2idHash::mosquitto(
+            password, salt,
+        ))))
+    }
+
     /// A `$7$` line's hash for `password` with this `salt`: what
     /// `mosquitto_passwd` writes (the caller picks the salt at random).
     pub fn pbkdf2(password: &[u8], salt: [u8; SALT_LEN], iterations: u32) -> Self {
@@ -295,6 +315,7 @@ impl fmt::Display for PasswordHash {
                     STANDARD.encode(c.server_key)
                 );
             }
+            Stored::Argon2id(hash) => return hash.fmt(f),
         };
         match kind {
             HashKind::Sha512 => f.write_str("$6$")?,
