@@ -42,6 +42,9 @@ impl Broker {
 
     pub(super) fn on_connect(&mut self, now: Instant, conn: ConnId, connect: Connect) {
         self.stats.connects_received += 1;
+        if self.refuse_over_rate(now, conn, &connect) {
+            return;
+        }
         if connect.properties.authentication_method.is_some() {
             // MQTT 5 enhanced authentication: the exchange decides, then
             // `admit` (enhanced_auth.rs).

@@ -27,6 +27,9 @@ pub enum Limit {
     /// A QoS 1/2 PUBLISH every recipient's queue was too full for
     /// (`max_queued_messages`, `max_queued_bytes`).
     Queue,
+    /// A connection beyond `connections_per_second_per_address` from its
+    /// source address.
+    ConnectionRate,
 }
 
 impl Limit {
@@ -36,6 +39,7 @@ impl Limit {
             Self::TopicLevels | Self::FilterLevels => "max_topic_levels",
             Self::Subscriptions => "max_subscriptions",
             Self::Queue => "max_queued_messages/max_queued_bytes",
+            Self::ConnectionRate => "connections_per_second_per_address",
         }
     }
 }
@@ -47,6 +51,7 @@ impl std::fmt::Display for Limit {
             Self::FilterLevels => "filter levels",
             Self::Subscriptions => "subscriptions",
             Self::Queue => "queued messages",
+            Self::ConnectionRate => "connection rate",
         };
         write!(f, "{what} ({})", self.setting())
     }

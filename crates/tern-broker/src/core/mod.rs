@@ -8,11 +8,13 @@
 //! the next deadline and events.
 //!
 //! Methods group as in quinn-proto: input ([`Broker::accept`],
-//! [`Broker::handle_bytes`], [`Broker::handle_packet`],
-//! [`Broker::handle_written`], [`Broker::handle_closed`],
-//! [`Broker::handle_timeout`]), commands ([`Broker::shutdown`]) and output
-//! ([`Broker::poll_transmit`], [`Broker::poll_timeout`],
-//! [`Broker::poll_event`]). The drain rule is tern-session's: after each
+//! [`Broker::accept_from`], [`Broker::handle_bytes`],
+//! [`Broker::handle_packet`], [`Broker::handle_written`],
+//! [`Broker::handle_closed`], [`Broker::handle_timeout`],
+//! [`Broker::handle_auth_checked`]), commands ([`Broker::shutdown`]) and
+//! output ([`Broker::poll_transmit`], [`Broker::poll_timeout`],
+//! [`Broker::poll_event`], [`Broker::poll_auth_check`]: password checks
+//! the shell runs off the core's thread, see `auth_check.rs`). The drain rule is tern-session's: after each
 //! input, drain transmits, then re-arm the timer from `poll_timeout`, then
 //! drain events.
 //!
@@ -36,6 +38,7 @@ mod auth_check;
 mod backpressure;
 mod config;
 mod connect;
+mod connect_rate;
 mod durable;
 mod enhanced_auth;
 mod limits;
@@ -239,6 +242,9 @@ struct Conn {
     auth: Option<Box<enhanced_auth::Pending>>,
     /// A CONNECT waiting for its password check (`auth_check.rs`).
     checking: Option<Box<auth_check::Waiting>>,
+    /// Opened over its address's connection rate: its CONNECT is refused
+    /// (`connect_rate.rs`).
+    over_rate: bool,
 }
 
 /// Counters for `$SYS` and monitoring.
@@ -303,6 +309,8 @@ pub struct Broker {
     auth: Box<dyn Authenticator>,
     /// Password checks for the shell to run (`auth_check.rs`).
     auth_checks: VecDeque<PendingCheck>,
+    /// Connections per source address (`connect_rate.rs`).
+    connect_rate: connect_rate::ConnectRate,
     stats: Stats,
     /// `$SYS` state: the load averages and what was last published.
     sys: sys::SysState,
@@ -360,6 +368,7 @@ impl Broker {
             durable,
             auth,
             auth_checks: VecDeque::new(),
+            connect_rate: connect_rate::ConnectRate::default(),
             stats: Stats::default(),
             sys: sys::SysState::default(),
             top_topics: topk::TopTopics::default(),
@@ -438,6 +447,7 @@ impl Broker {
             bridge: false,
             auth: None,
             checking: None,
+            over_rate: false,
         });
         self.stats.connections_total += 1;
         let id = ConnId::from_key(key);

@@ -288,7 +288,12 @@ impl Driver {
     /// and a pending read.
     fn accept(&mut self, new: Accepted) {
         let now = self.now();
-        let conn = self.broker.accept(now);
+        // In-process bridges are not counted against an address's rate.
+        let conn = if new.bridge {
+            self.broker.accept(now)
+        } else {
+            self.broker.accept_from(now, new.peer.ip())
+        };
         if new.bridge {
             self.broker.set_bridge(conn);
         }
