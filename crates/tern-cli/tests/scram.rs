@@ -46,6 +46,10 @@ impl Setup {
             .args(["passwd", "-b", file, "carol", "plain"])
             .assert()
             .success();
+        tern()
+            .args(["passwd", "-b", "--scram", file, "dora", "IX"])
+            .assert()
+            .success();
         let text = std::fs::read_to_string(file).unwrap();
         assert!(text.contains("alice:SCRAM-SHA-256$4096:"), "{text}");
         assert!(text.contains("carol:$7$101$"), "{text}");
@@ -471,6 +475,13 @@ fn tern_pub_logs_in_with_scram() {
     };
     let ok = publish("alice", "wonderland");
     assert!(ok.status.success(), "{ok:?}");
+    // SASLprep (RFC 4013) on both sides: a soft hyphen is mapped to
+    // nothing, and ROMAN NUMERAL NINE is "IX" after NFKC.
+    for password in ["I\u{AD}X", "\u{2168}"] {
+        let ok = publish("dora", password);
+        assert!(ok.status.success(), "{password:?}: {ok:?}");
+    }
+    assert!(!publish("dora", "I X").status.success());
     let refused = publish("alice", "wrong");
     assert!(!refused.status.success(), "{refused:?}");
     let stderr = String::from_utf8_lossy(&refused.stderr);

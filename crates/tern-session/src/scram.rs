@@ -12,10 +12,15 @@
 //! [`ScramCredential`] (salt, iteration count, StoredKey, ServerKey), and
 //! every comparison of secrets is constant-time.
 //!
+//! With the `saslprep` feature, user names and passwords are prepared with
+//! SASLprep (RFC 4013) as RFC 5802 §2.2 asks, on both sides: a user name
+//! SASLprep refuses is refused; a password it refuses (or one that is not
+//! UTF-8) is used as its bytes, on both sides alike. Without the feature
+//! both are used as their UTF-8 bytes, which is the same for ASCII.
+//!
 //! Not supported: channel binding (a `p=` GS2 flag is refused; `y` is
-//! accepted as RFC 5802 §6 allows when the server offers no binding), an
-//! authorization identity (`a=`), and SASLprep: user names and passwords
-//! are used as their UTF-8 bytes, which equals SASLprep for ASCII.
+//! accepted as RFC 5802 §6 allows when the server offers no binding) and an
+//! authorization identity (`a=`).
 
 use alloc::{string::String, vec::Vec};
 use base64::{Engine, engine::general_purpose::STANDARD};
@@ -104,7 +109,7 @@ impl ScramCredential {
     /// The credential for `password` with `salt` (pick it at random) and
     /// `iterations` of PBKDF2-HMAC-SHA-256.
     pub fn derive(password: &[u8], salt: &[u8], iterations: u32) -> Self {
-        let salted = salted_password(password, salt, iterations);
+        let salted = salted_password(&prepare_password(password), salt, iterations);
         let client_key = hmac(&salted, b"Client Key");
         Self {
             iterations,
@@ -117,7 +122,7 @@ impl ScramCredential {
     /// Whether `password` is the one this credential was derived from
     /// (constant-time), so a plain CONNECT password can be checked too.
     pub fn verify_password(&self, password: &[u8]) -> bool {
-        let salted = salted_password(password, &self.salt, self.iterations);
+        let salted = salted_password(&prepare_password(password), &self.salt, self.iterations);
         let stored = sha256(&hmac(&salted, b"Client Key"));
         bool::from(stored.ct_eq(&self.stored_key))
     }
@@ -168,7 +173,7 @@ impl ClientFirst {
             ));
         }
         let mut attrs = bare.split(',');
-        let username = decode_username(attribute(attrs.next(), 'n')?)?;
+        let username = prepare_username(decode_username(attribute(attrs.next(), 'n')?)?)?;
         let nonce = attribute(attrs.next(), 'r')?;
         check_nonce(nonce)?;
         // Optional extensions after the nonce are ignored (RFC 5802 §5.1).
@@ -301,6 +306,7 @@ impl ScramClient {
     /// printable ASCII without `,` (see [`nonce_from_bytes`]).
     pub fn new(username: &str, password: &[u8], nonce: &str) -> Result<Self, ScramError> {
         check_nonce(nonce)?;
+        let username = prepare_username(String::from(username))?;
         let mut bare = String::from("n=");
         for c in username.chars() {
             match c {
@@ -312,7 +318,7 @@ impl ScramClient {
         bare.push_str(",r=");
         bare.push_str(nonce);
         Ok(Self {
-            password: password.to_vec(),
+            password: prepare_password(password).into_owned(),
             bare,
             nonce: String::from(nonce),
             server_signature: None,
@@ -431,6 +437,53 @@ fn xor(a: &[u8; KEY_LEN], b: &[u8; KEY_LEN]) -> [u8; KEY_LEN] {
     core::array::from_fn(|i| a[i] ^ b[i])
 }
 
+// ---- SASLprep (RFC 4013) ----
+
+/// A user name as SCRAM uses it: SASLprep'd with the `saslprep` feature
+/// (refused if SASLprep refuses it), as given without.
+fn prepare_username(name: String) -> Result<String, ScramError> {
+    #[cfg(feature = "saslprep")]
+    {
+        match stringprep::saslprep(&name) {
+            Ok(prepared) if prepared.as_ref() == name => Ok(name),
+            Ok(prepared) => Ok(String::from(prepared.as_ref())),
+            Err(_) => Err(ScramError::Malformed(
+                "the user name is not allowed by SASLprep (RFC 4013)",
+            )),
+        }
+    }
+    #[cfg(not(feature = "saslprep"))]
+    Ok(name)
+}
+
+/// A password as SCRAM hashes it: SASLprep'd with the `saslprep` feature
+/// when it is UTF-8 and SASLprep allows it, otherwise its bytes.
+fn prepare_password(password: &[u8]) -> alloc::borrow::Cow<'_, [u8]> {
+    use alloc::borrow::Cow;
+    #[cfg(feature = "saslprep")]
+    {
+        let prepared = core::str::from_utf8(password)
+            .ok()
+            .and_then(|text| stringprep::saslprep(text).ok());
+        if let Some(prepared) = prepared {
+            return match prepared {
+                Cow::Borrowed(text) => Cow::Borrowed(text.as_bytes()),
+                Cow::Owned(text) => Cow::Owned(text.into_bytes()),
+            };
+        }
+    }
+    Cow::Borrowed(password)
+}
+
+/// SASLprep on its own (RFC 4013), as this module applies it to user names:
+/// the prepared string, or `None` if SASLprep refuses it.
+#[cfg(feature = "saslprep")]
+pub fn saslprep(text: &str) -> Option<String> {
+    stringprep::saslprep(text)
+        .ok()
+        .map(|p| String::from(p.as_ref()))
+}
+
 // ---- the grammar ----
 
 fn message_text(data: &[u8]) -> Result<&str, ScramError> {
@@ -531,6 +584,46 @@ mod tests {
             server.finish(c_final.as_bytes()).unwrap(),
             s_final.as_bytes()
         );
+    }
+
+    /// RFC 4013 §3's examples.
+    #[cfg(feature = "saslprep")]
+    #[test]
+    fn rfc4013_examples() {
+        assert_eq!(saslprep("I\u{AD}X").as_deref(), Some("IX"), "soft hyphen");
+        assert_eq!(saslprep("user").as_deref(), Some("user"));
+        assert_eq!(saslprep("USER").as_deref(), Some("USER"), "no case folding");
+        assert_eq!(saslprep("\u{AA}").as_deref(), Some("a"), "NFKC");
+        assert_eq!(saslprep("\u{2168}").as_deref(), Some("IX"), "NFKC");
+        assert_eq!(saslprep("\u{7}"), None, "prohibited character");
+        assert_eq!(saslprep("\u{627}1"), None, "bidirectional check");
+    }
+
+    /// Both sides prepare: a user and password written differently but
+    /// equal after SASLprep log in; a user name SASLprep refuses is refused.
+    #[cfg(feature = "saslprep")]
+    #[test]
+    fn names_and_passwords_are_prepared_on_both_sides() {
+        let credential = ScramCredential::derive("IX".as_bytes(), b"salt", MIN_ITERATIONS);
+        assert!(credential.verify_password("I\u{AD}X".as_bytes()));
+        assert!(credential.verify_password("\u{2168}".as_bytes()));
+        assert!(!credential.verify_password(b"I X"));
+        let mut client = ScramClient::new("\u{AA}lice", "\u{2168}".as_bytes(), "abc").unwrap();
+        let first = ClientFirst::parse(&client.client_first()).unwrap();
+        assert_eq!(first.username, "alice");
+        let (server, s_first) = ScramServer::start(&first, credential, "xyz").unwrap();
+        let last = client.server_first(&s_first).unwrap();
+        let s_final = server.finish(&last).unwrap();
+        client.server_final(&s_final).unwrap();
+        // A client-first naming a user SASLprep refuses (a control character).
+        assert!(matches!(
+            ClientFirst::parse(b"n,,n=a\x07b,r=abc"),
+            Err(ScramError::Malformed(_))
+        ));
+        assert!(ScramClient::new("a\u{7}b", b"p", "abc").is_err());
+        // A password SASLprep refuses is used as its bytes, on both sides.
+        let raw = ScramCredential::derive(b"p\x07w", b"salt", MIN_ITERATIONS);
+        assert!(raw.verify_password(b"p\x07w"));
     }
 
     #[test]
