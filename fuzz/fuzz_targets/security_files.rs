@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tern_broker::security::{Access, AclFile, PasswordFile, PasswordHash};
+use tern_broker::security::{Access, AclFile, PasswordFile, PasswordHash, scram::Mechanism};
 use tern_topic::TopicName;
 
 fuzz_target!(|data: &[u8]| {
@@ -31,7 +31,9 @@ fuzz_target!(|data: &[u8]| {
         // (operator-chosen) key derivation.
         for user in text.split([':', '\n']).take(8) {
             let _ = file.contains(user);
-            let _ = file.scram_credential(user);
+            for mechanism in [Mechanism::Sha256, Mechanism::Sha512] {
+                let _ = file.scram_credential(user, mechanism);
+            }
         }
     }
     let Ok(acl) = AclFile::parse(text) else {

@@ -27,7 +27,8 @@ comments are kept.
 
 With --scram the line is a SCRAM-SHA-256 credential instead, for MQTT 5
 enhanced authentication (method SCRAM-SHA-256) with `tern broker`:
-`user:SCRAM-SHA-256$4096:salt$StoredKey:ServerKey` (RFC 5803's form). Such a
+`user:SCRAM-SHA-256$4096:salt$StoredKey:ServerKey` (RFC 5803's form); with
+--scram-sha512 a SCRAM-SHA-512 one (`user:SCRAM-SHA-512$4096:...`). Such a
 user may also log in with a plain password. mosquitto does not read these
 lines: keep SCRAM users in a file only Tern reads.
 
@@ -78,6 +79,10 @@ pub(crate) struct PasswdArgs {
     /// mosquitto hash, for MQTT 5 enhanced authentication.
     #[arg(long)]
     scram: bool,
+    /// Write a SCRAM-SHA-512 credential (4096 iterations) instead, for
+    /// enhanced authentication with the method SCRAM-SHA-512.
+    #[arg(long = "scram-sha512", conflicts_with = "scram")]
+    scram_sha512: bool,
     /// PBKDF2 iterations for `-H sha512-pbkdf2` (mosquitto 2.1's `-I`;
     /// default 101, what mosquitto 2.0 writes). Every CONNECT of the user
     /// costs this many HMAC-SHA512 rounds.
@@ -92,7 +97,7 @@ pub(crate) struct PasswdArgs {
 }
 
 pub(crate) fn run(args: &PasswdArgs) -> Result<(), Failure> {
-    if args.iterations.is_some() && (args.scram || args.hash != Hash::Pbkdf2) {
+    if args.iterations.is_some() && (args.scram || args.scram_sha512 || args.hash != Hash::Pbkdf2) {
         return Err(usage("-I is for -H sha512-pbkdf2 only".into()));
     }
     if args.update {
@@ -158,10 +163,16 @@ fn hash(args: &PasswdArgs, password: &[u8]) -> Result<PasswordHash, Failure> {
         getrandom::fill(salt)
             .map_err(|e| failure(format!("no random salt from the operating system: {e}")))
     };
-    if args.scram {
+    if args.scram || args.scram_sha512 {
         let mut salt = [0u8; SCRAM_SALT_LEN];
         random(&mut salt)?;
-        return Ok(PasswordHash::scram_sha256(
+        let mechanism = if args.scram_sha512 {
+            tern_broker::security::scram::Mechanism::Sha512
+        } else {
+            tern_broker::security::scram::Mechanism::Sha256
+        };
+        return Ok(PasswordHash::scram(
+            mechanism,
             password,
             salt,
             tern_broker::security::scram::MIN_ITERATIONS,

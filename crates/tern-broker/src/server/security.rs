@@ -12,7 +12,7 @@ use crate::{
     AuthCheck, AuthDecision, AuthExchange, AuthStart, Authenticator, Client,
     security::{
         Access, AclFile, PasswordFile,
-        scram::{NONCE_RANDOM_LEN, SCRAM_SHA_256, start_scram},
+        scram::{Mechanism, NONCE_RANDOM_LEN, start_scram_with},
     },
 };
 use serde::Deserialize;
@@ -168,7 +168,8 @@ pub type RandomSource = Arc<dyn Fn(&mut [u8]) + Send + Sync>;
 /// swappable while the broker runs. Clones share the rules.
 ///
 /// With a password file it offers MQTT 5 enhanced authentication with
-/// SCRAM-SHA-256 for the users the file has `SCRAM-SHA-256$` lines for;
+/// SCRAM-SHA-256 and SCRAM-SHA-512 for the users the file has
+/// `SCRAM-SHA-256$` or `SCRAM-SHA-512$` lines for;
 /// the server nonces come from the operating system's random source (see
 /// [`with_random`](Self::with_random)).
 #[derive(Clone)]
@@ -222,13 +223,11 @@ impl Authenticator for FileAuthenticator {
     }
 
     fn start_auth(&mut self, method: &str, start: AuthStart<'_>) -> Option<Box<dyn AuthExchange>> {
-        if method != SCRAM_SHA_256 {
-            return None;
-        }
+        let mechanism = Mechanism::from_name(method)?;
         let users = self.with(|r| r.passwords.clone())?;
         let mut random = [0u8; NONCE_RANDOM_LEN];
         (self.random)(&mut random);
-        Some(start_scram(users, start, &random))
+        Some(start_scram_with(mechanism, users, start, &random))
     }
 
     fn authorize_publish(&mut self, client: Client<'_>, topic: &TopicName) -> bool {
