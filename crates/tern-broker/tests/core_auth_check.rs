@@ -259,6 +259,24 @@ fn an_outcome_for_a_connection_that_has_gone_is_ignored() {
 }
 
 #[test]
+fn a_queued_check_whose_connection_has_gone_is_not_run() {
+    let now = Instant::ZERO;
+    let mut b = broker();
+    let conn = b.accept(now);
+    b.handle_bytes(
+        now,
+        conn,
+        &mut bytes(v5(), &[connect(v5(), "c", Some(("alice", b"good")))]),
+    );
+    let check = b.poll_auth_check().unwrap().check;
+    assert!(check.is_wanted());
+    b.handle_closed(now, conn);
+    assert!(!check.is_wanted(), "nobody waits for it");
+    // `Slow` would answer Ok for "good": the work is skipped.
+    assert_eq!(check.run(), Err(ReasonCode::UnspecifiedError));
+}
+
+#[test]
 fn the_connect_timeout_still_runs_while_a_check_is_pending() {
     let now = Instant::ZERO;
     let mut b = broker();

@@ -48,17 +48,42 @@ impl AuthDecision {
 /// Slow work that decides a CONNECT: `Ok` lets the client in, `Err` refuses
 /// it with that CONNACK reason code. Built by an [`Authenticator`]; run by
 /// the shell on a thread of its own (see [`AuthDecision::Check`]).
-pub struct AuthCheck(Box<dyn FnOnce() -> Result<(), ReasonCode> + Send>);
+pub struct AuthCheck {
+    work: Box<dyn FnOnce() -> Result<(), ReasonCode> + Send>,
+    /// Alive while the connection waits for the outcome (the core holds
+    /// the other end): a check whose connection has gone is not run.
+    wanted: Option<std::sync::Weak<()>>,
+}
 
 impl AuthCheck {
     /// A check that runs `work`.
     pub fn new(work: impl FnOnce() -> Result<(), ReasonCode> + Send + 'static) -> Self {
-        Self(Box::new(work))
+        Self {
+            work: Box::new(work),
+            wanted: None,
+        }
     }
 
-    /// Does the work (blocking: not on the core's thread).
+    /// Ties the check to a waiting connection's token.
+    pub(super) fn wanted_while(mut self, token: &std::sync::Arc<()>) -> Self {
+        self.wanted = Some(std::sync::Arc::downgrade(token));
+        self
+    }
+
+    /// Whether anyone still waits for the outcome: false once the
+    /// connection closed (or timed out) while the check was queued.
+    pub fn is_wanted(&self) -> bool {
+        self.wanted.as_ref().is_none_or(|w| w.strong_count() > 0)
+    }
+
+    /// Does the work (blocking: not on the core's thread), unless nobody
+    /// waits for it any more: then the hash is not computed, and the
+    /// outcome (0x80 Unspecified error) goes nowhere.
     pub fn run(self) -> Result<(), ReasonCode> {
-        (self.0)()
+        if !self.is_wanted() {
+            return Err(ReasonCode::UnspecifiedError);
+        }
+        (self.work)()
     }
 }
 

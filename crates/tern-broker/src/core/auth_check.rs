@@ -13,8 +13,10 @@
 //! The core stays free to route everyone else's messages while a hash is
 //! computed (a reconnect storm against a password file costs the core
 //! nothing). A connection that closes or times out meanwhile (the connect
-//! timeout still runs) is forgotten; its check's outcome is then ignored,
-//! and a [`ConnId`] is never reused for another connection.
+//! timeout still runs) is forgotten; its check, if still queued, is not
+//! run ([`AuthCheck::is_wanted`]: a storm of CONNECTs that hang up at once
+//! costs no hashes), its outcome is ignored, and a [`ConnId`] is never
+//! reused for another connection.
 
 use super::{AuthCheck, Broker, ConnId};
 use tern_codec::{Connect, MqttString, PacketType, ReasonCode};
@@ -26,6 +28,9 @@ pub(super) struct Waiting {
     connect: Box<Connect>,
     /// The user name it connects as if the check passes.
     username: Option<MqttString>,
+    /// Its check runs only while this lives ([`AuthCheck::is_wanted`]): a
+    /// connection that closes drops it, and a queued hash is skipped.
+    _token: std::sync::Arc<()>,
 }
 
 /// A check for the shell to run off the core's thread, then report with
@@ -50,9 +55,12 @@ impl Broker {
         let Some(c) = self.conns.get_mut(conn.key()) else {
             return;
         };
+        let token = std::sync::Arc::new(());
+        let check = check.wanted_while(&token);
         c.checking = Some(Box::new(Waiting {
             connect: Box::new(connect),
             username,
+            _token: token,
         }));
         self.auth_checks.push_back(PendingCheck { conn, check });
         self.stats.auth_checks += 1;
@@ -89,7 +97,9 @@ impl Broker {
         if c.closing {
             return;
         }
-        let Waiting { connect, username } = *waiting;
+        let Waiting {
+            connect, username, ..
+        } = *waiting;
         match outcome {
             Ok(()) => self.admit(now, conn, *connect, username, None),
             Err(code) => {
