@@ -128,4 +128,11 @@ pub(crate) const ALL: &[Case] = &[
             check_threads: Some(0),
         },
     },
+    Case {
+        name: "password-storm-argon2id",
+        what: "the password storm with an argon2id line as mosquitto 2.1 writes it (46 MiB, one pass); Tern only: mosquitto 2.0.11 cannot read it",
+        run: |ctx| Box::pin(connections::password_storm(ctx)),
+        limit: secs(120, 400),
+        setup: Setup::Argon2id,
+    },
 ];
