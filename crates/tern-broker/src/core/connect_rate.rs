@@ -11,7 +11,7 @@
 //! once it holds [`PRUNE_AT`] addresses, so it holds at most the addresses
 //! seen in the last second (and at least that many are needed to grow it).
 
-use super::{Broker, ConnId, Limit};
+use super::{Broker, ConnId, Limit, Refusal};
 use core::{net::IpAddr, time::Duration};
 use std::collections::BTreeMap;
 use tern_codec::{Connect, ReasonCode};
@@ -81,7 +81,12 @@ impl Broker {
 
     /// Refuses the CONNECT of a connection over its address's rate; `true`
     /// if it was.
-    pub(super) fn refuse_over_rate(&mut self, now: Instant, conn: ConnId, _: &Connect) -> bool {
+    pub(super) fn refuse_over_rate(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        connect: &Connect,
+    ) -> bool {
         let Some(c) = self.conns.get_mut(conn.key()) else {
             return false;
         };
@@ -90,7 +95,14 @@ impl Broker {
         }
         let code = ReasonCode::ConnectionRateExceeded;
         let _ = c.server.reject(now, code);
-        self.limit_refused(conn, Limit::ConnectionRate, code);
+        let client_id = super::compact(&connect.client_id);
+        self.limit_refused_as(
+            conn,
+            client_id,
+            Limit::ConnectionRate,
+            Refusal::Connect,
+            code,
+        );
         true
     }
 }
