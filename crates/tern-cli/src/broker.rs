@@ -93,6 +93,8 @@ errors; the values shown are the defaults):
   topic_alias_maximum = 64    # topic aliases each way (client to broker and
                               # back, at most what the client allows); 0: none
   sys_interval = 10           # seconds between $SYS/broker/... updates; 0: off
+  connections_per_second_per_address = 0 # more from one IP in a second:
+                              # CONNACK 0x9F (3.1.1: 3); 0: no limit
 
   [tls]                       # mosquitto's names and meanings; TLS 1.2/1.3
   # cert = \"server.pem\"       # certificate chain, PEM (certfile)
@@ -110,6 +112,8 @@ errors; the values shown are the defaults):
   # allow_anonymous = true    # clients without a user name may connect
                               # (default: true without a password file,
                               # false with one); refused: 0x87 (3.1.1: 5)
+  # check_threads = 1         # password hashes at once, off the routing
+                              # thread (default: all cores but one)
 
   [metrics]                   # monitoring over HTTP (GET only); off when absent
   # listen = \"127.0.0.1:9883\" # /metrics (OpenMetrics), /health, /api/stats,

@@ -53,6 +53,10 @@ pub(crate) struct ConnectArgs {
     /// it holds the credential is checked (`tern passwd --scram` writes it).
     #[arg(long)]
     pub(crate) scram: bool,
+    /// As --scram, with SCRAM-SHA-512 (`tern passwd --scram-sha512`
+    /// writes its credential).
+    #[arg(long = "scram-sha512", conflicts_with = "scram")]
+    pub(crate) scram_sha512: bool,
     /// Keep alive in seconds (0: off).
     #[arg(
         short = 'k',
@@ -255,7 +259,7 @@ impl ConnectArgs {
             }
             options = options.tls(tls);
         }
-        let scram = match (self.scram, &username, &password) {
+        let scram = match (self.scram || self.scram_sha512, &username, &password) {
             (false, _, _) => None,
             (true, Some(user), Some(password)) if self.version.is_v5() => Some((user, password)),
             (true, _, _) => {
@@ -276,9 +280,12 @@ impl ConnectArgs {
         }
         options = options.properties(connect);
         if let Some((user, password)) = scram {
-            options = options
-                .scram_sha256(user, password.as_bytes())
-                .map_err(|e| usage(format!("--scram: {e}")))?;
+            options = if self.scram_sha512 {
+                options.scram_sha512(user, password.as_bytes())
+            } else {
+                options.scram_sha256(user, password.as_bytes())
+            }
+            .map_err(|e| usage(format!("--scram: {e}")))?;
         }
         if let Some(topic) = &self.will_topic {
             options = options.will(Will {

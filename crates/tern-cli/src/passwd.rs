@@ -12,17 +12,23 @@ use std::{
     io::{BufRead, IsTerminal},
     path::{Path, PathBuf},
 };
-use tern_broker::security::{DEFAULT_ITERATIONS, PasswordHash, SALT_LEN, SCRAM_SALT_LEN};
+use tern_broker::security::{
+    DEFAULT_ITERATIONS, MOSQUITTO_SALT_LEN, PasswordHash, SALT_LEN, SCRAM_SALT_LEN,
+};
 
 pub(crate) const ABOUT: &str = "\
 Manage a password file for `tern broker` and mosquitto, with mosquitto_passwd's
 flags and file format: one `user:$7$101$salt$hash` line per user (PBKDF2 with
-SHA-512, mosquitto 2's default), or `$6$salt$hash` with `-H sha512`
-(mosquitto 1.6's SHA-512). Lines of other users and comments are kept.
+SHA-512, mosquitto 2.0's default; -I sets the iterations), `$6$salt$hash` with
+`-H sha512` (mosquitto 1.6's SHA-512), or with `-H argon2id` the
+`$argon2id$v=19$m=47104,t=1,p=1$salt$hash` line mosquitto 2.1 writes by
+default (mosquitto 2.0, Debian 12's, cannot read it). Lines of other users and
+comments are kept.
 
 With --scram the line is a SCRAM-SHA-256 credential instead, for MQTT 5
 enhanced authentication (method SCRAM-SHA-256) with `tern broker`:
-`user:SCRAM-SHA-256$4096:salt$StoredKey:ServerKey` (RFC 5803's form). Such a
+`user:SCRAM-SHA-256$4096:salt$StoredKey:ServerKey` (RFC 5803's form); with
+--scram-sha512 a SCRAM-SHA-512 one (`user:SCRAM-SHA-512$4096:...`). Such a
 user may also log in with a plain password. mosquitto does not read these
 lines: keep SCRAM users in a file only Tern reads.
 
@@ -33,6 +39,7 @@ pub(crate) const EXAMPLE: &str = "\
 Example:
   $ tern passwd -c /etc/tern/passwd alice
   $ tern passwd -b /etc/tern/passwd bob s3cret
+  $ tern passwd -H argon2id -b /etc/tern/passwd dana s3cret
   $ tern passwd -b --scram /etc/tern/passwd carol s3cret
   $ tern passwd -D /etc/tern/passwd bob
   $ tern passwd -U /etc/tern/plain-text-passwords";
@@ -45,6 +52,9 @@ pub(crate) enum Hash {
     Pbkdf2,
     /// SHA-512 of the password and salt (`$6$`), for mosquitto 1.6.
     Sha512,
+    /// Argon2id with mosquitto 2.1's parameters (`$argon2id$`; 46 MiB,
+    /// one pass): mosquitto 2.1's default; mosquitto 2.0 cannot read it.
+    Argon2id,
 }
 
 /// `tern passwd`'s flags, as mosquitto_passwd's.
@@ -69,6 +79,15 @@ pub(crate) struct PasswdArgs {
     /// mosquitto hash, for MQTT 5 enhanced authentication.
     #[arg(long)]
     scram: bool,
+    /// Write a SCRAM-SHA-512 credential (4096 iterations) instead, for
+    /// enhanced authentication with the method SCRAM-SHA-512.
+    #[arg(long = "scram-sha512", conflicts_with = "scram")]
+    scram_sha512: bool,
+    /// PBKDF2 iterations for `-H sha512-pbkdf2` (mosquitto 2.1's `-I`;
+    /// default 101, what mosquitto 2.0 writes). Every CONNECT of the user
+    /// costs this many HMAC-SHA512 rounds.
+    #[arg(short = 'I', value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    iterations: Option<u32>,
     /// The password file.
     file: PathBuf,
     /// The user (not with -U).
@@ -78,6 +97,9 @@ pub(crate) struct PasswdArgs {
 }
 
 pub(crate) fn run(args: &PasswdArgs) -> Result<(), Failure> {
+    if args.iterations.is_some() && (args.scram || args.scram_sha512 || args.hash != Hash::Pbkdf2) {
+        return Err(usage("-I is for -H sha512-pbkdf2 only".into()));
+    }
     if args.update {
         if args.user.is_some() {
             return Err(usage("-U takes only the file".into()));
@@ -141,20 +163,35 @@ fn hash(args: &PasswdArgs, password: &[u8]) -> Result<PasswordHash, Failure> {
         getrandom::fill(salt)
             .map_err(|e| failure(format!("no random salt from the operating system: {e}")))
     };
-    if args.scram {
+    if args.scram || args.scram_sha512 {
         let mut salt = [0u8; SCRAM_SALT_LEN];
         random(&mut salt)?;
-        return Ok(PasswordHash::scram_sha256(
+        let mechanism = if args.scram_sha512 {
+            tern_broker::security::scram::Mechanism::Sha512
+        } else {
+            tern_broker::security::scram::Mechanism::Sha256
+        };
+        return Ok(PasswordHash::scram(
+            mechanism,
             password,
             salt,
             tern_broker::security::scram::MIN_ITERATIONS,
         ));
     }
+    if args.hash == Hash::Argon2id {
+        let mut salt = [0u8; MOSQUITTO_SALT_LEN];
+        random(&mut salt)?;
+        return Ok(PasswordHash::argon2id(password, salt));
+    }
     let mut salt = [0u8; SALT_LEN];
     random(&mut salt)?;
     Ok(match args.hash {
-        Hash::Pbkdf2 => PasswordHash::pbkdf2(password, salt, DEFAULT_ITERATIONS),
         Hash::Sha512 => PasswordHash::sha512(password, salt),
+        _ => PasswordHash::pbkdf2(
+            password,
+            salt,
+            args.iterations.unwrap_or(DEFAULT_ITERATIONS),
+        ),
     })
 }
 

@@ -178,6 +178,49 @@ fn mosquitto_clients_log_in_with_the_right_password_only() {
     );
 }
 
+/// Written by Debian's `argon2` tool (libargon2, the library mosquitto 2.1
+/// hashes with; Debian's mosquitto 2.0.11 cannot write argon2id lines):
+/// `echo -n pencil | argon2 SALT -id -t 1 -k 47104 -p 1 -l 64 -e` with
+/// mosquitto 2.1's parameters and a 64-byte salt.
+const LIBARGON2_LINE: &str = "carol:$argon2id$v=19$m=47104,t=1,p=1$bW9zcXVpdHRvLTIuMS11c2VzLWEtNjQtYnl0ZS1zYWx0LXNvLXRoaXMtb25lLWlzLTY0LWJ5dGVzLWxvbmchIQ$4RzEe4RnxEa8TIw+0x6Dhe5w9wzQmVYFsD4uzjx2NVxAwLjwBl8I3wtlgGQpqMGiwKtDRVzpiXaNKuYAqGxMQw";
+
+#[test]
+fn argon2id_lines_as_mosquitto_2_1_writes_them_log_in() {
+    let dir = Dir::new("argon2id");
+    let file = dir.path("passwd");
+    std::fs::write(&file, format!("{LIBARGON2_LINE}\n")).unwrap();
+    tern()
+        .args(["passwd", "-H", "argon2id", "-b", file.to_str().unwrap()])
+        .args(["dana", "s3cret"])
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("\ndana:$argon2id$v=19$m=47104,t=1,p=1$"),
+        "{text}"
+    );
+    let (broker, _, _) = BrokerProcess::start_with(
+        &[
+            "--tcp",
+            "127.0.0.1:0",
+            "--password-file",
+            file.to_str().unwrap(),
+        ],
+        1,
+        0,
+    );
+    for version in ["mqttv311", "mqttv5"] {
+        for user in [("carol", "pencil"), ("dana", "s3cret")] {
+            let ok = publishes(&broker, version, Some(user));
+            assert!(ok.status.success(), "{version} {user:?}: {ok:?}");
+        }
+        for user in [("carol", "pencil!"), ("dana", "s3cre")] {
+            let refused = publishes(&broker, version, Some(user));
+            assert!(!refused.status.success(), "{version} {user:?}");
+        }
+    }
+}
+
 #[test]
 fn mosquitto_sub_receives_only_what_the_acl_lets_it_read() {
     let dir = Dir::new("acl");

@@ -45,15 +45,19 @@ fn users_added_by_tern_passwd_log_in_to_mosquitto() {
     tern_passwd(&["-c", "-b", path, "alice", "s3cret"]).success();
     tern_passwd(&["-b", path, "bob", "p w:d"]).success();
     tern_passwd(&["-H", "sha512", "-b", path, "carol", "old-style"]).success();
+    // mosquitto 2.1's -I: mosquitto 2.0 reads any iteration count.
+    tern_passwd(&["-I", "2000", "-b", path, "ivy", "many rounds"]).success();
     tern_passwd(&["-b", path, "dave", "gone soon"]).success();
     // A new password replaces the old one, in place.
     tern_passwd(&["-b", path, "alice", "n3w"]).success();
     tern_passwd(&["-D", path, "dave"]).success();
     let text = std::fs::read_to_string(&file).unwrap();
     let users: Vec<&str> = text.lines().map(|l| l.split(':').next().unwrap()).collect();
-    assert_eq!(users, ["alice", "bob", "carol"], "{text}");
+    assert_eq!(users, ["alice", "bob", "carol", "ivy"], "{text}");
     assert!(
-        text.contains("alice:$7$101$") && text.contains("carol:$6$"),
+        text.contains("alice:$7$101$")
+            && text.contains("carol:$6$")
+            && text.contains("ivy:$7$2000$"),
         "{text}"
     );
 
@@ -66,6 +70,8 @@ fn users_added_by_tern_passwd_log_in_to_mosquitto() {
     assert!(logs_in(&broker, "bob", "p w:d"));
     assert!(!logs_in(&broker, "bob", "p w"));
     assert!(logs_in(&broker, "carol", "old-style"));
+    assert!(logs_in(&broker, "ivy", "many rounds"));
+    assert!(!logs_in(&broker, "ivy", "many round"));
     assert!(!logs_in(&broker, "dave", "gone soon"), "deleted");
     drop(broker);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -102,4 +108,10 @@ fn mistakes_are_named() {
     tern_passwd(&["/tmp/x", "a", "pw"])
         .code(2)
         .stderr(predicate::str::contains("needs -b"));
+    tern_passwd(&["-H", "sha512", "-I", "5", "-b", "/tmp/x", "a", "pw"])
+        .code(2)
+        .stderr(predicate::str::contains("-I is for -H sha512-pbkdf2"));
+    tern_passwd(&["-I", "0", "-b", "/tmp/x", "a", "pw"])
+        .code(2)
+        .stderr(predicate::str::contains("-I"));
 }

@@ -46,8 +46,17 @@ impl Setup {
             .args(["passwd", "-b", file, "carol", "plain"])
             .assert()
             .success();
+        tern()
+            .args(["passwd", "-b", "--scram", file, "dora", "IX"])
+            .assert()
+            .success();
+        tern()
+            .args(["passwd", "-b", "--scram-sha512", file, "erin", "sha-512"])
+            .assert()
+            .success();
         let text = std::fs::read_to_string(file).unwrap();
         assert!(text.contains("alice:SCRAM-SHA-256$4096:"), "{text}");
+        assert!(text.contains("erin:SCRAM-SHA-512$4096:"), "{text}");
         assert!(text.contains("carol:$7$101$"), "{text}");
         let (broker, _, _) =
             BrokerProcess::start_with(&["--tcp", "127.0.0.1:0", "--password-file", file], 1, 0);
@@ -471,6 +480,38 @@ fn tern_pub_logs_in_with_scram() {
     };
     let ok = publish("alice", "wonderland");
     assert!(ok.status.success(), "{ok:?}");
+    // SASLprep (RFC 4013) on both sides: a soft hyphen is mapped to
+    // nothing, and ROMAN NUMERAL NINE is "IX" after NFKC.
+    for password in ["I\u{AD}X", "\u{2168}"] {
+        let ok = publish("dora", password);
+        assert!(ok.status.success(), "{password:?}: {ok:?}");
+    }
+    assert!(!publish("dora", "I X").status.success());
+    // SCRAM-SHA-512, for the user with a SCRAM-SHA-512 line only: another
+    // mechanism than the user's line is refused like a wrong password.
+    let publish_with = |flag: &str, user: &str, password: &str| {
+        Command::cargo_bin("tern")
+            .unwrap()
+            .args(["pub", "-h", "127.0.0.1", "-p", &port, flag])
+            .args(["-u", user, "-P", password, "-t", "scram/pub", "-m", "hi"])
+            .timeout(WAIT)
+            .output()
+            .unwrap()
+    };
+    let ok = publish_with("--scram-sha512", "erin", "sha-512");
+    assert!(ok.status.success(), "{ok:?}");
+    for (flag, user, password) in [
+        ("--scram-sha512", "erin", "sha-51"),
+        ("--scram", "erin", "sha-512"),
+        ("--scram-sha512", "alice", "wonderland"),
+    ] {
+        let refused = publish_with(flag, user, password);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            !refused.status.success() && stderr.contains("0x86"),
+            "{flag} {user}: {stderr}"
+        );
+    }
     let refused = publish("alice", "wrong");
     assert!(!refused.status.success(), "{refused:?}");
     let stderr = String::from_utf8_lossy(&refused.stderr);

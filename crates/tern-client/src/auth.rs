@@ -1,5 +1,6 @@
 //! MQTT 5 enhanced authentication on the client side: the [`AuthMethod`]
-//! callback the connection task drives, and [`ScramSha256`] built in.
+//! callback the connection task drives, and SCRAM ([`ScramSha256`], and
+//! SCRAM-SHA-512 through [`ScramSha256::sha512`]) built in.
 //!
 //! The connection task calls [`AuthMethod::start`] for every CONNECT (each
 //! reconnection authenticates afresh) and for every
@@ -14,7 +15,7 @@ use std::{
     fmt,
     sync::{Arc, Mutex},
 };
-use tern_session::scram::{ScramClient, nonce_from_bytes};
+use tern_session::scram::{Mechanism, ScramClient, nonce_from_bytes};
 
 /// One enhanced authentication method, as the client runs it.
 pub trait AuthMethod: Send + 'static {
@@ -54,11 +55,13 @@ impl fmt::Debug for SharedAuth {
     }
 }
 
-/// SCRAM-SHA-256 (RFC 5802, RFC 7677): proves the password without sending
-/// it, and checks that the broker holds the credential (its signature in
-/// the final step). Client nonces come from the operating system's random
-/// source.
+/// SCRAM-SHA-256 (RFC 5802, RFC 7677), or SCRAM-SHA-512 with
+/// [`sha512`](Self::sha512): proves the password without sending it, and
+/// checks that the broker holds the credential (its signature in the final
+/// step). Client nonces come from the operating system's random source;
+/// the user name and password are prepared with SASLprep (RFC 4013).
 pub struct ScramSha256 {
+    mechanism: Mechanism,
     username: String,
     password: Vec<u8>,
     exchange: Option<ScramClient>,
@@ -67,6 +70,7 @@ pub struct ScramSha256 {
 impl fmt::Debug for ScramSha256 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ScramSha256")
+            .field("mechanism", &self.mechanism)
             .field("username", &self.username)
             .finish_non_exhaustive()
     }
@@ -76,23 +80,34 @@ impl ScramSha256 {
     /// Authenticates as `username` with `password`.
     pub fn new(username: &str, password: &[u8]) -> Self {
         Self {
+            mechanism: Mechanism::Sha256,
             username: username.to_owned(),
             password: password.to_vec(),
             exchange: None,
+        }
+    }
+
+    /// SCRAM-SHA-512 (method `SCRAM-SHA-512`) as `username` with `password`.
+    pub fn sha512(username: &str, password: &[u8]) -> Self {
+        Self {
+            mechanism: Mechanism::Sha512,
+            ..Self::new(username, password)
         }
     }
 }
 
 impl AuthMethod for ScramSha256 {
     fn method(&self) -> &str {
-        tern_session::scram::SCRAM_SHA_256
+        self.mechanism.name()
     }
 
     fn start(&mut self) -> Result<Option<Bytes>, String> {
         let mut random = [0u8; 18];
         getrandom::fill(&mut random).map_err(|e| format!("no random nonce: {e}"))?;
-        let client = ScramClient::new(&self.username, &self.password, &nonce_from_bytes(&random))
-            .map_err(|e| e.to_string())?;
+        let nonce = nonce_from_bytes(&random);
+        let client =
+            ScramClient::with_mechanism(self.mechanism, &self.username, &self.password, &nonce)
+                .map_err(|e| e.to_string())?;
         let first = client.client_first();
         self.exchange = Some(client);
         Ok(Some(Bytes::from(first)))

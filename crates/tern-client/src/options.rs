@@ -494,6 +494,11 @@ impl Options {
         self.enhanced_auth(crate::ScramSha256::new(username, password))
     }
 
+    /// Enhanced authentication with SCRAM-SHA-512 as `username`.
+    pub fn scram_sha512(self, username: &str, password: &[u8]) -> Result<Self, Error> {
+        self.enhanced_auth(crate::ScramSha256::sha512(username, password))
+    }
+
     /// The Last Will and Testament.
     pub fn will(mut self, will: Will) -> Self {
         self.session.will = Some(will);

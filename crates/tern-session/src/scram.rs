@@ -1,8 +1,9 @@
-//! SCRAM-SHA-256 (RFC 5802, RFC 7677) for MQTT 5 enhanced authentication,
-//! sans-IO, both roles: [`ScramClient`] and [`ScramServer`].
+//! SCRAM-SHA-256 (RFC 5802, RFC 7677) and SCRAM-SHA-512 (the same with
+//! SHA-512) for MQTT 5 enhanced authentication, sans-IO, both roles:
+//! [`ScramClient`] and [`ScramServer`]; [`Mechanism`] says which.
 //!
 //! The messages are the AUTH packets' Authentication Data (method
-//! [`SCRAM_SHA_256`]): client-first in CONNECT, server-first in AUTH 0x18,
+//! [`SCRAM_SHA_256`] or [`SCRAM_SHA_512`]): client-first in CONNECT, server-first in AUTH 0x18,
 //! client-final in AUTH 0x18, server-final in the CONNACK (or, on
 //! re-authentication, in AUTH 0x00).
 //!
@@ -12,20 +13,64 @@
 //! [`ScramCredential`] (salt, iteration count, StoredKey, ServerKey), and
 //! every comparison of secrets is constant-time.
 //!
+//! With the `saslprep` feature, user names and passwords are prepared with
+//! SASLprep (RFC 4013) as RFC 5802 §2.2 asks, on both sides: a user name
+//! SASLprep refuses is refused; a password it refuses (or one that is not
+//! UTF-8) is used as its bytes, on both sides alike. Without the feature
+//! both are used as their UTF-8 bytes, which is the same for ASCII.
+//!
 //! Not supported: channel binding (a `p=` GS2 flag is refused; `y` is
-//! accepted as RFC 5802 §6 allows when the server offers no binding), an
-//! authorization identity (`a=`), and SASLprep: user names and passwords
-//! are used as their UTF-8 bytes, which equals SASLprep for ASCII.
+//! accepted as RFC 5802 §6 allows when the server offers no binding) and an
+//! authorization identity (`a=`).
 
-use alloc::{string::String, vec::Vec};
+use alloc::{string::String, vec, vec::Vec};
 use base64::{Engine, engine::general_purpose::STANDARD};
 use core::fmt;
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
-/// The MQTT Authentication Method name of this mechanism.
+/// The MQTT Authentication Method name of SCRAM-SHA-256.
 pub const SCRAM_SHA_256: &str = "SCRAM-SHA-256";
+/// The MQTT Authentication Method name of SCRAM-SHA-512.
+pub const SCRAM_SHA_512: &str = "SCRAM-SHA-512";
+
+/// Which SCRAM mechanism: the hash behind every step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Mechanism {
+    /// SCRAM-SHA-256 (RFC 7677).
+    #[default]
+    Sha256,
+    /// SCRAM-SHA-512.
+    Sha512,
+}
+
+impl Mechanism {
+    /// Its name, the MQTT Authentication Method.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Sha256 => SCRAM_SHA_256,
+            Self::Sha512 => SCRAM_SHA_512,
+        }
+    }
+
+    /// The mechanism of this Authentication Method name, if it is one.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            SCRAM_SHA_256 => Some(Self::Sha256),
+            SCRAM_SHA_512 => Some(Self::Sha512),
+            _ => None,
+        }
+    }
+
+    /// The length of its hash, keys, proofs and signatures, in bytes.
+    pub const fn key_len(self) -> usize {
+        match self {
+            Self::Sha256 => 32,
+            Self::Sha512 => 64,
+        }
+    }
+}
 /// The fewest iterations a client accepts, and the default written for new
 /// credentials (RFC 7677 §4: at least 4096).
 pub const MIN_ITERATIONS: u32 = 4096;
@@ -34,9 +79,6 @@ pub const MIN_ITERATIONS: u32 = 4096;
 pub const MAX_ITERATIONS: u32 = 10_000_000;
 /// The longest SCRAM message accepted, in bytes (ours are under 300).
 pub const MAX_MESSAGE_LEN: usize = 4096;
-
-const KEY_LEN: usize = 32;
-type HmacSha256 = Hmac<Sha256>;
 
 /// Why a SCRAM exchange failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,43 +124,54 @@ impl core::error::Error for ScramError {}
 /// What a server stores for a user (RFC 5802 §3): never the password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ScramCredential {
+    /// The mechanism it is for.
+    pub mechanism: Mechanism,
     /// PBKDF2 iteration count.
     pub iterations: u32,
     /// The user's salt.
     pub salt: Vec<u8>,
-    /// `H(HMAC(SaltedPassword, "Client Key"))`.
-    pub stored_key: [u8; KEY_LEN],
-    /// `HMAC(SaltedPassword, "Server Key")`.
-    pub server_key: [u8; KEY_LEN],
+    /// `H(HMAC(SaltedPassword, "Client Key"))` ([`Mechanism::key_len`] bytes).
+    pub stored_key: Vec<u8>,
+    /// `HMAC(SaltedPassword, "Server Key")` ([`Mechanism::key_len`] bytes).
+    pub server_key: Vec<u8>,
 }
 
 impl fmt::Debug for ScramCredential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ScramCredential")
+            .field("mechanism", &self.mechanism)
             .field("iterations", &self.iterations)
             .finish_non_exhaustive()
     }
 }
 
 impl ScramCredential {
-    /// The credential for `password` with `salt` (pick it at random) and
-    /// `iterations` of PBKDF2-HMAC-SHA-256.
+    /// The SCRAM-SHA-256 credential for `password` with `salt` (pick it at
+    /// random) and `iterations` of PBKDF2-HMAC-SHA-256.
     pub fn derive(password: &[u8], salt: &[u8], iterations: u32) -> Self {
-        let salted = salted_password(password, salt, iterations);
-        let client_key = hmac(&salted, b"Client Key");
+        Self::derive_for(Mechanism::Sha256, password, salt, iterations)
+    }
+
+    /// The credential for `password` under `mechanism`.
+    pub fn derive_for(mechanism: Mechanism, password: &[u8], salt: &[u8], iterations: u32) -> Self {
+        let m = mechanism;
+        let salted = salted_password(m, &prepare_password(password), salt, iterations);
+        let client_key = hmac(m, &salted, b"Client Key");
         Self {
+            mechanism,
             iterations,
             salt: salt.to_vec(),
-            stored_key: sha256(&client_key),
-            server_key: hmac(&salted, b"Server Key"),
+            stored_key: hash(m, &client_key),
+            server_key: hmac(m, &salted, b"Server Key"),
         }
     }
 
     /// Whether `password` is the one this credential was derived from
     /// (constant-time), so a plain CONNECT password can be checked too.
     pub fn verify_password(&self, password: &[u8]) -> bool {
-        let salted = salted_password(password, &self.salt, self.iterations);
-        let stored = sha256(&hmac(&salted, b"Client Key"));
+        let m = self.mechanism;
+        let salted = salted_password(m, &prepare_password(password), &self.salt, self.iterations);
+        let stored = hash(m, &hmac(m, &salted, b"Client Key"));
         bool::from(stored.ct_eq(&self.stored_key))
     }
 }
@@ -168,7 +221,7 @@ impl ClientFirst {
             ));
         }
         let mut attrs = bare.split(',');
-        let username = decode_username(attribute(attrs.next(), 'n')?)?;
+        let username = prepare_username(decode_username(attribute(attrs.next(), 'n')?)?)?;
         let nonce = attribute(attrs.next(), 'r')?;
         check_nonce(nonce)?;
         // Optional extensions after the nonce are ignored (RFC 5802 §5.1).
@@ -249,20 +302,21 @@ impl ScramServer {
         for extra in attrs {
             check_extension(extra)?;
         }
-        let proof: [u8; KEY_LEN] = STANDARD
+        let m = self.credential.mechanism;
+        let proof = STANDARD
             .decode(proof)
             .ok()
-            .and_then(|p| p.try_into().ok())
+            .filter(|p| p.len() == m.key_len())
             .ok_or(ScramError::Malformed(
-                "proof (p=) is not 32 bytes of base64",
+                "proof (p=) is not base64 of the hash's length",
             ))?;
         let auth_message = self.auth_message(without_proof);
-        let client_signature = hmac(&self.credential.stored_key, auth_message.as_bytes());
+        let client_signature = hmac(m, &self.credential.stored_key, auth_message.as_bytes());
         let client_key = xor(&proof, &client_signature);
-        if !bool::from(sha256(&client_key).ct_eq(&self.credential.stored_key)) {
+        if !bool::from(hash(m, &client_key).ct_eq(&self.credential.stored_key)) {
             return Err(ScramError::InvalidProof);
         }
-        let signature = hmac(&self.credential.server_key, auth_message.as_bytes());
+        let signature = hmac(m, &self.credential.server_key, auth_message.as_bytes());
         Ok(alloc::format!("v={}", STANDARD.encode(signature)).into_bytes())
     }
 
@@ -280,10 +334,11 @@ impl ScramServer {
 /// hold the credential.
 #[derive(Clone)]
 pub struct ScramClient {
+    mechanism: Mechanism,
     password: Vec<u8>,
     bare: String,
     nonce: String,
-    server_signature: Option<[u8; KEY_LEN]>,
+    server_signature: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for ScramClient {
@@ -297,10 +352,21 @@ impl fmt::Debug for ScramClient {
 const GS2_HEADER: &str = "n,,";
 
 impl ScramClient {
-    /// An exchange for `username` with `password`; `nonce` must be
-    /// printable ASCII without `,` (see [`nonce_from_bytes`]).
+    /// A SCRAM-SHA-256 exchange for `username` with `password`; `nonce`
+    /// must be printable ASCII without `,` (see [`nonce_from_bytes`]).
     pub fn new(username: &str, password: &[u8], nonce: &str) -> Result<Self, ScramError> {
+        Self::with_mechanism(Mechanism::Sha256, username, password, nonce)
+    }
+
+    /// An exchange under `mechanism`, as [`new`](Self::new).
+    pub fn with_mechanism(
+        mechanism: Mechanism,
+        username: &str,
+        password: &[u8],
+        nonce: &str,
+    ) -> Result<Self, ScramError> {
         check_nonce(nonce)?;
+        let username = prepare_username(String::from(username))?;
         let mut bare = String::from("n=");
         for c in username.chars() {
             match c {
@@ -312,7 +378,8 @@ impl ScramClient {
         bare.push_str(",r=");
         bare.push_str(nonce);
         Ok(Self {
-            password: password.to_vec(),
+            mechanism,
+            password: prepare_password(password).into_owned(),
             bare,
             nonce: String::from(nonce),
             server_signature: None,
@@ -329,13 +396,14 @@ impl ScramClient {
         let (text, nonce, salt, iterations) = parse_server_first(data, &self.nonce)?;
         let without_proof = alloc::format!("c={},r={nonce}", STANDARD.encode(GS2_HEADER));
         let auth_message = alloc::format!("{},{text},{without_proof}", self.bare);
-        let salted = salted_password(&self.password, &salt, iterations);
-        let client_key = hmac(&salted, b"Client Key");
-        let stored_key = sha256(&client_key);
-        let client_signature = hmac(&stored_key, auth_message.as_bytes());
+        let m = self.mechanism;
+        let salted = salted_password(m, &self.password, &salt, iterations);
+        let client_key = hmac(m, &salted, b"Client Key");
+        let stored_key = hash(m, &client_key);
+        let client_signature = hmac(m, &stored_key, auth_message.as_bytes());
         let proof = xor(&client_key, &client_signature);
-        let server_key = hmac(&salted, b"Server Key");
-        self.server_signature = Some(hmac(&server_key, auth_message.as_bytes()));
+        let server_key = hmac(m, &salted, b"Server Key");
+        self.server_signature = Some(hmac(m, &server_key, auth_message.as_bytes()));
         Ok(alloc::format!("{without_proof},p={}", STANDARD.encode(proof)).into_bytes())
     }
 
@@ -348,11 +416,12 @@ impl ScramClient {
         }
         let expected = self
             .server_signature
+            .as_ref()
             .ok_or(ScramError::Malformed("server-final before server-first"))?;
         let got = STANDARD
             .decode(attribute(Some(first), 'v')?)
             .map_err(|_| ScramError::Malformed("verifier (v=) is not base64"))?;
-        if got.len() == KEY_LEN && bool::from(got.ct_eq(&expected)) {
+        if got.len() == expected.len() && bool::from(got.ct_eq(expected)) {
             Ok(())
         } else {
             Err(ScramError::InvalidServerSignature)
@@ -410,25 +479,84 @@ pub mod fuzzing {
 
 // ---- the primitives ----
 
-fn salted_password(password: &[u8], salt: &[u8], iterations: u32) -> [u8; KEY_LEN] {
-    let mut out = [0u8; KEY_LEN];
-    pbkdf2::pbkdf2_hmac::<Sha256>(password, salt, iterations, &mut out);
+fn salted_password(m: Mechanism, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
+    let mut out = vec![0u8; m.key_len()];
+    match m {
+        Mechanism::Sha256 => pbkdf2::pbkdf2_hmac::<Sha256>(password, salt, iterations, &mut out),
+        Mechanism::Sha512 => pbkdf2::pbkdf2_hmac::<Sha512>(password, salt, iterations, &mut out),
+    }
     out
 }
 
-fn hmac(key: &[u8], data: &[u8]) -> [u8; KEY_LEN] {
+fn hmac(m: Mechanism, key: &[u8], data: &[u8]) -> Vec<u8> {
     // HMAC takes a key of any length.
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
-    mac.update(data);
-    mac.finalize().into_bytes().into()
+    fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], data: &[u8]) -> Vec<u8> {
+        let mut mac = <M as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+        mac.update(data);
+        mac.finalize().into_bytes().to_vec()
+    }
+    match m {
+        Mechanism::Sha256 => run::<Hmac<Sha256>>(key, data),
+        Mechanism::Sha512 => run::<Hmac<Sha512>>(key, data),
+    }
 }
 
-fn sha256(data: &[u8]) -> [u8; KEY_LEN] {
-    Sha256::digest(data).into()
+fn hash(m: Mechanism, data: &[u8]) -> Vec<u8> {
+    match m {
+        Mechanism::Sha256 => Sha256::digest(data).to_vec(),
+        Mechanism::Sha512 => Sha512::digest(data).to_vec(),
+    }
 }
 
-fn xor(a: &[u8; KEY_LEN], b: &[u8; KEY_LEN]) -> [u8; KEY_LEN] {
-    core::array::from_fn(|i| a[i] ^ b[i])
+fn xor(a: &[u8], b: &[u8]) -> Vec<u8> {
+    a.iter().zip(b).map(|(x, y)| x ^ y).collect()
+}
+
+// ---- SASLprep (RFC 4013) ----
+
+/// A user name as SCRAM uses it: SASLprep'd with the `saslprep` feature
+/// (refused if SASLprep refuses it), as given without.
+fn prepare_username(name: String) -> Result<String, ScramError> {
+    #[cfg(feature = "saslprep")]
+    {
+        match stringprep::saslprep(&name) {
+            Ok(prepared) if prepared.as_ref() == name => Ok(name),
+            Ok(prepared) => Ok(String::from(prepared.as_ref())),
+            Err(_) => Err(ScramError::Malformed(
+                "the user name is not allowed by SASLprep (RFC 4013)",
+            )),
+        }
+    }
+    #[cfg(not(feature = "saslprep"))]
+    Ok(name)
+}
+
+/// A password as SCRAM hashes it: SASLprep'd with the `saslprep` feature
+/// when it is UTF-8 and SASLprep allows it, otherwise its bytes.
+fn prepare_password(password: &[u8]) -> alloc::borrow::Cow<'_, [u8]> {
+    use alloc::borrow::Cow;
+    #[cfg(feature = "saslprep")]
+    {
+        let prepared = core::str::from_utf8(password)
+            .ok()
+            .and_then(|text| stringprep::saslprep(text).ok());
+        if let Some(prepared) = prepared {
+            return match prepared {
+                Cow::Borrowed(text) => Cow::Borrowed(text.as_bytes()),
+                Cow::Owned(text) => Cow::Owned(text.into_bytes()),
+            };
+        }
+    }
+    Cow::Borrowed(password)
+}
+
+/// SASLprep on its own (RFC 4013), as this module applies it to user names:
+/// the prepared string, or `None` if SASLprep refuses it.
+#[cfg(feature = "saslprep")]
+pub fn saslprep(text: &str) -> Option<String> {
+    stringprep::saslprep(text)
+        .ok()
+        .map(|p| String::from(p.as_ref()))
 }
 
 // ---- the grammar ----
@@ -531,6 +659,93 @@ mod tests {
             server.finish(c_final.as_bytes()).unwrap(),
             s_final.as_bytes()
         );
+    }
+
+    /// SCRAM-SHA-512 has no RFC example: this is RFC 7677's exchange (same
+    /// user, password, salt and nonces) under SHA-512, as scramp 1.5.0
+    /// (Python, an independent implementation) computes it.
+    #[test]
+    fn sha512_exchange_matches_an_independent_implementation() {
+        let c_first = "n,,n=user,r=rOprNGfwEbeRWgbNEkqO";
+        let s_first = "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+        let c_final = "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=gMGXRcevScNtxZ6/8lQYpGtnsNAc3mGcmNomv+xnoOMw+3R2xNJdMNnzMlTN8PPC6wdp6dybEmDYXYTxwnYPJQ==";
+        let s_final = "v=ZQnYEgWQMFmmsM8aQMF0nDDCy/AgCzkwk8CmMZYcMg0vSVlKDanekLtifDSeVGT4+5ZxXnJq199RVG2rR7N7Zw==";
+        let m = Mechanism::Sha512;
+        let mut client =
+            ScramClient::with_mechanism(m, "user", b"pencil", "rOprNGfwEbeRWgbNEkqO").unwrap();
+        assert_eq!(client.client_first(), c_first.as_bytes());
+        assert_eq!(
+            client.server_first(s_first.as_bytes()).unwrap(),
+            c_final.as_bytes()
+        );
+        client.server_final(s_final.as_bytes()).unwrap();
+
+        let salt = STANDARD.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
+        let credential = ScramCredential::derive_for(m, b"pencil", &salt, 4096);
+        assert_eq!(
+            STANDARD.encode(&credential.stored_key),
+            "6AAub3065EYRmyFpM2RNwqK+eGnrkYuEWbXn19LsEmBqzu8QaCXNc1FwpnX9NhH2hK/60dzj9DoO5DvVkOHbvg=="
+        );
+        assert_eq!(
+            STANDARD.encode(&credential.server_key),
+            "jZHbYjC1aHh0/hKbxyBuGFjDrgjgKTT1esA7awWiKcRZ0o/0b1yWEebBeSVkkCFewf91nLDfKF24mvD5nmE6rA=="
+        );
+        assert!(credential.verify_password(b"pencil"));
+        let first = ClientFirst::parse(c_first.as_bytes()).unwrap();
+        let (server, out) =
+            ScramServer::start(&first, credential, "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0").unwrap();
+        assert_eq!(out, s_first.as_bytes());
+        assert_eq!(
+            server.finish(c_final.as_bytes()).unwrap(),
+            s_final.as_bytes()
+        );
+        // A SHA-256 proof is refused by a SHA-512 server (and its length).
+        let sha256 = ScramCredential::derive(b"pencil", &salt, 4096);
+        let (server, _) =
+            ScramServer::start(&first, sha256, "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0").unwrap();
+        assert!(server.finish(c_final.as_bytes()).is_err());
+        assert_eq!(Mechanism::from_name("SCRAM-SHA-512"), Some(m));
+        assert_eq!(m.name(), SCRAM_SHA_512);
+    }
+
+    /// RFC 4013 §3's examples.
+    #[cfg(feature = "saslprep")]
+    #[test]
+    fn rfc4013_examples() {
+        assert_eq!(saslprep("I\u{AD}X").as_deref(), Some("IX"), "soft hyphen");
+        assert_eq!(saslprep("user").as_deref(), Some("user"));
+        assert_eq!(saslprep("USER").as_deref(), Some("USER"), "no case folding");
+        assert_eq!(saslprep("\u{AA}").as_deref(), Some("a"), "NFKC");
+        assert_eq!(saslprep("\u{2168}").as_deref(), Some("IX"), "NFKC");
+        assert_eq!(saslprep("\u{7}"), None, "prohibited character");
+        assert_eq!(saslprep("\u{627}1"), None, "bidirectional check");
+    }
+
+    /// Both sides prepare: a user and password written differently but
+    /// equal after SASLprep log in; a user name SASLprep refuses is refused.
+    #[cfg(feature = "saslprep")]
+    #[test]
+    fn names_and_passwords_are_prepared_on_both_sides() {
+        let credential = ScramCredential::derive("IX".as_bytes(), b"salt", MIN_ITERATIONS);
+        assert!(credential.verify_password("I\u{AD}X".as_bytes()));
+        assert!(credential.verify_password("\u{2168}".as_bytes()));
+        assert!(!credential.verify_password(b"I X"));
+        let mut client = ScramClient::new("\u{AA}lice", "\u{2168}".as_bytes(), "abc").unwrap();
+        let first = ClientFirst::parse(&client.client_first()).unwrap();
+        assert_eq!(first.username, "alice");
+        let (server, s_first) = ScramServer::start(&first, credential, "xyz").unwrap();
+        let last = client.server_first(&s_first).unwrap();
+        let s_final = server.finish(&last).unwrap();
+        client.server_final(&s_final).unwrap();
+        // A client-first naming a user SASLprep refuses (a control character).
+        assert!(matches!(
+            ClientFirst::parse(b"n,,n=a\x07b,r=abc"),
+            Err(ScramError::Malformed(_))
+        ));
+        assert!(ScramClient::new("a\u{7}b", b"p", "abc").is_err());
+        // A password SASLprep refuses is used as its bytes, on both sides.
+        let raw = ScramCredential::derive(b"p\x07w", b"salt", MIN_ITERATIONS);
+        assert!(raw.verify_password(b"p\x07w"));
     }
 
     #[test]

@@ -220,3 +220,61 @@ pub(crate) async fn connect_storm(ctx: Ctx) -> Result<Attack, String> {
     ));
     Ok(attack)
 }
+
+/// `300` (smoke) or `1,000` (full) CONNECTs as
+/// [`super::STORM_USER`] with its password, 32 at a time, each waiting for
+/// its CONNACK and dropping the connection: every one costs the broker a
+/// password hash ([`super::Setup::Passwords`]).
+pub(crate) async fn password_storm(ctx: Ctx) -> Result<Attack, String> {
+    let mut attack = Attack::default();
+    let workers = 32_u32;
+    let total = ctx.scale.pick(300_u32, 1000);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let sent: Counter = attack.sent.clone();
+        let got = attack.got.clone();
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= total {
+                    return;
+                }
+                let Ok(mut wire) = Wire::open(ctx.tcp, ProtocolVersion::V3_1_1, &sent).await else {
+                    got.note("connection refused");
+                    continue;
+                };
+                let mut connect = connect(ProtocolVersion::V3_1_1, &format!("hostile-pw-{n}"));
+                connect.username = Some(tern_codec::MqttString::from_static(super::STORM_USER));
+                connect.password =
+                    Some(bytes::Bytes::from_static(super::STORM_PASSWORD.as_bytes()));
+                if wire
+                    .send(&Packet::Connect(Box::new(connect)))
+                    .await
+                    .is_err()
+                {
+                    got.note("closed by broker");
+                    continue;
+                }
+                let answer = wire.rx.recv(Duration::from_secs(60)).await;
+                note_end(&got, &answer);
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let took = started.elapsed().as_secs_f64();
+    let accepted: u64 = attack.got.count("CONNACK 0x00");
+    attack.figure(format!(
+        "{accepted}/{total} password CONNECTs accepted in {took:.1} s ({:.0}/s)",
+        accepted as f64 / took
+    ));
+    attack.check(
+        format!("every password CONNECT accepted ({accepted}/{total})"),
+        accepted == u64::from(total),
+    );
+    Ok(attack)
+}

@@ -131,7 +131,32 @@ pub(crate) struct Case {
     pub(crate) run: Run,
     /// How long it may take (smoke, full) before it fails as stuck.
     pub(crate) limit: (Duration, Duration),
+    /// How the brokers are set up for it.
+    pub(crate) setup: Setup,
 }
+
+/// How the brokers are set up for a case.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Setup {
+    /// Anyone may connect, without a user name.
+    Anonymous,
+    /// The same password file for both brokers, with the user
+    /// [`STORM_USER`] hashed with this many PBKDF2 rounds (`$7$`);
+    /// anonymous clients (the bystander) still allowed. `check_threads`:
+    /// Tern's `[security] check_threads` (`None`: its default).
+    Passwords {
+        iterations: u32,
+        check_threads: Option<usize>,
+    },
+    /// The same with an argon2id line as mosquitto 2.1 writes it (`tern
+    /// passwd -H argon2id`): Tern only, as Debian's mosquitto 2.0.11
+    /// cannot read it.
+    Argon2id,
+}
+
+/// The user and password of [`Setup::Passwords`].
+pub(crate) const STORM_USER: &str = "storm";
+pub(crate) const STORM_PASSWORD: &str = "storm-password";
 
 /// The brokers measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,6 +277,13 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     let mut rows: Vec<Row> = Vec::new();
     for case in &selected {
         for &kind in &kinds {
+            if matches!(case.setup, Setup::Argon2id) && kind == Kind::Mosquitto {
+                eprintln!(
+                    "xtask: hostile {} skipped on mosquitto: 2.0.11 cannot read argon2id lines",
+                    case.name
+                );
+                continue;
+            }
             eprintln!(
                 "xtask: hostile {} on {} ({})",
                 case.name,
@@ -401,10 +433,44 @@ fn check_entry(entry: &str, at: &str) -> Result<(), String> {
 
 /// Runs one case against a fresh broker and judges it.
 fn measure(case: &Case, kind: Kind, tern: &Path, scale: Scale) -> Result<Row, String> {
-    let launch = match kind {
+    let mut launch = match kind {
         Kind::Tern => Broker::tern(tern),
         Kind::Mosquitto => Broker::mosquitto(),
     };
+    let dir = std::env::temp_dir().join(format!("tern-hostile-{}", std::process::id()));
+    let hash = match case.setup {
+        Setup::Anonymous => None,
+        Setup::Passwords {
+            iterations,
+            check_threads,
+        } => Some((
+            vec!["-I".to_string(), iterations.to_string()],
+            check_threads,
+        )),
+        Setup::Argon2id => Some((vec!["-H".into(), "argon2id".into()], None)),
+    };
+    if let Some((hash, check_threads)) = hash {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let file = dir.join(format!("passwd-{}", case.name));
+        let path = file.to_str().ok_or("a temporary path that is not UTF-8")?;
+        run(std::process::Command::new(tern)
+            .args(["passwd", "-c", "-b"])
+            .args(&hash)
+            .args([path, STORM_USER, STORM_PASSWORD]))?;
+        launch = match kind {
+            Kind::Tern => {
+                let mut text =
+                    format!("[security]\npassword_file = \"{path}\"\nallow_anonymous = true\n");
+                if let Some(n) = check_threads {
+                    text.push_str(&format!("check_threads = {n}\n"));
+                }
+                launch.settings(&text)
+            }
+            Kind::Mosquitto => {
+                launch.settings(&format!("password_file {path}\nallow_anonymous true\n"))
+            }
+        };
+    }
     let broker = launch.websocket(true).nofile(NOFILE).start()?;
     let pid = broker.pid();
     let ctx = Ctx {

@@ -22,7 +22,7 @@ use tern_codec::{Connect, MqttString, ReasonCode};
 use tern_topic::{SubscriptionFilter, TopicName};
 
 /// The broker's answer to a CONNECT.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum AuthDecision {
     /// Let the client in.
     Accept,
@@ -30,6 +30,67 @@ pub enum AuthDecision {
     /// or Password, 0x87 Not authorized); MQTT 3.x clients get the nearest
     /// return code.
     Reject(ReasonCode),
+    /// The answer takes slow work (a password hash): the core hands this
+    /// check to the shell ([`Broker::poll_auth_check`]), which runs it off
+    /// the core's thread and reports the outcome
+    /// ([`Broker::handle_auth_checked`]). Meanwhile the connection waits:
+    /// its later packets stay unread, and other clients are served.
+    Check(AuthCheck),
+}
+
+impl AuthDecision {
+    /// Whether this is [`Accept`](Self::Accept).
+    pub fn is_accept(&self) -> bool {
+        matches!(self, Self::Accept)
+    }
+}
+
+/// Slow work that decides a CONNECT: `Ok` lets the client in, `Err` refuses
+/// it with that CONNACK reason code. Built by an [`Authenticator`]; run by
+/// the shell on a thread of its own (see [`AuthDecision::Check`]).
+pub struct AuthCheck {
+    work: Box<dyn FnOnce() -> Result<(), ReasonCode> + Send>,
+    /// Alive while the connection waits for the outcome (the core holds
+    /// the other end): a check whose connection has gone is not run.
+    wanted: Option<std::sync::Weak<()>>,
+}
+
+impl AuthCheck {
+    /// A check that runs `work`.
+    pub fn new(work: impl FnOnce() -> Result<(), ReasonCode> + Send + 'static) -> Self {
+        Self {
+            work: Box::new(work),
+            wanted: None,
+        }
+    }
+
+    /// Ties the check to a waiting connection's token.
+    pub(super) fn wanted_while(mut self, token: &std::sync::Arc<()>) -> Self {
+        self.wanted = Some(std::sync::Arc::downgrade(token));
+        self
+    }
+
+    /// Whether anyone still waits for the outcome: false once the
+    /// connection closed (or timed out) while the check was queued.
+    pub fn is_wanted(&self) -> bool {
+        self.wanted.as_ref().is_none_or(|w| w.strong_count() > 0)
+    }
+
+    /// Does the work (blocking: not on the core's thread), unless nobody
+    /// waits for it any more: then the hash is not computed, and the
+    /// outcome (0x80 Unspecified error) goes nowhere.
+    pub fn run(self) -> Result<(), ReasonCode> {
+        if !self.is_wanted() {
+            return Err(ReasonCode::UnspecifiedError);
+        }
+        (self.work)()
+    }
+}
+
+impl std::fmt::Debug for AuthCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthCheck")
+    }
 }
 
 /// A connected client as the authorization checks see it.
@@ -45,7 +106,9 @@ pub struct Client<'a> {
 
 /// Decides who may connect and what they may do.
 ///
-/// Called synchronously by the broker core; implementations must not block.
+/// Called synchronously by the broker core; implementations must not block:
+/// a decision that needs slow work (a password hash) is an
+/// [`AuthDecision::Check`], which the shell runs elsewhere.
 /// The default, [`AllowAll`], lets anonymous clients do anything except
 /// publish to `$SYS` topics (which the broker refuses itself).
 pub trait Authenticator: Send {

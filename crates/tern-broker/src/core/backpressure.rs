@@ -307,8 +307,9 @@ impl Broker {
         }
     }
 
-    /// Tells the shell when whether to read a connection changes.
-    fn update_reading(&mut self, conn: ConnId) {
+    /// Tells the shell when whether to read a connection changes (a
+    /// CONNECT waiting for its password check also keeps it unread).
+    pub(super) fn update_reading(&mut self, conn: ConnId) {
         let blocked = self.backpressure.is_blocked(conn);
         let Some(c) = self.conns.get_mut(conn.key()) else {
             return;
@@ -316,7 +317,7 @@ impl Broker {
         if c.closing {
             return;
         }
-        let paused = !c.flow.writable || blocked;
+        let paused = !c.flow.writable || blocked || c.checking.is_some();
         if paused != c.flow.paused {
             c.flow.paused = paused;
             self.events.push_back(if paused {

@@ -43,6 +43,11 @@ pub struct BrokerConfig {
     /// reports them synced ([`Broker::handle_store_synced`](crate::Broker::handle_store_synced)).
     /// Off by default: then nothing is emitted or held.
     pub durable: bool,
+    /// Connections one source address may open per second (see
+    /// [`Broker::accept_from`](crate::Broker::accept_from)); more are
+    /// refused at their CONNECT with 0x9F Connection rate exceeded (MQTT
+    /// 3.1.1: return code 3). `None` (the default): no limit.
+    pub connections_per_second_per_address: Option<core::num::NonZeroU32>,
 }
 
 /// Output credit: a connection whose unwritten bytes pass `high_water` gets
@@ -92,6 +97,7 @@ impl Default for BrokerConfig {
             retained: super::RetainedLimits::default(),
             max_subscriptions: super::limits::DEFAULT_MAX_SUBSCRIPTIONS,
             durable: false,
+            connections_per_second_per_address: None,
         }
     }
 }

@@ -42,6 +42,9 @@ impl Broker {
 
     pub(super) fn on_connect(&mut self, now: Instant, conn: ConnId, connect: Connect) {
         self.stats.connects_received += 1;
+        if self.refuse_over_rate(now, conn, &connect) {
+            return;
+        }
         let will_over = connect
             .will
             .as_ref()
@@ -73,15 +76,16 @@ impl Broker {
             return;
         }
         let identity = self.conns.get(conn.key()).and_then(|c| c.identity.clone());
-        if let AuthDecision::Reject(code) = self
+        let decision = self
             .auth
-            .authenticate(&connect, identity.as_ref().map(|i| i.as_str()))
-        {
-            self.reject(now, conn, &connect, code);
-            return;
-        }
+            .authenticate(&connect, identity.as_ref().map(|i| i.as_str()));
         let username = identity.or_else(|| connect.username.as_ref().map(super::compact));
-        self.admit(now, conn, connect, username, None);
+        match decision {
+            AuthDecision::Accept => self.admit(now, conn, connect, username, None),
+            AuthDecision::Reject(code) => self.reject(now, conn, &connect, code),
+            // A slow check (a password hash) runs off the core's thread.
+            AuthDecision::Check(check) => self.defer_connect(conn, connect, username, check),
+        }
     }
 
     /// Lets an authenticated client in as `username`: take-over, session

@@ -40,6 +40,9 @@ pub enum Limit {
     /// A QoS 1/2 PUBLISH every recipient's queue was too full for
     /// (`max_queued_messages`, `max_queued_bytes`).
     Queue,
+    /// A connection beyond `connections_per_second_per_address` from its
+    /// source address.
+    ConnectionRate,
 }
 
 impl Limit {
@@ -51,6 +54,7 @@ impl Limit {
             Self::Subscriptions => "max_subscriptions",
             Self::Retained => "max_retained_messages/max_retained_bytes",
             Self::Queue => "max_queued_messages/max_queued_bytes",
+            Self::ConnectionRate => "connections_per_second_per_address",
         }
     }
 }
@@ -65,6 +69,7 @@ impl std::fmt::Display for Limit {
             Self::Subscriptions => "subscriptions",
             Self::Retained => "retained messages",
             Self::Queue => "queued messages",
+            Self::ConnectionRate => "connection rate",
         };
         write!(f, "{what} ({})", self.setting())
     }

@@ -8,11 +8,13 @@
 //! the next deadline and events.
 //!
 //! Methods group as in quinn-proto: input ([`Broker::accept`],
-//! [`Broker::handle_bytes`], [`Broker::handle_packet`],
-//! [`Broker::handle_written`], [`Broker::handle_closed`],
-//! [`Broker::handle_timeout`]), commands ([`Broker::shutdown`]) and output
-//! ([`Broker::poll_transmit`], [`Broker::poll_timeout`],
-//! [`Broker::poll_event`]). The drain rule is tern-session's: after each
+//! [`Broker::accept_from`], [`Broker::handle_bytes`],
+//! [`Broker::handle_packet`], [`Broker::handle_written`],
+//! [`Broker::handle_closed`], [`Broker::handle_timeout`],
+//! [`Broker::handle_auth_checked`]), commands ([`Broker::shutdown`]) and
+//! output ([`Broker::poll_transmit`], [`Broker::poll_timeout`],
+//! [`Broker::poll_event`], [`Broker::poll_auth_check`]: password checks
+//! the shell runs off the core's thread, see `auth_check.rs`). The drain rule is tern-session's: after each
 //! input, drain transmits, then re-arm the timer from `poll_timeout`, then
 //! drain events.
 //!
@@ -32,9 +34,11 @@
 //! [`BrokerEvent::ResumeReading`]). A shell only moves bytes and reports.
 
 mod auth;
+mod auth_check;
 mod backpressure;
 mod config;
 mod connect;
+mod connect_rate;
 mod durable;
 mod enhanced_auth;
 mod limits;
@@ -50,7 +54,10 @@ mod sys;
 mod timers;
 mod topk;
 
-pub use auth::{AllowAll, AuthDecision, AuthExchange, AuthStart, AuthStep, Authenticator, Client};
+pub use auth::{
+    AllowAll, AuthCheck, AuthDecision, AuthExchange, AuthStart, AuthStep, Authenticator, Client,
+};
+pub use auth_check::PendingCheck;
 pub use config::{BrokerConfig, OutputCredit};
 pub use durable::{StoreBatch, StoreOp};
 pub use limits::{
@@ -226,6 +233,11 @@ struct Conn {
     bridge: bool,
     /// An enhanced authentication exchange in progress (`enhanced_auth.rs`).
     auth: Option<Box<enhanced_auth::Pending>>,
+    /// A CONNECT waiting for its password check (`auth_check.rs`).
+    checking: Option<Box<auth_check::Waiting>>,
+    /// Opened over its address's connection rate: its CONNECT is refused
+    /// (`connect_rate.rs`).
+    over_rate: bool,
 }
 
 /// Counters for `$SYS` and monitoring.
@@ -261,6 +273,9 @@ pub struct Stats {
     pub drops: Drops,
     /// Offline sessions ended by their expiry (mosquitto's `clients/expired`).
     pub sessions_expired: u64,
+    /// CONNECTs whose password check was handed to the shell to run off
+    /// the core's thread ([`Broker::poll_auth_check`]).
+    pub auth_checks: u64,
 }
 
 /// The sans-IO MQTT broker.
@@ -282,6 +297,10 @@ pub struct Broker {
     /// [`BrokerConfig::durable`] on (see `durable.rs`).
     durable: Option<Box<durable::Durable>>,
     auth: Box<dyn Authenticator>,
+    /// Password checks for the shell to run (`auth_check.rs`).
+    auth_checks: VecDeque<PendingCheck>,
+    /// Connections per source address (`connect_rate.rs`).
+    connect_rate: connect_rate::ConnectRate,
     stats: Stats,
     /// `$SYS` state: the load averages and what was last published.
     sys: sys::SysState,
@@ -338,6 +357,8 @@ impl Broker {
             store,
             durable,
             auth,
+            auth_checks: VecDeque::new(),
+            connect_rate: connect_rate::ConnectRate::default(),
             stats: Stats::default(),
             sys: sys::SysState::default(),
             top_topics: topk::TopTopics::default(),
@@ -421,6 +442,8 @@ impl Broker {
             retained_backlog: VecDeque::new(),
             bridge: false,
             auth: None,
+            checking: None,
+            over_rate: false,
         });
         self.stats.connections_total += 1;
         let id = ConnId::from_key(key);

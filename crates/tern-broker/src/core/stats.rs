@@ -64,11 +64,15 @@ pub struct Drops {
     /// A QoS 1/2 PUBLISH no recipient's queue had room for, refused to its
     /// publisher (each full queue also counts in `queue_full`).
     pub queue_limit: u64,
+    /// A connection beyond `connections_per_second_per_address` from its
+    /// address, refused at its CONNECT (no message is lost: counted with
+    /// the other limit refusals).
+    pub connection_rate_limit: u64,
 }
 
 impl Drops {
     /// Every reason, with the label `/metrics` gives it.
-    pub fn by_reason(&self) -> [(&'static str, u64); 10] {
+    pub fn by_reason(&self) -> [(&'static str, u64); 11] {
         [
             ("queue_full", self.queue_full),
             ("too_large", self.too_large),
@@ -80,13 +84,18 @@ impl Drops {
             ("subscription_limit", self.subscription_limit),
             ("retained_limit", self.retained_limit),
             ("queue_limit", self.queue_limit),
+            ("connection_rate_limit", self.connection_rate_limit),
         ]
     }
 
-    /// Refusals at a resource limit (issue 13), all four reasons together:
+    /// Refusals at a resource limit (issue 13), all five reasons together:
     /// `$SYS/broker/limits/refused`.
     pub fn limit_refusals(&self) -> u64 {
-        self.topic_limit + self.subscription_limit + self.retained_limit + self.queue_limit
+        self.topic_limit
+            + self.subscription_limit
+            + self.retained_limit
+            + self.queue_limit
+            + self.connection_rate_limit
     }
 
     /// Counts one refusal at `limit`.
@@ -99,6 +108,7 @@ impl Drops {
             }
             Limit::Retained => &mut self.retained_limit,
             Limit::Queue => &mut self.queue_limit,
+            Limit::ConnectionRate => &mut self.connection_rate_limit,
         } += 1;
     }
 }

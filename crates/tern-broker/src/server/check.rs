@@ -105,6 +105,12 @@ impl BrokerSettings {
             "none (every client may publish and subscribe to anything)",
         );
         let _ = writeln!(out, "allow_anonymous = {}", s.allows_anonymous());
+        optional(
+            &mut out,
+            "check_threads",
+            s.check_threads.map(|n| n.to_string()),
+            "all cores but one",
+        );
         let _ = writeln!(out, "\n[metrics]");
         optional(
             &mut out,
@@ -147,6 +153,11 @@ impl BrokerSettings {
         let _ = writeln!(out, "maximum_qos = {}", l.maximum_qos as u8);
         let _ = writeln!(out, "topic_alias_maximum = {}", l.topic_alias_maximum);
         let _ = writeln!(out, "sys_interval = {}", seconds(l.sys_interval));
+        let _ = writeln!(
+            out,
+            "connections_per_second_per_address = {}",
+            l.connections_per_second_per_address
+        );
         out
     }
 
@@ -229,7 +240,8 @@ mod tests {
     fn the_effective_settings_parse_back_to_the_same() {
         let text = "[listeners]\ntcp = [\"127.0.0.1:1\", \"[::1]:2\"]\nws = []\n\
                     [limits]\nconnect_timeout = 0.25\nmax_keep_alive = 30\nmaximum_qos = 1\n\
-                    [security]\npassword_file = \"pw\"\n[metrics]\nlisten = \"127.0.0.1:9\"\n";
+                    connections_per_second_per_address = 20\n\
+                    [security]\npassword_file = \"pw\"\ncheck_threads = 3\n[metrics]\nlisten = \"127.0.0.1:9\"\n";
         let settings = BrokerSettings::from_toml(text).unwrap();
         let effective = settings.to_toml();
         let again =
@@ -242,6 +254,7 @@ mod tests {
             again.security.allows_anonymous(),
             settings.security.allows_anonymous()
         );
+        assert_eq!(again.security.check_threads, Some(3));
         assert!(
             effective.contains("connect_timeout = 0.25\n"),
             "{effective}"

@@ -120,6 +120,9 @@ struct Driver {
     /// the core's events for this input are handled (a `PauseReading`
     /// among them keeps it parked).
     parked: Vec<ConnId>,
+    /// Runs the core's password checks off this task; `None`: they run
+    /// on this task (`check_threads = 0`, and unit tests).
+    checker: Option<super::checks::Checker>,
 }
 
 /// Runs the core until the shutdown signal; then shuts the broker down,
@@ -127,6 +130,7 @@ struct Driver {
 pub(crate) async fn run(
     config: BrokerConfig,
     auth: Box<dyn crate::Authenticator>,
+    check_threads: usize,
     mut accepted: mpsc::Receiver<Accepted>,
     mut control: mpsc::Receiver<Control>,
     mut shutdown: broadcast::Receiver<()>,
@@ -144,6 +148,10 @@ pub(crate) async fn run(
         ),
         reports,
     );
+    // Password hashes are computed off this task (see `checks.rs`); with
+    // no threads for them, here.
+    let (checker, mut checked) = super::checks::Checker::new(check_threads);
+    driver.checker = (check_threads > 0).then_some(checker);
     loop {
         // Re-armed on every turn from the core's next deadline.
         let deadline = driver.broker.poll_timeout().map(|t| {
@@ -163,6 +171,10 @@ pub(crate) async fn run(
             () = sleep_until(deadline), if deadline.is_some() => {
                 let now = driver.now();
                 driver.broker.handle_timeout(now);
+            }
+            Some((conn, outcome)) = checked.recv() => {
+                let now = driver.now();
+                driver.broker.handle_auth_checked(now, conn, outcome);
             }
             Some(new) = accepted.recv() => driver.accept(new),
             Some(request) = control.recv() => match request {
@@ -249,6 +261,7 @@ impl Driver {
             scratch_owner: None,
             dirty: Vec::new(),
             parked: Vec::new(),
+            checker: None,
         }
     }
 
@@ -277,7 +290,12 @@ impl Driver {
     /// and a pending read.
     fn accept(&mut self, new: Accepted) {
         let now = self.now();
-        let conn = self.broker.accept(now);
+        // In-process bridges are not counted against an address's rate.
+        let conn = if new.bridge {
+            self.broker.accept(now)
+        } else {
+            self.broker.accept_from(now, new.peer.ip())
+        };
         if new.bridge {
             self.broker.set_bridge(conn);
         }
@@ -452,6 +470,16 @@ impl Driver {
             while let Some(event) = self.broker.poll_event() {
                 progress = true;
                 self.handle_event(now, event);
+            }
+            while let Some(check) = self.broker.poll_auth_check() {
+                match &self.checker {
+                    Some(checker) => checker.run(check),
+                    None => {
+                        progress = true;
+                        let outcome = check.check.run();
+                        self.broker.handle_auth_checked(now, check.conn, outcome);
+                    }
+                }
             }
             if !progress {
                 break;

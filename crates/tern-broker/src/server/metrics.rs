@@ -153,6 +153,13 @@ impl Collector for SnapshotCollector {
         )?;
         counter(
             e,
+            "tern_auth_checks",
+            "CONNECT password checks run off the routing task.",
+            None,
+            t.auth_checks,
+        )?;
+        counter(
+            e,
             "tern_sessions_expired",
             "Offline sessions ended by their expiry interval.",
             None,
@@ -225,7 +232,8 @@ impl Collector for SnapshotCollector {
              expired (per subscriber), no_subscribers, quota, not_authorized (per \
              PUBLISH), and the resource limits: topic_limit (PUBLISH or will), \
              subscription_limit (SUBSCRIBE filter), retained_limit (not retained), \
-             queue_limit (PUBLISH refused 0x97).",
+             queue_limit (PUBLISH refused 0x97), connection_rate_limit (CONNECT \
+             refused 0x9F).",
             None,
             "reason",
             &t.drops.by_reason(),

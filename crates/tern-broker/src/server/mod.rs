@@ -63,6 +63,7 @@
 pub mod bridge_settings;
 mod bridge_stats;
 mod check;
+mod checks;
 mod connection;
 mod driver;
 mod http;
@@ -402,9 +403,14 @@ pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
             notify_shutdown.subscribe(),
         ));
     }
+    let check_threads = settings
+        .security
+        .check_threads
+        .unwrap_or_else(checks::default_workers);
     let core = tokio::spawn(driver::run(
         settings.broker_config(),
         Box::new(auth),
+        check_threads,
         accepted_rx,
         control_rx,
         notify_shutdown.subscribe(),

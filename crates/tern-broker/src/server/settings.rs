@@ -199,6 +199,11 @@ pub struct Limits {
     /// Seconds between `$SYS` updates (fractions allowed); 0 turns them off.
     #[serde(deserialize_with = "seconds")]
     pub sys_interval: Duration,
+    /// Connections one source (IP) address may open in any one second;
+    /// more are refused at their CONNECT with CONNACK 0x9F Connection rate
+    /// exceeded (MQTT 3.1.1: return code 3), counted in `limits/refused`.
+    /// 0 (the default): no limit.
+    pub connections_per_second_per_address: u32,
 }
 
 impl Default for Limits {
@@ -225,6 +230,7 @@ impl Default for Limits {
             maximum_qos: server.maximum_qos,
             topic_alias_maximum: server.topic_alias_maximum,
             sys_interval: config.sys_interval.unwrap_or(Duration::ZERO),
+            connections_per_second_per_address: 0,
         }
     }
 }
@@ -320,6 +326,8 @@ impl BrokerSettings {
         config.publisher_backpressure =
             (!l.publisher_backpressure.is_zero()).then_some(l.publisher_backpressure);
         config.sys_interval = (!l.sys_interval.is_zero()).then_some(l.sys_interval);
+        config.connections_per_second_per_address =
+            core::num::NonZeroU32::new(l.connections_per_second_per_address);
         config
     }
 }
@@ -464,6 +472,7 @@ mod tests {
             "maximum_qos",
             "topic_alias_maximum",
             "sys_interval",
+            "connections_per_second_per_address",
         ] {
             assert!(
                 text.lines().any(|l| l.starts_with(&format!("{key} ="))),
@@ -475,6 +484,7 @@ mod tests {
             "password_file",
             "acl_file",
             "allow_anonymous",
+            "check_threads",
             "listen",
         ] {
             assert!(

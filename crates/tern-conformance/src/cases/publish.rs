@@ -188,6 +188,11 @@ pub(crate) const CASES: &[Case] = &[
         qos2_id_reuse
     ),
     v5!(
+        "MQTT-4.3.3-9",
+        "after PUBREC >= 0x80 the same id is a new message",
+        qos2_id_reuse_after_refusal
+    ),
+    v5!(
         "MQTT-4.3.2-5",
         "after PUBACK the same id is a new message",
         qos1_id_reuse
@@ -624,6 +629,63 @@ fn qos2_id_reuse(ctx: &Ctx) -> TestResult {
             got.payload
         );
     }
+    p.disconnect()?;
+    s.disconnect()
+}
+
+/// A QoS 2 PUBLISH the server refuses with PUBREC >= 0x80 (a topic of 260
+/// levels: brokers limit levels, Tern and mosquitto to 200), then a new
+/// message with the same packet identifier: it is a new message (PUBREC
+/// below 0x80, delivered), not a duplicate of the refused one.
+fn qos2_id_reuse_after_refusal(ctx: &Ctx) -> TestResult {
+    let topic = ctx.topic("q2r");
+    let (mut s, mut p) = pair(ctx, &topic, QoS::AtMostOnce)?;
+    let deep = format!("{topic}/{}", vec!["l"; 260].join("/"));
+    p.send(Packet::Publish(Publish {
+        qos: QoS::ExactlyOnce,
+        topic: string(&deep),
+        packet_id: Some(pid(9)),
+        payload: Bytes::from_static(b"refused"),
+        ..Publish::default()
+    }))?;
+    match p.recv()? {
+        Packet::PubRec(r) if r.packet_id == pid(9) => ensure!(
+            r.reason_code.is_error(),
+            "a PUBLISH to {} levels was accepted (PUBREC {:?}): this test needs a \
+             server that refuses it with PUBREC >= 0x80",
+            deep.split('/').count(),
+            r.reason_code
+        ),
+        other => {
+            return Err(fail(format!(
+                "expected PUBREC >= 0x80 for a topic of 260+ levels, got {}",
+                name(&other)
+            )));
+        }
+    }
+    p.send(Packet::Publish(Publish {
+        qos: QoS::ExactlyOnce,
+        topic: string(&topic),
+        packet_id: Some(pid(9)),
+        payload: Bytes::from_static(b"new"),
+        ..Publish::default()
+    }))?;
+    match p.wait_for(|x| matches!(x, Packet::PubRec(_)), "PUBREC")? {
+        Packet::PubRec(r) => ensure!(
+            !r.reason_code.is_error(),
+            "the new message got PUBREC {:?}",
+            r.reason_code
+        ),
+        _ => unreachable!(),
+    }
+    p.send(Packet::PubRel(PubRel::new(pid(9))))?;
+    p.wait_for(|x| matches!(x, Packet::PubComp(_)), "PUBCOMP")?;
+    let got = s.recv_publish()?;
+    ensure!(
+        &got.payload[..] == b"new",
+        "expected the new message, got {:?}",
+        got.payload
+    );
     p.disconnect()?;
     s.disconnect()
 }

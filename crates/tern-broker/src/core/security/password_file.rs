@@ -1,9 +1,11 @@
 //! mosquitto's password file: `user:$7$iterations$salt$hash` lines as
-//! `mosquitto_passwd` writes them (PBKDF2-HMAC-SHA512), and the older
-//! `user:$6$salt$hash` (SHA-512 of the password and salt).
+//! `mosquitto_passwd` writes them (PBKDF2-HMAC-SHA512), the older
+//! `user:$6$salt$hash` (SHA-512 of the password and salt), and mosquitto
+//! 2.1's `user:$argon2id$v=19$m=47104,t=1,p=1$salt$hash` (`argon2id.rs`).
 //!
 //! Tern adds one line type mosquitto does not have, for MQTT 5 enhanced
-//! authentication with SCRAM-SHA-256 (`tern passwd --scram` writes it):
+//! authentication with SCRAM-SHA-256 (`tern passwd --scram` writes it) or
+//! SCRAM-SHA-512 (`--scram-sha512`):
 //! `user:SCRAM-SHA-256$iterations:salt$StoredKey:ServerKey`, salt and
 //! keys in standard base64: RFC 5803's form, the one PostgreSQL stores.
 //! Such a user can log in with SCRAM, and with a plain CONNECT password
@@ -14,13 +16,16 @@
 //! reads it and names the path in errors. Verification compares in
 //! constant time.
 
+use super::argon2id::{self, Argon2idHash};
 use base64::{Engine, engine::general_purpose::STANDARD};
 use sha2::{Digest, Sha512};
 use std::{collections::BTreeMap, fmt};
-use tern_session::scram::{self, ScramCredential};
+use tern_session::scram::{self, Mechanism, ScramCredential};
 
-/// The prefix of a SCRAM-SHA-256 line's credential.
-const SCRAM_PREFIX: &str = "SCRAM-SHA-256$";
+/// The prefix of a SCRAM line's credential: the mechanism's name and `$`.
+fn scram_prefix(mechanism: Mechanism) -> String {
+    format!("{}$", mechanism.name())
+}
 /// The salt length `tern passwd --scram` writes.
 pub const SCRAM_SALT_LEN: usize = 16;
 
@@ -64,6 +69,8 @@ enum Stored {
         hash: [u8; HASH_LEN],
     },
     Scram(ScramCredential),
+    /// mosquitto 2.1's default.
+    Argon2id(Box<Argon2idHash>),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -137,10 +144,10 @@ impl PasswordFile {
             .is_some_and(|hash| hash.matches(password))
     }
 
-    /// `user`'s SCRAM-SHA-256 credential, if the file has one for them.
-    pub fn scram_credential(&self, user: &str) -> Option<&ScramCredential> {
+    /// `user`'s SCRAM credential for `mechanism`, if the file has one.
+    pub fn scram_credential(&self, user: &str, mechanism: Mechanism) -> Option<&ScramCredential> {
         match self.users.get(user) {
-            Some(PasswordHash(Stored::Scram(c))) => Some(c),
+            Some(PasswordHash(Stored::Scram(c))) if c.mechanism == mechanism => Some(c),
             _ => None,
         }
     }
@@ -151,7 +158,7 @@ impl PasswordFile {
     /// end), so the server-first message does not reveal who exists (RFC
     /// 5802 §5.1). Nobody can know its password: its keys are digests of
     /// the file's hashes, not of any password.
-    pub fn decoy_scram_credential(&self, user: &str) -> ScramCredential {
+    pub fn decoy_scram_credential(&self, user: &str, mechanism: Mechanism) -> ScramCredential {
         let derive = |label: &[u8]| -> [u8; 32] {
             let mut d = sha2::Sha256::new();
             d.update(self.secret);
@@ -159,11 +166,21 @@ impl PasswordFile {
             d.update(user.as_bytes());
             d.finalize().into()
         };
+        // As long as the mechanism's keys: one or two digests.
+        let key = |label: &[u8]| -> Vec<u8> {
+            let mut key = derive(label).to_vec();
+            if mechanism.key_len() > key.len() {
+                key.extend_from_slice(&derive(&[label, b" 2"].concat()));
+            }
+            key.truncate(mechanism.key_len());
+            key
+        };
         ScramCredential {
+            mechanism,
             iterations: scram::MIN_ITERATIONS,
             salt: derive(b"salt")[..SCRAM_SALT_LEN].to_vec(),
-            stored_key: derive(b"stored key"),
-            server_key: derive(b"server key"),
+            stored_key: key(b"stored key"),
+            server_key: key(b"server key"),
         }
     }
 
@@ -187,12 +204,17 @@ impl PasswordHash {
     /// `$6$salt$hash` or `$7$iterations$salt$hash`, salt and hash in
     /// standard base64.
     pub fn parse(text: &str) -> Result<Self, String> {
-        if let Some(rest) = text.strip_prefix(SCRAM_PREFIX) {
-            return parse_scram(rest).map(|c| Self(Stored::Scram(c)));
+        for mechanism in [Mechanism::Sha256, Mechanism::Sha512] {
+            if let Some(rest) = text.strip_prefix(&scram_prefix(mechanism)) {
+                return parse_scram(mechanism, rest).map(|c| Self(Stored::Scram(c)));
+            }
+        }
+        if text.starts_with(argon2id::PREFIX) {
+            return Argon2idHash::parse(text).map(|h| Self(Stored::Argon2id(Box::new(h))));
         }
         let mut parts = text.split('$');
         if parts.next() != Some("") {
-            return Err("the hash must start with $6$ or $7$ (run mosquitto_passwd -U on a plain-text file)".into());
+            return Err("the hash must start with $6$, $7$ or $argon2id$ (run mosquitto_passwd -U on a plain-text file)".into());
         }
         let kind = match parts.next() {
             Some("6") => HashKind::Sha512,
@@ -205,7 +227,9 @@ impl PasswordHash {
                 HashKind::Pbkdf2Sha512 { iterations }
             }
             Some(other) => {
-                return Err(format!("unknown hash type ${other}$ (expected $6$ or $7$)"));
+                return Err(format!(
+                    "unknown hash type ${other}$ (expected $6$, $7$ or $argon2id$)"
+                ));
             }
             None => return Err("missing hash type".into()),
         };
@@ -238,6 +262,7 @@ impl PasswordHash {
         let (kind, salt, hash) = match &self.0 {
             Stored::Mosquitto { kind, salt, hash } => (*kind, salt, hash),
             Stored::Scram(credential) => return credential.verify_password(password),
+            Stored::Argon2id(hash) => return hash.matches(password),
         };
         let computed = Self::compute(kind, salt, password);
         // Constant time: every byte is compared whatever the first differs.
@@ -253,8 +278,19 @@ impl PasswordHash {
     /// enhanced authentication; a plain CONNECT password is checked
     /// against it as well.
     pub fn scram_sha256(password: &[u8], salt: [u8; SCRAM_SALT_LEN], iterations: u32) -> Self {
-        Self(Stored::Scram(ScramCredential::derive(
-            password, &salt, iterations,
+        Self::scram(Mechanism::Sha256, password, salt, iterations)
+    }
+
+    /// A SCRAM credential for `password` under `mechanism` (a
+    /// `SCRAM-SHA-256$` or `SCRAM-SHA-512$` line).
+    pub fn scram(
+        mechanism: Mechanism,
+        password: &[u8],
+        salt: [u8; SCRAM_SALT_LEN],
+        iterations: u32,
+    ) -> Self {
+        Self(Stored::Scram(ScramCredential::derive_for(
+            mechanism, password, &salt, iterations,
         )))
     }
 
@@ -266,6 +302,16 @@ impl PasswordHash {
             salt,
             hash: Self::compute(HashKind::Sha512, &salt, password),
         })
+    }
+
+    /// An argon2id hash of `password` with mosquitto 2.1's parameters (46
+    /// MiB, one pass, one lane, a 64-byte hash): what mosquitto 2.1's
+    /// `mosquitto_passwd` writes by default (the caller picks the salt at
+    /// random). mosquitto 2.0 cannot read it.
+    pub fn argon2id(password: &[u8], salt: [u8; argon2id::MOSQUITTO_SALT_LEN]) -> Self {
+        Self(Stored::Argon2id(Box::new(Argon2idHash::mosquitto(
+            password, salt,
+        ))))
     }
 
     /// A `$7$` line's hash for `password` with this `salt`: what
@@ -288,13 +334,15 @@ impl fmt::Display for PasswordHash {
             Stored::Scram(c) => {
                 return write!(
                     f,
-                    "{SCRAM_PREFIX}{}:{}${}:{}",
+                    "{}{}:{}${}:{}",
+                    scram_prefix(c.mechanism),
                     c.iterations,
                     STANDARD.encode(&c.salt),
-                    STANDARD.encode(c.stored_key),
-                    STANDARD.encode(c.server_key)
+                    STANDARD.encode(&c.stored_key),
+                    STANDARD.encode(&c.server_key)
                 );
             }
+            Stored::Argon2id(hash) => return hash.fmt(f),
         };
         match kind {
             HashKind::Sha512 => f.write_str("$6$")?,
@@ -310,11 +358,12 @@ impl fmt::Debug for PasswordHash {
     }
 }
 
-/// `iterations:salt$StoredKey:ServerKey` (after `SCRAM-SHA-256$`).
-fn parse_scram(text: &str) -> Result<ScramCredential, String> {
+/// `iterations:salt$StoredKey:ServerKey` (after `SCRAM-SHA-256$` or
+/// `SCRAM-SHA-512$`).
+fn parse_scram(mechanism: Mechanism, text: &str) -> Result<ScramCredential, String> {
     let (params, keys) = text
         .split_once('$')
-        .ok_or("a SCRAM-SHA-256 line is SCRAM-SHA-256$iterations:salt$StoredKey:ServerKey")?;
+        .ok_or("a SCRAM line is SCRAM-SHA-256$iterations:salt$StoredKey:ServerKey")?;
     let (iterations, salt) = params
         .split_once(':')
         .ok_or("missing ':' between SCRAM iteration count and salt")?;
@@ -337,11 +386,26 @@ fn parse_scram(text: &str) -> Result<ScramCredential, String> {
     let (stored_key, server_key) = keys
         .split_once(':')
         .ok_or("missing ':' between StoredKey and ServerKey")?;
+    let key = |field: &str, what: &str| -> Result<Vec<u8>, String> {
+        let bytes = STANDARD
+            .decode(field)
+            .map_err(|e| format!("{what} is not base64: {e}"))?;
+        if bytes.len() == mechanism.key_len() {
+            Ok(bytes)
+        } else {
+            Err(format!(
+                "{what} is {} bytes, not {}",
+                bytes.len(),
+                mechanism.key_len()
+            ))
+        }
+    };
     Ok(ScramCredential {
+        mechanism,
         iterations,
         salt,
-        stored_key: decode(Some(stored_key), "StoredKey")?,
-        server_key: decode(Some(server_key), "ServerKey")?,
+        stored_key: key(stored_key, "StoredKey")?,
+        server_key: key(server_key, "ServerKey")?,
     })
 }
 
@@ -377,10 +441,15 @@ mod tests {
         let file = PasswordFile::parse(&line).unwrap();
         assert!(file.verify("user", b"pencil"));
         assert!(!file.verify("user", b"pencil!"));
-        let c = file.scram_credential("user").unwrap();
+        let c = file.scram_credential("user", Mechanism::Sha256).unwrap();
+        assert!(file.scram_credential("user", Mechanism::Sha512).is_none());
         assert_eq!(c, &ScramCredential::derive(b"pencil", &[3; 16], 4096));
         for (bad, needle) in [
             ("u:SCRAM-SHA-256$4096:AAAA\n", "SCRAM-SHA-256$iterations"),
+            (
+                "u:SCRAM-SHA-512$4096:AAAA$AA==:AA==\n",
+                "StoredKey is 1 bytes, not 64",
+            ),
             ("u:SCRAM-SHA-256$10:AAAA$AA:AA\n", "iteration count"),
             ("u:SCRAM-SHA-256$4096:!!$AA:AA\n", "salt"),
             (

@@ -1,6 +1,6 @@
-//! SCRAM-SHA-256 enhanced authentication against a password file's
-//! `SCRAM-SHA-256$` lines: an [`AuthExchange`] over tern-session's
-//! [`ScramServer`].
+//! SCRAM-SHA-256 and SCRAM-SHA-512 enhanced authentication against a
+//! password file's `SCRAM-SHA-256$` and `SCRAM-SHA-512$` lines: an
+//! [`AuthExchange`] over tern-session's [`ScramServer`].
 //!
 //! The server's nonce is made from random bytes the caller passes in
 //! ([`start_scram`]): the core has no random source of its own, so a
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tern_codec::{MqttString, ReasonCode};
 use tern_session::scram::{ClientFirst, ScramError, ScramServer, nonce_from_bytes};
 
-pub use tern_session::scram::{MIN_ITERATIONS, SCRAM_SHA_256};
+pub use tern_session::scram::{MIN_ITERATIONS, Mechanism, SCRAM_SHA_256, SCRAM_SHA_512};
 
 /// How many random bytes a server nonce is made of (RFC 5802 asks for a
 /// nonce that is not predictable; 18 bytes are 24 base64 characters).
@@ -21,7 +21,8 @@ pub const NONCE_RANDOM_LEN: usize = 18;
 
 /// A SCRAM-SHA-256 exchange for a client, checked against `users`'
 /// SCRAM credentials; `random` makes the server nonce (use
-/// [`NONCE_RANDOM_LEN`] fresh random bytes).
+/// [`NONCE_RANDOM_LEN`] fresh random bytes). [`start_scram_with`] for
+/// another mechanism.
 ///
 /// The user SCRAM names must be the one the connection already has when
 /// there is one: the TLS identity, the CONNECT's User Name, or on
@@ -36,11 +37,23 @@ pub fn start_scram(
     start: AuthStart<'_>,
     random: &[u8],
 ) -> Box<dyn AuthExchange> {
+    start_scram_with(Mechanism::Sha256, users, start, random)
+}
+
+/// [`start_scram`] under `mechanism`: a user whose line is for another
+/// mechanism is refused as an unknown one (0x86, after the same steps).
+pub fn start_scram_with(
+    mechanism: Mechanism,
+    users: Arc<PasswordFile>,
+    start: AuthStart<'_>,
+    random: &[u8],
+) -> Box<dyn AuthExchange> {
     let expected = match start.reauthenticating {
         Some(current) => current,
         None => start.identity.or(start.username),
     };
     Box::new(ScramExchange {
+        mechanism,
         users,
         nonce: nonce_from_bytes(random),
         expected: expected.map(String::from),
@@ -50,6 +63,7 @@ pub fn start_scram(
 
 #[derive(Debug)]
 struct ScramExchange {
+    mechanism: Mechanism,
     users: Arc<PasswordFile>,
     nonce: String,
     expected: Option<String>,
@@ -88,9 +102,10 @@ impl ScramExchange {
         if self.expected.as_ref().is_some_and(|u| *u != first.username) {
             return AuthStep::Failure(ReasonCode::NotAuthorized);
         }
-        let credential = match self.users.scram_credential(&first.username) {
+        let m = self.mechanism;
+        let credential = match self.users.scram_credential(&first.username, m) {
             Some(credential) => credential.clone(),
-            None => self.users.decoy_scram_credential(&first.username),
+            None => self.users.decoy_scram_credential(&first.username, m),
         };
         match ScramServer::start(&first, credential, &self.nonce) {
             Ok((server, server_first)) => {

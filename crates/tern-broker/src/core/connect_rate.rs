@@ -1,0 +1,141 @@
+//! Connections per second from one source address: each address may open
+//! `connections_per_second_per_address` connections in any one-second
+//! window (counted from its first connection in the window); the ones
+//! beyond are answered at their CONNECT with CONNACK 0x9F Connection rate
+//! exceeded (MQTT 3.1.1: return code 3, Server unavailable), counted as a
+//! [`Limit::ConnectionRate`](super::Limit::ConnectionRate) refusal, and
+//! closed. Refused connections count too: a client that retries without
+//! pause stays refused until it slows down.
+//!
+//! The windows are a map by address, pruned of windows that have ended
+//! once it holds [`PRUNE_AT`] addresses, so it holds at most the addresses
+//! seen in the last second (and at least that many are needed to grow it).
+
+use super::{Broker, ConnId, Limit, Refusal};
+use core::{net::IpAddr, time::Duration};
+use std::collections::BTreeMap;
+use tern_codec::{Connect, ReasonCode};
+use tern_session::Instant;
+
+/// The window.
+const SECOND: Duration = Duration::from_secs(1);
+/// Addresses held before ended windows are pruned.
+const PRUNE_AT: usize = 1024;
+
+/// Each address's current window.
+#[derive(Debug, Default)]
+pub(super) struct ConnectRate {
+    windows: BTreeMap<IpAddr, Window>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start: Instant,
+    count: u32,
+}
+
+impl ConnectRate {
+    /// Counts a connection from `source` at `now`; whether it is within
+    /// `per_second`.
+    fn admit(&mut self, now: Instant, source: IpAddr, per_second: u32) -> bool {
+        if self.windows.len() >= PRUNE_AT {
+            self.windows.retain(|_, w| now < w.start + SECOND);
+        }
+        let window = self.windows.entry(source).or_insert(Window {
+            start: now,
+            count: 0,
+        });
+        if now >= window.start + SECOND {
+            *window = Window {
+                start: now,
+                count: 0,
+            };
+        }
+        window.count = window.count.saturating_add(1);
+        window.count <= per_second
+    }
+
+    /// Addresses held (for tests).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.windows.len()
+    }
+}
+
+impl Broker {
+    /// A new network connection from `source` (the peer's address); as
+    /// [`accept`](Self::accept), and counted against
+    /// [`BrokerConfig::connections_per_second_per_address`](super::BrokerConfig::connections_per_second_per_address):
+    /// one over it is refused at its CONNECT.
+    pub fn accept_from(&mut self, now: Instant, source: IpAddr) -> ConnId {
+        let conn = self.accept(now);
+        if let Some(rate) = self.config.connections_per_second_per_address {
+            if !self.connect_rate.admit(now, source, rate.get()) {
+                if let Some(c) = self.conns.get_mut(conn.key()) {
+                    c.over_rate = true;
+                }
+            }
+        }
+        conn
+    }
+
+    /// Refuses the CONNECT of a connection over its address's rate; `true`
+    /// if it was.
+    pub(super) fn refuse_over_rate(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        connect: &Connect,
+    ) -> bool {
+        let Some(c) = self.conns.get_mut(conn.key()) else {
+            return false;
+        };
+        if !c.over_rate {
+            return false;
+        }
+        let code = ReasonCode::ConnectionRateExceeded;
+        let _ = c.server.reject(now, code);
+        let client_id = super::compact(&connect.client_id);
+        self.limit_refused_as(
+            conn,
+            client_id,
+            Limit::ConnectionRate,
+            Refusal::Connect,
+            code,
+        );
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: u64) -> Instant {
+        Instant::ZERO + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn each_address_gets_its_rate_per_window() {
+        let mut r = ConnectRate::default();
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        assert!(r.admit(at(0), a, 2));
+        assert!(r.admit(at(10), a, 2));
+        assert!(!r.admit(at(20), a, 2), "a third in the same second");
+        assert!(r.admit(at(20), b, 2), "another address has its own");
+        assert!(!r.admit(at(999), a, 2));
+        assert!(r.admit(at(1000), a, 2), "a new window");
+    }
+
+    #[test]
+    fn ended_windows_are_pruned() {
+        let mut r = ConnectRate::default();
+        for i in 0..PRUNE_AT as u32 {
+            assert!(r.admit(at(0), IpAddr::from(i.to_be_bytes()), 1));
+        }
+        assert_eq!(r.len(), PRUNE_AT);
+        r.admit(at(1000), [192, 0, 2, 1].into(), 1);
+        assert_eq!(r.len(), 1, "only the address of the live window");
+    }
+}
