@@ -106,6 +106,17 @@ errors; the values shown are the defaults):
                               # (default: true without a password file,
                               # false with one); refused: 0x87 (3.1.1: 5)
 
+  [storage]                   # keep state on disk (--data-dir); off when absent
+  # dir = \"/var/lib/tern\"     # sessions, subscriptions, retained messages
+  sync = \"always\"             # \"always\": an acknowledgement (CONNACK, SUBACK,
+                              # PUBACK, PUBREC) that promises stored state is
+                              # sent only after an fsync (group commit); it
+                              # survives kill -9 and power loss. \"interval\":
+                              # sent once written to the OS (survives kill -9);
+                              # fsync every sync_interval_ms, so a machine
+                              # crash loses at most that window
+  sync_interval_ms = 1000
+
   [metrics]                   # monitoring over HTTP (GET only); off when absent
   # listen = \"127.0.0.1:9883\" # /metrics (OpenMetrics), /health, /api/stats,
                               # and a live dashboard at /
@@ -198,6 +209,15 @@ pub(crate) struct BrokerArgs {
     /// network. Replaces `[metrics] listen`.
     #[arg(long, value_name = "IP:PORT")]
     metrics: Option<SocketAddr>,
+    /// Keep sessions (clean start 0 or a Session Expiry Interval), their
+    /// subscriptions and retained messages in this directory (created if
+    /// missing), so they survive a restart, SIGTERM or kill -9. With
+    /// `[storage] sync = "always"` (the default) a CONNACK, SUBACK, PUBACK
+    /// or PUBREC that promises stored state is sent only after it is
+    /// fsynced. Not yet kept: queued and in-flight messages, wills.
+    /// Without it, everything is in memory only. Replaces `[storage] dir`.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     /// Read settings (listeners and limits) from this TOML file. SIGHUP
     /// reads its `[limits]` again.
     #[arg(long, value_name = "FILE")]
@@ -275,6 +295,9 @@ impl BrokerArgs {
         }
         if let Some(addr) = self.metrics {
             settings.metrics.listen = Some(addr);
+        }
+        if let Some(dir) = &self.data_dir {
+            settings.storage.dir = Some(dir.clone());
         }
         Ok(settings)
     }

@@ -17,15 +17,23 @@
 //! acknowledgements wait behind it, so they still go out in arrival order
 //! [MQTT-4.6.0-2] [MQTT-4.6.0-3].
 //!
-//! Covered so far: retained messages. Not yet: sessions, subscriptions,
-//! queued and in-flight messages, incoming QoS 2 state, and holding the
-//! deliveries an unsynced batch made (ARCHITECTURE.md, tern-store).
+//! A CONNACK or SUBACK (or UNSUBACK) that promises stored state (a session
+//! that outlives its connection, its subscriptions) is held differently:
+//! the connection's whole output waits behind a *gate* until the batch
+//! syncs, so nothing it is sent after it overtakes it.
+//!
+//! Covered so far: retained messages, sessions that outlive their
+//! connection (client identifier, protocol level, Session Expiry Interval)
+//! and their subscriptions. Not yet: queued and in-flight messages,
+//! incoming QoS 2 state, wills, when an offline session ends (a restored
+//! session's expiry restarts at start-up), and holding the deliveries an
+//! unsynced batch made (ARCHITECTURE.md, tern-store).
 
 use super::{ConnId, SessionKey, Store, StoredState};
 use crate::RetainedMessage;
 use std::collections::VecDeque;
 use tern_codec::ReasonCode;
-use tern_codec::{MqttString, Will};
+use tern_codec::{MqttString, SubscriptionId, SubscriptionOptions, Will};
 use tern_session::AckToken;
 use tern_session::{Instant, ServerSession};
 use tern_topic::TopicName;
@@ -45,6 +53,40 @@ pub enum StoreOp {
     DeleteRetained {
         /// Its topic.
         topic: TopicName,
+    },
+    /// A session that outlives its connection was created, resumed, or
+    /// had its Session Expiry Interval changed.
+    PutSession {
+        /// Its client identifier.
+        client_id: MqttString,
+        /// The protocol level of its client's last CONNECT (3, 4 or 5).
+        protocol: u8,
+        /// Its Session Expiry Interval in seconds (`u32::MAX`: never).
+        expiry_interval: u32,
+    },
+    /// A stored session ended (clean start, expiry, or an interval of 0):
+    /// its subscriptions go with it.
+    DeleteSession {
+        /// Its client identifier.
+        client_id: MqttString,
+    },
+    /// A stored session subscribed (or replaced a subscription).
+    PutSubscription {
+        /// Its client identifier.
+        client_id: MqttString,
+        /// The topic filter.
+        filter: MqttString,
+        /// The granted options.
+        options: SubscriptionOptions,
+        /// Its Subscription Identifier.
+        id: Option<SubscriptionId>,
+    },
+    /// A stored session unsubscribed.
+    DeleteSubscription {
+        /// Its client identifier.
+        client_id: MqttString,
+        /// The topic filter.
+        filter: MqttString,
     },
 }
 
@@ -85,6 +127,9 @@ pub(super) struct Durable {
     /// Held acknowledgements, in the order they were held (their sequence
     /// numbers never decrease).
     held: VecDeque<HeldAck>,
+    /// Connections whose output waits for a batch (a CONNACK or SUBACK
+    /// that promises stored state is in it), in sequence order.
+    gates: VecDeque<(u64, ConnId)>,
 }
 
 impl Default for Durable {
@@ -94,6 +139,7 @@ impl Default for Durable {
             next_seq: 1,
             batches: VecDeque::new(),
             held: VecDeque::new(),
+            gates: VecDeque::new(),
         }
     }
 }
@@ -138,6 +184,20 @@ impl Durable {
             reason,
         });
         None
+    }
+
+    /// Holds `conn`'s output until what is recorded so far is synced:
+    /// returns the sequence number of the batch it waits for.
+    pub(super) fn gate(&mut self, conn: ConnId) -> u64 {
+        let seq = self.next_seq;
+        self.gates.push_back((seq, conn));
+        seq
+    }
+
+    /// The connections whose gates batch `seq` (and those before it) opens.
+    pub(super) fn opened(&mut self, seq: u64) -> Vec<(u64, ConnId)> {
+        let n = self.gates.iter().take_while(|g| g.0 <= seq).count();
+        self.gates.drain(..n).collect()
     }
 
     /// The next batch to apply: what was recorded since the last one.

@@ -233,6 +233,9 @@ struct Conn {
     bridge: bool,
     /// An enhanced authentication exchange in progress (`enhanced_auth.rs`).
     auth: Option<Box<enhanced_auth::Pending>>,
+    /// Its output waits for this storage batch to sync (a CONNACK or
+    /// SUBACK in it promises stored state; see `durable.rs`).
+    gate: Option<u64>,
 }
 
 /// Counters for `$SYS` and monitoring.
@@ -425,6 +428,7 @@ impl Broker {
             retained_backlog: VecDeque::new(),
             bridge: false,
             auth: None,
+            gate: None,
         });
         self.stats.connections_total += 1;
         let id = ConnId::from_key(key);
@@ -535,7 +539,17 @@ impl Broker {
         let Some(d) = self.durable.as_mut() else {
             return;
         };
-        for held in d.synced(seq) {
+        let opened = d.opened(seq);
+        let held = d.synced(seq);
+        for (gate, conn) in opened {
+            if let Some(c) = self.conns.get_mut(conn.key()) {
+                if c.gate.is_some_and(|g| g <= gate) {
+                    c.gate = None;
+                    self.mark_ready(conn);
+                }
+            }
+        }
+        for held in held {
             // To the session's connection now, which is not the one that
             // received the message when that one has closed meanwhile (a
             // QoS 2 token stays good across the session's connections), or
@@ -677,7 +691,7 @@ impl Broker {
                 self.ready.pop_front();
                 continue;
             };
-            if c.flow.is_writable() {
+            if c.flow.is_writable() && c.gate.is_none() {
                 // Messages the session drops on the way out (expired, too
                 // large for the client) show as its counters moving.
                 let dropped = stats::session_drops(&c.server);
@@ -704,7 +718,7 @@ impl Broker {
                 self.ready.pop_front();
                 continue;
             };
-            if c.flow.is_writable() {
+            if c.flow.is_writable() && c.gate.is_none() {
                 // Drained: an idle connection keeps no queue buffers.
                 c.server.release_memory();
             }
@@ -738,6 +752,33 @@ impl Broker {
     }
 
     // ---- internals ----
+
+    /// Records a storage operation, with [`BrokerConfig::durable`] on.
+    fn record(&mut self, op: impl FnOnce() -> StoreOp) {
+        if let Some(d) = self.durable.as_mut() {
+            d.record(op());
+        }
+    }
+
+    /// Storage operations recorded and not yet cut into a batch.
+    fn recorded(&self) -> usize {
+        self.durable.as_ref().map_or(0, |d| d.pending())
+    }
+
+    /// Holds `conn`'s output (a CONNACK, SUBACK or UNSUBACK just queued
+    /// and everything after it) until the operations recorded since
+    /// `recorded` ([`Self::recorded`]) are synced; nothing if none were.
+    fn gate_since(&mut self, conn: ConnId, recorded: usize) {
+        if self.recorded() <= recorded {
+            return;
+        }
+        let Some(d) = self.durable.as_mut() else {
+            return;
+        };
+        if let Some(c) = self.conns.get_mut(conn.key()) {
+            c.gate = Some(d.gate(conn));
+        }
+    }
 
     fn mark_ready(&mut self, conn: ConnId) {
         if let Some(c) = self.conns.get_mut(conn.key()) {

@@ -1,7 +1,7 @@
 //! Messages: PUBLISH routing, retained messages, SUBSCRIBE and UNSUBSCRIBE.
 
 use super::{
-    Broker, ConnId, SessionKey, Subscription, auth::allowed, durable, limits::Limit,
+    Broker, ConnId, SessionKey, StoreOp, Subscription, auth::allowed, durable, limits::Limit,
     retained::forwarded_properties, security::Access,
 };
 use std::sync::Arc;
@@ -296,6 +296,10 @@ impl Broker {
         };
         let v5 = c.server.version().is_v5();
         let id = subscribe.properties.subscription_identifier;
+        // A stored session's subscriptions are stored too, and its SUBACK
+        // waits for them to be synced.
+        let stored = self.stored_client_id(key);
+        let recorded = self.recorded();
         let mut codes = Vec::with_capacity(subscribe.filters.len());
         let mut retained_for = Vec::new();
         for requested in &subscribe.filters {
@@ -377,6 +381,14 @@ impl Broker {
                     &parsed,
                     Subscription { options, id },
                 );
+                if let Some(client_id) = &stored {
+                    self.record(|| StoreOp::PutSubscription {
+                        client_id: client_id.clone(),
+                        filter: super::compact(&requested.filter),
+                        options,
+                        id,
+                    });
+                }
                 // Retained messages on subscribe [MQTT-3.3.1-9] [MQTT-3.3.1-10]
                 // [MQTT-3.3.1-11]; not for shared subscriptions.
                 let send = match options.retain_handling {
@@ -410,6 +422,7 @@ impl Broker {
                 .server
                 .suback(now, subscribe.packet_id, codes, Default::default());
         }
+        self.gate_since(conn, recorded);
         for (filter, granted) in retained_for {
             let (sessions, auth) = (&self.sessions, &mut self.auth);
             // Expired messages it finds are removed, recorded when durable.
@@ -444,6 +457,8 @@ impl Broker {
         let Some(key) = self.conns.get(conn.key()).and_then(|c| c.session) else {
             return;
         };
+        let stored = self.stored_client_id(key);
+        let recorded = self.recorded();
         let mut codes = Vec::with_capacity(unsubscribe.filters.len());
         for filter in &unsubscribe.filters {
             let Some(record) = self
@@ -456,6 +471,12 @@ impl Broker {
             let code = match SubscriptionFilter::parse(filter.as_shared_bytes().clone()) {
                 Ok(parsed) => {
                     if self.subscriptions.unsubscribe(key, record, filter, &parsed) {
+                        if let Some(client_id) = &stored {
+                            self.record(|| StoreOp::DeleteSubscription {
+                                client_id: client_id.clone(),
+                                filter: super::compact(filter),
+                            });
+                        }
                         ReasonCode::Success
                     } else {
                         ReasonCode::NoSubscriptionExisted
@@ -470,6 +491,17 @@ impl Broker {
                 .server
                 .unsuback(now, unsubscribe.packet_id, codes, Default::default());
         }
+        self.gate_since(conn, recorded);
+    }
+}
+
+impl Broker {
+    /// The client identifier of a session kept in the durable store.
+    fn stored_client_id(&self, key: SessionKey) -> Option<tern_codec::MqttString> {
+        self.sessions
+            .get(key)
+            .filter(|e| e.persisted)
+            .map(|e| e.client_id.clone())
     }
 }
 

@@ -41,6 +41,8 @@ pub struct BrokerSettings {
     pub bridge: Vec<super::bridge_settings::BridgeSettings>,
     /// The monitoring listener (`[metrics]`).
     pub metrics: MetricsSettings,
+    /// The data directory and what acknowledgements promise (`[storage]`).
+    pub storage: super::storage::StorageSettings,
     /// The file these settings were read from ([`BrokerSettings::load`]),
     /// which SIGHUP reads again.
     #[serde(skip)]
@@ -298,6 +300,7 @@ impl BrokerSettings {
         config.publisher_backpressure =
             (!l.publisher_backpressure.is_zero()).then_some(l.publisher_backpressure);
         config.sys_interval = (!l.sys_interval.is_zero()).then_some(l.sys_interval);
+        config.durable = self.storage.dir.is_some();
         config
     }
 }
@@ -439,6 +442,8 @@ mod tests {
             "maximum_qos",
             "topic_alias_maximum",
             "sys_interval",
+            "sync",
+            "sync_interval_ms",
         ] {
             assert!(
                 text.lines().any(|l| l.starts_with(&format!("{key} ="))),
@@ -451,6 +456,7 @@ mod tests {
             "acl_file",
             "allow_anonymous",
             "listen",
+            "dir",
         ] {
             assert!(
                 text.contains(&format!("\n# {key} =")),
