@@ -308,3 +308,73 @@ fn a_session_that_ends_with_its_connection_is_not_stored() {
     b.handle_closed(Instant::ZERO, conn);
     assert_eq!(b.poll_store(), None);
 }
+
+/// A QoS 1 message routed to a stored session is stored (body once, an
+/// entry per stored session), the publisher's PUBACK waits for that batch,
+/// and the entry is deleted when the subscriber's PUBACK ends the flow.
+#[test]
+fn a_message_queued_for_a_stored_session_is_stored_until_acknowledged() {
+    let mut b = broker(true);
+    let mut subs = Vec::new();
+    for client in ["s1", "s2"] {
+        let conn = connect_persistent(&mut b, client, true, 3600);
+        subscribe(&mut b, conn, 1, "plant/#");
+        subs.push(conn);
+    }
+    // A session that ends with its connection is not stored.
+    let clean = connect_persistent(&mut b, "clean", true, 0);
+    subscribe(&mut b, clean, 1, "plant/#");
+    while let Some(batch) = b.poll_store() {
+        b.handle_store_synced(Instant::ZERO, batch.seq);
+    }
+    let _ = transmits(&mut b);
+    b.handle_closed(Instant::ZERO, subs[1]); // s2 offline
+    let publisher = connected(&mut b);
+    publish(&mut b, publisher, 9, false, b"21.5");
+    let out = transmits(&mut b);
+    assert_eq!(puback_ids(&out), Vec::<u16>::new(), "PUBACK held");
+    let batch = b.poll_store().expect("a batch");
+    let id = match batch.ops.as_slice() {
+        [
+            StoreOp::PutBody { id, body, .. },
+            StoreOp::PutQueue {
+                client_id: c1,
+                seq: q1,
+                ..
+            },
+            StoreOp::PutQueue {
+                client_id: c2,
+                seq: q2,
+                ..
+            },
+        ] => {
+            assert_eq!(&body.payload[..], b"21.5");
+            assert_eq!((c1.as_str(), c2.as_str()), ("s1", "s2"));
+            assert_eq!((*q1, *q2), (*id, *id));
+            *id
+        }
+        other => panic!("expected a body and two entries, got {other:?}"),
+    };
+    b.handle_store_synced(Instant::ZERO, batch.seq);
+    assert_eq!(puback_ids(&transmits(&mut b)), vec![9]);
+    // s1 got it (online): its PUBACK deletes its entry.
+    let packet_id = out
+        .iter()
+        .find_map(|p| match p {
+            Packet::Publish(p) => p.packet_id,
+            _ => None,
+        })
+        .expect("s1 was sent the message");
+    b.handle_packet(
+        Instant::ZERO,
+        subs[0],
+        Packet::PubAck(tern_codec::PubAck::new(packet_id)),
+    );
+    let batch = b.poll_store().expect("a batch");
+    match batch.ops.as_slice() {
+        [StoreOp::DeleteQueue { client_id, seq }] => {
+            assert_eq!((client_id.as_str(), *seq), ("s1", id));
+        }
+        other => panic!("expected one DeleteQueue, got {other:?}"),
+    }
+}

@@ -165,6 +165,12 @@ fn after(addr: SocketAddr) {
     let (gone, ack) = connect(addr, ProtocolVersion::V5, "ephemeral", false, 0);
     assert!(!ack.session_present, "a session without expiry is gone");
     drop(gone);
+    // The retained QoS 1 message was sent to the online 5.0 session before
+    // the crash and never acknowledged: it comes again [MQTT-4.4.0-1].
+    assert_eq!(
+        received(&mut v5),
+        ("plant/7/state".into(), b"running".to_vec())
+    );
     // Their subscriptions still deliver, without subscribing again.
     publish(addr, "plant/7/temp", b"21.5", false);
     assert_eq!(received(&mut v5), ("plant/7/temp".into(), b"21.5".to_vec()));
@@ -219,4 +225,87 @@ fn a_second_broker_on_the_same_directory_is_refused_naming_it() {
         err.contains("in use by another process") && err.contains(dir.0.to_str().unwrap()),
         "{err}"
     );
+}
+
+/// Publishes `n` QoS 1 messages `0`, `1`, ... on one connection, each
+/// PUBACKed before the next.
+fn publish_many(addr: SocketAddr, topic: &'static str, n: u16) {
+    let (mut raw, _) = connect(addr, ProtocolVersion::V5, "publisher", true, 0);
+    for i in 0..n {
+        raw.send(Packet::Publish(Publish {
+            qos: QoS::AtLeastOnce,
+            topic: MqttString::from_static(topic),
+            packet_id: Some(PacketId::new(i + 1).unwrap()),
+            payload: Bytes::from(i.to_string()),
+            ..Publish::default()
+        }));
+        match raw.next() {
+            Some(Packet::PubAck(a)) => {
+                assert_eq!(a.packet_id.get(), i + 1);
+                assert!(a.reason_code.is_success(), "{a:?}");
+            }
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+    }
+}
+
+/// Every QoS 1 message whose PUBACK the publisher got before the broker
+/// was killed reaches the session it was queued for, after the restart
+/// [MQTT-3.1.2-5] [MQTT-4.3.2-1]; a delivered and acknowledged one is not
+/// sent again.
+#[test]
+fn acknowledged_messages_queued_for_offline_sessions_survive_kill_9() {
+    let dir = data_dir("queue");
+    let mut broker = start(&dir.0);
+    for (version, client) in [
+        (ProtocolVersion::V5, "offline5"),
+        (ProtocolVersion::V3_1_1, "offline311"),
+    ] {
+        let (mut raw, _) = connect(broker.tcp, version, client, false, 3600);
+        subscribe(&mut raw, "queue/#");
+        raw.send(Packet::Disconnect(Default::default()));
+        assert!(raw.next().is_none(), "the broker closes after DISCONNECT");
+    }
+    // One delivered and acknowledged before the crash: not sent again.
+    {
+        let (mut raw, _) = connect(broker.tcp, ProtocolVersion::V5, "offline5", false, 3600);
+        publish(broker.tcp, "queue/first", b"first", false);
+        assert_eq!(
+            received(&mut raw),
+            ("queue/first".into(), b"first".to_vec())
+        );
+        raw.send(Packet::Disconnect(Default::default()));
+        assert!(raw.next().is_none());
+    }
+    publish_many(broker.tcp, "queue/a", 50);
+    broker.broker.kill();
+    let broker = start(&dir.0);
+    let want: Vec<(String, Vec<u8>)> = (0..50)
+        .map(|i: u16| ("queue/a".to_string(), i.to_string().into_bytes()))
+        .collect();
+    for (version, client) in [
+        (ProtocolVersion::V5, "offline5"),
+        (ProtocolVersion::V3_1_1, "offline311"),
+    ] {
+        let (mut raw, ack) = connect(broker.tcp, version, client, false, 3600);
+        assert!(ack.session_present, "{client}");
+        let mut got: Vec<(String, Vec<u8>)> = Vec::new();
+        if client == "offline311" {
+            // It was offline for "queue/first" too.
+            got.push(received(&mut raw));
+            assert_eq!(got.remove(0), ("queue/first".into(), b"first".to_vec()));
+        }
+        for _ in 0..50 {
+            got.push(received(&mut raw));
+        }
+        assert_eq!(got, want, "{client}: every acknowledged message, in order");
+        // Nothing more (no "queue/first" again for the 5.0 session): a
+        // marker published now is the next thing it gets.
+        publish(broker.tcp, "queue/marker", b"m", false);
+        assert_eq!(
+            received(&mut raw),
+            ("queue/marker".into(), b"m".to_vec()),
+            "{client}"
+        );
+    }
 }

@@ -186,7 +186,12 @@ pub(crate) enum Send {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AckResult {
     /// The flow finished (PUBACK, PUBCOMP, or a failing PUBREC).
-    Completed { qos: QoS, reason: ReasonCode },
+    Completed {
+        qos: QoS,
+        reason: ReasonCode,
+        /// Its body's [`tag`](crate::MessageBody::tag).
+        tag: Option<core::num::NonZeroU64>,
+    },
     /// PUBREC accepted: send PUBREL now.
     SendPubRel,
     /// No such flow in this state; a PUBREC for an unknown identifier is
@@ -472,20 +477,27 @@ impl Outgoing {
                 // Read what is needed and drop the entry in place: moving an
                 // `InFlight` out costs memcpys of a few hundred bytes.
                 let removed = self.inflight.discard(seq, |e| {
-                    (e.on_wire, e.accepted, e.message.body.held_bytes())
+                    (
+                        e.on_wire,
+                        e.accepted,
+                        e.message.body.held_bytes(),
+                        e.message.body.tag,
+                    )
                 });
-                if removed.is_some_and(|(on_wire, _, _)| on_wire) {
+                if removed.is_some_and(|(on_wire, _, _, _)| on_wire) {
                     self.on_wire -= 1;
                 }
-                if let Some((_, _, size)) = removed {
+                if let Some((_, _, size, _)) = removed {
                     self.inflight_bytes.0 = self.inflight_bytes.0.saturating_sub(size);
                 }
-                let accepted = removed.and_then(|(_, accepted, _)| accepted);
+                let accepted = removed.and_then(|(_, accepted, _, _)| accepted);
+                let tag = removed.and_then(|(_, _, _, tag)| tag);
                 self.order.remove(id);
                 ids.release(id);
                 AckResult::Completed {
                     qos,
                     reason: accepted.unwrap_or(reason),
+                    tag,
                 }
             }
         }

@@ -280,6 +280,8 @@ pub enum ServerEvent {
         qos: QoS,
         /// The client's reason code.
         reason_code: ReasonCode,
+        /// Its body's [`tag`](crate::MessageBody::tag), as the caller set it.
+        tag: Option<core::num::NonZeroU64>,
     },
     /// A SUBSCRIBE: answer with [`ServerConnection::suback`].
     SubscribeRequest(Subscribe),
@@ -1222,13 +1224,14 @@ impl ServerConnection {
         let Some(session) = self.session.as_mut() else {
             return;
         };
-        if let AckResult::Completed { qos, reason } =
+        if let AckResult::Completed { qos, reason, tag } =
             self.core.receive_ack(&mut session.flows, id, kind, reason)
         {
             self.core.events.push_back(ServerEvent::Delivered {
                 packet_id: id,
                 qos,
                 reason_code: reason,
+                tag,
             });
         }
     }

@@ -26,6 +26,12 @@ impl Broker {
             // It keeps ending when it would have, restart or not.
             entry.expires_at = stored.expires_at;
             let key = self.sessions.insert(entry);
+            if let Some(d) = self.durable.as_mut() {
+                // New message ids start above the restored ones.
+                for m in session.queued() {
+                    d.message_ids_above(m.message.body.tag.map_or(0, |t| t.get()));
+                }
+            }
             self.subscriptions.restore(key, &mut session);
             if let Some(entry) = self.sessions.get_mut(key) {
                 entry.offline = Some(session);

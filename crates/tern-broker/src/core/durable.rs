@@ -32,9 +32,11 @@
 use super::{ConnId, SessionKey, Store, StoredState};
 use crate::RetainedMessage;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use tern_codec::ReasonCode;
-use tern_codec::{MqttString, SubscriptionId, SubscriptionOptions, Will};
+use tern_codec::{MqttString, QoS, SubscriptionId, SubscriptionOptions, Will};
 use tern_session::AckToken;
+use tern_session::MessageBody;
 use tern_session::{Instant, ServerSession};
 use tern_topic::TopicName;
 
@@ -80,6 +82,39 @@ pub enum StoreOp {
         options: SubscriptionOptions,
         /// Its Subscription Identifier.
         id: Option<SubscriptionId>,
+    },
+    /// A message body, before the queue entries that refer to it (written
+    /// once however many stored sessions it is queued for).
+    PutBody {
+        /// Its id: also every queue entry's `seq` for it (a session gets at
+        /// most one delivery of a message), and its body's
+        /// [`tag`](tern_session::MessageBody::tag).
+        id: u64,
+        /// Topic, payload, properties.
+        body: Arc<MessageBody>,
+        /// The QoS it was published with.
+        qos: QoS,
+        /// Its RETAIN flag as published.
+        retain: bool,
+    },
+    /// A QoS 1 or 2 message was queued for a stored session.
+    PutQueue {
+        /// The session.
+        client_id: MqttString,
+        /// Its place in the session's queue: the body's id.
+        seq: u64,
+        /// The QoS it is delivered with.
+        qos: QoS,
+        /// The first Subscription Identifier it is delivered with.
+        subscription_id: Option<SubscriptionId>,
+    },
+    /// A stored session's message finished its flow (PUBACK, PUBCOMP, or
+    /// a failing PUBREC), or was dropped.
+    DeleteQueue {
+        /// The session.
+        client_id: MqttString,
+        /// Its place in the session's queue.
+        seq: u64,
     },
     /// A stored session unsubscribed.
     DeleteSubscription {
@@ -130,6 +165,9 @@ pub(super) struct Durable {
     /// Connections whose output waits for a batch (a CONNACK or SUBACK
     /// that promises stored state is in it), in sequence order.
     gates: VecDeque<(u64, ConnId)>,
+    /// The next message id ([`StoreOp::PutBody`]): above every id the
+    /// store holds.
+    next_message: u64,
 }
 
 impl Default for Durable {
@@ -140,6 +178,7 @@ impl Default for Durable {
             batches: VecDeque::new(),
             held: VecDeque::new(),
             gates: VecDeque::new(),
+            next_message: 1,
         }
     }
 }
@@ -184,6 +223,19 @@ impl Durable {
             reason,
         });
         None
+    }
+
+    /// A new message id, for a message routed to a stored session.
+    pub(super) fn message_id(&mut self) -> core::num::NonZeroU64 {
+        let id =
+            core::num::NonZeroU64::new(self.next_message).unwrap_or(core::num::NonZeroU64::MIN);
+        self.next_message = id.get() + 1;
+        id
+    }
+
+    /// Message ids start above `id` (a restored queue holds it).
+    pub(super) fn message_ids_above(&mut self, id: u64) {
+        self.next_message = self.next_message.max(id.saturating_add(1));
     }
 
     /// Holds `conn`'s output until what is recorded so far is synced:

@@ -829,7 +829,20 @@ impl Broker {
                 ServerEvent::UnsubscribeRequest(unsubscribe) => {
                     self.on_unsubscribe(now, conn, unsubscribe)
                 }
-                ServerEvent::Delivered { .. } => {}
+                ServerEvent::Delivered { tag: Some(tag), .. } => {
+                    // A stored message's flow finished: its entry goes.
+                    let stored = self
+                        .conns
+                        .get(conn.key())
+                        .and_then(|c| c.session)
+                        .and_then(|key| self.stored_client_id(key));
+                    if let Some(client_id) = stored {
+                        self.record(|| StoreOp::DeleteQueue {
+                            client_id,
+                            seq: tag.get(),
+                        });
+                    }
+                }
                 ServerEvent::Auth(auth) => self.on_auth(now, conn, *auth),
                 ServerEvent::Closed {
                     reason,

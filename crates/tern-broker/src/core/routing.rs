@@ -197,6 +197,12 @@ impl Broker {
             self.deliveries = deliveries;
             return Routed::default();
         }
+        // A QoS 1/2 message to a stored session is stored: numbered here,
+        // its body written with its first queue entry.
+        let tag = match self.durable.as_mut() {
+            Some(d) if publish.qos != QoS::AtMostOnce => Some(d.message_id()),
+            _ => None,
+        };
         // One shared body for every recipient; each delivery is a few words.
         let body = Arc::new(MessageBody {
             topic: publish.topic.clone(),
@@ -206,8 +212,10 @@ impl Broker {
             } else {
                 tern_codec::PublishPropertiesBox::new()
             },
+            tag,
         });
         let mut taken = 0;
+        let mut body_stored = false;
         for d in deliveries.drain(..) {
             let out = tern_session::Delivery {
                 body: body.clone(),
@@ -216,7 +224,29 @@ impl Broker {
                 packet_id: None,
                 subscription_ids: d.subscription_ids,
             };
-            taken += usize::from(self.deliver(now, d.to, out));
+            let qos = out.qos;
+            let subscription_id = out.subscription_ids.first().copied();
+            let took = self.deliver(now, d.to, out);
+            taken += usize::from(took);
+            if let (true, Some(tag), false) = (took, tag, qos == QoS::AtMostOnce) {
+                if let Some(client_id) = self.stored_client_id(d.to) {
+                    if !core::mem::replace(&mut body_stored, true) {
+                        let body = body.clone();
+                        self.record(|| StoreOp::PutBody {
+                            id: tag.get(),
+                            body,
+                            qos: publish.qos,
+                            retain: publish.retain,
+                        });
+                    }
+                    self.record(|| StoreOp::PutQueue {
+                        client_id,
+                        seq: tag.get(),
+                        qos,
+                        subscription_id,
+                    });
+                }
+            }
         }
         self.deliveries = deliveries;
         Routed { count, taken }
@@ -273,6 +303,17 @@ impl Broker {
             Some(Enqueued::QueuedDroppingOldest(old)) => {
                 self.stats.messages_dropped += old.len() as u64;
                 self.stats.drops.queue_full += old.len() as u64;
+                if let Some(client_id) = self.stored_client_id(to) {
+                    for m in &old {
+                        if let Some(tag) = m.message.body.tag {
+                            let client_id = client_id.clone();
+                            self.record(|| StoreOp::DeleteQueue {
+                                client_id,
+                                seq: tag.get(),
+                            });
+                        }
+                    }
+                }
                 true
             }
             Some(Enqueued::Rejected(_)) => {
@@ -497,7 +538,7 @@ impl Broker {
 
 impl Broker {
     /// The client identifier of a session kept in the durable store.
-    fn stored_client_id(&self, key: SessionKey) -> Option<tern_codec::MqttString> {
+    pub(super) fn stored_client_id(&self, key: SessionKey) -> Option<tern_codec::MqttString> {
         self.sessions
             .get(key)
             .filter(|e| e.persisted)

@@ -19,14 +19,17 @@
 use crate::{RetainedMessage, StoreOp, StoredSession, StoredState};
 use bytes::Bytes;
 use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::num::NonZeroU64;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tern_codec::{
     MqttString, Packet, ProtocolVersion, Publish, PublishProperties, QoS, RetainHandling,
     SubscriptionId, SubscriptionOptions,
 };
-use tern_session::{Instant, QueueLimits, ServerSession, StoredSubscription};
-use tern_store::record::{BodyRecord, SessionRecord, SubscriptionRecord};
+use tern_session::{Instant, MessageBody, QueueLimits, ServerSession, StoredSubscription};
+use tern_store::record::{BodyRecord, Delivery, QueueRecord, SessionRecord, SubscriptionRecord};
 use tern_store::{Db, Loaded, Op, Storage, Sync};
 use tern_topic::TopicName;
 use tokio::sync::mpsc;
@@ -104,7 +107,7 @@ pub(crate) fn open(
         loaded.sessions.len(),
         loaded.retained.len()
     );
-    let state = stored_state(loaded, queue);
+    let state = stored_state(&db, loaded, queue)?;
     let sync = match settings.sync {
         SyncMode::Always => Sync::Always,
         SyncMode::Interval => Sync::Interval(Duration::from_millis(settings.sync_interval_ms)),
@@ -164,6 +167,41 @@ fn op(op: StoreOp) -> Op {
         StoreOp::DeleteSubscription { client_id, filter } => Op::DeleteSubscription {
             client_id: client_id.as_str().to_owned(),
             filter: filter.as_str().to_owned(),
+        },
+        StoreOp::PutBody {
+            id,
+            body,
+            qos,
+            retain,
+        } => Op::PutBody {
+            id,
+            body: BodyRecord {
+                topic: text(body.topic.as_bytes()),
+                payload: body.payload.to_vec(),
+                qos: qos.as_u8(),
+                retain,
+                properties: properties_bytes(&body.properties),
+                expires_at_ms: None,
+            },
+        },
+        StoreOp::PutQueue {
+            client_id,
+            seq,
+            qos,
+            subscription_id,
+        } => Op::PutQueue {
+            client_id: client_id.as_str().to_owned(),
+            seq,
+            record: QueueRecord {
+                body: seq,
+                qos: qos.as_u8(),
+                delivery: Delivery::Queued,
+                subscription_id: subscription_id.map(SubscriptionId::get),
+            },
+        },
+        StoreOp::DeleteQueue { client_id, seq } => Op::DeleteQueue {
+            client_id: client_id.as_str().to_owned(),
+            seq,
         },
     }
 }
@@ -228,10 +266,17 @@ fn retained_body(m: &RetainedMessage) -> BodyRecord {
     }
 }
 
-/// What the store loaded, as the core's start-up state. A record that no
-/// longer makes a valid MQTT value (a filter, a topic) is skipped.
-fn stored_state(loaded: Loaded, queue: QueueLimits) -> StoredState {
+/// What the store loaded, as the core's start-up state: queued messages'
+/// bodies are read here (each once, shared by every session it is queued
+/// for). A record that no longer makes a valid MQTT value (a filter, a
+/// topic) is skipped.
+fn stored_state(
+    db: &Db,
+    loaded: Loaded,
+    queue: QueueLimits,
+) -> Result<StoredState, tern_store::StoreError> {
     let mut state = StoredState::default();
+    let mut bodies: BTreeMap<u64, Option<(Arc<MessageBody>, bool)>> = BTreeMap::new();
     for (topic, body) in loaded.retained {
         let (Ok(name), Ok(mqtt)) = (
             TopicName::from_bytes(Bytes::from(topic.clone().into_bytes())),
@@ -274,6 +319,29 @@ fn stored_state(loaded: Loaded, queue: QueueLimits) -> StoredState {
                 },
             );
         }
+        // In flight or not when the broker stopped, each is sent again as
+        // a new PUBLISH (in-flight state is not stored yet).
+        for (seq, r) in s.queue {
+            let body = match bodies.get(&r.body) {
+                Some(b) => b.clone(),
+                None => {
+                    let b = db.body(r.body)?.and_then(|b| message_body(r.body, b));
+                    bodies.insert(r.body, b.clone());
+                    b
+                }
+            };
+            let (Some((body, _retain)), Some(qos)) = (body, QoS::from_u8(r.qos)) else {
+                continue;
+            };
+            debug_assert_eq!(body.tag.map(|t| t.get()), Some(seq));
+            let mut delivery = tern_session::Delivery::new(body, qos, false);
+            delivery.subscription_ids = r
+                .subscription_id
+                .and_then(SubscriptionId::new)
+                .into_iter()
+                .collect();
+            let _ = session.enqueue(Instant::ZERO, delivery);
+        }
         state.sessions.push(StoredSession {
             session,
             expiry_interval: s.record.expiry_interval,
@@ -281,7 +349,26 @@ fn stored_state(loaded: Loaded, queue: QueueLimits) -> StoredState {
             pending_will: None,
         });
     }
-    state
+    Ok(state)
+}
+
+/// A stored body as the core's shared [`MessageBody`], tagged with its id.
+fn message_body(id: u64, b: BodyRecord) -> Option<(Arc<MessageBody>, bool)> {
+    let topic = MqttString::try_from(b.topic).ok()?;
+    let properties = properties_from_bytes(&b.properties);
+    Some((
+        Arc::new(MessageBody {
+            topic,
+            payload: Bytes::from(b.payload),
+            properties: if properties == PublishProperties::default() {
+                tern_codec::PublishPropertiesBox::new()
+            } else {
+                properties.into()
+            },
+            tag: NonZeroU64::new(id),
+        }),
+        b.retain,
+    ))
 }
 
 #[cfg(test)]
