@@ -309,3 +309,68 @@ fn acknowledged_messages_queued_for_offline_sessions_survive_kill_9() {
         );
     }
 }
+
+/// A QoS 2 message whose PUBREC the broker got is not sent again after a
+/// kill -9: the restarted broker resends the PUBREL with the original
+/// Packet Identifier [MQTT-4.4.0-1], never the PUBLISH [MQTT-4.3.3-6], so
+/// the client does not get it twice.
+#[test]
+fn an_owed_pubrel_is_resent_after_kill_9_not_the_publish() {
+    let dir = data_dir("pubrel");
+    let mut broker = start(&dir.0);
+    let (mut sub, _) = connect(broker.tcp, ProtocolVersion::V5, "q2sub", false, 3600);
+    sub.send(Packet::Subscribe(Subscribe {
+        packet_id: PacketId::new(1).unwrap(),
+        properties: Default::default(),
+        filters: vec![SubscribeFilter {
+            filter: MqttString::from_static("q2/#"),
+            options: SubscriptionOptions::with_qos(QoS::ExactlyOnce),
+        }],
+    }));
+    assert!(matches!(sub.next(), Some(Packet::SubAck(_))));
+    publish(broker.tcp, "q2/a", b"once", false);
+    let id = match sub.next() {
+        Some(Packet::Publish(p)) => {
+            assert_eq!((p.qos, &p.payload[..]), (QoS::AtLeastOnce, &b"once"[..]));
+            p.packet_id.unwrap()
+        }
+        other => panic!("expected PUBLISH, got {other:?}"),
+    };
+    // Published at QoS 1: acknowledge it, and publish one at QoS 2.
+    sub.send(Packet::PubAck(PubAck::new(id)));
+    let (mut publisher, _) = connect(broker.tcp, ProtocolVersion::V5, "p2", true, 0);
+    publisher.send(Packet::Publish(Publish {
+        qos: QoS::ExactlyOnce,
+        topic: MqttString::from_static("q2/b"),
+        packet_id: Some(PacketId::new(3).unwrap()),
+        payload: Bytes::from_static(b"exactly"),
+        ..Publish::default()
+    }));
+    assert!(matches!(publisher.next(), Some(Packet::PubRec(_))));
+    let id = match sub.next() {
+        Some(Packet::Publish(p)) => {
+            assert_eq!((p.qos, &p.payload[..]), (QoS::ExactlyOnce, &b"exactly"[..]));
+            p.packet_id.unwrap()
+        }
+        other => panic!("expected PUBLISH, got {other:?}"),
+    };
+    sub.send(Packet::PubRec(tern_codec::PubRec::new(id)));
+    match sub.next() {
+        Some(Packet::PubRel(r)) => assert_eq!(r.packet_id, id),
+        other => panic!("expected PUBREL, got {other:?}"),
+    }
+    // The client has the message; the broker dies before its PUBCOMP.
+    broker.broker.kill();
+    drop(sub);
+    let broker = start(&dir.0);
+    let (mut sub, ack) = connect(broker.tcp, ProtocolVersion::V5, "q2sub", false, 3600);
+    assert!(ack.session_present);
+    match sub.next() {
+        Some(Packet::PubRel(r)) => assert_eq!(r.packet_id, id, "the original identifier"),
+        other => panic!("expected the PUBREL again, got {other:?}"),
+    }
+    sub.send(Packet::PubComp(tern_codec::PubComp::new(id)));
+    // Nothing else is owed: the next thing it gets is a new message.
+    publish(broker.tcp, "q2/marker", b"m", false);
+    assert_eq!(received(&mut sub), ("q2/marker".into(), b"m".to_vec()));
+}

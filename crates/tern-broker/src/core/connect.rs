@@ -28,8 +28,8 @@ impl Broker {
             let key = self.sessions.insert(entry);
             if let Some(d) = self.durable.as_mut() {
                 // New message ids start above the restored ones.
-                for m in session.queued() {
-                    d.message_ids_above(m.message.body.tag.map_or(0, |t| t.get()));
+                for tag in session.tags() {
+                    d.message_ids_above(tag.get());
                 }
             }
             self.subscriptions.restore(key, &mut session);

@@ -108,6 +108,17 @@ pub enum StoreOp {
         /// The first Subscription Identifier it is delivered with.
         subscription_id: Option<SubscriptionId>,
     },
+    /// A stored session's QoS 2 message got its PUBREC: its PUBREL is owed
+    /// (a restart resends PUBREL, never the PUBLISH). The connection's
+    /// output (the PUBREL) waits for this to be synced.
+    ReleaseQueue {
+        /// The session.
+        client_id: MqttString,
+        /// Its place in the session's queue.
+        seq: u64,
+        /// The packet identifier the PUBREL carries.
+        packet_id: tern_codec::PacketId,
+    },
     /// A stored session's message finished its flow (PUBACK, PUBCOMP, or
     /// a failing PUBREC), or was dropped.
     DeleteQueue {

@@ -829,6 +829,24 @@ impl Broker {
                 ServerEvent::UnsubscribeRequest(unsubscribe) => {
                     self.on_unsubscribe(now, conn, unsubscribe)
                 }
+                ServerEvent::Released { packet_id, tag } => {
+                    // Owed a PUBREL: stored before the PUBREL goes out, so
+                    // a restart never sends the PUBLISH again.
+                    let stored = self
+                        .conns
+                        .get(conn.key())
+                        .and_then(|c| c.session)
+                        .and_then(|key| self.stored_client_id(key));
+                    if let Some(client_id) = stored {
+                        let recorded = self.recorded();
+                        self.record(|| StoreOp::ReleaseQueue {
+                            client_id,
+                            seq: tag.get(),
+                            packet_id,
+                        });
+                        self.gate_since(conn, recorded);
+                    }
+                }
                 ServerEvent::Delivered { tag: Some(tag), .. } => {
                     // A stored message's flow finished: its entry goes.
                     let stored = self

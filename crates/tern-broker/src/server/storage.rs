@@ -199,6 +199,20 @@ fn op(op: StoreOp) -> Op {
                 subscription_id: subscription_id.map(SubscriptionId::get),
             },
         },
+        StoreOp::ReleaseQueue {
+            client_id,
+            seq,
+            packet_id,
+        } => Op::PutQueue {
+            client_id: client_id.as_str().to_owned(),
+            seq,
+            record: QueueRecord {
+                body: seq,
+                qos: QoS::ExactlyOnce.as_u8(),
+                delivery: Delivery::Released(packet_id.get()),
+                subscription_id: None,
+            },
+        },
         StoreOp::DeleteQueue { client_id, seq } => Op::DeleteQueue {
             client_id: client_id.as_str().to_owned(),
             seq,
@@ -319,8 +333,8 @@ fn stored_state(
                 },
             );
         }
-        // In flight or not when the broker stopped, each is sent again as
-        // a new PUBLISH (in-flight state is not stored yet).
+        // A QoS 2 message whose PUBREC came is owed its PUBREL (resent,
+        // never the PUBLISH); any other is sent again as a new PUBLISH.
         for (seq, r) in s.queue {
             let body = match bodies.get(&r.body) {
                 Some(b) => b.clone(),
@@ -340,7 +354,16 @@ fn stored_state(
                 .and_then(SubscriptionId::new)
                 .into_iter()
                 .collect();
-            let _ = session.enqueue(Instant::ZERO, delivery);
+            match r.delivery {
+                Delivery::Released(id) => {
+                    if let Some(id) = tern_codec::PacketId::new(id) {
+                        session.restore_released(Instant::ZERO, delivery, id);
+                    }
+                }
+                Delivery::Queued | Delivery::Sent(_) => {
+                    let _ = session.enqueue(Instant::ZERO, delivery);
+                }
+            }
         }
         state.sessions.push(StoredSession {
             session,
