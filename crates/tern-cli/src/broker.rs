@@ -107,7 +107,8 @@ errors; the values shown are the defaults):
                               # false with one); refused: 0x87 (3.1.1: 5)
 
   [storage]                   # keep state on disk (--data-dir); off when absent
-  # dir = \"/var/lib/tern\"     # sessions, subscriptions, retained messages
+  # dir = \"/var/lib/tern\"     # sessions, subscriptions, QoS 1/2 messages
+                              # queued for them, retained messages
   sync = \"always\"             # \"always\": an acknowledgement (CONNACK, SUBACK,
                               # PUBACK, PUBREC) that promises stored state is
                               # sent only after an fsync (group commit); it
@@ -209,13 +210,18 @@ pub(crate) struct BrokerArgs {
     /// network. Replaces `[metrics] listen`.
     #[arg(long, value_name = "IP:PORT")]
     metrics: Option<SocketAddr>,
-    /// Keep sessions (clean start 0 or a Session Expiry Interval), their
-    /// subscriptions and retained messages in this directory (created if
-    /// missing), so they survive a restart, SIGTERM or kill -9. With
-    /// `[storage] sync = "always"` (the default) a CONNACK, SUBACK, PUBACK
-    /// or PUBREC that promises stored state is sent only after it is
-    /// fsynced. Not yet kept: queued and in-flight messages, wills.
-    /// Without it, everything is in memory only. Replaces `[storage] dir`.
+    /// Keep sessions that outlive their connection (Clean Session 0, or a
+    /// Session Expiry Interval), their subscriptions, the QoS 1/2 messages
+    /// queued or in flight to them until acknowledged, and retained
+    /// messages in this directory (created if missing), so they survive a
+    /// restart, SIGTERM or kill -9. With `[storage] sync = "always"` (the
+    /// default) a CONNACK, SUBACK, UNSUBACK, PUBACK or PUBREC that promises
+    /// stored state is sent only after it is fsynced (survives a power
+    /// cut); with "interval", once written (survives kill -9; a machine
+    /// crash loses at most sync_interval_ms). Not kept yet: wills,
+    /// incoming QoS 2 state, QoS 0 messages, expiry deadlines (they count
+    /// again from the restart). Without it, everything is in memory only.
+    /// Replaces `[storage] dir`.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Read settings (listeners and limits) from this TOML file. SIGHUP

@@ -22,12 +22,13 @@
 //! the connection's whole output waits behind a *gate* until the batch
 //! syncs, so nothing it is sent after it overtakes it.
 //!
-//! Covered so far: retained messages, sessions that outlive their
+//! Covered so far: retained messages; sessions that outlive their
 //! connection (client identifier, protocol level, Session Expiry Interval)
-//! and their subscriptions. Not yet: queued and in-flight messages,
-//! incoming QoS 2 state, wills, when an offline session ends (a restored
-//! session's expiry restarts at start-up), and holding the deliveries an
-//! unsynced batch made (ARCHITECTURE.md, tern-store).
+//! and their subscriptions; QoS 1/2 messages queued or in flight to them
+//! (a body once per message, an entry per session, deleted when the flow
+//! ends) and the QoS 2 ones owed a PUBREL. Not yet: incoming QoS 2 state,
+//! wills, expiry deadlines, and holding the deliveries an unsynced batch
+//! made (ARCHITECTURE.md, tern-store).
 
 use super::{ConnId, SessionKey, Store, StoredState};
 use crate::RetainedMessage;

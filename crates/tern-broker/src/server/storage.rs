@@ -8,8 +8,8 @@
 //! that report on a channel and passes it to
 //! [`Broker::handle_store_synced`](crate::Broker::handle_store_synced), which
 //! releases the acknowledgements (PUBACK, PUBREC, CONNACK, SUBACK) the
-//! batch promised. At start-up the store's sessions, subscriptions and
-//! retained messages become the core's [`StoredState`].
+//! batch promised. At start-up the store's sessions, subscriptions, queued
+//! messages and retained messages become the core's [`StoredState`].
 //!
 //! Time across a restart: the core's clock starts at zero in each process,
 //! and the store keeps no mapping yet, so a restored offline session's
