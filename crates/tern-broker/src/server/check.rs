@@ -119,6 +119,9 @@ impl BrokerSettings {
         let _ = writeln!(out, "max_queued_bytes = {}", l.max_queued_bytes);
         let _ = writeln!(out, "queue_qos0 = {}", l.queue_qos0);
         let _ = writeln!(out, "max_topic_levels = {}", l.max_topic_levels);
+        let _ = writeln!(out, "max_topic_length = {}", l.max_topic_length);
+        let _ = writeln!(out, "max_retained_messages = {}", l.max_retained_messages);
+        let _ = writeln!(out, "max_retained_bytes = {}", l.max_retained_bytes);
         let _ = writeln!(out, "max_subscriptions = {}", l.max_subscriptions);
         let _ = writeln!(
             out,

@@ -218,8 +218,11 @@ impl Collector for SnapshotCollector {
         labelled(
             e,
             "tern_messages_dropped",
-            "Messages dropped, by reason: queue_full, too_large, expired (per \
-             subscriber), no_subscribers, quota, not_authorized (per PUBLISH).",
+            "Messages dropped or requests refused, by reason: queue_full, too_large, \
+             expired (per subscriber), no_subscribers, quota, not_authorized (per \
+             PUBLISH), and the resource limits: topic_limit (PUBLISH or will), \
+             subscription_limit (SUBSCRIBE filter), retained_limit (not retained), \
+             queue_limit (PUBLISH refused 0x97).",
             None,
             "reason",
             &t.drops.by_reason(),
