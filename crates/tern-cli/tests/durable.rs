@@ -374,3 +374,55 @@ fn an_owed_pubrel_is_resent_after_kill_9_not_the_publish() {
     publish(broker.tcp, "q2/marker", b"m", false);
     assert_eq!(received(&mut sub), ("q2/marker".into(), b"m".to_vec()));
 }
+
+/// A QoS 2 PUBLISH the broker accepted (PUBREC sent) and whose PUBREL had
+/// not come before a kill -9: the publisher's resend after the restart is
+/// acknowledged, not routed again [MQTT-4.3.3-10]; after its PUBREL the
+/// identifier carries a new message.
+#[test]
+fn an_accepted_qos2_publish_resent_after_kill_9_is_not_delivered_twice() {
+    let dir = data_dir("incoming");
+    let mut broker = start(&dir.0);
+    let (mut sub, _) = connect(broker.tcp, ProtocolVersion::V5, "in-sub", false, 3600);
+    subscribe(&mut sub, "in/#");
+    sub.send(Packet::Disconnect(Default::default()));
+    assert!(sub.next().is_none());
+    let qos2 = |dup: bool, payload: &'static [u8]| {
+        Packet::Publish(Publish {
+            dup,
+            qos: QoS::ExactlyOnce,
+            topic: MqttString::from_static("in/a"),
+            packet_id: Some(PacketId::new(5).unwrap()),
+            payload: Bytes::from_static(payload),
+            ..Publish::default()
+        })
+    };
+    let (mut publisher, _) = connect(broker.tcp, ProtocolVersion::V5, "in-pub", false, 3600);
+    publisher.send(qos2(false, b"one"));
+    assert!(matches!(publisher.next(), Some(Packet::PubRec(r)) if r.packet_id.get() == 5));
+    broker.broker.kill();
+    drop(publisher);
+    let broker = start(&dir.0);
+    let (mut publisher, ack) = connect(broker.tcp, ProtocolVersion::V5, "in-pub", false, 3600);
+    assert!(ack.session_present);
+    // It never got PUBCOMP: it resends the PUBLISH [MQTT-4.4.0-1].
+    publisher.send(qos2(true, b"one"));
+    assert!(matches!(publisher.next(), Some(Packet::PubRec(r)) if r.packet_id.get() == 5));
+    publisher.send(Packet::PubRel(tern_codec::PubRel::new(
+        PacketId::new(5).unwrap(),
+    )));
+    match publisher.next() {
+        Some(Packet::PubComp(c)) => assert_eq!(c.reason_code, ReasonCode::Success),
+        other => panic!("expected PUBCOMP, got {other:?}"),
+    }
+    // The identifier is free: a new message with it is routed.
+    publisher.send(qos2(false, b"two"));
+    assert!(matches!(publisher.next(), Some(Packet::PubRec(_))));
+    let (mut sub, _) = connect(broker.tcp, ProtocolVersion::V5, "in-sub", false, 3600);
+    assert_eq!(received(&mut sub), ("in/a".into(), b"one".to_vec()));
+    assert_eq!(
+        received(&mut sub),
+        ("in/a".into(), b"two".to_vec()),
+        "\"one\" once"
+    );
+}

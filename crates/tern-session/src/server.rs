@@ -185,6 +185,17 @@ impl ServerSession {
             .restore_released(message.into(), packet_id, now, &mut flows.ids)
     }
 
+    /// Puts back an incoming QoS 2 message the broker had accepted (PUBREC
+    /// sent) and whose PUBREL had not come (a broker restoring it from its
+    /// store): a resent PUBLISH with `packet_id` is acknowledged, not
+    /// delivered again [MQTT-4.3.3-10], and its PUBREL is answered.
+    pub fn restore_incoming(&mut self, packet_id: PacketId) {
+        self.flows
+            .incoming
+            .qos2
+            .insert(packet_id, crate::incoming::Qos2State::Received);
+    }
+
     /// The [`tag`](crate::MessageBody::tag)s of the messages waiting for
     /// the client and in flight to it.
     pub fn tags(&self) -> impl Iterator<Item = core::num::NonZeroU64> + '_ {
@@ -315,6 +326,14 @@ pub enum ServerEvent {
         packet_id: PacketId,
         /// Its body's tag.
         tag: core::num::NonZeroU64,
+    },
+    /// The client released an incoming QoS 2 message (PUBREL; the PUBCOMP
+    /// is queued): its identifier is free for a new message. A broker
+    /// that stores incoming QoS 2 state deletes it (see
+    /// [`ServerSession::restore_incoming`]).
+    PubRelReceived {
+        /// Its packet identifier.
+        packet_id: PacketId,
     },
     /// A SUBSCRIBE: answer with [`ServerConnection::suback`].
     SubscribeRequest(Subscribe),
@@ -1134,7 +1153,12 @@ impl ServerConnection {
             Packet::PubAck(a) => self.outgoing_ack(a.packet_id, Awaiting::PubAck, a.reason_code),
             Packet::PubRec(a) => self.outgoing_ack(a.packet_id, Awaiting::PubRec, a.reason_code),
             Packet::PubComp(a) => self.outgoing_ack(a.packet_id, Awaiting::PubComp, a.reason_code),
-            Packet::PubRel(r) => self.core.receive_pubrel(flows, r.packet_id)?,
+            Packet::PubRel(r) => {
+                self.core.receive_pubrel(flows, r.packet_id)?;
+                self.core.events.push_back(ServerEvent::PubRelReceived {
+                    packet_id: r.packet_id,
+                });
+            }
             Packet::Subscribe(subscribe) => {
                 if subscribe.properties.subscription_identifier.is_some()
                     && !self.config.subscription_identifiers

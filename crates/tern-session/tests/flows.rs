@@ -756,6 +756,11 @@ fn mqtt_4_3_3_10_a_repeated_qos2_publish_is_acknowledged_not_redelivered() {
     assert!(
         matches!(server.poll_transmit(now), Some(Packet::PubComp(c)) if c.reason_code == ReasonCode::Success)
     );
+    // The release is reported (a broker storing QoS 2 state deletes it).
+    assert!(matches!(
+        server.poll_event(),
+        Some(ServerEvent::PubRelReceived { packet_id }) if packet_id == id(7)
+    ));
     server.handle_packet(
         now,
         Packet::Publish(publish("t", QoS::ExactlyOnce, Some(7))),

@@ -26,7 +26,7 @@
 //! connection (client identifier, protocol level, Session Expiry Interval)
 //! and their subscriptions; QoS 1/2 messages queued or in flight to them
 //! (a body once per message, an entry per session, deleted when the flow
-//! ends) and the QoS 2 ones owed a PUBREL. Not yet: incoming QoS 2 state,
+//! ends) and the QoS 2 ones owed a PUBREL; incoming QoS 2 state. Not yet:
 //! wills, expiry deadlines, and holding the deliveries an unsynced batch
 //! made (ARCHITECTURE.md, tern-store).
 
@@ -127,6 +127,22 @@ pub enum StoreOp {
         client_id: MqttString,
         /// Its place in the session's queue.
         seq: u64,
+    },
+    /// A stored session's client sent a QoS 2 PUBLISH that was accepted:
+    /// a resend of it (until its PUBREL) is not routed again.
+    PutIncoming {
+        /// The session.
+        client_id: MqttString,
+        /// Its packet identifier.
+        packet_id: tern_codec::PacketId,
+    },
+    /// Its PUBREL came: the identifier is free for a new message. The
+    /// PUBCOMP waits for this to be synced.
+    DeleteIncoming {
+        /// The session.
+        client_id: MqttString,
+        /// Its packet identifier.
+        packet_id: tern_codec::PacketId,
     },
     /// A stored session unsubscribed.
     DeleteSubscription {

@@ -843,6 +843,24 @@ impl Broker {
                         self.gate_since(conn, recorded);
                     }
                 }
+                ServerEvent::PubRelReceived { packet_id } => {
+                    // The identifier is free again once this is synced:
+                    // the PUBCOMP waits (a new PUBLISH with it must not be
+                    // taken for a resend after a restart).
+                    let stored = self
+                        .conns
+                        .get(conn.key())
+                        .and_then(|c| c.session)
+                        .and_then(|key| self.stored_client_id(key));
+                    if let Some(client_id) = stored {
+                        let recorded = self.recorded();
+                        self.record(|| StoreOp::DeleteIncoming {
+                            client_id,
+                            packet_id,
+                        });
+                        self.gate_since(conn, recorded);
+                    }
+                }
                 ServerEvent::Delivered { tag: Some(tag), .. } => {
                     // A stored message's flow finished: its entry goes.
                     let stored = self

@@ -96,6 +96,16 @@ impl Broker {
                 reason,
             );
         }
+        if let Some(token) = ack.filter(|t| t.qos() == QoS::ExactlyOnce && reason.is_success()) {
+            // Accepted QoS 2 state: a resend after a restart is not routed
+            // again; the PUBREC waits for it.
+            if let Some(client_id) = self.stored_client_id(key) {
+                self.record(|| StoreOp::PutIncoming {
+                    client_id,
+                    packet_id: token.packet_id(),
+                });
+            }
+        }
         if let Some(token) = ack {
             let now_or_held = match self.durable.as_mut() {
                 None => Some((token, reason)),

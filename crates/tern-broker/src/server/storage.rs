@@ -213,6 +213,20 @@ fn op(op: StoreOp) -> Op {
                 subscription_id: None,
             },
         },
+        StoreOp::PutIncoming {
+            client_id,
+            packet_id,
+        } => Op::PutIncoming {
+            client_id: client_id.as_str().to_owned(),
+            packet_id: packet_id.get(),
+        },
+        StoreOp::DeleteIncoming {
+            client_id,
+            packet_id,
+        } => Op::DeleteIncoming {
+            client_id: client_id.as_str().to_owned(),
+            packet_id: packet_id.get(),
+        },
         StoreOp::DeleteQueue { client_id, seq } => Op::DeleteQueue {
             client_id: client_id.as_str().to_owned(),
             seq,
@@ -332,6 +346,13 @@ fn stored_state(
                     subscription_id: r.identifier.and_then(SubscriptionId::new),
                 },
             );
+        }
+        for id in s
+            .incoming
+            .iter()
+            .filter_map(|&id| tern_codec::PacketId::new(id))
+        {
+            session.restore_incoming(id);
         }
         // A QoS 2 message whose PUBREC came is owed its PUBREL (resent,
         // never the PUBLISH); any other is sent again as a new PUBLISH.
