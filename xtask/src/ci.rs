@@ -7,7 +7,7 @@
 //! list, and the run checks it takes exactly those steps.
 
 use crate::{
-    conformance, examples, fuzz, hostile, interop, sim,
+    conformance, crash, examples, fuzz, hostile, interop, sim,
     tools::{cargo, ensure_apt, ensure_cargo_tool, root, run, target_dir},
 };
 
@@ -38,6 +38,10 @@ pub(crate) const STEPS: &[(&str, &str)] = &[
         "hostile",
         "cargo xtask hostile --scale smoke (Tern and mosquitto; known failures listed)",
     ),
+    (
+        "crash",
+        "cargo xtask crash --runs 3 (kill -9 of `tern broker --data-dir`)",
+    ),
     ("docs", "cargo doc -D warnings"),
     (
         "no_std",
@@ -57,6 +61,9 @@ const NOSTD_CHECK: &str = "xtask/nostd-check";
 
 /// The pinned cargo-deny version.
 const CARGO_DENY_VERSION: &str = "0.20.2";
+
+/// `cargo xtask crash` runs in CI.
+const CRASH_SMOKE_RUNS: u32 = 3;
 
 /// Seconds each fuzz target runs in CI.
 const FUZZ_SMOKE_SECONDS: u64 = 30;
@@ -166,6 +173,13 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     // xtask/hostile-expected-failures.txt may fail, any other failure and
     // any listed case that passes fail the step.
     hostile::command(&[])?;
+
+    step("crash");
+    // A smoke of issue 14's check (about 40 s): a durable broker killed
+    // with SIGKILL at three random moments loses no acknowledged message
+    // and delivers no QoS 2 message twice; the long run is
+    // `cargo xtask crash --runs 1000`.
+    crash::command(&["--runs".to_string(), CRASH_SMOKE_RUNS.to_string()])?;
 
     step("docs");
     run(cargo()

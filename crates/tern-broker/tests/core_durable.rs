@@ -170,9 +170,14 @@ fn a_held_pubrec_reaches_the_sessions_next_connection() {
         let second = b.accept(Instant::ZERO);
         b.handle_packet(Instant::ZERO, second, persistent(false));
         b.handle_packet(Instant::ZERO, second, qos2(true));
-        if !sync_while_offline {
-            b.handle_store_synced(Instant::ZERO, batch.seq);
+        // The resumed session is stored again (its CONNACK waits for that
+        // batch too): sync everything up to it.
+        let mut last = batch.seq;
+        while let Some(next) = b.poll_store() {
+            last = next.seq;
         }
+        assert!(last > batch.seq, "the resumed session was stored");
+        b.handle_store_synced(Instant::ZERO, last);
         // A success code (0x10 No matching subscribers when the decision
         // reaches the connection itself; the session keeps only "received").
         let pubrecs: Vec<_> = transmits(&mut b)
@@ -187,5 +192,189 @@ fn a_held_pubrec_reaches_the_sessions_next_connection() {
             vec![(12, true)],
             "synced while offline: {sync_while_offline}"
         );
+    }
+}
+
+fn connect_persistent(
+    b: &mut Broker,
+    client: &'static str,
+    clean_start: bool,
+    expiry: u32,
+) -> ConnId {
+    let conn = b.accept(Instant::ZERO);
+    b.handle_packet(
+        Instant::ZERO,
+        conn,
+        Packet::Connect(Box::new(Connect {
+            protocol: ProtocolVersion::V5,
+            clean_start,
+            client_id: MqttString::from_static(client),
+            properties: tern_codec::ConnectProperties {
+                session_expiry_interval: Some(expiry),
+                ..Default::default()
+            },
+            ..Connect::default()
+        })),
+    );
+    conn
+}
+
+fn subscribe(b: &mut Broker, conn: ConnId, id: u16, filter: &'static str) {
+    b.handle_packet(
+        Instant::ZERO,
+        conn,
+        Packet::Subscribe(tern_codec::Subscribe {
+            packet_id: tern_codec::PacketId::new(id).unwrap(),
+            properties: Default::default(),
+            filters: vec![tern_codec::SubscribeFilter {
+                filter: MqttString::from_static(filter),
+                options: tern_codec::SubscriptionOptions {
+                    qos: QoS::AtLeastOnce,
+                    ..Default::default()
+                },
+            }],
+        }),
+    );
+}
+
+/// A session that outlives its connection is stored, and its CONNACK
+/// (session present or not [MQTT-3.2.2-2] [MQTT-3.2.2-3]) waits for the
+/// sync: a client told of a session finds it after a crash.
+#[test]
+fn a_persistent_sessions_connack_and_suback_wait_for_their_batch() {
+    let mut b = broker(true);
+    let conn = connect_persistent(&mut b, "sub", true, 3600);
+    assert_eq!(transmits(&mut b), Vec::new(), "CONNACK held");
+    let batch = b.poll_store().expect("a batch");
+    match batch.ops.as_slice() {
+        [
+            StoreOp::PutSession {
+                client_id,
+                protocol: 5,
+                expiry_interval: 3600,
+            },
+        ] => assert_eq!(client_id.as_str(), "sub"),
+        other => panic!("expected one PutSession, got {other:?}"),
+    }
+    b.handle_store_synced(Instant::ZERO, batch.seq);
+    assert!(matches!(transmits(&mut b).as_slice(), [Packet::ConnAck(_)]));
+
+    subscribe(&mut b, conn, 1, "plant/#");
+    assert_eq!(transmits(&mut b), Vec::new(), "SUBACK held");
+    let batch = b.poll_store().expect("a batch");
+    match batch.ops.as_slice() {
+        [
+            StoreOp::PutSubscription {
+                filter, options, ..
+            },
+        ] => {
+            assert_eq!(filter.as_str(), "plant/#");
+            assert_eq!(options.qos, QoS::AtLeastOnce);
+        }
+        other => panic!("expected one PutSubscription, got {other:?}"),
+    }
+    b.handle_store_synced(Instant::ZERO, batch.seq);
+    assert!(matches!(transmits(&mut b).as_slice(), [Packet::SubAck(_)]));
+
+    // A clean start ends the stored session: deleted, then stored anew.
+    b.handle_closed(Instant::ZERO, conn);
+    let _ = connect_persistent(&mut b, "sub", true, 60);
+    let batch = b.poll_store().expect("a batch");
+    assert!(
+        matches!(
+            batch.ops.as_slice(),
+            [
+                StoreOp::DeleteSession { .. },
+                StoreOp::PutSession {
+                    expiry_interval: 60,
+                    ..
+                }
+            ]
+        ),
+        "{:?}",
+        batch.ops
+    );
+}
+
+/// A session that ends with its connection (Session Expiry Interval 0
+/// [MQTT-3.1.2-23]) is never stored, and nothing it does waits.
+#[test]
+fn a_session_that_ends_with_its_connection_is_not_stored() {
+    let mut b = broker(true);
+    let conn = connect_persistent(&mut b, "clean", true, 0);
+    assert!(matches!(transmits(&mut b).as_slice(), [Packet::ConnAck(_)]));
+    subscribe(&mut b, conn, 1, "a/b");
+    assert!(matches!(transmits(&mut b).as_slice(), [Packet::SubAck(_)]));
+    b.handle_closed(Instant::ZERO, conn);
+    assert_eq!(b.poll_store(), None);
+}
+
+/// A QoS 1 message routed to a stored session is stored (body once, an
+/// entry per stored session), the publisher's PUBACK waits for that batch,
+/// and the entry is deleted when the subscriber's PUBACK ends the flow.
+#[test]
+fn a_message_queued_for_a_stored_session_is_stored_until_acknowledged() {
+    let mut b = broker(true);
+    let mut subs = Vec::new();
+    for client in ["s1", "s2"] {
+        let conn = connect_persistent(&mut b, client, true, 3600);
+        subscribe(&mut b, conn, 1, "plant/#");
+        subs.push(conn);
+    }
+    // A session that ends with its connection is not stored.
+    let clean = connect_persistent(&mut b, "clean", true, 0);
+    subscribe(&mut b, clean, 1, "plant/#");
+    while let Some(batch) = b.poll_store() {
+        b.handle_store_synced(Instant::ZERO, batch.seq);
+    }
+    let _ = transmits(&mut b);
+    b.handle_closed(Instant::ZERO, subs[1]); // s2 offline
+    let publisher = connected(&mut b);
+    publish(&mut b, publisher, 9, false, b"21.5");
+    let out = transmits(&mut b);
+    assert_eq!(puback_ids(&out), Vec::<u16>::new(), "PUBACK held");
+    let batch = b.poll_store().expect("a batch");
+    let id = match batch.ops.as_slice() {
+        [
+            StoreOp::PutBody { id, body, .. },
+            StoreOp::PutQueue {
+                client_id: c1,
+                seq: q1,
+                ..
+            },
+            StoreOp::PutQueue {
+                client_id: c2,
+                seq: q2,
+                ..
+            },
+        ] => {
+            assert_eq!(&body.payload[..], b"21.5");
+            assert_eq!((c1.as_str(), c2.as_str()), ("s1", "s2"));
+            assert_eq!((*q1, *q2), (*id, *id));
+            *id
+        }
+        other => panic!("expected a body and two entries, got {other:?}"),
+    };
+    b.handle_store_synced(Instant::ZERO, batch.seq);
+    assert_eq!(puback_ids(&transmits(&mut b)), vec![9]);
+    // s1 got it (online): its PUBACK deletes its entry.
+    let packet_id = out
+        .iter()
+        .find_map(|p| match p {
+            Packet::Publish(p) => p.packet_id,
+            _ => None,
+        })
+        .expect("s1 was sent the message");
+    b.handle_packet(
+        Instant::ZERO,
+        subs[0],
+        Packet::PubAck(tern_codec::PubAck::new(packet_id)),
+    );
+    let batch = b.poll_store().expect("a batch");
+    match batch.ops.as_slice() {
+        [StoreOp::DeleteQueue { client_id, seq }] => {
+            assert_eq!((client_id.as_str(), *seq), ("s1", id));
+        }
+        other => panic!("expected one DeleteQueue, got {other:?}"),
     }
 }

@@ -115,6 +115,18 @@ errors; the values shown are the defaults):
   # check_threads = 1         # password hashes at once, off the routing
                               # thread (default: all cores but one)
 
+  [storage]                   # keep state on disk (--data-dir); off when absent
+  # dir = \"/var/lib/tern\"     # sessions, subscriptions, QoS 1/2 messages
+                              # queued for them, retained messages
+  sync = \"always\"             # \"always\": an acknowledgement (CONNACK, SUBACK,
+                              # PUBACK, PUBREC) that promises stored state is
+                              # sent only after an fsync (group commit); it
+                              # survives kill -9 and power loss. \"interval\":
+                              # sent once written to the OS (survives kill -9);
+                              # fsync every sync_interval_ms, so a machine
+                              # crash loses at most that window
+  sync_interval_ms = 1000
+
   [metrics]                   # monitoring over HTTP (GET only); off when absent
   # listen = \"127.0.0.1:9883\" # /metrics (OpenMetrics), /health, /api/stats,
                               # and a live dashboard at /
@@ -207,6 +219,20 @@ pub(crate) struct BrokerArgs {
     /// network. Replaces `[metrics] listen`.
     #[arg(long, value_name = "IP:PORT")]
     metrics: Option<SocketAddr>,
+    /// Keep sessions that outlive their connection (Clean Session 0, or a
+    /// Session Expiry Interval), their subscriptions, the QoS 1/2 messages
+    /// queued or in flight to them until acknowledged, and retained
+    /// messages in this directory (created if missing), so they survive a
+    /// restart, SIGTERM or kill -9. With `[storage] sync = "always"` (the
+    /// default) a CONNACK, SUBACK, UNSUBACK, PUBACK or PUBREC that promises
+    /// stored state is sent only after it is fsynced (survives a power
+    /// cut); with "interval", once written (survives kill -9; a machine
+    /// crash loses at most sync_interval_ms). Incoming QoS 2 state is kept
+    /// too. Not kept yet: wills, QoS 0 messages, expiry deadlines (they
+    /// count again from the restart). Without it, everything is in memory only.
+    /// Replaces `[storage] dir`.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     /// Read settings (listeners and limits) from this TOML file. SIGHUP
     /// reads its `[limits]` again.
     #[arg(long, value_name = "FILE")]
@@ -284,6 +310,9 @@ impl BrokerArgs {
         }
         if let Some(addr) = self.metrics {
             settings.metrics.listen = Some(addr);
+        }
+        if let Some(dir) = &self.data_dir {
+            settings.storage.dir = Some(dir.clone());
         }
         Ok(settings)
     }

@@ -1051,7 +1051,7 @@ impl ClientConnection {
     }
 
     fn outgoing_ack(&mut self, id: PacketId, kind: Awaiting, reason: ReasonCode) {
-        if let AckResult::Completed { qos, reason } =
+        if let AckResult::Completed { qos, reason, .. } =
             self.core
                 .receive_ack(&mut self.session.flows, id, kind, reason)
         {

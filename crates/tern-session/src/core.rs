@@ -382,7 +382,7 @@ impl<E> Core<E> {
     ) -> AckResult {
         let result = flows.outgoing.acknowledge(id, kind, reason, &mut flows.ids);
         match result {
-            AckResult::SendPubRel => {
+            AckResult::SendPubRel { .. } => {
                 self.send_control(Packet::PubRel(PubRel::new(id)));
             }
             AckResult::Unknown if kind == Awaiting::PubRec => {

@@ -10,6 +10,7 @@
 
 use alloc::{sync::Arc, vec::Vec};
 use bytes::Bytes;
+use core::num::NonZeroU64;
 use tern_codec::{MqttString, PacketId, Publish, PublishPropertiesBox, QoS, SubscriptionId};
 
 /// What every recipient of a message shares: its topic, payload and the
@@ -25,6 +26,15 @@ pub struct MessageBody {
     pub payload: Bytes,
     /// The publisher's MQTT 5 properties, as forwarded.
     pub properties: PublishPropertiesBox,
+    /// A number the caller chose for this message, never sent: it stays
+    /// with every delivery of the body through the queue and the in-flight
+    /// window and comes back in
+    /// [`ServerEvent::Delivered`](crate::ServerEvent::Delivered) when a
+    /// flow finishes. A broker that stores its queues numbers each stored
+    /// message with it (a session gets at most one delivery of a message),
+    /// so it knows which stored entry a finished flow deletes. Not kept by
+    /// the `serde` form of a session.
+    pub tag: Option<NonZeroU64>,
 }
 
 impl MessageBody {
@@ -133,6 +143,7 @@ impl From<Publish> for Delivery {
                 topic: publish.topic,
                 payload: publish.payload,
                 properties,
+                tag: None,
             }),
             qos: publish.qos,
             retain: publish.retain,

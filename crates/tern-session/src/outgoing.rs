@@ -186,9 +186,17 @@ pub(crate) enum Send {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AckResult {
     /// The flow finished (PUBACK, PUBCOMP, or a failing PUBREC).
-    Completed { qos: QoS, reason: ReasonCode },
+    Completed {
+        qos: QoS,
+        reason: ReasonCode,
+        /// Its body's [`tag`](crate::MessageBody::tag).
+        tag: Option<core::num::NonZeroU64>,
+    },
     /// PUBREC accepted: send PUBREL now.
-    SendPubRel,
+    SendPubRel {
+        /// Its body's [`tag`](crate::MessageBody::tag).
+        tag: Option<core::num::NonZeroU64>,
+    },
     /// No such flow in this state; a PUBREC for an unknown identifier is
     /// answered with PUBREL 0x92.
     Unknown,
@@ -288,6 +296,43 @@ impl Outgoing {
             self.queued_bytes += m.size();
             self.queue.push_front(m);
         }
+    }
+
+    /// A QoS 2 message whose PUBREC had come before the session was stored
+    /// (its PUBREL is owed): back in the window awaiting PUBCOMP, so the
+    /// next connection resends PUBREL, never the PUBLISH. `false` if its
+    /// identifier is in use.
+    pub(crate) fn restore_released(
+        &mut self,
+        mut message: Delivery,
+        packet_id: PacketId,
+        queued_at: Instant,
+        ids: &mut PacketIds,
+    ) -> bool {
+        if !ids.claim(packet_id) {
+            return false;
+        }
+        message.packet_id = Some(packet_id);
+        let seq = self.inflight.push(InFlight {
+            message,
+            sent_expiry: None,
+            awaiting: Awaiting::PubComp,
+            on_wire: false,
+            ever_sent: true,
+            accepted: Some(ReasonCode::Success),
+            queued_at,
+        });
+        self.order.insert(packet_id, seq);
+        true
+    }
+
+    /// The tags of the bodies waiting and in flight.
+    pub(crate) fn tags(&self) -> impl Iterator<Item = core::num::NonZeroU64> + '_ {
+        self.queue
+            .iter()
+            .map(|m| &m.message)
+            .chain(self.inflight.iter().map(|(_, f)| &f.message))
+            .filter_map(|m| m.body.tag)
     }
 
     /// Starts a new connection: nothing is on the wire any more; everything in
@@ -464,28 +509,36 @@ impl Outgoing {
                 };
                 entry.awaiting = Awaiting::PubComp;
                 entry.accepted = Some(reason);
+                let tag = entry.message.body.tag;
                 let new_seq = self.inflight.push(entry);
                 self.order.insert(id, new_seq);
-                AckResult::SendPubRel
+                AckResult::SendPubRel { tag }
             }
             _ => {
                 // Read what is needed and drop the entry in place: moving an
                 // `InFlight` out costs memcpys of a few hundred bytes.
                 let removed = self.inflight.discard(seq, |e| {
-                    (e.on_wire, e.accepted, e.message.body.held_bytes())
+                    (
+                        e.on_wire,
+                        e.accepted,
+                        e.message.body.held_bytes(),
+                        e.message.body.tag,
+                    )
                 });
-                if removed.is_some_and(|(on_wire, _, _)| on_wire) {
+                if removed.is_some_and(|(on_wire, _, _, _)| on_wire) {
                     self.on_wire -= 1;
                 }
-                if let Some((_, _, size)) = removed {
+                if let Some((_, _, size, _)) = removed {
                     self.inflight_bytes.0 = self.inflight_bytes.0.saturating_sub(size);
                 }
-                let accepted = removed.and_then(|(_, accepted, _)| accepted);
+                let accepted = removed.and_then(|(_, accepted, _, _)| accepted);
+                let tag = removed.and_then(|(_, _, _, tag)| tag);
                 self.order.remove(id);
                 ids.release(id);
                 AckResult::Completed {
                     qos,
                     reason: accepted.unwrap_or(reason),
+                    tag,
                 }
             }
         }

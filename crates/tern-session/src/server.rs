@@ -169,6 +169,39 @@ impl ServerSession {
         )
     }
 
+    /// Puts back a QoS 2 message to the client whose PUBREC had come
+    /// (a broker restoring it from its store): the next connection resends
+    /// PUBREL for `packet_id`, never the PUBLISH, so the client never gets
+    /// it twice [MQTT-4.3.3-6]. `false` if `packet_id` is already in use.
+    pub fn restore_released(
+        &mut self,
+        now: Instant,
+        message: impl Into<Delivery>,
+        packet_id: PacketId,
+    ) -> bool {
+        let flows = &mut self.flows;
+        flows
+            .outgoing
+            .restore_released(message.into(), packet_id, now, &mut flows.ids)
+    }
+
+    /// Puts back an incoming QoS 2 message the broker had accepted (PUBREC
+    /// sent) and whose PUBREL had not come (a broker restoring it from its
+    /// store): a resent PUBLISH with `packet_id` is acknowledged, not
+    /// delivered again [MQTT-4.3.3-10], and its PUBREL is answered.
+    pub fn restore_incoming(&mut self, packet_id: PacketId) {
+        self.flows
+            .incoming
+            .qos2
+            .insert(packet_id, crate::incoming::Qos2State::Received);
+    }
+
+    /// The [`tag`](crate::MessageBody::tag)s of the messages waiting for
+    /// the client and in flight to it.
+    pub fn tags(&self) -> impl Iterator<Item = core::num::NonZeroU64> + '_ {
+        self.flows.outgoing.tags()
+    }
+
     /// Drops queued messages whose Message Expiry Interval has passed.
     pub fn purge_expired(&mut self, now: Instant) -> usize {
         self.flows.outgoing.purge_expired(now, &mut self.flows.ids)
@@ -280,6 +313,27 @@ pub enum ServerEvent {
         qos: QoS,
         /// The client's reason code.
         reason_code: ReasonCode,
+        /// Its body's [`tag`](crate::MessageBody::tag), as the caller set it.
+        tag: Option<core::num::NonZeroU64>,
+    },
+    /// A QoS 2 message to the client whose body has a
+    /// [`tag`](crate::MessageBody::tag) got its PUBREC: its PUBREL is queued
+    /// (the flow ends with [`Delivered`](Self::Delivered) at PUBCOMP). A
+    /// broker that stores its queues records that the PUBREL is owed (see
+    /// [`ServerSession::restore_released`]).
+    Released {
+        /// Its packet identifier.
+        packet_id: PacketId,
+        /// Its body's tag.
+        tag: core::num::NonZeroU64,
+    },
+    /// The client released an incoming QoS 2 message (PUBREL; the PUBCOMP
+    /// is queued): its identifier is free for a new message. A broker
+    /// that stores incoming QoS 2 state deletes it (see
+    /// [`ServerSession::restore_incoming`]).
+    PubRelReceived {
+        /// Its packet identifier.
+        packet_id: PacketId,
     },
     /// A SUBSCRIBE: answer with [`ServerConnection::suback`].
     SubscribeRequest(Subscribe),
@@ -1099,7 +1153,12 @@ impl ServerConnection {
             Packet::PubAck(a) => self.outgoing_ack(a.packet_id, Awaiting::PubAck, a.reason_code),
             Packet::PubRec(a) => self.outgoing_ack(a.packet_id, Awaiting::PubRec, a.reason_code),
             Packet::PubComp(a) => self.outgoing_ack(a.packet_id, Awaiting::PubComp, a.reason_code),
-            Packet::PubRel(r) => self.core.receive_pubrel(flows, r.packet_id)?,
+            Packet::PubRel(r) => {
+                self.core.receive_pubrel(flows, r.packet_id)?;
+                self.core.events.push_back(ServerEvent::PubRelReceived {
+                    packet_id: r.packet_id,
+                });
+            }
             Packet::Subscribe(subscribe) => {
                 if subscribe.properties.subscription_identifier.is_some()
                     && !self.config.subscription_identifiers
@@ -1222,14 +1281,21 @@ impl ServerConnection {
         let Some(session) = self.session.as_mut() else {
             return;
         };
-        if let AckResult::Completed { qos, reason } =
-            self.core.receive_ack(&mut session.flows, id, kind, reason)
-        {
-            self.core.events.push_back(ServerEvent::Delivered {
-                packet_id: id,
-                qos,
-                reason_code: reason,
-            });
+        match self.core.receive_ack(&mut session.flows, id, kind, reason) {
+            AckResult::Completed { qos, reason, tag } => {
+                self.core.events.push_back(ServerEvent::Delivered {
+                    packet_id: id,
+                    qos,
+                    reason_code: reason,
+                    tag,
+                });
+            }
+            AckResult::SendPubRel { tag: Some(tag) } => {
+                self.core
+                    .events
+                    .push_back(ServerEvent::Released { packet_id: id, tag });
+            }
+            _ => {}
         }
     }
 

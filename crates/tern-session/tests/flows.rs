@@ -756,6 +756,11 @@ fn mqtt_4_3_3_10_a_repeated_qos2_publish_is_acknowledged_not_redelivered() {
     assert!(
         matches!(server.poll_transmit(now), Some(Packet::PubComp(c)) if c.reason_code == ReasonCode::Success)
     );
+    // The release is reported (a broker storing QoS 2 state deletes it).
+    assert!(matches!(
+        server.poll_event(),
+        Some(ServerEvent::PubRelReceived { packet_id }) if packet_id == id(7)
+    ));
     server.handle_packet(
         now,
         Packet::Publish(publish("t", QoS::ExactlyOnce, Some(7))),
@@ -1429,4 +1434,45 @@ fn a_subscribe_reusing_a_pending_identifier_is_refused_with_0x91() {
     server
         .suback(now, id(5), vec![ReasonCode::Success], Default::default())
         .unwrap();
+}
+
+/// A body's tag comes back in `Delivered` when each delivery's flow
+/// finishes (PUBACK for QoS 1, PUBCOMP for QoS 2), so a broker that stores
+/// its queues deletes the right entry; untagged bodies report none.
+#[test]
+fn a_bodys_tag_comes_back_when_its_flow_finishes() {
+    let now = Instant::ZERO;
+    let mut server = accepted(ServerConfig::default(), connect(ProtocolVersion::V5, 0));
+    let tagged = |n: u64, qos| {
+        let mut d = Delivery::from(publish("t", qos, None));
+        let mut body = (*d.body).clone();
+        body.tag = core::num::NonZeroU64::new(n);
+        d.body = std::sync::Arc::new(body);
+        d
+    };
+    server.send(now, tagged(41, QoS::AtLeastOnce)).unwrap();
+    server.send(now, tagged(42, QoS::ExactlyOnce)).unwrap();
+    server
+        .send(now, Delivery::from(publish("t", QoS::AtLeastOnce, None)))
+        .unwrap();
+    let ids: Vec<PacketId> = transmits(|| server.poll_transmit(now))
+        .into_iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) => p.packet_id,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids.len(), 3);
+    server.handle_packet(now, Packet::PubAck(tern_codec::PubAck::new(ids[0])));
+    server.handle_packet(now, Packet::PubRec(PubRec::new(ids[1])));
+    // PUBREC is not the end of a QoS 2 flow: no event yet.
+    server.handle_packet(now, Packet::PubAck(tern_codec::PubAck::new(ids[2])));
+    server.handle_packet(now, Packet::PubComp(tern_codec::PubComp::new(ids[1])));
+    let tags: Vec<Option<u64>> = std::iter::from_fn(|| server.poll_event())
+        .filter_map(|e| match e {
+            ServerEvent::Delivered { tag, .. } => Some(tag.map(|t| t.get())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tags, vec![Some(41), None, Some(42)]);
 }

@@ -2,7 +2,7 @@
 //! session expiry.
 
 use super::sessions::{SessionEntry, SessionKey};
-use super::{AuthDecision, Broker, BrokerEvent, ConnId, StoredState, Timer};
+use super::{AuthDecision, Broker, BrokerEvent, ConnId, StoreOp, StoredState, Timer};
 use core::time::Duration;
 use tern_codec::{Connect, MqttString, Publish, ReasonCode, Will};
 use tern_session::{Accept, CloseReason, Instant, ServerSession};
@@ -20,10 +20,18 @@ impl Broker {
             // anonymous to the authorization checks until it connects again.
             let mut entry = SessionEntry::new(client_id);
             entry.expiry_interval = stored.expiry_interval;
+            // What a durable broker restores came from its store.
+            entry.persisted = self.durable.is_some();
             entry.pending_will = stored.pending_will.clone().map(Box::new);
             // It keeps ending when it would have, restart or not.
             entry.expires_at = stored.expires_at;
             let key = self.sessions.insert(entry);
+            if let Some(d) = self.durable.as_mut() {
+                // New message ids start above the restored ones.
+                for tag in session.tags() {
+                    d.message_ids_above(tag.get());
+                }
+            }
             self.subscriptions.restore(key, &mut session);
             if let Some(entry) = self.sessions.get_mut(key) {
                 entry.offline = Some(Box::new(session));
@@ -104,6 +112,10 @@ impl Broker {
             self.reject(now, conn, &connect, ReasonCode::ServerUnavailable);
             return;
         }
+        // Storage operations recorded before this CONNECT: any more (an
+        // old session ended, this one stored) and the CONNACK waits for
+        // them to be synced.
+        let recorded = self.recorded();
         let assigned = connect.client_id.is_empty().then(|| {
             self.sessions
                 .assign_client_id(&self.config.assigned_id_prefix)
@@ -156,6 +168,22 @@ impl Broker {
         entry.conn = Some(conn);
         entry.username = username;
         entry.expiry_interval = expiry_interval;
+        if self.durable.is_some() {
+            // A session that outlives its connection is stored (again: its
+            // interval may have changed); one that no longer does, is not.
+            let persist = expiry_interval > 0;
+            let was = core::mem::replace(&mut entry.persisted, persist);
+            let client_id = client_id.clone();
+            if persist {
+                self.record(|| StoreOp::PutSession {
+                    client_id,
+                    protocol: version.level(),
+                    expiry_interval,
+                });
+            } else if was {
+                self.record(|| StoreOp::DeleteSession { client_id });
+            }
+        }
         let Some(c) = self.conns.get_mut(conn.key()) else {
             return;
         };
@@ -173,6 +201,7 @@ impl Broker {
             },
         );
         debug_assert!(accepted.is_ok(), "a CONNECT awaited a decision");
+        self.gate_since(conn, recorded);
         self.stats.clients_connected += 1;
         self.stats.clients_maximum = self.stats.clients_maximum.max(self.stats.clients_connected);
         self.events.push_back(BrokerEvent::Connected {
@@ -243,7 +272,17 @@ impl Broker {
             return;
         };
         entry.conn = None;
-        entry.expiry_interval = session_expiry;
+        let changed =
+            core::mem::replace(&mut entry.expiry_interval, session_expiry) != session_expiry;
+        if changed && session_expiry > 0 && entry.persisted {
+            // DISCONNECT changed its Session Expiry Interval (MQTT 5 only).
+            let client_id = entry.client_id.clone();
+            self.record(|| StoreOp::PutSession {
+                client_id,
+                protocol: tern_codec::ProtocolVersion::V5.level(),
+                expiry_interval: session_expiry,
+            });
+        }
         if super::sessions::expires_at(now, session_expiry) == Some(now) {
             // The session ends with the connection: the will goes out now,
             // whatever its delay [MQTT-3.1.3-9].
@@ -255,7 +294,9 @@ impl Broker {
         }
         if let Some(session) = session {
             self.store.put_session(&session, session_expiry);
-            entry.offline = Some(Box::new(session));
+            if let Some(entry) = self.sessions.get_mut(key) {
+                entry.offline = Some(Box::new(session));
+            }
         }
         if let Some(will) = will {
             let delay = will.properties.will_delay_interval.unwrap_or(0);
@@ -321,6 +362,11 @@ impl Broker {
         self.subscriptions.remove_session(key);
         if let Some(entry) = self.sessions.remove(key) {
             self.store.remove_session(&entry.client_id);
+            if entry.persisted {
+                self.record(|| StoreOp::DeleteSession {
+                    client_id: entry.client_id,
+                });
+            }
         }
     }
 

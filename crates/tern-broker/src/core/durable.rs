@@ -17,16 +17,27 @@
 //! acknowledgements wait behind it, so they still go out in arrival order
 //! [MQTT-4.6.0-2] [MQTT-4.6.0-3].
 //!
-//! Covered so far: retained messages. Not yet: sessions, subscriptions,
-//! queued and in-flight messages, incoming QoS 2 state, and holding the
-//! deliveries an unsynced batch made (ARCHITECTURE.md, tern-store).
+//! A CONNACK or SUBACK (or UNSUBACK) that promises stored state (a session
+//! that outlives its connection, its subscriptions) is held differently:
+//! the connection's whole output waits behind a *gate* until the batch
+//! syncs, so nothing it is sent after it overtakes it.
+//!
+//! Covered so far: retained messages; sessions that outlive their
+//! connection (client identifier, protocol level, Session Expiry Interval)
+//! and their subscriptions; QoS 1/2 messages queued or in flight to them
+//! (a body once per message, an entry per session, deleted when the flow
+//! ends) and the QoS 2 ones owed a PUBREL; incoming QoS 2 state. Not yet:
+//! wills, expiry deadlines, and holding the deliveries an unsynced batch
+//! made (ARCHITECTURE.md, tern-store).
 
 use super::{ConnId, SessionKey, Store, StoredState};
 use crate::RetainedMessage;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use tern_codec::ReasonCode;
-use tern_codec::{MqttString, Will};
+use tern_codec::{MqttString, QoS, SubscriptionId, SubscriptionOptions, Will};
 use tern_session::AckToken;
+use tern_session::MessageBody;
 use tern_session::{Instant, ServerSession};
 use tern_topic::TopicName;
 
@@ -45,6 +56,100 @@ pub enum StoreOp {
     DeleteRetained {
         /// Its topic.
         topic: TopicName,
+    },
+    /// A session that outlives its connection was created, resumed, or
+    /// had its Session Expiry Interval changed.
+    PutSession {
+        /// Its client identifier.
+        client_id: MqttString,
+        /// The protocol level of its client's last CONNECT (3, 4 or 5).
+        protocol: u8,
+        /// Its Session Expiry Interval in seconds (`u32::MAX`: never).
+        expiry_interval: u32,
+    },
+    /// A stored session ended (clean start, expiry, or an interval of 0):
+    /// its subscriptions go with it.
+    DeleteSession {
+        /// Its client identifier.
+        client_id: MqttString,
+    },
+    /// A stored session subscribed (or replaced a subscription).
+    PutSubscription {
+        /// Its client identifier.
+        client_id: MqttString,
+        /// The topic filter.
+        filter: MqttString,
+        /// The granted options.
+        options: SubscriptionOptions,
+        /// Its Subscription Identifier.
+        id: Option<SubscriptionId>,
+    },
+    /// A message body, before the queue entries that refer to it (written
+    /// once however many stored sessions it is queued for).
+    PutBody {
+        /// Its id: also every queue entry's `seq` for it (a session gets at
+        /// most one delivery of a message), and its body's
+        /// [`tag`](tern_session::MessageBody::tag).
+        id: u64,
+        /// Topic, payload, properties.
+        body: Arc<MessageBody>,
+        /// The QoS it was published with.
+        qos: QoS,
+        /// Its RETAIN flag as published.
+        retain: bool,
+    },
+    /// A QoS 1 or 2 message was queued for a stored session.
+    PutQueue {
+        /// The session.
+        client_id: MqttString,
+        /// Its place in the session's queue: the body's id.
+        seq: u64,
+        /// The QoS it is delivered with.
+        qos: QoS,
+        /// The first Subscription Identifier it is delivered with.
+        subscription_id: Option<SubscriptionId>,
+    },
+    /// A stored session's QoS 2 message got its PUBREC: its PUBREL is owed
+    /// (a restart resends PUBREL, never the PUBLISH). The connection's
+    /// output (the PUBREL) waits for this to be synced.
+    ReleaseQueue {
+        /// The session.
+        client_id: MqttString,
+        /// Its place in the session's queue.
+        seq: u64,
+        /// The packet identifier the PUBREL carries.
+        packet_id: tern_codec::PacketId,
+    },
+    /// A stored session's message finished its flow (PUBACK, PUBCOMP, or
+    /// a failing PUBREC), or was dropped.
+    DeleteQueue {
+        /// The session.
+        client_id: MqttString,
+        /// Its place in the session's queue.
+        seq: u64,
+    },
+    /// A stored session's client sent a QoS 2 PUBLISH that was accepted:
+    /// a resend of it (until its PUBREL) is not routed again.
+    PutIncoming {
+        /// The session.
+        client_id: MqttString,
+        /// Its packet identifier.
+        packet_id: tern_codec::PacketId,
+    },
+    /// Its PUBREL came: the identifier is free for a new message. The
+    /// PUBCOMP waits for this to be synced.
+    DeleteIncoming {
+        /// The session.
+        client_id: MqttString,
+        /// Its packet identifier.
+        packet_id: tern_codec::PacketId,
+    },
+    /// A stored session unsubscribed.
+    DeleteSubscription {
+        /// Its client identifier.
+        client_id: MqttString,
+        /// The topic filter.
+        filter: MqttString,
     },
 }
 
@@ -85,6 +190,12 @@ pub(super) struct Durable {
     /// Held acknowledgements, in the order they were held (their sequence
     /// numbers never decrease).
     held: VecDeque<HeldAck>,
+    /// Connections whose output waits for a batch (a CONNACK or SUBACK
+    /// that promises stored state is in it), in sequence order.
+    gates: VecDeque<(u64, ConnId)>,
+    /// The next message id ([`StoreOp::PutBody`]): above every id the
+    /// store holds.
+    next_message: u64,
 }
 
 impl Default for Durable {
@@ -94,6 +205,8 @@ impl Default for Durable {
             next_seq: 1,
             batches: VecDeque::new(),
             held: VecDeque::new(),
+            gates: VecDeque::new(),
+            next_message: 1,
         }
     }
 }
@@ -138,6 +251,33 @@ impl Durable {
             reason,
         });
         None
+    }
+
+    /// A new message id, for a message routed to a stored session.
+    pub(super) fn message_id(&mut self) -> core::num::NonZeroU64 {
+        let id =
+            core::num::NonZeroU64::new(self.next_message).unwrap_or(core::num::NonZeroU64::MIN);
+        self.next_message = id.get() + 1;
+        id
+    }
+
+    /// Message ids start above `id` (a restored queue holds it).
+    pub(super) fn message_ids_above(&mut self, id: u64) {
+        self.next_message = self.next_message.max(id.saturating_add(1));
+    }
+
+    /// Holds `conn`'s output until what is recorded so far is synced:
+    /// returns the sequence number of the batch it waits for.
+    pub(super) fn gate(&mut self, conn: ConnId) -> u64 {
+        let seq = self.next_seq;
+        self.gates.push_back((seq, conn));
+        seq
+    }
+
+    /// The connections whose gates batch `seq` (and those before it) opens.
+    pub(super) fn opened(&mut self, seq: u64) -> Vec<(u64, ConnId)> {
+        let n = self.gates.iter().take_while(|g| g.0 <= seq).count();
+        self.gates.drain(..n).collect()
     }
 
     /// The next batch to apply: what was recorded since the last one.

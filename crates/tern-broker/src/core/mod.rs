@@ -238,6 +238,9 @@ struct Conn {
     /// Opened over its address's connection rate: its CONNECT is refused
     /// (`connect_rate.rs`).
     over_rate: bool,
+    /// Its output waits for this storage batch to sync (a CONNACK or
+    /// SUBACK in it promises stored state; see `durable.rs`).
+    gate: Option<u64>,
 }
 
 /// Counters for `$SYS` and monitoring.
@@ -444,6 +447,7 @@ impl Broker {
             auth: None,
             checking: None,
             over_rate: false,
+            gate: None,
         });
         self.stats.connections_total += 1;
         let id = ConnId::from_key(key);
@@ -554,7 +558,17 @@ impl Broker {
         let Some(d) = self.durable.as_mut() else {
             return;
         };
-        for held in d.synced(seq) {
+        let opened = d.opened(seq);
+        let held = d.synced(seq);
+        for (gate, conn) in opened {
+            if let Some(c) = self.conns.get_mut(conn.key()) {
+                if c.gate.is_some_and(|g| g <= gate) {
+                    c.gate = None;
+                    self.mark_ready(conn);
+                }
+            }
+        }
+        for held in held {
             // To the session's connection now, which is not the one that
             // received the message when that one has closed meanwhile (a
             // QoS 2 token stays good across the session's connections), or
@@ -696,7 +710,7 @@ impl Broker {
                 self.ready.pop_front();
                 continue;
             };
-            if c.flow.is_writable() {
+            if c.flow.is_writable() && c.gate.is_none() {
                 // Messages the session drops on the way out (expired, too
                 // large for the client) show as its counters moving.
                 let dropped = stats::session_drops(&c.server);
@@ -723,7 +737,7 @@ impl Broker {
                 self.ready.pop_front();
                 continue;
             };
-            if c.flow.is_writable() {
+            if c.flow.is_writable() && c.gate.is_none() {
                 // Drained: an idle connection keeps no queue buffers.
                 c.server.release_memory();
             }
@@ -757,6 +771,33 @@ impl Broker {
     }
 
     // ---- internals ----
+
+    /// Records a storage operation, with [`BrokerConfig::durable`] on.
+    fn record(&mut self, op: impl FnOnce() -> StoreOp) {
+        if let Some(d) = self.durable.as_mut() {
+            d.record(op());
+        }
+    }
+
+    /// Storage operations recorded and not yet cut into a batch.
+    fn recorded(&self) -> usize {
+        self.durable.as_ref().map_or(0, |d| d.pending())
+    }
+
+    /// Holds `conn`'s output (a CONNACK, SUBACK or UNSUBACK just queued
+    /// and everything after it) until the operations recorded since
+    /// `recorded` ([`Self::recorded`]) are synced; nothing if none were.
+    fn gate_since(&mut self, conn: ConnId, recorded: usize) {
+        if self.recorded() <= recorded {
+            return;
+        }
+        let Some(d) = self.durable.as_mut() else {
+            return;
+        };
+        if let Some(c) = self.conns.get_mut(conn.key()) {
+            c.gate = Some(d.gate(conn));
+        }
+    }
 
     fn mark_ready(&mut self, conn: ConnId) {
         if let Some(c) = self.conns.get_mut(conn.key()) {
@@ -807,7 +848,56 @@ impl Broker {
                 ServerEvent::UnsubscribeRequest(unsubscribe) => {
                     self.on_unsubscribe(now, conn, unsubscribe)
                 }
-                ServerEvent::Delivered { .. } => {}
+                ServerEvent::Released { packet_id, tag } => {
+                    // Owed a PUBREL: stored before the PUBREL goes out, so
+                    // a restart never sends the PUBLISH again.
+                    let stored = self
+                        .conns
+                        .get(conn.key())
+                        .and_then(|c| c.session)
+                        .and_then(|key| self.stored_client_id(key));
+                    if let Some(client_id) = stored {
+                        let recorded = self.recorded();
+                        self.record(|| StoreOp::ReleaseQueue {
+                            client_id,
+                            seq: tag.get(),
+                            packet_id,
+                        });
+                        self.gate_since(conn, recorded);
+                    }
+                }
+                ServerEvent::PubRelReceived { packet_id } => {
+                    // The identifier is free again once this is synced:
+                    // the PUBCOMP waits (a new PUBLISH with it must not be
+                    // taken for a resend after a restart).
+                    let stored = self
+                        .conns
+                        .get(conn.key())
+                        .and_then(|c| c.session)
+                        .and_then(|key| self.stored_client_id(key));
+                    if let Some(client_id) = stored {
+                        let recorded = self.recorded();
+                        self.record(|| StoreOp::DeleteIncoming {
+                            client_id,
+                            packet_id,
+                        });
+                        self.gate_since(conn, recorded);
+                    }
+                }
+                ServerEvent::Delivered { tag: Some(tag), .. } => {
+                    // A stored message's flow finished: its entry goes.
+                    let stored = self
+                        .conns
+                        .get(conn.key())
+                        .and_then(|c| c.session)
+                        .and_then(|key| self.stored_client_id(key));
+                    if let Some(client_id) = stored {
+                        self.record(|| StoreOp::DeleteQueue {
+                            client_id,
+                            seq: tag.get(),
+                        });
+                    }
+                }
                 ServerEvent::Auth(auth) => self.on_auth(now, conn, *auth),
                 ServerEvent::Closed {
                     reason,

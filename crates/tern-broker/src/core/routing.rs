@@ -1,7 +1,7 @@
 //! Messages: PUBLISH routing, retained messages, SUBSCRIBE and UNSUBSCRIBE.
 
 use super::{
-    Broker, ConnId, SessionKey, Subscription,
+    Broker, ConnId, SessionKey, StoreOp, Subscription,
     auth::allowed,
     durable,
     limits::Limit,
@@ -95,6 +95,16 @@ impl Broker {
                 super::Refusal::Publish(super::compact(&topic_name)),
                 reason,
             );
+        }
+        if let Some(token) = ack.filter(|t| t.qos() == QoS::ExactlyOnce && reason.is_success()) {
+            // Accepted QoS 2 state: a resend after a restart is not routed
+            // again; the PUBREC waits for it.
+            if let Some(client_id) = self.stored_client_id(key) {
+                self.record(|| StoreOp::PutIncoming {
+                    client_id,
+                    packet_id: token.packet_id(),
+                });
+            }
         }
         if let Some(token) = ack {
             let now_or_held = match self.durable.as_mut() {
@@ -223,6 +233,12 @@ impl Broker {
             self.deliveries = deliveries;
             return Routed::default();
         }
+        // A QoS 1/2 message to a stored session is stored: numbered here,
+        // its body written with its first queue entry.
+        let tag = match self.durable.as_mut() {
+            Some(d) if publish.qos != QoS::AtMostOnce => Some(d.message_id()),
+            _ => None,
+        };
         // One shared body for every recipient; each delivery is a few words.
         let body = Arc::new(MessageBody {
             topic: publish.topic.clone(),
@@ -232,8 +248,10 @@ impl Broker {
             } else {
                 tern_codec::PublishPropertiesBox::new()
             },
+            tag,
         });
         let mut taken = 0;
+        let mut body_stored = false;
         for d in deliveries.drain(..) {
             let out = tern_session::Delivery {
                 body: body.clone(),
@@ -242,7 +260,29 @@ impl Broker {
                 packet_id: None,
                 subscription_ids: d.subscription_ids,
             };
-            taken += usize::from(self.deliver(now, d.to, out));
+            let qos = out.qos;
+            let subscription_id = out.subscription_ids.first().copied();
+            let took = self.deliver(now, d.to, out);
+            taken += usize::from(took);
+            if let (true, Some(tag), false) = (took, tag, qos == QoS::AtMostOnce) {
+                if let Some(client_id) = self.stored_client_id(d.to) {
+                    if !core::mem::replace(&mut body_stored, true) {
+                        let body = body.clone();
+                        self.record(|| StoreOp::PutBody {
+                            id: tag.get(),
+                            body,
+                            qos: publish.qos,
+                            retain: publish.retain,
+                        });
+                    }
+                    self.record(|| StoreOp::PutQueue {
+                        client_id,
+                        seq: tag.get(),
+                        qos,
+                        subscription_id,
+                    });
+                }
+            }
         }
         self.deliveries = deliveries;
         Routed {
@@ -304,6 +344,17 @@ impl Broker {
             Some(Enqueued::QueuedDroppingOldest(old)) => {
                 self.stats.messages_dropped += old.len() as u64;
                 self.stats.drops.queue_full += old.len() as u64;
+                if let Some(client_id) = self.stored_client_id(to) {
+                    for m in &old {
+                        if let Some(tag) = m.message.body.tag {
+                            let client_id = client_id.clone();
+                            self.record(|| StoreOp::DeleteQueue {
+                                client_id,
+                                seq: tag.get(),
+                            });
+                        }
+                    }
+                }
                 true
             }
             Some(Enqueued::Rejected(_)) => {
@@ -327,6 +378,10 @@ impl Broker {
         };
         let v5 = c.server.version().is_v5();
         let id = subscribe.properties.subscription_identifier;
+        // A stored session's subscriptions are stored too, and its SUBACK
+        // waits for them to be synced.
+        let stored = self.stored_client_id(key);
+        let recorded = self.recorded();
         let mut codes = Vec::with_capacity(subscribe.filters.len());
         let mut retained_for = Vec::new();
         for requested in &subscribe.filters {
@@ -411,6 +466,14 @@ impl Broker {
                     &parsed,
                     Subscription { options, id },
                 );
+                if let Some(client_id) = &stored {
+                    self.record(|| StoreOp::PutSubscription {
+                        client_id: client_id.clone(),
+                        filter: super::compact(&requested.filter),
+                        options,
+                        id,
+                    });
+                }
                 // Retained messages on subscribe [MQTT-3.3.1-9] [MQTT-3.3.1-10]
                 // [MQTT-3.3.1-11]; not for shared subscriptions.
                 let send = match options.retain_handling {
@@ -444,6 +507,7 @@ impl Broker {
                 .server
                 .suback(now, subscribe.packet_id, codes, Default::default());
         }
+        self.gate_since(conn, recorded);
         for (filter, granted) in retained_for {
             let (sessions, auth) = (&self.sessions, &mut self.auth);
             // Expired messages it finds are removed, recorded when durable.
@@ -478,6 +542,8 @@ impl Broker {
         let Some(key) = self.conns.get(conn.key()).and_then(|c| c.session) else {
             return;
         };
+        let stored = self.stored_client_id(key);
+        let recorded = self.recorded();
         let mut codes = Vec::with_capacity(unsubscribe.filters.len());
         for filter in &unsubscribe.filters {
             let Some(record) = self
@@ -490,6 +556,12 @@ impl Broker {
             let code = match SubscriptionFilter::parse(filter.as_shared_bytes().clone()) {
                 Ok(parsed) => {
                     if self.subscriptions.unsubscribe(key, record, filter, &parsed) {
+                        if let Some(client_id) = &stored {
+                            self.record(|| StoreOp::DeleteSubscription {
+                                client_id: client_id.clone(),
+                                filter: super::compact(filter),
+                            });
+                        }
                         ReasonCode::Success
                     } else {
                         ReasonCode::NoSubscriptionExisted
@@ -504,6 +576,17 @@ impl Broker {
                 .server
                 .unsuback(now, unsubscribe.packet_id, codes, Default::default());
         }
+        self.gate_since(conn, recorded);
+    }
+}
+
+impl Broker {
+    /// The client identifier of a session kept in the durable store.
+    pub(super) fn stored_client_id(&self, key: SessionKey) -> Option<tern_codec::MqttString> {
+        self.sessions
+            .get(key)
+            .filter(|e| e.persisted)
+            .map(|e| e.client_id.clone())
     }
 }
 

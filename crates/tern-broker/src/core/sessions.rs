@@ -49,6 +49,10 @@ pub(super) struct SessionEntry {
     pub(super) expires_at: Option<Instant>,
     /// A will waiting for its delay.
     pub(super) pending_will: Option<Box<(Will, Instant)>>,
+    /// It is in the durable store (it outlives its connection and
+    /// [`BrokerConfig::durable`](super::BrokerConfig::durable) is on): its
+    /// changes and its end are recorded.
+    pub(super) persisted: bool,
 }
 
 impl SessionEntry {
@@ -62,6 +66,7 @@ impl SessionEntry {
             expiry_interval: 0,
             expires_at: None,
             pending_will: None,
+            persisted: false,
         }
     }
 

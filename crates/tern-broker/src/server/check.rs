@@ -118,6 +118,20 @@ impl BrokerSettings {
             self.metrics.listen.map(|a| format!("\"{a}\"")),
             "none (no monitoring listener)",
         );
+        let st = &self.storage;
+        let _ = writeln!(out, "\n[storage]");
+        optional(
+            &mut out,
+            "dir",
+            st.dir.as_deref().map(path),
+            "none (memory only: nothing survives a restart)",
+        );
+        let sync = match st.sync {
+            super::SyncMode::Always => "always",
+            super::SyncMode::Interval => "interval",
+        };
+        let _ = writeln!(out, "sync = \"{sync}\"");
+        let _ = writeln!(out, "sync_interval_ms = {}", st.sync_interval_ms);
         out
     }
 

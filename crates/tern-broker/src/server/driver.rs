@@ -116,6 +116,9 @@ struct Driver {
     scratch_owner: Option<ConnId>,
     /// Connections with a non-empty batch.
     dirty: Vec<ConnId>,
+    /// The storage thread, with a data directory: each batch the core cuts
+    /// goes to it after each input (see `storage.rs`).
+    storage: Option<tern_store::Storage>,
     /// Connections whose read half is parked and may be read again once
     /// the core's events for this input are handled (a `PauseReading`
     /// among them keeps it parked).
@@ -129,6 +132,7 @@ struct Driver {
 /// hands every connection its last packets and a close, and returns.
 pub(crate) async fn run(
     config: BrokerConfig,
+    store: Option<super::storage::Opened>,
     auth: Box<dyn crate::Authenticator>,
     check_threads: usize,
     mut accepted: mpsc::Receiver<Accepted>,
@@ -139,19 +143,30 @@ pub(crate) async fn run(
     // Unbounded, but a writer sends one per write, and writes only what the
     // core's credit allows.
     let (reports, mut report_rx) = mpsc::unbounded_channel();
+    // With a data directory: start from what it holds, and feed it.
+    let mut memory = crate::MemoryStore::new();
+    let (storage, mut synced) = match store {
+        Some(opened) => {
+            use crate::Store;
+            for s in &opened.state.sessions {
+                memory.put_session(&s.session, s.expiry_interval);
+            }
+            for (topic, message) in &opened.state.retained {
+                memory.put_retained(topic, message);
+            }
+            (Some(opened.storage), Some(opened.synced))
+        }
+        None => (None, None),
+    };
     let mut driver = Driver::new(
-        Broker::with_hooks(
-            config,
-            Instant::ZERO,
-            Box::new(crate::MemoryStore::new()),
-            auth,
-        ),
+        Broker::with_hooks(config, Instant::ZERO, Box::new(memory), auth),
         reports,
     );
     // Password hashes are computed off this task (see `checks.rs`); with
     // no threads for them, here.
     let (checker, mut checked) = super::checks::Checker::new(check_threads);
     driver.checker = (check_threads > 0).then_some(checker);
+    driver.storage = storage;
     loop {
         // Re-armed on every turn from the core's next deadline.
         let deadline = driver.broker.poll_timeout().map(|t| {
@@ -168,6 +183,18 @@ pub(crate) async fn run(
                 }
             }
             _ = shutdown.recv() => break,
+            Some(done) = recv_synced(&mut synced), if synced.is_some() => match done {
+                Ok(seq) => {
+                    let now = driver.now();
+                    driver.broker.handle_store_synced(now, seq);
+                }
+                Err(e) => {
+                    // Nothing later completes: what it would acknowledge
+                    // stays unacknowledged, as it must.
+                    tracing::error!("{e}: acknowledgements that need the store stop");
+                    synced = None;
+                }
+            },
             () = sleep_until(deadline), if deadline.is_some() => {
                 let now = driver.now();
                 driver.broker.handle_timeout(now);
@@ -200,7 +227,21 @@ pub(crate) async fn run(
     while let Some(read) = driver.reads.next().await {
         driver.handle_read(read);
     }
+    if let Some(storage) = driver.storage.take() {
+        // Commits what is pending and syncs.
+        storage.close();
+    }
     tracing::debug!(stats = ?driver.broker.stats(), "core stopped");
+}
+
+/// The next completion from the storage thread (never, without one).
+async fn recv_synced(
+    rx: &mut Option<mpsc::UnboundedReceiver<Result<u64, String>>>,
+) -> Option<Result<u64, String>> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Requests to the core task from outside the data path: the monitoring
@@ -262,6 +303,7 @@ impl Driver {
             dirty: Vec::new(),
             parked: Vec::new(),
             checker: None,
+            storage: None,
         }
     }
 
@@ -479,6 +521,11 @@ impl Driver {
                         let outcome = check.check.run();
                         self.broker.handle_auth_checked(now, check.conn, outcome);
                     }
+                }
+            }
+            while let Some(batch) = self.broker.poll_store() {
+                if let Some(storage) = &self.storage {
+                    storage.submit(batch.seq, super::storage::ops(batch.ops));
                 }
             }
             if !progress {

@@ -73,6 +73,7 @@ pub mod metrics;
 mod reload;
 pub mod security;
 mod settings;
+mod storage;
 pub mod tls;
 mod websocket;
 
@@ -103,6 +104,7 @@ pub use local::LocalConnector;
 pub use settings::{
     BrokerSettings, Limits, Listeners, MetricsSettings, SettingsError, TlsSettings,
 };
+pub use storage::{StorageSettings, SyncMode};
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{
@@ -129,6 +131,9 @@ pub enum StartError {
     Security(security::SecurityError),
     /// The TLS files cannot be used, or are missing for a TLS listener.
     Tls(String),
+    /// The data directory cannot be used (another broker holds it, or it
+    /// cannot be created or read).
+    Storage(tern_store::StoreError),
     /// A listener's address could not be bound (in use, not local, no permission).
     Bind {
         /// `tcp`, `ws`, `tls` or `wss`.
@@ -148,6 +153,7 @@ impl std::fmt::Display for StartError {
             }
             StartError::Security(e) => e.fmt(f),
             StartError::Tls(why) => f.write_str(why),
+            StartError::Storage(e) => write!(f, "storage: {e}"),
         }
     }
 }
@@ -157,6 +163,7 @@ impl std::error::Error for StartError {
         match self {
             StartError::Bind { source, .. } => Some(source),
             StartError::Security(e) => Some(e),
+            StartError::Storage(e) => Some(e),
             StartError::Tls(_) => None,
         }
     }
@@ -336,6 +343,10 @@ pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
         let acceptor = tls::Acceptor::new(config, settings.tls.use_identity_as_username);
         Some((files, acceptor))
     };
+    // The store: a directory another broker holds stops the start.
+    let config = settings.broker_config();
+    let store =
+        storage::open(&settings.storage, config.server.queue).map_err(StartError::Storage)?;
     // Bind everything first, so a port in use is reported before anything runs.
     let l = &settings.listeners;
     let mut listeners = Vec::new();
@@ -408,7 +419,8 @@ pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
         .check_threads
         .unwrap_or_else(checks::default_workers);
     let core = tokio::spawn(driver::run(
-        settings.broker_config(),
+        config,
+        store,
         Box::new(auth),
         check_threads,
         accepted_rx,

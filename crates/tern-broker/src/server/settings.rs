@@ -41,6 +41,8 @@ pub struct BrokerSettings {
     pub bridge: Vec<super::bridge_settings::BridgeSettings>,
     /// The monitoring listener (`[metrics]`).
     pub metrics: MetricsSettings,
+    /// The data directory and what acknowledgements promise (`[storage]`).
+    pub storage: super::storage::StorageSettings,
     /// The file these settings were read from ([`BrokerSettings::load`]),
     /// which SIGHUP reads again.
     #[serde(skip)]
@@ -328,6 +330,7 @@ impl BrokerSettings {
         config.sys_interval = (!l.sys_interval.is_zero()).then_some(l.sys_interval);
         config.connections_per_second_per_address =
             core::num::NonZeroU32::new(l.connections_per_second_per_address);
+        config.durable = self.storage.dir.is_some();
         config
     }
 }
@@ -473,6 +476,8 @@ mod tests {
             "topic_alias_maximum",
             "sys_interval",
             "connections_per_second_per_address",
+            "sync",
+            "sync_interval_ms",
         ] {
             assert!(
                 text.lines().any(|l| l.starts_with(&format!("{key} ="))),
@@ -486,6 +491,7 @@ mod tests {
             "allow_anonymous",
             "check_threads",
             "listen",
+            "dir",
         ] {
             assert!(
                 text.contains(&format!("\n# {key} =")),

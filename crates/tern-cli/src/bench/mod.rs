@@ -140,6 +140,12 @@ pub(crate) struct BenchArgs {
         default_value_t = 300
     )]
     keep_alive: u16,
+    /// Subscribers keep their session this many seconds after they leave
+    /// (MQTT 5 Session Expiry Interval; 3.1.1: Clean Session 0), so a
+    /// broker with persistence stores what is queued for them. Absent: a
+    /// session that ends with its connection.
+    #[arg(long = "session-expiry", value_name = "SECONDS")]
+    session_expiry: Option<u32>,
     /// Seconds to wait, after publishing stops, for acknowledgements and deliveries.
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     drain: f64,
@@ -426,6 +432,7 @@ async fn drive(
         _ => (0, String::new()),
     };
     let qos = args.qos;
+    let session_expiry = args.session_expiry;
     let subs = connect_all(n_subs, args.conn_rate, |i| {
         let filter = sub_filter.replace("%i", &i.to_string());
         let count = connected_count.clone();
@@ -437,6 +444,7 @@ async fn drive(
                 version,
                 format!("tern-bench-{pid}-s{i}"),
                 keep_alive,
+                session_expiry,
             )
             .await?;
             link.subscribe(&filter, qos).await?;
@@ -460,6 +468,7 @@ async fn drive(
                 version,
                 format!("tern-bench-{pid}-{prefix}{i}"),
                 keep_alive,
+                None,
             )
             .await?;
             count.fetch_add(1, Ordering::Relaxed);

@@ -108,13 +108,16 @@ pub(super) fn histogram() -> Histogram<u64> {
 }
 
 impl Link {
-    /// Connects, sends CONNECT and waits for a successful CONNACK.
+    /// Connects, sends CONNECT and waits for a successful CONNACK. With
+    /// `session_expiry`, a session that outlives the connection (MQTT 5:
+    /// that Session Expiry Interval; 3.1.1: Clean Session 0).
     pub(super) async fn connect(
         addr: SocketAddr,
         source: Option<IpAddr>,
         version: ProtocolVersion,
         client_id: String,
         keep_alive: u16,
+        session_expiry: Option<u32>,
     ) -> Result<Link, String> {
         let stream = match source {
             None => TcpStream::connect(addr).await,
@@ -136,9 +139,12 @@ impl Link {
         };
         link.send(&Packet::Connect(Box::new(Connect {
             protocol: version,
-            clean_start: true,
+            clean_start: version.is_v5() || session_expiry.is_none(),
             keep_alive,
-            properties: ConnectProperties::default(),
+            properties: ConnectProperties {
+                session_expiry_interval: session_expiry.filter(|_| version.is_v5()),
+                ..ConnectProperties::default()
+            },
             client_id: MqttString::from_utf8(Bytes::from(client_id))
                 .map_err(|e| format!("bad client id: {e}"))?,
             ..Connect::default()

@@ -275,7 +275,9 @@ impl Pair {
                 s.unsuback(now, unsub.packet_id, codes, Default::default())
                     .unwrap();
             }
-            ServerEvent::Auth(_) => {}
+            ServerEvent::Auth(_)
+            | ServerEvent::PubRelReceived { .. }
+            | ServerEvent::Released { .. } => {}
             ServerEvent::Closed { reason, .. } => {
                 self.rec.server_closes.push(reason);
             }

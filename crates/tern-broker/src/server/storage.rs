@@ -1,0 +1,441 @@
+//! `--data-dir`: tern-store under the core's storage seam.
+//!
+//! The core records what its durable state needs as [`StoreOp`]s and cuts
+//! them into numbered batches ([`Broker::poll_store`](crate::Broker::poll_store));
+//! this module maps each to tern-store's [`Op`]s and hands the batch to the
+//! storage thread, which commits whatever is waiting in one transaction
+//! (group commit) and reports the highest batch covered. The core task gets
+//! that report on a channel and passes it to
+//! [`Broker::handle_store_synced`](crate::Broker::handle_store_synced), which
+//! releases the acknowledgements (PUBACK, PUBREC, CONNACK, SUBACK) the
+//! batch promised. At start-up the store's sessions, subscriptions, queued
+//! messages and retained messages become the core's [`StoredState`].
+//!
+//! Time across a restart: the core's clock starts at zero in each process,
+//! and the store keeps no mapping yet, so a restored offline session's
+//! expiry and a restored retained message's Message Expiry Interval count
+//! again from start-up (they live longer, never shorter).
+
+use crate::{RetainedMessage, StoreOp, StoredSession, StoredState};
+use bytes::Bytes;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::num::NonZeroU64;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tern_codec::{
+    MqttString, Packet, ProtocolVersion, Publish, PublishProperties, QoS, RetainHandling,
+    SubscriptionId, SubscriptionOptions,
+};
+use tern_session::{Instant, MessageBody, QueueLimits, ServerSession, StoredSubscription};
+use tern_store::record::{BodyRecord, Delivery, QueueRecord, SessionRecord, SubscriptionRecord};
+use tern_store::{Db, Loaded, Op, Storage, Sync};
+use tern_topic::TopicName;
+use tokio::sync::mpsc;
+
+/// The `[storage]` table: where and how the broker keeps its state on
+/// disk. Without `dir` (and without `--data-dir`) it keeps it in memory
+/// only.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    /// The data directory (created if missing); `--data-dir` sets it too.
+    pub dir: Option<PathBuf>,
+    /// What an acknowledgement promises (see [`SyncMode`]).
+    pub sync: SyncMode,
+    /// Under `sync = "interval"`: milliseconds at most between fsyncs.
+    pub sync_interval_ms: u64,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            sync: SyncMode::Always,
+            sync_interval_ms: 1000,
+        }
+    }
+}
+
+/// `sync = "always"` or `"interval"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// A CONNACK, SUBACK, PUBACK or PUBREC that promises stored state goes
+    /// out only after that state is fsynced: it survives `kill -9`, a
+    /// machine crash and a power cut. One fsync covers every connection's
+    /// pending writes (group commit).
+    Always,
+    /// It goes out once the state is written to the operating system (it
+    /// survives `kill -9` of the broker); an fsync runs at most every
+    /// `sync_interval_ms`, so a machine crash or power cut loses at most
+    /// that window.
+    Interval,
+}
+
+/// An open store: the storage thread, what start-up loaded, and the
+/// channel its completions come back on (`Err`: the store failed, and no
+/// later batch will complete).
+pub(crate) struct Opened {
+    pub(crate) storage: Storage,
+    pub(crate) state: StoredState,
+    pub(crate) synced: mpsc::UnboundedReceiver<Result<u64, String>>,
+}
+
+/// Opens the store in `settings.dir`, loads it and starts the storage
+/// thread; `None` without a directory.
+pub(crate) fn open(
+    settings: &StorageSettings,
+    queue: QueueLimits,
+) -> Result<Option<Opened>, tern_store::StoreError> {
+    let Some(dir) = &settings.dir else {
+        return Ok(None);
+    };
+    let db = Db::open(dir)?;
+    let loaded = db.load()?;
+    if loaded.set_aside > 0 {
+        tracing::warn!(
+            "store {}: {} corrupt or orphaned records set aside",
+            dir.display(),
+            loaded.set_aside
+        );
+    }
+    tracing::info!(
+        "store {}: {} sessions, {} retained messages",
+        dir.display(),
+        loaded.sessions.len(),
+        loaded.retained.len()
+    );
+    let state = stored_state(&db, loaded, queue)?;
+    let sync = match settings.sync {
+        SyncMode::Always => Sync::Always,
+        SyncMode::Interval => Sync::Interval(Duration::from_millis(settings.sync_interval_ms)),
+    };
+    let (tx, synced) = mpsc::unbounded_channel();
+    let storage = Storage::spawn(db, sync, move |r| {
+        let _ = tx.send(r.map(|s| s.seq).map_err(|e| e.to_string()));
+    });
+    Ok(Some(Opened {
+        storage,
+        state,
+        synced,
+    }))
+}
+
+/// The core's operations as tern-store's.
+pub(crate) fn ops(ops: Vec<StoreOp>) -> Vec<Op> {
+    ops.into_iter().map(op).collect()
+}
+
+fn op(op: StoreOp) -> Op {
+    match op {
+        StoreOp::PutRetained { topic, message } => Op::PutRetained {
+            topic: text(topic.as_bytes()),
+            body: retained_body(&message),
+        },
+        StoreOp::DeleteRetained { topic } => Op::DeleteRetained {
+            topic: text(topic.as_bytes()),
+        },
+        StoreOp::PutSession {
+            client_id,
+            protocol,
+            expiry_interval,
+        } => Op::PutSession(SessionRecord {
+            client_id: client_id.as_str().to_owned(),
+            protocol,
+            expiry_interval,
+            expires_at_ms: None,
+            user_name: None,
+            will: None,
+            will_due_ms: None,
+        }),
+        StoreOp::DeleteSession { client_id } => Op::DeleteSession(client_id.as_str().to_owned()),
+        StoreOp::PutSubscription {
+            client_id,
+            filter,
+            options,
+            id,
+        } => Op::PutSubscription {
+            client_id: client_id.as_str().to_owned(),
+            filter: filter.as_str().to_owned(),
+            record: SubscriptionRecord {
+                options: options_byte(options),
+                identifier: id.map(SubscriptionId::get),
+            },
+        },
+        StoreOp::DeleteSubscription { client_id, filter } => Op::DeleteSubscription {
+            client_id: client_id.as_str().to_owned(),
+            filter: filter.as_str().to_owned(),
+        },
+        StoreOp::PutBody {
+            id,
+            body,
+            qos,
+            retain,
+        } => Op::PutBody {
+            id,
+            body: BodyRecord {
+                topic: text(body.topic.as_bytes()),
+                payload: body.payload.to_vec(),
+                qos: qos.as_u8(),
+                retain,
+                properties: properties_bytes(&body.properties),
+                expires_at_ms: None,
+            },
+        },
+        StoreOp::PutQueue {
+            client_id,
+            seq,
+            qos,
+            subscription_id,
+        } => Op::PutQueue {
+            client_id: client_id.as_str().to_owned(),
+            seq,
+            record: QueueRecord {
+                body: seq,
+                qos: qos.as_u8(),
+                delivery: Delivery::Queued,
+                subscription_id: subscription_id.map(SubscriptionId::get),
+            },
+        },
+        StoreOp::ReleaseQueue {
+            client_id,
+            seq,
+            packet_id,
+        } => Op::PutQueue {
+            client_id: client_id.as_str().to_owned(),
+            seq,
+            record: QueueRecord {
+                body: seq,
+                qos: QoS::ExactlyOnce.as_u8(),
+                delivery: Delivery::Released(packet_id.get()),
+                subscription_id: None,
+            },
+        },
+        StoreOp::PutIncoming {
+            client_id,
+            packet_id,
+        } => Op::PutIncoming {
+            client_id: client_id.as_str().to_owned(),
+            packet_id: packet_id.get(),
+        },
+        StoreOp::DeleteIncoming {
+            client_id,
+            packet_id,
+        } => Op::DeleteIncoming {
+            client_id: client_id.as_str().to_owned(),
+            packet_id: packet_id.get(),
+        },
+        StoreOp::DeleteQueue { client_id, seq } => Op::DeleteQueue {
+            client_id: client_id.as_str().to_owned(),
+            seq,
+        },
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The MQTT 5 Subscription Options byte (3.8.3.1).
+fn options_byte(o: SubscriptionOptions) -> u8 {
+    o.qos.as_u8()
+        | (u8::from(o.no_local) << 2)
+        | (u8::from(o.retain_as_published) << 3)
+        | ((o.retain_handling as u8) << 4)
+}
+
+fn options_from_byte(b: u8) -> Option<SubscriptionOptions> {
+    Some(SubscriptionOptions {
+        qos: QoS::from_u8(b & 3)?,
+        no_local: b & 4 != 0,
+        retain_as_published: b & 8 != 0,
+        retain_handling: RetainHandling::from_u8((b >> 4) & 3)?,
+    })
+}
+
+/// A message's MQTT 5 properties as opaque bytes: an encoded PUBLISH that
+/// carries only them (empty when there are none).
+fn properties_bytes(p: &PublishProperties) -> Vec<u8> {
+    if *p == PublishProperties::default() {
+        return Vec::new();
+    }
+    let mut carrier = Publish {
+        topic: MqttString::from_static("p"),
+        ..Publish::default()
+    };
+    *carrier.properties = p.clone();
+    let mut out = Vec::new();
+    match Packet::Publish(carrier).encode(ProtocolVersion::V5, &mut out) {
+        Ok(()) => out,
+        Err(_) => Vec::new(),
+    }
+}
+
+fn properties_from_bytes(b: &[u8]) -> PublishProperties {
+    if b.is_empty() {
+        return PublishProperties::default();
+    }
+    match Packet::decode_exact(Bytes::copy_from_slice(b), ProtocolVersion::V5) {
+        Ok(Packet::Publish(p)) => p.properties.into_inner(),
+        _ => PublishProperties::default(),
+    }
+}
+
+fn retained_body(m: &RetainedMessage) -> BodyRecord {
+    BodyRecord {
+        topic: text(m.publish.topic.as_bytes()),
+        payload: m.publish.payload.to_vec(),
+        qos: m.publish.qos.as_u8(),
+        retain: true,
+        properties: properties_bytes(&m.publish.properties),
+        expires_at_ms: None,
+    }
+}
+
+/// What the store loaded, as the core's start-up state: queued messages'
+/// bodies are read here (each once, shared by every session it is queued
+/// for). A record that no longer makes a valid MQTT value (a filter, a
+/// topic) is skipped.
+fn stored_state(
+    db: &Db,
+    loaded: Loaded,
+    queue: QueueLimits,
+) -> Result<StoredState, tern_store::StoreError> {
+    let mut state = StoredState::default();
+    let mut bodies: BTreeMap<u64, Option<(Arc<MessageBody>, bool)>> = BTreeMap::new();
+    for (topic, body) in loaded.retained {
+        let (Ok(name), Ok(mqtt)) = (
+            TopicName::from_bytes(Bytes::from(topic.clone().into_bytes())),
+            MqttString::try_from(topic),
+        ) else {
+            continue;
+        };
+        let mut publish = Publish {
+            qos: QoS::from_u8(body.qos).unwrap_or(QoS::AtMostOnce),
+            retain: true,
+            topic: mqtt,
+            payload: Bytes::from(body.payload),
+            ..Publish::default()
+        };
+        *publish.properties = properties_from_bytes(&body.properties);
+        state.retained.push((
+            name,
+            RetainedMessage {
+                publish,
+                stored_at: Instant::ZERO,
+            },
+        ));
+    }
+    for s in loaded.sessions {
+        let Ok(client_id) = MqttString::try_from(s.record.client_id) else {
+            continue;
+        };
+        let mut session = ServerSession::new(client_id, queue);
+        for (filter, r) in s.subscriptions {
+            let (Ok(filter), Some(options)) =
+                (MqttString::try_from(filter), options_from_byte(r.options))
+            else {
+                continue;
+            };
+            session.add_subscription(
+                filter,
+                StoredSubscription {
+                    options,
+                    subscription_id: r.identifier.and_then(SubscriptionId::new),
+                },
+            );
+        }
+        for id in s
+            .incoming
+            .iter()
+            .filter_map(|&id| tern_codec::PacketId::new(id))
+        {
+            session.restore_incoming(id);
+        }
+        // A QoS 2 message whose PUBREC came is owed its PUBREL (resent,
+        // never the PUBLISH); any other is sent again as a new PUBLISH.
+        for (seq, r) in s.queue {
+            let body = match bodies.get(&r.body) {
+                Some(b) => b.clone(),
+                None => {
+                    let b = db.body(r.body)?.and_then(|b| message_body(r.body, b));
+                    bodies.insert(r.body, b.clone());
+                    b
+                }
+            };
+            let (Some((body, _retain)), Some(qos)) = (body, QoS::from_u8(r.qos)) else {
+                continue;
+            };
+            debug_assert_eq!(body.tag.map(|t| t.get()), Some(seq));
+            let mut delivery = tern_session::Delivery::new(body, qos, false);
+            delivery.subscription_ids = r
+                .subscription_id
+                .and_then(SubscriptionId::new)
+                .into_iter()
+                .collect();
+            match r.delivery {
+                Delivery::Released(id) => {
+                    if let Some(id) = tern_codec::PacketId::new(id) {
+                        session.restore_released(Instant::ZERO, delivery, id);
+                    }
+                }
+                Delivery::Queued | Delivery::Sent(_) => {
+                    let _ = session.enqueue(Instant::ZERO, delivery);
+                }
+            }
+        }
+        state.sessions.push(StoredSession {
+            session,
+            expiry_interval: s.record.expiry_interval,
+            expires_at: None,
+            pending_will: None,
+        });
+    }
+    Ok(state)
+}
+
+/// A stored body as the core's shared [`MessageBody`], tagged with its id.
+fn message_body(id: u64, b: BodyRecord) -> Option<(Arc<MessageBody>, bool)> {
+    let topic = MqttString::try_from(b.topic).ok()?;
+    let properties = properties_from_bytes(&b.properties);
+    Some((
+        Arc::new(MessageBody {
+            topic,
+            payload: Bytes::from(b.payload),
+            properties: if properties == PublishProperties::default() {
+                tern_codec::PublishPropertiesBox::new()
+            } else {
+                properties.into()
+            },
+            tag: NonZeroU64::new(id),
+        }),
+        b.retain,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_round_trip_through_their_byte() {
+        for b in 0u8..=0x2f {
+            if let Some(o) = options_from_byte(b) {
+                assert_eq!(options_byte(o), b);
+            }
+        }
+    }
+
+    #[test]
+    fn properties_round_trip_through_their_bytes() {
+        let p = PublishProperties {
+            message_expiry_interval: Some(30),
+            content_type: Some(MqttString::from_static("text/plain")),
+            ..Default::default()
+        };
+        assert_eq!(properties_from_bytes(&properties_bytes(&p)), p);
+        assert!(properties_bytes(&PublishProperties::default()).is_empty());
+    }
+}
