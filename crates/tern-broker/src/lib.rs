@@ -17,7 +17,8 @@ pub mod server;
 pub use crate::core::security;
 pub use crate::core::{
     AllowAll, AuthDecision, AuthExchange, AuthStart, AuthStep, Authenticator, Broker, BrokerConfig,
-    BrokerEvent, ByQos, Client, ConnId, DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_TOPIC_LEVELS, Drops,
-    Limit, MemoryStore, OutputCredit, QueueDepths, Refusal, RetainedMessage, SHARED_PAYLOAD, Stats,
-    Store, StoreBatch, StoreOp, StoredSession, StoredState, TopTopic, Transmit, WrittenTransmit,
+    BrokerEvent, ByQos, Client, ClusterOutput, ClusterStats, ConnId, DEFAULT_MAX_SUBSCRIPTIONS,
+    DEFAULT_MAX_TOPIC_LEVELS, Drops, Limit, MemoryStore, OutputCredit, QueueDepths, Refusal,
+    RetainedMessage, SHARED_PAYLOAD, Stats, Store, StoreBatch, StoreOp, StoredSession, StoredState,
+    TopTopic, Transmit, WrittenTransmit,
 };

@@ -436,7 +436,10 @@ fn a_publisher_released_by_its_time_limit_is_not_held_again_at_once() {
     s.drain(t2);
     let mut input = flood();
     s.broker.handle_bytes(t2, s.publisher, &mut input);
-    assert!(s.broker.is_blocked(s.publisher), "held again after the grace");
+    assert!(
+        s.broker.is_blocked(s.publisher),
+        "held again after the grace"
+    );
 }
 
 /// SUBSCRIBE to `t` at QoS 1 (packet id 1), encoded into `buf`.

@@ -38,6 +38,10 @@ pub struct BrokerConfig {
     /// reports them synced ([`Broker::handle_store_synced`](crate::Broker::handle_store_synced)).
     /// Off by default: then nothing is emitted or held.
     pub durable: bool,
+    /// Take part in a cluster: count local interest and hand out messages
+    /// other nodes want ([`Broker::poll_cluster`](crate::Broker::poll_cluster)).
+    /// Off by default: then nothing is counted, matched or emitted.
+    pub cluster: bool,
 }
 
 /// Output credit: a connection whose unwritten bytes pass `high_water` gets
@@ -85,6 +89,7 @@ impl Default for BrokerConfig {
             max_topic_levels: super::limits::DEFAULT_MAX_TOPIC_LEVELS,
             max_subscriptions: super::limits::DEFAULT_MAX_SUBSCRIPTIONS,
             durable: false,
+            cluster: false,
         }
     }
 }

@@ -33,6 +33,7 @@
 
 mod auth;
 mod backpressure;
+mod cluster;
 mod config;
 mod connect;
 mod durable;
@@ -51,6 +52,7 @@ mod timers;
 mod topk;
 
 pub use auth::{AllowAll, AuthDecision, AuthExchange, AuthStart, AuthStep, Authenticator, Client};
+pub use cluster::{ClusterOutput, ClusterStats};
 pub use config::{BrokerConfig, OutputCredit};
 pub use durable::{StoreBatch, StoreOp};
 pub use limits::{DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_TOPIC_LEVELS, Limit};
@@ -291,6 +293,9 @@ pub struct Broker {
     /// Storage operations and held acknowledgements, with
     /// [`BrokerConfig::durable`] on (see `durable.rs`).
     durable: Option<Box<durable::Durable>>,
+    /// Other nodes' interest and messages for them, with
+    /// [`BrokerConfig::cluster`] on (see `cluster.rs`).
+    cluster: Option<Box<cluster::Remote>>,
     auth: Box<dyn Authenticator>,
     stats: Stats,
     /// `$SYS` state: the load averages and what was last published.
@@ -334,11 +339,16 @@ impl Broker {
     ) -> Self {
         let loaded = store.load();
         let durable = config.durable.then(Box::default);
+        let cluster = config.cluster.then(Box::default);
+        let mut subscriptions = Subscriptions::default();
+        if config.cluster {
+            subscriptions.interest = Some(cluster::LocalInterest::default());
+        }
         let mut broker = Self {
             config,
             conns: Slab::default(),
             sessions: Sessions::default(),
-            subscriptions: Subscriptions::default(),
+            subscriptions,
             deliveries: Vec::new(),
             retained: retained::Retained::default(),
             timers: Timers::default(),
@@ -347,6 +357,7 @@ impl Broker {
             events: VecDeque::new(),
             store,
             durable,
+            cluster,
             auth,
             stats: Stats::default(),
             sys: sys::SysState::default(),
