@@ -120,6 +120,8 @@ struct Driver {
     /// the core's events for this input are handled (a `PauseReading`
     /// among them keeps it parked).
     parked: Vec<ConnId>,
+    /// The cluster link, with `--cluster` (see `cluster.rs`).
+    cluster: Option<super::cluster::ClusterLink>,
 }
 
 /// Runs the core until the shutdown signal; then shuts the broker down,
@@ -130,6 +132,7 @@ pub(crate) async fn run(
     mut accepted: mpsc::Receiver<Accepted>,
     mut control: mpsc::Receiver<Control>,
     mut shutdown: broadcast::Receiver<()>,
+    cluster: Option<super::cluster::ClusterLink>,
 ) {
     // Reports of written bytes and failed writes, from every writer task.
     // Unbounded, but a writer sends one per write, and writes only what the
@@ -144,6 +147,7 @@ pub(crate) async fn run(
         ),
         reports,
     );
+    driver.cluster = cluster;
     loop {
         // Re-armed on every turn from the core's next deadline.
         let deadline = driver.broker.poll_timeout().map(|t| {
@@ -176,6 +180,9 @@ pub(crate) async fn run(
                     driver.broker.set_config(now, *config);
                 }
             },
+            input = super::cluster::ClusterLink::recv(&mut driver.cluster) => {
+                driver.cluster_input(input);
+            }
             Some(read) = driver.reads.next() => driver.handle_read(read),
         }
         driver.drain();
@@ -249,6 +256,22 @@ impl Driver {
             scratch_owner: None,
             dirty: Vec::new(),
             parked: Vec::new(),
+            cluster: None,
+        }
+    }
+
+    /// Hands what the cluster said to the core.
+    fn cluster_input(&mut self, input: super::cluster::ClusterInput) {
+        use super::cluster::ClusterInput as I;
+        match input {
+            I::Publish(p) => {
+                let now = self.now();
+                self.broker.handle_cluster_publish(now, p);
+            }
+            I::Interest { node, filter, on } => {
+                self.broker.handle_cluster_interest(&node, &filter, on)
+            }
+            I::NodeGone(node) => self.broker.handle_cluster_node_gone(&node),
         }
     }
 
@@ -445,6 +468,11 @@ impl Driver {
             while let Some(event) = self.broker.poll_event() {
                 progress = true;
                 self.handle_event(now, event);
+            }
+            while let Some(out) = self.broker.poll_cluster() {
+                if let Some(link) = &self.cluster {
+                    link.send(out);
+                }
             }
             if !progress {
                 break;

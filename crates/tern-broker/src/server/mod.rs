@@ -62,6 +62,7 @@
 
 pub mod bridge_settings;
 mod check;
+pub mod cluster;
 mod connection;
 mod driver;
 mod http;
@@ -75,6 +76,7 @@ pub mod tls;
 mod websocket;
 
 pub use bridge_settings::{BridgeSettings, BridgeTopic, Direction};
+pub use cluster::{ClusterInput, ClusterLink, ClusterPeer, cluster_link};
 pub use local::LocalConnector;
 pub use settings::{
     BrokerSettings, Limits, Listeners, MetricsSettings, SettingsError, TlsSettings,
@@ -297,6 +299,17 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
 ///
 /// Must be called inside a tokio runtime (multi-threaded or not).
 pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
+    start_clustered(settings, None).await
+}
+
+/// [`start`], as one node of a cluster when `cluster` is given: the core
+/// counts its interest and exchanges messages through the link (the other
+/// end is the transport's, see [`cluster_link`]). Without it, exactly
+/// [`start`].
+pub async fn start_clustered(
+    settings: BrokerSettings,
+    cluster: Option<ClusterLink>,
+) -> Result<Running, StartError> {
     // The files first: a bad one stops the start, naming the file.
     let auth =
         security::FileAuthenticator::new(settings.security.load().map_err(StartError::Security)?);
@@ -375,12 +388,15 @@ pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
             notify_shutdown.subscribe(),
         ));
     }
+    let mut config = settings.broker_config();
+    config.cluster = cluster.is_some();
     let core = tokio::spawn(driver::run(
-        settings.broker_config(),
+        config,
         Box::new(auth),
         accepted_rx,
         control_rx,
         notify_shutdown.subscribe(),
+        cluster,
     ));
 
     let local = LocalConnector {
