@@ -269,6 +269,7 @@ async fn load_retained(
     let consumer = match stream
         .create_consumer(consumer::pull::OrderedConfig {
             deliver_policy: consumer::DeliverPolicy::LastPerSubject,
+            filter_subject: format!("{}.r.>", settings.prefix),
             ..Default::default()
         })
         .await

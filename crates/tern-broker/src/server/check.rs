@@ -90,6 +90,32 @@ impl BrokerSettings {
             self.metrics.listen.map(|a| format!("\"{a}\"")),
             "none (no monitoring listener)",
         );
+        let c = &self.cluster;
+        let _ = writeln!(out, "\n[cluster]");
+        let servers: Vec<String> = c
+            .servers
+            .iter()
+            .map(|s| format!("\"{}\"", s.replace('"', "\\\"")))
+            .collect();
+        let _ = writeln!(out, "servers = [{}]", servers.join(", "));
+        optional(
+            &mut out,
+            "node_id",
+            c.node_id.as_ref().map(|n| format!("\"{n}\"")),
+            "none (required with servers)",
+        );
+        optional(
+            &mut out,
+            "prefix",
+            c.prefix.as_ref().map(|n| format!("\"{n}\"")),
+            "\"tern\"",
+        );
+        optional(
+            &mut out,
+            "retained_replicas",
+            c.retained_replicas.map(|n| n.to_string()),
+            "1",
+        );
         out
     }
 

@@ -79,7 +79,7 @@ pub use bridge_settings::{BridgeSettings, BridgeTopic, Direction};
 pub use cluster::{ClusterInput, ClusterLink, ClusterPeer, cluster_link};
 pub use local::LocalConnector;
 pub use settings::{
-    BrokerSettings, Limits, Listeners, MetricsSettings, SettingsError, TlsSettings,
+    BrokerSettings, ClusterTable, Limits, Listeners, MetricsSettings, SettingsError, TlsSettings,
 };
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
