@@ -26,11 +26,6 @@
 //! ```
 
 #![forbid(unsafe_code)]
-#![allow(
-    clippy::disallowed_methods,
-    clippy::disallowed_types,
-    reason = "a shell: it owns the clock and the NATS connection"
-)]
 
 mod dedupe;
 pub mod envelope;
