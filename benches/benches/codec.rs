@@ -67,7 +67,7 @@ fn publish_case(payload_len: usize, version: ProtocolVersion) -> Case {
             payload_format_indicator: Some(PayloadFormat::Unspecified),
             message_expiry_interval: Some(3600),
             content_type: Some(s("application/octet-stream")),
-            user_properties: vec![UserProperty::new(s("site"), s("b7"))],
+            user_properties: vec![UserProperty::new(s("site"), s("b7"))].into(),
             ..PublishProperties::default()
         }
     } else {

@@ -34,7 +34,8 @@ fn main() {
             user_properties: vec![UserProperty::new(
                 MqttString::from_static("site"),
                 MqttString::from_static("b7"),
-            )],
+            )]
+            .into(),
             ..PublishProperties::default()
         }
     } else {

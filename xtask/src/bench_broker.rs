@@ -22,7 +22,7 @@ use std::{
 use tern_testkit::Broker;
 
 const USAGE: &str = "cargo xtask bench-broker [--seconds N] [--runs R] [--rumqttd PATH] \
-                     [--metrics] [--no-write]";
+                     [--metrics [--scrape-connections N] [--scrape-only]] [--no-write]";
 const METRICS_START: &str = "<!-- bench-broker-metrics:start -->";
 const METRICS_END: &str = "<!-- bench-broker-metrics:end -->";
 /// How often the metrics run's scraper reads `/metrics` (Prometheus' default
@@ -39,6 +39,11 @@ const NOFILE: u32 = 65536;
 const PACED: u32 = 20_000;
 /// Idle connections in the connection scenario.
 const CONNECTIONS: u32 = 10_000;
+/// Above this many scrape-cost clients, the bench spreads them over
+/// loopback source addresses (one address has about 28k ephemeral ports).
+const SPREAD_ABOVE: u32 = 25_000;
+/// Connections per loopback source address when spreading.
+const PER_SOURCE: u32 = 20_000;
 
 /// Runs the comparison.
 pub(crate) fn command(args: &[String]) -> Result<(), String> {
@@ -47,6 +52,8 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     let mut rumqttd: Option<PathBuf> = None;
     let mut write = true;
     let mut metrics = false;
+    let mut scrape_connections = CONNECTIONS;
+    let mut scrape_only = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -67,8 +74,21 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
             "--rumqttd" => rumqttd = Some(PathBuf::from(it.next().ok_or(USAGE)?)),
             "--no-write" => write = false,
             "--metrics" => metrics = true,
+            "--scrape-connections" => {
+                scrape_connections = it
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .filter(|n| *n > 0)
+                    .ok_or(USAGE)?;
+            }
+            "--scrape-only" => scrape_only = true,
             _ => return Err(format!("unknown argument `{arg}`\nusage: {USAGE}")),
         }
+    }
+    if (scrape_only || scrape_connections != CONNECTIONS) && !metrics {
+        return Err(format!(
+            "--scrape-only and --scrape-connections need --metrics\nusage: {USAGE}"
+        ));
     }
     run(cargo().args(["build", "--release", "-p", "tern-cli", "--bin", "tern"]))?;
     let tern = target_dir().join("release/tern");
@@ -88,7 +108,11 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     }
     let load_before = loadavg();
     let started = now_utc();
-    let scenarios = scenarios(seconds);
+    let scenarios = if scrape_only {
+        Vec::new()
+    } else {
+        scenarios(seconds)
+    };
     let mut rows = Vec::new();
     for scenario in &scenarios {
         let mut results = Vec::new();
@@ -107,8 +131,8 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         rows.push((scenario, results));
     }
     let scrape = if metrics {
-        eprintln!("xtask: scrape cost with {CONNECTIONS} connected sessions");
-        Some(scrape_cost(&tern, &work)?)
+        eprintln!("xtask: scrape cost with {scrape_connections} connected sessions");
+        Some(scrape_cost(&tern, &work, scrape_connections)?)
     } else {
         None
     };
@@ -126,6 +150,12 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     }
     if metrics {
         command.push_str(" --metrics");
+        if scrape_connections != CONNECTIONS {
+            command.push_str(&format!(" --scrape-connections {scrape_connections}"));
+        }
+        if scrape_only {
+            command.push_str(" --scrape-only");
+        }
     }
     let section = format!(
         "{START}\nCommand (one run, {started}; load average {load_before} before and \
@@ -152,21 +182,31 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// The broker CPU one `/metrics` scrape costs with [`CONNECTIONS`] clients
+/// The broker CPU one `/metrics` scrape costs with `clients` clients
 /// connected: the broker's CPU time over [`SCRAPES`] back-to-back scrapes,
 /// less what it spends idle with those clients over the same time.
-fn scrape_cost(tern: &Path, work: &Path) -> Result<String, String> {
+fn scrape_cost(tern: &Path, work: &Path, clients: u32) -> Result<String, String> {
     let kind = Kind::TernMetrics(tern.to_path_buf());
-    let (broker, metrics) = kind.start_with_port(work)?;
+    let (broker, metrics) = kind.start_with_port(work, NOFILE.max(clients + 1024))?;
     let metrics = metrics.ok_or("no metrics port")?;
     let pid = broker.pid();
+    // One loopback source address has about 28k ephemeral ports: spread
+    // more clients over 127.0.0.1, 127.0.0.2, ...
+    let bind = if clients > SPREAD_ABOVE {
+        format!(" --bind 127.0.0.1-127.0.0.{}", clients.div_ceil(PER_SOURCE))
+    } else {
+        String::new()
+    };
+    let bench_log = work.join("scrape-bench.log");
+    let bench_err =
+        std::fs::File::create(&bench_log).map_err(|e| format!("{}: {e}", bench_log.display()))?;
     let mut bench = limited(&format!(
-        "exec {} bench conn -c {CONNECTIONS} --conn-rate 5000 -d 600 -h 127.0.0.1 -p {} --quiet",
+        "exec {} bench conn -c {clients}{bind} --conn-rate 5000 -d 600 -h 127.0.0.1 -p {} --quiet",
         tern.display(),
         broker.tcp().port()
     ))
     .stdout(Stdio::null())
-    .stderr(Stdio::null())
+    .stderr(bench_err)
     .spawn()
     .map_err(|e| format!("cannot run tern bench conn: {e}"))?;
     let connected = |text: &str| -> f64 {
@@ -177,11 +217,16 @@ fn scrape_cost(tern: &Path, work: &Path) -> Result<String, String> {
     };
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut sessions = 0.0;
-    while sessions < f64::from(CONNECTIONS) {
-        if Instant::now() > deadline {
+    while sessions < f64::from(clients) {
+        if Instant::now() > deadline || bench.try_wait().ok().flatten().is_some() {
             let _ = bench.kill();
+            let _ = bench.wait();
+            let said = std::fs::read_to_string(&bench_log).unwrap_or_default();
             return Err(format!(
-                "only {sessions} of {CONNECTIONS} clients connected"
+                "only {sessions} of {clients} clients connected (broker RSS {} kB); \
+                 tern bench said: {}",
+                vm_rss(pid).unwrap_or(0),
+                said.lines().rev().take(3).collect::<Vec<_>>().join(" | ")
             ));
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -202,6 +247,7 @@ fn scrape_cost(tern: &Path, work: &Path) -> Result<String, String> {
     let wall = start.elapsed();
     let ticks = cpu_ticks(pid).unwrap_or(before) - before;
     let last = scrape(metrics)?;
+    let rss = vm_rss(pid).unwrap_or(0);
     let _ = bench.kill();
     let _ = bench.wait();
     drop(broker);
@@ -215,7 +261,7 @@ fn scrape_cost(tern: &Path, work: &Path) -> Result<String, String> {
          the broker spends idle with those clients over the same time: **{per:.0} µs of \
          broker CPU per scrape** (all threads: the HTTP task and the core task's snapshot \
          copy). Measured from /proc/PID/stat in 10 ms ticks. The last scrape said \
-         `tern_sessions {}`.\n",
+         `tern_sessions {}`; broker RSS {:.0} MB.\n",
         connected(&last),
         wall.as_secs_f64(),
         wall.as_secs_f64() / f64::from(SCRAPES) * 1e6,
@@ -224,6 +270,7 @@ fn scrape_cost(tern: &Path, work: &Path) -> Result<String, String> {
         last.lines()
             .find_map(|l| l.strip_prefix("tern_sessions "))
             .unwrap_or("?"),
+        rss as f64 / 1024.0,
     ))
 }
 
@@ -266,7 +313,8 @@ impl Kind {
     /// tern-testkit's launcher: ready once it accepts connections, stopped
     /// by PID (SIGTERM, then SIGKILL) when dropped. Returns the monitoring
     /// port too, for [`Kind::TernMetrics`].
-    fn start_with_port(&self, work: &Path) -> Result<(Broker, Option<u16>), String> {
+    /// `nofile` is the open-file limit asked for (the hard limit where lower).
+    fn start_with_port(&self, work: &Path, nofile: u32) -> Result<(Broker, Option<u16>), String> {
         let metrics = match self {
             Kind::TernMetrics(_) => Some(tern_testkit::unused_port()?),
             _ => None,
@@ -275,7 +323,7 @@ impl Kind {
             Kind::Tern(tern) | Kind::TernMetrics(tern) => Broker::tern(tern)
                 .settings(
                     "[listeners]\ntcp = [\"127.0.0.1:0\"]\nws = []\n\
-                     [limits]\nmax_connections = 20000\nmax_queued_messages = 100000\n\
+                     [limits]\nmax_connections = 1000000\nmax_queued_messages = 100000\n\
                      max_queued_bytes = 268435456\n",
                 )
                 .args(["--log", "warn"])
@@ -290,7 +338,7 @@ impl Kind {
             ),
             Kind::Rumqttd(path) => Broker::rumqttd(path),
         };
-        let broker = launch.nofile(NOFILE).dir(work).name(self.name()).start()?;
+        let broker = launch.nofile(nofile).dir(work).name(self.name()).start()?;
         Ok((broker, metrics))
     }
 }
@@ -419,7 +467,7 @@ impl Measured {
 }
 
 fn measure(tern: &Path, kind: &Kind, scenario: &Scenario, work: &Path) -> Result<Measured, String> {
-    let (broker, metrics) = kind.start_with_port(work)?;
+    let (broker, metrics) = kind.start_with_port(work, NOFILE)?;
     let pid = broker.pid();
     let port = broker.tcp().port();
     let rss_before = vm_rss(pid).ok_or("cannot read the broker's VmRSS")?;

@@ -25,7 +25,7 @@ const BOTH: &[(&str, &str)] = &[
     ("pubsub", "received 3 messages, 2 acknowledged"),
     (
         "smol_driver",
-        "smol driver: received both messages, kept alive across 2.5 s idle",
+        "smol driver: message received: true; kept alive for 3 s",
     ),
     ("stream_decode", "message on tern/codec/example: b\"hello\""),
 ];

@@ -16,6 +16,8 @@ pub(crate) const TARGETS: &[&str] = &[
     "store_records",
     "scram",
     "security_files",
+    "http_request",
+    "settings",
 ];
 
 pub(crate) fn command(args: &[String]) -> Result<(), String> {

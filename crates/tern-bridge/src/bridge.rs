@@ -2,7 +2,7 @@
 //! its two pumps, started again after `restart_timeout` if the remote ends
 //! it for good (a refusal that retrying cannot change, a session taken over).
 
-use crate::{Counters, Status, pump, topics::Mapping};
+use crate::{Status, pump, topics::Mapping};
 use std::{
     sync::{
         Arc,
@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 use tern_broker::server::{
-    BridgeSettings, LocalConnector,
+    BridgeDirection, BridgeSettings, BridgeStats, LocalConnector,
     bridge_settings::{BridgeProtocol, split_address},
 };
 use tern_client::{
@@ -54,7 +54,7 @@ pub(crate) async fn run(
     settings: BridgeSettings,
     local: LocalConnector,
     status: watch::Sender<Status>,
-    counters: Arc<Counters>,
+    counters: Arc<BridgeStats>,
     mut stop: oneshot::Receiver<Stop>,
 ) {
     let name = settings.name.clone();
@@ -68,6 +68,7 @@ pub(crate) async fn run(
             why = &mut stop => {
                 let _ = stop_session.send(why.unwrap_or(Stop::Shutdown));
                 let _ = session.await;
+                counters.disconnected();
                 let _ = status.send(Status::Stopped);
                 return;
             }
@@ -76,6 +77,7 @@ pub(crate) async fn run(
             Ok(()) => tracing::info!(bridge = %name, "bridge ended"),
             Err(e) => tracing::warn!(bridge = %name, "bridge failed: {e}"),
         }
+        counters.disconnected();
         let _ = status.send(Status::Down);
         let delay = backoff(&settings).delay(attempt, unit());
         attempt = attempt.saturating_add(1);
@@ -89,6 +91,7 @@ pub(crate) async fn run(
                         settle(&settings, &local, &why).await;
                     }
                 }
+                counters.disconnected();
                 let _ = status.send(Status::Stopped);
                 return;
             }
@@ -128,7 +131,7 @@ async fn run_session(
     s: &BridgeSettings,
     connector: &LocalConnector,
     status: &watch::Sender<Status>,
-    counters: &Arc<Counters>,
+    counters: &Arc<BridgeStats>,
     mut stop: oneshot::Receiver<Stop>,
 ) -> Result<(), Error> {
     let name = s.name.as_str();
@@ -191,6 +194,7 @@ async fn run_session(
         local.clone(),
         s.notifications.then(|| s.notification_topic()),
         status.clone(),
+        counters.clone(),
     ));
 
     // The pumps.
@@ -202,6 +206,7 @@ async fn run_session(
             remote.clone(),
             move |m| outgoing(m, &mappings, &mark, forward_bridged, v5),
             counters.clone(),
+            BridgeDirection::Out,
         )
     };
     let inbound = {
@@ -212,6 +217,7 @@ async fn run_session(
             local.clone(),
             move |m| incoming(m, &mappings, &mark, forward_bridged),
             counters.clone(),
+            BridgeDirection::In,
         )
     };
     tokio::pin!(outbound, inbound);
@@ -269,6 +275,7 @@ async fn watch_remote(
     local: Client,
     notification: Option<String>,
     status: watch::Sender<Status>,
+    counters: Arc<BridgeStats>,
 ) {
     let here = |state: &str| {
         if let Some(topic) = &notification {
@@ -285,6 +292,7 @@ async fn watch_remote(
                 session_present, ..
             } => {
                 tracing::info!(bridge = %name, session_present, "bridge connected to the remote");
+                counters.connected();
                 let _ = status.send(Status::Up);
                 here(UP);
                 if let Some(topic) = &notification {
@@ -295,6 +303,7 @@ async fn watch_remote(
             }
             State::Disconnected { error, retry_in } => {
                 tracing::warn!(bridge = %name, "bridge lost the remote: {error}; again in {retry_in:?}");
+                counters.disconnected();
                 let _ = status.send(Status::Connecting);
                 here(DOWN);
             }

@@ -45,8 +45,8 @@ mod topics;
 pub use pump::BRIDGED;
 
 use bridge::Stop;
-use std::sync::{Arc, atomic::AtomicU64};
-use tern_broker::server::{BridgeSettings, LocalConnector, bridge_settings::BridgeProtocol};
+use std::sync::Arc;
+use tern_broker::server::{BridgeSettings, BridgeStats, LocalConnector};
 use tokio::{
     sync::{oneshot, watch},
     task::JoinHandle,
@@ -66,33 +66,22 @@ pub enum Status {
     Stopped,
 }
 
-/// What a bridge has moved.
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Messages delivered to the other side (QoS 0: handed to its client).
-    pub forwarded: AtomicU64,
-    /// Messages the other side refused, or that it could not carry.
-    pub dropped: AtomicU64,
-}
-
 /// One running bridge.
 #[derive(Debug)]
 struct Running {
     name: String,
     settings: BridgeSettings,
     status: watch::Receiver<Status>,
-    counters: Arc<Counters>,
+    counters: Arc<BridgeStats>,
     stop: oneshot::Sender<Stop>,
     task: JoinHandle<()>,
 }
 
 impl Running {
     fn start(local: &LocalConnector, s: &BridgeSettings) -> Self {
-        if s.try_private && s.protocol == BridgeProtocol::V3_1_1 {
-            tracing::debug!(bridge = %s.name, "try_private is not implemented: connecting as an ordinary MQTT 3.1.1 client");
-        }
         let (status_tx, status) = watch::channel(Status::Connecting);
-        let counters = Arc::new(Counters::default());
+        // The broker's, by name: `/metrics` shows them.
+        let counters = local.bridge_stats(&s.name);
         let (stop, stop_rx) = oneshot::channel();
         let task = tokio::spawn(bridge::run(
             s.clone(),
@@ -184,6 +173,7 @@ impl Bridges {
                 None => {
                     done.removed.push(r.name.clone());
                     r.stop(Stop::Remove).await;
+                    local.forget_bridge(&done.removed[done.removed.len() - 1]);
                 }
             }
         }
@@ -218,8 +208,8 @@ impl Bridges {
             .map(|r| r.status.clone())
     }
 
-    /// A bridge's counters.
-    pub fn counters(&self, name: &str) -> Option<Arc<Counters>> {
+    /// A bridge's counters (the ones `/metrics` shows).
+    pub fn counters(&self, name: &str) -> Option<Arc<BridgeStats>> {
         self.running
             .iter()
             .find(|r| r.name == name)

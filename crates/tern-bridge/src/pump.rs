@@ -12,14 +12,9 @@
 //! messages wait in a backlog bounded by [`MAX_BACKLOG`]; beyond it the
 //! pump stops reading, and the source's broker keeps them.
 
-use crate::Counters;
 use futures_util::{StreamExt, stream::FuturesOrdered};
-use std::{
-    collections::VecDeque,
-    future::Future,
-    pin::Pin,
-    sync::{Arc, atomic::Ordering},
-};
+use std::{collections::VecDeque, future::Future, pin::Pin, sync::Arc};
+use tern_broker::server::{BridgeDirection, BridgeStats};
 use tern_client::{
     Acker, Bytes, Client, Error, Message, Messages, MqttString, PublishProperties, Published, QoS,
     UserProperty,
@@ -101,7 +96,8 @@ pub(crate) async fn run(
     mut from: Messages,
     to: Client,
     mut map: impl FnMut(Message) -> Option<Forward>,
-    counters: Arc<Counters>,
+    counters: Arc<BridgeStats>,
+    direction: BridgeDirection,
 ) -> Stopped {
     let mut backlog: VecDeque<Forward> = VecDeque::new();
     // Completions in the order the publishes were handed over, and beside
@@ -128,7 +124,7 @@ pub(crate) async fn run(
                     if f.qos == QoS::AtMostOnce {
                         // Nothing to acknowledge, nothing to wait for: the
                         // destination's client sends it.
-                        counters.forwarded.fetch_add(1, Ordering::Relaxed);
+                        counters.forwarded(direction);
                     } else {
                         ackers.push_back(f.acker);
                         inflight.push_back(Box::pin(pending));
@@ -149,11 +145,11 @@ pub(crate) async fn run(
                         .await;
                     match published {
                         Ok(p) if p.is_success() => {
-                            counters.forwarded.fetch_add(1, Ordering::Relaxed);
+                            counters.forwarded(direction);
                         }
                         Ok(p) => {
                             tracing::warn!(reason = %p.reason_code, "the destination refused a bridged message");
-                            counters.dropped.fetch_add(1, Ordering::Relaxed);
+                            counters.dropped(direction);
                         }
                         Err(Error::Closed) => {
                             let mut owed = owed(backlog, ackers);
@@ -162,7 +158,7 @@ pub(crate) async fn run(
                         }
                         Err(e) => {
                             tracing::warn!("cannot forward a bridged message: {e}");
-                            counters.dropped.fetch_add(1, Ordering::Relaxed);
+                            counters.dropped(direction);
                         }
                     }
                     drop(f.acker);
@@ -176,7 +172,7 @@ pub(crate) async fn run(
                     // dropped (and acknowledged), as a broker drops what it
                     // cannot deliver.
                     backlog.pop_front();
-                    counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    counters.dropped(direction);
                 }
             }
         }
@@ -186,9 +182,9 @@ pub(crate) async fn run(
                     let acker = ackers.pop_front().flatten();
                     if !published.is_success() {
                         tracing::warn!(reason = %published.reason_code, "the destination refused a bridged message");
-                        counters.dropped.fetch_add(1, Ordering::Relaxed);
+                        counters.dropped(direction);
                     } else {
-                        counters.forwarded.fetch_add(1, Ordering::Relaxed);
+                        counters.forwarded(direction);
                     }
                     // Acknowledges the source (dropping an acker does).
                     drop(acker);
@@ -198,7 +194,7 @@ pub(crate) async fn run(
                     // Refused by the destination's session (nothing was
                     // sent): dropped, and acknowledged to the source.
                     tracing::warn!("cannot forward a bridged message: {e}");
-                    counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    counters.dropped(direction);
                     drop(ackers.pop_front());
                 }
             },

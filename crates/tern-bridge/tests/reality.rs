@@ -285,6 +285,50 @@ async fn mosquitto_bridged_to_tern() {
     }
 }
 
+/// mosquitto's bridge with its default `try_private true` over 3.1.1: its
+/// first CONNECT carries protocol level 0x84, which Tern refuses (CONNACK
+/// 0x01, unacceptable protocol version: Tern does not implement the private
+/// flag); mosquitto then connects again as a plain 3.1.1 client after
+/// `restart_timeout`, and its messages arrive. No setting is needed on
+/// either side, only one refused attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_bridge_with_try_private_falls_back_to_plain_3_1_1() {
+    let (_running, _bridges, addr) = tern("").await;
+    let (near, mut near_rx) = client(addr, "tern-side", ProtocolVersion::V3_1_1).await;
+    near.subscribe([
+        ("edge/state", QoS::AtLeastOnce),
+        ("from-edge/#", QoS::AtLeastOnce),
+    ])
+    .await
+    .unwrap();
+    // try_private is left at mosquitto's default (true).
+    let edge = mosquitto(&format!(
+        "connection tern\naddress {addr}\nbridge_protocol_version mqttv311\n\
+         cleansession true\nrestart_timeout 1\nnotification_topic edge/state\n\
+         topic # out 1 from-edge/ from-edge/\n"
+    ));
+    // The notification comes once mosquitto's second CONNECT is accepted.
+    let m = next(&mut near_rx).await;
+    assert_eq!(
+        (m.topic.as_str(), m.payload.as_ref()),
+        ("edge/state", &b"1"[..])
+    );
+    let log = edge.log();
+    assert!(
+        log.contains("Connection Refused: unacceptable protocol version"),
+        "mosquitto's first (0x84) CONNECT was not refused:\n{log}"
+    );
+    let (far, _far_rx) = client(edge.tcp(), "edge-side", ProtocolVersion::V3_1_1).await;
+    far.publish("from-edge/x", "across", QoS::AtLeastOnce, false)
+        .await
+        .unwrap();
+    let m = next(&mut near_rx).await;
+    assert_eq!(
+        (m.topic.as_str(), m.payload.as_ref()),
+        ("from-edge/x", &b"across"[..])
+    );
+}
+
 /// Two Tern brokers bridged "both ways" in the two usual shapes: each
 /// sends its own messages `out` to the other (two bridges), or one bridge
 /// with `direction = "both"`. Every message arrives once on each broker,
@@ -292,7 +336,7 @@ async fn mosquitto_bridged_to_tern() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tern_and_tern_bridged_both_ways_do_not_loop() {
     // MQTT 3.1.1 cannot carry the mark nor ask for No Local: without
-    // try_private (not implemented) its loops are not prevented (README).
+    // try_private (not supported) its loops are not prevented (README).
     for (protocol, shape) in [("5", "two"), ("5", "both")] {
         let (b_running, _none, b) = tern("").await;
         let table = |name: &str, to: SocketAddr, direction: &str| {

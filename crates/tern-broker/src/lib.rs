@@ -18,7 +18,7 @@ pub use crate::core::security;
 pub use crate::core::{
     AllowAll, AuthDecision, AuthExchange, AuthStart, AuthStep, Authenticator, Broker, BrokerConfig,
     BrokerEvent, ByQos, Client, ClusterOutput, ClusterStats, ConnId, DEFAULT_MAX_SUBSCRIPTIONS,
-    DEFAULT_MAX_TOPIC_LEVELS, Drops, Limit, MemoryStore, OutputCredit, QueueDepths, Refusal,
-    RetainedMessage, SHARED_PAYLOAD, Stats, Store, StoreBatch, StoreOp, StoredSession, StoredState,
-    TopTopic, Transmit, WrittenTransmit,
+    DEFAULT_MAX_TOPIC_LENGTH, DEFAULT_MAX_TOPIC_LEVELS, Drops, Limit, MemoryStore, OutputCredit,
+    QueueDepths, Refusal, RetainedLimits, RetainedMessage, SHARED_PAYLOAD, Stats, Store,
+    StoreBatch, StoreOp, StoredSession, StoredState, TopTopic, Transmit, WrittenTransmit,
 };

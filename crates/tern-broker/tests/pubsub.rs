@@ -316,7 +316,8 @@ async fn properties_are_forwarded_unchanged_and_in_order_mqtt_3_3_2_17() {
             UserProperty::new(s("b"), s("2")),
             UserProperty::new(s("a"), s("1")),
             UserProperty::new(s("b"), s("3")),
-        ],
+        ]
+        .into(),
         ..PublishProperties::default()
     };
     publisher

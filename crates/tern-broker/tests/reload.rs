@@ -54,3 +54,40 @@ async fn a_reload_applies_new_limits_to_new_connections_and_keeps_the_old_on_a_b
     running.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_reload_applies_new_retained_and_topic_limits_at_once() {
+    let dir = std::env::temp_dir().join(format!("tern-reload-ret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("broker.toml");
+    let file = |retained: usize, length: usize| {
+        format!(
+            "[listeners]\ntcp = [\"127.0.0.1:0\"]\nws = []\n[limits]\nsys_interval = 0\n\
+             max_retained_messages = {retained}\nmax_topic_length = {length}\n"
+        )
+    };
+    std::fs::write(&path, file(1, 8)).unwrap();
+    let running = server::start(BrokerSettings::load(&path).unwrap())
+        .await
+        .unwrap();
+    let tcp = running.tcp_addr().unwrap();
+    let mut c = Raw::connected(tcp, ProtocolVersion::V5, "reload-ret").await;
+    let retained = |topic: &str, id| {
+        let mut p = publish(topic, b"v", tern_codec::QoS::AtLeastOnce, id);
+        p.retain = true;
+        p
+    };
+    use tern_codec::ReasonCode::{NoMatchingSubscribers, QuotaExceeded, TopicNameInvalid};
+    assert_eq!(c.publish(retained("r/a", 1)).await, NoMatchingSubscribers);
+    assert_eq!(c.publish(retained("r/b", 2)).await, QuotaExceeded);
+    assert_eq!(c.publish(retained("r/1234567", 3)).await, TopicNameInvalid);
+
+    // The open connection runs into the new limits at once: they are the
+    // broker's, not negotiated with the client.
+    std::fs::write(&path, file(2, 16)).unwrap();
+    running.reload().expect("the new file is good");
+    assert_eq!(c.publish(retained("r/b", 4)).await, NoMatchingSubscribers);
+    assert_eq!(c.publish(retained("r/1234567", 5)).await, QuotaExceeded);
+    running.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -277,3 +277,184 @@ async fn retained_messages_for_a_new_subscription_are_all_delivered_however_smal
         sub.ping().await;
     }
 }
+
+fn short_topics(s: &mut tern_broker::server::BrokerSettings) {
+    s.limits.sys_interval = Duration::from_millis(50);
+    // Room for `$SYS/broker/limits/refused` (26 bytes).
+    s.limits.max_topic_length = 32;
+}
+
+#[tokio::test]
+async fn a_topic_or_filter_longer_than_max_topic_length_is_refused() {
+    let broker = start_with(short_topics).await;
+    let (ok, long) = ("a".repeat(32), "a".repeat(33));
+
+    // MQTT 5: PUBACK 0x90 for the PUBLISH (3.4.2.1), SUBACK 0x8F for the
+    // filter (3.9.3); as long as allowed is accepted.
+    let mut v5 = Raw::connected(broker.tcp, ProtocolVersion::V5, "long-5").await;
+    assert_eq!(
+        v5.publish(deep_publish(&long, QoS::AtLeastOnce, 1)).await,
+        ReasonCode::TopicNameInvalid
+    );
+    assert_eq!(
+        v5.publish(deep_publish(&ok, QoS::AtLeastOnce, 2)).await,
+        ReasonCode::NoMatchingSubscribers
+    );
+    let opts = SubscriptionOptions::with_qos(QoS::AtLeastOnce);
+    let ack = v5
+        .subscribe_with(3, &[(long.as_str(), opts), (ok.as_str(), opts)], None)
+        .await;
+    assert_eq!(
+        ack.reason_codes,
+        vec![ReasonCode::TopicFilterInvalid, ReasonCode::GrantedQos1]
+    );
+    // The long one was not retained: only the allowed one comes back.
+    assert_eq!(v5.recv_publish().await.topic.as_str(), ok);
+    v5.ping().await;
+
+    // MQTT 3.1.1: the connection is closed without a PUBACK [MQTT-3.3.5-2].
+    let mut v3 = Raw::connected(broker.tcp, ProtocolVersion::V3_1_1, "long-3").await;
+    v3.send(deep_publish(&long, QoS::AtLeastOnce, 1)).await;
+    assert_eq!(v3.closed(WAIT).await, vec![], "closed without a PUBACK");
+
+    refusals(&broker, 3).await;
+}
+
+/// A CONNECT with a will on `topic`.
+fn will_connect(version: ProtocolVersion, id: &str, topic: &str) -> tern_codec::Connect {
+    let mut c = connect(version, id);
+    c.will = Some(tern_codec::Will {
+        topic: s(topic),
+        payload: Bytes::from_static(b"gone"),
+        qos: QoS::AtLeastOnce,
+        ..tern_codec::Will::default()
+    });
+    c
+}
+
+#[tokio::test]
+async fn a_will_topic_over_the_limits_is_refused_at_connect() {
+    let broker = start_with(|s| {
+        short_topics(s);
+        s.limits.max_topic_levels = 4;
+    })
+    .await;
+    let mut watcher = Raw::connected(broker.tcp, ProtocolVersion::V5, "will-watch").await;
+    watcher.subscribe("#", QoS::AtLeastOnce).await;
+
+    // MQTT 5: CONNACK 0x90 "the Will Topic Name is not malformed, but is
+    // not accepted by this Server" (3.2.2.2), then the close [MQTT-3.2.2-7]:
+    // too long, then too deep.
+    for (id, topic) in [("will-long", "w".repeat(33)), ("will-deep", deep(5))] {
+        let (mut c, ack) =
+            Raw::connect(broker.tcp, will_connect(ProtocolVersion::V5, id, &topic)).await;
+        assert_eq!(ack.reason_code, ReasonCode::TopicNameInvalid, "{id}");
+        assert!(!ack.session_present, "[MQTT-3.2.2-6]");
+        assert_eq!(c.closed(WAIT).await, vec![], "{id}: closed after CONNACK");
+    }
+    // MQTT 3.1.1: no return code applies, so no CONNACK [MQTT-3.2.2-6].
+    let mut v3 = Raw::open(broker.tcp).await;
+    v3.version = ProtocolVersion::V3_1_1;
+    v3.send(will_connect(ProtocolVersion::V3_1_1, "will-3", &deep(5)))
+        .await;
+    assert_eq!(v3.closed(WAIT).await, vec![], "closed without a CONNACK");
+
+    // An allowed will topic is accepted, and its will still goes out.
+    let (c, ack) = Raw::connect(
+        broker.tcp,
+        will_connect(ProtocolVersion::V5, "will-ok", &deep(4)),
+    )
+    .await;
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+    drop(c);
+    let will = watcher.recv_publish().await;
+    assert_eq!(will.topic.as_str(), deep(4), "the refused wills never came");
+    refusals(&broker, 3).await;
+}
+
+fn few_retained(s: &mut tern_broker::server::BrokerSettings) {
+    s.limits.sys_interval = Duration::from_millis(50);
+    s.limits.max_retained_messages = 2;
+    s.limits.max_retained_bytes = 4096;
+}
+
+fn retained(topic: &str, payload: Bytes, id: u16) -> Publish {
+    Publish {
+        qos: QoS::AtLeastOnce,
+        retain: true,
+        topic: s(topic),
+        packet_id: Some(pid(id)),
+        payload,
+        ..Publish::default()
+    }
+}
+
+#[tokio::test]
+async fn retained_messages_past_the_limits_are_delivered_but_not_retained() {
+    let broker = start_with(few_retained).await;
+    let mut live = Raw::connected(broker.tcp, ProtocolVersion::V5, "ret-live").await;
+    live.subscribe("r/#", QoS::AtMostOnce).await;
+    let small = || Bytes::from_static(b"x");
+    let mut v5 = Raw::connected(broker.tcp, ProtocolVersion::V5, "ret-5").await;
+    assert_eq!(
+        v5.publish(retained("r/a", small(), 1)).await,
+        ReasonCode::Success
+    );
+    assert_eq!(
+        v5.publish(retained("r/b", small(), 2)).await,
+        ReasonCode::Success
+    );
+    // A third topic is past max_retained_messages = 2: MQTT 5 PUBACK 0x97
+    // Quota exceeded (3.4.2.1), yet delivered to the live subscriber.
+    assert_eq!(
+        v5.publish(retained("r/c", small(), 3)).await,
+        ReasonCode::QuotaExceeded
+    );
+    // Replacing a kept topic adds no message: accepted.
+    assert_eq!(
+        v5.publish(retained("r/a", Bytes::from_static(b"y"), 4))
+            .await,
+        ReasonCode::Success
+    );
+    // A replacement past max_retained_bytes is refused, and the topic keeps
+    // what it held.
+    assert_eq!(
+        v5.publish(retained("r/b", Bytes::from(vec![b'z'; 5000]), 5))
+            .await,
+        ReasonCode::QuotaExceeded
+    );
+    // MQTT 3.1.1 has no failure code in PUBACK: acknowledged [MQTT-3.3.5-2].
+    let mut v3 = Raw::connected(broker.tcp, ProtocolVersion::V3_1_1, "ret-3").await;
+    v3.send(retained("r/d", small(), 1)).await;
+    match v3.recv().await {
+        Packet::PubAck(a) => assert_eq!(a.packet_id, pid(1)),
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
+    let live_topics: Vec<String> = {
+        let mut t = Vec::new();
+        for _ in 0..6 {
+            t.push(live.recv_publish().await.topic.as_str().to_owned());
+        }
+        t
+    };
+    assert_eq!(live_topics, ["r/a", "r/b", "r/c", "r/a", "r/b", "r/d"]);
+
+    // A new subscriber gets the two kept, with what they held.
+    let mut late = Raw::connected(broker.tcp, ProtocolVersion::V5, "ret-late").await;
+    late.subscribe("r/#", QoS::AtMostOnce).await;
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let p = late.recv_publish().await;
+        got.push((p.topic.as_str().to_owned(), p.payload));
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("r/a".to_owned(), Bytes::from_static(b"y")),
+            ("r/b".to_owned(), Bytes::from_static(b"x")),
+        ]
+    );
+    late.ping().await; // nothing else before the PINGRESP
+    refusals(&broker, 3).await;
+}

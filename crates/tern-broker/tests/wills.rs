@@ -259,7 +259,7 @@ async fn will_properties_are_forwarded_mqtt_3_1_3_10() {
         p.content_type = Some(s("text/plain"));
         p.response_topic = Some(s("wills/reply"));
         p.correlation_data = Some(Bytes::from_static(b"\x01\x02"));
-        p.user_properties = user_properties.clone();
+        p.user_properties = user_properties.clone().into();
     }
     let (raw, _) = Raw::connect(broker.tcp, c).await;
     drop(raw);

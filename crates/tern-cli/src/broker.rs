@@ -77,6 +77,11 @@ errors; the values shown are the defaults):
   queue_qos0 = false          # queue QoS 0 messages for offline sessions too
   max_topic_levels = 200      # levels per topic/filter; deeper: PUBACK 0x90,
                               # SUBACK 0x8F (3.1.1: SUBACK 0x80; PUBLISH closes)
+  max_topic_length = 4096     # bytes per topic/filter; longer: as above; a
+                              # will topic: CONNACK 0x90 (3.1.1: closed)
+  max_retained_messages = 1000000 # kept from all clients; past either, a
+  max_retained_bytes = 268435456 # retained PUBLISH is delivered, not kept
+                              # (MQTT 5: PUBACK 0x97; 3.1.1: acknowledged)
   max_subscriptions = 10000   # per client; more: SUBACK 0x97 (3.1.1: 0x80)
   publisher_backpressure = 0.5 # seconds at most a publisher outrunning an
                               # online subscriber is not read; 0: drop instead

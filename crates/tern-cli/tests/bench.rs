@@ -230,6 +230,71 @@ fn conn_opens_and_holds_every_connection() {
 }
 
 #[test]
+fn conn_spreads_connections_over_the_bind_addresses() {
+    let broker = BrokerProcess::start();
+    let s = bench(
+        &broker,
+        "bind",
+        &[
+            "conn",
+            "-c",
+            "50",
+            "--bind",
+            "127.0.0.1-127.0.0.3",
+            "-d",
+            "0.2",
+        ],
+    );
+    assert_eq!(u(&s, "connected"), 50, "{s:#}");
+    // The broker logs each client's peer address: round robin over the
+    // three sources gives 17, 17 and 16.
+    let mut peers = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+    while peers.values().map(|ids| ids.len()).sum::<usize>() < 50 {
+        let line = broker
+            .stderr
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("only {peers:?} in the log"));
+        if !line.contains("client connected") {
+            continue;
+        }
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .map(str::to_owned)
+        };
+        if let (Some(id), Some(peer)) = (field("client_id=tern-bench-"), field("peer=")) {
+            let ip = peer
+                .trim_matches('"')
+                .rsplit_once(':')
+                .unwrap()
+                .0
+                .to_owned();
+            peers.entry(ip).or_default().insert(id);
+        }
+    }
+    let counts: Vec<(String, usize)> = peers
+        .iter()
+        .map(|(ip, ids)| (ip.clone(), ids.len()))
+        .collect();
+    assert_eq!(
+        counts,
+        [("127.0.0.1", 17), ("127.0.0.2", 17), ("127.0.0.3", 16)]
+            .map(|(ip, n)| (ip.to_owned(), n))
+            .to_vec()
+    );
+}
+
+#[test]
+fn a_bad_bind_range_is_a_usage_error_naming_it() {
+    let output = tern()
+        .args(["bench", "conn", "--bind", "127.0.0.9-127.0.0.1"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("127.0.0.9-127.0.0.1"));
+}
+
+#[test]
 fn a_missing_broker_is_a_failure_with_a_summary() {
     let port = tern_testkit::unused_port().unwrap();
     let path = json_path("refused");

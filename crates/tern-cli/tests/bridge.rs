@@ -86,6 +86,42 @@ fn a_bad_bridge_table_names_the_bridge_and_key() {
     );
 }
 
+/// mosquitto's `try_private` is not supported: `true` is refused by
+/// `--check-config` (and at start), naming the bridge, rather than accepted
+/// and ignored.
+#[test]
+fn try_private_true_is_refused_naming_the_bridge() {
+    let dir = std::env::temp_dir().join(format!("tern-cli-private-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("broker.toml");
+    let table = "[[bridge]]\nname = \"cloud\"\naddress = \"h:1883\"\nprotocol = \"3.1.1\"\n\
+                 topic = [{ pattern = \"a/#\", direction = \"out\" }]\n";
+    let check = |extra: &str| {
+        std::fs::write(&path, format!("{table}{extra}")).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
+            .args(["broker", "--check-config"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let refused = check("try_private = true\n");
+    let accepted = check("try_private = false\n");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("broker.toml")
+            && stderr.contains("bridge `cloud`: try_private: true is not supported"),
+        "{stderr}"
+    );
+    assert_eq!(
+        accepted.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
+}
+
 /// SIGHUP applies the settings file's `[[bridge]]` tables again: a removed
 /// bridge says 0 and stops, a new one starts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -118,8 +118,8 @@ async fn v5_reason_codes_and_properties_come_through(kind: Kind) {
     let m = next(&mut messages).await;
     let p = &m.properties;
     assert_eq!(p.user_properties.len(), 1);
-    assert_eq!(p.user_properties[0].key, "unit");
-    assert_eq!(p.user_properties[0].value, "celsius");
+    assert_eq!(p.user_properties.get(0).unwrap().key, "unit");
+    assert_eq!(p.user_properties.get(0).unwrap().value, "celsius");
     assert_eq!(p.content_type.as_deref(), Some("application/json"));
     assert_eq!(p.response_topic.as_deref(), Some("replies"));
     assert_eq!(p.correlation_data.as_deref(), Some(&b"c-1"[..]));

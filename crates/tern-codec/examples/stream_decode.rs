@@ -7,8 +7,8 @@
 )]
 use std::io::{Read, Write};
 use tern_codec::bytes::BytesMut;
-use tern_codec::{Connect, MqttString, Packet, ProtocolVersion, Publish, QoS, Subscribe};
-use tern_codec::{SubscribeFilter, SubscriptionOptions};
+use tern_codec::{Connect, MqttString, Packet, ProtocolVersion, Publish, QoS};
+use tern_codec::{Subscribe, SubscribeFilter};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::args()
@@ -17,25 +17,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut socket = std::net::TcpStream::connect(url.trim_start_matches("mqtt://"))?;
     let version = ProtocolVersion::V5;
     let topic = MqttString::from_static("tern/codec/example");
-    let connect = Connect {
-        protocol: version,
-        clean_start: true,
-        client_id: MqttString::from_static("tern-codec-example"),
-        ..Connect::default()
-    };
-    let subscribe = Subscribe {
-        packet_id: 1.try_into()?,
-        properties: Default::default(),
-        filters: vec![SubscribeFilter {
-            filter: topic.clone(),
-            options: SubscriptionOptions::with_qos(QoS::AtMostOnce),
-        }],
-    };
-    let publish = Publish {
-        topic,
-        payload: "hello".into(),
-        ..Publish::default()
-    };
+    let connect = Connect::new(version, MqttString::from_static("tern-codec-example"));
+    let filter = SubscribeFilter::new(topic.clone(), QoS::AtMostOnce);
+    let subscribe = Subscribe::new(1.try_into()?, vec![filter]);
+    let publish = Publish::new(topic, "hello", QoS::AtMostOnce);
 
     // Encode all three back to back into one buffer and write it at once.
     let mut out = BytesMut::new();

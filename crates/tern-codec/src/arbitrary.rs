@@ -101,6 +101,18 @@ impl ArbValue for UserProperty {
 }
 
 /// A short vector of generated values.
+impl<T: ArbValue> ArbValue for Vec<T> {
+    fn arb(u: &mut Unstructured<'_>) -> Result<Self> {
+        arb_vec(u, T::arb)
+    }
+}
+
+impl ArbValue for crate::UserProperties {
+    fn arb(u: &mut Unstructured<'_>) -> Result<Self> {
+        arb_vec(u, UserProperty::arb).map(Self::from)
+    }
+}
+
 pub(crate) fn arb_vec<T>(
     u: &mut Unstructured<'_>,
     mut f: impl FnMut(&mut Unstructured<'_>) -> Result<T>,

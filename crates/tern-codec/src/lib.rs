@@ -68,6 +68,7 @@ mod reason;
 #[cfg(feature = "serde")]
 mod serde_impls;
 mod string;
+mod user_properties;
 mod varint;
 mod version;
 
@@ -88,6 +89,7 @@ pub use crate::properties::{
 pub use crate::qos::QoS;
 pub use crate::reason::ReasonCode;
 pub use crate::string::{MqttString, StringError};
+pub use crate::user_properties::{Iter as UserPropertiesIter, UserProperties};
 pub use crate::varint::{VARINT_MAX, varint_len};
 pub use crate::version::ProtocolVersion;
 /// Why a topic filter is invalid, as [`DecodeErrorKind::InvalidTopicFilter`]

@@ -62,6 +62,22 @@ impl Frame<'_> {
         }
     }
 
+    /// `head` (shared from this frame) extended by `tail`, when `tail`
+    /// starts where `head` ends inside the frame; `None` otherwise.
+    pub(crate) fn join(&self, head: &Bytes, tail: &[u8]) -> Option<Bytes> {
+        let frame_start = self.bytes.as_ptr() as usize;
+        let frame_end = frame_start + self.bytes.len();
+        let start = head.as_ptr() as usize;
+        let end = start + head.len();
+        let tail_start = tail.as_ptr() as usize;
+        let inside = start >= frame_start && end <= frame_end;
+        if !inside || end != tail_start || tail_start + tail.len() > frame_end {
+            return None;
+        }
+        let from = start - frame_start;
+        Some(self.bytes.slice(from..from + head.len() + tail.len()))
+    }
+
     /// A string from a sub-slice already checked by [`string_slice`].
     #[inline]
     pub(crate) fn string(&self, sub: &[u8]) -> MqttString {

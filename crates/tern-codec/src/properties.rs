@@ -7,7 +7,7 @@
 //! Maximum is a `NonZeroU16`, a Subscription Identifier a [`SubscriptionId`]).
 
 use crate::{
-    DecodeErrorKind, EncodeError, MqttString, QoS,
+    DecodeErrorKind, EncodeError, MqttString, QoS, UserProperties,
     primitives::{Fail, Frame, PResult, binary_slice, fail, put_binary, string_slice, varint},
     varint::{VARINT_MAX, put_varint, varint_len},
 };
@@ -395,6 +395,87 @@ pub(crate) fn block(input: &[u8]) -> PResult<'_, &[u8]> {
     Ok((&rest[len..], &rest[..len]))
 }
 
+/// How a property that may repeat is collected, sized and written.
+pub(crate) trait Repeated: Default {
+    /// Decodes one occurrence whose identifier starts `entry` and whose
+    /// value starts `value`, adding it.
+    fn parse_one<'a>(
+        &mut self,
+        frame: &Frame<'_>,
+        entry: &'a [u8],
+        value: &'a [u8],
+        id: PropertyId,
+    ) -> PResult<'a, ()>;
+    /// The occurrences' length, identifier bytes included.
+    fn body_len(&self) -> usize;
+    /// Writes every occurrence with its identifier.
+    fn write_all<B: BufMut>(&self, id: PropertyId, dst: &mut B);
+    /// Checks each value before encoding.
+    fn check_all(&self) -> Result<(), EncodeError>;
+    /// `true` when there is none.
+    fn none(&self) -> bool;
+}
+
+impl<T: PropValue> Repeated for Vec<T> {
+    fn parse_one<'a>(
+        &mut self,
+        frame: &Frame<'_>,
+        _entry: &'a [u8],
+        value: &'a [u8],
+        id: PropertyId,
+    ) -> PResult<'a, ()> {
+        let (rest, v) = T::parse(frame, value, id)?;
+        self.push(v);
+        Ok((rest, ()))
+    }
+    fn body_len(&self) -> usize {
+        self.iter().map(|v| 1 + v.wire_len()).sum()
+    }
+    fn write_all<B: BufMut>(&self, id: PropertyId, dst: &mut B) {
+        for v in self {
+            dst.put_u8(id as u8);
+            v.write(dst);
+        }
+    }
+    fn check_all(&self) -> Result<(), EncodeError> {
+        self.iter().try_for_each(PropValue::check)
+    }
+    fn none(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+/// Held as their wire encoding (see [`UserProperties`]).
+impl Repeated for UserProperties {
+    fn parse_one<'a>(
+        &mut self,
+        frame: &Frame<'_>,
+        entry: &'a [u8],
+        value: &'a [u8],
+        _id: PropertyId,
+    ) -> PResult<'a, ()> {
+        self.parse_push(frame, entry, value)
+    }
+    fn body_len(&self) -> usize {
+        self.wire_bytes().len()
+    }
+    fn write_all<B: BufMut>(&self, _id: PropertyId, dst: &mut B) {
+        dst.put_slice(self.wire_bytes());
+    }
+    fn check_all(&self) -> Result<(), EncodeError> {
+        Ok(())
+    }
+    fn none(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+/// For serde's `skip_serializing_if`.
+#[cfg(feature = "serde")]
+pub(crate) fn repeated_is_empty<T: Repeated>(v: &T) -> bool {
+    v.none()
+}
+
 /// The operations every generated property set offers the packet codecs.
 pub(crate) trait PropertySet: Default {
     /// Parses the properties inside a block whose length was already read
@@ -461,8 +542,8 @@ macro_rules! property_set {
             )*
             $(
                 $(#[doc = $rdoc])*
-                #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Vec::is_empty"))]
-                pub $rfield: Vec<$rty>,
+                #[cfg_attr(feature = "serde", serde(skip_serializing_if = "crate::properties::repeated_is_empty"))]
+                pub $rfield: $rty,
             )*
         }
 
@@ -496,10 +577,14 @@ macro_rules! property_set {
                         )*
                         $(
                             Some(PropertyId::$rid) => {
-                                let (rest, value) =
-                                    <$rty as PropValue>::parse(frame, rest, PropertyId::$rid)
-                                        .map_err(unwrap_fail)?;
-                                props.$rfield.push(value);
+                                let (rest, ()) = <$rty as Repeated>::parse_one(
+                                    &mut props.$rfield,
+                                    frame,
+                                    start,
+                                    rest,
+                                    PropertyId::$rid,
+                                )
+                                .map_err(unwrap_fail)?;
                                 rest
                             }
                         )*
@@ -517,7 +602,7 @@ macro_rules! property_set {
             fn body_len(&self) -> usize {
                 let mut len = 0;
                 $( if let Some(v) = &self.$field { len += 1 + v.wire_len(); } )*
-                $( for v in &self.$rfield { len += 1 + v.wire_len(); } )*
+                $( len += Repeated::body_len(&self.$rfield); )*
                 len
             }
 
@@ -528,22 +613,17 @@ macro_rules! property_set {
                         v.write(dst);
                     }
                 )*
-                $(
-                    for v in &self.$rfield {
-                        dst.put_u8(PropertyId::$rid as u8);
-                        v.write(dst);
-                    }
-                )*
+                $( Repeated::write_all(&self.$rfield, PropertyId::$rid, dst); )*
             }
 
             fn check(&self) -> Result<(), EncodeError> {
                 $( if let Some(v) = &self.$field { v.check()?; } )*
-                $( for v in &self.$rfield { v.check()?; } )*
+                $( Repeated::check_all(&self.$rfield)?; )*
                 Ok(())
             }
 
             fn is_empty(&self) -> bool {
-                true $( && self.$field.is_none() )* $( && self.$rfield.is_empty() )*
+                true $( && self.$field.is_none() )* $( && Repeated::none(&self.$rfield) )*
             }
         }
 
@@ -553,7 +633,7 @@ macro_rules! property_set {
                 use crate::arbitrary::ArbValue;
                 Ok(Self {
                     $( $field: if u.ratio(1, 3)? { Some(<$ty as ArbValue>::arb(u)?) } else { None }, )*
-                    $( $rfield: crate::arbitrary::arb_vec(u, <$rty as ArbValue>::arb)?, )*
+                    $( $rfield: <$rty as ArbValue>::arb(u)?, )*
                 })
             }
         }
@@ -564,7 +644,7 @@ macro_rules! property_set {
             pub const fn new() -> Self {
                 Self {
                     $( $field: None, )*
-                    $( $rfield: Vec::new(), )*
+                    $( $rfield: <$rty>::new(), )*
                 }
             }
 
@@ -608,7 +688,7 @@ property_set! {
     }
     repeated {
         /// User properties, in order.
-        user_properties: UserProperty = UserProperty,
+        user_properties: Vec<UserProperty> = UserProperty,
     }
 }
 
@@ -630,7 +710,7 @@ property_set! {
     }
     repeated {
         /// User properties, in order.
-        user_properties: UserProperty = UserProperty,
+        user_properties: UserProperties = UserProperty,
     }
 }
 
@@ -672,7 +752,7 @@ property_set! {
     }
     repeated {
         /// User properties, in order.
-        user_properties: UserProperty = UserProperty,
+        user_properties: Vec<UserProperty> = UserProperty,
     }
 }
 
@@ -694,9 +774,9 @@ property_set! {
     }
     repeated {
         /// User properties, in order.
-        user_properties: UserProperty = UserProperty,
+        user_properties: UserProperties = UserProperty,
         /// Identifiers of the subscriptions that matched (server to client only).
-        subscription_identifiers: SubscriptionId = SubscriptionIdentifier,
+        subscription_identifiers: Vec<SubscriptionId> = SubscriptionIdentifier,
     }
 }
 
@@ -708,7 +788,7 @@ property_set! {
     }
     repeated {
         /// User properties, in order.
-        user_properties: UserProperty = UserProperty,
+        user_properties: Vec<UserProperty> = UserProperty,
     }
 }
 
@@ -720,7 +800,7 @@ property_set! {
     }
     repeated {
         /// User properties, in order.
-        user_properties: UserProperty = UserProperty,
+        user_properties: Vec<UserProperty> = UserProperty,
     }
 }
 
@@ -730,7 +810,7 @@ property_set! {
     }
     repeated {
         /// User properties, in order.
-        user_properties: UserProperty = UserProperty,
+        user_properties: Vec<UserProperty> = UserProperty,
     }
 }
 
@@ -746,7 +826,7 @@ property_set! {
     }
     repeated {
         /// User properties, in order.
-        user_properties: UserProperty = UserProperty,
+        user_properties: Vec<UserProperty> = UserProperty,
     }
 }
 
@@ -762,7 +842,7 @@ property_set! {
     }
     repeated {
         /// User properties, in order.
-        user_properties: UserProperty = UserProperty,
+        user_properties: Vec<UserProperty> = UserProperty,
     }
 }
 

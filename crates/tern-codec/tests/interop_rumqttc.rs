@@ -402,7 +402,7 @@ mod v5 {
                     content_type: Some(s("text/plain")),
                     response_topic: Some(s("replies/client-5")),
                     correlation_data: Some(Bytes::from_static(b"\xCA\xFE")),
-                    user_properties: vec![user("k", "v")],
+                    user_properties: vec![user("k", "v")].into(),
                 },
             }),
             username: Some(s("alice")),
@@ -549,7 +549,7 @@ mod v5 {
                     response_topic: Some(s("replies/1")),
                     correlation_data: Some(Bytes::from_static(b"req-1")),
                     content_type: Some(s("application/json")),
-                    user_properties: vec![user("unit", "C"), user("src", "k1")],
+                    user_properties: vec![user("unit", "C"), user("src", "k1")].into(),
                     subscription_identifiers: [1, 300, 268_435_455]
                         .into_iter()
                         .map(|v| SubscriptionId::new(v).unwrap())

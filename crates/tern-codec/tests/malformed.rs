@@ -971,13 +971,13 @@ fn properties_that_may_repeat() {
     ) else {
         panic!()
     };
-    let pairs: Vec<(&str, &str)> = p
+    let pairs: Vec<(String, String)> = p
         .properties
         .user_properties
         .iter()
-        .map(|u| (u.key.as_str(), u.value.as_str()))
+        .map(|u| (u.key.as_str().to_owned(), u.value.as_str().to_owned()))
         .collect();
-    assert_eq!(pairs, [("k", "2"), ("k", "1")]);
+    assert_eq!(pairs, [("k".into(), "2".into()), ("k".into(), "1".into())]);
     let ids: Vec<u32> = p
         .properties
         .subscription_identifiers

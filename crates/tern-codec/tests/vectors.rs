@@ -302,7 +302,7 @@ fn connect_v5_every_property_will_and_credentials() {
                     content_type: Some(s("text/plain")),
                     response_topic: Some(s("r/t")),
                     correlation_data: Some(Bytes::from_static(&[0xCA, 0xFE])),
-                    user_properties: vec![user("a", "b")],
+                    user_properties: vec![user("a", "b")].into(),
                 },
             }),
             username: Some(s("user")),
@@ -577,7 +577,7 @@ fn publish_v5_every_property() {
                 response_topic: Some(s("resp")),
                 correlation_data: Some(Bytes::from_static(b"id")),
                 content_type: Some(s("json")),
-                user_properties: vec![user("a", "b")],
+                user_properties: vec![user("a", "b")].into(),
                 subscription_identifiers: vec![sub_id(5), sub_id(129)],
             }
             .into(),

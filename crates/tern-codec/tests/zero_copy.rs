@@ -44,7 +44,7 @@ fn decoded_publish_shares_the_input_buffer() {
             response_topic: Some(s("replies/kitchen")),
             correlation_data: Some(Bytes::from_static(b"\x01\x02\x03\x04")),
             content_type: Some(s("application/json")),
-            user_properties: vec![UserProperty::new(s("unit"), s("celsius"))],
+            user_properties: vec![UserProperty::new(s("unit"), s("celsius"))].into(),
             ..PublishProperties::default()
         }
         .into(),
@@ -86,12 +86,17 @@ fn decoded_publish_shares_the_input_buffer() {
     );
     inside(
         "user property key",
-        props.user_properties[0].key.as_bytes(),
+        props.user_properties.get(0).unwrap().key.as_bytes(),
         &alloc,
     );
     inside(
         "user property value",
-        props.user_properties[0].value.as_bytes(),
+        props.user_properties.get(0).unwrap().value.as_bytes(),
+        &alloc,
+    );
+    inside(
+        "user properties' wire bytes",
+        props.user_properties.wire_bytes(),
         &alloc,
     );
 }
@@ -162,7 +167,7 @@ fn publish_header_then_payload_is_the_whole_packet() {
             QoS::ExactlyOnce,
             PublishProperties {
                 content_type: Some(s("text/plain")),
-                user_properties: vec![UserProperty::new(s("k"), s("v"))],
+                user_properties: vec![UserProperty::new(s("k"), s("v"))].into(),
                 ..PublishProperties::default()
             },
             big,

@@ -815,6 +815,31 @@ impl ClientConnection {
         }
     }
 
+    /// Writes every packet due into `buf`, payloads included, and returns
+    /// how many: [`write_transmit`](Self::write_transmit) in a loop, for a
+    /// driver that writes the whole buffer out at once.
+    ///
+    /// ```
+    /// use tern_codec::{MqttString, Packet, ProtocolVersion, bytes::BytesMut};
+    /// use tern_session::{ClientConnection, ClientSession, ConnectOptions, Instant};
+    ///
+    /// let options = ConnectOptions::new(MqttString::from_static("c"));
+    /// let mut conn = ClientConnection::new(Instant::ZERO, options, ClientSession::new());
+    /// let mut buf = BytesMut::new();
+    /// assert_eq!(conn.write_transmits(Instant::ZERO, &mut buf), 1);
+    /// let packet = Packet::decode(&mut buf, ProtocolVersion::V5, 1 << 20)?;
+    /// assert!(matches!(packet, Some(Packet::Connect(_))));
+    /// assert_eq!(conn.write_transmits(Instant::ZERO, &mut buf), 0);
+    /// # Ok::<(), Box<dyn core::error::Error>>(())
+    /// ```
+    pub fn write_transmits(&mut self, now: Instant, buf: &mut BytesMut) -> usize {
+        let mut n = 0;
+        while self.write_transmit(now, buf, usize::MAX).is_some() {
+            n += 1;
+        }
+        n
+    }
+
     /// The next deadline at which [`handle_timeout`](Self::handle_timeout) must be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {

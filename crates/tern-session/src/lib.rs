@@ -30,7 +30,8 @@
 //! 1. call `write_transmit` until it returns `None` (or until your write
 //!    buffer is full: then stop reading from the peer and call it again when
 //!    the socket is writable; waiting messages stay in the session's bounded
-//!    queue),
+//!    queue); `write_transmits` does the whole loop when you write the
+//!    buffer out at once,
 //! 2. call `poll_timeout` and (re)arm your timer with the result,
 //! 3. call `poll_event` until it returns `None`.
 //!
@@ -146,6 +147,9 @@ pub use crate::time::Instant;
 #[cfg(feature = "std")]
 pub use crate::time::read_timeout;
 pub use crate::transmit::Transmit;
+/// The codec whose packets the sessions take and give, so a driver needs
+/// no second dependency.
+pub use tern_codec as codec;
 
 // The hot types stay small: events and queue entries are moved through
 // queues on every message, so their large, rare parts (a CONNACK, a will,

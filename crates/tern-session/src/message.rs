@@ -29,9 +29,8 @@ pub struct MessageBody {
 
 impl MessageBody {
     /// The bytes this body holds in memory, as queue and retained limits
-    /// count them: topic, payload and every property, each user property
-    /// with the two strings' headers it is decoded into (an empty one is 5
-    /// bytes on the wire and about 64 in memory).
+    /// count them: topic, payload and every property (user properties as
+    /// their wire encoding, which is how they are held).
     pub fn held_bytes(&self) -> usize {
         let mut n = self.topic.len() + self.payload.len();
         if self.properties.is_allocated() {
@@ -40,10 +39,8 @@ impl MessageBody {
                 + p.response_topic.as_ref().map_or(0, MqttString::len)
                 + p.correlation_data.as_ref().map_or(0, Bytes::len)
                 + p.content_type.as_ref().map_or(0, MqttString::len)
-                + p.subscription_identifiers.len() * core::mem::size_of::<SubscriptionId>();
-            for u in &p.user_properties {
-                n += core::mem::size_of::<tern_codec::UserProperty>() + u.key.len() + u.value.len();
-            }
+                + p.subscription_identifiers.len() * core::mem::size_of::<SubscriptionId>()
+                + p.user_properties.wire_bytes().len();
         }
         n
     }

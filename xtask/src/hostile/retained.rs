@@ -115,7 +115,7 @@ fn props_publish(topic: String, packet_id: u16, retain: bool) -> Packet {
         retain,
     );
     message.properties.get_mut().user_properties =
-        vec![UserProperty::new(MqttString::new(), MqttString::new()); PROPERTIES];
+        vec![UserProperty::new(MqttString::new(), MqttString::new()); PROPERTIES].into();
     Packet::Publish(message)
 }
 

@@ -245,7 +245,7 @@ impl super::Broker {
         let Ok(topic) = TopicName::from_bytes(publish.topic.as_shared_bytes().clone()) else {
             return;
         };
-        if node_local(topic.as_bytes()) || self.too_deep(topic.as_bytes()) {
+        if node_local(topic.as_bytes()) || self.topic_over(topic.as_bytes()).is_some() {
             return;
         }
         publish.packet_id = None;

@@ -31,6 +31,11 @@ pub struct BrokerConfig {
     /// The most levels a PUBLISH topic or SUBSCRIBE filter may have (see
     /// [`DEFAULT_MAX_TOPIC_LEVELS`](crate::DEFAULT_MAX_TOPIC_LEVELS)).
     pub max_topic_levels: usize,
+    /// The most bytes a PUBLISH topic, will topic or SUBSCRIBE filter may
+    /// have (see [`DEFAULT_MAX_TOPIC_LENGTH`](crate::DEFAULT_MAX_TOPIC_LENGTH)).
+    pub max_topic_length: usize,
+    /// How many retained messages, and bytes of them, the broker keeps.
+    pub retained: super::RetainedLimits,
     /// The most subscriptions one session may hold.
     pub max_subscriptions: usize,
     /// Emit storage operations ([`Broker::poll_store`](crate::Broker::poll_store))
@@ -87,6 +92,8 @@ impl Default for BrokerConfig {
             publisher_backpressure: None,
             output_credit: Some(OutputCredit::default()),
             max_topic_levels: super::limits::DEFAULT_MAX_TOPIC_LEVELS,
+            max_topic_length: super::limits::DEFAULT_MAX_TOPIC_LENGTH,
+            retained: super::RetainedLimits::default(),
             max_subscriptions: super::limits::DEFAULT_MAX_SUBSCRIPTIONS,
             durable: false,
             cluster: false,

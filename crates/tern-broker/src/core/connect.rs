@@ -20,13 +20,13 @@ impl Broker {
             // anonymous to the authorization checks until it connects again.
             let mut entry = SessionEntry::new(client_id);
             entry.expiry_interval = stored.expiry_interval;
-            entry.pending_will = stored.pending_will.clone();
+            entry.pending_will = stored.pending_will.clone().map(Box::new);
             // It keeps ending when it would have, restart or not.
             entry.expires_at = stored.expires_at;
             let key = self.sessions.insert(entry);
             self.subscriptions.restore(key, &mut session);
             if let Some(entry) = self.sessions.get_mut(key) {
-                entry.offline = Some(session);
+                entry.offline = Some(Box::new(session));
             }
             if let Some((_, due)) = stored.pending_will {
                 self.timers.arm(due, Timer::Will(key));
@@ -42,6 +42,30 @@ impl Broker {
 
     pub(super) fn on_connect(&mut self, now: Instant, conn: ConnId, connect: Connect) {
         self.stats.connects_received += 1;
+        let will_over = connect
+            .will
+            .as_ref()
+            .and_then(|w| self.topic_over(w.topic.as_bytes()));
+        if let Some(limit) = will_over {
+            // A will topic over `max_topic_length` or `max_topic_levels`
+            // is refused now, while the client can be told, rather than
+            // dropped when the will is due. MQTT 5: CONNACK 0x90 "the Will
+            // Topic Name is not malformed, but is not accepted by this
+            // Server" (3.2.2.2), then close [MQTT-3.2.2-7]. MQTT 3.1.1 has
+            // no applicable return code: close without a CONNACK
+            // (3.1.1 [MQTT-3.2.2-6]).
+            let code = ReasonCode::TopicNameInvalid;
+            if let Some(c) = self.conns.get_mut(conn.key()) {
+                if connect.protocol.is_v5() {
+                    let _ = c.server.reject(now, code);
+                } else {
+                    c.server.close(now, code);
+                }
+            }
+            let client_id = super::compact(&connect.client_id);
+            self.limit_refused_as(conn, client_id, limit, super::Refusal::Connect, code);
+            return;
+        }
         if connect.properties.authentication_method.is_some() {
             // MQTT 5 enhanced authentication: the exchange decides, then
             // `admit` (enhanced_auth.rs).
@@ -108,7 +132,7 @@ impl Broker {
                 // A new connection before the Will Delay Interval: no will [MQTT-3.1.3-9].
                 entry.pending_will = None;
                 entry.expires_at = None;
-                let session = entry.offline.take().unwrap_or_else(|| {
+                let session = entry.offline.take().map(|s| *s).unwrap_or_else(|| {
                     ServerSession::new(client_id.clone(), self.config.server.queue)
                 });
                 (key, session, true)
@@ -170,6 +194,7 @@ impl Broker {
             client_id: super::compact(&connect.client_id),
             what: super::Refusal::Connect,
             reason: code,
+            limit: None,
         });
     }
 
@@ -226,7 +251,7 @@ impl Broker {
         }
         if let Some(session) = session {
             self.store.put_session(&session, session_expiry);
-            entry.offline = Some(session);
+            entry.offline = Some(Box::new(session));
         }
         if let Some(will) = will {
             let delay = will.properties.will_delay_interval.unwrap_or(0);
@@ -235,7 +260,7 @@ impl Broker {
             } else {
                 let due = now + Duration::from_secs(u64::from(delay));
                 if let Some(entry) = self.sessions.get_mut(key) {
-                    entry.pending_will = Some((will, due));
+                    entry.pending_will = Some(Box::new((will, due)));
                 }
                 self.timers.arm(due, Timer::Will(key));
             }
@@ -258,10 +283,10 @@ impl Broker {
         let Some(entry) = self.sessions.get_mut(key) else {
             return;
         };
-        match entry.pending_will.take() {
+        match entry.pending_will.take().map(|w| *w) {
             Some((will, due)) if due <= now => self.publish_will(now, Some(key), will),
             // Cancelled or re-armed since: put it back.
-            other => entry.pending_will = other,
+            other => entry.pending_will = other.map(Box::new),
         }
     }
 
@@ -271,7 +296,7 @@ impl Broker {
         }
         if let Some(entry) = self.sessions.get_mut(key) {
             // The will goes out when the session ends, if still pending.
-            if let Some((will, _)) = entry.pending_will.take() {
+            if let Some((will, _)) = entry.pending_will.take().map(|w| *w) {
                 self.publish_will(now, Some(key), will);
             }
         }
@@ -285,6 +310,7 @@ impl Broker {
             .sessions
             .get_mut(key)
             .and_then(|e| e.pending_will.take())
+            .map(|w| *w)
         {
             self.publish_will(now, Some(key), will);
         }

@@ -1,15 +1,21 @@
 //! Resource limits a client runs into (issue 13): what each one is, the
-//! check, and the one way a refusal is recorded — counted in
-//! [`Stats::limit_refusals`](super::Stats::limit_refusals) and reported to
-//! the shell as [`BrokerEvent::LimitExceeded`](super::BrokerEvent::LimitExceeded)
-//! (which logs it with the client identifier).
+//! check, and the one way a refusal is recorded — counted with the other
+//! reasons in [`Stats::drops`](super::Stats::drops) and reported to the
+//! shell as [`BrokerEvent::Refused`](super::BrokerEvent::Refused) with its
+//! `limit` (which logs it with the client identifier).
 
-use super::{Broker, BrokerEvent, ConnId};
-use tern_codec::ReasonCode;
+use super::{Broker, BrokerEvent, ConnId, Refusal};
+use tern_codec::{MqttString, ReasonCode};
 
 /// Topic levels allowed by default in a PUBLISH topic or SUBSCRIBE filter:
 /// mosquitto's `TOPIC_HIERARCHY_LIMIT` (it refuses more than 200 `/`).
 pub const DEFAULT_MAX_TOPIC_LEVELS: usize = 200;
+
+/// Bytes allowed by default in a PUBLISH topic, a will topic or a SUBSCRIBE
+/// filter: far below the 65,535 an MQTT string allows, since a client's
+/// subscriptions and retained topics are held for as long as they last
+/// (10,000 filters of 64 KiB would be 640 MiB for one client).
+pub const DEFAULT_MAX_TOPIC_LENGTH: usize = 4096;
 
 /// Subscriptions one session may hold by default.
 pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 10_000;
@@ -22,8 +28,15 @@ pub enum Limit {
     TopicLevels,
     /// A SUBSCRIBE filter with more than `max_topic_levels` levels.
     FilterLevels,
+    /// A PUBLISH or will topic longer than `max_topic_length` bytes.
+    TopicLength,
+    /// A SUBSCRIBE filter longer than `max_topic_length` bytes.
+    FilterLength,
     /// A SUBSCRIBE beyond `max_subscriptions` for the session.
     Subscriptions,
+    /// A retained PUBLISH past `max_retained_messages` or
+    /// `max_retained_bytes` (delivered, not retained).
+    Retained,
     /// A QoS 1/2 PUBLISH every recipient's queue was too full for
     /// (`max_queued_messages`, `max_queued_bytes`).
     Queue,
@@ -34,7 +47,9 @@ impl Limit {
     pub fn setting(self) -> &'static str {
         match self {
             Self::TopicLevels | Self::FilterLevels => "max_topic_levels",
+            Self::TopicLength | Self::FilterLength => "max_topic_length",
             Self::Subscriptions => "max_subscriptions",
+            Self::Retained => "max_retained_messages/max_retained_bytes",
             Self::Queue => "max_queued_messages/max_queued_bytes",
         }
     }
@@ -45,7 +60,10 @@ impl std::fmt::Display for Limit {
         let what = match self {
             Self::TopicLevels => "topic levels",
             Self::FilterLevels => "filter levels",
+            Self::TopicLength => "topic length",
+            Self::FilterLength => "filter length",
             Self::Subscriptions => "subscriptions",
+            Self::Retained => "retained messages",
             Self::Queue => "queued messages",
         };
         write!(f, "{what} ({})", self.setting())
@@ -53,27 +71,69 @@ impl std::fmt::Display for Limit {
 }
 
 impl Broker {
+    /// Which limit a PUBLISH (or will) topic breaks, if any: longer than
+    /// `max_topic_length` bytes or more than `max_topic_levels` levels.
+    pub(super) fn topic_over(&self, topic: &[u8]) -> Option<Limit> {
+        if topic.len() > self.config.max_topic_length {
+            Some(Limit::TopicLength)
+        } else if self.too_deep(topic) {
+            Some(Limit::TopicLevels)
+        } else {
+            None
+        }
+    }
+
+    /// [`topic_over`](Self::topic_over) for a SUBSCRIBE filter.
+    pub(super) fn filter_over(&self, filter: &[u8]) -> Option<Limit> {
+        self.topic_over(filter).map(|limit| match limit {
+            Limit::TopicLength => Limit::FilterLength,
+            _ => Limit::FilterLevels,
+        })
+    }
+
     /// Whether `topic` has more levels than the broker allows.
-    pub(super) fn too_deep(&self, topic: &[u8]) -> bool {
+    fn too_deep(&self, topic: &[u8]) -> bool {
         // Counting stops early: a 64 KiB topic is not walked twice.
         let max = self.config.max_topic_levels;
         topic.iter().filter(|&&b| b == b'/').take(max).count() >= max
     }
 
-    /// Records that `conn` ran into `limit` and was answered `reason`.
-    pub(super) fn limit_refused(&mut self, conn: ConnId, limit: Limit, reason: ReasonCode) {
-        self.stats.limit_refusals += 1;
+    /// Records that `conn` (a connected client) ran into `limit` asking
+    /// `what`, and was answered `reason`.
+    pub(super) fn limit_refused(
+        &mut self,
+        conn: ConnId,
+        limit: Limit,
+        what: Refusal,
+        reason: ReasonCode,
+    ) {
         let client_id = self
             .conns
             .get(conn.key())
             .and_then(|c| c.session)
             .and_then(|k| self.sessions.get(k))
-            .map(|s| s.client_id.clone());
-        self.events.push_back(BrokerEvent::LimitExceeded {
+            .map(|s| s.client_id.clone())
+            .unwrap_or_default();
+        self.limit_refused_as(conn, client_id, limit, what, reason);
+    }
+
+    /// [`limit_refused`](Self::limit_refused) for a client known by the
+    /// `client_id` it gave (not connected yet: its CONNECT is refused).
+    pub(super) fn limit_refused_as(
+        &mut self,
+        conn: ConnId,
+        client_id: MqttString,
+        limit: Limit,
+        what: Refusal,
+        reason: ReasonCode,
+    ) {
+        self.stats.drops.count_limit(limit);
+        self.events.push_back(BrokerEvent::Refused {
             conn,
             client_id,
-            limit,
+            what,
             reason,
+            limit: Some(limit),
         });
     }
 }

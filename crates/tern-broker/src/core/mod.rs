@@ -55,8 +55,10 @@ pub use auth::{AllowAll, AuthDecision, AuthExchange, AuthStart, AuthStep, Authen
 pub use cluster::{ClusterOutput, ClusterStats};
 pub use config::{BrokerConfig, OutputCredit};
 pub use durable::{StoreBatch, StoreOp};
-pub use limits::{DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_TOPIC_LEVELS, Limit};
-pub use retained::RetainedMessage;
+pub use limits::{
+    DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_TOPIC_LENGTH, DEFAULT_MAX_TOPIC_LEVELS, Limit,
+};
+pub use retained::{RetainedLimits, RetainedMessage};
 pub use stats::{ByQos, Drops};
 pub use store::{MemoryStore, Store, StoredSession, StoredState};
 pub use sys::QueueDepths;
@@ -168,34 +170,25 @@ pub enum BrokerEvent {
     /// Read this connection again, after handing in what the core left in
     /// its buffer.
     ResumeReading(ConnId),
-    /// A client ran into a resource limit and was refused (for logs; it is
-    /// counted in [`Stats::limit_refusals`]).
-    LimitExceeded {
-        /// The connection.
-        conn: ConnId,
-        /// The client identifier, if it had connected.
-        client_id: Option<MqttString>,
-        /// Which limit.
-        limit: Limit,
-        /// What the client was answered (a SUBACK or PUBACK/PUBREC reason
-        /// code, or the reason its connection was closed).
-        reason: tern_codec::ReasonCode,
-    },
     /// The broker refused what a client asked (for logs): its CONNECT
-    /// (authentication, or shutting down), or a PUBLISH or SUBSCRIBE the
-    /// ACL does not allow. Connections closed for a broken rule, a
-    /// malformed packet or a limit show in
+    /// (authentication, shutting down, a will topic over a limit), a
+    /// PUBLISH or SUBSCRIBE the ACL does not allow, or one that ran into a
+    /// resource limit (`limit`; each also counted in [`Stats::drops`]).
+    /// Connections closed for a broken rule or a malformed packet show in
     /// [`Disconnected`](Self::Disconnected)'s reason instead.
     Refused {
         /// The connection.
         conn: ConnId,
-        /// The client identifier it gave.
+        /// The client identifier it gave (empty if it gave none).
         client_id: MqttString,
         /// What was refused.
         what: Refusal,
         /// The reason code it was refused with (also for MQTT 3.x clients,
-        /// which are told less).
+        /// which are told less: a PUBACK, a SUBACK 0x80, or the connection
+        /// closed).
         reason: tern_codec::ReasonCode,
+        /// The resource limit it ran into, if that was why.
+        limit: Option<Limit>,
     },
 }
 
@@ -256,9 +249,6 @@ pub struct Stats {
     pub clients_maximum: u64,
     /// Connections accepted since start (sockets).
     pub connections_total: u64,
-    /// Requests refused because a client ran into a resource limit (see
-    /// [`Limit`]; each is also a [`BrokerEvent::LimitExceeded`]).
-    pub limit_refusals: u64,
     /// Packets of every type received (mosquitto's `messages/received`).
     pub packets_received: u64,
     /// Packets of every type sent (mosquitto's `messages/sent`).
@@ -404,6 +394,12 @@ impl Broker {
         self.retained.len()
     }
 
+    /// The bytes retained messages hold, as `max_retained_bytes` counts
+    /// them ([`RetainedMessage::held_bytes`]).
+    pub fn retained_bytes(&self) -> usize {
+        self.retained.bytes()
+    }
+
     /// The protocol version of a connection.
     pub fn version(&self, conn: ConnId) -> Option<ProtocolVersion> {
         self.conns.get(conn.key()).map(|c| c.server.version())
@@ -417,7 +413,7 @@ impl Broker {
             .get(self.sessions.key_of(client_id.as_bytes())?)?;
         match entry.conn {
             Some(conn) => self.conns.get(conn.key())?.server.session(),
-            None => entry.offline.as_ref(),
+            None => entry.offline.as_deref(),
         }
     }
 
@@ -563,7 +559,7 @@ impl Broker {
                     }
                 }
                 None => {
-                    if let Some(session) = entry.offline.as_mut() {
+                    if let Some(session) = entry.offline.as_deref_mut() {
                         let _ = session.acknowledge(held.token, held.reason, held.v5);
                     }
                 }
@@ -615,9 +611,9 @@ impl Broker {
         // left; messages queued for them since are only in memory. So are
         // when they end and the wills waiting for their delay.
         for (_, entry) in self.sessions.iter() {
-            if let Some(session) = &entry.offline {
+            if let Some(session) = entry.offline.as_deref() {
                 self.store.put_session(session, entry.expiry_interval);
-                let will = entry.pending_will.as_ref().map(|(w, due)| (w, *due));
+                let will = entry.pending_will.as_deref().map(|(w, due)| (w, *due));
                 self.store
                     .put_offline_state(&entry.client_id, entry.expires_at, will);
             }

@@ -10,6 +10,10 @@
 //! - An expired message is never sent: it is removed when a subscription
 //!   finds it.
 //! - A kept message is a copy, never a slice of a read buffer.
+//! - Their count and [`held_bytes`](RetainedMessage::held_bytes) stay within
+//!   [`RetainedLimits`] for what clients retain (messages restored from the
+//!   store at start-up are counted, not refused): a new retained message
+//!   that does not fit is not kept, and what the topic held stays.
 
 use super::Store;
 use core::time::Duration;
@@ -17,16 +21,48 @@ use tern_codec::{Publish, PublishProperties, QoS, SubscriptionId};
 use tern_session::Instant;
 use tern_topic::{RetainedIndex, TopicFilter, TopicName};
 
+/// How many retained messages the broker keeps, and how many bytes of
+/// them, across all clients (see [`RetainedMessage::held_bytes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetainedLimits {
+    /// Retained messages (topics) at most.
+    pub max_messages: usize,
+    /// Bytes at most.
+    pub max_bytes: usize,
+}
+
+impl Default for RetainedLimits {
+    /// 1,000,000 messages, 256 MiB (mosquitto has no limit).
+    fn default() -> Self {
+        Self {
+            max_messages: 1_000_000,
+            max_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// What [`Retained::apply`] did with a retained PUBLISH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Applied {
+    /// Kept (or, with an empty payload, the topic's message removed).
+    Kept,
+    /// Not kept: it would pass the [`RetainedLimits`].
+    OverLimit,
+}
+
 /// The retained messages, by topic.
 #[derive(Debug)]
 pub(super) struct Retained {
     index: RetainedIndex<RetainedMessage>,
+    /// The sum of the messages' [`RetainedMessage::held_bytes`].
+    bytes: usize,
 }
 
 impl Default for Retained {
     fn default() -> Self {
         Self {
             index: RetainedIndex::new(),
+            bytes: 0,
         }
     }
 }
@@ -37,29 +73,61 @@ impl Retained {
         self.index.len()
     }
 
+    /// The bytes they hold, as the limits count them.
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// One loaded from the store at start-up.
     pub(super) fn restore(&mut self, topic: TopicName, message: RetainedMessage) {
-        self.index.insert(topic, message);
+        self.bytes += message.held_bytes();
+        if let Some(old) = self.index.insert(topic, message) {
+            self.bytes -= old.held_bytes();
+        }
+    }
+
+    /// Removes `topic`'s message, if any; `true` if there was one.
+    fn remove(&mut self, topic: &TopicName) -> bool {
+        match self.index.remove(topic) {
+            Some(old) => {
+                self.bytes -= old.held_bytes();
+                true
+            }
+            None => false,
+        }
     }
 
     /// Applies a PUBLISH with RETAIN set to `topic` (its validated topic)
-    /// at `now`.
+    /// at `now`, within `limits`.
     pub(super) fn apply(
         &mut self,
         now: Instant,
         topic: &TopicName,
         publish: &Publish,
+        limits: RetainedLimits,
         store: &mut dyn Store,
-    ) {
+    ) -> Applied {
         if publish.payload.is_empty() {
-            if self.index.remove(topic).is_some() {
+            if self.remove(topic) {
                 store.remove_retained(topic);
             }
-        } else {
-            let message = RetainedMessage::new(publish, now);
-            store.put_retained(topic, &message);
-            self.index.insert(topic.clone(), message);
+            return Applied::Kept;
         }
+        let message = RetainedMessage::new(publish, now);
+        let old = self.index.get(topic).map(RetainedMessage::held_bytes);
+        let count = self.index.len() + usize::from(old.is_none());
+        let bytes = self.bytes - old.unwrap_or(0) + message.held_bytes();
+        if count > limits.max_messages || bytes > limits.max_bytes {
+            return Applied::OverLimit;
+        }
+        store.put_retained(topic, &message);
+        self.bytes = bytes;
+        // The index's key shares the message's own copy of the topic: a
+        // slice of the PUBLISH would keep its whole read buffer alive.
+        let key = TopicName::from_bytes(message.publish.topic.as_shared_bytes().clone())
+            .unwrap_or_else(|_| topic.clone());
+        self.index.insert(key, message);
+        Applied::Kept
     }
 
     /// The retained messages matching a new subscription's `filter` at
@@ -97,7 +165,7 @@ impl Retained {
             out.push((p, message.stored_at + waited));
         }
         for topic in expired {
-            self.index.remove(&topic);
+            self.remove(&topic);
             store.remove_retained(&topic);
         }
         out
@@ -126,11 +194,37 @@ impl RetainedMessage {
         if let Some(p) = stored.properties.get_mut_if_allocated() {
             p.topic_alias = None;
             p.subscription_identifiers.clear();
+            p.user_properties = p.user_properties.detached();
+            p.response_topic = p.response_topic.as_ref().map(super::compact);
+            p.content_type = p.content_type.as_ref().map(super::compact);
+            p.correlation_data = p
+                .correlation_data
+                .as_ref()
+                .map(|d| bytes::Bytes::copy_from_slice(d));
         }
         Self {
             publish: stored,
             stored_at: now,
         }
+    }
+
+    /// The bytes it holds in memory, as the retained limits count them:
+    /// topic, payload, properties (user properties as their wire
+    /// encoding), the fixed size of the message, and an estimate of its
+    /// index entry (a node per topic level, allocated for its own topics).
+    pub fn held_bytes(&self) -> usize {
+        let p = &self.publish;
+        let levels = p.topic.as_bytes().iter().filter(|&&b| b == b'/').count() + 1;
+        let mut n = core::mem::size_of::<Self>() + p.topic.len() + p.payload.len() + 64 * levels;
+        if p.properties.is_allocated() {
+            let q = p.properties.get();
+            n += core::mem::size_of::<PublishProperties>()
+                + q.response_topic.as_ref().map_or(0, |s| s.len())
+                + q.correlation_data.as_ref().map_or(0, |d| d.len())
+                + q.content_type.as_ref().map_or(0, |s| s.len())
+                + q.user_properties.wire_bytes().len();
+        }
+        n
     }
 
     /// Whether its Message Expiry Interval has passed.

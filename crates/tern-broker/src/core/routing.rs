@@ -1,8 +1,12 @@
 //! Messages: PUBLISH routing, retained messages, SUBSCRIBE and UNSUBSCRIBE.
 
 use super::{
-    Broker, ConnId, SessionKey, Subscription, auth::allowed, durable, limits::Limit,
-    retained::forwarded_properties, security::Access,
+    Broker, ConnId, SessionKey, Subscription,
+    auth::allowed,
+    durable,
+    limits::Limit,
+    retained::{Applied, forwarded_properties},
+    security::Access,
 };
 use std::sync::Arc;
 use tern_codec::{Publish, QoS, ReasonCode, RetainHandling, Subscribe, Unsubscribe};
@@ -28,8 +32,9 @@ impl Broker {
         else {
             return;
         };
-        if self.too_deep(publish.topic.as_bytes()) {
-            self.refuse_deep_publish(now, conn, ack);
+        if let Some(limit) = self.topic_over(publish.topic.as_bytes()) {
+            let what = super::Refusal::Publish(super::compact(&publish.topic));
+            self.refuse_deep_publish(now, conn, ack, limit, what);
             return;
         }
         // Storage operations recorded before this PUBLISH: any more after
@@ -56,7 +61,15 @@ impl Broker {
                 let (retain, qos) = (publish.retain, publish.qos);
                 let routed = self.publish_to(now, Some(key), topic, publish);
                 self.block_if_congested(now, conn);
-                if routed.count == 0 && !routed.remote {
+                if routed.retained_over_limit {
+                    // Delivered live, but not retained: too many retained
+                    // messages or bytes. MQTT 5 PUBACK/PUBREC 0x97 Quota
+                    // exceeded (3.4.2.1, 3.5.2.1); MQTT 3.1.1 has no failure
+                    // code there and is acknowledged [MQTT-3.3.5-2].
+                    let what = super::Refusal::Publish(super::compact(&topic_name));
+                    self.limit_refused(conn, Limit::Retained, what, ReasonCode::QuotaExceeded);
+                    ReasonCode::QuotaExceeded
+                } else if routed.count == 0 && !routed.remote {
                     self.stats.drops.no_subscribers += 1;
                     ReasonCode::NoMatchingSubscribers
                 } else if routed.taken == 0 && !routed.remote && !retain && qos != QoS::AtMostOnce {
@@ -65,7 +78,8 @@ impl Broker {
                     // acknowledged and dropped: MQTT 5 PUBACK/PUBREC 0x97
                     // Quota exceeded. MQTT 3.1.1 has no failure code there
                     // and is acknowledged, as mosquitto does [MQTT-3.3.5-2].
-                    self.limit_refused(conn, Limit::Queue, ReasonCode::QuotaExceeded);
+                    let what = super::Refusal::Publish(super::compact(&topic_name));
+                    self.limit_refused(conn, Limit::Queue, what, ReasonCode::QuotaExceeded);
                     ReasonCode::QuotaExceeded
                 } else {
                     ReasonCode::Success
@@ -102,14 +116,21 @@ impl Broker {
         }
     }
 
-    /// A PUBLISH whose topic has more than `max_topic_levels` levels is
-    /// refused, never routed nor retained. MQTT 5: QoS 1/2 get PUBACK/PUBREC
+    /// A PUBLISH whose topic has more than `max_topic_levels` levels or
+    /// `max_topic_length` bytes is refused, never routed nor retained. MQTT 5: QoS 1/2 get PUBACK/PUBREC
     /// 0x90 Topic Name invalid ("not accepted by this Server", 3.4.2.1,
     /// 3.5.2.1), QoS 0 is dropped (it has no acknowledgement). MQTT 3.1.1
     /// has no failure code in PUBACK: the connection is closed, as
     /// [MQTT-3.3.5-2] allows for a PUBLISH the Server does not accept (a
     /// positive acknowledgement would drop a QoS 1/2 message silently).
-    fn refuse_deep_publish(&mut self, now: Instant, conn: ConnId, ack: Option<AckToken>) {
+    fn refuse_deep_publish(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        ack: Option<AckToken>,
+        limit: Limit,
+        what: super::Refusal,
+    ) {
         let Some(c) = self.conns.get_mut(conn.key()) else {
             return;
         };
@@ -123,7 +144,7 @@ impl Broker {
             c.server.close(now, ReasonCode::TopicNameInvalid);
             ReasonCode::TopicNameInvalid
         };
-        self.limit_refused(conn, Limit::TopicLevels, reason);
+        self.limit_refused(conn, limit, what, reason);
     }
 
     /// Applies a message's retain flag and routes it; returns how many
@@ -137,8 +158,9 @@ impl Broker {
         let Ok(topic) = TopicName::from_bytes(publish.topic.as_shared_bytes().clone()) else {
             return 0;
         };
-        if self.too_deep(topic.as_bytes()) {
-            // A will's topic deeper than allowed: neither routed nor retained.
+        if self.topic_over(topic.as_bytes()).is_some() {
+            // A will's topic over the limits (they were lowered since its
+            // CONNECT was accepted): neither routed nor retained.
             self.stats.messages_dropped += 1;
             return 0;
         }
@@ -171,21 +193,25 @@ impl Broker {
         topic: TopicName,
         publish: Publish,
     ) -> Routed {
-        if publish.retain {
-            match self.durable.as_deref_mut() {
-                None => self.retained.apply(now, &topic, &publish, &mut *self.store),
-                Some(log) => self.retained.apply(
-                    now,
-                    &topic,
-                    &publish,
-                    &mut durable::Recording {
-                        inner: &mut *self.store,
-                        log,
-                    },
-                ),
-            }
-        }
-        self.route(now, from, &topic, &publish)
+        let limits = self.config.retained;
+        let applied = publish.retain.then(|| match self.durable.as_deref_mut() {
+            None => self
+                .retained
+                .apply(now, &topic, &publish, limits, &mut *self.store),
+            Some(log) => self.retained.apply(
+                now,
+                &topic,
+                &publish,
+                limits,
+                &mut durable::Recording {
+                    inner: &mut *self.store,
+                    log,
+                },
+            ),
+        });
+        let mut routed = self.route(now, from, &topic, &publish);
+        routed.retained_over_limit = applied == Some(Applied::OverLimit);
+        routed
     }
 
     /// Delivers a message to every matching subscription: one delivery per
@@ -240,6 +266,7 @@ impl Broker {
             count,
             taken,
             remote: false,
+            retained_over_limit: false,
         }
     }
 
@@ -251,6 +278,7 @@ impl Broker {
                 client_id: entry.client_id.clone(),
                 what,
                 reason,
+                limit: None,
             });
         }
     }
@@ -346,18 +374,21 @@ impl Broker {
                         s.subscriptions().contains_key(&requested.filter),
                     )
                 });
-            let code = if self.too_deep(requested.filter.as_bytes()) {
-                // More than `max_topic_levels`: 0x8F "correctly formed but
-                // not allowed for this Client" (3.9.3); 3.1.1 gets 0x80
-                // [MQTT-3.9.3-2], below. Nothing enters the tree.
-                self.limit_refused(conn, Limit::FilterLevels, ReasonCode::TopicFilterInvalid);
+            let code = if let Some(limit) = self.filter_over(requested.filter.as_bytes()) {
+                // More than `max_topic_levels` or `max_topic_length`: 0x8F
+                // "correctly formed but not allowed for this Client"
+                // (3.9.3); 3.1.1 gets 0x80 [MQTT-3.9.3-2], below. Nothing
+                // enters the tree.
+                let what = super::Refusal::Subscribe(super::compact(&requested.filter));
+                self.limit_refused(conn, limit, what, ReasonCode::TopicFilterInvalid);
                 ReasonCode::TopicFilterInvalid
             } else if held
                 .is_some_and(|(n, replaces)| !replaces && n >= self.config.max_subscriptions)
             {
                 // A new subscription past `max_subscriptions`: 0x97 Quota
                 // exceeded (3.9.3); a replaced one does not add.
-                self.limit_refused(conn, Limit::Subscriptions, ReasonCode::QuotaExceeded);
+                let what = super::Refusal::Subscribe(super::compact(&requested.filter));
+                self.limit_refused(conn, Limit::Subscriptions, what, ReasonCode::QuotaExceeded);
                 ReasonCode::QuotaExceeded
             } else if shared && !self.config.server.shared_subscriptions {
                 ReasonCode::SharedSubscriptionsNotSupported
@@ -503,4 +534,6 @@ pub(super) struct Routed {
     taken: usize,
     /// Whether it was handed out to the cluster too.
     remote: bool,
+    /// It was to be retained, and was not: the retained limits.
+    retained_over_limit: bool,
 }

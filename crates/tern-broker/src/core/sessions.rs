@@ -39,14 +39,16 @@ pub(super) struct SessionEntry {
     pub(super) username: Option<MqttString>,
     /// The connection using it, while the client is online.
     pub(super) conn: Option<ConnId>,
-    /// The state itself while the client is offline (online, the connection holds it).
-    pub(super) offline: Option<ServerSession>,
+    /// The state itself while the client is offline (online, the connection
+    /// holds it). Boxed, as is the will: an online session's entry stays a
+    /// few words (it was 656 bytes with both inline).
+    pub(super) offline: Option<Box<ServerSession>>,
     /// Seconds it outlives its connection (`u32::MAX`: never).
     pub(super) expiry_interval: u32,
     /// When it ends, while offline.
     pub(super) expires_at: Option<Instant>,
     /// A will waiting for its delay.
-    pub(super) pending_will: Option<(Will, Instant)>,
+    pub(super) pending_will: Option<Box<(Will, Instant)>>,
 }
 
 impl SessionEntry {

@@ -52,11 +52,23 @@ pub struct Drops {
     /// The ACL (or `$SYS`, which belongs to the broker) refused a client's
     /// PUBLISH.
     pub not_authorized: u64,
+    /// A PUBLISH or will topic over `max_topic_levels` or
+    /// `max_topic_length` (refused; a will at CONNECT).
+    pub topic_limit: u64,
+    /// A SUBSCRIBE filter over `max_topic_levels` or `max_topic_length`,
+    /// or past `max_subscriptions` (refused in the SUBACK).
+    pub subscription_limit: u64,
+    /// A retained PUBLISH past `max_retained_messages` or
+    /// `max_retained_bytes`: delivered, not retained.
+    pub retained_limit: u64,
+    /// A QoS 1/2 PUBLISH no recipient's queue had room for, refused to its
+    /// publisher (each full queue also counts in `queue_full`).
+    pub queue_limit: u64,
 }
 
 impl Drops {
     /// Every reason, with the label `/metrics` gives it.
-    pub fn by_reason(&self) -> [(&'static str, u64); 6] {
+    pub fn by_reason(&self) -> [(&'static str, u64); 10] {
         [
             ("queue_full", self.queue_full),
             ("too_large", self.too_large),
@@ -64,7 +76,30 @@ impl Drops {
             ("no_subscribers", self.no_subscribers),
             ("quota", self.quota),
             ("not_authorized", self.not_authorized),
+            ("topic_limit", self.topic_limit),
+            ("subscription_limit", self.subscription_limit),
+            ("retained_limit", self.retained_limit),
+            ("queue_limit", self.queue_limit),
         ]
+    }
+
+    /// Refusals at a resource limit (issue 13), all four reasons together:
+    /// `$SYS/broker/limits/refused`.
+    pub fn limit_refusals(&self) -> u64 {
+        self.topic_limit + self.subscription_limit + self.retained_limit + self.queue_limit
+    }
+
+    /// Counts one refusal at `limit`.
+    pub(super) fn count_limit(&mut self, limit: super::Limit) {
+        use super::Limit;
+        *match limit {
+            Limit::TopicLevels | Limit::TopicLength => &mut self.topic_limit,
+            Limit::FilterLevels | Limit::FilterLength | Limit::Subscriptions => {
+                &mut self.subscription_limit
+            }
+            Limit::Retained => &mut self.retained_limit,
+            Limit::Queue => &mut self.queue_limit,
+        } += 1;
     }
 }
 

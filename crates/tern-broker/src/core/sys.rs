@@ -141,7 +141,10 @@ impl Broker {
                 (self.retained.len() + self.queued_offline()).to_string(),
             ),
             // Tern's own: requests refused by a resource limit (issue 13).
-            ("limits/refused".into(), s.limit_refusals.to_string()),
+            (
+                "limits/refused".into(),
+                s.drops.limit_refusals().to_string(),
+            ),
         ];
         values.extend(self.load_values(now, s));
         for (name, value) in values {

@@ -10,19 +10,41 @@ fn addrs(list: &[SocketAddr]) -> String {
     format!("[{}]", items.join(", "))
 }
 
+/// A duration as the settings file writes it: whole seconds as a TOML
+/// integer, others as a float (in exponent form past TOML's largest
+/// integer, which a plain `{}` would print as an integer too large to read).
 fn seconds(d: Duration) -> String {
     let s = d.as_secs_f64();
-    if s.fract() == 0.0 {
+    if s.fract() != 0.0 {
+        format!("{s}")
+    } else if i64::try_from(d.as_secs()).is_ok() {
         format!("{}", d.as_secs())
     } else {
-        format!("{s}")
+        format!("{s:e}")
     }
 }
 
 fn path(p: &Path) -> String {
-    // TOML basic string: escape the two characters that need it.
-    let text = p.display().to_string();
-    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+    toml_string(&p.display().to_string())
+}
+
+/// `text` as a TOML basic string: `"` and `\` escaped, and every control
+/// character (which a basic string may not hold as it is) as `\uXXXX`.
+fn toml_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// `key = value`, or a commented line saying it is unset.
@@ -47,7 +69,7 @@ impl BrokerSettings {
         let _ = writeln!(out, "[listeners]");
         let _ = writeln!(out, "tcp = {}", addrs(&l.tcp));
         let _ = writeln!(out, "ws = {}", addrs(&l.ws));
-        let _ = writeln!(out, "ws_path = \"{}\"", l.ws_path.replace('"', "\\\""));
+        let _ = writeln!(out, "ws_path = {}", toml_string(&l.ws_path));
         let _ = writeln!(out, "tls = {}", addrs(&l.tls));
         let _ = writeln!(out, "wss = {}", addrs(&l.wss));
         out.push('\n');
@@ -131,6 +153,9 @@ impl BrokerSettings {
         let _ = writeln!(out, "max_queued_bytes = {}", l.max_queued_bytes);
         let _ = writeln!(out, "queue_qos0 = {}", l.queue_qos0);
         let _ = writeln!(out, "max_topic_levels = {}", l.max_topic_levels);
+        let _ = writeln!(out, "max_topic_length = {}", l.max_topic_length);
+        let _ = writeln!(out, "max_retained_messages = {}", l.max_retained_messages);
+        let _ = writeln!(out, "max_retained_bytes = {}", l.max_retained_bytes);
         let _ = writeln!(out, "max_subscriptions = {}", l.max_subscriptions);
         let _ = writeln!(
             out,
@@ -190,6 +215,41 @@ impl BrokerSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Strings the file held escaped print escaped: a ws_path with `\\`
+    /// and a path with a newline parse back as they were (they printed as
+    /// invalid TOML, or another value, before).
+    #[test]
+    fn strings_print_as_toml_escapes() {
+        let text = "[listeners]\nws_path = \"/a\\\\q\\\"\\tb\"\n[tls]\ncert = \"x\\ny\"\n";
+        let settings = BrokerSettings::from_toml(text).unwrap();
+        assert_eq!(settings.listeners.ws_path, "/a\\q\"\tb");
+        let effective = settings.to_toml();
+        let again =
+            BrokerSettings::from_toml(&effective).unwrap_or_else(|e| panic!("{e}\n{effective}"));
+        assert_eq!(again.listeners.ws_path, settings.listeners.ws_path);
+        assert_eq!(again.tls.cert, settings.tls.cert);
+        assert!(effective.contains("cert = \"x\\u000Ay\"\n"), "{effective}");
+    }
+
+    /// Seconds past TOML's largest integer print as a float it reads back.
+    #[test]
+    fn huge_durations_print_as_floats() {
+        let text = "[limits]\nconnect_timeout = 1.8e19\nsys_interval = 9223372036854775807\n";
+        let settings = BrokerSettings::from_toml(text).unwrap();
+        let effective = settings.to_toml();
+        assert!(
+            effective.contains("connect_timeout = 1.8e19\n"),
+            "{effective}"
+        );
+        assert!(
+            effective.contains("sys_interval = 9223372036854775807\n"),
+            "{effective}"
+        );
+        let again =
+            BrokerSettings::from_toml(&effective).unwrap_or_else(|e| panic!("{e}\n{effective}"));
+        assert_eq!(again.limits, settings.limits);
+    }
 
     #[test]
     fn the_effective_settings_parse_back_to_the_same() {

@@ -287,6 +287,8 @@ impl Driver {
             queues: b.queue_depths().clone(),
             uptime: self.start.elapsed().as_secs_f64(),
             top_topics: b.top_topics(),
+            // The monitoring listener adds them (they are not the core's).
+            bridges: Vec::new(),
         }
     }
 
@@ -450,6 +452,11 @@ impl Driver {
 
     /// The drain rule, repeated until the core has nothing more to say
     /// (closing a connection can publish a will, which makes more output).
+    ///
+    /// Connections are read again (re-armed) before any output leaves: a
+    /// peer can react only to bytes it got, so its reaction is read in the
+    /// order it arrives among the others' input (see `tests/arrival.rs`),
+    /// however soon the writer sends them.
     fn drain(&mut self) {
         loop {
             let now = self.now();
@@ -464,7 +471,7 @@ impl Driver {
                 progress = true;
                 self.file(start, written);
             }
-            self.flush();
+            self.seal();
             while let Some(event) = self.broker.poll_event() {
                 progress = true;
                 self.handle_event(now, event);
@@ -482,6 +489,7 @@ impl Driver {
         for conn in parked {
             self.rearm(conn);
         }
+        self.flush();
     }
 
     /// Files the packet the core just wrote at the end of `scratch` (from
@@ -532,8 +540,18 @@ impl Driver {
     /// Hands every batch to its connection's writer.
     fn flush(&mut self) {
         self.seal();
-        for conn in self.dirty.drain(..) {
-            if let Some(link) = self.links.get_mut(&conn) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for &conn in &dirty {
+            self.flush_one(conn);
+        }
+        self.dirty = dirty;
+        self.dirty.clear();
+    }
+
+    /// Hands a connection's batch, if any, to its writer.
+    fn flush_one(&mut self, conn: ConnId) {
+        if let Some(link) = self.links.get_mut(&conn) {
+            if !link.batch.is_empty() {
                 let batch = std::mem::take(&mut link.batch);
                 // The writer task may have ended (a failed write); its
                 // `Report::Failed` is on its way.
@@ -545,8 +563,9 @@ impl Driver {
     fn handle_event(&mut self, now: Instant, event: BrokerEvent) {
         match event {
             BrokerEvent::Close(conn) => {
-                // Its last packets were flushed above; the writer writes
-                // them, then closes the socket gracefully.
+                // Its last packets first; the writer writes them, then
+                // closes the socket gracefully.
+                self.flush_one(conn);
                 if let Some(link) = self.links.get(&conn) {
                     link.writer.send(Output::Close);
                     self.forget(conn, true);
@@ -598,6 +617,7 @@ impl Driver {
                 client_id,
                 what,
                 reason,
+                limit,
             } => {
                 let (peer, _) = self.describe(conn);
                 let (what, topic) = match &what {
@@ -610,19 +630,11 @@ impl Driver {
                     crate::Refusal::Publish(topic) => ("publish", topic.as_str()),
                     crate::Refusal::Subscribe(filter) => ("subscribe", filter.as_str()),
                 };
+                let limit = limit.map_or(String::new(), |l| l.to_string());
                 tracing::warn!(
                     %conn, %client_id, peer, what, topic, reason_code = %hex(reason),
-                    reason = reason.name(), "refused"
+                    reason = reason.name(), limit, "refused"
                 );
-            }
-            BrokerEvent::LimitExceeded {
-                conn,
-                client_id,
-                limit,
-                reason,
-            } => {
-                let client_id = client_id.as_ref().map_or("-", |c| c.as_str());
-                tracing::warn!(%conn, client_id, %limit, %reason, "limit exceeded: refused");
             }
         }
     }

@@ -17,6 +17,7 @@
 //! [`Snapshot`] when asked, between two inputs.
 
 use super::{
+    bridge_stats::BridgeRegistry,
     driver::Control,
     metrics::{self, Snapshot},
 };
@@ -41,6 +42,7 @@ const DASHBOARD: &str = include_str!("dashboard.html");
 pub(crate) async fn serve(
     listener: TcpListener,
     snapshots: mpsc::Sender<Control>,
+    bridges: BridgeRegistry,
     mut shutdown: broadcast::Receiver<()>,
 ) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -61,10 +63,10 @@ pub(crate) async fn serve(
             tracing::debug!(%peer, "metrics listener: too many connections, closed");
             continue;
         };
-        let snapshots = snapshots.clone();
+        let (snapshots, bridges) = (snapshots.clone(), bridges.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            if tokio::time::timeout(TIMEOUT, exchange(socket, &snapshots))
+            if tokio::time::timeout(TIMEOUT, exchange(socket, &snapshots, &bridges))
                 .await
                 .is_err()
             {
@@ -75,7 +77,11 @@ pub(crate) async fn serve(
 }
 
 /// One request and its answer.
-async fn exchange(mut socket: TcpStream, snapshots: &mpsc::Sender<Control>) {
+async fn exchange(
+    mut socket: TcpStream,
+    snapshots: &mpsc::Sender<Control>,
+    bridges: &BridgeRegistry,
+) {
     let mut buf = [0u8; MAX_HEAD];
     let mut len = 0;
     let head_end = loop {
@@ -100,7 +106,7 @@ async fn exchange(mut socket: TcpStream, snapshots: &mpsc::Sender<Control>) {
         ),
         Ok((method, path)) => {
             let head_only = method == "HEAD";
-            let (status, content_type, body) = route(path, snapshots).await;
+            let (status, content_type, body) = route(path, snapshots, bridges).await;
             (status, content_type, body, head_only)
         }
     };
@@ -108,15 +114,21 @@ async fn exchange(mut socket: TcpStream, snapshots: &mpsc::Sender<Control>) {
 }
 
 /// Where the head (request line and headers) ends, after its blank line.
-fn find_head_end(buf: &[u8]) -> Option<usize> {
+pub(super) fn find_head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
 }
 
 /// The method and path of a GET or HEAD request; the status to answer with
 /// otherwise.
-fn parse_request_line(head: &[u8]) -> Result<(&str, &str), u16> {
+pub(super) fn parse_request_line(head: &[u8]) -> Result<(&str, &str), u16> {
     let line_end = head.iter().position(|&b| b == b'\r').ok_or(400u16)?;
     let line = std::str::from_utf8(&head[..line_end]).map_err(|_| 400u16)?;
+    // No control character (a bare LF, NUL, tab) anywhere in the line:
+    // RFC 9112 separates its three parts by single spaces, and a target
+    // holds visible characters only.
+    if line.bytes().any(|b| b.is_ascii_control()) {
+        return Err(400);
+    }
     let mut parts = line.split(' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -133,13 +145,18 @@ fn parse_request_line(head: &[u8]) -> Result<(&str, &str), u16> {
     Ok((method, path))
 }
 
-async fn route(path: &str, snapshots: &mpsc::Sender<Control>) -> (u16, &'static str, String) {
+async fn route(
+    path: &str,
+    snapshots: &mpsc::Sender<Control>,
+    bridges: &BridgeRegistry,
+) -> (u16, &'static str, String) {
     match path {
         "/" | "/index.html" => (200, "text/html; charset=utf-8", DASHBOARD.to_string()),
         "/metrics" | "/health" | "/api/stats" => {
-            let Some(snapshot) = snapshot(snapshots).await else {
+            let Some(mut snapshot) = snapshot(snapshots).await else {
                 return (503, "text/plain", "shutting down\n".into());
             };
+            snapshot.bridges = bridges.read();
             match path {
                 "/metrics" => (
                     200,
@@ -220,6 +237,13 @@ mod tests {
         );
         assert_eq!(parse_request_line(b"GET  / HTTP/1.1\r\n\r\n"), Err(400));
         assert_eq!(parse_request_line(b"\xff / HTTP/1.1\r\n\r\n"), Err(400));
+        // Found by the http_request fuzz target: a bare LF (or NUL) in the
+        // target reached the router.
+        assert_eq!(
+            parse_request_line(b"GET /metr\0\nics HTTP/1.1\r\n\r\n"),
+            Err(400)
+        );
+        assert_eq!(parse_request_line(b"GET\t/ HTTP/1.1\r\n\r\n"), Err(400));
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nrest"), Some(18));
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n"), None);
     }

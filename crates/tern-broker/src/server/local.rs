@@ -12,9 +12,12 @@
 //! publish under `$SYS/broker/connection/` (a bridge's state). It does not
 //! count against `max_connections`.
 
-use super::connection::{Accepted, ConnReader, ConnWriter, Guards};
+use super::{
+    bridge_stats::{BridgeRegistry, BridgeStats},
+    connection::{Accepted, ConnReader, ConnWriter, Guards},
+};
 use bytes::{Bytes, BytesMut};
-use std::{io, net::SocketAddr};
+use std::{io, net::SocketAddr, sync::Arc};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf},
     sync::mpsc,
@@ -35,6 +38,8 @@ pub struct LocalConnector {
     /// Upgraded for each connection: shutdown waits for connections, not
     /// for this handle.
     pub(crate) shutdown_complete: mpsc::WeakSender<()>,
+    /// The bridges' counters, which `/metrics` shows.
+    pub(crate) bridges: BridgeRegistry,
 }
 
 impl LocalConnector {
@@ -61,6 +66,18 @@ impl LocalConnector {
         };
         self.accepted.send(accepted).await.map_err(|_| stopped())?;
         Ok(client)
+    }
+
+    /// The counters of the bridge called `name`, which `/metrics` and
+    /// `/api/stats` show: the same ones for a bridge started again under
+    /// the same name.
+    pub fn bridge_stats(&self, name: &str) -> Arc<BridgeStats> {
+        self.bridges.get(name)
+    }
+
+    /// Drops the counters of a bridge removed from the settings.
+    pub fn forget_bridge(&self, name: &str) {
+        self.bridges.remove(name);
     }
 }
 

@@ -7,6 +7,7 @@
 //! `tern_messages_received_total`), in base units with the unit in the name,
 //! counters ending in `_total`. README's "Operating the broker" lists them.
 
+use super::BridgeCounts;
 use crate::{QueueDepths, Stats, TopTopic};
 use prometheus_client::{
     collector::Collector,
@@ -35,6 +36,8 @@ pub struct Snapshot {
     pub uptime: f64,
     /// The busiest topics, busiest first (see `Broker::top_topics`).
     pub top_topics: Vec<TopTopic>,
+    /// Each bridge's counters, by name (read beside the core's, not by it).
+    pub bridges: Vec<(String, BridgeCounts)>,
 }
 
 /// The OpenMetrics content type of [`render_metrics`]'s text.
@@ -218,8 +221,11 @@ impl Collector for SnapshotCollector {
         labelled(
             e,
             "tern_messages_dropped",
-            "Messages dropped, by reason: queue_full, too_large, expired (per \
-             subscriber), no_subscribers, quota, not_authorized (per PUBLISH).",
+            "Messages dropped or requests refused, by reason: queue_full, too_large, \
+             expired (per subscriber), no_subscribers, quota, not_authorized (per \
+             PUBLISH), and the resource limits: topic_limit (PUBLISH or will), \
+             subscription_limit (SUBSCRIBE filter), retained_limit (not retained), \
+             queue_limit (PUBLISH refused 0x97).",
             None,
             "reason",
             &t.drops.by_reason(),
@@ -230,8 +236,59 @@ impl Collector for SnapshotCollector {
             "Messages waiting in sessions' queues (counted at each $SYS tick).",
             s.queues.total,
         )?;
+        if !s.bridges.is_empty() {
+            bridges(e, &s.bridges)?;
+        }
         Ok(())
     }
+}
+
+/// The `tern_bridge_*` families, one sample per bridge (and direction).
+fn bridges(e: &mut DescriptorEncoder<'_>, bridges: &[(String, BridgeCounts)]) -> std::fmt::Result {
+    let kind = ConstGauge::new(0i64).metric_type();
+    let mut m = e.encode_descriptor(
+        "tern_bridge_connected",
+        "1 while the bridge is connected to its remote broker, else 0.",
+        None,
+        kind,
+    )?;
+    for (name, c) in bridges {
+        let labels = [("bridge", name.as_str())];
+        ConstGauge::new(i64::from(c.connected)).encode(m.encode_family(&labels)?)?;
+    }
+    let kind = ConstCounter::new(0u64).metric_type();
+    let mut m = e.encode_descriptor(
+        "tern_bridge_reconnects",
+        "Connections to the remote broker after the bridge's first.",
+        None,
+        kind,
+    )?;
+    for (name, c) in bridges {
+        let labels = [("bridge", name.as_str())];
+        ConstCounter::new(c.reconnects).encode(m.encode_family(&labels)?)?;
+    }
+    for (family, help, values) in [
+        (
+            "tern_bridge_messages_forwarded",
+            "Messages a bridge delivered to the other side, by direction \
+             (in: remote to here; out: here to remote).",
+            (|c: &BridgeCounts| [c.forwarded_in, c.forwarded_out]) as fn(&BridgeCounts) -> [u64; 2],
+        ),
+        (
+            "tern_bridge_messages_dropped",
+            "Messages the other side refused or could not carry, by direction.",
+            |c: &BridgeCounts| [c.dropped_in, c.dropped_out],
+        ),
+    ] {
+        let mut m = e.encode_descriptor(family, help, None, kind)?;
+        for (name, c) in bridges {
+            for (direction, n) in ["in", "out"].into_iter().zip(values(c)) {
+                let labels = [("bridge", name.as_str()), ("direction", direction)];
+                ConstCounter::new(n).encode(m.encode_family(&labels)?)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `/api/stats`: the snapshot as JSON, for the dashboard.
@@ -272,6 +329,18 @@ pub fn render_json(s: &Snapshot) -> String {
         let _ = write!(out, "{comma}{{\"topic\":");
         json_string(&mut out, &topic.topic);
         let _ = write!(out, ",\"messages\":{}}}", topic.messages);
+    }
+    out.push_str("],\"bridges\":[");
+    for (i, (name, c)) in s.bridges.iter().enumerate() {
+        let comma = if i > 0 { "," } else { "" };
+        let _ = write!(out, "{comma}{{\"name\":");
+        json_string(&mut out, name);
+        let _ = write!(
+            out,
+            ",\"connected\":{},\"reconnects\":{},\"forwarded_in\":{},\"forwarded_out\":{},\
+             \"dropped_in\":{},\"dropped_out\":{}}}",
+            c.connected, c.reconnects, c.forwarded_in, c.forwarded_out, c.dropped_in, c.dropped_out
+        );
     }
     out.push_str("]}");
     out
@@ -317,6 +386,46 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
         }
         assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(
+            !text.contains("tern_bridge"),
+            "no bridges, no families:\n{text}"
+        );
+    }
+
+    #[test]
+    fn bridges_render_by_name_and_direction() {
+        let s = Snapshot {
+            bridges: vec![(
+                "edge\"1".into(),
+                BridgeCounts {
+                    connected: true,
+                    reconnects: 2,
+                    forwarded_in: 3,
+                    forwarded_out: 4,
+                    dropped_in: 0,
+                    dropped_out: 5,
+                },
+            )],
+            ..Snapshot::default()
+        };
+        let text = render_metrics(&s);
+        for line in [
+            "# TYPE tern_bridge_connected gauge",
+            "tern_bridge_connected{bridge=\"edge\\\"1\"} 1",
+            "tern_bridge_reconnects_total{bridge=\"edge\\\"1\"} 2",
+            "tern_bridge_messages_forwarded_total{bridge=\"edge\\\"1\",direction=\"in\"} 3",
+            "tern_bridge_messages_forwarded_total{bridge=\"edge\\\"1\",direction=\"out\"} 4",
+            "tern_bridge_messages_dropped_total{bridge=\"edge\\\"1\",direction=\"out\"} 5",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+        }
+        let json = render_json(&s);
+        assert!(
+            json.ends_with(
+                r#""bridges":[{"name":"edge\"1","connected":true,"reconnects":2,"forwarded_in":3,"forwarded_out":4,"dropped_in":0,"dropped_out":5}]}"#
+            ),
+            "{json}"
+        );
     }
 
     #[test]

@@ -61,6 +61,7 @@
 )]
 
 pub mod bridge_settings;
+mod bridge_stats;
 mod check;
 pub mod cluster;
 mod connection;
@@ -75,7 +76,29 @@ mod settings;
 pub mod tls;
 mod websocket;
 
+/// The monitoring listener's request parser on its own, for the fuzz
+/// target (cargo-fuzz builds with `--cfg fuzzing`).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Where the request head in `buf` ends (after its blank line), if it
+    /// is complete.
+    pub fn find_head_end(buf: &[u8]) -> Option<usize> {
+        super::http::find_head_end(buf)
+    }
+
+    /// The method and path of a complete head's request line, or the
+    /// status the listener answers it with.
+    pub fn parse_request_line(head: &[u8]) -> Result<(&str, &str), u16> {
+        super::http::parse_request_line(head)
+    }
+
+    /// The longest head the listener reads.
+    pub const MAX_HEAD: usize = super::http::MAX_HEAD;
+}
+
 pub use bridge_settings::{BridgeSettings, BridgeTopic, Direction};
+pub use bridge_stats::{BridgeCounts, BridgeDirection, BridgeStats};
 pub use cluster::{ClusterInput, ClusterLink, ClusterPeer, cluster_link};
 pub use local::LocalConnector;
 pub use settings::{
@@ -377,6 +400,9 @@ pub async fn start_clustered(
     let (shutdown_complete_tx, shutdown_complete_rx) = mpsc::channel(1);
     // Listeners hand new sockets to the core task (see `listener::Shared`).
     let (accepted_tx, accepted_rx) = mpsc::channel(driver::ACCEPT_CAPACITY);
+    // The bridges' counters: the connector hands them out, the monitoring
+    // listener reads them.
+    let bridges = bridge_stats::BridgeRegistry::default();
     // The monitoring listener asks the core task for snapshots.
     if let Some(listener) = metrics {
         if let Some(addr) = metrics_addr {
@@ -385,6 +411,7 @@ pub async fn start_clustered(
         tokio::spawn(http::serve(
             listener,
             control_tx.clone(),
+            bridges.clone(),
             notify_shutdown.subscribe(),
         ));
     }
@@ -402,6 +429,7 @@ pub async fn start_clustered(
     let local = LocalConnector {
         accepted: accepted_tx.clone(),
         shutdown_complete: shutdown_complete_tx.downgrade(),
+        bridges,
     };
     let shared = Arc::new(listener::Shared {
         accepted: accepted_tx,

@@ -168,7 +168,7 @@ pub struct Limits {
     /// window) and in flight.
     pub max_queued_messages: usize,
     /// Bytes held per session, waiting and in flight: topic, payload and
-    /// properties (each user property as held in memory).
+    /// properties (user properties as their wire encoding, which is how they are held).
     pub max_queued_bytes: usize,
     /// Queue QoS 0 messages for offline persistent sessions too.
     pub queue_qos0: bool,
@@ -177,6 +177,20 @@ pub struct Limits {
     /// MQTT 3.1.1 SUBACK 0x80, or the connection closed for a PUBLISH.
     #[serde(deserialize_with = "at_least_one")]
     pub max_topic_levels: usize,
+    /// The most bytes a PUBLISH topic, will topic or SUBSCRIBE filter may
+    /// have (4,096). Longer: as for `max_topic_levels`; a will topic: MQTT 5
+    /// CONNACK 0x90, MQTT 3.1.1 the connection closed.
+    #[serde(deserialize_with = "at_least_one")]
+    pub max_topic_length: usize,
+    /// The most retained messages the broker keeps, from all clients
+    /// (1,000,000). A retained PUBLISH on a new topic past it is delivered
+    /// but not retained: MQTT 5 PUBACK/PUBREC 0x97 Quota exceeded (MQTT
+    /// 3.1.1 is acknowledged).
+    pub max_retained_messages: usize,
+    /// The most bytes of retained messages the broker keeps (256 MiB):
+    /// topic, payload, properties and per-message overhead. Past it, as
+    /// for `max_retained_messages`.
+    pub max_retained_bytes: usize,
     /// The most subscriptions one client's session may hold; more: SUBACK
     /// 0x97 Quota exceeded (0x80 for MQTT 3.1.1).
     #[serde(deserialize_with = "at_least_one")]
@@ -218,6 +232,9 @@ impl Default for Limits {
             max_queued_bytes: server.queue.max_bytes,
             queue_qos0: config.queue_qos0_offline,
             max_topic_levels: config.max_topic_levels,
+            max_topic_length: config.max_topic_length,
+            max_retained_messages: config.retained.max_messages,
+            max_retained_bytes: config.retained.max_bytes,
             max_subscriptions: config.max_subscriptions,
             publisher_backpressure: PUBLISHER_BACKPRESSURE,
             connect_timeout: server.connect_timeout,
@@ -310,6 +327,11 @@ impl BrokerSettings {
         };
         config.queue_qos0_offline = l.queue_qos0;
         config.max_topic_levels = l.max_topic_levels;
+        config.max_topic_length = l.max_topic_length;
+        config.retained = crate::RetainedLimits {
+            max_messages: l.max_retained_messages,
+            max_bytes: l.max_retained_bytes,
+        };
         config.max_subscriptions = l.max_subscriptions;
         // A publisher outrunning an online subscriber is slowed down rather
         // than having its messages dropped.
@@ -449,6 +471,9 @@ mod tests {
             "max_queued_messages",
             "max_queued_bytes",
             "max_topic_levels",
+            "max_topic_length",
+            "max_retained_messages",
+            "max_retained_bytes",
             "max_subscriptions",
             "queue_qos0",
             "publisher_backpressure",

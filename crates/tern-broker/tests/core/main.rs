@@ -101,7 +101,8 @@ fn mixed_versions_exchange_messages_and_properties_reach_only_v5() {
             UserProperty::new(s("b"), s("2")),
             UserProperty::new(s("a"), s("1")),
             UserProperty::new(s("b"), s("3")),
-        ],
+        ]
+        .into(),
         ..Default::default()
     };
     net.publish_msg(

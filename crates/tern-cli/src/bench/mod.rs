@@ -17,7 +17,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 use std::{
     future::Future,
-    net::SocketAddr,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     path::PathBuf,
     sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
@@ -143,6 +143,12 @@ pub(crate) struct BenchArgs {
     /// Seconds to wait, after publishing stops, for acknowledgements and deliveries.
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     drain: f64,
+    /// Local source address(es) to connect from, as IP or an IPv4 range
+    /// FIRST-LAST (e.g. 127.0.0.1-127.0.0.8); repeatable. Client i uses the
+    /// i-th address, round robin, so more connections fit than one address's
+    /// ephemeral ports allow [default: chosen by the system].
+    #[arg(long = "bind", value_name = "ADDRS", value_parser = parse_bind, action = ArgAction::Append)]
+    bind: Vec<Vec<IpAddr>>,
     /// Write the summary as JSON to FILE (- for standard output).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -181,7 +187,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<(), Failure> {
         _ => None,
     }
     .map(|ns| ns.max(1));
-    raise_fd_limit(u64::from(args.clients) + u64::from(args.subscribers) + 64);
+    raise_fd_limit(u64::from(args.clients) + u64::from(args.subscribers) + 64)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -207,14 +213,57 @@ pub(crate) fn run(args: &BenchArgs) -> Result<(), Failure> {
     }
 }
 
-/// Raises the soft open-file limit towards `wanted` (10k connections need more
-/// than the usual 1,024), as far as the hard limit allows.
-fn raise_fd_limit(wanted: u64) {
-    if let Ok((soft, hard)) = rlimit::Resource::NOFILE.get() {
-        if soft < wanted {
-            let _ = rlimit::Resource::NOFILE.set(wanted.min(hard), hard);
-        }
+/// Raises the soft open-file limit to `wanted` (10k connections need more
+/// than the usual 1,024); an error naming the limit when the hard limit is
+/// lower.
+fn raise_fd_limit(wanted: u64) -> Result<(), Failure> {
+    let Ok((soft, hard)) = rlimit::Resource::NOFILE.get() else {
+        return Ok(());
+    };
+    if soft >= wanted {
+        return Ok(());
     }
+    if hard < wanted {
+        return Err(failure(format!(
+            "the open-file limit (RLIMIT_NOFILE) is {hard} (hard), and these clients need \
+             about {wanted}: raise it (ulimit -Hn, or LimitNOFILE= for a service) or use fewer"
+        )));
+    }
+    rlimit::Resource::NOFILE
+        .set(wanted, hard)
+        .map_err(|e| failure(format!("cannot raise RLIMIT_NOFILE to {wanted}: {e}")))
+}
+
+/// Addresses spread over at most this many in one range.
+const MAX_BIND_RANGE: u32 = 4096;
+
+/// Parses a `--bind` value: an IP address, or an inclusive IPv4 range
+/// `FIRST-LAST`.
+fn parse_bind(text: &str) -> Result<Vec<IpAddr>, String> {
+    let Some((first, last)) = text.split_once('-') else {
+        return text
+            .trim()
+            .parse::<IpAddr>()
+            .map(|ip| vec![ip])
+            .map_err(|_| format!("`{text}` is not an IP address or FIRST-LAST range"));
+    };
+    let parse = |s: &str| {
+        s.trim()
+            .parse::<Ipv4Addr>()
+            .map_err(|_| format!("`{s}` in `{text}` is not an IPv4 address"))
+    };
+    let (first, last) = (u32::from(parse(first)?), u32::from(parse(last)?));
+    if last < first {
+        return Err(format!("`{text}`: the last address is before the first"));
+    }
+    if last - first >= MAX_BIND_RANGE {
+        return Err(format!(
+            "`{text}`: more than {MAX_BIND_RANGE} addresses in one range"
+        ));
+    }
+    Ok((first..=last)
+        .map(|n| IpAddr::V4(Ipv4Addr::from(n)))
+        .collect())
 }
 
 /// Resolves the broker's address, preferring IPv4 (brokers often listen on
@@ -349,6 +398,10 @@ async fn drive(
     let version = args.version;
     let keep_alive = args.keep_alive;
     let pid = std::process::id();
+    let sources: Arc<Vec<IpAddr>> = Arc::new(args.bind.iter().flatten().copied().collect());
+    let source = move |i: u32| -> Option<IpAddr> {
+        (!sources.is_empty()).then(|| sources[i as usize % sources.len()])
+    };
     let (stop_pub, stop_pub_rx) = watch::channel(false);
     let (stop_sub, stop_sub_rx) = watch::channel(false);
     let connected_count = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -376,9 +429,16 @@ async fn drive(
     let subs = connect_all(n_subs, args.conn_rate, |i| {
         let filter = sub_filter.replace("%i", &i.to_string());
         let count = connected_count.clone();
+        let from = source(i);
         async move {
-            let mut link =
-                Link::connect(addr, version, format!("tern-bench-{pid}-s{i}"), keep_alive).await?;
+            let mut link = Link::connect(
+                addr,
+                from,
+                version,
+                format!("tern-bench-{pid}-s{i}"),
+                keep_alive,
+            )
+            .await?;
             link.subscribe(&filter, qos).await?;
             count.fetch_add(1, Ordering::Relaxed);
             Ok(link)
@@ -392,9 +452,11 @@ async fn drive(
     let prefix = if args.mode == Mode::Conn { "c" } else { "p" };
     let pubs = connect_all(n_pubs, args.conn_rate, |i| {
         let count = connected_count.clone();
+        let from = source(n_subs + i);
         async move {
             let link = Link::connect(
                 addr,
+                from,
                 version,
                 format!("tern-bench-{pid}-{prefix}{i}"),
                 keep_alive,
@@ -713,4 +775,39 @@ fn render(s: &Value) -> String {
         out += &format!("  {}\n", e.as_str().unwrap_or(""));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_takes_one_address_or_an_inclusive_range() {
+        assert_eq!(
+            parse_bind("127.0.0.2"),
+            Ok(vec!["127.0.0.2".parse().unwrap()])
+        );
+        assert_eq!(parse_bind("::1"), Ok(vec!["::1".parse().unwrap()]));
+        let range = parse_bind("127.0.0.254-127.0.1.1").unwrap();
+        let want: Vec<IpAddr> = ["127.0.0.254", "127.0.0.255", "127.0.1.0", "127.0.1.1"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(range, want);
+        assert_eq!(parse_bind("10.0.0.5-10.0.0.5").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn bind_refuses_bad_ranges_naming_the_value() {
+        for bad in [
+            "127.0.0.3-127.0.0.1",
+            "localhost",
+            "127.0.0.1-::1",
+            "127.0.0.1-",
+            "10.0.0.0-10.1.0.0",
+        ] {
+            let e = parse_bind(bad).unwrap_err();
+            assert!(e.contains(bad) || e.contains("IPv4"), "{bad}: {e}");
+        }
+    }
 }

@@ -12,7 +12,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::{
         Arc, OnceLock,
         atomic::{AtomicU64, Ordering},
@@ -27,7 +27,7 @@ use tern_codec::{
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{
-        TcpStream,
+        TcpSocket, TcpStream,
         tcp::{OwnedReadHalf, OwnedWriteHalf},
     },
     sync::watch,
@@ -111,13 +111,19 @@ impl Link {
     /// Connects, sends CONNECT and waits for a successful CONNACK.
     pub(super) async fn connect(
         addr: SocketAddr,
+        source: Option<IpAddr>,
         version: ProtocolVersion,
         client_id: String,
         keep_alive: u16,
     ) -> Result<Link, String> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        let stream = match source {
+            None => TcpStream::connect(addr).await,
+            Some(ip) => bound_connect(addr, ip).await,
+        }
+        .map_err(|e| match source {
+            None => format!("cannot connect to {addr}: {e}"),
+            Some(ip) => format!("cannot connect to {addr} from {ip}: {e}"),
+        })?;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
         let (read, write) = stream.into_split();
         let mut link = Link {
@@ -592,4 +598,17 @@ pub(super) async fn holder(
     }
     link.close().await;
     outcome
+}
+
+/// Connects to `addr` from the local address `source` (any free port), so
+/// that connections spread over several source addresses are not limited to
+/// one address's ephemeral ports.
+async fn bound_connect(addr: SocketAddr, source: IpAddr) -> std::io::Result<TcpStream> {
+    let socket = if source.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(addr).await
 }

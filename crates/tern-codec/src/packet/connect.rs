@@ -46,6 +46,28 @@ pub struct Connect {
     pub password: Option<Bytes>,
 }
 
+impl Connect {
+    /// A CONNECT in `protocol` for `client_id`, with Clean Start (Clean
+    /// Session in 3.x) set and no keep alive, credentials, will or
+    /// properties.
+    ///
+    /// ```
+    /// use tern_codec::{Connect, MqttString, ProtocolVersion};
+    ///
+    /// let connect = Connect::new(ProtocolVersion::V3_1_1, MqttString::from_static("sensor-1"));
+    /// assert!(connect.clean_start);
+    /// assert_eq!(connect.keep_alive, 0);
+    /// ```
+    pub fn new(protocol: ProtocolVersion, client_id: MqttString) -> Self {
+        Self {
+            protocol,
+            clean_start: true,
+            client_id,
+            ..Self::default()
+        }
+    }
+}
+
 /// A Will Message, published by the server when the connection ends abnormally.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]

@@ -40,6 +40,27 @@ pub struct Publish {
 }
 
 impl Publish {
+    /// A message on `topic` at `qos`, not retained, without properties or
+    /// a packet identifier: a session (tern-session, tern-client) assigns
+    /// one at QoS 1 and 2; set [`packet_id`](Self::packet_id) yourself to
+    /// encode one with the codec alone.
+    ///
+    /// ```
+    /// use tern_codec::{MqttString, Publish, QoS};
+    ///
+    /// let publish = Publish::new(MqttString::from_static("a/b"), "hi", QoS::AtLeastOnce);
+    /// assert_eq!(publish.payload, "hi");
+    /// assert_eq!(publish.packet_id, None);
+    /// ```
+    pub fn new(topic: MqttString, payload: impl Into<Bytes>, qos: QoS) -> Self {
+        Self {
+            topic,
+            payload: payload.into(),
+            qos,
+            ..Self::default()
+        }
+    }
+
     /// The MQTT 5 properties; an empty set (allocating nothing) when there
     /// are none.
     #[inline]

@@ -56,6 +56,36 @@ pub struct SubscriptionOptions {
     pub retain_handling: RetainHandling,
 }
 
+impl Subscribe {
+    /// A SUBSCRIBE for `filters`, without properties.
+    ///
+    /// ```
+    /// use tern_codec::{QoS, Subscribe, SubscribeFilter, MqttString};
+    ///
+    /// let filter = SubscribeFilter::new(MqttString::from_static("a/+"), QoS::AtLeastOnce);
+    /// let subscribe = Subscribe::new(1.try_into()?, vec![filter]);
+    /// assert_eq!(subscribe.filters[0].options.qos, QoS::AtLeastOnce);
+    /// # Ok::<(), core::num::TryFromIntError>(())
+    /// ```
+    pub fn new(packet_id: PacketId, filters: Vec<SubscribeFilter>) -> Self {
+        Self {
+            packet_id,
+            properties: SubscribeProperties::default(),
+            filters,
+        }
+    }
+}
+
+impl SubscribeFilter {
+    /// `filter` with this maximum QoS and MQTT 5's default options.
+    pub fn new(filter: MqttString, qos: QoS) -> Self {
+        Self {
+            filter,
+            options: SubscriptionOptions::with_qos(qos),
+        }
+    }
+}
+
 impl SubscriptionOptions {
     /// Options with this maximum QoS and MQTT 5 defaults.
     pub fn with_qos(qos: QoS) -> Self {

@@ -1135,7 +1135,7 @@ fn will_user_properties(ctx: &Ctx) -> TestResult {
         tern_codec::UserProperty::new(string("b"), string("3")),
     ];
     if let Some(will) = connect.will.as_mut() {
-        will.properties.user_properties = props.clone();
+        will.properties.user_properties = props.clone().into();
     }
     let (c, _) = ctx.connect_ok(connect)?;
     c.drop_abruptly();

@@ -379,7 +379,7 @@ fn fwd_user_properties(ctx: &Ctx) -> TestResult {
     let got = forward(
         ctx,
         PublishProperties {
-            user_properties: props.clone(),
+            user_properties: props.clone().into(),
             ..Default::default()
         },
     )?;
