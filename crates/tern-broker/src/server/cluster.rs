@@ -11,7 +11,7 @@
 //! subscription) and must not be lost, so their channel is unbounded.
 //! Messages are many: the core task never waits for the link, so a message
 //! that finds the channel full is dropped and counted
-//! ([`ClusterLink::dropped`]); cross-node delivery is at most once in this
+//! ([`ClusterPeer::dropped`]); cross-node delivery is at most once in this
 //! first cut anyway (see ARCHITECTURE.md, "Cluster").
 
 use crate::ClusterOutput;
