@@ -85,6 +85,8 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
                 "--node-id".to_string(),
                 format!("tern{}", i + 1),
             ])
+            // It joins NATS and loads the retained messages first.
+            .ready_within(Duration::from_secs(30))
             .start()?;
         println!("tern{}: {}", i + 1, node.url());
         nodes.push(node);

@@ -62,6 +62,18 @@ impl NatsServer {
                 }
             }
             if servers.len() == n {
+                // JetStream serves once the servers have elected a meta
+                // leader: `/healthz` says so.
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while !servers.iter().all(NatsServer::healthy) {
+                    if Instant::now() > deadline {
+                        return Err(format!(
+                            "JetStream not healthy within 30 s: {}",
+                            servers[0].log()
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
                 return Ok(servers);
             }
         }
@@ -96,6 +108,24 @@ impl NatsServer {
     /// Its log.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join(format!("{}.log", self.name))).unwrap_or_default()
+    }
+
+    /// Whether its `/healthz` answers `ok` (with JetStream clustered: a
+    /// meta leader is known).
+    pub fn healthy(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(self.monitoring) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        if s.write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .is_err()
+        {
+            return false;
+        }
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        body.starts_with("HTTP/1.1 200") || body.starts_with("HTTP/1.0 200")
     }
 
     /// Kills it with SIGKILL, now.
