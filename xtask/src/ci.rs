@@ -7,7 +7,7 @@
 //! list, and the run checks it takes exactly those steps.
 
 use crate::{
-    conformance, crash, examples, fuzz, hostile, interop, sim,
+    cluster, conformance, crash, examples, fuzz, hostile, interop, sim,
     tools::{cargo, ensure_apt, ensure_cargo_tool, root, run, target_dir},
 };
 
@@ -27,6 +27,10 @@ pub(crate) const STEPS: &[(&str, &str)] = &[
         "chromium",
         "installs Debian's chromium (the dashboard's browser test)",
     ),
+    (
+        "nats-server",
+        "installs Debian's nats-server 2.9 (the cluster's tests)",
+    ),
     ("tests", "cargo test --workspace --all-features"),
     ("interop", "cargo xtask interop"),
     ("examples", "cargo xtask examples"),
@@ -41,6 +45,10 @@ pub(crate) const STEPS: &[(&str, &str)] = &[
     (
         "crash",
         "cargo xtask crash --runs 3 (kill -9 of `tern broker --data-dir`)",
+    ),
+    (
+        "cluster",
+        "cargo xtask cluster --smoke (3 nats-server, 3 Tern nodes; < 1 min)",
     ),
     ("docs", "cargo doc -D warnings"),
     (
@@ -148,6 +156,11 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     // installing; the release (the machine's Debian) is the pin.
     ensure_apt(&["chromium"], &["chromium"])?;
 
+    step("nats-server");
+    // tern-cluster's tests run real nats-server processes and fail (never
+    // skip) without it; Debian's 2.9 series is the pin (checked).
+    cluster::ensure_nats_server()?;
+
     step("tests");
     run(cargo().args(["test", "--workspace", "--all-features"]))?;
 
@@ -180,6 +193,10 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     // and delivers no QoS 2 message twice; the long run is
     // `cargo xtask crash --runs 1000`.
     crash::command(&["--runs".to_string(), CRASH_SMOKE_RUNS.to_string()])?;
+    step("cluster");
+    // Three NATS servers and three Tern nodes on loopback, briefly: the
+    // cross-node checks, and a NATS server killed mid-stream.
+    cluster::command(&["--smoke".to_string()])?;
 
     step("docs");
     run(cargo()

@@ -23,6 +23,7 @@
 
 mod bench_broker;
 mod ci;
+mod cluster;
 mod conformance;
 mod crash;
 mod examples;
@@ -47,7 +48,14 @@ Commands:
                               writes the table into BENCHMARKS.md
   ci [--fuzz-seconds N]       run every check CI runs, in this order (installs
                               the tools it needs when missing):
-{ci_steps}  conformance [--broker HOST:PORT] [--ws URL] [--version 3.1.1|5]
+{ci_steps}  cluster [--smoke] [--seconds N]
+                              3 nats-server (clustered, JetStream) and 3 `tern
+                              broker --cluster` nodes: cross-node QoS 0/1/2 in
+                              3.1.1 and 5, retained from every node, a NATS
+                              server killed with SIGKILL mid-stream; prints
+                              cross-node and local-only latency (installs
+                              Debian's nats-server when missing)
+  conformance [--broker HOST:PORT] [--ws URL] [--version 3.1.1|5]
               [--filter TEXT] [--json FILE] [--against-mosquitto] [--write-doc]
                               run the MQTT conformance suite against our broker
                               (started on free ports), mosquitto, or any broker;
@@ -102,6 +110,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("bench-broker") => bench_broker::command(&args[1..]),
         Some("ci") => ci::command(&args[1..]),
+        Some("cluster") => cluster::command(&args[1..]),
         Some("conformance") => conformance::command(&args[1..]),
         Some("crash") => crash::command(&args[1..]),
         Some("examples") => examples::command(&args[1..]),

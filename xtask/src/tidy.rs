@@ -33,6 +33,8 @@ const CRATES: &[(&str, Kind)] = &[
     ("tern-client", Kind::Shell),
     // Bridges: a tern-client connection on each side, inside the broker.
     ("tern-bridge", Kind::Shell),
+    // The cluster's NATS link: a connection, tasks and the wall clock.
+    ("tern-cluster", Kind::Shell),
     // The reference std driver: threads, sockets and the wall clock.
     ("tern-blocking", Kind::Shell),
     ("tern-cli", Kind::Shell),

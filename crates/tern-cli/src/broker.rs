@@ -267,6 +267,16 @@ pub(crate) struct BrokerArgs {
     /// file beside it and renamed, so a reader never sees half of it.
     #[arg(long, value_name = "PATH")]
     ready_file: Option<PathBuf>,
+    /// Join a cluster of Tern brokers through these NATS servers
+    /// (comma-separated `nats://HOST:PORT`): messages published here reach
+    /// matching subscribers on every node, and retained messages are seen
+    /// from every node. Needs `--node-id`. Replaces `[cluster] servers`.
+    #[arg(long, value_name = "URLS", value_delimiter = ',')]
+    cluster: Vec<String>,
+    /// This node's name in the cluster: unique, letters, digits, `-`, `_`.
+    /// Replaces `[cluster] node_id`.
+    #[arg(long, value_name = "NAME")]
+    node_id: Option<String>,
 }
 
 impl BrokerArgs {
@@ -314,8 +324,45 @@ impl BrokerArgs {
         if let Some(dir) = &self.data_dir {
             settings.storage.dir = Some(dir.clone());
         }
+        if !self.cluster.is_empty() {
+            settings.cluster.servers = self.cluster.clone();
+        }
+        if let Some(node) = &self.node_id {
+            settings.cluster.node_id = Some(node.clone());
+        }
+        cluster_settings(&settings)?;
         Ok(settings)
     }
+}
+
+/// The cluster link's settings, if `[cluster]` (or `--cluster`) names
+/// servers; an error names what is wrong.
+fn cluster_settings(
+    settings: &BrokerSettings,
+) -> Result<Option<tern_cluster::ClusterSettings>, Failure> {
+    let c = &settings.cluster;
+    if c.servers.is_empty() {
+        if c.node_id.is_some() {
+            return Err(failure(
+                "--node-id (or [cluster] node_id) without --cluster (or [cluster] servers)".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    let Some(node) = &c.node_id else {
+        return Err(failure(
+            "--cluster (or [cluster] servers) needs --node-id NAME (or [cluster] node_id)".into(),
+        ));
+    };
+    let mut cs = tern_cluster::ClusterSettings::new(c.servers.clone(), node.clone());
+    if let Some(prefix) = &c.prefix {
+        cs.prefix = prefix.clone();
+    }
+    if let Some(r) = c.retained_replicas {
+        cs.retained_replicas = Some(r);
+    }
+    cs.validate().map_err(failure)?;
+    Ok(Some(cs))
 }
 
 fn failure(message: String) -> Failure {
@@ -343,9 +390,31 @@ pub(crate) fn run(args: &BrokerArgs) -> Result<(), Failure> {
         // Before the `listening` lines: a SIGTERM right after them is graceful.
         let signal = server::shutdown_signal();
         let bridge_settings = settings.bridge.clone();
-        let running = server::start(settings)
+        let cluster = cluster_settings(&settings)?;
+        let (link, peer) = match cluster {
+            Some(_) => {
+                let (link, peer) = server::cluster_link();
+                (Some(link), Some(peer))
+            }
+            None => (None, None),
+        };
+        let running = server::start_clustered(settings, link)
             .await
             .map_err(|e| failure(e.to_string()))?;
+        // The cluster link joins NATS once the core runs (it loads the
+        // retained messages into it); a node that cannot reach NATS does
+        // not start.
+        let _cluster = match (cluster, peer) {
+            (Some(cs), Some(peer)) => {
+                let node = cs.node_id.clone();
+                let c = tern_cluster::connect(cs, peer)
+                    .await
+                    .map_err(|e| failure(e.to_string()))?;
+                tracing::info!("cluster: node {node} joined");
+                Some(c)
+            }
+            _ => None,
+        };
         // The bridges' local clients connect in-process, so they start
         // once the core runs; they stop before it does, so each can say
         // goodbye to its remote.

@@ -367,3 +367,47 @@ fn check_config_prints_the_effective_settings_or_names_the_problem() {
         .stderr(predicate::str::contains("/nonexistent/passwd"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn cluster_flags_are_checked_and_an_unreachable_nats_is_named() {
+    // --cluster needs --node-id, and a node id must fit a NATS token.
+    tern()
+        .args([
+            "broker",
+            "--tcp",
+            "127.0.0.1:0",
+            "--cluster",
+            "nats://127.0.0.1:1",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("--node-id"));
+    tern()
+        .args(["broker", "--tcp", "127.0.0.1:0", "--node-id", "a"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("without --cluster"));
+    tern()
+        .args([
+            "broker",
+            "--cluster",
+            "nats://127.0.0.1:1",
+            "--node-id",
+            "a.b",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("\"a.b\""));
+    // No NATS there: the node does not start, and says where it looked.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("nats://{}", closed.local_addr().unwrap());
+    drop(closed);
+    tern()
+        .args(["broker", "--tcp", "127.0.0.1:0", "--ws", "127.0.0.1:0"])
+        .args(["--cluster", &url, "--node-id", "a"])
+        .timeout(std::time::Duration::from_secs(30))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("cannot reach NATS"))
+        .stderr(predicate::str::contains(url.as_str()));
+}

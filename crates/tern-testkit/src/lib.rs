@@ -24,6 +24,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod nats;
+
 use std::{
     ffi::OsString,
     fs,

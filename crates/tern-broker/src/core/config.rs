@@ -48,6 +48,10 @@ pub struct BrokerConfig {
     /// refused at their CONNECT with 0x9F Connection rate exceeded (MQTT
     /// 3.1.1: return code 3). `None` (the default): no limit.
     pub connections_per_second_per_address: Option<core::num::NonZeroU32>,
+    /// Take part in a cluster: count local interest and hand out messages
+    /// other nodes want ([`Broker::poll_cluster`](crate::Broker::poll_cluster)).
+    /// Off by default: then nothing is counted, matched or emitted.
+    pub cluster: bool,
 }
 
 /// Output credit: a connection whose unwritten bytes pass `high_water` gets
@@ -98,6 +102,7 @@ impl Default for BrokerConfig {
             max_subscriptions: super::limits::DEFAULT_MAX_SUBSCRIPTIONS,
             durable: false,
             connections_per_second_per_address: None,
+            cluster: false,
         }
     }
 }

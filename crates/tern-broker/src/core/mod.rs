@@ -36,6 +36,7 @@
 mod auth;
 mod auth_check;
 mod backpressure;
+mod cluster;
 mod config;
 mod connect;
 mod connect_rate;
@@ -58,6 +59,7 @@ pub use auth::{
     AllowAll, AuthCheck, AuthDecision, AuthExchange, AuthStart, AuthStep, Authenticator, Client,
 };
 pub use auth_check::PendingCheck;
+pub use cluster::{ClusterOutput, ClusterStats};
 pub use config::{BrokerConfig, OutputCredit};
 pub use durable::{StoreBatch, StoreOp};
 pub use limits::{
@@ -299,6 +301,9 @@ pub struct Broker {
     /// Storage operations and held acknowledgements, with
     /// [`BrokerConfig::durable`] on (see `durable.rs`).
     durable: Option<Box<durable::Durable>>,
+    /// Other nodes' interest and messages for them, with
+    /// [`BrokerConfig::cluster`] on (see `cluster.rs`).
+    cluster: Option<Box<cluster::Remote>>,
     auth: Box<dyn Authenticator>,
     /// Password checks for the shell to run (`auth_check.rs`).
     auth_checks: VecDeque<PendingCheck>,
@@ -346,11 +351,16 @@ impl Broker {
     ) -> Self {
         let loaded = store.load();
         let durable = config.durable.then(Box::default);
+        let cluster = config.cluster.then(Box::default);
+        let mut subscriptions = Subscriptions::default();
+        if config.cluster {
+            subscriptions.interest = Some(cluster::LocalInterest::default());
+        }
         let mut broker = Self {
             config,
             conns: Slab::default(),
             sessions: Sessions::default(),
-            subscriptions: Subscriptions::default(),
+            subscriptions,
             deliveries: Vec::new(),
             retained: retained::Retained::default(),
             timers: Timers::default(),
@@ -359,6 +369,7 @@ impl Broker {
             events: VecDeque::new(),
             store,
             durable,
+            cluster,
             auth,
             auth_checks: VecDeque::new(),
             connect_rate: connect_rate::ConnectRate::default(),

@@ -69,10 +69,10 @@ impl Broker {
                     let what = super::Refusal::Publish(super::compact(&topic_name));
                     self.limit_refused(conn, Limit::Retained, what, ReasonCode::QuotaExceeded);
                     ReasonCode::QuotaExceeded
-                } else if routed.count == 0 {
+                } else if routed.count == 0 && !routed.remote {
                     self.stats.drops.no_subscribers += 1;
                     ReasonCode::NoMatchingSubscribers
-                } else if routed.taken == 0 && !retain && qos != QoS::AtMostOnce {
+                } else if routed.taken == 0 && !routed.remote && !retain && qos != QoS::AtMostOnce {
                     // Every recipient's queue was full (messages or bytes):
                     // accepted by no one, so refused visibly rather than
                     // acknowledged and dropped: MQTT 5 PUBACK/PUBREC 0x97
@@ -178,8 +178,25 @@ impl Broker {
     }
 
     /// [`publish_message`](Self::publish_message) with the topic already
-    /// validated (it is `publish.topic`).
+    /// validated (it is `publish.topic`): offered to the cluster (if any),
+    /// then [`publish_local`](Self::publish_local).
     fn publish_to(
+        &mut self,
+        now: Instant,
+        from: Option<SessionKey>,
+        topic: TopicName,
+        publish: Publish,
+    ) -> Routed {
+        let remote = self.offer_to_cluster(&topic, &publish);
+        Routed {
+            remote,
+            ..self.publish_local(now, from, topic, publish)
+        }
+    }
+
+    /// Applies a message's retain flag and routes it to this node's
+    /// subscribers.
+    pub(super) fn publish_local(
         &mut self,
         now: Instant,
         from: Option<SessionKey>,
@@ -288,6 +305,7 @@ impl Broker {
         Routed {
             count,
             taken,
+            remote: false,
             retained_over_limit: false,
         }
     }
@@ -591,11 +609,14 @@ impl Broker {
 }
 
 /// What routing one message did: how many sessions it was routed to, and
-/// how many of them took it (the others' queues were full).
+/// how many of them took it (the others' queues were full), and whether it
+/// went to other nodes.
 #[derive(Debug, Default, Clone, Copy)]
-struct Routed {
+pub(super) struct Routed {
     count: usize,
     taken: usize,
+    /// Whether it was handed out to the cluster too.
+    remote: bool,
     /// It was to be retained, and was not: the retained limits.
     retained_over_limit: bool,
 }

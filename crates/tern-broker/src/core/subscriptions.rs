@@ -53,6 +53,9 @@ pub(super) struct Delivery {
 pub(super) struct Subscriptions {
     tree: SubscriptionTree<SessionKey, Subscription>,
     match_buf: MatchBuffer,
+    /// Distinct filters counted for a cluster, when there is one (see
+    /// `cluster.rs`): changed here, with the tree.
+    pub(super) interest: Option<super::cluster::LocalInterest>,
 }
 
 impl Subscriptions {
@@ -72,6 +75,9 @@ impl Subscriptions {
         subscription: Subscription,
     ) -> bool {
         let existed = self.tree.insert(key, parsed, subscription).is_some();
+        if let Some(interest) = self.interest.as_mut() {
+            interest.add(key, filter, parsed);
+        }
         record.add_subscription(
             // Not a slice of the SUBSCRIBE's read buffer (see `compact`).
             super::compact(filter),
@@ -94,6 +100,9 @@ impl Subscriptions {
         parsed: &SubscriptionFilter,
     ) -> bool {
         let existed = self.tree.remove(&key, parsed).is_some();
+        if let Some(interest) = self.interest.as_mut() {
+            interest.remove(key, filter);
+        }
         record.remove_subscription(filter.as_bytes());
         self.check(key, record);
         existed
@@ -106,6 +115,9 @@ impl Subscriptions {
         for (filter, s) in record.subscriptions() {
             match SubscriptionFilter::parse(filter.as_shared_bytes().clone()) {
                 Ok(parsed) => {
+                    if let Some(interest) = self.interest.as_mut() {
+                        interest.add(key, filter, &parsed);
+                    }
                     self.tree.insert(
                         key,
                         &parsed,
@@ -127,6 +139,9 @@ impl Subscriptions {
     /// A session ended: all its subscriptions go (its record goes with it).
     pub(super) fn remove_session(&mut self, key: SessionKey) {
         self.tree.remove_client(&key);
+        if let Some(interest) = self.interest.as_mut() {
+            interest.remove_session(key);
+        }
     }
 
     /// The tree and the record hold as many subscriptions (debug builds).

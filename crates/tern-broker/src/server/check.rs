@@ -132,6 +132,32 @@ impl BrokerSettings {
         };
         let _ = writeln!(out, "sync = \"{sync}\"");
         let _ = writeln!(out, "sync_interval_ms = {}", st.sync_interval_ms);
+        let c = &self.cluster;
+        let _ = writeln!(out, "\n[cluster]");
+        let servers: Vec<String> = c
+            .servers
+            .iter()
+            .map(|s| format!("\"{}\"", s.replace('"', "\\\"")))
+            .collect();
+        let _ = writeln!(out, "servers = [{}]", servers.join(", "));
+        optional(
+            &mut out,
+            "node_id",
+            c.node_id.as_ref().map(|n| format!("\"{n}\"")),
+            "none (required with servers)",
+        );
+        optional(
+            &mut out,
+            "prefix",
+            c.prefix.as_ref().map(|n| format!("\"{n}\"")),
+            "\"tern\"",
+        );
+        optional(
+            &mut out,
+            "retained_replicas",
+            c.retained_replicas.map(|n| n.to_string()),
+            "1",
+        );
         out
     }
 

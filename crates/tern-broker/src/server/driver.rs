@@ -126,6 +126,8 @@ struct Driver {
     /// Runs the core's password checks off this task; `None`: they run
     /// on this task (`check_threads = 0`, and unit tests).
     checker: Option<super::checks::Checker>,
+    /// The cluster link, with `--cluster` (see `cluster.rs`).
+    cluster: Option<super::cluster::ClusterLink>,
 }
 
 /// Runs the core until the shutdown signal; then shuts the broker down,
@@ -138,6 +140,7 @@ pub(crate) async fn run(
     mut accepted: mpsc::Receiver<Accepted>,
     mut control: mpsc::Receiver<Control>,
     mut shutdown: broadcast::Receiver<()>,
+    cluster: Option<super::cluster::ClusterLink>,
 ) {
     // Reports of written bytes and failed writes, from every writer task.
     // Unbounded, but a writer sends one per write, and writes only what the
@@ -167,6 +170,7 @@ pub(crate) async fn run(
     let (checker, mut checked) = super::checks::Checker::new(check_threads);
     driver.checker = (check_threads > 0).then_some(checker);
     driver.storage = storage;
+    driver.cluster = cluster;
     loop {
         // Re-armed on every turn from the core's next deadline.
         let deadline = driver.broker.poll_timeout().map(|t| {
@@ -215,6 +219,9 @@ pub(crate) async fn run(
                     driver.broker.set_config(now, *config);
                 }
             },
+            input = super::cluster::ClusterLink::recv(&mut driver.cluster) => {
+                driver.cluster_input(input);
+            }
             Some(read) = driver.reads.next() => driver.handle_read(read),
         }
         driver.drain();
@@ -304,6 +311,22 @@ impl Driver {
             parked: Vec::new(),
             checker: None,
             storage: None,
+            cluster: None,
+        }
+    }
+
+    /// Hands what the cluster said to the core.
+    fn cluster_input(&mut self, input: super::cluster::ClusterInput) {
+        use super::cluster::ClusterInput as I;
+        match input {
+            I::Publish(p) => {
+                let now = self.now();
+                self.broker.handle_cluster_publish(now, p);
+            }
+            I::Interest { node, filter, on } => {
+                self.broker.handle_cluster_interest(&node, &filter, on)
+            }
+            I::NodeGone(node) => self.broker.handle_cluster_node_gone(&node),
         }
     }
 
@@ -526,6 +549,11 @@ impl Driver {
             while let Some(batch) = self.broker.poll_store() {
                 if let Some(storage) = &self.storage {
                     storage.submit(batch.seq, super::storage::ops(batch.ops));
+                }
+            }
+            while let Some(out) = self.broker.poll_cluster() {
+                if let Some(link) = &self.cluster {
+                    link.send(out);
                 }
             }
             if !progress {

@@ -64,6 +64,7 @@ pub mod bridge_settings;
 mod bridge_stats;
 mod check;
 mod checks;
+pub mod cluster;
 mod connection;
 mod driver;
 mod http;
@@ -100,9 +101,10 @@ pub mod fuzzing {
 
 pub use bridge_settings::{BridgeSettings, BridgeTopic, Direction};
 pub use bridge_stats::{BridgeCounts, BridgeDirection, BridgeStats};
+pub use cluster::{ClusterInput, ClusterLink, ClusterPeer, cluster_link};
 pub use local::LocalConnector;
 pub use settings::{
-    BrokerSettings, Limits, Listeners, MetricsSettings, SettingsError, TlsSettings,
+    BrokerSettings, ClusterTable, Limits, Listeners, MetricsSettings, SettingsError, TlsSettings,
 };
 pub use storage::{StorageSettings, SyncMode};
 
@@ -328,6 +330,17 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
 ///
 /// Must be called inside a tokio runtime (multi-threaded or not).
 pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
+    start_clustered(settings, None).await
+}
+
+/// [`start`], as one node of a cluster when `cluster` is given: the core
+/// counts its interest and exchanges messages through the link (the other
+/// end is the transport's, see [`cluster_link`]). Without it, exactly
+/// [`start`].
+pub async fn start_clustered(
+    settings: BrokerSettings,
+    cluster: Option<ClusterLink>,
+) -> Result<Running, StartError> {
     // The files first: a bad one stops the start, naming the file.
     let auth =
         security::FileAuthenticator::new(settings.security.load().map_err(StartError::Security)?);
@@ -344,7 +357,8 @@ pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
         Some((files, acceptor))
     };
     // The store: a directory another broker holds stops the start.
-    let config = settings.broker_config();
+    let mut config = settings.broker_config();
+    config.cluster = cluster.is_some();
     let store =
         storage::open(&settings.storage, config.server.queue).map_err(StartError::Storage)?;
     // Bind everything first, so a port in use is reported before anything runs.
@@ -426,6 +440,7 @@ pub async fn start(settings: BrokerSettings) -> Result<Running, StartError> {
         accepted_rx,
         control_rx,
         notify_shutdown.subscribe(),
+        cluster,
     ));
 
     let local = LocalConnector {

@@ -43,10 +43,28 @@ pub struct BrokerSettings {
     pub metrics: MetricsSettings,
     /// The data directory and what acknowledgements promise (`[storage]`).
     pub storage: super::storage::StorageSettings,
+    /// Joining a cluster of brokers (`[cluster]`); the tern-cluster crate
+    /// runs the link.
+    pub cluster: ClusterTable,
     /// The file these settings were read from ([`BrokerSettings::load`]),
     /// which SIGHUP reads again.
     #[serde(skip)]
     pub file: Option<PathBuf>,
+}
+
+/// The `[cluster]` table: the NATS servers and this node's name. Off
+/// while `servers` is empty.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterTable {
+    /// NATS server URLs (`"nats://127.0.0.1:4222"`); empty: no cluster.
+    pub servers: Vec<String>,
+    /// This node's name, unique in the cluster (letters, digits, `-`, `_`).
+    pub node_id: Option<String>,
+    /// The NATS subject prefix (default `tern`).
+    pub prefix: Option<String>,
+    /// Replicas of the JetStream stream of retained messages (default 1).
+    pub retained_replicas: Option<usize>,
 }
 
 /// The `[metrics]` table: the HTTP listener for `/metrics`, `/health` and

@@ -1,0 +1,121 @@
+//! The broker's end of a cluster link (issue 18): two channels between the
+//! core task and a transport task (tern-cluster's NATS link) that the core
+//! knows nothing of.
+//!
+//! ```text
+//!   core task ──ClusterOutput (interest: unbounded; messages: bounded, try_send)──▶ link task
+//!   core task ◀──ClusterInput (bounded: a slow core slows the link)──────────────── link task
+//! ```
+//!
+//! Interest changes are few (one per distinct filter's first or last
+//! subscription) and must not be lost, so their channel is unbounded.
+//! Messages are many: the core task never waits for the link, so a message
+//! that finds the channel full is dropped and counted
+//! ([`ClusterPeer::dropped`]); cross-node delivery is at most once in this
+//! first cut anyway (see ARCHITECTURE.md, "Cluster").
+
+use crate::ClusterOutput;
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+use tern_codec::Publish;
+use tokio::sync::mpsc;
+
+/// Messages waiting for the link at most.
+pub const CLUSTER_CAPACITY: usize = 16 * 1024;
+
+/// What a link hands the core.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ClusterInput {
+    /// A message another node published.
+    Publish(Publish),
+    /// Node `node`'s interest in `filter` begins (`on`) or ends.
+    Interest {
+        /// The node.
+        node: String,
+        /// The filter.
+        filter: String,
+        /// Whether it begins.
+        on: bool,
+    },
+    /// Node `node` is gone (left, or silent past its time): its interest goes.
+    NodeGone(String),
+}
+
+/// The core task's end.
+#[derive(Debug)]
+pub struct ClusterLink {
+    pub(crate) interest: mpsc::UnboundedSender<ClusterOutput>,
+    pub(crate) messages: mpsc::Sender<Publish>,
+    pub(crate) input: mpsc::Receiver<ClusterInput>,
+    pub(crate) dropped: Arc<AtomicU64>,
+}
+
+/// The transport's end.
+#[derive(Debug)]
+pub struct ClusterPeer {
+    /// Interest changes of this node ([`ClusterOutput::Interest`]), in order.
+    pub interest: mpsc::UnboundedReceiver<ClusterOutput>,
+    /// Messages to publish to the cluster.
+    pub messages: mpsc::Receiver<Publish>,
+    /// Where to hand what the cluster says.
+    pub input: mpsc::Sender<ClusterInput>,
+    /// Messages the core dropped because `messages` was full.
+    pub dropped: Arc<AtomicU64>,
+}
+
+/// A new link: give the [`ClusterLink`] to [`start_clustered`](super::start_clustered)
+/// and the [`ClusterPeer`] to the transport.
+pub fn cluster_link() -> (ClusterLink, ClusterPeer) {
+    let (interest_tx, interest_rx) = mpsc::unbounded_channel();
+    let (messages_tx, messages_rx) = mpsc::channel(CLUSTER_CAPACITY);
+    let (input_tx, input_rx) = mpsc::channel(CLUSTER_CAPACITY);
+    let dropped = Arc::new(AtomicU64::new(0));
+    (
+        ClusterLink {
+            interest: interest_tx,
+            messages: messages_tx,
+            input: input_rx,
+            dropped: dropped.clone(),
+        },
+        ClusterPeer {
+            interest: interest_rx,
+            messages: messages_rx,
+            input: input_tx,
+            dropped,
+        },
+    )
+}
+
+impl ClusterLink {
+    /// Hands one output to the link; never waits.
+    pub(crate) fn send(&self, out: ClusterOutput) {
+        match out {
+            ClusterOutput::Publish(p) => {
+                if self.messages.try_send(p).is_err() {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            other => {
+                let _ = self.interest.send(other);
+            }
+        }
+    }
+
+    /// The next input, or never if the link has gone.
+    pub(crate) async fn recv(link: &mut Option<Self>) -> ClusterInput {
+        match link.as_mut() {
+            Some(l) => match l.input.recv().await {
+                Some(input) => input,
+                None => {
+                    tracing::warn!("the cluster link stopped");
+                    *link = None;
+                    std::future::pending().await
+                }
+            },
+            None => std::future::pending().await,
+        }
+    }
+}

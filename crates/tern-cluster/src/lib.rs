@@ -1,0 +1,35 @@
+//! Clusters Tern brokers on NATS (issue 18): the transport behind the
+//! broker's cluster seam ([`tern_broker::server::cluster_link`]). The
+//! broker core counts its local interest and decides which messages leave
+//! the node; this crate carries them over NATS and brings back what the
+//! other nodes say. ARCHITECTURE.md ("Cluster") has the design and the
+//! failure cases it does not cover yet.
+//!
+//! Subjects, under a prefix (`tern` by default):
+//! - `tern.m.<topic>`: a message some other node has interest in; each
+//!   node subscribes once per distinct local filter ([`subject`] maps
+//!   filters and topics, escaping what NATS reserves);
+//! - `tern.r.<topic>`: a retained message; every node subscribes to
+//!   `tern.r.>`, and a JetStream stream keeps the last one per topic for
+//!   nodes that start later;
+//! - `tern.i.<node>`: a node's whole interest, on every change and every
+//!   heartbeat; `tern.sync`: a starting node asks the others to announce.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use tern_broker::server::{self, BrokerSettings};
+//! let (link, peer) = server::cluster_link();
+//! let running = server::start_clustered(BrokerSettings::default(), Some(link)).await?;
+//! let settings = tern_cluster::ClusterSettings::new(vec!["nats://127.0.0.1:4222".into()], "a");
+//! let cluster = tern_cluster::connect(settings, peer).await?;
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod dedupe;
+pub mod envelope;
+mod link;
+pub mod subject;
+
+pub use link::{Cluster, ClusterError, ClusterSettings, LinkStats, connect};
