@@ -130,18 +130,33 @@ struct Driver {
     cluster: Option<super::cluster::ClusterLink>,
 }
 
+/// What the core task works with besides its channels.
+pub(crate) struct Parts {
+    pub(crate) config: BrokerConfig,
+    /// The data directory's contents and storage thread, with `--data-dir`.
+    pub(crate) store: Option<super::storage::Opened>,
+    pub(crate) auth: Box<dyn crate::Authenticator>,
+    /// Threads for password checks; 0: on the core task.
+    pub(crate) check_threads: usize,
+    /// The cluster link, with `--cluster`.
+    pub(crate) cluster: Option<super::cluster::ClusterLink>,
+}
+
 /// Runs the core until the shutdown signal; then shuts the broker down,
 /// hands every connection its last packets and a close, and returns.
 pub(crate) async fn run(
-    config: BrokerConfig,
-    store: Option<super::storage::Opened>,
-    auth: Box<dyn crate::Authenticator>,
-    check_threads: usize,
+    parts: Parts,
     mut accepted: mpsc::Receiver<Accepted>,
     mut control: mpsc::Receiver<Control>,
     mut shutdown: broadcast::Receiver<()>,
-    cluster: Option<super::cluster::ClusterLink>,
 ) {
+    let Parts {
+        config,
+        store,
+        auth,
+        check_threads,
+        cluster,
+    } = parts;
     // Reports of written bytes and failed writes, from every writer task.
     // Unbounded, but a writer sends one per write, and writes only what the
     // core's credit allows.

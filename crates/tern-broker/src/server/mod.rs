@@ -433,14 +433,16 @@ pub async fn start_clustered(
         .check_threads
         .unwrap_or_else(checks::default_workers);
     let core = tokio::spawn(driver::run(
-        config,
-        store,
-        Box::new(auth),
-        check_threads,
+        driver::Parts {
+            config,
+            store,
+            auth: Box::new(auth),
+            check_threads,
+            cluster,
+        },
         accepted_rx,
         control_rx,
         notify_shutdown.subscribe(),
-        cluster,
     ));
 
     let local = LocalConnector {
