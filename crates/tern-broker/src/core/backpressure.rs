@@ -31,11 +31,15 @@
 //! stalled: it blocks no one (its queue's overflow policy applies) until its
 //! queue has drained to a quarter. A slow reader then slows only itself.
 //!
-//! **Once per time limit.** A publisher released by its time limit is not
-//! held again for as long again (its grace): a subscriber it congests then
-//! is marked stalled at once. Without this, slow subscribers whose queues
-//! filled one after another (their sockets took different amounts) held a
-//! publisher once each, back to back.
+//! **Once per time limit.** When the limit passes, every subscriber that is
+//! half full then, or has a queue and a socket that takes nothing more (its
+//! output credit spent while the publisher was held), is stalled with the
+//! one waited on; a stalled mark goes once the queue is down to a quarter
+//! and the socket takes bytes again.
+//! Subscribers that do not read fill their sockets at different times (the
+//! kernel took more from one than from another); without the second rule
+//! each held the publisher in turn, back to back. A subscriber that reads
+//! keeps taking bytes while the publisher is held, so it is left to pace it.
 
 use super::{Broker, BrokerEvent, ConnId, OutputCredit, SessionKey, Timer};
 use std::collections::{BTreeMap, BTreeSet};
@@ -116,9 +120,7 @@ struct Blocked {
 ///   (the caller arms and cancels it with the times this type returns);
 /// - a `stalled` subscriber is never recorded as congested, so it blocks no
 ///   one until its queue has drained to a quarter;
-/// - `congested` lives for the routing of one PUBLISH only;
-/// - `grace` holds only open connections (`forget` removes them); an
-///   expired entry is removed the next time that publisher congests a queue.
+/// - `congested` lives for the routing of one PUBLISH only.
 #[derive(Debug, Default)]
 pub(super) struct Backpressure {
     /// Publishers not read until a subscriber's queue drains.
@@ -129,9 +131,6 @@ pub(super) struct Backpressure {
     congested: Option<SessionKey>,
     /// Subscribers that held a publisher up to the time limit.
     stalled: BTreeSet<SessionKey>,
-    /// Publishers released by their time limit, and until when they are
-    /// not held again.
-    grace: BTreeMap<ConnId, Instant>,
 }
 
 /// Publishers released, with the time limit each had armed.
@@ -155,28 +154,12 @@ impl Backpressure {
         }
     }
 
-    /// After a PUBLISH from `conn` is routed at `now`: blocks it until
-    /// `until` if it congested a queue; returns `until` if so (to arm). In
-    /// its grace, the congested subscriber is stalled instead.
-    pub(super) fn block_if_congested(
-        &mut self,
-        conn: ConnId,
-        now: Instant,
-        until: Instant,
-    ) -> Option<Instant> {
+    /// After a PUBLISH from `conn` is routed: blocks it until `until` if it
+    /// congested a queue; returns `until` if so (to arm).
+    pub(super) fn block_if_congested(&mut self, conn: ConnId, until: Instant) -> Option<Instant> {
         let on = self.congested.take()?;
         if self.blocked.contains_key(&conn) {
             return None;
-        }
-        match self.grace.get(&conn) {
-            Some(&end) if now < end => {
-                self.stalled.insert(on);
-                return None;
-            }
-            Some(_) => {
-                self.grace.remove(&conn);
-            }
-            None => {}
         }
         self.blocked.insert(conn, Blocked { on, until });
         self.waiting.entry(on).or_default().insert(conn);
@@ -188,11 +171,16 @@ impl Backpressure {
         !self.waiting.is_empty() || !self.stalled.is_empty()
     }
 
-    /// Forgets the stalled marks of subscribers whose queue `drained`, and
-    /// releases the publishers waiting on them. One check per watched
+    /// Forgets the stalled marks of subscribers whose queue `drained` and
+    /// whose socket `takes` bytes again, and releases the publishers
+    /// waiting on those whose queue `drained`. One check per watched
     /// subscriber, not per blocked publisher.
-    pub(super) fn release_drained(&mut self, drained: impl Fn(SessionKey) -> bool) -> Released {
-        self.stalled.retain(|&on| !drained(on));
+    pub(super) fn release_drained(
+        &mut self,
+        drained: impl Fn(SessionKey) -> bool,
+        takes: impl Fn(SessionKey) -> bool,
+    ) -> Released {
+        self.stalled.retain(|&on| !(drained(on) && takes(on)));
         let mut released = Released::new();
         let blocked = &mut self.blocked;
         self.waiting.retain(|&on, conns| {
@@ -207,18 +195,15 @@ impl Backpressure {
 
     /// `conn`'s time limit passed: the subscriber it waits on is stalled,
     /// and so is every one of `half_full` (the queues half full now); every
-    /// publisher waiting on any of them is released. `conn` is not held
-    /// again until `grace_until`.
+    /// publisher waiting on any of them is released.
     pub(super) fn time_limit_passed(
         &mut self,
         conn: ConnId,
         half_full: impl IntoIterator<Item = SessionKey>,
-        grace_until: Instant,
     ) -> Released {
         let mut released = Released::new();
         if let Some(b) = self.blocked.get(&conn) {
             let on = b.on;
-            self.grace.insert(conn, grace_until);
             for session in core::iter::once(on).chain(half_full) {
                 self.stalled.insert(session);
                 if let Some(conns) = self.waiting.remove(&session) {
@@ -232,7 +217,6 @@ impl Backpressure {
     /// A connection is gone: it waits for nothing any more. Returns its
     /// time limit, if it had one armed.
     pub(super) fn forget(&mut self, conn: ConnId) -> Option<Instant> {
-        self.grace.remove(&conn);
         let b = self.blocked.remove(&conn)?;
         if let Some(set) = self.waiting.get_mut(&b.on) {
             set.remove(&conn);
@@ -342,7 +326,7 @@ impl Broker {
         let Some(limit) = self.config.publisher_backpressure else {
             return;
         };
-        if let Some(until) = self.backpressure.block_if_congested(conn, now, now + limit) {
+        if let Some(until) = self.backpressure.block_if_congested(conn, now + limit) {
             self.timers.arm(until, Timer::Unblock(conn.key()));
             self.update_reading(conn);
         }
@@ -369,16 +353,22 @@ impl Broker {
             let (len, bytes) = session.held();
             drained_to_quarter(&limits, len, bytes)
         };
-        let released = self.backpressure.release_drained(drained);
+        // Whether its socket takes bytes (its output credit is not spent).
+        let takes = |on: SessionKey| {
+            sessions
+                .get(on)
+                .and_then(|s| s.conn)
+                .and_then(|c| conns.get(c.key()))
+                .is_none_or(|c| c.flow.is_writable())
+        };
+        let released = self.backpressure.release_drained(drained, takes);
         self.unblocked(released);
     }
 
     /// A blocked publisher's time limit passed: its subscriber is stalled
-    /// and holds no one up any more.
-    pub(super) fn unblock_due(&mut self, now: Instant, conn: ConnId) {
-        let Some(limit) = self.config.publisher_backpressure else {
-            return;
-        };
+    /// and holds no one up any more, nor does any other that is half full
+    /// or takes no more bytes.
+    pub(super) fn unblock_due(&mut self, conn: ConnId) {
         if !self.backpressure.is_blocked(conn) {
             return;
         }
@@ -389,19 +379,16 @@ impl Broker {
             .sessions
             .iter()
             .filter(|(_, s)| {
-                s.conn
-                    .and_then(|c| conns.get(c.key()))
-                    .and_then(|c| c.server.session())
-                    .is_some_and(|session| {
+                s.conn.and_then(|c| conns.get(c.key())).is_some_and(|c| {
+                    c.server.session().is_some_and(|session| {
                         let (len, bytes) = session.held();
-                        half_full(&limits, len, bytes)
+                        len > 0 && (half_full(&limits, len, bytes) || !c.flow.is_writable())
                     })
+                })
             })
             .map(|(k, _)| k)
             .collect();
-        let released = self
-            .backpressure
-            .time_limit_passed(conn, half_full, now + limit);
+        let released = self.backpressure.time_limit_passed(conn, half_full);
         self.unblocked(released);
     }
 

@@ -551,7 +551,7 @@ impl Broker {
                 }
                 Timer::Will(key) => self.will_due(now, key),
                 Timer::SessionExpiry(key) => self.session_expiry_due(now, key),
-                Timer::Unblock(key) => self.unblock_due(now, ConnId::from_key(key)),
+                Timer::Unblock(key) => self.unblock_due(ConnId::from_key(key)),
                 Timer::Sys => {
                     self.publish_sys(now);
                     if let Some(interval) = self.config.sys_interval {
