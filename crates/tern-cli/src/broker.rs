@@ -31,7 +31,9 @@ file for programs (written aside and renamed, so it is never seen half
 written):
 
   {\"pid\": 4242, \"tcp\": [\"127.0.0.1:1883\"], \"ws\": [\"127.0.0.1:8083\"],
-   \"tls\": [], \"wss\": []}
+   \"tls\": [], \"wss\": [], \"metrics\": null}
+
+(\"metrics\" is the monitoring listener's address with --metrics.)
 
 Logs (one line per client connect and disconnect, with client id, protocol
 version and reason) go to standard error. Ctrl-C or SIGTERM shuts down
@@ -467,6 +469,7 @@ fn write_ready_file(path: &Path, running: &server::Running) -> Result<(), Failur
         "ws": list(running.ws_addrs()),
         "tls": list(running.tls_addrs()),
         "wss": list(running.wss_addrs()),
+        "metrics": running.metrics_addr().map(|a| a.to_string()),
     })
     .to_string();
     let mut tmp = path.as_os_str().to_owned();

@@ -187,6 +187,8 @@ fn the_ready_file_and_the_listening_lines_name_the_bound_addresses() {
             "127.0.0.1:0",
             "--ws",
             "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
             "--ready-file",
         ])
         .arg(&ready)
@@ -206,6 +208,18 @@ fn the_ready_file_and_the_listening_lines_name_the_bound_addresses() {
     assert_eq!(json["pid"], child.id());
     assert_eq!(json["tcp"].as_array().map(Vec::len), Some(1), "{json}");
     assert_eq!(json["ws"].as_array().map(Vec::len), Some(1), "{json}");
+    // The monitoring listener's bound address, answering /health.
+    let metrics = json["metrics"].as_str().expect("the metrics address");
+    let mut s = std::net::TcpStream::connect(metrics).expect("the metrics listener accepts");
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    std::io::Write::write_all(
+        &mut s,
+        b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = std::io::Read::read_to_string(&mut s, &mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(!dir.join("ready.json.tmp").exists(), "renamed into place");
     let _ = child.kill();
     let _ = child.wait();
