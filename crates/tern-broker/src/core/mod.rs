@@ -790,6 +790,29 @@ impl Broker {
         }
     }
 
+    /// Records an operation on `conn`'s session if that session is stored;
+    /// with `gate`, `conn`'s output (the acknowledgement just queued, and
+    /// everything after it) waits until it is synced.
+    fn record_for(
+        &mut self,
+        conn: ConnId,
+        gate: bool,
+        op: impl FnOnce(tern_codec::MqttString) -> StoreOp,
+    ) {
+        let stored = self
+            .conns
+            .get(conn.key())
+            .and_then(|c| c.session)
+            .and_then(|key| self.stored_client_id(key));
+        if let Some(client_id) = stored {
+            let recorded = self.recorded();
+            self.record(|| op(client_id));
+            if gate {
+                self.gate_since(conn, recorded);
+            }
+        }
+    }
+
     /// Storage operations recorded and not yet cut into a batch.
     fn recorded(&self) -> usize {
         self.durable.as_ref().map_or(0, |d| d.pending())
@@ -862,52 +885,27 @@ impl Broker {
                 ServerEvent::Released { packet_id, tag } => {
                     // Owed a PUBREL: stored before the PUBREL goes out, so
                     // a restart never sends the PUBLISH again.
-                    let stored = self
-                        .conns
-                        .get(conn.key())
-                        .and_then(|c| c.session)
-                        .and_then(|key| self.stored_client_id(key));
-                    if let Some(client_id) = stored {
-                        let recorded = self.recorded();
-                        self.record(|| StoreOp::ReleaseQueue {
-                            client_id,
-                            seq: tag.get(),
-                            packet_id,
-                        });
-                        self.gate_since(conn, recorded);
-                    }
+                    self.record_for(conn, true, |client_id| StoreOp::ReleaseQueue {
+                        client_id,
+                        seq: tag.get(),
+                        packet_id,
+                    });
                 }
                 ServerEvent::PubRelReceived { packet_id } => {
                     // The identifier is free again once this is synced:
                     // the PUBCOMP waits (a new PUBLISH with it must not be
                     // taken for a resend after a restart).
-                    let stored = self
-                        .conns
-                        .get(conn.key())
-                        .and_then(|c| c.session)
-                        .and_then(|key| self.stored_client_id(key));
-                    if let Some(client_id) = stored {
-                        let recorded = self.recorded();
-                        self.record(|| StoreOp::DeleteIncoming {
-                            client_id,
-                            packet_id,
-                        });
-                        self.gate_since(conn, recorded);
-                    }
+                    self.record_for(conn, true, |client_id| StoreOp::DeleteIncoming {
+                        client_id,
+                        packet_id,
+                    });
                 }
                 ServerEvent::Delivered { tag: Some(tag), .. } => {
                     // A stored message's flow finished: its entry goes.
-                    let stored = self
-                        .conns
-                        .get(conn.key())
-                        .and_then(|c| c.session)
-                        .and_then(|key| self.stored_client_id(key));
-                    if let Some(client_id) = stored {
-                        self.record(|| StoreOp::DeleteQueue {
-                            client_id,
-                            seq: tag.get(),
-                        });
-                    }
+                    self.record_for(conn, false, |client_id| StoreOp::DeleteQueue {
+                        client_id,
+                        seq: tag.get(),
+                    });
                 }
                 ServerEvent::Auth(auth) => self.on_auth(now, conn, *auth),
                 ServerEvent::Closed {
