@@ -107,6 +107,18 @@ fn connack_code(packets: &[Packet]) -> Option<ReasonCode> {
     })
 }
 
+/// A new MQTT 5 connection whose CONNECT (client "c", user "alice") is
+/// handed in; its password check is then pending.
+fn connect_as_alice(b: &mut Broker, now: Instant, password: &'static [u8]) -> ConnId {
+    let conn = b.accept(now);
+    b.handle_bytes(
+        now,
+        conn,
+        &mut bytes(v5(), &[connect(v5(), "c", Some(("alice", password)))]),
+    );
+    conn
+}
+
 fn v5() -> ProtocolVersion {
     ProtocolVersion::V5
 }
@@ -207,12 +219,7 @@ fn a_failed_check_refuses_with_its_code_in_each_version() {
 fn a_code_a_connack_cannot_carry_becomes_not_authorized() {
     let now = Instant::ZERO;
     let mut b = broker();
-    let conn = b.accept(now);
-    b.handle_bytes(
-        now,
-        conn,
-        &mut bytes(v5(), &[connect(v5(), "c", Some(("alice", b"good")))]),
-    );
+    let conn = connect_as_alice(&mut b, now, b"good");
     let check = b.poll_auth_check().unwrap();
     // 0x8E Session taken over is a DISCONNECT code only.
     b.handle_auth_checked(now, check.conn, Err(ReasonCode::SessionTakenOver));
@@ -227,23 +234,13 @@ fn a_code_a_connack_cannot_carry_becomes_not_authorized() {
 fn an_outcome_for_a_connection_that_has_gone_is_ignored() {
     let now = Instant::ZERO;
     let mut b = broker();
-    let gone = b.accept(now);
-    b.handle_bytes(
-        now,
-        gone,
-        &mut bytes(v5(), &[connect(v5(), "c", Some(("alice", b"good")))]),
-    );
+    let gone = connect_as_alice(&mut b, now, b"good");
     let check = b.poll_auth_check().unwrap();
     b.handle_closed(now, gone);
     drain(&mut b, now);
     // A new connection may take the slot; the old outcome is not its.
-    let next = b.accept(now);
+    let next = connect_as_alice(&mut b, now, b"bad");
     assert_ne!(next, gone);
-    b.handle_bytes(
-        now,
-        next,
-        &mut bytes(v5(), &[connect(v5(), "c", Some(("alice", b"bad")))]),
-    );
     b.handle_auth_checked(now, check.conn, check.check.run());
     let (sent, _) = drain(&mut b, now);
     assert_eq!(to(&sent, next), vec![], "still waiting for its own check");
@@ -262,12 +259,7 @@ fn an_outcome_for_a_connection_that_has_gone_is_ignored() {
 fn a_queued_check_whose_connection_has_gone_is_not_run() {
     let now = Instant::ZERO;
     let mut b = broker();
-    let conn = b.accept(now);
-    b.handle_bytes(
-        now,
-        conn,
-        &mut bytes(v5(), &[connect(v5(), "c", Some(("alice", b"good")))]),
-    );
+    let conn = connect_as_alice(&mut b, now, b"good");
     let check = b.poll_auth_check().unwrap().check;
     assert!(check.is_wanted());
     b.handle_closed(now, conn);
@@ -280,12 +272,7 @@ fn a_queued_check_whose_connection_has_gone_is_not_run() {
 fn the_connect_timeout_still_runs_while_a_check_is_pending() {
     let now = Instant::ZERO;
     let mut b = broker();
-    let conn = b.accept(now);
-    b.handle_bytes(
-        now,
-        conn,
-        &mut bytes(v5(), &[connect(v5(), "c", Some(("alice", b"good")))]),
-    );
+    let conn = connect_as_alice(&mut b, now, b"good");
     let check = b.poll_auth_check().unwrap();
     let deadline = b.poll_timeout().expect("the connect deadline");
     b.handle_timeout(deadline);
