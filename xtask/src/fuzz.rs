@@ -18,6 +18,7 @@ pub(crate) const TARGETS: &[&str] = &[
     "security_files",
     "http_request",
     "settings",
+    "cluster_wire",
 ];
 
 pub(crate) fn command(args: &[String]) -> Result<(), String> {

@@ -15,6 +15,9 @@
 //! - `tern.i.<node>`: a node's whole interest, on every change and every
 //!   heartbeat; `tern.sync`: a starting node asks the others to announce.
 //!
+//! With the default `nats` feature off, only the wire formats remain
+//! ([`envelope`], [`subject`]).
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use tern_broker::server::{self, BrokerSettings};
@@ -27,9 +30,12 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "nats")]
 mod dedupe;
 pub mod envelope;
+#[cfg(feature = "nats")]
 mod link;
 pub mod subject;
 
+#[cfg(feature = "nats")]
 pub use link::{Cluster, ClusterError, ClusterSettings, LinkStats, connect};
