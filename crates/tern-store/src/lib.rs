@@ -40,10 +40,12 @@ mod db;
 mod inspect;
 pub mod record;
 mod thread;
+mod wal;
 
 pub use db::{Db, FILE, Loaded, LoadedSession, Op, StoreError};
 pub use inspect::{Report, check, dump};
 pub use thread::{Storage, Sync, Synced};
+pub use wal::LOG_FILE;
 
 #[cfg(test)]
 mod power_loss;
