@@ -281,7 +281,7 @@ impl Db {
     }
 
     /// The `seq` of the last log record the redb file holds (0: none).
-    fn checkpoint_seq(&self) -> Result<u64, StoreError> {
+    pub(crate) fn checkpoint_seq(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let t = txn.open_table(META).map_err(db_err)?;
         Ok(match t.get(&b"wal"[..]).map_err(db_err)? {

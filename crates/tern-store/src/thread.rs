@@ -96,6 +96,7 @@ fn run_logged(
 ) {
     let mut pending = Pending::default();
     let mut last_sync = Instant::now();
+    let mut last_input = Instant::now();
     let mut dirty = false;
     let checkpoint = |wal: &mut Wal, pending: &mut Pending| -> Result<(), StoreError> {
         let ops = pending.take();
@@ -105,19 +106,19 @@ fn run_logged(
     };
     loop {
         let wait = match sync {
-            Sync::Always => IDLE_CHECKPOINT,
-            Sync::Interval(every) => every.saturating_sub(last_sync.elapsed()),
+            Sync::Interval(every) if dirty => every.saturating_sub(last_sync.elapsed()),
+            _ => IDLE_CHECKPOINT,
         };
         let first = match rx.recv_timeout(wait) {
             Ok(m) => m,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 let mut r = Ok(());
-                if dirty && last_sync.elapsed() >= wait {
+                if dirty {
                     r = wal.sync();
                     last_sync = Instant::now();
                     dirty = false;
                 }
-                if r.is_ok() && wal.used() > 0 && last_sync.elapsed() >= IDLE_CHECKPOINT {
+                if r.is_ok() && wal.used() > 0 && last_input.elapsed() >= IDLE_CHECKPOINT {
                     r = checkpoint(&mut wal, &mut pending);
                 }
                 if let Err(e) = r {
@@ -129,6 +130,7 @@ fn run_logged(
             Err(mpsc::RecvTimeoutError::Disconnected) => Msg::Close,
         };
         let (ops, seq, close) = gather(first, rx);
+        last_input = Instant::now();
         if let Some(seq) = seq {
             let durable = match sync {
                 Sync::Always => true,

@@ -20,7 +20,7 @@
 //! `seq` than the one before it (an older generation's record), and applies
 //! only those above the checkpoint's `seq` (kept in redb's `meta` table).
 
-use crate::crc::crc32;
+use crate::crc::crc32_parts;
 use crate::db::{Op, StoreError};
 use crate::record::{BodyRecord, Corrupt, Delivery, QueueRecord, Record, SessionRecord};
 use std::collections::{BTreeMap, HashMap};
@@ -116,7 +116,7 @@ impl Wal {
         let len = (self.buf.len() - HEADER) as u32;
         self.buf[0..4].copy_from_slice(&len.to_le_bytes());
         self.buf[4..12].copy_from_slice(&seq.to_le_bytes());
-        let crc = crc32(&[&self.buf[4..12], &self.buf[HEADER..]].concat());
+        let crc = crc32_parts(&[&self.buf[4..12], &self.buf[HEADER..]]);
         self.buf[12..16].copy_from_slice(&crc.to_le_bytes());
         let end = self.pos + self.buf.len() as u64;
         let err = io_err(&self.path);
@@ -152,6 +152,20 @@ impl Wal {
     }
 }
 
+/// Operations the log in `dir` holds above `checkpoint` (read only).
+pub(crate) fn logged_above(dir: &Path, checkpoint: u64) -> u64 {
+    let path = dir.join(LOG_FILE);
+    let Ok(bytes) = std::fs::read(&path) else {
+        return 0;
+    };
+    read_records(&bytes, &path)
+        .0
+        .iter()
+        .filter(|(seq, _)| *seq > checkpoint)
+        .map(|(_, ops)| ops.len() as u64)
+        .sum()
+}
+
 /// The valid records at the start of `bytes`, and where they end.
 fn read_records(bytes: &[u8], path: &Path) -> (Vec<Logged>, u64) {
     let mut out = Vec::new();
@@ -174,7 +188,7 @@ fn read_records(bytes: &[u8], path: &Path) -> (Vec<Logged>, u64) {
         if seq <= last {
             break; // a record of an older generation: the log ends there
         }
-        if crc32(&[&h[4..12], payload].concat()) != crc {
+        if crc32_parts(&[&h[4..12], payload]) != crc {
             tracing::warn!(
                 "{}: torn or corrupt record at offset {at} (checksum); the log ends there",
                 path.display()
