@@ -378,3 +378,67 @@ fn a_message_queued_for_a_stored_session_is_stored_until_acknowledged() {
         other => panic!("expected one DeleteQueue, got {other:?}"),
     }
 }
+
+/// A QoS 2 message from a stored session reaches no subscriber before the
+/// batch recording its acceptance is synced: were the broker to die first,
+/// the publisher (never having had its PUBREC) would send it again, and an
+/// online subscriber that already had it would get it twice
+/// [MQTT-4.3.3-10]. The subscriber's other output waits behind it, in
+/// order; once synced, the PUBREC and the delivery go out.
+#[test]
+fn a_qos2_message_reaches_online_subscribers_only_once_its_acceptance_is_synced() {
+    let mut b = broker(true);
+    // An online subscriber whose session is not stored, and one whose is.
+    let clean = connect_persistent(&mut b, "clean", true, 0);
+    subscribe(&mut b, clean, 1, "plant/#");
+    let stored = connect_persistent(&mut b, "stored", true, 3600);
+    subscribe(&mut b, stored, 1, "plant/#");
+    let publisher = connect_persistent(&mut b, "pub", true, 3600);
+    while let Some(batch) = b.poll_store() {
+        b.handle_store_synced(Instant::ZERO, batch.seq);
+    }
+    let _ = transmits(&mut b);
+    b.handle_packet(
+        Instant::ZERO,
+        publisher,
+        Packet::Publish(Publish {
+            qos: QoS::ExactlyOnce,
+            topic: MqttString::from_static("plant/7/temp"),
+            packet_id: Some(tern_codec::PacketId::new(3).unwrap()),
+            payload: bytes::Bytes::from_static(b"21.5"),
+            ..Publish::default()
+        }),
+    );
+    let sent = |b: &mut Broker| {
+        let mut out = Vec::new();
+        while let Some(t) = b.poll_transmit(Instant::ZERO) {
+            let what = match t.packet {
+                Packet::Publish(_) => "publish",
+                Packet::PubRec(_) => "pubrec",
+                _ => "other",
+            };
+            out.push((t.conn, what));
+        }
+        out
+    };
+    assert_eq!(sent(&mut b), [], "nothing before the sync");
+    let batch = b.poll_store().expect("a batch");
+    assert!(
+        batch
+            .ops
+            .iter()
+            .any(|op| matches!(op, StoreOp::PutIncoming { .. })),
+        "{:?}",
+        batch.ops
+    );
+    b.handle_store_synced(Instant::ZERO, batch.seq);
+    let mut after = sent(&mut b);
+    after.sort();
+    let mut want = vec![
+        (clean, "publish"),
+        (stored, "publish"),
+        (publisher, "pubrec"),
+    ];
+    want.sort();
+    assert_eq!(after, want);
+}

@@ -69,6 +69,7 @@ fn check_counts_a_sound_store_and_dump_prints_it() {
         .stdout(predicate::str::contains("sessions: 50"))
         .stdout(predicate::str::contains("queue: 50"))
         .stdout(predicate::str::contains("bodies: 1"))
+        .stdout(predicate::str::contains("log: 0"))
         .stdout(predicate::str::ends_with("ok\n"));
     tern_store(&["dump"], &d)
         .success()

@@ -22,9 +22,16 @@ const TABLE: [u32; 256] = {
 
 /// The CRC-32 of `data`.
 pub(crate) fn crc32(data: &[u8]) -> u32 {
+    crc32_parts(&[data])
+}
+
+/// The CRC-32 of `parts` one after the other (no copy to join them).
+pub(crate) fn crc32_parts(parts: &[&[u8]]) -> u32 {
     let mut c = !0u32;
-    for &b in data {
-        c = TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
+    for data in parts {
+        for &b in *data {
+            c = TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
+        }
     }
     !c
 }

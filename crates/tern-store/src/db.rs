@@ -7,7 +7,7 @@
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `meta` | name (`clock`) | `u64` |
+//! | `meta` | name (`clock`; `wal`: the last log record applied) | `u64` |
 //! | `sessions` | client id | [`SessionRecord`] |
 //! | `subscriptions` | client ++ filter | [`SubscriptionRecord`] |
 //! | `queue` | client ++ seq (`u64` BE) | [`QueueRecord`] |
@@ -217,11 +217,15 @@ pub(crate) fn split_client_key(key: &[u8]) -> Result<(&str, &[u8]), Corrupt> {
     Ok((id, &key[2 + n..]))
 }
 
-/// The open database file.
+/// The open database file, with its write-ahead log ([`crate::wal`]) when
+/// opened by [`Db::open`].
 #[derive(Debug)]
 pub struct Db {
     pub(crate) db: redb::Database,
     path: PathBuf,
+    /// The log the storage thread appends to; `None`: every group is a
+    /// redb commit of its own ([`Db::open_existing`], simulated backends).
+    pub(crate) wal: Option<crate::wal::Wal>,
 }
 
 impl Db {
@@ -252,9 +256,44 @@ impl Db {
             }
             Err(e) => return Err(e),
         };
-        let this = Self { db, path };
+        let mut this = Self {
+            db,
+            path,
+            wal: None,
+        };
         this.create_tables()?;
+        // Whatever the log holds above the checkpoint goes into redb now,
+        // in one durable commit; the log then starts again.
+        let checkpoint = this.checkpoint_seq()?;
+        let (mut wal, replay) = crate::wal::Wal::open(dir, checkpoint)?;
+        if let Some(&(last, _)) = replay.last() {
+            let n: usize = replay.iter().map(|(_, ops)| ops.len()).sum();
+            tracing::info!(
+                "store: replaying {} logged groups ({n} operations) above checkpoint {checkpoint}",
+                replay.len()
+            );
+            let ops: Vec<Op> = replay.into_iter().flat_map(|(_, ops)| ops).collect();
+            this.checkpoint(&ops, last)?;
+        }
+        wal.rewind();
+        this.wal = Some(wal);
         Ok(this)
+    }
+
+    /// The `seq` of the last log record the redb file holds (0: none).
+    pub(crate) fn checkpoint_seq(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(META).map_err(db_err)?;
+        Ok(match t.get(&b"wal"[..]).map_err(db_err)? {
+            Some(v) => u64::decode(v.value()).unwrap_or(0),
+            None => 0,
+        })
+    }
+
+    /// Applies logged `ops` (every record up to `seq`) in one durable
+    /// transaction that also records `seq` as the checkpoint.
+    pub(crate) fn checkpoint(&self, ops: &[Op], seq: u64) -> Result<(), StoreError> {
+        self.apply_with(ops, true, Some(seq))
     }
 
     /// Opens an existing store for `tern store check` and `dump`: no file
@@ -268,7 +307,11 @@ impl Db {
             ));
         }
         let db = Self::open_file(&path)?;
-        Ok(Self { db, path })
+        Ok(Self {
+            db,
+            path,
+            wal: None,
+        })
     }
 
     /// A store on another storage backend (the power-loss simulation).
@@ -280,6 +323,7 @@ impl Db {
         let this = Self {
             db,
             path: PathBuf::from("<simulated>"),
+            wal: None,
         };
         this.create_tables()?;
         Ok(this)
@@ -323,6 +367,15 @@ impl Db {
     /// Applies `ops` in one transaction; `durable`: fsync before returning
     /// (otherwise the next durable commit covers it).
     pub fn apply(&self, ops: &[Op], durable: bool) -> Result<(), StoreError> {
+        self.apply_with(ops, durable, None)
+    }
+
+    fn apply_with(
+        &self,
+        ops: &[Op],
+        durable: bool,
+        checkpoint: Option<u64>,
+    ) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write().map_err(db_err)?;
         txn.set_durability(if durable {
             redb::Durability::Immediate
@@ -341,6 +394,11 @@ impl Db {
                 if w.refs(id)? == 0 {
                     w.bodies.remove(&id.to_be_bytes()[..]).map_err(db_err)?;
                 }
+            }
+            if let Some(seq) = checkpoint {
+                w.meta
+                    .insert(&b"wal"[..], &seq.encode()[..])
+                    .map_err(db_err)?;
             }
         }
         txn.commit().map_err(db_err)

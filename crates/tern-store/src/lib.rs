@@ -7,9 +7,11 @@
 //!   transaction, and start-up loading ([`Db::load`]) that sets corrupt
 //!   records aside instead of refusing to start.
 //! - [`Storage`]: the storage thread. The broker submits batches with
-//!   increasing sequence numbers; the thread commits everything waiting in
-//!   one transaction with one fsync (group commit) and reports [`Synced`]
-//!   with the highest sequence number covered. The broker releases the
+//!   increasing sequence numbers; the thread appends everything waiting to
+//!   the write-ahead log (`DIR/tern.log`, [`LOG_FILE`]) as one record with
+//!   one fsync (group commit) and reports [`Synced`] with the highest
+//!   sequence number covered. redb is the log's checkpoint; `Db::open`
+//!   replays what the log holds beyond it. The broker releases the
 //!   acknowledgements a batch covers only then.
 //! - [`check`] and [`dump`]: `tern store check DIR` and `tern store dump DIR`.
 //!
@@ -40,10 +42,12 @@ mod db;
 mod inspect;
 pub mod record;
 mod thread;
+mod wal;
 
 pub use db::{Db, FILE, Loaded, LoadedSession, Op, StoreError};
 pub use inspect::{Report, check, dump};
 pub use thread::{Storage, Sync, Synced};
+pub use wal::LOG_FILE;
 
 #[cfg(test)]
 mod power_loss;

@@ -1,6 +1,10 @@
-//! The storage thread: applies submitted batches of [`Op`]s, one
-//! transaction and (under [`Sync::Always`]) one fsync for everything that
-//! is waiting (group commit), and reports completion by sequence number.
+//! The storage thread: takes submitted batches of [`Op`]s, and for
+//! everything that is waiting (group commit, no cap) appends one record to
+//! the write-ahead log and (under [`Sync::Always`]) syncs it once, then
+//! reports completion by sequence number. redb gets what the log holds at
+//! checkpoints (every 8 MiB of log, at a 1 s pause and at close), minus
+//! the writes that were deleted again meanwhile (see `wal.rs`). A store
+//! without a log (simulated backends) commits each group to redb.
 //!
 //! Why a thread and not a tokio task: a commit blocks in `fsync` for
 //! milliseconds, and while it does, the next batch gathers in the channel;
@@ -8,6 +12,7 @@
 //! acknowledgements a batch covers until [`Synced`] comes back.
 
 use crate::db::{Db, Op, StoreError};
+use crate::wal::{Pending, Wal};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -55,8 +60,177 @@ fn guarded(f: impl FnOnce() -> Result<(), StoreError>) -> Result<(), StoreError>
     })
 }
 
-/// Most batches folded into one commit.
-const MAX_GROUP: usize = 4096;
+/// The log is checkpointed into redb once it holds this many bytes.
+const CHECKPOINT_BYTES: u64 = 8 << 20;
+
+/// ... or once the thread has had nothing to do for this long.
+const IDLE_CHECKPOINT: Duration = Duration::from_secs(1);
+
+/// Everything waiting after `first`, without waiting: one group. `None`
+/// for the sequence number when the group holds no batch.
+fn gather(first: Msg, rx: &mpsc::Receiver<Msg>) -> (Vec<Op>, Option<u64>, bool) {
+    let mut ops = Vec::new();
+    let mut seq = None;
+    let mut next = Some(first);
+    while let Some(m) = next {
+        match m {
+            Msg::Batch(s, mut o) => {
+                ops.append(&mut o);
+                seq = Some(s);
+            }
+            Msg::Close => return (ops, seq, true),
+        }
+        next = rx.try_recv().ok();
+    }
+    (ops, seq, false)
+}
+
+/// With the log: each group is one record and (under [`Sync::Always`])
+/// one `fdatasync`; redb is written at checkpoints only.
+fn run_logged(
+    db: &Db,
+    mut wal: Wal,
+    sync: Sync,
+    rx: &mpsc::Receiver<Msg>,
+    mut on_synced: impl FnMut(Result<Synced, StoreError>),
+) {
+    let mut pending = Pending::default();
+    let mut last_sync = Instant::now();
+    let mut last_input = Instant::now();
+    let mut dirty = false;
+    let checkpoint = |wal: &mut Wal, pending: &mut Pending| -> Result<(), StoreError> {
+        let ops = pending.take();
+        guarded(|| db.checkpoint(&ops, wal.next_seq() - 1))?;
+        wal.rewind();
+        Ok(())
+    };
+    loop {
+        let wait = match sync {
+            Sync::Interval(every) if dirty => every.saturating_sub(last_sync.elapsed()),
+            _ => IDLE_CHECKPOINT,
+        };
+        let first = match rx.recv_timeout(wait) {
+            Ok(m) => m,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let mut r = Ok(());
+                if dirty {
+                    r = wal.sync();
+                    last_sync = Instant::now();
+                    dirty = false;
+                }
+                if r.is_ok() && wal.used() > 0 && last_input.elapsed() >= IDLE_CHECKPOINT {
+                    r = checkpoint(&mut wal, &mut pending);
+                }
+                if let Err(e) = r {
+                    on_synced(Err(e));
+                    return;
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => Msg::Close,
+        };
+        let (ops, seq, close) = gather(first, rx);
+        last_input = Instant::now();
+        if let Some(seq) = seq {
+            let durable = match sync {
+                Sync::Always => true,
+                Sync::Interval(every) => close || last_sync.elapsed() >= every,
+            };
+            let r = wal.append(&ops).and_then(|_| {
+                if durable {
+                    wal.sync()?;
+                }
+                Ok(())
+            });
+            if let Err(e) = r {
+                on_synced(Err(e));
+                return;
+            }
+            if durable {
+                last_sync = Instant::now();
+                dirty = false;
+            } else {
+                dirty = true;
+            }
+            on_synced(Ok(Synced { seq }));
+            for op in ops {
+                pending.push(op);
+            }
+        }
+        if close || wal.used() >= CHECKPOINT_BYTES {
+            if let Err(e) = checkpoint(&mut wal, &mut pending) {
+                on_synced(Err(e));
+                return;
+            }
+        }
+        if close {
+            return;
+        }
+    }
+}
+
+/// Without the log: each group is one redb commit.
+fn run_direct(
+    db: &Db,
+    sync: Sync,
+    rx: &mpsc::Receiver<Msg>,
+    mut on_synced: impl FnMut(Result<Synced, StoreError>),
+) {
+    let mut last_sync = Instant::now();
+    let mut dirty = false;
+    loop {
+        let first = match sync {
+            Sync::Always => rx.recv().ok(),
+            Sync::Interval(every) => {
+                let wait = every.saturating_sub(last_sync.elapsed());
+                match rx.recv_timeout(wait) {
+                    Ok(m) => Some(m),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        if dirty {
+                            if let Err(e) = guarded(|| db.sync()) {
+                                on_synced(Err(e));
+                                return;
+                            }
+                            dirty = false;
+                        }
+                        last_sync = Instant::now();
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => None,
+                }
+            }
+        };
+        let Some(first) = first else { break };
+        let (ops, seq, close) = gather(first, rx);
+        if let Some(seq) = seq {
+            let durable = match sync {
+                Sync::Always => true,
+                Sync::Interval(every) => close || last_sync.elapsed() >= every,
+            };
+            match guarded(|| db.apply(&ops, durable)) {
+                Ok(()) => {
+                    if durable {
+                        last_sync = Instant::now();
+                        dirty = false;
+                    } else {
+                        dirty = true;
+                    }
+                    on_synced(Ok(Synced { seq }));
+                }
+                Err(e) => {
+                    on_synced(Err(e));
+                    return;
+                }
+            }
+        }
+        if close {
+            break;
+        }
+    }
+    if dirty {
+        let _ = guarded(|| db.sync());
+    }
+}
 
 impl Storage {
     /// Starts the storage thread over `db`. `on_synced` is called on that
@@ -64,91 +238,16 @@ impl Storage {
     /// gets the error and the thread stops (nothing later is reported, so
     /// nothing later is acknowledged).
     pub fn spawn(
-        db: Db,
+        mut db: Db,
         sync: Sync,
-        mut on_synced: impl FnMut(Result<Synced, StoreError>) + Send + 'static,
+        on_synced: impl FnMut(Result<Synced, StoreError>) + Send + 'static,
     ) -> Self {
         let (tx, rx) = mpsc::channel::<Msg>();
         let thread = std::thread::Builder::new()
             .name("tern-store".into())
-            .spawn(move || {
-                let mut last_sync = Instant::now();
-                let mut dirty = false;
-                loop {
-                    let first = match sync {
-                        Sync::Always => rx.recv().ok(),
-                        Sync::Interval(every) => {
-                            let wait = every.saturating_sub(last_sync.elapsed());
-                            match rx.recv_timeout(wait) {
-                                Ok(m) => Some(m),
-                                Err(mpsc::RecvTimeoutError::Timeout) => {
-                                    if dirty {
-                                        if let Err(e) = guarded(|| db.sync()) {
-                                            on_synced(Err(e));
-                                            return;
-                                        }
-                                        dirty = false;
-                                    }
-                                    last_sync = Instant::now();
-                                    continue;
-                                }
-                                Err(mpsc::RecvTimeoutError::Disconnected) => None,
-                            }
-                        }
-                    };
-                    let Some(first) = first else { break };
-                    // Group commit: everything already waiting joins.
-                    let mut ops = Vec::new();
-                    let mut seq = None;
-                    let mut close = false;
-                    let mut next = Some(first);
-                    let mut n = 0;
-                    while let Some(m) = next {
-                        match m {
-                            Msg::Batch(s, mut o) => {
-                                ops.append(&mut o);
-                                seq = Some(s);
-                            }
-                            Msg::Close => {
-                                close = true;
-                                break;
-                            }
-                        }
-                        n += 1;
-                        next = if n < MAX_GROUP {
-                            rx.try_recv().ok()
-                        } else {
-                            None
-                        };
-                    }
-                    if let Some(seq) = seq {
-                        let durable = match sync {
-                            Sync::Always => true,
-                            Sync::Interval(every) => close || last_sync.elapsed() >= every,
-                        };
-                        match guarded(|| db.apply(&ops, durable)) {
-                            Ok(()) => {
-                                if durable {
-                                    last_sync = Instant::now();
-                                    dirty = false;
-                                } else {
-                                    dirty = true;
-                                }
-                                on_synced(Ok(Synced { seq }));
-                            }
-                            Err(e) => {
-                                on_synced(Err(e));
-                                return;
-                            }
-                        }
-                    }
-                    if close {
-                        break;
-                    }
-                }
-                if dirty {
-                    let _ = guarded(|| db.sync());
-                }
+            .spawn(move || match db.wal.take() {
+                Some(wal) => run_logged(&db, wal, sync, &rx, on_synced),
+                None => run_direct(&db, sync, &rx, on_synced),
             })
             .map_err(|e| tracing::error!("cannot start the storage thread: {e}"))
             .ok();

@@ -27,8 +27,13 @@
 //! and their subscriptions; QoS 1/2 messages queued or in flight to them
 //! (a body once per message, an entry per session, deleted when the flow
 //! ends) and the QoS 2 ones owed a PUBREL; incoming QoS 2 state. Not yet:
-//! wills, expiry deadlines, and holding the deliveries an unsynced batch
-//! made (ARCHITECTURE.md, tern-store).
+//! wills, expiry deadlines (ARCHITECTURE.md, tern-store).
+//!
+//! A QoS 2 message from a stored session is held from its online
+//! subscribers too: their connections' output is gated on the batch that
+//! records its acceptance, so a crash before that sync cannot leave a
+//! subscriber with a message its publisher will send again
+//! ([`Durable::collect_routed`]).
 
 use super::{ConnId, SessionKey, Store, StoredState};
 use crate::RetainedMessage;
@@ -196,6 +201,10 @@ pub(super) struct Durable {
     /// The next message id ([`StoreOp::PutBody`]): above every id the
     /// store holds.
     next_message: u64,
+    /// While a QoS 2 PUBLISH whose acceptance is being recorded is routed:
+    /// the online connections it was handed to (their output then waits
+    /// for the batch, see [`Durable::collect_routed`]).
+    routed: Option<Vec<ConnId>>,
 }
 
 impl Default for Durable {
@@ -207,6 +216,7 @@ impl Default for Durable {
             held: VecDeque::new(),
             gates: VecDeque::new(),
             next_message: 1,
+            routed: None,
         }
     }
 }
@@ -251,6 +261,30 @@ impl Durable {
             reason,
         });
         None
+    }
+
+    /// Starts collecting the connections the message being routed is
+    /// handed to. A QoS 2 message from a stored session must not reach a
+    /// subscriber before the batch recording its acceptance (and its queue
+    /// entries) is synced: if the broker died first, the publisher, never
+    /// having had its PUBREC, would send it again and the subscriber get it
+    /// twice [MQTT-4.3.3-10]. Those connections' output is gated on it.
+    pub(super) fn collect_routed(&mut self) {
+        self.routed = Some(Vec::new());
+    }
+
+    /// Notes that the message being routed went to `conn` (if collecting).
+    pub(super) fn routed_to(&mut self, conn: ConnId) {
+        if let Some(r) = self.routed.as_mut() {
+            if !r.contains(&conn) {
+                r.push(conn);
+            }
+        }
+    }
+
+    /// Stops collecting: the connections the message went to.
+    pub(super) fn take_routed(&mut self) -> Vec<ConnId> {
+        self.routed.take().unwrap_or_default()
     }
 
     /// A new message id, for a message routed to a stored session.

@@ -59,6 +59,12 @@ impl Broker {
                 self.top_topics.count(now, &publish.topic);
                 self.backpressure.begin_publish();
                 let (retain, qos) = (publish.retain, publish.qos);
+                // A QoS 2 message from a stored session reaches no one
+                // before its acceptance is synced (see `durable.rs`).
+                let hold = qos == QoS::ExactlyOnce && self.stored_client_id(key).is_some();
+                if let (true, Some(d)) = (hold, self.durable.as_mut()) {
+                    d.collect_routed();
+                }
                 let routed = self.publish_to(now, Some(key), topic, publish);
                 self.block_if_congested(now, conn);
                 if routed.retained_over_limit {
@@ -104,6 +110,21 @@ impl Broker {
                     client_id,
                     packet_id: token.packet_id(),
                 });
+            }
+        }
+        // The connections that got it wait for the batch that records it.
+        let routed_to = self
+            .durable
+            .as_mut()
+            .map(|d| d.take_routed())
+            .unwrap_or_default();
+        if !routed_to.is_empty() && self.recorded() > recorded {
+            if let Some(d) = self.durable.as_mut() {
+                for to in routed_to {
+                    if let Some(c) = self.conns.get_mut(to.key()) {
+                        c.gate = Some(d.gate(to));
+                    }
+                }
             }
         }
         if let Some(token) = ack {
@@ -281,6 +302,13 @@ impl Broker {
             let subscription_id = out.subscription_ids.first().copied();
             let took = self.deliver(now, d.to, out);
             taken += usize::from(took);
+            if took {
+                if let (Some(dur), Some(conn)) =
+                    (self.durable.as_mut(), self.sessions.conn_of(d.to))
+                {
+                    dur.routed_to(conn);
+                }
+            }
             if let (true, Some(tag), false) = (took, tag, qos == QoS::AtMostOnce) {
                 if let Some(client_id) = self.stored_client_id(d.to) {
                     if !core::mem::replace(&mut body_stored, true) {

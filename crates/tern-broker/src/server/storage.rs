@@ -3,8 +3,9 @@
 //! The core records what its durable state needs as [`StoreOp`]s and cuts
 //! them into numbered batches ([`Broker::poll_store`](crate::Broker::poll_store));
 //! this module maps each to tern-store's [`Op`]s and hands the batch to the
-//! storage thread, which commits whatever is waiting in one transaction
-//! (group commit) and reports the highest batch covered. The core task gets
+//! storage thread, which appends whatever is waiting to its write-ahead log
+//! with one fsync (group commit; redb is the log's checkpoint) and reports
+//! the highest batch covered. The core task gets
 //! that report on a channel and passes it to
 //! [`Broker::handle_store_synced`](crate::Broker::handle_store_synced), which
 //! releases the acknowledgements (PUBACK, PUBREC, CONNACK, SUBACK) the
