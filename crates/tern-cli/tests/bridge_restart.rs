@@ -26,7 +26,7 @@ use std::{
 use tern_client::{Address, Client, Message, Messages, Options, ProtocolVersion, QoS};
 use tern_testkit::Broker;
 
-const WAIT: Duration = Duration::from_secs(30);
+const WAIT: Duration = Duration::from_secs(60);
 const TOPICS: [&str; 2] = ["s/a", "s/b"];
 
 fn env(name: &str, default: u64) -> u64 {
@@ -58,6 +58,7 @@ fn tern(dir: &Path, port: u16, remote_port: u16) -> Broker {
         .settings(&format!(
             "[listeners]\ntcp = [\"127.0.0.1:{port}\"]\nws = []\n\
              [storage]\nsync = \"always\"\n\
+             [limits]\nmax_queued_messages = 100000\n\
              [[bridge]]\nname = \"up\"\naddress = \"127.0.0.1:{remote_port}\"\n\
              restart_timeout = [0.2, 1]\nkeep_alive = 5\nnotifications = false\n\
              topic = [{{ pattern = \"s/#\", direction = \"out\", qos = 1, remote_prefix = \"edge/\" }}]\n"
@@ -179,7 +180,8 @@ async fn restart_during_outage(kill: bool) {
 
     // A third of the stream through, then the remote goes.
     let mut seen = Seen::default();
-    seen.until(&mut far_rx, total / 3, WAIT).await;
+    let third = WAIT + Duration::from_secs(total / 3 / rate.max(1));
+    seen.until(&mut far_rx, total / 3, third).await;
     remote.signal("TERM").unwrap();
     remote.wait_exit(Duration::from_secs(10)).unwrap();
     drop(remote);
