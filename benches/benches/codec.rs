@@ -150,6 +150,7 @@ fn connect_case(version: ProtocolVersion) -> Case {
         }),
         username: Some(s("bench-user")),
         password: Some(Bytes::from_static(b"bench-password")),
+        bridge: false,
     }));
     let mqttbytes = if v5 {
         use mqttbytes::v5;

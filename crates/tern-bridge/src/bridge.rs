@@ -16,8 +16,8 @@ use tern_broker::server::{
 };
 use tern_client::{
     Address, Backoff, BoxStream, Client, Error, Message, MqttString, Options, ProtocolVersion, QoS,
-    RetainHandling, State, SubscribeFilter, SubscriptionId, SubscriptionOptions, TlsOptions,
-    UserProperty, Will,
+    ReasonCode, RetainHandling, State, SubscribeFilter, SubscriptionId, SubscriptionOptions,
+    TlsOptions, UserProperty, Will,
 };
 use tokio::sync::{oneshot, watch};
 
@@ -158,11 +158,19 @@ async fn run_session(
     // after that).
     let _ = status.send(Status::Connecting);
     let mut attempt = 0;
+    // mosquitto's try_private (3.1.1), until the remote refuses it.
+    let mut private = s.try_private && s.protocol == BridgeProtocol::V3_1_1;
     let (remote, remote_messages) = loop {
-        let connect = Client::connect(remote_options(s)?);
+        let connect = Client::connect(remote_options(s, private)?);
         tokio::select! {
             connected = connect => match connected {
                 Ok(pair) => break pair,
+                Err(Error::ConnectionRefused(ReasonCode::UnsupportedProtocolVersion)) if private => {
+                    // It does not know the mark: plain 3.1.1 from now on
+                    // (for this session), as mosquitto falls back.
+                    tracing::info!(bridge = name, "the remote refused try_private: connecting as plain MQTT 3.1.1");
+                    private = false;
+                }
                 Err(e) => {
                     let delay = backoff(s).delay(attempt, unit());
                     attempt += 1;
@@ -439,8 +447,8 @@ fn local_options(s: &BridgeSettings, connector: LocalConnector) -> Result<Option
 
 /// The remote client: the settings' protocol, session and credentials;
 /// addresses tried in turn by the connector; reconnecting with the
-/// `restart_timeout` backoff.
-fn remote_options(s: &BridgeSettings) -> Result<Options, Error> {
+/// `restart_timeout` backoff; with `private`, mosquitto's try_private mark.
+fn remote_options(s: &BridgeSettings, private: bool) -> Result<Options, Error> {
     let tls = s.uses_tls();
     let default_port = if tls { 8883 } else { 1883 };
     let addresses: Vec<(String, u16)> = s
@@ -495,6 +503,7 @@ fn remote_options(s: &BridgeSettings) -> Result<Options, Error> {
     if s.protocol == BridgeProtocol::V5 {
         options = options.session_expiry(s.session_expiry());
     }
+    options.session.try_private = private;
     if let Some(user) = &s.username {
         options = options.credentials(user, s.password.as_deref().map(str::as_bytes))?;
     }

@@ -25,7 +25,7 @@ pub(crate) const MAX_BACKLOG: usize = 100_000;
 
 /// The user property that marks a message as having crossed a Tern bridge
 /// (its value is the bridge's name).
-pub const BRIDGED: &str = "tern-bridged";
+pub const BRIDGED: &str = tern_broker::BRIDGED_PROPERTY;
 
 /// A message on its way: what to publish, and the acknowledgement owed to
 /// its source.

@@ -91,21 +91,30 @@ fn protocol_name(v: ProtocolVersion) -> &'static str {
 }
 
 /// Tern bridges to mosquitto: `out` with a remote prefix, `in` with a
-/// local prefix, QoS 0/1/2, retained, the notification; MQTT 5 and 3.1.1.
+/// local prefix, `both`, QoS 0/1/2, retained, the notification; MQTT 5,
+/// 3.1.1, and 3.1.1 with mosquitto's `try_private`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tern_bridged_to_mosquitto() {
-    for version in [ProtocolVersion::V5, ProtocolVersion::V3_1_1] {
+    for (version, private) in [
+        (ProtocolVersion::V5, false),
+        (ProtocolVersion::V3_1_1, false),
+        (ProtocolVersion::V3_1_1, true),
+    ] {
         let remote = mosquitto("");
         let bridge = format!(
             "[[bridge]]\nname = \"cloud\"\naddress = \"{}\"\nprotocol = \"{}\"\n\
-             restart_timeout = [0.2, 1]\n\
+             restart_timeout = [0.2, 1]\ntry_private = {private}\n\
              topic = [\n\
                {{ pattern = \"out/#\", direction = \"out\", qos = 2, remote_prefix = \"edge/\" }},\n\
                {{ pattern = \"cmd/#\", direction = \"in\", qos = 2, local_prefix = \"cloud/\" }},\n\
+               {{ pattern = \"both/#\", direction = \"both\", qos = 1 }},\n\
              ]\n",
             remote.tcp(),
             protocol_name(version)
         );
+        // With No Local (5) or try_private, mosquitto does not send the
+        // bridge's own messages back; plain 3.1.1 cannot ask it not to.
+        let no_echo = version.is_v5() || private;
         // The notification, retained on the remote.
         let (watcher, mut notes) = client(remote.tcp(), "watcher", ProtocolVersion::V5).await;
         watcher
@@ -123,6 +132,40 @@ async fn tern_bridged_to_mosquitto() {
         near.subscribe([("cloud/#", QoS::ExactlyOnce)])
             .await
             .unwrap();
+        // Both ways on one topic: once across, and not echoed back
+        // (mosquitto's log names the bridge's connection as one).
+        let (mirror, mut mirror_rx) = client(addr, "mirror", version).await;
+        mirror
+            .subscribe([("both/#", QoS::AtLeastOnce)])
+            .await
+            .unwrap();
+        far.subscribe([("both/#", QoS::AtLeastOnce)]).await.unwrap();
+        near.publish("both/x", "b", QoS::AtLeastOnce, false)
+            .await
+            .unwrap();
+        near.publish("both/x", "end", QoS::AtLeastOnce, false)
+            .await
+            .unwrap();
+        assert_eq!(
+            until(&mut far_rx, "end").await.len(),
+            1,
+            "{version} {private}"
+        );
+        // An echo would come back the way messages from mosquitto come:
+        // once this one from mosquitto arrives, so has any echo.
+        far.publish("both/x", "end2", QoS::AtLeastOnce, false)
+            .await
+            .unwrap();
+        let here = until(&mut mirror_rx, "end2").await;
+        let copies = here.iter().filter(|m| m.payload.as_ref() == b"b").count();
+        // A plain 3.1.1 bridge gets its own message back and publishes it
+        // here again.
+        assert_eq!(
+            copies,
+            if no_echo { 1 } else { 2 },
+            "{version} try_private {private}: copies of one message"
+        );
+        assert_eq!(until(&mut far_rx, "end2").await.len(), 0);
         for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
             let payload = format!("q{}", qos as u8);
             near.publish("out/a", payload.clone(), qos, false)
@@ -154,9 +197,9 @@ async fn tern_bridged_to_mosquitto() {
             .await
             .unwrap();
         // MQTT 3.1.1 has no Retain As Published: mosquitto clears the flag
-        // of live messages to a bridge that is not marked with try_private
-        // (not implemented), so retained messages only cross inwards with 5.
-        far.publish("cmd/r", "kept-in", QoS::AtLeastOnce, version.is_v5())
+        // of live messages to a bridge that is not marked with try_private,
+        // so retained messages cross inwards with 5 or try_private only.
+        far.publish("cmd/r", "kept-in", QoS::AtLeastOnce, no_echo)
             .await
             .unwrap();
         // Sentinels: once they are through, so are the retained messages.
@@ -175,7 +218,7 @@ async fn tern_bridged_to_mosquitto() {
         let m = next(&mut late_rx).await;
         assert_eq!(m.payload.as_ref(), b"kept");
         assert!(m.retain, "{version}: retained on the remote");
-        if version.is_v5() {
+        if no_echo {
             let (late, mut late_rx) = client(addr, "late-here", version).await;
             late.subscribe([("cloud/cmd/r", QoS::AtLeastOnce)])
                 .await
@@ -286,13 +329,11 @@ async fn mosquitto_bridged_to_tern() {
 }
 
 /// mosquitto's bridge with its default `try_private true` over 3.1.1: its
-/// first CONNECT carries protocol level 0x84, which Tern refuses (CONNACK
-/// 0x01, unacceptable protocol version: Tern does not implement the private
-/// flag); mosquitto then connects again as a plain 3.1.1 client after
-/// `restart_timeout`, and its messages arrive. No setting is needed on
-/// either side, only one refused attempt.
+/// CONNECT carries protocol level 0x84, which Tern accepts as a 3.1.1
+/// bridge: a `both` topic is not echoed back to it (No Local on its
+/// subscriptions), and retained flags cross as published.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mosquitto_bridge_with_try_private_falls_back_to_plain_3_1_1() {
+async fn mosquitto_bridge_with_try_private_is_recognised() {
     let (_running, _bridges, addr) = tern("").await;
     let (near, mut near_rx) = client(addr, "tern-side", ProtocolVersion::V3_1_1).await;
     near.subscribe([
@@ -305,9 +346,8 @@ async fn mosquitto_bridge_with_try_private_falls_back_to_plain_3_1_1() {
     let edge = mosquitto(&format!(
         "connection tern\naddress {addr}\nbridge_protocol_version mqttv311\n\
          cleansession true\nrestart_timeout 1\nnotification_topic edge/state\n\
-         topic # out 1 from-edge/ from-edge/\n"
+         topic # both 1 from-edge/ from-edge/\n"
     ));
-    // The notification comes once mosquitto's second CONNECT is accepted.
     let m = next(&mut near_rx).await;
     assert_eq!(
         (m.topic.as_str(), m.payload.as_ref()),
@@ -315,18 +355,62 @@ async fn mosquitto_bridge_with_try_private_falls_back_to_plain_3_1_1() {
     );
     let log = edge.log();
     assert!(
-        log.contains("Connection Refused: unacceptable protocol version"),
-        "mosquitto's first (0x84) CONNECT was not refused:\n{log}"
+        !log.contains("Connection Refused"),
+        "mosquitto's 0x84 CONNECT was refused:\n{log}"
     );
-    let (far, _far_rx) = client(edge.tcp(), "edge-side", ProtocolVersion::V3_1_1).await;
+    let (far, mut far_rx) = client(edge.tcp(), "edge-side", ProtocolVersion::V3_1_1).await;
+    far.subscribe([("from-edge/#", QoS::AtLeastOnce)])
+        .await
+        .unwrap();
+    // mosquitto's bridge subscribes on Tern as it connects: through once a
+    // message from Tern arrives.
+    loop {
+        near.publish("from-edge/probe", "probe", QoS::AtMostOnce, false)
+            .await
+            .unwrap();
+        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(100), far_rx.recv()).await {
+            break;
+        }
+    }
+    near.publish("from-edge/probe", "end", QoS::AtLeastOnce, false)
+        .await
+        .unwrap();
+    until(&mut far_rx, "end").await;
+    until(&mut near_rx, "end").await;
+    // From mosquitto's side: once on Tern, and once back home (no echo).
     far.publish("from-edge/x", "across", QoS::AtLeastOnce, false)
         .await
         .unwrap();
-    let m = next(&mut near_rx).await;
-    assert_eq!(
-        (m.topic.as_str(), m.payload.as_ref()),
-        ("from-edge/x", &b"across"[..])
-    );
+    far.publish("from-edge/x", "end", QoS::AtLeastOnce, false)
+        .await
+        .unwrap();
+    let there = until(&mut near_rx, "end").await;
+    assert_eq!(there.len(), 1, "on Tern: {there:?}");
+    assert_eq!(until(&mut far_rx, "end").await.len(), 1);
+    // An echo would come back the way messages from Tern come: once this
+    // one from Tern arrives, so has any echo.
+    near.publish("from-edge/x", "end2", QoS::AtLeastOnce, false)
+        .await
+        .unwrap();
+    let home = until(&mut far_rx, "end2").await;
+    assert!(home.is_empty(), "echoed back to mosquitto: {home:?}");
+    until(&mut near_rx, "end2").await;
+    // Retained, from mosquitto, kept as published on Tern.
+    far.publish("from-edge/kept", "k", QoS::AtLeastOnce, true)
+        .await
+        .unwrap();
+    far.publish("from-edge/kept", "end", QoS::AtLeastOnce, false)
+        .await
+        .unwrap();
+    let live = until(&mut near_rx, "end").await;
+    assert_eq!(live.len(), 1);
+    let (late, mut late_rx) = client(addr, "late", ProtocolVersion::V3_1_1).await;
+    late.subscribe([("from-edge/kept", QoS::AtLeastOnce)])
+        .await
+        .unwrap();
+    let m = next(&mut late_rx).await;
+    assert_eq!(m.payload.as_ref(), b"k");
+    assert!(m.retain);
 }
 
 /// Two Tern brokers bridged "both ways" in the two usual shapes: each
@@ -335,14 +419,19 @@ async fn mosquitto_bridge_with_try_private_falls_back_to_plain_3_1_1() {
 /// and nothing goes round.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tern_and_tern_bridged_both_ways_do_not_loop() {
-    // MQTT 3.1.1 cannot carry the mark nor ask for No Local: without
-    // try_private (not supported) its loops are not prevented (README).
-    for (protocol, shape) in [("5", "two"), ("5", "both")] {
+    // MQTT 3.1.1 cannot carry the mark nor ask for No Local: with
+    // try_private the remote gives No Local and marks what it receives.
+    for (protocol, shape) in [
+        ("5", "two"),
+        ("5", "both"),
+        ("3.1.1", "two"),
+        ("3.1.1", "both"),
+    ] {
         let (b_running, _none, b) = tern("").await;
         let table = |name: &str, to: SocketAddr, direction: &str| {
             format!(
                 "[[bridge]]\nname = \"{name}\"\naddress = \"{to}\"\nprotocol = \"{protocol}\"\n\
-                 restart_timeout = [0.2, 1]\n\
+                 restart_timeout = [0.2, 1]\ntry_private = true\n\
                  topic = [{{ pattern = \"t/#\", direction = \"{direction}\", qos = 1 }}]\n"
             )
         };

@@ -14,6 +14,7 @@ mod core;
 #[cfg(feature = "server")]
 pub mod server;
 
+pub use crate::core::BRIDGED_PROPERTY;
 pub use crate::core::security;
 pub use crate::core::{
     AllowAll, AuthCheck, AuthDecision, AuthExchange, AuthStart, AuthStep, Authenticator, Broker,

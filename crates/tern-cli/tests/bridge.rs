@@ -86,11 +86,11 @@ fn a_bad_bridge_table_names_the_bridge_and_key() {
     );
 }
 
-/// mosquitto's `try_private` is not supported: `true` is refused by
-/// `--check-config` (and at start), naming the bridge, rather than accepted
-/// and ignored.
+/// mosquitto's `try_private` is accepted by `--check-config`, true or
+/// false (its behaviour is tested against mosquitto in tern-bridge's
+/// `reality.rs`), and a value that is not a boolean is refused naming it.
 #[test]
-fn try_private_true_is_refused_naming_the_bridge() {
+fn try_private_is_accepted_and_a_bad_value_named() {
     let dir = std::env::temp_dir().join(format!("tern-cli-private-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("broker.toml");
@@ -104,21 +104,23 @@ fn try_private_true_is_refused_naming_the_bridge() {
             .output()
             .unwrap()
     };
-    let refused = check("try_private = true\n");
-    let accepted = check("try_private = false\n");
+    let on = check("try_private = true\n");
+    let off = check("try_private = false\n");
+    let bad = check("try_private = \"yes\"\n");
     let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(refused.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    for accepted in [on, off] {
+        assert_eq!(
+            accepted.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&accepted.stderr)
+        );
+    }
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(
-        stderr.contains("broker.toml")
-            && stderr.contains("bridge `cloud`: try_private: true is not supported"),
+        stderr.contains("broker.toml") && stderr.contains("try_private"),
         "{stderr}"
-    );
-    assert_eq!(
-        accepted.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&accepted.stderr)
     );
 }
 

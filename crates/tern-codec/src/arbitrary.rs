@@ -388,6 +388,7 @@ fn connect(u: &mut Unstructured<'_>, version: ProtocolVersion) -> Result<Connect
         will,
         username,
         password,
+        bridge: !v5 && u.arbitrary()?,
     })
 }
 

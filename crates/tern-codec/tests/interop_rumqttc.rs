@@ -407,6 +407,7 @@ mod v5 {
             }),
             username: Some(s("alice")),
             password: Some(Bytes::from_static(b"secret")),
+            bridge: false,
         };
         both_ways(theirs, ours);
     }

@@ -656,7 +656,9 @@ fn connect_bad_protocol_name_mqtt_3_1_2_1() {
 /// [MQTT-3.1.2-2]: an unsupported protocol level; offset is the level byte.
 #[test]
 fn connect_unsupported_protocol_level_mqtt_3_1_2_2() {
-    for level in [0u8, 1, 2, 3, 6, 0x84, 0xFF] {
+    // 0x84 is mosquitto's try_private bridge mark on 3.1.1 (decoded, see
+    // `connect_try_private_level`); on 5 (0x85) it is not a level.
+    for level in [0u8, 1, 2, 3, 6, 0x85, 0x86, 0xFF] {
         let mut wire = connect_v311(0x02, &[]);
         wire[8] = level;
         let err = rejects(
@@ -679,6 +681,46 @@ fn connect_unsupported_protocol_level_mqtt_3_1_2_2() {
         K::UnsupportedProtocolLevel(4),
         10,
         ReasonCode::UnsupportedProtocolVersion,
+    );
+}
+
+/// mosquitto's `try_private`: protocol level 0x84 ("MQTT") and 0x83
+/// ("MQIsdp") are 3.1.1 and 3.1 from a bridge, and encode back the same.
+#[test]
+fn connect_try_private_level() {
+    let mut wire = connect_v311(0x02, &[]);
+    wire[8] = 0x84;
+    let Packet::Connect(connect) = accepts(V311, &wire) else {
+        panic!("not a CONNECT");
+    };
+    assert_eq!((connect.protocol, connect.bridge), (V311, true));
+    let mut again = BytesMut::new();
+    Packet::Connect(connect.clone())
+        .encode(V311, &mut again)
+        .unwrap();
+    assert_eq!(&again[..], &wire[..]);
+    wire[8] = 0x04;
+    let Packet::Connect(plain) = accepts(V311, &wire) else {
+        panic!("not a CONNECT");
+    };
+    assert!(!plain.bridge);
+    let wire = [
+        0x10, 0x0E, 0x00, 0x06, b'M', b'Q', b'I', b's', b'd', b'p', 0x83, 0x02, 0x00, 0x3C, 0x00,
+        0x00,
+    ];
+    let Packet::Connect(old) = accepts(V31, &wire) else {
+        panic!("not a CONNECT");
+    };
+    assert_eq!((old.protocol, old.bridge), (V31, true));
+    // MQTT 5 has No Local instead: the mark is refused there.
+    let v5 = Connect {
+        bridge: true,
+        ..Connect::new(V5, s("b"))
+    };
+    assert!(
+        Packet::Connect(Box::new(v5))
+            .encode(V5, &mut BytesMut::new())
+            .is_err()
     );
 }
 

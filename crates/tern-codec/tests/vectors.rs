@@ -120,6 +120,7 @@ fn connect_v311_figure_3_6_with_will_and_credentials() {
             }),
             username: Some(s("user")),
             password: Some(Bytes::from_static(b"pass")),
+            bridge: false,
         },
     );
 }
@@ -231,6 +232,7 @@ fn connect_v5_figure_3_6_session_expiry() {
             }),
             username: Some(s("u")),
             password: Some(Bytes::from_static(&[0xDE, 0xAD, 0xBE, 0xEF])),
+            bridge: false,
         },
     );
 }
@@ -307,6 +309,7 @@ fn connect_v5_every_property_will_and_credentials() {
             }),
             username: Some(s("user")),
             password: Some(Bytes::from_static(b"pw")),
+            bridge: false,
         },
     );
 }

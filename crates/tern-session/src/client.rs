@@ -67,6 +67,10 @@ pub struct ConnectOptions {
     /// When the server has lost the session (Session Present 0), subscribe
     /// again to every filter the session had been granted.
     pub resubscribe: bool,
+    /// MQTT 3.1/3.1.1 only: send mosquitto's `try_private` bridge mark
+    /// (protocol level | 0x80; see [`Connect::bridge`]). A server that does
+    /// not know it refuses the CONNECT with return code 1.
+    pub try_private: bool,
 }
 
 impl ConnectOptions {
@@ -87,6 +91,7 @@ impl ConnectOptions {
             ping_timeout: None,
             outgoing_topic_aliases: 0,
             resubscribe: true,
+            try_private: false,
         }
     }
 
@@ -129,6 +134,7 @@ impl ConnectOptions {
             will: self.will.clone(),
             username: self.username.clone(),
             password: self.password.clone(),
+            bridge: self.try_private && !self.version.is_v5(),
         }
     }
 }

@@ -355,6 +355,7 @@ pub(crate) fn connect(version: ProtocolVersion, client_id: &str) -> Connect {
         will: None,
         username: None,
         password: None,
+        bridge: false,
     }
 }
 

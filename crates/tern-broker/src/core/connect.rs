@@ -188,6 +188,7 @@ impl Broker {
             return;
         };
         c.session = Some(key);
+        c.private_bridge = connect.bridge && !version.is_v5();
         let accepted = c.server.accept(
             now,
             Accept {

@@ -80,6 +80,12 @@ use tern_codec::{MqttString, Packet, ProtocolVersion};
 use tern_session::{CloseReason, Instant, ServerConnection, ServerEvent, ServerSession};
 use timers::{Timer, Timers};
 
+/// The user property that marks a message as having crossed a bridge (Tern
+/// bridges add it to what they forward; the broker adds it to what a 3.x
+/// `try_private` bridge publishes). A Tern bridge does not forward a
+/// message that carries it.
+pub const BRIDGED_PROPERTY: &str = "tern-bridged";
+
 /// A network connection's handle in the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConnId(u64);
@@ -233,6 +239,10 @@ struct Conn {
     retained_backlog: VecDeque<(tern_session::Delivery, Instant)>,
     /// A bridge inside the broker's process (see [`Broker::set_bridge`]).
     bridge: bool,
+    /// An MQTT 3.1/3.1.1 bridge by mosquitto's `try_private` convention
+    /// (protocol level | 0x80 in its CONNECT): its subscriptions get No
+    /// Local and Retain As Published, as MQTT 5 would ask for them.
+    private_bridge: bool,
     /// An enhanced authentication exchange in progress (`enhanced_auth.rs`).
     auth: Option<Box<enhanced_auth::Pending>>,
     /// A CONNECT waiting for its password check (`auth_check.rs`).
@@ -455,6 +465,7 @@ impl Broker {
             identity: None,
             retained_backlog: VecDeque::new(),
             bridge: false,
+            private_bridge: false,
             auth: None,
             checking: None,
             over_rate: false,

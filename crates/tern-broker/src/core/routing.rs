@@ -9,7 +9,7 @@ use super::{
     security::Access,
 };
 use std::sync::Arc;
-use tern_codec::{Publish, QoS, ReasonCode, RetainHandling, Subscribe, Unsubscribe};
+use tern_codec::{MqttString, Publish, QoS, ReasonCode, RetainHandling, Subscribe, Unsubscribe};
 use tern_session::{AckToken, Enqueued, Instant, MessageBody};
 use tern_topic::{SubscriptionFilter, TopicName};
 
@@ -18,20 +18,35 @@ impl Broker {
         &mut self,
         now: Instant,
         conn: ConnId,
-        publish: Publish,
+        mut publish: Publish,
         ack: Option<AckToken>,
     ) {
         self.stats.messages_received += 1;
         self.stats
             .publish_received
             .count(publish.qos, publish.payload.len());
-        let Some((key, bridge)) = self
+        let Some((key, bridge, private_bridge)) = self
             .conns
             .get(conn.key())
-            .and_then(|c| Some((c.session?, c.bridge)))
+            .and_then(|c| Some((c.session?, c.bridge, c.private_bridge)))
         else {
             return;
         };
+        if private_bridge {
+            // From a 3.x bridge (try_private), which carries no
+            // properties: marked as bridged here, as a Tern bridge marks
+            // what it forwards, so Tern bridges do not send it out again
+            // (two brokers bridged both ways over 3.1.1 do not loop).
+            if let Some(session) = self.sessions.get(key) {
+                publish
+                    .properties
+                    .user_properties
+                    .push(tern_codec::UserProperty {
+                        key: MqttString::from_static(super::BRIDGED_PROPERTY),
+                        value: session.client_id.clone(),
+                    });
+            }
+        }
         if let Some(limit) = self.topic_over(publish.topic.as_bytes()) {
             let what = super::Refusal::Publish(super::compact(&publish.topic));
             self.refuse_deep_publish(now, conn, ack, limit, what);
@@ -423,6 +438,7 @@ impl Broker {
             return;
         };
         let v5 = c.server.version().is_v5();
+        let private_bridge = c.private_bridge;
         let id = subscribe.properties.subscription_identifier;
         // A stored session's subscriptions are stored too, and its SUBACK
         // waits for them to be synced.
@@ -494,10 +510,16 @@ impl Broker {
                 ReasonCode::NotAuthorized
             } else {
                 let granted = requested.options.qos.min(self.config.server.maximum_qos);
-                let options = tern_codec::SubscriptionOptions {
+                let mut options = tern_codec::SubscriptionOptions {
                     qos: granted,
                     ..requested.options
                 };
+                if private_bridge && !shared {
+                    // mosquitto's try_private: a 3.x bridge gets neither its
+                    // own messages back nor retain flags cleared.
+                    options.no_local = true;
+                    options.retain_as_published = true;
+                }
                 let Some(record) = self
                     .conns
                     .get_mut(conn.key())

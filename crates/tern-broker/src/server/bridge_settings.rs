@@ -65,13 +65,13 @@ pub struct BridgeSettings {
     /// jitter (mosquitto's `restart_timeout`, default `[5, 30]`).
     #[serde(default = "restart_timeout", deserialize_with = "restart")]
     pub restart_timeout: RestartTimeout,
-    /// mosquitto's `try_private` (its default is true): mark the connection
-    /// as a bridge by setting bit 0x80 of the CONNECT protocol level (0x84
-    /// for 3.1.1), which a mosquitto remote takes to mean "do not send the
-    /// bridge's own messages back, keep retain flags". Not supported: only
-    /// `false` (the default here) is accepted, and `true` is refused with a
-    /// message naming the bridge, so no setting silently does nothing. Over
-    /// MQTT 5 No Local and the `tern-bridged` user property do that job.
+    /// mosquitto's `try_private` (its default is true; here false): over
+    /// MQTT 3.1.1, mark the connection as a bridge by setting bit 0x80 of
+    /// the CONNECT protocol level (0x84), which a mosquitto or Tern remote
+    /// takes to mean "do not send the bridge's own messages back, keep
+    /// retain flags as published". A remote that refuses the level gets a
+    /// plain 3.1.1 CONNECT at once. Ignored over MQTT 5, where No Local and
+    /// the `tern-bridged` user property do that job (as mosquitto ignores it).
     #[serde(default)]
     pub try_private: bool,
     /// Publish the bridge's state, 1 (connected) or 0, retained, on the
@@ -241,15 +241,6 @@ impl BridgeSettings {
         }
         if self.certfile.is_some() != self.keyfile.is_some() {
             return Err("certfile and keyfile: give both or neither".into());
-        }
-        if self.try_private {
-            return Err(
-                "try_private: true is not supported: Tern does not send mosquitto's \
-                        private protocol level (0x80 | version, 0x84 for 3.1.1); set it to \
-                        false or leave it out (with protocol = \"5\" No Local prevents the \
-                        echo try_private prevents)"
-                    .into(),
-            );
         }
         if self.topic.is_empty() {
             return Err("topic: at least one topic is needed".into());
@@ -457,10 +448,6 @@ topic = [
                 "topic = [{ pattern = \"a\", direction = \"sideways\" }]",
                 "sideways",
             ),
-            (
-                "try_private = true\ntopic = [{ pattern = \"a\" }]",
-                "bridge `up`: try_private: true is not supported",
-            ),
         ] {
             let err = parse(&format!("{base}{extra}\n")).unwrap_err();
             assert!(err.contains(want), "{extra}: {err}");
@@ -474,5 +461,7 @@ topic = [
         assert!(err.contains("bridge `x`: name: used twice"), "{err}");
         let off = parse(&format!("{two}try_private = false\n")).unwrap();
         assert!(!off.bridge[0].try_private);
+        let on = parse(&format!("{two}try_private = true\n")).unwrap();
+        assert!(on.bridge[0].try_private);
     }
 }

@@ -44,6 +44,14 @@ pub struct Connect {
         )
     )]
     pub password: Option<Bytes>,
+    /// mosquitto's `try_private` bridge convention (MQTT 3.1 and 3.1.1
+    /// only): the protocol level is sent with its high bit set (0x83,
+    /// 0x84), telling a server that knows the convention that this client
+    /// is a bridge, so its subscriptions do not get its own messages back
+    /// and keep the retain flag as published. A server that does not know
+    /// it refuses the level (return code 1).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "core::ops::Not::not"))]
+    pub bridge: bool,
 }
 
 impl Connect {
@@ -95,14 +103,21 @@ const WILL_RETAIN: u8 = 0b0010_0000;
 const PASSWORD: u8 = 0b0100_0000;
 const USERNAME: u8 = 0b1000_0000;
 
-/// Reads the protocol name and level: the version, or why it is not supported.
-fn protocol(input: &[u8]) -> PResult<'_, ProtocolVersion> {
+/// The protocol level's high bit: mosquitto's `try_private` bridge mark.
+const BRIDGE_LEVEL: u8 = 0x80;
+
+/// Reads the protocol name and level: the version and whether the level
+/// carries the bridge mark (3.1 and 3.1.1 only), or why it is not
+/// supported.
+fn protocol(input: &[u8]) -> PResult<'_, (ProtocolVersion, bool)> {
     let (rest, name) = binary_slice(input)?;
     let (after, level) = be_u8(rest)?;
     let version = match (name, level) {
-        (b"MQIsdp", 3) => ProtocolVersion::V3_1,
-        (b"MQTT", 4) => ProtocolVersion::V3_1_1,
-        (b"MQTT", 5) => ProtocolVersion::V5,
+        (b"MQIsdp", 3) => (ProtocolVersion::V3_1, false),
+        (b"MQIsdp", 0x83) => (ProtocolVersion::V3_1, true),
+        (b"MQTT", 4) => (ProtocolVersion::V3_1_1, false),
+        (b"MQTT", 0x84) => (ProtocolVersion::V3_1_1, true),
+        (b"MQTT", 5) => (ProtocolVersion::V5, false),
         (b"MQIsdp" | b"MQTT", level) => {
             return fail(rest, DecodeErrorKind::UnsupportedProtocolLevel(level));
         }
@@ -113,7 +128,7 @@ fn protocol(input: &[u8]) -> PResult<'_, ProtocolVersion> {
 
 /// The version a CONNECT body asks for, if its protocol name and level are valid.
 pub(super) fn peek_version(body: &[u8]) -> Option<ProtocolVersion> {
-    protocol(body).ok().map(|(_, v)| v)
+    protocol(body).ok().map(|(_, (v, _))| v)
 }
 
 impl Wire for Connect {
@@ -160,6 +175,12 @@ impl Wire for Connect {
         {
             return Err(EncodeError::BinaryTooLong);
         }
+        if v.is_v5() && self.bridge {
+            return Err(EncodeError::NotInVersion {
+                what: "the try_private bridge mark",
+                version: v,
+            });
+        }
         if !v.is_v5() && self.password.is_some() && self.username.is_none() {
             return Err(EncodeError::NotInVersion {
                 what: "a password without a user name",
@@ -194,7 +215,11 @@ impl Wire for Connect {
     fn write_body<B: BufMut>(&self, _: ProtocolVersion, dst: &mut B) {
         let v = self.protocol;
         put_binary(dst, v.protocol_name().as_bytes());
-        dst.put_u8(v.level());
+        dst.put_u8(if self.bridge {
+            v.level() | BRIDGE_LEVEL
+        } else {
+            v.level()
+        });
         let mut flags = 0;
         if self.clean_start {
             flags |= CLEAN_START;
@@ -233,7 +258,7 @@ impl Wire for Connect {
     }
 
     fn parse_body<'a>(frame: &Frame<'a>, _flags: u8, body: &'a [u8]) -> PResult<'a, Self> {
-        let (input, version) = protocol(body)?;
+        let (input, (version, bridge)) = protocol(body)?;
         let flags_at = input;
         let (input, flags) = be_u8(input)?;
         if flags & RESERVED != 0 {
@@ -324,6 +349,7 @@ impl Wire for Connect {
                 will,
                 username,
                 password,
+                bridge,
             },
         ))
     }
