@@ -141,7 +141,8 @@ pub(crate) struct Parts {
     /// The cluster link, with `--cluster`.
     pub(crate) cluster: Option<super::cluster::ClusterLink>,
     /// A monitoring listener shows queue depths: count them every
-    /// [`QUEUE_COUNT_EVERY`] when the `$SYS` tick does not.
+    /// [`QUEUE_COUNT_EVERY`] when the `$SYS` tick does not (and a snapshot
+    /// was asked for since the last count).
     pub(crate) count_queues: bool,
 }
 
@@ -200,6 +201,8 @@ pub(crate) async fn run(
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         every
     });
+    // A snapshot was asked for since the last queue count.
+    let mut looked = false;
     loop {
         // Re-armed on every turn from the core's next deadline.
         let deadline = driver.broker.poll_timeout().map(|t| {
@@ -233,8 +236,10 @@ pub(crate) async fn run(
                 driver.broker.handle_timeout(now);
             }
             _ = tick(&mut queue_count), if queue_count.is_some() => {
+                // Only while someone reads them: nothing walks the
+                // sessions for a listener nobody asks.
                 let sys = driver.broker.config().sys_interval;
-                if sys.is_none_or(|every| every > QUEUE_COUNT_EVERY) {
+                if std::mem::take(&mut looked) && sys.is_none_or(|every| every > QUEUE_COUNT_EVERY) {
                     driver.broker.count_queues();
                 }
             }
@@ -247,6 +252,7 @@ pub(crate) async fn run(
                 // A copy of the counters for `/metrics` (never a walk of
                 // the sessions: the cost does not grow with them).
                 Control::Snapshot(reply) => {
+                    looked = true;
                     let _ = reply.send(driver.snapshot());
                 }
                 Control::Reconfigure(config) => {
