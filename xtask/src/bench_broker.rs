@@ -22,7 +22,9 @@ use std::{
 use tern_testkit::Broker;
 
 const USAGE: &str = "cargo xtask bench-broker [--seconds N] [--runs R] [--rumqttd PATH] \
-                     [--metrics [--scrape-connections N] [--scrape-only]] [--no-write]";
+                     [--metrics [--scrape-connections N] [--scrape-offline M] [--scrape-only]] \
+                     [--no-write]\n       \
+                     cargo xtask bench-broker --instructions [--messages N] [--runs R] [--no-write]";
 const METRICS_START: &str = "<!-- bench-broker-metrics:start -->";
 const METRICS_END: &str = "<!-- bench-broker-metrics:end -->";
 /// How often the metrics run's scraper reads `/metrics` (Prometheus' default
@@ -44,6 +46,8 @@ const CONNECTIONS: u32 = 10_000;
 const SPREAD_ABOVE: u32 = 25_000;
 /// Connections per loopback source address when spreading.
 const PER_SOURCE: u32 = 20_000;
+/// Offline sessions made per `tern bench sub` run (under the open-file cap).
+const OFFLINE_BATCH: u32 = 16_000;
 
 /// Runs the comparison.
 pub(crate) fn command(args: &[String]) -> Result<(), String> {
@@ -54,6 +58,9 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     let mut metrics = false;
     let mut scrape_connections = CONNECTIONS;
     let mut scrape_only = false;
+    let mut scrape_offline = 0_u32;
+    let mut instructions = false;
+    let mut messages = 10_000_u64;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -82,16 +89,31 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
                     .ok_or(USAGE)?;
             }
             "--scrape-only" => scrape_only = true,
+            "--scrape-offline" => {
+                scrape_offline = it.next().and_then(|s| s.parse().ok()).ok_or(USAGE)?;
+            }
+            "--instructions" => instructions = true,
+            "--messages" => {
+                messages = it
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .filter(|n| *n > 0)
+                    .ok_or(USAGE)?;
+            }
             _ => return Err(format!("unknown argument `{arg}`\nusage: {USAGE}")),
         }
     }
-    if (scrape_only || scrape_connections != CONNECTIONS) && !metrics {
+    if (scrape_only || scrape_connections != CONNECTIONS || scrape_offline > 0) && !metrics {
         return Err(format!(
-            "--scrape-only and --scrape-connections need --metrics\nusage: {USAGE}"
+            "--scrape-only, --scrape-connections and --scrape-offline need --metrics\n\
+             usage: {USAGE}"
         ));
     }
     run(cargo().args(["build", "--release", "-p", "tern-cli", "--bin", "tern"]))?;
     let tern = target_dir().join("release/tern");
+    if instructions {
+        return crate::bench_instructions::command(&tern, messages, runs, write);
+    }
     ensure_apt(&["mosquitto"], &["mosquitto"])?;
     let work = std::env::temp_dir().join(format!("tern-bench-broker-{}", std::process::id()));
     std::fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
@@ -115,16 +137,26 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     };
     let mut rows = Vec::new();
     for scenario in &scenarios {
-        let mut results = Vec::new();
-        for kind in &brokers {
-            let mut measured = Vec::new();
-            for _ in 0..runs {
-                eprintln!("xtask: {} on {}", scenario.name, kind.name());
-                measured.push(measure(&tern, kind, scenario, &work)?);
+        // Interleaved: each run goes through every broker in turn, so a
+        // burst of other work on the machine spreads over the columns
+        // instead of landing on one broker's runs.
+        let mut measured: Vec<Vec<Measured>> = brokers.iter().map(|_| Vec::new()).collect();
+        for run in 0..runs {
+            for (kind, runs_of) in brokers.iter().zip(&mut measured) {
+                eprintln!(
+                    "xtask: {} on {} (run {})",
+                    scenario.name,
+                    kind.name(),
+                    run + 1
+                );
+                runs_of.push(measure(&tern, kind, scenario, &work)?);
             }
+        }
+        let mut results = Vec::new();
+        for mut runs_of in measured {
             // The median run by the scenario's headline figure.
-            measured.sort_by(|a, b| a.headline().total_cmp(&b.headline()));
-            let median = measured.swap_remove(measured.len() / 2);
+            runs_of.sort_by(|a, b| a.headline().total_cmp(&b.headline()));
+            let median = runs_of.swap_remove(runs_of.len() / 2);
             eprintln!("xtask:   {}", median.brief());
             results.push(median);
         }
@@ -132,7 +164,12 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     }
     let scrape = if metrics {
         eprintln!("xtask: scrape cost with {scrape_connections} connected sessions");
-        Some(scrape_cost(&tern, &work, scrape_connections)?)
+        Some(scrape_cost(
+            &tern,
+            &work,
+            scrape_connections,
+            scrape_offline,
+        )?)
     } else {
         None
     };
@@ -152,6 +189,9 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         command.push_str(" --metrics");
         if scrape_connections != CONNECTIONS {
             command.push_str(&format!(" --scrape-connections {scrape_connections}"));
+        }
+        if scrape_offline > 0 {
+            command.push_str(&format!(" --scrape-offline {scrape_offline}"));
         }
         if scrape_only {
             command.push_str(" --scrape-only");
@@ -183,13 +223,58 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
 }
 
 /// The broker CPU one `/metrics` scrape costs with `clients` clients
-/// connected: the broker's CPU time over [`SCRAPES`] back-to-back scrapes,
-/// less what it spends idle with those clients over the same time.
-fn scrape_cost(tern: &Path, work: &Path, clients: u32) -> Result<String, String> {
+/// connected and `offline` offline sessions: the broker's CPU time over
+/// [`SCRAPES`] back-to-back scrapes, less what it spends idle with those
+/// sessions over the same time.
+fn scrape_cost(tern: &Path, work: &Path, clients: u32, offline: u32) -> Result<String, String> {
     let kind = Kind::TernMetrics(tern.to_path_buf());
     let (broker, metrics) = kind.start_with_port(work, NOFILE.max(clients + 1024))?;
     let metrics = metrics.ok_or("no metrics port")?;
     let pid = broker.pid();
+    let gauge = |port: u16, name: &str| -> Result<f64, String> {
+        Ok(scrape(port)?
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0))
+    };
+    // Offline sessions first: batches of subscribers with a session expiry
+    // that connect, subscribe and leave, each batch from its own loopback
+    // source address (their closed ports wait in TIME_WAIT).
+    let mut made = 0;
+    let mut batch_no = 0;
+    while made < offline {
+        let batch = (offline - made).min(OFFLINE_BATCH);
+        batch_no += 1;
+        eprintln!("xtask: offline sessions {made}..{}", made + batch);
+        let status = limited(&format!(
+            "exec {} bench sub -c {batch} --session-expiry 86400 -t 'scrape/off/%i' -d 0.2 \
+             --drain 0 --conn-rate 5000 --bind 127.0.1.{batch_no} -h 127.0.0.1 -p {} --quiet",
+            tern.display(),
+            broker.tcp().port()
+        ))
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run tern bench sub: {e}"))?;
+        if !status.success() {
+            return Err(format!("tern bench sub for offline sessions: {status}"));
+        }
+        made += batch;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // All of them in, and every socket of the batch closed (the
+        // open-file cap holds one batch at a time).
+        while gauge(metrics, "tern_sessions")? < f64::from(made)
+            || gauge(metrics, "tern_sockets")? > 0.0
+        {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "only {} of {made} offline sessions",
+                    gauge(metrics, "tern_sessions")?
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
     // One loopback source address has about 28k ephemeral ports: spread
     // more clients over 127.0.0.1, 127.0.0.2, ...
     let bind = if clients > SPREAD_ABOVE {
@@ -255,7 +340,8 @@ fn scrape_cost(tern: &Path, work: &Path, clients: u32) -> Result<String, String>
     let cpu = ticks as f64 / 100.0 - idle_share / 100.0 * wall.as_secs_f64();
     let per = cpu / f64::from(SCRAPES) * 1e6;
     Ok(format!(
-        "Scrape cost with {} clients connected (each an online session): {SCRAPES} \
+        "Scrape cost with {} clients connected (each an online session) and {offline} offline \
+         sessions (each with one subscription and an expiry of a day): {SCRAPES} \
          back-to-back scrapes of `/metrics` ({bytes} bytes each) took {:.2} s of wall time \
          ({:.0} µs each, HTTP over loopback included) and {:.2} s of broker CPU, less {:.2} s \
          the broker spends idle with those clients over the same time: **{per:.0} µs of \
@@ -275,7 +361,7 @@ fn scrape_cost(tern: &Path, work: &Path, clients: u32) -> Result<String, String>
 }
 
 /// GET /metrics on `port`; the body.
-fn scrape(port: u16) -> Result<String, String> {
+pub(crate) fn scrape(port: u16) -> Result<String, String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port))
         .map_err(|e| format!("cannot reach /metrics on port {port}: {e}"))?;

@@ -3,7 +3,8 @@
 //!
 //! Commands:
 //! - `bench-broker [--seconds N]`: Tern's broker against mosquitto with
-//!   `tern bench`, written to BENCHMARKS.md.
+//!   `tern bench`, written to BENCHMARKS.md; `--metrics` adds the cost of
+//!   the monitoring listener, `--instructions` counts it in instructions.
 //! - `ci`: every check CI runs, in order; the README's test command.
 //! - `conformance [--against-mosquitto] [--broker HOST:PORT] ...`: the MQTT
 //!   conformance suite (crates/tern-conformance) against a broker.
@@ -22,6 +23,7 @@
 //! `cargo test` enforces them too.
 
 mod bench_broker;
+mod bench_instructions;
 mod ci;
 mod cluster;
 mod conformance;
@@ -46,6 +48,13 @@ Commands:
                               rumqttd if given) under `tern bench` load
                               (default 10 s per scenario, ~5 minutes);
                               writes the table into BENCHMARKS.md
+  bench-broker --metrics [--scrape-connections N] [--scrape-offline M] [--scrape-only]
+                              adds Tern with `--metrics` (scraped every 1 s)
+                              and the broker CPU of one scrape with N clients
+                              connected and M offline sessions
+  bench-broker --instructions [--messages N] [--runs R]
+                              instructions per message with and without
+                              `--metrics`, Tern under cachegrind (valgrind)
   ci [--fuzz-seconds N]       run every check CI runs, in this order (installs
                               the tools it needs when missing):
 {ci_steps}  cluster [--smoke] [--seconds N]

@@ -345,10 +345,6 @@ const NOT_PUBLISHED: &[(&str, &str)] = &[
          has no equivalent without a counting allocator",
     ),
     (
-        "messages/inflight",
-        "mosquitto 2.0.11 does not publish it either (src/sys_tree.c; seen live)",
-    ),
-    (
         "store/messages/bytes",
         "Tern does not total the bytes of queued messages across sessions",
     ),
@@ -413,6 +409,9 @@ async fn sys_topics_match_a_running_mosquitto() {
             || name == "shared_subscriptions/count"
             // Tern's own (issue 13), not mosquitto's.
             || name == "limits/refused"
+            // In the manual, but mosquitto 2.0.11 does not publish it
+            // (src/sys_tree.c; seen live); Tern does.
+            || name == "messages/inflight"
             || NOT_PUBLISHED.iter().any(|(n, _)| name.starts_with(n))
     };
     let names = |m: &std::collections::BTreeMap<String, (bool, String)>| {

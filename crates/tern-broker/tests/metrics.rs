@@ -195,34 +195,119 @@ async fn off_by_default() {
     broker.shutdown().await;
 }
 
-/// Clients that connect and say nothing use up the monitoring listener's
-/// connection slots for at most its time limit; MQTT is not affected, and
-/// scrapes work again afterwards.
+/// Clients that connect and say nothing cannot hold off a scrape: with
+/// every slot taken by silent connections, a new request is answered at
+/// once, and the connections it pushed out are the ones that waited
+/// longest. MQTT is not affected, and the rest are closed after the time
+/// limit.
 #[tokio::test]
-async fn silent_http_clients_are_cut_off() {
+async fn silent_http_clients_cannot_hold_off_a_scrape() {
     let broker = start_monitored(|_| {}).await;
     let addr = metrics_addr(&broker);
     let mut silent = Vec::new();
     for _ in 0..40 {
         silent.push(TcpStream::connect(addr).await.unwrap());
     }
-    // Over the limit: closed at once.
-    let mut last = silent.pop().unwrap();
+    // All 40 still connected from our side, the listener full: a scrape
+    // and a health check are answered (they were refused until the silent
+    // ones timed out).
+    let sample = scrape(addr).await;
+    assert!(sample.contains_key("tern_connections"), "{sample:?}");
+    assert_eq!(get(addr, "/health").await.0, 200);
+    // The oldest silent connection was pushed out, closed without an answer.
     let mut byte = [0u8; 1];
-    let n = tokio::time::timeout(WAIT, last.read(&mut byte))
+    let n = tokio::time::timeout(WAIT, silent[0].read(&mut byte))
         .await
-        .expect("closed at once");
+        .expect("the oldest silent connection closed");
     assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
     // MQTT goes on.
     let _ = Raw::connected(broker.tcp, ProtocolVersion::V5, "unaffected").await;
-    // The silent ones are closed after the time limit (5 s).
-    let first = &mut silent[0];
-    let n = tokio::time::timeout(Duration::from_secs(10), first.read(&mut byte))
+    // The newest silent one is closed after the time limit (5 s).
+    let last = silent.last_mut().unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(10), last.read(&mut byte))
         .await
         .expect("closed after the time limit");
     assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
-    drop(silent);
-    assert_eq!(get(addr, "/health").await.0, 200);
+    broker.shutdown().await;
+}
+
+/// Queue depths are counted with `$SYS` off too (`sys_interval = 0`), on
+/// the monitoring listener's own 10 s period: they read 0 for good before.
+#[tokio::test]
+async fn queue_depths_are_counted_with_sys_off() {
+    use tokio::time::Instant;
+    let broker = start_monitored(|s| s.limits.sys_interval = Duration::ZERO).await;
+    let addr = metrics_addr(&broker);
+    let mut offline = connect(ProtocolVersion::V3_1_1, "q-offline");
+    offline.clean_start = false;
+    let (mut away, _) = Raw::connect(broker.tcp, offline).await;
+    away.subscribe("q/#", QoS::AtLeastOnce).await;
+    away.send(tern_codec::Packet::Disconnect(Default::default()))
+        .await;
+    away.closed(WAIT).await;
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "q-pub").await;
+    for id in 1..=3 {
+        let code = publisher
+            .publish(publish("q/a", b"queued", QoS::AtLeastOnce, id))
+            .await;
+        assert_eq!(code, ReasonCode::Success);
+    }
+    // Counted within one period (10 s); the deadline leaves room for load.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = scrape(addr).await;
+        if m["tern_messages_queued"] == 3.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "queues never counted: {m:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    broker.shutdown().await;
+}
+
+/// mosquitto(8)'s `$SYS/broker/messages/inflight` ("the number of
+/// messages with QoS>0 that are awaiting acknowledgments"), and the same
+/// figure in `/metrics`: a subscriber that does not acknowledge holds one.
+#[tokio::test]
+async fn inflight_messages_are_counted() {
+    use tokio::time::Instant;
+    let broker = start_monitored(|s| s.limits.sys_interval = Duration::from_millis(100)).await;
+    let addr = metrics_addr(&broker);
+    let mut slow = Raw::connected(broker.tcp, ProtocolVersion::V5, "i-slow").await;
+    slow.subscribe("i/#", QoS::AtLeastOnce).await;
+    let mut publisher = Raw::connected(broker.tcp, ProtocolVersion::V5, "i-pub").await;
+    let code = publisher
+        .publish(publish("i/a", b"unacknowledged", QoS::AtLeastOnce, 1))
+        .await;
+    assert_eq!(code, ReasonCode::Success);
+    // Received and not acknowledged (`recv_publish` would acknowledge).
+    let got = match slow.recv().await {
+        tern_codec::Packet::Publish(p) => p,
+        other => panic!("expected PUBLISH, got {other:?}"),
+    };
+    assert_eq!(got.qos, QoS::AtLeastOnce);
+    let mut sys = Raw::connected(broker.tcp, ProtocolVersion::V5, "i-sys").await;
+    sys.subscribe("$SYS/broker/messages/inflight", QoS::AtMostOnce)
+        .await;
+    loop {
+        let p = sys.recv_publish().await;
+        if &p.payload[..] == b"1" {
+            break;
+        }
+    }
+    let deadline = Instant::now() + WAIT;
+    while scrape(addr).await["tern_messages_inflight"] != 1.0 {
+        assert!(Instant::now() < deadline, "inflight never 1 in /metrics");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Acknowledged: back to 0.
+    slow.ack(&got).await;
+    loop {
+        let p = sys.recv_publish().await;
+        if &p.payload[..] == b"0" {
+            break;
+        }
+    }
     broker.shutdown().await;
 }
 

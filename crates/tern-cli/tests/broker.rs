@@ -379,6 +379,70 @@ fn check_config_prints_the_effective_settings_or_names_the_problem() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("/nonexistent/passwd"));
+    // `[[bridge]]` tables print too, defaults filled in, the password hidden.
+    let bridged = dir.join("bridged.toml");
+    std::fs::write(
+        &bridged,
+        "[[bridge]]\nname = \"cloud\"\naddress = \"127.0.0.1:1884\"\nusername = \"u\"\n\
+         password = \"s3cret\"\ntopic = [{ pattern = \"a/#\" }]\n",
+    )
+    .unwrap();
+    let out = tern()
+        .args(["broker", "--check-config"])
+        .arg(&bridged)
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    for line in [
+        "[[bridge]]",
+        "name = \"cloud\"",
+        "password = \"(hidden)\"",
+        "keep_alive = 60",
+        "restart_timeout = [5, 30]",
+        "  { pattern = \"a/#\", direction = \"out\", qos = 0, local_prefix = \"\", remote_prefix = \"\" },",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+    assert!(!text.contains("s3cret"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SIGHUP with changes a reload cannot apply (here `[metrics] listen`):
+/// each is logged as not applied, and the limits in the same file are.
+#[test]
+fn sighup_names_the_changes_it_cannot_apply() {
+    let dir = std::env::temp_dir().join(format!("tern-cli-hup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("broker.toml");
+    let base = "[listeners]\ntcp = [\"127.0.0.1:0\"]\nws = []\n";
+    std::fs::write(&config, format!("{base}[limits]\nmax_inflight = 10\n")).unwrap();
+    let (broker, _, _) = BrokerProcess::start_with(&["--config", config.to_str().unwrap()], 1, 0);
+    std::fs::write(
+        &config,
+        format!("{base}[limits]\nmax_inflight = 20\n[metrics]\nlisten = \"127.0.0.1:9\"\n"),
+    )
+    .unwrap();
+    broker.signal("-HUP");
+    let mut want = vec![
+        "not applied until the next start: metrics.listen: unset -> \"127.0.0.1:9\"",
+        "limits.max_inflight: 10 -> 20",
+    ];
+    let deadline = std::time::Instant::now() + WAIT;
+    while !want.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the broker did not log {want:?}"
+        );
+        if let Ok(line) = broker
+            .stderr
+            .recv_timeout(std::time::Duration::from_millis(100))
+        {
+            want.retain(|w| !line.contains(w));
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

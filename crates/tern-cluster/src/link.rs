@@ -151,7 +151,25 @@ pub async fn connect(
     peer: ClusterPeer,
 ) -> Result<Cluster, ClusterError> {
     settings.validate().map_err(ClusterError::Settings)?;
+    let counters = peer.counters.clone();
+    let watched = counters.clone();
     let client = async_nats::ConnectOptions::new()
+        // `/metrics` shows whether NATS is reachable (tern_cluster_connected).
+        .event_callback(move |event| {
+            let watched = watched.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        watched.connected.store(true, Ordering::Relaxed);
+                    }
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!("cluster: disconnected from NATS");
+                        watched.connected.store(false, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+            }
+        })
         // A node never hears its own messages (the origin check below is
         // the second guard).
         .no_echo()
@@ -159,6 +177,7 @@ pub async fn connect(
         .connect(settings.servers.as_slice())
         .await
         .map_err(|e| ClusterError::Connect(format!("{}: {e}", settings.servers.join(","))))?;
+    counters.connected.store(true, Ordering::Relaxed);
     let stats = Arc::new(LinkStats::default());
     let incarnation = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -184,6 +203,7 @@ pub async fn connect(
         client,
         settings,
         stats: stats.clone(),
+        counters,
         incarnation,
         seq: 0,
         generation: incarnation,
@@ -326,6 +346,8 @@ struct Link {
     client: async_nats::Client,
     settings: ClusterSettings,
     stats: Arc<LinkStats>,
+    /// The broker's counters, for `/metrics`.
+    counters: Arc<tern_broker::server::ClusterCounters>,
     incarnation: u64,
     seq: u64,
     /// This node's announcement number (starts at its incarnation, so a
@@ -442,6 +464,7 @@ impl Link {
         match self.client.publish(subject, payload).await {
             Ok(()) => {
                 self.stats.published.fetch_add(1, Ordering::Relaxed);
+                self.counters.forwarded.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => tracing::warn!("cluster: publish: {e}"),
         }
@@ -461,6 +484,7 @@ impl Link {
             return;
         }
         self.stats.received.fetch_add(1, Ordering::Relaxed);
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
         let _ = input.send(ClusterInput::Publish(e.publish)).await;
     }
 

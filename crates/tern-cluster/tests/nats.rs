@@ -38,6 +38,20 @@ impl Node {
         Node { running, cluster }
     }
 
+    /// A node with a monitoring listener (`--metrics 127.0.0.1:0`).
+    async fn start_monitored(nats: &NatsServer, id: &str) -> Node {
+        let settings = BrokerSettings::from_toml(
+            "[listeners]\ntcp = [\"127.0.0.1:0\"]\nws = []\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+        )
+        .unwrap();
+        let (link, peer) = server::cluster_link();
+        let running = server::start_clustered(settings, Some(link)).await.unwrap();
+        let mut s = ClusterSettings::new(vec![nats.url()], id);
+        s.heartbeat = Duration::from_millis(200);
+        let cluster = tern_cluster::connect(s, peer).await.expect("joins NATS");
+        Node { running, cluster }
+    }
+
     async fn client(&self, id: &str, version: ProtocolVersion) -> (Client, Messages) {
         let port = self.running.tcp_addr().unwrap().port();
         Client::connect(
@@ -296,5 +310,91 @@ async fn retained_messages_are_seen_from_every_node_one_started_later_included()
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "never cleared on A");
+    }
+}
+
+/// `/metrics` as `name -> value` (raw HTTP over loopback).
+async fn scrape(addr: std::net::SocketAddr) -> std::collections::BTreeMap<String, f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    tokio::time::timeout(WAIT, stream.read_to_string(&mut text))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let (_, body) = text.split_once("\r\n\r\n").unwrap();
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
+        .collect()
+}
+
+/// The cluster link in `/metrics` (issue 16): connected to NATS, messages
+/// forwarded to and received from the other node, counted exactly, and a
+/// NATS outage: the gauge drops to 0 when nats-server is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_the_link_and_a_nats_outage() {
+    let (_dir, mut nats) = nats();
+    let a = Node::start_monitored(&nats, "a").await;
+    let b = Node::start(&nats, "b").await;
+    let addr = a.running.metrics_addr().unwrap();
+    assert_eq!(scrape(addr).await["tern_cluster_connected"], 1.0);
+    let v5 = ProtocolVersion::V5;
+    // a → b.
+    let (publisher, _own) = a.client("mx-pub", v5).await;
+    let (sub, mut rx) = b.client("mx-sub", v5).await;
+    sub.subscribe([("out/#".to_string(), QoS::AtMostOnce)])
+        .await
+        .unwrap();
+    await_interest(&publisher, "out/probe", &mut rx).await;
+    let before = scrape(addr).await;
+    for _ in 0..3 {
+        publisher
+            .publish("out/x", "x", QoS::AtMostOnce, false)
+            .await
+            .unwrap();
+    }
+    for _ in 0..3 {
+        recv(&mut rx).await;
+    }
+    let after = scrape(addr).await;
+    let forwarded = "tern_cluster_messages_forwarded_total";
+    assert_eq!(after[forwarded], before[forwarded] + 3.0, "{after:?}");
+    // b → a.
+    let (sub_a, mut rx_a) = a.client("mx-sub-a", v5).await;
+    sub_a
+        .subscribe([("in/#".to_string(), QoS::AtMostOnce)])
+        .await
+        .unwrap();
+    let (pub_b, _own_b) = b.client("mx-pub-b", v5).await;
+    await_interest(&pub_b, "in/probe", &mut rx_a).await;
+    let before = scrape(addr).await;
+    for _ in 0..2 {
+        pub_b
+            .publish("in/x", "x", QoS::AtMostOnce, false)
+            .await
+            .unwrap();
+    }
+    for _ in 0..2 {
+        recv(&mut rx_a).await;
+    }
+    let after = scrape(addr).await;
+    let received = "tern_cluster_messages_received_total";
+    assert_eq!(after[received], before[received] + 2.0, "{after:?}");
+    assert_eq!(after["tern_cluster_messages_dropped_total"], 0.0);
+    // The outage.
+    nats.kill9();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while scrape(addr).await["tern_cluster_connected"] != 0.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the outage never showed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -83,6 +83,9 @@ pub struct QueueDepths {
     pub longest: u64,
     /// Whose it is.
     pub longest_client: Option<String>,
+    /// Messages with QoS > 0 sent and awaiting acknowledgement (mosquitto's
+    /// `messages/inflight`), all sessions together.
+    pub inflight: u64,
 }
 
 impl Broker {
@@ -140,6 +143,11 @@ impl Broker {
                 "store/messages/count".into(),
                 (self.retained.len() + self.queued_offline()).to_string(),
             ),
+            // Counted by the walk `store/messages/count` just made.
+            (
+                "messages/inflight".into(),
+                self.sys.queues.inflight.to_string(),
+            ),
             // Tern's own: requests refused by a resource limit (issue 13).
             (
                 "limits/refused".into(),
@@ -189,24 +197,30 @@ impl Broker {
         values
     }
 
+    /// Counts every session's queue for [`queue_depths`](Self::queue_depths)
+    /// (a walk of the sessions: the `$SYS` tick does it, and a shell that
+    /// shows queue depths with `$SYS` off calls it on its own period).
+    pub fn count_queues(&mut self) {
+        self.queued_offline();
+    }
+
     /// Messages waiting in offline sessions; also counts every session's
     /// queue for [`queue_depths`](Self::queue_depths).
     fn queued_offline(&mut self) -> usize {
         let mut offline = 0;
         let mut depths = QueueDepths::default();
         for (_, entry) in self.sessions.iter() {
-            let len = match (&entry.offline, entry.conn) {
-                (Some(s), _) => {
-                    offline += s.queue_len();
-                    s.queue_len()
-                }
-                (None, Some(conn)) => self
-                    .conns
-                    .get(conn.key())
-                    .and_then(|c| c.server.session())
-                    .map_or(0, |s| s.queue_len()),
-                (None, None) => 0,
-            } as u64;
+            let session = match (&entry.offline, entry.conn) {
+                (Some(s), _) => Some(&**s),
+                (None, Some(conn)) => self.conns.get(conn.key()).and_then(|c| c.server.session()),
+                (None, None) => None,
+            };
+            let (len, inflight) = session.map_or((0, 0), |s| (s.queue_len(), s.inflight_len()));
+            if entry.offline.is_some() {
+                offline += len;
+            }
+            depths.inflight += inflight as u64;
+            let len = len as u64;
             depths.total += len;
             if len > depths.longest {
                 depths.longest = len;
@@ -217,8 +231,9 @@ impl Broker {
         offline
     }
 
-    /// The sessions' queues as the last `$SYS` tick counted them (all zero
-    /// with `$SYS` off).
+    /// The sessions' queues as the last `$SYS` tick or
+    /// [`count_queues`](Self::count_queues) counted them (all zero before
+    /// either).
     pub fn queue_depths(&self) -> &QueueDepths {
         &self.sys.queues
     }

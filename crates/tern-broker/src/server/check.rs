@@ -59,6 +59,84 @@ fn optional(out: &mut String, key: &str, value: Option<String>, absent: &str) {
     }
 }
 
+/// A bridge's remote password as `--check-config` prints it: never the
+/// password itself (the output goes to terminals and CI logs).
+pub(crate) const HIDDEN_PASSWORD: &str = "(hidden)";
+
+/// One `[[bridge]]` table with its defaults written out (the remote
+/// password hidden).
+fn bridge_toml(b: &super::bridge_settings::BridgeSettings) -> String {
+    let mut out = String::from("\n[[bridge]]\n");
+    let list = |items: &[String]| {
+        let items: Vec<String> = items.iter().map(|a| toml_string(a)).collect();
+        format!("[{}]", items.join(", "))
+    };
+    let _ = writeln!(out, "name = {}", toml_string(&b.name));
+    let _ = writeln!(out, "address = {}", list(&b.address));
+    let _ = writeln!(out, "round_robin = {}", b.round_robin);
+    let _ = writeln!(out, "protocol = \"{}\"", b.protocol);
+    let _ = writeln!(out, "client_id = {}", toml_string(b.client_id()));
+    optional(
+        &mut out,
+        "username",
+        b.username.as_deref().map(toml_string),
+        "none",
+    );
+    optional(
+        &mut out,
+        "password",
+        b.password.as_ref().map(|_| toml_string(HIDDEN_PASSWORD)),
+        "none",
+    );
+    let _ = writeln!(out, "local_username = {}", toml_string(&b.local_username()));
+    let _ = writeln!(out, "clean_start = {}", b.clean_start);
+    let _ = writeln!(out, "session_expiry = {}", b.session_expiry());
+    let _ = writeln!(out, "keep_alive = {}", b.keep_alive);
+    let _ = writeln!(
+        out,
+        "restart_timeout = [{}, {}]",
+        seconds(b.restart_timeout.base),
+        seconds(b.restart_timeout.cap)
+    );
+    let _ = writeln!(out, "try_private = {}", b.try_private);
+    let _ = writeln!(out, "notifications = {}", b.notifications);
+    let _ = writeln!(
+        out,
+        "notification_topic = {}",
+        toml_string(&b.notification_topic())
+    );
+    optional(&mut out, "cafile", b.cafile.as_deref().map(path), "none");
+    optional(
+        &mut out,
+        "certfile",
+        b.certfile.as_deref().map(path),
+        "none",
+    );
+    optional(&mut out, "keyfile", b.keyfile.as_deref().map(path), "none");
+    let _ = writeln!(out, "insecure = {}", b.insecure);
+    let _ = writeln!(out, "tls = {}", b.tls);
+    let _ = writeln!(out, "forward_bridged = {}", b.forward_bridged);
+    let _ = writeln!(out, "topic = [");
+    for t in &b.topic {
+        let direction = match t.direction {
+            super::bridge_settings::Direction::In => "in",
+            super::bridge_settings::Direction::Out => "out",
+            super::bridge_settings::Direction::Both => "both",
+        };
+        let _ = writeln!(
+            out,
+            "  {{ pattern = {}, direction = \"{direction}\", qos = {}, local_prefix = {}, \
+             remote_prefix = {} }},",
+            toml_string(&t.pattern),
+            t.qos as u8,
+            toml_string(&t.local_prefix),
+            toml_string(&t.remote_prefix)
+        );
+    }
+    let _ = writeln!(out, "]");
+    out
+}
+
 impl BrokerSettings {
     /// The settings as a TOML settings file, with every default written out
     /// (unset optional keys as comments): parsing it gives the same
@@ -158,6 +236,9 @@ impl BrokerSettings {
             c.retained_replicas.map(|n| n.to_string()),
             "1",
         );
+        for b in &self.bridge {
+            out.push_str(&bridge_toml(b));
+        }
         out
     }
 
@@ -221,6 +302,47 @@ impl BrokerSettings {
                     .unwrap_or(a);
                 format!("limits.{key}: {} -> {}", value(a), value(b))
             })
+            .collect()
+    }
+
+    /// The keys outside `[limits]` and the `[[bridge]]` tables that differ
+    /// between these settings and `new`, one `section.key: old -> new` each:
+    /// a reload does not apply them (listeners, `[tls]` and `[security]`
+    /// paths, `[metrics]`, `[storage]` and `[cluster]` take effect at the
+    /// next start; the password, ACL and certificate files in force are
+    /// read again).
+    pub fn restart_changes(&self, new: &BrokerSettings) -> Vec<String> {
+        let keyed = |s: &BrokerSettings| -> Vec<(String, String)> {
+            let mut section = String::new();
+            let mut keys = Vec::new();
+            for line in s.to_toml().lines() {
+                if line.starts_with("[[") {
+                    break;
+                }
+                if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                    section = name.to_string();
+                    continue;
+                }
+                if section == "limits" || line.is_empty() {
+                    continue;
+                }
+                let key = line
+                    .trim_start_matches("# ")
+                    .split([' ', ':'])
+                    .next()
+                    .unwrap_or(line);
+                let value = line
+                    .split_once(" = ")
+                    .map_or_else(|| "unset".to_string(), |(_, v)| v.to_string());
+                keys.push((format!("{section}.{key}"), value));
+            }
+            keys
+        };
+        keyed(self)
+            .into_iter()
+            .zip(keyed(new))
+            .filter(|(a, b)| a != b)
+            .map(|((key, old), (_, new))| format!("{key}: {old} -> {new}"))
             .collect()
     }
 
@@ -324,5 +446,70 @@ mod tests {
             ]
         );
         assert!(new.limits_changes(&new).is_empty());
+    }
+
+    /// `[[bridge]]` tables print with their defaults filled in and parse
+    /// back to the same bridges; the remote password is never printed.
+    #[test]
+    fn bridges_print_with_defaults_and_no_password() {
+        let text = "[[bridge]]\nname = \"cloud\"\naddress = \"a.example:1884\"\n\
+                    username = \"u\"\npassword = \"s3cret\"\nrestart_timeout = [0.5, 10]\n\
+                    topic = [{ pattern = \"sensors/#\", qos = 1, remote_prefix = \"e/\" }]\n\
+                    [[bridge]]\nname = \"b\\\"2\"\naddress = [\"x\", \"y:1\"]\nprotocol = \"3.1.1\"\n\
+                    clean_start = true\ntopic = [{ pattern = \"c/#\", direction = \"both\" }]\n";
+        let settings = BrokerSettings::from_toml(text).unwrap();
+        let effective = settings.to_toml();
+        assert!(!effective.contains("s3cret"), "{effective}");
+        for line in [
+            "[[bridge]]\nname = \"cloud\"\naddress = [\"a.example:1884\"]\n",
+            "password = \"(hidden)\"\n",
+            "client_id = \"cloud\"\n",
+            "local_username = \"bridge-cloud\"\n",
+            "session_expiry = 4294967295\n",
+            "restart_timeout = [0.5, 10]\n",
+            "notification_topic = \"$SYS/broker/connection/cloud/state\"\n",
+            "  { pattern = \"sensors/#\", direction = \"out\", qos = 1, local_prefix = \"\", \
+             remote_prefix = \"e/\" },\n",
+            "name = \"b\\\"2\"\n",
+            "protocol = \"3.1.1\"\n",
+            "session_expiry = 0\n",
+        ] {
+            assert!(effective.contains(line), "{line:?} not in\n{effective}");
+        }
+        let again =
+            BrokerSettings::from_toml(&effective).unwrap_or_else(|e| panic!("{e}\n{effective}"));
+        assert_eq!(again.to_toml(), effective);
+        let mut expected = settings.bridge.clone();
+        expected[0].password = Some(HIDDEN_PASSWORD.into());
+        for (a, e) in again.bridge.iter().zip(&expected) {
+            assert_eq!(a.address, e.address);
+            assert_eq!(a.protocol, e.protocol);
+            assert_eq!(a.topic, e.topic);
+            assert_eq!(a.restart_timeout, e.restart_timeout);
+            assert_eq!(a.session_expiry(), e.session_expiry());
+            assert_eq!(a.password, e.password);
+            assert_eq!(a.notification_topic(), e.notification_topic());
+        }
+        assert_eq!(again.bridge.len(), 2);
+    }
+
+    #[test]
+    fn changes_a_reload_cannot_apply_are_named() {
+        let old = BrokerSettings::default();
+        let new = BrokerSettings::from_toml(
+            "[listeners]\ntcp = [\"127.0.0.1:1\"]\n[limits]\nmax_inflight = 5\n\
+             [security]\npassword_file = \"pw\"\n[metrics]\nlisten = \"127.0.0.1:9\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            old.restart_changes(&new),
+            vec![
+                "listeners.tcp: [\"127.0.0.1:1883\"] -> [\"127.0.0.1:1\"]".to_string(),
+                "security.password_file: unset -> \"pw\"".to_string(),
+                "security.allow_anonymous: true -> false".to_string(),
+                "metrics.listen: unset -> \"127.0.0.1:9\"".to_string(),
+            ]
+        );
+        assert!(new.restart_changes(&new).is_empty());
     }
 }

@@ -17,7 +17,7 @@
 use crate::ClusterOutput;
 use std::sync::{
     Arc,
-    atomic::{AtomicU64, Ordering},
+    atomic::{AtomicBool, AtomicU64, Ordering},
 };
 use tern_codec::Publish;
 use tokio::sync::mpsc;
@@ -51,6 +51,52 @@ pub struct ClusterLink {
     pub(crate) messages: mpsc::Sender<Publish>,
     pub(crate) input: mpsc::Receiver<ClusterInput>,
     pub(crate) dropped: Arc<AtomicU64>,
+    pub(crate) counters: Arc<ClusterCounters>,
+}
+
+/// What the transport reports for `/metrics`: whether it is connected to
+/// NATS, and the messages it carried each way. Atomics it bumps as it goes;
+/// a scrape reads them without asking the core task.
+#[derive(Debug, Default)]
+pub struct ClusterCounters {
+    /// Connected to a NATS server now.
+    pub connected: AtomicBool,
+    /// Messages published to the cluster.
+    pub forwarded: AtomicU64,
+    /// Messages from other nodes handed to this broker.
+    pub received: AtomicU64,
+}
+
+/// The cluster's figures at one moment (see [`ClusterCounters`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClusterCounts {
+    /// Connected to a NATS server.
+    pub connected: bool,
+    /// Messages published to the cluster.
+    pub forwarded: u64,
+    /// Messages from other nodes handed to this broker.
+    pub received: u64,
+    /// Messages dropped because the link's channel was full.
+    pub dropped: u64,
+}
+
+/// Reads the link's figures (for the monitoring listener).
+#[derive(Debug, Clone)]
+pub(crate) struct ClusterReader {
+    dropped: Arc<AtomicU64>,
+    counters: Arc<ClusterCounters>,
+}
+
+impl ClusterReader {
+    pub(crate) fn read(&self) -> ClusterCounts {
+        let c = &self.counters;
+        ClusterCounts {
+            connected: c.connected.load(Ordering::Relaxed),
+            forwarded: c.forwarded.load(Ordering::Relaxed),
+            received: c.received.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// The transport's end.
@@ -64,6 +110,8 @@ pub struct ClusterPeer {
     pub input: mpsc::Sender<ClusterInput>,
     /// Messages the core dropped because `messages` was full.
     pub dropped: Arc<AtomicU64>,
+    /// For the transport to keep up to date.
+    pub counters: Arc<ClusterCounters>,
 }
 
 /// A new link: give the [`ClusterLink`] to [`start_clustered`](super::start_clustered)
@@ -73,23 +121,34 @@ pub fn cluster_link() -> (ClusterLink, ClusterPeer) {
     let (messages_tx, messages_rx) = mpsc::channel(CLUSTER_CAPACITY);
     let (input_tx, input_rx) = mpsc::channel(CLUSTER_CAPACITY);
     let dropped = Arc::new(AtomicU64::new(0));
+    let counters = Arc::new(ClusterCounters::default());
     (
         ClusterLink {
             interest: interest_tx,
             messages: messages_tx,
             input: input_rx,
             dropped: dropped.clone(),
+            counters: counters.clone(),
         },
         ClusterPeer {
             interest: interest_rx,
             messages: messages_rx,
             input: input_tx,
             dropped,
+            counters,
         },
     )
 }
 
 impl ClusterLink {
+    /// What the monitoring listener reads.
+    pub(crate) fn reader(&self) -> ClusterReader {
+        ClusterReader {
+            dropped: self.dropped.clone(),
+            counters: self.counters.clone(),
+        }
+    }
+
     /// Hands one output to the link; never waits.
     pub(crate) fn send(&self, out: ClusterOutput) {
         match out {

@@ -140,7 +140,15 @@ pub(crate) struct Parts {
     pub(crate) check_threads: usize,
     /// The cluster link, with `--cluster`.
     pub(crate) cluster: Option<super::cluster::ClusterLink>,
+    /// A monitoring listener shows queue depths: count them every
+    /// [`QUEUE_COUNT_EVERY`] when the `$SYS` tick does not (and a snapshot
+    /// was asked for since the last count).
+    pub(crate) count_queues: bool,
 }
+
+/// How often queues are counted for the monitoring listener when `$SYS`
+/// is off or ticks less often (mosquitto's default `$SYS` period).
+pub(crate) const QUEUE_COUNT_EVERY: Duration = Duration::from_secs(10);
 
 /// Runs the core until the shutdown signal; then shuts the broker down,
 /// hands every connection its last packets and a close, and returns.
@@ -156,6 +164,7 @@ pub(crate) async fn run(
         auth,
         check_threads,
         cluster,
+        count_queues,
     } = parts;
     // Reports of written bytes and failed writes, from every writer task.
     // Unbounded, but a writer sends one per write, and writes only what the
@@ -186,6 +195,14 @@ pub(crate) async fn run(
     driver.checker = (check_threads > 0).then_some(checker);
     driver.storage = storage;
     driver.cluster = cluster;
+    let mut queue_count = count_queues.then(|| {
+        let first = tokio::time::Instant::now() + QUEUE_COUNT_EVERY;
+        let mut every = tokio::time::interval_at(first, QUEUE_COUNT_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        every
+    });
+    // A snapshot was asked for since the last queue count.
+    let mut looked = false;
     loop {
         // Re-armed on every turn from the core's next deadline.
         let deadline = driver.broker.poll_timeout().map(|t| {
@@ -218,6 +235,14 @@ pub(crate) async fn run(
                 let now = driver.now();
                 driver.broker.handle_timeout(now);
             }
+            _ = tick(&mut queue_count), if queue_count.is_some() => {
+                // Only while someone reads them: nothing walks the
+                // sessions for a listener nobody asks.
+                let sys = driver.broker.config().sys_interval;
+                if std::mem::take(&mut looked) && sys.is_none_or(|every| every > QUEUE_COUNT_EVERY) {
+                    driver.broker.count_queues();
+                }
+            }
             Some((conn, outcome)) = checked.recv() => {
                 let now = driver.now();
                 driver.broker.handle_auth_checked(now, conn, outcome);
@@ -227,6 +252,7 @@ pub(crate) async fn run(
                 // A copy of the counters for `/metrics` (never a walk of
                 // the sessions: the cost does not grow with them).
                 Control::Snapshot(reply) => {
+                    looked = true;
                     let _ = reply.send(driver.snapshot());
                 }
                 Control::Reconfigure(config) => {
@@ -254,6 +280,16 @@ pub(crate) async fn run(
         storage.close();
     }
     tracing::debug!(stats = ?driver.broker.stats(), "core stopped");
+}
+
+/// The next tick of `interval` (never, without one).
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// The next completion from the storage thread (never, without one).
@@ -359,6 +395,7 @@ impl Driver {
             top_topics: b.top_topics(),
             // The monitoring listener adds them (they are not the core's).
             bridges: Vec::new(),
+            cluster: None,
         }
     }
 

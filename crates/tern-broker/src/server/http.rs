@@ -9,19 +9,28 @@
 //!
 //! It is written by hand rather than with an HTTP framework because it
 //! needs so little, and every limit is ours to see: at most
-//! [`MAX_CONNECTIONS`] connections at once (more are closed at once), a
-//! request head of at most [`MAX_HEAD`] bytes read into a fixed buffer, and
-//! [`TIMEOUT`] for the whole exchange; one request per connection
-//! (`Connection: close`). A slow or malicious client holds one small buffer
-//! for a few seconds and never the core: the core task only copies a
-//! [`Snapshot`] when asked, between two inputs.
+//! [`MAX_CONNECTIONS`] connections at once, a request head of at most
+//! [`MAX_HEAD`] bytes read into a fixed buffer, and [`TIMEOUT`] for the
+//! whole exchange; one request per connection (`Connection: close`). When
+//! every slot is taken, a new connection pushes out the one that has waited
+//! longest for its request head (one that has sent its request is answered
+//! at once and never waits), so clients that connect and say nothing cannot
+//! hold off a scrape; with no such connection the new one is closed. A slow
+//! or malicious client holds one small buffer for a few seconds and never
+//! the core: the core task only copies a [`Snapshot`] when asked, between
+//! two inputs.
 
 use super::{
     bridge_stats::BridgeRegistry,
+    cluster::ClusterReader,
     driver::Control,
     metrics::{self, Snapshot},
 };
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -35,17 +44,55 @@ pub(crate) const MAX_HEAD: usize = 8 * 1024;
 /// The time a client has to send its request and read the answer.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a new connection waits for the slot of the one it pushed out.
+const EVICT_WAIT: Duration = Duration::from_secs(1);
+
+/// The connections still waiting for their request head, oldest first,
+/// each with the sender that pushes it out.
+#[derive(Debug, Default)]
+struct Waiting {
+    next_id: u64,
+    queue: VecDeque<(u64, oneshot::Sender<()>)>,
+}
+
+impl Waiting {
+    fn add(&mut self, evict: oneshot::Sender<()>) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.queue.push_back((id, evict));
+        id
+    }
+
+    fn remove(&mut self, id: u64) {
+        self.queue.retain(|(i, _)| *i != id);
+    }
+}
+
+/// Locks `waiting` (its state stays consistent even if a holder panicked).
+fn lock(waiting: &Mutex<Waiting>) -> std::sync::MutexGuard<'_, Waiting> {
+    waiting.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// The dashboard page (no build step, nothing fetched from elsewhere).
 const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// What a snapshot gets beside the core's counters: read from atomics the
+/// bridges and the cluster link keep, never from the core task.
+#[derive(Debug, Clone)]
+pub(crate) struct Beside {
+    pub(crate) bridges: BridgeRegistry,
+    pub(crate) cluster: Option<ClusterReader>,
+}
 
 /// Accepts monitoring connections until shutdown.
 pub(crate) async fn serve(
     listener: TcpListener,
     snapshots: mpsc::Sender<Control>,
-    bridges: BridgeRegistry,
+    beside: Beside,
     mut shutdown: broadcast::Receiver<()>,
 ) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let waiting = Arc::new(Mutex::new(Waiting::default()));
     loop {
         let (socket, peer) = tokio::select! {
             _ = shutdown.recv() => return,
@@ -59,43 +106,63 @@ pub(crate) async fn serve(
                 }
             },
         };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            tracing::debug!(%peer, "metrics listener: too many connections, closed");
-            continue;
+        let permit = match limit.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let oldest = lock(&waiting).queue.pop_front();
+                let Some((_, evict)) = oldest else {
+                    tracing::debug!(%peer, "metrics listener: too many connections, closed");
+                    continue;
+                };
+                // Its task ends and gives its slot back.
+                let _ = evict.send(());
+                match tokio::time::timeout(EVICT_WAIT, limit.clone().acquire_owned()).await {
+                    Ok(Ok(permit)) => permit,
+                    _ => continue,
+                }
+            }
         };
-        let (snapshots, bridges) = (snapshots.clone(), bridges.clone());
+        let (evict_tx, evict) = oneshot::channel();
+        let id = lock(&waiting).add(evict_tx);
+        let (snapshots, beside, waiting) = (snapshots.clone(), beside.clone(), waiting.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            if tokio::time::timeout(TIMEOUT, exchange(socket, &snapshots, &bridges))
-                .await
-                .is_err()
-            {
+            let served = || lock(&waiting).remove(id);
+            let exchange = exchange(socket, &snapshots, &beside, evict, &served);
+            if tokio::time::timeout(TIMEOUT, exchange).await.is_err() {
                 tracing::debug!(%peer, "metrics listener: request timed out");
             }
+            served();
         });
     }
 }
 
-/// One request and its answer.
+/// One request and its answer. Until the request head is in, `evict`
+/// ends it (a newer connection needs the slot); then `served` takes it out
+/// of the connections that may be pushed out.
 async fn exchange(
     mut socket: TcpStream,
     snapshots: &mpsc::Sender<Control>,
-    bridges: &BridgeRegistry,
+    beside: &Beside,
+    evict: oneshot::Receiver<()>,
+    served: &impl Fn(),
 ) {
     let mut buf = [0u8; MAX_HEAD];
-    let mut len = 0;
-    let head_end = loop {
-        if let Some(end) = find_head_end(&buf[..len]) {
-            break end;
+    let head_end = tokio::select! {
+        head = read_head(&mut socket, &mut buf) => head,
+        _ = evict => {
+            tracing::debug!("metrics listener: pushed out by a newer connection");
+            return;
         }
-        if len == buf.len() {
+    };
+    served();
+    let head_end = match head_end {
+        Head::End(end) => end,
+        Head::TooLarge => {
             let _ = respond(&mut socket, false, 431, "text/plain", "request too large\n").await;
             return;
         }
-        match socket.read(&mut buf[len..]).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => len += n,
-        }
+        Head::Gone => return,
     };
     let (status, content_type, body, head_only) = match parse_request_line(&buf[..head_end]) {
         Err(status) => (
@@ -106,11 +173,38 @@ async fn exchange(
         ),
         Ok((method, path)) => {
             let head_only = method == "HEAD";
-            let (status, content_type, body) = route(path, snapshots, bridges).await;
+            let (status, content_type, body) = route(path, snapshots, beside).await;
             (status, content_type, body, head_only)
         }
     };
     let _ = respond(&mut socket, head_only, status, content_type, &body).await;
+}
+
+/// How reading a request head ended.
+enum Head {
+    /// It ends (after its blank line) at this offset.
+    End(usize),
+    /// It does not fit the buffer.
+    TooLarge,
+    /// The client went away first.
+    Gone,
+}
+
+/// Reads until the blank line that ends the request head.
+async fn read_head(socket: &mut TcpStream, buf: &mut [u8]) -> Head {
+    let mut len = 0;
+    loop {
+        if let Some(end) = find_head_end(&buf[..len]) {
+            return Head::End(end);
+        }
+        if len == buf.len() {
+            return Head::TooLarge;
+        }
+        match socket.read(&mut buf[len..]).await {
+            Ok(0) | Err(_) => return Head::Gone,
+            Ok(n) => len += n,
+        }
+    }
 }
 
 /// Where the head (request line and headers) ends, after its blank line.
@@ -148,7 +242,7 @@ pub(super) fn parse_request_line(head: &[u8]) -> Result<(&str, &str), u16> {
 async fn route(
     path: &str,
     snapshots: &mpsc::Sender<Control>,
-    bridges: &BridgeRegistry,
+    beside: &Beside,
 ) -> (u16, &'static str, String) {
     match path {
         "/" | "/index.html" => (200, "text/html; charset=utf-8", DASHBOARD.to_string()),
@@ -156,7 +250,8 @@ async fn route(
             let Some(mut snapshot) = snapshot(snapshots).await else {
                 return (503, "text/plain", "shutting down\n".into());
             };
-            snapshot.bridges = bridges.read();
+            snapshot.bridges = beside.bridges.read();
+            snapshot.cluster = beside.cluster.as_ref().map(ClusterReader::read);
             match path {
                 "/metrics" => (
                     200,

@@ -7,7 +7,7 @@
 //! `tern_messages_received_total`), in base units with the unit in the name,
 //! counters ending in `_total`. README's "Operating the broker" lists them.
 
-use super::BridgeCounts;
+use super::{BridgeCounts, ClusterCounts};
 use crate::{QueueDepths, Stats, TopTopic};
 use prometheus_client::{
     collector::Collector,
@@ -30,7 +30,7 @@ pub struct Snapshot {
     pub subscriptions: u64,
     /// Retained messages.
     pub retained: u64,
-    /// Sessions' queues, as the last `$SYS` tick counted them.
+    /// Sessions' queues, as last counted (the `$SYS` tick, or every 10 s).
     pub queues: QueueDepths,
     /// Seconds since the broker started.
     pub uptime: f64,
@@ -38,6 +38,8 @@ pub struct Snapshot {
     pub top_topics: Vec<TopTopic>,
     /// Each bridge's counters, by name (read beside the core's, not by it).
     pub bridges: Vec<(String, BridgeCounts)>,
+    /// The cluster link's figures, with `--cluster` (read beside the core's).
+    pub cluster: Option<ClusterCounts>,
 }
 
 /// The OpenMetrics content type of [`render_metrics`]'s text.
@@ -241,14 +243,54 @@ impl Collector for SnapshotCollector {
         gauge(
             e,
             "tern_messages_queued",
-            "Messages waiting in sessions' queues (counted at each $SYS tick).",
+            "Messages waiting in sessions' queues (counted at each $SYS tick, at least every 10 s).",
             s.queues.total,
+        )?;
+        gauge(
+            e,
+            "tern_messages_inflight",
+            "Messages with QoS > 0 sent and awaiting acknowledgement (counted with the queues).",
+            s.queues.inflight,
         )?;
         if !s.bridges.is_empty() {
             bridges(e, &s.bridges)?;
         }
+        if let Some(c) = &s.cluster {
+            cluster(e, c)?;
+        }
         Ok(())
     }
+}
+
+/// The `tern_cluster_*` families (with `--cluster`).
+fn cluster(e: &mut DescriptorEncoder<'_>, c: &ClusterCounts) -> std::fmt::Result {
+    gauge(
+        e,
+        "tern_cluster_connected",
+        "1 while the cluster link is connected to a NATS server, else 0.",
+        u64::from(c.connected),
+    )?;
+    counter(
+        e,
+        "tern_cluster_messages_forwarded",
+        "Messages published to the other nodes over NATS.",
+        None,
+        c.forwarded,
+    )?;
+    counter(
+        e,
+        "tern_cluster_messages_received",
+        "Messages from other nodes handed to this broker.",
+        None,
+        c.received,
+    )?;
+    counter(
+        e,
+        "tern_cluster_messages_dropped",
+        "Messages for other nodes dropped because the link was behind (its queue full).",
+        None,
+        c.dropped,
+    )
 }
 
 /// The `tern_bridge_*` families, one sample per bridge (and direction).
@@ -350,7 +392,18 @@ pub fn render_json(s: &Snapshot) -> String {
             c.connected, c.reconnects, c.forwarded_in, c.forwarded_out, c.dropped_in, c.dropped_out
         );
     }
-    out.push_str("]}");
+    out.push_str("],\"cluster\":");
+    match &s.cluster {
+        Some(c) => {
+            let _ = write!(
+                out,
+                "{{\"connected\":{},\"forwarded\":{},\"received\":{},\"dropped\":{}}}",
+                c.connected, c.forwarded, c.received, c.dropped
+            );
+        }
+        None => out.push_str("null"),
+    }
+    out.push('}');
     out
 }
 
@@ -430,9 +483,39 @@ mod tests {
         let json = render_json(&s);
         assert!(
             json.ends_with(
-                r#""bridges":[{"name":"edge\"1","connected":true,"reconnects":2,"forwarded_in":3,"forwarded_out":4,"dropped_in":0,"dropped_out":5}]}"#
+                r#""bridges":[{"name":"edge\"1","connected":true,"reconnects":2,"forwarded_in":3,"forwarded_out":4,"dropped_in":0,"dropped_out":5}],"cluster":null}"#
             ),
             "{json}"
+        );
+    }
+
+    #[test]
+    fn the_cluster_renders_only_when_clustered() {
+        assert!(!render_metrics(&Snapshot::default()).contains("tern_cluster"));
+        let s = Snapshot {
+            cluster: Some(ClusterCounts {
+                connected: false,
+                forwarded: 3,
+                received: 4,
+                dropped: 5,
+            }),
+            ..Snapshot::default()
+        };
+        let text = render_metrics(&s);
+        for line in [
+            "tern_cluster_connected 0",
+            "tern_cluster_messages_forwarded_total 3",
+            "tern_cluster_messages_received_total 4",
+            "tern_cluster_messages_dropped_total 5",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+        }
+        assert!(
+            render_json(&s).ends_with(
+                r#""cluster":{"connected":false,"forwarded":3,"received":4,"dropped":5}}"#
+            ),
+            "{}",
+            render_json(&s)
         );
     }
 

@@ -101,7 +101,9 @@ pub mod fuzzing {
 
 pub use bridge_settings::{BridgeSettings, BridgeTopic, Direction};
 pub use bridge_stats::{BridgeCounts, BridgeDirection, BridgeStats};
-pub use cluster::{ClusterInput, ClusterLink, ClusterPeer, cluster_link};
+pub use cluster::{
+    ClusterCounters, ClusterCounts, ClusterInput, ClusterLink, ClusterPeer, cluster_link,
+};
 pub use local::LocalConnector;
 pub use settings::{
     BrokerSettings, ClusterTable, Limits, Listeners, MetricsSettings, SettingsError, TlsSettings,
@@ -424,7 +426,10 @@ pub async fn start_clustered(
         tokio::spawn(http::serve(
             listener,
             control_tx.clone(),
-            bridges.clone(),
+            http::Beside {
+                bridges: bridges.clone(),
+                cluster: cluster.as_ref().map(ClusterLink::reader),
+            },
             notify_shutdown.subscribe(),
         ));
     }
@@ -439,6 +444,7 @@ pub async fn start_clustered(
             auth: Box::new(auth),
             check_threads,
             cluster,
+            count_queues: metrics_addr.is_some(),
         },
         accepted_rx,
         control_rx,

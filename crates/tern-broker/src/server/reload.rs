@@ -2,8 +2,11 @@
 //! force without dropping a connection. New connections and sessions get
 //! the new limits; open ones keep what they negotiated. A file that cannot
 //! be read or parsed is logged (naming the file, key and line) and the
-//! settings in force stay. Listeners, `[tls]`, `[security]` paths and
-//! `[metrics]` take effect at the next start.
+//! settings in force stay. Listeners, `[tls]` and `[security]` paths,
+//! `[metrics]`, `[storage]` and `[cluster]` take effect at the next start:
+//! a reload that finds them changed logs each one as not applied. (The
+//! password, ACL and certificate files in force are read again by
+//! `security::Reloader`, and `[[bridge]]` tables by the bridge connector.)
 
 use super::{BrokerSettings, driver::Control};
 use std::sync::{
@@ -53,6 +56,14 @@ impl LimitsReloader {
                 return Err(e.to_string());
             }
         };
+        let later = current.restart_changes(&new);
+        if !later.is_empty() {
+            tracing::warn!(
+                file = %path.display(),
+                "reload: not applied until the next start: {}",
+                later.join(", ")
+            );
+        }
         let changes = current.limits_changes(&new);
         if changes.is_empty() {
             tracing::info!(file = %path.display(), "reload: no limit changed");
