@@ -97,6 +97,10 @@ errors; the values shown are the defaults):
   sys_interval = 10           # seconds between $SYS/broker/... updates; 0: off
   connections_per_second_per_address = 0 # more from one IP in a second:
                               # CONNACK 0x9F (3.1.1: 3); 0: no limit
+  max_memory = \"50%\"        # broker-wide budget, bytes or \"N%\" of the
+                              # machine's memory; 0: none. At it: PUBLISH
+                              # refused (QoS 0 dropped, 0x97; 3.1.1: closed),
+                              # SUBACK 0x97, CONNACK 0x89 (3.1.1: 3)
 
   [tls]                       # mosquitto's names and meanings; TLS 1.2/1.3
   # cert = \"server.pem\"       # certificate chain, PEM (certfile)

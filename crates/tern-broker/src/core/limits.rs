@@ -43,6 +43,9 @@ pub enum Limit {
     /// A connection beyond `connections_per_second_per_address` from its
     /// source address.
     ConnectionRate,
+    /// A PUBLISH, SUBSCRIBE or CONNECT while the broker holds
+    /// `max_memory` bytes for its clients.
+    Memory,
 }
 
 impl Limit {
@@ -55,6 +58,7 @@ impl Limit {
             Self::Retained => "max_retained_messages/max_retained_bytes",
             Self::Queue => "max_queued_messages/max_queued_bytes",
             Self::ConnectionRate => "connections_per_second_per_address",
+            Self::Memory => "max_memory",
         }
     }
 }
@@ -70,6 +74,7 @@ impl std::fmt::Display for Limit {
             Self::Retained => "retained messages",
             Self::Queue => "queued messages",
             Self::ConnectionRate => "connection rate",
+            Self::Memory => "memory budget",
         };
         write!(f, "{what} ({})", self.setting())
     }

@@ -296,6 +296,9 @@ impl super::Broker {
         if c.retained_backlog.is_empty() && c.retained_backlog.capacity() > 0 {
             c.retained_backlog = std::collections::VecDeque::new();
         }
+        if moved {
+            self.note_conn(conn);
+        }
         moved
     }
 }

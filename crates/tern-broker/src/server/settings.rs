@@ -224,6 +224,13 @@ pub struct Limits {
     /// exceeded (MQTT 3.1.1: return code 3), counted in `limits/refused`.
     /// 0 (the default): no limit.
     pub connections_per_second_per_address: u32,
+    /// The broker-wide memory budget: bytes, or `"N%"` of the machine's
+    /// memory (read at start and on reload); 0: none. Default `"50%"`. At
+    /// it, PUBLISH is refused (QoS 0 dropped; MQTT 5 QoS 1/2 PUBACK/PUBREC
+    /// 0x97; MQTT 3.1.1 closed), new subscriptions get SUBACK 0x97 (3.1.1:
+    /// 0x80) and CONNECT gets CONNACK 0x89 (3.1.1: return code 3).
+    #[serde(deserialize_with = "super::memory_budget::max_memory")]
+    pub max_memory: super::memory_budget::MaxMemory,
 }
 
 impl Default for Limits {
@@ -251,6 +258,7 @@ impl Default for Limits {
             topic_alias_maximum: server.topic_alias_maximum,
             sys_interval: config.sys_interval.unwrap_or(Duration::ZERO),
             connections_per_second_per_address: 0,
+            max_memory: super::memory_budget::MaxMemory::default(),
         }
     }
 }
@@ -349,6 +357,7 @@ impl BrokerSettings {
         config.connections_per_second_per_address =
             core::num::NonZeroU32::new(l.connections_per_second_per_address);
         config.durable = self.storage.dir.is_some();
+        config.max_memory = l.max_memory.resolve(super::memory_budget::machine_memory());
         config
     }
 }
@@ -494,6 +503,7 @@ mod tests {
             "topic_alias_maximum",
             "sys_interval",
             "connections_per_second_per_address",
+            "max_memory",
             "sync",
             "sync_interval_ms",
         ] {
