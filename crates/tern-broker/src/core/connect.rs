@@ -384,7 +384,11 @@ impl Broker {
         {
             self.publish_will(now, Some(key), will);
         }
-        self.subscriptions.remove_session(key);
+        // A session with many subscriptions is removed in slices (`Timer::Sweep`).
+        let was_sweeping = self.subscriptions.sweeping();
+        if self.subscriptions.remove_session(key) && !was_sweeping {
+            self.timers.arm(now, Timer::Sweep);
+        }
         if let Some(entry) = self.sessions.remove(key) {
             self.forget_session_memory(&entry);
             self.store.remove_session(&entry.client_id);

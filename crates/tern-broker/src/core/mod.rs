@@ -566,6 +566,14 @@ impl Broker {
                 Timer::Will(key) => self.will_due(now, key),
                 Timer::SessionExpiry(key) => self.session_expiry_due(now, key),
                 Timer::Unblock(key) => self.unblock_due(ConnId::from_key(key)),
+                Timer::Sweep => {
+                    // The next slice after a pause, so others are served
+                    // between slices.
+                    if self.subscriptions.sweep() {
+                        let pause = core::time::Duration::from_millis(1);
+                        self.timers.arm(now + pause, Timer::Sweep);
+                    }
+                }
                 Timer::Sys => {
                     self.publish_sys(now);
                     if let Some(interval) = self.config.sys_interval {

@@ -287,7 +287,7 @@ impl Broker {
             from,
             publish.retain,
             &mut deliveries,
-            |k| sessions.conn_of(k).is_some(),
+            |k| sessions.get(k).map(|s| s.conn.is_some()),
             |k| allowed(&mut **auth, sessions, k, topic, Access::Read),
         );
         let count = deliveries.len();
