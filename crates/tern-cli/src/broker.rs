@@ -84,6 +84,8 @@ errors; the values shown are the defaults):
   max_retained_messages = 1000000 # kept from all clients; past either, a
   max_retained_bytes = 268435456 # retained PUBLISH is delivered, not kept
                               # (MQTT 5: PUBACK 0x97; 3.1.1: acknowledged)
+  max_retained_messages_per_client = 100000 # the same, for what one
+  max_retained_bytes_per_client = 67108864 # client id retained
   max_subscriptions = 10000   # per client; more: SUBACK 0x97 (3.1.1: 0x80)
   publisher_backpressure = 0.5 # seconds at most a publisher outrunning an
                               # online subscriber is not read; 0: drop instead

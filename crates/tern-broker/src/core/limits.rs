@@ -35,7 +35,9 @@ pub enum Limit {
     /// A SUBSCRIBE beyond `max_subscriptions` for the session.
     Subscriptions,
     /// A retained PUBLISH past `max_retained_messages` or
-    /// `max_retained_bytes` (delivered, not retained).
+    /// `max_retained_bytes`, or past its client's
+    /// `max_retained_messages_per_client` or `max_retained_bytes_per_client`
+    /// (delivered, not retained).
     Retained,
     /// A QoS 1/2 PUBLISH every recipient's queue was too full for
     /// (`max_queued_messages`, `max_queued_bytes`).
@@ -55,7 +57,7 @@ impl Limit {
             Self::TopicLevels | Self::FilterLevels => "max_topic_levels",
             Self::TopicLength | Self::FilterLength => "max_topic_length",
             Self::Subscriptions => "max_subscriptions",
-            Self::Retained => "max_retained_messages/max_retained_bytes",
+            Self::Retained => "max_retained_messages/max_retained_bytes (total or per client)",
             Self::Queue => "max_queued_messages/max_queued_bytes",
             Self::ConnectionRate => "connections_per_second_per_address",
             Self::Memory => "max_memory",

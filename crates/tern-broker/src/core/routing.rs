@@ -249,14 +249,19 @@ impl Broker {
             && !publish.payload.is_empty()
             && !topic.as_bytes().starts_with(b"$SYS")
             && self.over_budget();
+        // The publishing client owns what it retains (per-client limits).
+        let owner = from
+            .and_then(|k| self.sessions.get(k))
+            .map(|e| &e.client_id);
         let applied = (publish.retain && !over_budget).then(|| match self.durable.as_deref_mut() {
             None => self
                 .retained
-                .apply(now, &topic, &publish, limits, &mut *self.store),
+                .apply(now, &topic, &publish, owner, limits, &mut *self.store),
             Some(log) => self.retained.apply(
                 now,
                 &topic,
                 &publish,
+                owner,
                 limits,
                 &mut durable::Recording {
                     inner: &mut *self.store,

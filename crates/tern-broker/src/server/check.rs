@@ -176,6 +176,16 @@ impl BrokerSettings {
         let _ = writeln!(out, "max_topic_length = {}", l.max_topic_length);
         let _ = writeln!(out, "max_retained_messages = {}", l.max_retained_messages);
         let _ = writeln!(out, "max_retained_bytes = {}", l.max_retained_bytes);
+        let _ = writeln!(
+            out,
+            "max_retained_messages_per_client = {}",
+            l.max_retained_messages_per_client
+        );
+        let _ = writeln!(
+            out,
+            "max_retained_bytes_per_client = {}",
+            l.max_retained_bytes_per_client
+        );
         let _ = writeln!(out, "max_subscriptions = {}", l.max_subscriptions);
         let budget = l
             .max_memory

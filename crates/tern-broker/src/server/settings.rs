@@ -193,6 +193,13 @@ pub struct Limits {
     /// topic, payload, properties and per-message overhead. Past it, as
     /// for `max_retained_messages`.
     pub max_retained_bytes: usize,
+    /// The most retained messages one client (by client identifier) may
+    /// own: those whose latest retained PUBLISH on their topic was its
+    /// (100,000). Past it, or past `max_retained_bytes_per_client`, as for
+    /// `max_retained_messages`.
+    pub max_retained_messages_per_client: usize,
+    /// The most bytes of retained messages one client may own (64 MiB).
+    pub max_retained_bytes_per_client: usize,
     /// The most subscriptions one client's session may hold; more: SUBACK
     /// 0x97 Quota exceeded (0x80 for MQTT 3.1.1).
     #[serde(deserialize_with = "at_least_one")]
@@ -249,6 +256,8 @@ impl Default for Limits {
             max_topic_length: config.max_topic_length,
             max_retained_messages: config.retained.max_messages,
             max_retained_bytes: config.retained.max_bytes,
+            max_retained_messages_per_client: config.retained.max_messages_per_client,
+            max_retained_bytes_per_client: config.retained.max_bytes_per_client,
             max_subscriptions: config.max_subscriptions,
             publisher_backpressure: PUBLISHER_BACKPRESSURE,
             connect_timeout: server.connect_timeout,
@@ -347,6 +356,8 @@ impl BrokerSettings {
         config.retained = crate::RetainedLimits {
             max_messages: l.max_retained_messages,
             max_bytes: l.max_retained_bytes,
+            max_messages_per_client: l.max_retained_messages_per_client,
+            max_bytes_per_client: l.max_retained_bytes_per_client,
         };
         config.max_subscriptions = l.max_subscriptions;
         // A publisher outrunning an online subscriber is slowed down rather
@@ -494,6 +505,8 @@ mod tests {
             "max_topic_length",
             "max_retained_messages",
             "max_retained_bytes",
+            "max_retained_messages_per_client",
+            "max_retained_bytes_per_client",
             "max_subscriptions",
             "queue_qos0",
             "publisher_backpressure",
