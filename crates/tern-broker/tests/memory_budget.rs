@@ -1,7 +1,7 @@
 //! The broker-wide memory budget (`max_memory`, issue 13) against a real
 //! broker on 127.0.0.1:0: at the budget every refusal is visible to the
 //! client, nothing accepted is lost, the budget frees up as clients drain,
-//! and the refusals are counted in `$SYS/broker/limits/memory/refused`.
+//! and the refusals are counted in `$SYS/broker/limits/refused`.
 
 mod common;
 
@@ -124,7 +124,7 @@ async fn at_the_memory_budget_clients_are_refused_visibly_and_nothing_accepted_i
             &[
                 ("m", SubscriptionOptions::with_qos(QoS::AtMostOnce)),
                 (
-                    "$SYS/broker/limits/memory/refused",
+                    "$SYS/broker/limits/refused",
                     SubscriptionOptions::with_qos(QoS::AtMostOnce),
                 ),
             ],

@@ -145,13 +145,6 @@ impl Broker {
                 "limits/refused".into(),
                 s.drops.limit_refusals().to_string(),
             ),
-            // Tern's own: the bytes the memory budget counts (`memory.rs`),
-            // and what was refused at it.
-            ("memory/bytes".into(), self.memory_use().total().to_string()),
-            (
-                "limits/memory/refused".into(),
-                s.drops.memory_limit.to_string(),
-            ),
         ];
         values.extend(self.load_values(now, s));
         for (name, value) in values {
