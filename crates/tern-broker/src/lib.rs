@@ -20,7 +20,7 @@ pub use crate::core::{
     AllowAll, AuthCheck, AuthDecision, AuthExchange, AuthStart, AuthStep, Authenticator, Broker,
     BrokerConfig, BrokerEvent, ByQos, Client, ClusterOutput, ClusterStats, ConnId,
     DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_TOPIC_LENGTH, DEFAULT_MAX_TOPIC_LEVELS, Drops, Limit,
-    MemoryStore, OutputCredit, PendingCheck, QueueDepths, Refusal, RetainedLimits, RetainedMessage,
-    SHARED_PAYLOAD, Stats, Store, StoreBatch, StoreOp, StoredSession, StoredState, TopTopic,
-    Transmit, WrittenTransmit,
+    MemoryStore, MemoryUse, OutputCredit, PendingCheck, QueueDepths, Refusal, RetainedLimits,
+    RetainedMessage, SHARED_PAYLOAD, Stats, Store, StoreBatch, StoreOp, StoredSession, StoredState,
+    TopTopic, Transmit, WrittenTransmit,
 };

@@ -91,3 +91,39 @@ async fn a_reload_applies_new_retained_and_topic_limits_at_once() {
     running.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_reload_applies_a_new_memory_budget_at_once() {
+    let dir = std::env::temp_dir().join(format!("tern-reload-mem-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("broker.toml");
+    let file = |max_memory: &str| {
+        format!(
+            "[listeners]\ntcp = [\"127.0.0.1:0\"]\nws = []\n[limits]\nsys_interval = 0\n\
+             max_memory = {max_memory}\n"
+        )
+    };
+    std::fs::write(&path, file("0")).unwrap();
+    let running = server::start(BrokerSettings::load(&path).unwrap())
+        .await
+        .unwrap();
+    let tcp = running.tcp_addr().unwrap();
+    let mut c = Raw::connected(tcp, ProtocolVersion::V5, "reload-mem").await;
+    use tern_codec::ReasonCode::{NoMatchingSubscribers, QuotaExceeded};
+    let p = |id| publish("m", b"v", tern_codec::QoS::AtLeastOnce, id);
+    assert_eq!(c.publish(p(1)).await, NoMatchingSubscribers, "0: no budget");
+    // One byte: the broker already holds more, so PUBLISH gets 0x97.
+    std::fs::write(&path, file("1")).unwrap();
+    running.reload().expect("the new file is good");
+    assert_eq!(c.publish(p(2)).await, QuotaExceeded);
+    std::fs::write(&path, file("\"100%\"")).unwrap();
+    running.reload().expect("the new file is good");
+    assert_eq!(c.publish(p(3)).await, NoMatchingSubscribers);
+    // A bad value is refused, naming the key; the budget in force stays.
+    std::fs::write(&path, file("\"150%\"")).unwrap();
+    let e = running.reload().expect_err("150% is refused").to_string();
+    assert!(e.contains("max_memory"), "{e}");
+    assert_eq!(c.publish(p(4)).await, NoMatchingSubscribers);
+    running.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

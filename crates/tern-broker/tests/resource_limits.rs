@@ -458,3 +458,70 @@ async fn retained_messages_past_the_limits_are_delivered_but_not_retained() {
     late.ping().await; // nothing else before the PINGRESP
     refusals(&broker, 3).await;
 }
+
+#[tokio::test]
+async fn each_client_owns_at_most_its_share_of_retained_messages() {
+    let broker = start_with(|s| {
+        s.limits.sys_interval = Duration::from_millis(50);
+        s.limits.max_retained_messages_per_client = 2;
+        s.limits.max_retained_bytes_per_client = 4096;
+    })
+    .await;
+    let small = || Bytes::from_static(b"x");
+    let mut a = Raw::connected(broker.tcp, ProtocolVersion::V5, "owner-a").await;
+    let mut b = Raw::connected(broker.tcp, ProtocolVersion::V5, "owner-b").await;
+    for (id, topic) in [(1, "o/1"), (2, "o/2")] {
+        assert_eq!(
+            a.publish(retained(topic, small(), id)).await,
+            ReasonCode::NoMatchingSubscribers
+        );
+    }
+    // A third topic of a's: past max_retained_messages_per_client = 2,
+    // MQTT 5 PUBACK 0x97 Quota exceeded (3.4.2.1); replacing its own adds
+    // nothing and is kept.
+    assert_eq!(
+        a.publish(retained("o/3", small(), 3)).await,
+        ReasonCode::QuotaExceeded
+    );
+    assert_eq!(
+        a.publish(retained("o/1", Bytes::from_static(b"y"), 4))
+            .await,
+        ReasonCode::NoMatchingSubscribers
+    );
+    // Another client has its own share, also on a's topics: replacing o/2
+    // makes it b's, and a may retain one more.
+    assert_eq!(
+        b.publish(retained("o/2", Bytes::from_static(b"b"), 1))
+            .await,
+        ReasonCode::NoMatchingSubscribers
+    );
+    assert_eq!(
+        a.publish(retained("o/3", small(), 5)).await,
+        ReasonCode::NoMatchingSubscribers
+    );
+    // Bytes: past max_retained_bytes_per_client, refused.
+    assert_eq!(
+        b.publish(retained("o/4", Bytes::from(vec![b'z'; 5000]), 2))
+            .await,
+        ReasonCode::QuotaExceeded
+    );
+    // What is kept: o/1 = y (a), o/2 = b (b), o/3 = x (a).
+    let mut late = Raw::connected(broker.tcp, ProtocolVersion::V5, "owner-late").await;
+    late.subscribe("o/#", QoS::AtMostOnce).await;
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let p = late.recv_publish().await;
+        got.push((p.topic.as_str().to_owned(), p.payload));
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("o/1".to_owned(), Bytes::from_static(b"y")),
+            ("o/2".to_owned(), Bytes::from_static(b"b")),
+            ("o/3".to_owned(), Bytes::from_static(b"x")),
+        ]
+    );
+    late.ping().await;
+    refusals(&broker, 2).await;
+}

@@ -84,6 +84,8 @@ errors; the values shown are the defaults):
   max_retained_messages = 1000000 # kept from all clients; past either, a
   max_retained_bytes = 268435456 # retained PUBLISH is delivered, not kept
                               # (MQTT 5: PUBACK 0x97; 3.1.1: acknowledged)
+  max_retained_messages_per_client = 100000 # the same, for what one
+  max_retained_bytes_per_client = 67108864 # client id retained
   max_subscriptions = 10000   # per client; more: SUBACK 0x97 (3.1.1: 0x80)
   publisher_backpressure = 0.5 # seconds at most a publisher outrunning an
                               # online subscriber is not read; 0: drop instead
@@ -97,6 +99,10 @@ errors; the values shown are the defaults):
   sys_interval = 10           # seconds between $SYS/broker/... updates; 0: off
   connections_per_second_per_address = 0 # more from one IP in a second:
                               # CONNACK 0x9F (3.1.1: 3); 0: no limit
+  max_memory = \"50%\"        # broker-wide budget, bytes or \"N%\" of the
+                              # machine's memory; 0: none. At it: PUBLISH
+                              # refused (QoS 0 dropped, 0x97; 3.1.1: closed),
+                              # SUBACK 0x97, CONNACK 0x89 (3.1.1: 3)
 
   [tls]                       # mosquitto's names and meanings; TLS 1.2/1.3
   # cert = \"server.pem\"       # certificate chain, PEM (certfile)

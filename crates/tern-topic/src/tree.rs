@@ -462,6 +462,29 @@ impl<K: Ord + Clone, V> SubscriptionTree<K, V> {
         index.len()
     }
 
+    /// Removes at most `max` subscriptions of `key`: returns how many it
+    /// removed and whether `key` has none left. A session with many
+    /// subscriptions is removed in slices of bounded work this way, so the
+    /// caller can serve others between them.
+    pub fn remove_client_some(&mut self, key: &K, max: usize) -> (usize, bool) {
+        let Some(index) = self.clients.get_mut(key) else {
+            return (0, true);
+        };
+        let cut = index.len().saturating_sub(max);
+        let slice = index.split_off(cut);
+        let done = index.is_empty();
+        if done {
+            self.clients.remove(key);
+        }
+        for &entry in &slice {
+            let removed = self.remove_at(entry & !SHARED, key, entry & SHARED != 0, None);
+            debug_assert!(removed.is_some());
+        }
+        self.len -= slice.len();
+        self.generation += 1;
+        (slice.len(), done)
+    }
+
     /// Removes every subscription and releases the memory.
     pub fn clear(&mut self) {
         let generation = self.generation + 1;

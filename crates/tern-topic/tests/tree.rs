@@ -110,6 +110,32 @@ fn remove_client_removes_every_subscription_of_one_client() {
 }
 
 #[test]
+fn remove_client_some_removes_a_client_in_slices_of_at_most_max() {
+    let mut tree = SubscriptionTree::new();
+    for f in ["a/b", "a/+", "#", "$share/g/a/b", "$share/h/a/b"] {
+        tree.insert(1u32, &sub(f), ());
+        tree.insert(2u32, &sub(f), ());
+    }
+    assert_eq!(tree.remove_client_some(&1, 2), (2, false));
+    assert_eq!(tree.client_len(&1), 3);
+    assert_eq!(tree.len(), 8);
+    assert_eq!(tree.remove_client_some(&1, 2), (2, false));
+    assert_eq!(tree.remove_client_some(&1, 2), (1, true));
+    assert_eq!(tree.remove_client_some(&1, 2), (0, true), "already gone");
+    assert_eq!(tree.len(), 5);
+    let mut buf = MatchBuffer::new();
+    let found = tree.matches(&topic("a/b"), &mut buf);
+    assert!(found.plain().all(|m| *m.key() == 2));
+    assert!(
+        found
+            .shared()
+            .all(|g| g.members().iter().map(|(k, _)| *k).eq([2]))
+    );
+    assert_eq!(tree.remove_client_some(&2, usize::MAX), (5, true));
+    assert_eq!((tree.len(), tree.node_count()), (0, 0));
+}
+
+#[test]
 fn the_dollar_rule_in_the_tree_mqtt_4_7_2_1() {
     let mut tree = SubscriptionTree::new();
     tree.insert(1u32, &sub("#"), ());

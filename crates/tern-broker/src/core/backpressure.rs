@@ -78,6 +78,11 @@ impl Flow {
 
     /// A transmit of `len` bytes went to the shell: `true` if that made it
     /// unwritable.
+    /// Bytes handed to the shell and not reported written.
+    pub(super) fn unwritten(&self) -> usize {
+        self.unwritten
+    }
+
     fn charge(&mut self, len: usize, credit: Option<OutputCredit>) -> bool {
         self.unwritten += len;
         let over = credit.is_some_and(|c| self.unwritten > c.high_water);

@@ -52,6 +52,12 @@ pub struct BrokerConfig {
     /// other nodes want ([`Broker::poll_cluster`](crate::Broker::poll_cluster)).
     /// Off by default: then nothing is counted, matched or emitted.
     pub cluster: bool,
+    /// The broker-wide memory budget, in bytes, as `memory.rs` counts them
+    /// ([`Broker::memory_use`](crate::Broker::memory_use)): at it, new
+    /// messages, subscriptions and connections are refused. `None` (the
+    /// default): no budget. The core reads nothing about the machine: the
+    /// shell works the figure out.
+    pub max_memory: Option<usize>,
 }
 
 /// Output credit: a connection whose unwritten bytes pass `high_water` gets
@@ -103,6 +109,7 @@ impl Default for BrokerConfig {
             durable: false,
             connections_per_second_per_address: None,
             cluster: false,
+            max_memory: None,
         }
     }
 }

@@ -33,9 +33,15 @@ impl Broker {
                 }
             }
             self.subscriptions.restore(key, &mut session);
+            let filters: Vec<_> = session.subscriptions().keys().cloned().collect();
             if let Some(entry) = self.sessions.get_mut(key) {
                 entry.offline = Some(Box::new(session));
             }
+            // Restored state counts against the memory budget, never refused.
+            for filter in filters {
+                self.note_subscription(key, filter.as_bytes(), true);
+            }
+            self.note_session(key);
             if let Some((_, due)) = stored.pending_will {
                 self.timers.arm(due, Timer::Will(key));
             }
@@ -51,6 +57,24 @@ impl Broker {
     pub(super) fn on_connect(&mut self, now: Instant, conn: ConnId, connect: Connect) {
         self.stats.connects_received += 1;
         if self.refuse_over_rate(now, conn, &connect) {
+            return;
+        }
+        // A client resuming its session may connect (it drains what its
+        // session holds); any other is refused.
+        let resumes = !connect.clean_start
+            && !connect.client_id.is_empty()
+            && self.sessions.key_of(connect.client_id.as_bytes()).is_some();
+        if !resumes && self.over_budget() {
+            // The memory budget is spent: CONNACK 0x89 Server busy
+            // (3.2.2.2); MQTT 3.1.1 gets return code 3, Server unavailable
+            // (3.1.1 table 3.1), then the connection is closed.
+            let code = ReasonCode::ServerBusy;
+            if let Some(c) = self.conns.get_mut(conn.key()) {
+                let _ = c.server.reject(now, code);
+            }
+            let client_id = super::compact(&connect.client_id);
+            let what = super::Refusal::Connect;
+            self.limit_refused_as(conn, client_id, super::Limit::Memory, what, code);
             return;
         }
         let will_over = connect
@@ -298,6 +322,7 @@ impl Broker {
             if let Some(entry) = self.sessions.get_mut(key) {
                 entry.offline = Some(Box::new(session));
             }
+            self.note_session(key);
         }
         if let Some(will) = will {
             let delay = will.properties.will_delay_interval.unwrap_or(0);
@@ -360,8 +385,13 @@ impl Broker {
         {
             self.publish_will(now, Some(key), will);
         }
-        self.subscriptions.remove_session(key);
+        // A session with many subscriptions is removed in slices (`Timer::Sweep`).
+        let was_sweeping = self.subscriptions.sweeping();
+        if self.subscriptions.remove_session(key) && !was_sweeping {
+            self.timers.arm(now, Timer::Sweep);
+        }
         if let Some(entry) = self.sessions.remove(key) {
+            self.forget_session_memory(&entry);
             self.store.remove_session(&entry.client_id);
             if entry.persisted {
                 self.record(|| StoreOp::DeleteSession {

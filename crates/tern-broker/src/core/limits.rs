@@ -35,7 +35,9 @@ pub enum Limit {
     /// A SUBSCRIBE beyond `max_subscriptions` for the session.
     Subscriptions,
     /// A retained PUBLISH past `max_retained_messages` or
-    /// `max_retained_bytes` (delivered, not retained).
+    /// `max_retained_bytes`, or past its client's
+    /// `max_retained_messages_per_client` or `max_retained_bytes_per_client`
+    /// (delivered, not retained).
     Retained,
     /// A QoS 1/2 PUBLISH every recipient's queue was too full for
     /// (`max_queued_messages`, `max_queued_bytes`).
@@ -43,6 +45,9 @@ pub enum Limit {
     /// A connection beyond `connections_per_second_per_address` from its
     /// source address.
     ConnectionRate,
+    /// A PUBLISH, SUBSCRIBE or CONNECT while the broker holds
+    /// `max_memory` bytes for its clients.
+    Memory,
 }
 
 impl Limit {
@@ -52,9 +57,10 @@ impl Limit {
             Self::TopicLevels | Self::FilterLevels => "max_topic_levels",
             Self::TopicLength | Self::FilterLength => "max_topic_length",
             Self::Subscriptions => "max_subscriptions",
-            Self::Retained => "max_retained_messages/max_retained_bytes",
+            Self::Retained => "max_retained_messages/max_retained_bytes (total or per client)",
             Self::Queue => "max_queued_messages/max_queued_bytes",
             Self::ConnectionRate => "connections_per_second_per_address",
+            Self::Memory => "max_memory",
         }
     }
 }
@@ -70,6 +76,7 @@ impl std::fmt::Display for Limit {
             Self::Retained => "retained messages",
             Self::Queue => "queued messages",
             Self::ConnectionRate => "connection rate",
+            Self::Memory => "memory budget",
         };
         write!(f, "{what} ({})", self.setting())
     }

@@ -43,6 +43,7 @@ mod connect_rate;
 mod durable;
 mod enhanced_auth;
 mod limits;
+mod memory;
 mod retained;
 mod routing;
 pub mod security;
@@ -65,6 +66,7 @@ pub use durable::{StoreBatch, StoreOp};
 pub use limits::{
     DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_TOPIC_LENGTH, DEFAULT_MAX_TOPIC_LEVELS, Limit,
 };
+pub use memory::MemoryUse;
 pub use retained::{RetainedLimits, RetainedMessage};
 pub use stats::{ByQos, Drops};
 pub use store::{MemoryStore, Store, StoredSession, StoredState};
@@ -253,6 +255,10 @@ struct Conn {
     /// Its output waits for this storage batch to sync (a CONNACK or
     /// SUBACK in it promises stored state; see `durable.rs`).
     gate: Option<u64>,
+    /// What the shell holds for it (`memory.rs`).
+    shell_bytes: usize,
+    /// What it counts against the memory budget now (`memory.rs`).
+    counted: usize,
 }
 
 /// Counters for `$SYS` and monitoring.
@@ -320,6 +326,8 @@ pub struct Broker {
     /// Connections per source address (`connect_rate.rs`).
     connect_rate: connect_rate::ConnectRate,
     stats: Stats,
+    /// The bytes clients make it hold (`memory.rs`).
+    memory: memory::Accountant,
     /// `$SYS` state: the load averages and what was last published.
     sys: sys::SysState,
     /// The busiest topics (bounded; see `topk.rs`).
@@ -384,6 +392,7 @@ impl Broker {
             auth_checks: VecDeque::new(),
             connect_rate: connect_rate::ConnectRate::default(),
             stats: Stats::default(),
+            memory: memory::Accountant::default(),
             sys: sys::SysState::default(),
             top_topics: topk::TopTopics::default(),
             started: now,
@@ -470,9 +479,12 @@ impl Broker {
             checking: None,
             over_rate: false,
             gate: None,
+            shell_bytes: 0,
+            counted: 0,
         });
         self.stats.connections_total += 1;
         let id = ConnId::from_key(key);
+        self.note_conn(id);
         self.schedule_conn(id);
         id
     }
@@ -528,6 +540,7 @@ impl Broker {
     /// written, not packets: a shell reports whatever its writes took.)
     pub fn handle_written(&mut self, conn: ConnId, n: usize) {
         self.credit(conn, n);
+        self.note_conn(conn);
     }
 
     /// The network connection closed (or the shell closed it after a
@@ -543,6 +556,7 @@ impl Broker {
             if let Some(t) = c.timer {
                 self.timers.cancel(t, Timer::Conn(conn.key()));
             }
+            self.forget_conn_memory(c.counted);
         }
     }
 
@@ -563,6 +577,14 @@ impl Broker {
                 Timer::Will(key) => self.will_due(now, key),
                 Timer::SessionExpiry(key) => self.session_expiry_due(now, key),
                 Timer::Unblock(key) => self.unblock_due(ConnId::from_key(key)),
+                Timer::Sweep => {
+                    // The next slice after a pause, so others are served
+                    // between slices.
+                    if self.subscriptions.sweep() {
+                        let pause = core::time::Duration::from_millis(1);
+                        self.timers.arm(now + pause, Timer::Sweep);
+                    }
+                }
                 Timer::Sys => {
                     self.publish_sys(now);
                     if let Some(interval) = self.config.sys_interval {
@@ -752,6 +774,7 @@ impl Broker {
                         self.stats.publish_sent.count(qos, payload);
                     }
                     self.charge(id, len);
+                    self.note_conn(id);
                     return Some((id, out));
                 }
             }
@@ -854,6 +877,7 @@ impl Broker {
     }
 
     fn after_input(&mut self, conn: ConnId) {
+        self.note_conn(conn);
         self.mark_ready(conn);
         self.schedule_conn(conn);
     }

@@ -14,10 +14,16 @@
 //!   [`RetainedLimits`] for what clients retain (messages restored from the
 //!   store at start-up are counted, not refused): a new retained message
 //!   that does not fit is not kept, and what the topic held stays.
+//! - Each message kept for a client's PUBLISH (or will) remembers that
+//!   client's identifier (its owner, until another client's message
+//!   replaces it), and `by_owner` holds each owner's count and bytes,
+//!   within the per-client [`RetainedLimits`]. Messages restored from the
+//!   store or published by the broker have no owner.
 
 use super::Store;
 use core::time::Duration;
-use tern_codec::{Publish, PublishProperties, QoS, SubscriptionId};
+use std::collections::BTreeMap;
+use tern_codec::{MqttString, Publish, PublishProperties, QoS, SubscriptionId};
 use tern_session::Instant;
 use tern_topic::{RetainedIndex, TopicFilter, TopicName};
 
@@ -29,14 +35,22 @@ pub struct RetainedLimits {
     pub max_messages: usize,
     /// Bytes at most.
     pub max_bytes: usize,
+    /// Retained messages one client (by client identifier) may own: the
+    /// ones whose latest retained PUBLISH on their topic was its.
+    pub max_messages_per_client: usize,
+    /// Bytes of retained messages one client may own.
+    pub max_bytes_per_client: usize,
 }
 
 impl Default for RetainedLimits {
-    /// 1,000,000 messages, 256 MiB (mosquitto has no limit).
+    /// 1,000,000 messages, 256 MiB; 100,000 messages and 64 MiB per
+    /// client (mosquitto has no limit).
     fn default() -> Self {
         Self {
             max_messages: 1_000_000,
             max_bytes: 256 * 1024 * 1024,
+            max_messages_per_client: 100_000,
+            max_bytes_per_client: 64 * 1024 * 1024,
         }
     }
 }
@@ -50,12 +64,21 @@ pub(super) enum Applied {
     OverLimit,
 }
 
+/// A kept message and the client that owns it.
+#[derive(Debug)]
+struct Kept {
+    message: RetainedMessage,
+    owner: Option<MqttString>,
+}
+
 /// The retained messages, by topic.
 #[derive(Debug)]
 pub(super) struct Retained {
-    index: RetainedIndex<RetainedMessage>,
+    index: RetainedIndex<Kept>,
     /// The sum of the messages' [`RetainedMessage::held_bytes`].
     bytes: usize,
+    /// Each owner's messages and their bytes.
+    by_owner: BTreeMap<MqttString, (usize, usize)>,
 }
 
 impl Default for Retained {
@@ -63,6 +86,7 @@ impl Default for Retained {
         Self {
             index: RetainedIndex::new(),
             bytes: 0,
+            by_owner: BTreeMap::new(),
         }
     }
 }
@@ -78,11 +102,15 @@ impl Retained {
         self.bytes
     }
 
-    /// One loaded from the store at start-up.
+    /// One loaded from the store at start-up (it has no owner).
     pub(super) fn restore(&mut self, topic: TopicName, message: RetainedMessage) {
         self.bytes += message.held_bytes();
-        if let Some(old) = self.index.insert(topic, message) {
-            self.bytes -= old.held_bytes();
+        let kept = Kept {
+            message,
+            owner: None,
+        };
+        if let Some(old) = self.index.insert(topic, kept) {
+            self.forget(&old);
         }
     }
 
@@ -90,20 +118,42 @@ impl Retained {
     fn remove(&mut self, topic: &TopicName) -> bool {
         match self.index.remove(topic) {
             Some(old) => {
-                self.bytes -= old.held_bytes();
+                self.forget(&old);
                 true
             }
             None => false,
         }
     }
 
+    /// A message left the index: it no longer counts.
+    fn forget(&mut self, old: &Kept) {
+        let held = old.message.held_bytes();
+        self.bytes -= held;
+        if let Some(owner) = &old.owner {
+            if let Some((count, bytes)) = self.by_owner.get_mut(owner) {
+                *count -= 1;
+                *bytes -= held;
+                if *count == 0 {
+                    self.by_owner.remove(owner);
+                }
+            }
+        }
+    }
+
+    /// How many messages, and bytes of them, `owner` owns.
+    pub(super) fn owned_by(&self, owner: &[u8]) -> (usize, usize) {
+        self.by_owner.get(owner).copied().unwrap_or((0, 0))
+    }
+
     /// Applies a PUBLISH with RETAIN set to `topic` (its validated topic)
-    /// at `now`, within `limits`.
+    /// at `now`, within `limits`, from `owner` (the publishing client's
+    /// identifier; `None`: the broker's own).
     pub(super) fn apply(
         &mut self,
         now: Instant,
         topic: &TopicName,
         publish: &Publish,
+        owner: Option<&MqttString>,
         limits: RetainedLimits,
         store: &mut dyn Store,
     ) -> Applied {
@@ -114,19 +164,41 @@ impl Retained {
             return Applied::Kept;
         }
         let message = RetainedMessage::new(publish, now);
-        let old = self.index.get(topic).map(RetainedMessage::held_bytes);
+        let held = message.held_bytes();
+        let old = self.index.get(topic);
+        let old_bytes = old.map(|k| k.message.held_bytes());
         let count = self.index.len() + usize::from(old.is_none());
-        let bytes = self.bytes - old.unwrap_or(0) + message.held_bytes();
+        let bytes = self.bytes - old_bytes.unwrap_or(0) + held;
         if count > limits.max_messages || bytes > limits.max_bytes {
             return Applied::OverLimit;
         }
+        if let Some(owner) = owner {
+            // What it owns after this: the topic's old message counts
+            // against it no more if it was its own.
+            let (mut n, mut b) = self.owned_by(owner.as_bytes());
+            if let Some(old) = old.filter(|k| k.owner.as_ref() == Some(owner)) {
+                n -= 1;
+                b -= old.message.held_bytes();
+            }
+            if n + 1 > limits.max_messages_per_client || b + held > limits.max_bytes_per_client {
+                return Applied::OverLimit;
+            }
+        }
         store.put_retained(topic, &message);
-        self.bytes = bytes;
         // The index's key shares the message's own copy of the topic: a
         // slice of the PUBLISH would keep its whole read buffer alive.
         let key = TopicName::from_bytes(message.publish.topic.as_shared_bytes().clone())
             .unwrap_or_else(|_| topic.clone());
-        self.index.insert(key, message);
+        let owner = owner.cloned();
+        if let Some(owner) = &owner {
+            let entry = self.by_owner.entry(owner.clone()).or_insert((0, 0));
+            entry.0 += 1;
+            entry.1 += held;
+        }
+        self.bytes += held;
+        if let Some(old) = self.index.insert(key, Kept { message, owner }) {
+            self.forget(&old);
+        }
         Applied::Kept
     }
 
@@ -145,7 +217,7 @@ impl Retained {
     ) -> Vec<(Publish, Instant)> {
         let mut out = Vec::new();
         let mut expired = Vec::new();
-        for (topic, message) in self.index.matching(filter) {
+        for (topic, Kept { message, .. }) in self.index.matching(filter) {
             if message.is_expired(now) {
                 expired.push(topic.clone());
                 continue;
@@ -295,6 +367,9 @@ impl super::Broker {
         }
         if c.retained_backlog.is_empty() && c.retained_backlog.capacity() > 0 {
             c.retained_backlog = std::collections::VecDeque::new();
+        }
+        if moved {
+            self.note_conn(conn);
         }
         moved
     }

@@ -52,6 +52,10 @@ impl Broker {
             self.refuse_deep_publish(now, conn, ack, limit, what);
             return;
         }
+        if self.over_budget() {
+            self.refuse_over_budget(now, conn, &publish, ack);
+            return;
+        }
         // Storage operations recorded before this PUBLISH: any more after
         // it, and its acknowledgement waits for them to be synced.
         let recorded = self.durable.as_ref().map_or(0, |d| d.pending());
@@ -193,6 +197,39 @@ impl Broker {
         self.limit_refused(conn, limit, what, reason);
     }
 
+    /// A PUBLISH while the memory budget is spent (`memory.rs`) is refused,
+    /// neither routed nor retained. QoS 0 is dropped and counted (it has no
+    /// acknowledgement). MQTT 5 QoS 1/2 get PUBACK/PUBREC 0x97 Quota
+    /// exceeded (3.4.2.1, 3.5.2.1). MQTT 3.1.1 has no failure code there:
+    /// the connection is closed, as [MQTT-3.3.5-2] allows, so the message
+    /// is never acknowledged and dropped (the client sends it again).
+    fn refuse_over_budget(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        publish: &Publish,
+        ack: Option<AckToken>,
+    ) {
+        self.stats.messages_dropped += 1;
+        let Some(c) = self.conns.get_mut(conn.key()) else {
+            return;
+        };
+        let code = ReasonCode::QuotaExceeded;
+        match ack {
+            None => {
+                // Counted, not logged: a flood of them is one log line each.
+                self.stats.drops.memory_limit += 1;
+                return;
+            }
+            Some(token) if c.server.version().is_v5() => {
+                let _ = c.server.ack(now, token, code);
+            }
+            Some(_) => c.server.close(now, code),
+        }
+        let what = super::Refusal::Publish(super::compact(&publish.topic));
+        self.limit_refused(conn, Limit::Memory, what, code);
+    }
+
     /// Applies a message's retain flag and routes it; returns how many
     /// deliveries it made.
     pub(super) fn publish_message(
@@ -240,14 +277,27 @@ impl Broker {
         publish: Publish,
     ) -> Routed {
         let limits = self.config.retained;
-        let applied = publish.retain.then(|| match self.durable.as_deref_mut() {
+        // At the memory budget nothing new is retained (a will, a message
+        // from another node: a client's own PUBLISH is refused before
+        // this); deleting one frees memory and goes ahead.
+        // `$SYS` values are the broker's own, replaced in place.
+        let over_budget = publish.retain
+            && !publish.payload.is_empty()
+            && !topic.as_bytes().starts_with(b"$SYS")
+            && self.over_budget();
+        // The publishing client owns what it retains (per-client limits).
+        let owner = from
+            .and_then(|k| self.sessions.get(k))
+            .map(|e| &e.client_id);
+        let applied = (publish.retain && !over_budget).then(|| match self.durable.as_deref_mut() {
             None => self
                 .retained
-                .apply(now, &topic, &publish, limits, &mut *self.store),
+                .apply(now, &topic, &publish, owner, limits, &mut *self.store),
             Some(log) => self.retained.apply(
                 now,
                 &topic,
                 &publish,
+                owner,
                 limits,
                 &mut durable::Recording {
                     inner: &mut *self.store,
@@ -256,7 +306,7 @@ impl Broker {
             ),
         });
         let mut routed = self.route(now, from, &topic, &publish);
-        routed.retained_over_limit = applied == Some(Applied::OverLimit);
+        routed.retained_over_limit = over_budget || applied == Some(Applied::OverLimit);
         routed
     }
 
@@ -278,7 +328,7 @@ impl Broker {
             from,
             publish.retain,
             &mut deliveries,
-            |k| sessions.conn_of(k).is_some(),
+            |k| sessions.get(k).map(|s| s.conn.is_some()),
             |k| allowed(&mut **auth, sessions, k, topic, Access::Read),
         );
         let count = deliveries.len();
@@ -377,6 +427,12 @@ impl Broker {
         to: SessionKey,
         message: tern_session::Delivery,
     ) -> bool {
+        if message.qos == QoS::AtMostOnce && self.over_budget() {
+            // At the memory budget QoS 0 is not queued: dropped, counted.
+            self.stats.messages_dropped += 1;
+            self.stats.drops.memory_limit += 1;
+            return true;
+        }
         let Some(entry) = self.sessions.get_mut(to) else {
             return false;
         };
@@ -400,6 +456,7 @@ impl Broker {
                 entry.offline.as_mut().map(|s| s.enqueue(now, message))
             }
         };
+        self.note_session(to);
         match outcome {
             Some(Enqueued::Queued) => true,
             Some(Enqueued::QueuedDroppingOldest(old)) => {
@@ -489,6 +546,12 @@ impl Broker {
                 let what = super::Refusal::Subscribe(super::compact(&requested.filter));
                 self.limit_refused(conn, Limit::Subscriptions, what, ReasonCode::QuotaExceeded);
                 ReasonCode::QuotaExceeded
+            } else if held.is_some_and(|(_, replaces)| !replaces) && self.over_budget() {
+                // A new subscription at the memory budget: 0x97 Quota
+                // exceeded (3.9.3); 3.1.1 gets 0x80 [MQTT-3.9.3-2], below.
+                let what = super::Refusal::Subscribe(super::compact(&requested.filter));
+                self.limit_refused(conn, Limit::Memory, what, ReasonCode::QuotaExceeded);
+                ReasonCode::QuotaExceeded
             } else if shared && !self.config.server.shared_subscriptions {
                 ReasonCode::SharedSubscriptionsNotSupported
             } else if parsed.filter().has_wildcards() && !self.config.server.wildcard_subscriptions
@@ -534,6 +597,9 @@ impl Broker {
                     &parsed,
                     Subscription { options, id },
                 );
+                if !existed {
+                    self.note_subscription(key, requested.filter.as_bytes(), true);
+                }
                 if let Some(client_id) = &stored {
                     self.record(|| StoreOp::PutSubscription {
                         client_id: client_id.clone(),
@@ -624,6 +690,7 @@ impl Broker {
             let code = match SubscriptionFilter::parse(filter.as_shared_bytes().clone()) {
                 Ok(parsed) => {
                     if self.subscriptions.unsubscribe(key, record, filter, &parsed) {
+                        self.note_subscription(key, filter.as_bytes(), false);
                         if let Some(client_id) = &stored {
                             self.record(|| StoreOp::DeleteSubscription {
                                 client_id: client_id.clone(),

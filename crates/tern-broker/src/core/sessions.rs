@@ -53,6 +53,10 @@ pub(super) struct SessionEntry {
     /// [`BrokerConfig::durable`](super::BrokerConfig::durable) is on): its
     /// changes and its end are recorded.
     pub(super) persisted: bool,
+    /// What its state counts against the memory budget (`memory.rs`).
+    pub(super) counted: usize,
+    /// What its subscriptions count against the memory budget.
+    pub(super) subscription_bytes: usize,
 }
 
 impl SessionEntry {
@@ -67,6 +71,8 @@ impl SessionEntry {
             expires_at: None,
             pending_will: None,
             persisted: false,
+            counted: 0,
+            subscription_bytes: 0,
         }
     }
 

@@ -68,11 +68,15 @@ pub struct Drops {
     /// address, refused at its CONNECT (no message is lost: counted with
     /// the other limit refusals).
     pub connection_rate_limit: u64,
+    /// Refused at the memory budget (`max_memory`): a PUBLISH (a QoS 0
+    /// one dropped, also when routed from a will or another node), a new
+    /// subscription, or a CONNECT.
+    pub memory_limit: u64,
 }
 
 impl Drops {
     /// Every reason, with the label `/metrics` gives it.
-    pub fn by_reason(&self) -> [(&'static str, u64); 11] {
+    pub fn by_reason(&self) -> [(&'static str, u64); 12] {
         [
             ("queue_full", self.queue_full),
             ("too_large", self.too_large),
@@ -85,10 +89,11 @@ impl Drops {
             ("retained_limit", self.retained_limit),
             ("queue_limit", self.queue_limit),
             ("connection_rate_limit", self.connection_rate_limit),
+            ("memory_limit", self.memory_limit),
         ]
     }
 
-    /// Refusals at a resource limit (issue 13), all five reasons together:
+    /// Refusals at a resource limit (issue 13), all six reasons together:
     /// `$SYS/broker/limits/refused`.
     pub fn limit_refusals(&self) -> u64 {
         self.topic_limit
@@ -96,6 +101,7 @@ impl Drops {
             + self.retained_limit
             + self.queue_limit
             + self.connection_rate_limit
+            + self.memory_limit
     }
 
     /// Counts one refusal at `limit`.
@@ -109,6 +115,7 @@ impl Drops {
             Limit::Retained => &mut self.retained_limit,
             Limit::Queue => &mut self.queue_limit,
             Limit::ConnectionRate => &mut self.connection_rate_limit,
+            Limit::Memory => &mut self.memory_limit,
         } += 1;
     }
 }

@@ -12,11 +12,21 @@
 //!   subscriptions (checked after each change in debug builds).
 //! - Matching reuses one buffer: choosing the recipients of a message
 //!   allocates only for Subscription Identifiers.
+//! - An ended session's subscriptions leave the tree in slices of at most
+//!   [`SWEEP_SLICE`] (`dying`), so one client's many subscriptions never
+//!   stop the broker for long. Until then routing skips them: their key
+//!   names no session (keys are never reused), and a shared group's member
+//!   is chosen among live sessions only.
 
 use super::sessions::SessionKey;
 use tern_codec::{MqttString, QoS, SubscriptionId};
 use tern_session::{ServerSession, StoredSubscription};
 use tern_topic::{DeliveryOptions, MatchBuffer, SubscriptionFilter, SubscriptionTree, TopicName};
+
+/// Subscriptions of ended sessions removed per slice: at most
+/// `max_topic_levels` tree nodes each, so a slice is a few milliseconds of
+/// work at most.
+pub(super) const SWEEP_SLICE: usize = 256;
 
 /// A subscription as the tree stores it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +66,9 @@ pub(super) struct Subscriptions {
     /// Distinct filters counted for a cluster, when there is one (see
     /// `cluster.rs`): changed here, with the tree.
     pub(super) interest: Option<super::cluster::LocalInterest>,
+    /// Ended sessions whose subscriptions are still being removed, oldest
+    /// first.
+    dying: std::collections::VecDeque<SessionKey>,
 }
 
 impl Subscriptions {
@@ -136,12 +149,40 @@ impl Subscriptions {
         self.check(key, record);
     }
 
-    /// A session ended: all its subscriptions go (its record goes with it).
-    pub(super) fn remove_session(&mut self, key: SessionKey) {
-        self.tree.remove_client(&key);
+    /// A session ended: all its subscriptions go (its record goes with
+    /// it), the first [`SWEEP_SLICE`] now and the rest by
+    /// [`sweep`](Self::sweep); `true` if some are left for it.
+    pub(super) fn remove_session(&mut self, key: SessionKey) -> bool {
         if let Some(interest) = self.interest.as_mut() {
             interest.remove_session(key);
         }
+        self.dying.push_back(key);
+        self.sweep()
+    }
+
+    /// Whether ended sessions' subscriptions are still being removed.
+    pub(super) fn sweeping(&self) -> bool {
+        !self.dying.is_empty()
+    }
+
+    /// Removes up to [`SWEEP_SLICE`] subscriptions of ended sessions;
+    /// `true` if some are left.
+    pub(super) fn sweep(&mut self) -> bool {
+        let mut budget = SWEEP_SLICE;
+        while let Some(&key) = self.dying.front() {
+            let (removed, done) = self.tree.remove_client_some(&key, budget);
+            budget -= removed;
+            if done {
+                self.dying.pop_front();
+            }
+            if budget == 0 {
+                break;
+            }
+        }
+        if self.dying.is_empty() && self.dying.capacity() > 16 {
+            self.dying = Default::default();
+        }
+        !self.dying.is_empty()
     }
 
     /// The tree and the record hold as many subscriptions (debug builds).
@@ -156,7 +197,8 @@ impl Subscriptions {
     /// Chooses a message's recipients into `out`: one delivery per session
     /// at the highest granted QoS with every Subscription Identifier
     /// [MQTT-3.3.4-2] [MQTT-3.3.4-3], and one member of each shared group
-    /// (round robin among the `online`, or any if none is). `from` is the
+    /// (round robin among the online, or any live one if none is: `online`
+    /// is `None` for a key whose session ended). `from` is the
     /// publishing session (for No Local), `retain` the message's RETAIN
     /// flag; `allowed` says whether a session may receive it.
     pub(super) fn route(
@@ -165,7 +207,7 @@ impl Subscriptions {
         from: Option<SessionKey>,
         retain: bool,
         out: &mut Vec<Delivery>,
-        online: impl Fn(SessionKey) -> bool,
+        online: impl Fn(SessionKey) -> Option<bool>,
         mut allowed: impl FnMut(SessionKey) -> bool,
     ) {
         let mut matches = self.tree.matches(topic, &mut self.match_buf);
@@ -200,11 +242,15 @@ impl Subscriptions {
         let groups: Vec<_> = self.match_buf.shared_groups().collect();
         for group in groups {
             // Round robin among online members; with none online, queue for one.
-            let chosen = match self.tree.select_round_robin(group, |k, _| online(*k)) {
+            let chosen = match self
+                .tree
+                .select_round_robin(group, |k, _| online(*k) == Some(true))
+            {
                 Some((k, s)) => Some((*k, *s)),
+                // Not an ended session whose subscriptions wait for the sweep.
                 None => self
                     .tree
-                    .select_round_robin(group, |_, _| true)
+                    .select_round_robin(group, |k, _| online(*k).is_some())
                     .map(|(k, s)| (*k, *s)),
             };
             if let Some((to, s)) = chosen {

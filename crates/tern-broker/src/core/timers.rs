@@ -26,6 +26,9 @@ pub(super) enum Timer {
     Sys,
     /// A blocked publisher's time limit (see `backpressure.rs`).
     Unblock(Key),
+    /// The next slice of ended sessions' subscriptions to remove (see
+    /// `subscriptions.rs`).
+    Sweep,
 }
 
 /// Every pending deadline.

@@ -257,7 +257,22 @@ impl BrokerSettings {
         let _ = writeln!(out, "max_topic_length = {}", l.max_topic_length);
         let _ = writeln!(out, "max_retained_messages = {}", l.max_retained_messages);
         let _ = writeln!(out, "max_retained_bytes = {}", l.max_retained_bytes);
+        let _ = writeln!(
+            out,
+            "max_retained_messages_per_client = {}",
+            l.max_retained_messages_per_client
+        );
+        let _ = writeln!(
+            out,
+            "max_retained_bytes_per_client = {}",
+            l.max_retained_bytes_per_client
+        );
         let _ = writeln!(out, "max_subscriptions = {}", l.max_subscriptions);
+        let budget = l
+            .max_memory
+            .resolve(super::memory_budget::machine_memory())
+            .map_or("none".to_string(), |b| format!("{b} bytes"));
+        let _ = writeln!(out, "max_memory = {} # {budget}", l.max_memory);
         let _ = writeln!(
             out,
             "publisher_backpressure = {}",

@@ -390,6 +390,7 @@ impl Driver {
             sessions: b.session_count() as u64,
             subscriptions: b.subscription_count() as u64,
             retained: b.retained_count() as u64,
+            memory: b.memory_use().total() as u64,
             queues: b.queue_depths().clone(),
             uptime: self.start.elapsed().as_secs_f64(),
             top_topics: b.top_topics(),
@@ -560,6 +561,8 @@ impl Driver {
             // Give the read buffer back between packets.
             link.input = BytesMut::new();
         }
+        // What waits here counts against the memory budget.
+        self.broker.set_shell_bytes(conn, link.input.capacity());
     }
 
     /// The drain rule, repeated until the core has nothing more to say

@@ -30,6 +30,8 @@ pub struct Snapshot {
     pub subscriptions: u64,
     /// Retained messages.
     pub retained: u64,
+    /// The bytes the memory budget counts (`Broker::memory_use`).
+    pub memory: u64,
     /// Sessions' queues, as last counted (the `$SYS` tick, or every 10 s).
     pub queues: QueueDepths,
     /// Seconds since the broker started.
@@ -132,6 +134,12 @@ impl Collector for SnapshotCollector {
             "tern_retained_messages",
             "Retained messages.",
             s.retained,
+        )?;
+        gauge(
+            e,
+            "tern_memory_bytes",
+            "Bytes clients make the broker hold, as max_memory counts them.",
+            s.memory,
         )?;
         gauge(
             e,

@@ -70,6 +70,7 @@ mod driver;
 mod http;
 mod listener;
 mod local;
+pub mod memory_budget;
 pub mod metrics;
 mod reload;
 pub mod security;

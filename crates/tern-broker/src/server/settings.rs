@@ -193,6 +193,13 @@ pub struct Limits {
     /// topic, payload, properties and per-message overhead. Past it, as
     /// for `max_retained_messages`.
     pub max_retained_bytes: usize,
+    /// The most retained messages one client (by client identifier) may
+    /// own: those whose latest retained PUBLISH on their topic was its
+    /// (100,000). Past it, or past `max_retained_bytes_per_client`, as for
+    /// `max_retained_messages`.
+    pub max_retained_messages_per_client: usize,
+    /// The most bytes of retained messages one client may own (64 MiB).
+    pub max_retained_bytes_per_client: usize,
     /// The most subscriptions one client's session may hold; more: SUBACK
     /// 0x97 Quota exceeded (0x80 for MQTT 3.1.1).
     #[serde(deserialize_with = "at_least_one")]
@@ -224,6 +231,13 @@ pub struct Limits {
     /// exceeded (MQTT 3.1.1: return code 3), counted in `limits/refused`.
     /// 0 (the default): no limit.
     pub connections_per_second_per_address: u32,
+    /// The broker-wide memory budget: bytes, or `"N%"` of the machine's
+    /// memory (read at start and on reload); 0: none. Default `"50%"`. At
+    /// it, PUBLISH is refused (QoS 0 dropped; MQTT 5 QoS 1/2 PUBACK/PUBREC
+    /// 0x97; MQTT 3.1.1 closed), new subscriptions get SUBACK 0x97 (3.1.1:
+    /// 0x80) and CONNECT gets CONNACK 0x89 (3.1.1: return code 3).
+    #[serde(deserialize_with = "super::memory_budget::max_memory")]
+    pub max_memory: super::memory_budget::MaxMemory,
 }
 
 impl Default for Limits {
@@ -242,6 +256,8 @@ impl Default for Limits {
             max_topic_length: config.max_topic_length,
             max_retained_messages: config.retained.max_messages,
             max_retained_bytes: config.retained.max_bytes,
+            max_retained_messages_per_client: config.retained.max_messages_per_client,
+            max_retained_bytes_per_client: config.retained.max_bytes_per_client,
             max_subscriptions: config.max_subscriptions,
             publisher_backpressure: PUBLISHER_BACKPRESSURE,
             connect_timeout: server.connect_timeout,
@@ -251,6 +267,7 @@ impl Default for Limits {
             topic_alias_maximum: server.topic_alias_maximum,
             sys_interval: config.sys_interval.unwrap_or(Duration::ZERO),
             connections_per_second_per_address: 0,
+            max_memory: super::memory_budget::MaxMemory::default(),
         }
     }
 }
@@ -339,6 +356,8 @@ impl BrokerSettings {
         config.retained = crate::RetainedLimits {
             max_messages: l.max_retained_messages,
             max_bytes: l.max_retained_bytes,
+            max_messages_per_client: l.max_retained_messages_per_client,
+            max_bytes_per_client: l.max_retained_bytes_per_client,
         };
         config.max_subscriptions = l.max_subscriptions;
         // A publisher outrunning an online subscriber is slowed down rather
@@ -349,6 +368,7 @@ impl BrokerSettings {
         config.connections_per_second_per_address =
             core::num::NonZeroU32::new(l.connections_per_second_per_address);
         config.durable = self.storage.dir.is_some();
+        config.max_memory = l.max_memory.resolve(super::memory_budget::machine_memory());
         config
     }
 }
@@ -485,6 +505,8 @@ mod tests {
             "max_topic_length",
             "max_retained_messages",
             "max_retained_bytes",
+            "max_retained_messages_per_client",
+            "max_retained_bytes_per_client",
             "max_subscriptions",
             "queue_qos0",
             "publisher_backpressure",
@@ -494,6 +516,7 @@ mod tests {
             "topic_alias_maximum",
             "sys_interval",
             "connections_per_second_per_address",
+            "max_memory",
             "sync",
             "sync_interval_ms",
         ] {
