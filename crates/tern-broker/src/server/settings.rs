@@ -349,6 +349,11 @@ impl BrokerSettings {
         config.connections_per_second_per_address =
             core::num::NonZeroU32::new(l.connections_per_second_per_address);
         config.durable = self.storage.dir.is_some();
+        config.client_id_prefix = self
+            .security
+            .clientid_prefixes
+            .clone()
+            .filter(|p| !p.is_empty());
         config
     }
 }
@@ -508,6 +513,7 @@ mod tests {
             "acl_file",
             "allow_anonymous",
             "check_threads",
+            "clientid_prefixes",
             "listen",
             "dir",
         ] {
