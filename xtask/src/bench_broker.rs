@@ -23,8 +23,14 @@ use tern_testkit::Broker;
 
 const USAGE: &str = "cargo xtask bench-broker [--seconds N] [--runs R] [--rumqttd PATH] \
                      [--metrics [--scrape-connections N] [--scrape-offline M] [--scrape-only]] \
-                     [--no-write]\n       \
+                     [--tls] [--no-write]\n       \
                      cargo xtask bench-broker --instructions [--messages N] [--runs R] [--no-write]";
+const TLS_START: &str = "<!-- bench-broker-tls:start -->";
+const TLS_END: &str = "<!-- bench-broker-tls:end -->";
+/// Clients connecting at once in the TLS connect churn.
+const CHURN_CLIENTS: u32 = 64;
+/// Idle connections in the TLS memory scenario (each a full handshake).
+const TLS_CONNECTIONS: u32 = 2_000;
 const METRICS_START: &str = "<!-- bench-broker-metrics:start -->";
 const METRICS_END: &str = "<!-- bench-broker-metrics:end -->";
 /// How often the metrics run's scraper reads `/metrics` (Prometheus' default
@@ -61,6 +67,7 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     let mut scrape_offline = 0_u32;
     let mut instructions = false;
     let mut messages = 10_000_u64;
+    let mut tls = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -89,6 +96,7 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
                     .ok_or(USAGE)?;
             }
             "--scrape-only" => scrape_only = true,
+            "--tls" => tls = true,
             "--scrape-offline" => {
                 scrape_offline = it.next().and_then(|s| s.parse().ok()).ok_or(USAGE)?;
             }
@@ -102,6 +110,11 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
             }
             _ => return Err(format!("unknown argument `{arg}`\nusage: {USAGE}")),
         }
+    }
+    if tls && (metrics || rumqttd.is_some() || instructions) {
+        return Err(format!(
+            "--tls runs Tern and mosquitto only, without --metrics or --instructions\nusage: {USAGE}"
+        ));
     }
     if (scrape_only || scrape_connections != CONNECTIONS || scrape_offline > 0) && !metrics {
         return Err(format!(
@@ -130,8 +143,11 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     }
     let load_before = loadavg();
     let started = now_utc();
+    let pki = if tls { Some(Pki::make(&work)?) } else { None };
     let scenarios = if scrape_only {
         Vec::new()
+    } else if tls {
+        tls_scenarios(seconds)
     } else {
         scenarios(seconds)
     };
@@ -149,7 +165,7 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
                     kind.name(),
                     run + 1
                 );
-                runs_of.push(measure(&tern, kind, scenario, &work)?);
+                runs_of.push(measure(&tern, kind, scenario, &work, pki.as_ref())?);
             }
         }
         let mut results = Vec::new();
@@ -185,6 +201,9 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     if let Some(Kind::Rumqttd(path)) = brokers.last() {
         command.push_str(&format!(" --rumqttd {}", path.display()));
     }
+    if tls {
+        command.push_str(" --tls");
+    }
     if metrics {
         command.push_str(" --metrics");
         if scrape_connections != CONNECTIONS {
@@ -197,9 +216,14 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
             command.push_str(" --scrape-only");
         }
     }
+    let (start, end) = if tls {
+        (TLS_START, TLS_END)
+    } else {
+        (START, END)
+    };
     let section = format!(
-        "{START}\nCommand (one run, {started}; load average {load_before} before and \
-         {load_after} after; {}; {}):\n\n```sh\n{command}\n```\n\n{table}{END}",
+        "{start}\nCommand (one run, {started}; load average {load_before} before and \
+         {load_after} after; {}; {}):\n\n```sh\n{command}\n```\n\n{table}{end}",
         cpu_model(),
         mosquitto_version(),
     );
@@ -214,6 +238,8 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
             let section = section.replace(START, METRICS_START).replace(END, "");
             let full = format!("{section}\n{}\n{METRICS_END}", scrape.unwrap_or_default());
             write_section(&full, METRICS_START, METRICS_END, "## Broker metrics")?;
+        } else if tls {
+            write_section(&section, TLS_START, TLS_END, "## TLS")?;
         } else {
             write_benchmarks(&section)?;
         }
@@ -400,32 +426,171 @@ impl Kind {
     /// by PID (SIGTERM, then SIGKILL) when dropped. Returns the monitoring
     /// port too, for [`Kind::TernMetrics`].
     /// `nofile` is the open-file limit asked for (the hard limit where lower).
+    /// With `tls`, the port returned is a TLS listener's with that
+    /// certificate and key (for mosquitto, its only listener becomes TLS).
     fn start_with_port(&self, work: &Path, nofile: u32) -> Result<(Broker, Option<u16>), String> {
+        self.start_with(work, nofile, None)
+    }
+
+    fn start_with(
+        &self,
+        work: &Path,
+        nofile: u32,
+        tls: Option<&Pki>,
+    ) -> Result<(Broker, Option<u16>), String> {
         let metrics = match self {
             Kind::TernMetrics(_) => Some(tern_testkit::unused_port()?),
             _ => None,
         };
+        let tls_port = match (self, tls) {
+            (Kind::Tern(_), Some(_)) => Some(tern_testkit::unused_port()?),
+            _ => None,
+        };
+        let tern_tls = match (tls_port, tls) {
+            (Some(port), Some(pki)) => format!(
+                "tls = [\"127.0.0.1:{port}\"]\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+                pki.cert.display(),
+                pki.key.display()
+            ),
+            _ => String::new(),
+        };
         let launch = match self {
             Kind::Tern(tern) | Kind::TernMetrics(tern) => Broker::tern(tern)
-                .settings(
-                    "[listeners]\ntcp = [\"127.0.0.1:0\"]\nws = []\n\
-                     [limits]\nmax_connections = 1000000\nmax_queued_messages = 100000\n\
-                     max_queued_bytes = 268435456\n",
-                )
+                .settings(&format!(
+                    "[limits]\nmax_connections = 1000000\nmax_queued_messages = 100000\n\
+                     max_queued_bytes = 268435456\n\
+                     [listeners]\ntcp = [\"127.0.0.1:0\"]\nws = []\n{tern_tls}",
+                ))
                 .args(["--log", "warn"])
                 .args(
                     metrics
                         .map(|port| vec!["--metrics".to_string(), format!("127.0.0.1:{port}")])
                         .unwrap_or_default(),
                 ),
-            Kind::Mosquitto => Broker::mosquitto().settings(
-                "max_connections -1\nmax_queued_messages 100000\nmax_inflight_messages 1024\n\
-                 set_tcp_nodelay true\n",
-            ),
+            Kind::Mosquitto => {
+                let launch = Broker::mosquitto().settings(
+                    "max_connections -1\nmax_queued_messages 100000\nmax_inflight_messages 1024\n\
+                     set_tcp_nodelay true\n",
+                );
+                match tls {
+                    Some(pki) => launch.listener_settings(&format!(
+                        "certfile {}\nkeyfile {}\n",
+                        pki.cert.display(),
+                        pki.key.display()
+                    )),
+                    None => launch,
+                }
+            }
             Kind::Rumqttd(path) => Broker::rumqttd(path),
         };
         let broker = launch.nofile(nofile).dir(work).name(self.name()).start()?;
-        Ok((broker, metrics))
+        match (tls, tls_port) {
+            (Some(_), Some(port)) => Ok((broker, Some(port))),
+            (Some(_), None) => {
+                let port = broker.tcp().port();
+                Ok((broker, Some(port)))
+            }
+            (None, _) => Ok((broker, metrics)),
+        }
+    }
+}
+
+/// The TLS scenarios' certificates: a CA and a server certificate for
+/// 127.0.0.1, both ECDSA P-256, made with openssl for each run.
+struct Pki {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl Pki {
+    fn make(work: &Path) -> Result<Pki, String> {
+        let dir = work.join("pki");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let f = |name: &str| dir.join(name).display().to_string();
+        let openssl = |args: &[&str]| run(Command::new("openssl").args(args));
+        openssl(&[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            &f("ca.key"),
+        ])?;
+        openssl(&[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            &f("ca.key"),
+            "-sha256",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=tern-bench-ca",
+            "-out",
+            &f("ca.pem"),
+        ])?;
+        openssl(&[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            &f("ec.key"),
+        ])?;
+        openssl(&[
+            "pkcs8",
+            "-topk8",
+            "-nocrypt",
+            "-in",
+            &f("ec.key"),
+            "-out",
+            &f("server.key"),
+        ])?;
+        openssl(&[
+            "req",
+            "-new",
+            "-key",
+            &f("server.key"),
+            "-subj",
+            "/CN=localhost",
+            "-out",
+            &f("server.csr"),
+        ])?;
+        write_file(
+            &dir.join("ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )?;
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &f("server.csr"),
+            "-CA",
+            &f("ca.pem"),
+            "-CAkey",
+            &f("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-sha256",
+            "-extfile",
+            &f("ext"),
+            "-out",
+            &f("server.pem"),
+        ])?;
+        // mosquitto, started as root, reads them as its own user.
+        for name in ["server.pem", "server.key"] {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o644))
+                .map_err(|e| format!("{}: {e}", f(name)))?;
+        }
+        Ok(Pki {
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+        })
     }
 }
 
@@ -452,6 +617,11 @@ struct Scenario {
     args: Vec<String>,
     /// Idle connections: the figure is the connect rate and RSS per connection.
     conn: bool,
+    /// Connect-CONNACK-disconnect rounds: the figure is rounds per second
+    /// and the broker's CPU per round.
+    churn: bool,
+    /// Over TLS (the `--tls` run).
+    tls: bool,
 }
 
 fn scenarios(seconds: f64) -> Vec<Scenario> {
@@ -464,6 +634,8 @@ fn scenarios(seconds: f64) -> Vec<Scenario> {
             name,
             args: a,
             conn: false,
+            churn: false,
+            tls: false,
         });
     };
     for (label, pubs, subs) in [("fan-in 4→1", 4u32, 1u32), ("fan-out 1→8", 1, 8)] {
@@ -497,13 +669,49 @@ fn scenarios(seconds: f64) -> Vec<Scenario> {
             .map(|s| (*s).to_owned())
             .collect(),
         conn: true,
+        churn: false,
+        tls: false,
     });
     list
+}
+
+/// The `--tls` run: every connection a full TLS handshake (ECDSA P-256
+/// certificate; the bench verifies nothing, so it spends its CPU on the
+/// handshake itself).
+fn tls_scenarios(seconds: f64) -> Vec<Scenario> {
+    let d = seconds.to_string();
+    let owned = |args: &[&str]| args.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    vec![
+        Scenario {
+            name: format!("TLS connect churn, {CHURN_CLIENTS} clients at once"),
+            args: owned(&["churn", "-c", &CHURN_CLIENTS.to_string(), "-d", &d]),
+            conn: false,
+            churn: true,
+            tls: true,
+        },
+        Scenario {
+            name: "TLS fan-in 4→1 QoS 0, unthrottled".into(),
+            args: owned(&[
+                "pubsub", "-c", "4", "-S", "1", "-q", "0", "-d", &d, "-s", "64",
+            ]),
+            conn: false,
+            churn: false,
+            tls: true,
+        },
+        Scenario {
+            name: format!("{}k idle TLS connections", TLS_CONNECTIONS as f64 / 1000.0),
+            args: owned(&["conn", "-c", &TLS_CONNECTIONS.to_string(), "-d", "3"]),
+            conn: true,
+            churn: false,
+            tls: true,
+        },
+    ]
 }
 
 /// One scenario against one broker.
 struct Measured {
     conn: bool,
+    churn: bool,
     summary: Value,
     /// Seconds the bench ran.
     wall: f64,
@@ -522,7 +730,7 @@ impl Measured {
     /// The figure the scenario is about: delivered msg/s, sent msg/s
     /// without subscribers, or connections per second.
     fn headline(&self) -> f64 {
-        if self.conn {
+        if self.conn || self.churn {
             self.num("connect_rate")
         } else if self.summary["subscribers"] == 0 {
             self.num("sent_per_second")
@@ -552,10 +760,20 @@ impl Measured {
     }
 }
 
-fn measure(tern: &Path, kind: &Kind, scenario: &Scenario, work: &Path) -> Result<Measured, String> {
-    let (broker, metrics) = kind.start_with_port(work, NOFILE)?;
+fn measure(
+    tern: &Path,
+    kind: &Kind,
+    scenario: &Scenario,
+    work: &Path,
+    pki: Option<&Pki>,
+) -> Result<Measured, String> {
+    let pki = pki.filter(|_| scenario.tls);
+    let (broker, port) = kind.start_with(work, NOFILE, pki)?;
     let pid = broker.pid();
-    let port = broker.tcp().port();
+    let (metrics, port) = match pki {
+        Some(_) => (None, port.ok_or("no TLS port")?),
+        None => (port, broker.tcp().port()),
+    };
     let rss_before = vm_rss(pid).ok_or("cannot read the broker's VmRSS")?;
     let cpu_before = cpu_ticks(pid).ok_or("cannot read the broker's CPU time")?;
     // Sample the broker's resident set while the bench runs; keep the peak.
@@ -591,6 +809,9 @@ fn measure(tern: &Path, kind: &Kind, scenario: &Scenario, work: &Path) -> Result
         port,
         json.display()
     ));
+    if scenario.tls {
+        script.push_str(" --tls --insecure");
+    }
     let start = Instant::now();
     let output = limited(&script)
         .output()
@@ -618,6 +839,7 @@ fn measure(tern: &Path, kind: &Kind, scenario: &Scenario, work: &Path) -> Result
     }
     Ok(Measured {
         conn: scenario.conn,
+        churn: scenario.churn,
         summary,
         wall,
         broker_cpu: (cpu_after - cpu_before) as f64 / 100.0,
@@ -740,7 +962,24 @@ fn render(names: &[&str], rows: &[(&Scenario, Vec<Measured>)]) -> String {
     for (scenario, results) in rows {
         let tern = &results[0];
         let mut cells = vec![scenario.name.clone()];
-        if scenario.conn {
+        if scenario.churn {
+            cells.extend(
+                results
+                    .iter()
+                    .map(|m| format!("{} conn/s", fmt_rate(m.headline()))),
+            );
+            let per = |m: &Measured| m.broker_cpu / m.num("connected").max(1.0) * 1e6;
+            conn_lines.push(format!(
+                "- {}: broker CPU per round (handshake, CONNECT, CONNACK, DISCONNECT): {}",
+                scenario.name,
+                results
+                    .iter()
+                    .zip(names)
+                    .map(|(m, n)| format!("{n} **{:.0} µs**", per(m)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        } else if scenario.conn {
             cells.extend(
                 results
                     .iter()
@@ -753,7 +992,7 @@ fn render(names: &[&str], rows: &[(&Scenario, Vec<Measured>)]) -> String {
                     "- {}: {} of {} connections, RSS {:.1} → {:.1} MiB, **{per:.1} KiB per connection**",
                     names[i],
                     m.summary["connected"],
-                    CONNECTIONS,
+                    m.summary["connections"],
                     m.rss_before as f64 / 1024.0,
                     m.rss_peak as f64 / 1024.0,
                 ));
@@ -862,9 +1101,11 @@ mod tests {
         // shape here so a typo does not surface only at the end of a run.
         let list = scenarios(2.0);
         assert!(list.iter().any(|s| s.conn));
-        for s in &list {
+        let tls = tls_scenarios(2.0);
+        assert!(tls.iter().all(|s| s.tls) && tls.iter().any(|s| s.churn));
+        for s in list.iter().chain(&tls) {
             assert!(
-                ["pub", "pubsub", "conn"].contains(&s.args[0].as_str()),
+                ["pub", "pubsub", "conn", "churn"].contains(&s.args[0].as_str()),
                 "{}",
                 s.name
             );

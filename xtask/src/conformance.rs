@@ -175,6 +175,9 @@ const RESTRICTED_ACL: &str = "topic readwrite #\ntopic deny acl-denied/#\n";
 /// The SCRAM-SHA-256 user of the restricted Tern broker: copies of
 /// `tern_conformance::SCRAM_USER` and `SCRAM_PASSWORD`.
 const SCRAM_USER: &str = "scram-user";
+/// A copy of `tern_conformance::RESTRICTED_CLIENT_ID_PREFIX`: the
+/// restricted brokers' `clientid_prefixes`.
+const RESTRICTED_CLIENT_ID_PREFIX: &str = "tc";
 const SCRAM_PASSWORD: &str = "scram-pass";
 
 /// Writes [`RESTRICTED_ACL`] into the work directory; returns its path.
@@ -201,7 +204,8 @@ fn restricted_passwords() -> Result<PathBuf, String> {
 /// and SCRAM-SHA-256 for one user (anonymous clients still allowed).
 fn start_tern_restricted() -> Result<Broker, String> {
     let settings = format!(
-        "{TERN_RESTRICTED}\n[security]\nacl_file = {:?}\npassword_file = {:?}\nallow_anonymous = true\n",
+        "{TERN_RESTRICTED}\n[security]\nacl_file = {:?}\npassword_file = {:?}\nallow_anonymous = true\n\
+         clientid_prefixes = {RESTRICTED_CLIENT_ID_PREFIX:?}\n",
         restricted_acl()?.display().to_string(),
         restricted_passwords()?.display().to_string()
     );
@@ -230,7 +234,7 @@ fn start_mosquitto() -> Result<Broker, String> {
 fn start_mosquitto_restricted() -> Result<Broker, String> {
     ensure_apt(&["mosquitto"], &["mosquitto"])?;
     let settings = format!(
-        "retain_available false\nacl_file {}",
+        "retain_available false\nacl_file {}\nclientid_prefixes {RESTRICTED_CLIENT_ID_PREFIX}",
         restricted_acl()?.display()
     );
     Broker::mosquitto()

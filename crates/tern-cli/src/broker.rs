@@ -121,7 +121,10 @@ errors; the values shown are the defaults):
                               # (default: true without a password file,
                               # false with one); refused: 0x87 (3.1.1: 5)
   # check_threads = 1         # password hashes at once, off the routing
-                              # thread (default: all cores but one)
+                              # thread (default: all cores but one; they
+                              # run at a lower priority than routing)
+  # clientid_prefixes = \"dev-\" # only client ids starting with this may
+                              # connect; others: 0x85 (3.1.1: 2), closed
 
   [storage]                   # keep state on disk (--data-dir); off when absent
   # dir = \"/var/lib/tern\"     # sessions, subscriptions, QoS 1/2 messages

@@ -138,3 +138,76 @@ fn tern_client_over_mqtts_with_a_client_certificate_named_by_its_common_name() {
         client.disconnect().await.unwrap();
     });
 }
+
+/// Waits until the broker's log has a line containing `needle`.
+fn logged(broker: &BrokerProcess, needle: &str) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::time::Instant::now() < deadline {
+        if let Ok(line) = broker
+            .stderr
+            .recv_timeout(std::time::Duration::from_millis(100))
+        {
+            if line.contains(needle) {
+                return;
+            }
+        }
+    }
+    panic!("the broker did not log {needle:?}");
+}
+
+/// SIGHUP puts new certificate files in force for new handshakes, and a
+/// mosquitto_sub connected before it keeps receiving.
+#[test]
+fn sighup_reloads_the_certificates_and_keeps_connections() {
+    let pki = Pki::new("cli-broker-tls-hup");
+    let next = Pki::new("cli-broker-tls-hup-next");
+    let (broker, addr) = broker(&pki, &[]);
+    // Line-buffered, so its SUBACK line arrives while it runs.
+    let mut sub = std::process::Command::new("stdbuf")
+        .args(["-oL", "mosquitto_sub"])
+        .args(["-h", "localhost", "-p", &addr.port().to_string()])
+        .arg("--cafile")
+        .arg(pki.path("ca.pem"))
+        .args(["-t", "hup/t", "-C", "1", "-W", "20", "-d"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub runs (Debian's mosquitto-clients)");
+    let sub_lines = lines(sub.stdout.take().unwrap());
+    // Subscribed before the reload.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let line = sub_lines
+            .recv_timeout(deadline - std::time::Instant::now())
+            .expect("mosquitto_sub subscribes");
+        if line.contains("SUBACK") {
+            break;
+        }
+    }
+    let new_ca = |tool_args: &[&str]| mosquitto_with_ca(&next, addr, tool_args);
+    assert!(
+        !new_ca(&["-t", "x", "-m", "x"]).status.success(),
+        "clients trusting only the next CA do not get in yet"
+    );
+    for file in ["server.pem", "server.key", "ca.pem"] {
+        std::fs::copy(next.path(file), pki.path(file)).unwrap();
+    }
+    broker.signal("-HUP");
+    logged(&broker, "reloaded the TLS certificates");
+    let out = new_ca(&["-t", "hup/t", "-m", "after"]);
+    assert!(out.status.success(), "the new certificate: {out:?}");
+    // The subscriber connected with the old certificate got it.
+    let got: Vec<String> = std::iter::from_fn(|| sub_lines.recv_timeout(WAIT).ok()).collect();
+    assert!(got.iter().any(|l| l == "after"), "{got:?}");
+    assert!(sub.wait().unwrap().success());
+}
+
+/// mosquitto_pub to `localhost` trusting `pki`'s CA.
+fn mosquitto_with_ca(pki: &Pki, addr: SocketAddr, args: &[&str]) -> Output {
+    std::process::Command::new("mosquitto_pub")
+        .args(["-h", "localhost", "-p", &addr.port().to_string()])
+        .arg("--cafile")
+        .arg(pki.path("ca.pem"))
+        .args(args)
+        .output()
+        .expect("mosquitto_pub runs (Debian's mosquitto-clients)")
+}

@@ -157,11 +157,13 @@ pub fn render(table: &Table, tern: &RunReport, mosquitto: &RunReport) -> Result<
          `xtask/src/conformance.rs`): `allow_anonymous true`, `persistence \
          false`, a TCP and a WebSocket listener on free 127.0.0.1 ports, \
          everything else at mosquitto's defaults; the restricted instance has \
-         `retain_available false`, `max_qos 1` on its listener and an \
-         `acl_file` refusing publications under `acl-denied/`. Tern runs \
+         `retain_available false`, `max_qos 1` on its listener, an \
+         `acl_file` refusing publications under `acl-denied/` and \
+         `clientid_prefixes tc`. Tern runs \
          with its defaults (`tern broker --tcp 127.0.0.1:0 --ws 127.0.0.1:0`); \
          its restricted instance has `maximum_qos = 1`, `retain_available = \
-         false` and the same `acl_file`.\n"
+         false`, the same `acl_file`, `clientid_prefixes = \"tc\"` and a \
+         SCRAM-SHA-256 user.\n"
     );
     let _ = writeln!(w, "## Summary\n");
     let _ = writeln!(w, "| | MQTT 3.1.1 | MQTT 5.0 |\n|---|---|---|");

@@ -26,6 +26,11 @@
 /// clients may do anything except publish (or receive) under `acl-denied/`.
 pub const RESTRICTED_ACL: &str = "topic readwrite #\ntopic deny acl-denied/#\n";
 
+/// The restricted broker's `clientid_prefixes`: every identifier the suite
+/// makes starts with it ([`harness::Ctx::client_id`]), so only a test that
+/// picks another one is refused (MQTT 5: 0x85) [MQTT-3.1.3-8].
+pub const RESTRICTED_CLIENT_ID_PREFIX: &str = "tc";
+
 /// The user the restricted broker knows a SCRAM-SHA-256 credential for
 /// (MQTT 5 enhanced authentication), with [`SCRAM_PASSWORD`]; a broker
 /// without SCRAM fails those tests (mosquitto's skip list says why).

@@ -95,6 +95,8 @@ fn the_whole_suite_passes_against_tern() {
     .expect("the password file is written");
     restricted_settings.security.password_file = Some(passwd.clone());
     restricted_settings.security.allow_anonymous = Some(true);
+    restricted_settings.security.clientid_prefixes =
+        Some(tern_conformance::RESTRICTED_CLIENT_ID_PREFIX.into());
     let restricted = Broker::start(restricted_settings, false);
     // Read at start-up.
     let _ = std::fs::remove_file(&acl);

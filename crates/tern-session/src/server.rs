@@ -803,10 +803,20 @@ impl ServerConnection {
     /// Authentication Method (or the client's AUTH) awaits a decision, and
     /// during a re-authentication the client started; never on a
     /// connection whose CONNECT had no method [MQTT-4.12.0-6].
-    pub fn auth_continue(
+    pub fn auth_continue(&mut self, now: Instant, data: Option<Bytes>) -> Result<(), CommandError> {
+        self.auth_continue_with(now, data, AckProperties::default())
+    }
+
+    /// [`auth_continue`](Self::auth_continue) with a Reason String and User
+    /// Properties for the AUTH. They are left out where the client asked
+    /// for no problem information [MQTT-3.1.2-29], and where they would
+    /// make the AUTH larger than the client's Maximum Packet Size
+    /// [MQTT-3.15.2-2] [MQTT-3.15.2-3].
+    pub fn auth_continue_with(
         &mut self,
         _now: Instant,
         data: Option<Bytes>,
+        diagnostics: AckProperties,
     ) -> Result<(), CommandError> {
         let before_connack = match (self.phase, self.reauth) {
             (Phase::Closed, _) => return Err(CommandError::Closed),
@@ -814,7 +824,7 @@ impl ServerConnection {
             (Phase::Open, Reauth::AwaitingServer) => false,
             _ => return Err(CommandError::NoAuthPending),
         };
-        self.send_auth(ReasonCode::ContinueAuthentication, data)?;
+        self.send_auth(ReasonCode::ContinueAuthentication, data, diagnostics)?;
         if before_connack {
             self.phase = Phase::Authenticating;
         } else {
@@ -827,13 +837,24 @@ impl ServerConnection {
     /// `data` (the final step, such as SCRAM's server signature). A failed
     /// one ends with [`close`](Self::close) and the reason code (a
     /// DISCONNECT) [MQTT-4.12.1-2].
-    pub fn auth_success(&mut self, _now: Instant, data: Option<Bytes>) -> Result<(), CommandError> {
+    pub fn auth_success(&mut self, now: Instant, data: Option<Bytes>) -> Result<(), CommandError> {
+        self.auth_success_with(now, data, AckProperties::default())
+    }
+
+    /// [`auth_success`](Self::auth_success) with a Reason String and User
+    /// Properties, left out as for [`auth_continue_with`](Self::auth_continue_with).
+    pub fn auth_success_with(
+        &mut self,
+        _now: Instant,
+        data: Option<Bytes>,
+        diagnostics: AckProperties,
+    ) -> Result<(), CommandError> {
         match (self.phase, self.reauth) {
             (Phase::Closed, _) => return Err(CommandError::Closed),
             (Phase::Open, Reauth::AwaitingServer) => {}
             _ => return Err(CommandError::NoAuthPending),
         }
-        self.send_auth(ReasonCode::Success, data)?;
+        self.send_auth(ReasonCode::Success, data, diagnostics)?;
         self.reauth = Reauth::Idle;
         Ok(())
     }
@@ -842,19 +863,29 @@ impl ServerConnection {
         &mut self,
         reason_code: ReasonCode,
         data: Option<Bytes>,
+        diagnostics: AckProperties,
     ) -> Result<(), CommandError> {
         let method = self
             .auth_method
             .clone()
             .ok_or(CommandError::NoAuthPending)?;
-        let auth = Auth {
+        let diagnostics = self.diagnostics(diagnostics);
+        let mut auth = Auth {
             reason_code,
             properties: tern_codec::AuthProperties {
                 authentication_method: Some(method),
                 authentication_data: data,
-                ..Default::default()
+                reason_string: diagnostics.reason_string,
+                user_properties: diagnostics.user_properties,
             },
         };
+        // [MQTT-3.15.2-2] [MQTT-3.15.2-3]: drop diagnostics that would not fit.
+        if Packet::Auth(Box::new(auth.clone())).encoded_len(self.core.version)
+            > self.core.limits.peer_max_packet as usize
+        {
+            auth.properties.reason_string = None;
+            auth.properties.user_properties = Default::default();
+        }
         auth.validate(self.core.version)
             .map_err(CommandError::Invalid)?;
         self.core.send_control(Packet::Auth(Box::new(auth)));

@@ -200,6 +200,15 @@ pub enum AuthStep {
 pub trait AuthExchange: Send + std::fmt::Debug {
     /// The client's next Authentication Data (empty if it sent none).
     fn step(&mut self, data: &[u8]) -> AuthStep;
+
+    /// A Reason String and User Properties for the AUTH the last step
+    /// sends (0x18, or 0x00 ending a re-authentication); none by default.
+    /// tern-session leaves them out where the client asked for no problem
+    /// information, or where they would make the AUTH larger than the
+    /// client's Maximum Packet Size [MQTT-3.15.2-2] [MQTT-3.15.2-3].
+    fn diagnostics(&self) -> tern_codec::AckProperties {
+        tern_codec::AckProperties::default()
+    }
 }
 
 /// Lets every client connect, publish and subscribe.

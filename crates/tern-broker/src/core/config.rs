@@ -48,6 +48,11 @@ pub struct BrokerConfig {
     /// refused at their CONNECT with 0x9F Connection rate exceeded (MQTT
     /// 3.1.1: return code 3). `None` (the default): no limit.
     pub connections_per_second_per_address: Option<core::num::NonZeroU32>,
+    /// mosquitto's `clientid_prefixes`: only client identifiers starting
+    /// with this may connect (an assigned one included); others are
+    /// refused with 0x85 Client Identifier not valid (MQTT 3.1.1: return
+    /// code 2) and closed [MQTT-3.1.3-8]. `None` (the default): any.
+    pub client_id_prefix: Option<String>,
     /// Take part in a cluster: count local interest and hand out messages
     /// other nodes want ([`Broker::poll_cluster`](crate::Broker::poll_cluster)).
     /// Off by default: then nothing is counted, matched or emitted.
@@ -108,6 +113,7 @@ impl Default for BrokerConfig {
             max_subscriptions: super::limits::DEFAULT_MAX_SUBSCRIPTIONS,
             durable: false,
             connections_per_second_per_address: None,
+            client_id_prefix: None,
             cluster: false,
             max_memory: None,
         }

@@ -56,7 +56,8 @@ impl Broker {
 
     pub(super) fn on_connect(&mut self, now: Instant, conn: ConnId, connect: Connect) {
         self.stats.connects_received += 1;
-        if self.refuse_over_rate(now, conn, &connect) {
+        if self.refuse_over_rate(now, conn, &connect) || self.refuse_client_id(now, conn, &connect)
+        {
             return;
         }
         // A client resuming its session may connect (it drains what its
@@ -235,6 +236,27 @@ impl Broker {
             version,
             session_present,
         });
+    }
+
+    /// Refuses a client identifier without the configured prefix
+    /// ([`BrokerConfig::client_id_prefix`](crate::BrokerConfig)): CONNACK
+    /// 0x85 (3.1.1: return code 2), then close [MQTT-3.1.3-8]. An empty
+    /// identifier is judged by the one it would be assigned, as mosquitto
+    /// does.
+    fn refuse_client_id(&mut self, now: Instant, conn: ConnId, connect: &Connect) -> bool {
+        let Some(prefix) = &self.config.client_id_prefix else {
+            return false;
+        };
+        let id = if connect.client_id.is_empty() {
+            self.config.assigned_id_prefix.as_bytes()
+        } else {
+            connect.client_id.as_bytes()
+        };
+        if id.starts_with(prefix.as_bytes()) {
+            return false;
+        }
+        self.reject(now, conn, connect, ReasonCode::ClientIdentifierNotValid);
+        true
     }
 
     pub(super) fn reject(

@@ -113,9 +113,14 @@ impl Broker {
             // the session's checks; nothing to do if one did.
             return;
         };
-        match pending.exchange.step(data) {
+        let step = pending.exchange.step(data);
+        let diagnostics = pending.exchange.diagnostics();
+        match step {
             AuthStep::Continue(next) => {
-                if c.server.auth_continue(now, Some(next)).is_err() {
+                if c.server
+                    .auth_continue_with(now, Some(next), diagnostics)
+                    .is_err()
+                {
                     let pending = c.auth.take();
                     self.fail_auth(now, conn, pending, ReasonCode::ImplementationSpecificError);
                 }
@@ -129,7 +134,7 @@ impl Broker {
                             .or_else(|| connect.username.as_ref().map(super::compact));
                         self.admit(now, conn, *connect, username, data);
                     }
-                    None => self.reauthenticated(now, conn, username, data),
+                    None => self.reauthenticated(now, conn, username, data, diagnostics),
                 }
             }
             AuthStep::Failure(code) => {
@@ -146,6 +151,7 @@ impl Broker {
         conn: ConnId,
         username: Option<MqttString>,
         data: Option<Bytes>,
+        diagnostics: tern_codec::AckProperties,
     ) {
         let Some(c) = self.conns.get_mut(conn.key()) else {
             return;
@@ -159,7 +165,7 @@ impl Broker {
             c.server.close(now, ReasonCode::NotAuthorized);
             return;
         }
-        if c.server.auth_success(now, data).is_err() {
+        if c.server.auth_success_with(now, data, diagnostics).is_err() {
             c.server.close(now, ReasonCode::ImplementationSpecificError);
         }
     }

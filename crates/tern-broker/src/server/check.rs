@@ -189,6 +189,12 @@ impl BrokerSettings {
             s.check_threads.map(|n| n.to_string()),
             "all cores but one",
         );
+        optional(
+            &mut out,
+            "clientid_prefixes",
+            s.clientid_prefixes.as_deref().map(toml_string),
+            "none (any client identifier)",
+        );
         let _ = writeln!(out, "\n[metrics]");
         optional(
             &mut out,

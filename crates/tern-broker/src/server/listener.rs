@@ -236,34 +236,44 @@ pub(crate) struct TcpWriter(OwnedWriteHalf);
 
 impl TcpWriter {
     pub(crate) async fn write(&mut self, chunks: &[Bytes]) -> io::Result<()> {
-        let (mut index, mut offset) = (0, 0);
-        let mut slices = Vec::with_capacity(chunks.len());
-        while index < chunks.len() {
-            slices.clear();
-            slices.push(IoSlice::new(&chunks[index][offset..]));
-            // At most `MAX_SLICES` per call (writev's limit is 1024).
-            slices.extend(
-                chunks[index + 1..]
-                    .iter()
-                    .take(MAX_SLICES - 1)
-                    .map(|c| IoSlice::new(c)),
-            );
-            let mut n = self.0.write_vectored(&slices).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            // Advance past what was written.
-            while index < chunks.len() && n >= chunks[index].len() - offset {
-                n -= chunks[index].len() - offset;
-                index += 1;
-                offset = 0;
-            }
-            offset += n;
-        }
-        Ok(())
+        write_chunks(&mut self.0, chunks).await
     }
 
     pub(crate) async fn close(&mut self) {
         let _ = self.0.shutdown().await;
     }
+}
+
+/// Writes every chunk, in order, with vectored writes of at most
+/// [`MAX_SLICES`] buffers: no copy for TCP, and for TLS as few records and
+/// system calls as rustls can make of them.
+pub(crate) async fn write_chunks<W: tokio::io::AsyncWrite + Unpin>(
+    writer: &mut W,
+    chunks: &[Bytes],
+) -> io::Result<()> {
+    let (mut index, mut offset) = (0, 0);
+    let mut slices = Vec::with_capacity(chunks.len());
+    while index < chunks.len() {
+        slices.clear();
+        slices.push(IoSlice::new(&chunks[index][offset..]));
+        // At most `MAX_SLICES` per call (writev's limit is 1024).
+        slices.extend(
+            chunks[index + 1..]
+                .iter()
+                .take(MAX_SLICES - 1)
+                .map(|c| IoSlice::new(c)),
+        );
+        let mut n = writer.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        // Advance past what was written.
+        while index < chunks.len() && n >= chunks[index].len() - offset {
+            n -= chunks[index].len() - offset;
+            index += 1;
+            offset = 0;
+        }
+        offset += n;
+    }
+    Ok(())
 }

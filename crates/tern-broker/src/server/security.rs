@@ -44,6 +44,10 @@ pub struct SecuritySettings {
     /// one). 0 runs them on the routing task itself, as mosquitto does: for
     /// measuring what that costs, not for use.
     pub check_threads: Option<usize>,
+    /// mosquitto's `clientid_prefixes`: only clients whose identifier
+    /// starts with this may connect; others get CONNACK 0x85 (MQTT 3.1.1:
+    /// return code 2). Absent: any identifier.
+    pub clientid_prefixes: Option<String>,
 }
 
 /// What [`SecuritySettings::load`] read: the rules in force.

@@ -369,6 +369,11 @@ impl BrokerSettings {
             core::num::NonZeroU32::new(l.connections_per_second_per_address);
         config.durable = self.storage.dir.is_some();
         config.max_memory = l.max_memory.resolve(super::memory_budget::machine_memory());
+        config.client_id_prefix = self
+            .security
+            .clientid_prefixes
+            .clone()
+            .filter(|p| !p.is_empty());
         config
     }
 }
@@ -531,6 +536,7 @@ mod tests {
             "acl_file",
             "allow_anonymous",
             "check_threads",
+            "clientid_prefixes",
             "listen",
             "dir",
         ] {

@@ -263,12 +263,19 @@ impl tokio::io::AsyncWrite for Socket {
     }
 }
 
-/// The read size of a TLS connection (rustls decrypts records of at most
-/// 16 KiB).
-const TLS_READ: usize = 16 * 1024;
+/// The smallest and largest read sizes of a TLS connection. A read's
+/// buffer is held while it waits, so reads start small (an idle connection
+/// holds 1 KiB, not a whole record's 16 KiB) and grow while rustls fills
+/// them (rustls keeps what does not fit, decrypted, for the next read).
+const TLS_READ_MIN: usize = 1024;
+const TLS_READ_MAX: usize = 16 * 1024;
 
 /// Reads MQTT bytes from a TLS connection.
-pub(crate) struct TlsReader(tokio::io::ReadHalf<TlsStream>);
+pub(crate) struct TlsReader {
+    half: tokio::io::ReadHalf<TlsStream>,
+    /// The next read's size, between the bounds above.
+    size: usize,
+}
 
 /// Writes MQTT bytes to a TLS connection.
 pub(crate) struct TlsWriter(tokio::io::WriteHalf<TlsStream>);
@@ -276,7 +283,11 @@ pub(crate) struct TlsWriter(tokio::io::WriteHalf<TlsStream>);
 /// Splits a TLS connection for the core (reads) and the writer task.
 pub(crate) fn split(stream: TlsStream) -> (TlsReader, TlsWriter) {
     let (read, write) = tokio::io::split(stream);
-    (TlsReader(read), TlsWriter(write))
+    let reader = TlsReader {
+        half: read,
+        size: TLS_READ_MIN,
+    };
+    (reader, TlsWriter(write))
 }
 
 impl TlsReader {
@@ -284,21 +295,26 @@ impl TlsReader {
     /// stop reading, and rustls keeps what it decrypted.
     pub(crate) async fn read(&mut self) -> std::io::Result<Option<bytes::BytesMut>> {
         use tokio::io::AsyncReadExt;
-        let mut buf = bytes::BytesMut::with_capacity(TLS_READ);
-        match self.0.read_buf(&mut buf).await? {
-            0 => Ok(None),
-            _ => Ok(Some(buf)),
+        let mut buf = bytes::BytesMut::with_capacity(self.size);
+        let n = self.half.read_buf(&mut buf).await?;
+        if n == 0 {
+            return Ok(None);
         }
+        if n == self.size {
+            self.size = (self.size * 2).min(TLS_READ_MAX);
+        } else if n < self.size / 4 {
+            self.size = (self.size / 2).max(TLS_READ_MIN);
+        }
+        Ok(Some(buf))
     }
 }
 
 impl TlsWriter {
     pub(crate) async fn write(&mut self, chunks: &[bytes::Bytes]) -> std::io::Result<()> {
         use tokio::io::AsyncWriteExt;
-        // rustls copies into records anyway: one write per chunk, one flush.
-        for chunk in chunks {
-            self.0.write_all(chunk).await?;
-        }
+        // Vectored: rustls seals many small packets into one record (one
+        // write per chunk would cost a record and a system call each).
+        super::listener::write_chunks(&mut self.0, chunks).await?;
         self.0.flush().await
     }
 

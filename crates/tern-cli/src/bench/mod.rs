@@ -5,6 +5,7 @@
 //! go straight through tern-codec so the bench costs little next to the
 //! broker it measures.
 
+mod tls;
 mod wire;
 
 use crate::{
@@ -24,7 +25,7 @@ use std::{
 };
 use tern_codec::{ProtocolVersion, QoS};
 use tokio::{sync::watch, task::JoinSet};
-use wire::{Counters, Link, Outcome, PubPlan, now_ns};
+use wire::{Counters, Dial, Link, Outcome, PubPlan, now_ns};
 
 pub(crate) const ABOUT: &str = "\
 Load-test an MQTT broker, in the manner of emqtt-bench.
@@ -35,6 +36,9 @@ Load-test an MQTT broker, in the manner of emqtt-bench.
           messages each or -d seconds
   conn    opens -c connections (at --conn-rate per second), holds them for
           -d seconds, and reports the connect rate
+  churn   -c clients each connect, wait for CONNACK, disconnect and close,
+          over and over for -d seconds; reports the rounds per second (with
+          --tls, each round is a full TLS handshake)
   pubsub  -S subscribers on --sub-topic (default: -t with %i as +) and -c
           publishers on -t, in one process: every subscriber gets every
           message, and the end-to-end latency is measured from a timestamp
@@ -43,7 +47,9 @@ Load-test an MQTT broker, in the manner of emqtt-bench.
 
 Publishing runs for -d seconds (default 10) or -n messages per publisher,
 then waits (at most --drain seconds) for acknowledgements and deliveries.
-QoS 1 and 2 publishers keep at most --inflight messages unacknowledged (less
+With --tls every connection is TLS (1.2 or 1.3, rustls): --cafile FILE
+verifies the broker's certificate against FILE and -h; --insecure skips
+verification, so the bench spends nothing on it. QoS 1 and 2 publishers keep at most --inflight messages unacknowledged (less
 if the broker's Receive Maximum is smaller). The clients share one thread.
 
 A progress line shows the current rates on a terminal (not with --quiet).
@@ -58,7 +64,8 @@ Examples:
   $ tern bench pubsub -h 127.0.0.1 -c 4 -S 1 -q 1 --rate 5000 -d 10
   $ tern bench pub -c 10 -t 'bench/%i' -s 256 -q 0
   $ tern bench sub -c 2 -t 'bench/#' -n 1000
-  $ tern bench conn -c 10000 --conn-rate 2000 -d 30 --json conn.json";
+  $ tern bench conn -c 10000 --conn-rate 2000 -d 30 --json conn.json
+  $ tern bench churn -c 64 -d 10 --tls --cafile ca.pem -p 8883";
 
 /// What `tern bench` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -69,6 +76,8 @@ pub(crate) enum Mode {
     Sub,
     /// Idle connections.
     Conn,
+    /// Connect, CONNACK, disconnect, over and over.
+    Churn,
     /// Publishers and subscribers together, with end-to-end latency.
     Pubsub,
 }
@@ -155,6 +164,16 @@ pub(crate) struct BenchArgs {
     /// ephemeral ports allow [default: chosen by the system].
     #[arg(long = "bind", value_name = "ADDRS", value_parser = parse_bind, action = ArgAction::Append)]
     bind: Vec<Vec<IpAddr>>,
+    /// Connect with TLS (needs --cafile or --insecure).
+    #[arg(long)]
+    tls: bool,
+    /// Verify the broker's TLS certificate against the CA certificates in
+    /// this PEM file (and the host name given with -h).
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    cafile: Option<PathBuf>,
+    /// Accept any TLS certificate the broker presents (load tests only).
+    #[arg(long, requires = "tls", conflicts_with = "cafile")]
+    insecure: bool,
     /// Write the summary as JSON to FILE (- for standard output).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -335,13 +354,26 @@ struct Run {
 
 async fn bench(args: &BenchArgs, interval_ns: Option<u64>) -> Result<Value, Failure> {
     let addr = resolve(&args.host, args.port).await?;
+    let tls = match (args.tls, &args.cafile, args.insecure) {
+        (false, _, _) => None,
+        (true, None, false) => {
+            return Err(usage(
+                "--tls needs --cafile FILE (to verify the broker) or --insecure".into(),
+            ));
+        }
+        (true, cafile, _) => Some((
+            tls::connector(cafile.as_deref()).map_err(usage)?,
+            tls::server_name(&args.host).map_err(usage)?,
+        )),
+    };
+    let dial = Arc::new(Dial { addr, tls });
     let local = tokio::task::LocalSet::new();
     let counters = Arc::new(Counters::default());
     let progress = progress_bar(args.quiet);
     let run = local
         .run_until(drive(
             args,
-            addr,
+            dial,
             interval_ns,
             counters.clone(),
             progress.clone(),
@@ -396,7 +428,7 @@ fn spawn_progress(
 
 async fn drive(
     args: &BenchArgs,
-    addr: SocketAddr,
+    dial: Arc<Dial>,
     interval_ns: Option<u64>,
     counters: Arc<Counters>,
     bar: ProgressBar,
@@ -437,9 +469,10 @@ async fn drive(
         let filter = sub_filter.replace("%i", &i.to_string());
         let count = connected_count.clone();
         let from = source(i);
+        let dial = dial.clone();
         async move {
             let mut link = Link::connect(
-                addr,
+                &dial,
                 from,
                 version,
                 format!("tern-bench-{pid}-s{i}"),
@@ -455,15 +488,16 @@ async fn drive(
     .await;
     let n_pubs = match args.mode {
         Mode::Pub | Mode::Pubsub | Mode::Conn => args.clients,
-        Mode::Sub => 0,
+        Mode::Sub | Mode::Churn => 0,
     };
     let prefix = if args.mode == Mode::Conn { "c" } else { "p" };
     let pubs = connect_all(n_pubs, args.conn_rate, |i| {
         let count = connected_count.clone();
         let from = source(n_subs + i);
+        let dial = dial.clone();
         async move {
             let link = Link::connect(
-                addr,
+                &dial,
                 from,
                 version,
                 format!("tern-bench-{pid}-{prefix}{i}"),
@@ -523,6 +557,19 @@ async fn drive(
         (None, None) => Some(Duration::from_secs(10)),
     };
     let publish_start_ns = now_ns();
+    if args.mode == Mode::Churn {
+        for i in 0..args.clients {
+            tasks.spawn_local(wire::churner(
+                dial.clone(),
+                source(i),
+                version,
+                format!("tern-bench-{pid}-r{i}"),
+                keep_alive,
+                counters.clone(),
+                stop_pub_rx.clone(),
+            ));
+        }
+    }
     for (i, link) in pub_links.into_iter().enumerate() {
         if args.mode == Mode::Conn {
             tasks.spawn_local(wire::holder(link, stop_pub_rx.clone(), keep_alive));
@@ -609,6 +656,17 @@ async fn drive(
     }
     progress.abort();
     drop((stop_pub, stop_sub));
+    if args.mode == Mode::Churn {
+        // The figure is the rounds completed while churning.
+        connected = counters.connects.load(Ordering::Relaxed);
+        return Ok(Run {
+            connected,
+            connect_seconds: (now_ns() - publish_start_ns) as f64 / 1e9,
+            connect_errors,
+            publish_start_ns,
+            outcomes,
+        });
+    }
     Ok(Run {
         connected,
         connect_errors,
@@ -749,7 +807,7 @@ fn render(s: &Value) -> String {
         num("connect_rate"),
         s["connect_failed"]
     );
-    if s["mode"] != "conn" {
+    if s["mode"] != "conn" && s["mode"] != "churn" {
         out += &format!(
             "sent       {} in {:.2} s ({:.0} msg/s), {} acknowledged\n",
             s["sent"],

@@ -25,11 +25,8 @@ use tern_codec::{
     check_frame,
 };
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{
-        TcpSocket, TcpStream,
-        tcp::{OwnedReadHalf, OwnedWriteHalf},
-    },
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::{TcpSocket, TcpStream},
     sync::watch,
 };
 
@@ -68,6 +65,8 @@ pub(super) struct Counters {
     pub(super) last_delivery_ns: AtomicU64,
     /// When the last PUBLISH was written.
     pub(super) last_sent_ns: AtomicU64,
+    /// Connect-CONNACK-disconnect rounds completed (churn).
+    pub(super) connects: AtomicU64,
 }
 
 impl Counters {
@@ -80,10 +79,26 @@ impl Counters {
     }
 }
 
+/// A connection's read half: TCP, or TLS over TCP.
+type Reader = Box<dyn AsyncRead + Unpin>;
+/// A connection's write half.
+type Writer = Box<dyn AsyncWrite + Unpin>;
+
+/// Where the links connect to, and how: plain TCP, or TLS with this
+/// configuration and server name.
+#[derive(Clone)]
+pub(super) struct Dial {
+    pub(super) addr: SocketAddr,
+    pub(super) tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+}
+
 /// One MQTT connection: the socket halves and their buffers.
 pub(super) struct Link {
-    read: OwnedReadHalf,
-    write: OwnedWriteHalf,
+    read: Reader,
+    write: Writer,
     rbuf: BytesMut,
     wbuf: BytesMut,
     version: ProtocolVersion,
@@ -112,13 +127,14 @@ impl Link {
     /// `session_expiry`, a session that outlives the connection (MQTT 5:
     /// that Session Expiry Interval; 3.1.1: Clean Session 0).
     pub(super) async fn connect(
-        addr: SocketAddr,
+        dial: &Dial,
         source: Option<IpAddr>,
         version: ProtocolVersion,
         client_id: String,
         keep_alive: u16,
         session_expiry: Option<u32>,
     ) -> Result<Link, String> {
+        let addr = dial.addr;
         let stream = match source {
             None => TcpStream::connect(addr).await,
             Some(ip) => bound_connect(addr, ip).await,
@@ -128,7 +144,20 @@ impl Link {
             Some(ip) => format!("cannot connect to {addr} from {ip}: {e}"),
         })?;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
-        let (read, write) = stream.into_split();
+        let (read, write): (Reader, Writer) = match &dial.tls {
+            None => {
+                let (read, write) = stream.into_split();
+                (Box::new(read), Box::new(write))
+            }
+            Some((connector, name)) => {
+                let tls = connector
+                    .connect(name.clone(), stream)
+                    .await
+                    .map_err(|e| format!("TLS handshake with {addr} failed: {e}"))?;
+                let (read, write) = tokio::io::split(tls);
+                (Box::new(read), Box::new(write))
+            }
+        };
         let mut link = Link {
             read,
             write,
@@ -223,11 +252,7 @@ impl Link {
     }
 
     /// Reads what is there into `rbuf`; an error when the broker closed.
-    async fn fill(
-        read: &mut OwnedReadHalf,
-        rbuf: &mut BytesMut,
-        chunk: usize,
-    ) -> Result<(), String> {
+    async fn fill(read: &mut Reader, rbuf: &mut BytesMut, chunk: usize) -> Result<(), String> {
         if rbuf.capacity() - rbuf.len() < chunk / 4 {
             rbuf.reserve(chunk);
         }
@@ -246,6 +271,7 @@ impl Link {
                 ReasonCode::Success,
             ))))
             .await;
+        // TLS: close_notify, then the FIN.
         let _ = self.write.shutdown().await;
     }
 }
@@ -617,4 +643,35 @@ async fn bound_connect(addr: SocketAddr, source: IpAddr) -> std::io::Result<TcpS
     };
     socket.bind(SocketAddr::new(source, 0))?;
     socket.connect(addr).await
+}
+
+/// Connects, gets a CONNACK and disconnects, again and again (a new client
+/// identifier each time), until `stop` turns true; counts each round in
+/// `counters.connects`.
+pub(super) async fn churner(
+    dial: Arc<Dial>,
+    source: Option<IpAddr>,
+    version: ProtocolVersion,
+    client_id: String,
+    keep_alive: u16,
+    counters: Arc<Counters>,
+    stop: watch::Receiver<bool>,
+) -> Outcome {
+    let mut outcome = Outcome::default();
+    let mut round: u64 = 0;
+    while !*stop.borrow() {
+        let id = format!("{client_id}-{round}");
+        match Link::connect(&dial, source, version, id, keep_alive, None).await {
+            Ok(link) => {
+                link.close().await;
+                counters.connects.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                outcome.error = Some(e);
+                break;
+            }
+        }
+        round += 1;
+    }
+    outcome
 }

@@ -26,7 +26,87 @@ pub(crate) const CASES: &[Case] = &[
     super::v5!(restricted "MQTT-4.12.0-4", "SCRAM: a wrong password is refused, then closed", scram_wrong_password),
     super::v5!(restricted "MQTT-4.12.1-2", "SCRAM: failed re-authentication disconnects", scram_reauth_fails),
     super::v5!(restricted "MQTT-3.15.1-1", "SCRAM: AUTH with reserved flag bits closes", scram_auth_bad_flags),
+    super::v5!(restricted "MQTT-3.1.3-8", "rejected client identifier: CONNACK 0x85, then close", client_id_rejected),
+    super::v5!(restricted "MQTT-3.15.2-2", "SCRAM: no AUTH Reason String beyond Maximum Packet Size", auth_reason_string_fits),
+    super::v5!(restricted "MQTT-3.15.2-3", "SCRAM: no AUTH User Property beyond Maximum Packet Size", auth_user_properties_fit),
 ];
+
+/// The server's first AUTH of a SCRAM-SHA-256 login whose CONNECT gives
+/// `max` as its Maximum Packet Size.
+fn scram_first_auth(ctx: &Ctx, max: Option<u32>) -> Result<Auth, crate::harness::Stop> {
+    let client = ScramClient::new(
+        crate::SCRAM_USER,
+        crate::SCRAM_PASSWORD.as_bytes(),
+        "conformance",
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    let mut connect = ctx.connect_packet();
+    connect.properties.authentication_method = Some(string(SCRAM_SHA_256));
+    connect.properties.authentication_data = Some(Bytes::from(client.client_first()));
+    connect.properties.maximum_packet_size = max.and_then(core::num::NonZeroU32::new);
+    let mut c = ctx.open()?;
+    c.send(Packet::Connect(Box::new(connect)))?;
+    match c.recv()? {
+        Packet::Auth(a) => Ok(*a),
+        other => Err(fail(format!(
+            "expected AUTH 0x18 (no SCRAM-SHA-256 offered?), got {}",
+            name(&other)
+        ))),
+    }
+}
+
+/// A login without a limit shows the AUTH with the diagnostics `has`
+/// looks for; a second login allows one byte less than that AUTH took,
+/// and its AUTH must come within that size, without them [MQTT-3.15.2-2]
+/// [MQTT-3.15.2-3].
+fn auth_diagnostics_fit(ctx: &Ctx, what: &str, has: fn(&Auth) -> bool) -> TestResult {
+    let full = scram_first_auth(ctx, None)?;
+    ensure!(
+        has(&full),
+        "the broker's AUTH 0x18 carries no {what}: the limit cannot be put to the test"
+    );
+    let size = Packet::Auth(Box::new(full)).encoded_len(tern_codec::ProtocolVersion::V5);
+    let limit = u32::try_from(size - 1).map_err(|e| fail(e.to_string()))?;
+    let small = scram_first_auth(ctx, Some(limit))?;
+    ensure!(!has(&small), "the AUTH still carries the {what}");
+    let got = Packet::Auth(Box::new(small)).encoded_len(tern_codec::ProtocolVersion::V5);
+    ensure!(
+        got < size,
+        "an AUTH of {got} bytes against a Maximum Packet Size of {limit}"
+    );
+    Ok(())
+}
+
+fn auth_reason_string_fits(ctx: &Ctx) -> TestResult {
+    auth_diagnostics_fit(ctx, "Reason String", |a| {
+        a.properties.reason_string.is_some()
+    })
+}
+
+fn auth_user_properties_fit(ctx: &Ctx) -> TestResult {
+    auth_diagnostics_fit(ctx, "User Property", |a| {
+        !a.properties.user_properties.is_empty()
+    })
+}
+
+/// The restricted broker takes only identifiers starting with
+/// [`RESTRICTED_CLIENT_ID_PREFIX`](crate::RESTRICTED_CLIENT_ID_PREFIX): one
+/// without it gets a refusing CONNACK (0x85 is the code the statement names;
+/// it MAY send another) and the connection closes [MQTT-3.1.3-8].
+fn client_id_rejected(ctx: &Ctx) -> TestResult {
+    let mut connect = ctx.connect_packet();
+    connect.client_id = string(&format!("x{}", ctx.client_id()));
+    let mut conn = ctx.open()?;
+    conn.send(Packet::Connect(Box::new(connect)))?;
+    let seen = conn.expect_closed_within(crate::harness::CLOSE_TIMEOUT)?;
+    match seen.as_slice() {
+        [Packet::ConnAck(a)] if a.reason_code.is_error() => Ok(()),
+        other => Err(fail(format!(
+            "expected a refusing CONNACK (0x85) then close, got {:?}",
+            other.iter().map(name).collect::<Vec<_>>()
+        ))),
+    }
+}
 
 // ---- MQTT 5 enhanced authentication, SCRAM-SHA-256 ----
 

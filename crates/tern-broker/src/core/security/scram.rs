@@ -91,6 +91,26 @@ impl AuthExchange for ScramExchange {
             State::Done => AuthStep::Failure(ReasonCode::ProtocolError),
         }
     }
+
+    /// The AUTH 0x18 after the client's first message names its step and
+    /// mechanism: Reason String `SCRAM-SHA-256 server-first-message`, User
+    /// Property `mechanism` (diagnostics only; left out when the client's
+    /// Maximum Packet Size has no room for them).
+    fn diagnostics(&self) -> tern_codec::AckProperties {
+        let mut d = tern_codec::AckProperties::default();
+        if let State::Final { .. } = self.state {
+            let name = self.mechanism.name();
+            d.reason_string = MqttString::try_from(format!("{name} server-first-message")).ok();
+            if let (Ok(key), Ok(value)) = (
+                MqttString::try_from("mechanism".to_string()),
+                MqttString::try_from(name.to_string()),
+            ) {
+                d.user_properties
+                    .push(tern_codec::UserProperty { key, value });
+            }
+        }
+        d
+    }
 }
 
 impl ScramExchange {
