@@ -217,7 +217,7 @@ pub(crate) fn split_client_key(key: &[u8]) -> Result<(&str, &[u8]), Corrupt> {
     Ok((id, &key[2 + n..]))
 }
 
-/// The open database file, with its write-ahead log ([`crate::wal`]) when
+/// The open database file, with its write-ahead log (the `wal` module) when
 /// opened by [`Db::open`].
 #[derive(Debug)]
 pub struct Db {
