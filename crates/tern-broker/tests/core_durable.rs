@@ -195,6 +195,111 @@ fn a_held_pubrec_reaches_the_sessions_next_connection() {
     }
 }
 
+/// A [`Store`] whose contents outlive the broker that wrote them.
+#[derive(Clone, Default)]
+struct SharedStore(std::sync::Arc<std::sync::Mutex<tern_broker::MemoryStore>>);
+
+impl tern_broker::Store for SharedStore {
+    fn put_retained(
+        &mut self,
+        topic: &tern_topic::TopicName,
+        message: &tern_broker::RetainedMessage,
+    ) {
+        self.0.lock().unwrap().put_retained(topic, message);
+    }
+    fn remove_retained(&mut self, topic: &tern_topic::TopicName) {
+        self.0.lock().unwrap().remove_retained(topic);
+    }
+    fn put_session(&mut self, session: &tern_session::ServerSession, expiry_interval: u32) {
+        self.0.lock().unwrap().put_session(session, expiry_interval);
+    }
+    fn remove_session(&mut self, client_id: &MqttString) {
+        self.0.lock().unwrap().remove_session(client_id);
+    }
+    fn put_offline_state(
+        &mut self,
+        client_id: &MqttString,
+        expires_at: Option<Instant>,
+        pending_will: Option<(&tern_codec::Will, Instant)>,
+    ) {
+        self.0
+            .lock()
+            .unwrap()
+            .put_offline_state(client_id, expires_at, pending_will);
+    }
+    fn load(&mut self) -> tern_broker::StoredState {
+        self.0.lock().unwrap().load()
+    }
+}
+
+/// A QoS 2 PUBLISH whose PUBREC still waits for its batch when the broker
+/// shuts down: the session the shutdown saves says the message was
+/// accepted, so after a restart from that store the resend gets its PUBREC
+/// and is not delivered again [MQTT-4.3.3-10]. Before, the session was
+/// saved with the message undecided, and the resend waited for a decision
+/// no one would make, holding every later acknowledgement behind it (found
+/// by tern-sim, seed 426 of the light profile).
+#[test]
+fn a_pubrec_held_at_shutdown_is_answered_after_a_restart_from_the_store() {
+    let config = BrokerConfig {
+        durable: true,
+        ..BrokerConfig::default()
+    };
+    let store = SharedStore::default();
+    let qos2 = |dup| {
+        Packet::Publish(Publish {
+            qos: QoS::ExactlyOnce,
+            dup,
+            topic: MqttString::from_static("plant/7/temp"),
+            packet_id: Some(tern_codec::PacketId::new(12).unwrap()),
+            payload: bytes::Bytes::from_static(b"21.5"),
+            ..Publish::default()
+        })
+    };
+    let mut b = Broker::with_hooks(
+        config.clone(),
+        Instant::ZERO,
+        Box::new(store.clone()),
+        Box::new(tern_broker::AllowAll),
+    );
+    let conn = connect_persistent(&mut b, "q2", true, 60);
+    let batch = b.poll_store().expect("the session is stored");
+    b.handle_store_synced(Instant::ZERO, batch.seq);
+    transmits(&mut b);
+    b.handle_packet(Instant::ZERO, conn, qos2(false));
+    assert!(
+        !transmits(&mut b)
+            .iter()
+            .any(|p| matches!(p, Packet::PubRec(_))),
+        "the PUBREC waits for its batch"
+    );
+    b.shutdown(Instant::ZERO);
+    drop(b);
+
+    let mut b = Broker::with_hooks(
+        config,
+        Instant::ZERO,
+        Box::new(store),
+        Box::new(tern_broker::AllowAll),
+    );
+    let conn = connect_persistent(&mut b, "q2", false, 60);
+    while let Some(batch) = b.poll_store() {
+        b.handle_store_synced(Instant::ZERO, batch.seq);
+    }
+    b.handle_packet(Instant::ZERO, conn, qos2(true));
+    while let Some(batch) = b.poll_store() {
+        b.handle_store_synced(Instant::ZERO, batch.seq);
+    }
+    let pubrecs: Vec<_> = transmits(&mut b)
+        .into_iter()
+        .filter_map(|p| match p {
+            Packet::PubRec(r) => Some(r.packet_id.get()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pubrecs, vec![12], "the resend is answered");
+}
+
 fn connect_persistent(
     b: &mut Broker,
     client: &'static str,

@@ -332,6 +332,12 @@ impl Durable {
         let n = self.held.iter().take_while(|h| h.seq <= seq).count();
         self.held.drain(..n).collect()
     }
+
+    /// Every held acknowledgement, synced or not (at shutdown: see
+    /// `Broker::shutdown`).
+    pub(super) fn take_held(&mut self) -> VecDeque<HeldAck> {
+        core::mem::take(&mut self.held)
+    }
 }
 
 /// The broker's [`Store`], with each change the durable state needs also

@@ -631,6 +631,12 @@ impl Broker {
                 None => {
                     if let Some(session) = entry.offline.as_deref_mut() {
                         let _ = session.acknowledge(held.token, held.reason, held.v5);
+                        // The session was saved when it went offline, with
+                        // this message still undecided: saved again, so a
+                        // restart from the store answers its resend with
+                        // the PUBREC instead of waiting for a decision no
+                        // one will make.
+                        self.store.put_session(session, entry.expiry_interval);
                     }
                 }
             }
@@ -676,6 +682,26 @@ impl Broker {
             }
             self.process_events(now, id);
             self.mark_ready(id);
+        }
+        // Acknowledgements held for a batch go into the sessions now
+        // offline, so the sessions saved below say what was decided: a
+        // QoS 2 message routed before the shutdown, whose PUBREC was still
+        // waiting, is answered when it is resent after a restart from this
+        // store, instead of waiting for a decision no one will make (the
+        // durable store's own records say the same: `PutIncoming`).
+        let held = self
+            .durable
+            .as_mut()
+            .map(|d| d.take_held())
+            .unwrap_or_default();
+        for held in held {
+            if let Some(session) = self
+                .sessions
+                .get_mut(held.session)
+                .and_then(|entry| entry.offline.as_deref_mut())
+            {
+                let _ = session.acknowledge(held.token, held.reason, held.v5);
+            }
         }
         // Sessions that were already offline were stored when their client
         // left; messages queued for them since are only in memory. So are
