@@ -149,6 +149,15 @@ impl<'a> Reader<'a> {
         }
         Ok(Self(&body[1..]))
     }
+    /// Reads `bytes` as they are: no checksum, no format byte (the log's
+    /// entries carry their own CRC).
+    pub(crate) fn raw(bytes: &'a [u8]) -> Self {
+        Self(bytes)
+    }
+    /// Whether everything has been read.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
     fn take(&mut self, n: usize) -> Result<&'a [u8], Corrupt> {
         if self.0.len() < n {
             return Err(Corrupt);
@@ -157,10 +166,10 @@ impl<'a> Reader<'a> {
         self.0 = b;
         Ok(a)
     }
-    fn u8(&mut self) -> Result<u8, Corrupt> {
+    pub(crate) fn u8(&mut self) -> Result<u8, Corrupt> {
         Ok(self.take(1)?[0])
     }
-    fn u16(&mut self) -> Result<u16, Corrupt> {
+    pub(crate) fn u16(&mut self) -> Result<u16, Corrupt> {
         Ok(u16::from_le_bytes(
             self.take(2)?.try_into().map_err(|_| Corrupt)?,
         ))
@@ -170,16 +179,16 @@ impl<'a> Reader<'a> {
             self.take(4)?.try_into().map_err(|_| Corrupt)?,
         ))
     }
-    fn u64(&mut self) -> Result<u64, Corrupt> {
+    pub(crate) fn u64(&mut self) -> Result<u64, Corrupt> {
         Ok(u64::from_le_bytes(
             self.take(8)?.try_into().map_err(|_| Corrupt)?,
         ))
     }
-    fn bytes(&mut self) -> Result<&'a [u8], Corrupt> {
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], Corrupt> {
         let n = self.u32()? as usize;
         self.take(n)
     }
-    fn string(&mut self) -> Result<String, Corrupt> {
+    pub(crate) fn string(&mut self) -> Result<String, Corrupt> {
         String::from_utf8(self.bytes()?.to_vec()).map_err(|_| Corrupt)
     }
     fn opt<T>(

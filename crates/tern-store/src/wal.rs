@@ -22,7 +22,7 @@
 
 use crate::crc::crc32_parts;
 use crate::db::{Op, StoreError};
-use crate::record::{BodyRecord, Corrupt, Delivery, QueueRecord, Record, SessionRecord};
+use crate::record::{BodyRecord, Corrupt, Delivery, QueueRecord, Reader, Record, SessionRecord};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -293,43 +293,10 @@ fn encode_op(op: &Op, out: &mut Vec<u8>) {
     }
 }
 
-struct Cursor<'a>(&'a [u8]);
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], Corrupt> {
-        if self.0.len() < n {
-            return Err(Corrupt);
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Ok(a)
-    }
-    fn u8(&mut self) -> Result<u8, Corrupt> {
-        Ok(self.take(1)?[0])
-    }
-    fn u16(&mut self) -> Result<u16, Corrupt> {
-        Ok(u16::from_le_bytes(
-            self.take(2)?.try_into().map_err(|_| Corrupt)?,
-        ))
-    }
-    fn u64(&mut self) -> Result<u64, Corrupt> {
-        Ok(u64::from_le_bytes(
-            self.take(8)?.try_into().map_err(|_| Corrupt)?,
-        ))
-    }
-    fn bytes(&mut self) -> Result<&'a [u8], Corrupt> {
-        let n = u32::from_le_bytes(self.take(4)?.try_into().map_err(|_| Corrupt)?) as usize;
-        self.take(n)
-    }
-    fn string(&mut self) -> Result<String, Corrupt> {
-        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| Corrupt)
-    }
-}
-
 fn decode_ops(payload: &[u8]) -> Result<Vec<Op>, Corrupt> {
-    let mut c = Cursor(payload);
+    let mut c = Reader::raw(payload);
     let mut ops = Vec::new();
-    while !c.0.is_empty() {
+    while !c.is_empty() {
         ops.push(match c.u8()? {
             1 => Op::PutSession(SessionRecord::decode(c.bytes()?)?),
             2 => Op::DeleteSession(c.string()?),
