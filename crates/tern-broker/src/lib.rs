@@ -22,5 +22,5 @@ pub use crate::core::{
     DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_TOPIC_LENGTH, DEFAULT_MAX_TOPIC_LEVELS, Drops, Limit,
     MemoryStore, MemoryUse, OutputCredit, PendingCheck, QueueDepths, Refusal, RetainedLimits,
     RetainedMessage, SHARED_PAYLOAD, Stats, Store, StoreBatch, StoreOp, StoredSession, StoredState,
-    TopTopic, Transmit, WrittenTransmit,
+    StoredSubscription, StoredSubscriptions, TopTopic, Transmit, WrittenTransmit,
 };

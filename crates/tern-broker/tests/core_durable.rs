@@ -210,8 +210,16 @@ impl tern_broker::Store for SharedStore {
     fn remove_retained(&mut self, topic: &tern_topic::TopicName) {
         self.0.lock().unwrap().remove_retained(topic);
     }
-    fn put_session(&mut self, session: &tern_session::ServerSession, expiry_interval: u32) {
-        self.0.lock().unwrap().put_session(session, expiry_interval);
+    fn put_session(
+        &mut self,
+        session: &tern_session::ServerSession,
+        subscriptions: &[(MqttString, tern_broker::StoredSubscription)],
+        expiry_interval: u32,
+    ) {
+        self.0
+            .lock()
+            .unwrap()
+            .put_session(session, subscriptions, expiry_interval);
     }
     fn remove_session(&mut self, client_id: &MqttString) {
         self.0.lock().unwrap().remove_session(client_id);

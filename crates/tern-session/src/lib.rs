@@ -140,8 +140,7 @@ pub use crate::incoming::AckToken;
 pub use crate::message::{Delivery, MessageBody};
 pub use crate::outgoing::{Enqueued, OverflowPolicy, QueueLimits, QueuedMessage};
 pub use crate::server::{
-    Accept, ServerConfig, ServerConnection, ServerEvent, ServerSession, StoredSubscription,
-    requested_session_expiry,
+    Accept, ServerConfig, ServerConnection, ServerEvent, ServerSession, requested_session_expiry,
 };
 pub use crate::time::Instant;
 #[cfg(feature = "std")]

@@ -19,7 +19,7 @@ use core::{num::NonZeroU16, time::Duration};
 use tern_codec::{
     AckProperties, Auth, ConnAck, ConnAckProperties, Connect, DecodeErrorKind, Disconnect,
     MqttString, Packet, PacketId, PacketType, ProtocolVersion, Publish, QoS, ReasonCode, SubAck,
-    Subscribe, SubscriptionId, SubscriptionOptions, UnsubAck, Unsubscribe, Will,
+    Subscribe, UnsubAck, Unsubscribe, Will,
 };
 
 /// What the server announces and enforces on every connection.
@@ -84,18 +84,9 @@ impl Default for ServerConfig {
     }
 }
 
-/// A subscription as the session remembers it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct StoredSubscription {
-    /// The options (QoS is the granted QoS).
-    pub options: SubscriptionOptions,
-    /// The Subscription Identifier, if one was given.
-    pub subscription_id: Option<SubscriptionId>,
-}
-
-/// What the server keeps for a client across connections: the QoS flows,
-/// the queue of messages waiting for it, and its subscriptions.
+/// What the server keeps for a client across connections: the QoS flows
+/// and the queue of messages waiting for it. Its subscriptions are the
+/// broker's to keep (in its subscription tree), not the session's.
 ///
 /// Serialisable (feature `serde`), so a broker can persist it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,7 +94,6 @@ pub struct StoredSubscription {
 pub struct ServerSession {
     client_id: MqttString,
     flows: Flows,
-    subscriptions: BTreeMap<MqttString, StoredSubscription>,
     queue_limits: QueueLimits,
 }
 
@@ -113,7 +103,6 @@ impl ServerSession {
         Self {
             client_id,
             flows: Flows::default(),
-            subscriptions: BTreeMap::new(),
             queue_limits,
         }
     }
@@ -205,25 +194,6 @@ impl ServerSession {
     /// Drops queued messages whose Message Expiry Interval has passed.
     pub fn purge_expired(&mut self, now: Instant) -> usize {
         self.flows.outgoing.purge_expired(now, &mut self.flows.ids)
-    }
-
-    /// The subscriptions, by topic filter.
-    pub fn subscriptions(&self) -> &BTreeMap<MqttString, StoredSubscription> {
-        &self.subscriptions
-    }
-
-    /// Records a subscription; returns the one it replaced.
-    pub fn add_subscription(
-        &mut self,
-        filter: MqttString,
-        subscription: StoredSubscription,
-    ) -> Option<StoredSubscription> {
-        self.subscriptions.insert(filter, subscription)
-    }
-
-    /// Forgets a subscription.
-    pub fn remove_subscription(&mut self, filter: &[u8]) -> Option<StoredSubscription> {
-        self.subscriptions.remove(filter)
     }
 
     /// Messages in flight to the client.
@@ -481,7 +451,7 @@ impl ServerConnection {
         self.session.as_ref()
     }
 
-    /// The session, mutably (to record subscriptions).
+    /// The session, mutably.
     pub fn session_mut(&mut self) -> Option<&mut ServerSession> {
         self.session.as_mut()
     }

@@ -33,8 +33,13 @@ impl Store for SharedStore {
         self.with(|s| s.remove_retained(topic));
     }
 
-    fn put_session(&mut self, session: &ServerSession, expiry_interval: u32) {
-        self.with(|s| s.put_session(session, expiry_interval));
+    fn put_session(
+        &mut self,
+        session: &ServerSession,
+        subscriptions: &[(MqttString, tern_broker::StoredSubscription)],
+        expiry_interval: u32,
+    ) {
+        self.with(|s| s.put_session(session, subscriptions, expiry_interval));
     }
 
     fn remove_session(&mut self, client_id: &MqttString) {

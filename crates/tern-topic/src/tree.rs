@@ -301,6 +301,47 @@ impl<K: Ord + Clone, V> SubscriptionTree<K, V> {
         self.clients.get(key).map_or(0, Vec::len)
     }
 
+    /// Every subscription of `key`, as `(filter, value)`: the filter's text
+    /// as a SUBSCRIBE carries it (`$share/{group}/{filter}` for a shared
+    /// one), rebuilt from the tree. Ordered by node, deterministic; costs
+    /// one allocation per subscription. This makes the tree's own
+    /// per-subscriber index enough to store or list a subscriber's
+    /// subscriptions, with no second copy kept beside the tree.
+    pub fn client_subscriptions<'a>(&'a self, key: &'a K) -> impl Iterator<Item = (Bytes, &'a V)> {
+        let index = self.clients.get(key).map_or(&[][..], Vec::as_slice);
+        // A subscriber in several groups at one node has that node once per
+        // group in its index, side by side: the n-th is its n-th group there.
+        let mut previous = None;
+        let mut nth = 0;
+        index.iter().filter_map(move |&entry| {
+            nth = if previous == Some(entry) { nth + 1 } else { 0 };
+            previous = Some(entry);
+            let node = entry & !SHARED;
+            let subs = self.subs_of(node)?;
+            let mut out = Vec::new();
+            let value = if entry & SHARED == 0 {
+                let plain = subs.plain();
+                let i = plain.binary_search_by(|(k, _)| k.cmp(key)).ok()?;
+                &plain[i].1
+            } else {
+                let (group, value) = subs
+                    .shared()
+                    .iter()
+                    .filter_map(|g| {
+                        let i = g.members.binary_search_by(|(k, _)| k.cmp(key)).ok()?;
+                        Some((g, &g.members[i].1))
+                    })
+                    .nth(nth)?;
+                out.extend_from_slice(b"$share/");
+                out.extend_from_slice(group.name.as_bytes());
+                out.push(b'/');
+                value
+            };
+            self.trie.write_path(node, &mut out);
+            Some((Bytes::from(out), value))
+        })
+    }
+
     /// The value of `key`'s subscription to `filter`, if it has one.
     pub fn get(&self, key: &K, filter: &SubscriptionFilter) -> Option<&V> {
         let node = self.trie.find(filter.filter().as_bytes())?;

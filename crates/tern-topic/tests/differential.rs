@@ -210,6 +210,23 @@ proptest! {
         for ((k, f), v) in &naive {
             prop_assert_eq!(tree.get(k, f), Some(v));
         }
+        // Each client's subscriptions, rebuilt from the tree, are exactly
+        // its entries in the reference, filter text and value.
+        for k in 0..5u8 {
+            let mut listed: Vec<_> = tree
+                .client_subscriptions(&k)
+                .map(|(f, v)| (String::from_utf8(f.to_vec()).unwrap(), *v))
+                .collect();
+            listed.sort();
+            let mut expected: Vec<_> = naive
+                .iter()
+                .filter(|((key, _), _)| *key == k)
+                .map(|((_, f), v)| (f.to_string(), *v))
+                .collect();
+            expected.sort();
+            prop_assert_eq!(listed, expected);
+            prop_assert_eq!(tree.client_len(&k), naive.keys().filter(|(key, _)| *key == k).count());
+        }
 
         // Determinism: the same operations give the same order.
         let mut again = SubscriptionTree::new();

@@ -14,7 +14,7 @@ impl Broker {
             self.retained.restore(topic, message);
         }
         for stored in state.sessions {
-            let mut session = stored.session;
+            let session = stored.session;
             let client_id = session.client_id().clone();
             // The user name is not stored: a restored session's client is
             // anonymous to the authorization checks until it connects again.
@@ -32,8 +32,7 @@ impl Broker {
                     d.message_ids_above(tag.get());
                 }
             }
-            self.subscriptions.restore(key, &mut session);
-            let filters: Vec<_> = session.subscriptions().keys().cloned().collect();
+            let filters = self.subscriptions.restore(key, stored.subscriptions);
             if let Some(entry) = self.sessions.get_mut(key) {
                 entry.offline = Some(Box::new(session));
             }
@@ -340,7 +339,9 @@ impl Broker {
             return;
         }
         if let Some(session) = session {
-            self.store.put_session(&session, session_expiry);
+            let subscriptions = self.subscriptions.of(key);
+            self.store
+                .put_session(&session, &subscriptions, session_expiry);
             if let Some(entry) = self.sessions.get_mut(key) {
                 entry.offline = Some(Box::new(session));
             }

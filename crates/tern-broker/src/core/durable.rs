@@ -362,8 +362,14 @@ impl Store for Recording<'_> {
             topic: topic.clone(),
         });
     }
-    fn put_session(&mut self, session: &ServerSession, expiry_interval: u32) {
-        self.inner.put_session(session, expiry_interval);
+    fn put_session(
+        &mut self,
+        session: &ServerSession,
+        subscriptions: &[(MqttString, super::StoredSubscription)],
+        expiry_interval: u32,
+    ) {
+        self.inner
+            .put_session(session, subscriptions, expiry_interval);
     }
     fn remove_session(&mut self, client_id: &MqttString) {
         self.inner.remove_session(client_id);

@@ -6,8 +6,8 @@
 //! walked to read the total):
 //! - retained messages: what `max_retained_bytes` counts
 //!   ([`RetainedMessage::held_bytes`](super::RetainedMessage::held_bytes));
-//! - subscriptions: each filter twice (the tree and the session's record),
-//!   an estimate per level and per subscription;
+//! - subscriptions: each filter's text once (the tree is the only place a
+//!   subscription lives), an estimate per level and per subscription;
 //! - sessions: queued and in-flight messages with their properties
 //!   (`ServerSession::held`), an estimate per message and per incoming
 //!   QoS 2 packet identifier, and a fixed part; refreshed whenever the core
@@ -77,7 +77,7 @@ pub(super) struct Accountant {
 /// What one subscription to `filter` is counted as.
 pub(super) fn subscription_bytes(filter: &[u8]) -> usize {
     let levels = filter.iter().filter(|&&b| b == b'/').count() + 1;
-    SUBSCRIPTION_OVERHEAD + 2 * filter.len() + LEVEL_OVERHEAD * levels
+    SUBSCRIPTION_OVERHEAD + filter.len() + LEVEL_OVERHEAD * levels
 }
 
 /// What a session's state is counted as.
@@ -193,10 +193,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_filter_counts_its_bytes_twice_and_its_levels() {
+    fn a_filter_counts_its_bytes_and_its_levels() {
         assert_eq!(
             subscription_bytes(b"a/b"),
-            SUBSCRIPTION_OVERHEAD + 6 + 2 * LEVEL_OVERHEAD
+            SUBSCRIPTION_OVERHEAD + 3 + 2 * LEVEL_OVERHEAD
         );
         assert!(subscription_bytes(&[b'/'; 200]) > 200 * LEVEL_OVERHEAD);
     }

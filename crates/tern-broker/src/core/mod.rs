@@ -69,7 +69,9 @@ pub use limits::{
 pub use memory::MemoryUse;
 pub use retained::{RetainedLimits, RetainedMessage};
 pub use stats::{ByQos, Drops};
-pub use store::{MemoryStore, Store, StoredSession, StoredState};
+pub use store::{
+    MemoryStore, Store, StoredSession, StoredState, StoredSubscription, StoredSubscriptions,
+};
 pub use sys::QueueDepths;
 pub use topk::TopTopic;
 
@@ -448,8 +450,15 @@ impl Broker {
         self.conns.get(conn.key()).map(|c| c.server.version())
     }
 
-    /// A client's session, online or offline: its queue, in-flight window,
-    /// subscriptions and drop counters (for monitoring and for checkers).
+    /// A client's subscriptions, online or offline, as a store keeps them
+    /// (listed from the subscription tree, where they live).
+    pub fn subscriptions_of(&self, client_id: &str) -> Option<StoredSubscriptions> {
+        let key = self.sessions.key_of(client_id.as_bytes())?;
+        Some(self.subscriptions.of(key))
+    }
+
+    /// A client's session, online or offline: its queue, in-flight window
+    /// and drop counters (for monitoring and for checkers).
     pub fn session(&self, client_id: &str) -> Option<&ServerSession> {
         let entry = self
             .sessions
@@ -636,7 +645,9 @@ impl Broker {
                         // restart from the store answers its resend with
                         // the PUBREC instead of waiting for a decision no
                         // one will make.
-                        self.store.put_session(session, entry.expiry_interval);
+                        let subscriptions = self.subscriptions.of(held.session);
+                        self.store
+                            .put_session(session, &subscriptions, entry.expiry_interval);
                     }
                 }
             }
@@ -706,9 +717,11 @@ impl Broker {
         // Sessions that were already offline were stored when their client
         // left; messages queued for them since are only in memory. So are
         // when they end and the wills waiting for their delay.
-        for (_, entry) in self.sessions.iter() {
+        for (key, entry) in self.sessions.iter() {
             if let Some(session) = entry.offline.as_deref() {
-                self.store.put_session(session, entry.expiry_interval);
+                let subscriptions = self.subscriptions.of(key);
+                self.store
+                    .put_session(session, &subscriptions, entry.expiry_interval);
                 let will = entry.pending_will.as_deref().map(|(w, due)| (w, *due));
                 self.store
                     .put_offline_state(&entry.client_id, entry.expires_at, will);

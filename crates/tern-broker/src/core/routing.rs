@@ -520,16 +520,9 @@ impl Broker {
                 }
                 return;
             }
-            let held = self
-                .conns
-                .get(conn.key())
-                .and_then(|c| c.server.session())
-                .map(|s| {
-                    (
-                        s.subscriptions().len(),
-                        s.subscriptions().contains_key(&requested.filter),
-                    )
-                });
+            // How many `key` holds, and whether this one replaces one.
+            let held = self.subscriptions.count_of(key);
+            let replaces = self.subscriptions.has(key, &parsed);
             let code = if let Some(limit) = self.filter_over(requested.filter.as_bytes()) {
                 // More than `max_topic_levels` or `max_topic_length`: 0x8F
                 // "correctly formed but not allowed for this Client"
@@ -538,15 +531,13 @@ impl Broker {
                 let what = super::Refusal::Subscribe(super::compact(&requested.filter));
                 self.limit_refused(conn, limit, what, ReasonCode::TopicFilterInvalid);
                 ReasonCode::TopicFilterInvalid
-            } else if held
-                .is_some_and(|(n, replaces)| !replaces && n >= self.config.max_subscriptions)
-            {
+            } else if !replaces && held >= self.config.max_subscriptions {
                 // A new subscription past `max_subscriptions`: 0x97 Quota
                 // exceeded (3.9.3); a replaced one does not add.
                 let what = super::Refusal::Subscribe(super::compact(&requested.filter));
                 self.limit_refused(conn, Limit::Subscriptions, what, ReasonCode::QuotaExceeded);
                 ReasonCode::QuotaExceeded
-            } else if held.is_some_and(|(_, replaces)| !replaces) && self.over_budget() {
+            } else if !replaces && self.over_budget() {
                 // A new subscription at the memory budget: 0x97 Quota
                 // exceeded (3.9.3); 3.1.1 gets 0x80 [MQTT-3.9.3-2], below.
                 let what = super::Refusal::Subscribe(super::compact(&requested.filter));
@@ -583,16 +574,8 @@ impl Broker {
                     options.no_local = true;
                     options.retain_as_published = true;
                 }
-                let Some(record) = self
-                    .conns
-                    .get_mut(conn.key())
-                    .and_then(|c| c.server.session_mut())
-                else {
-                    return;
-                };
                 let existed = self.subscriptions.subscribe(
                     key,
-                    record,
                     &requested.filter,
                     &parsed,
                     Subscription { options, id },
@@ -680,16 +663,9 @@ impl Broker {
         let recorded = self.recorded();
         let mut codes = Vec::with_capacity(unsubscribe.filters.len());
         for filter in &unsubscribe.filters {
-            let Some(record) = self
-                .conns
-                .get_mut(conn.key())
-                .and_then(|c| c.server.session_mut())
-            else {
-                return;
-            };
             let code = match SubscriptionFilter::parse(filter.as_shared_bytes().clone()) {
                 Ok(parsed) => {
-                    if self.subscriptions.unsubscribe(key, record, filter, &parsed) {
+                    if self.subscriptions.unsubscribe(key, filter, &parsed) {
                         self.note_subscription(key, filter.as_bytes(), false);
                         if let Some(client_id) = &stored {
                             self.record(|| StoreOp::DeleteSubscription {

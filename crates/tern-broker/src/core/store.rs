@@ -3,7 +3,7 @@
 
 use crate::RetainedMessage;
 use std::collections::BTreeMap;
-use tern_codec::{MqttString, Will};
+use tern_codec::{MqttString, SubscriptionId, SubscriptionOptions, Will};
 use tern_session::{Instant, ServerSession};
 use tern_topic::TopicName;
 
@@ -16,11 +16,28 @@ pub struct StoredState {
     pub retained: Vec<(TopicName, RetainedMessage)>,
 }
 
+/// A subscription as a store keeps it, by its filter's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredSubscription {
+    /// The options (QoS is the granted QoS).
+    pub options: SubscriptionOptions,
+    /// The Subscription Identifier, if one was given.
+    pub subscription_id: Option<SubscriptionId>,
+}
+
+/// A session's subscriptions as a store keeps them: filter text (with
+/// `$share/{group}/` for a shared one) and options. The broker builds it
+/// from its subscription tree, the one place subscriptions live, each
+/// time it stores a session, and rebuilds the tree from it at start-up.
+pub type StoredSubscriptions = Vec<(MqttString, StoredSubscription)>;
+
 /// A session as a store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSession {
     /// The session.
     pub session: ServerSession,
+    /// Its subscriptions.
+    pub subscriptions: StoredSubscriptions,
     /// Its Session Expiry Interval in seconds (`u32::MAX`: never).
     pub expiry_interval: u32,
     /// When it ends, if known (it was offline when stored at shutdown);
@@ -44,8 +61,14 @@ pub trait Store: Send {
     fn put_retained(&mut self, topic: &TopicName, message: &RetainedMessage);
     /// A retained message was cleared.
     fn remove_retained(&mut self, topic: &TopicName);
-    /// A session outlives its connection; this is its state now.
-    fn put_session(&mut self, session: &ServerSession, expiry_interval: u32);
+    /// A session outlives its connection; this is its state and its
+    /// subscriptions now.
+    fn put_session(
+        &mut self,
+        session: &ServerSession,
+        subscriptions: &[(MqttString, StoredSubscription)],
+        expiry_interval: u32,
+    );
     /// A session ended.
     fn remove_session(&mut self, client_id: &MqttString);
     /// What an offline session's clock says, stored at shutdown after the
@@ -87,11 +110,17 @@ impl Store for MemoryStore {
         self.retained.remove(topic);
     }
 
-    fn put_session(&mut self, session: &ServerSession, expiry_interval: u32) {
+    fn put_session(
+        &mut self,
+        session: &ServerSession,
+        subscriptions: &[(MqttString, StoredSubscription)],
+        expiry_interval: u32,
+    ) {
         self.sessions.insert(
             session.client_id().clone(),
             StoredSession {
                 session: session.clone(),
+                subscriptions: subscriptions.to_vec(),
                 expiry_interval,
                 expires_at: None,
                 pending_will: None,

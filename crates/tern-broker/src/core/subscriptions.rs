@@ -4,12 +4,13 @@
 //! Invariants:
 //! - The tree is the one source of truth for who receives what: routing
 //!   reads nothing else.
-//! - A session's record of its subscriptions (filter text and options, in
-//!   [`ServerSession::subscriptions`]) is what a [`Store`](super::Store)
-//!   keeps and what a restarted broker rebuilds the tree from. It is
-//!   written only here, in the same call that changes the tree, and the
-//!   tree is built from it on restore; so both always hold the same
-//!   subscriptions (checked after each change in debug builds).
+//! - The tree is also the only record of a session's subscriptions: what a
+//!   [`Store`](super::Store) keeps is listed from the tree's per-session
+//!   index ([`of`](Subscriptions::of)) when the session is stored, and a
+//!   restarted broker rebuilds the tree from that list
+//!   ([`restore`](Subscriptions::restore)). The session itself
+//!   ([`ServerSession`](tern_session::ServerSession)) holds none, so there
+//!   is no second copy to keep in step.
 //! - Matching reuses one buffer: choosing the recipients of a message
 //!   allocates only for Subscription Identifiers.
 //! - An ended session's subscriptions leave the tree in slices of at most
@@ -19,8 +20,8 @@
 //!   is chosen among live sessions only.
 
 use super::sessions::SessionKey;
+use super::store::{StoredSubscription, StoredSubscriptions};
 use tern_codec::{MqttString, QoS, SubscriptionId};
-use tern_session::{ServerSession, StoredSubscription};
 use tern_topic::{DeliveryOptions, MatchBuffer, SubscriptionFilter, SubscriptionTree, TopicName};
 
 /// Subscriptions of ended sessions removed per slice: at most
@@ -77,12 +78,11 @@ impl Subscriptions {
         self.tree.len()
     }
 
-    /// `key` subscribes to `filter` (`parsed`) with `subscription`, noted in
-    /// its session's `record` too; returns whether it replaced one.
+    /// `key` subscribes to `filter` (`parsed`) with `subscription`; returns
+    /// whether it replaced one.
     pub(super) fn subscribe(
         &mut self,
         key: SessionKey,
-        record: &mut ServerSession,
         filter: &MqttString,
         parsed: &SubscriptionFilter,
         subscription: Subscription,
@@ -91,24 +91,14 @@ impl Subscriptions {
         if let Some(interest) = self.interest.as_mut() {
             interest.add(key, filter, parsed);
         }
-        record.add_subscription(
-            // Not a slice of the SUBSCRIBE's read buffer (see `compact`).
-            super::compact(filter),
-            StoredSubscription {
-                options: subscription.options,
-                subscription_id: subscription.id,
-            },
-        );
-        self.check(key, record);
         existed
     }
 
-    /// `key` unsubscribes from `filter` (`parsed`), in its session's
-    /// `record` too; returns whether it had that subscription.
+    /// `key` unsubscribes from `filter` (`parsed`); returns whether it had
+    /// that subscription.
     pub(super) fn unsubscribe(
         &mut self,
         key: SessionKey,
-        record: &mut ServerSession,
         filter: &MqttString,
         parsed: &SubscriptionFilter,
     ) -> bool {
@@ -116,37 +106,59 @@ impl Subscriptions {
         if let Some(interest) = self.interest.as_mut() {
             interest.remove(key, filter);
         }
-        record.remove_subscription(filter.as_bytes());
-        self.check(key, record);
         existed
     }
 
-    /// Rebuilds a restored session's subscriptions from its record; a
-    /// filter that no longer parses is dropped from the record.
-    pub(super) fn restore(&mut self, key: SessionKey, record: &mut ServerSession) {
-        let mut invalid = Vec::new();
-        for (filter, s) in record.subscriptions() {
-            match SubscriptionFilter::parse(filter.as_shared_bytes().clone()) {
-                Ok(parsed) => {
-                    if let Some(interest) = self.interest.as_mut() {
-                        interest.add(key, filter, &parsed);
-                    }
-                    self.tree.insert(
-                        key,
-                        &parsed,
-                        Subscription {
-                            options: s.options,
-                            id: s.subscription_id,
-                        },
-                    );
+    /// How many subscriptions `key` has.
+    pub(super) fn count_of(&self, key: SessionKey) -> usize {
+        self.tree.client_len(&key)
+    }
+
+    /// Whether `key` has a subscription to `parsed`.
+    pub(super) fn has(&self, key: SessionKey, parsed: &SubscriptionFilter) -> bool {
+        self.tree.get(&key, parsed).is_some()
+    }
+
+    /// `key`'s subscriptions as a store keeps them, listed from the tree.
+    pub(super) fn of(&self, key: SessionKey) -> StoredSubscriptions {
+        self.tree
+            .client_subscriptions(&key)
+            .filter_map(|(filter, s)| {
+                let filter = MqttString::from_utf8(filter).ok()?;
+                let stored = StoredSubscription {
+                    options: s.options,
+                    subscription_id: s.id,
+                };
+                Some((filter, stored))
+            })
+            .collect()
+    }
+
+    /// Rebuilds a restored session's subscriptions from what its store
+    /// kept; returns the filters that entered the tree (one that no longer
+    /// parses is dropped).
+    pub(super) fn restore(
+        &mut self,
+        key: SessionKey,
+        stored: StoredSubscriptions,
+    ) -> Vec<MqttString> {
+        let mut restored = Vec::with_capacity(stored.len());
+        for (filter, s) in stored {
+            let Ok(parsed) = SubscriptionFilter::parse(filter.as_shared_bytes().clone()) else {
+                continue;
+            };
+            let subscription = Subscription {
+                options: s.options,
+                id: s.subscription_id,
+            };
+            if self.tree.insert(key, &parsed, subscription).is_none() {
+                if let Some(interest) = self.interest.as_mut() {
+                    interest.add(key, &filter, &parsed);
                 }
-                Err(_) => invalid.push(filter.clone()),
+                restored.push(filter);
             }
         }
-        for filter in invalid {
-            record.remove_subscription(filter.as_bytes());
-        }
-        self.check(key, record);
+        restored
     }
 
     /// A session ended: all its subscriptions go (its record goes with
@@ -183,15 +195,6 @@ impl Subscriptions {
             self.dying = Default::default();
         }
         !self.dying.is_empty()
-    }
-
-    /// The tree and the record hold as many subscriptions (debug builds).
-    fn check(&self, key: SessionKey, record: &ServerSession) {
-        debug_assert_eq!(
-            self.tree.client_len(&key),
-            record.subscriptions().len(),
-            "a session's subscriptions and the tree disagree"
-        );
     }
 
     /// Chooses a message's recipients into `out`: one delivery per session

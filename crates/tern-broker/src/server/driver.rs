@@ -176,7 +176,7 @@ pub(crate) async fn run(
         Some(opened) => {
             use crate::Store;
             for s in &opened.state.sessions {
-                memory.put_session(&s.session, s.expiry_interval);
+                memory.put_session(&s.session, &s.subscriptions, s.expiry_interval);
             }
             for (topic, message) in &opened.state.retained {
                 memory.put_retained(topic, message);

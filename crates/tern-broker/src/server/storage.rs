@@ -29,7 +29,7 @@ use tern_codec::{
     MqttString, Packet, ProtocolVersion, Publish, PublishProperties, QoS, RetainHandling,
     SubscriptionId, SubscriptionOptions,
 };
-use tern_session::{Instant, MessageBody, QueueLimits, ServerSession, StoredSubscription};
+use tern_session::{Instant, MessageBody, QueueLimits, ServerSession};
 use tern_store::record::{BodyRecord, Delivery, QueueRecord, SessionRecord, SubscriptionRecord};
 use tern_store::{Db, Loaded, Op, Storage, Sync};
 use tern_topic::TopicName;
@@ -334,19 +334,20 @@ fn stored_state(
             continue;
         };
         let mut session = ServerSession::new(client_id, queue);
+        let mut subscriptions = Vec::with_capacity(s.subscriptions.len());
         for (filter, r) in s.subscriptions {
             let (Ok(filter), Some(options)) =
                 (MqttString::try_from(filter), options_from_byte(r.options))
             else {
                 continue;
             };
-            session.add_subscription(
+            subscriptions.push((
                 filter,
-                StoredSubscription {
+                crate::StoredSubscription {
                     options,
                     subscription_id: r.identifier.and_then(SubscriptionId::new),
                 },
-            );
+            ));
         }
         for id in s
             .incoming
@@ -389,6 +390,7 @@ fn stored_state(
         }
         state.sessions.push(StoredSession {
             session,
+            subscriptions,
             expiry_interval: s.record.expiry_interval,
             expires_at: None,
             pending_will: None,

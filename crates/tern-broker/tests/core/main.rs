@@ -654,10 +654,7 @@ fn a_session_is_visible_online_and_offline() {
     net.connect(sub);
     net.connect(publ);
     net.subscribe(sub, "a/#", QoS::AtLeastOnce);
-    assert_eq!(
-        net.broker.session("watched").unwrap().subscriptions().len(),
-        1
-    );
+    assert_eq!(net.broker.subscriptions_of("watched").unwrap().len(), 1);
     net.drop_link(sub);
     net.publish(publ, "a/b", "queued", QoS::AtLeastOnce, false);
     let offline = net.broker.session("watched").expect("offline session");
@@ -676,8 +673,13 @@ impl tern_broker::Store for SharedStore {
     fn remove_retained(&mut self, t: &tern_topic::TopicName) {
         self.0.lock().unwrap().remove_retained(t);
     }
-    fn put_session(&mut self, s: &tern_session::ServerSession, expiry: u32) {
-        self.0.lock().unwrap().put_session(s, expiry);
+    fn put_session(
+        &mut self,
+        s: &tern_session::ServerSession,
+        subscriptions: &[(MqttString, tern_broker::StoredSubscription)],
+        expiry: u32,
+    ) {
+        self.0.lock().unwrap().put_session(s, subscriptions, expiry);
     }
     fn remove_session(&mut self, id: &MqttString) {
         self.0.lock().unwrap().remove_session(id);
@@ -802,4 +804,118 @@ fn a_graceful_restart_does_not_extend_offline_sessions() {
     net.advance(Duration::from_secs(3));
     assert_eq!(net.broker.session_count(), 1, "ended 10 s after the drop");
     assert_eq!(net.received(watcher).len(), 1, "with its will");
+}
+
+/// A session's subscriptions live in one place, the broker's subscription
+/// tree: a take-over keeps them, a restart from the store brings back the
+/// same filters, options and identifiers, and the restored session is
+/// routed to by them [MQTT-3.1.2-4] [MQTT-4.8.2-1] [MQTT-3.3.4-3].
+#[test]
+fn subscriptions_survive_a_take_over_and_a_restart_from_the_store() {
+    let config = BrokerConfig {
+        sys_interval: None,
+        ..BrokerConfig::default()
+    };
+    let store = SharedStore::default();
+    let start = |net: &Net| {
+        tern_broker::Broker::with_hooks(
+            config.clone(),
+            net.now,
+            Box::new(store.clone()),
+            Box::new(tern_broker::AllowAll),
+        )
+    };
+    let mut net = Net::new(config.clone());
+    net.broker = start(&net);
+    let sub = net.client_with(persistent("sub", V5, u32::MAX));
+    let publ = net.client("pub", V5);
+    net.connect(sub);
+    net.connect(publ);
+    let q1 = SubscriptionOptions::with_qos(QoS::AtLeastOnce);
+    for (filter, id) in [
+        ("a/+", Some(7)),
+        ("a/b", None),
+        ("$share/g/s/#", Some(9)),
+        ("$share/h/s/#", None),
+    ] {
+        assert_eq!(
+            net.subscribe_with(sub, filter, q1, id),
+            vec![ReasonCode::GrantedQos1]
+        );
+    }
+    let now = net.now;
+    net.session(sub)
+        .unsubscribe(now, vec![s("a/b")], Default::default())
+        .unwrap();
+    net.run();
+    let listed = |net: &Net| {
+        let mut l: Vec<_> = net
+            .broker
+            .subscriptions_of("sub")
+            .expect("a session")
+            .into_iter()
+            .map(|(f, s)| {
+                (
+                    f.to_string(),
+                    s.options.qos,
+                    s.subscription_id.map(|i| i.get()),
+                )
+            })
+            .collect();
+        l.sort();
+        l
+    };
+    let expected = vec![
+        ("$share/g/s/#".to_string(), QoS::AtLeastOnce, Some(9)),
+        ("$share/h/s/#".to_string(), QoS::AtLeastOnce, None),
+        ("a/+".to_string(), QoS::AtLeastOnce, Some(7)),
+    ];
+    assert_eq!(listed(&net), expected);
+    assert_eq!(net.broker.subscription_count(), 3);
+
+    // Take-over: a second connection resumes the session [MQTT-3.1.4-3].
+    let again = net.client_with(persistent("sub", V5, u32::MAX));
+    net.connect(again);
+    assert!(!net.is_connected(sub));
+    assert_eq!(listed(&net), expected);
+    assert_eq!(net.broker.subscription_count(), 3);
+
+    // Restart from the store with the session offline.
+    net.drop_link(again);
+    net.broker.shutdown(net.now);
+    net.run();
+    net.broker = start(&net);
+    assert_eq!(listed(&net), expected);
+    assert_eq!(net.broker.subscription_count(), 3);
+    net.clear_events(publ);
+    net.connect(publ);
+    net.publish(publ, "a/x", "one", QoS::AtLeastOnce, false);
+    net.publish(publ, "s/y", "two", QoS::AtLeastOnce, false);
+    net.publish(publ, "a/b", "none", QoS::AtLeastOnce, false);
+    net.clear_events(again);
+    net.connect(again);
+    let got: Vec<_> = net
+        .messages(again)
+        .into_iter()
+        .map(|p| {
+            let ids: Vec<u32> = p
+                .properties
+                .subscription_identifiers
+                .iter()
+                .map(|i| i.get())
+                .collect();
+            (p.topic.to_string(), ids)
+        })
+        .collect();
+    // One copy per shared group the session is in [MQTT-4.8.2-1]; "a/b"
+    // only through "a/+", since "a/b" itself was unsubscribed.
+    assert_eq!(
+        got,
+        vec![
+            ("a/x".to_string(), vec![7]),
+            ("s/y".to_string(), vec![9]),
+            ("s/y".to_string(), vec![]),
+            ("a/b".to_string(), vec![7]),
+        ]
+    );
 }
