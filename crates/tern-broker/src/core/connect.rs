@@ -195,7 +195,7 @@ impl Broker {
         if self.durable.is_some() {
             // A session that outlives its connection is stored (again: its
             // interval may have changed); one that no longer does, is not.
-            let persist = expiry_interval > 0;
+            let persist = super::sessions::outlives_connection(expiry_interval);
             let was = core::mem::replace(&mut entry.persisted, persist);
             let client_id = client_id.clone();
             if persist {
@@ -320,7 +320,7 @@ impl Broker {
         entry.conn = None;
         let changed =
             core::mem::replace(&mut entry.expiry_interval, session_expiry) != session_expiry;
-        if changed && session_expiry > 0 && entry.persisted {
+        if changed && super::sessions::outlives_connection(session_expiry) && entry.persisted {
             // DISCONNECT changed its Session Expiry Interval (MQTT 5 only).
             let client_id = entry.client_id.clone();
             self.record(|| StoreOp::PutSession {
@@ -329,7 +329,7 @@ impl Broker {
                 expiry_interval: session_expiry,
             });
         }
-        if super::sessions::expires_at(now, session_expiry) == Some(now) {
+        if !super::sessions::outlives_connection(session_expiry) {
             // The session ends with the connection: the will goes out now,
             // whatever its delay [MQTT-3.1.3-9].
             if let Some(will) = will {

@@ -9,7 +9,9 @@
 //! - A session is online (`conn` set, its state held by the connection) or
 //!   offline (`offline` holds its state, `expires_at` when it ends unless it
 //!   never does); never both.
-//! - When an offline session ends is decided by [`expires_at`] alone.
+//! - When an offline session ends, and whether a session outlives its
+//!   connection at all, is decided by [`expires_at`] alone
+//!   ([`outlives_connection`] reads it); nothing else compares intervals.
 
 use super::ConnId;
 use super::slab::{Key, Slab};
@@ -28,6 +30,14 @@ pub(crate) type SessionKey = Key;
 /// connection (the returned time is `now`).
 pub(super) fn expires_at(now: Instant, interval: u32) -> Option<Instant> {
     (interval != u32::MAX).then(|| now + Duration::from_secs(u64::from(interval)))
+}
+
+/// Whether a session with a Session Expiry Interval of `interval` outlives
+/// its connection: [`expires_at`] gives a later time than the close, or
+/// none. What a durable store keeps and whether a closing session ends now
+/// are both decided by this.
+pub(super) fn outlives_connection(interval: u32) -> bool {
+    expires_at(Instant::ZERO, interval) != Some(Instant::ZERO)
 }
 
 /// A session, online or not.
@@ -180,6 +190,9 @@ mod tests {
         assert_eq!(expires_at(now, 60), Some(Instant::from_secs(160)));
         // u32::MAX: it never ends.
         assert_eq!(expires_at(now, u32::MAX), None);
+        assert!(!outlives_connection(0));
+        assert!(outlives_connection(1));
+        assert!(outlives_connection(u32::MAX));
         assert_eq!(
             expires_at(now, u32::MAX - 1),
             Some(now + Duration::from_secs(u64::from(u32::MAX - 1)))
