@@ -40,6 +40,7 @@ mod cluster;
 mod config;
 mod connect;
 mod connect_rate;
+mod connections;
 mod durable;
 mod enhanced_auth;
 mod limits;
@@ -77,7 +78,7 @@ pub use topk::TopTopic;
 
 use bytes::BytesMut;
 use sessions::{SessionKey, Sessions};
-use slab::{Key, Slab};
+use slab::Key;
 use std::collections::VecDeque;
 use subscriptions::{Subscription, Subscriptions};
 use tern_codec::{MqttString, Packet, ProtocolVersion};
@@ -221,48 +222,6 @@ pub enum Refusal {
     Subscribe(MqttString),
 }
 
-/// A client connection as the broker tracks it.
-#[derive(Debug)]
-struct Conn {
-    server: ServerConnection,
-    /// The session, once the CONNECT is accepted.
-    session: Option<SessionKey>,
-    /// Output credit and reading (see `backpressure.rs`).
-    flow: backpressure::Flow,
-    /// Whether it is in the ready queue.
-    in_ready: bool,
-    /// The deadline registered in the timer set, if any.
-    timer: Option<Instant>,
-    /// Closed by the protocol; waiting for the shell's `handle_closed`.
-    closing: bool,
-    /// The identity the shell vouched for (see [`Broker::set_identity`]).
-    identity: Option<MqttString>,
-    /// Retained messages matched by its subscriptions, not yet in its
-    /// session's queue: they enter it as it drains (see `retained.rs`),
-    /// so flow control paces them and the queue cap never drops them.
-    retained_backlog: VecDeque<(tern_session::Delivery, Instant)>,
-    /// A bridge inside the broker's process (see [`Broker::set_bridge`]).
-    bridge: bool,
-    /// An MQTT 3.1/3.1.1 bridge by mosquitto's `try_private` convention
-    /// (protocol level | 0x80 in its CONNECT): its subscriptions get No
-    /// Local and Retain As Published, as MQTT 5 would ask for them.
-    private_bridge: bool,
-    /// An enhanced authentication exchange in progress (`enhanced_auth.rs`).
-    auth: Option<Box<enhanced_auth::Pending>>,
-    /// A CONNECT waiting for its password check (`auth_check.rs`).
-    checking: Option<Box<auth_check::Waiting>>,
-    /// Opened over its address's connection rate: its CONNECT is refused
-    /// (`connect_rate.rs`).
-    over_rate: bool,
-    /// Its output waits for this storage batch to sync (a CONNACK or
-    /// SUBACK in it promises stored state; see `durable.rs`).
-    gate: Option<u64>,
-    /// What the shell holds for it (`memory.rs`).
-    shell_bytes: usize,
-    /// What it counts against the memory budget now (`memory.rs`).
-    counted: usize,
-}
-
 /// Counters for `$SYS` and monitoring.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -304,7 +263,8 @@ pub struct Stats {
 /// The sans-IO MQTT broker.
 pub struct Broker {
     config: BrokerConfig,
-    conns: Slab<Conn>,
+    /// Every network connection, and which have output to offer.
+    conns: connections::Connections,
     sessions: Sessions,
     subscriptions: Subscriptions,
     /// Routing's scratch list, kept so routing does not allocate per message.
@@ -313,7 +273,6 @@ pub struct Broker {
     timers: Timers,
     /// Publisher backpressure (see `backpressure.rs`).
     backpressure: backpressure::Backpressure,
-    ready: VecDeque<ConnId>,
     events: VecDeque<BrokerEvent>,
     store: Box<dyn Store>,
     /// Storage operations and held acknowledgements, with
@@ -378,14 +337,13 @@ impl Broker {
         }
         let mut broker = Self {
             config,
-            conns: Slab::default(),
+            conns: connections::Connections::default(),
             sessions: Sessions::default(),
             subscriptions,
             deliveries: Vec::new(),
             retained: retained::Retained::default(),
             timers: Timers::default(),
             backpressure: backpressure::Backpressure::default(),
-            ready: VecDeque::new(),
             events: VecDeque::new(),
             store,
             durable,
@@ -473,26 +431,10 @@ impl Broker {
 
     /// A new network connection; it must send CONNECT within the connect timeout.
     pub fn accept(&mut self, now: Instant) -> ConnId {
-        let key = self.conns.insert(Conn {
-            server: ServerConnection::new(now, self.config.server),
-            session: None,
-            flow: backpressure::Flow::default(),
-            in_ready: false,
-            timer: None,
-            closing: false,
-            identity: None,
-            retained_backlog: VecDeque::new(),
-            bridge: false,
-            private_bridge: false,
-            auth: None,
-            checking: None,
-            over_rate: false,
-            gate: None,
-            shell_bytes: 0,
-            counted: 0,
-        });
+        let id = self
+            .conns
+            .insert(ServerConnection::new(now, self.config.server));
         self.stats.connections_total += 1;
-        let id = ConnId::from_key(key);
         self.note_conn(id);
         self.schedule_conn(id);
         id
@@ -788,9 +730,9 @@ impl Broker {
             &mut ServerConnection,
         ) -> Option<(T, usize, Option<(tern_codec::QoS, usize)>)>,
     ) -> Option<(ConnId, T)> {
-        while let Some(&id) = self.ready.front() {
+        while let Some(id) = self.conns.next_ready() {
             let Some(c) = self.conns.get_mut(id.key()) else {
-                self.ready.pop_front();
+                self.conns.pop_ready();
                 continue;
             };
             if c.flow.is_writable() && c.gate.is_none() {
@@ -817,16 +759,13 @@ impl Broker {
                     return Some((id, out));
                 }
             }
-            let Some(c) = self.conns.get_mut(id.key()) else {
-                self.ready.pop_front();
-                continue;
-            };
-            if c.flow.is_writable() && c.gate.is_none() {
-                // Drained: an idle connection keeps no queue buffers.
-                c.server.release_memory();
+            if let Some(c) = self.conns.get_mut(id.key()) {
+                if c.flow.is_writable() && c.gate.is_none() {
+                    // Drained: an idle connection keeps no queue buffers.
+                    c.server.release_memory();
+                }
             }
-            c.in_ready = false;
-            self.ready.pop_front();
+            self.conns.pop_ready();
         }
         self.release_blocked();
         None
@@ -907,12 +846,7 @@ impl Broker {
     }
 
     fn mark_ready(&mut self, conn: ConnId) {
-        if let Some(c) = self.conns.get_mut(conn.key()) {
-            if !c.in_ready {
-                c.in_ready = true;
-                self.ready.push_back(conn);
-            }
-        }
+        self.conns.mark_ready(conn);
     }
 
     fn after_input(&mut self, conn: ConnId) {
