@@ -30,11 +30,19 @@
 //! [`Link`] until the core wants its input again.
 
 use super::connection::{self, Accepted, ConnReader, Output, OutputQueue, OutputSender, Report};
+use super::listener::TcpReader;
 use crate::{Broker, BrokerConfig, BrokerEvent, ConnId, WrittenTransmit};
 use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt, stream::FuturesUnordered};
 use std::{
-    collections::BTreeMap, future::Future, io, net::SocketAddr, pin::Pin, sync::Arc, time::Duration,
+    collections::BTreeMap,
+    future::Future,
+    io,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
 };
 use tern_session::Instant;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -44,7 +52,61 @@ pub(crate) const ACCEPT_CAPACITY: usize = 64;
 
 /// One pending read of one connection: ends with what was read, or when the
 /// core asks for the read half back (`stop`).
-type PendingRead = Pin<Box<dyn Future<Output = Read> + Send>>;
+///
+/// A plain TCP socket is polled for readiness in place
+/// ([`TcpReader::poll_read`]): the pending read is these few words inline
+/// in [`Driver::reads`]' node, and an idle connection holds no future state
+/// and no buffer. Other transports (TLS, WebSocket, in-process) read through
+/// their `async` readers, boxed.
+enum PendingRead {
+    Tcp(Option<TcpRead>),
+    Other(Pin<Box<dyn Future<Output = Read> + Send>>),
+}
+
+/// What a pending TCP read holds.
+struct TcpRead {
+    conn: ConnId,
+    reader: TcpReader,
+    stop: oneshot::Receiver<()>,
+}
+
+impl PendingRead {
+    fn new(conn: ConnId, reader: ConnReader, stop: oneshot::Receiver<()>) -> Self {
+        match reader {
+            ConnReader::Tcp(reader) => Self::Tcp(Some(TcpRead { conn, reader, stop })),
+            reader => Self::Other(Box::pin(read(conn, reader, stop))),
+        }
+    }
+}
+
+impl Future for PendingRead {
+    type Output = Read;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Read> {
+        match self.get_mut() {
+            Self::Other(read) => read.as_mut().poll(cx),
+            Self::Tcp(pending) => {
+                let Some(tcp) = pending.as_mut() else {
+                    // Polled after it finished: FuturesUnordered never does.
+                    return Poll::Pending;
+                };
+                // Stopping comes first, as in `read`.
+                let result = if Pin::new(&mut tcp.stop).poll(cx).is_ready() {
+                    None
+                } else {
+                    Some(std::task::ready!(tcp.reader.poll_read(cx)))
+                };
+                let TcpRead { conn, reader, stop } = pending.take().expect("checked above");
+                Poll::Ready(Read {
+                    conn,
+                    reader: ConnReader::Tcp(reader),
+                    stop,
+                    result,
+                })
+            }
+        }
+    }
+}
 
 /// A finished [`PendingRead`]: the read half comes back with the result.
 struct Read {
@@ -449,7 +511,7 @@ impl Driver {
                 refusal_logged: false,
             },
         );
-        self.reads.push(Box::pin(read(conn, new.reader, stop_rx)));
+        self.reads.push(PendingRead::new(conn, new.reader, stop_rx));
     }
 
     /// A pending read finished.
@@ -508,7 +570,7 @@ impl Driver {
             return;
         }
         if let Some((reader, stop)) = link.reader.take() {
-            self.reads.push(Box::pin(read(conn, reader, stop)));
+            self.reads.push(PendingRead::new(conn, reader, stop));
         }
     }
 

@@ -205,25 +205,38 @@ impl TcpReader {
 }
 
 impl TcpReader {
-    pub(crate) async fn read(&mut self) -> io::Result<Option<BytesMut>> {
+    /// The next bytes, or `None` at end of stream; registers `cx` for the
+    /// socket's readiness when there are none yet. Waiting holds nothing
+    /// but the socket's own waker slot: no buffer (it is allocated once
+    /// there are bytes) and no future state, so a pending read of an idle
+    /// connection costs a few words (see `driver.rs`).
+    pub(crate) fn poll_read(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<Option<BytesMut>>> {
         loop {
-            // Waiting costs no buffer: it is allocated once there are bytes.
-            self.half.readable().await?;
+            std::task::ready!(self.half.as_ref().poll_read_ready(cx))?;
             let mut buf = BytesMut::with_capacity(self.size);
             match self.half.try_read_buf(&mut buf) {
-                Ok(0) => return Ok(None),
+                Ok(0) => return std::task::Poll::Ready(Ok(None)),
                 Ok(n) => {
                     if n == self.size {
                         self.size = (self.size * 2).min(READ_MAX);
                     } else if n < self.size / 4 {
                         self.size = (self.size / 2).max(READ_MIN);
                     }
-                    return Ok(Some(buf));
+                    return std::task::Poll::Ready(Ok(Some(buf)));
                 }
+                // Readiness was stale: cleared, so the next poll waits.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
+                Err(e) => return std::task::Poll::Ready(Err(e)),
             }
         }
+    }
+
+    /// The next bytes, or `None` at end of stream.
+    pub(crate) async fn read(&mut self) -> io::Result<Option<BytesMut>> {
+        std::future::poll_fn(|cx| self.poll_read(cx)).await
     }
 }
 
