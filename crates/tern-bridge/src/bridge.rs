@@ -54,6 +54,7 @@ pub(crate) async fn run(
     settings: BridgeSettings,
     local: LocalConnector,
     status: watch::Sender<Status>,
+    local_ready: watch::Sender<bool>,
     counters: Arc<BridgeStats>,
     mut stop: oneshot::Receiver<Stop>,
 ) {
@@ -61,7 +62,7 @@ pub(crate) async fn run(
     let mut attempt = 0u32;
     loop {
         let (stop_session, stopped) = oneshot::channel();
-        let session = run_session(&settings, &local, &status, &counters, stopped);
+        let session = run_session(&settings, &local, &status, &local_ready, &counters, stopped);
         tokio::pin!(session);
         let ended = tokio::select! {
             ended = &mut session => ended,
@@ -73,6 +74,8 @@ pub(crate) async fn run(
                 return;
             }
         };
+        // Whatever became of the first attempt, nobody waits for it now.
+        local_ready.send_replace(true);
         match ended {
             Ok(()) => tracing::info!(bridge = %name, "bridge ended"),
             Err(e) => tracing::warn!(bridge = %name, "bridge failed: {e}"),
@@ -131,6 +134,7 @@ async fn run_session(
     s: &BridgeSettings,
     connector: &LocalConnector,
     status: &watch::Sender<Status>,
+    local_ready: &watch::Sender<bool>,
     counters: &Arc<BridgeStats>,
     mut stop: oneshot::Receiver<Stop>,
 ) -> Result<(), Error> {
@@ -147,6 +151,7 @@ async fn run_session(
             subscribe(&local, m.topic.local_filter(), m.topic.qos, true, i).await?;
         }
     }
+    local_ready.send_replace(true);
 
     // Not connected yet, as far as this broker's clients are concerned.
     if s.notifications {

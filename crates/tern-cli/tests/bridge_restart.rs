@@ -133,9 +133,22 @@ impl Seen {
         .await;
         assert!(
             got.is_ok() && self.unique() >= unique,
-            "lost: {} of {unique} arrived",
-            self.unique()
+            "lost: {} of {unique} arrived; missing {:?}",
+            self.unique(),
+            self.missing(unique)
         );
+    }
+    /// The numbers below `total / 2` not seen on each topic.
+    fn missing(&self, total: u64) -> BTreeMap<&str, Vec<u64>> {
+        TOPICS
+            .iter()
+            .map(|t| {
+                let topic = format!("edge/{t}");
+                let got: BTreeSet<u64> =
+                    self.0.get(&topic).into_iter().flatten().copied().collect();
+                (*t, (0..total / 2).filter(|n| !got.contains(n)).collect())
+            })
+            .collect()
     }
     /// Each number first appears after the one before it (a QoS 1
     /// duplicate may repeat an earlier one).
