@@ -155,7 +155,8 @@ fn start_tern() -> Result<Broker, String> {
 /// appended once the ACL file is written).
 const TERN_RESTRICTED: &str = "\
 # Written by `cargo xtask conformance`: the broker for the statements about
-# servers without QoS 2, without retained messages, and refusing some
+# servers without QoS 2, without retained messages or wildcard
+# subscriptions, and refusing some
 # publications (access control).
 [listeners]
 tcp = [\"127.0.0.1:0\"]
@@ -164,6 +165,7 @@ ws = []
 [limits]
 maximum_qos = 1
 retain_available = false
+wildcard_subscriptions = false
 ";
 
 /// The restricted brokers' ACL file: anonymous clients may do anything but

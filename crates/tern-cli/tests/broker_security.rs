@@ -487,3 +487,52 @@ fn sighup_reloads_the_settings_files_limits() {
         "the settings in force stay"
     );
 }
+
+/// `[limits] connections_per_second_per_listener`, set by a SIGHUP on a
+/// running `tern broker` with two listeners: past the rate, the next
+/// CONNECT into the first listener gets CONNACK 0x9F and is logged with
+/// the setting's name [MQTT-3.2.2-6], while the second listener, same
+/// source address, still takes connections.
+#[test]
+fn sighup_sets_a_per_listener_connection_rate() {
+    let dir = Dir::new("hup-listener-rate");
+    let config = dir.path("broker.toml");
+    let file = |rate: u32| {
+        format!(
+            "[listeners]\ntcp = [\"127.0.0.1:0\", \"127.0.0.1:0\"]\nws = []\n\
+             [limits]\nconnections_per_second_per_listener = {rate}\n"
+        )
+    };
+    std::fs::write(&config, file(0)).unwrap();
+    let (broker, tcps, _) =
+        BrokerProcess::start_with(&["--config", config.to_str().unwrap()], 2, 0);
+    let connack = |addr, id: String| {
+        let mut client = Raw::open(addr, ProtocolVersion::V5);
+        client.send(Connect {
+            protocol: ProtocolVersion::V5,
+            clean_start: true,
+            client_id: MqttString::try_from(id).unwrap(),
+            ..Connect::default()
+        });
+        match client.next() {
+            Some(Packet::ConnAck(ack)) => ack.reason_code,
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    };
+    for i in 0..5 {
+        assert_eq!(connack(tcps[0], format!("free-{i}")), ReasonCode::Success);
+    }
+    std::fs::write(&config, file(2)).unwrap();
+    broker.signal("-HUP");
+    logged(
+        &broker,
+        "limits.connections_per_second_per_listener: 0 -> 2",
+    );
+    // Two get in within any one second; a machine slow enough to spread
+    // them over more than a second only lets more in before the refusal.
+    let refused = (0..20)
+        .find(|i| connack(tcps[0], format!("rated-{i}")) == ReasonCode::ConnectionRateExceeded);
+    assert!(refused.is_some_and(|i| i >= 2), "refused at {refused:?}");
+    logged(&broker, "connections_per_second_per_listener");
+    assert_eq!(connack(tcps[1], "other".into()), ReasonCode::Success);
+}

@@ -77,6 +77,7 @@ fn the_whole_suite_passes_against_tern() {
     let mut restricted_settings = BrokerSettings::default();
     restricted_settings.limits.maximum_qos = QoS::AtLeastOnce;
     restricted_settings.limits.retain_available = false;
+    restricted_settings.limits.wildcard_subscriptions = false;
     let acl = std::env::temp_dir().join(format!("tern-conformance-{}.acl", std::process::id()));
     std::fs::write(&acl, tern_conformance::RESTRICTED_ACL).expect("the ACL file is written");
     restricted_settings.security.acl_file = Some(acl.clone());

@@ -408,11 +408,12 @@ impl Driver {
     /// and a pending read.
     fn accept(&mut self, new: Accepted) {
         let now = self.now();
-        // In-process bridges are not counted against an address's rate.
-        let conn = if new.bridge {
-            self.broker.accept(now)
-        } else {
-            self.broker.accept_from(now, new.peer.ip())
+        // In-process bridges are not counted against an address's or a
+        // listener's rate.
+        let conn = match (new.bridge, new.listener) {
+            (true, _) => self.broker.accept(now),
+            (false, Some(listener)) => self.broker.accept_on(now, new.peer.ip(), listener),
+            (false, None) => self.broker.accept_from(now, new.peer.ip()),
         };
         if new.bridge {
             self.broker.set_bridge(conn);

@@ -69,6 +69,7 @@ pub(crate) async fn accept_loop(
     shared: Arc<Shared>,
     mut shutdown: broadcast::Receiver<()>,
 ) {
+    let local = listener.local_addr().ok();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -106,6 +107,7 @@ pub(crate) async fn accept_loop(
                     reader: ConnReader::Tcp(TcpReader::new(read)),
                     writer: ConnWriter::Tcp(TcpWriter(write)),
                     peer,
+                    listener: local,
                     transport: "tcp",
                     identity: None,
                     bridge: false,
@@ -131,6 +133,7 @@ pub(crate) async fn accept_loop(
                                 reader,
                                 writer,
                                 peer,
+                                listener: local,
                                 transport: kind.name(),
                                 identity,
                                 bridge: false,

@@ -4,7 +4,7 @@
 //! `acl-denied/` ([`RESTRICTED_ACL`](crate::RESTRICTED_ACL);
 //! `--restricted HOST:PORT`), and offering MQTT 5 enhanced authentication
 //! with SCRAM-SHA-256 for [`SCRAM_USER`](crate::SCRAM_USER) (anonymous
-//! clients still allowed).
+//! clients still allowed), and without wildcard subscriptions.
 
 use super::Case;
 use crate::{
@@ -29,6 +29,7 @@ pub(crate) const CASES: &[Case] = &[
     super::v5!(restricted "MQTT-3.1.3-8", "rejected client identifier: CONNACK 0x85, then close", client_id_rejected),
     super::v5!(restricted "MQTT-3.15.2-2", "SCRAM: no AUTH Reason String beyond Maximum Packet Size", auth_reason_string_fits),
     super::v5!(restricted "MQTT-3.15.2-3", "SCRAM: no AUTH User Property beyond Maximum Packet Size", auth_user_properties_fit),
+    super::v3!(restricted "MQTT-3.8.3-2", "server without wildcard support refuses filters holding them", wildcards_refused),
 ];
 
 /// The server's first AUTH of a SCRAM-SHA-256 login whose CONNECT gives
@@ -87,6 +88,34 @@ fn auth_user_properties_fit(ctx: &Ctx) -> TestResult {
     auth_diagnostics_fit(ctx, "User Property", |a| {
         !a.properties.user_properties.is_empty()
     })
+}
+
+/// The restricted broker supports no wildcards: in one SUBSCRIBE, the
+/// filters holding `+` or `#` are refused (0x80) and the plain one beside
+/// them is granted [MQTT-3.8.3-2 of 3.1.1].
+fn wildcards_refused(ctx: &Ctx) -> TestResult {
+    let mut c = ctx.connect()?;
+    let filters = [ctx.topic("+/one"), ctx.topic("#"), ctx.topic("plain")];
+    let packet_id = c.next_pid();
+    c.send(Packet::Subscribe(Subscribe {
+        packet_id,
+        properties: Default::default(),
+        filters: filters
+            .iter()
+            .map(|f| SubscribeFilter {
+                filter: string(f),
+                options: SubscriptionOptions::with_qos(QoS::AtLeastOnce),
+            })
+            .collect(),
+    }))?;
+    let suback = c.expect_suback(packet_id)?;
+    let refused: Vec<bool> = suback.reason_codes.iter().map(|c| c.is_error()).collect();
+    ensure!(
+        refused == [true, true, false],
+        "SUBACK codes {:?} for {filters:?}: the wildcard filters must be refused, the plain one granted",
+        suback.reason_codes
+    );
+    c.disconnect()
 }
 
 /// The restricted broker takes only identifiers starting with
