@@ -125,8 +125,9 @@ errors; the values shown are the defaults):
                               # (default: true without a password file,
                               # false with one); refused: 0x87 (3.1.1: 5)
   # check_threads = 1         # password hashes at once, off the routing
-                              # thread (default: all cores but one; they
-                              # run at a lower priority than routing)
+                              # thread (default: all cores but one)
+  # check_threads_nice = 10   # their nice value (Linux, -20..19), below
+                              # routing's so routing wins a busy core
   # clientid_prefixes = \"dev-\" # only client ids starting with this may
                               # connect; others: 0x85 (3.1.1: 2), closed
 

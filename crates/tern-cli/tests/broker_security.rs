@@ -536,3 +536,66 @@ fn sighup_sets_a_per_listener_connection_rate() {
     logged(&broker, "connections_per_second_per_listener");
     assert_eq!(connack(tcps[1], "other".into()), ReasonCode::Success);
 }
+
+/// The nice value of the thread named `name` in process `pid`, once it
+/// exists (Linux: /proc/PID/task/TID/stat, field 19).
+#[cfg(target_os = "linux")]
+fn thread_nice(pid: u32, name: &str) -> i32 {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+            let task = task.unwrap().path();
+            let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+            if comm.trim_end() == name {
+                let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+                // The fields after the command name, which is in brackets.
+                let rest = &stat[stat.rfind(')').unwrap() + 2..];
+                return rest.split(' ').nth(16).unwrap().parse().unwrap();
+            }
+        }
+        assert!(Instant::now() < deadline, "no thread {name} in {pid}");
+        std::thread::yield_now();
+    }
+}
+
+/// `[security] check_threads_nice` sets the password check threads' nice
+/// value on a running `tern broker` (10 when absent); `--check-config`
+/// prints it and refuses a value outside -20..19, naming the key.
+#[cfg(target_os = "linux")]
+#[test]
+fn check_threads_run_at_the_configured_nice_value() {
+    let dir = Dir::new("check-nice");
+    for (line, want) in [("", 10), ("check_threads_nice = 17\n", 17)] {
+        let config = dir.path("broker.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[listeners]\ntcp = [\"127.0.0.1:0\"]\nws = []\n[security]\ncheck_threads = 1\n{line}"
+            ),
+        )
+        .unwrap();
+        let (broker, _, _) =
+            BrokerProcess::start_with(&["--config", config.to_str().unwrap()], 1, 0);
+        assert_eq!(
+            thread_nice(broker.broker.pid(), "tern-check-0"),
+            want,
+            "{line:?}"
+        );
+        tern()
+            .args(["broker", "--check-config"])
+            .arg(&config)
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains(format!(
+                "check_threads_nice = {want}\n"
+            )));
+    }
+    let bad = dir.path("bad.toml");
+    std::fs::write(&bad, "[security]\ncheck_threads_nice = 20\n").unwrap();
+    tern()
+        .args(["broker", "--check-config"])
+        .arg(&bad)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("check_threads_nice").and(predicate::str::contains("19")));
+}

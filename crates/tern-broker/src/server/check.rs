@@ -189,6 +189,12 @@ impl BrokerSettings {
             s.check_threads.map(|n| n.to_string()),
             "all cores but one",
         );
+        let _ = writeln!(
+            out,
+            "check_threads_nice = {}",
+            s.check_threads_nice
+                .unwrap_or(super::security::DEFAULT_CHECK_NICE)
+        );
         optional(
             &mut out,
             "clientid_prefixes",

@@ -138,6 +138,8 @@ pub(crate) struct Parts {
     pub(crate) auth: Box<dyn crate::Authenticator>,
     /// Threads for password checks; 0: on the core task.
     pub(crate) check_threads: usize,
+    /// Their nice value.
+    pub(crate) check_nice: i32,
     /// The cluster link, with `--cluster`.
     pub(crate) cluster: Option<super::cluster::ClusterLink>,
     /// A monitoring listener shows queue depths: count them every
@@ -163,6 +165,7 @@ pub(crate) async fn run(
         store,
         auth,
         check_threads,
+        check_nice,
         cluster,
         count_queues,
     } = parts;
@@ -191,7 +194,7 @@ pub(crate) async fn run(
     );
     // Password hashes are computed off this task (see `checks.rs`); with
     // no threads for them, here.
-    let (checker, mut checked) = super::checks::Checker::new(check_threads);
+    let (checker, mut checked) = super::checks::Checker::new(check_threads, check_nice);
     driver.checker = (check_threads > 0).then_some(checker);
     driver.storage = storage;
     driver.cluster = cluster;

@@ -552,6 +552,7 @@ mod tests {
             "acl_file",
             "allow_anonymous",
             "check_threads",
+            "check_threads_nice",
             "clientid_prefixes",
             "listen",
             "dir",
