@@ -163,8 +163,8 @@ pub fn render(table: &Table, tern: &RunReport, mosquitto: &RunReport) -> Result<
          with its defaults (`tern broker --tcp 127.0.0.1:0 --ws 127.0.0.1:0`); \
          its restricted instance has `maximum_qos = 1`, `retain_available = \
          false`, `wildcard_subscriptions = false` (mosquitto has no such \
-         option), the same `acl_file`, `clientid_prefixes = \"tc\"` and a \
-         SCRAM-SHA-256 user.\n"
+         option), the same `acl_file`, `clientid_prefixes = \"tc\"`, a \
+         SCRAM-SHA-256 user and a SCRAM-SHA-512 user.\n"
     );
     let _ = writeln!(w, "## Summary\n");
     let _ = writeln!(w, "| | MQTT 3.1.1 | MQTT 5.0 |\n|---|---|---|");

@@ -84,14 +84,24 @@ fn the_whole_suite_passes_against_tern() {
     // SCRAM-SHA-256 for the enhanced authentication statements; anonymous
     // clients still get in for the others.
     let passwd = acl.with_extension("passwd");
-    let credential = tern_broker::security::PasswordHash::scram_sha256(
-        tern_conformance::SCRAM_PASSWORD.as_bytes(),
-        [7; tern_broker::security::SCRAM_SALT_LEN],
-        4096,
-    );
+    let credential = |m| {
+        tern_broker::security::PasswordHash::scram(
+            m,
+            tern_conformance::SCRAM_PASSWORD.as_bytes(),
+            [7; tern_broker::security::SCRAM_SALT_LEN],
+            4096,
+        )
+    };
+    use tern_broker::security::scram::Mechanism;
     std::fs::write(
         &passwd,
-        format!("{}:{credential}\n", tern_conformance::SCRAM_USER),
+        format!(
+            "{}:{}\n{}:{}\n",
+            tern_conformance::SCRAM_USER,
+            credential(Mechanism::Sha256),
+            tern_conformance::SCRAM_SHA512_USER,
+            credential(Mechanism::Sha512),
+        ),
     )
     .expect("the password file is written");
     restricted_settings.security.password_file = Some(passwd.clone());
