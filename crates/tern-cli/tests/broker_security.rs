@@ -122,6 +122,9 @@ fn help_names_the_security_and_tls_flags_and_settings() {
         "SIGHUP",
         "0x86",
         "0x87",
+        "connections_per_second_per_listener",
+        "wildcard_subscriptions",
+        "check_threads_nice",
     ] {
         assert!(
             help.contains(needle),
