@@ -58,9 +58,9 @@ pub(super) struct Conn {
     pub(super) auth: Option<Box<enhanced_auth::Pending>>,
     /// A CONNECT waiting for its password check (`auth_check.rs`).
     pub(super) checking: Option<Box<auth_check::Waiting>>,
-    /// Opened over its address's connection rate: its CONNECT is refused
-    /// (`connect_rate.rs`).
-    pub(super) over_rate: bool,
+    /// Opened over its address's or its listener's connection rate (which
+    /// one): its CONNECT is refused (`connect_rate.rs`).
+    pub(super) over_rate: Option<super::Limit>,
     /// Its output waits for this storage batch to sync (a CONNACK or
     /// SUBACK in it promises stored state; see `durable.rs`).
     pub(super) gate: Option<u64>,
@@ -86,7 +86,7 @@ impl Conn {
             private_bridge: false,
             auth: None,
             checking: None,
-            over_rate: false,
+            over_rate: None,
             gate: None,
             shell_bytes: 0,
             counted: 0,
