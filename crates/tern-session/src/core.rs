@@ -453,7 +453,11 @@ impl<E> Core<E> {
                         on_drop(self, publish.packet_id, publish.qos, Dropped::TooLarge);
                         continue;
                     }
-                    Packet::Publish(self.apply_alias(publish))
+                    if self.version.is_v5() && self.out_aliases.is_enabled() {
+                        Packet::Publish(self.apply_alias(publish))
+                    } else {
+                        Packet::Publish(publish)
+                    }
                 }
             };
             self.last_sent = now;
@@ -461,11 +465,8 @@ impl<E> Core<E> {
         }
     }
 
-    /// Replaces the topic with an alias where the MQTT 5 peer allows them.
+    /// Replaces the topic with an alias; only where the MQTT 5 peer allows them.
     fn apply_alias(&mut self, mut publish: Publish) -> Publish {
-        if !self.version.is_v5() || !self.out_aliases.is_enabled() {
-            return publish;
-        }
         // A new mapping sends the topic name and the alias property: use an
         // alias only if that still fits the peer's Maximum Packet Size
         // [MQTT-3.1.2-24]; a topic name alone is always allowed.
