@@ -951,7 +951,7 @@ impl ClientConnection {
         self.keep_alive = Duration::from_secs(u64::from(limits.keep_alive));
         self.core.limits.send_quota = limits.receive_maximum;
         self.core.limits.peer_max_packet = limits.maximum_packet_size;
-        self.core.out_aliases = crate::alias::OutgoingAliases::new(
+        self.core.set_outgoing_aliases(
             self.options
                 .outgoing_topic_aliases
                 .min(p.topic_alias_maximum.unwrap_or(0)),

@@ -8,7 +8,7 @@
 //! out (DUP, the remaining Message Expiry Interval and a topic alias are
 //! the connection's).
 
-use alloc::{sync::Arc, vec::Vec};
+use alloc::{boxed::Box, sync::Arc, vec::Vec};
 use bytes::Bytes;
 use core::num::NonZeroU64;
 use tern_codec::{MqttString, PacketId, Publish, PublishPropertiesBox, QoS, SubscriptionId};
@@ -131,8 +131,12 @@ impl Delivery {
 /// Not part of a session's state: clones empty, always equal, never stored.
 #[derive(Debug, Default)]
 pub(crate) struct BodyPool {
-    enabled: bool,
-    spare: Vec<Arc<MessageBody>>,
+    /// `None` when off; one word either way.
+    #[allow(
+        clippy::box_collection,
+        reason = "one word inline instead of three while unused"
+    )]
+    spare: Option<Box<Vec<Arc<MessageBody>>>>,
 }
 
 impl BodyPool {
@@ -141,7 +145,7 @@ impl BodyPool {
 
     /// A pool that keeps bodies (off by default).
     pub(crate) fn enable(&mut self) {
-        self.enabled = true;
+        self.spare.get_or_insert_default();
     }
 
     /// A body holding these, in a spare allocation when there is one.
@@ -152,7 +156,7 @@ impl BodyPool {
         payload: Bytes,
         properties: PublishPropertiesBox,
     ) -> Arc<MessageBody> {
-        if let Some(mut body) = self.spare.pop() {
+        if let Some(mut body) = self.spare.as_mut().and_then(|s| s.pop()) {
             if let Some(b) = Arc::get_mut(&mut body) {
                 b.topic = topic;
                 b.payload = payload;
@@ -171,26 +175,35 @@ impl BodyPool {
     /// Takes a finished message's body back if nothing else holds it.
     #[inline]
     pub(crate) fn recycle(&mut self, mut body: Arc<MessageBody>) {
-        if !self.enabled || self.spare.len() >= Self::MAX {
+        let Some(spare) = self.spare.as_mut() else {
+            return;
+        };
+        if spare.len() >= Self::MAX {
             return;
         }
         if let Some(b) = Arc::get_mut(&mut body) {
             *b = MessageBody::default();
-            self.spare.push(body);
+            spare.push(body);
         }
     }
 
-    /// Frees the spare bodies.
+    /// Frees the spare bodies (the pool stays on).
     pub(crate) fn clear(&mut self) {
-        self.spare = Vec::new();
+        if let Some(spare) = self.spare.as_mut() {
+            **spare = Vec::new();
+        }
+    }
+
+    #[cfg(test)]
+    fn spare(&self) -> &[Arc<MessageBody>] {
+        self.spare.as_deref().map_or(&[], |s| &s[..])
     }
 }
 
 impl Clone for BodyPool {
     fn clone(&self) -> Self {
         Self {
-            enabled: self.enabled,
-            spare: Vec::new(),
+            spare: self.spare.as_ref().map(|_| Box::default()),
         }
     }
 }
@@ -300,7 +313,7 @@ mod tests {
         let at = Arc::as_ptr(&first.body);
         pool.recycle(first.body);
         // The pooled body holds nothing: it pins no payload.
-        assert_eq!(*pool.spare[0], MessageBody::default());
+        assert_eq!(*pool.spare()[0], MessageBody::default());
         let second = Delivery::pooled(publish(b"two"), &mut pool);
         assert_eq!(Arc::as_ptr(&second.body), at, "the allocation is reused");
         assert_eq!(second.body.payload, "two");
@@ -308,12 +321,12 @@ mod tests {
         // A body someone else still holds is not taken.
         let held = Arc::clone(&second.body);
         pool.recycle(second.body);
-        assert!(pool.spare.is_empty());
+        assert!(pool.spare().is_empty());
         assert_eq!(held.payload, "two");
         // A disabled pool (a server's) keeps nothing.
         let mut off = BodyPool::default();
         off.recycle(Delivery::from(publish(b"x")).body);
-        assert!(off.spare.is_empty());
+        assert!(off.spare().is_empty());
     }
 
     #[test]
@@ -323,9 +336,9 @@ mod tests {
         for _ in 0..BodyPool::MAX + 10 {
             pool.recycle(Delivery::from(publish(b"x")).body);
         }
-        assert_eq!(pool.spare.len(), BodyPool::MAX);
+        assert_eq!(pool.spare().len(), BodyPool::MAX);
         pool.clear();
-        assert_eq!(pool.spare.capacity(), 0);
+        assert!(pool.spare().is_empty());
     }
 
     #[test]
@@ -349,9 +362,9 @@ mod tests {
                 assert_eq!(shared.payload, "payload");
                 drop(shared);
                 // Unique: moved, body pooled.
-                let before = pool.spare.len();
+                let before = pool.spare().len();
                 assert_eq!(d.into_publish(expiry, v5, &mut pool), expected);
-                assert_eq!(pool.spare.len(), before + 1);
+                assert_eq!(pool.spare().len(), before + 1);
                 pool.clear();
             }
         }
