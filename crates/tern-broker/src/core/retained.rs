@@ -15,9 +15,10 @@
 //!   store at start-up are counted, not refused): a new retained message
 //!   that does not fit is not kept, and what the topic held stays.
 //! - A new subscription's matches wait in its connection's [`Backlog`] as
-//!   topic references, not packets: each is looked up and built only when
-//!   the session's queue has room for it, so a `#` subscription over many
-//!   retained topics holds a few dozen bytes per topic while it drains.
+//!   references (a slot in the index and the message's number), not
+//!   packets: each is read and built only when the session's queue has
+//!   room for it, so a `#` subscription over many retained topics holds 16
+//!   bytes per topic while it drains.
 //! - Each message kept for a client's PUBLISH (or will) remembers that
 //!   client's identifier (its owner, until another client's message
 //!   replaces it), and `by_owner` holds each owner's count and bytes,
@@ -29,7 +30,7 @@ use core::time::Duration;
 use std::collections::{BTreeMap, VecDeque};
 use tern_codec::{MqttString, Publish, PublishProperties, QoS, SubscriptionId};
 use tern_session::Instant;
-use tern_topic::{RetainedIndex, TopicFilter, TopicName};
+use tern_topic::{RetainedIndex, RetainedSlot, TopicFilter, TopicName};
 
 /// How many retained messages the broker keeps, and how many bytes of
 /// them, across all clients (see [`RetainedMessage::held_bytes`]).
@@ -227,27 +228,26 @@ impl Retained {
     }
 
     /// The retained messages matching a new subscription's `filter`, as
-    /// references for a [`Backlog`] (no packet is built here);
-    /// `allowed` says whether the subscriber may receive a topic. Expired
-    /// ones are removed.
+    /// references for a [`Backlog`] (no packet is built here): where each
+    /// sits in the index and which message it is. `allowed` says whether
+    /// the subscriber may receive a topic. Expired ones are removed.
     pub(super) fn for_subscription(
         &mut self,
         now: Instant,
         filter: &TopicFilter,
         store: &mut dyn Store,
         mut allowed: impl FnMut(&TopicName) -> bool,
-    ) -> Vec<(TopicName, u64)> {
+    ) -> Vec<(RetainedSlot, u64)> {
         let mut out = Vec::new();
         let mut expired = Vec::new();
-        for (topic, kept) in self.index.matching(filter) {
+        let mut matches = self.index.matching(filter);
+        while let Some((slot, topic, kept)) = matches.next_slot() {
             if kept.message.is_expired(now) {
                 expired.push(topic.clone());
                 continue;
             }
             if allowed(topic) {
-                // The index's key shares its bytes with the message: a
-                // reference count, not a copy.
-                out.push((topic.clone(), kept.seq));
+                out.push((slot, kept.seq));
             }
         }
         for topic in expired {
@@ -267,16 +267,16 @@ impl Retained {
     fn delivery(
         &self,
         at: Instant,
-        topic: &TopicName,
+        slot: RetainedSlot,
         seq: u64,
         granted: QoS,
         id: Option<SubscriptionId>,
     ) -> Option<(Publish, Instant)> {
         let message = self
             .index
-            .get(topic)
-            .filter(|k| k.seq == seq)
-            .map(|k| &k.message)?;
+            .at(slot)
+            .filter(|(_, k)| k.seq == seq)
+            .map(|(_, k)| &k.message)?;
         let mut p = message.for_subscriber(at, granted);
         if let Some(id) = id {
             p.properties.subscription_identifiers.push(id);
@@ -293,8 +293,9 @@ impl Retained {
 /// Retained messages matched by a connection's new subscriptions and not
 /// yet in its session's queue, as references into [`Retained`]: each is
 /// built into a PUBLISH only when it enters the queue (see
-/// [`Broker::refill_retained`](super::Broker)), so waiting costs one topic
-/// reference and a number per message, whatever the message holds.
+/// [`Broker::refill_retained`](super::Broker)), so waiting costs 16 bytes
+/// per message (its slot in the index and its sequence number), whatever
+/// the message holds.
 #[derive(Debug, Default)]
 pub(super) struct Backlog {
     batches: VecDeque<Batch>,
@@ -309,7 +310,7 @@ struct Batch {
     at: Instant,
     granted: QoS,
     id: Option<SubscriptionId>,
-    topics: std::vec::IntoIter<(TopicName, u64)>,
+    topics: std::vec::IntoIter<(RetainedSlot, u64)>,
 }
 
 impl Backlog {
@@ -326,7 +327,7 @@ impl Backlog {
         at: Instant,
         granted: QoS,
         id: Option<SubscriptionId>,
-        topics: Vec<(TopicName, u64)>,
+        topics: Vec<(RetainedSlot, u64)>,
     ) {
         if topics.is_empty() {
             return;
@@ -345,12 +346,12 @@ impl Backlog {
     /// skipped.
     fn next(&mut self, retained: &Retained) -> Option<(Publish, Instant)> {
         while let Some(batch) = self.batches.front_mut() {
-            let Some((topic, seq)) = batch.topics.next() else {
+            let Some((slot, seq)) = batch.topics.next() else {
                 self.batches.pop_front();
                 continue;
             };
             self.len -= 1;
-            if let Some(found) = retained.delivery(batch.at, &topic, seq, batch.granted, batch.id) {
+            if let Some(found) = retained.delivery(batch.at, slot, seq, batch.granted, batch.id) {
                 return Some(found);
             }
         }
