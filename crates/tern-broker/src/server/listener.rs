@@ -218,12 +218,27 @@ impl TcpReader {
                     } else if n < self.size / 4 {
                         self.size = (self.size / 2).max(READ_MIN);
                     }
-                    return Ok(Some(buf));
+                    return Ok(Some(fitted(buf)));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// A read that filled less than half its buffer, copied into a buffer of
+/// its own size. Decoded packets are slices of the read buffer, and a
+/// queued message's payload keeps the whole buffer alive: fitted, a
+/// message pins only bytes its client sent with it (at most twice what was
+/// read), not the unused rest of a 4 to 64 KiB buffer (issue 13: a client
+/// sending one small QoS 1 message per read otherwise made each of its
+/// queued messages hold 4 KiB while the memory budget counted its payload).
+pub(crate) fn fitted(buf: BytesMut) -> BytesMut {
+    if buf.len() * 2 >= buf.capacity() {
+        buf
+    } else {
+        BytesMut::from(&buf[..])
     }
 }
 
@@ -276,4 +291,45 @@ pub(crate) async fn write_chunks<W: tokio::io::AsyncWrite + Unpin>(
         offset += n;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_read_is_fitted_and_a_full_one_kept() {
+        let mut small = BytesMut::with_capacity(READ_MIN);
+        small.extend_from_slice(b"0123456789");
+        let small = fitted(small);
+        assert_eq!(&small[..], b"0123456789");
+        assert!(small.capacity() < 20, "{}", small.capacity());
+
+        let mut full = BytesMut::with_capacity(READ_MIN);
+        full.extend_from_slice(&[7; READ_MIN]);
+        let ptr = full.as_ptr();
+        let full = fitted(full);
+        assert_eq!(full.as_ptr(), ptr, "a full read is not copied");
+    }
+
+    /// Through a real socket: a client's 10-byte write comes back in a
+    /// buffer of about its size, not the 4 KiB read size.
+    #[tokio::test]
+    async fn a_tcp_read_holds_what_was_read_not_the_read_size() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (read, _write) = server.into_split();
+        let mut reader = TcpReader::new(read);
+        client.write_all(b"0123456789").await.unwrap();
+        let got = reader.read().await.unwrap().unwrap();
+        assert_eq!(&got[..], b"0123456789");
+        assert!(
+            got.capacity() < 2 * 10 + 16,
+            "{} bytes held",
+            got.capacity()
+        );
+    }
 }
