@@ -176,10 +176,50 @@ async fn handshake(
             Ok((ConnReader::Tls(reader), ConnWriter::Tls(writer), identity))
         }
         (_, socket) => {
-            let (reader, writer) = websocket::accept(socket, &shared.websocket)
+            if let Socket::Plain(tcp) = &socket {
+                request_head_arrived(tcp).await?;
+            }
+            // Boxed: its state (tungstenite's buffers) is allocated only
+            // once the request is there, not for every waiting socket.
+            let (reader, writer) = Box::pin(websocket::accept(socket, &shared.websocket))
                 .await
                 .map_err(io::Error::other)?;
             Ok((ConnReader::Ws(reader), ConnWriter::Ws(writer), identity))
+        }
+    }
+}
+
+/// The most of a WebSocket upgrade request looked at while waiting for it.
+const HEAD_PEEK: usize = 4096;
+
+/// Waits until `socket` holds a whole HTTP request head (up to its blank
+/// line, or [`HEAD_PEEK`] bytes of it), or is closed, without reading
+/// it: until then a half-sent upgrade request waits in the kernel's socket
+/// buffer, not in buffers of ours (tungstenite allocates 8 KiB per
+/// handshake; issue 13, ws-half-open). The peek buffer lives on the stack
+/// only while the socket is looked at.
+async fn request_head_arrived(socket: &tokio::net::TcpStream) -> io::Result<()> {
+    use futures_util::FutureExt;
+    loop {
+        socket.readable().await?;
+        let arrived = socket.try_io(tokio::io::Interest::READABLE, || {
+            let mut buf = [0u8; HEAD_PEEK];
+            let n = socket
+                .peek(&mut buf)
+                .now_or_never()
+                .unwrap_or_else(|| Err(io::ErrorKind::WouldBlock.into()))?;
+            if n == 0 || n == HEAD_PEEK || buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                Ok(())
+            } else {
+                // Not all there: wait for more bytes (this clears the
+                // readiness the bytes already seen set).
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+        });
+        match arrived {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
         }
     }
 }
@@ -331,5 +371,27 @@ mod tests {
             "{} bytes held",
             got.capacity()
         );
+    }
+
+    /// A half-sent upgrade request is waited for without being read: not
+    /// there until its blank line arrives, and then still all in the socket.
+    #[tokio::test]
+    async fn an_upgrade_request_is_waited_for_in_the_socket_until_its_head_ends() {
+        use futures_util::FutureExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let head = b"GET /mqtt HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n";
+        client.write_all(head).await.unwrap();
+        // The bytes are there, the head is not complete.
+        server.readable().await.unwrap();
+        assert!(request_head_arrived(&server).now_or_never().is_none());
+        client.write_all(b"\r\n").await.unwrap();
+        request_head_arrived(&server).await.unwrap();
+        let mut all = [0u8; 128];
+        let n = server.peek(&mut all).await.unwrap();
+        assert_eq!(n, head.len() + 2, "nothing was read");
     }
 }
