@@ -238,7 +238,7 @@ struct Conn {
     /// Retained messages matched by its subscriptions, not yet in its
     /// session's queue: they enter it as it drains (see `retained.rs`),
     /// so flow control paces them and the queue cap never drops them.
-    retained_backlog: VecDeque<(tern_session::Delivery, Instant)>,
+    retained_backlog: retained::Backlog,
     /// A bridge inside the broker's process (see [`Broker::set_bridge`]).
     bridge: bool,
     /// An MQTT 3.1/3.1.1 bridge by mosquitto's `try_private` convention
@@ -472,7 +472,7 @@ impl Broker {
             timer: None,
             closing: false,
             identity: None,
-            retained_backlog: VecDeque::new(),
+            retained_backlog: retained::Backlog::default(),
             bridge: false,
             private_bridge: false,
             auth: None,

@@ -94,6 +94,8 @@ struct Link {
     /// The core refused its CONNECT and that was logged: its close is not
     /// logged as a refusal again.
     refusal_logged: bool,
+    /// Its other refusals' log lines (`refusal_log.rs`).
+    refusals: super::refusal_log::RefusalLog,
 }
 
 /// The core task's state.
@@ -451,6 +453,7 @@ impl Driver {
                 peer: new.peer,
                 transport: new.transport,
                 refusal_logged: false,
+                refusals: Default::default(),
             },
         );
         self.reads.push(Box::pin(read(conn, new.reader, stop_rx)));
@@ -753,6 +756,15 @@ impl Driver {
                 reason,
                 limit,
             } => {
+                // A CONNECT is refused once; the others are thinned to a
+                // line a second per connection, counting the rest.
+                let skipped = match (&what, self.links.get_mut(&conn)) {
+                    (crate::Refusal::Connect, _) | (_, None) => Some(0),
+                    (_, Some(link)) => link.refusals.admit(now),
+                };
+                let Some(skipped) = skipped else {
+                    return;
+                };
                 let (peer, _) = self.describe(conn);
                 let (what, topic) = match &what {
                     crate::Refusal::Connect => {
@@ -767,7 +779,7 @@ impl Driver {
                 let limit = limit.map_or(String::new(), |l| l.to_string());
                 tracing::warn!(
                     %conn, %client_id, peer, what, topic, reason_code = %hex(reason),
-                    reason = reason.name(), limit, "refused"
+                    reason = reason.name(), limit, not_logged_since = skipped, "refused"
                 );
             }
         }
@@ -808,6 +820,7 @@ mod tests {
                 peer: SocketAddr::from(([127, 0, 0, 1], 1)),
                 transport: "test",
                 refusal_logged: false,
+                refusals: Default::default(),
             },
         );
         (conn, rx)

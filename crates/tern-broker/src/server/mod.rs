@@ -72,6 +72,7 @@ mod listener;
 mod local;
 pub mod memory_budget;
 pub mod metrics;
+mod refusal_log;
 mod reload;
 pub mod security;
 mod settings;
