@@ -74,6 +74,7 @@ pub mod memory_budget;
 pub mod metrics;
 mod reload;
 pub mod security;
+mod security_changes;
 mod settings;
 mod storage;
 pub mod tls;
