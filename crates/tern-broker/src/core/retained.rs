@@ -77,6 +77,8 @@ pub(super) struct Retained {
     index: RetainedIndex<Kept>,
     /// The sum of the messages' [`RetainedMessage::held_bytes`].
     bytes: usize,
+    /// The sum of their payloads' lengths (`$SYS/broker/store/messages/bytes`).
+    payload_bytes: usize,
     /// Each owner's messages and their bytes.
     by_owner: BTreeMap<MqttString, (usize, usize)>,
 }
@@ -86,6 +88,7 @@ impl Default for Retained {
         Self {
             index: RetainedIndex::new(),
             bytes: 0,
+            payload_bytes: 0,
             by_owner: BTreeMap::new(),
         }
     }
@@ -102,9 +105,15 @@ impl Retained {
         self.bytes
     }
 
+    /// The bytes of their payloads.
+    pub(super) fn payload_bytes(&self) -> usize {
+        self.payload_bytes
+    }
+
     /// One loaded from the store at start-up (it has no owner).
     pub(super) fn restore(&mut self, topic: TopicName, message: RetainedMessage) {
         self.bytes += message.held_bytes();
+        self.payload_bytes += message.publish.payload.len();
         let kept = Kept {
             message,
             owner: None,
@@ -129,6 +138,7 @@ impl Retained {
     fn forget(&mut self, old: &Kept) {
         let held = old.message.held_bytes();
         self.bytes -= held;
+        self.payload_bytes -= old.message.publish.payload.len();
         if let Some(owner) = &old.owner {
             if let Some((count, bytes)) = self.by_owner.get_mut(owner) {
                 *count -= 1;
@@ -196,6 +206,7 @@ impl Retained {
             entry.1 += held;
         }
         self.bytes += held;
+        self.payload_bytes += message.publish.payload.len();
         if let Some(old) = self.index.insert(key, Kept { message, owner }) {
             self.forget(&old);
         }

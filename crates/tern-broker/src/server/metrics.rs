@@ -260,6 +260,21 @@ impl Collector for SnapshotCollector {
             "Messages with QoS > 0 sent and awaiting acknowledgement (counted with the queues).",
             s.queues.inflight,
         )?;
+        gauge(
+            e,
+            "tern_store_messages",
+            "Messages in store as mosquitto's $SYS/broker/store/messages/count counts them: \
+             retained ones, and each message waiting or in flight for sessions once however \
+             many it waits for (counted with the queues).",
+            s.queues.store_messages,
+        )?;
+        let g = ConstGauge::new(s.queues.store_payload_bytes as i64);
+        g.encode(e.encode_descriptor(
+            "tern_store_payload",
+            "Payload bytes of those messages ($SYS/broker/store/messages/bytes).",
+            Some(&Unit::Bytes),
+            g.metric_type(),
+        )?)?;
         if !s.bridges.is_empty() {
             bridges(e, &s.bridges)?;
         }
