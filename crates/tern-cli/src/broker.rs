@@ -226,7 +226,8 @@ pub(crate) struct BrokerArgs {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     allow_anonymous: Option<bool>,
     /// Serve monitoring over HTTP on IP:PORT: `/metrics` (Prometheus /
-    /// OpenMetrics text), `/health`, and a live dashboard at `/`. Off by
+    /// OpenMetrics text), `/health` (with the storage state), and a live
+    /// dashboard at `/`. Off by
     /// default; no authentication, so bind it to loopback or a private
     /// network. Replaces `[metrics] listen`.
     #[arg(long, value_name = "IP:PORT")]

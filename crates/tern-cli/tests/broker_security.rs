@@ -479,6 +479,30 @@ fn refusals_are_logged_as_json_with_client_peer_and_reason_code() {
         line["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
         "{line}"
     );
+    // One line: no second "refused: connection closed" for it before the
+    // next client's.
+    let out = mosquitto(
+        "mosquitto_pub",
+        &broker,
+        "mqttv5",
+        Some(("alice", "secret")),
+        &["-i", "after-wrong-pw", "-t", "a", "-m", "x"],
+    );
+    assert!(out.status.success());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let line = broker
+            .stderr
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the next client's connect is logged");
+        assert!(
+            !line.contains("refused: connection closed"),
+            "a refused CONNECT logged twice: {line}"
+        );
+        if line.contains("after-wrong-pw") {
+            break;
+        }
+    }
     // A PUBLISH the ACL does not allow (alice may only read).
     let out = mosquitto(
         "mosquitto_pub",
