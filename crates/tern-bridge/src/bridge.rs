@@ -54,6 +54,7 @@ pub(crate) async fn run(
     settings: BridgeSettings,
     local: LocalConnector,
     status: watch::Sender<Status>,
+    local_ready: watch::Sender<bool>,
     counters: Arc<BridgeStats>,
     mut stop: oneshot::Receiver<Stop>,
 ) {
@@ -61,7 +62,7 @@ pub(crate) async fn run(
     let mut attempt = 0u32;
     loop {
         let (stop_session, stopped) = oneshot::channel();
-        let session = run_session(&settings, &local, &status, &counters, stopped);
+        let session = run_session(&settings, &local, &status, &local_ready, &counters, stopped);
         tokio::pin!(session);
         let ended = tokio::select! {
             ended = &mut session => ended,
@@ -73,6 +74,8 @@ pub(crate) async fn run(
                 return;
             }
         };
+        // Whatever became of the first attempt, nobody waits for it now.
+        local_ready.send_replace(true);
         match ended {
             Ok(()) => tracing::info!(bridge = %name, "bridge ended"),
             Err(e) => tracing::warn!(bridge = %name, "bridge failed: {e}"),
@@ -131,6 +134,7 @@ async fn run_session(
     s: &BridgeSettings,
     connector: &LocalConnector,
     status: &watch::Sender<Status>,
+    local_ready: &watch::Sender<bool>,
     counters: &Arc<BridgeStats>,
     mut stop: oneshot::Receiver<Stop>,
 ) -> Result<(), Error> {
@@ -140,13 +144,21 @@ async fn run_session(
     // The local side first: its persistent session is the bridge's
     // outgoing queue from here on, whether the remote is up or not.
     let (local, local_messages) = Client::connect(local_options(s, connector.clone())?).await?;
+    // A resumed session's messages come before the SUBACKs and while the
+    // remote is away: they are held here (unacknowledged) from the start,
+    // or the local client, its channel full, would stop reading and the
+    // bridge would wait for a SUBACK it never reads.
+    let mut held = pump::Held::new(local_messages);
     for (i, m) in mappings.iter().enumerate() {
         if m.topic.direction.outbound() {
             // No Local: what the bridge publishes here (from the remote)
             // does not come back to it.
-            subscribe(&local, m.topic.local_filter(), m.topic.qos, true, i).await?;
+            let filter = m.topic.local_filter();
+            held.during(subscribe(&local, filter, m.topic.qos, true, i))
+                .await?;
         }
     }
+    local_ready.send_replace(true);
 
     // Not connected yet, as far as this broker's clients are concerned.
     if s.notifications {
@@ -160,11 +172,11 @@ async fn run_session(
     let mut attempt = 0;
     // mosquitto's try_private (3.1.1), until the remote refuses it.
     let mut private = s.try_private && s.protocol == BridgeProtocol::V3_1_1;
-    let (remote, remote_messages) = loop {
+    let connected = held.during(async { loop {
         let connect = Client::connect(remote_options(s, private)?);
         tokio::select! {
             connected = connect => match connected {
-                Ok(pair) => break pair,
+                Ok(pair) => break Ok::<_, Error>(Some(pair)),
                 Err(Error::ConnectionRefused(ReasonCode::UnsupportedProtocolVersion)) if private => {
                     // It does not know the mark: plain 3.1.1 from now on
                     // (for this session), as mosquitto falls back.
@@ -179,21 +191,28 @@ async fn run_session(
                         () = tokio::time::sleep(delay) => {}
                         why = &mut stop => {
                             settle(s, &local, &why.unwrap_or(Stop::Shutdown)).await;
-                            return Ok(());
+                            return Ok(None);
                         }
                     }
                 }
             },
             why = &mut stop => {
                 settle(s, &local, &why.unwrap_or(Stop::Shutdown)).await;
-                return Ok(());
+                return Ok(None);
             }
         }
+    } }).await?;
+    let Some((remote, remote_messages)) = connected else {
+        return Ok(());
     };
     let v5 = s.protocol == BridgeProtocol::V5;
+    // The remote session's messages may come before its SUBACKs too.
+    let mut held_remote = pump::Held::new(remote_messages);
     for (i, m) in mappings.iter().enumerate() {
         if m.topic.direction.inbound() {
-            subscribe(&remote, m.topic.remote_filter(), m.topic.qos, v5, i).await?;
+            let filter = m.topic.remote_filter();
+            let subscribed = held_remote.during(subscribe(&remote, filter, m.topic.qos, v5, i));
+            held.during(subscribed).await?;
         }
     }
     let watcher = tokio::spawn(watch_remote(
@@ -210,7 +229,7 @@ async fn run_session(
         let (mappings, mark, forward_bridged) =
             (mappings.clone(), pump::mark(name), s.forward_bridged);
         pump::run(
-            local_messages,
+            held,
             remote.clone(),
             move |m| outgoing(m, &mappings, &mark, forward_bridged, v5),
             counters.clone(),
@@ -221,7 +240,7 @@ async fn run_session(
         let (mappings, mark, forward_bridged) =
             (mappings.clone(), pump::mark(name), s.forward_bridged);
         pump::run(
-            remote_messages,
+            held_remote,
             local.clone(),
             move |m| incoming(m, &mappings, &mark, forward_bridged),
             counters.clone(),

@@ -28,8 +28,11 @@
 //! use tern_broker::server::{self, BrokerSettings};
 //!
 //! let settings = BrokerSettings::load("broker.toml")?;
-//! let running = server::start(settings.clone()).await?;
+//! // Held: no client gets in before the bridges' local subscriptions exist.
+//! let running = server::start_held(settings.clone(), None).await?;
 //! let bridges = tern_bridge::Bridges::start(running.local_connector(), &settings.bridge);
+//! bridges.local_ready().await;
+//! running.open_listeners();
 //! running.run_until(server::shutdown_signal()).await;
 //! bridges.shutdown().await;
 //! # Ok(())
@@ -74,6 +77,9 @@ struct Running {
     status: watch::Receiver<Status>,
     counters: Arc<BridgeStats>,
     stop: oneshot::Sender<Stop>,
+    /// True once the local subscriptions exist (or the first attempt at
+    /// them ended).
+    local_ready: watch::Receiver<bool>,
     task: JoinHandle<()>,
 }
 
@@ -83,10 +89,12 @@ impl Running {
         // The broker's, by name: `/metrics` shows them.
         let counters = local.bridge_stats(&s.name);
         let (stop, stop_rx) = oneshot::channel();
+        let (ready_tx, local_ready) = watch::channel(false);
         let task = tokio::spawn(bridge::run(
             s.clone(),
             local.clone(),
             status_tx,
+            ready_tx,
             counters.clone(),
             stop_rx,
         ));
@@ -97,6 +105,7 @@ impl Running {
             status,
             counters,
             stop,
+            local_ready,
             task,
         }
     }
@@ -190,6 +199,20 @@ impl Bridges {
             }
         }
         done
+    }
+
+    /// Completes once every bridge's local side is subscribed (or its first
+    /// attempt failed, which is logged): from then on, what clients publish
+    /// on an `out` topic waits in the bridge's session for the remote. A
+    /// broker opens its listeners after this (see
+    /// `tern_broker::server::start_held`), as mosquitto subscribes its
+    /// bridges before it serves anyone.
+    pub async fn local_ready(&self) {
+        for r in &self.running {
+            let mut ready = r.local_ready.clone();
+            // An error: the bridge task ended, so there is nothing to wait for.
+            let _ = ready.wait_for(|ready| *ready).await;
+        }
     }
 
     /// Each bridge's name and status.

@@ -85,6 +85,43 @@ pub(crate) fn is_bridged(message: &Message) -> bool {
 
 type InFlight = Pin<Box<dyn Future<Output = Result<Published, Error>> + Send>>;
 
+/// A client's received messages, held in arrival order (unacknowledged)
+/// while the bridge waits for something else, so that the client keeps
+/// reading: a SUBACK or CONNACK may come after a resumed session's
+/// messages. At most [`MAX_BACKLOG`]; beyond, the client stops reading and
+/// its broker keeps the rest.
+pub(crate) struct Held {
+    messages: Messages,
+    held: VecDeque<Message>,
+    ended: bool,
+}
+
+impl Held {
+    pub(crate) fn new(messages: Messages) -> Self {
+        Self {
+            messages,
+            held: VecDeque::new(),
+            ended: false,
+        }
+    }
+
+    /// Runs `work` to completion, receiving messages meanwhile.
+    pub(crate) async fn during<T>(&mut self, work: impl Future<Output = T>) -> T {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                message = self.messages.recv(), if !self.ended && self.held.len() < MAX_BACKLOG => {
+                    match message {
+                        Some(m) => self.held.push_back(m),
+                        None => self.ended = true,
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Why a pump stopped: its source ended (`Ok`), or the destination failed
 /// for good. The acknowledgements still owed come back, so the caller can
 /// drop them only once the source is gone (dropping one acknowledges).
@@ -93,13 +130,19 @@ pub(crate) type Stopped = (Result<(), Error>, Vec<Acker>);
 /// Forwards what `from` receives (as `map` turns it into a [`Forward`], or
 /// drops it: `None`) to `to`, until `from` ends or `to` fails.
 pub(crate) async fn run(
-    mut from: Messages,
+    from: Held,
     to: Client,
     mut map: impl FnMut(Message) -> Option<Forward>,
     counters: Arc<BridgeStats>,
     direction: BridgeDirection,
 ) -> Stopped {
-    let mut backlog: VecDeque<Forward> = VecDeque::new();
+    let Held {
+        messages: mut from,
+        held,
+        ended,
+    } = from;
+    // What arrived before the pump started comes first.
+    let mut backlog: VecDeque<Forward> = held.into_iter().filter_map(&mut map).collect();
     // Completions in the order the publishes were handed over, and beside
     // them, in the same order, the acknowledgements they owe.
     let mut inflight: FuturesOrdered<InFlight> = FuturesOrdered::new();
@@ -198,7 +241,7 @@ pub(crate) async fn run(
                     drop(ackers.pop_front());
                 }
             },
-            message = from.recv(), if backlog.len() < MAX_BACKLOG => match message {
+            message = from.recv(), if !ended && backlog.len() < MAX_BACKLOG => match message {
                 Some(message) => {
                     if let Some(f) = map(message) {
                         backlog.push_back(f);

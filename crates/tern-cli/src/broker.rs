@@ -13,6 +13,11 @@ use std::{
 };
 use tern_broker::server::{self, BrokerSettings};
 
+/// How long the listeners wait for the bridges' local subscriptions (an
+/// in-process connection and one SUBSCRIBE each: milliseconds, unless the
+/// machine is starved).
+const BRIDGES_READY: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub(crate) const ABOUT: &str = "\
 Run the MQTT broker.
 
@@ -411,7 +416,7 @@ pub(crate) fn run(args: &BrokerArgs) -> Result<(), Failure> {
             }
             None => (None, None),
         };
-        let running = server::start_clustered(settings, link)
+        let running = server::start_held(settings, link)
             .await
             .map_err(|e| failure(e.to_string()))?;
         // The cluster link joins NATS once the core runs (it loads the
@@ -432,6 +437,18 @@ pub(crate) fn run(args: &BrokerArgs) -> Result<(), Failure> {
         // once the core runs; they stop before it does, so each can say
         // goodbye to its remote.
         let bridges = tern_bridge::Bridges::start(running.local_connector(), &bridge_settings);
+        // Clients get in once the bridges' local subscriptions exist, so
+        // nothing published on an `out` topic slips past them (mosquitto
+        // subscribes its bridges before serving anyone).
+        if tokio::time::timeout(BRIDGES_READY, bridges.local_ready())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "bridges not subscribed locally after {BRIDGES_READY:?}: listening anyway"
+            );
+        }
+        running.open_listeners();
         // Tests and users with port 0 read these lines to find the ports.
         let mut out = std::io::stdout().lock();
         for addr in running.tcp_addrs() {

@@ -262,3 +262,56 @@ async fn a_changed_bridge_keeps_its_queue() {
     drop(tern);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The bridge's local subscriptions exist before the broker lets anyone in:
+/// the first messages of a publisher that connects the moment the broker
+/// is up are bridged, as they are with mosquitto (a bridging mosquitto
+/// started with its remote away, published to at once, forwards the message
+/// once the remote is back: checked by hand with Debian's 2.0.11). Before,
+/// the listeners opened first, and the first few QoS 1 messages were
+/// acknowledged with no subscriber, so never bridged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_published_the_moment_the_broker_is_up_are_bridged() {
+    let remote = Broker::mosquitto().start().expect("mosquitto starts");
+    let to = |addr: std::net::SocketAddr| Options::new(Address::tcp("127.0.0.1", addr.port()));
+    let (far, mut far_rx) = Client::connect(to(remote.tcp()).client_id("far").unwrap())
+        .await
+        .unwrap();
+    far.subscribe([("edge/#", QoS::AtLeastOnce)]).await.unwrap();
+    // With a store, as a bridge whose queue must survive runs: the SUBACK
+    // then waits for the disk, which made the race easy to lose.
+    let data = std::env::temp_dir().join(format!("tern-cli-bridge-start-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let tern = Broker::tern(env!("CARGO_BIN_EXE_tern"))
+        .args(["--data-dir".as_ref(), data.as_os_str()])
+        .settings(&format!(
+            "[listeners]\ntcp = [\"127.0.0.1:0\"]\nws = []\n[storage]\nsync = \"always\"\n\
+             [[bridge]]\nname = \"up\"\naddress = \"{}\"\nnotifications = false\n\
+             restart_timeout = [0.2, 1]\n\
+             topic = [{{ pattern = \"s/#\", direction = \"out\", qos = 1, remote_prefix = \"edge/\" }}]\n",
+            remote.tcp()
+        ))
+        .start()
+        .expect("tern starts");
+    let (near, _near_rx) = Client::connect(to(tern.tcp()).client_id("near").unwrap())
+        .await
+        .unwrap();
+    const MESSAGES: u32 = 20;
+    for n in 0..MESSAGES {
+        let done = near
+            .publish("s/x", n.to_string(), QoS::AtLeastOnce, false)
+            .await
+            .unwrap();
+        assert!(done.is_success(), "message {n}: {done:?}");
+    }
+    for n in 0..MESSAGES {
+        let m = next(&mut far_rx, &format!("bridged message {n}")).await;
+        assert_eq!(
+            (m.topic.as_str(), m.payload.as_ref()),
+            ("edge/s/x", n.to_string().as_bytes()),
+            "in order, from the first"
+        );
+    }
+    drop(tern);
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -17,7 +17,7 @@ use tokio::{
         TcpListener,
         tcp::{OwnedReadHalf, OwnedWriteHalf},
     },
-    sync::{Semaphore, broadcast, mpsc},
+    sync::{Semaphore, broadcast, mpsc, watch},
 };
 
 /// What the listeners share.
@@ -62,13 +62,19 @@ impl Kind {
     }
 }
 
-/// Accepts connections until shutdown.
+/// Accepts connections until shutdown, once `opened` says so (until then
+/// they wait in the kernel's backlog).
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     kind: Kind,
     shared: Arc<Shared>,
+    mut opened: watch::Receiver<bool>,
     mut shutdown: broadcast::Receiver<()>,
 ) {
+    tokio::select! {
+        open = opened.wait_for(|open| *open) => if open.is_err() { return },
+        _ = shutdown.recv() => return,
+    }
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,

@@ -115,7 +115,7 @@ pub use storage::{StorageSettings, SyncMode};
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{
     net::TcpListener,
-    sync::{Semaphore, broadcast, mpsc},
+    sync::{Semaphore, broadcast, mpsc, watch},
     task::JoinHandle,
 };
 
@@ -194,6 +194,8 @@ pub struct Running {
     reloader: security::Reloader,
     /// Opens in-process connections (bridges).
     local: LocalConnector,
+    /// Lets the accept loops start ([`Running::open_listeners`]).
+    open: watch::Sender<bool>,
 }
 
 impl Running {
@@ -207,6 +209,13 @@ impl Running {
     /// error.
     pub fn reload(&self) -> Result<(), security::ReloadError> {
         self.reloader.reload()
+    }
+
+    /// Lets the listeners accept connections: at once after [`start`] and
+    /// [`start_clustered`], when the caller says after [`start_held`].
+    /// Calling it again does nothing.
+    pub fn open_listeners(&self) {
+        self.open.send_replace(true);
     }
 
     /// Opens in-process connections to this server, trusted and
@@ -345,6 +354,22 @@ pub async fn start_clustered(
     settings: BrokerSettings,
     cluster: Option<ClusterLink>,
 ) -> Result<Running, StartError> {
+    let running = start_held(settings, cluster).await?;
+    running.open_listeners();
+    Ok(running)
+}
+
+/// [`start_clustered`], with the listeners bound but not yet accepting: the
+/// core runs and in-process connections ([`Running::local_connector`]) are
+/// served, while clients wait in the kernel's backlog until
+/// [`Running::open_listeners`]. `tern broker` opens them once its bridges'
+/// local subscriptions exist, so a message published the moment a client
+/// gets in is bridged, as in mosquitto (whose bridges subscribe before it
+/// serves anyone).
+pub async fn start_held(
+    settings: BrokerSettings,
+    cluster: Option<ClusterLink>,
+) -> Result<Running, StartError> {
     // The files first: a bad one stops the start, naming the file.
     let auth =
         security::FileAuthenticator::new(settings.security.load().map_err(StartError::Security)?);
@@ -467,6 +492,8 @@ pub async fn start_clustered(
         websocket: websocket::Config::new(&settings),
         tls: tls.map(|(_, acceptor)| acceptor),
     });
+    // Held until `Running::open_listeners`.
+    let (open, opened) = watch::channel(false);
     for (kind, l, addr) in listeners {
         let path = match kind {
             listener::Kind::WebSocket | listener::Kind::Wss => settings.listeners.ws_path.as_str(),
@@ -477,6 +504,7 @@ pub async fn start_clustered(
             l,
             kind,
             shared.clone(),
+            opened.clone(),
             notify_shutdown.subscribe(),
         ));
     }
@@ -492,6 +520,7 @@ pub async fn start_clustered(
         core,
         reloader,
         local,
+        open,
     })
 }
 

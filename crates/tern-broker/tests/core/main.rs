@@ -803,3 +803,59 @@ fn a_graceful_restart_does_not_extend_offline_sessions() {
     assert_eq!(net.broker.session_count(), 1, "ended 10 s after the drop");
     assert_eq!(net.received(watcher).len(), 1, "with its will");
 }
+
+/// mosquitto's try_private: a 3.1.1 CONNECT with protocol level 0x84 is a
+/// bridge. Its subscriptions get No Local and Retain As Published, as
+/// mosquitto gives them (so what it sends is not echoed back to it, and
+/// retained messages keep their flag across), and what it publishes is
+/// marked with Tern's bridged property, so that no Tern bridge sends it out
+/// again (a Tern rule: 3.1.1 carries no properties of its own).
+#[test]
+fn a_try_private_bridge_gets_no_local_retain_as_published_and_its_messages_marked() {
+    let mut net = Net::default();
+    let bridge = net.client_with(ConnectOptions {
+        version: V311,
+        try_private: true,
+        ..ConnectOptions::new(s("bridge"))
+    });
+    let plain = net.client("plain", V311);
+    let watcher = net.client("watcher", V5);
+    for i in [bridge, plain, watcher] {
+        net.connect(i);
+        net.subscribe(i, "t/#", QoS::AtLeastOnce);
+    }
+    net.clear_events(bridge);
+    net.clear_events(plain);
+    net.clear_events(watcher);
+
+    net.publish(bridge, "t/in", "from-remote", QoS::AtLeastOnce, true);
+    assert!(net.received(bridge).is_empty(), "No Local for the bridge");
+    assert_eq!(
+        net.received(plain),
+        vec![("t/in".into(), "from-remote".into(), QoS::AtLeastOnce, false)],
+        "a plain 3.1.1 subscriber: the retain flag cleared [MQTT-3.3.1-9]"
+    );
+    let marked = net.messages(watcher);
+    assert_eq!(marked.len(), 1);
+    assert!(
+        marked[0]
+            .properties
+            .user_properties
+            .iter()
+            .any(|p| p.key.as_str() == tern_broker::BRIDGED_PROPERTY),
+        "marked as bridged: {:?}",
+        marked[0].properties
+    );
+
+    net.publish(plain, "t/out", "to-remote", QoS::AtLeastOnce, true);
+    assert_eq!(
+        net.received(bridge),
+        vec![("t/out".into(), "to-remote".into(), QoS::AtLeastOnce, true)],
+        "Retain As Published for the bridge"
+    );
+    assert_eq!(
+        net.received(plain).len(),
+        2,
+        "a plain client has no No Local"
+    );
+}
