@@ -1,13 +1,19 @@
 """Interop driver for `cargo xtask interop`: paho-mqtt 2.x (Python).
 
 Usage: python paho_driver.py URL VERSION PREFIX
-(URL: mqtt://HOST:PORT or ws://HOST:PORT/PATH; VERSION: 3.1.1 or 5)
+(URL: mqtt://HOST:PORT, mqtts://HOST:PORT or ws://HOST:PORT/PATH; VERSION:
+3.1.1 or 5)
+
+Over mqtts:// the broker's certificate is verified against the CA file in
+TLS_CAFILE (and its name against the URL's host), and the client presents
+the certificate and key in TLS_CERT and TLS_KEY.
 
 Prints `PASS CHECK` or `FAIL CHECK: why` for each of qos0, qos1, qos2,
 retained and will (every driver's), then session, large, cross-version and,
 in MQTT 5, properties; exits non-zero if any failed.
 """
 
+import os
 import queue
 import sys
 import threading
@@ -41,6 +47,12 @@ class Peer:
         )
         if url.scheme == "ws":
             self.client.ws_set_options(path=url.path or "/mqtt")
+        if url.scheme == "mqtts":
+            self.client.tls_set(
+                ca_certs=os.environ["TLS_CAFILE"],
+                certfile=os.environ["TLS_CERT"],
+                keyfile=os.environ["TLS_KEY"],
+            )
         self.session_present = None
         self.messages = queue.Queue()
         self.subacks = {}

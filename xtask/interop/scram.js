@@ -1,11 +1,13 @@
 // Interop driver for `cargo xtask interop`: MQTT.js in Node doing MQTT 5
-// enhanced authentication with SCRAM-SHA-256 (RFC 5802/7677) against a
-// `tern broker` whose password file holds `scram-user` with password
-// `scram-pass` (a SCRAM line from `tern passwd --scram`). The SCRAM client
-// is written here on node:crypto, independently of Tern's, and plugged
-// into MQTT.js's own enhanced authentication hook (`handleAuth`).
+// enhanced authentication with SCRAM-SHA-256 (RFC 5802/7677) or, with
+// SCRAM_HASH=sha512, SCRAM-SHA-512, against a `tern broker` whose password
+// file holds SCRAM_USER (default `scram-user`) with password `scram-pass`
+// (a SCRAM line from `tern passwd --scram` or `--scram-sha512`). The SCRAM
+// client is written here on node:crypto, independently of Tern's, and
+// plugged into MQTT.js's own enhanced authentication hook (`handleAuth`).
 //
-// Usage: NODE_PATH=.../node_modules node scram.js URL VERSION PREFIX
+// Usage: NODE_PATH=.../node_modules [SCRAM_HASH=sha512] [SCRAM_USER=NAME]
+//        node scram.js URL VERSION PREFIX
 // (VERSION must be 5). Checks:
 // - scram-login: the exchange succeeds, the CONNACK names the method and
 //   carries the server signature this script verifies, and a QoS 1
@@ -16,9 +18,14 @@ const mqtt = require('mqtt')
 const crypto = require('node:crypto')
 
 const [url, version, prefix] = process.argv.slice(2)
-const METHOD = 'SCRAM-SHA-256'
-const hmac = (key, data) => crypto.createHmac('sha256', key).update(data).digest()
-const sha256 = (data) => crypto.createHash('sha256').update(data).digest()
+const HASH = process.env.SCRAM_HASH || 'sha256'
+if (HASH !== 'sha256' && HASH !== 'sha512') throw new Error(`SCRAM_HASH ${HASH}: sha256 or sha512`)
+const USER = process.env.SCRAM_USER || 'scram-user'
+const METHOD = HASH === 'sha512' ? 'SCRAM-SHA-512' : 'SCRAM-SHA-256'
+// The hash's output length: SaltedPassword's (RFC 5802 Hi) and the keys'.
+const KEY_LEN = HASH === 'sha512' ? 64 : 32
+const hmac = (key, data) => crypto.createHmac(HASH, key).update(data).digest()
+const hash = (data) => crypto.createHash(HASH).update(data).digest()
 const xor = (a, b) => Buffer.from(a.map((x, i) => x ^ b[i]))
 
 // One SCRAM-SHA-256 client exchange.
@@ -32,11 +39,11 @@ function scramClient (user, password) {
       const text = serverFirst.toString()
       const attrs = Object.fromEntries(text.split(',').map((a) => [a[0], a.slice(2)]))
       if (!attrs.r.startsWith(nonce)) throw new Error('nonce mismatch')
-      const salted = crypto.pbkdf2Sync(password, Buffer.from(attrs.s, 'base64'), Number(attrs.i), 32, 'sha256')
+      const salted = crypto.pbkdf2Sync(password, Buffer.from(attrs.s, 'base64'), Number(attrs.i), KEY_LEN, HASH)
       const clientKey = hmac(salted, 'Client Key')
       const withoutProof = `c=biws,r=${attrs.r}`
       const authMessage = `${bare},${text},${withoutProof}`
-      const proof = xor(clientKey, hmac(sha256(clientKey), authMessage))
+      const proof = xor(clientKey, hmac(hash(clientKey), authMessage))
       state.serverSignature = hmac(hmac(salted, 'Server Key'), authMessage)
       return Buffer.from(`${withoutProof},p=${proof.toString('base64')}`)
     },
@@ -48,7 +55,7 @@ function scramClient (user, password) {
 }
 
 function login (password, clientId) {
-  const scram = scramClient('scram-user', password)
+  const scram = scramClient(USER, password)
   const client = mqtt.connect(url, {
     protocolVersion: 5,
     clientId,

@@ -155,7 +155,8 @@ fn start_tern() -> Result<Broker, String> {
 /// appended once the ACL file is written).
 const TERN_RESTRICTED: &str = "\
 # Written by `cargo xtask conformance`: the broker for the statements about
-# servers without QoS 2, without retained messages, and refusing some
+# servers without QoS 2, without retained messages or wildcard
+# subscriptions, and refusing some
 # publications (access control).
 [listeners]
 tcp = [\"127.0.0.1:0\"]
@@ -164,6 +165,7 @@ ws = []
 [limits]
 maximum_qos = 1
 retain_available = false
+wildcard_subscriptions = false
 ";
 
 /// The restricted brokers' ACL file: anonymous clients may do anything but
@@ -175,6 +177,8 @@ const RESTRICTED_ACL: &str = "topic readwrite #\ntopic deny acl-denied/#\n";
 /// The SCRAM-SHA-256 user of the restricted Tern broker: copies of
 /// `tern_conformance::SCRAM_USER` and `SCRAM_PASSWORD`.
 const SCRAM_USER: &str = "scram-user";
+/// A copy of `tern_conformance::SCRAM_SHA512_USER`: the SCRAM-SHA-512 user.
+const SCRAM_SHA512_USER: &str = "scram-user-512";
 /// A copy of `tern_conformance::RESTRICTED_CLIENT_ID_PREFIX`: the
 /// restricted brokers' `clientid_prefixes`.
 const RESTRICTED_CLIENT_ID_PREFIX: &str = "tc";
@@ -189,14 +193,19 @@ fn restricted_acl() -> Result<PathBuf, String> {
     Ok(path)
 }
 
-/// A password file with the SCRAM-SHA-256 user the enhanced
-/// authentication statements log in as, written by `tern passwd --scram`.
+/// A password file with the SCRAM-SHA-256 and SCRAM-SHA-512 users the
+/// enhanced authentication statements log in as, written by `tern passwd
+/// --scram` and `--scram-sha512`.
 fn restricted_passwords() -> Result<PathBuf, String> {
     let path = work_dir().join("restricted.passwd");
     run(Command::new(binary("tern"))
         .args(["passwd", "-c", "-b", "--scram"])
         .arg(&path)
         .args([SCRAM_USER, SCRAM_PASSWORD]))?;
+    run(Command::new(binary("tern"))
+        .args(["passwd", "-b", "--scram-sha512"])
+        .arg(&path)
+        .args([SCRAM_SHA512_USER, SCRAM_PASSWORD]))?;
     Ok(path)
 }
 

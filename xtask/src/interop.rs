@@ -20,9 +20,16 @@
 //! headless Chromium over `ws://` (a page served on 127.0.0.1 that loads
 //! MQTT.js's browser bundle and posts its results back); mosquitto_pub /
 //! mosquitto_sub. Then `tern pub` / `tern sub` against mosquitto. And
-//! MQTT.js does MQTT 5 enhanced authentication with SCRAM-SHA-256 (its
-//! `handleAuth` hook, a SCRAM client of its own) against a `tern broker`
-//! with a credential from `tern passwd --scram`. The drivers live in `xtask/interop/`; each prints `PASS CHECK` or `FAIL
+//! MQTT.js does MQTT 5 enhanced authentication with SCRAM-SHA-256 and
+//! SCRAM-SHA-512 (its `handleAuth` hook, a SCRAM client of its own) against
+//! a `tern broker` with credentials from `tern passwd --scram` and
+//! `--scram-sha512`. Over TLS, with a test CA made by openssl for the run
+//! (`interop_pki.rs`): paho-mqtt over `mqtts://` verifying the broker
+//! against the CA file and presenting a client certificate to a broker
+//! that requires one (`--cafile`, `--require-certificate`); MQTT.js in
+//! headless Chromium over `wss://`, trusting the CA through an NSS
+//! database in the `HOME` Chromium is given (no flag that turns
+//! certificate checks off). The drivers live in `xtask/interop/`; each prints `PASS CHECK` or `FAIL
 //! CHECK: why`, and this command prints one line per pairing and check,
 //! then `N passed, N failed`.
 //!
@@ -68,7 +75,7 @@ const MQTT_JS_V5_CHECKS: [&str; 6] = [
     "topic-alias",
 ];
 
-/// The MQTT.js SCRAM-SHA-256 driver's checks (MQTT 5 only).
+/// The MQTT.js SCRAM driver's checks (MQTT 5 only), for each mechanism.
 const MQTT_JS_SCRAM_CHECKS: [&str; 2] = ["scram-login", "scram-wrong-password"];
 
 /// The MQTT versions, as the drivers take them.
@@ -106,6 +113,8 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     // Separately, so a Node.js or Python from elsewhere is left alone.
     ensure_apt(&["node", "npm"], &["nodejs", "npm"])?;
     ensure_apt(&["python3"], &["python3", "python3-venv"])?;
+    // The TLS pairings' test CA, and Chromium's trust store for it.
+    ensure_apt(&["openssl", "certutil"], &["openssl", "libnss3-tools"])?;
     let drivers = Drivers {
         python: ensure_paho(&dir)?,
         node_modules: ensure_mqtt_js(&dir)?,
@@ -165,6 +174,7 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         report.third_party(&drivers, broker.tcp().port(), ws, "");
         drop(broker);
         report.scram(&drivers, &tern, &dir)?;
+        report.tls(&drivers, &tern, &dir)?;
     }
     {
         let mosquitto = Broker::mosquitto()
@@ -355,30 +365,127 @@ impl Report {
     }
 
     /// MQTT.js's enhanced authentication (`xtask/interop/scram.js`) against
-    /// a `tern broker` whose password file has a SCRAM-SHA-256 user.
+    /// a `tern broker` whose password file has a SCRAM-SHA-256 user and a
+    /// SCRAM-SHA-512 one.
     fn scram(&mut self, drivers: &Drivers, tern: &Path, dir: &Path) -> Result<(), String> {
-        if !self.wanted("mqtt.js node scram v5 over tcp") {
+        // (pairing, `tern passwd` flag, user, scram.js's SCRAM_HASH)
+        let mechanisms = [
+            ("mqtt.js node scram", "--scram", "scram-user", "sha256"),
+            (
+                "mqtt.js node scram-sha-512",
+                "--scram-sha512",
+                "scram-user-512",
+                "sha512",
+            ),
+        ];
+        if !mechanisms
+            .iter()
+            .any(|(pairing, ..)| self.wanted(&format!("{pairing} v5 over tcp")))
+        {
             return Ok(());
         }
         let passwd = dir.join("scram-passwd");
-        run(Command::new(tern)
-            .args(["passwd", "-c", "-b", "--scram"])
-            .arg(&passwd)
-            .args(["scram-user", "scram-pass"]))?;
+        for (i, (_, flag, user, _)) in mechanisms.iter().enumerate() {
+            let mut cmd = Command::new(tern);
+            cmd.args(["passwd", "-b"]);
+            if i == 0 {
+                cmd.arg("-c"); // a new file
+            }
+            run(cmd.arg(flag).arg(&passwd).args([user, "scram-pass"]))?;
+        }
         let broker = Broker::tern(tern)
             .args(["--password-file".as_ref(), passwd.as_os_str()])
             .dir(&self.logs)
             .name("tern-broker-scram")
             .start()?;
-        let mut node = Command::new("node");
-        node.arg(drivers.scripts.join("scram.js"))
-            .arg(format!("mqtt://127.0.0.1:{}", broker.tcp().port()))
-            .env("NODE_PATH", &drivers.node_modules);
-        self.driver(
-            ("mqtt.js node scram", "5", "tcp", ""),
-            &MQTT_JS_SCRAM_CHECKS,
-            &mut node,
-        );
+        for (pairing, _, user, hash) in mechanisms {
+            let mut node = Command::new("node");
+            node.arg(drivers.scripts.join("scram.js"))
+                .arg(format!("mqtt://127.0.0.1:{}", broker.tcp().port()))
+                .env("NODE_PATH", &drivers.node_modules)
+                .env("SCRAM_USER", user)
+                .env("SCRAM_HASH", hash);
+            self.driver((pairing, "5", "tcp", ""), &MQTT_JS_SCRAM_CHECKS, &mut node);
+        }
+        Ok(())
+    }
+
+    /// The TLS pairings, against `tern broker`s using a test PKI made for
+    /// the run: paho-mqtt over `mqtts://` with the CA file and a client
+    /// certificate, to a broker that requires one; MQTT.js in headless
+    /// Chromium over `wss://`, Chromium trusting the CA through the NSS
+    /// database in the `HOME` it is given.
+    fn tls(&mut self, drivers: &Drivers, tern: &Path, dir: &Path) -> Result<(), String> {
+        let paho = VERSIONS.map(|v| format!("paho-mqtt v{v} over tls"));
+        let browser = VERSIONS.map(|v| format!("mqtt.js chromium v{v} over wss"));
+        if !paho.iter().chain(&browser).any(|name| self.wanted(name)) {
+            return Ok(());
+        }
+        let pki = crate::interop_pki::Pki::make(&dir.join("pki"))?;
+        let files = |extra: &[&Path]| -> Vec<std::ffi::OsString> {
+            let mut args: Vec<std::ffi::OsString> = vec![
+                "--cert".into(),
+                pki.server_cert.clone().into(),
+                "--key".into(),
+                pki.server_key.clone().into(),
+            ];
+            args.extend(extra.iter().map(|p| p.as_os_str().to_owned()));
+            args
+        };
+
+        let port = tern_testkit::unused_port()?;
+        let mut args = files(&[Path::new("--cafile"), &pki.ca]);
+        args.extend([
+            "--require-certificate".into(),
+            "--tls".into(),
+            format!("127.0.0.1:{port}").into(),
+        ]);
+        let broker = Broker::tern(tern)
+            .args(args)
+            .dir(&self.logs)
+            .name("tern-broker-mtls")
+            .start()?;
+        for version in VERSIONS {
+            let v5 = version == "5";
+            let checks = [&CHECKS[..], &MORE_CHECKS, &["properties"][..v5 as usize]].concat();
+            let mut python = Command::new(&drivers.python);
+            python
+                .arg(drivers.scripts.join("paho_driver.py"))
+                .arg(format!("mqtts://127.0.0.1:{port}"))
+                .env("TLS_CAFILE", &pki.ca)
+                .env("TLS_CERT", &pki.client_cert)
+                .env("TLS_KEY", &pki.client_key);
+            self.driver(("paho-mqtt", version, "tls", ""), &checks, &mut python);
+        }
+        drop(broker);
+
+        let port = tern_testkit::unused_port()?;
+        let mut args = files(&[]);
+        args.extend(["--wss".into(), format!("127.0.0.1:{port}").into()]);
+        let broker = Broker::tern(tern)
+            .args(args)
+            .dir(&self.logs)
+            .name("tern-broker-wss")
+            .start()?;
+        for version in VERSIONS {
+            let v5 = if version == "5" {
+                &MQTT_JS_V5_CHECKS[..]
+            } else {
+                &[]
+            };
+            let checks = [&CHECKS[..], &MORE_CHECKS, &MQTT_JS_CHECKS, v5].concat();
+            let mut node = Command::new("node");
+            node.arg(drivers.scripts.join("browser.js"))
+                .arg(format!("wss://127.0.0.1:{port}/mqtt"))
+                .env("NODE_PATH", &drivers.node_modules)
+                .env("CHROMIUM", "/usr/bin/chromium")
+                .env("PROFILE_DIR", &drivers.profile)
+                // Chromium on Linux reads its trusted CAs from
+                // $HOME/.pki/nssdb.
+                .env("HOME", &pki.home);
+            self.driver(("mqtt.js chromium", version, "wss", ""), &checks, &mut node);
+        }
+        drop(broker);
         Ok(())
     }
 

@@ -32,6 +32,7 @@ mod examples;
 mod fuzz;
 mod hostile;
 mod interop;
+mod interop_pki;
 mod sim;
 #[cfg(test)]
 mod tidy;

@@ -8,7 +8,7 @@
 //! would deadlock), and what waits to be sent waits in the session's own
 //! bounded queue rather than in a buffer here.
 
-use crate::{Error, Transport};
+use crate::{AuthMethod, Error, Transport};
 use bytes::BytesMut;
 use std::{
     collections::VecDeque,
@@ -42,8 +42,22 @@ pub struct Client<T: Transport> {
     reader: T,
     input: BytesMut,
     events: VecDeque<ClientEvent>,
+    /// Events that arrived while [`Client::connect`] or
+    /// [`Client::reauthenticate`] waited for their own; returned first.
+    held: VecDeque<ClientEvent>,
     closed: Option<CloseReason>,
     writer: Option<JoinHandle<()>>,
+    /// The enhanced authentication method, with `connect_with_auth`.
+    auth: Option<Auth>,
+}
+
+/// An [`AuthMethod`], shown by its name.
+struct Auth(Box<dyn AuthMethod>);
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("AuthMethod").field(&self.0.method()).finish()
+    }
 }
 
 /// Publishes, subscribes and unsubscribes on a [`Client`]'s connection from
@@ -109,6 +123,37 @@ impl<T: Transport> Client<T> {
         options: ConnectOptions,
         session: ClientSession,
     ) -> Result<(Self, bool), Error> {
+        Self::open(stream, options, session, None)
+    }
+
+    /// As [`connect`](Client::connect), logging in with MQTT 5 enhanced
+    /// authentication (section 4.12): the CONNECT carries `method`'s name
+    /// and first data, each AUTH 0x18 from the server is answered with its
+    /// next step, and the CONNACK's data is checked by
+    /// [`AuthMethod::finish`]. A refusal by the server is
+    /// [`Error::Closed`] with its reason code; one by the method sends
+    /// DISCONNECT 0x80 and is [`Error::Auth`].
+    pub fn connect_with_auth(
+        stream: T,
+        mut options: ConnectOptions,
+        mut method: impl AuthMethod,
+    ) -> Result<(Self, bool), Error> {
+        options.properties.authentication_method = Some(MqttString::try_from(method.method())?);
+        options.properties.authentication_data = method.start().map_err(Error::Auth)?;
+        Self::open(
+            stream,
+            options,
+            ClientSession::new(),
+            Some(Auth(Box::new(method))),
+        )
+    }
+
+    fn open(
+        stream: T,
+        options: ConnectOptions,
+        session: ClientSession,
+        auth: Option<Auth>,
+    ) -> Result<(Self, bool), Error> {
         let writer = stream.try_clone()?;
         let epoch = std::time::Instant::now();
         let shared = Arc::new(Shared {
@@ -129,19 +174,96 @@ impl<T: Transport> Client<T> {
             reader: stream,
             input: BytesMut::with_capacity(READ_CHUNK),
             events: VecDeque::new(),
+            held: VecDeque::new(),
             closed: None,
             writer: Some(writer),
+            auth,
         };
         loop {
-            match client.next_event()? {
+            match client.next_raw()? {
                 ClientEvent::Connected {
-                    session_present, ..
-                } => return Ok((client, session_present)),
-                // Nothing else precedes CONNACK but an AUTH exchange, which
-                // this client leaves to its caller to refuse.
-                other => client.events.push_back(other),
+                    session_present,
+                    connack,
+                } => {
+                    let data = connack.properties.authentication_data.as_deref();
+                    if let Some(Err(why)) = client.auth.as_mut().map(|a| a.0.finish(data)) {
+                        return Err(client.auth_failed(why));
+                    }
+                    return Ok((client, session_present));
+                }
+                ClientEvent::Auth(auth) => {
+                    client.auth_step(&auth)?;
+                }
+                ClientEvent::Closed(reason) => return Err(Error::Closed(reason)),
+                other => client.held.push_back(other),
             }
         }
+    }
+
+    /// Re-authenticates the open connection with the method given to
+    /// [`connect_with_auth`](Client::connect_with_auth) (section 4.12.1):
+    /// AUTH 0x19 with its first data, its steps, and the AUTH 0x00 that
+    /// ends it, checked by [`AuthMethod::finish`]. Events arriving
+    /// meanwhile are kept for [`next_event`](Client::next_event). A
+    /// refusal by the server closes the connection ([`Error::Closed`] with
+    /// its DISCONNECT's reason code).
+    pub fn reauthenticate(&mut self) -> Result<(), Error> {
+        let Some(auth) = self.auth.as_mut() else {
+            return Err(Error::Auth(
+                "no enhanced authentication method (connect_with_auth)".into(),
+            ));
+        };
+        let data = auth.0.start().map_err(Error::Auth)?;
+        self.shared
+            .command(|conn, now| conn.reauthenticate(now, data))?;
+        loop {
+            match self.next_raw()? {
+                ClientEvent::Auth(auth) => {
+                    if self.auth_step(&auth)? {
+                        return Ok(());
+                    }
+                }
+                ClientEvent::Closed(reason) => {
+                    self.held.push_back(ClientEvent::Closed(reason.clone()));
+                    return Err(Error::Closed(reason));
+                }
+                other => self.held.push_back(other),
+            }
+        }
+    }
+
+    /// Runs the method's step for the server's AUTH: 0x18 is answered with
+    /// AUTH 0x18 (`false`), 0x00 ends a re-authentication (`true`).
+    fn auth_step(&mut self, auth: &tern_codec::Auth) -> Result<bool, Error> {
+        let Some(method) = self.auth.as_mut() else {
+            // tern-session refuses an AUTH nobody asked for.
+            return Ok(false);
+        };
+        let data = auth.properties.authentication_data.as_deref();
+        let result = if auth.reason_code == ReasonCode::Success {
+            method.0.finish(data).map(|()| true)
+        } else {
+            method.0.step(data).and_then(|next| {
+                self.shared
+                    .command(|conn, now| conn.auth_continue(now, next))
+                    .map(|()| false)
+                    .map_err(|e| e.to_string())
+            })
+        };
+        result.map_err(|why| self.auth_failed(why))
+    }
+
+    /// Our method refused a step: DISCONNECT 0x80 (a client has no "not
+    /// authorized"), and the error to return.
+    fn auth_failed(&mut self, why: String) -> Error {
+        let _ = self.shared.command(|conn, now| {
+            conn.disconnect(
+                now,
+                ReasonCode::UnspecifiedError,
+                DisconnectProperties::default(),
+            )
+        });
+        Error::Auth(why)
     }
 
     /// A handle for sending from other threads.
@@ -176,8 +298,24 @@ impl<T: Transport> Client<T> {
 
     /// Blocks until the next event: a message, an acknowledgement of what
     /// was sent, or `Closed` (after which every call returns
-    /// [`Error::Closed`]). Keep alive is handled while waiting.
+    /// [`Error::Closed`]). Keep alive is handled while waiting; with
+    /// enhanced authentication, so are the server's AUTH packets.
     pub fn next_event(&mut self) -> Result<ClientEvent, Error> {
+        if let Some(event) = self.held.pop_front() {
+            return Ok(event);
+        }
+        loop {
+            match self.next_raw()? {
+                ClientEvent::Auth(auth) if self.auth.is_some() => {
+                    self.auth_step(&auth)?;
+                }
+                event => return Ok(event),
+            }
+        }
+    }
+
+    /// The session's next event, as it comes.
+    fn next_raw(&mut self) -> Result<ClientEvent, Error> {
         let mut chunk = [0u8; READ_CHUNK];
         loop {
             if let Some(event) = self.events.pop_front() {

@@ -20,6 +20,10 @@ pub enum Error {
     Ack(AckError),
     /// A topic or filter is not valid UTF-8 of at most 65,535 bytes.
     InvalidString(tern_codec::StringError),
+    /// Enhanced authentication failed on our side (the
+    /// [`AuthMethod`](crate::AuthMethod) refused a step, or the server's
+    /// proof), or a re-authentication was asked without a method.
+    Auth(String),
 }
 
 impl fmt::Display for Error {
@@ -31,6 +35,7 @@ impl fmt::Display for Error {
             Error::Command(e) => write!(f, "command refused: {e}"),
             Error::Ack(e) => write!(f, "acknowledgement refused: {e}"),
             Error::InvalidString(e) => write!(f, "invalid topic or filter: {e}"),
+            Error::Auth(why) => write!(f, "enhanced authentication failed: {why}"),
         }
     }
 }
@@ -43,7 +48,7 @@ impl std::error::Error for Error {
             Error::Command(e) => Some(e),
             Error::Ack(e) => Some(e),
             Error::InvalidString(e) => Some(e),
-            Error::Closed(_) => None,
+            Error::Closed(_) | Error::Auth(_) => None,
         }
     }
 }

@@ -12,6 +12,9 @@
 //!   answering keep alive in between.
 //! - A [`Publisher`] (from [`Client::publisher`]) publishes, subscribes and
 //!   unsubscribes from any other thread while the client thread waits.
+//! - [`Client::connect_with_auth`] logs in with MQTT 5 enhanced
+//!   authentication ([`ScramSha256`], or your own [`AuthMethod`]), and
+//!   [`Client::reauthenticate`] runs it again on the open connection.
 //!
 //! ```no_run
 //! use tern_blocking::{Client, ClientEvent, ConnectOptions, MqttString, QoS};
@@ -38,10 +41,12 @@
 
 #![forbid(unsafe_code)]
 
+mod auth;
 mod driver;
 mod error;
 mod transport;
 
+pub use crate::auth::{AuthMethod, ScramSha256};
 pub use crate::driver::{Client, Publisher};
 pub use crate::error::Error;
 pub use crate::transport::Transport;

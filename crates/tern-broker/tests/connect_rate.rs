@@ -72,3 +72,58 @@ async fn without_the_setting_there_is_no_rate() {
     }
     broker.shutdown().await;
 }
+
+/// `[limits] connections_per_second_per_listener`: the connections into
+/// one listener from any address count together; beyond the rate they are
+/// refused at their CONNECT as for the per-address rate (0x9F; 3.1.1:
+/// return code 3) [MQTT-3.2.2-6] [MQTT-3.2.2-7] and counted in
+/// `$SYS/broker/limits/refused`, while another listener has its own window
+/// and the per-address rate is not in force.
+#[tokio::test]
+async fn connections_beyond_a_listeners_rate_are_refused_and_other_listeners_are_not() {
+    let broker = start_with(|s| {
+        s.listeners.tcp = vec![
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        ];
+        s.limits.connections_per_second_per_listener = 2;
+        s.limits.sys_interval = Duration::from_millis(50);
+    })
+    .await;
+    let [first, second] = broker.running.tcp_addrs()[..] else {
+        panic!("two TCP listeners: {:?}", broker.running.tcp_addrs());
+    };
+    // The watcher of the refusal counter comes in by the other listener.
+    let mut sys = Raw::connected(second, ProtocolVersion::V5, "listener-sys").await;
+    sys.subscribe("$SYS/broker/limits/refused", QoS::AtMostOnce)
+        .await;
+    let _a = Raw::connected(first, ProtocolVersion::V5, "listener-1").await;
+    let _b = Raw::connected(first, ProtocolVersion::V3_1_1, "listener-2").await;
+    for (version, id) in [
+        (ProtocolVersion::V5, "listener-3"),
+        (ProtocolVersion::V3_1_1, "listener-4"),
+    ] {
+        let (mut raw, ack) = Raw::connect(first, connect(version, id)).await;
+        let want = if version.is_v5() {
+            ReasonCode::ConnectionRateExceeded
+        } else {
+            ReasonCode::ServerUnavailable
+        };
+        assert_eq!(ack.reason_code, want, "{version:?}");
+        let after = raw.closed(WAIT).await;
+        assert!(after.is_empty(), "closed after the CONNACK: {after:?}");
+    }
+    // Counted: the watcher sees limits/refused reach 2.
+    loop {
+        let p = sys.recv_publish().await;
+        let n: u64 = std::str::from_utf8(&p.payload).unwrap().parse().unwrap();
+        assert!(n <= 2, "limits/refused went past 2: {n}");
+        if n == 2 {
+            break;
+        }
+    }
+    // The other listener, same source address, has a window of its own
+    // (the watcher was its first).
+    let _c = Raw::connected(second, ProtocolVersion::V5, "listener-5").await;
+    broker.shutdown().await;
+}

@@ -100,11 +100,15 @@ errors; the values shown are the defaults):
                               # this (Server Keep Alive). Absent: no limit
   retain_available = true     # retained messages supported
   maximum_qos = 2             # highest QoS accepted and granted: 0, 1 or 2
+  wildcard_subscriptions = true # false: filters with + or # get SUBACK
+                              # 0xA2 (3.1.1: 0x80)
   topic_alias_maximum = 64    # topic aliases each way (client to broker and
                               # back, at most what the client allows); 0: none
   sys_interval = 10           # seconds between $SYS/broker/... updates; 0: off
   connections_per_second_per_address = 0 # more from one IP in a second:
                               # CONNACK 0x9F (3.1.1: 3); 0: no limit
+  connections_per_second_per_listener = 0 # the same, into one listener
+                              # from all addresses together
   max_memory = \"50%\"        # broker-wide budget, bytes or \"N%\" of the
                               # machine's memory; 0: none. At it: PUBLISH
                               # refused (QoS 0 dropped, 0x97; 3.1.1: closed),
@@ -127,8 +131,9 @@ errors; the values shown are the defaults):
                               # (default: true without a password file,
                               # false with one); refused: 0x87 (3.1.1: 5)
   # check_threads = 1         # password hashes at once, off the routing
-                              # thread (default: all cores but one; they
-                              # run at a lower priority than routing)
+                              # thread (default: all cores but one)
+  # check_threads_nice = 10   # their nice value (Linux, -20..19), below
+                              # routing's so routing wins a busy core
   # clientid_prefixes = \"dev-\" # only client ids starting with this may
                               # connect; others: 0x85 (3.1.1: 2), closed
 

@@ -122,6 +122,9 @@ fn help_names_the_security_and_tls_flags_and_settings() {
         "SIGHUP",
         "0x86",
         "0x87",
+        "connections_per_second_per_listener",
+        "wildcard_subscriptions",
+        "check_threads_nice",
     ] {
         assert!(
             help.contains(needle),
@@ -582,4 +585,116 @@ fn sighup_reloads_the_settings_files_limits() {
         Some(25),
         "the settings in force stay"
     );
+}
+
+/// `[limits] connections_per_second_per_listener`, set by a SIGHUP on a
+/// running `tern broker` with two listeners: past the rate, the next
+/// CONNECT into the first listener gets CONNACK 0x9F and is logged with
+/// the setting's name [MQTT-3.2.2-6], while the second listener, same
+/// source address, still takes connections.
+#[test]
+fn sighup_sets_a_per_listener_connection_rate() {
+    let dir = Dir::new("hup-listener-rate");
+    let config = dir.path("broker.toml");
+    let file = |rate: u32| {
+        format!(
+            "[listeners]\ntcp = [\"127.0.0.1:0\", \"127.0.0.1:0\"]\nws = []\n\
+             [limits]\nconnections_per_second_per_listener = {rate}\n"
+        )
+    };
+    std::fs::write(&config, file(0)).unwrap();
+    let (broker, tcps, _) =
+        BrokerProcess::start_with(&["--config", config.to_str().unwrap()], 2, 0);
+    let connack = |addr, id: String| {
+        let mut client = Raw::open(addr, ProtocolVersion::V5);
+        client.send(Connect {
+            protocol: ProtocolVersion::V5,
+            clean_start: true,
+            client_id: MqttString::try_from(id).unwrap(),
+            ..Connect::default()
+        });
+        match client.next() {
+            Some(Packet::ConnAck(ack)) => ack.reason_code,
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    };
+    for i in 0..5 {
+        assert_eq!(connack(tcps[0], format!("free-{i}")), ReasonCode::Success);
+    }
+    std::fs::write(&config, file(2)).unwrap();
+    broker.signal("-HUP");
+    logged(
+        &broker,
+        "limits.connections_per_second_per_listener: 0 -> 2",
+    );
+    // Two get in within any one second; a machine slow enough to spread
+    // them over more than a second only lets more in before the refusal.
+    let refused = (0..20)
+        .find(|i| connack(tcps[0], format!("rated-{i}")) == ReasonCode::ConnectionRateExceeded);
+    assert!(refused.is_some_and(|i| i >= 2), "refused at {refused:?}");
+    logged(&broker, "connections_per_second_per_listener");
+    assert_eq!(connack(tcps[1], "other".into()), ReasonCode::Success);
+}
+
+/// The nice value of the thread named `name` in process `pid`, once it
+/// exists (Linux: /proc/PID/task/TID/stat, field 19).
+#[cfg(target_os = "linux")]
+fn thread_nice(pid: u32, name: &str) -> i32 {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+            let task = task.unwrap().path();
+            let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+            if comm.trim_end() == name {
+                let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+                // The fields after the command name, which is in brackets.
+                let rest = &stat[stat.rfind(')').unwrap() + 2..];
+                return rest.split(' ').nth(16).unwrap().parse().unwrap();
+            }
+        }
+        assert!(Instant::now() < deadline, "no thread {name} in {pid}");
+        std::thread::yield_now();
+    }
+}
+
+/// `[security] check_threads_nice` sets the password check threads' nice
+/// value on a running `tern broker` (10 when absent); `--check-config`
+/// prints it and refuses a value outside -20..19, naming the key.
+#[cfg(target_os = "linux")]
+#[test]
+fn check_threads_run_at_the_configured_nice_value() {
+    let dir = Dir::new("check-nice");
+    for (line, want) in [("", 10), ("check_threads_nice = 17\n", 17)] {
+        let config = dir.path("broker.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[listeners]\ntcp = [\"127.0.0.1:0\"]\nws = []\n[security]\ncheck_threads = 1\n{line}"
+            ),
+        )
+        .unwrap();
+        let (broker, _, _) =
+            BrokerProcess::start_with(&["--config", config.to_str().unwrap()], 1, 0);
+        assert_eq!(
+            thread_nice(broker.broker.pid(), "tern-check-0"),
+            want,
+            "{line:?}"
+        );
+        tern()
+            .args(["broker", "--check-config"])
+            .arg(&config)
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains(format!(
+                "check_threads_nice = {want}\n"
+            )));
+    }
+    let bad = dir.path("bad.toml");
+    std::fs::write(&bad, "[security]\ncheck_threads_nice = 20\n").unwrap();
+    tern()
+        .args(["broker", "--check-config"])
+        .arg(&bad)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("check_threads_nice").and(predicate::str::contains("19")));
 }

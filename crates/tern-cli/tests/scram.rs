@@ -54,6 +54,11 @@ impl Setup {
             .args(["passwd", "-b", "--scram-sha512", file, "erin", "sha-512"])
             .assert()
             .success();
+        // Precomposed letters (NFC), as most keyboards type them.
+        tern()
+            .args(["passwd", "-b", "--scram", file, ANGSTROM, "kelvin"])
+            .assert()
+            .success();
         let text = std::fs::read_to_string(file).unwrap();
         assert!(text.contains("alice:SCRAM-SHA-256$4096:"), "{text}");
         assert!(text.contains("erin:SCRAM-SHA-512$4096:"), "{text}");
@@ -184,6 +189,38 @@ fn raw_reauth(raw: &mut Raw, user: &str, password: &[u8]) -> (ScramClient, Optio
         }
         other => (client, other),
     }
+}
+
+/// A non-ASCII SCRAM user, `Ångström` with precomposed letters.
+const ANGSTROM: &str = "\u{C5}ngstr\u{F6}m";
+
+/// The same name with combining marks (NFD), as some systems write it:
+/// SASLprep (RFC 4013 §2.2, NFKC) makes it [`ANGSTROM`].
+const ANGSTROM_DECOMPOSED: &str = "A\u{30A}ngstro\u{308}m";
+
+/// A CONNECT whose User Name is the decomposed form, with SCRAM naming the
+/// user (the client SASLprep'd it, RFC 5802 §5.1): the broker compares the
+/// two after SASLprep, so they are the same user and the login succeeds
+/// (without it: 0x87, the names differ byte for byte).
+#[test]
+fn the_connect_user_name_is_saslprepped_before_it_is_compared() {
+    let setup = Setup::start("saslprep");
+    let mut raw = Raw::open(setup.broker.tcp, V5);
+    let mut client = ScramClient::new(ANGSTROM_DECOMPOSED, b"kelvin", "rawnonce").unwrap();
+    let mut connect = scram_connect("angstrom", SCRAM, client.client_first());
+    connect.username = Some(s(ANGSTROM_DECOMPOSED));
+    raw.send(connect);
+    let server_first = expect_continue(&mut raw);
+    let last = client.server_first(&server_first).unwrap();
+    raw.send(auth(
+        ReasonCode::ContinueAuthentication,
+        Some(SCRAM),
+        Some(last),
+    ));
+    let ack = expect_connack(&mut raw, ReasonCode::Success);
+    client
+        .server_final(&ack.properties.authentication_data.unwrap())
+        .unwrap();
 }
 
 #[test]

@@ -147,8 +147,8 @@ pub fn render(table: &Table, tern: &RunReport, mosquitto: &RunReport) -> Result<
          fails or is skipped for a broker, the notes give the evidence (the test's \
          failure message, or the skip list's reason: \
          `crates/tern-conformance/skips/`).\n\n\
-         The few statements about servers without QoS 2 or retained messages, \
-         or refusing a publication, run against a second instance of each \
+         The few statements about servers without QoS 2, retained messages or \
+         wildcard subscriptions, or refusing a publication, run against a second instance of each \
          broker configured that way; \
          client-side statements are tested against tern-client with a \
          scripted broker.\n\n\
@@ -162,8 +162,9 @@ pub fn render(table: &Table, tern: &RunReport, mosquitto: &RunReport) -> Result<
          `clientid_prefixes tc`. Tern runs \
          with its defaults (`tern broker --tcp 127.0.0.1:0 --ws 127.0.0.1:0`); \
          its restricted instance has `maximum_qos = 1`, `retain_available = \
-         false`, the same `acl_file`, `clientid_prefixes = \"tc\"` and a \
-         SCRAM-SHA-256 user.\n"
+         false`, `wildcard_subscriptions = false` (mosquitto has no such \
+         option), the same `acl_file`, `clientid_prefixes = \"tc\"`, a \
+         SCRAM-SHA-256 user and a SCRAM-SHA-512 user.\n"
     );
     let _ = writeln!(w, "## Summary\n");
     let _ = writeln!(w, "| | MQTT 3.1.1 | MQTT 5.0 |\n|---|---|---|");

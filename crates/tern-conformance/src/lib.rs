@@ -35,8 +35,10 @@ pub const RESTRICTED_CLIENT_ID_PREFIX: &str = "tc";
 /// (MQTT 5 enhanced authentication), with [`SCRAM_PASSWORD`]; a broker
 /// without SCRAM fails those tests (mosquitto's skip list says why).
 pub const SCRAM_USER: &str = "scram-user";
-/// [`SCRAM_USER`]'s password.
+/// [`SCRAM_USER`]'s and [`SCRAM_SHA512_USER`]'s password.
 pub const SCRAM_PASSWORD: &str = "scram-pass";
+/// The user the restricted broker knows a SCRAM-SHA-512 credential for.
+pub const SCRAM_SHA512_USER: &str = "scram-user-512";
 
 pub mod cases;
 pub mod doc;

@@ -77,20 +77,31 @@ fn the_whole_suite_passes_against_tern() {
     let mut restricted_settings = BrokerSettings::default();
     restricted_settings.limits.maximum_qos = QoS::AtLeastOnce;
     restricted_settings.limits.retain_available = false;
+    restricted_settings.limits.wildcard_subscriptions = false;
     let acl = std::env::temp_dir().join(format!("tern-conformance-{}.acl", std::process::id()));
     std::fs::write(&acl, tern_conformance::RESTRICTED_ACL).expect("the ACL file is written");
     restricted_settings.security.acl_file = Some(acl.clone());
     // SCRAM-SHA-256 for the enhanced authentication statements; anonymous
     // clients still get in for the others.
     let passwd = acl.with_extension("passwd");
-    let credential = tern_broker::security::PasswordHash::scram_sha256(
-        tern_conformance::SCRAM_PASSWORD.as_bytes(),
-        [7; tern_broker::security::SCRAM_SALT_LEN],
-        4096,
-    );
+    let credential = |m| {
+        tern_broker::security::PasswordHash::scram(
+            m,
+            tern_conformance::SCRAM_PASSWORD.as_bytes(),
+            [7; tern_broker::security::SCRAM_SALT_LEN],
+            4096,
+        )
+    };
+    use tern_broker::security::scram::Mechanism;
     std::fs::write(
         &passwd,
-        format!("{}:{credential}\n", tern_conformance::SCRAM_USER),
+        format!(
+            "{}:{}\n{}:{}\n",
+            tern_conformance::SCRAM_USER,
+            credential(Mechanism::Sha256),
+            tern_conformance::SCRAM_SHA512_USER,
+            credential(Mechanism::Sha512),
+        ),
     )
     .expect("the password file is written");
     restricted_settings.security.password_file = Some(passwd.clone());

@@ -48,6 +48,12 @@ pub struct BrokerConfig {
     /// refused at their CONNECT with 0x9F Connection rate exceeded (MQTT
     /// 3.1.1: return code 3). `None` (the default): no limit.
     pub connections_per_second_per_address: Option<core::num::NonZeroU32>,
+    /// Connections one listener (by its local address) may take per second
+    /// (see [`Broker::accept_on`](crate::Broker::accept_on)), from all
+    /// sources together; more are refused as for
+    /// [`connections_per_second_per_address`](Self::connections_per_second_per_address).
+    /// `None` (the default): no limit.
+    pub connections_per_second_per_listener: Option<core::num::NonZeroU32>,
     /// mosquitto's `clientid_prefixes`: only client identifiers starting
     /// with this may connect (an assigned one included); others are
     /// refused with 0x85 Client Identifier not valid (MQTT 3.1.1: return
@@ -113,6 +119,7 @@ impl Default for BrokerConfig {
             max_subscriptions: super::limits::DEFAULT_MAX_SUBSCRIPTIONS,
             durable: false,
             connections_per_second_per_address: None,
+            connections_per_second_per_listener: None,
             client_id_prefix: None,
             cluster: false,
             max_memory: None,

@@ -1,18 +1,24 @@
-//! Connections per second from one source address: each address may open
-//! `connections_per_second_per_address` connections in any one-second
-//! window (counted from its first connection in the window); the ones
-//! beyond are answered at their CONNECT with CONNACK 0x9F Connection rate
+//! Connections per second from one source address, and into one listener:
+//! each address may open `connections_per_second_per_address` connections,
+//! and each listener take `connections_per_second_per_listener`, in any
+//! one-second window (counted from its first connection in the window);
+//! the ones beyond either are answered at their CONNECT with CONNACK 0x9F Connection rate
 //! exceeded (MQTT 3.1.1: return code 3, Server unavailable), counted as a
-//! [`Limit::ConnectionRate`](super::Limit::ConnectionRate) refusal, and
+//! [`Limit::ConnectionRate`](super::Limit::ConnectionRate) (or
+//! [`Limit::ListenerConnectionRate`](super::Limit::ListenerConnectionRate)) refusal, and
 //! closed. Refused connections count too: a client that retries without
 //! pause stays refused until it slows down.
 //!
-//! The windows are a map by address, pruned of windows that have ended
-//! once it holds [`PRUNE_AT`] addresses, so it holds at most the addresses
-//! seen in the last second (and at least that many are needed to grow it).
+//! The windows are maps by address and by listener, pruned of windows that
+//! have ended once one holds [`PRUNE_AT`] keys, so it holds at most the
+//! keys seen in the last second (and at least that many are needed to grow
+//! it).
 
 use super::{Broker, ConnId, Limit, Refusal};
-use core::{net::IpAddr, time::Duration};
+use core::{
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
 use std::collections::BTreeMap;
 use tern_codec::{Connect, ReasonCode};
 use tern_session::Instant;
@@ -22,10 +28,21 @@ const SECOND: Duration = Duration::from_secs(1);
 /// Addresses held before ended windows are pruned.
 const PRUNE_AT: usize = 1024;
 
-/// Each address's current window.
+/// Each address's and each listener's current window.
 #[derive(Debug, Default)]
 pub(super) struct ConnectRate {
-    windows: BTreeMap<IpAddr, Window>,
+    windows: Windows<IpAddr>,
+    listeners: Windows<SocketAddr>,
+}
+
+/// One window per key.
+#[derive(Debug)]
+struct Windows<K>(BTreeMap<K, Window>);
+
+impl<K> Default for Windows<K> {
+    fn default() -> Self {
+        Self(BTreeMap::new())
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -38,10 +55,29 @@ impl ConnectRate {
     /// Counts a connection from `source` at `now`; whether it is within
     /// `per_second`.
     fn admit(&mut self, now: Instant, source: IpAddr, per_second: u32) -> bool {
-        if self.windows.len() >= PRUNE_AT {
-            self.windows.retain(|_, w| now < w.start + SECOND);
+        self.windows.admit(now, source, per_second)
+    }
+
+    /// Counts a connection into `listener` at `now`; whether it is within
+    /// `per_second`.
+    fn admit_listener(&mut self, now: Instant, listener: SocketAddr, per_second: u32) -> bool {
+        self.listeners.admit(now, listener, per_second)
+    }
+
+    /// Addresses held (for tests).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.windows.0.len()
+    }
+}
+
+impl<K: Ord> Windows<K> {
+    /// Counts one for `key` at `now`; whether it is within `per_second`.
+    fn admit(&mut self, now: Instant, key: K, per_second: u32) -> bool {
+        if self.0.len() >= PRUNE_AT {
+            self.0.retain(|_, w| now < w.start + SECOND);
         }
-        let window = self.windows.entry(source).or_insert(Window {
+        let window = self.0.entry(key).or_insert(Window {
             start: now,
             count: 0,
         });
@@ -54,12 +90,6 @@ impl ConnectRate {
         window.count = window.count.saturating_add(1);
         window.count <= per_second
     }
-
-    /// Addresses held (for tests).
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.windows.len()
-    }
 }
 
 impl Broker {
@@ -68,13 +98,46 @@ impl Broker {
     /// [`BrokerConfig::connections_per_second_per_address`](super::BrokerConfig::connections_per_second_per_address):
     /// one over it is refused at its CONNECT.
     pub fn accept_from(&mut self, now: Instant, source: IpAddr) -> ConnId {
+        self.accept_rated(now, source, None)
+    }
+
+    /// A new network connection from `source` into the listener bound to
+    /// `listener`; as [`accept_from`](Self::accept_from), and counted
+    /// against
+    /// [`BrokerConfig::connections_per_second_per_listener`](super::BrokerConfig::connections_per_second_per_listener)
+    /// too: one over either is refused at its CONNECT.
+    pub fn accept_on(&mut self, now: Instant, source: IpAddr, listener: SocketAddr) -> ConnId {
+        self.accept_rated(now, source, Some(listener))
+    }
+
+    fn accept_rated(
+        &mut self,
+        now: Instant,
+        source: IpAddr,
+        listener: Option<SocketAddr>,
+    ) -> ConnId {
         let conn = self.accept(now);
-        if let Some(rate) = self.config.connections_per_second_per_address {
-            if !self.connect_rate.admit(now, source, rate.get()) {
-                if let Some(c) = self.conns.get_mut(conn.key()) {
-                    c.over_rate = true;
-                }
+        // Both windows count the connection, so neither is bypassed by
+        // the other refusing it.
+        let by_address = self
+            .config
+            .connections_per_second_per_address
+            .is_none_or(|rate| self.connect_rate.admit(now, source, rate.get()));
+        let by_listener = match (listener, self.config.connections_per_second_per_listener) {
+            (Some(listener), Some(rate)) => {
+                self.connect_rate.admit_listener(now, listener, rate.get())
             }
+            _ => true,
+        };
+        let over = if !by_address {
+            Some(Limit::ConnectionRate)
+        } else if !by_listener {
+            Some(Limit::ListenerConnectionRate)
+        } else {
+            None
+        };
+        if let Some(c) = self.conns.get_mut(conn.key()) {
+            c.over_rate = over;
         }
         conn
     }
@@ -90,19 +153,13 @@ impl Broker {
         let Some(c) = self.conns.get_mut(conn.key()) else {
             return false;
         };
-        if !c.over_rate {
+        let Some(limit) = c.over_rate else {
             return false;
-        }
+        };
         let code = ReasonCode::ConnectionRateExceeded;
         let _ = c.server.reject(now, code);
         let client_id = super::compact(&connect.client_id);
-        self.limit_refused_as(
-            conn,
-            client_id,
-            Limit::ConnectionRate,
-            Refusal::Connect,
-            code,
-        );
+        self.limit_refused_as(conn, client_id, limit, Refusal::Connect, code);
         true
     }
 }
@@ -126,6 +183,24 @@ mod tests {
         assert!(r.admit(at(20), b, 2), "another address has its own");
         assert!(!r.admit(at(999), a, 2));
         assert!(r.admit(at(1000), a, 2), "a new window");
+    }
+
+    #[test]
+    fn each_listener_gets_its_rate_from_all_addresses() {
+        let mut r = ConnectRate::default();
+        let l1: SocketAddr = ([127, 0, 0, 1], 1883).into();
+        let l2: SocketAddr = ([127, 0, 0, 1], 8883).into();
+        assert!(r.admit_listener(at(0), l1, 2));
+        assert!(r.admit_listener(at(5), l1, 2));
+        assert!(
+            !r.admit_listener(at(10), l1, 2),
+            "a third in the same second"
+        );
+        assert!(
+            r.admit_listener(at(10), l2, 2),
+            "another listener has its own"
+        );
+        assert!(r.admit_listener(at(1005), l1, 2), "a new window");
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub enum Limit {
     /// A connection beyond `connections_per_second_per_address` from its
     /// source address.
     ConnectionRate,
+    /// A connection beyond `connections_per_second_per_listener` into its
+    /// listener.
+    ListenerConnectionRate,
     /// A PUBLISH, SUBSCRIBE or CONNECT while the broker holds
     /// `max_memory` bytes for its clients.
     Memory,
@@ -60,6 +63,7 @@ impl Limit {
             Self::Retained => "max_retained_messages/max_retained_bytes (total or per client)",
             Self::Queue => "max_queued_messages/max_queued_bytes",
             Self::ConnectionRate => "connections_per_second_per_address",
+            Self::ListenerConnectionRate => "connections_per_second_per_listener",
             Self::Memory => "max_memory",
         }
     }
@@ -76,6 +80,7 @@ impl std::fmt::Display for Limit {
             Self::Retained => "retained messages",
             Self::Queue => "queued messages",
             Self::ConnectionRate => "connection rate",
+            Self::ListenerConnectionRate => "listener connection rate",
             Self::Memory => "memory budget",
         };
         write!(f, "{what} ({})", self.setting())

@@ -249,9 +249,9 @@ struct Conn {
     auth: Option<Box<enhanced_auth::Pending>>,
     /// A CONNECT waiting for its password check (`auth_check.rs`).
     checking: Option<Box<auth_check::Waiting>>,
-    /// Opened over its address's connection rate: its CONNECT is refused
-    /// (`connect_rate.rs`).
-    over_rate: bool,
+    /// Opened over its address's or its listener's connection rate (which
+    /// one): its CONNECT is refused (`connect_rate.rs`).
+    over_rate: Option<Limit>,
     /// Its output waits for this storage batch to sync (a CONNACK or
     /// SUBACK in it promises stored state; see `durable.rs`).
     gate: Option<u64>,
@@ -477,7 +477,7 @@ impl Broker {
             private_bridge: false,
             auth: None,
             checking: None,
-            over_rate: false,
+            over_rate: None,
             gate: None,
             shell_bytes: 0,
             counted: 0,

@@ -65,7 +65,8 @@ pub struct Drops {
     /// publisher (each full queue also counts in `queue_full`).
     pub queue_limit: u64,
     /// A connection beyond `connections_per_second_per_address` from its
-    /// address, refused at its CONNECT (no message is lost: counted with
+    /// address, or `connections_per_second_per_listener` into its listener,
+    /// refused at its CONNECT (no message is lost: counted with
     /// the other limit refusals).
     pub connection_rate_limit: u64,
     /// Refused at the memory budget (`max_memory`): a PUBLISH (a QoS 0
@@ -114,7 +115,9 @@ impl Drops {
             }
             Limit::Retained => &mut self.retained_limit,
             Limit::Queue => &mut self.queue_limit,
-            Limit::ConnectionRate => &mut self.connection_rate_limit,
+            Limit::ConnectionRate | Limit::ListenerConnectionRate => {
+                &mut self.connection_rate_limit
+            }
             Limit::Memory => &mut self.memory_limit,
         } += 1;
     }

@@ -189,6 +189,12 @@ impl BrokerSettings {
             s.check_threads.map(|n| n.to_string()),
             "all cores but one",
         );
+        let _ = writeln!(
+            out,
+            "check_threads_nice = {}",
+            s.check_threads_nice
+                .unwrap_or(super::security::DEFAULT_CHECK_NICE)
+        );
         optional(
             &mut out,
             "clientid_prefixes",
@@ -293,12 +299,18 @@ impl BrokerSettings {
         );
         let _ = writeln!(out, "retain_available = {}", l.retain_available);
         let _ = writeln!(out, "maximum_qos = {}", l.maximum_qos as u8);
+        let _ = writeln!(out, "wildcard_subscriptions = {}", l.wildcard_subscriptions);
         let _ = writeln!(out, "topic_alias_maximum = {}", l.topic_alias_maximum);
         let _ = writeln!(out, "sys_interval = {}", seconds(l.sys_interval));
         let _ = writeln!(
             out,
             "connections_per_second_per_address = {}",
             l.connections_per_second_per_address
+        );
+        let _ = writeln!(
+            out,
+            "connections_per_second_per_listener = {}",
+            l.connections_per_second_per_listener
         );
         out
     }
@@ -423,7 +435,8 @@ mod tests {
     fn the_effective_settings_parse_back_to_the_same() {
         let text = "[listeners]\ntcp = [\"127.0.0.1:1\", \"[::1]:2\"]\nws = []\n\
                     [limits]\nconnect_timeout = 0.25\nmax_keep_alive = 30\nmaximum_qos = 1\n\
-                    connections_per_second_per_address = 20\n\
+                    connections_per_second_per_address = 20\nconnections_per_second_per_listener = 7\n\
+                    wildcard_subscriptions = false\n\
                     [security]\npassword_file = \"pw\"\ncheck_threads = 3\n[metrics]\nlisten = \"127.0.0.1:9\"\n";
         let settings = BrokerSettings::from_toml(text).unwrap();
         let effective = settings.to_toml();

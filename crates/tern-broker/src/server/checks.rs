@@ -1,8 +1,8 @@
 //! Runs the core's password checks ([`Broker::poll_auth_check`]) off the
 //! core task: on `workers` threads of their own, first come first served (a
 //! storm of CONNECTs queues here instead of taking every core from the
-//! routing task). The threads run at a lower scheduling priority (nice
-//! [`CHECK_NICE`] on Linux): when hashing and routing want the same core,
+//! routing task). The threads run at a lower scheduling priority (`[security]
+//! check_threads_nice`, by default 10, on Linux): when hashing and routing want the same core,
 //! routing wins, so a storm of slow hashes (argon2id, tens of
 //! milliseconds each) delays the CONNACKs it causes rather than other
 //! clients' messages. Outcomes come back to the core task on a channel it
@@ -17,10 +17,6 @@ use tokio::sync::mpsc;
 
 /// A check's outcome, for [`crate::Broker::handle_auth_checked`].
 pub(crate) type Checked = (ConnId, Result<(), ReasonCode>);
-
-/// The nice value of the check threads: below routing, which runs at the
-/// process's own priority.
-pub(crate) const CHECK_NICE: i32 = 10;
 
 /// Hands checks to the check threads; they end when it is dropped.
 #[derive(Debug, Clone)]
@@ -38,9 +34,10 @@ pub(crate) fn default_workers() -> usize {
 
 impl Checker {
     /// A checker running at most `workers` checks at once (on as many
-    /// threads, started now), and where their outcomes arrive. The channel
-    /// holds at most one outcome per connection waiting for a check.
-    pub(crate) fn new(workers: usize) -> (Self, mpsc::UnboundedReceiver<Checked>) {
+    /// threads, started now, each at nice value `nice`), and where their
+    /// outcomes arrive. The channel holds at most one outcome per
+    /// connection waiting for a check.
+    pub(crate) fn new(workers: usize, nice: i32) -> (Self, mpsc::UnboundedReceiver<Checked>) {
         let (done, rx) = mpsc::unbounded_channel();
         let (queue, pending) = std_mpsc::channel::<PendingCheck>();
         let pending = Arc::new(Mutex::new(pending));
@@ -48,7 +45,7 @@ impl Checker {
             let (pending, done) = (pending.clone(), done.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("tern-check-{i}"))
-                .spawn(move || work(&pending, &done));
+                .spawn(move || work(&pending, &done, nice));
             if let Err(e) = spawned {
                 tracing::error!("cannot start a password check thread: {e}");
             }
@@ -68,8 +65,12 @@ impl Checker {
 
 /// A check thread: lowers its priority, then runs checks until the
 /// [`Checker`] is gone or the core stops listening.
-fn work(pending: &Mutex<std_mpsc::Receiver<PendingCheck>>, done: &mpsc::UnboundedSender<Checked>) {
-    lower_priority();
+fn work(
+    pending: &Mutex<std_mpsc::Receiver<PendingCheck>>,
+    done: &mpsc::UnboundedSender<Checked>,
+    nice: i32,
+) {
+    lower_priority(nice);
     loop {
         let next = pending
             .lock()
@@ -87,12 +88,13 @@ fn work(pending: &Mutex<std_mpsc::Receiver<PendingCheck>>, done: &mpsc::Unbounde
     }
 }
 
-/// Sets this thread's nice value to [`CHECK_NICE`] (Linux: nice is per
-/// thread); elsewhere, or if refused, it keeps the process's priority.
-fn lower_priority() {
+/// Sets this thread's nice value to `nice` (Linux: nice is per thread);
+/// elsewhere, or if refused, it keeps the process's priority.
+fn lower_priority(nice: i32) {
     #[cfg(target_os = "linux")]
-    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), CHECK_NICE)
-    {
-        tracing::debug!("cannot lower the check thread's priority: {e}");
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice) {
+        tracing::warn!("cannot set the check thread's nice value to {nice}: {e}");
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
 }

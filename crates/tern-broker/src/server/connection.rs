@@ -26,6 +26,9 @@ pub(crate) struct Accepted {
     pub(crate) reader: ConnReader,
     pub(crate) writer: ConnWriter,
     pub(crate) peer: SocketAddr,
+    /// The local address of the listener it came in on (none for a local
+    /// connection).
+    pub(crate) listener: Option<SocketAddr>,
     pub(crate) transport: &'static str,
     /// Its verified TLS client certificate's name, when that is its user
     /// name (`use_identity_as_username`).

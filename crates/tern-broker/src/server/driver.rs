@@ -143,6 +143,8 @@ pub(crate) struct Parts {
     pub(crate) auth: Box<dyn crate::Authenticator>,
     /// Threads for password checks; 0: on the core task.
     pub(crate) check_threads: usize,
+    /// Their nice value.
+    pub(crate) check_nice: i32,
     /// The cluster link, with `--cluster`.
     pub(crate) cluster: Option<super::cluster::ClusterLink>,
     /// A monitoring listener shows queue depths: count them every
@@ -168,6 +170,7 @@ pub(crate) async fn run(
         store,
         auth,
         check_threads,
+        check_nice,
         cluster,
         count_queues,
     } = parts;
@@ -196,7 +199,7 @@ pub(crate) async fn run(
     );
     // Password hashes are computed off this task (see `checks.rs`); with
     // no threads for them, here.
-    let (checker, mut checked) = super::checks::Checker::new(check_threads);
+    let (checker, mut checked) = super::checks::Checker::new(check_threads, check_nice);
     driver.checker = (check_threads > 0).then_some(checker);
     if storage.is_some() {
         driver.storage_state = super::metrics::StorageState::Ok;
@@ -420,11 +423,12 @@ impl Driver {
     /// and a pending read.
     fn accept(&mut self, new: Accepted) {
         let now = self.now();
-        // In-process bridges are not counted against an address's rate.
-        let conn = if new.bridge {
-            self.broker.accept(now)
-        } else {
-            self.broker.accept_from(now, new.peer.ip())
+        // In-process bridges are not counted against an address's or a
+        // listener's rate.
+        let conn = match (new.bridge, new.listener) {
+            (true, _) => self.broker.accept(now),
+            (false, Some(listener)) => self.broker.accept_on(now, new.peer.ip(), listener),
+            (false, None) => self.broker.accept_from(now, new.peer.ip()),
         };
         if new.bridge {
             self.broker.set_bridge(conn);

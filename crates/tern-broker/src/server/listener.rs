@@ -71,6 +71,7 @@ pub(crate) async fn accept_loop(
     mut opened: watch::Receiver<bool>,
     mut shutdown: broadcast::Receiver<()>,
 ) {
+    let local = listener.local_addr().ok();
     tokio::select! {
         open = opened.wait_for(|open| *open) => if open.is_err() { return },
         _ = shutdown.recv() => return,
@@ -112,6 +113,7 @@ pub(crate) async fn accept_loop(
                     reader: ConnReader::Tcp(TcpReader::new(read)),
                     writer: ConnWriter::Tcp(TcpWriter(write)),
                     peer,
+                    listener: local,
                     transport: "tcp",
                     identity: None,
                     bridge: false,
@@ -137,6 +139,7 @@ pub(crate) async fn accept_loop(
                                 reader,
                                 writer,
                                 peer,
+                                listener: local,
                                 transport: kind.name(),
                                 identity,
                                 bridge: false,

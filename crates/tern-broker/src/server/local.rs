@@ -56,6 +56,7 @@ impl LocalConnector {
             reader: ConnReader::Local(LocalReader(read)),
             writer: ConnWriter::Local(LocalWriter(write)),
             peer: SocketAddr::from(([0, 0, 0, 0], 0)),
+            listener: None,
             transport: "local",
             identity: Some(identity.to_string()),
             bridge: true,

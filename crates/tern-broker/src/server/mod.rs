@@ -359,6 +359,17 @@ pub async fn start_clustered(
     Ok(running)
 }
 
+/// [`start`], with SCRAM server nonces from `random` instead of the
+/// operating system's random source (tests: a source that fails).
+pub async fn start_with_random(
+    settings: BrokerSettings,
+    random: security::RandomSource,
+) -> Result<Running, StartError> {
+    let running = start_inner(settings, None, Some(random)).await?;
+    running.open_listeners();
+    Ok(running)
+}
+
 /// [`start_clustered`], with the listeners bound but not yet accepting: the
 /// core runs and in-process connections ([`Running::local_connector`]) are
 /// served, while clients wait in the kernel's backlog until
@@ -370,9 +381,20 @@ pub async fn start_held(
     settings: BrokerSettings,
     cluster: Option<ClusterLink>,
 ) -> Result<Running, StartError> {
+    start_inner(settings, cluster, None).await
+}
+
+async fn start_inner(
+    settings: BrokerSettings,
+    cluster: Option<ClusterLink>,
+    random: Option<security::RandomSource>,
+) -> Result<Running, StartError> {
     // The files first: a bad one stops the start, naming the file.
-    let auth =
+    let mut auth =
         security::FileAuthenticator::new(settings.security.load().map_err(StartError::Security)?);
+    if let Some(random) = random {
+        auth = auth.with_random(random);
+    }
     if let Some(warning) = security::open_listener_warning(&settings) {
         tracing::warn!("{warning}");
     }
@@ -470,6 +492,10 @@ pub async fn start_held(
             store,
             auth: Box::new(auth),
             check_threads,
+            check_nice: settings
+                .security
+                .check_threads_nice
+                .unwrap_or(security::DEFAULT_CHECK_NICE),
             cluster,
             count_queues: metrics_addr.is_some(),
         },

@@ -44,10 +44,31 @@ pub struct SecuritySettings {
     /// one). 0 runs them on the routing task itself, as mosquitto does: for
     /// measuring what that costs, not for use.
     pub check_threads: Option<usize>,
+    /// The nice value (Linux scheduling priority, -20 highest to 19
+    /// lowest) the check threads set for themselves, so that routing wins
+    /// when both want a core. Absent: 10. A value below the process's own
+    /// needs the privilege to raise priority; refused, the threads keep the
+    /// process's. Other systems ignore it.
+    #[serde(deserialize_with = "nice_value")]
+    pub check_threads_nice: Option<i32>,
     /// mosquitto's `clientid_prefixes`: only clients whose identifier
     /// starts with this may connect; others get CONNACK 0x85 (MQTT 3.1.1:
     /// return code 2). Absent: any identifier.
     pub clientid_prefixes: Option<String>,
+}
+
+/// The nice value used when `check_threads_nice` is absent.
+pub const DEFAULT_CHECK_NICE: i32 = 10;
+
+fn nice_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+    let v = i32::deserialize(d)?;
+    if (-20..=19).contains(&v) {
+        Ok(Some(v))
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{v} is not a nice value: use -20 (highest priority) to 19 (lowest)"
+        )))
+    }
 }
 
 /// What [`SecuritySettings::load`] read: the rules in force.
@@ -176,8 +197,33 @@ impl Rules {
     }
 }
 
-/// Fills a buffer with random bytes (SCRAM server nonces).
-pub type RandomSource = Arc<dyn Fn(&mut [u8]) + Send + Sync>;
+/// Fills a buffer with random bytes (SCRAM server nonces), or says why it
+/// could not.
+pub type RandomSource = Arc<dyn Fn(&mut [u8]) -> Result<(), RandomError> + Send + Sync>;
+
+/// The random source failed: no SCRAM nonce can be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RandomError(pub String);
+
+impl fmt::Display for RandomError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the random source failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for RandomError {}
+
+/// The exchange of a client whose server nonce could not be made: its
+/// first step refuses it with 0x80 Unspecified error (a CONNACK, or a
+/// DISCONNECT when re-authenticating).
+#[derive(Debug)]
+struct NoNonce;
+
+impl AuthExchange for NoNonce {
+    fn step(&mut self, _data: &[u8]) -> crate::AuthStep {
+        crate::AuthStep::Failure(ReasonCode::UnspecifiedError)
+    }
+}
 
 /// The [`Authenticator`] the server gives the core: the loaded [`Rules`],
 /// swappable while the broker runs. Clones share the rules.
@@ -186,7 +232,8 @@ pub type RandomSource = Arc<dyn Fn(&mut [u8]) + Send + Sync>;
 /// SCRAM-SHA-256 and SCRAM-SHA-512 for the users the file has
 /// `SCRAM-SHA-256$` or `SCRAM-SHA-512$` lines for;
 /// the server nonces come from the operating system's random source (see
-/// [`with_random`](Self::with_random)).
+/// [`with_random`](Self::with_random)). If that fails, the client is
+/// refused with 0x80 Unspecified error (logged) and the broker goes on.
 #[derive(Clone)]
 pub struct FileAuthenticator {
     rules: Arc<RwLock<Rules>>,
@@ -207,9 +254,7 @@ impl FileAuthenticator {
         Self {
             rules: Arc::new(RwLock::new(rules)),
             random: Arc::new(|buf: &mut [u8]| {
-                // No nonce, no SCRAM: a broker whose OS has no randomness
-                // must not hand out predictable nonces.
-                getrandom::fill(buf).expect("the operating system's random source");
+                getrandom::fill(buf).map_err(|e| RandomError(e.to_string()))
             }),
         }
     }
@@ -241,7 +286,12 @@ impl Authenticator for FileAuthenticator {
         let mechanism = Mechanism::from_name(method)?;
         let users = self.with(|r| r.passwords.clone())?;
         let mut random = [0u8; NONCE_RANDOM_LEN];
-        (self.random)(&mut random);
+        // No nonce, no SCRAM: a broker whose OS has no randomness must not
+        // hand out predictable nonces, nor stop; this client is refused.
+        if let Err(e) = (self.random)(&mut random) {
+            tracing::error!(client_id = start.client_id, "refused {method}: {e}");
+            return Some(Box::new(NoNonce));
+        }
         Some(start_scram_with(mechanism, users, start, &random))
     }
 

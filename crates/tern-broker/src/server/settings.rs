@@ -220,6 +220,10 @@ pub struct Limits {
     /// The highest QoS accepted and granted (0, 1 or 2).
     #[serde(deserialize_with = "qos")]
     pub maximum_qos: QoS,
+    /// Whether SUBSCRIBE filters may hold `+` and `#`; when false, such a
+    /// filter is refused in the SUBACK (MQTT 5: 0xA2 Wildcard Subscriptions
+    /// not supported, announced in CONNACK; MQTT 3.1.1: 0x80).
+    pub wildcard_subscriptions: bool,
     /// The highest topic alias a client may use, and the most the broker
     /// assigns towards a client (bounded by what it allows); 0: none.
     pub topic_alias_maximum: u16,
@@ -231,6 +235,11 @@ pub struct Limits {
     /// exceeded (MQTT 3.1.1: return code 3), counted in `limits/refused`.
     /// 0 (the default): no limit.
     pub connections_per_second_per_address: u32,
+    /// Connections one listener (each `tcp`, `ws`, `tls`, `wss` address)
+    /// may take in any one second, from all addresses together; more are
+    /// refused as for `connections_per_second_per_address`. 0 (the
+    /// default): no limit.
+    pub connections_per_second_per_listener: u32,
     /// The broker-wide memory budget: bytes, or `"N%"` of the machine's
     /// memory (read at start and on reload); 0: none. Default `"50%"`. At
     /// it, PUBLISH is refused (QoS 0 dropped; MQTT 5 QoS 1/2 PUBACK/PUBREC
@@ -264,9 +273,11 @@ impl Default for Limits {
             max_keep_alive: server.max_keep_alive,
             retain_available: server.retain_available,
             maximum_qos: server.maximum_qos,
+            wildcard_subscriptions: server.wildcard_subscriptions,
             topic_alias_maximum: server.topic_alias_maximum,
             sys_interval: config.sys_interval.unwrap_or(Duration::ZERO),
             connections_per_second_per_address: 0,
+            connections_per_second_per_listener: 0,
             max_memory: super::memory_budget::MaxMemory::default(),
         }
     }
@@ -344,6 +355,7 @@ impl BrokerSettings {
         server.outgoing_topic_aliases = l.topic_alias_maximum;
         server.maximum_qos = l.maximum_qos;
         server.retain_available = l.retain_available;
+        server.wildcard_subscriptions = l.wildcard_subscriptions;
         server.max_keep_alive = l.max_keep_alive;
         server.queue = QueueLimits {
             max_messages: l.max_queued_messages,
@@ -367,6 +379,8 @@ impl BrokerSettings {
         config.sys_interval = (!l.sys_interval.is_zero()).then_some(l.sys_interval);
         config.connections_per_second_per_address =
             core::num::NonZeroU32::new(l.connections_per_second_per_address);
+        config.connections_per_second_per_listener =
+            core::num::NonZeroU32::new(l.connections_per_second_per_listener);
         config.durable = self.storage.dir.is_some();
         config.max_memory = l.max_memory.resolve(super::memory_budget::machine_memory());
         config.client_id_prefix = self
@@ -518,9 +532,11 @@ mod tests {
             "connect_timeout",
             "retain_available",
             "maximum_qos",
+            "wildcard_subscriptions",
             "topic_alias_maximum",
             "sys_interval",
             "connections_per_second_per_address",
+            "connections_per_second_per_listener",
             "max_memory",
             "sync",
             "sync_interval_ms",
@@ -536,6 +552,7 @@ mod tests {
             "acl_file",
             "allow_anonymous",
             "check_threads",
+            "check_threads_nice",
             "clientid_prefixes",
             "listen",
             "dir",

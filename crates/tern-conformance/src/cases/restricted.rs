@@ -3,8 +3,9 @@
 //! messages, and with an ACL file that refuses publishing under
 //! `acl-denied/` ([`RESTRICTED_ACL`](crate::RESTRICTED_ACL);
 //! `--restricted HOST:PORT`), and offering MQTT 5 enhanced authentication
-//! with SCRAM-SHA-256 for [`SCRAM_USER`](crate::SCRAM_USER) (anonymous
-//! clients still allowed).
+//! with SCRAM-SHA-256 for [`SCRAM_USER`](crate::SCRAM_USER) and
+//! SCRAM-SHA-512 for [`SCRAM_SHA512_USER`](crate::SCRAM_SHA512_USER)
+//! (anonymous clients still allowed), and without wildcard subscriptions.
 
 use super::Case;
 use crate::{
@@ -20,15 +21,16 @@ pub(crate) const CASES: &[Case] = &[
     super::v5!(restricted "MQTT-3.2.2-12", "will QoS above Maximum QoS refused", will_qos_refused),
     super::v5!(restricted "MQTT-3.2.2-13", "retained will without retain support refused", will_retain_refused),
     super::v3!(restricted "MQTT-3.3.5-2", "unauthorized PUBLISH acknowledged or connection closed", unauthorized_publish),
-    super::v5!(restricted "MQTT-4.12.0-2", "SCRAM: server continues with AUTH 0x18", scram_login),
-    super::v5!(restricted "MQTT-4.12.0-5", "SCRAM: server's AUTH and CONNACK name the method", scram_login),
+    super::v5!(restricted "MQTT-4.12.0-2", "SCRAM-SHA-256/512: server continues with AUTH 0x18", scram_login),
+    super::v5!(restricted "MQTT-4.12.0-5", "SCRAM-SHA-256/512: server's AUTH and CONNACK name the method", scram_login),
     super::v5!(restricted "MQTT-3.15.2-1", "SCRAM: server's AUTH reason codes are 0x00 or 0x18", scram_reauth),
-    super::v5!(restricted "MQTT-4.12.0-4", "SCRAM: a wrong password is refused, then closed", scram_wrong_password),
+    super::v5!(restricted "MQTT-4.12.0-4", "SCRAM-SHA-256/512: a wrong password is refused, then closed", scram_wrong_password),
     super::v5!(restricted "MQTT-4.12.1-2", "SCRAM: failed re-authentication disconnects", scram_reauth_fails),
     super::v5!(restricted "MQTT-3.15.1-1", "SCRAM: AUTH with reserved flag bits closes", scram_auth_bad_flags),
     super::v5!(restricted "MQTT-3.1.3-8", "rejected client identifier: CONNACK 0x85, then close", client_id_rejected),
     super::v5!(restricted "MQTT-3.15.2-2", "SCRAM: no AUTH Reason String beyond Maximum Packet Size", auth_reason_string_fits),
     super::v5!(restricted "MQTT-3.15.2-3", "SCRAM: no AUTH User Property beyond Maximum Packet Size", auth_user_properties_fit),
+    super::v3!(restricted "MQTT-3.8.3-2", "server without wildcard support refuses filters holding them", wildcards_refused),
 ];
 
 /// The server's first AUTH of a SCRAM-SHA-256 login whose CONNECT gives
@@ -89,6 +91,34 @@ fn auth_user_properties_fit(ctx: &Ctx) -> TestResult {
     })
 }
 
+/// The restricted broker supports no wildcards: in one SUBSCRIBE, the
+/// filters holding `+` or `#` are refused (0x80) and the plain one beside
+/// them is granted [MQTT-3.8.3-2 of 3.1.1].
+fn wildcards_refused(ctx: &Ctx) -> TestResult {
+    let mut c = ctx.connect()?;
+    let filters = [ctx.topic("+/one"), ctx.topic("#"), ctx.topic("plain")];
+    let packet_id = c.next_pid();
+    c.send(Packet::Subscribe(Subscribe {
+        packet_id,
+        properties: Default::default(),
+        filters: filters
+            .iter()
+            .map(|f| SubscribeFilter {
+                filter: string(f),
+                options: SubscriptionOptions::with_qos(QoS::AtLeastOnce),
+            })
+            .collect(),
+    }))?;
+    let suback = c.expect_suback(packet_id)?;
+    let refused: Vec<bool> = suback.reason_codes.iter().map(|c| c.is_error()).collect();
+    ensure!(
+        refused == [true, true, false],
+        "SUBACK codes {:?} for {filters:?}: the wildcard filters must be refused, the plain one granted",
+        suback.reason_codes
+    );
+    c.disconnect()
+}
+
 /// The restricted broker takes only identifiers starting with
 /// [`RESTRICTED_CLIENT_ID_PREFIX`](crate::RESTRICTED_CLIENT_ID_PREFIX): one
 /// without it gets a refusing CONNACK (0x85 is the code the statement names;
@@ -111,13 +141,29 @@ fn client_id_rejected(ctx: &Ctx) -> TestResult {
 // ---- MQTT 5 enhanced authentication, SCRAM-SHA-256 ----
 
 use tern_codec::{Auth, AuthProperties, ReasonCode};
-use tern_session::scram::{SCRAM_SHA_256, ScramClient};
+use tern_session::scram::{Mechanism, SCRAM_SHA_256, ScramClient};
+
+/// The mechanisms the login statements are tested with, each for its own
+/// user.
+const MECHANISMS: [Mechanism; 2] = [Mechanism::Sha256, Mechanism::Sha512];
+
+/// The restricted broker's user with a credential for `m`.
+fn user_for(m: Mechanism) -> &'static str {
+    match m {
+        Mechanism::Sha512 => crate::SCRAM_SHA512_USER,
+        _ => crate::SCRAM_USER,
+    }
+}
 
 fn scram_auth(code: ReasonCode, data: Vec<u8>) -> Packet {
+    scram_auth_as(Mechanism::Sha256, code, data)
+}
+
+fn scram_auth_as(m: Mechanism, code: ReasonCode, data: Vec<u8>) -> Packet {
     Packet::Auth(Box::new(Auth {
         reason_code: code,
         properties: AuthProperties {
-            authentication_method: Some(string(SCRAM_SHA_256)),
+            authentication_method: Some(string(m.name())),
             authentication_data: Some(Bytes::from(data)),
             ..Default::default()
         },
@@ -127,6 +173,13 @@ fn scram_auth(code: ReasonCode, data: Vec<u8>) -> Packet {
 /// The server's AUTH: 0x18 with the CONNECT's method [MQTT-4.12.0-2]
 /// [MQTT-4.12.0-5] [MQTT-3.15.2-1]; its data.
 fn server_continue(c: &mut crate::harness::Conn) -> Result<Bytes, crate::harness::Stop> {
+    server_continue_as(c, Mechanism::Sha256)
+}
+
+fn server_continue_as(
+    c: &mut crate::harness::Conn,
+    m: Mechanism,
+) -> Result<Bytes, crate::harness::Stop> {
     match c.recv()? {
         Packet::Auth(a) => {
             ensure!(
@@ -135,7 +188,7 @@ fn server_continue(c: &mut crate::harness::Conn) -> Result<Bytes, crate::harness
                 a.reason_code
             );
             ensure!(
-                a.properties.authentication_method == Some(string(SCRAM_SHA_256)),
+                a.properties.authentication_method == Some(string(m.name())),
                 "AUTH method {:?}",
                 a.properties.authentication_method
             );
@@ -144,7 +197,8 @@ fn server_continue(c: &mut crate::harness::Conn) -> Result<Bytes, crate::harness
                 .ok_or_else(|| fail("AUTH 0x18 without data"))
         }
         other => Err(fail(format!(
-            "expected AUTH 0x18 (no SCRAM-SHA-256 offered?), got {}",
+            "expected AUTH 0x18 (no {} offered?), got {}",
+            m.name(),
             name(&other)
         ))),
     }
@@ -156,24 +210,42 @@ fn scram_start(
     ctx: &Ctx,
     password: &str,
 ) -> Result<(crate::harness::Conn, ScramClient, Vec<u8>), crate::harness::Stop> {
-    let mut client = ScramClient::new(crate::SCRAM_USER, password.as_bytes(), "conformance")
-        .map_err(|e| fail(e.to_string()))?;
+    scram_start_as(ctx, Mechanism::Sha256, password)
+}
+
+/// [`scram_start`] under `m`, as [`user_for`] `m`.
+fn scram_start_as(
+    ctx: &Ctx,
+    m: Mechanism,
+    password: &str,
+) -> Result<(crate::harness::Conn, ScramClient, Vec<u8>), crate::harness::Stop> {
+    let mut client =
+        ScramClient::with_mechanism(m, user_for(m), password.as_bytes(), "conformance")
+            .map_err(|e| fail(e.to_string()))?;
     let mut connect = ctx.connect_packet();
-    connect.properties.authentication_method = Some(string(SCRAM_SHA_256));
+    connect.properties.authentication_method = Some(string(m.name()));
     connect.properties.authentication_data = Some(Bytes::from(client.client_first()));
     let mut c = ctx.open()?;
     c.send(Packet::Connect(Box::new(connect)))?;
-    let server_first = server_continue(&mut c)?;
+    let server_first = server_continue_as(&mut c, m)?;
     let last = client
         .server_first(&server_first)
         .map_err(|e| fail(e.to_string()))?;
     Ok((c, client, last))
 }
 
-/// A full SCRAM login; the connection, accepted.
+/// A full SCRAM-SHA-256 login; the connection, accepted.
 fn scram_connected(ctx: &Ctx) -> Result<crate::harness::Conn, crate::harness::Stop> {
-    let (mut c, client, last) = scram_start(ctx, crate::SCRAM_PASSWORD)?;
-    c.send(scram_auth(ReasonCode::ContinueAuthentication, last))?;
+    scram_connected_as(ctx, Mechanism::Sha256)
+}
+
+/// A full SCRAM login under `m`; the connection, accepted.
+fn scram_connected_as(
+    ctx: &Ctx,
+    m: Mechanism,
+) -> Result<crate::harness::Conn, crate::harness::Stop> {
+    let (mut c, client, last) = scram_start_as(ctx, m, crate::SCRAM_PASSWORD)?;
+    c.send(scram_auth_as(m, ReasonCode::ContinueAuthentication, last))?;
     match c.recv()? {
         Packet::ConnAck(ack) => {
             ensure!(
@@ -183,7 +255,7 @@ fn scram_connected(ctx: &Ctx) -> Result<crate::harness::Conn, crate::harness::St
             );
             // [MQTT-4.12.0-5]
             ensure!(
-                ack.properties.authentication_method == Some(string(SCRAM_SHA_256)),
+                ack.properties.authentication_method == Some(string(m.name())),
                 "CONNACK method {:?}",
                 ack.properties.authentication_method
             );
@@ -198,8 +270,13 @@ fn scram_connected(ctx: &Ctx) -> Result<crate::harness::Conn, crate::harness::St
     Ok(c)
 }
 
+/// A login with SCRAM-SHA-256, then one with SCRAM-SHA-512.
 fn scram_login(ctx: &Ctx) -> TestResult {
-    scram_connected(ctx)?.disconnect()
+    for m in MECHANISMS {
+        // A failure names the method it expected (AUTH/CONNACK method).
+        scram_connected_as(ctx, m)?.disconnect()?;
+    }
+    Ok(())
 }
 
 /// Re-authenticates as `password`; the packet that ends it.
@@ -243,23 +320,34 @@ fn scram_reauth(ctx: &Ctx) -> TestResult {
     c.disconnect()
 }
 
+/// A wrong password, with SCRAM-SHA-256 and with SCRAM-SHA-512.
 fn scram_wrong_password(ctx: &Ctx) -> TestResult {
-    let (mut c, _, last) = scram_start(ctx, "not-the-password")?;
-    c.send(scram_auth(ReasonCode::ContinueAuthentication, last))?;
-    match c
-        .expect_closed_within(crate::harness::CLOSE_TIMEOUT)?
-        .as_slice()
-    {
-        [] => Ok(()),
-        [Packet::ConnAck(a)] => {
-            ensure!(a.reason_code.is_error(), "accepted: {:?}", a.reason_code);
-            Ok(())
+    for m in MECHANISMS {
+        let (mut c, _, last) = scram_start_as(ctx, m, "not-the-password")?;
+        c.send(scram_auth_as(m, ReasonCode::ContinueAuthentication, last))?;
+        match c
+            .expect_closed_within(crate::harness::CLOSE_TIMEOUT)?
+            .as_slice()
+        {
+            [] => {}
+            [Packet::ConnAck(a)] => {
+                ensure!(
+                    a.reason_code.is_error(),
+                    "{}: accepted: {:?}",
+                    m.name(),
+                    a.reason_code
+                );
+            }
+            other => {
+                return Err(fail(format!(
+                    "{}: expected a refusing CONNACK then close, got {:?}",
+                    m.name(),
+                    other.iter().map(name).collect::<Vec<_>>()
+                )));
+            }
         }
-        other => Err(fail(format!(
-            "expected a refusing CONNACK then close, got {:?}",
-            other.iter().map(name).collect::<Vec<_>>()
-        ))),
     }
+    Ok(())
 }
 
 fn scram_reauth_fails(ctx: &Ctx) -> TestResult {

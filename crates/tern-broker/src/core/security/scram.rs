@@ -26,7 +26,12 @@ pub const NONCE_RANDOM_LEN: usize = 18;
 ///
 /// The user SCRAM names must be the one the connection already has when
 /// there is one: the TLS identity, the CONNECT's User Name, or on
-/// re-authentication the user authenticated before (else 0x87). An
+/// re-authentication the user authenticated before (else 0x87). SCRAM
+/// names users by their SASLprep'd form (RFC 5802 §5.1, RFC 4013), so that
+/// name is compared after SASLprep too: a CONNECT User Name `Ångström`
+/// written with a combining ring matches the SCRAM user `Ångström` written
+/// with the precomposed letter. A name SASLprep refuses is compared as
+/// given (and so matches no SCRAM user). An
 /// unknown user and a wrong password are both 0x86 Bad User Name or
 /// Password, after the same two steps: an unknown user gets a decoy
 /// credential ([`PasswordFile::decoy_scram_credential`]), so the exchange
@@ -56,7 +61,8 @@ pub fn start_scram_with(
         mechanism,
         users,
         nonce: nonce_from_bytes(random),
-        expected: expected.map(String::from),
+        expected: expected
+            .map(|name| tern_session::scram::saslprep(name).unwrap_or_else(|| name.to_string())),
         state: State::First,
     })
 }
@@ -185,6 +191,28 @@ mod tests {
         assert_eq!(username.unwrap().as_str(), "alice");
         // Anything after the end is refused.
         assert_eq!(ex.step(b""), AuthStep::Failure(ReasonCode::ProtocolError));
+    }
+
+    /// RFC 4013 §2.2 (normalisation form KC, as RFC 3454 §4 applies it):
+    /// a decomposed CONNECT User Name is the same user as the SCRAM name,
+    /// which the client prepared.
+    #[test]
+    fn the_connect_user_name_is_compared_after_saslprep() {
+        let line = format!(
+            "\u{C5}ngstr\u{F6}m:{}\n",
+            PasswordHash::scram_sha256(b"pw", [1; 16], 4096)
+        );
+        let users = Arc::new(PasswordFile::parse(&line).unwrap());
+        let decomposed = "A\u{30A}ngstro\u{308}m";
+        let mut client = ScramClient::new(decomposed, b"pw", "n").unwrap();
+        let mut ex = start_scram(users, start(Some(decomposed)), &[1; 18]);
+        let AuthStep::Continue(sf) = ex.step(&client.client_first()) else {
+            panic!("the names are the same user after SASLprep");
+        };
+        let AuthStep::Success { username, .. } = ex.step(&client.server_first(&sf).unwrap()) else {
+            panic!("expected success");
+        };
+        assert_eq!(username.unwrap().as_str(), "\u{C5}ngstr\u{F6}m");
     }
 
     #[test]
