@@ -329,6 +329,15 @@ impl Outgoing {
         true
     }
 
+    /// The bodies waiting and in flight (a body shared with other sessions
+    /// appears in each).
+    pub(crate) fn bodies(&self) -> impl Iterator<Item = &alloc::sync::Arc<crate::MessageBody>> {
+        self.queue
+            .iter()
+            .map(|m| &m.message.body)
+            .chain(self.inflight.iter().map(|(_, f)| &f.message.body))
+    }
+
     /// The tags of the bodies waiting and in flight.
     pub(crate) fn tags(&self) -> impl Iterator<Item = core::num::NonZeroU64> + '_ {
         self.queue

@@ -236,6 +236,13 @@ impl ServerSession {
         self.flows.outgoing.queue_len()
     }
 
+    /// The message bodies the session holds, waiting and in flight. A
+    /// message routed to several sessions is one shared body, so a count of
+    /// distinct messages can tell them apart by [`Arc::ptr_eq`](alloc::sync::Arc::ptr_eq).
+    pub fn held_bodies(&self) -> impl Iterator<Item = &alloc::sync::Arc<crate::MessageBody>> {
+        self.flows.outgoing.bodies()
+    }
+
     /// Bytes of topic, payload and properties waiting for the client.
     pub fn queued_bytes(&self) -> usize {
         self.flows.outgoing.queued_bytes()

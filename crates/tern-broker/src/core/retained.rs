@@ -86,6 +86,8 @@ pub(super) struct Retained {
     index: RetainedIndex<Kept>,
     /// The sum of the messages' [`RetainedMessage::held_bytes`].
     bytes: usize,
+    /// The sum of their payloads' lengths (`$SYS/broker/store/messages/bytes`).
+    payload_bytes: usize,
     /// Each owner's messages and their bytes.
     by_owner: BTreeMap<MqttString, (usize, usize)>,
     /// The next [`Kept::seq`].
@@ -97,6 +99,7 @@ impl Default for Retained {
         Self {
             index: RetainedIndex::new(),
             bytes: 0,
+            payload_bytes: 0,
             by_owner: BTreeMap::new(),
             next_seq: 0,
         }
@@ -114,9 +117,15 @@ impl Retained {
         self.bytes
     }
 
+    /// The bytes of their payloads.
+    pub(super) fn payload_bytes(&self) -> usize {
+        self.payload_bytes
+    }
+
     /// One loaded from the store at start-up (it has no owner).
     pub(super) fn restore(&mut self, topic: TopicName, message: RetainedMessage) {
         self.bytes += message.held_bytes();
+        self.payload_bytes += message.publish.payload.len();
         let kept = Kept {
             message,
             owner: None,
@@ -148,6 +157,7 @@ impl Retained {
     fn forget(&mut self, old: &Kept) {
         let held = old.message.held_bytes();
         self.bytes -= held;
+        self.payload_bytes -= old.message.publish.payload.len();
         if let Some(owner) = &old.owner {
             if let Some((count, bytes)) = self.by_owner.get_mut(owner) {
                 *count -= 1;
@@ -215,6 +225,7 @@ impl Retained {
             entry.1 += held;
         }
         self.bytes += held;
+        self.payload_bytes += message.publish.payload.len();
         let seq = self.seq();
         let kept = Kept {
             message,

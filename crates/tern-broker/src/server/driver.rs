@@ -109,6 +109,11 @@ struct Driver {
     /// Connections the core closed whose pending read has not come back
     /// yet: the read half goes to their writer task when it does.
     closing: BTreeMap<ConnId, oneshot::Sender<ConnReader>>,
+    /// Connections closed after their refused CONNECT was logged, until
+    /// the core's `Disconnected` for them: a refusal is one line, not two.
+    refused_gone: std::collections::BTreeSet<ConnId>,
+    /// The durable store's state, for `/health`.
+    storage_state: super::metrics::StorageState,
     /// Cloned into each connection's writer task.
     reports: mpsc::UnboundedSender<Report>,
     /// Shared encode buffer: each connection's packets are split off it, so
@@ -198,6 +203,9 @@ pub(crate) async fn run(
     // no threads for them, here.
     let (checker, mut checked) = super::checks::Checker::new(check_threads, check_nice);
     driver.checker = (check_threads > 0).then_some(checker);
+    if storage.is_some() {
+        driver.storage_state = super::metrics::StorageState::Ok;
+    }
     driver.storage = storage;
     driver.cluster = cluster;
     let mut queue_count = count_queues.then(|| {
@@ -233,6 +241,7 @@ pub(crate) async fn run(
                     // Nothing later completes: what it would acknowledge
                     // stays unacknowledged, as it must.
                     tracing::error!("{e}: acknowledgements that need the store stop");
+                    driver.storage_state = super::metrics::StorageState::Failed(e);
                     synced = None;
                 }
             },
@@ -360,6 +369,8 @@ impl Driver {
             links: BTreeMap::new(),
             reads: FuturesUnordered::new(),
             closing: BTreeMap::new(),
+            refused_gone: std::collections::BTreeSet::new(),
+            storage_state: super::metrics::StorageState::Memory,
             reports,
             scratch: BytesMut::new(),
             scratch_owner: None,
@@ -399,6 +410,7 @@ impl Driver {
             queues: b.queue_depths().clone(),
             uptime: self.start.elapsed().as_secs_f64(),
             top_topics: b.top_topics(),
+            storage: self.storage_state.clone(),
             // The monitoring listener adds them (they are not the core's).
             bridges: Vec::new(),
             cluster: None,
@@ -440,6 +452,7 @@ impl Driver {
         }));
         tracing::debug!(%conn, peer = %new.peer, transport = new.transport, "accepted");
         let (stop, stop_rx) = oneshot::channel();
+        self.refused_gone.remove(&conn);
         self.links.insert(
             conn,
             Link {
@@ -525,6 +538,9 @@ impl Driver {
         let Some(mut link) = self.links.remove(&conn) else {
             return;
         };
+        if link.refusal_logged {
+            self.refused_gone.insert(conn);
+        }
         match link.reader.take() {
             // Paused: the read half is here.
             Some((reader, _)) => {
@@ -740,7 +756,8 @@ impl Driver {
             } => {
                 let client_id = client_id.as_ref().map_or("-", |c| c.as_str());
                 let (peer, _) = self.describe(conn);
-                let logged = self.links.get(&conn).is_some_and(|l| l.refusal_logged);
+                let logged = self.links.get(&conn).is_some_and(|l| l.refusal_logged)
+                    || self.refused_gone.remove(&conn);
                 match refusal_code(&reason) {
                     Some(code) if !logged => tracing::warn!(
                         %conn, client_id, peer, reason_code = %hex(code), %reason,

@@ -75,6 +75,7 @@ pub mod metrics;
 mod refusal_log;
 mod reload;
 pub mod security;
+mod security_changes;
 mod settings;
 mod storage;
 pub mod tls;
