@@ -47,12 +47,12 @@ const NOFILE: u32 = 65536;
 const PACED: u32 = 20_000;
 /// Idle connections in the connection scenario.
 const CONNECTIONS: u32 = 10_000;
-/// Above this many scrape-cost clients, the bench spreads them over
-/// loopback source addresses (one address has about 28k ephemeral ports).
-const SPREAD_ABOVE: u32 = 25_000;
-/// Connections per loopback source address when spreading.
-const PER_SOURCE: u32 = 20_000;
-/// Offline sessions made per `tern bench sub` run (under the open-file cap).
+/// Scrape-cost clients per loopback source address: above about 14,000
+/// connections from one address, connects stall for seconds while the
+/// kernel looks for a free ephemeral port.
+const PER_SOURCE: u32 = 5_000;
+/// Offline sessions made per `tern bench sub` run (under the open-file
+/// cap), spread over 4 loopback source addresses.
 const OFFLINE_BATCH: u32 = 16_000;
 
 /// Runs the comparison.
@@ -249,9 +249,10 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
 }
 
 /// The broker CPU one `/metrics` scrape costs with `clients` clients
-/// connected and `offline` offline sessions: the broker's CPU time over
-/// [`SCRAPES`] back-to-back scrapes, less what it spends idle with those
-/// sessions over the same time.
+/// connected and `offline` offline sessions, and in the same broker before
+/// any session existed (the baseline): the broker's CPU time over
+/// [`SCRAPES`] back-to-back scrapes, less what it spends idle over the
+/// same time.
 fn scrape_cost(tern: &Path, work: &Path, clients: u32, offline: u32) -> Result<String, String> {
     let kind = Kind::TernMetrics(tern.to_path_buf());
     let (broker, metrics) = kind.start_with_port(work, NOFILE.max(clients + 1024))?;
@@ -264,19 +265,28 @@ fn scrape_cost(tern: &Path, work: &Path, clients: u32, offline: u32) -> Result<S
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0.0))
     };
+    let load_before = loadavg();
+    eprintln!("xtask: baseline scrape cost with no sessions");
+    let baseline = scrape_cpu(pid, metrics)?;
     // Offline sessions first: batches of subscribers with a session expiry
-    // that connect, subscribe and leave, each batch from its own loopback
-    // source address (their closed ports wait in TIME_WAIT).
+    // that connect, subscribe and leave. Each batch is spread over its own
+    // loopback source addresses: one address runs short of ephemeral ports
+    // (and connects stall) well before the 28k of the port range, and the
+    // closed ports of earlier batches wait in TIME_WAIT.
+    let offline_start = Instant::now();
     let mut made = 0;
     let mut batch_no = 0;
     while made < offline {
         let batch = (offline - made).min(OFFLINE_BATCH);
+        let first = batch_no * 4 + 1;
         batch_no += 1;
         eprintln!("xtask: offline sessions {made}..{}", made + batch);
         let status = limited(&format!(
             "exec {} bench sub -c {batch} --session-expiry 86400 -t 'scrape/off/%i' -d 0.2 \
-             --drain 0 --conn-rate 5000 --bind 127.0.1.{batch_no} -h 127.0.0.1 -p {} --quiet",
+             --drain 0 --conn-rate 5000 --bind 127.0.1.{first}-127.0.1.{} -h 127.0.0.1 -p {} \
+             --quiet",
             tern.display(),
+            first + 3,
             broker.tcp().port()
         ))
         .stdout(Stdio::null())
@@ -301,9 +311,9 @@ fn scrape_cost(tern: &Path, work: &Path, clients: u32, offline: u32) -> Result<S
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    // One loopback source address has about 28k ephemeral ports: spread
-    // more clients over 127.0.0.1, 127.0.0.2, ...
-    let bind = if clients > SPREAD_ABOVE {
+    let offline_took = offline_start.elapsed();
+    // Spread over loopback source addresses, [`PER_SOURCE`] each.
+    let bind = if clients > PER_SOURCE {
         format!(" --bind 127.0.0.1-127.0.0.{}", clients.div_ceil(PER_SOURCE))
     } else {
         String::new()
@@ -311,6 +321,7 @@ fn scrape_cost(tern: &Path, work: &Path, clients: u32, offline: u32) -> Result<S
     let bench_log = work.join("scrape-bench.log");
     let bench_err =
         std::fs::File::create(&bench_log).map_err(|e| format!("{}: {e}", bench_log.display()))?;
+    let connect_start = Instant::now();
     let mut bench = limited(&format!(
         "exec {} bench conn -c {clients}{bind} --conn-rate 5000 -d 600 -h 127.0.0.1 -p {} --quiet",
         tern.display(),
@@ -320,31 +331,84 @@ fn scrape_cost(tern: &Path, work: &Path, clients: u32, offline: u32) -> Result<S
     .stderr(bench_err)
     .spawn()
     .map_err(|e| format!("cannot run tern bench conn: {e}"))?;
-    let connected = |text: &str| -> f64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix("tern_connections "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0.0)
-    };
     let deadline = Instant::now() + Duration::from_secs(120);
-    let mut sessions = 0.0;
-    while sessions < f64::from(clients) {
+    let mut connected = 0.0;
+    while connected < f64::from(clients) {
         if Instant::now() > deadline || bench.try_wait().ok().flatten().is_some() {
             let _ = bench.kill();
             let _ = bench.wait();
             let said = std::fs::read_to_string(&bench_log).unwrap_or_default();
             return Err(format!(
-                "only {sessions} of {clients} clients connected (broker RSS {} kB); \
+                "only {connected} of {clients} clients connected (broker RSS {} kB); \
                  tern bench said: {}",
                 vm_rss(pid).unwrap_or(0),
                 said.lines().rev().take(3).collect::<Vec<_>>().join(" | ")
             ));
         }
         std::thread::sleep(Duration::from_millis(500));
-        sessions = connected(&scrape(metrics)?);
+        connected = gauge(metrics, "tern_connections")?;
     }
-    // Idle first, over about the time the scrapes will take.
+    let connect_took = connect_start.elapsed();
     std::thread::sleep(Duration::from_secs(1));
+    eprintln!("xtask: scrape cost with {clients} connected and {offline} offline sessions");
+    let full = scrape_cpu(pid, metrics)?;
+    let last = scrape(metrics)?;
+    let rss = vm_rss(pid).unwrap_or(0);
+    let _ = bench.kill();
+    let _ = bench.wait();
+    drop(broker);
+    let value = |name: &str| {
+        last.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or("?")
+            .to_string()
+    };
+    Ok(format!(
+        "Scrape cost, one broker, measured twice: first with no session (baseline), then with \
+         {clients} clients connected (each an online session; {:.1} s to connect) and \
+         {offline} offline sessions (each with one subscription and an expiry of a day; {:.1} \
+         s to make). Each measurement is {SCRAPES} back-to-back scrapes of `/metrics`; broker \
+         CPU (all threads: the HTTP task and the core task's snapshot copy) from \
+         /proc/PID/stat in 10 ms ticks, less what the broker spends idle over the same time. \
+         Load average {load_before} before, {} after.\n\n\
+         | | sessions | bytes per scrape | wall per scrape (HTTP over loopback) | broker CPU per scrape |\n\
+         |---|---|---|---|---|\n\
+         | baseline | 0 | {} | {:.0} µs | **{:.0} µs** |\n\
+         | full | {} ({} connected) | {} | {:.0} µs | **{:.0} µs** |\n\n\
+         Full / baseline CPU per scrape: **{:.2}×**. Broker RSS at the end {:.0} MB. The \
+         machine's hard limit of {} open files per process caps the connected clients; the \
+         rest of the sessions are offline, which a scrape treats the same (it reads counters, \
+         never the sessions).\n",
+        connect_took.as_secs_f64(),
+        offline_took.as_secs_f64(),
+        loadavg(),
+        baseline.bytes,
+        baseline.wall_us,
+        baseline.cpu_us,
+        value("tern_sessions"),
+        value("tern_connections"),
+        full.bytes,
+        full.wall_us,
+        full.cpu_us,
+        full.cpu_us / baseline.cpu_us.max(1.0),
+        rss as f64 / 1024.0,
+        hard_nofile().map_or("?".to_string(), |n| n.to_string()),
+    ))
+}
+
+/// One scrape-cost measurement.
+struct ScrapeCpu {
+    /// Body size of the last scrape.
+    bytes: usize,
+    /// Wall time per scrape, µs.
+    wall_us: f64,
+    /// Broker CPU per scrape, idle subtracted, µs.
+    cpu_us: f64,
+}
+
+/// [`SCRAPES`] back-to-back scrapes of the broker `pid` on `metrics`,
+/// after 5 s of measuring its idle CPU.
+fn scrape_cpu(pid: u32, metrics: u16) -> Result<ScrapeCpu, String> {
     let idle_wall = Duration::from_secs(5);
     let before = cpu_ticks(pid).ok_or("cannot read the broker's CPU time")?;
     std::thread::sleep(idle_wall);
@@ -357,33 +421,25 @@ fn scrape_cost(tern: &Path, work: &Path, clients: u32, offline: u32) -> Result<S
     }
     let wall = start.elapsed();
     let ticks = cpu_ticks(pid).unwrap_or(before) - before;
-    let last = scrape(metrics)?;
-    let rss = vm_rss(pid).unwrap_or(0);
-    let _ = bench.kill();
-    let _ = bench.wait();
-    drop(broker);
     let idle_share = idle_ticks as f64 / idle_wall.as_secs_f64();
     let cpu = ticks as f64 / 100.0 - idle_share / 100.0 * wall.as_secs_f64();
-    let per = cpu / f64::from(SCRAPES) * 1e6;
-    Ok(format!(
-        "Scrape cost with {} clients connected (each an online session) and {offline} offline \
-         sessions (each with one subscription and an expiry of a day): {SCRAPES} \
-         back-to-back scrapes of `/metrics` ({bytes} bytes each) took {:.2} s of wall time \
-         ({:.0} µs each, HTTP over loopback included) and {:.2} s of broker CPU, less {:.2} s \
-         the broker spends idle with those clients over the same time: **{per:.0} µs of \
-         broker CPU per scrape** (all threads: the HTTP task and the core task's snapshot \
-         copy). Measured from /proc/PID/stat in 10 ms ticks. The last scrape said \
-         `tern_sessions {}`; broker RSS {:.0} MB.\n",
-        connected(&last),
-        wall.as_secs_f64(),
-        wall.as_secs_f64() / f64::from(SCRAPES) * 1e6,
-        ticks as f64 / 100.0,
-        idle_share / 100.0 * wall.as_secs_f64(),
-        last.lines()
-            .find_map(|l| l.strip_prefix("tern_sessions "))
-            .unwrap_or("?"),
-        rss as f64 / 1024.0,
-    ))
+    Ok(ScrapeCpu {
+        bytes,
+        wall_us: wall.as_secs_f64() / f64::from(SCRAPES) * 1e6,
+        cpu_us: cpu / f64::from(SCRAPES) * 1e6,
+    })
+}
+
+/// This process's hard limit of open files (the brokers it starts inherit it).
+fn hard_nofile() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("Max open files"))?
+        .split_whitespace()
+        .nth(4)?
+        .parse()
+        .ok()
 }
 
 /// GET /metrics on `port`; the body.

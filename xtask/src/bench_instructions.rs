@@ -4,8 +4,12 @@
 //!
 //! Tern runs under valgrind's cachegrind (no cache simulation: it only
 //! counts the instructions executed, every thread included) with and
-//! without `--metrics`; the metrics runs are scraped once a second, as in
-//! the timed comparison. `tern bench pubsub` sends a fixed number of QoS 1
+//! without `--metrics`. Under cachegrind the broker runs some 20 times
+//! slower than natively, so a scrape every second of wall time would weigh
+//! that much more per message: the metrics runs are scraped once per the
+//! messages the broker carries natively in a second (the native rate of the
+//! same workload, measured first), and the cost of one scrape is measured
+//! on its own (an idle broker, S and 2S back-to-back scrapes). `tern bench pubsub` sends a fixed number of QoS 1
 //! messages, one in flight at a time (each waits for the previous one's
 //! PUBACK, so every message takes the same path whatever the machine's
 //! load), from one publisher to one subscriber. Each
@@ -29,8 +33,13 @@ use tern_testkit::Broker;
 
 const START: &str = "<!-- bench-broker-instructions:start -->";
 const END: &str = "<!-- bench-broker-instructions:end -->";
-/// How often the metrics runs are scraped.
+/// How often the metrics runs would be scraped at native speed (as in the
+/// timed comparison).
 const SCRAPE_EVERY: Duration = Duration::from_secs(1);
+/// Scrapes of the per-scrape measurement (and twice as many).
+const SCRAPES: u32 = 50;
+/// Messages of each native-rate run.
+const NATIVE_MESSAGES: u64 = 20_000;
 /// Source files whose instructions are reported on their own: the
 /// always-on counting (the busiest-topics summary), and the monitoring
 /// listener and its rendering.
@@ -57,6 +66,13 @@ pub(crate) fn command(tern: &Path, messages: u64, runs: usize, write: bool) -> R
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
     let load_before = loadavg();
     let started = now_utc();
+    let mut natives: Vec<f64> = (0..3)
+        .map(|_| native_rate(tern, &work))
+        .collect::<Result<_, _>>()?;
+    natives.sort_by(f64::total_cmp);
+    let native = natives[1];
+    eprintln!("xtask: native rate {native:.0} msg/s (median of 3)");
+    let mut scrape_runs = Vec::new();
     // [off, on] × [N, 2N], interleaved run by run.
     let mut per_message: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     let mut per_scrape = Vec::new();
@@ -66,6 +82,9 @@ pub(crate) fn command(tern: &Path, messages: u64, runs: usize, write: bool) -> R
     for run in 0..runs {
         let mut pair = [[0u64; 2]; 2];
         let mut on_runs = Vec::new();
+        // Set by the first run off: the wall time under cachegrind that
+        // carries the messages of one native second.
+        let mut scrape_every = SCRAPE_EVERY;
         for (i, metrics) in [false, true].into_iter().enumerate() {
             for (j, n) in [messages, 2 * messages].into_iter().enumerate() {
                 eprintln!(
@@ -73,7 +92,14 @@ pub(crate) fn command(tern: &Path, messages: u64, runs: usize, write: bool) -> R
                     run + 1,
                     if metrics { "on" } else { "off" }
                 );
-                let r = measure(tern, &work, n, metrics)?;
+                let r = measure(tern, &work, n, metrics.then_some(scrape_every))?;
+                if !metrics && j == 0 {
+                    let slow = n as f64 / r.seconds;
+                    scrape_every = SCRAPE_EVERY.mul_f64(native / slow);
+                    eprintln!(
+                        "xtask:   {slow:.0} msg/s; metrics runs scraped every {scrape_every:?}"
+                    );
+                }
                 eprintln!(
                     "xtask:   {} instructions, {} delivered, {} scrapes",
                     r.instructions, r.delivered, r.scrapes
@@ -91,11 +117,14 @@ pub(crate) fn command(tern: &Path, messages: u64, runs: usize, write: bool) -> R
         for (i, p) in pair.iter().enumerate() {
             per_message[i].push((p[1] as f64 - p[0] as f64) / messages as f64);
         }
-        // What the metrics runs executed beyond the plain ones, per scrape.
-        let extra = (pair[1][0] + pair[1][1]) as f64 - (pair[0][0] + pair[0][1]) as f64;
         let scrapes: u32 = on_runs.iter().map(|r| r.scrapes).sum();
-        per_scrape.push(extra / f64::from(scrapes.max(1)));
         scrapes_per_run += f64::from(scrapes) / 2.0 / runs as f64;
+        // One scrape on its own: an idle broker, S and 2S scrapes.
+        eprintln!("xtask: run {} of {runs}: per-scrape cost", run + 1);
+        let once = measure_scrapes(tern, &work, SCRAPES)?;
+        let twice = measure_scrapes(tern, &work, 2 * SCRAPES)?;
+        per_scrape.push((twice as f64 - once as f64) / f64::from(SCRAPES));
+        scrape_runs.push((once, twice));
         // Per message, from the longer run (start-up is not in these files
         // but the busiest-topics summary, which only runs per message).
         if let Some(long) = on_runs.last() {
@@ -118,6 +147,7 @@ pub(crate) fn command(tern: &Path, messages: u64, runs: usize, write: bool) -> R
     let off = median(&mut per_message[0]);
     let on = median(&mut per_message[1]);
     let scrape = median(&mut per_scrape);
+    let at_native = on + scrape / native;
     let text = format!(
         "{START}\n_{started}; load average before: {load_before}, after: {}_\n\n\
          ```\ncargo xtask bench-broker --instructions --messages {messages} --runs {runs}\n```\n\n\
@@ -125,15 +155,19 @@ pub(crate) fn command(tern: &Path, messages: u64, runs: usize, write: bool) -> R
          simulation, `--threads 1`), per QoS 1 message of 64 bytes from one publisher (one \
          message in flight) to one subscriber: the difference between a run of {} and one of \
          {messages} messages, divided by {messages}. Medians of {runs} (each run: off N, \
-         off 2N, on N, on 2N). Under cachegrind the broker carried about {rate:.0} msg/s, so \
-         the scrape a second weighs far more per message here than at native speed.\n\n\
+         off 2N, on N, on 2N, then S and 2S scrapes of an idle broker). The same workload \
+         natively (no valgrind, {NATIVE_MESSAGES} messages, median of 3: {}) carries \
+         **{native:.0} msg/s**; under cachegrind the broker carried about {rate:.0} msg/s, so \
+         the metrics runs were scraped once per {native:.0} messages (every native second's \
+         worth; {:.1} scrapes per run pair on average), not once per wall second.\n\n\
          | | instructions per message | each run |\n|---|---|---|\n\
          | metrics off | {off:.0} | {off_all} |\n\
-         | `--metrics`, scraped every 1 s | {on:.0} | {on_all} |\n\
+         | `--metrics`, scraped once per native second's messages | {on:.0} | {on_all} |\n\
          | on / off | **{:.4}** ({:+.2} %) | |\n\n\
-         Per scrape (what the metrics runs executed beyond the plain ones, over the {:.0} \
-         scrapes of a run pair on average): **{scrape:.0} instructions**. At 100,000 msg/s a \
-         scrape a second weighs {:.2} instructions per message.\n\n\
+         Per scrape ((I(2S) − I(S)) / S with S = {SCRAPES}, an idle broker; runs: {}): \
+         **{scrape:.0} instructions**. At the native {native:.0} msg/s, one scrape a second \
+         adds {:.1} instructions per message: metrics on with a scrape every second costs \
+         {at_native:.0} instructions per message, **{:.4}× off**.\n\n\
          Always-on counting, per message, in the longer metrics runs: the busiest-topics \
          summary (`core/topk.rs`) {:.1} instructions ({:.3} % of a message); the monitoring \
          listener (`server/http.rs`) {:.1} and its rendering (`server/metrics.rs`) {:.1}, \
@@ -141,10 +175,21 @@ pub(crate) fn command(tern: &Path, messages: u64, runs: usize, write: bool) -> R
          inlined where they count and are not separated.\n{END}",
         loadavg(),
         2 * messages,
+        natives
+            .iter()
+            .map(|x| format!("{x:.0}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        scrapes_per_run * 2.0,
         on / off,
         (on / off - 1.0) * 100.0,
-        scrapes_per_run * 2.0,
-        scrape / 100_000.0,
+        scrape_runs
+            .iter()
+            .map(|(a, b)| format!("{a} / {b}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        scrape / native,
+        at_native / off,
         files[0],
         files[0] / off * 100.0,
         files[2],
@@ -166,7 +211,13 @@ pub(crate) fn command(tern: &Path, messages: u64, runs: usize, write: bool) -> R
 
 /// One run: the broker under cachegrind, `n` messages, stopped by SIGTERM
 /// so that cachegrind writes its counts.
-fn measure(tern: &Path, work: &Path, n: u64, metrics: bool) -> Result<Run, String> {
+fn measure(
+    tern: &Path,
+    work: &Path,
+    n: u64,
+    scrape_every: Option<Duration>,
+) -> Result<Run, String> {
+    let metrics = scrape_every.is_some();
     let out = work.join(format!("cachegrind-{n}-{metrics}.out"));
     let _ = std::fs::remove_file(&out);
     // The launcher runs this as `tern`: valgrind in its place, same PID.
@@ -201,13 +252,13 @@ fn measure(tern: &Path, work: &Path, n: u64, metrics: bool) -> Result<Run, Strin
         .start()?;
     let scrapes = Arc::new(AtomicU32::new(0));
     let done = Arc::new(AtomicBool::new(false));
-    let scraper = port.map(|port| {
+    let scraper = port.zip(scrape_every).map(|(port, every)| {
         let (scrapes, done) = (scrapes.clone(), done.clone());
         std::thread::spawn(move || {
-            let mut next = Instant::now();
+            let mut next = Instant::now() + every;
             while !done.load(Ordering::Relaxed) {
                 if Instant::now() >= next {
-                    next += SCRAPE_EVERY;
+                    next += every;
                     if crate::bench_broker::scrape(port).is_ok() {
                         scrapes.fetch_add(1, Ordering::Relaxed);
                     }
@@ -250,6 +301,67 @@ fn measure(tern: &Path, work: &Path, n: u64, metrics: bool) -> Result<Run, Strin
         scrapes: scrapes.load(Ordering::Relaxed),
         seconds,
     })
+}
+
+/// The workload's rate natively: a broker without valgrind (one worker
+/// thread, as under cachegrind), [`NATIVE_MESSAGES`] messages.
+fn native_rate(tern: &Path, work: &Path) -> Result<f64, String> {
+    let broker = Broker::tern(tern)
+        .args(["--log", "warn", "--threads", "1"])
+        .dir(work)
+        .name("tern-native")
+        .start()?;
+    let n = NATIVE_MESSAGES;
+    let started = Instant::now();
+    let status = Command::new(tern)
+        .args([
+            "bench", "pubsub", "-c", "1", "-S", "1", "-q", "1", "-s", "64",
+        ])
+        .args(["-n", &n.to_string(), "--inflight", "1"])
+        .args(["-h", "127.0.0.1", "-p", &broker.tcp().port().to_string()])
+        .args(["--drain", "30", "--quiet"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run tern bench: {e}"))?;
+    let seconds = started.elapsed().as_secs_f64();
+    broker.stop()?;
+    if !status.success() {
+        return Err(format!("tern bench (native rate): {status}"));
+    }
+    Ok(n as f64 / seconds)
+}
+
+/// The instructions of an idle broker under cachegrind, with `--metrics`,
+/// scraped `scrapes` times back to back.
+fn measure_scrapes(tern: &Path, work: &Path, scrapes: u32) -> Result<u64, String> {
+    let out = work.join(format!("cachegrind-scrapes-{scrapes}.out"));
+    let _ = std::fs::remove_file(&out);
+    let wrapper = work.join("tern-under-cachegrind-scrapes");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec valgrind --tool=cachegrind --cache-sim=no --branch-sim=no \
+             --cachegrind-out-file={} {} \"$@\"\n",
+            out.display(),
+            tern.display()
+        ),
+    )
+    .map_err(|e| format!("{}: {e}", wrapper.display()))?;
+    make_executable(&wrapper)?;
+    let port = tern_testkit::unused_port()?;
+    let broker = Broker::tern(&wrapper)
+        .args(["--log", "warn", "--threads", "1"])
+        .args(["--metrics".to_string(), format!("127.0.0.1:{port}")])
+        .ready_within(Duration::from_secs(120))
+        .dir(work)
+        .name("tern-scrapes")
+        .start()?;
+    for _ in 0..scrapes {
+        crate::bench_broker::scrape(port)?;
+    }
+    broker.stop()?;
+    Ok(read_counts(&out)?.0)
 }
 
 fn make_executable(path: &Path) -> Result<(), String> {

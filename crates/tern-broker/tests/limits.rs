@@ -344,10 +344,6 @@ const NOT_PUBLISHED: &[(&str, &str)] = &[
         "mosquitto's own allocator statistics (a compile-time option); Rust \
          has no equivalent without a counting allocator",
     ),
-    (
-        "store/messages/bytes",
-        "Tern does not total the bytes of queued messages across sessions",
-    ),
 ];
 
 /// The manual's topics with `+` expanded (`#` kept as the prefix).

@@ -156,11 +156,32 @@ async fn metrics_count_messages_by_qos_and_drops_by_reason() {
     broker.shutdown().await;
 }
 
+/// With `--data-dir`, `/health` says the store is in use and writing.
+#[tokio::test]
+async fn health_shows_the_storage_state() {
+    let dir = std::env::temp_dir().join(format!("tern-health-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let broker = start_monitored(|s| s.storage.dir = Some(dir.clone())).await;
+    let addr = metrics_addr(&broker);
+    // A durable session is written to the store before its CONNACK.
+    let mut raw = Raw::connected(broker.tcp, tern_codec::ProtocolVersion::V3_1_1, "h").await;
+    raw.ping().await;
+    assert_eq!(
+        get(addr, "/health").await,
+        (200, "ok\nstorage: ok\n".to_string())
+    );
+    broker.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 async fn health_and_errors() {
     let broker = start_monitored(|_| {}).await;
     let addr = metrics_addr(&broker);
-    assert_eq!(get(addr, "/health").await, (200, "ok\n".to_string()));
+    assert_eq!(
+        get(addr, "/health").await,
+        (200, "ok\nstorage: memory\n".to_string())
+    );
     assert_eq!(get(addr, "/nope").await.0, 404);
     assert_eq!(
         http(addr, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n")

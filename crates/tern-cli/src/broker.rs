@@ -50,7 +50,8 @@ exits with status 1 and says which file, key, line or address.
 
 SIGHUP reads the password, ACL and TLS files again: the new rules apply to
 new connections and every later check, the new certificates to new
-handshakes; open connections stay. It also reads the settings file's
+handshakes; open connections stay. The log names the users added, removed
+or given a new password and the ACL rules that changed (never a hash). It also reads the settings file's
 [limits] again and logs each change (`limits.max_inflight: 1024 -> 64`):
 new connections and sessions get them, open ones keep theirs; and applies
 its [[bridge]] tables again: removed bridges stop, new ones start, changed
@@ -235,7 +236,8 @@ pub(crate) struct BrokerArgs {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     allow_anonymous: Option<bool>,
     /// Serve monitoring over HTTP on IP:PORT: `/metrics` (Prometheus /
-    /// OpenMetrics text), `/health`, and a live dashboard at `/`. Off by
+    /// OpenMetrics text), `/health` (with the storage state), and a live
+    /// dashboard at `/`. Off by
     /// default; no authentication, so bind it to loopback or a private
     /// network. Replaces `[metrics] listen`.
     #[arg(long, value_name = "IP:PORT")]

@@ -316,6 +316,78 @@ fn sighup_reloads_a_changed_password_file_and_keeps_connections() {
     assert_eq!(client.next(), Some(Packet::PingResp));
 }
 
+/// The reload's log line names the users added, removed and given a new
+/// password, and the ACL sections whose rules changed; never a hash.
+#[test]
+fn sighup_logs_which_users_and_rules_changed() {
+    let dir = Dir::new("reload-diff");
+    let file = dir.path("passwd");
+    passwd(&file, true, "alice", "a");
+    passwd(&file, false, "bob", "b");
+    passwd(&file, false, "carol", "c");
+    let acl = dir.path("acl");
+    std::fs::write(
+        &acl,
+        "user alice\ntopic read a/#\ntopic write b/#\nuser bob\ntopic bob/#\n",
+    )
+    .unwrap();
+    let (broker, _, _) = BrokerProcess::start_with(
+        &[
+            "--tcp",
+            "127.0.0.1:0",
+            "--password-file",
+            file.to_str().unwrap(),
+            "--acl-file",
+            acl.to_str().unwrap(),
+        ],
+        1,
+        0,
+    );
+    // carol leaves, dave arrives, bob gets a new password; alice's rules
+    // change and bob's go.
+    let kept: String = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("carol:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&file, kept).unwrap();
+    passwd(&file, false, "bob", "new");
+    passwd(&file, false, "dave", "d");
+    std::fs::write(
+        &acl,
+        "user alice\ntopic read a/#\ntopic read c/#\ntopic deny a/secret\n",
+    )
+    .unwrap();
+    broker.signal("-HUP");
+    let line = log_line(&broker, "reloaded the password and ACL files");
+    assert!(
+        line.contains(
+            "users: added [dave], removed [carol], new password [bob]; \
+             acl: user alice 2 -> 3 rules (+2 -1), user bob removed (1 rule)"
+        ),
+        "{line}"
+    );
+    assert!(!line.contains('$'), "a hash in the log: {line}");
+    // Nothing changed: said so.
+    broker.signal("-HUP");
+    let line = log_line(&broker, "reloaded the password and ACL files");
+    assert!(line.ends_with("files: no change"), "{line}");
+}
+
+/// The first line of the broker's log containing `needle`.
+fn log_line(broker: &BrokerProcess, needle: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if let Ok(line) = broker.stderr.recv_timeout(Duration::from_millis(100)) {
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+    panic!("the broker did not log {needle:?}");
+}
+
 #[test]
 fn a_bad_password_or_acl_file_stops_it_naming_the_file_and_line() {
     let dir = Dir::new("bad");
@@ -410,6 +482,30 @@ fn refusals_are_logged_as_json_with_client_peer_and_reason_code() {
         line["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
         "{line}"
     );
+    // One line: no second "refused: connection closed" for it before the
+    // next client's.
+    let out = mosquitto(
+        "mosquitto_pub",
+        &broker,
+        "mqttv5",
+        Some(("alice", "secret")),
+        &["-i", "after-wrong-pw", "-t", "a", "-m", "x"],
+    );
+    assert!(out.status.success());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let line = broker
+            .stderr
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the next client's connect is logged");
+        assert!(
+            !line.contains("refused: connection closed"),
+            "a refused CONNECT logged twice: {line}"
+        );
+        if line.contains("after-wrong-pw") {
+            break;
+        }
+    }
     // A PUBLISH the ACL does not allow (alice may only read).
     let out = mosquitto(
         "mosquitto_pub",
@@ -540,24 +636,37 @@ fn sighup_sets_a_per_listener_connection_rate() {
     assert_eq!(connack(tcps[1], "other".into()), ReasonCode::Success);
 }
 
-/// The nice value of the thread named `name` in process `pid`, once it
-/// exists (Linux: /proc/PID/task/TID/stat, field 19).
+/// The nice value of the thread named `name` in process `pid` (Linux:
+/// /proc/PID/task/TID/stat, field 19), once it is `want` or the wait is over.
 #[cfg(target_os = "linux")]
-fn thread_nice(pid: u32, name: &str) -> i32 {
+fn thread_nice(pid: u32, name: &str, want: i32) -> i32 {
+    // The thread has its name from its spawn, and sets its nice value
+    // first thing after: read until it is `want`, or the last value seen
+    // once the wait is over.
     let deadline = Instant::now() + WAIT;
+    let mut seen = None;
     loop {
         for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
             let task = task.unwrap().path();
             let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
             if comm.trim_end() == name {
-                let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+                let stat = std::fs::read_to_string(task.join("stat")).unwrap_or_default();
                 // The fields after the command name, which is in brackets.
-                let rest = &stat[stat.rfind(')').unwrap() + 2..];
-                return rest.split(' ').nth(16).unwrap().parse().unwrap();
+                let Some(end) = stat.rfind(')') else { continue };
+                let nice = stat[end + 2..]
+                    .split(' ')
+                    .nth(16)
+                    .and_then(|n| n.parse().ok());
+                if nice == Some(want) {
+                    return want;
+                }
+                seen = nice.or(seen);
             }
         }
-        assert!(Instant::now() < deadline, "no thread {name} in {pid}");
-        std::thread::yield_now();
+        if Instant::now() >= deadline {
+            return seen.unwrap_or_else(|| panic!("no thread {name} in {pid}"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 
@@ -580,7 +689,7 @@ fn check_threads_run_at_the_configured_nice_value() {
         let (broker, _, _) =
             BrokerProcess::start_with(&["--config", config.to_str().unwrap()], 1, 0);
         assert_eq!(
-            thread_nice(broker.broker.pid(), "tern-check-0"),
+            thread_nice(broker.broker.pid(), "tern-check-0", want),
             want,
             "{line:?}"
         );

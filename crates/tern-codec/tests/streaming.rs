@@ -107,3 +107,49 @@ proptest! {
         prop_assert_eq!(&chunked, &packets);
     }
 }
+
+/// `Packet::decode` reads two-byte acknowledgements, PINGREQ and PINGRESP in
+/// place instead of splitting a frame off the buffer. Every short input
+/// whose first two bytes could start such a packet decodes as the general
+/// path (`decode_exact`) decodes the same bytes, error kinds included, and
+/// consumes exactly the packet.
+#[test]
+fn short_packets_decode_as_the_general_path_does() {
+    let versions = [
+        ProtocolVersion::V3_1,
+        ProtocolVersion::V3_1_1,
+        ProtocolVersion::V5,
+    ];
+    for version in versions {
+        for first in 0..=255u8 {
+            for len in [0u8, 2] {
+                for id in [0u16, 1, 0x1234, 0xFFFF] {
+                    let mut wire = vec![first, len];
+                    if len == 2 {
+                        wire.extend_from_slice(&id.to_be_bytes());
+                    }
+                    for max in [2u32, 3, 4, MAX_PACKET_SIZE] {
+                        let mut buf = BytesMut::from(&wire[..]);
+                        buf.extend_from_slice(&[0xEE]); // the next packet's first byte
+                        let fast = Packet::decode(&mut buf, version, max);
+                        let general = if wire.len() > max as usize {
+                            check_frame(&wire, version, max).map(|_| unreachable!())
+                        } else {
+                            Packet::decode_exact(bytes::Bytes::from(wire.clone()), version)
+                        };
+                        match (&fast, &general) {
+                            (Ok(Some(a)), Ok(b)) => {
+                                assert_eq!(a, b, "{wire:02x?} {version:?}");
+                                assert_eq!(&buf[..], &[0xEE], "{wire:02x?} consumed exactly");
+                            }
+                            (Err(a), Err(b)) => assert_eq!(a.kind(), b.kind(), "{wire:02x?}"),
+                            _ => {
+                                panic!("{wire:02x?} {version:?} max {max}: {fast:?} vs {general:?}")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

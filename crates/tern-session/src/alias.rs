@@ -1,7 +1,7 @@
 //! Topic aliases (MQTT 5 §3.3.2.3.4): per connection, never carried over
 //! to the next one [MQTT-3.3.2-7].
 
-use alloc::collections::BTreeMap;
+use alloc::{boxed::Box, collections::BTreeMap};
 use bytes::Bytes;
 use core::num::NonZeroU16;
 use tern_codec::MqttString;
@@ -34,11 +34,6 @@ impl OutgoingAliases {
             max,
             ..Self::default()
         }
-    }
-
-    /// Whether aliases may be used at all.
-    pub(crate) fn is_enabled(&self) -> bool {
-        self.max > 0
     }
 
     /// Chooses the alias for `topic`, updating the LRU order.
@@ -81,7 +76,12 @@ impl OutgoingAliases {
 pub(crate) struct IncomingAliases {
     /// Our advertised Topic Alias Maximum.
     max: u16,
-    map: BTreeMap<u16, MqttString>,
+    /// Allocated by the first alias the peer sets.
+    #[allow(
+        clippy::box_collection,
+        reason = "one word inline instead of three while unused"
+    )]
+    map: Option<Box<BTreeMap<u16, MqttString>>>,
 }
 
 /// Why an incoming alias could not be resolved.
@@ -95,10 +95,7 @@ pub(crate) enum AliasError {
 
 impl IncomingAliases {
     pub(crate) fn new(max: u16) -> Self {
-        Self {
-            max,
-            map: BTreeMap::new(),
-        }
+        Self { max, map: None }
     }
 
     /// Resolves a PUBLISH's topic: records a new mapping when both are given,
@@ -116,11 +113,14 @@ impl IncomingAliases {
         }
         if topic.is_empty() {
             self.map
-                .get(&alias.get())
+                .as_ref()
+                .and_then(|m| m.get(&alias.get()))
                 .cloned()
                 .ok_or(AliasError::Unknown)
         } else {
-            self.map.insert(alias.get(), topic.clone());
+            self.map
+                .get_or_insert_default()
+                .insert(alias.get(), topic.clone());
             Ok(topic.clone())
         }
     }

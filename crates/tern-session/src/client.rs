@@ -2,7 +2,7 @@
 //! [`ClientSession`] that outlives it.
 
 use crate::{
-    AckError, AckToken, CloseReason, CommandError, Instant, PublishError, QueueLimits,
+    AckError, AckToken, CloseReason, CommandError, Delivery, Instant, PublishError, QueueLimits,
     QueuedMessage, Rule, Transmit, Violation,
     core::{Core, Dropped, Flows, LinkState, Received},
     outgoing::{AckResult, Awaiting, Enqueued},
@@ -364,6 +364,7 @@ impl ClientConnection {
         core.in_aliases =
             crate::alias::IncomingAliases::new(options.properties.topic_alias_maximum.unwrap_or(0));
         session.flows.epoch = session.flows.epoch.wrapping_add(1);
+        session.flows.outgoing.pool.enable();
         core.send_control(Packet::from(options.connect_packet()));
         Self {
             core,
@@ -408,6 +409,7 @@ impl ClientConnection {
     pub fn into_session(mut self) -> ClientSession {
         // Nothing is on the wire once the session leaves its connection.
         self.session.flows.outgoing.detach();
+        self.session.flows.outgoing.pool.clear();
         self.session
     }
 
@@ -519,7 +521,7 @@ impl ClientConnection {
         };
         let id = publish.packet_id;
         let message = QueuedMessage {
-            message: publish.into(),
+            message: Delivery::pooled(publish, &mut self.session.flows.outgoing.pool),
             queued_at: now,
         };
         match self
@@ -949,7 +951,7 @@ impl ClientConnection {
         self.keep_alive = Duration::from_secs(u64::from(limits.keep_alive));
         self.core.limits.send_quota = limits.receive_maximum;
         self.core.limits.peer_max_packet = limits.maximum_packet_size;
-        self.core.out_aliases = crate::alias::OutgoingAliases::new(
+        self.core.set_outgoing_aliases(
             self.options
                 .outgoing_topic_aliases
                 .min(p.topic_alias_maximum.unwrap_or(0)),

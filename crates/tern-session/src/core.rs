@@ -11,7 +11,10 @@ use crate::{
     incoming::{AckQueue, Incoming, PendingAck, Qos2State},
     outgoing::{AckResult, Awaiting, Outgoing, Send},
 };
-use alloc::collections::{BTreeSet, VecDeque};
+use alloc::{
+    boxed::Box,
+    collections::{BTreeSet, VecDeque},
+};
 use tern_codec::{
     Disconnect, Packet, PacketId, ProtocolVersion, PubAck, PubComp, PubRec, PubRel, Publish, QoS,
     ReasonCode,
@@ -94,7 +97,9 @@ pub(crate) struct Core<E> {
     /// [MQTT-3.3.4-8] [MQTT-3.3.4-10].
     control: VecDeque<Packet>,
     pub(crate) events: VecDeque<E>,
-    pub(crate) out_aliases: OutgoingAliases,
+    /// Outgoing topic aliases, when the peer takes them (MQTT 5 only, and
+    /// rare): boxed, so a link without them holds one word.
+    pub(crate) out_aliases: Option<Box<OutgoingAliases>>,
     pub(crate) in_aliases: IncomingAliases,
     acks: AckQueue,
     /// Incoming QoS 2 messages whose PUBLISH arrived on this link and whose
@@ -102,7 +107,12 @@ pub(crate) struct Core<E> {
     /// what the peer's send quota counts on this link. A flow left over
     /// from an earlier link (waiting for its PUBREL) does not count: the
     /// quota starts afresh with each network connection (MQTT 5 §4.9).
-    qos2_on_link: BTreeSet<PacketId>,
+    /// Boxed on first use: a link that never receives QoS 2 holds one word.
+    #[allow(
+        clippy::box_collection,
+        reason = "one word inline instead of three while unused"
+    )]
+    qos2_on_link: Option<Box<BTreeSet<PacketId>>>,
     pub(crate) manual_acks: bool,
     pub(crate) last_received: Instant,
     pub(crate) last_sent: Instant,
@@ -119,10 +129,10 @@ impl<E> Core<E> {
             limits: Limits::default(),
             control: VecDeque::new(),
             events: VecDeque::new(),
-            out_aliases: OutgoingAliases::new(0),
+            out_aliases: None,
             in_aliases: IncomingAliases::new(0),
             acks: AckQueue::default(),
-            qos2_on_link: BTreeSet::new(),
+            qos2_on_link: None,
             manual_acks: false,
             last_received: now,
             last_sent: now,
@@ -130,13 +140,29 @@ impl<E> Core<E> {
         }
     }
 
-    /// Frees the empty queues' buffers.
+    /// Takes outgoing topic aliases, up to `max` (none when 0).
+    pub(crate) fn set_outgoing_aliases(&mut self, max: u16) {
+        self.out_aliases = (max > 0).then(|| Box::new(OutgoingAliases::new(max)));
+    }
+
+    /// A QoS 2 flow that arrived on this link no longer counts against our
+    /// Receive Maximum.
+    fn qos2_link_done(&mut self, id: PacketId) {
+        if let Some(set) = &mut self.qos2_on_link {
+            set.remove(&id);
+        }
+    }
+
+    /// Frees the empty queues' buffers, and the QoS 2 set when empty.
     pub(crate) fn release_memory(&mut self) {
         if self.control.is_empty() && self.control.capacity() > 0 {
             self.control = VecDeque::new();
         }
         if self.events.is_empty() && self.events.capacity() > 0 {
             self.events = VecDeque::new();
+        }
+        if self.qos2_on_link.as_ref().is_some_and(|s| s.is_empty()) {
+            self.qos2_on_link = None;
         }
     }
 
@@ -212,7 +238,7 @@ impl<E> Core<E> {
             QoS::ExactlyOnce => match flows.incoming.qos2.get(&id).copied() {
                 Some(Qos2State::Received) => {
                     // A resend before PUBREL: acknowledge again, deliver nothing.
-                    self.qos2_on_link.insert(id);
+                    self.qos2_on_link.get_or_insert_default().insert(id);
                     self.acks.push(PendingAck {
                         packet_id: id,
                         qos: QoS::ExactlyOnce,
@@ -225,7 +251,7 @@ impl<E> Core<E> {
                     // Delivered on an earlier connection and refused before
                     // this resend: it gets the failing PUBREC, and is not
                     // delivered again.
-                    self.qos2_on_link.insert(id);
+                    self.qos2_on_link.get_or_insert_default().insert(id);
                     self.acks.push(PendingAck {
                         packet_id: id,
                         qos: QoS::ExactlyOnce,
@@ -237,7 +263,7 @@ impl<E> Core<E> {
                 Some(Qos2State::AwaitingApp) => {
                     // Delivered (perhaps on an earlier connection); the PUBREC
                     // goes out when the application acknowledges.
-                    self.qos2_on_link.insert(id);
+                    self.qos2_on_link.get_or_insert_default().insert(id);
                     if !self.acks.has_undecided(id, QoS::ExactlyOnce) {
                         self.acks.push(PendingAck {
                             packet_id: id,
@@ -249,7 +275,7 @@ impl<E> Core<E> {
                 }
                 None => {
                     self.check_receive_maximum()?;
-                    self.qos2_on_link.insert(id);
+                    self.qos2_on_link.get_or_insert_default().insert(id);
                     flows.incoming.qos2.insert(
                         id,
                         if decided.is_some() {
@@ -276,7 +302,8 @@ impl<E> Core<E> {
     /// The peer may not have more unacknowledged QoS 1 and 2 messages with us
     /// on this link than our Receive Maximum (0x93 otherwise).
     fn check_receive_maximum(&self) -> Result<(), Violation> {
-        let pending = self.acks.qos1_pending() + self.qos2_on_link.len();
+        let qos2 = self.qos2_on_link.as_ref().map_or(0, |s| s.len());
+        let pending = self.acks.qos1_pending() + qos2;
         if pending >= usize::from(self.limits.receive_maximum) {
             return Err(Violation::Rule(Rule::ReceiveMaximumExceeded));
         }
@@ -336,7 +363,7 @@ impl<E> Core<E> {
                 _ => {
                     if reason.is_error() {
                         flows.incoming.qos2.remove(&id);
-                        self.qos2_on_link.remove(&id);
+                        self.qos2_link_done(id);
                     }
                     Packet::PubRec(PubRec::with_reason(id, reason))
                 }
@@ -351,7 +378,7 @@ impl<E> Core<E> {
         flows: &mut Flows,
         id: PacketId,
     ) -> Result<(), Violation> {
-        self.qos2_on_link.remove(&id);
+        self.qos2_link_done(id);
         let reason = match flows.incoming.qos2.get(&id) {
             Some(Qos2State::Received) => {
                 flows.incoming.qos2.remove(&id);
@@ -453,7 +480,11 @@ impl<E> Core<E> {
                         on_drop(self, publish.packet_id, publish.qos, Dropped::TooLarge);
                         continue;
                     }
-                    Packet::Publish(self.apply_alias(publish))
+                    if self.version.is_v5() && self.out_aliases.is_some() {
+                        Packet::Publish(self.apply_alias(publish))
+                    } else {
+                        Packet::Publish(publish)
+                    }
                 }
             };
             self.last_sent = now;
@@ -461,11 +492,8 @@ impl<E> Core<E> {
         }
     }
 
-    /// Replaces the topic with an alias where the MQTT 5 peer allows them.
+    /// Replaces the topic with an alias; only where the MQTT 5 peer allows them.
     fn apply_alias(&mut self, mut publish: Publish) -> Publish {
-        if !self.version.is_v5() || !self.out_aliases.is_enabled() {
-            return publish;
-        }
         // A new mapping sends the topic name and the alias property: use an
         // alias only if that still fits the peer's Maximum Packet Size
         // [MQTT-3.1.2-24]; a topic name alone is always allowed.
@@ -480,7 +508,10 @@ impl<E> Core<E> {
         if !fits {
             return publish;
         }
-        match self.out_aliases.use_for(&publish.topic) {
+        let Some(aliases) = self.out_aliases.as_mut() else {
+            return publish;
+        };
+        match aliases.use_for(&publish.topic) {
             AliasUse::None => {}
             AliasUse::Assign(alias) => publish.properties.topic_alias = Some(alias),
             AliasUse::Reuse(alias) => {

@@ -67,6 +67,11 @@ impl<V> IdMap<V> {
                 .entries
                 .get_mut(at)
                 .map(|e| core::mem::replace(&mut e.1, value)),
+            // Identifiers are issued in increasing order: nearly always the end.
+            Err(at) if at == self.entries.len() => {
+                self.entries.push_back((id, value));
+                None
+            }
             Err(at) => {
                 self.entries.insert(at, (id, value));
                 None
@@ -78,6 +83,10 @@ impl<V> IdMap<V> {
     #[inline]
     pub(crate) fn remove(&mut self, id: PacketId) -> Option<V> {
         let at = self.position(id).ok()?;
+        // Flows mostly complete oldest first: nearly always the front.
+        if at == 0 {
+            return self.entries.pop_front().map(|e| e.1);
+        }
         self.entries.remove(at).map(|e| e.1)
     }
 

@@ -162,4 +162,12 @@ const _: () = {
     assert!(::core::mem::size_of::<Delivery>() <= 40);
     assert!(::core::mem::size_of::<QueuedMessage>() <= 48);
     assert!(::core::mem::size_of::<outgoing::InFlight>() <= 64);
+    // What an idle connection holds inline (a broker keeps one per client):
+    // the rare parts (outgoing topic aliases, the incoming alias map, QoS 2
+    // flows on the link, an enhanced-authentication method, a client's
+    // pool of message bodies) are boxed until used. The protocol core was
+    // 264 bytes and `ServerConnection` 768 before.
+    assert!(::core::mem::size_of::<core::Core<ServerEvent>>() <= 176);
+    assert!(::core::mem::size_of::<ServerSession>() <= 328);
+    assert!(::core::mem::size_of::<ServerConnection>() <= 640);
 };

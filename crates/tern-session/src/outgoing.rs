@@ -7,7 +7,7 @@
 //! in that order [MQTT-4.6.0-1]; a QoS 2 message moves to the back when its
 //! PUBREC arrives, so PUBRELs resend in PUBREC order [MQTT-4.6.0-4].
 
-use crate::{Delivery, Instant, PacketIds, idmap::IdMap, window::SeqWindow};
+use crate::{Delivery, Instant, PacketIds, idmap::IdMap, message::BodyPool, window::SeqWindow};
 use alloc::{collections::VecDeque, vec::Vec};
 use core::time::Duration;
 use tern_codec::{PacketId, Publish, QoS, ReasonCode};
@@ -147,6 +147,9 @@ pub(crate) struct Outgoing {
     /// wait to be resent. Everything before it is on the wire.
     #[cfg_attr(feature = "serde", serde(skip))]
     resend_from: Option<u64>,
+    /// Bodies of finished messages for the next ones (a client's).
+    #[cfg_attr(feature = "serde", serde(skip))]
+    pub(crate) pool: BodyPool,
     /// Messages dropped because the queue was full.
     pub(crate) dropped_full: u64,
     /// Messages dropped because they expired while queued.
@@ -326,6 +329,15 @@ impl Outgoing {
         true
     }
 
+    /// The bodies waiting and in flight (a body shared with other sessions
+    /// appears in each).
+    pub(crate) fn bodies(&self) -> impl Iterator<Item = &alloc::sync::Arc<crate::MessageBody>> {
+        self.queue
+            .iter()
+            .map(|m| &m.message.body)
+            .chain(self.inflight.iter().map(|(_, f)| &f.message.body))
+    }
+
     /// The tags of the bodies waiting and in flight.
     pub(crate) fn tags(&self) -> impl Iterator<Item = core::num::NonZeroU64> + '_ {
         self.queue
@@ -458,10 +470,11 @@ impl Outgoing {
             }
             let queued = self.pop_front()?;
             let remaining = queued.remaining_expiry(now);
-            let publish = queued.message.to_publish(false, remaining, v5);
-            if publish.qos == QoS::AtMostOnce {
+            if queued.message.qos == QoS::AtMostOnce {
+                let publish = queued.message.into_publish(remaining, v5, &mut self.pool);
                 return Some(Send::Publish(publish));
             }
+            let publish = queued.message.to_publish(false, remaining, v5);
             let id = publish.packet_id?;
             self.inflight_bytes.0 += queued.size();
             let seq = self.inflight.push(InFlight {
@@ -515,24 +528,18 @@ impl Outgoing {
                 AckResult::SendPubRel { tag }
             }
             _ => {
-                // Read what is needed and drop the entry in place: moving an
-                // `InFlight` out costs memcpys of a few hundred bytes.
-                let removed = self.inflight.discard(seq, |e| {
-                    (
-                        e.on_wire,
-                        e.accepted,
-                        e.message.body.held_bytes(),
-                        e.message.body.tag,
-                    )
-                });
-                if removed.is_some_and(|(on_wire, _, _, _)| on_wire) {
-                    self.on_wire -= 1;
-                }
-                if let Some((_, _, size, _)) = removed {
+                let removed = self.inflight.remove(seq);
+                let (mut accepted, mut tag) = (None, None);
+                if let Some(entry) = removed {
+                    if entry.on_wire {
+                        self.on_wire -= 1;
+                    }
+                    let size = entry.message.body.held_bytes();
                     self.inflight_bytes.0 = self.inflight_bytes.0.saturating_sub(size);
+                    accepted = entry.accepted;
+                    tag = entry.message.body.tag;
+                    self.pool.recycle(entry.message.body);
                 }
-                let accepted = removed.and_then(|(_, accepted, _, _)| accepted);
-                let tag = removed.and_then(|(_, _, _, tag)| tag);
                 self.order.remove(id);
                 ids.release(id);
                 AckResult::Completed {

@@ -206,6 +206,13 @@ impl ServerSession {
         self.flows.outgoing.queue_len()
     }
 
+    /// The message bodies the session holds, waiting and in flight. A
+    /// message routed to several sessions is one shared body, so a count of
+    /// distinct messages can tell them apart by [`Arc::ptr_eq`](alloc::sync::Arc::ptr_eq).
+    pub fn held_bodies(&self) -> impl Iterator<Item = &alloc::sync::Arc<crate::MessageBody>> {
+        self.flows.outgoing.bodies()
+    }
+
     /// Bytes of topic, payload and properties waiting for the client.
     pub fn queued_bytes(&self) -> usize {
         self.flows.outgoing.queued_bytes()
@@ -385,10 +392,11 @@ pub struct ServerConnection {
     /// Whether the client allows Reason Strings and User Properties on acks.
     problem_information: bool,
     /// SUBSCRIBE / UNSUBSCRIBE awaiting the caller's answer: filter counts.
-    pending_subscribe: BTreeMap<PacketId, usize>,
-    pending_unsubscribe: BTreeMap<PacketId, usize>,
+    /// (one map for both: a field less in every idle connection)
+    pending: BTreeMap<(PacketType, PacketId), usize>,
     /// The CONNECT's Authentication Method (MQTT 5 enhanced authentication).
-    auth_method: Option<MqttString>,
+    /// Boxed: enhanced authentication is rare.
+    auth_method: Option<Box<MqttString>>,
     reauth: Reauth,
 }
 
@@ -422,8 +430,7 @@ impl ServerConnection {
             keep_alive: Duration::ZERO,
             session_expiry: 0,
             problem_information: true,
-            pending_subscribe: BTreeMap::new(),
-            pending_unsubscribe: BTreeMap::new(),
+            pending: BTreeMap::new(),
             auth_method: None,
             reauth: Reauth::Idle,
         }
@@ -471,7 +478,7 @@ impl ServerConnection {
 
     /// The Authentication Method the client's CONNECT named, if any.
     pub fn auth_method(&self) -> Option<&MqttString> {
-        self.auth_method.as_ref()
+        self.auth_method.as_deref()
     }
 
     /// Messages this connection dropped because they exceeded the
@@ -615,7 +622,7 @@ impl ServerConnection {
             }
             // A successful CONNACK names the CONNECT's method [MQTT-4.12.0-5];
             // without one, none is sent, nor data [MQTT-4.12.0-6].
-            properties.authentication_method = self.auth_method.clone();
+            properties.authentication_method = self.auth_method.as_deref().cloned();
             if self.auth_method.is_none() {
                 properties.authentication_data = None;
             }
@@ -695,7 +702,7 @@ impl ServerConnection {
         reason_codes: Vec<ReasonCode>,
         properties: AckProperties,
     ) -> Result<(), CommandError> {
-        let Some(&count) = self.pending_subscribe.get(&packet_id) else {
+        let Some(&count) = self.pending.get(&(PacketType::Subscribe, packet_id)) else {
             return Err(CommandError::UnknownRequest);
         };
         if count != reason_codes.len() {
@@ -713,7 +720,7 @@ impl ServerConnection {
         suback
             .validate(self.core.version)
             .map_err(CommandError::Invalid)?;
-        self.pending_subscribe.remove(&packet_id);
+        self.pending.remove(&(PacketType::Subscribe, packet_id));
         self.core.send_control(Packet::SubAck(suback));
         Ok(())
     }
@@ -726,7 +733,7 @@ impl ServerConnection {
         reason_codes: Vec<ReasonCode>,
         properties: AckProperties,
     ) -> Result<(), CommandError> {
-        let Some(&count) = self.pending_unsubscribe.get(&packet_id) else {
+        let Some(&count) = self.pending.get(&(PacketType::Unsubscribe, packet_id)) else {
             return Err(CommandError::UnknownRequest);
         };
         let unsuback = if self.core.version.is_v5() {
@@ -747,7 +754,7 @@ impl ServerConnection {
         unsuback
             .validate(self.core.version)
             .map_err(CommandError::Invalid)?;
-        self.pending_unsubscribe.remove(&packet_id);
+        self.pending.remove(&(PacketType::Unsubscribe, packet_id));
         self.core.send_control(Packet::UnsubAck(unsuback));
         Ok(())
     }
@@ -837,7 +844,8 @@ impl ServerConnection {
     ) -> Result<(), CommandError> {
         let method = self
             .auth_method
-            .clone()
+            .as_deref()
+            .cloned()
             .ok_or(CommandError::NoAuthPending)?;
         let diagnostics = self.diagnostics(diagnostics);
         let mut auth = Auth {
@@ -1087,7 +1095,7 @@ impl ServerConnection {
                 .properties
                 .maximum_packet_size
                 .map_or(tern_codec::MAX_PACKET_SIZE, |m| m.get());
-            self.core.out_aliases = crate::alias::OutgoingAliases::new(
+            self.core.set_outgoing_aliases(
                 self.config
                     .outgoing_topic_aliases
                     .min(connect.properties.topic_alias_maximum.unwrap_or(0)),
@@ -1098,7 +1106,8 @@ impl ServerConnection {
             .properties
             .authentication_method
             .clone()
-            .filter(|_| version.is_v5());
+            .filter(|_| version.is_v5())
+            .map(Box::new);
 
         // Rules the protocol itself decides.
         let empty_id = connect.client_id.is_empty();
@@ -1166,7 +1175,10 @@ impl ServerConnection {
                 {
                     return Err(Violation::Rule(Rule::SubscriptionIdsNotSupported));
                 }
-                if self.pending_subscribe.contains_key(&subscribe.packet_id) {
+                if self
+                    .pending
+                    .contains_key(&(PacketType::Subscribe, subscribe.packet_id))
+                {
                     // Reused before we answered: refuse it, keep the first.
                     let codes =
                         alloc::vec![ReasonCode::PacketIdentifierInUse; subscribe.filters.len()];
@@ -1177,16 +1189,18 @@ impl ServerConnection {
                     }));
                     return Ok(());
                 }
-                self.pending_subscribe
-                    .insert(subscribe.packet_id, subscribe.filters.len());
+                self.pending.insert(
+                    (PacketType::Subscribe, subscribe.packet_id),
+                    subscribe.filters.len(),
+                );
                 self.core
                     .events
                     .push_back(ServerEvent::SubscribeRequest(subscribe));
             }
             Packet::Unsubscribe(unsubscribe) => {
                 if self
-                    .pending_unsubscribe
-                    .contains_key(&unsubscribe.packet_id)
+                    .pending
+                    .contains_key(&(PacketType::Unsubscribe, unsubscribe.packet_id))
                 {
                     let unsuback = if self.core.version.is_v5() {
                         UnsubAck {
@@ -1203,8 +1217,10 @@ impl ServerConnection {
                     self.core.send_control(Packet::UnsubAck(unsuback));
                     return Ok(());
                 }
-                self.pending_unsubscribe
-                    .insert(unsubscribe.packet_id, unsubscribe.filters.len());
+                self.pending.insert(
+                    (PacketType::Unsubscribe, unsubscribe.packet_id),
+                    unsubscribe.filters.len(),
+                );
                 self.core
                     .events
                     .push_back(ServerEvent::UnsubscribeRequest(unsubscribe));
@@ -1268,7 +1284,7 @@ impl ServerConnection {
     /// An AUTH's method: the CONNECT had one [MQTT-4.12.0-7], the AUTH
     /// has one (§3.15.2.2.2) and it is the same [MQTT-4.12.0-5].
     fn check_auth_method(&self, auth: &Auth) -> Result<(), Violation> {
-        let Some(ours) = &self.auth_method else {
+        let Some(ours) = self.auth_method.as_deref() else {
             return Err(Violation::Rule(Rule::AuthWithoutMethod));
         };
         match &auth.properties.authentication_method {

@@ -39,7 +39,18 @@ impl<T> SeqWindow<T> {
         seq
     }
 
+    /// Where `seq` sits. Entries are numbered consecutively unless a sweep
+    /// took holes out, so its distance from the front usually finds it
+    /// without a search.
+    #[inline]
     fn index(&self, seq: u64) -> Option<usize> {
+        let front = self.entries.front()?.0;
+        let guess = seq.checked_sub(front)?;
+        if let Ok(guess) = usize::try_from(guess) {
+            if self.entries.get(guess).is_some_and(|e| e.0 == seq) {
+                return Some(guess);
+            }
+        }
         self.entries.binary_search_by_key(&seq, |e| e.0).ok()
     }
 
@@ -52,18 +63,6 @@ impl<T> SeqWindow<T> {
         let value = self.entries[i].1.take()?;
         self.removed();
         Some(value)
-    }
-
-    /// Removes an entry and drops it where it lies, returning what `read`
-    /// takes from it first: unlike [`remove`](Self::remove), the entry is
-    /// never moved out (for a large `T` that is a memcpy or two saved).
-    pub(crate) fn discard<R>(&mut self, seq: u64, read: impl FnOnce(&T) -> R) -> Option<R> {
-        let i = self.index(seq)?;
-        let slot = &mut self.entries[i].1;
-        let r = read(slot.as_ref()?);
-        *slot = None;
-        self.removed();
-        Some(r)
     }
 
     /// Bookkeeping after an entry became a hole.
@@ -130,8 +129,8 @@ mod tests {
         assert_eq!(w.remove(seqs[3]), Some(3));
         assert_eq!(w.remove(seqs[3]), None);
         assert_eq!(w.remove(seqs[0]), Some(0));
-        assert_eq!(w.discard(seqs[6], |v| v * 10), Some(60));
-        assert_eq!(w.discard(seqs[6], |v| v * 10), None);
+        assert_eq!(w.remove(seqs[6]), Some(6));
+        assert_eq!(w.remove(seqs[6]), None);
         assert_eq!(w.get(seqs[5]), Some(&5));
         assert_eq!(w.first_seq(), Some(seqs[1]));
         let rest: Vec<_> = w.iter().map(|(_, v)| *v).collect();
@@ -139,6 +138,32 @@ mod tests {
         let tail: Vec<_> = w.iter_mut_from(seqs[4]).map(|(_, v)| *v).collect();
         assert_eq!(tail, vec![4, 5, 7, 8, 9]);
         assert_eq!(w.len(), 7);
+    }
+
+    proptest::proptest! {
+        /// Finding entries by their distance from the front stays right
+        /// after sweeps leave the numbers with gaps.
+        #[test]
+        fn finds_like_a_btree_map(ops in proptest::collection::vec((0u8..5, 0u64..64), 0..400)) {
+            let mut w = SeqWindow::default();
+            let mut reference = alloc::collections::BTreeMap::new();
+            for (op, at) in ops {
+                if op < 3 {
+                    let seq = w.push(at);
+                    reference.insert(seq, at);
+                } else {
+                    // Any entry may leave: holes pile up behind old ones
+                    // until a sweep takes them out.
+                    let n = reference.len().max(1);
+                    let Some(&seq) = reference.keys().nth(at as usize % n) else { continue };
+                    proptest::prop_assert_eq!(w.remove(seq), reference.remove(&seq));
+                }
+                for (&seq, v) in &reference {
+                    proptest::prop_assert_eq!(w.get(seq), Some(v));
+                }
+                proptest::prop_assert_eq!(w.len(), reference.len());
+            }
+        }
     }
 
     #[test]

@@ -1072,6 +1072,95 @@ fn mqtt_3_1_2_25_a_message_too_large_for_the_client_is_dropped() {
     );
 }
 
+/// `write_transmit` sizes a PUBLISH by writing it (no topic aliases): one
+/// larger than the peer's Maximum Packet Size is taken back out of the
+/// buffer and dropped as delivered [MQTT-3.1.2-24] [MQTT-3.1.2-25], in both
+/// roles, and the bytes before it stay.
+#[test]
+fn mqtt_3_1_2_25_write_transmit_takes_a_message_too_large_back_out() {
+    let now = Instant::ZERO;
+    // Server to client: the client's CONNECT says 64 bytes.
+    let mut server = accepted(
+        ServerConfig::default(),
+        Connect {
+            properties: ConnectProperties {
+                maximum_packet_size: core::num::NonZeroU32::new(64),
+                ..ConnectProperties::default()
+            },
+            ..connect(V5, 0)
+        },
+    );
+    let mut big = publish("t", QoS::AtLeastOnce, None);
+    big.payload = Bytes::from(vec![b'x'; 100]);
+    for message in [
+        publish("a", QoS::AtMostOnce, None),
+        big,
+        publish("b", QoS::AtLeastOnce, None),
+    ] {
+        server.send(now, message).unwrap();
+    }
+    let mut buf = BytesMut::new();
+    let mut lens = Vec::new();
+    while let Some(t) = server.write_transmit(now, &mut buf, usize::MAX) {
+        lens.push(t.len);
+    }
+    let mut topics = Vec::new();
+    while let Some(p) = Packet::decode(&mut buf, V5, 1 << 20).unwrap() {
+        assert!(p.encoded_len(V5) <= 64, "[MQTT-3.1.2-24] {p:?}");
+        if let Packet::Publish(p) = p {
+            topics.push(p.topic);
+        }
+    }
+    assert_eq!(topics, [s("a"), s("b")]);
+    assert_eq!(lens.len(), 2);
+    let session = server.session().unwrap();
+    assert_eq!(
+        session.inflight_len(),
+        1,
+        "[MQTT-3.1.2-25] only b awaits its PUBACK"
+    );
+
+    // Client to server: queued before the CONNACK said 64 bytes.
+    let options = ConnectOptions::new(s("c"));
+    let mut client = ClientConnection::new(now, options, ClientSession::new());
+    let mut buf = BytesMut::new();
+    client.write_transmit(now, &mut buf, usize::MAX).unwrap(); // CONNECT
+    let mut big = publish("t", QoS::AtLeastOnce, None);
+    big.payload = Bytes::from(vec![b'x'; 100]);
+    let big_id = client.publish(now, big).unwrap().unwrap();
+    client
+        .publish(now, publish("b", QoS::AtLeastOnce, None))
+        .unwrap();
+    let connack = ConnAck {
+        properties: tern_codec::ConnAckProperties {
+            maximum_packet_size: core::num::NonZeroU32::new(64),
+            ..Default::default()
+        },
+        ..ConnAck::default()
+    };
+    client.handle_packet(now, Packet::ConnAck(Box::new(connack)));
+    let mut buf = BytesMut::new();
+    while client.write_transmit(now, &mut buf, usize::MAX).is_some() {}
+    let mut sent = Vec::new();
+    while let Some(p) = Packet::decode(&mut buf, V5, 1 << 20).unwrap() {
+        sent.push(p);
+    }
+    assert!(
+        matches!(&sent[..], [Packet::Publish(p)] if p.topic == "b"),
+        "{sent:?}"
+    );
+    let events: Vec<_> = std::iter::from_fn(|| client.poll_event()).collect();
+    assert!(
+        events.contains(&ClientEvent::Published {
+            packet_id: big_id,
+            qos: QoS::AtLeastOnce,
+            reason_code: ReasonCode::PacketTooLarge,
+        }),
+        "{events:?}"
+    );
+    assert_eq!(client.session().inflight_len(), 1);
+}
+
 #[test]
 fn properties_are_not_sent_to_a_v311_client() {
     let mut pair = Pair::new(V311);

@@ -101,7 +101,7 @@ pub use crate::matches::{
 pub use crate::matching::matches;
 pub use crate::name::{TopicName, validate_topic_name};
 #[cfg(feature = "index")]
-pub use crate::retained::{RetainedIndex, RetainedMatches};
+pub use crate::retained::{RetainedIndex, RetainedMatches, RetainedSlot};
 pub use crate::shared::{
     ShareName, SubscriptionFilter, validate_share_name, validate_subscription_filter,
 };

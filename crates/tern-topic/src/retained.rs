@@ -48,6 +48,13 @@ pub struct RetainedIndex<V> {
     len: usize,
 }
 
+/// Where a stored topic sits in a [`RetainedIndex`], from
+/// [`RetainedMatches::next_slot`]: [`RetainedIndex::at`] reads it again
+/// in constant time. Once the topic is removed, the slot may come to hold
+/// another topic: check that what it holds is what you expect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetainedSlot(u32);
+
 /// A stored topic and its value.
 struct Entry<V> {
     topic: TopicName,
@@ -104,6 +111,13 @@ impl<V> RetainedIndex<V> {
     pub fn get(&self, topic: &TopicName) -> Option<&V> {
         let node = self.trie.find(topic.as_bytes())?;
         self.trie.node(node).data.as_ref().map(|e| &e.value)
+    }
+
+    /// The topic and value in `slot`, if it holds one now (not necessarily
+    /// the topic it held when it was found).
+    pub fn at(&self, slot: RetainedSlot) -> Option<(&TopicName, &V)> {
+        let node = self.trie.try_node(slot.0)?;
+        node.data.as_ref().map(|e| (&e.topic, &e.value))
     }
 
     /// Removes `topic`'s value and returns it.
@@ -193,10 +207,9 @@ impl<V> RetainedMatches<'_, V> {
     }
 }
 
-impl<'a, V> Iterator for RetainedMatches<'a, V> {
-    type Item = (&'a TopicName, &'a V);
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl<'a, V> RetainedMatches<'a, V> {
+    /// The next match with its [`RetainedSlot`].
+    pub fn next_slot(&mut self) -> Option<(RetainedSlot, &'a TopicName, &'a V)> {
         let trie = &self.index.trie;
         while let Some(Frame { node, pos }) = self.stack.pop() {
             let here = trie.node(node).data.as_ref();
@@ -232,10 +245,18 @@ impl<'a, V> Iterator for RetainedMatches<'a, V> {
                 }
             }
             if let Some(entry) = here {
-                return Some((&entry.topic, &entry.value));
+                return Some((RetainedSlot(node), &entry.topic, &entry.value));
             }
         }
         None
+    }
+}
+
+impl<'a, V> Iterator for RetainedMatches<'a, V> {
+    type Item = (&'a TopicName, &'a V);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_slot().map(|(_, topic, value)| (topic, value))
     }
 }
 

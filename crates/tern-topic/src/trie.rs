@@ -279,6 +279,13 @@ impl<T: Default> Trie<T> {
         self.nodes.get(id)
     }
 
+    /// The node `id`, if the slab has one there (freed slots are reset
+    /// nodes).
+    #[inline]
+    pub(crate) fn try_node(&self, id: u32) -> Option<&Node<T>> {
+        self.nodes.items.get(id as usize)
+    }
+
     #[inline]
     pub(crate) fn node_mut(&mut self, id: u32) -> &mut Node<T> {
         self.nodes.get_mut(id)

@@ -385,3 +385,33 @@ fn retained_insert_replace_remove_and_clear() {
     assert_eq!((index.len(), index.node_count()), (0, 0));
     assert_eq!(index.matching(&filter).count(), 0);
 }
+
+#[test]
+fn a_retained_slot_reads_its_topic_again_until_it_is_removed() {
+    let name = |s: &str| TopicName::try_from(s.to_string()).unwrap();
+    let mut index = RetainedIndex::new();
+    for t in ["a/1", "a/2", "b/1"] {
+        index.insert(name(t), t.to_string());
+    }
+    let mut matches = index.matching(&TopicFilter::try_from("a/+").unwrap());
+    let mut slots = Vec::new();
+    while let Some((slot, topic, value)) = matches.next_slot() {
+        assert_eq!(topic.as_str(), value);
+        slots.push((slot, value.clone()));
+    }
+    assert_eq!(slots.len(), 2);
+    for (slot, value) in &slots {
+        assert_eq!(index.at(*slot).map(|(_, v)| v), Some(value));
+    }
+    // Removed: the slot holds nothing, or (reused) another topic.
+    let (gone, _) = slots.iter().find(|(_, v)| v == "a/2").unwrap();
+    index.remove(&name("a/2"));
+    assert_eq!(index.at(*gone), None);
+    index.insert(name("c/9"), "c/9".to_string());
+    assert_ne!(index.at(*gone).map(|(_, v)| v.as_str()), Some("a/2"));
+    // Emptied: every old slot reads nothing (the slab shrank), no panic.
+    index.clear();
+    for (slot, _) in &slots {
+        assert_eq!(index.at(*slot), None);
+    }
+}

@@ -1,6 +1,6 @@
 //! Every case, in the order they run.
 
-use super::{Attack, Case, Setup, connections, retained, slow, topics};
+use super::{Attack, Case, Setup, budget, connections, retained, slow, topics};
 use std::time::Duration;
 
 const fn secs(smoke: u64, full: u64) -> (Duration, Duration) {
@@ -69,6 +69,13 @@ pub(crate) const ALL: &[Case] = &[
         run: |ctx| Box::pin(retained::props_queued(ctx)),
         limit: secs(20, 120),
         setup: Setup::Anonymous,
+    },
+    Case {
+        name: "memory-budget",
+        what: "with a 32 MiB budget (max_memory / memory_limit): 8 KiB retained QoS 1 messages on new topics, queued for 4 offline sessions, until 2× (smoke) or 6× (full) the budget is sent; then 200 connections",
+        run: |ctx| Box::pin(budget::memory_budget(ctx)),
+        limit: secs(60, 180),
+        setup: Setup::MemoryBudget(budget::BUDGET),
     },
     Case {
         name: "qos2-flood",

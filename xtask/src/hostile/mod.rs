@@ -18,6 +18,7 @@
 //! listed case that passes fails the run ("unexpected pass": remove it from
 //! the list), and an unlisted failure fails the run.
 
+mod budget;
 mod cases;
 mod connections;
 mod measure;
@@ -44,7 +45,7 @@ use tern_testkit::Broker;
 use wire::{Counter, Tally};
 
 const USAGE: &str = "cargo xtask hostile [--case NAME[,NAME…]] [--broker tern|mosquitto|both] \
-[--scale smoke|full] [--expect-fail BROKER/CASE[,…]] [--list]";
+[--scale smoke|full] [--expect-fail BROKER/CASE[,…]] [--tern PATH] [--list]";
 
 /// The checked-in list of cases known to fail today.
 const EXPECTED: &str = "xtask/hostile-expected-failures.txt";
@@ -152,6 +153,9 @@ pub(crate) enum Setup {
     /// passwd -H argon2id`): Tern only, as Debian's mosquitto 2.0.11
     /// cannot read it.
     Argon2id,
+    /// Anonymous, with a memory budget of this many bytes: Tern's
+    /// `max_memory`, mosquitto's `memory_limit`.
+    MemoryBudget(u64),
 }
 
 /// The user and password of [`Setup::Passwords`].
@@ -199,6 +203,7 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     let mut kinds = vec![Kind::Tern, Kind::Mosquitto];
     let mut scale = Scale::Smoke;
     let mut extra_expected = Vec::new();
+    let mut binary: Option<std::path::PathBuf> = None;
     let mut it = args.iter();
     let value = |it: &mut std::slice::Iter<'_, String>, flag: &str| {
         it.next()
@@ -236,6 +241,9 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
                     .split(',')
                     .map(str::to_string),
             ),
+            // A `tern` built elsewhere (an earlier commit, to compare):
+            // used as it is, not built.
+            "--tern" => binary = Some(value(&mut it, "--tern")?.into()),
             "--list" => {
                 for case in cases::ALL {
                     println!("{:<16} {}", case.name, case.what);
@@ -265,8 +273,13 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         expected.insert(entry);
     }
 
-    run(cargo().args(["build", "--release", "-p", "tern-cli", "--bin", "tern"]))?;
-    let tern = target_dir().join("release/tern");
+    let tern = match binary {
+        Some(path) => path,
+        None => {
+            run(cargo().args(["build", "--release", "-p", "tern-cli", "--bin", "tern"]))?;
+            target_dir().join("release/tern")
+        }
+    };
     if kinds.contains(&Kind::Mosquitto) {
         ensure_apt(&["mosquitto"], &["mosquitto"])?;
     }
@@ -331,6 +344,9 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     }
     if let Some(names) = &only {
         command.push_str(&format!(" --case {}", names.join(",")));
+    }
+    if tern != target_dir().join("release/tern") {
+        command.push_str(&format!(" --tern {}", tern.display()));
     }
     let report = render(&rows, &command, &machine, &expected, &flaky, elapsed);
     println!("{report}");
@@ -440,6 +456,13 @@ fn measure(case: &Case, kind: Kind, tern: &Path, scale: Scale) -> Result<Row, St
     let dir = std::env::temp_dir().join(format!("tern-hostile-{}", std::process::id()));
     let hash = match case.setup {
         Setup::Anonymous => None,
+        Setup::MemoryBudget(bytes) => {
+            launch = match kind {
+                Kind::Tern => launch.settings(&format!("[limits]\nmax_memory = {bytes}\n")),
+                Kind::Mosquitto => launch.settings(&format!("memory_limit {bytes}\n")),
+            };
+            None
+        }
         Setup::Passwords {
             iterations,
             check_threads,

@@ -47,7 +47,7 @@ pub(super) struct Conn {
     /// Retained messages matched by its subscriptions, not yet in its
     /// session's queue: they enter it as it drains (see `retained.rs`),
     /// so flow control paces them and the queue cap never drops them.
-    pub(super) retained_backlog: VecDeque<(tern_session::Delivery, Instant)>,
+    pub(super) retained_backlog: super::retained::Backlog,
     /// A bridge inside the broker's process (see [`Broker::set_bridge`](super::Broker::set_bridge)).
     pub(super) bridge: bool,
     /// An MQTT 3.1/3.1.1 bridge by mosquitto's `try_private` convention
@@ -81,7 +81,7 @@ impl Conn {
             timer: None,
             closing: false,
             identity: None,
-            retained_backlog: VecDeque::new(),
+            retained_backlog: super::retained::Backlog::default(),
             bridge: false,
             private_bridge: false,
             auth: None,

@@ -42,8 +42,9 @@ pub(super) const QOS2_OVERHEAD: usize = 32;
 /// Bytes counted per connection besides its buffers.
 pub(super) const CONNECTION_OVERHEAD: usize = 4096;
 /// Bytes counted per retained message waiting in a connection's backlog
-/// (its body is shared with the retained store).
-pub(super) const BACKLOG_OVERHEAD: usize = 192;
+/// (a slot in the retained index and a number, 16 bytes; the message
+/// stays in the retained store until it is queued).
+pub(super) const BACKLOG_OVERHEAD: usize = 32;
 
 /// The bytes the broker holds for its clients, by part, as the memory
 /// budget counts them.

@@ -14,6 +14,11 @@
 //!   [`RetainedLimits`] for what clients retain (messages restored from the
 //!   store at start-up are counted, not refused): a new retained message
 //!   that does not fit is not kept, and what the topic held stays.
+//! - A new subscription's matches wait in its connection's [`Backlog`] as
+//!   references (a slot in the index and the message's number), not
+//!   packets: each is read and built only when the session's queue has
+//!   room for it, so a `#` subscription over many retained topics holds 16
+//!   bytes per topic while it drains.
 //! - Each message kept for a client's PUBLISH (or will) remembers that
 //!   client's identifier (its owner, until another client's message
 //!   replaces it), and `by_owner` holds each owner's count and bytes,
@@ -22,10 +27,10 @@
 
 use super::Store;
 use core::time::Duration;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use tern_codec::{MqttString, Publish, PublishProperties, QoS, SubscriptionId};
 use tern_session::Instant;
-use tern_topic::{RetainedIndex, TopicFilter, TopicName};
+use tern_topic::{RetainedIndex, RetainedSlot, TopicFilter, TopicName};
 
 /// How many retained messages the broker keeps, and how many bytes of
 /// them, across all clients (see [`RetainedMessage::held_bytes`]).
@@ -69,6 +74,10 @@ pub(super) enum Applied {
 struct Kept {
     message: RetainedMessage,
     owner: Option<MqttString>,
+    /// Which message this is: a number no other message kept on any topic
+    /// had or will have, so a [`Backlog`] entry can tell whether its topic
+    /// still holds the message it matched.
+    seq: u64,
 }
 
 /// The retained messages, by topic.
@@ -77,8 +86,12 @@ pub(super) struct Retained {
     index: RetainedIndex<Kept>,
     /// The sum of the messages' [`RetainedMessage::held_bytes`].
     bytes: usize,
+    /// The sum of their payloads' lengths (`$SYS/broker/store/messages/bytes`).
+    payload_bytes: usize,
     /// Each owner's messages and their bytes.
     by_owner: BTreeMap<MqttString, (usize, usize)>,
+    /// The next [`Kept::seq`].
+    next_seq: u64,
 }
 
 impl Default for Retained {
@@ -86,7 +99,9 @@ impl Default for Retained {
         Self {
             index: RetainedIndex::new(),
             bytes: 0,
+            payload_bytes: 0,
             by_owner: BTreeMap::new(),
+            next_seq: 0,
         }
     }
 }
@@ -102,16 +117,29 @@ impl Retained {
         self.bytes
     }
 
+    /// The bytes of their payloads.
+    pub(super) fn payload_bytes(&self) -> usize {
+        self.payload_bytes
+    }
+
     /// One loaded from the store at start-up (it has no owner).
     pub(super) fn restore(&mut self, topic: TopicName, message: RetainedMessage) {
         self.bytes += message.held_bytes();
+        self.payload_bytes += message.publish.payload.len();
         let kept = Kept {
             message,
             owner: None,
+            seq: self.seq(),
         };
         if let Some(old) = self.index.insert(topic, kept) {
             self.forget(&old);
         }
+    }
+
+    /// A fresh [`Kept::seq`].
+    fn seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
     }
 
     /// Removes `topic`'s message, if any; `true` if there was one.
@@ -129,6 +157,7 @@ impl Retained {
     fn forget(&mut self, old: &Kept) {
         let held = old.message.held_bytes();
         self.bytes -= held;
+        self.payload_bytes -= old.message.publish.payload.len();
         if let Some(owner) = &old.owner {
             if let Some((count, bytes)) = self.by_owner.get_mut(owner) {
                 *count -= 1;
@@ -196,51 +225,152 @@ impl Retained {
             entry.1 += held;
         }
         self.bytes += held;
-        if let Some(old) = self.index.insert(key, Kept { message, owner }) {
+        self.payload_bytes += message.publish.payload.len();
+        let seq = self.seq();
+        let kept = Kept {
+            message,
+            owner,
+            seq,
+        };
+        if let Some(old) = self.index.insert(key, kept) {
             self.forget(&old);
         }
         Applied::Kept
     }
 
-    /// The retained messages matching a new subscription's `filter` at
-    /// `granted` QoS, with the time each is queued as of;
-    /// `allowed` says whether the subscriber may receive a topic. Expired
-    /// ones are removed.
+    /// The retained messages matching a new subscription's `filter`, as
+    /// references for a [`Backlog`] (no packet is built here): where each
+    /// sits in the index and which message it is. `allowed` says whether
+    /// the subscriber may receive a topic. Expired ones are removed.
     pub(super) fn for_subscription(
         &mut self,
         now: Instant,
         filter: &TopicFilter,
-        granted: QoS,
-        id: Option<SubscriptionId>,
         store: &mut dyn Store,
         mut allowed: impl FnMut(&TopicName) -> bool,
-    ) -> Vec<(Publish, Instant)> {
+    ) -> Vec<(RetainedSlot, u64)> {
         let mut out = Vec::new();
         let mut expired = Vec::new();
-        for (topic, Kept { message, .. }) in self.index.matching(filter) {
-            if message.is_expired(now) {
+        let mut matches = self.index.matching(filter);
+        while let Some((slot, topic, kept)) = matches.next_slot() {
+            if kept.message.is_expired(now) {
                 expired.push(topic.clone());
                 continue;
             }
-            if !allowed(topic) {
-                continue;
+            if allowed(topic) {
+                out.push((slot, kept.seq));
             }
-            let mut p = message.for_subscriber(now, granted);
-            if let Some(id) = id {
-                p.properties.subscription_identifiers.push(id);
-            }
-            // `for_subscriber` deducted the whole seconds waited; queue it
-            // as of that whole second, so the session's countdown ends when
-            // the retained message's does, not up to a second later
-            // [MQTT-3.3.2-5] [MQTT-3.3.2-6].
-            let waited = Duration::from_secs((now - message.stored_at).as_secs());
-            out.push((p, message.stored_at + waited));
         }
         for topic in expired {
             self.remove(&topic);
             store.remove_retained(&topic);
         }
+        // It waits as long as the subscriber takes to read it all: no
+        // spare capacity.
+        out.shrink_to_fit();
         out
+    }
+
+    /// The PUBLISH a [`Backlog`] entry stands for, as of the subscription's
+    /// time `at`, with the time it is queued as of; `None` when its topic
+    /// no longer holds the message it matched (removed, or replaced by a
+    /// newer one, which reached the subscriber as it was published).
+    fn delivery(
+        &self,
+        at: Instant,
+        slot: RetainedSlot,
+        seq: u64,
+        granted: QoS,
+        id: Option<SubscriptionId>,
+    ) -> Option<(Publish, Instant)> {
+        let message = self
+            .index
+            .at(slot)
+            .filter(|(_, k)| k.seq == seq)
+            .map(|(_, k)| &k.message)?;
+        let mut p = message.for_subscriber(at, granted);
+        if let Some(id) = id {
+            p.properties.subscription_identifiers.push(id);
+        }
+        // `for_subscriber` deducted the whole seconds waited; queue it as of
+        // that whole second, so the session's countdown ends when the
+        // retained message's does, not up to a second later [MQTT-3.3.2-5]
+        // [MQTT-3.3.2-6].
+        let waited = Duration::from_secs((at - message.stored_at).as_secs());
+        Some((p, message.stored_at + waited))
+    }
+}
+
+/// Retained messages matched by a connection's new subscriptions and not
+/// yet in its session's queue, as references into [`Retained`]: each is
+/// built into a PUBLISH only when it enters the queue (see
+/// [`Broker::refill_retained`](super::Broker)), so waiting costs 16 bytes
+/// per message (its slot in the index and its sequence number), whatever
+/// the message holds.
+#[derive(Debug, Default)]
+pub(super) struct Backlog {
+    batches: VecDeque<Batch>,
+    len: usize,
+}
+
+/// One subscription's matches.
+#[derive(Debug)]
+struct Batch {
+    /// When it subscribed: the messages' remaining expiry counts from here,
+    /// as if they had been queued then.
+    at: Instant,
+    granted: QoS,
+    id: Option<SubscriptionId>,
+    topics: std::vec::IntoIter<(RetainedSlot, u64)>,
+}
+
+impl Backlog {
+    /// Matches waiting.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Adds a subscription's matches (from [`Retained::for_subscription`])
+    /// made at `at`, to be delivered at `granted` QoS with subscription
+    /// identifier `id`.
+    pub(super) fn push(
+        &mut self,
+        at: Instant,
+        granted: QoS,
+        id: Option<SubscriptionId>,
+        topics: Vec<(RetainedSlot, u64)>,
+    ) {
+        if topics.is_empty() {
+            return;
+        }
+        self.len += topics.len();
+        self.batches.push_back(Batch {
+            at,
+            granted,
+            id,
+            topics: topics.into_iter(),
+        });
+    }
+
+    /// The next match still retained, built for the subscriber, with the
+    /// time it is queued as of; matches whose topic changed since are
+    /// skipped.
+    fn next(&mut self, retained: &Retained) -> Option<(Publish, Instant)> {
+        while let Some(batch) = self.batches.front_mut() {
+            let Some((slot, seq)) = batch.topics.next() else {
+                self.batches.pop_front();
+                continue;
+            };
+            self.len -= 1;
+            if let Some(found) = retained.delivery(batch.at, slot, seq, batch.granted, batch.id) {
+                return Some(found);
+            }
+        }
+        if self.batches.capacity() > 0 {
+            // Drained: keep no buffer.
+            self.batches = VecDeque::new();
+        }
+        None
     }
 }
 
@@ -353,20 +483,18 @@ impl super::Broker {
             if len >= limits.max_messages.div_ceil(4) || bytes >= limits.max_bytes.div_ceil(4) {
                 break;
             }
-            let Some((delivery, queued_at)) = c.retained_backlog.pop_front() else {
+            let Some((publish, queued_at)) = c.retained_backlog.next(&self.retained) else {
                 break;
             };
             if !matches!(
-                c.server.send(queued_at, delivery),
+                c.server
+                    .send(queued_at, tern_session::Delivery::from(publish)),
                 Ok(tern_session::Enqueued::Queued)
             ) {
                 self.stats.messages_dropped += 1;
                 self.stats.drops.queue_full += 1;
             }
             moved = true;
-        }
-        if c.retained_backlog.is_empty() && c.retained_backlog.capacity() > 0 {
-            c.retained_backlog = std::collections::VecDeque::new();
         }
         if moved {
             self.note_conn(conn);

@@ -639,16 +639,15 @@ impl Broker {
                     &mut recording
                 }
             };
-            let out = self
+            let topics = self
                 .retained
-                .for_subscription(now, &filter, granted, id, store, |topic| {
+                .for_subscription(now, &filter, store, |topic| {
                     allowed(&mut **auth, sessions, key, topic, Access::Read)
                 });
             // Not straight into the queue: into the connection's backlog,
             // which feeds the queue as it drains (`refill_retained`).
             if let Some(c) = self.conns.get_mut(conn.key()) {
-                c.retained_backlog
-                    .extend(out.into_iter().map(|(p, queued_at)| (p.into(), queued_at)));
+                c.retained_backlog.push(now, granted, id, topics);
             }
             self.refill_retained(conn);
             self.mark_ready(conn);

@@ -86,6 +86,13 @@ pub struct QueueDepths {
     /// Messages with QoS > 0 sent and awaiting acknowledgement (mosquitto's
     /// `messages/inflight`), all sessions together.
     pub inflight: u64,
+    /// Messages in store, as mosquitto's `store/messages/count` counts
+    /// them: the retained ones, and the distinct messages sessions hold
+    /// (waiting or in flight; a message queued for several sessions counts
+    /// once).
+    pub store_messages: u64,
+    /// The payload bytes of those messages (`store/messages/bytes`).
+    pub store_payload_bytes: u64,
 }
 
 impl Broker {
@@ -137,13 +144,16 @@ impl Broker {
                 "retained messages/count".into(),
                 self.retained.len().to_string(),
             ),
-            // mosquitto counts retained messages and messages queued for
-            // offline clients.
-            (
-                "store/messages/count".into(),
-                (self.retained.len() + self.queued_offline()).to_string(),
-            ),
+            // mosquitto's message store: each message once, however many
+            // clients it waits for, retained ones included; its bytes are
+            // the payloads' (mosquitto(8)). A retained message also waiting
+            // in a queue counts twice here (Tern keeps its own copy).
+            ("store/messages/count".into(), self.count_held().to_string()),
             // Counted by the walk `store/messages/count` just made.
+            (
+                "store/messages/bytes".into(),
+                self.sys.queues.store_payload_bytes.to_string(),
+            ),
             (
                 "messages/inflight".into(),
                 self.sys.queues.inflight.to_string(),
@@ -201,14 +211,16 @@ impl Broker {
     /// (a walk of the sessions: the `$SYS` tick does it, and a shell that
     /// shows queue depths with `$SYS` off calls it on its own period).
     pub fn count_queues(&mut self) {
-        self.queued_offline();
+        self.count_held();
     }
 
-    /// Messages waiting in offline sessions; also counts every session's
-    /// queue for [`queue_depths`](Self::queue_depths).
-    fn queued_offline(&mut self) -> usize {
-        let mut offline = 0;
+    /// Counts every session's queue for [`queue_depths`](Self::queue_depths);
+    /// returns the messages in store (see [`QueueDepths::store_messages`]).
+    fn count_held(&mut self) -> u64 {
         let mut depths = QueueDepths::default();
+        // Bodies seen in more than one place, by address: a body only this
+        // session holds needs no entry.
+        let mut shared = std::collections::BTreeSet::new();
         for (_, entry) in self.sessions.iter() {
             let session = match (&entry.offline, entry.conn) {
                 (Some(s), _) => Some(&**s),
@@ -216,8 +228,13 @@ impl Broker {
                 (None, None) => None,
             };
             let (len, inflight) = session.map_or((0, 0), |s| (s.queue_len(), s.inflight_len()));
-            if entry.offline.is_some() {
-                offline += len;
+            for body in session.into_iter().flat_map(|s| s.held_bodies()) {
+                let once = std::sync::Arc::strong_count(body) == 1
+                    || shared.insert(std::sync::Arc::as_ptr(body) as usize);
+                if once {
+                    depths.store_messages += 1;
+                    depths.store_payload_bytes += body.payload.len() as u64;
+                }
             }
             depths.inflight += inflight as u64;
             let len = len as u64;
@@ -227,8 +244,11 @@ impl Broker {
                 depths.longest_client = Some(entry.client_id.as_str().to_string());
             }
         }
+        depths.store_messages += self.retained.len() as u64;
+        depths.store_payload_bytes += self.retained.payload_bytes() as u64;
+        let stored = depths.store_messages;
         self.sys.queues = depths;
-        offline
+        stored
     }
 
     /// The sessions' queues as the last `$SYS` tick or

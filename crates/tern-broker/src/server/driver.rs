@@ -156,6 +156,8 @@ struct Link {
     /// The core refused its CONNECT and that was logged: its close is not
     /// logged as a refusal again.
     refusal_logged: bool,
+    /// Its other refusals' log lines (`refusal_log.rs`).
+    refusals: super::refusal_log::RefusalLog,
 }
 
 /// The core task's state.
@@ -169,6 +171,11 @@ struct Driver {
     /// Connections the core closed whose pending read has not come back
     /// yet: the read half goes to their writer task when it does.
     closing: BTreeMap<ConnId, oneshot::Sender<ConnReader>>,
+    /// Connections closed after their refused CONNECT was logged, until
+    /// the core's `Disconnected` for them: a refusal is one line, not two.
+    refused_gone: std::collections::BTreeSet<ConnId>,
+    /// The durable store's state, for `/health`.
+    storage_state: super::metrics::StorageState,
     /// Cloned into each connection's writer task.
     reports: mpsc::UnboundedSender<Report>,
     /// Shared encode buffer: each connection's packets are split off it, so
@@ -258,6 +265,9 @@ pub(crate) async fn run(
     // no threads for them, here.
     let (checker, mut checked) = super::checks::Checker::new(check_threads, check_nice);
     driver.checker = (check_threads > 0).then_some(checker);
+    if storage.is_some() {
+        driver.storage_state = super::metrics::StorageState::Ok;
+    }
     driver.storage = storage;
     driver.cluster = cluster;
     let mut queue_count = count_queues.then(|| {
@@ -293,6 +303,7 @@ pub(crate) async fn run(
                     // Nothing later completes: what it would acknowledge
                     // stays unacknowledged, as it must.
                     tracing::error!("{e}: acknowledgements that need the store stop");
+                    driver.storage_state = super::metrics::StorageState::Failed(e);
                     synced = None;
                 }
             },
@@ -420,6 +431,8 @@ impl Driver {
             links: BTreeMap::new(),
             reads: FuturesUnordered::new(),
             closing: BTreeMap::new(),
+            refused_gone: std::collections::BTreeSet::new(),
+            storage_state: super::metrics::StorageState::Memory,
             reports,
             scratch: BytesMut::new(),
             scratch_owner: None,
@@ -459,6 +472,7 @@ impl Driver {
             queues: b.queue_depths().clone(),
             uptime: self.start.elapsed().as_secs_f64(),
             top_topics: b.top_topics(),
+            storage: self.storage_state.clone(),
             // The monitoring listener adds them (they are not the core's).
             bridges: Vec::new(),
             cluster: None,
@@ -500,6 +514,7 @@ impl Driver {
         }));
         tracing::debug!(%conn, peer = %new.peer, transport = new.transport, "accepted");
         let (stop, stop_rx) = oneshot::channel();
+        self.refused_gone.remove(&conn);
         self.links.insert(
             conn,
             Link {
@@ -513,6 +528,7 @@ impl Driver {
                 peer: new.peer,
                 transport: new.transport,
                 refusal_logged: false,
+                refusals: Default::default(),
             },
         );
         self.reads.push(PendingRead::new(conn, new.reader, stop_rx));
@@ -584,6 +600,9 @@ impl Driver {
         let Some(mut link) = self.links.remove(&conn) else {
             return;
         };
+        if link.refusal_logged {
+            self.refused_gone.insert(conn);
+        }
         match link.reader.take() {
             // Paused: the read half is here.
             Some((reader, _)) => {
@@ -799,7 +818,8 @@ impl Driver {
             } => {
                 let client_id = client_id.as_ref().map_or("-", |c| c.as_str());
                 let (peer, _) = self.describe(conn);
-                let logged = self.links.get(&conn).is_some_and(|l| l.refusal_logged);
+                let logged = self.links.get(&conn).is_some_and(|l| l.refusal_logged)
+                    || self.refused_gone.remove(&conn);
                 match refusal_code(&reason) {
                     Some(code) if !logged => tracing::warn!(
                         %conn, client_id, peer, reason_code = %hex(code), %reason,
@@ -815,6 +835,15 @@ impl Driver {
                 reason,
                 limit,
             } => {
+                // A CONNECT is refused once; the others are thinned to a
+                // line a second per connection, counting the rest.
+                let skipped = match (&what, self.links.get_mut(&conn)) {
+                    (crate::Refusal::Connect, _) | (_, None) => Some(0),
+                    (_, Some(link)) => link.refusals.admit(now),
+                };
+                let Some(skipped) = skipped else {
+                    return;
+                };
                 let (peer, _) = self.describe(conn);
                 let (what, topic) = match &what {
                     crate::Refusal::Connect => {
@@ -829,7 +858,7 @@ impl Driver {
                 let limit = limit.map_or(String::new(), |l| l.to_string());
                 tracing::warn!(
                     %conn, %client_id, peer, what, topic, reason_code = %hex(reason),
-                    reason = reason.name(), limit, "refused"
+                    reason = reason.name(), limit, not_logged_since = skipped, "refused"
                 );
             }
         }
@@ -870,6 +899,7 @@ mod tests {
                 peer: SocketAddr::from(([127, 0, 0, 1], 1)),
                 transport: "test",
                 refusal_logged: false,
+                refusals: Default::default(),
             },
         );
         (conn, rx)

@@ -2,8 +2,9 @@
 //! that answers GET (and HEAD) only:
 //!
 //! - `/metrics`: the counters in the OpenMetrics text format, for Prometheus;
-//! - `/health`: 200 while the listeners are up and the core answers, 503 once
-//!   it is shutting down;
+//! - `/health`: 200 while the listeners are up and the core answers, with
+//!   the storage state (`memory` or `ok`); 503 once it is shutting down or
+//!   the store has failed;
 //! - `/api/stats`: the same snapshot as JSON, which the dashboard polls;
 //! - `/`: the dashboard, one self-contained page.
 //!
@@ -259,7 +260,10 @@ async fn route(
                     metrics::render_metrics(&snapshot),
                 ),
                 "/api/stats" => (200, "application/json", metrics::render_json(&snapshot)),
-                _ => (200, "text/plain", "ok\n".into()),
+                _ => {
+                    let (status, body) = metrics::render_health(&snapshot);
+                    (status, "text/plain", body)
+                }
             }
         }
         _ => (404, "text/plain", "not found\n".into()),

@@ -185,10 +185,50 @@ async fn handshake(
             Ok((ConnReader::Tls(reader), ConnWriter::Tls(writer), identity))
         }
         (_, socket) => {
-            let (reader, writer) = websocket::accept(socket, &shared.websocket)
+            if let Socket::Plain(tcp) = &socket {
+                request_head_arrived(tcp).await?;
+            }
+            // Boxed: its state (tungstenite's buffers) is allocated only
+            // once the request is there, not for every waiting socket.
+            let (reader, writer) = Box::pin(websocket::accept(socket, &shared.websocket))
                 .await
                 .map_err(io::Error::other)?;
             Ok((ConnReader::Ws(reader), ConnWriter::Ws(writer), identity))
+        }
+    }
+}
+
+/// The most of a WebSocket upgrade request looked at while waiting for it.
+const HEAD_PEEK: usize = 4096;
+
+/// Waits until `socket` holds a whole HTTP request head (up to its blank
+/// line, or [`HEAD_PEEK`] bytes of it), or is closed, without reading
+/// it: until then a half-sent upgrade request waits in the kernel's socket
+/// buffer, not in buffers of ours (tungstenite allocates 8 KiB per
+/// handshake; issue 13, ws-half-open). The peek buffer lives on the stack
+/// only while the socket is looked at.
+async fn request_head_arrived(socket: &tokio::net::TcpStream) -> io::Result<()> {
+    use futures_util::FutureExt;
+    loop {
+        socket.readable().await?;
+        let arrived = socket.try_io(tokio::io::Interest::READABLE, || {
+            let mut buf = [0u8; HEAD_PEEK];
+            let n = socket
+                .peek(&mut buf)
+                .now_or_never()
+                .unwrap_or_else(|| Err(io::ErrorKind::WouldBlock.into()))?;
+            if n == 0 || n == HEAD_PEEK || buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                Ok(())
+            } else {
+                // Not all there: wait for more bytes (this clears the
+                // readiness the bytes already seen set).
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+        });
+        match arrived {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
         }
     }
 }
@@ -234,7 +274,7 @@ impl TcpReader {
                     } else if n < self.size / 4 {
                         self.size = (self.size / 2).max(READ_MIN);
                     }
-                    return std::task::Poll::Ready(Ok(Some(buf)));
+                    return std::task::Poll::Ready(Ok(Some(fitted(buf))));
                 }
                 // Readiness was stale: cleared, so the next poll waits.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -246,6 +286,21 @@ impl TcpReader {
     /// The next bytes, or `None` at end of stream.
     pub(crate) async fn read(&mut self) -> io::Result<Option<BytesMut>> {
         std::future::poll_fn(|cx| self.poll_read(cx)).await
+    }
+}
+
+/// A read that filled less than half its buffer, copied into a buffer of
+/// its own size. Decoded packets are slices of the read buffer, and a
+/// queued message's payload keeps the whole buffer alive: fitted, a
+/// message pins only bytes its client sent with it (at most twice what was
+/// read), not the unused rest of a 4 to 64 KiB buffer (issue 13: a client
+/// sending one small QoS 1 message per read otherwise made each of its
+/// queued messages hold 4 KiB while the memory budget counted its payload).
+pub(crate) fn fitted(buf: BytesMut) -> BytesMut {
+    if buf.len() * 2 >= buf.capacity() {
+        buf
+    } else {
+        BytesMut::from(&buf[..])
     }
 }
 
@@ -298,4 +353,67 @@ pub(crate) async fn write_chunks<W: tokio::io::AsyncWrite + Unpin>(
         offset += n;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_read_is_fitted_and_a_full_one_kept() {
+        let mut small = BytesMut::with_capacity(READ_MIN);
+        small.extend_from_slice(b"0123456789");
+        let small = fitted(small);
+        assert_eq!(&small[..], b"0123456789");
+        assert!(small.capacity() < 20, "{}", small.capacity());
+
+        let mut full = BytesMut::with_capacity(READ_MIN);
+        full.extend_from_slice(&[7; READ_MIN]);
+        let ptr = full.as_ptr();
+        let full = fitted(full);
+        assert_eq!(full.as_ptr(), ptr, "a full read is not copied");
+    }
+
+    /// Through a real socket: a client's 10-byte write comes back in a
+    /// buffer of about its size, not the 4 KiB read size.
+    #[tokio::test]
+    async fn a_tcp_read_holds_what_was_read_not_the_read_size() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (read, _write) = server.into_split();
+        let mut reader = TcpReader::new(read);
+        client.write_all(b"0123456789").await.unwrap();
+        let got = reader.read().await.unwrap().unwrap();
+        assert_eq!(&got[..], b"0123456789");
+        assert!(
+            got.capacity() < 2 * 10 + 16,
+            "{} bytes held",
+            got.capacity()
+        );
+    }
+
+    /// A half-sent upgrade request is waited for without being read: not
+    /// there until its blank line arrives, and then still all in the socket.
+    #[tokio::test]
+    async fn an_upgrade_request_is_waited_for_in_the_socket_until_its_head_ends() {
+        use futures_util::FutureExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let head = b"GET /mqtt HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n";
+        client.write_all(head).await.unwrap();
+        // The bytes are there, the head is not complete.
+        server.readable().await.unwrap();
+        assert!(request_head_arrived(&server).now_or_never().is_none());
+        client.write_all(b"\r\n").await.unwrap();
+        request_head_arrived(&server).await.unwrap();
+        let mut all = [0u8; 128];
+        let n = server.peek(&mut all).await.unwrap();
+        assert_eq!(n, head.len() + 2, "nothing was read");
+    }
 }

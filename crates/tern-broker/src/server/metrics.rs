@@ -42,6 +42,30 @@ pub struct Snapshot {
     pub bridges: Vec<(String, BridgeCounts)>,
     /// The cluster link's figures, with `--cluster` (read beside the core's).
     pub cluster: Option<ClusterCounts>,
+    /// The durable store's state (`/health`).
+    pub storage: StorageState,
+}
+
+/// The durable store's state, as `/health` reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StorageState {
+    /// No data directory: state is kept in memory only.
+    #[default]
+    Memory,
+    /// A data directory, and every write so far succeeded.
+    Ok,
+    /// A write failed: acknowledgements that need the store have stopped.
+    Failed(String),
+}
+
+/// `/health`: 200 with `ok` and the storage state, or 503 once the store
+/// has failed (the broker no longer acknowledges what needs it).
+pub fn render_health(snapshot: &Snapshot) -> (u16, String) {
+    match &snapshot.storage {
+        StorageState::Memory => (200, "ok\nstorage: memory\n".into()),
+        StorageState::Ok => (200, "ok\nstorage: ok\n".into()),
+        StorageState::Failed(e) => (503, format!("storage failed: {e}\n")),
+    }
 }
 
 /// The OpenMetrics content type of [`render_metrics`]'s text.
@@ -260,6 +284,21 @@ impl Collector for SnapshotCollector {
             "Messages with QoS > 0 sent and awaiting acknowledgement (counted with the queues).",
             s.queues.inflight,
         )?;
+        gauge(
+            e,
+            "tern_store_messages",
+            "Messages in store as mosquitto's $SYS/broker/store/messages/count counts them: \
+             retained ones, and each message waiting or in flight for sessions once however \
+             many it waits for (counted with the queues).",
+            s.queues.store_messages,
+        )?;
+        let g = ConstGauge::new(s.queues.store_payload_bytes as i64);
+        g.encode(e.encode_descriptor(
+            "tern_store_payload",
+            "Payload bytes of those messages ($SYS/broker/store/messages/bytes).",
+            Some(&Unit::Bytes),
+            g.metric_type(),
+        )?)?;
         if !s.bridges.is_empty() {
             bridges(e, &s.bridges)?;
         }
@@ -434,6 +473,19 @@ fn json_string(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn health_is_503_once_the_store_failed() {
+        let mut s = Snapshot::default();
+        assert_eq!(render_health(&s), (200, "ok\nstorage: memory\n".into()));
+        s.storage = StorageState::Ok;
+        assert_eq!(render_health(&s), (200, "ok\nstorage: ok\n".into()));
+        s.storage = StorageState::Failed("disk full".into());
+        assert_eq!(
+            render_health(&s),
+            (503, "storage failed: disk full\n".into())
+        );
+    }
 
     #[test]
     fn every_family_renders_with_base_units_and_total() {

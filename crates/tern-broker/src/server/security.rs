@@ -146,6 +146,17 @@ impl Rules {
         }
     }
 
+    /// What changes from these rules to `new`, for the reload's log line
+    /// (user names and rules, never hashes).
+    fn changes_to(&self, new: &Rules) -> String {
+        super::security_changes::describe(
+            self.passwords.as_deref(),
+            new.passwords.as_deref(),
+            self.acl.as_ref(),
+            new.acl.as_ref(),
+        )
+    }
+
     fn authenticate(&self, connect: &Connect, identity: Option<&str>) -> AuthDecision {
         if identity.is_some() {
             // A verified client certificate names the user; no password is
@@ -392,8 +403,9 @@ impl Reloader {
         let mut result = Ok(());
         match self.settings.load() {
             Ok(rules) => {
+                let changes = self.auth.with(|old| old.changes_to(&rules));
                 self.auth.replace(rules);
-                tracing::info!("reloaded the password and ACL files");
+                tracing::info!("reloaded the password and ACL files: {changes}");
             }
             Err(e) => {
                 tracing::error!("reload: {e}; the previous password and ACL rules stay in force");

@@ -305,7 +305,7 @@ impl TlsReader {
         } else if n < self.size / 4 {
             self.size = (self.size / 2).max(TLS_READ_MIN);
         }
-        Ok(Some(buf))
+        Ok(Some(super::listener::fitted(buf)))
     }
 }
 

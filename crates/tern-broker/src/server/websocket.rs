@@ -115,11 +115,11 @@ impl WsReader {
                 None | Some(Ok(Message::Close(_))) => return Ok(None),
                 Some(Ok(Message::Binary(bytes))) if bytes.is_empty() => {}
                 Some(Ok(Message::Binary(bytes))) => {
-                    return Ok(Some(
+                    return Ok(Some(super::listener::fitted(
                         bytes
                             .try_into_mut()
                             .unwrap_or_else(|shared| BytesMut::from(&shared[..])),
-                    ));
+                    )));
                 }
                 Some(Ok(Message::Text(_))) => {
                     return Err(io::Error::new(

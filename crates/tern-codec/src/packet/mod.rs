@@ -24,7 +24,8 @@ pub use unsuback::UnsubAck;
 pub use unsubscribe::Unsubscribe;
 
 use crate::{
-    DecodeError, EncodeError, FixedHeader, FrameStatus, PacketType, ProtocolVersion, check_frame,
+    DecodeError, EncodeError, FixedHeader, FrameStatus, PacketId, PacketType, ProtocolVersion,
+    check_frame,
     primitives::{Frame, PResult, end},
     varint::{VARINT_MAX, put_varint, varint_len},
 };
@@ -260,6 +261,10 @@ impl Packet {
         version: ProtocolVersion,
         max_packet_size: u32,
     ) -> Result<Option<Packet>, DecodeError> {
+        if let Some(packet) = short_packet(buf, max_packet_size) {
+            bytes::Buf::advance(buf, packet.1);
+            return Ok(Some(packet.0));
+        }
         let header = match crate::framing::frame_status(buf, version, max_packet_size)? {
             FrameStatus::Complete(header) => header,
             FrameStatus::Incomplete { .. } => return Ok(None),
@@ -371,6 +376,32 @@ impl Packet {
             dst.put_u8(0);
             Ok(())
         })
+    }
+}
+
+/// The packets that carry no shared data and are common on a busy link: a
+/// PUBACK, PUBREC, PUBREL or PUBCOMP of two bytes (every MQTT 3.x
+/// acknowledgement, and MQTT 5's Success without properties), PINGREQ and
+/// PINGRESP. Read in place, with their length, without splitting a shared
+/// frame off the buffer. Anything else, a zero packet identifier included,
+/// is `None` and goes the general way, which reports the errors.
+#[inline(always)]
+fn short_packet(buf: &[u8], max_packet_size: u32) -> Option<(Packet, usize)> {
+    match *buf {
+        [first, 2, hi, lo, ..] if max_packet_size >= 4 => {
+            let id = PacketId::new(u16::from_be_bytes([hi, lo]))?;
+            let packet = match first {
+                0x40 => Packet::PubAck(PubAck::new(id)),
+                0x50 => Packet::PubRec(PubRec::new(id)),
+                0x62 => Packet::PubRel(PubRel::new(id)),
+                0x70 => Packet::PubComp(PubComp::new(id)),
+                _ => return None,
+            };
+            Some((packet, 4))
+        }
+        [0xC0, 0, ..] if max_packet_size >= 2 => Some((Packet::PingReq, 2)),
+        [0xD0, 0, ..] if max_packet_size >= 2 => Some((Packet::PingResp, 2)),
+        _ => None,
     }
 }
 

@@ -159,6 +159,34 @@ impl AclFile {
         Ok(acl)
     }
 
+    /// Each section's rules, for a reload to say what changed: `anonymous`
+    /// (the `topic` lines before any `user` line), `user NAME` in file
+    /// order, then `pattern`; each rule as `ACCESS FILTER`, in the order a
+    /// check reads them.
+    pub fn sections(&self) -> Vec<(String, Vec<String>)> {
+        let text = |rules: &Rules| -> Vec<String> {
+            rules
+                .0
+                .iter()
+                .map(|r| {
+                    let access = match r.grant {
+                        Grant::Read => "read",
+                        Grant::Write => "write",
+                        Grant::ReadWrite => "readwrite",
+                        Grant::Deny => "deny",
+                    };
+                    format!("{access} {}", r.filter.as_str())
+                })
+                .collect()
+        };
+        let mut out = vec![("anonymous".to_string(), text(&self.anonymous))];
+        for (user, rules) in &self.users {
+            out.push((format!("user {user}"), text(rules)));
+        }
+        out.push(("pattern".to_string(), text(&self.patterns)));
+        out
+    }
+
     /// Whether a client may `access` `topic`. `username` is `None` for an
     /// anonymous client.
     pub fn allows(

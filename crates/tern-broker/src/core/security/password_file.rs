@@ -198,6 +198,13 @@ impl PasswordFile {
     pub fn is_empty(&self) -> bool {
         self.users.is_empty()
     }
+
+    /// The users and their hashes, by name (a reload compares them to say
+    /// who was added, removed or given a new password; the hashes are
+    /// never shown).
+    pub fn users(&self) -> impl Iterator<Item = (&str, &PasswordHash)> {
+        self.users.iter().map(|(user, hash)| (user.as_str(), hash))
+    }
 }
 
 impl PasswordHash {
