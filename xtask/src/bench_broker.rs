@@ -514,7 +514,7 @@ impl Kind {
             Kind::Tern(tern) | Kind::TernMetrics(tern) => Broker::tern(tern)
                 .settings(&format!(
                     "[limits]\nmax_connections = 1000000\nmax_queued_messages = 100000\n\
-                     max_queued_bytes = 268435456\n\
+                     max_queued_bytes = 268435456\nmax_inflight_messages = 1024\n\
                      [listeners]\ntcp = [\"127.0.0.1:0\"]\nws = []\n{tern_tls}",
                 ))
                 .args(["--log", "warn"])
