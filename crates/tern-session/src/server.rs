@@ -759,6 +759,18 @@ impl ServerConnection {
         Ok(())
     }
 
+    /// Drops a message delivered with `token` without answering it, for
+    /// an application about to close the connection because MQTT 3.x has
+    /// no code to refuse it with. A QoS 2 packet identifier is then not
+    /// kept as received: the client's resend on its next connection is a
+    /// new message, decided again, not swallowed as a duplicate of one the
+    /// application never took [MQTT-4.3.3-9].
+    pub fn drop_unanswered(&mut self, token: AckToken) {
+        if let Some(session) = self.session.as_mut() {
+            session.flows.incoming.forget_awaiting(token);
+        }
+    }
+
     /// Acknowledges a message delivered with an [`AckToken`] (in arrival order).
     pub fn ack(
         &mut self,

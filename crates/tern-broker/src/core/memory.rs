@@ -19,11 +19,13 @@
 //!
 //! The estimates err high. At the budget: a PUBLISH is refused (QoS 0
 //! dropped and counted; QoS 1/2 MQTT 5 PUBACK/PUBREC 0x97 Quota exceeded,
-//! MQTT 3.1.1 the connection closed, never acknowledged and dropped), a
+//! MQTT 3.1.1 the connection closed, never acknowledged and dropped, its
+//! QoS 2 packet identifier not kept, so the resend is a new message), a
 //! new subscription gets SUBACK 0x97 (3.1.1: 0x80), a CONNECT gets CONNACK
 //! 0x89 Server busy (3.1.1: return code 3), and QoS 0 messages routed from
 //! elsewhere (wills, other nodes) are dropped before they are queued. Each
-//! is counted as [`Drops::memory_limit`](super::Drops::memory_limit).
+//! is counted as [`Drops::memory_limit`](super::Drops::memory_limit), and
+//! what a client sent is reported as a `BrokerEvent::Refused`.
 
 use super::{Broker, ConnId, SessionKey};
 use tern_session::ServerSession;

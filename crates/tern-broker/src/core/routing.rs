@@ -191,6 +191,9 @@ impl Broker {
             self.stats.messages_dropped += 1;
             ReasonCode::TopicNameInvalid
         } else {
+            if let Some(token) = ack {
+                c.server.drop_unanswered(token);
+            }
             c.server.close(now, ReasonCode::TopicNameInvalid);
             ReasonCode::TopicNameInvalid
         };
@@ -215,16 +218,17 @@ impl Broker {
             return;
         };
         let code = ReasonCode::QuotaExceeded;
+        // QoS 0 has nothing to answer, but is reported like the others (the
+        // shell's refusal log thins a flood of them per connection).
         match ack {
-            None => {
-                // Counted, not logged: a flood of them is one log line each.
-                self.stats.drops.memory_limit += 1;
-                return;
-            }
+            None => {}
             Some(token) if c.server.version().is_v5() => {
                 let _ = c.server.ack(now, token, code);
             }
-            Some(_) => c.server.close(now, code),
+            Some(token) => {
+                c.server.drop_unanswered(token);
+                c.server.close(now, code);
+            }
         }
         let what = super::Refusal::Publish(super::compact(&publish.topic));
         self.limit_refused(conn, Limit::Memory, what, code);
