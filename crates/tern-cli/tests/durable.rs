@@ -11,7 +11,8 @@ use std::path::Path;
 use support::{BrokerProcess, Raw};
 use tern_codec::{
     ConnAck, Connect, ConnectProperties, MqttString, Packet, PacketId, ProtocolVersion, PubAck,
-    Publish, QoS, ReasonCode, Subscribe, SubscribeFilter, SubscriptionOptions,
+    Publish, QoS, ReasonCode, Subscribe, SubscribeFilter, SubscriptionOptions, Will,
+    WillProperties,
 };
 
 fn start(dir: &Path) -> BrokerProcess {
@@ -425,4 +426,267 @@ fn an_accepted_qos2_publish_resent_after_kill_9_is_not_delivered_twice() {
         ("in/a".into(), b"two".to_vec()),
         "\"one\" once"
     );
+}
+
+/// Connects with `connect` (its protocol level, a keep alive of 60 s) and
+/// returns the CONNACK, which must be a success.
+fn connect_as(addr: SocketAddr, mut connect: Connect) -> (Raw, ConnAck) {
+    connect.keep_alive = 60;
+    let mut raw = Raw::open(addr, connect.protocol);
+    let client = connect.client_id.as_str().to_owned();
+    raw.send(Packet::Connect(Box::new(connect)));
+    match raw.next() {
+        Some(Packet::ConnAck(a)) => {
+            assert_eq!(a.reason_code, ReasonCode::Success, "{client}: {a:?}");
+            (raw, *a)
+        }
+        other => panic!("{client}: expected CONNACK, got {other:?}"),
+    }
+}
+
+/// A QoS 1 will on `topic` after `delay` seconds (MQTT 5; `None` for 3.1.1).
+fn will(topic: &'static str, payload: &'static [u8], delay: Option<u32>) -> Option<Will> {
+    Some(Will {
+        topic: MqttString::from_static(topic),
+        payload: Bytes::from_static(payload),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: WillProperties {
+            will_delay_interval: delay,
+            ..Default::default()
+        },
+    })
+}
+
+/// A persistent 5.0 session `client` subscribed to `filter` at QoS 1,
+/// then disconnected (the broker has handled its DISCONNECT on return).
+fn offline_subscriber(addr: SocketAddr, client: &'static str, filter: &'static str) {
+    let (mut raw, _) = connect(addr, ProtocolVersion::V5, client, true, 3600);
+    subscribe(&mut raw, filter);
+    raw.send(Packet::Disconnect(Default::default()));
+    assert!(raw.next().is_none(), "the broker closes after DISCONNECT");
+}
+
+/// The client of a stored session that was connected when the broker was
+/// killed lost its network connection without a DISCONNECT: its will is
+/// published after the restart [MQTT-3.1.2-8] (3.1.1 and 5.0), a 5.0 one
+/// after its Will Delay Interval [MQTT-3.1.3-9], to the sessions that
+/// subscribed before the crash. A will whose client sent DISCONNECT is not.
+#[test]
+fn the_will_of_a_client_connected_at_kill_9_is_published_after_the_restart() {
+    let dir = data_dir("will");
+    let mut broker = start(&dir.0);
+    offline_subscriber(broker.tcp, "will-watcher", "will/#");
+    let mut open = Vec::new();
+    for (version, client, delay) in [
+        (ProtocolVersion::V5, "will5", Some(1)),
+        (ProtocolVersion::V3_1_1, "will311", None),
+    ] {
+        let (raw, _) = connect_as(
+            broker.tcp,
+            Connect {
+                protocol: version,
+                clean_start: false,
+                client_id: MqttString::from_static(client),
+                properties: ConnectProperties {
+                    session_expiry_interval: version.is_v5().then_some(3600),
+                    ..Default::default()
+                },
+                will: will(
+                    if version.is_v5() {
+                        "will/5"
+                    } else {
+                        "will/311"
+                    },
+                    b"gone",
+                    delay,
+                ),
+                ..Connect::default()
+            },
+        );
+        open.push(raw);
+    }
+    // A will cancelled by DISCONNECT [MQTT-3.1.2-10] stays cancelled.
+    let (mut polite, _) = connect_as(
+        broker.tcp,
+        Connect {
+            protocol: ProtocolVersion::V5,
+            client_id: MqttString::from_static("polite"),
+            properties: ConnectProperties {
+                session_expiry_interval: Some(3600),
+                ..Default::default()
+            },
+            will: will("will/polite", b"no", None),
+            ..Connect::default()
+        },
+    );
+    polite.send(Packet::Disconnect(Default::default()));
+    assert!(polite.next().is_none());
+    // Every record above is synced once this retained message's PUBACK came.
+    publish(broker.tcp, "barrier", b"b", true);
+    broker.broker.kill();
+    drop(open);
+    let broker = start(&dir.0);
+    let (mut watcher, ack) = connect(broker.tcp, ProtocolVersion::V5, "will-watcher", false, 3600);
+    assert!(ack.session_present);
+    let mut got = vec![received(&mut watcher), received(&mut watcher)];
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("will/311".to_string(), b"gone".to_vec()),
+            ("will/5".to_string(), b"gone".to_vec())
+        ]
+    );
+    publish(broker.tcp, "will/marker", b"m", false);
+    assert_eq!(
+        received(&mut watcher),
+        ("will/marker".into(), b"m".to_vec()),
+        "no will from the client that sent DISCONNECT"
+    );
+}
+
+/// Time passes while the broker is down: a session whose Session Expiry
+/// Interval ran out then is gone after the restart [MQTT-3.1.2-23]
+/// (session present 0 [MQTT-3.2.2-3]); a will whose Will Delay Interval ran
+/// out then is published at once [MQTT-3.1.3-9]; a queued message whose
+/// Message Expiry Interval ran out then is not delivered [MQTT-3.3.2-5],
+/// and one still alive goes out with the interval it has left
+/// [MQTT-3.3.2-6].
+#[test]
+fn expiry_counts_the_time_the_broker_was_down() {
+    let dir = data_dir("expiry");
+    let mut broker = start(&dir.0);
+    offline_subscriber(broker.tcp, "exp-watcher", "exp/#");
+    let (mut short, _) = connect(broker.tcp, ProtocolVersion::V5, "exp-short", true, 2);
+    short.send(Packet::Disconnect(Default::default()));
+    assert!(short.next().is_none());
+    let (mut delayed, _) = connect_as(
+        broker.tcp,
+        Connect {
+            protocol: ProtocolVersion::V5,
+            client_id: MqttString::from_static("exp-delayed"),
+            properties: ConnectProperties {
+                session_expiry_interval: Some(3600),
+                ..Default::default()
+            },
+            will: will("exp/will", b"late", Some(2)),
+            ..Connect::default()
+        },
+    );
+    // DISCONNECT with Will Message: the will waits for its delay.
+    delayed.send(Packet::Disconnect(Box::new(tern_codec::Disconnect::new(
+        ReasonCode::DisconnectWithWill,
+    ))));
+    assert!(delayed.next().is_none());
+    let (mut publisher, _) = connect(broker.tcp, ProtocolVersion::V5, "exp-pub", true, 0);
+    for (id, payload, expiry) in [(1, "short", 2), (2, "long", 600)] {
+        let mut p = Publish {
+            qos: QoS::AtLeastOnce,
+            topic: MqttString::from_static("exp/m"),
+            packet_id: Some(PacketId::new(id).unwrap()),
+            payload: Bytes::from_static(payload.as_bytes()),
+            ..Publish::default()
+        };
+        p.properties.message_expiry_interval = Some(expiry);
+        publisher.send(Packet::Publish(p));
+        assert!(matches!(publisher.next(), Some(Packet::PubAck(_))));
+    }
+    drop(publisher);
+    // Every record above is synced once this retained message's PUBACK came.
+    publish(broker.tcp, "barrier", b"b", true);
+    broker.broker.kill();
+    // The broker is down longer than the 2 s intervals.
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    let broker = start(&dir.0);
+    let (_short, ack) = connect(broker.tcp, ProtocolVersion::V5, "exp-short", false, 2);
+    assert!(
+        !ack.session_present,
+        "its expiry passed while the broker was down"
+    );
+    let (mut watcher, ack) = connect(broker.tcp, ProtocolVersion::V5, "exp-watcher", false, 3600);
+    assert!(ack.session_present);
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        match watcher.next() {
+            Some(Packet::Publish(p)) => {
+                watcher.send(Packet::PubAck(PubAck::new(p.packet_id.unwrap())));
+                got.push((
+                    p.topic.as_str().to_owned(),
+                    p.payload.to_vec(),
+                    p.properties.message_expiry_interval,
+                ));
+            }
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+    got.sort();
+    let (long, will) = (&got[0], &got[1]);
+    assert_eq!((long.0.as_str(), &long.1[..]), ("exp/m", &b"long"[..]));
+    let left = long.2.expect("an expiry interval");
+    assert!(left <= 597, "the time down counts: {left} s left of 600");
+    assert_eq!(
+        (will.0.as_str(), &will.1[..]),
+        ("exp/will", &b"late"[..]),
+        "{got:?}"
+    );
+    publish(broker.tcp, "exp/marker", b"m", false);
+    assert_eq!(
+        received(&mut watcher),
+        ("exp/marker".into(), b"m".to_vec()),
+        "the expired message is not delivered"
+    );
+}
+
+/// A stored session keeps the user name its client authenticated as: after
+/// a restart, the ACL lets a message reach it as that user while it is
+/// offline, as before the restart (an anonymous session could not read it).
+#[test]
+fn an_offline_sessions_user_name_survives_kill_9_for_the_acl() {
+    let dir = data_dir("user");
+    let acl = dir.0.join("acl");
+    std::fs::write(&acl, "topic write #\nuser alice\ntopic read secret/#\n").unwrap();
+    let args = |d: &tempdir::Dir| {
+        vec![
+            "--tcp".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--data-dir".to_owned(),
+            d.0.join("data").to_str().unwrap().to_owned(),
+            "--acl-file".to_owned(),
+            acl.to_str().unwrap().to_owned(),
+        ]
+    };
+    let start_acl = || {
+        let a = args(&dir);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        BrokerProcess::start_with(&a, 1, 0).0
+    };
+    let alice = || Connect {
+        protocol: ProtocolVersion::V5,
+        client_id: MqttString::from_static("alice-phone"),
+        username: Some(MqttString::from_static("alice")),
+        properties: ConnectProperties {
+            session_expiry_interval: Some(3600),
+            ..Default::default()
+        },
+        ..Connect::default()
+    };
+    let mut broker = start_acl();
+    let (mut raw, _) = connect_as(broker.tcp, alice());
+    subscribe(&mut raw, "secret/#");
+    raw.send(Packet::Disconnect(Default::default()));
+    assert!(raw.next().is_none());
+    publish(broker.tcp, "barrier", b"b", true);
+    broker.broker.kill();
+    let broker = start_acl();
+    publish(broker.tcp, "secret/plan", b"s", false);
+    let (mut raw, ack) = connect_as(
+        broker.tcp,
+        Connect {
+            clean_start: false,
+            ..alice()
+        },
+    );
+    assert!(ack.session_present);
+    assert_eq!(received(&mut raw), ("secret/plan".into(), b"s".to_vec()));
 }

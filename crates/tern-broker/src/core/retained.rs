@@ -431,10 +431,16 @@ impl RetainedMessage {
 
     /// Whether its Message Expiry Interval has passed.
     pub fn is_expired(&self, now: Instant) -> bool {
+        self.expires_at().is_some_and(|at| now >= at)
+    }
+
+    /// When its Message Expiry Interval, counted from when it was stored,
+    /// ends (`None`: it has none).
+    pub fn expires_at(&self) -> Option<Instant> {
         self.publish
             .properties
             .message_expiry_interval
-            .is_some_and(|secs| now >= self.stored_at + Duration::from_secs(u64::from(secs)))
+            .map(|secs| self.stored_at + Duration::from_secs(u64::from(secs)))
     }
 
     /// The PUBLISH for a new subscriber at `granted` QoS: RETAIN set, QoS

@@ -378,11 +378,16 @@ impl Broker {
                 if let Some(client_id) = self.stored_client_id(d.to) {
                     if !core::mem::replace(&mut body_stored, true) {
                         let body = body.clone();
+                        let expires_at = publish
+                            .properties
+                            .message_expiry_interval
+                            .map(|secs| now + core::time::Duration::from_secs(u64::from(secs)));
                         self.record(|| StoreOp::PutBody {
                             id: tag.get(),
                             body,
                             qos: publish.qos,
                             retain: publish.retain,
+                            expires_at,
                         });
                     }
                     self.record(|| StoreOp::PutQueue {
