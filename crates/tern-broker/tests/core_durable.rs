@@ -468,6 +468,7 @@ fn a_message_queued_for_a_stored_session_is_stored_until_acknowledged() {
     let out = transmits(&mut b);
     assert_eq!(puback_ids(&out), Vec::<u16>::new(), "PUBACK held");
     let batch = b.poll_store().expect("a batch");
+    let sent;
     let id = match batch.ops.as_slice() {
         [
             StoreOp::PutBody { id, body, .. },
@@ -481,13 +482,22 @@ fn a_message_queued_for_a_stored_session_is_stored_until_acknowledged() {
                 seq: q2,
                 ..
             },
+            // Sent to s1 (online) with a packet identifier, recorded as it
+            // went out: a restart resends it with it [MQTT-4.4.0-1].
+            StoreOp::SentQueue {
+                client_id: c3,
+                seq: q3,
+                packet_id: sent_id,
+                ..
+            },
         ] => {
             assert_eq!(&body.payload[..], b"21.5");
-            assert_eq!((c1.as_str(), c2.as_str()), ("s1", "s2"));
-            assert_eq!((*q1, *q2), (*id, *id));
+            assert_eq!((c1.as_str(), c2.as_str(), c3.as_str()), ("s1", "s2", "s1"));
+            assert_eq!((*q1, *q2, *q3), (*id, *id, *id));
+            sent = *sent_id;
             *id
         }
-        other => panic!("expected a body and two entries, got {other:?}"),
+        other => panic!("expected a body, two entries and a send, got {other:?}"),
     };
     b.handle_store_synced(Instant::ZERO, batch.seq);
     assert_eq!(puback_ids(&transmits(&mut b)), vec![9]);
@@ -504,6 +514,7 @@ fn a_message_queued_for_a_stored_session_is_stored_until_acknowledged() {
         subs[0],
         Packet::PubAck(tern_codec::PubAck::new(packet_id)),
     );
+    assert_eq!(sent, packet_id);
     let batch = b.poll_store().expect("a batch");
     match batch.ops.as_slice() {
         [StoreOp::DeleteQueue { client_id, seq }] => {

@@ -690,3 +690,192 @@ fn an_offline_sessions_user_name_survives_kill_9_for_the_acl() {
     assert!(ack.session_present);
     assert_eq!(received(&mut raw), ("secret/plan".into(), b"s".to_vec()));
 }
+
+/// Messages in flight to a stored session when the broker was killed (sent,
+/// not acknowledged) are resent after the restart with their original
+/// Packet Identifiers [MQTT-4.4.0-1] and DUP set [MQTT-3.3.1-1], QoS 1 and
+/// QoS 2, 5.0 and 3.1.1; the QoS 2 flow then completes with them.
+#[test]
+fn in_flight_messages_are_resent_with_their_packet_ids_and_dup_after_kill_9() {
+    let dir = data_dir("inflight");
+    let mut broker = start(&dir.0);
+    let clients = [
+        (ProtocolVersion::V5, "inflight5"),
+        (ProtocolVersion::V3_1_1, "inflight311"),
+    ];
+    let mut subs = Vec::new();
+    for (version, client) in clients {
+        let (mut raw, _) = connect(broker.tcp, version, client, false, 3600);
+        raw.send(Packet::Subscribe(Subscribe {
+            packet_id: PacketId::new(1).unwrap(),
+            properties: Default::default(),
+            filters: vec![SubscribeFilter {
+                filter: MqttString::from_static("fly/#"),
+                options: SubscriptionOptions::with_qos(QoS::ExactlyOnce),
+            }],
+        }));
+        assert!(matches!(raw.next(), Some(Packet::SubAck(_))));
+        subs.push(raw);
+    }
+    let (mut publisher, _) = connect(broker.tcp, ProtocolVersion::V5, "fly-pub", true, 0);
+    for (id, qos, payload) in [
+        (1, QoS::AtLeastOnce, &b"one"[..]),
+        (2, QoS::ExactlyOnce, &b"two"[..]),
+    ] {
+        publisher.send(Packet::Publish(Publish {
+            qos,
+            topic: MqttString::from_static("fly/a"),
+            packet_id: Some(PacketId::new(id).unwrap()),
+            payload: Bytes::from_static(payload),
+            ..Publish::default()
+        }));
+        assert!(matches!(
+            publisher.next(),
+            Some(Packet::PubAck(_) | Packet::PubRec(_))
+        ));
+    }
+    // Each subscriber got both and acknowledges neither.
+    let mut sent = Vec::new();
+    for raw in &mut subs {
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            match raw.next() {
+                Some(Packet::Publish(p)) => {
+                    assert!(!p.dup);
+                    got.push((p.packet_id.unwrap(), p.qos, p.payload.to_vec()));
+                }
+                other => panic!("expected PUBLISH, got {other:?}"),
+            }
+        }
+        sent.push(got);
+    }
+    // Every record above is synced once this retained message's PUBACK came.
+    publish(broker.tcp, "barrier", b"b", true);
+    broker.broker.kill();
+    drop(subs);
+    let broker = start(&dir.0);
+    let mut subs = Vec::new();
+    for ((version, client), sent) in clients.into_iter().zip(sent) {
+        let (mut raw, ack) = connect(broker.tcp, version, client, false, 3600);
+        assert!(ack.session_present, "{client}");
+        let mut again = Vec::new();
+        for _ in 0..2 {
+            match raw.next() {
+                Some(Packet::Publish(p)) => {
+                    assert!(p.dup, "{client}: a resend has DUP set");
+                    again.push((p.packet_id.unwrap(), p.qos, p.payload.to_vec()));
+                }
+                other => panic!("{client}: expected PUBLISH, got {other:?}"),
+            }
+        }
+        assert_eq!(again, sent, "{client}: the original identifiers");
+        let (q1, q2) = (again[0].0, again[1].0);
+        raw.send(Packet::PubAck(PubAck::new(q1)));
+        raw.send(Packet::PubRec(tern_codec::PubRec::new(q2)));
+        match raw.next() {
+            Some(Packet::PubRel(r)) => assert_eq!(r.packet_id, q2, "{client}"),
+            other => panic!("{client}: expected PUBREL, got {other:?}"),
+        }
+        raw.send(Packet::PubComp(tern_codec::PubComp::new(q2)));
+        subs.push((client, raw));
+    }
+    // Nothing else is owed: the next thing each gets is a new message.
+    publish(broker.tcp, "fly/marker", b"m", false);
+    for (client, mut raw) in subs {
+        match raw.next() {
+            Some(Packet::Publish(p)) => {
+                assert_eq!((&p.payload[..], p.dup), (&b"m"[..], false), "{client}");
+            }
+            other => panic!("{client}: expected PUBLISH, got {other:?}"),
+        }
+    }
+}
+
+/// `tern store check DIR`'s count of `table`.
+fn stored(dir: &Path, table: &str) -> u64 {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["store", "check"])
+        .arg(dir)
+        .output()
+        .expect("tern runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{table}: ")))
+        .unwrap_or_else(|| panic!("no {table} in {text}"))
+        .parse()
+        .expect("a count")
+}
+
+/// A message dropped undelivered does not stay on disk: one that expired
+/// while queued for a stored session [MQTT-3.3.2-5] is deleted when the
+/// session drops it, and one that expired while the broker was down is
+/// deleted at the restart, as is an expired retained message. After a
+/// clean stop the store holds no queue entry and no body.
+#[test]
+fn messages_dropped_undelivered_are_deleted_from_disk() {
+    let dir = data_dir("dropped");
+    let mut broker = start(&dir.0);
+    offline_subscriber(broker.tcp, "drop-a", "drop/#");
+    offline_subscriber(broker.tcp, "drop-b", "drop/#");
+    let (mut publisher, _) = connect(broker.tcp, ProtocolVersion::V5, "drop-pub", true, 0);
+    let mut p = Publish {
+        qos: QoS::AtLeastOnce,
+        retain: true,
+        topic: MqttString::from_static("drop/m"),
+        packet_id: Some(PacketId::new(1).unwrap()),
+        payload: Bytes::from_static(b"soon gone"),
+        ..Publish::default()
+    };
+    p.properties.message_expiry_interval = Some(1);
+    publisher.send(Packet::Publish(p));
+    assert!(matches!(publisher.next(), Some(Packet::PubAck(_))));
+    drop(publisher);
+    // The broker is killed once the message has expired.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    broker.broker.kill();
+    let mut broker = start(&dir.0);
+    // Nothing for drop-a: the marker is the first thing it gets.
+    let (mut a, _) = connect(broker.tcp, ProtocolVersion::V5, "drop-a", false, 3600);
+    publish(broker.tcp, "drop/marker", b"m", false);
+    assert_eq!(received(&mut a), ("drop/marker".into(), b"m".to_vec()));
+    a.send(Packet::Disconnect(Default::default()));
+    assert!(a.next().is_none());
+    // drop-b takes the marker and leaves it unacknowledged.
+    let (mut b, _) = connect(broker.tcp, ProtocolVersion::V5, "drop-b", false, 3600);
+    assert!(matches!(b.next(), Some(Packet::Publish(_))), "the marker");
+    b.send(Packet::Disconnect(Default::default()));
+    assert!(b.next().is_none());
+    let (mut publisher, _) = connect(broker.tcp, ProtocolVersion::V5, "drop-pub", true, 0);
+    let mut p = Publish {
+        qos: QoS::AtLeastOnce,
+        topic: MqttString::from_static("drop/n"),
+        packet_id: Some(PacketId::new(2).unwrap()),
+        payload: Bytes::from_static(b"gone too"),
+        ..Publish::default()
+    };
+    p.properties.message_expiry_interval = Some(1);
+    publisher.send(Packet::Publish(p));
+    assert!(matches!(publisher.next(), Some(Packet::PubAck(_))));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // A second message expired while queued: when drop-b comes back the
+    // marker is resent and the expired one dropped at runtime.
+    let (mut b, _) = connect(broker.tcp, ProtocolVersion::V5, "drop-b", false, 3600);
+    assert_eq!(received(&mut b), ("drop/marker".into(), b"m".to_vec()));
+    publish(broker.tcp, "drop/marker2", b"m", false);
+    assert_eq!(received(&mut b), ("drop/marker2".into(), b"m".to_vec()));
+    b.send(Packet::Disconnect(Default::default()));
+    assert!(b.next().is_none());
+    // It expired in drop-a's queue too: dropped when drop-a comes back.
+    let (mut a, _) = connect(broker.tcp, ProtocolVersion::V5, "drop-a", false, 3600);
+    assert_eq!(received(&mut a), ("drop/marker2".into(), b"m".to_vec()));
+    a.send(Packet::Disconnect(Default::default()));
+    assert!(a.next().is_none());
+    // A clean stop writes the log into redb, which `check` reads.
+    broker.terminate();
+    assert!(broker.wait_exit().success());
+    drop(broker);
+    assert_eq!(stored(&dir.0, "queue"), 0, "no queue entry left");
+    assert_eq!(stored(&dir.0, "bodies"), 0, "no body left");
+    assert_eq!(stored(&dir.0, "retained"), 0, "no retained message left");
+}

@@ -131,6 +131,21 @@ pub enum StoreOp {
         /// The first Subscription Identifier it is delivered with.
         subscription_id: Option<SubscriptionId>,
     },
+    /// A stored session's QoS 1 or 2 message went in flight to its client
+    /// with a packet identifier: a restart resends it with that identifier
+    /// and DUP set [MQTT-4.4.0-1].
+    SentQueue {
+        /// The session.
+        client_id: MqttString,
+        /// Its place in the session's queue.
+        seq: u64,
+        /// The QoS it is delivered with.
+        qos: QoS,
+        /// Its packet identifier.
+        packet_id: tern_codec::PacketId,
+        /// The first Subscription Identifier it is delivered with.
+        subscription_id: Option<SubscriptionId>,
+    },
     /// A stored session's QoS 2 message got its PUBREC: its PUBREL is owed
     /// (a restart resends PUBREL, never the PUBLISH). The connection's
     /// output (the PUBREL) waits for this to be synced.
@@ -143,7 +158,8 @@ pub enum StoreOp {
         packet_id: tern_codec::PacketId,
     },
     /// A stored session's message finished its flow (PUBACK, PUBCOMP, or
-    /// a failing PUBREC), or was dropped.
+    /// a failing PUBREC), or was dropped (expired, too large, pushed out of
+    /// a full queue).
     DeleteQueue {
         /// The session.
         client_id: MqttString,

@@ -254,6 +254,22 @@ fn op(op: StoreOp, clock: WallClock) -> Op {
                 subscription_id: subscription_id.map(SubscriptionId::get),
             },
         },
+        StoreOp::SentQueue {
+            client_id,
+            seq,
+            qos,
+            packet_id,
+            subscription_id,
+        } => Op::PutQueue {
+            client_id: client_id.as_str().to_owned(),
+            seq,
+            record: QueueRecord {
+                body: seq,
+                qos: qos.as_u8(),
+                delivery: Delivery::Sent(packet_id.get()),
+                subscription_id: subscription_id.map(SubscriptionId::get),
+            },
+        },
         StoreOp::ReleaseQueue {
             client_id,
             seq,
@@ -396,6 +412,9 @@ fn stored_state(
 ) -> Result<StoredState, tern_store::StoreError> {
     let mut state = StoredState::default();
     let mut bodies: BTreeMap<u64, Option<(Arc<MessageBody>, bool)>> = BTreeMap::new();
+    // What expired while the broker was down (or no longer makes a valid
+    // message) is deleted from disk, not only left unloaded.
+    let mut stale = Vec::new();
     for (topic, body) in loaded.retained {
         let (Ok(name), Ok(mqtt)) = (
             TopicName::from_bytes(Bytes::from(topic.clone().into_bytes())),
@@ -412,6 +431,9 @@ fn stored_state(
         };
         let mut properties = properties_from_bytes(&body.properties);
         if expiry_left(&mut properties, body.expires_at_ms, clock).is_none() {
+            stale.push(Op::DeleteRetained {
+                topic: publish.topic.as_str().to_owned(),
+            });
             continue;
         }
         *publish.properties = properties;
@@ -427,6 +449,7 @@ fn stored_state(
         let Ok(client_id) = MqttString::try_from(s.record.client_id) else {
             continue;
         };
+        let owner = client_id.as_str().to_owned();
         let mut session = ServerSession::new(client_id, queue);
         let mut subscriptions = Vec::with_capacity(s.subscriptions.len());
         for (filter, r) in s.subscriptions {
@@ -451,7 +474,8 @@ fn stored_state(
             session.restore_incoming(id);
         }
         // A QoS 2 message whose PUBREC came is owed its PUBREL (resent,
-        // never the PUBLISH); any other is sent again as a new PUBLISH.
+        // never the PUBLISH); one in flight is resent with its packet
+        // identifier and DUP [MQTT-4.4.0-1]; one queued waits its turn.
         for (seq, r) in s.queue {
             let body = match bodies.get(&r.body) {
                 Some(b) => b.clone(),
@@ -464,6 +488,10 @@ fn stored_state(
                 }
             };
             let (Some((body, _retain)), Some(qos)) = (body, QoS::from_u8(r.qos)) else {
+                stale.push(Op::DeleteQueue {
+                    client_id: owner.clone(),
+                    seq,
+                });
                 continue;
             };
             debug_assert_eq!(body.tag.map(|t| t.get()), Some(seq));
@@ -479,7 +507,15 @@ fn stored_state(
                         session.restore_released(Instant::ZERO, delivery, id);
                     }
                 }
-                Delivery::Queued | Delivery::Sent(_) => {
+                Delivery::Sent(id) => {
+                    let restored = tern_codec::PacketId::new(id).is_some_and(|id| {
+                        session.restore_sent(Instant::ZERO, delivery.clone(), id)
+                    });
+                    if !restored {
+                        let _ = session.enqueue(Instant::ZERO, delivery);
+                    }
+                }
+                Delivery::Queued => {
                     let _ = session.enqueue(Instant::ZERO, delivery);
                 }
             }
@@ -503,6 +539,13 @@ fn stored_state(
                 .user_name
                 .and_then(|u| MqttString::try_from(u).ok()),
         });
+    }
+    if !stale.is_empty() {
+        tracing::info!(
+            "store: {} expired or unusable messages deleted",
+            stale.len()
+        );
+        db.apply(&stale, true)?;
     }
     Ok(state)
 }
