@@ -469,9 +469,10 @@ fn offline_subscriber(addr: SocketAddr, client: &'static str, filter: &'static s
 
 /// The client of a stored session that was connected when the broker was
 /// killed lost its network connection without a DISCONNECT: its will is
-/// published after the restart [MQTT-3.1.2-8] (3.1.1 and 5.0), a 5.0 one
-/// after its Will Delay Interval [MQTT-3.1.3-9], to the sessions that
-/// subscribed before the crash. A will whose client sent DISCONNECT is not.
+/// published after the restart (3.1.1 and 5.0 [MQTT-3.1.2-8]), a 5.0 one
+/// once its Will Delay Interval has passed, to the sessions that
+/// subscribed before the crash. A will whose client sent DISCONNECT is not
+/// [MQTT-3.1.2-10].
 #[test]
 fn the_will_of_a_client_connected_at_kill_9_is_published_after_the_restart() {
     let dir = data_dir("will");
@@ -549,7 +550,7 @@ fn the_will_of_a_client_connected_at_kill_9_is_published_after_the_restart() {
 /// Time passes while the broker is down: a session whose Session Expiry
 /// Interval ran out then is gone after the restart [MQTT-3.1.2-23]
 /// (session present 0 [MQTT-3.2.2-3]); a will whose Will Delay Interval ran
-/// out then is published at once [MQTT-3.1.3-9]; a queued message whose
+/// out then is published at once [MQTT-3.1.2-8]; a queued message whose
 /// Message Expiry Interval ran out then is not delivered [MQTT-3.3.2-5],
 /// and one still alive goes out with the interval it has left
 /// [MQTT-3.3.2-6].
@@ -878,4 +879,66 @@ fn messages_dropped_undelivered_are_deleted_from_disk() {
     assert_eq!(stored(&dir.0, "queue"), 0, "no queue entry left");
     assert_eq!(stored(&dir.0, "bodies"), 0, "no body left");
     assert_eq!(stored(&dir.0, "retained"), 0, "no retained message left");
+}
+
+/// With `queue_qos0 = true`, QoS 0 messages queued for an offline stored
+/// session survive kill -9 and reach it after the restart, in order
+/// (mosquitto's `queue_qos0_messages`), at QoS 0 as published
+/// [MQTT-3.8.4-8]; once sent they are deleted from disk.
+#[test]
+fn qos0_messages_queued_for_an_offline_session_survive_kill_9_with_queue_qos0() {
+    let dir = data_dir("qos0");
+    let config = dir.0.join("broker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[limits]\nqueue_qos0 = true\n[storage]\ndir = {:?}\n",
+            dir.0.join("data")
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    let start_q0 =
+        || BrokerProcess::start_with(&["--tcp", "127.0.0.1:0", "--config", &config], 1, 0).0;
+    let mut broker = start_q0();
+    offline_subscriber(broker.tcp, "q0-sub", "q0/#");
+    let (mut publisher, _) = connect(broker.tcp, ProtocolVersion::V5, "q0-pub", true, 0);
+    for i in 0..3u8 {
+        publisher.send(Packet::Publish(Publish {
+            qos: QoS::AtMostOnce,
+            topic: MqttString::from_static("q0/a"),
+            payload: Bytes::from(vec![b'0' + i]),
+            ..Publish::default()
+        }));
+    }
+    // Every record above is synced once this retained message's PUBACK
+    // came (it follows the QoS 0 messages on the same connection).
+    publisher.send(Packet::Publish(Publish {
+        qos: QoS::AtLeastOnce,
+        retain: true,
+        topic: MqttString::from_static("barrier"),
+        packet_id: Some(PacketId::new(1).unwrap()),
+        payload: Bytes::from_static(b"b"),
+        ..Publish::default()
+    }));
+    assert!(matches!(publisher.next(), Some(Packet::PubAck(_))));
+    broker.broker.kill();
+    let mut broker = start_q0();
+    let (mut sub, ack) = connect(broker.tcp, ProtocolVersion::V5, "q0-sub", false, 3600);
+    assert!(ack.session_present);
+    for i in 0..3u8 {
+        match sub.next() {
+            Some(Packet::Publish(p)) => {
+                assert_eq!((p.qos, &p.payload[..]), (QoS::AtMostOnce, &[b'0' + i][..]));
+            }
+            other => panic!("expected QoS 0 message {i}, got {other:?}"),
+        }
+    }
+    sub.send(Packet::Disconnect(Default::default()));
+    assert!(sub.next().is_none());
+    broker.terminate();
+    assert!(broker.wait_exit().success());
+    let data = dir.0.join("data");
+    assert_eq!(stored(&data, "queue"), 0, "sent QoS 0 messages are deleted");
+    assert_eq!(stored(&data, "bodies"), 0);
 }

@@ -177,6 +177,11 @@ pub enum OutgoingNote {
         /// Its first Subscription Identifier.
         subscription_id: Option<tern_codec::SubscriptionId>,
     },
+    /// It was sent at QoS 0: its delivery is complete.
+    Delivered {
+        /// Its body's tag.
+        tag: core::num::NonZeroU64,
+    },
     /// It left without being delivered: it expired while queued
     /// [MQTT-3.3.2-5], or was too large for the client [MQTT-3.1.2-25].
     Dropped {
@@ -541,6 +546,9 @@ impl Outgoing {
             let queued = self.pop_front()?;
             let remaining = queued.remaining_expiry(now);
             if queued.message.qos == QoS::AtMostOnce {
+                if let Some(tag) = queued.message.body.tag {
+                    self.notes.push(OutgoingNote::Delivered { tag });
+                }
                 let publish = queued.message.into_publish(remaining, v5, &mut self.pool);
                 return Some(Send::Publish(publish));
             }

@@ -26,8 +26,8 @@ impl Broker {
             // A client connected when the broker stopped lost its network
             // connection then, without a DISCONNECT: its will is owed after
             // its Will Delay Interval, or when the session ends if that
-            // comes first [MQTT-3.1.2-8] [MQTT-3.1.3-9] (3.1.1: at once,
-            // [MQTT-3.1.2-8]).
+            // comes first (MQTT 5 [MQTT-3.1.2-8]; 3.1.1 has no delay: at
+            // once, its [MQTT-3.1.2-8]).
             let pending_will = stored.pending_will.or_else(|| {
                 stored.lost_will.map(|will| {
                     let delay = will.properties.will_delay_interval.unwrap_or(0);

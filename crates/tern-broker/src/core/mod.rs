@@ -829,7 +829,8 @@ impl Broker {
     /// Records what happened to stored messages on their way out to
     /// `conn`: the packet identifier each went in flight with (a restart
     /// resends it with that identifier and DUP [MQTT-4.4.0-1]), and the
-    /// deletion of each dropped undelivered (expired, too large).
+    /// deletion of each sent at QoS 0 or dropped undelivered (expired, too
+    /// large).
     ///
     /// Not gated: the PUBLISH is already written when its identifier is
     /// known. A broker that dies before this is synced sends the message
@@ -860,7 +861,8 @@ impl Broker {
                     packet_id,
                     subscription_id,
                 }),
-                tern_session::OutgoingNote::Dropped { tag } => {
+                tern_session::OutgoingNote::Delivered { tag }
+                | tern_session::OutgoingNote::Dropped { tag } => {
                     self.record_for(conn, false, |client_id| StoreOp::DeleteQueue {
                         client_id,
                         seq: tag.get(),
