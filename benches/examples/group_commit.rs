@@ -98,7 +98,7 @@ fn main() {
                     body: seq,
                     qos: 1,
                     delivery: Delivery::Queued,
-                    subscription_id: None,
+                    subscription_ids: Vec::new(),
                 },
             },
         ];

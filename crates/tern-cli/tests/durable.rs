@@ -942,3 +942,48 @@ fn qos0_messages_queued_for_an_offline_session_survive_kill_9_with_queue_qos0() 
     assert_eq!(stored(&data, "queue"), 0, "sent QoS 0 messages are deleted");
     assert_eq!(stored(&data, "bodies"), 0);
 }
+
+/// A message queued for a stored session that matched several of its
+/// subscriptions keeps every Subscription Identifier across kill -9
+/// [MQTT-3.3.4-4].
+#[test]
+fn every_subscription_identifier_of_a_queued_message_survives_kill_9() {
+    let dir = data_dir("sid");
+    let mut broker = start(&dir.0);
+    let (mut raw, _) = connect(broker.tcp, ProtocolVersion::V5, "sid-sub", true, 3600);
+    for (packet_id, filter, id) in [(1, "sid/#", 11), (2, "sid/+", 22)] {
+        raw.send(Packet::Subscribe(Subscribe {
+            packet_id: PacketId::new(packet_id).unwrap(),
+            properties: tern_codec::SubscribeProperties {
+                subscription_identifier: tern_codec::SubscriptionId::new(id),
+                ..Default::default()
+            },
+            filters: vec![SubscribeFilter {
+                filter: MqttString::from_static(filter),
+                options: SubscriptionOptions::with_qos(QoS::AtLeastOnce),
+            }],
+        }));
+        assert!(matches!(raw.next(), Some(Packet::SubAck(_))));
+    }
+    raw.send(Packet::Disconnect(Default::default()));
+    assert!(raw.next().is_none());
+    publish(broker.tcp, "sid/a", b"both", false);
+    broker.broker.kill();
+    let broker = start(&dir.0);
+    let (mut raw, ack) = connect(broker.tcp, ProtocolVersion::V5, "sid-sub", false, 3600);
+    assert!(ack.session_present);
+    match raw.next() {
+        Some(Packet::Publish(p)) => {
+            assert_eq!(&p.payload[..], b"both");
+            let mut ids: Vec<u32> = p
+                .properties
+                .subscription_identifiers
+                .iter()
+                .map(|id| id.get())
+                .collect();
+            ids.sort_unstable();
+            assert_eq!(ids, vec![11, 22], "both identifiers, one copy");
+        }
+        other => panic!("expected PUBLISH, got {other:?}"),
+    }
+}

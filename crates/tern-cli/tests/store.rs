@@ -53,7 +53,7 @@ fn fill(dir: &Path) {
                 body: 1,
                 qos: 1,
                 delivery: Delivery::Queued,
-                subscription_id: None,
+                subscription_ids: Vec::new(),
             },
         });
     }

@@ -162,7 +162,7 @@ pub(crate) struct Outgoing {
 
 /// What happened to a message whose body has a
 /// [`tag`](crate::MessageBody::tag) (one a broker stores) on its way out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutgoingNote {
     /// It went in flight with `packet_id`: a restored session resends it
     /// with that identifier and DUP set [MQTT-4.4.0-1] [MQTT-3.3.1-1] (see
@@ -174,8 +174,8 @@ pub enum OutgoingNote {
         packet_id: PacketId,
         /// The QoS it is delivered with.
         qos: QoS,
-        /// Its first Subscription Identifier.
-        subscription_id: Option<tern_codec::SubscriptionId>,
+        /// Its Subscription Identifiers.
+        subscription_ids: Vec<tern_codec::SubscriptionId>,
     },
     /// It was sent at QoS 0: its delivery is complete.
     Delivered {
@@ -559,7 +559,7 @@ impl Outgoing {
                     tag,
                     packet_id: id,
                     qos: queued.message.qos,
-                    subscription_id: queued.message.subscription_ids.first().copied(),
+                    subscription_ids: queued.message.subscription_ids.clone(),
                 });
             }
             self.inflight_bytes.0 += queued.size();

@@ -51,7 +51,7 @@ fn queued(body: u64) -> QueueRecord {
         body,
         qos: 1,
         delivery: Delivery::Queued,
-        subscription_id: Some(7),
+        subscription_ids: vec![7],
     }
 }
 

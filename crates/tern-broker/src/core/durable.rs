@@ -128,8 +128,8 @@ pub enum StoreOp {
         seq: u64,
         /// The QoS it is delivered with.
         qos: QoS,
-        /// The first Subscription Identifier it is delivered with.
-        subscription_id: Option<SubscriptionId>,
+        /// The Subscription Identifiers it is delivered with.
+        subscription_ids: Vec<SubscriptionId>,
     },
     /// A stored session's QoS 1 or 2 message went in flight to its client
     /// with a packet identifier: a restart resends it with that identifier
@@ -143,8 +143,8 @@ pub enum StoreOp {
         qos: QoS,
         /// Its packet identifier.
         packet_id: tern_codec::PacketId,
-        /// The first Subscription Identifier it is delivered with.
-        subscription_id: Option<SubscriptionId>,
+        /// The Subscription Identifiers it is delivered with.
+        subscription_ids: Vec<SubscriptionId>,
     },
     /// A stored session's QoS 2 message got its PUBREC: its PUBREL is owed
     /// (a restart resends PUBREL, never the PUBLISH). The connection's

@@ -853,13 +853,13 @@ impl Broker {
                     tag,
                     packet_id,
                     qos,
-                    subscription_id,
+                    subscription_ids,
                 } => self.record_for(conn, false, |client_id| StoreOp::SentQueue {
                     client_id,
                     seq: tag.get(),
                     qos,
                     packet_id,
-                    subscription_id,
+                    subscription_ids,
                 }),
                 tern_session::OutgoingNote::Delivered { tag }
                 | tern_session::OutgoingNote::Dropped { tag } => {

@@ -400,7 +400,11 @@ impl Broker {
                 packet_id: None,
                 subscription_ids: d.subscription_ids,
             };
-            let subscription_id = out.subscription_ids.first().copied();
+            let subscription_ids = if tag.is_some() {
+                out.subscription_ids.clone()
+            } else {
+                Vec::new()
+            };
             let took = self.deliver(now, d.to, out);
             taken += usize::from(took);
             if took {
@@ -430,7 +434,7 @@ impl Broker {
                         client_id,
                         seq: tag.get(),
                         qos,
-                        subscription_id,
+                        subscription_ids,
                     });
                 }
             }

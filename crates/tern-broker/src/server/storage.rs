@@ -243,7 +243,7 @@ fn op(op: StoreOp, clock: WallClock) -> Op {
             client_id,
             seq,
             qos,
-            subscription_id,
+            subscription_ids,
         } => Op::PutQueue {
             client_id: client_id.as_str().to_owned(),
             seq,
@@ -251,7 +251,10 @@ fn op(op: StoreOp, clock: WallClock) -> Op {
                 body: seq,
                 qos: qos.as_u8(),
                 delivery: Delivery::Queued,
-                subscription_id: subscription_id.map(SubscriptionId::get),
+                subscription_ids: subscription_ids
+                    .into_iter()
+                    .map(SubscriptionId::get)
+                    .collect(),
             },
         },
         StoreOp::SentQueue {
@@ -259,7 +262,7 @@ fn op(op: StoreOp, clock: WallClock) -> Op {
             seq,
             qos,
             packet_id,
-            subscription_id,
+            subscription_ids,
         } => Op::PutQueue {
             client_id: client_id.as_str().to_owned(),
             seq,
@@ -267,7 +270,10 @@ fn op(op: StoreOp, clock: WallClock) -> Op {
                 body: seq,
                 qos: qos.as_u8(),
                 delivery: Delivery::Sent(packet_id.get()),
-                subscription_id: subscription_id.map(SubscriptionId::get),
+                subscription_ids: subscription_ids
+                    .into_iter()
+                    .map(SubscriptionId::get)
+                    .collect(),
             },
         },
         StoreOp::ReleaseQueue {
@@ -281,7 +287,7 @@ fn op(op: StoreOp, clock: WallClock) -> Op {
                 body: seq,
                 qos: QoS::ExactlyOnce.as_u8(),
                 delivery: Delivery::Released(packet_id.get()),
-                subscription_id: None,
+                subscription_ids: Vec::new(),
             },
         },
         StoreOp::PutIncoming {
@@ -497,9 +503,9 @@ fn stored_state(
             debug_assert_eq!(body.tag.map(|t| t.get()), Some(seq));
             let mut delivery = tern_session::Delivery::new(body, qos, false);
             delivery.subscription_ids = r
-                .subscription_id
-                .and_then(SubscriptionId::new)
-                .into_iter()
+                .subscription_ids
+                .iter()
+                .filter_map(|&id| SubscriptionId::new(id))
                 .collect();
             match r.delivery {
                 Delivery::Released(id) => {
