@@ -89,6 +89,7 @@ fn main() {
                     retain: false,
                     properties: vec![],
                     expires_at_ms: None,
+                    owner: None,
                 },
             },
             Op::PutQueue {

@@ -987,3 +987,52 @@ fn every_subscription_identifier_of_a_queued_message_survives_kill_9() {
         other => panic!("expected PUBLISH, got {other:?}"),
     }
 }
+
+/// A retained message keeps its owner across kill -9: the client that
+/// published it still owns it after the restart, so the per-client
+/// retained limit (`max_retained_messages_per_client = 1`) refuses its
+/// second topic (MQTT 5 PUBACK 0x97 Quota exceeded) and keeps the first.
+#[test]
+fn a_retained_messages_owner_survives_kill_9_for_the_per_client_limit() {
+    let dir = data_dir("owner");
+    let config = dir.0.join("broker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[limits]\nmax_retained_messages_per_client = 1\n[storage]\ndir = {:?}\n",
+            dir.0.join("data")
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    let start_limited =
+        || BrokerProcess::start_with(&["--tcp", "127.0.0.1:0", "--config", &config], 1, 0).0;
+    let retain = |raw: &mut Raw, id: u16, topic: &'static str| {
+        raw.send(Packet::Publish(Publish {
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            topic: MqttString::from_static(topic),
+            packet_id: Some(PacketId::new(id).unwrap()),
+            payload: Bytes::from_static(b"v"),
+            ..Publish::default()
+        }));
+        match raw.next() {
+            Some(Packet::PubAck(a)) => a.reason_code,
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+    };
+    let mut broker = start_limited();
+    let (mut owner, _) = connect(broker.tcp, ProtocolVersion::V5, "owner1", true, 0);
+    assert!(retain(&mut owner, 1, "own/a").is_success());
+    broker.broker.kill();
+    drop(owner);
+    let broker = start_limited();
+    let (mut owner, _) = connect(broker.tcp, ProtocolVersion::V5, "owner1", true, 0);
+    assert_eq!(
+        retain(&mut owner, 2, "own/b"),
+        ReasonCode::QuotaExceeded,
+        "it still owns own/a"
+    );
+    // Replacing its own message is within the limit.
+    assert!(retain(&mut owner, 3, "own/a").is_success());
+}

@@ -33,6 +33,7 @@ fn fill(dir: &Path) {
             retain: false,
             properties: vec![],
             expires_at_ms: None,
+            owner: None,
         },
     }];
     for i in 0..50 {

@@ -68,6 +68,9 @@ pub struct BodyRecord {
     pub properties: Vec<u8>,
     /// When it expires (Message Expiry Interval), in Unix milliseconds.
     pub expires_at_ms: Option<u64>,
+    /// A retained message's owner: the client identifier that published
+    /// it (the broker's per-client retained limit counts it).
+    pub owner: Option<String>,
 }
 
 /// Where a queued message stands in its flow to the session's client.
@@ -274,6 +277,12 @@ impl Record for BodyRecord {
         w.u8(u8::from(self.retain));
         w.bytes(&self.properties);
         w.opt(self.expires_at_ms, Writer::u64);
+        // Written only when present: records from before it still decode,
+        // and each value keeps one encoding.
+        if let Some(owner) = &self.owner {
+            w.u8(1);
+            w.bytes(owner.as_bytes());
+        }
         w.finish()
     }
     fn decode(value: &[u8]) -> Result<Self, Corrupt> {
@@ -289,6 +298,14 @@ impl Record for BodyRecord {
             },
             properties: r.bytes()?.to_vec(),
             expires_at_ms: r.opt(Reader::u64)?,
+            owner: if r.is_empty() {
+                None
+            } else {
+                match r.u8()? {
+                    1 => Some(r.string()?),
+                    _ => return Err(Corrupt),
+                }
+            },
         };
         r.end()?;
         Ok(v)
@@ -402,8 +419,8 @@ mod tests {
         fn body()(topic in ".{0,20}", payload in proptest::collection::vec(any::<u8>(), 0..200),
                   qos in 0u8..=2, retain: bool,
                   properties in proptest::collection::vec(any::<u8>(), 0..20),
-                  expires_at_ms in opt(any::<u64>())) -> BodyRecord {
-            BodyRecord { topic, payload, qos, retain, properties, expires_at_ms }
+                  expires_at_ms in opt(any::<u64>()), owner in opt(".{0,10}")) -> BodyRecord {
+            BodyRecord { topic, payload, qos, retain, properties, expires_at_ms, owner }
         }
     }
 

@@ -43,6 +43,7 @@ fn body(topic: &str) -> BodyRecord {
         retain: false,
         properties: vec![],
         expires_at_ms: None,
+        owner: None,
     }
 }
 

@@ -237,6 +237,7 @@ fn op(op: StoreOp, clock: WallClock) -> Op {
                 retain,
                 properties: properties_bytes(&body.properties),
                 expires_at_ms: unix(expires_at),
+                owner: None,
             },
         },
         StoreOp::PutQueue {
@@ -368,6 +369,7 @@ fn retained_body(m: &RetainedMessage, expires_at_ms: Option<u64>) -> BodyRecord 
         retain: true,
         properties: properties_bytes(&m.publish.properties),
         expires_at_ms,
+        owner: m.owner.as_ref().map(|o| o.as_str().to_owned()),
     }
 }
 
@@ -448,6 +450,7 @@ fn stored_state(
             RetainedMessage {
                 publish,
                 stored_at: Instant::ZERO,
+                owner: body.owner.and_then(|o| MqttString::try_from(o).ok()),
             },
         ));
     }
