@@ -250,9 +250,10 @@ pub(crate) struct BrokerArgs {
     /// default) a CONNACK, SUBACK, UNSUBACK, PUBACK or PUBREC that promises
     /// stored state is sent only after it is fsynced (survives a power
     /// cut); with "interval", once written (survives kill -9; a machine
-    /// crash loses at most sync_interval_ms). Incoming QoS 2 state is kept
-    /// too. Not kept yet: wills, QoS 0 messages, expiry deadlines (they
-    /// count again from the restart). Without it, everything is in memory only.
+    /// crash loses at most sync_interval_ms). Incoming QoS 2 state, wills,
+    /// user names, QoS 0 messages (with `queue_qos0`) and expiry deadlines
+    /// (which count the time the broker was down) are kept too. Without it,
+    /// everything is in memory only.
     /// Replaces `[storage] dir`.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,

@@ -174,6 +174,33 @@ impl ServerSession {
             .restore_released(message.into(), packet_id, now, &mut flows.ids)
     }
 
+    /// Puts back a QoS 1 or 2 message that was in flight to the client with
+    /// `packet_id` (a broker restoring it from its store): the next
+    /// connection resends it with that identifier and DUP set
+    /// [MQTT-4.4.0-1] [MQTT-3.3.1-1]. `false` if `packet_id` is already in
+    /// use, or the message is QoS 0.
+    pub fn restore_sent(
+        &mut self,
+        now: Instant,
+        message: impl Into<Delivery>,
+        packet_id: PacketId,
+    ) -> bool {
+        let flows = &mut self.flows;
+        flows
+            .outgoing
+            .restore_sent(message.into(), packet_id, now, &mut flows.ids)
+    }
+
+    /// Hands `f` what happened, since the last call, to messages with a
+    /// [`tag`](crate::MessageBody::tag) on their way out: each that went in
+    /// flight, with its packet identifier, and each dropped undelivered.
+    /// A broker that stores its queues records them.
+    pub fn drain_outgoing_notes(&mut self, mut f: impl FnMut(crate::OutgoingNote)) {
+        for note in self.flows.outgoing.notes.drain(..) {
+            f(note);
+        }
+    }
+
     /// Puts back an incoming QoS 2 message the broker had accepted (PUBREC
     /// sent) and whose PUBREL had not come (a broker restoring it from its
     /// store): a resent PUBLISH with `packet_id` is acknowledged, not

@@ -341,7 +341,8 @@ impl Broker {
             return Routed::default();
         }
         // A QoS 1/2 message to a stored session is stored: numbered here,
-        // its body written with its first queue entry.
+        // its body written with its first queue entry (a QoS 0 one only
+        // for offline sessions under `queue_qos0`, numbered below).
         let tag = match self.durable.as_mut() {
             Some(d) if publish.qos != QoS::AtMostOnce => Some(d.message_id()),
             _ => None,
@@ -359,16 +360,55 @@ impl Broker {
         });
         let mut taken = 0;
         let mut body_stored = false;
+        // A QoS 0 delivery is stored only for an offline stored session
+        // with `queue_qos0` on; any other goes with an untagged body (a
+        // tagged one is reported on its way out, to delete its entry).
+        let mut untagged: Option<Arc<MessageBody>> = None;
+        let mut tagged_qos0: Option<Arc<MessageBody>> = None;
         for d in deliveries.drain(..) {
+            let qos = publish.qos.min(d.qos);
+            let stores_qos0 = qos == QoS::AtMostOnce
+                && self.config.queue_qos0_offline
+                && self
+                    .sessions
+                    .get(d.to)
+                    .is_some_and(|e| e.persisted && e.conn.is_none());
+            let delivered = match (qos, stores_qos0, body.tag) {
+                (QoS::AtMostOnce, false, Some(_)) => untagged
+                    .get_or_insert_with(|| {
+                        Arc::new(MessageBody {
+                            tag: None,
+                            ..(*body).clone()
+                        })
+                    })
+                    .clone(),
+                (QoS::AtMostOnce, true, None) => match self.durable.as_mut() {
+                    Some(dur) => tagged_qos0
+                        .get_or_insert_with(|| {
+                            let tag = Some(dur.message_id());
+                            Arc::new(MessageBody {
+                                tag,
+                                ..(*body).clone()
+                            })
+                        })
+                        .clone(),
+                    None => body.clone(),
+                },
+                _ => body.clone(),
+            };
+            let tag = delivered.tag;
             let out = tern_session::Delivery {
-                body: body.clone(),
-                qos: publish.qos.min(d.qos),
+                body: delivered.clone(),
+                qos,
                 retain: d.retain,
                 packet_id: None,
                 subscription_ids: d.subscription_ids,
             };
-            let qos = out.qos;
-            let subscription_id = out.subscription_ids.first().copied();
+            let subscription_ids = if tag.is_some() {
+                out.subscription_ids.clone()
+            } else {
+                Vec::new()
+            };
             let took = self.deliver(now, d.to, out);
             taken += usize::from(took);
             if took {
@@ -378,22 +418,27 @@ impl Broker {
                     dur.routed_to(conn);
                 }
             }
-            if let (true, Some(tag), false) = (took, tag, qos == QoS::AtMostOnce) {
+            if let (true, Some(tag)) = (took, tag) {
                 if let Some(client_id) = self.stored_client_id(d.to) {
                     if !core::mem::replace(&mut body_stored, true) {
-                        let body = body.clone();
+                        let body = delivered;
+                        let expires_at = publish
+                            .properties
+                            .message_expiry_interval
+                            .map(|secs| now + core::time::Duration::from_secs(u64::from(secs)));
                         self.record(|| StoreOp::PutBody {
                             id: tag.get(),
                             body,
                             qos: publish.qos,
                             retain: publish.retain,
+                            expires_at,
                         });
                     }
                     self.record(|| StoreOp::PutQueue {
                         client_id,
                         seq: tag.get(),
                         qos,
-                        subscription_id,
+                        subscription_ids,
                     });
                 }
             }
