@@ -113,6 +113,11 @@ errors; the values shown are the defaults):
                               # machine's memory; 0: none. At it: PUBLISH
                               # refused (QoS 0 dropped, 0x97; 3.1.1: closed),
                               # SUBACK 0x97, CONNACK 0x89 (3.1.1: 3)
+  max_memory_per_client = \"10%\" # one client id's share: bytes or \"N%\"
+                              # of max_memory; 0: none. Past it only that
+                              # client's PUBLISH (0x97; 3.1.1: closed) and
+                              # SUBSCRIBE (0x97) are refused, and messages
+                              # for it are not queued
 
   [tls]                       # mosquitto's names and meanings; TLS 1.2/1.3
   # cert = \"server.pem\"       # certificate chain, PEM (certfile)

@@ -53,7 +53,11 @@ impl Broker {
             return;
         }
         if self.over_budget() {
-            self.refuse_over_budget(now, conn, &publish, ack);
+            self.refuse_over_budget(now, conn, &publish, ack, Limit::Memory);
+            return;
+        }
+        if self.client_over_share(key) {
+            self.refuse_over_budget(now, conn, &publish, ack, Limit::ClientMemory);
             return;
         }
         // Storage operations recorded before this PUBLISH: any more after
@@ -200,8 +204,9 @@ impl Broker {
         self.limit_refused(conn, limit, what, reason);
     }
 
-    /// A PUBLISH while the memory budget is spent (`memory.rs`) is refused,
-    /// neither routed nor retained. QoS 0 is dropped and counted (it has no
+    /// A PUBLISH while the memory budget, or its client's share of it, is
+    /// spent (`memory.rs`, `limit`) is refused, neither routed nor retained.
+    /// QoS 0 is dropped, counted and reported (it has no
     /// acknowledgement). MQTT 5 QoS 1/2 get PUBACK/PUBREC 0x97 Quota
     /// exceeded (3.4.2.1, 3.5.2.1). MQTT 3.1.1 has no failure code there:
     /// the connection is closed, as [MQTT-3.3.5-2] allows, so the message
@@ -212,6 +217,7 @@ impl Broker {
         conn: ConnId,
         publish: &Publish,
         ack: Option<AckToken>,
+        limit: Limit,
     ) {
         self.stats.messages_dropped += 1;
         let Some(c) = self.conns.get_mut(conn.key()) else {
@@ -231,7 +237,7 @@ impl Broker {
             }
         }
         let what = super::Refusal::Publish(super::compact(&publish.topic));
-        self.limit_refused(conn, Limit::Memory, what, code);
+        self.limit_refused(conn, limit, what, code);
     }
 
     /// Applies a message's retain flag and routes it; returns how many
@@ -482,6 +488,14 @@ impl Broker {
             self.stats.drops.memory_limit += 1;
             return true;
         }
+        if self.recipient_over_share(to) {
+            // Its client holds its share of the memory: not queued, a full
+            // queue's drop (QoS 0 promises nothing more; a QoS 1/2 message
+            // nobody took is refused to its publisher).
+            self.stats.messages_dropped += 1;
+            self.stats.drops.queue_full += 1;
+            return message.qos == QoS::AtMostOnce;
+        }
         let Some(entry) = self.sessions.get_mut(to) else {
             return false;
         };
@@ -591,6 +605,11 @@ impl Broker {
                 // exceeded (3.9.3); 3.1.1 gets 0x80 [MQTT-3.9.3-2], below.
                 let what = super::Refusal::Subscribe(super::compact(&requested.filter));
                 self.limit_refused(conn, Limit::Memory, what, ReasonCode::QuotaExceeded);
+                ReasonCode::QuotaExceeded
+            } else if !replaces && self.client_over_share(key) {
+                // Its client holds its share of the memory: the same.
+                let what = super::Refusal::Subscribe(super::compact(&requested.filter));
+                self.limit_refused(conn, Limit::ClientMemory, what, ReasonCode::QuotaExceeded);
                 ReasonCode::QuotaExceeded
             } else if shared && !self.config.server.shared_subscriptions {
                 ReasonCode::SharedSubscriptionsNotSupported
