@@ -1,10 +1,12 @@
 //! `cargo xtask cluster` (issue 18): three `nats-server` clustered with
 //! JetStream and three `tern broker --cluster` nodes on loopback, then:
 //! cross-node pub/sub at QoS 0/1/2 in MQTT 3.1.1 and 5, retained messages
-//! read from every node, and one NATS server killed with SIGKILL while
-//! messages flow; it prints the cross-node latency at 1,000 msg/s and a
-//! local-only message's latency on a clustered node and on a plain one
-//! (same run). `--smoke` (CI) runs each part briefly.
+//! read from every node, persistent sessions taken over by another node
+//! (their queued messages follow them), and one NATS server killed with
+//! SIGKILL while messages flow; it prints the take-over time, the
+//! cross-node latency at 1,000 msg/s and a local-only message's latency on
+//! a clustered node and on a plain one (same run). `--smoke` (CI) runs each
+//! part briefly.
 //!
 //! Each check fails the command with what it saw; the figures are printed,
 //! never asserted.
@@ -101,6 +103,7 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
     let outcome = runtime.block_on(async {
         pubsub(&ports, if smoke { 20 } else { 200 }).await?;
         retained(&ports).await?;
+        takeover(&ports, if smoke { 4 } else { 40 }).await?;
         let (p50, p99, got) = latency(ports[0], ports[1], seconds).await?;
         println!(
             "cross-node latency at 1,000 msg/s, QoS 0, tern1 -> tern2, {seconds} s: p50 {p50:?} p99 {p99:?} ({got} messages)"
@@ -253,6 +256,85 @@ async fn retained(ports: &[u16]) -> Result<(), String> {
         }
     }
     println!("retained: published on tern1, read on tern1, tern2, tern3: ok");
+    Ok(())
+}
+
+/// `rounds` persistent clients (MQTT 3.1.1 and 5 in turn) subscribe on
+/// tern1 and leave; three QoS 1 messages are queued for each there; each
+/// connects again to tern2 or tern3, which must resume its session
+/// (session present 1) and deliver the three. Prints the take-over time
+/// (TCP connect to CONNACK on the new node): median and maximum.
+async fn takeover(ports: &[u16], rounds: usize) -> Result<(), String> {
+    let (publisher, _) = client(ports[0], "roam-pub", ProtocolVersion::V5).await?;
+    let mut times = Vec::with_capacity(rounds);
+    for i in 0..rounds {
+        let version = if i % 2 == 0 {
+            ProtocolVersion::V3_1_1
+        } else {
+            ProtocolVersion::V5
+        };
+        let id = format!("roam-{i}");
+        let options = |port: u16| -> Result<Options, String> {
+            let o = Options::new(Address::tcp("127.0.0.1", port))
+                .client_id(&id)
+                .map_err(|e| e.to_string())?
+                .version(version)
+                .clean_start(false);
+            Ok(if version == ProtocolVersion::V5 {
+                o.session_expiry(3600)
+            } else {
+                o
+            })
+        };
+        let (c, _rx) = Client::connect(options(ports[0])?)
+            .await
+            .map_err(|e| format!("{id}: {e}"))?;
+        let filter = format!("roam/{i}/#");
+        c.subscribe([(filter.as_str(), QoS::AtLeastOnce)])
+            .await
+            .map_err(|e| e.to_string())?;
+        c.disconnect().await.map_err(|e| e.to_string())?;
+        for k in 0..3 {
+            publisher
+                .publish(
+                    format!("roam/{i}/m").as_str(),
+                    k.to_string(),
+                    QoS::AtLeastOnce,
+                    false,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let to = ports[1 + i % 2];
+        let started = Instant::now();
+        let (c, mut rx) = Client::connect(options(to)?)
+            .await
+            .map_err(|e| format!("{id} on port {to}: {e}"))?;
+        times.push(started.elapsed());
+        match c.state() {
+            tern_client::State::Connected {
+                session_present: true,
+                ..
+            } => {}
+            other => return Err(format!("{id}: no session on port {to}: {other:?}")),
+        }
+        for k in 0..3 {
+            let m = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .map_err(|_| format!("{id}: queued message {k} of 3 never came"))?
+                .ok_or("client closed")?;
+            if m.payload[..] != *k.to_string().as_bytes() {
+                return Err(format!("{id}: queued message {k}: got {:?}", m.payload));
+            }
+        }
+        c.disconnect().await.map_err(|e| e.to_string())?;
+    }
+    times.sort();
+    println!(
+        "take-over: {rounds} persistent sessions (3.1.1 and 5) moved tern1 -> tern2/tern3 with 3 queued messages each: ok; CONNACK median {:?}, max {:?}",
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
     Ok(())
 }
 

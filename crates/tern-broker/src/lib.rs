@@ -19,8 +19,9 @@ pub use crate::core::security;
 pub use crate::core::{
     AllowAll, AuthCheck, AuthDecision, AuthExchange, AuthStart, AuthStep, Authenticator, Broker,
     BrokerConfig, BrokerEvent, ByQos, Client, ClusterOutput, ClusterStats, ConnId,
-    DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_TOPIC_LENGTH, DEFAULT_MAX_TOPIC_LEVELS, Drops, Limit,
-    MemoryStore, MemoryUse, OutputCredit, PendingCheck, QueueDepths, Refusal, RetainedLimits,
-    RetainedMessage, SHARED_PAYLOAD, Stats, Store, StoreBatch, StoreOp, StoredSession, StoredState,
-    StoredSubscription, StoredSubscriptions, TopTopic, Transmit, WrittenTransmit,
+    DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_TOPIC_LENGTH, DEFAULT_MAX_TOPIC_LEVELS, Drops,
+    HandedMessage, Limit, MemoryStore, MemoryUse, OutputCredit, PendingCheck, QueueDepths, Refusal,
+    RetainedLimits, RetainedMessage, SHARED_PAYLOAD, SessionHandover, Stats, Store, StoreBatch,
+    StoreOp, StoredSession, StoredState, StoredSubscription, StoredSubscriptions, TopTopic,
+    Transmit, WrittenTransmit,
 };

@@ -13,10 +13,13 @@
 //!   `tern.r.>`, and a JetStream stream keeps the last one per topic for
 //!   nodes that start later;
 //! - `tern.i.<node>`: a node's whole interest, on every change and every
-//!   heartbeat; `tern.sync`: a starting node asks the others to announce.
+//!   heartbeat; `tern.sync`: a starting node asks the others to announce;
+//! - `tern.s.<node>`: requests to release a session another node claimed,
+//!   answered with the session ([`handover`]); the KV bucket
+//!   `TERN_SESSIONS` maps each client identifier to the node that owns it.
 //!
 //! With the default `nats` feature off, only the wire formats remain
-//! ([`envelope`], [`subject`]).
+//! ([`envelope`], [`handover`], [`subject`]).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -33,9 +36,14 @@
 #[cfg(feature = "nats")]
 mod dedupe;
 pub mod envelope;
+pub mod handover;
 #[cfg(feature = "nats")]
 mod link;
+#[cfg(feature = "nats")]
+mod sessions;
 pub mod subject;
 
 #[cfg(feature = "nats")]
 pub use link::{Cluster, ClusterError, ClusterSettings, LinkStats, connect};
+#[cfg(feature = "nats")]
+pub use sessions::{ASK_TIMEOUT, MAX_TRACKED_ID, SessionStats};

@@ -14,6 +14,7 @@
 
 use crate::dedupe::Dedupe;
 use crate::envelope::{Envelope, Interest};
+use crate::sessions::{Claims, SessionStats};
 use crate::subject::{filter_subjects, topic_subject, valid_node_id};
 use futures_util::StreamExt;
 use std::collections::BTreeMap;
@@ -126,6 +127,7 @@ impl std::error::Error for ClusterError {}
 #[derive(Debug)]
 pub struct Cluster {
     stats: Arc<LinkStats>,
+    sessions: Arc<SessionStats>,
     task: JoinHandle<()>,
 }
 
@@ -133,6 +135,11 @@ impl Cluster {
     /// Its counters.
     pub fn stats(&self) -> Arc<LinkStats> {
         self.stats.clone()
+    }
+
+    /// Its session moves, counted.
+    pub fn session_stats(&self) -> Arc<SessionStats> {
+        self.sessions.clone()
     }
 
     /// Stops the link.
@@ -153,21 +160,27 @@ pub async fn connect(
     settings.validate().map_err(ClusterError::Settings)?;
     let counters = peer.counters.clone();
     let watched = counters.clone();
+    let told = peer.input.clone();
     let client = async_nats::ConnectOptions::new()
-        // `/metrics` shows whether NATS is reachable (tern_cluster_connected).
+        // `/metrics` (tern_cluster_connected), `$SYS/broker/cluster/connected`
+        // and the log say whether NATS is reachable, on each change.
         .event_callback(move |event| {
             let watched = watched.clone();
+            let told = told.clone();
             async move {
-                match event {
-                    async_nats::Event::Connected => {
-                        watched.connected.store(true, Ordering::Relaxed);
-                    }
-                    async_nats::Event::Disconnected => {
+                let up = match event {
+                    async_nats::Event::Connected => true,
+                    async_nats::Event::Disconnected => false,
+                    _ => return,
+                };
+                if watched.connected.swap(up, Ordering::Relaxed) != up {
+                    if up {
+                        tracing::info!("cluster: connected to NATS");
+                    } else {
                         tracing::warn!("cluster: disconnected from NATS");
-                        watched.connected.store(false, Ordering::Relaxed);
                     }
-                    _ => {}
                 }
+                let _ = told.send(ClusterInput::Connected(up)).await;
             }
         })
         // A node never hears its own messages (the origin check below is
@@ -178,6 +191,7 @@ pub async fn connect(
         .await
         .map_err(|e| ClusterError::Connect(format!("{}: {e}", settings.servers.join(","))))?;
     counters.connected.store(true, Ordering::Relaxed);
+    let _ = peer.input.send(ClusterInput::Connected(true)).await;
     let stats = Arc::new(LinkStats::default());
     let incarnation = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -196,6 +210,19 @@ pub async fn connect(
         .subscribe(format!("{p}.sync"))
         .await
         .map_err(|e| ClusterError::Connect(e.to_string()))?;
+    let releases = client
+        .subscribe(format!("{p}.s.{}", settings.node_id))
+        .await
+        .map_err(|e| ClusterError::Connect(e.to_string()))?;
+    let session_stats = Arc::new(SessionStats::default());
+    let claims = Claims {
+        client: client.clone(),
+        kv: crate::sessions::bucket(&client, p, settings.retained_replicas.unwrap_or(1)).await,
+        prefix: p.clone(),
+        node_id: settings.node_id.clone(),
+        input: peer.input.clone(),
+        stats: session_stats.clone(),
+    };
     if let Some(replicas) = settings.retained_replicas {
         load_retained(&client, &settings, replicas, &peer.input, &stats).await;
     }
@@ -211,6 +238,7 @@ pub async fn connect(
         peers: BTreeMap::new(),
         dedupe: Dedupe::default(),
         incoming_tx,
+        claims,
         _retained: retained,
     };
     // Ask the peers for their interest, and tell ours (empty yet).
@@ -222,8 +250,12 @@ pub async fn connect(
         )
         .await;
     link.announce().await;
-    let task = tokio::spawn(link.run(peer, incoming_rx, announcements, sync));
-    Ok(Cluster { stats, task })
+    let task = tokio::spawn(link.run(peer, incoming_rx, announcements, sync, releases));
+    Ok(Cluster {
+        stats,
+        sessions: session_stats,
+        task,
+    })
 }
 
 /// Subscribes to `subject` and forwards its messages into `to` from a task
@@ -358,6 +390,8 @@ struct Link {
     peers: BTreeMap<String, Peer>,
     dedupe: Dedupe,
     incoming_tx: mpsc::Sender<Incoming>,
+    /// Session claims and releases (`sessions.rs`), each run in a task.
+    claims: Claims,
     _retained: JoinHandle<()>,
 }
 
@@ -368,6 +402,7 @@ impl Link {
         mut incoming: mpsc::Receiver<Incoming>,
         mut announcements: async_nats::Subscriber,
         mut sync: async_nats::Subscriber,
+        mut releases: async_nats::Subscriber,
     ) {
         let mut heartbeat = tokio::time::interval(self.settings.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -391,6 +426,9 @@ impl Link {
                 }
                 Some(m) = announcements.next() => self.announcement(m, &peer.input).await,
                 Some(_) = sync.next() => self.announce().await,
+                Some(m) = releases.next() => {
+                    tokio::spawn(self.claims.clone().release(m));
+                }
                 _ = heartbeat.tick() => {
                     self.announce().await;
                     self.expire(&peer.input).await;
@@ -403,10 +441,24 @@ impl Link {
         let _ = self.client.flush().await;
     }
 
-    /// This node's interest in a filter begins or ends.
+    /// This node's interest in a filter begins or ends, or a client
+    /// identifier is claimed.
     async fn interest(&mut self, change: ClusterOutput) {
-        let ClusterOutput::Interest { filter, on } = change else {
-            return;
+        let (filter, on) = match change {
+            ClusterOutput::Interest { filter, on } => (filter, on),
+            ClusterOutput::Claim {
+                client_id,
+                clean_start,
+            } => {
+                let alive = self.peers.keys().cloned().collect();
+                let claim =
+                    self.claims
+                        .clone()
+                        .claim(client_id.as_str().to_string(), clean_start, alive);
+                tokio::spawn(claim);
+                return;
+            }
+            _ => return,
         };
         let filter = filter.as_str().to_string();
         if on {

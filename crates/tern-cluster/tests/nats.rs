@@ -2,7 +2,9 @@
 //! naming it if it is missing): messages cross nodes at each
 //! subscription's QoS for MQTT 3.1.1 and 5, never echo, never touch NATS
 //! without remote interest, and retained messages are seen from every
-//! node, one started later included.
+//! node, one started later included. A persistent session follows its
+//! client to another node (3.1.1 and 5, with rumqttc and raw sockets), and
+//! a NATS outage shows in `$SYS`.
 //!
 //! Interest spreads asynchronously (a node announces it over NATS), so a
 //! test waits for it the way a client would see it: it publishes a probe
@@ -17,6 +19,9 @@ use tern_client::{Address, Client, Message, Messages, Options};
 use tern_cluster::{Cluster, ClusterSettings, LinkStats};
 use tern_codec::{ProtocolVersion, QoS};
 use tern_testkit::nats::NatsServer;
+
+#[path = "../../tern-broker/tests/common/mod.rs"]
+mod common;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -397,4 +402,187 @@ async fn metrics_show_the_link_and_a_nats_outage() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+// ---- sessions across nodes ----
+
+/// A QoS 1 message from a plain client of `node`.
+async fn publish_from(node: &Node, id: &str, topic: &str, payload: &str) {
+    let (c, _rx) = node.client(id, ProtocolVersion::V5).await;
+    c.publish(topic, payload.to_string(), QoS::AtLeastOnce, false)
+        .await
+        .unwrap();
+    c.disconnect().await.unwrap();
+}
+
+fn addr(node: &Node) -> std::net::SocketAddr {
+    node.running.tcp_addr().unwrap()
+}
+
+/// A 3.1.1 client (rumqttc, Clean Session 0) subscribed on node A goes
+/// away; two QoS 1 messages are queued for it on A; it connects to node B:
+/// Session Present 1 [MQTT-3.2.2-2], the queued messages arrive
+/// [MQTT-3.1.2-5], and its subscription delivers on B, from B and from A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_3_1_1_session_follows_its_client_to_another_node() {
+    let (_dir, nats) = nats();
+    let a = Node::start(&nats, "a").await;
+    let b = Node::start(&nats, "b").await;
+    let persistent = |o: &mut rumqttc::MqttOptions| {
+        o.set_clean_session(false);
+    };
+    let (mut on_a, ack) = common::V4::connect(addr(&a), "roam3", persistent).await;
+    assert!(!ack.session_present);
+    on_a.subscribe("roam3/#", rumqttc::QoS::AtLeastOnce).await;
+    drop(on_a);
+    publish_from(&a, "p3a", "roam3/1", "one").await;
+    publish_from(&a, "p3b", "roam3/2", "two").await;
+    let started = std::time::Instant::now();
+    let (mut on_b, ack) = common::V4::connect(addr(&b), "roam3", persistent).await;
+    println!("3.1.1 take-over: CONNACK after {:?}", started.elapsed());
+    assert!(ack.session_present, "{ack:?}");
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let p = on_b.next_publish().await;
+        got.push(String::from_utf8(p.payload.to_vec()).unwrap());
+    }
+    assert_eq!(got, ["one", "two"]);
+    publish_from(&b, "p3c", "roam3/3", "three").await;
+    assert_eq!(&on_b.next_publish().await.payload[..], b"three");
+    assert_eq!(
+        a.cluster.session_stats().released.load(Ordering::Relaxed),
+        1
+    );
+    assert_eq!(b.cluster.session_stats().taken.load(Ordering::Relaxed), 1);
+}
+
+/// The same for MQTT 5 (rumqttc, Session Expiry Interval 3600 s), and a
+/// message published on A after the take-over reaches the client on B
+/// (its subscription's interest moved with it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_5_0_session_follows_its_client_to_another_node() {
+    let (_dir, nats) = nats();
+    let a = Node::start(&nats, "a").await;
+    let b = Node::start(&nats, "b").await;
+    let persistent = |o: &mut rumqttc::v5::MqttOptions| {
+        o.set_clean_start(false);
+        let mut p = rumqttc::v5::mqttbytes::v5::ConnectProperties::new();
+        p.session_expiry_interval = Some(3600);
+        o.set_connect_properties(p);
+    };
+    let (mut on_a, ack) = common::V5::connect(addr(&a), "roam5", persistent).await;
+    assert!(!ack.session_present);
+    on_a.subscribe("roam5/#", rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+        .await;
+    drop(on_a);
+    publish_from(&a, "p5a", "roam5/1", "one").await;
+    publish_from(&a, "p5b", "roam5/2", "two").await;
+    let started = std::time::Instant::now();
+    let (mut on_b, ack) = common::V5::connect(addr(&b), "roam5", persistent).await;
+    println!("5.0 take-over: CONNACK after {:?}", started.elapsed());
+    assert!(ack.session_present, "{ack:?}");
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let p = on_b.next_publish().await;
+        got.push(String::from_utf8(p.payload.to_vec()).unwrap());
+    }
+    assert_eq!(got, ["one", "two"]);
+    // From A, across the cluster: B announced the subscription's filter.
+    let (from_a, _own) = a.client("p5c", ProtocolVersion::V5).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        from_a
+            .publish("roam5/x", "x", QoS::AtMostOnce, false)
+            .await
+            .unwrap();
+        let p = tokio::time::timeout(Duration::from_millis(200), on_b.next_publish()).await;
+        if p.is_ok() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "A never reached B");
+    }
+}
+
+/// A client still connected to node A connects again to node B: A sends
+/// DISCONNECT 0x8E Session taken over and closes (MQTT 5) [MQTT-3.1.4-3],
+/// or closes (3.1.1, which has no DISCONNECT from the server), and B
+/// resumes the session. The take-over time is printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_still_connected_to_another_node_is_taken_over() {
+    use tern_codec::{Packet, ReasonCode};
+    let (_dir, nats) = nats();
+    let a = Node::start(&nats, "a").await;
+    let b = Node::start(&nats, "b").await;
+    for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+        let id = format!("twice-{}", version.level());
+        let mut connect = common::connect(version, &id);
+        connect.clean_start = false;
+        if version.is_v5() {
+            connect.properties.session_expiry_interval = Some(3600);
+        }
+        let (mut old, ack) = common::Raw::connect(addr(&a), connect.clone()).await;
+        assert!(!ack.session_present);
+        old.subscribe("twice/#", QoS::ExactlyOnce).await;
+        let started = std::time::Instant::now();
+        let (_new, ack) = common::Raw::connect(addr(&b), connect).await;
+        println!(
+            "{version:?} take-over of a connected client: CONNACK after {:?}",
+            started.elapsed()
+        );
+        assert_eq!(ack.reason_code, ReasonCode::Success);
+        assert!(ack.session_present, "{version:?}: {ack:?}");
+        let before_close = old.closed(WAIT).await;
+        if version.is_v5() {
+            assert!(
+                matches!(before_close.as_slice(), [Packet::Disconnect(d)] if d.reason_code == ReasonCode::SessionTakenOver),
+                "{before_close:?}"
+            );
+        } else {
+            assert_eq!(before_close, vec![], "3.1.1: closed, nothing sent");
+        }
+    }
+}
+
+/// A clean start on node B discards the session held on node A: Session
+/// Present 0, and nothing queued on A arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_start_on_another_node_discards_the_session() {
+    use tern_codec::{Packet, ReasonCode};
+    let (_dir, nats) = nats();
+    let a = Node::start(&nats, "a").await;
+    let b = Node::start(&nats, "b").await;
+    let mut connect = common::connect(ProtocolVersion::V5, "clean");
+    connect.clean_start = false;
+    connect.properties.session_expiry_interval = Some(3600);
+    let (mut old, _) = common::Raw::connect(addr(&a), connect.clone()).await;
+    old.subscribe("clean/#", QoS::AtLeastOnce).await;
+    old.send(Packet::Disconnect(Box::default())).await;
+    old.closed(WAIT).await;
+    publish_from(&a, "pc", "clean/1", "stale").await;
+    connect.clean_start = true;
+    let (mut new, ack) = common::Raw::connect(addr(&b), connect).await;
+    assert_eq!(ack.reason_code, ReasonCode::Success);
+    assert!(!ack.session_present);
+    // Nothing was handed over: a ping's answer comes first.
+    new.send(Packet::PingReq).await;
+    assert_eq!(new.recv().await, Packet::PingResp);
+}
+
+/// A NATS outage and its end show in `$SYS/broker/cluster/connected`
+/// (retained, 1 then 0 then 1): nats-server is killed by PID and started
+/// again on the same port; the node reconnects by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_outage_shows_in_sys_and_ends_when_nats_returns() {
+    let (_dir, mut nats) = nats();
+    let a = Node::start(&nats, "a").await;
+    let (ops, mut rx) = a.client("ops", ProtocolVersion::V5).await;
+    ops.subscribe([("$SYS/broker/cluster/connected".to_string(), QoS::AtMostOnce)])
+        .await
+        .unwrap();
+    let mut next = async || String::from_utf8(recv(&mut rx).await.payload.to_vec()).unwrap();
+    assert_eq!(next().await, "1");
+    nats.kill9();
+    assert_eq!(next().await, "0");
+    nats.restart().expect("nats-server starts again");
+    assert_eq!(next().await, "1");
 }

@@ -372,6 +372,23 @@ impl Outgoing {
             .chain(self.inflight.iter().map(|(_, f)| &f.message.body))
     }
 
+    /// The messages held, in flight first (in send order), then waiting
+    /// (oldest first): each with when it was queued and, for a QoS 2
+    /// message whose PUBREC came, the packet identifier whose PUBREL is owed.
+    pub(crate) fn held_messages(
+        &self,
+    ) -> impl Iterator<Item = (&Delivery, Instant, Option<PacketId>)> {
+        self.inflight
+            .iter()
+            .map(|(_, f)| {
+                let released = (f.awaiting == Awaiting::PubComp)
+                    .then_some(f.message.packet_id)
+                    .flatten();
+                (&f.message, f.queued_at, released)
+            })
+            .chain(self.queue.iter().map(|m| (&m.message, m.queued_at, None)))
+    }
+
     /// The tags of the bodies waiting and in flight.
     pub(crate) fn tags(&self) -> impl Iterator<Item = core::num::NonZeroU64> + '_ {
         self.queue

@@ -218,6 +218,24 @@ impl ServerSession {
         self.flows.outgoing.tags()
     }
 
+    /// The messages the session holds for its client, for a broker that
+    /// hands the session to another node (issue 18): in flight first, in
+    /// the order they were sent, then waiting, oldest first. Each comes
+    /// with when it was queued and, for a QoS 2 message whose PUBREC came,
+    /// the packet identifier whose PUBREL is owed (only that is resent:
+    /// [`restore_released`](Self::restore_released)).
+    pub fn held_messages(
+        &self,
+    ) -> impl Iterator<Item = (&crate::Delivery, Instant, Option<PacketId>)> {
+        self.flows.outgoing.held_messages()
+    }
+
+    /// The packet identifiers of the incoming QoS 2 messages received and
+    /// not yet released, in order (see [`restore_incoming`](Self::restore_incoming)).
+    pub fn incoming_qos2_ids(&self) -> impl Iterator<Item = PacketId> + '_ {
+        self.flows.incoming.qos2.keys().copied()
+    }
+
     /// Drops queued messages whose Message Expiry Interval has passed.
     pub fn purge_expired(&mut self, now: Instant) -> usize {
         self.flows.outgoing.purge_expired(now, &mut self.flows.ids)

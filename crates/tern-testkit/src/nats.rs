@@ -36,7 +36,18 @@ pub struct NatsServer {
 impl NatsServer {
     /// One server with JetStream on, on 127.0.0.1, its files under `dir`.
     pub fn start(dir: &Path, name: &str) -> Result<NatsServer, String> {
-        spawn(dir, name, None)
+        spawn(dir, name, None, None)
+    }
+
+    /// Starts a server started by [`start`](Self::start) again, on the same
+    /// client port and with the same JetStream directory, after it was
+    /// killed (see [`kill9`](Self::kill9)).
+    pub fn restart(&mut self) -> Result<(), String> {
+        let again = spawn(&self.dir, &self.name, None, Some(self.client.port()))?;
+        let old = std::mem::replace(self, again);
+        // Already dead: dropping it sends nothing to the new process.
+        drop(old);
+        Ok(())
     }
 
     /// `n` servers clustered (routes between all, JetStream on), on
@@ -53,7 +64,7 @@ impl NatsServer {
                     own: port,
                     all: &ports,
                 };
-                match spawn(dir, &format!("nats{}", i + 1), Some(routes)) {
+                match spawn(dir, &format!("nats{}", i + 1), Some(routes), None) {
                     Ok(s) => servers.push(s),
                     Err(e) => {
                         last = e;
@@ -157,7 +168,12 @@ struct Routes<'a> {
     all: &'a [u16],
 }
 
-fn spawn(dir: &Path, name: &str, routes: Option<Routes<'_>>) -> Result<NatsServer, String> {
+fn spawn(
+    dir: &Path,
+    name: &str,
+    routes: Option<Routes<'_>>,
+    port: Option<u16>,
+) -> Result<NatsServer, String> {
     if !which(NATS_SERVER) {
         return Err(format!(
             "{NATS_SERVER} is not installed (Debian: apt-get install nats-server; `cargo xtask cluster` installs it)"
@@ -168,12 +184,13 @@ fn spawn(dir: &Path, name: &str, routes: Option<Routes<'_>>) -> Result<NatsServe
     fs::create_dir_all(&ports_dir).map_err(|e| format!("{}: {e}", ports_dir.display()))?;
     let log = dir.join(format!("{name}.log"));
     let _ = fs::remove_file(&log);
+    let port = port.map_or_else(|| "-1".to_string(), |p| p.to_string());
     let mut cmd = Command::new(NATS_SERVER);
     cmd.args([
         "-a",
         "127.0.0.1",
         "-p",
-        "-1",
+        &port,
         "-m",
         "-1",
         "-js",

@@ -306,7 +306,7 @@ impl Broker {
         if c.closing {
             return;
         }
-        let paused = !c.flow.writable || blocked || c.checking.is_some();
+        let paused = !c.flow.writable || blocked || c.checking.is_some() || c.claiming;
         if paused != c.flow.paused {
             c.flow.paused = paused;
             self.events.push_back(if paused {

@@ -44,6 +44,18 @@ pub enum ClusterOutput {
     /// Publish this message to the cluster, once. Its packet id is `None`;
     /// `qos` and `retain` are as published on this node.
     Publish(Publish),
+    /// A client connects with an identifier this node holds no session
+    /// for: make this node its owner, have the old owner close its
+    /// connection and hand its session over (unless `clean_start`), then
+    /// answer with [`Broker::handle_cluster_claimed`](super::Broker::handle_cluster_claimed).
+    /// Its CONNECT waits for the answer (see `handover.rs`).
+    Claim {
+        /// The client identifier.
+        client_id: MqttString,
+        /// The CONNECT asked for a clean start: the old session is
+        /// discarded, not handed over.
+        clean_start: bool,
+    },
 }
 
 /// Whether a filter or topic stays on its node.
@@ -141,6 +153,16 @@ pub(super) struct Remote {
     pub(super) sent: u64,
     /// Messages taken in.
     pub(super) received: u64,
+    /// CONNECTs waiting for their claim, by client identifier.
+    pub(super) claims: BTreeMap<String, Vec<super::handover::Parked>>,
+    /// Claims asked for.
+    pub(super) claims_made: u64,
+    /// Sessions that arrived from another node.
+    pub(super) sessions_in: u64,
+    /// Sessions that left for another node.
+    pub(super) sessions_out: u64,
+    /// Whether the link reaches the cluster (`None` until it says).
+    pub(super) connected: Option<bool>,
 }
 
 impl Remote {
@@ -214,6 +236,11 @@ impl Remote {
     pub(super) fn poll(&mut self) -> Option<ClusterOutput> {
         self.out.pop_front()
     }
+
+    /// Queues an output.
+    pub(super) fn push(&mut self, out: ClusterOutput) {
+        self.out.push_back(out);
+    }
 }
 
 /// What the cluster did, for `/metrics` and tests.
@@ -227,6 +254,12 @@ pub struct ClusterStats {
     pub remote_filters: u64,
     /// Distinct filters this node has interest in.
     pub local_filters: u64,
+    /// Claims asked for ([`ClusterOutput::Claim`]).
+    pub claims: u64,
+    /// Sessions that arrived from another node.
+    pub sessions_in: u64,
+    /// Sessions that left for another node.
+    pub sessions_out: u64,
 }
 
 impl super::Broker {
@@ -264,6 +297,25 @@ impl super::Broker {
         if let Ok(parsed) = SubscriptionFilter::parse_str(filter) {
             remote.set_interest(node, &parsed, on);
         }
+    }
+
+    /// The link's connection to the cluster came up (`up`) or went down:
+    /// `$SYS/broker/cluster/connected` (retained) says 1 or 0 now, if
+    /// `$SYS` is on, and at every `$SYS` tick. Ignored with the cluster off.
+    pub fn handle_cluster_connected(&mut self, now: super::Instant, up: bool) {
+        let Some(remote) = self.cluster.as_mut() else {
+            return;
+        };
+        remote.connected = Some(up);
+        if self.config.sys_interval.is_some() {
+            self.publish_sys_value(now, "cluster/connected".into(), u8::from(up).to_string());
+        }
+    }
+
+    /// Whether the cluster link reaches the cluster, as it last said
+    /// (`None` with the cluster off or before it said).
+    pub(super) fn cluster_connected(&self) -> Option<bool> {
+        self.cluster.as_ref()?.connected
     }
 
     /// Node `node` left the cluster (or is presumed dead): its interest goes.
@@ -311,6 +363,9 @@ impl super::Broker {
                 .interest
                 .as_ref()
                 .map_or(0, |i| i.filters().count() as u64),
+            claims: remote.claims_made,
+            sessions_in: remote.sessions_in,
+            sessions_out: remote.sessions_out,
         }
     }
 

@@ -143,11 +143,33 @@ impl Broker {
         username: Option<MqttString>,
         auth_data: Option<bytes::Bytes>,
     ) {
-        let version = connect.protocol;
         if self.shutting_down {
             self.reject(now, conn, &connect, ReasonCode::ServerUnavailable);
             return;
         }
+        // Clustered, a client this node holds no session for is claimed
+        // from the cluster first (`handover.rs`).
+        if self.claims_first(&connect) {
+            self.park_for_claim(conn, connect, username, auth_data);
+        } else {
+            self.admit_now(now, conn, connect, username, auth_data);
+        }
+    }
+
+    /// [`admit`](Self::admit), with no claim to wait for.
+    pub(super) fn admit_now(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        connect: Connect,
+        username: Option<MqttString>,
+        auth_data: Option<bytes::Bytes>,
+    ) {
+        if self.shutting_down {
+            self.reject(now, conn, &connect, ReasonCode::ServerUnavailable);
+            return;
+        }
+        let version = connect.protocol;
         // Storage operations recorded before this CONNECT: any more (an
         // old session ended, this one stored) and the CONNACK waits for
         // them to be synced.

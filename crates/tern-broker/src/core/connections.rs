@@ -54,6 +54,8 @@ pub(super) struct Conn {
     /// (protocol level | 0x80 in its CONNECT): its subscriptions get No
     /// Local and Retain As Published, as MQTT 5 would ask for them.
     pub(super) private_bridge: bool,
+    /// Its CONNECT waits for a cluster claim (`handover.rs`): unread.
+    pub(super) claiming: bool,
     /// An enhanced authentication exchange in progress (`enhanced_auth.rs`).
     pub(super) auth: Option<Box<enhanced_auth::Pending>>,
     /// A CONNECT waiting for its password check (`auth_check.rs`).
@@ -84,6 +86,7 @@ impl Conn {
             retained_backlog: super::retained::Backlog::default(),
             bridge: false,
             private_bridge: false,
+            claiming: false,
             auth: None,
             checking: None,
             over_rate: None,

@@ -43,6 +43,7 @@ mod connect_rate;
 mod connections;
 mod durable;
 mod enhanced_auth;
+mod handover;
 mod limits;
 mod memory;
 mod retained;
@@ -64,6 +65,7 @@ pub use auth_check::PendingCheck;
 pub use cluster::{ClusterOutput, ClusterStats};
 pub use config::{BrokerConfig, OutputCredit};
 pub use durable::{StoreBatch, StoreOp};
+pub use handover::{HandedMessage, SessionHandover};
 pub use limits::{
     DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_TOPIC_LENGTH, DEFAULT_MAX_TOPIC_LEVELS, Limit,
 };

@@ -164,25 +164,35 @@ impl Broker {
                 s.drops.limit_refusals().to_string(),
             ),
         ];
+        // Tern's own, clustered only (issue 18): 1 while the cluster link
+        // reaches NATS, else 0.
+        if let Some(up) = self.cluster_connected() {
+            values.push(("cluster/connected".into(), u8::from(up).to_string()));
+        }
         values.extend(self.load_values(now, s));
         for (name, value) in values {
-            let changed = self.sys.published.get(&name) != Some(&value);
-            if !changed {
-                continue;
-            }
-            let Ok(topic) = MqttString::try_from(format!("$SYS/broker/{name}")) else {
-                continue;
-            };
-            let publish = Publish {
-                qos: QoS::AtMostOnce,
-                retain: true,
-                topic,
-                payload: value.clone().into(),
-                ..Publish::default()
-            };
-            self.publish_message(now, None, publish);
-            self.sys.published.insert(name, value);
+            self.publish_sys_value(now, name, value);
         }
+    }
+
+    /// Publishes one `$SYS/broker/` topic, retained, if its value changed.
+    pub(super) fn publish_sys_value(&mut self, now: Instant, name: String, value: String) {
+        let changed = self.sys.published.get(&name) != Some(&value);
+        if !changed {
+            return;
+        }
+        let Ok(topic) = MqttString::try_from(format!("$SYS/broker/{name}")) else {
+            return;
+        };
+        let publish = Publish {
+            qos: QoS::AtMostOnce,
+            retain: true,
+            topic,
+            payload: value.clone().into(),
+            ..Publish::default()
+        };
+        self.publish_message(now, None, publish);
+        self.sys.published.insert(name, value);
     }
 
     /// Updates the load averages and returns their topics and values.

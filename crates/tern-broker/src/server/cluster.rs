@@ -42,6 +42,27 @@ pub enum ClusterInput {
     },
     /// Node `node` is gone (left, or silent past its time): its interest goes.
     NodeGone(String),
+    /// The answer to a [`ClusterOutput::Claim`]: the session the old owner
+    /// handed over, if any.
+    Claimed {
+        /// The client identifier claimed.
+        client_id: String,
+        /// Its session, from the node that held it.
+        session: Option<Box<crate::SessionHandover>>,
+    },
+    /// Another node claimed `client_id`: close its connection here and
+    /// answer on `reply` with its session (if `keep` and it outlived the
+    /// connection).
+    Release {
+        /// The client identifier.
+        client_id: String,
+        /// Hand the session over (otherwise it ends here).
+        keep: bool,
+        /// Where the session goes.
+        reply: tokio::sync::oneshot::Sender<Option<Box<crate::SessionHandover>>>,
+    },
+    /// The link's connection to NATS came up (`true`) or went down.
+    Connected(bool),
 }
 
 /// The core task's end.
@@ -149,17 +170,17 @@ impl ClusterLink {
         }
     }
 
-    /// Hands one output to the link; never waits.
-    pub(crate) fn send(&self, out: ClusterOutput) {
+    /// Hands one output to the link; never waits. Returns an output other
+    /// than a message that the link can no longer take (it stopped).
+    pub(crate) fn send(&self, out: ClusterOutput) -> Option<ClusterOutput> {
         match out {
             ClusterOutput::Publish(p) => {
                 if self.messages.try_send(p).is_err() {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                 }
+                None
             }
-            other => {
-                let _ = self.interest.send(other);
-            }
+            other => self.interest.send(other).err().map(|e| e.0),
         }
     }
 

@@ -460,6 +460,24 @@ impl Driver {
                 self.broker.handle_cluster_interest(&node, &filter, on)
             }
             I::NodeGone(node) => self.broker.handle_cluster_node_gone(&node),
+            I::Claimed { client_id, session } => {
+                let now = self.now();
+                self.broker
+                    .handle_cluster_claimed(now, &client_id, session.map(|s| *s));
+            }
+            I::Release {
+                client_id,
+                keep,
+                reply,
+            } => {
+                let now = self.now();
+                let session = self.broker.handle_cluster_release(now, &client_id, keep);
+                let _ = reply.send(session.map(Box::new));
+            }
+            I::Connected(up) => {
+                let now = self.now();
+                self.broker.handle_cluster_connected(now, up);
+            }
         }
     }
 
@@ -696,8 +714,16 @@ impl Driver {
                 }
             }
             while let Some(out) = self.broker.poll_cluster() {
-                if let Some(link) = &self.cluster {
-                    link.send(out);
+                let unsent = match &self.cluster {
+                    Some(link) => link.send(out),
+                    None => Some(out),
+                };
+                // A claim no link will answer: the CONNECT goes on with
+                // what this node holds rather than wait.
+                if let Some(crate::ClusterOutput::Claim { client_id, .. }) = unsent {
+                    progress = true;
+                    self.broker
+                        .handle_cluster_claimed(now, client_id.as_str(), None);
                 }
             }
             if !progress {
