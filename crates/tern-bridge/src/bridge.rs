@@ -365,7 +365,7 @@ fn outgoing(
                 .iter()
                 .find(|m| m.topic.direction.outbound() && m.matches_local(topic))
         })?;
-    let remote = mapping.to_remote(topic)?;
+    let remote = mapping.to_remote(&message.topic)?;
     Some(pump::Forward::new(message, remote, mark, v5))
 }
 
@@ -388,7 +388,7 @@ fn incoming(
                 .iter()
                 .find(|m| m.topic.direction.inbound() && m.matches_remote(topic))
         })?;
-    let local = mapping.to_local(topic)?;
+    let local = mapping.to_local(&message.topic)?;
     // The local side is MQTT 5: the message is marked.
     Some(pump::Forward::new(message, local, mark, true))
 }
