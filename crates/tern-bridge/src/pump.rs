@@ -16,7 +16,8 @@ use std::{collections::VecDeque, future::Future, pin::Pin, sync::Arc, task::Poll
 use tern_broker::server::{BridgeDirection, BridgeStats};
 use tern_client::{
     Acker, Client, Error, Message, Messages, MqttString, PendingPublish, Published, QoS,
-    UserProperty, codec::Publish,
+    UserProperty,
+    codec::{Publish, UserProperties},
 };
 
 /// Messages received and not yet handed to the destination, at most.
@@ -41,7 +42,7 @@ impl Forward {
     pub(crate) fn new(
         mut message: Message,
         topic: MqttString,
-        mark: &UserProperty,
+        mark: &UserProperties,
         v5: bool,
     ) -> Self {
         let acker = message.take_acker();
@@ -54,19 +55,25 @@ impl Forward {
             properties.subscription_identifiers.clear();
             properties.topic_alias = None;
             if !bridged {
-                properties.user_properties.push(mark.clone());
+                if properties.user_properties.is_empty() {
+                    // Mostly: the mark's encoding, shared.
+                    properties.user_properties = mark.clone();
+                } else {
+                    properties.user_properties.extend(mark.iter());
+                }
             }
         }
         Self { publish, acker }
     }
 }
 
-/// The mark a bridge named `name` puts on what it forwards.
-pub(crate) fn mark(name: &str) -> UserProperty {
-    UserProperty {
+/// The mark a bridge named `name` puts on what it forwards (encoded once,
+/// as the one user property of a set).
+pub(crate) fn mark(name: &str) -> UserProperties {
+    UserProperties::from([UserProperty {
         key: MqttString::from_static(BRIDGED),
         value: MqttString::try_from(name).unwrap_or_default(),
-    }
+    }])
 }
 
 /// Whether a message carries the bridge mark.
@@ -256,5 +263,77 @@ pub(crate) async fn run(
                 None => return (Ok(()), owed(backlog, inflight)),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tern_client::SubscriptionId;
+
+    fn topic(t: &str) -> MqttString {
+        MqttString::try_from(t).unwrap()
+    }
+
+    fn property(k: &str, v: &str) -> UserProperty {
+        UserProperty {
+            key: topic(k),
+            value: topic(v),
+        }
+    }
+
+    fn received(properties: &[UserProperty]) -> Message {
+        let mut p = Publish::new(topic("a/b"), "x", QoS::AtLeastOnce);
+        p.retain = true;
+        p.packet_id = tern_client::codec::PacketId::new(7);
+        let props = p.properties.get_mut();
+        props
+            .subscription_identifiers
+            .push(SubscriptionId::new(3).unwrap());
+        props.user_properties.extend(properties.iter().cloned());
+        Message::from(p)
+    }
+
+    fn users(f: &Forward) -> Vec<UserProperty> {
+        f.publish.properties.user_properties.iter().collect()
+    }
+
+    #[test]
+    fn a_forwarded_message_is_marked_once_and_keeps_its_own_properties() {
+        let mark = mark("edge");
+        // None of its own: the mark alone.
+        let f = Forward::new(received(&[]), topic("r/a/b"), &mark, true);
+        assert_eq!(users(&f), [property(BRIDGED, "edge")]);
+        assert_eq!(f.publish.topic.as_str(), "r/a/b");
+        assert!(f.publish.retain);
+        assert_eq!(f.publish.packet_id, None);
+        assert!(f.publish.properties.subscription_identifiers.is_empty());
+        // Its own first, then the mark.
+        let f = Forward::new(
+            received(&[property("unit", "C")]),
+            topic("a/b"),
+            &mark,
+            true,
+        );
+        assert_eq!(
+            users(&f),
+            [property("unit", "C"), property(BRIDGED, "edge")]
+        );
+        // Already marked (forward_bridged): not marked again.
+        let f = Forward::new(
+            received(&[property(BRIDGED, "other")]),
+            topic("a/b"),
+            &mark,
+            true,
+        );
+        assert_eq!(users(&f), [property(BRIDGED, "other")]);
+        // MQTT 3.1.1 carries no properties.
+        let f = Forward::new(
+            received(&[property("unit", "C")]),
+            topic("a/b"),
+            &mark,
+            false,
+        );
+        assert!(f.publish.properties.is_empty());
     }
 }
