@@ -247,6 +247,7 @@ async fn instructions(a: &Args, kind: &str, qos: QoS, n: u64) -> (u64, u64) {
     tern_testkit::send_signal(child.id(), "TERM").expect("the broker is signalled");
     child.wait().expect("the broker exits");
     let text = std::fs::read_to_string(&out).expect("cachegrind's output");
+    let _ = std::fs::remove_dir_all(&dir);
     let total = text
         .lines()
         .find_map(|l| l.strip_prefix("summary: "))
