@@ -17,7 +17,7 @@ use tern_broker::server::{
 use tern_client::{
     Address, Backoff, BoxStream, Client, Error, Message, MqttString, Options, ProtocolVersion, QoS,
     ReasonCode, RetainHandling, State, SubscribeFilter, SubscriptionId, SubscriptionOptions,
-    TlsOptions, UserProperty, Will,
+    TlsOptions, Will, codec::UserProperties,
 };
 use tokio::sync::{oneshot, watch};
 
@@ -349,7 +349,7 @@ async fn watch_remote(
 fn outgoing(
     message: Message,
     mappings: &[Mapping],
-    mark: &UserProperty,
+    mark: &UserProperties,
     forward_bridged: bool,
     v5: bool,
 ) -> Option<pump::Forward> {
@@ -365,7 +365,7 @@ fn outgoing(
                 .iter()
                 .find(|m| m.topic.direction.outbound() && m.matches_local(topic))
         })?;
-    let remote = mapping.to_remote(topic)?;
+    let remote = mapping.to_remote(&message.topic)?;
     Some(pump::Forward::new(message, remote, mark, v5))
 }
 
@@ -373,7 +373,7 @@ fn outgoing(
 fn incoming(
     message: Message,
     mappings: &[Mapping],
-    mark: &UserProperty,
+    mark: &UserProperties,
     forward_bridged: bool,
 ) -> Option<pump::Forward> {
     if !forward_bridged && pump::is_bridged(&message) {
@@ -388,7 +388,7 @@ fn incoming(
                 .iter()
                 .find(|m| m.topic.direction.inbound() && m.matches_remote(topic))
         })?;
-    let local = mapping.to_local(topic)?;
+    let local = mapping.to_local(&message.topic)?;
     // The local side is MQTT 5: the message is marked.
     Some(pump::Forward::new(message, local, mark, true))
 }

@@ -12,12 +12,12 @@
 //! messages wait in a backlog bounded by [`MAX_BACKLOG`]; beyond it the
 //! pump stops reading, and the source's broker keeps them.
 
-use futures_util::{StreamExt, stream::FuturesOrdered};
-use std::{collections::VecDeque, future::Future, pin::Pin, sync::Arc};
+use std::{collections::VecDeque, future::Future, pin::Pin, sync::Arc, task::Poll};
 use tern_broker::server::{BridgeDirection, BridgeStats};
 use tern_client::{
-    Acker, Bytes, Client, Error, Message, Messages, MqttString, PublishProperties, Published, QoS,
+    Acker, Client, Error, Message, Messages, MqttString, PendingPublish, Published, QoS,
     UserProperty,
+    codec::{Publish, UserProperties},
 };
 
 /// Messages received and not yet handed to the destination, at most.
@@ -30,11 +30,7 @@ pub const BRIDGED: &str = tern_broker::BRIDGED_PROPERTY;
 /// A message on its way: what to publish, and the acknowledgement owed to
 /// its source.
 pub(crate) struct Forward {
-    pub(crate) topic: String,
-    pub(crate) payload: Bytes,
-    pub(crate) qos: QoS,
-    pub(crate) retain: bool,
-    pub(crate) properties: PublishProperties,
+    pub(crate) publish: Publish,
     pub(crate) acker: Option<Acker>,
 }
 
@@ -42,35 +38,42 @@ impl Forward {
     /// `message` republished as `topic`. To an MQTT 5 destination its
     /// properties are kept (except what belongs to one connection) and it
     /// is marked as bridged by `name`; MQTT 3.1.1 carries no properties.
-    pub(crate) fn new(mut message: Message, topic: String, mark: &UserProperty, v5: bool) -> Self {
-        let properties = if v5 {
-            let mut properties = message.properties.get().clone();
+    /// The payload and properties move across; nothing is copied.
+    pub(crate) fn new(
+        mut message: Message,
+        topic: MqttString,
+        mark: &UserProperties,
+        v5: bool,
+    ) -> Self {
+        let acker = message.take_acker();
+        let bridged = is_bridged(&message);
+        let mut publish = Publish::new(topic, message.payload, message.qos);
+        publish.retain = message.retain;
+        if v5 {
+            publish.properties = message.properties;
+            let properties = publish.properties.get_mut();
             properties.subscription_identifiers.clear();
             properties.topic_alias = None;
-            if !is_bridged(&message) {
-                properties.user_properties.push(mark.clone());
+            if !bridged {
+                if properties.user_properties.is_empty() {
+                    // Mostly: the mark's encoding, shared.
+                    properties.user_properties = mark.clone();
+                } else {
+                    properties.user_properties.extend(mark.iter());
+                }
             }
-            properties
-        } else {
-            PublishProperties::default()
-        };
-        Self {
-            topic,
-            acker: message.take_acker(),
-            payload: message.payload,
-            qos: message.qos,
-            retain: message.retain,
-            properties,
         }
+        Self { publish, acker }
     }
 }
 
-/// The mark a bridge named `name` puts on what it forwards.
-pub(crate) fn mark(name: &str) -> UserProperty {
-    UserProperty {
+/// The mark a bridge named `name` puts on what it forwards (encoded once,
+/// as the one user property of a set).
+pub(crate) fn mark(name: &str) -> UserProperties {
+    UserProperties::from([UserProperty {
         key: MqttString::from_static(BRIDGED),
         value: MqttString::try_from(name).unwrap_or_default(),
-    }
+    }])
 }
 
 /// Whether a message carries the bridge mark.
@@ -83,7 +86,22 @@ pub(crate) fn is_bridged(message: &Message) -> bool {
         .any(|p| p.key.as_str() == BRIDGED)
 }
 
-type InFlight = Pin<Box<dyn Future<Output = Result<Published, Error>> + Send>>;
+/// Publishes handed to the destination and not yet completed, in the order
+/// they were handed over, each beside the acknowledgement it owes.
+type InFlight = VecDeque<(PendingPublish, Option<Acker>)>;
+
+/// The first in-flight publish's completion, with the acknowledgement it
+/// owes. Only the first is polled: the later ones are settled after it, in
+/// order, as the source's acknowledgements must be.
+async fn first_done(inflight: &mut InFlight) -> (Result<Published, Error>, Option<Acker>) {
+    let result = std::future::poll_fn(|cx| match inflight.front_mut() {
+        Some((pending, _)) => Pin::new(pending).poll(cx),
+        None => Poll::Pending,
+    })
+    .await;
+    let (_, acker) = inflight.pop_front().expect("the first completed");
+    (result, acker)
+}
 
 /// A client's received messages, held in arrival order (unacknowledged)
 /// while the bridge waits for something else, so that the client keeps
@@ -143,50 +161,41 @@ pub(crate) async fn run(
     } = from;
     // What arrived before the pump started comes first.
     let mut backlog: VecDeque<Forward> = held.into_iter().filter_map(&mut map).collect();
-    // Completions in the order the publishes were handed over, and beside
-    // them, in the same order, the acknowledgements they owe.
-    let mut inflight: FuturesOrdered<InFlight> = FuturesOrdered::new();
-    let mut ackers: VecDeque<Option<Acker>> = VecDeque::new();
-    let owed = |backlog: VecDeque<Forward>, ackers: VecDeque<Option<Acker>>| -> Vec<Acker> {
-        ackers
+    let mut inflight: InFlight = VecDeque::new();
+    let owed = |backlog: VecDeque<Forward>, inflight: InFlight| -> Vec<Acker> {
+        inflight
             .into_iter()
-            .flatten()
+            .filter_map(|(_, acker)| acker)
             .chain(backlog.into_iter().filter_map(|f| f.acker))
             .collect()
     };
     loop {
         // Hand over whatever the destination takes now, in order.
-        while let Some(f) = backlog.front() {
-            let attempt = to
-                .publish(&f.topic, f.payload.clone(), f.qos, f.retain)
-                .properties(f.properties.clone())
-                .try_send();
-            match attempt {
+        while let Some(f) = backlog.pop_front() {
+            let qos = f.publish.qos;
+            match to.try_publish_message(f.publish) {
                 Ok(pending) => {
-                    let f = backlog.pop_front().expect("front exists");
-                    if f.qos == QoS::AtMostOnce {
+                    if qos == QoS::AtMostOnce {
                         // Nothing to acknowledge, nothing to wait for: the
                         // destination's client sends it.
                         counters.forwarded(direction);
                     } else {
-                        ackers.push_back(f.acker);
-                        inflight.push_back(Box::pin(pending));
+                        inflight.push_back((pending, f.acker));
                     }
                 }
-                Err(Error::Backpressure) if !inflight.is_empty() => {
+                Err((Error::Backpressure, publish)) if !inflight.is_empty() => {
                     // A completion makes room: wait for one (below).
+                    backlog.push_front(Forward {
+                        publish,
+                        acker: f.acker,
+                    });
                     break;
                 }
-                Err(Error::Backpressure) => {
+                Err((Error::Backpressure, publish)) => {
                     // Nothing in flight to wait for (the requests queued
                     // are QoS 0): wait for room by publishing this one the
                     // waiting way, in order, and settle it here.
-                    let f = backlog.pop_front().expect("front exists");
-                    let published = to
-                        .publish(&f.topic, f.payload, f.qos, f.retain)
-                        .properties(f.properties)
-                        .await;
-                    match published {
+                    match to.publish_message(publish).await {
                         Ok(p) if p.is_success() => {
                             counters.forwarded(direction);
                         }
@@ -195,7 +204,7 @@ pub(crate) async fn run(
                             counters.dropped(direction);
                         }
                         Err(Error::Closed) => {
-                            let mut owed = owed(backlog, ackers);
+                            let mut owed = owed(backlog, inflight);
                             owed.extend(f.acker);
                             return (Err(Error::Closed), owed);
                         }
@@ -206,23 +215,23 @@ pub(crate) async fn run(
                     }
                     drop(f.acker);
                 }
-                Err(e) => {
-                    tracing::warn!(topic = %f.topic, "cannot forward: {e}");
+                Err((e, publish)) => {
+                    tracing::warn!(topic = %publish.topic.as_str(), "cannot forward: {e}");
                     if matches!(e, Error::Closed) {
-                        return (Err(e), owed(backlog, ackers));
+                        let mut owed = owed(backlog, inflight);
+                        owed.extend(f.acker);
+                        return (Err(e), owed);
                     }
                     // A topic or property the destination cannot carry:
                     // dropped (and acknowledged), as a broker drops what it
                     // cannot deliver.
-                    backlog.pop_front();
                     counters.dropped(direction);
                 }
             }
         }
         tokio::select! {
-            Some(result) = inflight.next(), if !inflight.is_empty() => match result {
+            (result, acker) = first_done(&mut inflight), if !inflight.is_empty() => match result {
                 Ok(published) => {
-                    let acker = ackers.pop_front().flatten();
                     if !published.is_success() {
                         tracing::warn!(reason = %published.reason_code, "the destination refused a bridged message");
                         counters.dropped(direction);
@@ -232,13 +241,17 @@ pub(crate) async fn run(
                     // Acknowledges the source (dropping an acker does).
                     drop(acker);
                 }
-                Err(Error::Closed) => return (Err(Error::Closed), owed(backlog, ackers)),
+                Err(Error::Closed) => {
+                    let mut owed = owed(backlog, inflight);
+                    owed.extend(acker);
+                    return (Err(Error::Closed), owed);
+                }
                 Err(e) => {
                     // Refused by the destination's session (nothing was
                     // sent): dropped, and acknowledged to the source.
                     tracing::warn!("cannot forward a bridged message: {e}");
                     counters.dropped(direction);
-                    drop(ackers.pop_front());
+                    drop(acker);
                 }
             },
             message = from.recv(), if !ended && backlog.len() < MAX_BACKLOG => match message {
@@ -247,8 +260,80 @@ pub(crate) async fn run(
                         backlog.push_back(f);
                     }
                 }
-                None => return (Ok(()), owed(backlog, ackers)),
+                None => return (Ok(()), owed(backlog, inflight)),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tern_client::SubscriptionId;
+
+    fn topic(t: &str) -> MqttString {
+        MqttString::try_from(t).unwrap()
+    }
+
+    fn property(k: &str, v: &str) -> UserProperty {
+        UserProperty {
+            key: topic(k),
+            value: topic(v),
+        }
+    }
+
+    fn received(properties: &[UserProperty]) -> Message {
+        let mut p = Publish::new(topic("a/b"), "x", QoS::AtLeastOnce);
+        p.retain = true;
+        p.packet_id = tern_client::codec::PacketId::new(7);
+        let props = p.properties.get_mut();
+        props
+            .subscription_identifiers
+            .push(SubscriptionId::new(3).unwrap());
+        props.user_properties.extend(properties.iter().cloned());
+        Message::from(p)
+    }
+
+    fn users(f: &Forward) -> Vec<UserProperty> {
+        f.publish.properties.user_properties.iter().collect()
+    }
+
+    #[test]
+    fn a_forwarded_message_is_marked_once_and_keeps_its_own_properties() {
+        let mark = mark("edge");
+        // None of its own: the mark alone.
+        let f = Forward::new(received(&[]), topic("r/a/b"), &mark, true);
+        assert_eq!(users(&f), [property(BRIDGED, "edge")]);
+        assert_eq!(f.publish.topic.as_str(), "r/a/b");
+        assert!(f.publish.retain);
+        assert_eq!(f.publish.packet_id, None);
+        assert!(f.publish.properties.subscription_identifiers.is_empty());
+        // Its own first, then the mark.
+        let f = Forward::new(
+            received(&[property("unit", "C")]),
+            topic("a/b"),
+            &mark,
+            true,
+        );
+        assert_eq!(
+            users(&f),
+            [property("unit", "C"), property(BRIDGED, "edge")]
+        );
+        // Already marked (forward_bridged): not marked again.
+        let f = Forward::new(
+            received(&[property(BRIDGED, "other")]),
+            topic("a/b"),
+            &mark,
+            true,
+        );
+        assert_eq!(users(&f), [property(BRIDGED, "other")]);
+        // MQTT 3.1.1 carries no properties.
+        let f = Forward::new(
+            received(&[property("unit", "C")]),
+            topic("a/b"),
+            &mark,
+            false,
+        );
+        assert!(f.publish.properties.is_empty());
     }
 }

@@ -3,6 +3,7 @@
 //! bridge loses one prefix and gains the other.
 
 use tern_broker::server::BridgeTopic;
+use tern_client::MqttString;
 use tern_topic::{TopicFilter, TopicName};
 
 /// One `topic` entry, with its filters checked once.
@@ -34,21 +35,29 @@ impl Mapping {
     }
 
     /// A local topic as it is named on the remote.
-    pub(crate) fn to_remote(&self, topic: &str) -> Option<String> {
+    pub(crate) fn to_remote(&self, topic: &MqttString) -> Option<MqttString> {
         swap(topic, &self.topic.local_prefix, &self.topic.remote_prefix)
     }
 
     /// A remote topic as it is named here.
-    pub(crate) fn to_local(&self, topic: &str) -> Option<String> {
+    pub(crate) fn to_local(&self, topic: &MqttString) -> Option<MqttString> {
         swap(topic, &self.topic.remote_prefix, &self.topic.local_prefix)
     }
 }
 
-fn swap(topic: &str, from: &str, to: &str) -> Option<String> {
-    let rest = topic.strip_prefix(from)?;
-    let out = format!("{to}{rest}");
+/// `topic` with prefix `from` replaced by `to`: the same string (shared,
+/// not copied) when both are empty, as they mostly are.
+fn swap(topic: &MqttString, from: &str, to: &str) -> Option<MqttString> {
+    if from.is_empty() && to.is_empty() {
+        return (!topic.is_empty()).then(|| topic.clone());
+    }
+    let rest = topic.as_str().strip_prefix(from)?;
+    let out = [to, rest].concat();
     // A topic name is never empty.
-    (!out.is_empty()).then_some(out)
+    if out.is_empty() {
+        return None;
+    }
+    MqttString::try_from(out).ok()
 }
 
 #[cfg(test)]
@@ -56,6 +65,10 @@ mod tests {
     use super::*;
     use tern_broker::server::Direction;
     use tern_client::QoS;
+
+    fn t(topic: &str) -> MqttString {
+        MqttString::try_from(topic).unwrap()
+    }
 
     fn mapping(pattern: &str, local: &str, remote: &str) -> Mapping {
         Mapping::new(&BridgeTopic {
@@ -73,17 +86,48 @@ mod tests {
         let m = mapping("sensors/#", "", "edge7/");
         assert!(m.matches_local("sensors/a"));
         assert!(!m.matches_local("edge7/sensors/a"));
-        assert_eq!(m.to_remote("sensors/a").as_deref(), Some("edge7/sensors/a"));
+        assert_eq!(
+            m.to_remote(&t("sensors/a"))
+                .as_ref()
+                .map(MqttString::as_str),
+            Some("edge7/sensors/a")
+        );
         assert!(m.matches_remote("edge7/sensors/a"));
-        assert_eq!(m.to_local("edge7/sensors/a").as_deref(), Some("sensors/a"));
+        assert_eq!(
+            m.to_local(&t("edge7/sensors/a"))
+                .as_ref()
+                .map(MqttString::as_str),
+            Some("sensors/a")
+        );
         // An empty pattern: the prefixes are the topics.
         let m = mapping("", "here/t", "there/t");
         assert!(m.matches_local("here/t") && !m.matches_local("here/t/x"));
-        assert_eq!(m.to_remote("here/t").as_deref(), Some("there/t"));
-        assert_eq!(m.to_local("there/t").as_deref(), Some("here/t"));
+        assert_eq!(
+            m.to_remote(&t("here/t")).as_ref().map(MqttString::as_str),
+            Some("there/t")
+        );
+        assert_eq!(
+            m.to_local(&t("there/t")).as_ref().map(MqttString::as_str),
+            Some("here/t")
+        );
         // Both prefixes.
         let m = mapping("+/temp", "l/", "r/x/");
-        assert_eq!(m.to_local("r/x/k/temp").as_deref(), Some("l/k/temp"));
+        assert_eq!(
+            m.to_local(&t("r/x/k/temp"))
+                .as_ref()
+                .map(MqttString::as_str),
+            Some("l/k/temp")
+        );
         assert!(!m.matches_remote("l/k/temp"));
+        // No prefixes: the topic as it is.
+        let m = mapping("a/#", "", "");
+        assert_eq!(
+            m.to_remote(&t("a/b")).as_ref().map(MqttString::as_str),
+            Some("a/b")
+        );
+        assert_eq!(
+            m.to_local(&t("a/b")).as_ref().map(MqttString::as_str),
+            Some("a/b")
+        );
     }
 }

@@ -319,6 +319,48 @@ impl Client {
         self.publish(topic, payload, qos, retain).try_send()
     }
 
+    /// A publish request for a message already in hand (a received one
+    /// being forwarded, say): its topic, payload, QoS, retain flag and
+    /// properties are sent as they are, without checking or copying the
+    /// topic again. Its packet identifier and DUP flag are the session's to
+    /// set, and are ignored.
+    pub fn publish_message(&self, publish: Publish) -> PublishBuilder {
+        PublishBuilder {
+            client: self.clone(),
+            publish: Ok(fresh(publish)),
+        }
+    }
+
+    /// [`try_publish`](Self::try_publish) for a message already in hand
+    /// (see [`publish_message`](Self::publish_message)). When the request
+    /// queue is full ([`Error::Backpressure`]) or the client is closed, the
+    /// message comes back with the error, so a caller can keep it for later
+    /// without having cloned it.
+    ///
+    /// # Errors
+    ///
+    /// As [`PublishBuilder::try_send`], with the message.
+    pub fn try_publish_message(
+        &self,
+        publish: Publish,
+    ) -> Result<PendingPublish, (Error, Publish)> {
+        match self.commands.try_reserve() {
+            Ok(permit) => {
+                let (reply, result) = oneshot::channel();
+                permit.send(Command::Publish {
+                    publish: fresh(publish),
+                    reply,
+                });
+                Ok(PendingPublish {
+                    result,
+                    client: self.clone(),
+                })
+            }
+            Err(mpsc::error::TrySendError::Full(())) => Err((Error::Backpressure, publish)),
+            Err(mpsc::error::TrySendError::Closed(())) => Err((self.closed_error(), publish)),
+        }
+    }
+
     /// Subscribes to one or more filters, each given as `(filter, QoS)`,
     /// `(filter, SubscriptionOptions)` or a [`SubscribeFilter`]. The future
     /// completes with the SUBACK: one reason code per filter.
@@ -482,6 +524,14 @@ fn check_filter(filter: &MqttString) -> Result<(), Error> {
             filter: filter.to_string(),
             error,
         })
+}
+
+/// A message to publish as the session will number it: no packet
+/// identifier, no DUP flag.
+fn fresh(mut publish: Publish) -> Publish {
+    publish.packet_id = None;
+    publish.dup = false;
+    publish
 }
 
 fn user_property(key: &str, value: &str) -> Result<UserProperty, Error> {

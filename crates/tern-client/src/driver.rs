@@ -462,11 +462,13 @@ impl Driver {
             .properties
             .maximum_packet_size
             .map_or(tern_codec::MAX_PACKET_SIZE, |m| m.get());
+        // One reading of the clock for the frames that arrived together
+        // (reading it per packet cost more than decoding a PUBACK).
+        let now = self.now();
         while link.undelivered.is_empty()
             && link.write_buf.len() < HIGH_WATER
             && link.closed.is_none()
         {
-            let now = self.now();
             match check_frame(&link.read_buf, link.conn.version(), max) {
                 Ok(FrameStatus::Complete(header)) => {
                     let mut packet = link.read_buf.split_to(header.packet_len());
@@ -476,7 +478,7 @@ impl Driver {
                 // The session decodes it again and closes with the reason code.
                 Err(_) => link.conn.handle_bytes(now, &mut link.read_buf),
             }
-            self.drain(link);
+            self.drain_at(link, now);
         }
     }
 
@@ -484,8 +486,13 @@ impl Driver {
     /// An event may answer with a packet (an enhanced authentication
     /// step), so the rule runs again until no event comes.
     fn drain(&mut self, link: &mut Link) {
+        let now = self.now();
+        self.drain_at(link, now);
+    }
+
+    /// [`drain`](Self::drain) at `now`, read by the caller.
+    fn drain_at(&mut self, link: &mut Link, now: tern_session::Instant) {
         loop {
-            let now = self.now();
             // The session writes its packets into the buffer itself.
             while link.write_buf.len() < HIGH_WATER {
                 if link
@@ -686,7 +693,7 @@ impl Driver {
                 }
             },
         }
-        self.drain(link);
+        self.drain_at(link, now);
     }
 
     fn on_control(&mut self, link: &mut Link, control: Control) {
@@ -736,7 +743,7 @@ impl Driver {
                 }
             }
         }
-        self.drain(link);
+        self.drain_at(link, now);
     }
 
     /// Ends the client: records the state, then answers everything pending.

@@ -496,6 +496,101 @@ async fn try_publish_reports_backpressure_instead_of_waiting() {
     );
 }
 
+/// A message forwarded as it is (a bridge's): on backpressure it comes
+/// back whole, nothing is sent twice, and what reaches the broker has the
+/// properties given and the packet identifier the session chose (the one
+/// given, and DUP, are ignored: it is a new PUBLISH) [MQTT-2.2.1-3].
+#[tokio::test]
+async fn try_publish_message_gives_the_message_back_on_backpressure() {
+    let broker = FakeBroker::start().await;
+    let (client, _messages, mut peer) = connect_with(
+        &broker,
+        options(&broker)
+            .queue(QueueLimits {
+                max_messages: 1,
+                ..QueueLimits::default()
+            })
+            .command_capacity(1),
+        ConnAck {
+            properties: ConnAckProperties {
+                receive_maximum: NonZeroU16::new(1),
+                ..Default::default()
+            },
+            ..ConnAck::default()
+        },
+    )
+    .await;
+    let message = |n: u32| {
+        let mut p = Publish::new(
+            MqttString::try_from("w").unwrap(),
+            n.to_string(),
+            QoS::AtLeastOnce,
+        );
+        p.packet_id = PacketId::new(999);
+        p.dup = true;
+        p.properties.get_mut().content_type = Some(MqttString::try_from("text/n").unwrap());
+        p
+    };
+    let first_pending = client.try_publish_message(message(1)).unwrap();
+    let Packet::Publish(first) = peer.recv_skipping_pings().await else {
+        panic!("expected PUBLISH")
+    };
+    assert!(!first.dup);
+    assert_ne!(first.packet_id, PacketId::new(999));
+    assert_eq!(
+        first
+            .properties
+            .content_type
+            .as_ref()
+            .map(MqttString::as_str),
+        Some("text/n")
+    );
+    // Fill it up: one queued, one held, one waiting; then the rest come back.
+    let mut pending = vec![first_pending];
+    let mut returned = Vec::new();
+    for n in 2..=10 {
+        match client.try_publish_message(message(n)) {
+            Ok(p) => pending.push(p),
+            Err((Error::Backpressure, back)) => returned.push(back),
+            Err((e, _)) => panic!("{e}"),
+        }
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+    }
+    assert_eq!(pending.len(), 4);
+    let payloads: Vec<_> = returned.iter().map(|p| p.payload.clone()).collect();
+    assert_eq!(payloads, ["5", "6", "7", "8", "9", "10"]);
+    assert!(returned.iter().all(|p| p.properties.content_type.is_some()));
+    peer.send(Packet::PubAck(PubAck::new(first.packet_id.unwrap())))
+        .await;
+    for n in 2..=4 {
+        let Packet::Publish(p) = peer.recv_skipping_pings().await else {
+            panic!("expected PUBLISH")
+        };
+        assert_eq!(p.payload, n.to_string());
+        peer.send(Packet::PubAck(PubAck::new(p.packet_id.unwrap())))
+            .await;
+    }
+    for p in pending {
+        within("a pending publish", p).await.unwrap();
+    }
+    // A message given back is sent as it was, once there is room.
+    let again = client.publish_message(returned.remove(0));
+    let sending = tokio::spawn(async move { again.await });
+    let Packet::Publish(p) = peer.recv_skipping_pings().await else {
+        panic!("expected PUBLISH")
+    };
+    assert_eq!(p.payload, "5");
+    assert_eq!(
+        p.properties.content_type.as_ref().map(MqttString::as_str),
+        Some("text/n")
+    );
+    peer.send(Packet::PubAck(PubAck::new(p.packet_id.unwrap())))
+        .await;
+    within("the publish", sending).await.unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn a_full_window_makes_publish_wait_then_complete() {
     let broker = FakeBroker::start().await;

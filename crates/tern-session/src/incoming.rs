@@ -102,12 +102,12 @@ impl AckQueue {
         self.entries.push_back(ack);
     }
 
-    /// QoS 1 messages not yet acknowledged: they count against our Receive Maximum.
+    /// QoS 1 messages not yet acknowledged: they count against our Receive
+    /// Maximum. Counted as they come and go: this is asked for each PUBLISH
+    /// received, and a receiver acknowledging late (a bridge waits for the
+    /// other broker) may owe thousands.
     pub(crate) fn qos1_pending(&self) -> usize {
-        self.entries
-            .iter()
-            .filter(|a| a.qos == QoS::AtLeastOnce)
-            .count()
+        self.qos1
     }
 
     /// Whether an undecided acknowledgement for this message is queued.
@@ -180,5 +180,38 @@ mod tests {
         assert_eq!(q.pop_ready().map(|a| a.0), Some(id(3)));
         assert_eq!(q.pop_ready(), None);
         assert!(!q.decide(id(3), QoS::AtLeastOnce, ReasonCode::Success));
+    }
+
+    #[test]
+    fn qos1_pending_counts_the_qos1_acknowledgements_still_owed() {
+        // What our Receive Maximum counts (the sender's limit, MQTT-3.3.4-9):
+        // QoS 1 and 2 owed, of which this queue answers for QoS 1.
+        let mut q = AckQueue::default();
+        for (n, qos) in [
+            (1, QoS::AtLeastOnce),
+            (2, QoS::ExactlyOnce),
+            (3, QoS::AtLeastOnce),
+        ] {
+            q.push(PendingAck {
+                packet_id: id(n),
+                qos,
+                reason: None,
+            });
+        }
+        assert_eq!(q.qos1_pending(), 2);
+        assert!(q.decide(id(1), QoS::AtLeastOnce, ReasonCode::Success));
+        assert_eq!(q.qos1_pending(), 2, "decided is still owed until sent");
+        assert!(q.pop_ready().is_some());
+        assert_eq!(q.qos1_pending(), 1);
+        assert!(q.decide(id(2), QoS::ExactlyOnce, ReasonCode::Success));
+        assert!(q.pop_ready().is_some());
+        assert_eq!(
+            q.qos1_pending(),
+            1,
+            "a QoS 2 acknowledgement is not counted here"
+        );
+        assert!(q.decide(id(3), QoS::AtLeastOnce, ReasonCode::Success));
+        assert!(q.pop_ready().is_some());
+        assert_eq!(q.qos1_pending(), 0);
     }
 }
