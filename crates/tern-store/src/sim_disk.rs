@@ -1,0 +1,383 @@
+//! A simulated disk for the crash simulator (feature `sim`): the store's
+//! two files in memory, with what was synced kept apart from what was only
+//! written, and a crash that keeps what a real machine could keep.
+//!
+//! - Writes land in the file as the program sees it (`current`) and are
+//!   remembered, in order, until a sync makes the file's image durable.
+//! - [`SimDisk::crash`] returns the disk as it is found after the crash,
+//!   chosen from a seed: a *power cut* keeps only each file's synced image,
+//!   except that the last unsynced write may survive torn (a prefix of it
+//!   kept) or garbled (all of it there, some bytes wrong); a *process
+//!   crash* keeps every write (the kernel had them). The old disk is dead
+//!   afterwards: whatever the crashed store still does to it fails.
+//! - [`SimDisk::fail_sync`] makes a later sync fail (a disk error): nothing
+//!   it would have covered becomes durable.
+//!
+//! The log's file implements [`LogFile`](crate::LogFile) and the database's
+//! redb's `StorageBackend`, so the production code runs on it unchanged.
+
+use crate::files::LogFile;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// One write since the file's last sync.
+#[derive(Debug, Clone)]
+enum Write {
+    Data(u64, Vec<u8>),
+    Len(u64),
+}
+
+#[derive(Debug, Clone, Default)]
+struct FileState {
+    /// The image as of its last sync.
+    durable: Vec<u8>,
+    /// The image as the program sees it.
+    current: Vec<u8>,
+    /// Writes since the last sync, in order.
+    pending: Vec<Write>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    files: BTreeMap<String, FileState>,
+    /// Syncs so far.
+    syncs: u64,
+    /// The sync with this number fails.
+    fail_at: Option<u64>,
+    /// The disk crashed: every write and sync fails.
+    dead: bool,
+}
+
+/// The simulated disk: cheap to clone, every clone the same disk.
+#[derive(Debug, Clone, Default)]
+pub struct SimDisk(Arc<Mutex<State>>);
+
+/// One file on a [`SimDisk`].
+#[derive(Debug, Clone)]
+pub struct SimFile {
+    disk: SimDisk,
+    name: String,
+}
+
+/// What a crash kept of the last unsynced write of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    /// Nothing was unsynced.
+    Clean,
+    /// Every unsynced write was lost.
+    Lost,
+    /// The first `n` bytes of the last write survived, the rest was lost.
+    Torn(usize),
+    /// The last write survived with bytes garbled.
+    Garbled,
+    /// Every write survived (a process crash: the kernel had them).
+    All,
+}
+
+/// SplitMix64, for the crash's choices: one seed, one outcome.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) % n.max(1)
+    }
+}
+
+fn failed(what: &str) -> std::io::Error {
+    std::io::Error::other(format!("simulated disk: {what}"))
+}
+
+fn apply(image: &mut Vec<u8>, w: &Write) {
+    match w {
+        Write::Len(n) => image.resize(*n as usize, 0),
+        Write::Data(offset, data) => {
+            let o = *offset as usize;
+            if image.len() < o + data.len() {
+                image.resize(o + data.len(), 0);
+            }
+            image[o..o + data.len()].copy_from_slice(data);
+        }
+    }
+}
+
+impl SimDisk {
+    /// An empty disk.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The file `name` (created empty when first written).
+    pub fn file(&self, name: &str) -> SimFile {
+        SimFile {
+            disk: self.clone(),
+            name: name.to_string(),
+        }
+    }
+
+    /// Renames `name` to `name.corrupt-N` (as the store does with a
+    /// database file it cannot open) and returns the new name.
+    pub fn set_aside(&self, name: &str) -> String {
+        self.with(|s| {
+            let aside = (0..)
+                .map(|n| format!("{name}.corrupt-{n}"))
+                .find(|n| !s.files.contains_key(n))
+                .unwrap_or_default();
+            if let Some(f) = s.files.remove(name) {
+                s.files.insert(aside.clone(), f);
+            }
+            aside
+        })
+    }
+
+    /// The names of the files on the disk.
+    pub fn names(&self) -> Vec<String> {
+        self.with(|s| s.files.keys().cloned().collect())
+    }
+
+    /// Makes the `n`th sync from now fail (1: the next one).
+    pub fn fail_sync(&self, n: u64) {
+        self.with(|s| s.fail_at = Some(s.syncs + n.max(1)));
+    }
+
+    /// Bytes written and not yet synced, over every file.
+    pub fn unsynced_bytes(&self) -> usize {
+        self.with(|s| {
+            s.files
+                .values()
+                .flat_map(|f| &f.pending)
+                .map(|w| match w {
+                    Write::Data(_, d) => d.len(),
+                    Write::Len(_) => 0,
+                })
+                .sum()
+        })
+    }
+
+    /// The disk as found after a crash at this moment, the choices made
+    /// from `seed`; this disk is dead from now on. Also returns what each
+    /// file kept of its unsynced writes.
+    pub fn crash(&self, seed: u64) -> (SimDisk, Vec<(String, Kept)>) {
+        let mut rng = Rng(seed);
+        let power_cut = rng.below(4) != 0;
+        let mut kept = Vec::new();
+        let files = self.with(|s| {
+            s.dead = true;
+            let mut out = BTreeMap::new();
+            for (name, f) in &s.files {
+                let (image, k) = if f.pending.is_empty() {
+                    (f.durable.clone(), Kept::Clean)
+                } else if !power_cut {
+                    (f.current.clone(), Kept::All)
+                } else {
+                    let mut image = f.durable.clone();
+                    let last = f.pending.last().cloned();
+                    let k = match (last, rng.below(3)) {
+                        (Some(Write::Data(offset, data)), 1) => {
+                            let n = rng.below(data.len() as u64) as usize;
+                            apply(&mut image, &Write::Data(offset, data[..n].to_vec()));
+                            Kept::Torn(n)
+                        }
+                        (Some(Write::Data(offset, mut data)), 2) if !data.is_empty() => {
+                            let at = rng.below(data.len() as u64) as usize;
+                            let n = 1 + rng.below(64.min(data.len() - at) as u64) as usize;
+                            for b in &mut data[at..at + n] {
+                                *b ^= 1 + rng.below(255) as u8;
+                            }
+                            apply(&mut image, &Write::Data(offset, data));
+                            Kept::Garbled
+                        }
+                        (Some(w @ Write::Len(_)), 1 | 2) => {
+                            apply(&mut image, &w);
+                            Kept::Torn(0)
+                        }
+                        _ => Kept::Lost,
+                    };
+                    (image, k)
+                };
+                kept.push((name.clone(), k));
+                out.insert(
+                    name.clone(),
+                    FileState {
+                        durable: image.clone(),
+                        current: image,
+                        pending: Vec::new(),
+                    },
+                );
+            }
+            out
+        });
+        let after = SimDisk::new();
+        after.with(|s| s.files = files);
+        (after, kept)
+    }
+}
+
+impl SimFile {
+    fn write_op(&self, w: Write) -> std::io::Result<()> {
+        self.disk.with(|s| {
+            if s.dead {
+                return Err(failed("the machine stopped"));
+            }
+            let f = s.files.entry(self.name.clone()).or_default();
+            apply(&mut f.current, &w);
+            f.pending.push(w);
+            Ok(())
+        })
+    }
+
+    fn sync(&self) -> std::io::Result<()> {
+        self.disk.with(|s| {
+            if s.dead {
+                return Err(failed("the machine stopped"));
+            }
+            s.syncs += 1;
+            if s.fail_at == Some(s.syncs) {
+                return Err(failed("sync failed (injected)"));
+            }
+            let f = s.files.entry(self.name.clone()).or_default();
+            // The synced image catches up by replaying the writes (cheaper
+            // than copying a file mostly unchanged).
+            for w in core::mem::take(&mut f.pending) {
+                apply(&mut f.durable, &w);
+            }
+            Ok(())
+        })
+    }
+}
+
+impl LogFile for SimFile {
+    fn read_all(&mut self) -> std::io::Result<Vec<u8>> {
+        Ok(self.disk.with(|s| {
+            s.files
+                .get(&self.name)
+                .map(|f| f.current.clone())
+                .unwrap_or_default()
+        }))
+    }
+
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.write_op(Write::Data(offset, data.to_vec()))
+    }
+
+    fn sync_data(&mut self) -> std::io::Result<()> {
+        self.sync()
+    }
+
+    fn sync_all(&mut self) -> std::io::Result<()> {
+        self.sync()
+    }
+}
+
+impl redb::StorageBackend for SimFile {
+    fn len(&self) -> Result<u64, std::io::Error> {
+        Ok(self.disk.with(|s| {
+            s.files
+                .get(&self.name)
+                .map_or(0, |f| f.current.len() as u64)
+        }))
+    }
+
+    fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, std::io::Error> {
+        self.disk.with(|s| {
+            let o = offset as usize;
+            s.files
+                .get(&self.name)
+                .and_then(|f| f.current.get(o..o + len))
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "read past the end")
+                })
+        })
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+        self.write_op(Write::Len(len))
+    }
+
+    fn sync_data(&self, _eventual: bool) -> Result<(), std::io::Error> {
+        self.sync()
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+        self.write_op(Write::Data(offset, data.to_vec()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crash_keeps_what_was_synced_and_at_most_the_last_write_torn() {
+        let mut seen = std::collections::BTreeSet::new();
+        for seed in 0..200 {
+            let disk = SimDisk::new();
+            let mut f = disk.file("f");
+            f.write_at(0, b"synced").unwrap();
+            f.sync_data().unwrap();
+            f.write_at(6, b"lost").unwrap();
+            f.write_at(10, b"last").unwrap();
+            let (after, kept) = disk.crash(seed);
+            let image = after.file("f").read_all().unwrap();
+            assert!(image.starts_with(b"synced"), "seed {seed}: {image:?}");
+            match kept[0].1 {
+                Kept::Lost => assert_eq!(image, b"synced"),
+                Kept::All => assert_eq!(image, b"syncedlostlast"),
+                Kept::Torn(n) => {
+                    // The lost write's place reads as zeros.
+                    let mut want = b"synced\0\0\0\0".to_vec();
+                    want.extend_from_slice(&b"last"[..n]);
+                    assert_eq!(image, want);
+                }
+                Kept::Garbled => {
+                    assert_eq!(image.len(), 14);
+                    assert_ne!(&image[10..], b"last");
+                }
+                Kept::Clean => panic!("seed {seed}: there were unsynced writes"),
+            }
+            seen.insert(
+                format!("{:?}", kept[0].1)
+                    .chars()
+                    .take(4)
+                    .collect::<String>(),
+            );
+            // The crashed disk is dead.
+            assert!(f.write_at(0, b"x").is_err());
+        }
+        assert_eq!(seen.len(), 4, "every outcome over 200 seeds: {seen:?}");
+    }
+
+    #[test]
+    fn an_injected_sync_failure_makes_nothing_durable() {
+        let disk = SimDisk::new();
+        let mut f = disk.file("f");
+        f.write_at(0, b"a").unwrap();
+        disk.fail_sync(1);
+        assert!(f.sync_data().is_err());
+        // A power cut that lost the last write keeps only what was synced:
+        // nothing.
+        let (after, kept) = (1..)
+            .map(|seed| disk_after(&disk, seed))
+            .find(|(_, k)| k[0].1 == Kept::Lost)
+            .unwrap();
+        assert_eq!(kept[0].0, "f");
+        assert!(after.file("f").read_all().unwrap().is_empty());
+    }
+
+    /// The crash of a copy of `disk` (crashing kills the disk it is called
+    /// on).
+    fn disk_after(disk: &SimDisk, seed: u64) -> (SimDisk, Vec<(String, Kept)>) {
+        let copy = SimDisk::new();
+        let files = disk.with(|s| s.files.clone());
+        copy.with(|s| s.files = files);
+        copy.crash(seed)
+    }
+}
