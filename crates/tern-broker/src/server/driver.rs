@@ -246,13 +246,7 @@ pub(crate) async fn run(
     let mut memory = crate::MemoryStore::new();
     let (storage, mut synced) = match store {
         Some(opened) => {
-            use crate::Store;
-            for s in &opened.state.sessions {
-                memory.put_session(&s.session, &s.subscriptions, s.expiry_interval);
-            }
-            for (topic, message) in &opened.state.retained {
-                memory.put_retained(topic, message);
-            }
+            memory = super::storage::memory_store(&opened.state);
             (Some(opened.storage), Some(opened.synced))
         }
         None => (None, None),

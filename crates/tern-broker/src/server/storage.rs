@@ -17,13 +17,16 @@
 //! expiry and a restored retained message's Message Expiry Interval count
 //! again from start-up (they live longer, never shorter).
 
-use crate::{RetainedMessage, StoreOp, StoredSession, StoredState};
+use crate::{MemoryStore, RetainedMessage, StoreOp, StoredSession, StoredState};
 use bytes::Bytes;
+#[cfg(feature = "server")]
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::num::NonZeroU64;
+#[cfg(feature = "server")]
 use std::path::PathBuf;
 use std::sync::Arc;
+#[cfg(feature = "server")]
 use std::time::Duration;
 use tern_codec::{
     MqttString, Packet, ProtocolVersion, Publish, PublishProperties, QoS, RetainHandling,
@@ -31,10 +34,14 @@ use tern_codec::{
 };
 use tern_session::{Instant, MessageBody, QueueLimits, ServerSession};
 use tern_store::record::{BodyRecord, Delivery, QueueRecord, SessionRecord, SubscriptionRecord};
-use tern_store::{Db, Loaded, Op, Storage, Sync};
+use tern_store::{Db, Loaded, Op};
+#[cfg(feature = "server")]
+use tern_store::{Storage, Sync};
 use tern_topic::TopicName;
+#[cfg(feature = "server")]
 use tokio::sync::mpsc;
 
+#[cfg(feature = "server")]
 /// The `[storage]` table: where and how the broker keeps its state on
 /// disk. Without `dir` (and without `--data-dir`) it keeps it in memory
 /// only.
@@ -49,6 +56,7 @@ pub struct StorageSettings {
     pub sync_interval_ms: u64,
 }
 
+#[cfg(feature = "server")]
 impl Default for StorageSettings {
     fn default() -> Self {
         Self {
@@ -59,6 +67,7 @@ impl Default for StorageSettings {
     }
 }
 
+#[cfg(feature = "server")]
 /// `sync = "always"` or `"interval"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -75,6 +84,7 @@ pub enum SyncMode {
     Interval,
 }
 
+#[cfg(feature = "server")]
 /// An open store: the storage thread, what start-up loaded, and the
 /// channel its completions come back on (`Err`: the store failed, and no
 /// later batch will complete).
@@ -84,6 +94,7 @@ pub(crate) struct Opened {
     pub(crate) synced: mpsc::UnboundedReceiver<Result<u64, String>>,
 }
 
+#[cfg(feature = "server")]
 /// Opens the store in `settings.dir`, loads it and starts the storage
 /// thread; `None` without a directory.
 pub(crate) fn open(
@@ -94,21 +105,7 @@ pub(crate) fn open(
         return Ok(None);
     };
     let db = Db::open(dir)?;
-    let loaded = db.load()?;
-    if loaded.set_aside > 0 {
-        tracing::warn!(
-            "store {}: {} corrupt or orphaned records set aside",
-            dir.display(),
-            loaded.set_aside
-        );
-    }
-    tracing::info!(
-        "store {}: {} sessions, {} retained messages",
-        dir.display(),
-        loaded.sessions.len(),
-        loaded.retained.len()
-    );
-    let state = stored_state(&db, loaded, queue)?;
+    let state = recover(&db, queue)?;
     let sync = match settings.sync {
         SyncMode::Always => Sync::Always,
         SyncMode::Interval => Sync::Interval(Duration::from_millis(settings.sync_interval_ms)),
@@ -124,8 +121,43 @@ pub(crate) fn open(
     }))
 }
 
+/// Start-up from an open store (its log already replayed by
+/// [`Db::open`]): loads it, setting corrupt records aside with a log line,
+/// and returns the core's start-up state. `tern broker --data-dir` and the
+/// crash simulator both start here.
+pub fn recover(db: &Db, queue: QueueLimits) -> Result<StoredState, tern_store::StoreError> {
+    let loaded = db.load()?;
+    let place = db.path().display();
+    if loaded.set_aside > 0 {
+        tracing::warn!(
+            "store {place}: {} corrupt or orphaned records set aside",
+            loaded.set_aside
+        );
+    }
+    tracing::info!(
+        "store {place}: {} sessions, {} retained messages",
+        loaded.sessions.len(),
+        loaded.retained.len()
+    );
+    stored_state(db, loaded, queue)
+}
+
+/// The store a broker starts from: what [`recover`] returned, in the
+/// in-memory [`MemoryStore`] the core loads at construction.
+pub fn memory_store(state: &StoredState) -> MemoryStore {
+    use crate::Store;
+    let mut memory = MemoryStore::new();
+    for s in &state.sessions {
+        memory.put_session(&s.session, &s.subscriptions, s.expiry_interval);
+    }
+    for (topic, message) in &state.retained {
+        memory.put_retained(topic, message);
+    }
+    memory
+}
+
 /// The core's operations as tern-store's.
-pub(crate) fn ops(ops: Vec<StoreOp>) -> Vec<Op> {
+pub fn ops(ops: Vec<StoreOp>) -> Vec<Op> {
     ops.into_iter().map(op).collect()
 }
 
