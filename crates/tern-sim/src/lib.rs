@@ -87,6 +87,7 @@
 pub mod app;
 pub mod auth;
 pub mod check;
+pub mod crash;
 mod fault;
 pub mod link;
 pub mod model;
