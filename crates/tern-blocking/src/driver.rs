@@ -139,7 +139,8 @@ impl<T: Transport> Client<T> {
         mut method: impl AuthMethod,
     ) -> Result<(Self, bool), Error> {
         options.properties.authentication_method = Some(MqttString::try_from(method.method())?);
-        options.properties.authentication_data = method.start().map_err(Error::Auth)?;
+        options.properties.authentication_data =
+            crate::auth::start(&mut method).map_err(Error::Auth)?;
         Self::open(
             stream,
             options,
@@ -213,7 +214,7 @@ impl<T: Transport> Client<T> {
                 "no enhanced authentication method (connect_with_auth)".into(),
             ));
         };
-        let data = auth.0.start().map_err(Error::Auth)?;
+        let data = crate::auth::start(&mut *auth.0).map_err(Error::Auth)?;
         self.shared
             .command(|conn, now| conn.reauthenticate(now, data))?;
         loop {

@@ -95,3 +95,38 @@ fn every_part_grows_with_what_clients_leave_and_returns_to_nothing() {
     assert_eq!(broker.session_count(), 0);
     assert_eq!(broker.memory_use(), Default::default());
 }
+
+/// A message the session drops on its way out (too large for the client's
+/// Maximum Packet Size [MQTT-3.1.2-25]) gives its bytes back at once: the
+/// running account equals a recount. Before, it stayed counted until the
+/// next packet touched the session (found by tern-sim's bounds checker).
+#[test]
+fn a_message_dropped_on_the_way_out_leaves_the_account() {
+    let mut broker = Broker::new(BrokerConfig::default(), Instant::ZERO);
+    let sub = broker.accept(Instant::ZERO);
+    let mut c = Connect {
+        protocol: V5,
+        client_id: MqttString::from_static("small"),
+        ..Connect::default()
+    };
+    c.properties.maximum_packet_size = std::num::NonZeroU32::new(200);
+    send(&mut broker, sub, Packet::Connect(Box::new(c)));
+    send(
+        &mut broker,
+        sub,
+        Subscribe {
+            packet_id: PacketId::new(1).unwrap(),
+            filters: vec![SubscribeFilter {
+                filter: MqttString::from_static("big"),
+                options: SubscriptionOptions::with_qos(QoS::AtLeastOnce),
+            }],
+            properties: Default::default(),
+        },
+    );
+    let publisher = connected(&mut broker, "pub", false);
+    let idle = broker.memory_use();
+    send(&mut broker, publisher, publish("big", 1_000, false, 1));
+    assert_eq!(broker.stats().drops.too_large, 1, "dropped as too large");
+    assert_eq!(broker.memory_use(), broker.memory_recount());
+    assert_eq!(broker.memory_use().sessions, idle.sessions);
+}

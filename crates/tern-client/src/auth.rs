@@ -1,6 +1,8 @@
-//! MQTT 5 enhanced authentication on the client side: the [`AuthMethod`]
-//! callback the connection task drives, and SCRAM ([`ScramSha256`], and
-//! SCRAM-SHA-512 through [`ScramSha256::sha512`]) built in.
+//! MQTT 5 enhanced authentication on the client side. The [`AuthMethod`]
+//! callback and SCRAM ([`ScramSha256`], and SCRAM-SHA-512 through
+//! [`ScramSha256::sha512`]) are tern-session's, shared with tern-blocking;
+//! this module keeps the method the connection task and the options share,
+//! and feeds it the operating system's random bytes.
 //!
 //! The connection task calls [`AuthMethod::start`] for every CONNECT (each
 //! reconnection authenticates afresh) and for every
@@ -15,24 +17,8 @@ use std::{
     fmt,
     sync::{Arc, Mutex},
 };
-use tern_session::scram::{Mechanism, ScramClient, nonce_from_bytes};
-
-/// One enhanced authentication method, as the client runs it.
-pub trait AuthMethod: Send + 'static {
-    /// The Authentication Method's name (for example `SCRAM-SHA-256`).
-    fn method(&self) -> &str;
-
-    /// A new exchange begins: the Authentication Data for the CONNECT (or
-    /// the re-authenticating AUTH 0x19), if the method sends any.
-    fn start(&mut self) -> Result<Option<Bytes>, String>;
-
-    /// The broker's next step (AUTH 0x18): our answer's data.
-    fn step(&mut self, data: Option<&[u8]>) -> Result<Option<Bytes>, String>;
-
-    /// The broker accepted (CONNACK 0x00 or AUTH 0x00) with this final
-    /// data: check it (a mutual method verifies the broker here).
-    fn finish(&mut self, data: Option<&[u8]>) -> Result<(), String>;
-}
+use tern_session::auth::AUTH_RANDOM_LEN;
+pub use tern_session::auth::{AuthMethod, ScramSha256};
 
 /// An [`AuthMethod`] the connection task and the `Options` share.
 #[derive(Clone)]
@@ -47,88 +33,17 @@ impl SharedAuth {
         let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut **guard)
     }
+
+    /// Starts a new exchange with fresh random bytes from the OS.
+    pub(crate) fn start(&self) -> Result<Option<Bytes>, String> {
+        let mut random = [0u8; AUTH_RANDOM_LEN];
+        getrandom::fill(&mut random).map_err(|e| format!("no random bytes: {e}"))?;
+        self.with(|m| m.start(&random))
+    }
 }
 
 impl fmt::Debug for SharedAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.with(|m| f.debug_tuple("AuthMethod").field(&m.method()).finish())
-    }
-}
-
-/// SCRAM-SHA-256 (RFC 5802, RFC 7677), or SCRAM-SHA-512 with
-/// [`sha512`](Self::sha512): proves the password without sending it, and
-/// checks that the broker holds the credential (its signature in the final
-/// step). Client nonces come from the operating system's random source;
-/// the user name and password are prepared with SASLprep (RFC 4013).
-pub struct ScramSha256 {
-    mechanism: Mechanism,
-    username: String,
-    password: Vec<u8>,
-    exchange: Option<ScramClient>,
-}
-
-impl fmt::Debug for ScramSha256 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ScramSha256")
-            .field("mechanism", &self.mechanism)
-            .field("username", &self.username)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ScramSha256 {
-    /// Authenticates as `username` with `password`.
-    pub fn new(username: &str, password: &[u8]) -> Self {
-        Self {
-            mechanism: Mechanism::Sha256,
-            username: username.to_owned(),
-            password: password.to_vec(),
-            exchange: None,
-        }
-    }
-
-    /// SCRAM-SHA-512 (method `SCRAM-SHA-512`) as `username` with `password`.
-    pub fn sha512(username: &str, password: &[u8]) -> Self {
-        Self {
-            mechanism: Mechanism::Sha512,
-            ..Self::new(username, password)
-        }
-    }
-}
-
-impl AuthMethod for ScramSha256 {
-    fn method(&self) -> &str {
-        self.mechanism.name()
-    }
-
-    fn start(&mut self) -> Result<Option<Bytes>, String> {
-        let mut random = [0u8; 18];
-        getrandom::fill(&mut random).map_err(|e| format!("no random nonce: {e}"))?;
-        let nonce = nonce_from_bytes(&random);
-        let client =
-            ScramClient::with_mechanism(self.mechanism, &self.username, &self.password, &nonce)
-                .map_err(|e| e.to_string())?;
-        let first = client.client_first();
-        self.exchange = Some(client);
-        Ok(Some(Bytes::from(first)))
-    }
-
-    fn step(&mut self, data: Option<&[u8]>) -> Result<Option<Bytes>, String> {
-        let client = self
-            .exchange
-            .as_mut()
-            .ok_or("SCRAM step before the exchange started")?;
-        let data = data.ok_or("SCRAM server-first without data")?;
-        let last = client.server_first(data).map_err(|e| e.to_string())?;
-        Ok(Some(Bytes::from(last)))
-    }
-
-    fn finish(&mut self, data: Option<&[u8]>) -> Result<(), String> {
-        let client = self
-            .exchange
-            .take()
-            .ok_or("SCRAM success before the exchange started")?;
-        let data = data.ok_or("the broker sent no SCRAM server signature")?;
-        client.server_final(data).map_err(|e| e.to_string())
     }
 }

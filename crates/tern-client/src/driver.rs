@@ -264,8 +264,7 @@ impl Driver {
             options.clean_start = !self.options.is_persistent();
         }
         if let Some(auth) = &self.options.auth {
-            options.properties.authentication_data =
-                auth.with(|m| m.start()).map_err(Error::Auth)?;
+            options.properties.authentication_data = auth.start().map_err(Error::Auth)?;
         }
         Ok(options)
     }
@@ -724,12 +723,9 @@ impl Driver {
             },
             Control::Reauthenticate { reply } => {
                 let result = match (&self.options.auth, &self.reauth) {
-                    (Some(method), None) => method
-                        .with(|m| m.start())
-                        .map_err(Error::Auth)
-                        .and_then(|data| {
-                            link.conn.reauthenticate(now, data).map_err(Error::Command)
-                        }),
+                    (Some(method), None) => method.start().map_err(Error::Auth).and_then(|data| {
+                        link.conn.reauthenticate(now, data).map_err(Error::Command)
+                    }),
                     _ => Err(Error::Command(CommandError::NoAuthPending)),
                 };
                 match result {

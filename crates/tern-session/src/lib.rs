@@ -116,6 +116,7 @@ extern crate alloc;
 extern crate std;
 
 mod alias;
+pub mod auth;
 mod client;
 mod core;
 mod error;

@@ -123,3 +123,12 @@ fn topic_alias_within_maximum_packet_size() {
 fn qos2_refusal_survives_a_reconnect() {
     replay(327, 8, 168, FaultProfile::HEAVY);
 }
+
+/// tern-broker: recount a connection's memory when its session drops
+/// messages on the way out. (bounds: the memory account's running sums
+/// stayed above a recount after a message too large for the client was
+/// dropped; core test `core_memory.rs::a_message_dropped_on_the_way_out_leaves_the_account`.)
+#[test]
+fn memory_account_follows_drops_on_the_way_out() {
+    replay(5, 8, 600, FaultProfile::LIGHT);
+}

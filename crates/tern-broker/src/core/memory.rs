@@ -106,6 +106,34 @@ impl Broker {
         }
     }
 
+    /// The same account as [`memory_use`](Self::memory_use), recounted
+    /// from scratch by walking every retained message, subscription,
+    /// session and connection. The running sums must equal it whenever the
+    /// broker is between inputs: the simulator checks this after every
+    /// step, since a sum that drifts makes the budget refuse everyone, or
+    /// nobody. It walks everything: not for a hot path.
+    pub fn memory_recount(&self) -> MemoryUse {
+        let mut counted = MemoryUse {
+            retained: self.retained.bytes_recounted(),
+            ..MemoryUse::default()
+        };
+        for (key, entry) in self.sessions.iter() {
+            counted.subscriptions += self.subscriptions.bytes_of(key);
+            let state = match entry.conn {
+                Some(conn) => self.conns.get(conn.key()).and_then(|c| c.server.session()),
+                None => entry.offline.as_deref(),
+            };
+            counted.sessions += state.map_or(entry.counted, session_bytes);
+        }
+        for (_, c) in self.conns.iter() {
+            counted.connections += CONNECTION_OVERHEAD
+                + c.shell_bytes
+                + c.flow.unwritten()
+                + BACKLOG_OVERHEAD * c.retained_backlog.len();
+        }
+        counted
+    }
+
     /// Whether the memory budget is spent.
     pub(super) fn over_budget(&self) -> bool {
         self.config

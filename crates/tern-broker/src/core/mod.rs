@@ -765,6 +765,9 @@ impl Broker {
                     c.server.release_memory();
                 }
             }
+            // Its session may have dropped messages on the way out (expired,
+            // too large for the client) without a packet to show for it.
+            self.note_conn(id);
             self.conns.pop_ready();
         }
         self.release_blocked();

@@ -117,6 +117,15 @@ impl Retained {
         self.bytes
     }
 
+    /// The bytes they hold, summed message by message (the running sum
+    /// [`bytes`](Self::bytes) must always equal it).
+    pub(super) fn bytes_recounted(&self) -> usize {
+        self.index
+            .iter()
+            .map(|(_, kept)| kept.message.held_bytes())
+            .sum()
+    }
+
     /// The bytes of their payloads.
     pub(super) fn payload_bytes(&self) -> usize {
         self.payload_bytes

@@ -119,6 +119,15 @@ impl Subscriptions {
         self.tree.get(&key, parsed).is_some()
     }
 
+    /// What `key`'s subscriptions count against the memory budget, summed
+    /// from the tree (see [`Broker::memory_recount`](super::Broker::memory_recount)).
+    pub(super) fn bytes_of(&self, key: SessionKey) -> usize {
+        self.tree
+            .client_subscriptions(&key)
+            .map(|(filter, _)| super::memory::subscription_bytes(&filter))
+            .sum()
+    }
+
     /// `key`'s subscriptions as a store keeps them, listed from the tree.
     pub(super) fn of(&self, key: SessionKey) -> StoredSubscriptions {
         self.tree

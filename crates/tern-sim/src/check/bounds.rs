@@ -5,6 +5,10 @@
 //!   topic and payload.
 //! - **Sessions.** The broker never holds more sessions than there are
 //!   distinct client identifiers.
+//! - **The memory account.** Whenever the broker settles, the running
+//!   sums the memory budget reads equal a recount from scratch
+//!   (`Broker::memory_recount`): a drift would make the budget refuse
+//!   everyone, or nobody.
 //! - **No protocol violations.** Tern clients and the Tern broker never
 //!   close a connection because the other side broke a rule (either side's
 //!   `ProtocolViolation`).
@@ -71,6 +75,13 @@ impl Checker for Bounds {
                     q.max_bytes
                 ));
             }
+        }
+        let running = broker.memory_use();
+        let recounted = broker.memory_recount();
+        if running != recounted {
+            return Err(format!(
+                "the memory account drifted: its running sums say {running:?}, a recount {recounted:?}"
+            ));
         }
         if broker.session_count() > model.client_ids.len() {
             return Err(format!(
