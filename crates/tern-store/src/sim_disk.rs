@@ -24,15 +24,68 @@ use std::sync::{Arc, Mutex, PoisonError};
 #[derive(Debug, Clone)]
 enum Write {
     Data(u64, Vec<u8>),
+    /// Zeros (the log's chunks ahead of its writes), kept as a length.
+    Zeros(u64, u64),
     Len(u64),
+}
+
+/// A file's contents: the bytes up to the end of its last non-zero
+/// write, and its length, zeros beyond (so the log's zero-filled chunks
+/// cost no copies).
+#[derive(Debug, Clone, Default)]
+struct Image {
+    bytes: Vec<u8>,
+    len: usize,
+}
+
+impl Image {
+    fn set_len(&mut self, n: usize) {
+        self.bytes.truncate(n);
+        self.len = n;
+    }
+
+    fn write(&mut self, o: usize, data: &[u8]) {
+        let end = o + data.len();
+        self.len = self.len.max(end);
+        if self.bytes.len() < end {
+            self.bytes.resize(end, 0);
+        }
+        self.bytes[o..end].copy_from_slice(data);
+    }
+
+    fn zeros(&mut self, o: usize, n: usize) {
+        self.len = self.len.max(o + n);
+        let have = self.bytes.len().min(o + n);
+        if o < have {
+            self.bytes[o..have].fill(0);
+        }
+    }
+
+    fn read(&self, o: usize, n: usize) -> Option<Vec<u8>> {
+        if o + n > self.len {
+            return None;
+        }
+        let mut out = vec![0; n];
+        let have = self.bytes.len().min(o + n);
+        if o < have {
+            out[..have - o].copy_from_slice(&self.bytes[o..have]);
+        }
+        Some(out)
+    }
+
+    fn to_vec(&self) -> Vec<u8> {
+        let mut out = vec![0; self.len];
+        out[..self.bytes.len()].copy_from_slice(&self.bytes);
+        out
+    }
 }
 
 #[derive(Debug, Clone, Default)]
 struct FileState {
     /// The image as of its last sync.
-    durable: Vec<u8>,
+    durable: Image,
     /// The image as the program sees it.
-    current: Vec<u8>,
+    current: Image,
     /// Writes since the last sync, in order.
     pending: Vec<Write>,
 }
@@ -91,16 +144,11 @@ fn failed(what: &str) -> std::io::Error {
     std::io::Error::other(format!("simulated disk: {what}"))
 }
 
-fn apply(image: &mut Vec<u8>, w: &Write) {
+fn apply(image: &mut Image, w: &Write) {
     match w {
-        Write::Len(n) => image.resize(*n as usize, 0),
-        Write::Data(offset, data) => {
-            let o = *offset as usize;
-            if image.len() < o + data.len() {
-                image.resize(o + data.len(), 0);
-            }
-            image[o..o + data.len()].copy_from_slice(data);
-        }
+        Write::Len(n) => image.set_len(*n as usize),
+        Write::Data(offset, data) => image.write(*offset as usize, data),
+        Write::Zeros(offset, n) => image.zeros(*offset as usize, *n as usize),
     }
 }
 
@@ -155,6 +203,7 @@ impl SimDisk {
                 .flat_map(|f| &f.pending)
                 .map(|w| match w {
                     Write::Data(_, d) => d.len(),
+                    Write::Zeros(_, n) => *n as usize,
                     Write::Len(_) => 0,
                 })
                 .sum()
@@ -193,6 +242,11 @@ impl SimDisk {
                             }
                             apply(&mut image, &Write::Data(offset, data));
                             Kept::Garbled
+                        }
+                        (Some(Write::Zeros(offset, n)), 1 | 2) => {
+                            let k = rng.below(n);
+                            apply(&mut image, &Write::Zeros(offset, k));
+                            Kept::Torn(k as usize)
                         }
                         (Some(w @ Write::Len(_)), 1 | 2) => {
                             apply(&mut image, &w);
@@ -258,12 +312,15 @@ impl LogFile for SimFile {
         Ok(self.disk.with(|s| {
             s.files
                 .get(&self.name)
-                .map(|f| f.current.clone())
+                .map(|f| f.current.to_vec())
                 .unwrap_or_default()
         }))
     }
 
     fn write_at(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        if data.len() > 4096 && data.iter().all(|&b| b == 0) {
+            return self.write_op(Write::Zeros(offset, data.len() as u64));
+        }
         self.write_op(Write::Data(offset, data.to_vec()))
     }
 
@@ -278,11 +335,9 @@ impl LogFile for SimFile {
 
 impl redb::StorageBackend for SimFile {
     fn len(&self) -> Result<u64, std::io::Error> {
-        Ok(self.disk.with(|s| {
-            s.files
-                .get(&self.name)
-                .map_or(0, |f| f.current.len() as u64)
-        }))
+        Ok(self
+            .disk
+            .with(|s| s.files.get(&self.name).map_or(0, |f| f.current.len as u64)))
     }
 
     fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, std::io::Error> {
@@ -290,8 +345,7 @@ impl redb::StorageBackend for SimFile {
             let o = offset as usize;
             s.files
                 .get(&self.name)
-                .and_then(|f| f.current.get(o..o + len))
-                .map(<[u8]>::to_vec)
+                .and_then(|f| f.current.read(o, len))
                 .ok_or_else(|| {
                     std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "read past the end")
                 })
