@@ -13,7 +13,7 @@
 //! - [`SimDisk::fail_sync`] makes a later sync fail (a disk error): nothing
 //!   it would have covered becomes durable.
 //!
-//! The log's file implements [`LogFile`](crate::LogFile) and the database's
+//! The log's file implements [`LogFile`] and the database's
 //! redb's `StorageBackend`, so the production code runs on it unchanged.
 
 use crate::files::LogFile;
