@@ -89,6 +89,7 @@ fn main() {
                     retain: false,
                     properties: vec![],
                     expires_at_ms: None,
+                    owner: None,
                 },
             },
             Op::PutQueue {
@@ -98,7 +99,7 @@ fn main() {
                     body: seq,
                     qos: 1,
                     delivery: Delivery::Queued,
-                    subscription_id: None,
+                    subscription_ids: Vec::new(),
                 },
             },
         ];

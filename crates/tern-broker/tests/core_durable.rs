@@ -365,6 +365,9 @@ fn a_persistent_sessions_connack_and_suback_wait_for_their_batch() {
                 client_id,
                 protocol: 5,
                 expiry_interval: 3600,
+                expires_at: None,
+                will_due: None,
+                ..
             },
         ] => assert_eq!(client_id.as_str(), "sub"),
         other => panic!("expected one PutSession, got {other:?}"),
@@ -389,20 +392,24 @@ fn a_persistent_sessions_connack_and_suback_wait_for_their_batch() {
     b.handle_store_synced(Instant::ZERO, batch.seq);
     assert!(matches!(transmits(&mut b).as_slice(), [Packet::SubAck(_)]));
 
-    // A clean start ends the stored session: deleted, then stored anew.
+    // Offline, it is stored with when it ends; a clean start ends it:
+    // deleted, then stored anew.
     b.handle_closed(Instant::ZERO, conn);
     let _ = connect_persistent(&mut b, "sub", true, 60);
     let batch = b.poll_store().expect("a batch");
+    let ends = Instant::from_secs(3600);
     assert!(
         matches!(
             batch.ops.as_slice(),
             [
+                StoreOp::PutSession { expires_at: Some(at), .. },
                 StoreOp::DeleteSession { .. },
                 StoreOp::PutSession {
                     expiry_interval: 60,
+                    expires_at: None,
                     ..
                 }
-            ]
+            ] if *at == ends
         ),
         "{:?}",
         batch.ops
@@ -442,11 +449,26 @@ fn a_message_queued_for_a_stored_session_is_stored_until_acknowledged() {
     }
     let _ = transmits(&mut b);
     b.handle_closed(Instant::ZERO, subs[1]); // s2 offline
+    // Stored offline, with when it ends.
+    let batch = b.poll_store().expect("a batch");
+    assert!(
+        matches!(
+            batch.ops.as_slice(),
+            [StoreOp::PutSession {
+                expires_at: Some(_),
+                ..
+            }]
+        ),
+        "{:?}",
+        batch.ops
+    );
+    b.handle_store_synced(Instant::ZERO, batch.seq);
     let publisher = connected(&mut b);
     publish(&mut b, publisher, 9, false, b"21.5");
     let out = transmits(&mut b);
     assert_eq!(puback_ids(&out), Vec::<u16>::new(), "PUBACK held");
     let batch = b.poll_store().expect("a batch");
+    let sent;
     let id = match batch.ops.as_slice() {
         [
             StoreOp::PutBody { id, body, .. },
@@ -460,13 +482,22 @@ fn a_message_queued_for_a_stored_session_is_stored_until_acknowledged() {
                 seq: q2,
                 ..
             },
+            // Sent to s1 (online) with a packet identifier, recorded as it
+            // went out: a restart resends it with it [MQTT-4.4.0-1].
+            StoreOp::SentQueue {
+                client_id: c3,
+                seq: q3,
+                packet_id: sent_id,
+                ..
+            },
         ] => {
             assert_eq!(&body.payload[..], b"21.5");
-            assert_eq!((c1.as_str(), c2.as_str()), ("s1", "s2"));
-            assert_eq!((*q1, *q2), (*id, *id));
+            assert_eq!((c1.as_str(), c2.as_str(), c3.as_str()), ("s1", "s2", "s1"));
+            assert_eq!((*q1, *q2, *q3), (*id, *id, *id));
+            sent = *sent_id;
             *id
         }
-        other => panic!("expected a body and two entries, got {other:?}"),
+        other => panic!("expected a body, two entries and a send, got {other:?}"),
     };
     b.handle_store_synced(Instant::ZERO, batch.seq);
     assert_eq!(puback_ids(&transmits(&mut b)), vec![9]);
@@ -483,6 +514,7 @@ fn a_message_queued_for_a_stored_session_is_stored_until_acknowledged() {
         subs[0],
         Packet::PubAck(tern_codec::PubAck::new(packet_id)),
     );
+    assert_eq!(sent, packet_id);
     let batch = b.poll_store().expect("a batch");
     match batch.ops.as_slice() {
         [StoreOp::DeleteQueue { client_id, seq }] => {

@@ -130,3 +130,127 @@ fn a_message_dropped_on_the_way_out_leaves_the_account() {
     assert_eq!(broker.memory_use(), broker.memory_recount());
     assert_eq!(broker.memory_use().sessions, idle.sessions);
 }
+
+/// A QoS 2 PUBLISH refused at the memory budget is not half-accepted: for
+/// an MQTT 3.1.1 client (closed, since 3.1.1 has no refusal code) its
+/// packet identifier is not kept as received, so the resend after the
+/// reconnect is a new message, answered and routed [MQTT-4.3.3-9]. Found
+/// by tern-sim with a memory budget: the resends were swallowed as
+/// duplicates of a message the broker never took.
+#[test]
+fn a_qos2_publish_refused_at_the_budget_can_be_sent_again() {
+    let v4 = ProtocolVersion::V3_1_1;
+    // Every packet the broker sends meanwhile, with its connection.
+    let send4 = |broker: &mut Broker, conn: ConnId, packet: Packet| -> Vec<(ConnId, Packet)> {
+        let mut bytes = BytesMut::new();
+        packet.encode(v4, &mut bytes).unwrap();
+        broker.handle_bytes(Instant::ZERO, conn, &mut bytes);
+        let mut out = Vec::new();
+        while let Some(t) = broker.poll_transmit(Instant::ZERO) {
+            out.push((t.conn, t.packet));
+        }
+        while broker.poll_event().is_some() {}
+        out
+    };
+    let connect = || {
+        Packet::Connect(Box::new(Connect {
+            protocol: v4,
+            clean_start: false,
+            client_id: MqttString::from_static("pub2"),
+            ..Connect::default()
+        }))
+    };
+    let qos2 = || {
+        Packet::Publish(Publish {
+            qos: QoS::ExactlyOnce,
+            dup: false,
+            ..publish("t", 10, false, 9)
+        })
+    };
+    let mut broker = Broker::new(BrokerConfig::default(), Instant::ZERO);
+    let sub = connected(&mut broker, "sub", true);
+    send(
+        &mut broker,
+        sub,
+        Subscribe {
+            packet_id: PacketId::new(1).unwrap(),
+            filters: vec![SubscribeFilter {
+                filter: MqttString::from_static("t"),
+                options: SubscriptionOptions::with_qos(QoS::AtLeastOnce),
+            }],
+            properties: Default::default(),
+        },
+    );
+    let publisher = broker.accept(Instant::ZERO);
+    send4(&mut broker, publisher, connect());
+    let lifted = broker.config().clone();
+    broker.set_config(
+        Instant::ZERO,
+        BrokerConfig {
+            max_memory: Some(1),
+            ..lifted.clone()
+        },
+    );
+    let refused = send4(&mut broker, publisher, qos2());
+    assert!(
+        !refused.iter().any(|(_, p)| matches!(p, Packet::PubRec(_))),
+        "refused, not acknowledged: {refused:?}"
+    );
+    broker.handle_closed(Instant::ZERO, publisher);
+    while broker.poll_event().is_some() {}
+    broker.set_config(Instant::ZERO, lifted);
+
+    let again = broker.accept(Instant::ZERO);
+    send4(&mut broker, again, connect());
+    let answered = send4(&mut broker, again, qos2());
+    assert!(
+        answered
+            .iter()
+            .any(|(c, p)| *c == again && matches!(p, Packet::PubRec(_))),
+        "the resend is answered: {answered:?}"
+    );
+    assert!(
+        answered
+            .iter()
+            .any(|(c, p)| *c == sub && matches!(p, Packet::Publish(_))),
+        "the resend is routed to the subscriber: {answered:?}"
+    );
+}
+
+/// A QoS 0 PUBLISH dropped at the memory budget is reported like the
+/// others (a `Refused` event with the client id, for the log and for
+/// tern-sim's model), not only counted.
+#[test]
+fn a_qos0_publish_dropped_at_the_budget_is_reported() {
+    let mut broker = Broker::new(BrokerConfig::default(), Instant::ZERO);
+    let publisher = connected(&mut broker, "pub0", false);
+    let config = BrokerConfig {
+        max_memory: Some(1),
+        ..broker.config().clone()
+    };
+    broker.set_config(Instant::ZERO, config);
+    let mut bytes = BytesMut::new();
+    Packet::Publish(Publish {
+        qos: QoS::AtMostOnce,
+        packet_id: None,
+        ..publish("t0", 10, true, 1)
+    })
+    .encode(V5, &mut bytes)
+    .unwrap();
+    broker.handle_bytes(Instant::ZERO, publisher, &mut bytes);
+    let events: Vec<_> = std::iter::from_fn(|| broker.poll_event()).collect();
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            tern_broker::BrokerEvent::Refused {
+                what: tern_broker::Refusal::Publish(topic),
+                limit: Some(tern_broker::Limit::Memory),
+                client_id,
+                ..
+            } if topic.as_str() == "t0" && client_id.as_str() == "pub0"
+        )),
+        "{events:?}"
+    );
+    assert_eq!(broker.stats().drops.memory_limit, 1);
+    assert_eq!(broker.retained_count(), 0, "not retained either");
+}

@@ -36,6 +36,8 @@ fn hoarder() -> tern_codec::Connect {
 async fn at_the_memory_budget_clients_are_refused_visibly_and_nothing_accepted_is_lost() {
     let broker = start_with(|s| {
         s.limits.max_memory = MaxMemory::Bytes(BUDGET);
+        // The broker-wide budget alone (a client's share is tested below).
+        s.limits.max_memory_per_client = MaxMemory::Bytes(0);
         s.limits.max_queued_messages = 10_000;
         s.limits.sys_interval = Duration::from_millis(50);
     })
@@ -143,6 +145,89 @@ async fn at_the_memory_budget_clients_are_refused_visibly_and_nothing_accepted_i
             break;
         }
         assert!(n < 8, "more refusals than made: {n}");
+    }
+    broker.shutdown().await;
+}
+
+/// One anonymous client id cannot spend the whole budget: past its share
+/// (`max_memory_per_client`, here its default, a tenth of `max_memory`) its
+/// own PUBLISHes are refused (MQTT 5 PUBACK 0x97 Quota exceeded, 3.4.2.1;
+/// MQTT 3.1.1 only its connection closed, unacknowledged [MQTT-3.3.5-2]),
+/// messages for the sessions it hoards with stop being queued, and an
+/// MQTT 3.1.1 QoS 1 bystander pair and new clients go on. Without the share
+/// the attack spends the budget and the bystander's publisher is closed.
+#[tokio::test]
+async fn past_its_share_one_client_is_refused_and_the_others_go_on() {
+    let broker = start_with(|s| {
+        s.limits.max_memory = MaxMemory::Bytes(512 * 1024);
+        s.limits.max_queued_messages = 10_000;
+        s.limits.sys_interval = Duration::from_millis(50);
+    })
+    .await;
+    let mut by_sub = Raw::connected(broker.tcp, ProtocolVersion::V3_1_1, "by-sub").await;
+    by_sub.subscribe("by", QoS::AtLeastOnce).await;
+    let mut by_pub = Raw::connected(broker.tcp, ProtocolVersion::V3_1_1, "by-pub").await;
+    // Four offline sessions that hoard everything under `hoard/`.
+    for i in 0..4 {
+        let mut c = connect(ProtocolVersion::V5, &format!("hoarder-{i}"));
+        c.clean_start = false;
+        c.properties.session_expiry_interval = Some(600);
+        let (mut h, _) = Raw::connect(broker.tcp, c).await;
+        h.subscribe("hoard/#", QoS::AtLeastOnce).await;
+        h.send(Packet::Disconnect(Box::default())).await;
+        assert_eq!(h.closed(WAIT).await, vec![]);
+    }
+    let retained = |n: u16| Publish {
+        topic: s(&format!("hoard/{n}")),
+        ..big(QoS::AtLeastOnce, n, true)
+    };
+
+    // The attacker retains 4 KiB messages on new topics, each queued for
+    // the four hoarders, until it is refused: then every one is.
+    let mut attacker = Raw::connected(broker.tcp, ProtocolVersion::V5, "attacker").await;
+    let mut accepted = 0;
+    for n in 1..=200u16 {
+        match attacker.publish(retained(n)).await {
+            ReasonCode::Success if n == accepted + 1 => accepted += 1,
+            code => assert_eq!(code, ReasonCode::QuotaExceeded, "message {n}"),
+        }
+    }
+    assert!(
+        (1..200).contains(&accepted),
+        "refused after {accepted} of 200 (800 KiB against a 512 KiB budget)"
+    );
+    // The bystanders go on: every QoS 1 message acknowledged and delivered.
+    for n in 1..=20u16 {
+        let mut p = publish("by", b"", QoS::AtLeastOnce, n);
+        p.payload = Bytes::from(n.to_be_bytes().to_vec());
+        assert_eq!(
+            by_pub.publish(p).await,
+            ReasonCode::Success,
+            "bystander {n}"
+        );
+        let got = by_sub.recv_publish().await;
+        assert_eq!(&got.payload[..], &n.to_be_bytes());
+        by_sub.ack(&got).await;
+    }
+    // MQTT 3.1.1 has no failure code in PUBACK: the attacker's 3.1.1
+    // connection (the same share: its client id owns the retained
+    // messages) is closed.
+    let mut v3 = Raw::connected(broker.tcp, ProtocolVersion::V3_1_1, "attacker").await;
+    v3.send(retained(1000)).await;
+    assert_eq!(v3.closed(WAIT).await, vec![], "closed without a PUBACK");
+
+    // A new client is accepted, and sees the refusals counted.
+    let mut watcher = Raw::connected(broker.tcp, ProtocolVersion::V5, "watcher").await;
+    watcher
+        .subscribe("$SYS/broker/limits/refused", QoS::AtMostOnce)
+        .await;
+    let refusals = 200 - u64::from(accepted) + 1;
+    loop {
+        let p = watcher.recv_publish().await;
+        let n: u64 = std::str::from_utf8(&p.payload).unwrap().parse().unwrap();
+        if n >= refusals {
+            break;
+        }
     }
     broker.shutdown().await;
 }

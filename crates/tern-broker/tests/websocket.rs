@@ -188,3 +188,73 @@ async fn a_text_frame_closes_the_connection_mqtt_6_0_0_1() {
         Some(Ok(other)) => panic!("expected the close, got {other:?}"),
     }
 }
+
+/// Many WebSocket upgrade requests that trickle header lines and never
+/// end their head, then all close at once, while a bystander publishes
+/// QoS 1 and receives over TCP: every bystander message arrives (issue 13,
+/// ws-half-open). Before, each closed socket's unfinished head was peeked
+/// again and again without the task ever yielding, so the broker's worker
+/// threads served nobody from then on: the bystander's next PUBACK did not
+/// come. The broker runs on a runtime of its own so that the bystander's
+/// waits (bounded by [`WAIT`]) still run, and fail, when it is stuck.
+#[test]
+fn half_open_upgrades_closing_together_do_not_stall_the_broker() {
+    use tokio::io::AsyncWriteExt;
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let broker = server.block_on(start_with(|s| {
+        s.limits.connect_timeout = std::time::Duration::from_secs(60)
+    }));
+    let (tcp, ws) = (broker.tcp, broker.ws);
+    let client = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let bystander = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        client.block_on(async {
+            let mut sub = Raw::connected(tcp, ProtocolVersion::V3_1_1, "bystander-sub").await;
+            sub.subscribe("bystander", QoS::AtLeastOnce).await;
+            let mut publisher = Raw::connected(tcp, ProtocolVersion::V3_1_1, "bystander-pub").await;
+            let mut seq = 0u16;
+            // One bystander message, published and received.
+            let mut exchange = async |publisher: &mut Raw, sub: &mut Raw| {
+                seq += 1;
+                let mut p = publish("bystander", b"", QoS::AtLeastOnce, seq);
+                p.payload = bytes::Bytes::from(seq.to_be_bytes().to_vec());
+                assert_eq!(publisher.publish(p).await, ReasonCode::Success);
+                let got = sub.recv_publish().await;
+                assert_eq!(&got.payload[..], &seq.to_be_bytes(), "message {seq}");
+                sub.ack(&got).await;
+            };
+            let mut attackers = Vec::new();
+            for _ in 0..200 {
+                let mut s = TcpStream::connect(ws).await.unwrap();
+                s.write_all(b"GET /mqtt HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n")
+                    .await
+                    .unwrap();
+                attackers.push(s);
+            }
+            for _ in 0..3 {
+                for s in &mut attackers {
+                    s.write_all(b"X-Pad: a\r\n").await.unwrap();
+                }
+                exchange(&mut publisher, &mut sub).await;
+            }
+            drop(attackers);
+            for _ in 0..50 {
+                exchange(&mut publisher, &mut sub).await;
+            }
+        })
+    }));
+    match bystander {
+        Ok(()) => server.block_on(broker.shutdown()),
+        Err(panic) => {
+            // A stuck broker's threads are left behind, not waited for.
+            server.shutdown_background();
+            std::panic::resume_unwind(panic);
+        }
+    }
+}

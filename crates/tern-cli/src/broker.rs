@@ -113,6 +113,11 @@ errors; the values shown are the defaults):
                               # machine's memory; 0: none. At it: PUBLISH
                               # refused (QoS 0 dropped, 0x97; 3.1.1: closed),
                               # SUBACK 0x97, CONNACK 0x89 (3.1.1: 3)
+  max_memory_per_client = \"10%\" # one client id's share: bytes or \"N%\"
+                              # of max_memory; 0: none. Past it only that
+                              # client's PUBLISH (0x97; 3.1.1: closed) and
+                              # SUBSCRIBE (0x97) are refused, and messages
+                              # for it are not queued
 
   [tls]                       # mosquitto's names and meanings; TLS 1.2/1.3
   # cert = \"server.pem\"       # certificate chain, PEM (certfile)
@@ -250,9 +255,10 @@ pub(crate) struct BrokerArgs {
     /// default) a CONNACK, SUBACK, UNSUBACK, PUBACK or PUBREC that promises
     /// stored state is sent only after it is fsynced (survives a power
     /// cut); with "interval", once written (survives kill -9; a machine
-    /// crash loses at most sync_interval_ms). Incoming QoS 2 state is kept
-    /// too. Not kept yet: wills, QoS 0 messages, expiry deadlines (they
-    /// count again from the restart). Without it, everything is in memory only.
+    /// crash loses at most sync_interval_ms). Incoming QoS 2 state, wills,
+    /// user names, QoS 0 messages (with `queue_qos0`) and expiry deadlines
+    /// (which count the time the broker was down) are kept too. Without it,
+    /// everything is in memory only.
     /// Replaces `[storage] dir`.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,

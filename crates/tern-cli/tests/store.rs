@@ -33,6 +33,7 @@ fn fill(dir: &Path) {
             retain: false,
             properties: vec![],
             expires_at_ms: None,
+            owner: None,
         },
     }];
     for i in 0..50 {
@@ -53,7 +54,7 @@ fn fill(dir: &Path) {
                 body: 1,
                 qos: 1,
                 delivery: Delivery::Queued,
-                subscription_id: None,
+                subscription_ids: Vec::new(),
             },
         });
     }

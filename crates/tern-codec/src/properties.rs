@@ -557,7 +557,12 @@ macro_rules! property_set {
                 let mut input = block;
                 while !input.is_empty() {
                     let start = input;
-                    let (rest, id) = varint(input).map_err(unwrap_fail)?;
+                    // Every identifier is one byte below 0x80; anything
+                    // else goes through the strict varint reader.
+                    let (rest, id) = match input {
+                        [id @ 0..=0x7f, rest @ ..] => (rest, u32::from(*id)),
+                        _ => varint(input).map_err(unwrap_fail)?,
+                    };
                     let id = u8::try_from(id).ok().and_then(PropertyId::from_u8);
                     input = match id {
                         $(

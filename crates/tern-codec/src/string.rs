@@ -70,30 +70,30 @@ const fn zero_bytes(v: u64) -> u64 {
 }
 
 /// Calls `f` with the bytes as little-endian words of eight (SWAR, no
-/// `unsafe`). The last partial word of a long string is read overlapping the
-/// word before it (the callers only OR their findings together, so seeing a
-/// byte twice is harmless); a string shorter than eight bytes is assembled in
-/// a register and padded with 'a', a byte none of the callers looks for.
+/// `unsafe`). The callers only OR their findings together, so seeing a byte
+/// twice is harmless, and every load may overlap the one before: the last
+/// word of a long string ends at its last byte, and a string of four to
+/// seven bytes is two overlapping four-byte loads. One to three bytes are
+/// assembled in a register (first, middle and last byte) and padded with
+/// 'a', a byte none of the callers looks for. No byte loop and no vector
+/// prologue: topic names and properties are short.
 #[inline(always)]
 fn for_each_word(bytes: &[u8], mut f: impl FnMut(u64)) {
-    #[inline(always)]
-    fn load(eight: &[u8]) -> u64 {
-        u64::from_le_bytes(eight.try_into().expect("eight bytes"))
-    }
-    if bytes.len() >= 8 {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            f(load(chunk));
+    const PAD: u64 = ONES * b'a' as u64;
+    if let Some(last) = bytes.last_chunk::<8>() {
+        let mut rest = bytes;
+        while let Some((word, tail)) = rest.split_first_chunk::<8>() {
+            f(u64::from_le_bytes(*word));
+            rest = tail;
         }
-        if !chunks.remainder().is_empty() {
-            f(load(&bytes[bytes.len() - 8..]));
+        if !rest.is_empty() {
+            f(u64::from_le_bytes(*last));
         }
-    } else if !bytes.is_empty() {
-        let word = bytes
-            .iter()
-            .rev()
-            .fold(0u64, |v, &b| (v << 8) | u64::from(b));
-        f(word | (ONES * u64::from(b'a')) << (8 * bytes.len()));
+    } else if let (Some(head), Some(tail)) = (bytes.first_chunk::<4>(), bytes.last_chunk::<4>()) {
+        f(u64::from(u32::from_le_bytes(*head)) | u64::from(u32::from_le_bytes(*tail)) << 32);
+    } else if let (Some(&first), Some(&last)) = (bytes.first(), bytes.last()) {
+        let middle = bytes[bytes.len() / 2];
+        f(u64::from(first) | u64::from(middle) << 8 | u64::from(last) << 16 | PAD << 24);
     }
 }
 

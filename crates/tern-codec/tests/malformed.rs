@@ -186,6 +186,23 @@ fn body_varints_too_long_or_not_minimal() {
         7,
         MALFORMED,
     );
+    // A property identifier is a Variable Byte Integer too [MQTT-1.5.5-1]:
+    // 81 00 (Payload Format Indicator in two bytes) at byte 6 is not
+    // minimal, and 80 01 (128, well formed) names no property.
+    rejects(
+        V5,
+        &publish_v5(&[0x81, 0x00, 0x01]),
+        K::VarIntNotMinimal,
+        6,
+        MALFORMED,
+    );
+    rejects(
+        V5,
+        &publish_v5(&[0x80, 0x01, 0x01]),
+        K::PropertyNotAllowed { id: 0x80 },
+        6,
+        MALFORMED,
+    );
 }
 
 // ============================================================ UTF-8

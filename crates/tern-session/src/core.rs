@@ -470,12 +470,15 @@ impl<E> Core<E> {
                                 Awaiting::PubRec
                             };
                             // Behave as if the message had been delivered.
-                            flows.outgoing.acknowledge(
+                            let done = flows.outgoing.acknowledge(
                                 id,
                                 kind,
                                 ReasonCode::PacketTooLarge,
                                 &mut flows.ids,
                             );
+                            if let AckResult::Completed { tag, .. } = done {
+                                flows.outgoing.note_dropped(tag);
+                            }
                         }
                         on_drop(self, publish.packet_id, publish.qos, Dropped::TooLarge);
                         continue;

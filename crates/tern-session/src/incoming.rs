@@ -67,6 +67,18 @@ pub(crate) struct Incoming {
     pub(crate) qos2: BTreeMap<PacketId, Qos2State>,
 }
 
+impl Incoming {
+    /// Forgets the QoS 2 message `token` names if the application has not
+    /// decided it yet (see `ServerConnection::drop_unanswered`).
+    pub(crate) fn forget_awaiting(&mut self, token: AckToken) {
+        if token.qos == QoS::ExactlyOnce
+            && self.qos2.get(&token.packet_id) == Some(&Qos2State::AwaitingApp)
+        {
+            self.qos2.remove(&token.packet_id);
+        }
+    }
+}
+
 /// An acknowledgement owed on this connection, in arrival order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PendingAck {

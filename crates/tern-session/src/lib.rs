@@ -139,7 +139,7 @@ pub use crate::error::{AckError, CloseReason, CommandError, PublishError, Rule, 
 pub use crate::ids::PacketIds;
 pub use crate::incoming::AckToken;
 pub use crate::message::{Delivery, MessageBody};
-pub use crate::outgoing::{Enqueued, OverflowPolicy, QueueLimits, QueuedMessage};
+pub use crate::outgoing::{Enqueued, OutgoingNote, OverflowPolicy, QueueLimits, QueuedMessage};
 pub use crate::server::{
     Accept, ServerConfig, ServerConnection, ServerEvent, ServerSession, requested_session_expiry,
 };

@@ -154,6 +154,40 @@ pub(crate) struct Outgoing {
     pub(crate) dropped_full: u64,
     /// Messages dropped because they expired while queued.
     pub(crate) dropped_expired: u64,
+    /// What happened to tagged messages on their way out since the caller
+    /// last took them ([`ServerConnection::drain_outgoing_notes`](crate::ServerConnection::drain_outgoing_notes)).
+    #[cfg_attr(feature = "serde", serde(skip))]
+    pub(crate) notes: Vec<OutgoingNote>,
+}
+
+/// What happened to a message whose body has a
+/// [`tag`](crate::MessageBody::tag) (one a broker stores) on its way out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutgoingNote {
+    /// It went in flight with `packet_id`: a restored session resends it
+    /// with that identifier and DUP set [MQTT-4.4.0-1] [MQTT-3.3.1-1] (see
+    /// [`ServerSession::restore_sent`](crate::ServerSession::restore_sent)).
+    Sent {
+        /// Its body's tag.
+        tag: core::num::NonZeroU64,
+        /// Its packet identifier.
+        packet_id: PacketId,
+        /// The QoS it is delivered with.
+        qos: QoS,
+        /// Its Subscription Identifiers.
+        subscription_ids: Vec<tern_codec::SubscriptionId>,
+    },
+    /// It was sent at QoS 0: its delivery is complete.
+    Delivered {
+        /// Its body's tag.
+        tag: core::num::NonZeroU64,
+    },
+    /// It left without being delivered: it expired while queued
+    /// [MQTT-3.3.2-5], or was too large for the client [MQTT-3.1.2-25].
+    Dropped {
+        /// Its body's tag.
+        tag: core::num::NonZeroU64,
+    },
 }
 
 /// A figure derived from the rest of [`Outgoing`] and kept up to date to
@@ -369,6 +403,46 @@ impl Outgoing {
         self.resend_from = None;
     }
 
+    /// Puts back a QoS 1 or 2 message that was in flight with `packet_id`
+    /// (a broker restoring it from its store): the next connection resends
+    /// it with that identifier and DUP set. `false` if the identifier is in
+    /// use.
+    pub(crate) fn restore_sent(
+        &mut self,
+        mut message: Delivery,
+        packet_id: PacketId,
+        queued_at: Instant,
+        ids: &mut PacketIds,
+    ) -> bool {
+        if message.qos == QoS::AtMostOnce || !ids.claim(packet_id) {
+            return false;
+        }
+        message.packet_id = Some(packet_id);
+        let awaiting = if message.qos == QoS::AtLeastOnce {
+            Awaiting::PubAck
+        } else {
+            Awaiting::PubRec
+        };
+        let seq = self.inflight.push(InFlight {
+            message,
+            sent_expiry: None,
+            awaiting,
+            on_wire: false,
+            ever_sent: true,
+            accepted: None,
+            queued_at,
+        });
+        self.order.insert(packet_id, seq);
+        true
+    }
+
+    /// Notes that a tagged message left without being delivered.
+    pub(crate) fn note_dropped(&mut self, tag: Option<core::num::NonZeroU64>) {
+        if let Some(tag) = tag {
+            self.notes.push(OutgoingNote::Dropped { tag });
+        }
+    }
+
     /// Empties the window for a session the peer no longer has: returns the
     /// unacknowledged messages (to send again as new ones) and the QoS 2
     /// messages already received by the peer (whose flows are complete).
@@ -448,6 +522,7 @@ impl Outgoing {
             if head.expires_at().is_some_and(|at| now >= at) {
                 self.dropped_expired += 1;
                 if let Some(m) = self.pop_front() {
+                    self.note_dropped(m.message.body.tag);
                     if let Some(id) = m.message.packet_id {
                         ids.release(id);
                         return Some(Send::Expired {
@@ -471,11 +546,22 @@ impl Outgoing {
             let queued = self.pop_front()?;
             let remaining = queued.remaining_expiry(now);
             if queued.message.qos == QoS::AtMostOnce {
+                if let Some(tag) = queued.message.body.tag {
+                    self.notes.push(OutgoingNote::Delivered { tag });
+                }
                 let publish = queued.message.into_publish(remaining, v5, &mut self.pool);
                 return Some(Send::Publish(publish));
             }
             let publish = queued.message.to_publish(false, remaining, v5);
             let id = publish.packet_id?;
+            if let Some(tag) = queued.message.body.tag {
+                self.notes.push(OutgoingNote::Sent {
+                    tag,
+                    packet_id: id,
+                    qos: queued.message.qos,
+                    subscription_ids: queued.message.subscription_ids.clone(),
+                });
+            }
             self.inflight_bytes.0 += queued.size();
             let seq = self.inflight.push(InFlight {
                 message: queued.message,
@@ -563,6 +649,9 @@ impl Outgoing {
         for m in core::mem::take(&mut self.queue) {
             if m.expires_at().is_some_and(|at| now >= at) {
                 self.queued_bytes -= m.size();
+                if let Some(tag) = m.message.body.tag {
+                    self.notes.push(OutgoingNote::Dropped { tag });
+                }
                 if let Some(id) = m.message.packet_id {
                     ids.release(id);
                 }

@@ -174,6 +174,33 @@ impl ServerSession {
             .restore_released(message.into(), packet_id, now, &mut flows.ids)
     }
 
+    /// Puts back a QoS 1 or 2 message that was in flight to the client with
+    /// `packet_id` (a broker restoring it from its store): the next
+    /// connection resends it with that identifier and DUP set
+    /// [MQTT-4.4.0-1] [MQTT-3.3.1-1]. `false` if `packet_id` is already in
+    /// use, or the message is QoS 0.
+    pub fn restore_sent(
+        &mut self,
+        now: Instant,
+        message: impl Into<Delivery>,
+        packet_id: PacketId,
+    ) -> bool {
+        let flows = &mut self.flows;
+        flows
+            .outgoing
+            .restore_sent(message.into(), packet_id, now, &mut flows.ids)
+    }
+
+    /// Hands `f` what happened, since the last call, to messages with a
+    /// [`tag`](crate::MessageBody::tag) on their way out: each that went in
+    /// flight, with its packet identifier, and each dropped undelivered.
+    /// A broker that stores its queues records them.
+    pub fn drain_outgoing_notes(&mut self, mut f: impl FnMut(crate::OutgoingNote)) {
+        for note in self.flows.outgoing.notes.drain(..) {
+            f(note);
+        }
+    }
+
     /// Puts back an incoming QoS 2 message the broker had accepted (PUBREC
     /// sent) and whose PUBREL had not come (a broker restoring it from its
     /// store): a resent PUBLISH with `packet_id` is acknowledged, not
@@ -757,6 +784,18 @@ impl ServerConnection {
         self.pending.remove(&(PacketType::Unsubscribe, packet_id));
         self.core.send_control(Packet::UnsubAck(unsuback));
         Ok(())
+    }
+
+    /// Drops a message delivered with `token` without answering it, for
+    /// an application about to close the connection because MQTT 3.x has
+    /// no code to refuse it with. A QoS 2 packet identifier is then not
+    /// kept as received: the client's resend on its next connection is a
+    /// new message, decided again, not swallowed as a duplicate of one the
+    /// application never took [MQTT-4.3.3-9].
+    pub fn drop_unanswered(&mut self, token: AckToken) {
+        if let Some(session) = self.session.as_mut() {
+            session.flows.incoming.forget_awaiting(token);
+        }
     }
 
     /// Acknowledges a message delivered with an [`AckToken`] (in arrival order).

@@ -108,6 +108,9 @@ pub struct App {
     seq: u32,
     /// The next will sequence number.
     will_seq: u32,
+    /// Whether its wills may be retained. Off under a memory budget: the
+    /// broker then retains no will without a sign the model could see.
+    pub retained_wills: bool,
     /// The filters a durable subscriber subscribes once.
     pub fixed: Vec<SubscribeFilter>,
     /// Its subscription identifier.
@@ -194,6 +197,7 @@ impl App {
             scram: None,
             seq: 0,
             will_seq: 0,
+            retained_wills: true,
             fixed,
             fixed_id,
             subscribed: false,
@@ -301,7 +305,7 @@ impl App {
                             topic: s(&format!("will/c{}", self.index)),
                             payload: id.payload(pad),
                             qos: qos(q),
-                            retain: rng.chance(250),
+                            retain: rng.chance(250) && self.retained_wills,
                             properties: WillProperties {
                                 will_delay_interval: delay,
                                 ..WillProperties::default()

@@ -31,6 +31,7 @@ use crate::trace::Trace;
 use bytes::{Bytes, BytesMut};
 use core::time::Duration;
 use std::collections::{BTreeMap, BTreeSet};
+use tern_broker::storage::WallClock;
 use tern_broker::{AllowAll, Broker, BrokerConfig, ConnId};
 use tern_codec::{
     DisconnectProperties, MqttString, Packet, PacketId, ProtocolVersion, Publish, QoS, ReasonCode,
@@ -322,6 +323,18 @@ fn store_failed(e: impl core::fmt::Display) -> (&'static str, String) {
     )
 }
 
+/// What a restart found: sessions, and retained messages by topic.
+struct Restored {
+    sessions: usize,
+    retained: BTreeMap<String, Option<MsgKey>>,
+}
+
+/// The wall clock (Unix milliseconds) at virtual time `now`: fixed, so a
+/// seed replays; deadlines stored across a crash map back consistently.
+fn clock_at(now: Instant) -> WallClock {
+    WallClock::fixed(1_800_000_000_000 + now.as_nanos() / 1_000_000)
+}
+
 /// Opens the store on `disk` and builds the broker from it, as
 /// `tern broker --data-dir` does (`Db::open`, `storage::recover`, the
 /// core loading the in-memory store built from it).
@@ -329,10 +342,20 @@ fn start_broker(
     disk: &SimDisk,
     config: &BrokerConfig,
     checkpoint_bytes: u64,
-) -> Result<(Broker, Storage, tern_broker::StoredState), (&'static str, String)> {
+    clock: WallClock,
+) -> Result<(Broker, Storage, Restored), (&'static str, String)> {
     let db = Db::open_on(disk).map_err(store_failed)?;
-    let state = tern_broker::storage::recover(&db, config.server.queue).map_err(store_failed)?;
-    let memory = tern_broker::storage::memory_store(&state);
+    let state =
+        tern_broker::storage::recover(&db, config.server.queue, clock).map_err(store_failed)?;
+    let restored = Restored {
+        sessions: state.sessions.len(),
+        retained: state
+            .retained
+            .iter()
+            .map(|(t, m)| (t.as_str().to_string(), parse(&m.publish.payload)))
+            .collect(),
+    };
+    let memory = tern_broker::MemoryStore::from_state(state);
     let mut writer = LogWriter::new(db).map_err(|_| store_failed("no log"))?;
     writer.set_checkpoint_bytes(checkpoint_bytes);
     let broker = Broker::with_hooks(
@@ -350,7 +373,7 @@ fn start_broker(
             failed: false,
             groups: 0,
         },
-        state,
+        restored,
     ))
 }
 
@@ -365,10 +388,15 @@ impl World {
         // Small checkpoints, so that crashes land around them too.
         let checkpoint_bytes = rng.range(1_000, 40_000);
         let disk = SimDisk::new();
-        let (broker, storage, _) =
-            start_broker(&disk, &config, checkpoint_bytes).unwrap_or_else(|e| {
-                unreachable!("an empty simulated disk always opens: {e:?}");
-            });
+        let (broker, storage, _) = start_broker(
+            &disk,
+            &config,
+            checkpoint_bytes,
+            clock_at(Instant::from_secs(1)),
+        )
+        .unwrap_or_else(|e| {
+            unreachable!("an empty simulated disk always opens: {e:?}");
+        });
         let mut clients = Vec::new();
         for i in 0..options.publishers {
             let qos = if i % 2 == 0 {
@@ -624,7 +652,7 @@ impl World {
             }
             while let Some(batch) = self.broker.poll_store() {
                 moved = true;
-                let ops = tern_broker::storage::ops(batch.ops);
+                let ops = tern_broker::storage::ops(batch.ops, clock_at(self.started));
                 self.storage.waiting.push((batch.seq, ops));
             }
             self.start_group()?;
@@ -754,7 +782,12 @@ impl World {
         self.conn_links.clear();
         // The crashed store still holds the dead disk: let it go (its
         // writes fail; redb may panic on the way down).
-        let (broker, storage, state) = start_broker(&disk, &self.config, self.checkpoint_bytes)?;
+        let (broker, storage, state) = start_broker(
+            &disk,
+            &self.config,
+            self.checkpoint_bytes,
+            clock_at(self.now),
+        )?;
         let old = std::mem::replace(&mut self.storage, storage);
         drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
             move || drop(old),
@@ -766,7 +799,7 @@ impl World {
         self.broker_timer = None;
         self.log(format!(
             "RESTARTED on the surviving disk: {} sessions, {} retained",
-            state.sessions.len(),
+            state.sessions,
             state.retained.len()
         ));
         self.check_retained(&state)?;
@@ -785,12 +818,8 @@ impl World {
 
     /// A restarted broker's retained value for each publisher's topic is
     /// never older than the last retained message it acknowledged.
-    fn check_retained(&mut self, state: &tern_broker::StoredState) -> Step {
-        let held: BTreeMap<String, Option<MsgKey>> = state
-            .retained
-            .iter()
-            .map(|(t, m)| (t.as_str().to_string(), parse(&m.publish.payload)))
-            .collect();
+    fn check_retained(&mut self, state: &Restored) -> Step {
+        let held = &state.retained;
         for (&p, &seq) in &self.retained_acked {
             match held.get(&topic(p)) {
                 Some(Some((from, s))) if *from == p && *s >= seq => {}

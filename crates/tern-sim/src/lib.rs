@@ -32,6 +32,11 @@
 //!   (normally, with 0x04, with an error code), takes over its own session,
 //!   and restarts with or without its persisted session. Roles: a will
 //!   watcher, durable subscribers, general clients, and a retained probe.
+//! - In one seed in five, a memory budget (`max_memory`) small enough that
+//!   the workload meets it: PUBLISHes, SUBSCRIBEs and CONNECTs are refused
+//!   (0x97, 0x89; MQTT 3.1.1 publishers closed), the model takes back what
+//!   a refusal undoes, and healing lifts the budget as a reload would. The
+//!   bounds checker holds the budget's running account equal to a recount.
 //! - A [`link`] per connection, itself sans-IO: latency and jitter, split
 //!   and coalesced reads, resets, half-open links, slow consumers.
 //!   Every packet goes through real encode and decode. The broker runs the

@@ -11,8 +11,8 @@
 
 use bytes::Bytes;
 use core::time::Duration;
-use std::collections::{BTreeMap, BTreeSet};
-use tern_broker::BrokerEvent;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use tern_broker::{BrokerEvent, Refusal};
 use tern_codec::{Packet, PacketId, Publish, QoS, ReasonCode};
 use tern_session::{ClientEvent, CloseReason, Instant};
 
@@ -404,7 +404,27 @@ pub struct Model {
     pub client_ids: Vec<String>,
     /// The last time the model was advanced to.
     pub now: Instant,
+    /// Each link's latest PUBLISHes the broker processed, newest last, with
+    /// what undoes them if the broker reports one refused (the memory
+    /// budget refuses a PUBLISH after processing it, QoS 0 included).
+    recent_publishes: BTreeMap<u64, VecDeque<PublishUndo>>,
 }
+
+/// What the model changed for one processed PUBLISH.
+#[derive(Debug)]
+struct PublishUndo {
+    topic: String,
+    client_id: String,
+    msg: Option<MsgId>,
+    step: u64,
+    /// The QoS 2 packet identifier it put in the session's incoming set.
+    qos2_id: Option<PacketId>,
+    /// The retained entry its topic had before, when it was retained.
+    retained_before: Option<Option<RetainedEntry>>,
+}
+
+/// How many processed PUBLISHes per link the model can still undo.
+const UNDOABLE: usize = 64;
 
 /// Whether a connection that ended this way publishes its will.
 pub fn close_publishes_will(reason: &CloseReason) -> bool {
@@ -617,6 +637,22 @@ impl Model {
                         return;
                     }
                 }
+                let mut undo = PublishUndo {
+                    topic: p.topic.to_string(),
+                    client_id: client_id.clone(),
+                    msg: MsgId::parse(&p.payload),
+                    step: self.step,
+                    qos2_id: (p.qos == QoS::ExactlyOnce).then_some(p.packet_id).flatten(),
+                    retained_before: p
+                        .retain
+                        .then(|| self.retained.get(p.topic.as_str()).copied()),
+                };
+                let recent = self.recent_publishes.entry(link).or_default();
+                if recent.len() == UNDOABLE {
+                    recent.pop_front();
+                }
+                undo.msg = undo.msg.filter(|id| self.msgs.contains_key(id));
+                recent.push_back(undo);
                 let routing = Routing {
                     step: self.step,
                     at: now,
@@ -687,8 +723,62 @@ impl Model {
         }
     }
 
+    /// The broker refused a PUBLISH it processed on `link` (the newest one
+    /// to `topic`): it was neither routed nor retained.
+    fn publish_refused(&mut self, link: u64, topic: &str) {
+        let Some(recent) = self.recent_publishes.get_mut(&link) else {
+            return;
+        };
+        let Some(at) = recent.iter().rposition(|u| u.topic == topic) else {
+            return;
+        };
+        let Some(undo) = recent.remove(at) else {
+            return;
+        };
+        if let Some(m) = undo.msg.and_then(|id| self.msgs.get_mut(&id)) {
+            if let Some(i) = m.routings.iter().rposition(|r| r.step == undo.step) {
+                m.routings.remove(i);
+            }
+        }
+        if let Some(id) = undo.qos2_id {
+            self.session(&undo.client_id).qos2_in.remove(&id);
+        }
+        match undo.retained_before {
+            Some(Some(before)) => {
+                self.retained.insert(undo.topic, before);
+            }
+            Some(None) => {
+                self.retained.remove(&undo.topic);
+            }
+            None => {}
+        }
+    }
+
     fn broker_event(&mut self, now: Instant, link: Option<u64>, event: &BrokerEvent) {
         match event {
+            BrokerEvent::Refused {
+                what: Refusal::Publish(topic),
+                limit: Some(_),
+                ..
+            } => {
+                if let Some(link) = link {
+                    self.publish_refused(link, topic.as_str());
+                }
+            }
+            // A limit refuses only new subscriptions (SUBACK 0x97; 3.1.1
+            // 0x80): the filter the SUBSCRIBE added is not there.
+            BrokerEvent::Refused {
+                what: Refusal::Subscribe(filter),
+                limit: Some(_),
+                ..
+            } => {
+                let client_id = link
+                    .and_then(|l| self.conns.get(&l))
+                    .map(|info| info.client_id.clone());
+                if let Some(client_id) = client_id {
+                    self.session(&client_id).subs.remove(filter.as_str());
+                }
+            }
             BrokerEvent::Connected {
                 client_id,
                 session_present,

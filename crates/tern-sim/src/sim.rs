@@ -347,6 +347,11 @@ impl World {
         // Durability (the storage seam), likewise from a stream of its own.
         let mut store_rng = root.fork(5);
         broker_config.durable = store_rng.chance(300);
+        // A memory budget, likewise: small enough that the workload meets it.
+        let mut budget_rng = root.fork(6);
+        if budget_rng.chance(200) {
+            broker_config.max_memory = Some(budget_rng.range(30_000, 120_000) as usize);
+        }
         let now = Instant::from_secs(1);
         let store = SharedStore::new();
         let n = options.clients.max(3);
@@ -373,7 +378,8 @@ impl World {
             .iter()
             .enumerate()
             .map(|(i, role)| {
-                let app = App::new(i, *role, root.fork(100 + i as u64));
+                let mut app = App::new(i, *role, root.fork(100 + i as u64));
+                app.retained_wills = broker_config.max_memory.is_none();
                 let version = app.version;
                 ClientSlot {
                     app,
@@ -785,7 +791,8 @@ impl World {
                 let conn = match &event {
                     BrokerEvent::Close(c) => Some(*c),
                     BrokerEvent::Connected { conn, .. }
-                    | BrokerEvent::Disconnected { conn, .. } => Some(*conn),
+                    | BrokerEvent::Disconnected { conn, .. }
+                    | BrokerEvent::Refused { conn, .. } => Some(*conn),
                     _ => None,
                 };
                 let link = conn.and_then(|c| self.conn_links.get(&c).copied());
@@ -815,6 +822,19 @@ impl World {
                         self.log(format!(
                             "b: {who} connected, session present {session_present}"
                         ));
+                        self.observe(Obs::Broker {
+                            client,
+                            link,
+                            event: &event,
+                        })?;
+                    }
+                    BrokerEvent::Refused {
+                        what,
+                        reason,
+                        limit,
+                        ..
+                    } => {
+                        self.log(format!("b: {who} refused {what:?} {reason} ({limit:?})"));
                         self.observe(Obs::Broker {
                             client,
                             link,
@@ -1616,6 +1636,13 @@ impl World {
         self.heal_started = self.now;
         self.profile = FaultProfile::NONE;
         self.log("HEAL: faults off, everyone reconnects with its session");
+        if self.broker_config.max_memory.take().is_some() {
+            // As an operator would (SIGHUP): refusals at the budget are
+            // over, and what was refused stays refused; the checkers judge
+            // that nothing acknowledged was lost while it held.
+            self.broker.set_config(self.now, self.broker_config.clone());
+            self.log("HEAL: memory budget lifted (a reload)");
+        }
         let silent: Vec<u64> = self
             .links
             .iter()

@@ -132,3 +132,13 @@ fn qos2_refusal_survives_a_reconnect() {
 fn memory_account_follows_drops_on_the_way_out() {
     replay(5, 8, 600, FaultProfile::LIGHT);
 }
+
+/// tern-session/tern-broker: a QoS 2 PUBLISH refused at the memory budget
+/// on an MQTT 3.1.1 connection (closed, no refusal code) left its packet
+/// identifier awaiting the application, so every resend was swallowed as a
+/// duplicate. (delivery: a durable subscriber never got two messages;
+/// core test `core_memory.rs::a_qos2_publish_refused_at_the_budget_can_be_sent_again`.)
+#[test]
+fn refused_qos2_publish_can_be_sent_again() {
+    replay(1, 8, 600, FaultProfile::LIGHT);
+}

@@ -68,6 +68,9 @@ pub struct BodyRecord {
     pub properties: Vec<u8>,
     /// When it expires (Message Expiry Interval), in Unix milliseconds.
     pub expires_at_ms: Option<u64>,
+    /// A retained message's owner: the client identifier that published
+    /// it (the broker's per-client retained limit counts it).
+    pub owner: Option<String>,
 }
 
 /// Where a queued message stands in its flow to the session's client.
@@ -82,7 +85,7 @@ pub enum Delivery {
 }
 
 /// A message queued for, or in flight to, one session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueRecord {
     /// The [`BodyRecord`] it refers to.
     pub body: u64,
@@ -90,8 +93,9 @@ pub struct QueueRecord {
     pub qos: u8,
     /// Its flow state.
     pub delivery: Delivery,
-    /// The Subscription Identifier to send with it.
-    pub subscription_id: Option<u32>,
+    /// The Subscription Identifiers to send with it (one per matching
+    /// subscription that has one).
+    pub subscription_ids: Vec<u32>,
 }
 
 /// A growable value being written.
@@ -273,6 +277,12 @@ impl Record for BodyRecord {
         w.u8(u8::from(self.retain));
         w.bytes(&self.properties);
         w.opt(self.expires_at_ms, Writer::u64);
+        // Written only when present: records from before it still decode,
+        // and each value keeps one encoding.
+        if let Some(owner) = &self.owner {
+            w.u8(1);
+            w.bytes(owner.as_bytes());
+        }
         w.finish()
     }
     fn decode(value: &[u8]) -> Result<Self, Corrupt> {
@@ -288,6 +298,14 @@ impl Record for BodyRecord {
             },
             properties: r.bytes()?.to_vec(),
             expires_at_ms: r.opt(Reader::u64)?,
+            owner: if r.is_empty() {
+                None
+            } else {
+                match r.u8()? {
+                    1 => Some(r.string()?),
+                    _ => return Err(Corrupt),
+                }
+            },
         };
         r.end()?;
         Ok(v)
@@ -310,7 +328,17 @@ impl Record for QueueRecord {
                 w.u16(id);
             }
         }
-        w.opt(self.subscription_id, Writer::u32);
+        // The first identifier as format 1 wrote its only one; any more
+        // follow as a count and the identifiers (absent in older records).
+        w.opt(self.subscription_ids.first().copied(), Writer::u32);
+        if let [_, more @ ..] = &self.subscription_ids[..] {
+            if !more.is_empty() {
+                w.u32(more.len() as u32);
+                for &id in more {
+                    w.u32(id);
+                }
+            }
+        }
         w.finish()
     }
     fn decode(value: &[u8]) -> Result<Self, Corrupt> {
@@ -323,11 +351,21 @@ impl Record for QueueRecord {
             2 => Delivery::Released(r.u16()?),
             _ => return Err(Corrupt),
         };
+        let mut subscription_ids: Vec<u32> = r.opt(Reader::u32)?.into_iter().collect();
+        if !r.is_empty() {
+            let n = r.u32()?;
+            if subscription_ids.is_empty() || n == 0 {
+                return Err(Corrupt);
+            }
+            for _ in 0..n {
+                subscription_ids.push(r.u32()?);
+            }
+        }
         let v = Self {
             body,
             qos,
             delivery,
-            subscription_id: r.opt(Reader::u32)?,
+            subscription_ids,
         };
         r.end()?;
         Ok(v)
@@ -381,8 +419,8 @@ mod tests {
         fn body()(topic in ".{0,20}", payload in proptest::collection::vec(any::<u8>(), 0..200),
                   qos in 0u8..=2, retain: bool,
                   properties in proptest::collection::vec(any::<u8>(), 0..20),
-                  expires_at_ms in opt(any::<u64>())) -> BodyRecord {
-            BodyRecord { topic, payload, qos, retain, properties, expires_at_ms }
+                  expires_at_ms in opt(any::<u64>()), owner in opt(".{0,10}")) -> BodyRecord {
+            BodyRecord { topic, payload, qos, retain, properties, expires_at_ms, owner }
         }
     }
 
@@ -398,10 +436,11 @@ mod tests {
         }
 
         #[test]
-        fn queue_roundtrips(body: u64, qos in 0u8..=2, kind in 0u8..3, id: u16, sid in opt(any::<u32>())) {
+        fn queue_roundtrips(body: u64, qos in 0u8..=2, kind in 0u8..3, id: u16,
+                            sids in proptest::collection::vec(any::<u32>(), 0..5)) {
             let delivery = match kind { 0 => Delivery::Queued, 1 => Delivery::Sent(id), _ => Delivery::Released(id) };
-            let q = QueueRecord { body, qos, delivery, subscription_id: sid };
-            prop_assert_eq!(QueueRecord::decode(&q.encode()), Ok(q));
+            let q = QueueRecord { body, qos, delivery, subscription_ids: sids };
+            prop_assert_eq!(QueueRecord::decode(&q.encode()), Ok(q.clone()));
         }
 
         /// Any single flipped bit, and any cut, is caught: never a wrong record.

@@ -43,6 +43,7 @@ fn body(topic: &str) -> BodyRecord {
         retain: false,
         properties: vec![],
         expires_at_ms: None,
+        owner: None,
     }
 }
 
@@ -51,7 +52,7 @@ fn queued(body: u64) -> QueueRecord {
         body,
         qos: 1,
         delivery: Delivery::Queued,
-        subscription_id: Some(7),
+        subscription_ids: vec![7],
     }
 }
 

@@ -69,6 +69,14 @@ pub struct BrokerConfig {
     /// default): no budget. The core reads nothing about the machine: the
     /// shell works the figure out.
     pub max_memory: Option<usize>,
+    /// What one client (by client identifier) may make the broker hold
+    /// of it, in bytes: its session's queued and in-flight messages, its
+    /// subscriptions, its connection's buffers and the retained messages
+    /// it owns (`memory.rs`). Past it, its own PUBLISHes and new
+    /// subscriptions are refused, and messages for it are not queued,
+    /// while other clients go on. `None` (the default): no share; the
+    /// shell's default is a tenth of [`max_memory`](Self::max_memory).
+    pub max_memory_per_client: Option<usize>,
 }
 
 /// Output credit: a connection whose unwritten bytes pass `high_water` gets
@@ -123,6 +131,7 @@ impl Default for BrokerConfig {
             client_id_prefix: None,
             cluster: false,
             max_memory: None,
+            max_memory_per_client: None,
         }
     }
 }

@@ -16,13 +16,25 @@ impl Broker {
         for stored in state.sessions {
             let session = stored.session;
             let client_id = session.client_id().clone();
-            // The user name is not stored: a restored session's client is
-            // anonymous to the authorization checks until it connects again.
+            // The authorization checks of its deliveries (and its will)
+            // use the user name its client last authenticated as.
             let mut entry = SessionEntry::new(client_id);
+            entry.username = stored.username;
             entry.expiry_interval = stored.expiry_interval;
             // What a durable broker restores came from its store.
             entry.persisted = self.durable.is_some();
-            entry.pending_will = stored.pending_will.clone().map(Box::new);
+            // A client connected when the broker stopped lost its network
+            // connection then, without a DISCONNECT: its will is owed after
+            // its Will Delay Interval, or when the session ends if that
+            // comes first (MQTT 5 [MQTT-3.1.2-8]; 3.1.1 has no delay: at
+            // once, its [MQTT-3.1.2-8]).
+            let pending_will = stored.pending_will.or_else(|| {
+                stored.lost_will.map(|will| {
+                    let delay = will.properties.will_delay_interval.unwrap_or(0);
+                    (will, now + Duration::from_secs(u64::from(delay)))
+                })
+            });
+            entry.pending_will = pending_will.clone().map(Box::new);
             // It keeps ending when it would have, restart or not.
             entry.expires_at = stored.expires_at;
             let key = self.sessions.insert(entry);
@@ -41,7 +53,7 @@ impl Broker {
                 self.note_subscription(key, filter.as_bytes(), true);
             }
             self.note_session(key);
-            if let Some((_, due)) = stored.pending_will {
+            if let Some((_, due)) = pending_will {
                 self.timers.arm(due, Timer::Will(key));
             }
             if let Some(at) = stored.expires_at {
@@ -192,18 +204,16 @@ impl Broker {
         entry.conn = Some(conn);
         entry.username = username;
         entry.expiry_interval = expiry_interval;
+        entry.protocol = version.level();
         if self.durable.is_some() {
             // A session that outlives its connection is stored (again: its
-            // interval may have changed); one that no longer does, is not.
+            // interval, user name or will may have changed); one that no
+            // longer does, is not.
             let persist = super::sessions::outlives_connection(expiry_interval);
             let was = core::mem::replace(&mut entry.persisted, persist);
             let client_id = client_id.clone();
             if persist {
-                self.record(|| StoreOp::PutSession {
-                    client_id,
-                    protocol: version.level(),
-                    expiry_interval,
-                });
+                self.record_session(key, connect.will.as_ref());
             } else if was {
                 self.record(|| StoreOp::DeleteSession { client_id });
             }
@@ -318,17 +328,8 @@ impl Broker {
             return;
         };
         entry.conn = None;
-        let changed =
-            core::mem::replace(&mut entry.expiry_interval, session_expiry) != session_expiry;
-        if changed && super::sessions::outlives_connection(session_expiry) && entry.persisted {
-            // DISCONNECT changed its Session Expiry Interval (MQTT 5 only).
-            let client_id = entry.client_id.clone();
-            self.record(|| StoreOp::PutSession {
-                client_id,
-                protocol: tern_codec::ProtocolVersion::V5.level(),
-                expiry_interval: session_expiry,
-            });
-        }
+        // DISCONNECT may have changed it (MQTT 5 only).
+        entry.expiry_interval = session_expiry;
         if !super::sessions::outlives_connection(session_expiry) {
             // The session ends with the connection: the will goes out now,
             // whatever its delay [MQTT-3.1.3-9].
@@ -360,6 +361,34 @@ impl Broker {
             }
         }
         self.start_expiry(now, key);
+        // Stored offline: its waiting will and its end, which count on
+        // while the broker is down.
+        self.record_session(key, None);
+    }
+
+    /// Records a stored session as it stands now: online, with its
+    /// client's `will`; offline, with the will waiting for its delay and
+    /// when the session ends. Nothing for a session that is not stored.
+    fn record_session(&mut self, key: SessionKey, will: Option<&Will>) {
+        let Some(e) = self.sessions.get(key).filter(|e| e.persisted) else {
+            return;
+        };
+        let online = e.conn.is_some();
+        let (will, will_due) = match (online, e.pending_will.as_deref()) {
+            (true, _) => (will.cloned().map(Box::new), None),
+            (false, Some((w, due))) => (Some(Box::new(w.clone())), Some(*due)),
+            (false, None) => (None, None),
+        };
+        let op = StoreOp::PutSession {
+            client_id: e.client_id.clone(),
+            protocol: e.protocol,
+            expiry_interval: e.expiry_interval,
+            user_name: e.username.clone(),
+            will,
+            will_due,
+            expires_at: e.expires_at.filter(|_| !online),
+        };
+        self.record(|| op);
     }
 
     /// Arms an offline session's expiry timer.
@@ -378,7 +407,11 @@ impl Broker {
             return;
         };
         match entry.pending_will.take().map(|w| *w) {
-            Some((will, due)) if due <= now => self.publish_will(now, Some(key), will),
+            Some((will, due)) if due <= now => {
+                self.publish_will(now, Some(key), will);
+                // Published: a restart does not owe it again.
+                self.record_session(key, None);
+            }
             // Cancelled or re-armed since: put it back.
             other => entry.pending_will = other.map(Box::new),
         }

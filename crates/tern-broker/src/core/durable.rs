@@ -26,8 +26,11 @@
 //! connection (client identifier, protocol level, Session Expiry Interval)
 //! and their subscriptions; QoS 1/2 messages queued or in flight to them
 //! (a body once per message, an entry per session, deleted when the flow
-//! ends) and the QoS 2 ones owed a PUBREL; incoming QoS 2 state. Not yet:
-//! wills, expiry deadlines (ARCHITECTURE.md, tern-store).
+//! ends) and the QoS 2 ones owed a PUBREL; incoming QoS 2 state; the
+//! user name, the will (online: owed if the broker stops; offline: waiting
+//! for its delay) and the deadlines (session end, will due, message expiry)
+//! as core [`Instant`]s, which the shell stores as wall-clock time so that
+//! they count the time the broker was down.
 //!
 //! A QoS 2 message from a stored session is held from its online
 //! subscribers too: their connections' output is gated on the batch that
@@ -62,8 +65,9 @@ pub enum StoreOp {
         /// Its topic.
         topic: TopicName,
     },
-    /// A session that outlives its connection was created, resumed, or
-    /// had its Session Expiry Interval changed.
+    /// A session that outlives its connection was created or resumed
+    /// (its client online), or its client went offline, or its delayed
+    /// will was published: the whole session record as it stands now.
     PutSession {
         /// Its client identifier.
         client_id: MqttString,
@@ -71,6 +75,17 @@ pub enum StoreOp {
         protocol: u8,
         /// Its Session Expiry Interval in seconds (`u32::MAX`: never).
         expiry_interval: u32,
+        /// The user name its client authenticated as (the authorization
+        /// checks of its deliveries and its will use it, offline too).
+        user_name: Option<MqttString>,
+        /// Online: its client's will (owed if the broker stops without the
+        /// client's DISCONNECT). Offline: the will waiting for its Will
+        /// Delay Interval.
+        will: Option<Box<Will>>,
+        /// Offline: when the waiting will is due.
+        will_due: Option<Instant>,
+        /// Offline: when the session ends (`None`: never, or online).
+        expires_at: Option<Instant>,
     },
     /// A stored session ended (clean start, expiry, or an interval of 0):
     /// its subscriptions go with it.
@@ -102,6 +117,8 @@ pub enum StoreOp {
         qos: QoS,
         /// Its RETAIN flag as published.
         retain: bool,
+        /// When its Message Expiry Interval, counted from its arrival, ends.
+        expires_at: Option<Instant>,
     },
     /// A QoS 1 or 2 message was queued for a stored session.
     PutQueue {
@@ -111,8 +128,23 @@ pub enum StoreOp {
         seq: u64,
         /// The QoS it is delivered with.
         qos: QoS,
-        /// The first Subscription Identifier it is delivered with.
-        subscription_id: Option<SubscriptionId>,
+        /// The Subscription Identifiers it is delivered with.
+        subscription_ids: Vec<SubscriptionId>,
+    },
+    /// A stored session's QoS 1 or 2 message went in flight to its client
+    /// with a packet identifier: a restart resends it with that identifier
+    /// and DUP set [MQTT-4.4.0-1].
+    SentQueue {
+        /// The session.
+        client_id: MqttString,
+        /// Its place in the session's queue.
+        seq: u64,
+        /// The QoS it is delivered with.
+        qos: QoS,
+        /// Its packet identifier.
+        packet_id: tern_codec::PacketId,
+        /// The Subscription Identifiers it is delivered with.
+        subscription_ids: Vec<SubscriptionId>,
     },
     /// A stored session's QoS 2 message got its PUBREC: its PUBREL is owed
     /// (a restart resends PUBREL, never the PUBLISH). The connection's
@@ -126,7 +158,8 @@ pub enum StoreOp {
         packet_id: tern_codec::PacketId,
     },
     /// A stored session's message finished its flow (PUBACK, PUBCOMP, or
-    /// a failing PUBREC), or was dropped.
+    /// a failing PUBREC), or was dropped (expired, too large, pushed out of
+    /// a full queue).
     DeleteQueue {
         /// The session.
         client_id: MqttString,

@@ -51,6 +51,9 @@ pub enum Limit {
     /// A PUBLISH, SUBSCRIBE or CONNECT while the broker holds
     /// `max_memory` bytes for its clients.
     Memory,
+    /// A PUBLISH or SUBSCRIBE from a client the broker holds
+    /// `max_memory_per_client` bytes for.
+    ClientMemory,
 }
 
 impl Limit {
@@ -65,6 +68,7 @@ impl Limit {
             Self::ConnectionRate => "connections_per_second_per_address",
             Self::ListenerConnectionRate => "connections_per_second_per_listener",
             Self::Memory => "max_memory",
+            Self::ClientMemory => "max_memory_per_client",
         }
     }
 }
@@ -82,6 +86,7 @@ impl std::fmt::Display for Limit {
             Self::ConnectionRate => "connection rate",
             Self::ListenerConnectionRate => "listener connection rate",
             Self::Memory => "memory budget",
+            Self::ClientMemory => "memory budget per client",
         };
         write!(f, "{what} ({})", self.setting())
     }

@@ -19,11 +19,24 @@
 //!
 //! The estimates err high. At the budget: a PUBLISH is refused (QoS 0
 //! dropped and counted; QoS 1/2 MQTT 5 PUBACK/PUBREC 0x97 Quota exceeded,
-//! MQTT 3.1.1 the connection closed, never acknowledged and dropped), a
+//! MQTT 3.1.1 the connection closed, never acknowledged and dropped, its
+//! QoS 2 packet identifier not kept, so the resend is a new message), a
 //! new subscription gets SUBACK 0x97 (3.1.1: 0x80), a CONNECT gets CONNACK
 //! 0x89 Server busy (3.1.1: return code 3), and QoS 0 messages routed from
 //! elsewhere (wills, other nodes) are dropped before they are queued. Each
-//! is counted as [`Drops::memory_limit`](super::Drops::memory_limit).
+//! is counted as [`Drops::memory_limit`](super::Drops::memory_limit), and
+//! what a client sent is reported as a `BrokerEvent::Refused`.
+//!
+//! One client's share
+//! ([`BrokerConfig::max_memory_per_client`](super::BrokerConfig::max_memory_per_client))
+//! is what the same account holds for its client identifier: its session,
+//! its subscriptions, its connection and the retained messages it owns.
+//! At it, that client's PUBLISH is refused as at the budget and its new
+//! subscriptions get 0x97, counted as
+//! [`Drops::client_memory_limit`](super::Drops::client_memory_limit), and
+//! messages for it are not queued (its retained messages are not looked
+//! up for that: a delivery costs no owner lookup). So one anonymous client
+//! cannot spend the whole budget and stop the others.
 
 use super::{Broker, ConnId, SessionKey};
 use tern_session::ServerSession;
@@ -139,6 +152,40 @@ impl Broker {
         self.config
             .max_memory
             .is_some_and(|max| self.memory_use().total() >= max)
+    }
+
+    /// What client `key`'s share counts now: its session, subscriptions
+    /// and connection, and with `retained` the retained messages it owns.
+    pub(super) fn client_bytes(&self, key: SessionKey, retained: bool) -> usize {
+        let Some(entry) = self.sessions.get(key) else {
+            return 0;
+        };
+        let conn = entry
+            .conn
+            .and_then(|c| self.conns.get(c.key()))
+            .map_or(0, |c| c.counted);
+        let owned = if retained {
+            self.retained.owned_by(entry.client_id.as_bytes()).1
+        } else {
+            0
+        };
+        entry.counted + entry.subscription_bytes + conn + owned
+    }
+
+    /// Whether client `key` holds its share of the memory: its PUBLISHes
+    /// and new subscriptions are refused.
+    pub(super) fn client_over_share(&self, key: SessionKey) -> bool {
+        self.config
+            .max_memory_per_client
+            .is_some_and(|max| self.client_bytes(key, true) >= max)
+    }
+
+    /// Whether a message for client `key` is not queued: its session,
+    /// subscriptions and connection hold its share.
+    pub(super) fn recipient_over_share(&self, key: SessionKey) -> bool {
+        self.config
+            .max_memory_per_client
+            .is_some_and(|max| self.client_bytes(key, false) >= max)
     }
 
     /// The shell holds `bytes` for this connection now (its read buffer,

@@ -747,6 +747,7 @@ impl Broker {
                         .get_mut(id.key())
                         .and_then(|c| take(&mut c.server));
                 }
+                self.record_outgoing(id);
                 if let Some((out, len, publish)) = out {
                     self.stats.bytes_sent += len as u64;
                     self.stats.packets_sent += 1;
@@ -824,6 +825,52 @@ impl Broker {
             self.record(|| op(client_id));
             if gate {
                 self.gate_since(conn, recorded);
+            }
+        }
+    }
+
+    /// Records what happened to stored messages on their way out to
+    /// `conn`: the packet identifier each went in flight with (a restart
+    /// resends it with that identifier and DUP [MQTT-4.4.0-1]), and the
+    /// deletion of each sent at QoS 0 or dropped undelivered (expired, too
+    /// large).
+    ///
+    /// Not gated: the PUBLISH is already written when its identifier is
+    /// known. A broker that dies before this is synced sends the message
+    /// again as a new PUBLISH with a new identifier.
+    fn record_outgoing(&mut self, conn: ConnId) {
+        if self.durable.is_none() {
+            return;
+        }
+        let mut notes = Vec::new();
+        if let Some(session) = self
+            .conns
+            .get_mut(conn.key())
+            .and_then(|c| c.server.session_mut())
+        {
+            session.drain_outgoing_notes(|n| notes.push(n));
+        }
+        for note in notes {
+            match note {
+                tern_session::OutgoingNote::Sent {
+                    tag,
+                    packet_id,
+                    qos,
+                    subscription_ids,
+                } => self.record_for(conn, false, |client_id| StoreOp::SentQueue {
+                    client_id,
+                    seq: tag.get(),
+                    qos,
+                    packet_id,
+                    subscription_ids,
+                }),
+                tern_session::OutgoingNote::Delivered { tag }
+                | tern_session::OutgoingNote::Dropped { tag } => {
+                    self.record_for(conn, false, |client_id| StoreOp::DeleteQueue {
+                        client_id,
+                        seq: tag.get(),
+                    })
+                }
             }
         }
     }

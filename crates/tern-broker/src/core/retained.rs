@@ -22,8 +22,9 @@
 //! - Each message kept for a client's PUBLISH (or will) remembers that
 //!   client's identifier (its owner, until another client's message
 //!   replaces it), and `by_owner` holds each owner's count and bytes,
-//!   within the per-client [`RetainedLimits`]. Messages restored from the
-//!   store or published by the broker have no owner.
+//!   within the per-client [`RetainedLimits`]. A durable store keeps the
+//!   owner, so restored messages count again; messages published by the
+//!   broker have none.
 
 use super::Store;
 use core::time::Duration;
@@ -69,11 +70,10 @@ pub(super) enum Applied {
     OverLimit,
 }
 
-/// A kept message and the client that owns it.
+/// A kept message (with the client that owns it).
 #[derive(Debug)]
 struct Kept {
     message: RetainedMessage,
-    owner: Option<MqttString>,
     /// Which message this is: a number no other message kept on any topic
     /// had or will have, so a [`Backlog`] entry can tell whether its topic
     /// still holds the message it matched.
@@ -131,13 +131,19 @@ impl Retained {
         self.payload_bytes
     }
 
-    /// One loaded from the store at start-up (it has no owner).
+    /// One loaded from the store at start-up: it counts against its
+    /// owner's limit again.
     pub(super) fn restore(&mut self, topic: TopicName, message: RetainedMessage) {
-        self.bytes += message.held_bytes();
+        let held = message.held_bytes();
+        self.bytes += held;
         self.payload_bytes += message.publish.payload.len();
+        if let Some(owner) = &message.owner {
+            let entry = self.by_owner.entry(owner.clone()).or_insert((0, 0));
+            entry.0 += 1;
+            entry.1 += held;
+        }
         let kept = Kept {
             message,
-            owner: None,
             seq: self.seq(),
         };
         if let Some(old) = self.index.insert(topic, kept) {
@@ -167,7 +173,7 @@ impl Retained {
         let held = old.message.held_bytes();
         self.bytes -= held;
         self.payload_bytes -= old.message.publish.payload.len();
-        if let Some(owner) = &old.owner {
+        if let Some(owner) = &old.message.owner {
             if let Some((count, bytes)) = self.by_owner.get_mut(owner) {
                 *count -= 1;
                 *bytes -= held;
@@ -201,7 +207,8 @@ impl Retained {
             }
             return Applied::Kept;
         }
-        let message = RetainedMessage::new(publish, now);
+        let mut message = RetainedMessage::new(publish, now);
+        message.owner = owner.cloned();
         let held = message.held_bytes();
         let old = self.index.get(topic);
         let old_bytes = old.map(|k| k.message.held_bytes());
@@ -214,7 +221,7 @@ impl Retained {
             // What it owns after this: the topic's old message counts
             // against it no more if it was its own.
             let (mut n, mut b) = self.owned_by(owner.as_bytes());
-            if let Some(old) = old.filter(|k| k.owner.as_ref() == Some(owner)) {
+            if let Some(old) = old.filter(|k| k.message.owner.as_ref() == Some(owner)) {
                 n -= 1;
                 b -= old.message.held_bytes();
             }
@@ -227,8 +234,7 @@ impl Retained {
         // slice of the PUBLISH would keep its whole read buffer alive.
         let key = TopicName::from_bytes(message.publish.topic.as_shared_bytes().clone())
             .unwrap_or_else(|_| topic.clone());
-        let owner = owner.cloned();
-        if let Some(owner) = &owner {
+        if let Some(owner) = &message.owner {
             let entry = self.by_owner.entry(owner.clone()).or_insert((0, 0));
             entry.0 += 1;
             entry.1 += held;
@@ -236,11 +242,7 @@ impl Retained {
         self.bytes += held;
         self.payload_bytes += message.publish.payload.len();
         let seq = self.seq();
-        let kept = Kept {
-            message,
-            owner,
-            seq,
-        };
+        let kept = Kept { message, seq };
         if let Some(old) = self.index.insert(key, kept) {
             self.forget(&old);
         }
@@ -390,6 +392,9 @@ pub struct RetainedMessage {
     pub publish: Publish,
     /// When the broker received it, for its Message Expiry Interval.
     pub stored_at: Instant,
+    /// The client that published it (its per-client retained limit
+    /// counts it); `None`: the broker's own.
+    pub owner: Option<MqttString>,
 }
 
 impl RetainedMessage {
@@ -416,6 +421,7 @@ impl RetainedMessage {
         Self {
             publish: stored,
             stored_at: now,
+            owner: None,
         }
     }
 
@@ -440,10 +446,16 @@ impl RetainedMessage {
 
     /// Whether its Message Expiry Interval has passed.
     pub fn is_expired(&self, now: Instant) -> bool {
+        self.expires_at().is_some_and(|at| now >= at)
+    }
+
+    /// When its Message Expiry Interval, counted from when it was stored,
+    /// ends (`None`: it has none).
+    pub fn expires_at(&self) -> Option<Instant> {
         self.publish
             .properties
             .message_expiry_interval
-            .is_some_and(|secs| now >= self.stored_at + Duration::from_secs(u64::from(secs)))
+            .map(|secs| self.stored_at + Duration::from_secs(u64::from(secs)))
     }
 
     /// The PUBLISH for a new subscriber at `granted` QoS: RETAIN set, QoS

@@ -53,7 +53,11 @@ impl Broker {
             return;
         }
         if self.over_budget() {
-            self.refuse_over_budget(now, conn, &publish, ack);
+            self.refuse_over_budget(now, conn, &publish, ack, Limit::Memory);
+            return;
+        }
+        if self.client_over_share(key) {
+            self.refuse_over_budget(now, conn, &publish, ack, Limit::ClientMemory);
             return;
         }
         // Storage operations recorded before this PUBLISH: any more after
@@ -191,14 +195,18 @@ impl Broker {
             self.stats.messages_dropped += 1;
             ReasonCode::TopicNameInvalid
         } else {
+            if let Some(token) = ack {
+                c.server.drop_unanswered(token);
+            }
             c.server.close(now, ReasonCode::TopicNameInvalid);
             ReasonCode::TopicNameInvalid
         };
         self.limit_refused(conn, limit, what, reason);
     }
 
-    /// A PUBLISH while the memory budget is spent (`memory.rs`) is refused,
-    /// neither routed nor retained. QoS 0 is dropped and counted (it has no
+    /// A PUBLISH while the memory budget, or its client's share of it, is
+    /// spent (`memory.rs`, `limit`) is refused, neither routed nor retained.
+    /// QoS 0 is dropped, counted and reported (it has no
     /// acknowledgement). MQTT 5 QoS 1/2 get PUBACK/PUBREC 0x97 Quota
     /// exceeded (3.4.2.1, 3.5.2.1). MQTT 3.1.1 has no failure code there:
     /// the connection is closed, as [MQTT-3.3.5-2] allows, so the message
@@ -209,25 +217,27 @@ impl Broker {
         conn: ConnId,
         publish: &Publish,
         ack: Option<AckToken>,
+        limit: Limit,
     ) {
         self.stats.messages_dropped += 1;
         let Some(c) = self.conns.get_mut(conn.key()) else {
             return;
         };
         let code = ReasonCode::QuotaExceeded;
+        // QoS 0 has nothing to answer, but is reported like the others (the
+        // shell's refusal log thins a flood of them per connection).
         match ack {
-            None => {
-                // Counted, not logged: a flood of them is one log line each.
-                self.stats.drops.memory_limit += 1;
-                return;
-            }
+            None => {}
             Some(token) if c.server.version().is_v5() => {
                 let _ = c.server.ack(now, token, code);
             }
-            Some(_) => c.server.close(now, code),
+            Some(token) => {
+                c.server.drop_unanswered(token);
+                c.server.close(now, code);
+            }
         }
         let what = super::Refusal::Publish(super::compact(&publish.topic));
-        self.limit_refused(conn, Limit::Memory, what, code);
+        self.limit_refused(conn, limit, what, code);
     }
 
     /// Applies a message's retain flag and routes it; returns how many
@@ -337,7 +347,8 @@ impl Broker {
             return Routed::default();
         }
         // A QoS 1/2 message to a stored session is stored: numbered here,
-        // its body written with its first queue entry.
+        // its body written with its first queue entry (a QoS 0 one only
+        // for offline sessions under `queue_qos0`, numbered below).
         let tag = match self.durable.as_mut() {
             Some(d) if publish.qos != QoS::AtMostOnce => Some(d.message_id()),
             _ => None,
@@ -355,16 +366,55 @@ impl Broker {
         });
         let mut taken = 0;
         let mut body_stored = false;
+        // A QoS 0 delivery is stored only for an offline stored session
+        // with `queue_qos0` on; any other goes with an untagged body (a
+        // tagged one is reported on its way out, to delete its entry).
+        let mut untagged: Option<Arc<MessageBody>> = None;
+        let mut tagged_qos0: Option<Arc<MessageBody>> = None;
         for d in deliveries.drain(..) {
+            let qos = publish.qos.min(d.qos);
+            let stores_qos0 = qos == QoS::AtMostOnce
+                && self.config.queue_qos0_offline
+                && self
+                    .sessions
+                    .get(d.to)
+                    .is_some_and(|e| e.persisted && e.conn.is_none());
+            let delivered = match (qos, stores_qos0, body.tag) {
+                (QoS::AtMostOnce, false, Some(_)) => untagged
+                    .get_or_insert_with(|| {
+                        Arc::new(MessageBody {
+                            tag: None,
+                            ..(*body).clone()
+                        })
+                    })
+                    .clone(),
+                (QoS::AtMostOnce, true, None) => match self.durable.as_mut() {
+                    Some(dur) => tagged_qos0
+                        .get_or_insert_with(|| {
+                            let tag = Some(dur.message_id());
+                            Arc::new(MessageBody {
+                                tag,
+                                ..(*body).clone()
+                            })
+                        })
+                        .clone(),
+                    None => body.clone(),
+                },
+                _ => body.clone(),
+            };
+            let tag = delivered.tag;
             let out = tern_session::Delivery {
-                body: body.clone(),
-                qos: publish.qos.min(d.qos),
+                body: delivered.clone(),
+                qos,
                 retain: d.retain,
                 packet_id: None,
                 subscription_ids: d.subscription_ids,
             };
-            let qos = out.qos;
-            let subscription_id = out.subscription_ids.first().copied();
+            let subscription_ids = if tag.is_some() {
+                out.subscription_ids.clone()
+            } else {
+                Vec::new()
+            };
             let took = self.deliver(now, d.to, out);
             taken += usize::from(took);
             if took {
@@ -374,22 +424,27 @@ impl Broker {
                     dur.routed_to(conn);
                 }
             }
-            if let (true, Some(tag), false) = (took, tag, qos == QoS::AtMostOnce) {
+            if let (true, Some(tag)) = (took, tag) {
                 if let Some(client_id) = self.stored_client_id(d.to) {
                     if !core::mem::replace(&mut body_stored, true) {
-                        let body = body.clone();
+                        let body = delivered;
+                        let expires_at = publish
+                            .properties
+                            .message_expiry_interval
+                            .map(|secs| now + core::time::Duration::from_secs(u64::from(secs)));
                         self.record(|| StoreOp::PutBody {
                             id: tag.get(),
                             body,
                             qos: publish.qos,
                             retain: publish.retain,
+                            expires_at,
                         });
                     }
                     self.record(|| StoreOp::PutQueue {
                         client_id,
                         seq: tag.get(),
                         qos,
-                        subscription_id,
+                        subscription_ids,
                     });
                 }
             }
@@ -432,6 +487,14 @@ impl Broker {
             self.stats.messages_dropped += 1;
             self.stats.drops.memory_limit += 1;
             return true;
+        }
+        if self.recipient_over_share(to) {
+            // Its client holds its share of the memory: not queued, a full
+            // queue's drop (QoS 0 promises nothing more; a QoS 1/2 message
+            // nobody took is refused to its publisher).
+            self.stats.messages_dropped += 1;
+            self.stats.drops.queue_full += 1;
+            return message.qos == QoS::AtMostOnce;
         }
         let Some(entry) = self.sessions.get_mut(to) else {
             return false;
@@ -542,6 +605,11 @@ impl Broker {
                 // exceeded (3.9.3); 3.1.1 gets 0x80 [MQTT-3.9.3-2], below.
                 let what = super::Refusal::Subscribe(super::compact(&requested.filter));
                 self.limit_refused(conn, Limit::Memory, what, ReasonCode::QuotaExceeded);
+                ReasonCode::QuotaExceeded
+            } else if !replaces && self.client_over_share(key) {
+                // Its client holds its share of the memory: the same.
+                let what = super::Refusal::Subscribe(super::compact(&requested.filter));
+                self.limit_refused(conn, Limit::ClientMemory, what, ReasonCode::QuotaExceeded);
                 ReasonCode::QuotaExceeded
             } else if shared && !self.config.server.shared_subscriptions {
                 ReasonCode::SharedSubscriptionsNotSupported

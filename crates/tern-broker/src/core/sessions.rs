@@ -55,6 +55,9 @@ pub(super) struct SessionEntry {
     pub(super) offline: Option<Box<ServerSession>>,
     /// Seconds it outlives its connection (`u32::MAX`: never).
     pub(super) expiry_interval: u32,
+    /// The protocol level of its client's last CONNECT (3, 4 or 5), for
+    /// the durable store's record.
+    pub(super) protocol: u8,
     /// When it ends, while offline.
     pub(super) expires_at: Option<Instant>,
     /// A will waiting for its delay.
@@ -78,6 +81,7 @@ impl SessionEntry {
             conn: None,
             offline: None,
             expiry_interval: 0,
+            protocol: 5,
             expires_at: None,
             pending_will: None,
             persisted: false,

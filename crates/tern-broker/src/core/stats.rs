@@ -73,11 +73,15 @@ pub struct Drops {
     /// one dropped, also when routed from a will or another node), a new
     /// subscription, or a CONNECT.
     pub memory_limit: u64,
+    /// Refused at a client's share of the memory
+    /// (`max_memory_per_client`): its PUBLISH (a QoS 0 one dropped) or new
+    /// subscription; a message for it not queued is a `queue_full` drop.
+    pub client_memory_limit: u64,
 }
 
 impl Drops {
     /// Every reason, with the label `/metrics` gives it.
-    pub fn by_reason(&self) -> [(&'static str, u64); 12] {
+    pub fn by_reason(&self) -> [(&'static str, u64); 13] {
         [
             ("queue_full", self.queue_full),
             ("too_large", self.too_large),
@@ -91,10 +95,11 @@ impl Drops {
             ("queue_limit", self.queue_limit),
             ("connection_rate_limit", self.connection_rate_limit),
             ("memory_limit", self.memory_limit),
+            ("client_memory_limit", self.client_memory_limit),
         ]
     }
 
-    /// Refusals at a resource limit (issue 13), all six reasons together:
+    /// Refusals at a resource limit (issue 13), all seven reasons together:
     /// `$SYS/broker/limits/refused`.
     pub fn limit_refusals(&self) -> u64 {
         self.topic_limit
@@ -103,6 +108,7 @@ impl Drops {
             + self.queue_limit
             + self.connection_rate_limit
             + self.memory_limit
+            + self.client_memory_limit
     }
 
     /// Counts one refusal at `limit`.
@@ -119,6 +125,7 @@ impl Drops {
                 &mut self.connection_rate_limit
             }
             Limit::Memory => &mut self.memory_limit,
+            Limit::ClientMemory => &mut self.client_memory_limit,
         } += 1;
     }
 }

@@ -45,6 +45,12 @@ pub struct StoredSession {
     pub expires_at: Option<Instant>,
     /// A will waiting for its Will Delay Interval, and when it is due.
     pub pending_will: Option<(Will, Instant)>,
+    /// The will of a client that was connected when the broker stopped
+    /// (a durable store keeps it from the CONNECT): that connection ended
+    /// without a DISCONNECT, so the will is owed after its delay.
+    pub lost_will: Option<Will>,
+    /// The user name its client last authenticated as.
+    pub username: Option<MqttString>,
 }
 
 /// Persistence for sessions and retained messages.
@@ -99,6 +105,19 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// A store holding `state` (what a durable store loaded), every field
+    /// of each session kept.
+    pub fn from_state(state: StoredState) -> Self {
+        Self {
+            sessions: state
+                .sessions
+                .into_iter()
+                .map(|s| (s.session.client_id().clone(), s))
+                .collect(),
+            retained: state.retained.into_iter().collect(),
+        }
+    }
 }
 
 impl Store for MemoryStore {
@@ -124,6 +143,8 @@ impl Store for MemoryStore {
                 expiry_interval,
                 expires_at: None,
                 pending_will: None,
+                lost_will: None,
+                username: None,
             },
         );
     }

@@ -285,6 +285,15 @@ impl BrokerSettings {
             .resolve(super::memory_budget::machine_memory())
             .map_or("none".to_string(), |b| format!("{b} bytes"));
         let _ = writeln!(out, "max_memory = {} # {budget}", l.max_memory);
+        let share = l
+            .max_memory_per_client
+            .share_of(l.max_memory.resolve(super::memory_budget::machine_memory()))
+            .map_or("none".to_string(), |b| format!("{b} bytes"));
+        let _ = writeln!(
+            out,
+            "max_memory_per_client = {} # {share}",
+            l.max_memory_per_client
+        );
         let _ = writeln!(
             out,
             "publisher_backpressure = {}",

@@ -188,6 +188,8 @@ struct Driver {
     /// The storage thread, with a data directory: each batch the core cuts
     /// goes to it after each input (see `storage.rs`).
     storage: Option<tern_store::Storage>,
+    /// With `storage`: the wall clock at the core's time zero.
+    clock: Option<super::storage::WallClock>,
     /// Connections whose read half is parked and may be read again once
     /// the core's events for this input are handled (a `PauseReading`
     /// among them keeps it parked).
@@ -243,18 +245,25 @@ pub(crate) async fn run(
     // core's credit allows.
     let (reports, mut report_rx) = mpsc::unbounded_channel();
     // With a data directory: start from what it holds, and feed it.
-    let mut memory = crate::MemoryStore::new();
-    let (storage, mut synced) = match store {
-        Some(opened) => {
-            memory = super::storage::memory_store(&opened.state);
-            (Some(opened.storage), Some(opened.synced))
-        }
-        None => (None, None),
+    let (memory, storage, mut synced, clock) = match store {
+        Some(opened) => (
+            crate::MemoryStore::from_state(opened.state),
+            Some(opened.storage),
+            Some(opened.synced),
+            Some(opened.clock),
+        ),
+        None => (crate::MemoryStore::new(), None, None, None),
     };
     let mut driver = Driver::new(
         Broker::with_hooks(config, Instant::ZERO, Box::new(memory), auth),
         reports,
     );
+    // The core's time zero is when the store read the wall clock: its
+    // deadlines were loaded against it.
+    if let Some(clock) = clock {
+        driver.start = clock.zero;
+        driver.clock = Some(clock);
+    }
     // Password hashes are computed off this task (see `checks.rs`); with
     // no threads for them, here.
     let (checker, mut checked) = super::checks::Checker::new(check_threads, check_nice);
@@ -427,6 +436,7 @@ impl Driver {
             closing: BTreeMap::new(),
             refused_gone: std::collections::BTreeSet::new(),
             storage_state: super::metrics::StorageState::Memory,
+            clock: None,
             reports,
             scratch: BytesMut::new(),
             scratch_owner: None,
@@ -681,8 +691,8 @@ impl Driver {
                 }
             }
             while let Some(batch) = self.broker.poll_store() {
-                if let Some(storage) = &self.storage {
-                    storage.submit(batch.seq, super::storage::ops(batch.ops));
+                if let (Some(storage), Some(clock)) = (&self.storage, self.clock) {
+                    storage.submit(batch.seq, super::storage::ops(batch.ops, clock));
                 }
             }
             while let Some(out) = self.broker.poll_cluster() {

@@ -206,20 +206,33 @@ const HEAD_PEEK: usize = 4096;
 /// it: until then a half-sent upgrade request waits in the kernel's socket
 /// buffer, not in buffers of ours (tungstenite allocates 8 KiB per
 /// handshake; issue 13, ws-half-open). The peek buffer lives on the stack
-/// only while the socket is looked at.
+/// only while the socket is looked at, and each look scans only the bytes
+/// that are new since the last one.
+///
+/// A client that closes before its head ends is an `UnexpectedEof` error:
+/// its bytes stay in the socket and a closed socket stays readable, so
+/// waiting for more would look at the same bytes again and again, at once,
+/// until the handshake timeout (ws-half-open: 300 attackers closing at the
+/// same moment kept both cores busy and stalled every client for seconds).
 async fn request_head_arrived(socket: &tokio::net::TcpStream) -> io::Result<()> {
     use futures_util::FutureExt;
+    use tokio::io::Interest;
+    // Bytes already scanned for the blank line (less its last 3, which may
+    // start it).
+    let mut scanned = 0;
     loop {
-        socket.readable().await?;
-        let arrived = socket.try_io(tokio::io::Interest::READABLE, || {
+        let ready = socket.ready(Interest::READABLE).await?;
+        let arrived = socket.try_io(Interest::READABLE, || {
             let mut buf = [0u8; HEAD_PEEK];
             let n = socket
                 .peek(&mut buf)
                 .now_or_never()
                 .unwrap_or_else(|| Err(io::ErrorKind::WouldBlock.into()))?;
-            if n == 0 || n == HEAD_PEEK || buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+            let from = scanned.min(n).saturating_sub(3);
+            if n == 0 || n == HEAD_PEEK || buf[from..n].windows(4).any(|w| w == b"\r\n\r\n") {
                 Ok(())
             } else {
+                scanned = n;
                 // Not all there: wait for more bytes (this clears the
                 // readiness the bytes already seen set).
                 Err(io::ErrorKind::WouldBlock.into())
@@ -227,6 +240,12 @@ async fn request_head_arrived(socket: &tokio::net::TcpStream) -> io::Result<()> 
         });
         match arrived {
             Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && ready.is_read_closed() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed before its upgrade request head ended",
+                ));
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
         }
@@ -415,5 +434,42 @@ mod tests {
         let mut all = [0u8; 128];
         let n = server.peek(&mut all).await.unwrap();
         assert_eq!(n, head.len() + 2, "nothing was read");
+    }
+
+    /// A client that closes before its request head ends ends the wait with
+    /// an error. Its bytes stay in the socket, and a closed socket stays
+    /// readable: before, each peek found the same unfinished head and
+    /// looked again at once, never yielding (ws-half-open: 300 attackers
+    /// closing together took every worker thread, and the broker served
+    /// nobody). The wait runs on a thread of its own so that the old
+    /// behaviour fails here rather than hangs.
+    #[test]
+    fn a_request_head_closed_before_it_ends_is_not_waited_for() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let waited = rt.block_on(async {
+                let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+                    .await
+                    .unwrap();
+                let (server, _) = listener.accept().await.unwrap();
+                client
+                    .write_all(b"GET /mqtt HTTP/1.1\r\nHost: h\r\nX-Pad: a\r\n")
+                    .await
+                    .unwrap();
+                drop(client);
+                request_head_arrived(&server).await
+            });
+            let _ = tx.send(waited);
+        });
+        let waited = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the wait ends once the client has closed");
+        let e = waited.expect_err("an unfinished head is an error");
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}");
     }
 }

@@ -267,7 +267,8 @@ impl Collector for SnapshotCollector {
              PUBLISH), and the resource limits: topic_limit (PUBLISH or will), \
              subscription_limit (SUBSCRIBE filter), retained_limit (not retained), \
              queue_limit (PUBLISH refused 0x97), connection_rate_limit (CONNECT \
-             refused 0x9F).",
+             refused 0x9F), memory_limit (max_memory), client_memory_limit \
+             (max_memory_per_client).",
             None,
             "reason",
             &t.drops.by_reason(),

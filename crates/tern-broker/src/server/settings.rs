@@ -247,6 +247,15 @@ pub struct Limits {
     /// 0x80) and CONNECT gets CONNACK 0x89 (3.1.1: return code 3).
     #[serde(deserialize_with = "super::memory_budget::max_memory")]
     pub max_memory: super::memory_budget::MaxMemory,
+    /// What one client (by client identifier) may make the broker hold
+    /// (its queued and in-flight messages, subscriptions, connection
+    /// buffers, and the retained messages it owns): bytes, or `"N%"` of
+    /// `max_memory`; 0: no share. Default `"10%"`. Past it, that client's
+    /// PUBLISH is refused as at `max_memory` and its new subscriptions get
+    /// SUBACK 0x97, and messages for it are not queued; other clients go
+    /// on.
+    #[serde(deserialize_with = "super::memory_budget::max_memory_per_client")]
+    pub max_memory_per_client: super::memory_budget::MaxMemory,
 }
 
 impl Default for Limits {
@@ -279,6 +288,7 @@ impl Default for Limits {
             connections_per_second_per_address: 0,
             connections_per_second_per_listener: 0,
             max_memory: super::memory_budget::MaxMemory::default(),
+            max_memory_per_client: super::memory_budget::DEFAULT_MAX_MEMORY_PER_CLIENT,
         }
     }
 }
@@ -383,6 +393,7 @@ impl BrokerSettings {
             core::num::NonZeroU32::new(l.connections_per_second_per_listener);
         config.durable = self.storage.dir.is_some();
         config.max_memory = l.max_memory.resolve(super::memory_budget::machine_memory());
+        config.max_memory_per_client = l.max_memory_per_client.share_of(config.max_memory);
         config.client_id_prefix = self
             .security
             .clientid_prefixes
@@ -538,6 +549,7 @@ mod tests {
             "connections_per_second_per_address",
             "connections_per_second_per_listener",
             "max_memory",
+            "max_memory_per_client",
             "sync",
             "sync_interval_ms",
         ] {

@@ -12,12 +12,18 @@
 //! batch promised. At start-up the store's sessions, subscriptions, queued
 //! messages and retained messages become the core's [`StoredState`].
 //!
-//! Time across a restart: the core's clock starts at zero in each process,
-//! and the store keeps no mapping yet, so a restored offline session's
-//! expiry and a restored retained message's Message Expiry Interval count
-//! again from start-up (they live longer, never shorter).
+//! Time across a restart: the core's clock starts at zero in each process
+//! and reads no wall clock. This shell reads the wall clock once, when the
+//! store opens ([`WallClock`]), and the core's clock starts then; deadlines
+//! (when an offline session ends, when a waiting will is due, when a
+//! message expires) are stored as Unix milliseconds and loaded as the core's
+//! time again, so they count the time the broker was down. A message whose
+//! expiry passed while it was down is not loaded; one still alive is loaded
+//! with the Message Expiry Interval it has left. A session whose client was
+//! connected when the broker stopped has no end stored: its expiry counts
+//! from the restart.
 
-use crate::{MemoryStore, RetainedMessage, StoreOp, StoredSession, StoredState};
+use crate::{RetainedMessage, StoreOp, StoredSession, StoredState};
 use bytes::Bytes;
 #[cfg(feature = "server")]
 use serde::Deserialize;
@@ -29,8 +35,8 @@ use std::sync::Arc;
 #[cfg(feature = "server")]
 use std::time::Duration;
 use tern_codec::{
-    MqttString, Packet, ProtocolVersion, Publish, PublishProperties, QoS, RetainHandling,
-    SubscriptionId, SubscriptionOptions,
+    Connect, MqttString, Packet, ProtocolVersion, Publish, PublishProperties, QoS, RetainHandling,
+    SubscriptionId, SubscriptionOptions, Will,
 };
 use tern_session::{Instant, MessageBody, QueueLimits, ServerSession};
 use tern_store::record::{BodyRecord, Delivery, QueueRecord, SessionRecord, SubscriptionRecord};
@@ -85,13 +91,73 @@ pub enum SyncMode {
 }
 
 #[cfg(feature = "server")]
-/// An open store: the storage thread, what start-up loaded, and the
-/// channel its completions come back on (`Err`: the store failed, and no
-/// later batch will complete).
+/// An open store: the storage thread, what start-up loaded, the channel
+/// its completions come back on (`Err`: the store failed, and no later
+/// batch will complete), and the wall clock at the core's time zero.
 pub(crate) struct Opened {
     pub(crate) storage: Storage,
     pub(crate) state: StoredState,
     pub(crate) synced: mpsc::UnboundedReceiver<Result<u64, String>>,
+    pub(crate) clock: WallClock,
+}
+
+/// The wall clock at the core's time zero: the core's time is the time
+/// since `zero`, and `zero` was `zero_ms` Unix milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct WallClock {
+    /// The core's time zero (the driver's epoch).
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) zero: std::time::Instant,
+    zero_ms: u64,
+}
+
+impl WallClock {
+    /// A clock whose time zero was `zero_ms` Unix milliseconds, for a
+    /// driver with its own time (the crash simulator, which never reads
+    /// `zero`).
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "`zero` is only read by the server's driver; the simulator never reads it"
+    )]
+    pub fn fixed(zero_ms: u64) -> Self {
+        Self {
+            zero: std::time::Instant::now(),
+            zero_ms,
+        }
+    }
+
+    /// Reads the wall clock now: the core's time zero is now.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the shell reads the wall clock once, at start-up"
+    )]
+    pub(crate) fn start() -> Self {
+        let zero_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Self {
+            zero: std::time::Instant::now(),
+            zero_ms,
+        }
+    }
+
+    /// The core's time `at` in Unix milliseconds.
+    fn unix_ms(self, at: Instant) -> u64 {
+        self.zero_ms.saturating_add(at.as_nanos() / 1_000_000)
+    }
+
+    /// Unix milliseconds as the core's time (one already past: zero).
+    fn core(self, unix_ms: u64) -> Instant {
+        Instant::from_millis(unix_ms.saturating_sub(self.zero_ms))
+    }
+
+    /// The whole seconds (rounded up) left until `unix_ms` from the core's
+    /// time zero; `None` once it has passed.
+    fn seconds_left(self, unix_ms: u64) -> Option<u32> {
+        let left = unix_ms.checked_sub(self.zero_ms).filter(|&ms| ms > 0)?;
+        Some(u32::try_from(left.div_ceil(1000)).unwrap_or(u32::MAX))
+    }
 }
 
 #[cfg(feature = "server")]
@@ -105,7 +171,8 @@ pub(crate) fn open(
         return Ok(None);
     };
     let db = Db::open(dir)?;
-    let state = recover(&db, queue)?;
+    let clock = WallClock::start();
+    let state = recover(&db, queue, clock)?;
     let sync = match settings.sync {
         SyncMode::Always => Sync::Always,
         SyncMode::Interval => Sync::Interval(Duration::from_millis(settings.sync_interval_ms)),
@@ -118,6 +185,7 @@ pub(crate) fn open(
         storage,
         state,
         synced,
+        clock,
     }))
 }
 
@@ -125,7 +193,11 @@ pub(crate) fn open(
 /// [`Db::open`]): loads it, setting corrupt records aside with a log line,
 /// and returns the core's start-up state. `tern broker --data-dir` and the
 /// crash simulator both start here.
-pub fn recover(db: &Db, queue: QueueLimits) -> Result<StoredState, tern_store::StoreError> {
+pub fn recover(
+    db: &Db,
+    queue: QueueLimits,
+    clock: WallClock,
+) -> Result<StoredState, tern_store::StoreError> {
     let loaded = db.load()?;
     let place = db.path().display();
     if loaded.set_aside > 0 {
@@ -139,33 +211,20 @@ pub fn recover(db: &Db, queue: QueueLimits) -> Result<StoredState, tern_store::S
         loaded.sessions.len(),
         loaded.retained.len()
     );
-    stored_state(db, loaded, queue)
+    stored_state(db, loaded, queue, clock)
 }
 
-/// The store a broker starts from: what [`recover`] returned, in the
-/// in-memory [`MemoryStore`] the core loads at construction.
-pub fn memory_store(state: &StoredState) -> MemoryStore {
-    use crate::Store;
-    let mut memory = MemoryStore::new();
-    for s in &state.sessions {
-        memory.put_session(&s.session, &s.subscriptions, s.expiry_interval);
-    }
-    for (topic, message) in &state.retained {
-        memory.put_retained(topic, message);
-    }
-    memory
+/// The core's operations as tern-store's (its times as wall-clock time).
+pub fn ops(ops: Vec<StoreOp>, clock: WallClock) -> Vec<Op> {
+    ops.into_iter().map(|o| op(o, clock)).collect()
 }
 
-/// The core's operations as tern-store's.
-pub fn ops(ops: Vec<StoreOp>) -> Vec<Op> {
-    ops.into_iter().map(op).collect()
-}
-
-fn op(op: StoreOp) -> Op {
+fn op(op: StoreOp, clock: WallClock) -> Op {
+    let unix = |at: Option<Instant>| at.map(|at| clock.unix_ms(at));
     match op {
         StoreOp::PutRetained { topic, message } => Op::PutRetained {
             topic: text(topic.as_bytes()),
-            body: retained_body(&message),
+            body: retained_body(&message, unix(message.expires_at())),
         },
         StoreOp::DeleteRetained { topic } => Op::DeleteRetained {
             topic: text(topic.as_bytes()),
@@ -174,14 +233,18 @@ fn op(op: StoreOp) -> Op {
             client_id,
             protocol,
             expiry_interval,
+            user_name,
+            will,
+            will_due,
+            expires_at,
         } => Op::PutSession(SessionRecord {
             client_id: client_id.as_str().to_owned(),
             protocol,
             expiry_interval,
-            expires_at_ms: None,
-            user_name: None,
-            will: None,
-            will_due_ms: None,
+            expires_at_ms: unix(expires_at),
+            user_name: user_name.map(|u| u.as_str().to_owned()),
+            will: will.map(|w| will_bytes(*w)),
+            will_due_ms: unix(will_due),
         }),
         StoreOp::DeleteSession { client_id } => Op::DeleteSession(client_id.as_str().to_owned()),
         StoreOp::PutSubscription {
@@ -206,6 +269,7 @@ fn op(op: StoreOp) -> Op {
             body,
             qos,
             retain,
+            expires_at,
         } => Op::PutBody {
             id,
             body: BodyRecord {
@@ -214,14 +278,15 @@ fn op(op: StoreOp) -> Op {
                 qos: qos.as_u8(),
                 retain,
                 properties: properties_bytes(&body.properties),
-                expires_at_ms: None,
+                expires_at_ms: unix(expires_at),
+                owner: None,
             },
         },
         StoreOp::PutQueue {
             client_id,
             seq,
             qos,
-            subscription_id,
+            subscription_ids,
         } => Op::PutQueue {
             client_id: client_id.as_str().to_owned(),
             seq,
@@ -229,7 +294,29 @@ fn op(op: StoreOp) -> Op {
                 body: seq,
                 qos: qos.as_u8(),
                 delivery: Delivery::Queued,
-                subscription_id: subscription_id.map(SubscriptionId::get),
+                subscription_ids: subscription_ids
+                    .into_iter()
+                    .map(SubscriptionId::get)
+                    .collect(),
+            },
+        },
+        StoreOp::SentQueue {
+            client_id,
+            seq,
+            qos,
+            packet_id,
+            subscription_ids,
+        } => Op::PutQueue {
+            client_id: client_id.as_str().to_owned(),
+            seq,
+            record: QueueRecord {
+                body: seq,
+                qos: qos.as_u8(),
+                delivery: Delivery::Sent(packet_id.get()),
+                subscription_ids: subscription_ids
+                    .into_iter()
+                    .map(SubscriptionId::get)
+                    .collect(),
             },
         },
         StoreOp::ReleaseQueue {
@@ -243,7 +330,7 @@ fn op(op: StoreOp) -> Op {
                 body: seq,
                 qos: QoS::ExactlyOnce.as_u8(),
                 delivery: Delivery::Released(packet_id.get()),
-                subscription_id: None,
+                subscription_ids: Vec::new(),
             },
         },
         StoreOp::PutIncoming {
@@ -316,15 +403,51 @@ fn properties_from_bytes(b: &[u8]) -> PublishProperties {
     }
 }
 
-fn retained_body(m: &RetainedMessage) -> BodyRecord {
+fn retained_body(m: &RetainedMessage, expires_at_ms: Option<u64>) -> BodyRecord {
     BodyRecord {
         topic: text(m.publish.topic.as_bytes()),
         payload: m.publish.payload.to_vec(),
         qos: m.publish.qos.as_u8(),
         retain: true,
         properties: properties_bytes(&m.publish.properties),
-        expires_at_ms: None,
+        expires_at_ms,
+        owner: m.owner.as_ref().map(|o| o.as_str().to_owned()),
     }
+}
+
+/// A will as opaque bytes: an MQTT 5 CONNECT that carries only it.
+fn will_bytes(will: Will) -> Vec<u8> {
+    let connect = Connect {
+        protocol: ProtocolVersion::V5,
+        client_id: MqttString::from_static("w"),
+        will: Some(will),
+        ..Connect::default()
+    };
+    let mut out = Vec::new();
+    match Packet::Connect(Box::new(connect)).encode(ProtocolVersion::V5, &mut out) {
+        Ok(()) => out,
+        Err(_) => Vec::new(),
+    }
+}
+
+fn will_from_bytes(b: &[u8]) -> Option<Will> {
+    match Packet::decode_exact(Bytes::copy_from_slice(b), ProtocolVersion::V5) {
+        Ok(Packet::Connect(c)) => c.will,
+        _ => None,
+    }
+}
+
+/// The Message Expiry Interval a loaded message has left, written into
+/// its properties; `None`: it expired while the broker was down.
+fn expiry_left(
+    properties: &mut PublishProperties,
+    expires_at_ms: Option<u64>,
+    clock: WallClock,
+) -> Option<()> {
+    if let Some(at) = expires_at_ms {
+        properties.message_expiry_interval = Some(clock.seconds_left(at)?);
+    }
+    Some(())
 }
 
 /// What the store loaded, as the core's start-up state: queued messages'
@@ -335,9 +458,13 @@ fn stored_state(
     db: &Db,
     loaded: Loaded,
     queue: QueueLimits,
+    clock: WallClock,
 ) -> Result<StoredState, tern_store::StoreError> {
     let mut state = StoredState::default();
     let mut bodies: BTreeMap<u64, Option<(Arc<MessageBody>, bool)>> = BTreeMap::new();
+    // What expired while the broker was down (or no longer makes a valid
+    // message) is deleted from disk, not only left unloaded.
+    let mut stale = Vec::new();
     for (topic, body) in loaded.retained {
         let (Ok(name), Ok(mqtt)) = (
             TopicName::from_bytes(Bytes::from(topic.clone().into_bytes())),
@@ -352,12 +479,20 @@ fn stored_state(
             payload: Bytes::from(body.payload),
             ..Publish::default()
         };
-        *publish.properties = properties_from_bytes(&body.properties);
+        let mut properties = properties_from_bytes(&body.properties);
+        if expiry_left(&mut properties, body.expires_at_ms, clock).is_none() {
+            stale.push(Op::DeleteRetained {
+                topic: publish.topic.as_str().to_owned(),
+            });
+            continue;
+        }
+        *publish.properties = properties;
         state.retained.push((
             name,
             RetainedMessage {
                 publish,
                 stored_at: Instant::ZERO,
+                owner: body.owner.and_then(|o| MqttString::try_from(o).ok()),
             },
         ));
     }
@@ -365,6 +500,7 @@ fn stored_state(
         let Ok(client_id) = MqttString::try_from(s.record.client_id) else {
             continue;
         };
+        let owner = client_id.as_str().to_owned();
         let mut session = ServerSession::new(client_id, queue);
         let mut subscriptions = Vec::with_capacity(s.subscriptions.len());
         for (filter, r) in s.subscriptions {
@@ -389,25 +525,32 @@ fn stored_state(
             session.restore_incoming(id);
         }
         // A QoS 2 message whose PUBREC came is owed its PUBREL (resent,
-        // never the PUBLISH); any other is sent again as a new PUBLISH.
+        // never the PUBLISH); one in flight is resent with its packet
+        // identifier and DUP [MQTT-4.4.0-1]; one queued waits its turn.
         for (seq, r) in s.queue {
             let body = match bodies.get(&r.body) {
                 Some(b) => b.clone(),
                 None => {
-                    let b = db.body(r.body)?.and_then(|b| message_body(r.body, b));
+                    let b = db
+                        .body(r.body)?
+                        .and_then(|b| message_body(r.body, b, clock));
                     bodies.insert(r.body, b.clone());
                     b
                 }
             };
             let (Some((body, _retain)), Some(qos)) = (body, QoS::from_u8(r.qos)) else {
+                stale.push(Op::DeleteQueue {
+                    client_id: owner.clone(),
+                    seq,
+                });
                 continue;
             };
             debug_assert_eq!(body.tag.map(|t| t.get()), Some(seq));
             let mut delivery = tern_session::Delivery::new(body, qos, false);
             delivery.subscription_ids = r
-                .subscription_id
-                .and_then(SubscriptionId::new)
-                .into_iter()
+                .subscription_ids
+                .iter()
+                .filter_map(|&id| SubscriptionId::new(id))
                 .collect();
             match r.delivery {
                 Delivery::Released(id) => {
@@ -415,26 +558,54 @@ fn stored_state(
                         session.restore_released(Instant::ZERO, delivery, id);
                     }
                 }
-                Delivery::Queued | Delivery::Sent(_) => {
+                Delivery::Sent(id) => {
+                    let restored = tern_codec::PacketId::new(id).is_some_and(|id| {
+                        session.restore_sent(Instant::ZERO, delivery.clone(), id)
+                    });
+                    if !restored {
+                        let _ = session.enqueue(Instant::ZERO, delivery);
+                    }
+                }
+                Delivery::Queued => {
                     let _ = session.enqueue(Instant::ZERO, delivery);
                 }
             }
         }
+        // Online when the broker stopped (no end stored): its will is
+        // owed; offline: its waiting will and its end, as the core's time.
+        let will = s.record.will.as_deref().and_then(will_from_bytes);
+        let (pending_will, lost_will) = match (will, s.record.will_due_ms) {
+            (Some(w), Some(due)) => (Some((w, clock.core(due))), None),
+            (w, _) => (None, w),
+        };
         state.sessions.push(StoredSession {
             session,
             subscriptions,
             expiry_interval: s.record.expiry_interval,
-            expires_at: None,
-            pending_will: None,
+            expires_at: s.record.expires_at_ms.map(|at| clock.core(at)),
+            pending_will,
+            lost_will,
+            username: s
+                .record
+                .user_name
+                .and_then(|u| MqttString::try_from(u).ok()),
         });
+    }
+    if !stale.is_empty() {
+        tracing::info!(
+            "store: {} expired or unusable messages deleted",
+            stale.len()
+        );
+        db.apply(&stale, true)?;
     }
     Ok(state)
 }
 
 /// A stored body as the core's shared [`MessageBody`], tagged with its id.
-fn message_body(id: u64, b: BodyRecord) -> Option<(Arc<MessageBody>, bool)> {
+fn message_body(id: u64, b: BodyRecord, clock: WallClock) -> Option<(Arc<MessageBody>, bool)> {
     let topic = MqttString::try_from(b.topic).ok()?;
-    let properties = properties_from_bytes(&b.properties);
+    let mut properties = properties_from_bytes(&b.properties);
+    expiry_left(&mut properties, b.expires_at_ms, clock)?;
     Some((
         Arc::new(MessageBody {
             topic,

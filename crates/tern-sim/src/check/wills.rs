@@ -22,7 +22,7 @@
 use super::{Checker, Verdict};
 use crate::model::{Model, MsgId, Obs, Role, WillState};
 use std::collections::BTreeSet;
-use tern_broker::Broker;
+use tern_broker::{Broker, BrokerEvent, Refusal};
 use tern_codec::{Packet, QoS};
 use tern_session::{ClientEvent, Instant};
 
@@ -50,6 +50,18 @@ impl Checker for Wills {
                 ..
             } if model.roles.get(*client) == Some(&Role::WillWatcher) => {
                 self.watching_since.get_or_insert(now);
+            }
+            // Its SUBSCRIBE refused at a limit: it watches nothing.
+            Obs::Broker {
+                client: Some(client),
+                event:
+                    BrokerEvent::Refused {
+                        what: Refusal::Subscribe(_),
+                        ..
+                    },
+                ..
+            } if model.roles.get(*client) == Some(&Role::WillWatcher) => {
+                self.watching_since = None;
             }
             Obs::BrokerSent {
                 client,

@@ -29,6 +29,7 @@ pub(crate) fn batch(seq: u64, protocol: u8, payload_len: usize) -> Vec<Op> {
                 retain: false,
                 properties: vec![],
                 expires_at_ms: None,
+                owner: None,
             },
         },
     ];
@@ -40,7 +41,7 @@ pub(crate) fn batch(seq: u64, protocol: u8, payload_len: usize) -> Vec<Op> {
                 body: seq,
                 qos: 1,
                 delivery: Delivery::Queued,
-                subscription_id: None,
+                subscription_ids: Vec::new(),
             },
         });
     }
