@@ -55,7 +55,10 @@ pub(crate) const STEPS: &[(&str, &str)] = &[
         "no_std",
         "builds the codec, topic and session crates into a no_std binary",
     ),
-    ("simulation", "500 seeds each of the light and heavy faults"),
+    (
+        "simulation",
+        "500 seeds each of the light and heavy faults, 300 crash-point seeds",
+    ),
     (
         "packaging",
         "cargo package of each published crate (own CARGO_HOME)",
@@ -215,8 +218,9 @@ pub(crate) fn command(args: &[String]) -> Result<(), String> {
         .arg(&nostd_target))?;
 
     step("simulation");
-    // A fixed range of seeds per fault profile, in release mode; the long
-    // run is `cargo xtask sim --seeds 100000 --faults heavy`.
+    // A fixed range of seeds per fault profile, and of crash points, in
+    // release mode; the long runs are `cargo xtask sim --seeds 100000
+    // --faults heavy` and `cargo xtask sim --crash --seeds 10000`.
     sim::ci()?;
 
     step("packaging");

@@ -13,6 +13,12 @@
 mod core;
 #[cfg(feature = "server")]
 pub mod server;
+// `--data-dir`: the core's storage operations as tern-store's, and start-up
+// from what the store holds. Its file sits with the server it serves; the
+// `store` feature (on with `server`) builds it alone for the simulator.
+#[cfg(feature = "store")]
+#[path = "server/storage.rs"]
+pub mod storage;
 
 pub use crate::core::BRIDGED_PROPERTY;
 pub use crate::core::security;

@@ -74,8 +74,9 @@
 //! restart resets its socket and comes back with its persisted session or a
 //! new one (clean start); a broker restart is graceful
 //! (`Broker::shutdown`, drain, then a new broker from the same store).
-//! Crash restarts of the broker need the durable store and are on the
-//! roadmap.
+//! Crash restarts are the [`crash`] module's (`tern-sim --crash`): a
+//! durable broker on a simulated disk, crashed at random times and
+//! restarted through the production recovery on what the disk kept.
 //!
 //! # Checkers
 //!
@@ -92,6 +93,7 @@
 pub mod app;
 pub mod auth;
 pub mod check;
+pub mod crash;
 mod fault;
 pub mod link;
 pub mod model;

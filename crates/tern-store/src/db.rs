@@ -256,16 +256,61 @@ impl Db {
             }
             Err(e) => return Err(e),
         };
+        Self::with_log(db, path, |checkpoint| {
+            crate::wal::Wal::open(dir, checkpoint)
+        })
+    }
+
+    /// The store on a simulated disk (the crash simulator): the same
+    /// start-up as [`Db::open`] (redb's own repair, then the log's replay
+    /// above the checkpoint), with both files on `disk`.
+    #[cfg(feature = "sim")]
+    pub fn open_on(disk: &crate::sim_disk::SimDisk) -> Result<Self, StoreError> {
+        let path = PathBuf::from(format!("<simulated>/{FILE}"));
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Self::builder().create_with_backend(disk.file(FILE))
+        }));
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            // As `open`: a file redb cannot open is set aside, and the
+            // broker starts with an empty store.
+            failed => {
+                let e = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "redb panicked opening it".into(),
+                };
+                let aside = disk.set_aside(FILE);
+                tracing::error!(
+                    "{}: cannot be opened ({e}); set aside as {aside} and starting with an empty store",
+                    path.display()
+                );
+                Self::builder()
+                    .create_with_backend(disk.file(FILE))
+                    .map_err(db_err)?
+            }
+        };
+        let log = PathBuf::from(format!("<simulated>/{}", crate::wal::LOG_FILE));
+        Self::with_log(db, path, |checkpoint| {
+            crate::wal::Wal::on(Box::new(disk.file(crate::wal::LOG_FILE)), log, checkpoint)
+        })
+    }
+
+    /// The rest of start-up on an open redb file: tables, then whatever
+    /// the log holds above the checkpoint goes into redb in one durable
+    /// commit, and the log starts again.
+    fn with_log(
+        db: redb::Database,
+        path: PathBuf,
+        open_log: impl FnOnce(u64) -> Result<(crate::wal::Wal, Vec<crate::wal::Logged>), StoreError>,
+    ) -> Result<Self, StoreError> {
         let mut this = Self {
             db,
             path,
             wal: None,
         };
         this.create_tables()?;
-        // Whatever the log holds above the checkpoint goes into redb now,
-        // in one durable commit; the log then starts again.
         let checkpoint = this.checkpoint_seq()?;
-        let (mut wal, replay) = crate::wal::Wal::open(dir, checkpoint)?;
+        let (mut wal, replay) = open_log(checkpoint)?;
         if let Some(&(last, _)) = replay.last() {
             let n: usize = replay.iter().map(|(_, ops)| ops.len()).sum();
             tracing::info!(
@@ -332,13 +377,7 @@ impl Db {
     fn open_file(path: &Path) -> Result<redb::Database, StoreError> {
         // redb asserts on some damage (a file shorter than its header says)
         // instead of returning an error: treat that as damage too.
-        let opened = std::panic::catch_unwind(|| {
-            redb::Database::builder()
-                .set_repair_callback(|_| {
-                    tracing::warn!("store: repairing after an unclean stop");
-                })
-                .create(path)
-        });
+        let opened = std::panic::catch_unwind(|| Self::builder().create(path));
         match opened {
             Ok(Ok(db)) => Ok(db),
             Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
@@ -349,6 +388,15 @@ impl Db {
                 "the database file is damaged (redb panicked opening it)".into(),
             )),
         }
+    }
+
+    /// redb's builder as every store opens it.
+    fn builder() -> redb::Builder {
+        let mut builder = redb::Database::builder();
+        builder.set_repair_callback(|_| {
+            tracing::warn!("store: repairing after an unclean stop");
+        });
+        builder
     }
 
     fn create_tables(&self) -> Result<(), StoreError> {

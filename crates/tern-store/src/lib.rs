@@ -14,6 +14,11 @@
 //!   replays what the log holds beyond it. The broker releases the
 //!   acknowledgements a batch covers only then.
 //! - [`check`] and [`dump`]: `tern store check DIR` and `tern store dump DIR`.
+//! - [`LogWriter`]: the storage thread's work without the thread or a
+//!   clock, for a deterministic driver; the thread runs on it too.
+//! - [`LogFile`]: the log's file operations, and with the `sim` feature
+//!   `sim_disk`: a simulated disk for both files, whose crash loses every
+//!   unsynced write and may tear the last one (tern-sim's crash points).
 //!
 //! This crate knows nothing of MQTT packets: the broker maps its state to
 //! the records here (properties and wills are opaque bytes it encoded).
@@ -39,14 +44,18 @@
 
 mod crc;
 mod db;
+mod files;
 mod inspect;
 pub mod record;
+#[cfg(feature = "sim")]
+pub mod sim_disk;
 mod thread;
 mod wal;
 
 pub use db::{Db, FILE, Loaded, LoadedSession, Op, StoreError};
+pub use files::LogFile;
 pub use inspect::{Report, check, dump};
-pub use thread::{Storage, Sync, Synced};
+pub use thread::{LogWriter, Storage, Sync, Synced};
 pub use wal::LOG_FILE;
 
 #[cfg(test)]

@@ -130,7 +130,7 @@ impl Rng {
 }
 
 #[path = "../tests/support/batches.rs"]
-mod batches;
+pub(crate) mod batches;
 
 fn batch(seq: u64) -> Vec<Op> {
     batches::batch(seq, 4, 300)

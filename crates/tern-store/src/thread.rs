@@ -85,25 +85,90 @@ fn gather(first: Msg, rx: &mpsc::Receiver<Msg>) -> (Vec<Op>, Option<u64>, bool) 
     (ops, seq, false)
 }
 
+/// The storage thread's work on the log, without the thread or a clock:
+/// append a group, sync it, checkpoint into redb. The thread drives it
+/// with its timing rules; the crash simulator drives the same calls on
+/// virtual time over a simulated disk.
+#[derive(Debug)]
+pub struct LogWriter {
+    db: Db,
+    wal: Wal,
+    pending: Pending,
+    checkpoint_bytes: u64,
+}
+
+impl LogWriter {
+    /// The writer of a store opened with its log ([`Db::open`]); gives the
+    /// store back when it has none.
+    pub fn new(mut db: Db) -> Result<Self, Box<Db>> {
+        match db.wal.take() {
+            Some(wal) => Ok(Self {
+                db,
+                wal,
+                pending: Pending::default(),
+                checkpoint_bytes: CHECKPOINT_BYTES,
+            }),
+            None => Err(Box::new(db)),
+        }
+    }
+
+    /// Checkpoint once the log holds this many bytes (8 MiB unless set).
+    pub fn set_checkpoint_bytes(&mut self, bytes: u64) {
+        self.checkpoint_bytes = bytes;
+    }
+
+    /// Appends `ops` (one group) to the log as one record: written, not
+    /// yet durable.
+    pub fn append(&mut self, ops: Vec<Op>) -> Result<(), StoreError> {
+        self.wal.append(&ops)?;
+        for op in ops {
+            self.pending.push(op);
+        }
+        Ok(())
+    }
+
+    /// Makes every record appended so far durable (one `fdatasync`).
+    pub fn sync(&mut self) -> Result<(), StoreError> {
+        self.wal.sync()
+    }
+
+    /// Bytes in the log since the last checkpoint.
+    pub fn logged(&self) -> u64 {
+        self.wal.used()
+    }
+
+    /// Whether the log has grown to the checkpoint size.
+    pub fn wants_checkpoint(&self) -> bool {
+        self.wal.used() >= self.checkpoint_bytes
+    }
+
+    /// Applies what the log holds (minus what cancelled out) to redb in one
+    /// durable transaction, and starts the log again.
+    pub fn checkpoint(&mut self) -> Result<(), StoreError> {
+        let ops = self.pending.take();
+        let db = &self.db;
+        guarded(|| db.checkpoint(&ops, self.wal.next_seq() - 1))?;
+        self.wal.rewind();
+        Ok(())
+    }
+
+    /// The store.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+}
+
 /// With the log: each group is one record and (under [`Sync::Always`])
 /// one `fdatasync`; redb is written at checkpoints only.
 fn run_logged(
-    db: &Db,
-    mut wal: Wal,
+    mut log: LogWriter,
     sync: Sync,
     rx: &mpsc::Receiver<Msg>,
     mut on_synced: impl FnMut(Result<Synced, StoreError>),
 ) {
-    let mut pending = Pending::default();
     let mut last_sync = Instant::now();
     let mut last_input = Instant::now();
     let mut dirty = false;
-    let checkpoint = |wal: &mut Wal, pending: &mut Pending| -> Result<(), StoreError> {
-        let ops = pending.take();
-        guarded(|| db.checkpoint(&ops, wal.next_seq() - 1))?;
-        wal.rewind();
-        Ok(())
-    };
     loop {
         let wait = match sync {
             Sync::Interval(every) if dirty => every.saturating_sub(last_sync.elapsed()),
@@ -114,12 +179,12 @@ fn run_logged(
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 let mut r = Ok(());
                 if dirty {
-                    r = wal.sync();
+                    r = log.sync();
                     last_sync = Instant::now();
                     dirty = false;
                 }
-                if r.is_ok() && wal.used() > 0 && last_input.elapsed() >= IDLE_CHECKPOINT {
-                    r = checkpoint(&mut wal, &mut pending);
+                if r.is_ok() && log.logged() > 0 && last_input.elapsed() >= IDLE_CHECKPOINT {
+                    r = log.checkpoint();
                 }
                 if let Err(e) = r {
                     on_synced(Err(e));
@@ -136,9 +201,9 @@ fn run_logged(
                 Sync::Always => true,
                 Sync::Interval(every) => close || last_sync.elapsed() >= every,
             };
-            let r = wal.append(&ops).and_then(|_| {
+            let r = log.append(ops).and_then(|()| {
                 if durable {
-                    wal.sync()?;
+                    log.sync()?;
                 }
                 Ok(())
             });
@@ -153,12 +218,9 @@ fn run_logged(
                 dirty = true;
             }
             on_synced(Ok(Synced { seq }));
-            for op in ops {
-                pending.push(op);
-            }
         }
-        if close || wal.used() >= CHECKPOINT_BYTES {
-            if let Err(e) = checkpoint(&mut wal, &mut pending) {
+        if close || log.wants_checkpoint() {
+            if let Err(e) = log.checkpoint() {
                 on_synced(Err(e));
                 return;
             }
@@ -238,16 +300,16 @@ impl Storage {
     /// gets the error and the thread stops (nothing later is reported, so
     /// nothing later is acknowledged).
     pub fn spawn(
-        mut db: Db,
+        db: Db,
         sync: Sync,
         on_synced: impl FnMut(Result<Synced, StoreError>) + Send + 'static,
     ) -> Self {
         let (tx, rx) = mpsc::channel::<Msg>();
         let thread = std::thread::Builder::new()
             .name("tern-store".into())
-            .spawn(move || match db.wal.take() {
-                Some(wal) => run_logged(&db, wal, sync, &rx, on_synced),
-                None => run_direct(&db, sync, &rx, on_synced),
+            .spawn(move || match LogWriter::new(db) {
+                Ok(log) => run_logged(log, sync, &rx, on_synced),
+                Err(db) => run_direct(&db, sync, &rx, on_synced),
             })
             .map_err(|e| tracing::error!("cannot start the storage thread: {e}"))
             .ok();

@@ -22,10 +22,9 @@
 
 use crate::crc::crc32_parts;
 use crate::db::{Op, StoreError};
+use crate::files::LogFile;
 use crate::record::{BodyRecord, Corrupt, Delivery, QueueRecord, Reader, Record, SessionRecord};
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// The log's file name inside the data directory.
@@ -43,7 +42,7 @@ pub(crate) type Logged = (u64, Vec<Op>);
 /// The open log.
 #[derive(Debug)]
 pub(crate) struct Wal {
-    file: File,
+    file: Box<dyn LogFile>,
     path: PathBuf,
     /// Where the next record goes.
     pos: u64,
@@ -64,15 +63,23 @@ impl Wal {
     /// `checkpoint`, in order. The next record is written after them.
     pub(crate) fn open(dir: &Path, checkpoint: u64) -> Result<(Self, Vec<Logged>), StoreError> {
         let path = dir.join(LOG_FILE);
-        let mut file = std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(&path)
             .map_err(io_err(&path))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(io_err(&path))?;
+        Self::on(Box::new(file), path, checkpoint)
+    }
+
+    /// The same on any [`LogFile`] (`path` names it in errors and log lines).
+    pub(crate) fn on(
+        mut file: Box<dyn LogFile>,
+        path: PathBuf,
+        checkpoint: u64,
+    ) -> Result<(Self, Vec<Logged>), StoreError> {
+        let bytes = file.read_all().map_err(io_err(&path))?;
         let allocated = bytes.len() as u64;
         let (records, end) = read_records(&bytes, &path);
         let mut wal = Self {
@@ -124,16 +131,12 @@ impl Wal {
             // Zero-fill the next chunks, made durable now, so the group
             // syncs that follow change no file size.
             let to = end.div_ceil(CHUNK) * CHUNK;
-            self.file
-                .seek(SeekFrom::Start(self.allocated))
-                .map_err(&err)?;
             let zeros = vec![0u8; (to - self.allocated) as usize];
-            self.file.write_all(&zeros).map_err(&err)?;
+            self.file.write_at(self.allocated, &zeros).map_err(&err)?;
             self.file.sync_all().map_err(&err)?;
             self.allocated = to;
         }
-        self.file.seek(SeekFrom::Start(self.pos)).map_err(&err)?;
-        self.file.write_all(&self.buf).map_err(&err)?;
+        self.file.write_at(self.pos, &self.buf).map_err(&err)?;
         self.pos = end;
         self.seq = seq;
         Ok(seq)

@@ -77,7 +77,9 @@ mod reload;
 pub mod security;
 mod security_changes;
 mod settings;
-mod storage;
+// The storage mapping lives at `crate::storage` (feature `store`, which
+// `server` turns on), so the simulator reaches it without tokio.
+use crate::storage;
 pub mod tls;
 mod websocket;
 

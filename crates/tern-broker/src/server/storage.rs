@@ -25,11 +25,14 @@
 
 use crate::{RetainedMessage, StoreOp, StoredSession, StoredState};
 use bytes::Bytes;
+#[cfg(feature = "server")]
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::num::NonZeroU64;
+#[cfg(feature = "server")]
 use std::path::PathBuf;
 use std::sync::Arc;
+#[cfg(feature = "server")]
 use std::time::Duration;
 use tern_codec::{
     Connect, MqttString, Packet, ProtocolVersion, Publish, PublishProperties, QoS, RetainHandling,
@@ -37,10 +40,14 @@ use tern_codec::{
 };
 use tern_session::{Instant, MessageBody, QueueLimits, ServerSession};
 use tern_store::record::{BodyRecord, Delivery, QueueRecord, SessionRecord, SubscriptionRecord};
-use tern_store::{Db, Loaded, Op, Storage, Sync};
+use tern_store::{Db, Loaded, Op};
+#[cfg(feature = "server")]
+use tern_store::{Storage, Sync};
 use tern_topic::TopicName;
+#[cfg(feature = "server")]
 use tokio::sync::mpsc;
 
+#[cfg(feature = "server")]
 /// The `[storage]` table: where and how the broker keeps its state on
 /// disk. Without `dir` (and without `--data-dir`) it keeps it in memory
 /// only.
@@ -55,6 +62,7 @@ pub struct StorageSettings {
     pub sync_interval_ms: u64,
 }
 
+#[cfg(feature = "server")]
 impl Default for StorageSettings {
     fn default() -> Self {
         Self {
@@ -65,6 +73,7 @@ impl Default for StorageSettings {
     }
 }
 
+#[cfg(feature = "server")]
 /// `sync = "always"` or `"interval"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -81,6 +90,7 @@ pub enum SyncMode {
     Interval,
 }
 
+#[cfg(feature = "server")]
 /// An open store: the storage thread, what start-up loaded, the channel
 /// its completions come back on (`Err`: the store failed, and no later
 /// batch will complete), and the wall clock at the core's time zero.
@@ -94,14 +104,34 @@ pub(crate) struct Opened {
 /// The wall clock at the core's time zero: the core's time is the time
 /// since `zero`, and `zero` was `zero_ms` Unix milliseconds.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct WallClock {
+pub struct WallClock {
     /// The core's time zero (the driver's epoch).
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub(crate) zero: std::time::Instant,
     zero_ms: u64,
 }
 
 impl WallClock {
+    /// A clock whose time zero was `zero_ms` Unix milliseconds, for a
+    /// driver with its own time (the crash simulator, which never reads
+    /// `zero`).
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "`zero` is only read by the server's driver; the simulator never reads it"
+    )]
+    pub fn fixed(zero_ms: u64) -> Self {
+        Self {
+            zero: std::time::Instant::now(),
+            zero_ms,
+        }
+    }
+
     /// Reads the wall clock now: the core's time zero is now.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the shell reads the wall clock once, at start-up"
+    )]
     pub(crate) fn start() -> Self {
         let zero_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -130,6 +160,7 @@ impl WallClock {
     }
 }
 
+#[cfg(feature = "server")]
 /// Opens the store in `settings.dir`, loads it and starts the storage
 /// thread; `None` without a directory.
 pub(crate) fn open(
@@ -140,22 +171,8 @@ pub(crate) fn open(
         return Ok(None);
     };
     let db = Db::open(dir)?;
-    let loaded = db.load()?;
-    if loaded.set_aside > 0 {
-        tracing::warn!(
-            "store {}: {} corrupt or orphaned records set aside",
-            dir.display(),
-            loaded.set_aside
-        );
-    }
-    tracing::info!(
-        "store {}: {} sessions, {} retained messages",
-        dir.display(),
-        loaded.sessions.len(),
-        loaded.retained.len()
-    );
     let clock = WallClock::start();
-    let state = stored_state(&db, loaded, queue, clock)?;
+    let state = recover(&db, queue, clock)?;
     let sync = match settings.sync {
         SyncMode::Always => Sync::Always,
         SyncMode::Interval => Sync::Interval(Duration::from_millis(settings.sync_interval_ms)),
@@ -172,8 +189,33 @@ pub(crate) fn open(
     }))
 }
 
+/// Start-up from an open store (its log already replayed by
+/// [`Db::open`]): loads it, setting corrupt records aside with a log line,
+/// and returns the core's start-up state. `tern broker --data-dir` and the
+/// crash simulator both start here.
+pub fn recover(
+    db: &Db,
+    queue: QueueLimits,
+    clock: WallClock,
+) -> Result<StoredState, tern_store::StoreError> {
+    let loaded = db.load()?;
+    let place = db.path().display();
+    if loaded.set_aside > 0 {
+        tracing::warn!(
+            "store {place}: {} corrupt or orphaned records set aside",
+            loaded.set_aside
+        );
+    }
+    tracing::info!(
+        "store {place}: {} sessions, {} retained messages",
+        loaded.sessions.len(),
+        loaded.retained.len()
+    );
+    stored_state(db, loaded, queue, clock)
+}
+
 /// The core's operations as tern-store's (its times as wall-clock time).
-pub(crate) fn ops(ops: Vec<StoreOp>, clock: WallClock) -> Vec<Op> {
+pub fn ops(ops: Vec<StoreOp>, clock: WallClock) -> Vec<Op> {
     ops.into_iter().map(|o| op(o, clock)).collect()
 }
 
