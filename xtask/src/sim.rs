@@ -76,10 +76,10 @@ pub(crate) fn ci() -> Result<(), String> {
         command(&args)?;
     }
     // The crash points. Subscriptions at QoS 1 only for now: with QoS 2
-    // ones about half the seeds fail, because a restored in-flight message
-    // goes out with a new packet identifier (a QoS 2 duplicate, or a new
-    // message swallowed as a resend of an old identifier; issue 14). The
-    // full mix is `cargo xtask sim --crash --seeds 10000`.
+    // ones about one seed in eight fails, because a QoS 2 message goes out
+    // before the record of its packet identifier is synced, and a crash
+    // that loses the record sends it again under a new one (a duplicate;
+    // issue 14). The full mix is `cargo xtask sim --crash --seeds 10000`.
     let crash: Vec<String> = [
         "--crash",
         "--seeds",

@@ -12,7 +12,7 @@
 use bytes::Bytes;
 use core::time::Duration;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use tern_broker::{BrokerEvent, Refusal};
+use tern_broker::{BrokerEvent, Limit, Refusal};
 use tern_codec::{Packet, PacketId, Publish, QoS, ReasonCode};
 use tern_session::{ClientEvent, CloseReason, Instant};
 
@@ -756,9 +756,18 @@ impl Model {
 
     fn broker_event(&mut self, now: Instant, link: Option<u64>, event: &BrokerEvent) {
         match event {
+            // Refused before routing (the memory budget, a client's share
+            // of it, a topic over a limit); a `Queue` or `Retained` refusal
+            // comes after the message was routed and stays routed.
             BrokerEvent::Refused {
                 what: Refusal::Publish(topic),
-                limit: Some(_),
+                limit:
+                    Some(
+                        Limit::Memory
+                        | Limit::ClientMemory
+                        | Limit::TopicLevels
+                        | Limit::TopicLength,
+                    ),
                 ..
             } => {
                 if let Some(link) = link {
