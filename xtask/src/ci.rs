@@ -64,7 +64,7 @@ pub(crate) const STEPS: &[(&str, &str)] = &[
         "cargo package of each published crate (own CARGO_HOME)",
     ),
     ("cargo-deny", "licenses, bans, sources (offline)"),
-    ("fuzz smoke", "each fuzz target for 20 s"),
+    ("fuzz smoke", "each fuzz target for 15 s"),
 ];
 
 /// The no_std check crate, its own workspace (see its Cargo.toml).
@@ -77,7 +77,7 @@ const CARGO_DENY_VERSION: &str = "0.20.2";
 const CRASH_SMOKE_RUNS: u32 = 3;
 
 /// Seconds each fuzz target runs in CI.
-const FUZZ_SMOKE_SECONDS: u64 = 20;
+const FUZZ_SMOKE_SECONDS: u64 = 15;
 
 /// Library crates that must package (and so publish) on their own.
 const PUBLISHED: &[&str] = &[
