@@ -35,6 +35,22 @@ fn connected(broker: &mut Broker, id: &'static str, persistent: bool) -> ConnId 
     conn
 }
 
+/// Subscribes `conn` (MQTT 5) to `filter` at QoS 1.
+fn subscribe(broker: &mut Broker, conn: ConnId, filter: &'static str) {
+    send(
+        broker,
+        conn,
+        Subscribe {
+            packet_id: PacketId::new(1).unwrap(),
+            filters: vec![SubscribeFilter {
+                filter: MqttString::from_static(filter),
+                options: SubscriptionOptions::with_qos(QoS::AtLeastOnce),
+            }],
+            properties: Default::default(),
+        },
+    );
+}
+
 fn publish(topic: &'static str, payload: usize, retain: bool, id: u16) -> Publish {
     Publish {
         qos: QoS::AtLeastOnce,
@@ -54,18 +70,7 @@ fn every_part_grows_with_what_clients_leave_and_returns_to_nothing() {
     let sub = connected(&mut broker, "sub", true);
     let before = broker.memory_use();
     assert!(before.connections > 0 && before.sessions > 0, "{before:?}");
-    send(
-        &mut broker,
-        sub,
-        Subscribe {
-            packet_id: PacketId::new(1).unwrap(),
-            filters: vec![SubscribeFilter {
-                filter: MqttString::from_static("a/b/c"),
-                options: SubscriptionOptions::with_qos(QoS::AtLeastOnce),
-            }],
-            properties: Default::default(),
-        },
-    );
+    subscribe(&mut broker, sub, "a/b/c");
     let subscribed = broker.memory_use();
     assert!(subscribed.subscriptions > 5, "{subscribed:?}");
     // Offline, its session queues what is published for it.
@@ -111,18 +116,7 @@ fn a_message_dropped_on_the_way_out_leaves_the_account() {
     };
     c.properties.maximum_packet_size = std::num::NonZeroU32::new(200);
     send(&mut broker, sub, Packet::Connect(Box::new(c)));
-    send(
-        &mut broker,
-        sub,
-        Subscribe {
-            packet_id: PacketId::new(1).unwrap(),
-            filters: vec![SubscribeFilter {
-                filter: MqttString::from_static("big"),
-                options: SubscriptionOptions::with_qos(QoS::AtLeastOnce),
-            }],
-            properties: Default::default(),
-        },
-    );
+    subscribe(&mut broker, sub, "big");
     let publisher = connected(&mut broker, "pub", false);
     let idle = broker.memory_use();
     send(&mut broker, publisher, publish("big", 1_000, false, 1));
@@ -169,18 +163,7 @@ fn a_qos2_publish_refused_at_the_budget_can_be_sent_again() {
     };
     let mut broker = Broker::new(BrokerConfig::default(), Instant::ZERO);
     let sub = connected(&mut broker, "sub", true);
-    send(
-        &mut broker,
-        sub,
-        Subscribe {
-            packet_id: PacketId::new(1).unwrap(),
-            filters: vec![SubscribeFilter {
-                filter: MqttString::from_static("t"),
-                options: SubscriptionOptions::with_qos(QoS::AtLeastOnce),
-            }],
-            properties: Default::default(),
-        },
-    );
+    subscribe(&mut broker, sub, "t");
     let publisher = broker.accept(Instant::ZERO);
     send4(&mut broker, publisher, connect());
     let lifted = broker.config().clone();

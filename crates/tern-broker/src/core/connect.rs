@@ -143,13 +143,10 @@ impl Broker {
         username: Option<MqttString>,
         auth_data: Option<bytes::Bytes>,
     ) {
-        if self.shutting_down {
-            self.reject(now, conn, &connect, ReasonCode::ServerUnavailable);
-            return;
-        }
         // Clustered, a client this node holds no session for is claimed
-        // from the cluster first (`handover.rs`).
-        if self.claims_first(&connect) {
+        // from the cluster first (`handover.rs`); `admit_now` refuses it
+        // if the broker is shutting down, then or after the claim.
+        if !self.shutting_down && self.claims_first(&connect) {
             self.park_for_claim(conn, connect, username, auth_data);
         } else {
             self.admit_now(now, conn, connect, username, auth_data);

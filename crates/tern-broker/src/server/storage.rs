@@ -287,38 +287,20 @@ fn op(op: StoreOp, clock: WallClock) -> Op {
             seq,
             qos,
             subscription_ids,
-        } => Op::PutQueue {
-            client_id: client_id.as_str().to_owned(),
-            seq,
-            record: QueueRecord {
-                body: seq,
-                qos: qos.as_u8(),
-                delivery: Delivery::Queued,
-                subscription_ids: subscription_ids
-                    .into_iter()
-                    .map(SubscriptionId::get)
-                    .collect(),
-            },
-        },
+        } => put_queue(&client_id, seq, qos, Delivery::Queued, subscription_ids),
         StoreOp::SentQueue {
             client_id,
             seq,
             qos,
             packet_id,
             subscription_ids,
-        } => Op::PutQueue {
-            client_id: client_id.as_str().to_owned(),
+        } => put_queue(
+            &client_id,
             seq,
-            record: QueueRecord {
-                body: seq,
-                qos: qos.as_u8(),
-                delivery: Delivery::Sent(packet_id.get()),
-                subscription_ids: subscription_ids
-                    .into_iter()
-                    .map(SubscriptionId::get)
-                    .collect(),
-            },
-        },
+            qos,
+            Delivery::Sent(packet_id.get()),
+            subscription_ids,
+        ),
         StoreOp::ReleaseQueue {
             client_id,
             seq,
@@ -619,6 +601,29 @@ fn message_body(id: u64, b: BodyRecord, clock: WallClock) -> Option<(Arc<Message
         }),
         b.retain,
     ))
+}
+
+/// A queue entry's record: its body shares its sequence number.
+fn put_queue(
+    client_id: &MqttString,
+    seq: u64,
+    qos: QoS,
+    delivery: Delivery,
+    subscription_ids: Vec<SubscriptionId>,
+) -> Op {
+    Op::PutQueue {
+        client_id: client_id.as_str().to_owned(),
+        seq,
+        record: QueueRecord {
+            body: seq,
+            qos: qos.as_u8(),
+            delivery,
+            subscription_ids: subscription_ids
+                .into_iter()
+                .map(SubscriptionId::get)
+                .collect(),
+        },
+    }
 }
 
 #[cfg(test)]
