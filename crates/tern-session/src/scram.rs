@@ -520,6 +520,10 @@ fn prepare_username(name: String) -> Result<String, ScramError> {
     #[cfg(feature = "saslprep")]
     {
         match stringprep::saslprep(&name) {
+            // Characters SASLprep maps to nothing can leave no name at all.
+            Ok(prepared) if prepared.is_empty() => Err(ScramError::Malformed(
+                "the user name is empty after SASLprep (RFC 4013)",
+            )),
             Ok(prepared) if prepared.as_ref() == name => Ok(name),
             Ok(prepared) => Ok(String::from(prepared.as_ref())),
             Err(_) => Err(ScramError::Malformed(
@@ -793,5 +797,15 @@ mod tests {
         ] {
             assert_eq!(client.server_first(bad), Err(want));
         }
+    }
+
+    /// A user name SASLprep maps to nothing (U+FE0B, a variation selector)
+    /// is refused, not taken as an empty name (found by the `scram` fuzz
+    /// target).
+    #[cfg(feature = "saslprep")]
+    #[test]
+    fn a_user_name_saslprep_maps_to_nothing_is_refused() {
+        let first = "n,,n=\u{FE0B},r=cnonce";
+        assert!(ClientFirst::parse(first.as_bytes()).is_err());
     }
 }
